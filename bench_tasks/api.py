@@ -1,0 +1,173 @@
+"""The contracts between the runner, tasks, datasets, backbones and the results store.
+
+A *cell* is one unit of work: (backbone, task, dataset, protocol, fraction, seed) under a
+profile. The runner builds a `CellContext`, calls `Task.run(ctx)`, and stores the returned
+`CellResult` as one row in results/ (see bench_tasks/results.py for the row schema).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+# ----------------------------------------------------------------------------- profiles
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big a run is. `smoke`: CI's 2-core CPU, numbers not meaningful; `small`: one GPU,
+    SynthFace at 112; `paper`: FaRL-size settings for users' own data and GPUs."""
+
+    name: str
+    image_size: int  # classification / recognition input size on SynthFace
+    dense_size: int  # parsing / landmarks input size (FaRL: 448)
+    synthface_train: int  # SynthFace images per split (train/val/test)
+    synthface_val: int
+    synthface_test: int
+    batch_size: int
+    linear_epochs: int
+    finetune_epochs: int
+    dense_epochs: int
+    recognition_epochs: int
+    seeds: tuple[int, ...] = (0,)
+    fractions: tuple[float, ...] = (1.0,)
+    protocols: tuple[str, ...] = ("linear",)
+    num_workers: int = 0
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", image_size=64, dense_size=64, synthface_train=1200, synthface_val=300,
+        synthface_test=300, batch_size=64, linear_epochs=8, finetune_epochs=2, dense_epochs=3,
+        recognition_epochs=4, seeds=(0,), fractions=(1.0,), protocols=("linear",),
+    ),
+    "small": Profile(
+        name="small", image_size=112, dense_size=112, synthface_train=20000, synthface_val=2000,
+        synthface_test=4000, batch_size=256, linear_epochs=30, finetune_epochs=15, dense_epochs=20,
+        recognition_epochs=20, seeds=(0, 1, 2), fractions=(0.01, 0.1, 1.0),
+        protocols=("linear", "finetune"), num_workers=8,
+    ),
+    "paper": Profile(
+        name="paper", image_size=224, dense_size=448, synthface_train=100000, synthface_val=5000,
+        synthface_test=10000, batch_size=64, linear_epochs=50, finetune_epochs=50, dense_epochs=300,
+        recognition_epochs=30, seeds=(0, 1, 2), fractions=(0.01, 0.1, 1.0),
+        protocols=("linear", "finetune", "frozen"), num_workers=16,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}")
+    return PROFILES[name]
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+@dataclass(frozen=True)
+class Cell:
+    backbone: str  # URI, e.g. "random:vit_tiny" or "paco_fr:runs/x/encoder.safetensors"
+    task: str
+    dataset: str
+    protocol: str  # "linear" | "finetune" | "frozen" (task-specific ones allowed)
+    fraction: float = 1.0
+    seed: int = 0
+    profile: str = "smoke"
+
+    def key(self) -> str:
+        """Stable identity of the cell: a row with this key means the cell is done."""
+        blob = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        return (f"{self.backbone} | {self.task}/{self.dataset} | {self.protocol} "
+                f"| frac={self.fraction:g} | seed={self.seed}")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class TaskSplit(torch.utils.data.Dataset):
+    """One split of one dataset, prepared for one task.
+
+    __getitem__ returns (image, target): image a float tensor (3, H, W) in [0, 1] at the size
+    the task asked for; target task-specific (multi-hot vector, class index, (68, 2) landmark
+    tensor in pixels of the returned image, (H, W) long mask, identity index).
+    `slices` maps a slice name (e.g. "pose:large", "occlusion:yes") to a boolean array over the
+    split, used to report robustness separately. `meta` holds class names etc.
+    """
+
+    def __init__(self, name: str, split: str, meta: dict | None = None,
+                 slices: dict[str, np.ndarray] | None = None):
+        self.name = name
+        self.split = split
+        self.meta = meta or {}
+        self.slices = slices or {}
+
+
+class DatasetSpec:
+    """A registered dataset. `tasks` lists the tasks it can serve; `load` builds one split.
+    `root` is None for the embedded SynthFace; readers of real formats raise
+    `DatasetLayoutError` (with the expected layout) when the root is missing or malformed."""
+
+    name: ClassVar[str]
+    tasks: ClassVar[tuple[str, ...]]
+    needs_root: ClassVar[bool] = True
+    layout: ClassVar[str] = ""  # the expected folder layout, shown in errors and `list`
+
+    def load(self, task: str, split: str, root: str | None, profile: Profile, image_size: int) -> TaskSplit:
+        raise NotImplementedError
+
+
+class DatasetLayoutError(FileNotFoundError):
+    def __init__(self, dataset: str, root: str | Path | None, problem: str, layout: str):
+        self.dataset, self.root, self.problem, self.layout = dataset, root, problem, layout
+        super().__init__(f"{dataset}: {problem} (root: {root})\nexpected layout:\n{layout}")
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+@dataclass
+class CellContext:
+    cell: Cell
+    backbone: Any  # bench_tasks.backbones.base.BenchBackbone
+    profile: Profile
+    data_root: str | None  # root of the cell's dataset, None for SynthFace's cache default
+    device: torch.device
+    work_dir: Path  # per-run scratch: feature cache, artifacts (confusion matrices, previews)
+    progress: bool = True
+
+
+@dataclass
+class CellResult:
+    """metrics: scores at the epoch selected on the validation split (the headline numbers);
+    metrics_last: scores at the last epoch; metrics_best_test: best test score over epochs
+    (FaRL's published convention, stored for comparison only). slices: robustness slices,
+    {slice_name: {metric: value}}. artifacts: {name: path relative to results/}."""
+
+    metrics: dict[str, float]
+    metrics_last: dict[str, float] = field(default_factory=dict)
+    metrics_best_test: dict[str, float] = field(default_factory=dict)
+    slices: dict[str, dict[str, float]] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    name: ClassVar[str]
+    default_datasets: ClassVar[tuple[str, ...]]  # real data sets the task knows
+    protocols: ClassVar[tuple[str, ...]] = ("linear", "finetune", "frozen")
+    headline: ClassVar[str]  # name of the headline metric in CellResult.metrics
+    higher_is_better: ClassVar[bool] = True
+
+    def run(self, ctx: CellContext) -> CellResult:
+        raise NotImplementedError

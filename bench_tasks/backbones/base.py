@@ -1,0 +1,69 @@
+"""What every backbone URI resolves to.
+
+URIs are `scheme:rest` (`paco_fr:runs/x/encoder.safetensors`, `timm:vit_small_patch16_224:w.pth`,
+`farl:FaRL-Base-Patch16-LAIONFace20M-ep64.pth`, `mcf:mcf.pth`, `mae:mae.pth`, `random:vit_tiny`).
+Each scheme is one module in this package registered with `@BACKBONES.register("scheme")` on a
+function `build(rest: str, image_size: int) -> BenchBackbone`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from paco_fr.backbone import BackboneOutput, ViTBackbone, default_dense_layers
+
+
+class BenchBackbone(nn.Module):
+    """A ViT backbone plus what the harness needs to know about it.
+
+    forward(x01, layers) takes images in [0, 1], applies the backbone's own mean/std and returns
+    `paco_fr.backbone.BackboneOutput` (CLS, patch tokens of `layers`, grid).
+    weights_hash identifies the weights (sha256 of the file, or of the init recipe for random)
+    and keys the feature cache and results provenance.
+    """
+
+    def __init__(self, uri: str, vit: ViTBackbone, weights_hash: str, source: str | None = None):
+        super().__init__()
+        self.uri = uri
+        self.vit = vit
+        self.weights_hash = weights_hash
+        self.source = source
+
+    @property
+    def embed_dim(self) -> int:
+        return self.vit.embed_dim
+
+    @property
+    def depth(self) -> int:
+        return self.vit.depth
+
+    @property
+    def patch_size(self) -> int:
+        return self.vit.patch_size
+
+    def dense_layers(self) -> list[int]:
+        return default_dense_layers(self.depth)
+
+    def forward(self, x01: torch.Tensor, layers: list[int] | None = None) -> BackboneOutput:
+        return self.vit.forward_features(self.vit.normalize(x01), layers)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_backbone(uri: str, image_size: int) -> BenchBackbone:
+    from bench_tasks.registry import BACKBONES
+
+    scheme, _, rest = uri.partition(":")
+    if not rest:
+        raise ValueError(f"backbone URI {uri!r} must look like scheme:spec (schemes: {BACKBONES.names()})")
+    return BACKBONES.get(scheme)(rest, image_size=image_size)

@@ -1,0 +1,1 @@
+"""See bench_tasks/registry.py: modules here register themselves on import."""

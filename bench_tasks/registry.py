@@ -1,0 +1,72 @@
+"""Small registries (one per kind): adding a task, dataset, backbone scheme or head is one file
+with a decorator, e.g.
+
+    @TASKS.register("attributes")
+    class AttributesTask(Task): ...
+
+`python -m bench_tasks list` prints every registry. Modules are imported by
+`bench_tasks.registry.load_all()` so registration happens on import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from typing import Any
+
+
+class Registry:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, Any] = {}
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        def deco(obj):
+            if name in self._items and self._items[name] is not obj:
+                raise KeyError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = obj
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> Any:
+        load_all()
+        if name not in self._items:
+            raise KeyError(f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(self._items))}")
+        return self._items[name]
+
+    def names(self) -> list[str]:
+        load_all()
+        return sorted(self._items)
+
+    def items(self):
+        load_all()
+        return sorted(self._items.items())
+
+    def __contains__(self, name: str) -> bool:
+        load_all()
+        return name in self._items
+
+
+TASKS = Registry("task")
+DATASETS = Registry("dataset")
+BACKBONES = Registry("backbone scheme")
+HEADS = Registry("head")
+PROTOCOLS = Registry("protocol")
+
+_LOADED = False
+
+
+def load_all() -> None:
+    """Import every module of the registry packages once, so their decorators run."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    for pkg_name in ("bench_tasks.backbones", "bench_tasks.datasets", "bench_tasks.tasks",
+                     "bench_tasks.heads", "bench_tasks.protocols"):
+        pkg = importlib.import_module(pkg_name)
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            if not mod.name.startswith("_"):
+                importlib.import_module(f"{pkg_name}.{mod.name}")

@@ -1,0 +1,1 @@
+"""Report generation: tables and figures from results/ only."""
