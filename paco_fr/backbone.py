@@ -38,12 +38,14 @@ FACE_STD = (0.5, 0.5, 0.5)
 @dataclass
 class BackboneOutput:
     """cls: (B, D) after the final norm; patch_tokens: one (B, N, D) per requested block
-    (block outputs, before the final norm, as FaRL's dense heads use them); grid: (h, w)."""
+    (block outputs, before the final norm, as FaRL's dense heads use them); cls_tokens: the
+    class token at the same blocks; grid: (h, w)."""
 
     cls: torch.Tensor
     patch_tokens: list[torch.Tensor] = field(default_factory=list)
     grid: tuple[int, int] = (0, 0)
     last_tokens: torch.Tensor | None = None  # (B, N, D) after the final norm
+    cls_tokens: list[torch.Tensor] = field(default_factory=list)  # (B, D) per requested block
 
     def patch_maps(self) -> list[torch.Tensor]:
         """Patch tokens as (B, D, h, w) feature maps."""
@@ -91,10 +93,12 @@ class ViTBackbone(nn.Module):
         wanted = sorted({i % self.depth for i in (layers or [])})
         tokens = self.embed(x)
         outs: dict[int, torch.Tensor] = {}
+        cls_outs: dict[int, torch.Tensor] = {}
         for i, blk in enumerate(self.vit.blocks):
             tokens = blk(tokens)
             if i in wanted:
                 outs[i] = tokens[:, self.num_prefix_tokens:]
+                cls_outs[i] = tokens[:, 0] if self.num_prefix_tokens else outs[i].mean(1)
         tokens = self.vit.norm(tokens)
         cls = tokens[:, 0] if self.num_prefix_tokens else tokens.mean(1)
         return BackboneOutput(
@@ -102,6 +106,7 @@ class ViTBackbone(nn.Module):
             patch_tokens=[outs[i] for i in wanted],
             grid=grid,
             last_tokens=tokens[:, self.num_prefix_tokens:],
+            cls_tokens=[cls_outs[i] for i in wanted],
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

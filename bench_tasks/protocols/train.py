@@ -1,0 +1,211 @@
+"""The shared training loop every task uses for its heads.
+
+Protocols (FaRL's naming in brackets):
+  * ``frozen``   [freeze_backbone]: the backbone runs under no_grad in eval mode; only the head trains.
+  * ``finetune``: backbone and head train together; the backbone's LR decays layer-wise
+    (`layer_decay` ** (depth + 1 - layer_id)), the head uses `lr_head`.
+  * ``linear``: a frozen backbone whose features are extracted once and cached
+    (see features.py); the task then calls `fit` with a head on cached features and
+    `backbone=None`.
+
+`fit` evaluates on the validation and test splits every `eval_every` epochs and returns the test
+metrics at the epoch selected on validation (`metrics`, the headline), at the last epoch
+(`metrics_last`) and the best test score over epochs (`metrics_best_test`, FaRL's published
+convention, stored for comparison only). When `ema_decay` is set, evaluation uses an EMA copy
+of the trained parameters (FaRL: 0.999).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from bench_tasks.api import CellResult
+
+
+@dataclass
+class FitConfig:
+    epochs: int
+    lr_head: float = 1e-3
+    lr_backbone: float = 1e-4
+    weight_decay: float = 1e-5
+    layer_decay: float = 0.75
+    warmup_frac: float = 0.05
+    ema_decay: float | None = None
+    grad_clip: float | None = 1.0
+    eval_every: int = 1
+    select_metric: str = ""
+    higher_is_better: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+class BackboneWithHead(nn.Module):
+    """head(backbone(x01, layers)); with `frozen` the backbone runs without gradients."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, layers: list[int], frozen: bool):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.layers = layers
+        self.frozen = frozen
+        if frozen:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+    def forward(self, x01: torch.Tensor):
+        if self.frozen:
+            with torch.no_grad():
+                feats = self.backbone(x01, self.layers)
+        else:
+            feats = self.backbone(x01, self.layers)
+        return self.head(feats)
+
+
+def vit_layer_id(name: str, depth: int) -> int:
+    """Layer index for layer-wise LR decay on timm ViT parameter names (inside any wrapper)."""
+    if any(k in name for k in ("cls_token", "pos_embed", "patch_embed", "reg_token", "norm_pre")):
+        return 0
+    if ".blocks." in f".{name}":
+        after = f".{name}".split(".blocks.", 1)[1]
+        return int(after.split(".", 1)[0]) + 1
+    return depth + 1
+
+
+def param_groups(model: nn.Module, cfg: FitConfig, depth: int | None) -> list[dict]:
+    """Head params at lr_head; backbone params (names starting with 'backbone.') at lr_backbone
+    scaled by layer_decay ** (depth + 1 - layer_id). No weight decay on biases and norms."""
+    groups: dict[tuple, dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_wd = p.ndim <= 1 or name.endswith(".bias") or "pos_embed" in name or "cls_token" in name
+        if name.startswith("backbone.") and depth is not None:
+            lid = vit_layer_id(name, depth)
+            lr = cfg.lr_backbone * cfg.layer_decay ** (depth + 1 - lid)
+        else:
+            lid, lr = -1, cfg.lr_head
+        key = (lid, no_wd)
+        g = groups.setdefault(key, {"params": [], "lr": lr, "weight_decay": 0.0 if no_wd else cfg.weight_decay})
+        g["params"].append(p)
+    return list(groups.values())
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _to(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _better(a: float, b: float | None, higher: bool) -> bool:
+    return b is None or (a > b if higher else a < b)
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    test_loader: Iterable,
+    loss_fn: Callable[[object, object], torch.Tensor],
+    evaluate: Callable[[nn.Module, Iterable], dict[str, float]],
+    cfg: FitConfig,
+    device: torch.device,
+    backbone_depth: int | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> CellResult:
+    """Train `model` on batches (inputs, targets) and select the epoch on validation.
+
+    loss_fn(model_output, targets) -> scalar; evaluate(model, loader) -> {metric: float}
+    (the model is in eval mode; `cfg.select_metric` must be one of its keys).
+    On return the model holds the weights of the selected epoch (the EMA weights when EMA is on).
+    """
+    model.to(device)
+    opt = torch.optim.AdamW(param_groups(model, cfg, backbone_depth), betas=(0.9, 0.999))
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    steps_per_epoch = max(1, len(train_loader))  # type: ignore[arg-type]
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_frac * total)
+    ema = None
+    if cfg.ema_decay:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay)
+        )
+    history: list[dict] = []
+    best_val, best_test_score = None, None
+    selected: dict[str, float] = {}
+    best_test: dict[str, float] = {}
+    last: dict[str, float] = {}
+    best_state: dict[str, torch.Tensor] = {}
+    step = 0
+    bar = tqdm(total=total, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
+    for epoch in range(cfg.epochs):
+        model.train()
+        running = 0.0
+        for inputs, targets in train_loader:
+            inputs, targets = _to(inputs, device), _to(targets, device)
+            scale = warmup_cosine(step, total, warmup)
+            for g, lr in zip(opt.param_groups, base_lrs):
+                g["lr"] = lr * scale
+            loss = loss_fn(model(inputs), targets)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss at epoch {epoch}, step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
+            opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            running += loss.item()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+        is_last = epoch == cfg.epochs - 1
+        if (epoch + 1) % cfg.eval_every and not is_last:
+            continue
+        eval_model = ema.module if ema is not None else model
+        eval_model.eval()
+        with torch.no_grad():
+            val = evaluate(eval_model, val_loader)
+            test = evaluate(eval_model, test_loader)
+        if cfg.select_metric not in val:
+            raise KeyError(f"select_metric {cfg.select_metric!r} not in evaluated metrics {sorted(val)}")
+        history.append({"epoch": epoch, "train_loss": running / steps_per_epoch,
+                        **{f"val/{k}": v for k, v in val.items()}, **{f"test/{k}": v for k, v in test.items()}})
+        if _better(val[cfg.select_metric], best_val, cfg.higher_is_better):
+            best_val = val[cfg.select_metric]
+            selected = dict(test, selected_epoch=epoch, val_score=best_val)
+            best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
+        if _better(test[cfg.select_metric], best_test_score, cfg.higher_is_better):
+            best_test_score = test[cfg.select_metric]
+            best_test = dict(test, epoch=epoch)
+        last = dict(test, epoch=epoch)
+    bar.close()
+    # leave the selected epoch's (EMA, when on) weights in the model the caller holds, so the task
+    # can compute confusion matrices, slices and previews at the selected epoch
+    model.load_state_dict(best_state)
+    model.eval()
+    return CellResult(metrics=selected, metrics_last=last, metrics_best_test=best_test,
+                      extra={"history": history})
