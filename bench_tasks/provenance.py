@@ -1,0 +1,95 @@
+"""Where a result came from: weights hash, code version, library versions, machine, time.
+
+`collect(backbone_hash, device, started, wall_time_s)` returns the `provenance` dict of a result
+row. Git and version look-ups are cached per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import socket
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+
+# distribution name -> key in provenance["versions"]
+PACKAGES = {
+    "torch": "torch",
+    "timm": "timm",
+    "torchmetrics": "torchmetrics",
+    "mmsegmentation": "mmseg",
+    "mmengine": "mmengine",
+    "mmcv": "mmcv",
+    "numpy": "numpy",
+    "paco-fr-bench": "paco_fr_bench",
+}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@functools.lru_cache(maxsize=1)
+def git_info() -> dict:
+    """{"git_commit": sha or None, "git_dirty": bool or None} of the checkout holding this code.
+    Dirty means tracked files differ from HEAD (untracked files are ignored)."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(REPO_DIR), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        return {"git_commit": commit, "git_dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+
+
+@functools.lru_cache(maxsize=1)
+def versions() -> dict:
+    out = {}
+    for dist, key in PACKAGES.items():
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[key] = None
+    if out.get("paco_fr_bench") is None:  # running from a checkout that is not pip-installed
+        try:
+            import tomllib
+
+            with open(REPO_DIR / "pyproject.toml", "rb") as f:
+                out["paco_fr_bench"] = tomllib.load(f)["project"]["version"] + "+checkout"
+        except (OSError, KeyError, ImportError, ValueError):
+            pass
+    out["python"] = platform.python_version()
+    return out
+
+
+def device_name(device) -> str:
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    proc = platform.processor() or platform.machine()
+    return f"{device.type}:{proc}" if proc else device.type
+
+
+def collect(backbone_hash: str | None, device, started: str, wall_time_s: float,
+            backbone_source: str | None = None) -> dict:
+    prov = {
+        "backbone_hash": backbone_hash,
+        **git_info(),
+        "versions": versions(),
+        "device": device_name(device),
+        "hostname": socket.gethostname(),
+        "started": started,
+        "wall_time_s": round(float(wall_time_s), 3),
+    }
+    if backbone_source:
+        prov["backbone_file"] = backbone_source
+    return prov
