@@ -1,0 +1,213 @@
+"""Pre-training configuration: defaults, bundled YAML configs and dotted overrides.
+
+`load_config("smoke", ["mask.strategy=random", "codebook.k=1"])` returns a plain nested dict:
+DEFAULTS <- (the config's `base:` chain) <- the YAML file <- overrides. A config is either a path
+to a YAML file or the name of a bundled one in `paco_fr/configs/` (smoke, small, paper, and
+per-objective variants such as smoke_mae). Override values are parsed as YAML scalars
+(`codebook.num_tokens=256` -> int, `spatial.weight=0` -> int, `data.root=null` -> None).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+OBJECTIVES = ("paco", "mae", "farl", "mcf", "simmim")
+
+DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "objective": "paco",  # paco | mae | farl | mcf
+    "seed": 0,
+    "model": {
+        "arch": "vit_tiny",
+        "img_size": 64,
+        "patch_size": 8,
+        "depth": None,  # override the arch's depth (tiny test/smoke models)
+        "drop_path": 0.0,
+    },
+    "decoder": {"dim": 128, "depth": 2, "heads": 4},
+    "mask": {
+        "strategy": "region",  # random | block | region
+        "ratio": 0.5,
+        "fill": "adjacent",  # region/block top-up rule: adjacent | random
+        "region_rule": "whole_then_fill",  # whole_then_fill | partial_last
+    },
+    "codebook": {
+        "num_tokens": 512,
+        "k": 4,  # candidate tokens per patch
+        "candidates": "belief",  # belief (top-k of predictor logits) | nearest (top-k by pixel distance)
+        "selection": "mix",  # mix | hard | gumbel
+        "temperature": 1.0,
+        "gumbel_hard": False,
+        "update": "ema",  # ema | grad
+        "decay": 0.99,
+        "commitment": 0.0,
+        "dead_threshold": 0.5,  # EMA cluster size below which a code is dead
+        "restart_every": 50,  # steps; 0 disables dead-code restart
+        "chunk_size": 2048,
+    },
+    "belief": {"hidden": 256, "pos_dim": 32},
+    "incubation": {
+        "epochs": 1.0,  # first epoch(s): belief predictor supervised by CE to the nearest token
+        "steps": None,  # if set, overrides epochs
+        "ce_weight": 1.0,
+        "after_ce_weight": 0.05,  # small continued CE after incubation
+        "detach_recon": True,  # during incubation the predictor gets only the CE gradient
+    },
+    "spatial": {
+        "weight": 1.0,  # 0 disables the spatial consistency term (and the second view)
+        "pairing": "split",  # split: B/2 images x 2 views (same cost) | repeat: B images x 2 views
+        "stop_grad": False,  # True: view 2's relation matrix is a stop-grad target
+        "layer": -1,  # encoder block whose patch tokens are region-pooled (-1 = final, normed)
+    },
+    "loss": {"norm_pix": True, "on": "masked", "type": "mse"},  # on: masked | all
+    "mae": {"mask_ratio": 0.75},
+    "farl": {
+        "mask_ratio": 0.4,
+        "mim_weight": 1.0,
+        "itc_weight": 1.0,
+        "embed_dim": 128,
+        "text_width": 128,
+        "text_depth": 2,
+        "text_heads": 4,
+        "max_len": 32,
+    },
+    "mcf": {
+        "teacher": "auto",  # path to safetensors/.pth (timm keys) | auto (sibling run) | random
+        "teacher_arch": None,
+        "teacher_layers": None,  # default: [2,5,8,11] scaled to depth
+        "mask_ratio": 0.75,
+        "perceptual_weight": 1000.0,
+        "pixel_weight": 0.0,
+        "contrastive_weight": 1.0,
+        "momentum": 0.99,
+        "temperature": 0.2,
+        "proj_dim": 256,
+        "proj_hidden": 1024,
+    },
+    "data": {
+        "source": "synthface",  # synthface | folder | tar | landmarks
+        "split": "pretrain",
+        "num_images": 2000,
+        "root": None,
+        "path": None,  # folder / tar glob / image root for landmarks
+        "landmarks_file": None,  # lines: relpath x1 y1 ... x5 y5
+        "hflip": True,
+        "num_workers": 0,
+    },
+    "train": {
+        "batch_size": 32,  # per process, per micro-batch
+        "steps": 300,  # total optimizer steps (if epochs is None)
+        "epochs": None,
+        "grad_accum": 1,
+        "lr": 1.5e-4,
+        "min_lr": 1.0e-6,
+        "warmup_steps": 20,
+        "weight_decay": 0.05,
+        "betas": [0.9, 0.95],
+        "clip_grad": 3.0,
+        "amp": "auto",  # auto (bf16 on cuda) | bf16 | off
+        "compile": False,
+        "ema": 0.0,  # EMA decay of the whole model; 0 = off
+        "log_every": 10,
+        "snapshot_every": 100,
+        "ckpt_every": 100,
+        "progress": True,
+        "deterministic": False,
+        "device": "auto",
+        "threads": None,
+        "interrupt_at_step": None,  # testing: raise SIGTERM in-process after this step
+        "fsdp": False,
+    },
+    "export": {"use_ema": True},
+}
+
+
+def deep_update(base: dict, new: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (new or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_update(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.exists():
+        return p
+    cand = CONFIG_DIR / f"{name_or_path}.yaml"
+    if cand.exists():
+        return cand
+    known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
+    raise FileNotFoundError(f"config {name_or_path!r} is neither a file nor a bundled config {known}")
+
+
+def _load_yaml_chain(path: Path, depth: int = 0) -> dict:
+    if depth > 8:
+        raise ValueError("config `base:` chain too deep")
+    data = yaml.safe_load(path.read_text()) or {}
+    base = data.pop("base", None)
+    if base:
+        parent = _load_yaml_chain(resolve_config_path(base if Path(base).exists() else base), depth + 1)
+        data = deep_update(parent, data)
+    return data
+
+
+def parse_overrides(overrides: list[str] | dict | None) -> dict:
+    """["a.b=1", "c=x"] or {"a.b": 1} -> nested dict (string values are parsed as YAML scalars)."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        items = []
+        for o in overrides:
+            if "=" not in o:
+                raise ValueError(f"override {o!r} is not key=value")
+            k, v = o.split("=", 1)
+            items.append((k.strip(), yaml.safe_load(v) if v.strip() else None))
+    out: dict = {}
+    for key, val in items:
+        parts = key.split(".")
+        d = out
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        if isinstance(val, dict) and isinstance(d.get(parts[-1]), dict):
+            d[parts[-1]] = deep_update(d[parts[-1]], val)
+        else:
+            d[parts[-1]] = val
+    return out
+
+
+def _check_keys(cfg: dict, ref: dict, prefix: str = "") -> None:
+    for k, v in cfg.items():
+        if k not in ref:
+            raise KeyError(f"unknown config key {prefix + k!r}")
+        if isinstance(ref[k], dict) and isinstance(v, dict):
+            _check_keys(v, ref[k], prefix + k + ".")
+
+
+def load_config(cfg: str | Path | dict | None = None, overrides: list[str] | dict | None = None) -> dict:
+    """Resolve a config (bundled name, YAML path, or dict) + overrides to a full nested dict."""
+    if cfg is None:
+        data = {}
+    elif isinstance(cfg, dict):
+        data = copy.deepcopy(cfg)
+    else:
+        data = _load_yaml_chain(resolve_config_path(cfg))
+    merged = deep_update(data, parse_overrides(overrides))
+    _check_keys(merged, DEFAULTS)
+    full = deep_update(DEFAULTS, merged)
+    if full["objective"] not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {full['objective']!r}")
+    return full
+
+
+def dump_config(cfg: dict, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))

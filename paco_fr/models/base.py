@@ -1,0 +1,59 @@
+"""Base class of the pre-training models: one `forward(batch, step) -> {"loss", "terms"}` per
+objective, sharing the ViT encoder (`.encoder`, a paco_fr.backbone.ViTBackbone)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from paco_fr.backbone import ViTBackbone
+from paco_fr.models.common import norm_pix, patchify, unpatchify
+
+
+class PretrainModel(nn.Module):
+    objective = "base"
+    encoder: ViTBackbone
+
+    def __init__(self, cfg: dict, encoder: ViTBackbone):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder
+        self.p = encoder.patch_size
+        self.warnings: list[str] = []
+
+    def grid(self, x: torch.Tensor) -> tuple[int, int]:
+        return x.shape[-2] // self.p, x.shape[-1] // self.p
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        return patchify(x, self.p)
+
+    def unpatchify(self, x: torch.Tensor, grid) -> torch.Tensor:
+        return unpatchify(x, self.p, grid)
+
+    def to_image01(self, xn: torch.Tensor) -> torch.Tensor:
+        return (xn * self.encoder.std + self.encoder.mean).clamp(0, 1)
+
+    def pred_to_pixels(self, pred: torch.Tensor, target: torch.Tensor, normed: bool) -> torch.Tensor:
+        """Undo the per-patch normalisation of norm_pix predictions using the target's statistics."""
+        if not normed:
+            return pred
+        mean = target.mean(-1, keepdim=True)
+        std = (target.var(-1, keepdim=True) + 1e-6).sqrt()
+        return pred * std + mean
+
+    def on_step_end(self, step: int) -> None:
+        """Called after every optimizer step (momentum encoders etc.)."""
+
+    def extra_stats(self) -> dict[str, float]:
+        return {}
+
+    @torch.no_grad()
+    def reconstruct(self, x01: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _unused(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+
+__all__ = ["PretrainModel", "norm_pix"]

@@ -1,0 +1,68 @@
+"""MAE baseline (He et al. 2022): random 75% masking, masked tokens dropped from the encoder,
+light decoder with mask tokens, pixel loss (norm_pix) on the masked patches."""
+
+from __future__ import annotations
+
+import torch
+
+from paco_fr.losses import pixel_loss
+from paco_fr.masking import make_mask
+from paco_fr.models.base import PretrainModel
+from paco_fr.models.common import encode_visible
+from paco_fr.models.decoder import PixelDecoder
+
+
+def keep_indices(mask: torch.Tensor) -> torch.Tensor:
+    """(B, N) bool with the same count per row -> (B, n_keep) indices of the unmasked patches."""
+    n_keep = int((~mask[0]).sum())
+    order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)
+    return order[:, :n_keep]
+
+
+class MAEModel(PretrainModel):
+    objective = "mae"
+
+    def __init__(self, cfg: dict, encoder, steps_per_epoch: int = 1):
+        super().__init__(cfg, encoder)
+        dec = cfg["decoder"]
+        self.patch_dim = self.p * self.p * 3
+        self.decoder = PixelDecoder(encoder.embed_dim, self.patch_dim, dim=dec["dim"], depth=dec["depth"],
+                                    heads=dec["heads"])
+
+    def sample_mask(self, B, grid, device, ratio=None):
+        ratio = float(self.cfg["mae"]["mask_ratio"] if ratio is None else ratio)
+        return make_mask("random", B, grid, ratio, device=device)
+
+    def encode_decode(self, xn: torch.Tensor, mask: torch.Tensor):
+        grid = self.grid(xn)
+        keep = keep_indices(mask)
+        tokens, _ = encode_visible(self.encoder, xn, keep)
+        npt = self.encoder.num_prefix_tokens
+        pred = self.decoder(tokens[:, npt:], grid, keep_idx=keep, prefix=tokens[:, :npt] if npt else None)
+        return pred, tokens
+
+    def forward(self, batch: dict, step: int = 0) -> dict:
+        xn = self.encoder.normalize(batch["image"])
+        mask = self.sample_mask(xn.shape[0], self.grid(xn), xn.device)
+        pred, _ = self.encode_decode(xn, mask)
+        lc = self.cfg["loss"]
+        rec = pixel_loss(pred, self.patchify(xn), mask, norm_pix_loss=bool(lc["norm_pix"]), kind=lc["type"])
+        return {"loss": rec, "terms": {"rec": rec.detach()}}
+
+    @torch.no_grad()
+    def reconstruct(self, x01: torch.Tensor, mask: torch.Tensor | None = None, **_) -> dict:
+        xn = self.encoder.normalize(x01)
+        grid = self.grid(xn)
+        if mask is None:
+            mask = self.sample_mask(xn.shape[0], grid, xn.device)
+        pred, _ = self.encode_decode(xn, mask)
+        patches = self.patchify(xn)
+        pred = self.pred_to_pixels(pred, patches, bool(self.cfg["loss"]["norm_pix"]))
+        m = mask[..., None]
+        grey = torch.zeros_like(patches)
+        return {
+            "original": x01,
+            "corrupted": self.to_image01(self.unpatchify(torch.where(m, grey, patches), grid)),
+            "reconstructed": self.to_image01(self.unpatchify(torch.where(m, pred.to(patches.dtype), patches), grid)),
+            "mask": mask,
+        }
