@@ -1,0 +1,1 @@
+"""Face data: the canonical aligned-face template (`template`) and the SynthFace generator."""
