@@ -1,0 +1,297 @@
+"""`python -m bench_tasks report`: tables, figures and SUMMARY.md from results/ (and runs/ for the
+reconstruction figure) only — nothing is recomputed except the codebook reconstructions, which
+call the pre-training engine on a few faces when run dirs exist.
+
+    build_report(results_paths, out_dir, runs_dir="runs", profile=None, *, command=None,
+                 reconstruct=True, reported_path=None) -> dict
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import re
+import shlex
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from . import figures as F
+from .load import load_rows
+from .naming import TASK_ORDER, _get_dotted, method_info, task_name
+from .reported import load_reported
+from .summary import render_summary
+from .tables import (
+    aggregate,
+    build_ablation_tables,
+    build_main_table,
+    build_protocol_tables,
+    pick_fraction,
+    pick_protocol,
+    to_latex,
+    to_long_frame,
+    to_markdown,
+    to_wide_frame,
+)
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10)
+        commit = out.stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return commit + (" (dirty tree)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _infer_profile(rows, paths) -> str:
+    c = Counter(str((r.get("cell") or {}).get("profile")) for r in rows if (r.get("cell") or {}).get("profile"))
+    if c:
+        return c.most_common(1)[0][0]
+    for p in paths:
+        if str(p).endswith(".jsonl"):
+            return Path(p).stem
+    return "unknown"
+
+
+def _write_table_set(tables, out_dir: Path, stem: str, label_prefix: str, group_col: str | None = None) -> list[str]:
+    """Write a list of (group, Table) as one .md, one .tex and one .csv (long + wide)."""
+    md, tex, wide, long = [], [], [], []
+    for g, t in tables:
+        md.append(to_markdown(t))
+        tex.append(to_latex(t, label=f"{label_prefix}:{g}"))
+        w = to_wide_frame(t)
+        lf = to_long_frame(t)
+        if group_col:
+            w.insert(0, group_col, g)
+            lf.insert(0, group_col, g)
+        wide.append(w)
+        long.append(lf)
+    files = []
+    (out_dir / f"{stem}.md").write_text("\n".join(md) if md else "_No results._\n")
+    (out_dir / f"{stem}.tex").write_text("\n".join(tex) if tex else "% no results\n")
+    pd.concat(wide, ignore_index=True).to_csv(out_dir / f"{stem}.csv", index=False) if wide else \
+        (out_dir / f"{stem}.csv").write_text("")
+    pd.concat(long, ignore_index=True).to_csv(out_dir / f"{stem}_long.csv", index=False) if long else \
+        (out_dir / f"{stem}_long.csv").write_text("")
+    files += [f"{stem}.md", f"{stem}.tex", f"{stem}.csv", f"{stem}_long.csv"]
+    return files
+
+
+def _codebook_run_dirs(methods, runs_dir, profile) -> dict:
+    """{codebook size: run dir} from the study's run folders (paco + abl_codebook_*) that exist."""
+    found = {}
+    cands = {}
+    for m in methods.values():
+        if m.run_dir and (m.group == "codebook" or (m.run_name == "paco" and m.kind == "main")):
+            cands[m.run_dir] = m
+    if runs_dir is not None:
+        for base in [Path(runs_dir) / profile, Path(runs_dir)]:
+            if base.is_dir():
+                for d in sorted(base.iterdir()):
+                    if d.is_dir() and (re.match(r"^abl_codebook_\d+$", d.name) or d.name == "paco"):
+                        if str(d) not in cands:
+                            cands[str(d)] = method_info(f"paco_fr:{d}", runs_dir, profile)
+                break
+    for rd, m in cands.items():
+        size = F.codebook_size_of(m)
+        if size is None and m.run_name == "paco":
+            size = "default (full)"
+        if size is not None and size not in found:
+            found[size] = rd
+    return found
+
+
+def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str | None = None, *,
+                 command: str | None = None, reconstruct: bool = True, reported_path=None) -> dict:
+    """Build every table, figure and SUMMARY.md. Never raises on partial results.
+
+    results_paths: JSONL file(s) or folder(s) of them (default results/<profile>.jsonl).
+    out_dir: default reports/<profile>. runs_dir: pre-training runs (for summary.json settings and
+    the codebook figure); may be None or missing. Returns {"out_dir", "summary", "files", "notes",
+    "n_ok", "n_failed", "profile"}."""
+    if results_paths is None:
+        results_paths = [Path("results") / f"{profile or 'smoke'}.jsonl"]
+    elif isinstance(results_paths, (str, Path)):
+        results_paths = [results_paths]
+    loaded = load_rows(results_paths)
+    rows = loaded.rows
+    profile = profile or _infer_profile(rows, results_paths)
+    other_profile = [r for r in rows if (r.get("cell") or {}).get("profile") not in (None, profile)]
+    rows = [r for r in rows if (r.get("cell") or {}).get("profile") in (None, profile)]
+    out_dir = Path(out_dir) if out_dir is not None else Path("reports") / profile
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    if runs_dir is not None and not Path(runs_dir).is_dir():
+        runs_missing = True
+    else:
+        runs_missing = runs_dir is None
+
+    df_ok, df_failed, methods, problems = F_rows = (None, None, None, None)  # noqa: F841
+    from .tables import rows_to_frames
+
+    df_ok, df_failed, methods, problems = rows_to_frames(rows, None if runs_missing else runs_dir, profile)
+    if other_profile:
+        problems.append(f"{len(other_profile)} row(s) of other profiles were ignored")
+    reported = load_reported(reported_path)
+    files: list[str] = []
+    notes: list[str] = []
+    missing: list[str] = []
+
+    # ---- main + per-protocol tables
+    protocol = pick_protocol(df_ok)
+    sub = df_ok[df_ok["protocol"] == protocol] if protocol else df_ok
+    fraction = pick_fraction(sub)
+    main_files = {}
+    if protocol is not None:
+        main = build_main_table(df_ok, methods, reported, protocol, fraction)
+        if protocol != "linear":
+            main.footnotes.insert(0, f"No `linear` rows: the main table uses protocol `{protocol}`.")
+        if fraction != 1.0:
+            main.footnotes.insert(0, f"No rows at training fraction 1.0: the main table uses {fraction:g}.")
+    else:
+        main = build_main_table(df_ok, methods, reported, None, None, title="Main results (no measured rows)")
+        missing.append("no ok result rows: the main table has only the reported numbers")
+    (out_dir / "main_table.md").write_text(to_markdown(main, heading_level=2))
+    (out_dir / "main_table.tex").write_text(to_latex(main, label="tab:main"))
+    to_wide_frame(main).to_csv(out_dir / "main_table.csv", index=False)
+    to_long_frame(main).to_csv(out_dir / "main_table_long.csv", index=False)
+    files += ["main_table.md", "main_table.tex", "main_table.csv", "main_table_long.csv"]
+    main_files = {"LaTeX": "main_table.tex", "CSV": "main_table.csv", "long CSV": "main_table_long.csv"}
+
+    files += _write_table_set(build_protocol_tables(df_ok, methods), out_dir, "protocols", "tab:protocol", "protocol")
+
+    abl_tables, missing_abl = build_ablation_tables(df_ok, methods, protocol, fraction) if protocol else ([], [])
+    files += _write_table_set(abl_tables, out_dir, "ablations", "tab:abl", "ablation")
+    if not abl_tables:
+        missing.append("no ablation results (runs `abl_*`): ablation tables are empty")
+
+    # ---- figures
+    figures, fig_notes = {}, {"extra": []}
+    p, note = F.data_efficiency_figure(df_ok, methods, protocol, fig_dir / "data_efficiency.png")
+    figures["data_efficiency"], fig_notes["data_efficiency"] = _rel(p, out_dir), note
+    sf = F.slice_frame(df_ok, protocol, fraction)
+    if not sf.empty:
+        agg = sf.groupby(["method", "task", "dataset", "slice", "metric"], sort=False)["value"].agg(
+            mean="mean", std=lambda s: s.std(ddof=1) if len(s) > 1 else float("nan"), n="count").reset_index()
+        agg.to_csv(out_dir / "slices.csv", index=False)
+        files.append("slices.csv")
+    p, note = F.slices_figure(sf, methods, fig_dir / "robustness_slices.png",
+                              title=f"Robustness slices (protocol `{protocol}`, fraction "
+                                    f"{fraction if fraction is not None else 1.0:g}; mean ± sd over seeds)")
+    figures["robustness_slices"], fig_notes["robustness_slices"] = _rel(p, out_dir), note
+
+    if runs_missing:
+        fig_notes["codebook_reconstruction"] = f"no runs dir (`{runs_dir}`)"
+    elif not reconstruct:
+        fig_notes["codebook_reconstruction"] = "disabled (--no-reconstruct)"
+    else:
+        run_dirs = _codebook_run_dirs(methods, runs_dir, profile)
+        if len(run_dirs) == 0:
+            fig_notes["codebook_reconstruction"] = f"no `paco` / `abl_codebook_*` run folders under `{runs_dir}`"
+        else:
+            img_size = None
+            for rd in run_dirs.values():
+                from .naming import read_summary
+
+                s = read_summary(Path(rd))
+                for k in ("image_size", "data.image_size", "model.img_size", "img_size"):
+                    v = _get_dotted(s, k)
+                    if isinstance(v, int):
+                        img_size = v
+                        break
+                if img_size:
+                    break
+            data, rnotes = F.load_reconstructions(run_dirs, img_size)
+            fig_notes["extra"] += rnotes
+            p, note = F.codebook_figure(data, fig_dir / "codebook_reconstruction.png")
+            figures["codebook_reconstruction"] = _rel(p, out_dir)
+            fig_notes["codebook_reconstruction"] = note or ""
+            if note:
+                fig_notes["codebook_reconstruction"] = "no reconstruction could be produced (see notes below)"
+    files += [v for v in figures.values() if v]
+
+    # ---- what is missing
+    present_tasks = set(df_ok["task"]) if not df_ok.empty else set()
+    for t in TASK_ORDER:
+        if t not in present_tasks:
+            missing.append(f"no ok results for task {task_name(t)}")
+    if not df_ok.empty:
+        if df_ok.groupby(["uri", "task", "dataset", "protocol", "fraction"]).size().max() <= 1:
+            missing.append("a single seed per cell: no std reported")
+        main_methods = {methods[u].run_name for u in df_ok["uri"]}
+        for name, label in [("paco", "PaCo-FR"), ("mae", "MAE"), ("farl", "FaRL-style"), ("mcf", "MCF-style")]:
+            if name not in main_methods:
+                missing.append(f"no measured rows for {label} (run `{name}`)")
+    if runs_missing:
+        missing.append(f"runs dir `{runs_dir}` not found: ablation settings from summary.json and the "
+                       "reconstruction figure are unavailable")
+    for k in ("data_efficiency", "robustness_slices"):
+        if not figures.get(k):
+            missing.append(f"figure {k}: {fig_notes.get(k)}")
+
+    files = list(dict.fromkeys(files))
+    summary = render_summary(
+        profile=profile, command=command or "python -m bench_tasks report", report_commit=_git_commit(),
+        date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        results_files=loaded.files or [str(p) for p in results_paths], loaded=loaded, df_ok=df_ok,
+        df_failed=df_failed, problems=problems, main_table=main, main_files=main_files, figures=figures,
+        figure_notes=fig_notes, ablation_tables=abl_tables, missing_ablations=missing_abl, missing=missing,
+        files=files, reported_count=len(reported))
+    (out_dir / "SUMMARY.md").write_text(summary)
+    notes += problems + fig_notes["extra"]
+    _ = aggregate  # re-exported helper
+    return {"out_dir": str(out_dir), "summary": str(out_dir / "SUMMARY.md"), "files": ["SUMMARY.md"] + files,
+            "notes": notes, "missing": missing, "n_ok": len(df_ok), "n_failed": len(df_failed), "profile": profile}
+
+
+def _rel(p, out_dir: Path):
+    if p is None:
+        return None
+    return Path(p).relative_to(out_dir).as_posix()
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    ap.add_argument("--profile", default=None, help="profile name (default: inferred from the rows, else smoke)")
+    ap.add_argument("--results", nargs="+", default=None,
+                    help="results JSONL file(s) or folder(s) (default results/<profile>.jsonl)")
+    ap.add_argument("--out", default=None, help="output folder (default reports/<profile>)")
+    ap.add_argument("--runs", default="runs", help="pre-training runs folder (default runs)")
+    ap.add_argument("--reported", default=None, help="CSV of published numbers (default: the packaged one)")
+    ap.add_argument("--no-reconstruct", action="store_true",
+                    help="skip the codebook reconstruction figure (it calls paco_fr.engine.reconstruct)")
+    return ap
+
+
+def run_from_args(args, argv_for_header=None) -> int:
+    profile = args.profile
+    results = args.results
+    if results is None:
+        results = [Path("results") / f"{profile or 'smoke'}.jsonl"]
+    cmd = "python -m bench_tasks report" + (
+        " " + " ".join(shlex.quote(a) for a in argv_for_header) if argv_for_header else "")
+    res = build_report(results, args.out, args.runs, profile, command=cmd, reconstruct=not args.no_reconstruct,
+                       reported_path=args.reported)
+    print(f"report written to {res['out_dir']} ({res['n_ok']} ok, {res['n_failed']} failed cells)")
+    print(f"read first: {res['summary']}")
+    for n in res["notes"]:
+        print(f"note: {n}")
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "report":
+        argv = argv[1:]
+    ap = add_arguments(argparse.ArgumentParser(prog="python -m bench_tasks report", description=__doc__.split("\n")[0]))
+    args = ap.parse_args(argv)
+    return run_from_args(args, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""A small, tolerant JSONL loader for result rows (no dependency on bench_tasks.results).
+
+Rules: one JSON object per line; torn / non-JSON lines are skipped (counted); the LAST row for
+each `key` wins (a cell re-run after a failure replaces the failed row). Rows without a key get
+one derived from their `cell` dict.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class LoadedRows:
+    rows: list[dict]
+    skipped_lines: int = 0
+    missing_files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+def row_key(row: dict) -> str:
+    key = row.get("key")
+    if key:
+        return str(key)
+    return json.dumps(row.get("cell", {}), sort_keys=True)
+
+
+def load_rows(paths) -> LoadedRows:
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    by_key: dict[str, dict] = {}
+    out = LoadedRows(rows=[])
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            files = sorted(p.glob("*.jsonl"))
+        elif p.exists():
+            files = [p]
+        else:
+            out.missing_files.append(str(p))
+            continue
+        for f in files:
+            out.files.append(str(f))
+            with open(f, encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        out.skipped_lines += 1
+                        continue
+                    if not isinstance(row, dict) or not isinstance(row.get("cell"), dict):
+                        out.skipped_lines += 1
+                        continue
+                    k = row_key(row)
+                    by_key.pop(k, None)  # keep file order of the last occurrence
+                    by_key[k] = row
+    out.rows = list(by_key.values())
+    return out
+
+
+def first_error_line(error) -> str:
+    """The line that says what went wrong: for a Python traceback the exception line (the last
+    non-blank line), otherwise the first non-blank line."""
+    if not error:
+        return "(no error text)"
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    if not lines:
+        return "(no error text)"
+    if lines[0].startswith("Traceback"):
+        return lines[-1][:300]
+    return lines[0][:300]

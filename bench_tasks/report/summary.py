@@ -1,0 +1,120 @@
+"""SUMMARY.md: the one page a person reads first."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .load import first_error_line
+from .tables import Table, ablation_deltas, cell_label, to_markdown
+
+SMOKE_BANNER = ("> **⚠ smoke profile: tiny models and few steps prove the pipeline; numbers are not "
+                "meaningful.**")
+
+
+def _provenance(df_ok, df_failed) -> dict:
+    commits, devices, dirty, started = Counter(), Counter(), False, []
+    for frame in (df_ok, df_failed):
+        for p in frame["provenance"]:
+            if not isinstance(p, dict):
+                continue
+            if p.get("git_commit"):
+                commits[str(p["git_commit"])[:12]] += 1
+            if p.get("device"):
+                host = p.get("hostname")
+                devices[f"{p['device']}" + (f" ({host})" if host else "")] += 1
+            dirty = dirty or bool(p.get("git_dirty"))
+            if p.get("started"):
+                started.append(str(p["started"]))
+    return {"commits": commits, "devices": devices, "dirty": dirty,
+            "started": (min(started), max(started)) if started else None}
+
+
+def render_summary(*, profile, command, report_commit, date, results_files, loaded, df_ok, df_failed,
+                   problems, main_table: Table | None, main_files: dict, figures: dict, figure_notes: dict,
+                   ablation_tables, missing_ablations, missing: list[str], files: list[str],
+                   reported_count: int) -> str:
+    prov = _provenance(df_ok, df_failed)
+    L = [f"# PaCo-FR bench report — profile `{profile}`", ""]
+    if profile == "smoke":
+        L += [SMOKE_BANNER, ""]
+    commits = ", ".join(f"`{c}` ({n} rows)" for c, n in prov["commits"].most_common()) or "unknown"
+    devices = ", ".join(f"{d} ({n} rows)" for d, n in prov["devices"].most_common()) or "unknown"
+    L += ["| | |", "|---|---|",
+          f"| command | `{command}` |",
+          f"| report built at commit | `{report_commit}` |",
+          f"| results produced at commit(s) | {commits}{' — some rows from a dirty tree' if prov['dirty'] else ''} |",
+          f"| date | {date} |",
+          f"| profile | `{profile}` |",
+          f"| device(s) | {devices} |",
+          f"| results file(s) | {', '.join(f'`{f}`' for f in results_files) or 'none'} |"]
+    if prov["started"]:
+        L.append(f"| cells started | {prov['started'][0]} … {prov['started'][1]} |")
+    L.append("")
+
+    # ---- status
+    n_ok, n_failed = len(df_ok), len(df_failed)
+    L += ["## Cells", "", f"**{n_ok} ok, {n_failed} failed** (last row per cell key; failed cells are excluded "
+          "from every table and figure)."]
+    if loaded.skipped_lines:
+        L.append(f"- {loaded.skipped_lines} torn / unreadable line(s) in the results file(s) were skipped.")
+    for f in loaded.missing_files:
+        L.append(f"- results file `{f}` does not exist.")
+    for p in problems:
+        L.append(f"- {p}")
+    if n_failed:
+        L += ["", "Failed cells (first error line):", ""]
+        for _, r in df_failed.iterrows():
+            L.append(f"- `{cell_label(r)}` — {first_error_line(r['error'])}")
+    L.append("")
+
+    # ---- main table
+    L += ["## Main table", ""]
+    if main_table is not None and not main_table.empty:
+        L.append(to_markdown(main_table, heading_level=3))
+        if main_files:
+            L.append("Also as " + ", ".join(f"[{k}]({v})" for k, v in main_files.items()) + ".")
+        L.append("")
+    else:
+        L += ["_No ok results to tabulate._", ""]
+
+    L += ["## Measured vs reported", "",
+          f"- **Measured** rows (method names without a suffix) come from `results/` of this run: our backbones "
+          f"(profile `{profile}`), evaluated by `bench_tasks` on the data sets named in the column headers.",
+          f"- **Reported** rows (suffix \"(reported)\", {reported_count} numbers) are published numbers copied from "
+          "the papers / an aggregator (`bench_tasks/reported/reported_numbers.csv`, sources there): ViT-B/16 "
+          "pre-trained on millions of real faces, evaluated on the real data sets. They are context, not a "
+          "comparison: they are never bolded against measured rows.", ""]
+
+    # ---- figures
+    L += ["## Figures", ""]
+    for name, title in [("data_efficiency", "Data efficiency"), ("robustness_slices", "Robustness slices"),
+                        ("codebook_reconstruction", "Reconstruction vs codebook size")]:
+        if figures.get(name):
+            L += [f"### {title}", "", f"![{title}]({figures[name]})", ""]
+        else:
+            L += [f"### {title}", "", f"_Not drawn: {figure_notes.get(name, 'no data')}._", ""]
+    for n in figure_notes.get("extra", []):
+        L.append(f"- {n}")
+    if figure_notes.get("extra"):
+        L.append("")
+
+    # ---- ablations
+    L += ["## Ablation highlights", ""]
+    if ablation_tables:
+        for _g, t in ablation_tables:
+            L.append(f"**{t.title}**")
+            L.append("")
+            deltas = ablation_deltas(t)
+            L += [f"- {d}" for d in deltas] or ["- no overlapping columns with the full PaCo-FR row"]
+            L.append("")
+        L += ["Full tables: [ablations.md](ablations.md).", ""]
+    else:
+        L += ["_No ablation results (runs `abl_*`)._", ""]
+    if missing_ablations:
+        L += ["Ablations without results: " + ", ".join(missing_ablations) + ".", ""]
+
+    # ---- missing
+    L += ["## What is missing", ""]
+    L += [f"- {m}" for m in missing] or ["- nothing obvious."]
+    L += ["", "## Files", ""] + [f"- [{f}]({f})" for f in files] + [""]
+    return "\n".join(L)

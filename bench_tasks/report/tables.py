@@ -1,0 +1,457 @@
+"""Tables from result rows: main table (paper style), per-protocol tables, ablation tables.
+
+A `Table` is rendered to Markdown (tabulate, best in **bold**), LaTeX (booktabs, \\textbf) and
+CSV (wide, as displayed; plus a long numeric CSV with an `is_best` column).
+Values are mean ± sample std (ddof=1) over seeds; the std is omitted with one seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+from tabulate import tabulate
+
+from .naming import (
+    ABLATION_GROUPS,
+    MethodInfo,
+    canon_dataset,
+    dataset_name,
+    dataset_sort_key,
+    lower_is_better,
+    metric_name,
+    method_info,
+    summary_setting,
+    task_name,
+    task_sort_key,
+)
+from .reported import PRIMARY_METRIC, REPORTED_ORDER, reported_label
+
+MISSING = "–"
+BOLD_FOOTNOTE = ("Bold: best among our measured rows in each column (lower is better for ↓ metrics such as "
+                 "NME); shown only where at least two measured rows have a value. \"(reported)\" rows are "
+                 "published numbers on the real data sets (ViT-B/16, the authors' protocols) and are never "
+                 "compared with our measured rows.")
+
+
+# ----------------------------------------------------------------------------- frame
+
+
+def rows_to_frames(rows: list[dict], runs_dir=None, profile: str | None = None):
+    """-> (ok DataFrame: one row per ok result with its headline value, failed DataFrame,
+    {uri: MethodInfo}, problems: list of str)."""
+    methods: dict[str, MethodInfo] = {}
+    ok, failed, problems = [], [], []
+    for r in rows:
+        cell = r.get("cell") or {}
+        uri = str(cell.get("backbone", "?"))
+        if uri not in methods:
+            methods[uri] = method_info(uri, runs_dir, profile)
+        base = {
+            "key": r.get("key"), "uri": uri, "task": str(cell.get("task", "?")),
+            "dataset": canon_dataset(cell.get("dataset", "?")), "protocol": str(cell.get("protocol", "?")),
+            "fraction": _float(cell.get("fraction", 1.0), 1.0), "seed": cell.get("seed", 0),
+            "profile": cell.get("profile"), "provenance": r.get("provenance") or {},
+        }
+        if r.get("status") != "ok":
+            failed.append({**base, "status": r.get("status", "?"), "error": r.get("error")})
+            continue
+        metrics = r.get("metrics") or {}
+        headline = r.get("headline")
+        if not headline or _float(metrics.get(headline)) is None:
+            problems.append(f"{_label(base)}: status ok but headline metric {headline!r} missing from metrics")
+            continue
+        hib = r.get("higher_is_better")
+        hib = (not lower_is_better(headline)) if hib is None else bool(hib)
+        ok.append({**base, "metric": headline, "higher_is_better": hib, "value": _float(metrics[headline]),
+                   "slices": r.get("slices") or {}})
+    ok_cols = ["key", "uri", "task", "dataset", "protocol", "fraction", "seed", "profile", "provenance",
+               "metric", "higher_is_better", "value", "slices"]
+    df = pd.DataFrame(ok, columns=ok_cols)
+    fdf = pd.DataFrame(failed, columns=["key", "uri", "task", "dataset", "protocol", "fraction", "seed",
+                                        "profile", "provenance", "status", "error"])
+    for frame in (df, fdf):
+        frame["method"] = [methods[u].label for u in frame["uri"]]
+    _disambiguate(methods)
+    for frame in (df, fdf):
+        frame["method"] = [methods[u].label for u in frame["uri"]]
+    return df, fdf, methods, problems
+
+
+def _disambiguate(methods: dict[str, MethodInfo]) -> None:
+    seen: dict[str, list[str]] = {}
+    for uri, m in methods.items():
+        seen.setdefault(m.label, []).append(uri)
+    for label, uris in seen.items():
+        if len(uris) > 1:
+            for u in uris:
+                methods[u].label = f"{label} [{u}]"
+
+
+def _label(base: dict) -> str:
+    return (f"{base['uri']} | {base['task']}/{base['dataset']} | {base['protocol']} "
+            f"| frac={base['fraction']:g} | seed={base['seed']}")
+
+
+def cell_label(row) -> str:
+    return _label(dict(row))
+
+
+def _float(v, default=None):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return default
+    return default if math.isnan(f) else f
+
+
+def pick_protocol(df: pd.DataFrame, preferred: str = "linear") -> str | None:
+    if df.empty:
+        return None
+    protos = list(dict.fromkeys(df["protocol"]))
+    return preferred if preferred in protos else protos[0]
+
+
+def pick_fraction(df: pd.DataFrame) -> float | None:
+    if df.empty:
+        return None
+    fr = sorted(set(df["fraction"]))
+    return 1.0 if 1.0 in fr else fr[-1]
+
+
+def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sample std (NaN for one seed) and n per (uri, task, dataset, metric, protocol, fraction)."""
+    cols = ["uri", "method", "task", "dataset", "metric", "higher_is_better", "protocol", "fraction"]
+    if df.empty:
+        return pd.DataFrame(columns=cols + ["mean", "std", "n"])
+    g = df.groupby(cols, sort=False, dropna=False)["value"]
+    out = g.agg(mean="mean", std=lambda s: s.std(ddof=1) if len(s) > 1 else float("nan"), n="count")
+    return out.reset_index()
+
+
+# ----------------------------------------------------------------------------- table model
+
+
+@dataclass(frozen=True)
+class Col:
+    task: str
+    dataset: str
+    metric: str
+    higher_is_better: bool = True
+
+    @property
+    def key(self):
+        return (self.task, self.dataset)
+
+    def header(self, style: str = "md") -> str:
+        arrow = {"md": ("↑", "↓"), "tex": (r"$\uparrow$", r"$\downarrow$"),
+                 "csv": ("(higher is better)", "(lower is better)")}[style][0 if self.higher_is_better else 1]
+        if style == "csv":
+            return f"{task_name(self.task)} / {dataset_name(self.dataset)} / {metric_name(self.metric)} {arrow}"
+        return f"{task_name(self.task)} {dataset_name(self.dataset)} {metric_name(self.metric)} {arrow}"
+
+
+@dataclass
+class TCell:
+    mean: float
+    std: float | None = None
+    n: int = 1
+    note: str | None = None
+    best: bool = False
+
+    def text(self) -> str:
+        s = fmt_num(self.mean)
+        if self.n > 1 and self.std is not None and not math.isnan(self.std):
+            s += f" ± {fmt_num(self.std, ref=self.mean)}"
+        if self.note:
+            s += f" ({self.note})"
+        return s
+
+
+@dataclass
+class TRow:
+    label: str
+    kind: str = "measured"  # "measured" | "reported"
+    extra: dict = field(default_factory=dict)  # e.g. {"Setting": "64"}
+
+
+@dataclass
+class Table:
+    title: str
+    rows: list[TRow]
+    cols: list[Col]
+    cells: dict  # (row label, col.key) -> TCell
+    first_col: str = "Method"
+    extra_cols: list[str] = field(default_factory=list)
+    footnotes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.rows or not self.cols
+
+
+def fmt_num(v: float, ref: float | None = None) -> str:
+    ref = v if ref is None else ref
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return MISSING
+    return f"{v:.3f}" if abs(ref) < 1 else f"{v:.2f}"
+
+
+def mark_best(table: Table, min_values: int = 2) -> None:
+    """Bold the best measured value per column (ties all bold); reported rows never."""
+    for col in table.cols:
+        vals = [(r.label, table.cells[(r.label, col.key)].mean) for r in table.rows
+                if r.kind == "measured" and (r.label, col.key) in table.cells]
+        if len(vals) < min_values:
+            continue
+        best = max(v for _, v in vals) if col.higher_is_better else min(v for _, v in vals)
+        for label, v in vals:
+            if math.isclose(v, best, rel_tol=1e-9, abs_tol=1e-12):
+                table.cells[(label, col.key)].best = True
+
+
+def _measured_cols(agg: pd.DataFrame) -> list[Col]:
+    cols: dict[tuple, Col] = {}
+    for _, r in agg.iterrows():
+        k = (r["task"], r["dataset"])
+        if k not in cols:
+            cols[k] = Col(r["task"], r["dataset"], r["metric"], bool(r["higher_is_better"]))
+    return sorted(cols.values(), key=lambda c: (task_sort_key(c.task), dataset_sort_key(c.dataset)))
+
+
+def _measured_table(agg: pd.DataFrame, methods: dict[str, MethodInfo], uris: list[str], title: str,
+                    labels: dict[str, str] | None = None, extra: dict[str, dict] | None = None,
+                    first_col: str = "Method") -> Table:
+    sub = agg[agg["uri"].isin(uris)]
+    cols = _measured_cols(sub)
+    rows, cells = [], {}
+    for u in uris:
+        label = (labels or {}).get(u, methods[u].label)
+        rows.append(TRow(label, "measured", (extra or {}).get(u, {})))
+        for _, r in sub[sub["uri"] == u].iterrows():
+            std = None if pd.isna(r["std"]) else float(r["std"])
+            cells[(label, (r["task"], r["dataset"]))] = TCell(float(r["mean"]), std, int(r["n"]))
+    return Table(title, rows, cols, cells, first_col=first_col)
+
+
+def build_main_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], reported: pd.DataFrame | None,
+                     protocol: str | None, fraction: float | None, title: str | None = None) -> Table:
+    sub = df_ok[(df_ok["protocol"] == protocol) & (df_ok["fraction"] == fraction)] if not df_ok.empty else df_ok
+    agg = aggregate(sub)
+    uris = sorted({u for u in agg["uri"] if methods[u].kind != "ablation"}, key=lambda u: methods[u].order)
+    title = title or f"Main results (protocol `{protocol}`, training fraction {fraction:g})"
+    table = _measured_table(agg, methods, uris, title)
+    notes = []
+    if reported is not None and not reported.empty:
+        colmap = {c.key: c for c in table.cols}
+        extra_cols = []
+        for (task, ds), grp in reported.groupby(["task", "dataset"], sort=False):
+            if (task, ds) not in colmap:
+                metric = PRIMARY_METRIC.get((task, ds), grp["metric"].iloc[0])
+                c = Col(task, ds, metric, not lower_is_better(metric))
+                colmap[c.key] = c
+                extra_cols.append(c)
+        table.cols = table.cols + sorted(extra_cols, key=lambda c: (task_sort_key(c.task), dataset_sort_key(c.dataset)))
+        table.cols.sort(key=lambda c: (task_sort_key(c.task), dataset_sort_key(c.dataset)))
+        order = {m: i for i, m in enumerate(REPORTED_ORDER)}
+        for method in sorted(dict.fromkeys(reported["method"]), key=lambda m: (order.get(m, 99), m)):
+            label = reported_label(method)
+            table.rows.append(TRow(label, "reported"))
+            for _, r in reported[reported["method"] == method].iterrows():
+                note = r["note"] if isinstance(r["note"], str) else None
+                if note:
+                    notes.append(f"{method}: {task_name(r['task'])} {dataset_name(r['dataset'])} value is "
+                                 f"{metric_name(r['metric'])} on the {note} subset/class only ({r['source']}).")
+                table.cells[(label, (r["task"], r["dataset"]))] = TCell(float(r["value"]), note=note)
+    mark_best(table)
+    table.footnotes = [BOLD_FOOTNOTE,
+                       "Measured: mean ± sample std over seeds (std omitted for a single seed); "
+                       "SynthFace columns are our synthetic benchmark, not comparable with real-data numbers."]
+    table.footnotes += notes
+    return table
+
+
+def build_protocol_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo]) -> list[tuple[str, Table]]:
+    out = []
+    if df_ok.empty:
+        return out
+    for proto in dict.fromkeys(df_ok["protocol"]):
+        sub = df_ok[df_ok["protocol"] == proto]
+        frac = pick_fraction(sub)
+        title = f"Protocol `{proto}` (training fraction {frac:g}), all backbones incl. ablations"
+        agg = aggregate(sub[sub["fraction"] == frac])
+        uris = sorted(set(agg["uri"]), key=lambda u: methods[u].order)
+        t2 = _measured_table(agg, methods, uris, title)
+        mark_best(t2)
+        t2.footnotes = [BOLD_FOOTNOTE.split(" \"(reported)\"")[0]]
+        out.append((proto, t2))
+    return out
+
+
+def build_ablation_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], protocol, fraction):
+    """-> (list of (group id, Table), list of missing group titles)."""
+    sub = df_ok[(df_ok["protocol"] == protocol) & (df_ok["fraction"] == fraction)] if not df_ok.empty else df_ok
+    agg = aggregate(sub)
+    present = set(agg["uri"])
+    full = [u for u in present if methods[u].run_name == "paco" and methods[u].kind == "main"]
+    full = sorted(full, key=lambda u: methods[u].order)[:1]
+    tables, missing = [], []
+    groups = list(ABLATION_GROUPS) + ["other"]
+    for g in groups:
+        abl = sorted([u for u in present if methods[u].kind == "ablation" and methods[u].group == g],
+                     key=lambda u: methods[u].order)
+        title = ABLATION_GROUPS[g][0] if g in ABLATION_GROUPS else "Other ablations"
+        if not abl:
+            if g != "other":
+                missing.append(title)
+            continue
+        labels, extra = {}, {}
+        for u in full:
+            setting = summary_setting(methods[u].summary, g) if g in ABLATION_GROUPS else None
+            setting = setting or (ABLATION_GROUPS[g][2] if g in ABLATION_GROUPS else "full")
+            labels[u] = f"PaCo-FR (full): {setting}"
+            extra[u] = {"Setting": setting}
+        for u in abl:
+            labels[u] = f"{methods[u].label}"
+            extra[u] = {"Setting": methods[u].setting}
+        t = _measured_table(agg, methods, full + abl, f"Ablation: {title} (protocol `{protocol}`, fraction {fraction:g})",
+                            labels, extra)
+        t.extra_cols = ["Setting"]
+        mark_best(t)
+        t.footnotes = ["Bold: best per column among these rows (↓ = lower is better)."]
+        if not full:
+            t.footnotes.append("The full PaCo-FR row (run `paco`) has no results: nothing to compare against.")
+        tables.append((g, t))
+    return tables, missing
+
+
+def ablation_deltas(table: Table) -> list[str]:
+    """Human-readable deltas of each ablation row vs the full row ("better"/"worse" by column direction)."""
+    full = [r for r in table.rows if r.label.startswith("PaCo-FR (full)")]
+    if not full:
+        return []
+    fl = full[0].label
+    lines = []
+    for r in table.rows:
+        if r.label == fl:
+            continue
+        parts = []
+        for c in table.cols:
+            a, b = table.cells.get((r.label, c.key)), table.cells.get((fl, c.key))
+            if a is None or b is None:
+                continue
+            d = a.mean - b.mean
+            better = (d > 0) == c.higher_is_better if d != 0 else None
+            word = "same" if better is None else ("better" if better else "worse")
+            parts.append(f"{task_name(c.task)} {dataset_name(c.dataset)} {metric_name(c.metric)} "
+                         f"{d:+.{3 if abs(b.mean) < 1 else 2}f} ({word})")
+        if parts:
+            lines.append(f"{r.label} vs full: " + "; ".join(parts))
+    return lines
+
+
+# ----------------------------------------------------------------------------- renderers
+
+
+def _grid(table: Table, style: str) -> tuple[list[str], list[list[str]]]:
+    headers = [table.first_col] + table.extra_cols + [c.header(style) for c in table.cols]
+    body = []
+    for r in table.rows:
+        label = r.label if style != "tex" else tex_escape(r.label)
+        line = [label] + [str(r.extra.get(e, "")) for e in table.extra_cols]
+        for c in table.cols:
+            cell = table.cells.get((r.label, c.key))
+            if cell is None:
+                line.append(MISSING)
+                continue
+            txt = cell.text()
+            if style == "tex":
+                txt = tex_escape(txt).replace("±", r"$\pm$")
+                txt = rf"\textbf{{{txt}}}" if cell.best else txt
+            elif style == "md" and cell.best:
+                txt = f"**{txt}**"
+            line.append(txt)
+        body.append(line)
+    return headers, body
+
+
+def to_markdown(table: Table, heading_level: int = 3) -> str:
+    if table.empty:
+        return f"{'#' * heading_level} {table.title}\n\n_No results for this table._\n"
+    headers, body = _grid(table, "md")
+    md = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True,
+                  colalign=["left"] * (1 + len(table.extra_cols)) + ["center"] * len(table.cols))
+    out = f"{'#' * heading_level} {table.title}\n\n{md}\n"
+    if table.footnotes:
+        out += "\n" + "\n".join(f"- {f}" for f in table.footnotes) + "\n"
+    return out
+
+
+def tex_escape(s: str) -> str:
+    rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+           "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "`": ""}
+    return "".join(rep.get(ch, ch) for ch in str(s)).replace("–", "--").replace("↓", r"$\downarrow$").replace("↑", r"$\uparrow$")
+
+
+def to_latex(table: Table, label: str = "tab:main") -> str:
+    if table.empty:
+        return f"% {tex_escape(table.title)}: no results\n"
+    headers, body = _grid(table, "tex")
+    nlead = 1 + len(table.extra_cols)
+    spec = "l" * nlead + "c" * len(table.cols)
+    lines = [r"% requires \usepackage{booktabs}", r"\begin{table}[t]", r"\centering", r"\small",
+             rf"\caption{{{tex_escape(table.title)}}}", rf"\label{{{label}}}", rf"\begin{{tabular}}{{{spec}}}",
+             r"\toprule"]
+    # task header with \multicolumn spans
+    spans, cmid, start = [], [], nlead + 1
+    groups: list[tuple[str, int]] = []
+    for c in table.cols:
+        if groups and groups[-1][0] == c.task:
+            groups[-1] = (c.task, groups[-1][1] + 1)
+        else:
+            groups.append((c.task, 1))
+    for task, n in groups:
+        spans.append(rf"\multicolumn{{{n}}}{{c}}{{{tex_escape(task_name(task))}}}")
+        cmid.append(rf"\cmidrule(lr){{{start}-{start + n - 1}}}")
+        start += n
+    lines.append(" & " * nlead + " & ".join(spans) + r" \\")
+    lines.append(" ".join(cmid))
+    sub = [tex_escape(h) for h in [table.first_col] + table.extra_cols]
+    sub += [f"{tex_escape(dataset_name(c.dataset))} {tex_escape(metric_name(c.metric))} "
+            + (r"$\uparrow$" if c.higher_is_better else r"$\downarrow$") for c in table.cols]
+    lines.append(" & ".join(sub) + r" \\")
+    lines.append(r"\midrule")
+    prev_kind = None
+    for r, line in zip(table.rows, body):
+        if prev_kind is not None and r.kind != prev_kind:
+            lines.append(r"\midrule")
+        prev_kind = r.kind
+        lines.append(" & ".join(line) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if table.footnotes:
+        lines.append(r"\par\smallskip\footnotesize " + r" \\ ".join(tex_escape(f) for f in table.footnotes))
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def to_wide_frame(table: Table) -> pd.DataFrame:
+    headers, body = _grid(table, "csv")
+    df = pd.DataFrame(body, columns=headers)
+    df.insert(1, "Kind", [r.kind for r in table.rows])
+    return df
+
+
+def to_long_frame(table: Table) -> pd.DataFrame:
+    recs = []
+    for r in table.rows:
+        for c in table.cols:
+            cell = table.cells.get((r.label, c.key))
+            if cell is None:
+                continue
+            recs.append({"method": r.label, "kind": r.kind, **{k.lower(): v for k, v in r.extra.items()},
+                         "task": c.task, "dataset": c.dataset, "metric": c.metric,
+                         "higher_is_better": c.higher_is_better, "mean": cell.mean,
+                         "std": cell.std, "n_seeds": cell.n, "note": cell.note, "is_best": cell.best,
+                         "display": cell.text()})
+    return pd.DataFrame(recs)
