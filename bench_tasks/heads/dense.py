@@ -1,0 +1,135 @@
+"""The shared dense adapter of face parsing and landmarks (FaRL's dense protocol).
+
+ViT patch tokens of a few blocks (default `backbone.dense_layers()`, FaRL's 3, 5, 7, 11 of 12
+scaled to the depth) -> a simple FPN that rescales the four token maps to x4, x2, x1 and x1/2 of
+the token grid (x4: ConvTranspose2d(k=2, s=2) -> BN -> GELU -> ConvTranspose2d(k=2, s=2);
+x2: one ConvTranspose2d; x1: identity; x1/2: max-pool) -> **mmsegmentation's `UPerHead`**
+(pool scales 1, 2, 3, 6; `channels` 768 in FaRL) whose `forward` we call directly on the FPN
+outputs (the task computes its own loss). The output has `num_classes` channels at x4 of the
+token grid, i.e. stride 4 of the input for patch size 16.
+
+`DenseHead.forward` takes the `paco_fr.backbone.BackboneOutput` of the requested layers, so it
+plugs into `bench_tasks.protocols.train.BackboneWithHead` as the head.
+
+mmsegmentation needs mmcv with compiled ops (`scripts/ensure_mmcv.py`); it is imported lazily
+so that the registries load without it, and `require_mmseg()` raises a clear error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from bench_tasks.registry import HEADS
+
+FARL_SCALES = (4.0, 2.0, 1.0, 0.5)
+
+
+def require_mmseg():
+    """Import and return mmseg's UPerHead, or raise ImportError saying how to get mmcv."""
+    try:
+        from mmseg.models.decode_heads import UPerHead
+    except Exception as e:  # ImportError, or mmseg's own mmcv version assertion
+        raise ImportError(
+            "the dense tasks use mmsegmentation's UPerHead, which needs mmcv==2.1.0 with compiled "
+            "ops; run `python scripts/ensure_mmcv.py` (builds once per machine, ~20-30 min on 2 "
+            f"cores, then cached). Import error: {type(e).__name__}: {e}"
+        ) from e
+    return UPerHead
+
+
+def mmseg_available() -> bool:
+    try:
+        require_mmseg()
+    except ImportError:
+        return False
+    return True
+
+
+def _rescale(dim: int, scale: float) -> nn.Module:
+    """One FPN branch of FaRL's simple FPN."""
+    if scale == 4:
+        return nn.Sequential(
+            nn.ConvTranspose2d(dim, dim, kernel_size=2, stride=2),
+            nn.BatchNorm2d(dim),
+            nn.GELU(),
+            nn.ConvTranspose2d(dim, dim, kernel_size=2, stride=2),
+        )
+    if scale == 2:
+        return nn.ConvTranspose2d(dim, dim, kernel_size=2, stride=2)
+    if scale == 1:
+        return nn.Identity()
+    if scale == 0.5:
+        return nn.MaxPool2d(kernel_size=2, stride=2)
+    raise ValueError(f"FPN scale must be one of 4, 2, 1, 0.5, got {scale}")
+
+
+class SimpleFPN(nn.Module):
+    """Token maps (B, D, h, w) of len(scales) layers -> maps at scales (x4, x2, x1, x1/2)."""
+
+    def __init__(self, dim: int, scales: Sequence[float] = FARL_SCALES):
+        super().__init__()
+        self.scales = tuple(float(s) for s in scales)
+        self.branches = nn.ModuleList(_rescale(dim, s) for s in self.scales)
+
+    def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        if len(maps) != len(self.branches):
+            raise ValueError(f"SimpleFPN got {len(maps)} token maps for {len(self.branches)} scales")
+        return [b(m) for b, m in zip(self.branches, maps)]
+
+
+def uperhead_config(in_dim: int, num_levels: int, channels: int, num_classes: int,
+                    dropout: float = 0.1, pool_scales=(1, 2, 3, 6)):
+    """FaRL's UPerHead settings as an mmengine ConfigDict (mmseg code reads attributes)."""
+    from mmengine.config import ConfigDict
+
+    return ConfigDict(
+        type="UPerHead",
+        in_channels=[in_dim] * num_levels,
+        in_index=list(range(num_levels)),
+        pool_scales=tuple(pool_scales),
+        channels=channels,
+        dropout_ratio=dropout,
+        num_classes=num_classes,
+        norm_cfg=ConfigDict(type="BN", requires_grad=True),
+        align_corners=False,
+        # built by BaseDecodeHead but unused: the task computes its own loss
+        loss_decode=ConfigDict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
+    )
+
+
+@HEADS.register("dense")
+class DenseHead(nn.Module):
+    """BackboneOutput -> simple FPN -> mmseg UPerHead -> (B, num_classes, 4h, 4w) logits."""
+
+    def __init__(self, embed_dim: int, num_classes: int, channels: int = 768,
+                 num_levels: int = 4, scales: Sequence[float] | None = None,
+                 pool_scales=(1, 2, 3, 6), dropout: float = 0.1):
+        super().__init__()
+        UPerHead = require_mmseg()
+        scales = tuple(scales) if scales is not None else FARL_SCALES[:num_levels]
+        if len(scales) != num_levels:
+            raise ValueError(f"need one FPN scale per layer: {num_levels} layers, scales {scales}")
+        self.fpn = SimpleFPN(embed_dim, scales)
+        cfg = uperhead_config(embed_dim, num_levels, channels, num_classes, dropout, pool_scales)
+        cfg.pop("type")
+        self.uper = UPerHead(**cfg)
+        self.uper.init_weights()  # mmseg's init: conv_seg ~ N(0, 0.01)
+        del self.uper.loss_decode  # unused; keeps state dicts free of loss modules
+        self.num_classes = num_classes
+        self.out_stride_tokens = max(scales)  # output = token grid * 4
+
+    def forward(self, feats) -> torch.Tensor:
+        maps = feats.patch_maps() if hasattr(feats, "patch_maps") else list(feats)
+        return self.uper(self.fpn(maps))
+
+
+def build_dense_head(backbone, num_classes: int, channels: int,
+                     layers: list[int] | None = None) -> tuple[DenseHead, list[int]]:
+    """The dense head for `backbone` (a BenchBackbone) and the layers it reads."""
+    layers = list(layers) if layers is not None else list(backbone.dense_layers())
+    if len(layers) != 4:
+        raise ValueError(f"FaRL's simple FPN takes 4 layers (x4, x2, x1, x1/2), got {layers}")
+    return DenseHead(backbone.embed_dim, num_classes, channels=channels, num_levels=len(layers)), layers

@@ -1,0 +1,388 @@
+"""What face parsing and landmarks share: settings per profile, split loading, geometry (affine
+warps in pixel coordinates), the base class of the real-data readers, model building and fit
+through `bench_tasks.protocols.train`, and preview drawing.
+
+Pixel convention (the same as `paco_fr.data.template`): pixel centres at integer coordinates,
+(x, y) order; a 2x3 matrix `m` maps source pixel coords to destination pixel coords.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from bench_tasks.api import CellContext, Profile, TaskSplit
+from bench_tasks.protocols.fractions import subset_indices
+from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
+
+# ----------------------------------------------------------------------------- settings
+
+# UPerHead channels and EMA decay per profile. FaRL: 768 channels and EMA 0.999 over ~300 epochs;
+# a smoke run has ~60 optimizer steps, where a 0.999 EMA would still be ~95% the initial weights,
+# so smoke uses 0.9 (horizon ~10 steps). Override with profile.extra["dense_channels"] /
+# ["dense_ema_decay"] (0 or None turns EMA off).
+DENSE_CHANNELS = {"smoke": 64, "small": 256, "paper": 768}
+DENSE_EMA = {"smoke": 0.9, "small": 0.998, "paper": 0.999}
+
+
+def dense_settings(profile: Profile) -> dict:
+    ex = profile.extra or {}
+    return {
+        "size": int(ex.get("dense_size", profile.dense_size)),
+        "channels": int(ex.get("dense_channels", DENSE_CHANNELS.get(profile.name, 128))),
+        "ema_decay": ex.get("dense_ema_decay", DENSE_EMA.get(profile.name, 0.999)) or None,
+        "epochs": int(ex.get("dense_epochs", profile.dense_epochs)),
+        "batch_size": int(ex.get("dense_batch_size", profile.batch_size)),
+        # FaRL: AdamW, wd 1e-5, lr 1e-3 head / 1e-4 backbone (the backbone's lr decays layer-wise)
+        "lr_head": float(ex.get("dense_lr_head", 1e-3)),
+        "lr_backbone": float(ex.get("dense_lr_backbone", 1e-4)),
+        "weight_decay": float(ex.get("dense_weight_decay", 1e-5)),
+        "layer_decay": float(ex.get("dense_layer_decay", 0.9)),
+        "num_workers": int(profile.num_workers),
+    }
+
+
+def resolve_protocol(protocol: str) -> str:
+    """`linear` maps to `frozen` for dense tasks: a linear probe on cached pooled features cannot
+    predict masks or points, so the dense protocol with the weakest head (frozen backbone, FPN +
+    UPerHead trained, FaRL's freeze_backbone) stands in for it."""
+    if protocol in ("frozen", "linear"):
+        return "frozen"
+    if protocol == "finetune":
+        return "finetune"
+    raise ValueError(f"dense tasks support protocols frozen, linear (= frozen), finetune; got {protocol!r}")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def get_dataset_spec(name: str):
+    from bench_tasks.registry import DATASETS
+
+    spec = DATASETS.get(name)
+    return spec() if isinstance(spec, type) else spec
+
+
+def load_splits(ctx: CellContext, task: str, size: int) -> tuple[Dataset, TaskSplit, TaskSplit]:
+    """train (the cell's seeded fraction of it), val, test TaskSplits at `size`."""
+    spec = get_dataset_spec(ctx.cell.dataset)
+    if task not in spec.tasks:
+        raise ValueError(f"dataset {ctx.cell.dataset!r} does not serve {task!r} (serves {spec.tasks})")
+    splits = {s: spec.load(task, s, ctx.data_root, ctx.profile, size) for s in ("train", "val", "test")}
+    train: Dataset = splits["train"]
+    if ctx.cell.fraction < 1:
+        idx = subset_indices(len(train), ctx.cell.fraction, ctx.cell.seed)
+        train = Subset(train, idx.tolist())
+    return train, splits["val"], splits["test"]
+
+
+class WithIndex(Dataset):
+    """(image, target) -> (image, {"target": target, "index": i}) so evaluation can look up
+    per-item data of the split (original labels, boxes, slices)."""
+
+    def __init__(self, ds: Dataset):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        img, tgt = self.ds[i]
+        return img, {"target": tgt, "index": i}
+
+
+def loaders(train: Dataset, val: Dataset, test: Dataset, batch_size: int, num_workers: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    # drop_last: BatchNorm in the FPN / UPerHead's 1x1 pooling branch needs > 1 sample per batch
+    bs_train = max(2, min(batch_size, len(train)))
+    tl = DataLoader(train, batch_size=bs_train, shuffle=True, drop_last=len(train) > bs_train,
+                    num_workers=num_workers, generator=g, persistent_workers=False)
+    vl = DataLoader(WithIndex(val), batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    te = DataLoader(WithIndex(test), batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return tl, vl, te
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def invert_affine(m) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    a_inv = np.linalg.inv(m[:, :2])
+    return np.concatenate([a_inv, (-a_inv @ m[:, 2])[:, None]], axis=1)
+
+
+def apply_affine(pts, m) -> np.ndarray:
+    pts = np.asarray(pts, dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def crop_matrix(cx: float, cy: float, side: float, size: int) -> np.ndarray:
+    """Similarity mapping the square box of `side` pixels centred on (cx, cy) onto a `size` crop
+    (centre -> crop centre)."""
+    f = size / side
+    return np.array([[f, 0.0, size / 2 - 0.5 - cx * f], [0.0, f, size / 2 - 0.5 - cy * f]])
+
+
+def warp_affine(src: torch.Tensor, m_src_to_dst, out_hw: tuple[int, int], mode: str = "bilinear",
+                padding_mode: str = "zeros") -> torch.Tensor:
+    """Warp src (B, C, H, W) (or (C, H, W)) into an out_hw image so that source pixel p lands on
+    m @ p. m: (2, 3) or (B, 2, 3), source pixel coords -> destination pixel coords."""
+    squeeze = src.ndim == 3
+    if squeeze:
+        src = src[None]
+    b, _, h, w = src.shape
+    m = torch.as_tensor(np.asarray(m_src_to_dst), dtype=torch.float64)
+    if m.ndim == 2:
+        m = m.expand(b, 2, 3)
+    a_inv = torch.linalg.inv(m[:, :, :2])
+    t_inv = -(a_inv @ m[:, :, 2:])
+    ho, wo = out_hw
+    ys, xs = torch.meshgrid(torch.arange(ho, dtype=torch.float64), torch.arange(wo, dtype=torch.float64),
+                            indexing="ij")
+    dst = torch.stack([xs, ys], -1).reshape(1, -1, 2)  # (1, P, 2)
+    srcp = dst @ a_inv.transpose(1, 2) + t_inv.transpose(1, 2)  # (B, P, 2)
+    gx = (srcp[..., 0] + 0.5) / w * 2 - 1
+    gy = (srcp[..., 1] + 0.5) / h * 2 - 1
+    grid = torch.stack([gx, gy], -1).reshape(b, ho, wo, 2).to(src.dtype if src.is_floating_point() else torch.float32)
+    grid = grid.to(src.device)
+    x = src if src.is_floating_point() else src.float()
+    out = F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+    if not src.is_floating_point():
+        out = out.round().to(src.dtype)
+    return out[0] if squeeze else out
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        a = np.asarray(im)
+    return a[..., 0] if a.ndim == 3 else a
+
+
+def image_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255.0
+
+
+# ----------------------------------------------------------------------------- reader bases
+
+
+class LandmarkRecordsSplit(TaskSplit):
+    """Landmarks from image files: each record = (image path, points (K, 2) in original pixels,
+    crop matrix original -> crop). Items: (image (3, S, S) in [0, 1], points (K, 2) in crop
+    pixels). meta["boxes"] (N, 4) x1, y1, x2, y2 in crop pixels when the dataset normalises by box."""
+
+    def __init__(self, name: str, split: str, paths: list[str], points: np.ndarray, matrices: np.ndarray,
+                 size: int, meta: dict | None = None, slices: dict | None = None):
+        super().__init__(name, split, meta=meta, slices=slices)
+        self.paths, self.points, self.matrices, self.size = paths, np.asarray(points), np.asarray(matrices), size
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        img = image_tensor(read_image(self.paths[i]))
+        m = self.matrices[i]
+        crop = warp_affine(img, m, (self.size, self.size), padding_mode="zeros").clamp(0, 1)
+        pts = apply_affine(self.points[i], m)
+        return crop, torch.as_tensor(pts, dtype=torch.float32)
+
+
+class AlignedParsingSplit(TaskSplit):
+    """Parsing from image + label files, each warped by its matrix (original -> crop) to S x S.
+    With meta["warp_back"] the evaluation warps logits back with `matrices[i]` and scores against
+    `original_label(i)` at the original resolution."""
+
+    def __init__(self, name: str, split: str, images: list[str], labels: list, matrices: np.ndarray | None,
+                 size: int, meta: dict | None = None, slices: dict | None = None):
+        super().__init__(name, split, meta=meta, slices=slices)
+        self.images, self.labels, self.size = images, labels, size
+        self.matrices = matrices
+
+    def __len__(self):
+        return len(self.images)
+
+    def original_label(self, i) -> np.ndarray:
+        lab = self.labels[i]
+        return lab() if callable(lab) else read_label(lab)
+
+    def matrix(self, i, label_hw) -> np.ndarray:
+        """original-label pixels -> crop pixels (plain resize when no matrices were given)."""
+        if self.matrices is not None:
+            return self.matrices[i]
+        return resize_matrix(label_hw, (self.size, self.size))
+
+    def __getitem__(self, i):
+        img = read_image(self.images[i])
+        lab = self.original_label(i)
+        m_lab = self.matrix(i, lab.shape[:2])
+        # the image may be stored at another resolution than its label (CelebAMask-HQ)
+        m_img = compose(m_lab, resize_matrix(img.shape[:2], lab.shape[:2]))
+        s = (self.size, self.size)
+        crop = warp_affine(image_tensor(img), m_img, s).clamp(0, 1)
+        lab_t = warp_affine(torch.from_numpy(lab.astype(np.int64))[None].float(), m_lab, s, mode="nearest")
+        return crop, lab_t[0].long()
+
+
+def resize_matrix(src_hw, dst_hw) -> np.ndarray:
+    """Pixel coords of an image of size src_hw -> the same image resized to dst_hw."""
+    (hs, ws), (hd, wd) = src_hw, dst_hw
+    fx, fy = wd / ws, hd / hs
+    return np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])
+
+
+def compose(a, b) -> np.ndarray:
+    """a after b, for 2x3 affine matrices."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.concatenate([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2] + a[:, 2])[:, None]], axis=1)
+
+
+def holdout(n: int, frac: float = 0.05, seed: int = 20240601) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices: a fixed seeded `frac` of a training set held out for model
+    selection, for datasets without an official validation split."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    k = max(1, int(round(n * frac))) if n > 1 else 0
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def check_root(name: str, root, layout: str, required: list[str]) -> Path:
+    """Path(root), or DatasetLayoutError naming the first missing entry."""
+    from bench_tasks.api import DatasetLayoutError
+
+    if root is None:
+        raise DatasetLayoutError(name, root, "this dataset needs --data-root", layout)
+    r = Path(root)
+    if not r.is_dir():
+        raise DatasetLayoutError(name, root, "root folder does not exist", layout)
+    for req in required:
+        if not (r / req).exists():
+            raise DatasetLayoutError(name, root, f"missing {req}", layout)
+    return r
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def ema_buffer_sync(live: torch.nn.Module):
+    """fit's EMA (torch AveragedModel, use_buffers=False) averages parameters only, so the EMA
+    copy would keep BatchNorm running statistics from initialisation. Before evaluating we copy
+    the live model's buffers into the EMA copy (what timm's ModelEma effectively tracks)."""
+
+    def sync(eval_model: torch.nn.Module):
+        if eval_model is live:
+            return
+        with torch.no_grad():
+            for b_e, b in zip(eval_model.buffers(), live.buffers()):
+                b_e.copy_(b)
+
+    return sync
+
+
+def fit_dense(ctx: CellContext, head: torch.nn.Module, layers: list[int], settings: dict,
+              train: Dataset, val: Dataset, test: Dataset, loss_fn, evaluate, select_metric: str,
+              higher_is_better: bool):
+    protocol = resolve_protocol(ctx.cell.protocol)
+    torch.manual_seed(ctx.cell.seed)
+    model = BackboneWithHead(ctx.backbone, head, layers, frozen=protocol == "frozen")
+    tl, vl, te = loaders(train, val, test, settings["batch_size"], settings["num_workers"], ctx.cell.seed)
+    cfg = FitConfig(
+        epochs=settings["epochs"], lr_head=settings["lr_head"], lr_backbone=settings["lr_backbone"],
+        weight_decay=settings["weight_decay"], layer_decay=settings["layer_decay"],
+        ema_decay=settings["ema_decay"], select_metric=select_metric, higher_is_better=higher_is_better,
+    )
+    sync = ema_buffer_sync(model)
+
+    def _evaluate(eval_model, loader):
+        sync(eval_model)
+        return evaluate(eval_model, loader)
+
+    result = fit(model, tl, vl, te, loss_fn, _evaluate, cfg, ctx.device,
+                 backbone_depth=None if protocol == "frozen" else ctx.backbone.depth,
+                 progress=ctx.progress, desc=f"{ctx.cell.task}/{ctx.cell.dataset}")
+    return model, result, te, protocol
+
+
+# ----------------------------------------------------------------------------- previews
+
+PALETTE = np.array([
+    [0, 0, 0], [255, 204, 153], [0, 128, 0], [0, 200, 100], [0, 0, 255], [0, 128, 255],
+    [255, 128, 0], [255, 0, 0], [128, 0, 128], [200, 0, 80], [128, 64, 0], [255, 255, 0],
+    [0, 255, 255], [255, 0, 255], [128, 128, 128], [64, 0, 128], [0, 64, 64], [192, 192, 0],
+    [64, 128, 192], [192, 64, 192],
+], dtype=np.uint8)
+
+
+def colorize(mask: np.ndarray) -> np.ndarray:
+    return PALETTE[np.asarray(mask) % len(PALETTE)]
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    return (img.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def save_grid(rows: list[list[np.ndarray]], path: Path, scale: int = 1, pad: int = 2) -> Path:
+    from PIL import Image
+
+    h = max(t.shape[0] for r in rows for t in r)
+    w = max(t.shape[1] for r in rows for t in r)
+    ncol = max(len(r) for r in rows)
+    canvas = np.full(((h + pad) * len(rows) + pad, (w + pad) * ncol + pad, 3), 255, np.uint8)
+    for i, r in enumerate(rows):
+        for j, t in enumerate(r):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            canvas[y:y + t.shape[0], x:x + t.shape[1]] = t
+    im = Image.fromarray(canvas)
+    if scale != 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+    return path
+
+
+def draw_points(img: np.ndarray, pts_list: list[tuple[np.ndarray, tuple[int, int, int]]],
+                scale: int = 1) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    im = Image.fromarray(img)
+    if scale != 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.BILINEAR)
+    d = ImageDraw.Draw(im)
+    r = max(1, scale // 2)
+    for pts, color in pts_list:
+        for x, y in np.asarray(pts, dtype=np.float64):
+            cx, cy = (x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5
+            d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color)
+    return np.asarray(im)
+
+
+def preview_scale(size: int) -> int:
+    return max(1, 192 // size)
+
+
+def artifact(ctx: CellContext, name: str) -> tuple[Path, str]:
+    """(path to write, path to store in CellResult.artifacts). Uses the runner's
+    `ctx.artifact_dir()` (<results>/artifacts/<cell key>/) and `ctx.artifact_relpath` when the
+    context has them, else ctx.work_dir/artifacts/<cell key>/."""
+    if hasattr(ctx, "artifact_dir"):
+        path = Path(ctx.artifact_dir()) / name
+        return path, ctx.artifact_relpath(path)
+    d = Path(ctx.work_dir) / "artifacts" / ctx.cell.key()
+    d.mkdir(parents=True, exist_ok=True)
+    return d / name, str(d / name)
+
+
+def slice_items(split: TaskSplit) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, dtype=bool) for k, v in (getattr(split, "slices", None) or {}).items()}

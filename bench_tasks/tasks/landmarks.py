@@ -1,0 +1,167 @@
+"""Facial landmarks (FaRL protocol): ViT -> simple FPN -> mmseg UPerHead with one heatmap per
+point (stride 4 of the input) -> soft-argmax -> coordinates.
+
+Soft-argmax: softmax over each heatmap's pixels, expectation of the pixel-centre coordinates.
+Loss = L1 on coordinates normalised to the crop ([0, 1]) + `bce_weight` * BCE-with-logits of
+the heatmaps against Gaussian targets (sigma = 1 heatmap pixel, peak 1) — FaRL's pair.
+No flip augmentation (left/right points would need re-indexing).
+
+Metrics (bench_tasks.metrics.landmarks), chosen from the test split's meta:
+  * meta["norm"] == "inter_ocular": distance of points meta["eyes"] (300W / SynthFace 36, 45;
+    WFLW 60, 72); `nme` headline;
+  * meta["norm"] == "box": meta["boxes"] (N, 4) x1, y1, x2, y2 in crop pixels; `nme_diag`
+    (sqrt(w^2 + h^2), the headline, also stored as `nme`) and `nme_box` (sqrt(w * h));
+  * meta["fr_thr"] / meta["auc_thr"]: FR@thr (%) and AUC@thr ([0, 1]) of the headline NMEs;
+  * every slice of the split (TaskSplit.slices) -> `nme/<slice>` (+ fr/auc) and CellResult.slices.
+NMEs are percentages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench_tasks.api import CellContext, CellResult, Task
+from bench_tasks.heads.dense import build_dense_head
+from bench_tasks.metrics import landmarks as LM
+from bench_tasks.registry import TASKS
+from bench_tasks.tasks import _dense as D
+
+HEATMAP_SIGMA = 1.0
+BCE_WEIGHT = 1.0
+
+
+def soft_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """(B, K, h, w) heatmap logits -> (B, K, 2) unit coordinates (x, y) in [0, 1] of the crop."""
+    b, k, h, w = logits.shape
+    p = logits.float().flatten(2).softmax(-1).view(b, k, h, w)
+    xs = (torch.arange(w, device=logits.device, dtype=torch.float32) + 0.5) / w
+    ys = (torch.arange(h, device=logits.device, dtype=torch.float32) + 0.5) / h
+    x = (p.sum(2) * xs).sum(-1)
+    y = (p.sum(3) * ys).sum(-1)
+    return torch.stack([x, y], -1)
+
+
+def gaussian_targets(unit: torch.Tensor, h: int, w: int, sigma: float = HEATMAP_SIGMA) -> torch.Tensor:
+    """(B, K, 2) unit coords -> (B, K, h, w) Gaussians (peak 1 at the point, sigma in heatmap px)."""
+    px = unit[..., 0:1] * w - 0.5  # heatmap pixel coords
+    py = unit[..., 1:2] * h - 0.5
+    xs = torch.arange(w, device=unit.device, dtype=unit.dtype)
+    ys = torch.arange(h, device=unit.device, dtype=unit.dtype)
+    gx = torch.exp(-((xs - px) ** 2) / (2 * sigma**2))  # (B, K, w)
+    gy = torch.exp(-((ys - py) ** 2) / (2 * sigma**2))  # (B, K, h)
+    return gy[..., :, None] * gx[..., None, :]
+
+
+def landmark_loss(logits: torch.Tensor, pts_px: torch.Tensor, size: int) -> torch.Tensor:
+    gt_unit = (pts_px.float() + 0.5) / size
+    pred_unit = soft_argmax(logits)
+    l1 = (pred_unit - gt_unit).abs().mean()
+    tgt = gaussian_targets(gt_unit, logits.shape[-2], logits.shape[-1])
+    bce = F.binary_cross_entropy_with_logits(logits.float(), tgt)
+    return l1 + BCE_WEIGHT * bce
+
+
+def predict(model, loader, size: int, device):
+    """{index: (pred (K, 2), gt (K, 2))} in crop pixels, plus the images of the first batch."""
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    first = None
+    for images, extra in loader:
+        logits = model(images.to(device))
+        pred = (soft_argmax(logits) * size - 0.5).cpu().numpy()
+        gt = extra["target"].numpy()
+        for b, idx in enumerate(extra["index"].tolist()):
+            out[idx] = (pred[b], gt[b])
+        if first is None:
+            first = images
+    return out, first
+
+
+def landmark_metrics(preds: dict, split) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(metrics, slices) for one split's predictions."""
+    meta = split.meta
+    idx = np.array(sorted(preds))
+    pred = np.stack([preds[i][0] for i in idx])
+    gt = np.stack([preds[i][1] for i in idx])
+    fr, au = meta.get("fr_thr"), meta.get("auc_thr")
+    per: dict[str, np.ndarray] = {}
+    if meta.get("norm", "inter_ocular") == "box":
+        boxes = np.asarray(meta["boxes"])[idx]
+        per["nme_diag"] = LM.nme_per_image(pred, gt, LM.box_diag(boxes))
+        per["nme_box"] = LM.nme_per_image(pred, gt, LM.box_size(boxes))
+        per["nme"] = per["nme_diag"]
+    else:
+        i, j = meta.get("eyes", (36, 45))
+        per["nme"] = LM.nme_per_image(pred, gt, LM.inter_ocular(gt, i, j))
+    metrics: dict[str, float] = {}
+    for name, v in per.items():
+        metrics.update(LM.summarize(v, fr if name == "nme" else None, au if name == "nme" else None, prefix=name))
+    slices: dict[str, dict[str, float]] = {}
+    for sname, sel in D.slice_items(split).items():
+        m = sel[idx]
+        if not m.any():
+            continue
+        s = {}
+        for name, v in per.items():
+            s.update(LM.summarize(v[m], fr if name == "nme" else None, au if name == "nme" else None, prefix=name))
+        s["n"] = float(m.sum())
+        slices[sname] = s
+        metrics[f"nme/{sname}"] = s["nme"]
+    return metrics, slices
+
+
+@TASKS.register("landmarks")
+class LandmarksTask(Task):
+    name = "landmarks"
+    default_datasets = ("300w", "wflw", "aflw19")
+    protocols = ("frozen", "finetune", "linear")
+    headline = "nme"
+    higher_is_better = False
+
+    def image_size(self, profile) -> int:
+        return D.dense_settings(profile)["size"]
+
+    def run(self, ctx: CellContext) -> CellResult:
+        st = D.dense_settings(ctx.profile)
+        size = st["size"]
+        train, val, test = D.load_splits(ctx, "landmarks", size)
+        k = int(test.meta.get("num_points") or test[0][1].shape[0])
+        head, layers = build_dense_head(ctx.backbone, k, st["channels"])
+        device = ctx.device
+
+        def loss_fn(logits, pts):
+            return landmark_loss(logits, pts, size)
+
+        def evaluate(model, loader):
+            preds, _ = predict(model, loader, size, device)
+            return landmark_metrics(preds, loader.dataset.ds)[0]
+
+        model, res, test_loader, protocol = D.fit_dense(
+            ctx, head, layers, st, train, val, test, loss_fn, evaluate, "nme", False)
+
+        with torch.no_grad():
+            preds, images = predict(model, test_loader, size, device)
+        _, slices = landmark_metrics(preds, test)
+        artifacts = {}
+        path, rel = D.artifact(ctx, "landmarks_preview.png")
+        sc = D.preview_scale(size)
+        rows, row = [], []
+        for b in range(min(8, len(images))):
+            p, g = preds[b]
+            row.append(D.draw_points(D.to_uint8(images[b]), [(g, (0, 255, 0)), (p, (255, 0, 0))], scale=sc))
+            if len(row) == 4:
+                rows.append(row)
+                row = []
+        if row:
+            rows.append(row)
+        D.save_grid(rows, path)
+        artifacts["landmarks_preview"] = rel
+        return CellResult(
+            metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
+            slices=slices, artifacts=artifacts,
+            extra={"history": res.extra.get("history", []), "protocol_used": protocol,
+                   "config": {**st, "layers": layers, "num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
+                              "eyes": list(test.meta.get("eyes", (36, 45))), "heatmap_sigma": HEATMAP_SIGMA,
+                              "bce_weight": BCE_WEIGHT}},
+        )

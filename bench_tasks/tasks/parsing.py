@@ -1,0 +1,120 @@
+"""Face parsing (FaRL protocol): ViT -> simple FPN -> mmseg UPerHead -> per-pixel logits.
+
+Loss: per-pixel cross-entropy on the logits upsampled (bilinear) to the input size.
+Metrics: one confusion matrix over the whole test set (bench_tasks.metrics.parsing); headline
+`f1_mean` = mean F1 over the foreground classes (%). Datasets whose test split sets
+meta["warp_back"] (LaPa) are scored at the original resolution: the aligned crop's logits are
+warped back with the inverse similarity (bilinear, border padding) before the argmax.
+No flip augmentation (left/right classes would need swapping).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench_tasks.api import CellContext, CellResult, Task
+from bench_tasks.heads.dense import build_dense_head
+from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion
+from bench_tasks.registry import TASKS
+from bench_tasks.tasks import _dense as D
+
+LAPA_CLASSES = ["background", "skin", "left_eyebrow", "right_eyebrow", "left_eye", "right_eye",
+                "nose", "upper_lip", "inner_mouth", "lower_lip", "hair"]
+
+
+def upsampled_logits(model, images: torch.Tensor) -> torch.Tensor:
+    logits = model(images)
+    return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def warp_logits_back(logits: torch.Tensor, m_orig_to_crop, out_hw: tuple[int, int]) -> torch.Tensor:
+    """Aligned-crop logits (K, S, S) -> logits on the original image grid (K, H0, W0): each
+    original pixel p samples the crop at m @ p (bilinear; outside the crop: nearest border)."""
+    return D.warp_affine(logits, D.invert_affine(m_orig_to_crop), out_hw, mode="bilinear",
+                         padding_mode="border")
+
+
+def per_image_confusions(model, loader, split, num_classes: int, device, keep_preview: int = 0):
+    """{index: (K, K) confusion} over the loader (a WithIndex loader of `split`), and a few
+    (image, gt, pred) triples for the preview."""
+    warp_back = bool(split.meta.get("warp_back"))
+    cms: dict[int, np.ndarray] = {}
+    previews = []
+    for images, extra in loader:
+        images = images.to(device)
+        logits = upsampled_logits(model, images).float().cpu()
+        targets = extra["target"]
+        for b, idx in enumerate(extra["index"].tolist()):
+            if warp_back:
+                gt = split.original_label(idx)
+                lg = warp_logits_back(logits[b], split.matrix(idx, gt.shape[:2]), gt.shape[:2])
+                pred = lg.argmax(0)
+                gt = torch.from_numpy(gt.astype(np.int64))
+            else:
+                pred = logits[b].argmax(0)
+                gt = targets[b]
+            cms[idx] = confusion_matrix(pred, gt, num_classes)
+            if len(previews) < keep_preview:
+                previews.append((images[b].cpu(), targets[b], logits[b].argmax(0)))
+    return cms, previews
+
+
+@TASKS.register("parsing")
+class ParsingTask(Task):
+    name = "parsing"
+    default_datasets = ("lapa", "celebamaskhq")
+    protocols = ("frozen", "finetune", "linear")
+    headline = "f1_mean"
+    higher_is_better = True
+
+    def image_size(self, profile) -> int:
+        return D.dense_settings(profile)["size"]
+
+    def run(self, ctx: CellContext) -> CellResult:
+        st = D.dense_settings(ctx.profile)
+        train, val, test = D.load_splits(ctx, "parsing", st["size"])
+        classes = list(test.meta.get("classes") or test.meta.get("class_names") or LAPA_CLASSES)
+        k = len(classes)
+        head, layers = build_dense_head(ctx.backbone, k, st["channels"])
+        device = ctx.device
+
+        def loss_fn(logits, masks):
+            logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+            return F.cross_entropy(logits, masks.long(), ignore_index=255)
+
+        def evaluate(model, loader):
+            cms, _ = per_image_confusions(model, loader, loader.dataset.ds, k, device)
+            return scores_from_confusion(sum(cms.values()), classes)
+
+        model, res, test_loader, protocol = D.fit_dense(
+            ctx, head, layers, st, train, val, test, loss_fn, evaluate, "f1_mean", True)
+
+        # selected epoch's weights: slices, confusion matrix and the preview
+        with torch.no_grad():
+            cms, previews = per_image_confusions(model, test_loader, test, k, device, keep_preview=6)
+        total = sum(cms.values())
+        slices = {}
+        for name, sel in D.slice_items(test).items():
+            idx = np.flatnonzero(sel)
+            if len(idx):
+                s = scores_from_confusion(sum(cms[i] for i in idx), classes)
+                slices[name] = {"f1_mean": s["f1_mean"], "miou": s["miou"], "n": float(len(idx))}
+        artifacts = {}
+        path, rel = D.artifact(ctx, "confusion.csv")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savetxt(path, total, fmt="%d", delimiter=",", header=",".join(classes))
+        artifacts["confusion"] = rel
+        path, rel = D.artifact(ctx, "parsing_preview.png")
+        sc = D.preview_scale(st["size"])
+        rows = [[D.to_uint8(img), D.colorize(gt.numpy()), D.colorize(pred.numpy())] for img, gt, pred in previews]
+        D.save_grid(rows, path, scale=sc)
+        artifacts["parsing_preview"] = rel
+        return CellResult(
+            metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
+            slices=slices, artifacts=artifacts,
+            extra={"history": res.extra.get("history", []), "protocol_used": protocol,
+                   "config": {**st, "layers": layers, "classes": classes,
+                              "warp_back": bool(test.meta.get("warp_back"))}},
+        )
