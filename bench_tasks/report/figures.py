@@ -52,7 +52,12 @@ def data_efficiency_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], 
     if len(fracs) < 2:
         return None, (f"only one training fraction ({fracs[0]:g}) under protocol `{protocol}`; "
                       "data-efficiency curves need at least two" if fracs else "no rows")
-    sub = sub.copy()
+    # only (method, task, dataset) series with at least two fractions make a curve
+    nfr = sub.groupby(["uri", "task", "dataset"])["fraction"].transform("nunique")
+    sub = sub[nfr >= 2].copy()
+    if sub.empty:
+        return None, f"no method has results at two or more training fractions under protocol `{protocol}`"
+    fracs = sorted(set(sub["fraction"]))
     sub["order"] = [methods[u].order for u in sub["uri"]]
     sub = sub.sort_values("order")
     hue_order = list(dict.fromkeys(sub["method"]))
@@ -141,10 +146,6 @@ def slices_figure(sf: pd.DataFrame, methods: dict[str, MethodInfo], out_path: st
         ax.tick_params(axis="x", labelrotation=30)
         for lab in ax.get_xticklabels():
             lab.set_horizontalalignment("right")
-        vals = d["value"]
-        lo, hi = float(vals.min()), float(vals.max())
-        pad = (hi - lo) * 0.25 + 1e-6
-        ax.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
         ax.grid(axis="y", alpha=0.3)
     handles = [plt.Rectangle((0, 0), 1, 1, color=palette[m], label=m) for m in hue_order]
     fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), frameon=False)

@@ -31,6 +31,11 @@ VARIANT_NOTES = {
     "nme_diag_frontal": "frontal",
     "nme_challenging": "challenging",
 }
+VARIANT_TEXT = {
+    "f1_skin": "F1 of the skin class only, not the mean F1 over classes",
+    "nme_diag_frontal": "NME_diag on the frontal subset only, not the full test set",
+    "nme_challenging": "NME on the challenging subset only, not the full set",
+}
 REPORTED_ORDER = ["FaRL ep16", "FaRL ep64", "FaRL (aggregator)", "FaRL via facer", "MCF", "PaCo-FR"]
 
 

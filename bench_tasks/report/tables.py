@@ -20,13 +20,13 @@ from .naming import (
     dataset_name,
     dataset_sort_key,
     lower_is_better,
-    metric_name,
     method_info,
+    metric_name,
     summary_setting,
     task_name,
     task_sort_key,
 )
-from .reported import PRIMARY_METRIC, REPORTED_ORDER, reported_label
+from .reported import PRIMARY_METRIC, REPORTED_ORDER, VARIANT_TEXT, reported_label
 
 MISSING = "–"
 BOLD_FOOTNOTE = ("Bold: best among our measured rows in each column (lower is better for ↓ metrics such as "
@@ -261,8 +261,9 @@ def build_main_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], report
             for _, r in reported[reported["method"] == method].iterrows():
                 note = r["note"] if isinstance(r["note"], str) else None
                 if note:
-                    notes.append(f"{method}: {task_name(r['task'])} {dataset_name(r['dataset'])} value is "
-                                 f"{metric_name(r['metric'])} on the {note} subset/class only ({r['source']}).")
+                    what = VARIANT_TEXT.get(r["metric"], f"{r['metric']} ({note})")
+                    notes.append(f"{label}, {task_name(r['task'])} {dataset_name(r['dataset'])}: "
+                                 f"\"({note})\" marks {what}; source: {r['source']}.")
                 table.cells[(label, (r["task"], r["dataset"]))] = TCell(float(r["value"]), note=note)
     mark_best(table)
     table.footnotes = [BOLD_FOOTNOTE,
@@ -359,15 +360,16 @@ def _grid(table: Table, style: str) -> tuple[list[str], list[list[str]]]:
     body = []
     for r in table.rows:
         label = r.label if style != "tex" else tex_escape(r.label)
-        line = [label] + [str(r.extra.get(e, "")) for e in table.extra_cols]
+        line = [label] + [str(r.extra.get(e, "")) if style != "tex" else tex_escape(r.extra.get(e, ""))
+                          for e in table.extra_cols]
         for c in table.cols:
             cell = table.cells.get((r.label, c.key))
             if cell is None:
-                line.append(MISSING)
+                line.append("--" if style == "tex" else MISSING)
                 continue
             txt = cell.text()
             if style == "tex":
-                txt = tex_escape(txt).replace("±", r"$\pm$")
+                txt = tex_escape(txt)
                 txt = rf"\textbf{{{txt}}}" if cell.best else txt
             elif style == "md" and cell.best:
                 txt = f"**{txt}**"
@@ -391,7 +393,7 @@ def to_markdown(table: Table, heading_level: int = 3) -> str:
 def tex_escape(s: str) -> str:
     rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "`": ""}
-    return "".join(rep.get(ch, ch) for ch in str(s)).replace("–", "--").replace("↓", r"$\downarrow$").replace("↑", r"$\uparrow$")
+    return "".join(rep.get(ch, ch) for ch in str(s)).replace("–", "--").replace("±", r"$\pm$").replace("↓", r"$\downarrow$").replace("↑", r"$\uparrow$")
 
 
 def to_latex(table: Table, label: str = "tab:main") -> str:
