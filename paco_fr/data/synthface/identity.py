@@ -172,6 +172,6 @@ def sample_image(rng: np.random.Generator, ident: dict, image_size: int) -> dict
         "tint": rng.normal(0, 0.04, 3),
         "occluded": occluded,
         "occluder_kind": int(rng.integers(4)),
-        "blur_sigma": float(rng.uniform(0.6, 1.6) * image_size / 64.0 if blur else 0.0),
+        "blur_sigma": float(rng.uniform(0.4, 1.1) * image_size / 64.0 if blur else 0.0),
         "noise_std": float(rng.uniform(6, 14) if rng.random() < 0.25 else rng.uniform(0, 5)),
     }
