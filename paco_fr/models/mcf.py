@@ -136,7 +136,7 @@ class MCFModel(PretrainModel):
         q = [self.predictor(self.projector(v[2])) for v in views]
         with torch.no_grad():
             k = []
-            for mask, keep, _, _ in views:
+            for _m, keep, _, _ in views:
                 tok, _ = encode_visible(self.m_encoder, xn, keep)
                 k.append(self.m_projector(tok[:, 0]))
         con = moco_loss(q[0], k[1], m["temperature"]) + moco_loss(q[1], k[0], m["temperature"])

@@ -1,0 +1,72 @@
+"""`python -m paco_fr {pretrain,export,bench-throughput}`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m paco_fr")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pretrain", help="pre-train (PaCo-FR / MAE / FaRL / MCF) from a config")
+    p.add_argument("--config", default="smoke", help="YAML path or bundled config name (smoke, small, paper, ...)")
+    p.add_argument("--run-dir", default=None, help="default runs/<name>")
+    p.add_argument("--resume", action="store_true", help="resume from run_dir/ckpt (default: resume if present)")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. codebook.num_tokens=256")
+    e = sub.add_parser("export", help="checkpoint -> timm-keyed encoder safetensors")
+    e.add_argument("ckpt")
+    e.add_argument("out")
+    e.add_argument("--no-ema", action="store_true")
+    b = sub.add_parser("bench-throughput", help="PaCo-FR step vs plain SimMIM step, img/s and MFU")
+    b.add_argument("--arch", default="vit_tiny")
+    b.add_argument("--img-size", type=int, default=64)
+    b.add_argument("--patch-size", type=int, default=None)
+    b.add_argument("--depth", type=int, default=None)
+    b.add_argument("--batch", type=int, default=8)
+    b.add_argument("--steps", type=int, default=3)
+    b.add_argument("--warmup", type=int, default=1)
+    b.add_argument("--compile", action="store_true")
+    b.add_argument("--config", default=None)
+    b.add_argument("--device", default="auto")
+    b.add_argument("--peak-tflops", type=float, default=None)
+    b.add_argument("--json", default=None, help="also write the result here")
+    b.add_argument("overrides", nargs="*")
+    a = ap.parse_args(argv)
+
+    if a.cmd == "pretrain":
+        from paco_fr.config import load_config
+        from paco_fr.engine import _run_name, train
+
+        cfg = load_config(a.config, a.overrides)
+        run_dir = Path(a.run_dir) if a.run_dir else Path("runs") / _run_name(a.config, cfg)
+        summary = train(cfg, run_dir, resume=not a.fresh)
+        if summary["status"] == "complete":
+            print(f"done: {run_dir / 'encoder.safetensors'}")
+        else:
+            print(f"interrupted at step {summary['step']}; checkpoint saved in {run_dir / 'ckpt'} "
+                  f"(rerun the same command to resume)", file=sys.stderr)
+        return 0
+    if a.cmd == "export":
+        from paco_fr.export import export_checkpoint
+
+        out = export_checkpoint(a.ckpt, a.out, use_ema=not a.no_ema)
+        print(out)
+        return 0
+    if a.cmd == "bench-throughput":
+        from paco_fr.throughput import bench_throughput, format_result
+
+        r = bench_throughput(a.arch, a.img_size, a.patch_size, a.batch, a.steps, a.warmup, a.compile, a.depth,
+                             a.config, a.overrides, a.device, a.peak_tflops)
+        print(format_result(r))
+        if a.json:
+            Path(a.json).write_text(json.dumps(r, indent=2))
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

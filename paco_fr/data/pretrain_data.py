@@ -1,0 +1,253 @@
+"""Pre-training data sources (all yield aligned face crops of `img_size`).
+
+`build_pretrain_dataset(data_cfg, img_size, seed)` -> a torch Dataset whose items are
+{"image": uint8 (3, H, W), "index": int, "skipped": [file names that failed]} and which has
+`.captions` (list[str] or None).
+
+Sources (`data.source`):
+- `synthface`: paco_fr.data.synthface.load_synthface(split, num_images, img_size, seed, root)
+  (split `pretrain` by default); captions come from SynthFace.
+- `folder`: an image folder (recursive; jpg/jpeg/png/bmp/webp) of already-aligned faces, resized
+  to img_size. `data.path` = the folder.
+- `tar`: tar shards of already-aligned faces; `data.path` = a shard, a folder of shards or a glob.
+- `landmarks`: raw face images + a 5-point landmarks file (`data.landmarks_file`; one line per
+  image: `relpath x1 y1 ... x5 y5`, paths relative to `data.path`, `#` comments allowed), aligned
+  on the fly with paco_fr.data.template.align_face.
+- `random`: seeded smooth random images with dummy captions (tests / throughput only).
+
+Corrupt or unreadable images are reported (warning with the file name), counted and replaced
+by the next readable index (deterministic), never a crash; the engine logs the running count.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import logging
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+log = logging.getLogger(__name__)
+IMG_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _decode(data: bytes | str | Path) -> np.ndarray:
+    from PIL import Image
+
+    src = io.BytesIO(data) if isinstance(data, bytes) else data
+    with Image.open(src) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.BICUBIC))
+
+
+class _FileDataset(Dataset):
+    """Base for file-backed sources: subclasses implement `_load(i) -> HWC uint8` and `_name(i)`."""
+
+    captions = None
+
+    def __init__(self, img_size: int):
+        self.img_size = img_size
+        self.bad: set[str] = set()
+
+    def __len__(self) -> int:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> dict:
+        skipped = []
+        n = len(self)
+        for t in range(min(n, 64)):
+            j = (i + t) % n
+            try:
+                img = self._load(j)
+                return {"image": torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), "index": j,
+                        "skipped": skipped}
+            except Exception as e:  # noqa: BLE001 - any decoding failure means "skip this file"
+                name = self._name(j)
+                if name not in self.bad:
+                    log.warning("skipping unreadable image %s: %s", name, e)
+                self.bad.add(name)
+                skipped.append(name)
+        raise RuntimeError(f"no readable image found around index {i} (tried {len(skipped)})")
+
+
+class FolderDataset(_FileDataset):
+    def __init__(self, root, img_size: int):
+        super().__init__(img_size)
+        root = Path(root)
+        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMG_EXT)
+        if not self.files:
+            raise FileNotFoundError(f"no images under {root}")
+
+    def __len__(self):
+        return len(self.files)
+
+    def _name(self, i):
+        return str(self.files[i])
+
+    def _load(self, i):
+        return _resize(_decode(self.files[i]), self.img_size)
+
+
+class TarDataset(_FileDataset):
+    def __init__(self, spec, img_size: int):
+        super().__init__(img_size)
+        p = Path(spec)
+        shards = sorted(p.glob("*.tar")) if p.is_dir() else [Path(s) for s in sorted(glob.glob(str(spec)))]
+        if not shards:
+            raise FileNotFoundError(f"no tar shards at {spec}")
+        self.members: list[tuple[Path, str]] = []
+        for s in shards:
+            with tarfile.open(s) as tf:
+                for m in tf.getmembers():
+                    if m.isfile() and Path(m.name).suffix.lower() in IMG_EXT:
+                        self.members.append((s, m.name))
+        self._open: dict[Path, tarfile.TarFile] = {}
+
+    def __len__(self):
+        return len(self.members)
+
+    def _name(self, i):
+        s, m = self.members[i]
+        return f"{s}:{m}"
+
+    def _load(self, i):
+        s, m = self.members[i]
+        tf = self._open.get(s)
+        if tf is None:
+            tf = self._open[s] = tarfile.open(s)
+        f = tf.extractfile(m)
+        if f is None:
+            raise OSError("not a regular file")
+        return _resize(_decode(f.read()), self.img_size)
+
+    def __getstate__(self):
+        st = dict(self.__dict__)
+        st["_open"] = {}
+        return st
+
+
+class LandmarksDataset(_FileDataset):
+    def __init__(self, root, landmarks_file, img_size: int):
+        super().__init__(img_size)
+        self.root = Path(root) if root else Path(landmarks_file).parent
+        self.items: list[tuple[str, np.ndarray]] = []
+        for ln, line in enumerate(Path(landmarks_file).read_text().splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split()
+            if len(parts) != 11:
+                log.warning("%s:%d: expected `relpath x1 y1 ... x5 y5`, skipping", landmarks_file, ln)
+                continue
+            self.items.append((parts[0], np.array([float(v) for v in parts[1:]], dtype=np.float64).reshape(5, 2)))
+        if not self.items:
+            raise ValueError(f"no entries in {landmarks_file}")
+
+    def __len__(self):
+        return len(self.items)
+
+    def _name(self, i):
+        return str(self.root / self.items[i][0])
+
+    def _load(self, i):
+        from paco_fr.data.template import align_face
+
+        rel, pts = self.items[i]
+        img = _decode(self.root / rel)
+        aligned, _ = align_face(img, pts, self.img_size)
+        return aligned
+
+
+class ArrayDataset(Dataset):
+    def __init__(self, images: np.ndarray, captions: list[str] | None):
+        self.images = images
+        self.captions = captions
+        self.bad: set[str] = set()
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"image": torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1), "index": int(i),
+                "skipped": []}
+
+
+def random_faces(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Smooth seeded random images (low-frequency noise) with dummy captions."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 4, 4, generator=g)
+    img = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    img = (img * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    words = ["smiling", "young", "old", "glasses", "beard", "neutral"]
+    caps = [f"a face {words[i % 6]} {words[(i // 6) % 6]}" for i in range(n)]
+    return img, caps
+
+
+def build_pretrain_dataset(data_cfg: dict, img_size: int, seed: int = 0):
+    src = data_cfg["source"]
+    if src == "synthface":
+        from paco_fr.data.synthface import load_synthface
+
+        s = load_synthface(data_cfg.get("split") or "pretrain", int(data_cfg["num_images"]), image_size=img_size,
+                           seed=seed, root=data_cfg.get("root"))
+        return ArrayDataset(np.asarray(s.images), list(s.captions))
+    if src == "random":
+        imgs, caps = random_faces(int(data_cfg["num_images"]), img_size, seed)
+        return ArrayDataset(imgs, caps)
+    if src == "folder":
+        return FolderDataset(data_cfg["path"], img_size)
+    if src == "tar":
+        return TarDataset(data_cfg["path"], img_size)
+    if src == "landmarks":
+        return LandmarksDataset(data_cfg.get("path"), data_cfg["landmarks_file"], img_size)
+    raise ValueError(f"unknown data.source {src!r}")
+
+
+class ResumableBatchSampler:
+    """Deterministic batches: epoch e uses randperm(N, seed + e), sharded rank::world, dropping the
+    last incomplete batch. Yields the index lists of micro-batches [start, end) so that a resumed
+    run sees exactly the batches the uninterrupted run would have."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, end: int, rank: int = 0, world: int = 1):
+        self.n, self.bs, self.seed = n, batch_size, seed
+        self.start, self.end, self.rank, self.world = start, end, rank, world
+        self.per_epoch = max(1, (n // world) // batch_size)
+        if (n // world) < batch_size:
+            raise ValueError(f"dataset of {n} images is smaller than one batch of {batch_size} x {world} ranks")
+
+    def batch(self, micro: int) -> list[int]:
+        e, i = divmod(micro, self.per_epoch)
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + e))
+        shard = perm[self.rank::self.world]
+        return shard[i * self.bs:(i + 1) * self.bs].tolist()
+
+    def __iter__(self):
+        cache_epoch, shard = None, None
+        for micro in range(self.start, self.end):
+            e, i = divmod(micro, self.per_epoch)
+            if e != cache_epoch:
+                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + e))
+                shard, cache_epoch = perm[self.rank::self.world], e
+            yield shard[i * self.bs:(i + 1) * self.bs].tolist()
+
+    def __len__(self):
+        return self.end - self.start
+
+
+def collate(items: list[dict]) -> dict:
+    return {
+        "image": torch.stack([it["image"] for it in items]),
+        "index": torch.tensor([it["index"] for it in items]),
+        "skipped": [s for it in items for s in it["skipped"]],
+    }

@@ -1,0 +1,454 @@
+"""The pre-training engine (PaCo-FR, MAE, FaRL-style, MCF-style in one loop).
+
+Python API:
+- `pretrain(cfg, overrides=None, run_dir=None) -> Path` of `run_dir/encoder.safetensors`.
+  Idempotent: a complete run (summary.json + export present) returns its export at once; a run
+  with a checkpoint resumes from it.
+- `train(cfg, run_dir, resume=True) -> dict` the loop itself; returns the summary (status
+  "complete" or "interrupted").
+- `reconstruct(run_dir_or_model, images, seed=0) -> dict(original, corrupted, reconstructed, mask)`
+  for fixed faces (e.g. the codebook-size figure).
+
+Run directory: config.yaml, log.jsonl (one JSON object per log step / event), ckpt/last.pt,
+snapshots/step_XXXXXX.png (rows: original / corrupted / reconstructed), encoder.safetensors,
+summary.json. Works under `torchrun` (DDP, gloo on CPU / nccl on GPU); each rank reads its own
+deterministic shard of every epoch's permutation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import signal
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from paco_fr.config import dump_config, load_config
+from paco_fr.data.pretrain_data import ResumableBatchSampler, build_pretrain_dataset, collate
+from paco_fr.models import build_model
+from paco_fr.models.text import WordTokenizer
+
+CKPT_NAME = "last.pt"
+
+
+# ---------------------------------------------------------------------------- helpers
+def _dist_info() -> tuple[int, int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+    return 0, 1, 0
+
+
+def _maybe_init_dist(device_kind: str) -> bool:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+        return True
+    return False
+
+
+def _pick_device(cfg: dict, local_rank: int) -> torch.device:
+    d = cfg["train"]["device"]
+    if d == "auto":
+        d = "cuda" if torch.cuda.is_available() else "cpu"
+    if d == "cuda":
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(d)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def get_rng_state() -> dict:
+    """RNG states as tensors / plain types (loadable with torch.load(weights_only=True))."""
+    np_state = np.random.get_state()
+    py = random.getstate()
+    st = {
+        "torch": torch.get_rng_state(),
+        "numpy_key": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "numpy_has_gauss": int(np_state[3]),
+        "numpy_cached": float(np_state[4]),
+        "python_version": int(py[0]),
+        "python_state": torch.tensor(py[1], dtype=torch.int64),
+        "python_gauss": py[2],
+    }
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(("MT19937", st["numpy_key"].numpy().astype(np.uint32), st["numpy_pos"],
+                         st["numpy_has_gauss"], st["numpy_cached"]))
+    random.setstate((st["python_version"], tuple(int(v) for v in st["python_state"].tolist()), st["python_gauss"]))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def lr_at(step: int, total: int, tc: dict) -> float:
+    base, lo, warm = float(tc["lr"]), float(tc["min_lr"]), int(tc["warmup_steps"])
+    if step < warm:
+        return base * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return lo + (base - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or any(k in n for k in ("pos_embed", "cls_token", "mask_token", "logit_scale", ".pos")):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _to_float(v) -> float:
+    return float(v.detach().float().item()) if torch.is_tensor(v) else float(v)
+
+
+def save_snapshot(rec: dict, path: Path) -> None:
+    """PNG grid: rows original / corrupted / reconstructed, one column per face."""
+    from PIL import Image
+
+    rows = [rec["original"], rec["corrupted"], rec["reconstructed"]]
+    grid = torch.cat([torch.cat(list(r.float().cpu().clamp(0, 1)), dim=2) for r in rows], dim=1)
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def _run_name(cfg_arg, cfg: dict) -> str:
+    if cfg.get("name"):
+        return str(cfg["name"])
+    if isinstance(cfg_arg, (str, Path)):
+        return Path(str(cfg_arg)).stem + ("" if cfg["objective"] == "paco" else f"_{cfg['objective']}")
+    return f"run_{cfg['objective']}"
+
+
+# ---------------------------------------------------------------------------- training
+def train(cfg: dict, run_dir: Path, resume: bool = True) -> dict:
+    run_dir = Path(run_dir)
+    tc = cfg["train"]
+    dev_kind = "cuda" if (tc["device"] in ("auto", "cuda") and torch.cuda.is_available()) else "cpu"
+    own_pg = _maybe_init_dist(dev_kind)
+    rank, world, local_rank = _dist_info()
+    device = _pick_device(cfg, local_rank)
+    is_main = rank == 0
+    if tc["threads"]:
+        torch.set_num_threads(int(tc["threads"]))
+    if tc["deterministic"]:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    seed = int(cfg["seed"])
+    seed_everything(seed + rank)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml")
+
+    # data
+    ds = build_pretrain_dataset(cfg["data"], int(cfg["model"]["img_size"]), seed=seed)
+    bs, accum = int(tc["batch_size"]), int(tc["grad_accum"])
+    per_epoch_micro = max(1, (len(ds) // world) // bs)
+    steps_per_epoch = max(1, per_epoch_micro // accum)
+    total = int(tc["steps"]) if tc["epochs"] is None else int(round(float(tc["epochs"]) * steps_per_epoch))
+    text_ids = tok = None
+    if cfg["objective"] == "farl":
+        if not ds.captions:
+            raise ValueError("objective farl needs captions; data source has none")
+        tok = WordTokenizer.build(ds.captions)
+        text_ids = tok.encode(ds.captions, int(cfg["farl"]["max_len"]))
+
+    ckpt_path = run_dir / "ckpt" / CKPT_NAME
+    ckpt = load_checkpoint(ckpt_path) if (resume and ckpt_path.exists()) else None
+    if ckpt is not None and ckpt.get("vocab") and tok is not None:
+        tok = WordTokenizer(list(ckpt["vocab"]))
+        text_ids = tok.encode(ds.captions, int(cfg["farl"]["max_len"]))
+
+    model = build_model(cfg, steps_per_epoch=steps_per_epoch, vocab_size=len(tok) if tok else None,
+                        run_dir=run_dir).to(device)
+    opt = torch.optim.AdamW(param_groups(model, float(tc["weight_decay"])), lr=float(tc["lr"]),
+                            betas=tuple(tc["betas"]))
+    ema_decay = float(tc["ema"] or 0.0)
+    ema = {k: v.detach().clone().float() for k, v in model.encoder.state_dict().items()} if ema_decay > 0 else None
+    start_step, wall_before, skipped_total = 0, 0.0, 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if ema is not None and ckpt.get("ema") is not None:
+            ema = {k: v.to(device) for k, v in ckpt["ema"].items()}
+        start_step = int(ckpt["step"])
+        wall_before = float(ckpt.get("wall_time", 0.0))
+        skipped_total = int(ckpt.get("skipped_total", 0))
+        set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) and rank < len(ckpt["rng"])
+                      else ckpt["rng"][0] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+    log_path = run_dir / "log.jsonl"
+    if is_main:
+        if ckpt is not None and log_path.exists():  # drop records written after the checkpoint
+            keep = [ln for ln in log_path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
+            log_path.write_text("".join(k + "\n" for k in keep))
+        elif ckpt is None and log_path.exists():
+            log_path.unlink()
+
+    def log(rec: dict) -> None:
+        if is_main:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    for w in model.warnings:
+        log({"event": "warning", "step": start_step, "message": w})
+    if cfg["objective"] == "mcf":
+        log({"event": "teacher", "step": start_step, "teacher": model.teacher_desc})
+    if ckpt is not None:
+        log({"event": "resumed", "step": start_step})
+
+    fwd_model = model
+    if world > 1:
+        if tc["fsdp"]:
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            fwd_model = FSDP(model, use_orig_params=True)
+        else:
+            fwd_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[local_rank] if device.type == "cuda" else None, find_unused_parameters=True)
+    if tc["compile"]:
+        fwd_model = torch.compile(fwd_model)
+    amp = tc["amp"]
+    use_amp = (amp == "auto" and device.type == "cuda") or amp == "bf16"
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+
+    sampler = ResumableBatchSampler(len(ds), bs, seed, start_step * accum, total * accum, rank, world)
+    loader = DataLoader(ds, batch_sampler=sampler, num_workers=int(cfg["data"]["num_workers"]), collate_fn=collate,
+                        pin_memory=device.type == "cuda")
+    # fixed faces for the snapshots
+    snap_imgs = torch.stack([ds[i]["image"] for i in range(min(8, len(ds)))]).float() / 255
+
+    stop = {"flag": False, "sig": None}
+    old_handlers = {}
+
+    def _handler(signum, frame):
+        stop["flag"], stop["sig"] = True, signum
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError):  # not in the main thread
+            old_handlers[s] = signal.signal(s, _handler)
+
+    def checkpoint(step: int, wall: float) -> None:
+        rng = get_rng_state()
+        if world > 1:
+            rngs = [None] * world
+            dist.all_gather_object(rngs, rng)
+        else:
+            rngs = [rng]
+        if is_main:
+            atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                         "ema": ema, "rng": rngs, "wall_time": wall, "skipped_total": skipped_total,
+                         "vocab": tok.vocab if tok else None, "objective": cfg["objective"]}, ckpt_path)
+
+    def snapshot(step: int) -> None:
+        if not is_main:
+            return
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(1234)
+            model.eval()
+            with autocast():
+                rec = model.reconstruct(snap_imgs.to(device))
+            model.train()
+        save_snapshot(rec, run_dir / "snapshots" / f"step_{step:06d}.png")
+
+    model.train()
+    t_start = time.time()
+    t_last, imgs_since, loss_since, n_since = time.time(), 0, 0.0, 0
+    last_terms: dict = {}
+    throughputs: list[float] = []
+    flip = bool(cfg["data"]["hflip"])
+    it = iter(loader)
+    pbar = None
+    if is_main and tc["progress"]:
+        from tqdm import tqdm
+
+        pbar = tqdm(total=total, initial=start_step, desc=f"pretrain {cfg['objective']}", dynamic_ncols=True)
+    status = "complete"
+    step = start_step
+    try:
+        while step < total:
+            lr = lr_at(step, total, tc)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            step_loss = 0.0
+            terms_acc: dict[str, float] = {}
+            for micro in range(accum):
+                batch = next(it)
+                skipped_total += len(batch["skipped"])
+                if batch["skipped"]:
+                    log({"event": "skipped_images", "step": step, "files": batch["skipped"][:20],
+                         "count_total": skipped_total})
+                x = batch["image"].to(device, non_blocking=True).float() / 255
+                if flip:
+                    f = torch.rand(x.shape[0], device="cpu") < 0.5
+                    x = torch.where(f.to(device)[:, None, None, None], x.flip(-1), x)
+                b = {"image": x}
+                if text_ids is not None:
+                    b["text"] = text_ids[batch["index"]].to(device)
+                sync = contextlib.nullcontext()
+                if world > 1 and micro < accum - 1 and hasattr(fwd_model, "no_sync"):
+                    sync = fwd_model.no_sync()
+                with sync:
+                    with autocast():
+                        out = fwd_model(b, step=step)
+                    (out["loss"] / accum).backward()
+                step_loss += _to_float(out["loss"]) / accum
+                for k, v in out["terms"].items():
+                    terms_acc[k] = terms_acc.get(k, 0.0) + _to_float(v) / accum
+            if tc["clip_grad"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(tc["clip_grad"]))
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            model.on_step_end(step)
+            if ema is not None:
+                with torch.no_grad():
+                    for k, v in model.encoder.state_dict().items():
+                        ema[k].mul_(ema_decay).add_(v.float(), alpha=1 - ema_decay)
+            step += 1
+            imgs_since += bs * accum * world
+            loss_since += step_loss
+            n_since += 1
+            if not math.isfinite(step_loss):
+                raise FloatingPointError(f"non-finite loss {step_loss} at step {step}")
+            if pbar is not None:
+                pbar.update(1)
+                pbar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+            if step % int(tc["log_every"]) == 0 or step == total:
+                now = time.time()
+                ips = imgs_since / max(now - t_last, 1e-9)
+                throughputs.append(ips)
+                rec = {"step": step, "epoch": step / steps_per_epoch, "loss": step_loss,
+                       "loss_avg": loss_since / n_since, "lr": lr, "img_per_s": ips,
+                       **{k: v for k, v in terms_acc.items()}, **model.extra_stats()}
+                if skipped_total:
+                    rec["skipped_images"] = skipped_total
+                log(rec)
+                last_terms = rec
+                t_last, imgs_since, loss_since, n_since = time.time(), 0, 0.0, 0
+            if int(tc["snapshot_every"]) > 0 and (step % int(tc["snapshot_every"]) == 0 or step == total):
+                snapshot(step)
+            if int(tc["ckpt_every"]) > 0 and step % int(tc["ckpt_every"]) == 0 and step < total:
+                checkpoint(step, wall_before + time.time() - t_start)
+            if tc["interrupt_at_step"] is not None and step == int(tc["interrupt_at_step"]):
+                os.kill(os.getpid(), signal.SIGTERM)
+            if stop["flag"]:
+                checkpoint(step, wall_before + time.time() - t_start)
+                log({"event": "interrupted", "step": step, "signal": int(stop["sig"])})
+                status = "interrupted"
+                break
+    finally:
+        if pbar is not None:
+            pbar.close()
+        for s, h in old_handlers.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(s, h)
+    wall = wall_before + time.time() - t_start
+    summary = {"status": status, "step": step, "total_steps": total, "objective": cfg["objective"]}
+    if status == "complete":
+        checkpoint(step, wall)
+        if is_main:
+            from paco_fr.export import export_checkpoint
+
+            export_checkpoint(ckpt_path, run_dir / "encoder.safetensors", use_ema=bool(cfg["export"]["use_ema"]))
+            summary.update({
+                "final": {k: v for k, v in last_terms.items() if k not in ("step",)},
+                "steps": step,
+                "steps_per_epoch": steps_per_epoch,
+                "wall_time_s": wall,
+                "throughput_img_per_s": float(np.mean(throughputs[1:] or throughputs)) if throughputs else None,
+                "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+                "world_size": world,
+                "hostname": socket.gethostname(),
+                "skipped_images": skipped_total,
+                "warnings": model.warnings,
+                "encoder": "encoder.safetensors",
+                "config": cfg,
+            })
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if world > 1:
+        dist.barrier()
+    if own_pg:
+        dist.destroy_process_group()
+    return summary
+
+
+def pretrain(cfg, overrides: list[str] | dict | None = None, run_dir=None) -> Path:
+    """Pre-train (or resume, or return the finished export of) a run; returns encoder.safetensors."""
+    full = load_config(cfg, overrides)
+    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / _run_name(cfg, full)
+    enc = run_dir / "encoder.safetensors"
+    summ = run_dir / "summary.json"
+    if enc.exists() and summ.exists() and json.loads(summ.read_text()).get("status") == "complete":
+        return enc
+    summary = train(full, run_dir, resume=True)
+    if summary["status"] != "complete":
+        raise InterruptedError(f"pre-training of {run_dir} was interrupted at step {summary['step']}; "
+                               "call pretrain() again to resume")
+    return enc
+
+
+def load_run_model(run_dir, device="cpu"):
+    """Rebuild a run's model from config.yaml and its last checkpoint (eval mode)."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    ckpt = load_checkpoint(run_dir / "ckpt" / CKPT_NAME)
+    vocab = ckpt.get("vocab")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg, vocab_size=len(vocab) if vocab else None, run_dir=run_dir)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def reconstruct(run_or_model, images: torch.Tensor, seed: int = 0, mask: torch.Tensor | None = None) -> dict:
+    """Original / corrupted / reconstructed images (B, 3, H, W) in [0, 1] for fixed faces.
+
+    images: uint8 (B, H, W, 3) / (B, 3, H, W) or float in [0, 1]. The masks and (Gumbel) choices
+    come from `seed` (or `mask` (B, N) given), without touching the global RNG stream."""
+    model = load_run_model(run_or_model) if isinstance(run_or_model, (str, Path)) else run_or_model
+    x = torch.as_tensor(images)
+    if x.ndim == 4 and x.shape[-1] == 3 and x.shape[1] != 3:
+        x = x.permute(0, 3, 1, 2)
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        kw = {"mask": mask.to(dev)} if mask is not None else {}
+        out = model.reconstruct(x.to(dev), **kw)
+    model.train(was_training)
+    return {k: v.cpu() for k, v in out.items()}
