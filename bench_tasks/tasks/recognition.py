@@ -1,0 +1,343 @@
+"""Face recognition: a margin-softmax embedding head on a ViT backbone, scored by verification.
+
+One cell = (backbone, "recognition", dataset, protocol, fraction, seed). The head
+(`bench_tasks.heads.margin.RecognitionHead`: BN -> Linear -> BN embedding, ArcFace s=64 m=0.5 by
+default, CosFace m=0.35 as an option) trains on the identities of a training split; the epoch is
+selected on the 10-fold accuracy of a validation pair set built from identities disjoint from
+the test identities; test pair sets are scored with `bench_tasks.metrics.verification`.
+
+Protocols:
+  * ``linear``: frozen backbone, features cached once (`cached_features`, layers=[depth-1]); the
+    feature is [final normalised CLS ; mean of the last block's patch tokens] (2 * D); the
+    embedding head trains on the cached vectors. Flipped images are cached as their own split.
+  * ``frozen``: `BackboneWithHead(frozen=True)`, the same feature computed on the fly.
+  * ``finetune``: the whole network trains, backbone LR decayed layer-wise (`fit`'s LLRD).
+
+Data:
+  * datasets with train/val/test identity splits (``synthface``, ``face_folder``): train on
+    train identities, pairs from val (selection) and test (report) built by `bench_tasks.pairs`;
+    for SynthFace the test split also gives the hard pair sets pose / expression / occlusion /
+    lighting, reported in `CellResult.slices`.
+  * test-only verification sets (``lfw``, ``lfw_bin``, ``cfp_fp``, ``agedb_30``: the shipped pair
+    lists): the training source is, in order, settings["train_root"] /
+    $BENCH_RECOGNITION_TRAIN / `<parent of the dataset root>/train_faces` (a `face_folder`:
+    train identities train, val identities select), else SynthFace train / val identities.
+
+Settings (`profile.extra["recognition"]` overrides `DEFAULTS`): margin, s, m, easy_margin,
+emb_dim, flip, n_pairs, n_hard_pairs, lr_head, lr_backbone, linear_epochs, epochs, train_root.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from bench_tasks.api import CellContext, CellResult, Profile, Task, TaskSplit
+from bench_tasks.heads.margin import RecognitionHead
+from bench_tasks.metrics.verification import combine_flip, cosine_scores, verification_metrics
+from bench_tasks.pairs import Pairs, make_pair_sets, make_pairs
+from bench_tasks.protocols.features import cached_features
+from bench_tasks.protocols.fractions import subset_indices
+from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
+from bench_tasks.registry import DATASETS, TASKS
+
+DEFAULTS = {
+    "margin": "arcface",  # or "cosface"
+    "s": 64.0,
+    "m": None,  # None: 0.5 for arcface, 0.35 for cosface
+    "easy_margin": False,
+    "emb_dim": 512,  # smoke profile: 128
+    "flip": True,  # embedding = emb(x) + emb(hflip(x)), then L2-normalised
+    "n_pairs": 6000,  # per pair set (balanced), capped by the genuine pairs available
+    "n_hard_pairs": 2000,
+    "lr_head": 3e-3,
+    "lr_backbone": 1e-4,
+    "layer_decay": 0.75,
+    "linear_epochs": None,  # None: profile.linear_epochs
+    "epochs": None,  # frozen / finetune; None: profile.recognition_epochs
+    "train_root": None,
+}
+
+SLICE_SEP = "/"
+
+# label names looked up on a split (first hit wins) for the hard pair sets
+_LABEL_KEYS = ("yaw", "pitch", "roll", "expression", "occluded", "illum_strength")
+
+
+def settings_for(profile: Profile) -> dict:
+    s = dict(DEFAULTS)
+    if profile.name == "smoke":
+        s["emb_dim"] = 128
+    s.update(profile.extra.get("recognition", {}) if profile.extra else {})
+    if s["m"] is None:
+        s["m"] = 0.5 if s["margin"] == "arcface" else 0.35
+    return s
+
+
+# ----------------------------------------------------------------------------- split helpers
+
+
+def _labels_source(split) -> list:
+    out = [split]
+    for attr in ("labels", "raw", "nuisance", "data", "source"):
+        v = getattr(split, attr, None)
+        if v is not None:
+            out.append(v)
+            if isinstance(v, dict) and isinstance(v.get("nuisance"), dict):
+                out.append(v["nuisance"])
+            if getattr(v, "nuisance", None) is not None:
+                out.append(v.nuisance)
+    return out
+
+
+def _lookup(split, key: str):
+    n = len(split)
+    for src in _labels_source(split):
+        v = src.get(key) if isinstance(src, dict) else getattr(src, key, None)
+        if v is not None and not callable(v):
+            arr = np.asarray(v)
+            if arr.ndim >= 1 and len(arr) == n:
+                return arr
+    return None
+
+
+def split_identity(split) -> np.ndarray:
+    """Per-item identity labels of a split (attribute lookup; iterating the split as a last resort)."""
+    ident = _lookup(split, "identity")
+    if ident is None:
+        ident = np.array([int(split[i][1]) for i in range(len(split))])
+    return ident.astype(np.int64)
+
+
+def split_labels(split) -> dict[str, np.ndarray]:
+    return {k: v for k in _LABEL_KEYS if (v := _lookup(split, k)) is not None}
+
+
+class _Subset(TaskSplit):
+    def __init__(self, base, idx: np.ndarray):
+        super().__init__(base.name, base.split, meta=dict(base.meta))
+        self.base, self.idx = base, np.asarray(idx)
+        self.meta["subset"] = int(len(idx))
+
+    def __len__(self):
+        return len(self.idx)
+
+    def __getitem__(self, i):
+        return self.base[int(self.idx[i])]
+
+
+class _Flipped(TaskSplit):
+    """The horizontal flips of a split's images (its own feature-cache key)."""
+
+    def __init__(self, base):
+        super().__init__(base.name, base.split, meta=dict(base.meta))
+        self.base = base
+        self.meta["transform"] = f"{base.meta.get('transform', 'resize')}+hflip"
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        return x.flip(-1), y
+
+
+def _spec(name: str):
+    spec = DATASETS.get(name)
+    return spec() if isinstance(spec, type) else spec
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+class PairEval:
+    """A split's images (or cached features) and its pair sets; `evaluate` scores them all from
+    one embedding pass. Keys: the "all" set's metrics plain, others as "<set>/<metric>"."""
+
+    def __init__(self, pairs: dict[str, Pairs], images=None, feats=None, feats_flip=None,
+                 batch_size: int = 64, device=None, flip: bool = True):
+        self.pairs, self.images, self.feats, self.feats_flip = pairs, images, feats, feats_flip
+        self.batch_size, self.device, self.flip = batch_size, device or torch.device("cpu"), flip
+
+    @torch.no_grad()
+    def embeddings(self, model) -> torch.Tensor:
+        if self.feats is not None:
+            out, out_f = [], []
+            for k in range(0, len(self.feats), 1024):
+                out.append(model(self.feats[k:k + 1024].to(self.device)).float().cpu())
+                if self.flip:
+                    out_f.append(model(self.feats_flip[k:k + 1024].to(self.device)).float().cpu())
+            return combine_flip(torch.cat(out), torch.cat(out_f) if self.flip else None)
+        out, out_f = [], []
+        for x, _ in DataLoader(self.images, batch_size=self.batch_size, shuffle=False, num_workers=0):
+            x = x.to(self.device)
+            if self.flip:
+                e = model(torch.cat([x, x.flip(-1)])).float().cpu()
+                out.append(e[: len(x)])
+                out_f.append(e[len(x):])
+            else:
+                out.append(model(x).float().cpu())
+        return combine_flip(torch.cat(out), torch.cat(out_f) if self.flip else None)
+
+    def evaluate(self, model) -> dict[str, float]:
+        emb = self.embeddings(model)
+        res: dict[str, float] = {}
+        for name, p in self.pairs.items():
+            m = verification_metrics(cosine_scores(emb, p.idx1, p.idx2), p.issame)
+            res.update(m if name == "all" else {f"{name}{SLICE_SEP}{k}": v for k, v in m.items()})
+        return res
+
+
+def _evaluate(model, evalset: PairEval) -> dict[str, float]:
+    return evalset.evaluate(model)
+
+
+def _split_slices(d: dict) -> tuple[dict, dict]:
+    main, slices = {}, {}
+    for k, v in d.items():
+        if SLICE_SEP in k:
+            name, metric = k.split(SLICE_SEP, 1)
+            slices.setdefault(name, {})[metric] = v
+        else:
+            main[k] = v
+    return main, slices
+
+
+# ----------------------------------------------------------------------------- the task
+
+
+@TASKS.register("recognition")
+class RecognitionTask(Task):
+    name = "recognition"
+    default_datasets = ("lfw", "lfw_bin", "cfp_fp", "agedb_30", "synthface")
+    protocols = ("linear", "frozen", "finetune")
+    headline = "acc"
+    higher_is_better = True
+
+    # ------------------------------------------------------------------ data
+
+    def _training_source(self, ctx: CellContext, s: dict, size: int):
+        root = s.get("train_root") or os.environ.get("BENCH_RECOGNITION_TRAIN")
+        if not root and ctx.data_root:
+            cand = Path(ctx.data_root).resolve().parent / "train_faces"
+            root = str(cand) if cand.is_dir() else None
+        if root:
+            from bench_tasks.datasets.face_folder import load_face_folder
+
+            return (load_face_folder(root, "train", size, test_frac=0.0),
+                    load_face_folder(root, "val", size, test_frac=0.0), f"face_folder:{root}")
+        sf = _spec("synthface")
+        return (sf.load("recognition", "train", None, ctx.profile, size),
+                sf.load("recognition", "val", None, ctx.profile, size), "synthface")
+
+    def load_data(self, ctx: CellContext, s: dict):
+        size = ctx.profile.image_size
+        spec = _spec(ctx.cell.dataset)
+        if getattr(spec, "test_only", False):
+            test = spec.load("recognition", "test", ctx.data_root, ctx.profile, size)
+            train, val, source = self._training_source(ctx, s, size)
+        else:
+            train, val, test = (spec.load("recognition", sp, ctx.data_root, ctx.profile, size)
+                                for sp in ("train", "val", "test"))
+            source = ctx.cell.dataset
+        seed = ctx.cell.seed
+        val_pairs = {"all": make_pairs(split_identity(val), s["n_pairs"], seed=1_000_003 + seed)}
+        if getattr(test, "pairs", None):
+            test_pairs = dict(test.pairs)
+        else:
+            test_pairs = make_pair_sets(split_identity(test), split_labels(test), s["n_pairs"],
+                                        s["n_hard_pairs"], seed=seed)
+        for name, p in {**val_pairs, **test_pairs}.items():
+            if len(p) < 20 or p.issame.all() or not p.issame.any():
+                raise ValueError(f"recognition/{ctx.cell.dataset}: pair set {name!r} has {len(p)} pairs "
+                                 f"({int(p.issame.sum())} genuine); need >= 10 of each kind")
+        return train, val, test, val_pairs, test_pairs, source
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, ctx: CellContext) -> CellResult:
+        t0 = time.perf_counter()
+        s = settings_for(ctx.profile)
+        cell, prof, dev = ctx.cell, ctx.profile, ctx.device
+        torch.manual_seed(cell.seed)
+        train, val, test, val_pairs, test_pairs, source = self.load_data(ctx, s)
+        ident = split_identity(train)
+        keep = subset_indices(len(train), cell.fraction, cell.seed, labels=ident)
+        classes, labels = np.unique(ident[keep], return_inverse=True)
+        t_data = time.perf_counter() - t0
+        bb = ctx.backbone
+        layers = [bb.depth - 1]
+        margin_kw = {"s": s["s"], "m": s["m"]}
+        if s["margin"] == "arcface":
+            margin_kw["easy_margin"] = s["easy_margin"]
+        bs = prof.batch_size
+        info: dict = {"train_source": source, "n_train_images": int(len(keep)), "n_train_identities": int(len(classes)),
+                      "pairs": {f"val/{k}": len(p) for k, p in val_pairs.items()} | {f"test/{k}": len(p) for k, p in test_pairs.items()},
+                      "pair_info": {k: {a: b for a, b in p.info.items() if isinstance(b, (int, float, str))}
+                                    for k, p in test_pairs.items()},
+                      "settings": {k: v for k, v in s.items()}, "data_seconds": t_data}
+        if cell.protocol == "linear":
+            cache = Path(ctx.work_dir) / "features"
+            t1 = time.perf_counter()
+
+            def feats(split):
+                f, _ = cached_features(bb, split, layers, prof.image_size, bs, dev, cache, ctx.progress)
+                return torch.cat([f["cls"], f["layer_feats"][:, -1, 1]], dim=1)
+
+            x_train = feats(train)[torch.as_tensor(keep)]
+            evals = []
+            for split, pairs in ((val, val_pairs), (test, test_pairs)):
+                evals.append(PairEval(pairs, feats=feats(split), feats_flip=feats(_Flipped(split)) if s["flip"] else None,
+                                      device=dev, flip=s["flip"]))
+            info["feature_seconds"] = time.perf_counter() - t1
+            model = RecognitionHead(x_train.shape[1], len(classes), s["emb_dim"], s["margin"], **margin_kw)
+            ds = TensorDataset(x_train, torch.as_tensor(labels))
+            loader = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs,
+                                generator=torch.Generator().manual_seed(cell.seed))
+            epochs = s["linear_epochs"] or prof.linear_epochs
+            depth = None
+        elif cell.protocol in ("frozen", "finetune"):
+            frozen = cell.protocol == "frozen"
+            head = RecognitionHead(2 * bb.embed_dim, len(classes), s["emb_dim"], s["margin"],
+                                   from_backbone=True, **margin_kw)
+            model = BackboneWithHead(bb, head, layers, frozen=frozen)
+            ds = _Relabel(_Subset(train, keep), dict(zip(classes.tolist(), range(len(classes)))))
+            loader = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, num_workers=prof.num_workers,
+                                generator=torch.Generator().manual_seed(cell.seed))
+            evals = [PairEval(p, images=sp, batch_size=bs, device=dev, flip=s["flip"])
+                     for sp, p in ((val, val_pairs), (test, test_pairs))]
+            epochs = s["epochs"] or prof.recognition_epochs
+            depth = None if frozen else bb.depth
+        else:
+            raise ValueError(f"recognition has protocols {self.protocols}, not {cell.protocol!r}")
+        head = model.head if isinstance(model, BackboneWithHead) else model
+        cfg = FitConfig(epochs=epochs, lr_head=s["lr_head"], lr_backbone=s["lr_backbone"],
+                        layer_decay=s["layer_decay"], select_metric="acc", higher_is_better=True)
+        t2 = time.perf_counter()
+        res = fit(model, loader, evals[0], evals[1], lambda emb, y: head.loss(emb, y), _evaluate, cfg, dev,
+                  backbone_depth=depth, progress=ctx.progress, desc=f"recognition/{cell.dataset}/{cell.protocol}")
+        info["fit_seconds"] = time.perf_counter() - t2
+        metrics, slices = _split_slices(res.metrics)
+        last, _ = _split_slices(res.metrics_last)
+        best, _ = _split_slices(res.metrics_best_test)
+        info["history"] = res.extra.get("history", [])
+        info["seconds"] = time.perf_counter() - t0
+        return CellResult(metrics=metrics, metrics_last=last, metrics_best_test=best, slices=slices, extra=info)
+
+
+class _Relabel(TaskSplit):
+    def __init__(self, base, mapping: dict[int, int]):
+        super().__init__(base.name, base.split, meta=base.meta)
+        self.base, self.mapping = base, mapping
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        return x, self.mapping[int(y)]
