@@ -143,8 +143,25 @@ class CellContext:
     profile: Profile
     data_root: str | None  # root of the cell's dataset, None for SynthFace's cache default
     device: torch.device
-    work_dir: Path  # per-run scratch: feature cache, artifacts (confusion matrices, previews)
+    work_dir: Path  # per-run scratch shared by the cells of a run: feature cache (work_dir/features)
     progress: bool = True
+    results_dir: Path | None = None  # folder of the results file; artifacts go under it
+
+    def artifact_dir(self) -> Path:
+        """Folder for this cell's artifacts (confusion matrices, histories, previews):
+        <results_dir>/artifacts/<key>/ (created). CellResult.artifacts stores paths relative to
+        results_dir, see `artifact_relpath`."""
+        base = self.results_dir if self.results_dir is not None else Path(self.work_dir)
+        d = Path(base) / "artifacts" / self.cell.key()
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def artifact_relpath(self, path: str | Path) -> str:
+        base = self.results_dir if self.results_dir is not None else Path(self.work_dir)
+        try:
+            return Path(path).resolve().relative_to(Path(base).resolve()).as_posix()
+        except ValueError:
+            return str(path)
 
 
 @dataclass
@@ -168,6 +185,11 @@ class Task:
     protocols: ClassVar[tuple[str, ...]] = ("linear", "finetune", "frozen")
     headline: ClassVar[str]  # name of the headline metric in CellResult.metrics
     higher_is_better: ClassVar[bool] = True
+
+    def image_size(self, profile: Profile) -> int:
+        """Input size of the task under `profile` (the runner builds the backbone at this size,
+        interpolating position embeddings). Dense tasks return profile.dense_size."""
+        return profile.image_size
 
     def run(self, ctx: CellContext) -> CellResult:
         raise NotImplementedError

@@ -21,15 +21,19 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
-def cache_key(weights_hash: str, split, image_size: int, layers: list[int]) -> str:
+def cache_key(weights_hash: str, split, image_size: int, layers: list[int],
+              key_extra: dict | None = None) -> str:
+    # the cached targets are task-specific (the same images serve attributes and expression):
+    # the task is part of the key (from key_extra or split.meta["task"])
     blob = json.dumps(
         {"v": CACHE_VERSION, "w": weights_hash, "dataset": split.name, "split": split.split,
          "n": len(split), "size": image_size, "layers": list(layers),
-         "transform": split.meta.get("transform", "resize")},
-        sort_keys=True,
+         "transform": split.meta.get("transform", "resize"), "task": split.meta.get("task"),
+         "extra": key_extra or {}},
+        sort_keys=True, default=str,
     )
     return hashlib.sha1(blob.encode()).hexdigest()[:20]
 
@@ -59,11 +63,13 @@ def extract(backbone, split, layers: list[int], batch_size: int, device: torch.d
 
 
 def cached_features(backbone, split, layers: list[int], image_size: int, batch_size: int,
-                    device: torch.device, cache_dir: str | Path, progress: bool = True):
-    """Returns (features dict, info) where info = {"cache_hit": bool, "seconds": float, "path": str}."""
+                    device: torch.device, cache_dir: str | Path, progress: bool = True,
+                    key_extra: dict | None = None):
+    """Returns (features dict, info) where info = {"cache_hit": bool, "seconds": float, "path": str}.
+    `key_extra` (e.g. {"task": "attributes"}) is added to the cache key."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"{cache_key(backbone.weights_hash, split, image_size, layers)}.pt"
+    path = cache_dir / f"{cache_key(backbone.weights_hash, split, image_size, layers, key_extra)}.pt"
     t0 = time.perf_counter()
     if path.exists():
         try:

@@ -1,0 +1,7 @@
+"""`python -m bench_tasks ...` (see bench_tasks/cli.py)."""
+
+import sys
+
+from bench_tasks.cli import main
+
+sys.exit(main())

@@ -1,0 +1,312 @@
+"""`python -m bench_tasks {list,run,preview,report}`.
+
+    python -m bench_tasks list
+    python -m bench_tasks run --tasks attributes,expression --backbones random:vit_tiny
+    python -m bench_tasks run --all --profile small --data-root /data --dry-run
+    python -m bench_tasks run --tasks attributes --datasets celeba --data-root celeba=/d/CelebA \\
+        --backbones farl:FaRL-Base-Patch16-LAIONFace20M-ep64.pth --protocols linear,finetune
+    python -m bench_tasks preview synthface --out grid.png --n 16 --size 128
+    python -m bench_tasks report ...
+
+Extra registry modules (your own dataset readers, tasks, backbone schemes) can be imported with
+the environment variable BENCH_TASKS_PLUGINS=module1,module2 (they register on import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from bench_tasks.api import PROFILES, get_profile
+
+SYNTHFACE = "synthface"
+
+
+def load_registries() -> None:
+    from bench_tasks.registry import load_all
+
+    load_all()
+    for mod in filter(None, (m.strip() for m in os.environ.get("BENCH_TASKS_PLUGINS", "").split(","))):
+        importlib.import_module(mod)
+
+
+def _csv(s: str | None) -> list[str] | None:
+    if s is None:
+        return None
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+# ----------------------------------------------------------------------------- list
+
+
+def _first_line(obj) -> str:
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def cmd_list(args) -> int:
+    from tabulate import tabulate
+
+    from bench_tasks.registry import BACKBONES, DATASETS, HEADS, TASKS
+
+    print("Tasks")
+    rows = []
+    for name, task in TASKS.items():
+        ds = list(task.default_datasets)
+        if SYNTHFACE in DATASETS and name in getattr(DATASETS.get(SYNTHFACE), "tasks", ()):
+            ds.append(SYNTHFACE)
+        rows.append([name, ", ".join(ds), ", ".join(task.protocols),
+                     f"{task.headline} ({'higher' if task.higher_is_better else 'lower'} is better)"])
+    print(tabulate(rows, headers=["task", "default datasets", "protocols", "headline"]))
+    print("\nDatasets")
+    rows = []
+    for name, spec in DATASETS.items():
+        needs = getattr(spec, "needs_root", True)
+        folder = getattr(spec, "folder", None) or name
+        rows.append([name, ", ".join(getattr(spec, "tasks", ())),
+                     f"yes (<data-root>/{folder}/)" if needs else "no (embedded)"])
+    print(tabulate(rows, headers=["dataset", "tasks", "needs a root"]))
+    print("\nBackbone schemes (URI scheme:spec)")
+    rows = [[name, _first_line(sys.modules.get(getattr(fn, "__module__", ""), None)) or _first_line(fn)]
+            for name, fn in BACKBONES.items()]
+    print(tabulate(rows, headers=["scheme", "what"]))
+    print("\nHeads")
+    print(tabulate([[name, _first_line(h) or _first_line(sys.modules.get(h.__module__))] for name, h in HEADS.items()],
+                   headers=["head", "what"]))
+    print("\nProfiles")
+    keys = ["image_size", "dense_size", "synthface_train", "synthface_val", "synthface_test", "batch_size",
+            "linear_epochs", "finetune_epochs", "dense_epochs", "recognition_epochs", "seeds", "fractions",
+            "protocols"]
+    rows = []
+    for name, p in PROFILES.items():
+        d = dataclasses.asdict(p)
+        rows.append([name] + [",".join(map(str, d[k])) if isinstance(d[k], tuple) else d[k] for k in keys])
+    print(tabulate(rows, headers=["profile"] + keys))
+    if args.layouts:
+        print("\nDataset layouts")
+        for name, spec in DATASETS.items():
+            if getattr(spec, "layout", ""):
+                print(f"\n[{name}]\n{spec.layout}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def build_backbone_list(args) -> list[str]:
+    """The backbone URIs of a run. Hook for the pre-training suite: a later `run --all` may
+    pre-train encoders first and return their `paco_fr:<runs/.../encoder.safetensors>` URIs here
+    (plus baselines). Default: ["random:vit_tiny"]."""
+    given = _csv(getattr(args, "backbones", None))
+    if given:
+        return given
+    return ["random:vit_tiny"]
+
+
+class PlanError(SystemExit):
+    pass
+
+
+def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
+    """{task: [datasets]} after checking the data roots. Datasets named with --datasets must
+    exist (an error shows the expected layout); implicitly chosen ones whose root is missing are
+    skipped with a message."""
+    from bench_tasks.registry import DATASETS, TASKS
+    from bench_tasks.runner import missing_root_error
+
+    tasks = _csv(args.tasks)
+    if args.all or not tasks:
+        if not args.all and not tasks:
+            raise PlanError("choose --tasks <t1,t2> or --all (see `python -m bench_tasks list`)")
+        tasks = tasks or TASKS.names()
+    for t in tasks:
+        if t not in TASKS:
+            raise PlanError(f"unknown task {t!r}; registered: {', '.join(TASKS.names())}")
+    explicit = _csv(args.datasets)
+    out: dict[str, list[str]] = {}
+    if explicit:
+        for d in explicit:
+            if d not in DATASETS:
+                raise PlanError(f"unknown dataset {d!r}; registered: {', '.join(DATASETS.names())}")
+            spec = DATASETS.get(d)
+            if getattr(spec, "needs_root", True) and roots.get(d) is None:
+                raise PlanError(f"error: {missing_root_error(d, roots)}")
+        unused = [d for d in explicit if not any(t in getattr(DATASETS.get(d), "tasks", ()) for t in tasks)]
+        if unused:
+            raise PlanError(f"dataset(s) {unused} serve none of the tasks {tasks}")
+        for t in tasks:
+            out[t] = [d for d in explicit if t in getattr(DATASETS.get(d), "tasks", ())]
+        return {t: ds for t, ds in out.items() if ds}
+    for t in tasks:
+        task = TASKS.get(t)
+        cands = list(task.default_datasets)
+        if SYNTHFACE in DATASETS and t in getattr(DATASETS.get(SYNTHFACE), "tasks", ()):
+            cands.append(SYNTHFACE)
+        chosen = []
+        for d in cands:
+            if d not in DATASETS:
+                log(f"skip {t}/{d}: no reader registered for {d!r}")
+                continue
+            spec = DATASETS.get(d)
+            if getattr(spec, "needs_root", True) and roots.get(d) is None:
+                log(f"skip {t}/{d}: no data root (expected {roots.expected(d)}; "
+                    f"see `python -m bench_tasks list --layouts`)")
+                continue
+            chosen.append(d)
+        if chosen:
+            out[t] = chosen
+        else:
+            log(f"skip task {t}: none of its datasets is available")
+    return out
+
+
+def build_plan(args, log=print):
+    """(cells, roots) for the parsed `run` arguments."""
+    from bench_tasks.registry import TASKS
+    from bench_tasks.runner import DataRoots, plan_cells
+
+    profile = get_profile(args.profile)
+    roots = DataRoots.parse(args.data_root)
+    task_ds = build_task_datasets(args, roots, log=log)
+    protocols = _csv(args.protocols)
+    if protocols:
+        for t in task_ds:
+            bad = [p for p in protocols if p not in TASKS.get(t).protocols]
+            if bad and len(task_ds) == 1:
+                raise PlanError(f"task {t} does not support protocol(s) {bad}; it has {TASKS.get(t).protocols}")
+    seeds = [int(s) for s in _csv(args.seeds)] if args.seeds else None
+    fractions = [float(f) for f in _csv(args.fractions)] if args.fractions else None
+    cells = plan_cells(build_backbone_list(args), task_ds, protocols=protocols, seeds=seeds,
+                       fractions=fractions, profile=profile.name)
+    return cells, roots
+
+
+def cmd_run(args) -> int:
+    from tabulate import tabulate
+
+    from bench_tasks.runner import cell_status, run_plan
+
+    results = Path(args.results or f"results/{args.profile}.jsonl")
+    try:
+        cells, roots = build_plan(args)
+    except PlanError as err:
+        print(err.code, file=sys.stderr)
+        return 2
+    if not cells:
+        print("nothing to run: the plan is empty", file=sys.stderr)
+        return 2
+    status = cell_status(cells, results)
+    n_done = sum(v == "done" for v in status.values())
+    n_failed = sum(v == "failed" for v in status.values())
+    if args.dry_run:
+        rows = [[i, c.backbone, c.task, c.dataset, c.protocol, f"{c.fraction:g}", c.seed, c.key(),
+                 "redo (--force)" if args.force and status[c.key()] == "done" else status[c.key()]]
+                for i, c in enumerate(cells)]
+        print(tabulate(rows, headers=["#", "backbone", "task", "dataset", "protocol", "fraction", "seed",
+                                      "key", "status"]))
+        print(f"\n{len(cells)} cells in the plan ({args.profile} profile): {n_done} already done, "
+              f"{n_failed} failed before (will be retried), {len(cells) - n_done - n_failed} to do; "
+              f"results -> {results}")
+        return 0
+    print(f"plan: {len(cells)} cells ({n_done} already done{', recomputed with --force' if args.force else ''}); "
+          f"results -> {results}")
+    summary = run_plan(cells, results=results, work_dir=args.work_dir, data_roots=roots, device=args.device,
+                       force=args.force, progress=not args.no_progress)
+    print(summary.line())
+    return 1 if summary.failed else 0
+
+
+# ----------------------------------------------------------------------------- preview / report
+
+
+def cmd_preview(args) -> int:
+    if args.dataset != SYNTHFACE:
+        print(f"preview supports only {SYNTHFACE!r}", file=sys.stderr)
+        return 2
+    try:
+        from bench_tasks.preview import draw_synthface_preview
+    except ImportError as err:
+        print(f"the SynthFace preview is not available yet ({err})", file=sys.stderr)
+        return 2
+    out = draw_synthface_preview(args.out, n=args.n, image_size=args.size, seed=args.seed)
+    print(f"wrote {out or args.out}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    try:
+        mod = importlib.import_module("bench_tasks.report.build")
+        main = mod.main
+    except (ImportError, AttributeError):
+        print("the report module is not installed yet (bench_tasks.report.build:main)", file=sys.stderr)
+        return 2
+    rc = main(args.report_args)
+    return int(rc or 0)
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench_tasks",
+                                description="Benchmark any pre-trained ViT backbone on face parsing, landmarks, "
+                                            "attributes, expression and recognition (FaRL protocol).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pl = sub.add_parser("list", help="tasks, datasets, backbone schemes, heads, profiles")
+    pl.add_argument("--layouts", action="store_true", help="also print the folder layout each reader expects")
+    pl.set_defaults(func=cmd_list)
+
+    pr = sub.add_parser("run", help="run (or resume) a plan of cells",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="Cells already done (an ok row in --results) are skipped; failed ones are "
+                               "retried. Kill and re-run at any time.")
+    pr.add_argument("--tasks", help="comma list of tasks (see `list`)")
+    pr.add_argument("--datasets", help="comma list of datasets (default: each task's defaults + synthface, "
+                                       "those without a data root skipped)")
+    pr.add_argument("--backbones", help="comma list of backbone URIs, e.g. random:vit_tiny,"
+                                        "paco_fr:runs/x/encoder.safetensors,farl:FaRL-ep64.pth "
+                                        "(default random:vit_tiny)")
+    pr.add_argument("--protocols", help="comma list: linear,frozen,finetune (default: the profile's)")
+    pr.add_argument("--seeds", help="comma list of seeds (default: the profile's)")
+    pr.add_argument("--fractions", help="comma list of training fractions, e.g. 0.01,0.1,1 (default: the profile's)")
+    pr.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    pr.add_argument("--data-root", action="append",
+                    help="a folder holding one sub-folder per dataset, or name=path pairs (comma list; repeatable)")
+    pr.add_argument("--results", help="results file (default results/<profile>.jsonl)")
+    pr.add_argument("--work-dir", default="work_dirs", help="scratch: feature cache (default work_dirs/)")
+    pr.add_argument("--dry-run", action="store_true", help="print the plan and how many cells are done")
+    pr.add_argument("--all", action="store_true", help="every registered task on its default datasets "
+                                                       "(SynthFace when no data root is given)")
+    pr.add_argument("--force", action="store_true", help="recompute cells that are already done")
+    pr.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bars")
+    pr.set_defaults(func=cmd_run)
+
+    pp = sub.add_parser("preview", help="draw a grid of SynthFace samples with their labels")
+    pp.add_argument("dataset", choices=[SYNTHFACE])
+    pp.add_argument("--out", default="synthface_preview.png")
+    pp.add_argument("--n", type=int, default=16)
+    pp.add_argument("--size", type=int, default=128)
+    pp.add_argument("--seed", type=int, default=0)
+    pp.set_defaults(func=cmd_preview)
+
+    prep = sub.add_parser("report", help="tables and figures from results/ (bench_tasks.report)")
+    prep.add_argument("report_args", nargs=argparse.REMAINDER)
+    prep.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    if args.command in ("list", "run"):
+        load_registries()
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

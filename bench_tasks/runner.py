@@ -1,0 +1,278 @@
+"""Plan and run cells, resumably.
+
+Python entry points (the CLI is a thin layer over these):
+
+    cells = plan_cells(backbones, tasks_to_datasets, protocols=None, seeds=None, fractions=None,
+                       profile="smoke")                      # -> list[Cell]
+    roots = DataRoots.parse(["/data"]) or DataRoots.parse(["celeba=/d/celeba", "/data"])
+    summary = run_plan(cells, results="results/smoke.jsonl", work_dir="work_dirs",
+                       data_roots=roots, device="auto", force=False, progress=True)
+    row = run_cell(cell, results=..., ...)                  # one cell, returns its row
+
+`run_plan` skips a cell whose last row is `ok` (unless force), retries `failed` ones, records a
+failing cell as a `failed` row with its traceback and goes on, and appends every row atomically
+(bench_tasks/results.py). Killing it at any moment and starting it again finishes the plan with
+exactly one ok row per cell. A pre-training stage (another engineer's `run --all`) can produce
+encoders first and then call `run_plan` with their `paco_fr:<file>` URIs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from bench_tasks.api import Cell, CellContext, CellResult, DatasetLayoutError, get_profile
+from bench_tasks.backbones.base import BenchBackbone, build_backbone
+from bench_tasks.provenance import collect, now_iso
+from bench_tasks.registry import DATASETS, TASKS
+from bench_tasks.results import ResultsStore, make_row
+
+# ----------------------------------------------------------------------------- data roots
+
+
+def dataset_folder(name: str) -> str:
+    """The sub-folder name a dataset expects under a --data-root parent (e.g. affectnet7 and
+    affectnet8 share `affectnet/`)."""
+    try:
+        spec = DATASETS.get(name)
+    except KeyError:
+        return name
+    return getattr(spec, "folder", None) or name
+
+
+@dataclass
+class DataRoots:
+    """Where each dataset lives: explicit `name=path` pairs win, else `<parent>/<folder>` for the
+    first parent folder that has it."""
+
+    pairs: dict[str, str] = field(default_factory=dict)
+    parents: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, items: Iterable[str] | str | None) -> DataRoots:
+        roots = cls()
+        if items is None:
+            return roots
+        if isinstance(items, str):
+            items = [items]
+        for item in items:
+            for part in str(item).split(","):
+                part = part.strip()
+                if not part:
+                    continue
+                if "=" in part:
+                    name, _, path = part.partition("=")
+                    roots.pairs[name.strip()] = str(Path(path.strip()).expanduser())
+                else:
+                    roots.parents.append(str(Path(part).expanduser()))
+        return roots
+
+    def get(self, dataset: str) -> str | None:
+        if dataset in self.pairs:
+            return self.pairs[dataset]
+        folder = dataset_folder(dataset)
+        for parent in self.parents:
+            for cand in (Path(parent) / dataset, Path(parent) / folder):
+                if cand.is_dir():
+                    return str(cand)
+        return None
+
+    def expected(self, dataset: str) -> str:
+        if dataset in self.pairs:
+            return self.pairs[dataset]
+        if self.parents:
+            return str(Path(self.parents[0]) / dataset_folder(dataset))
+        return f"<data-root>/{dataset_folder(dataset)}"
+
+
+def missing_root_error(dataset: str, roots: DataRoots) -> DatasetLayoutError:
+    spec = DATASETS.get(dataset)
+    where = roots.expected(dataset)
+    return DatasetLayoutError(
+        dataset, where,
+        f"no data found; pass --data-root <folder holding {dataset_folder(dataset)}/> "
+        f"or --data-root {dataset}=<path>", getattr(spec, "layout", "") or "(see the reader's docstring)")
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def plan_cells(backbones: Sequence[str], tasks_to_datasets: dict[str, Sequence[str]],
+               protocols: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
+               fractions: Sequence[float] | None = None, profile: str = "smoke") -> list[Cell]:
+    """Every (backbone, task, dataset, protocol, fraction, seed) cell, backbone-major (so one
+    backbone is loaded once). Protocols / seeds / fractions default to the profile's; protocols
+    a task does not support are left out for it."""
+    prof = get_profile(profile)
+    seeds = tuple(prof.seeds if seeds is None else seeds)
+    fractions = tuple(prof.fractions if fractions is None else fractions)
+    cells: list[Cell] = []
+    for bb in backbones:
+        for task_name, datasets in tasks_to_datasets.items():
+            task = TASKS.get(task_name)
+            protos = [p for p in (protocols or prof.protocols) if p in task.protocols]
+            for ds in datasets:
+                for proto in protos:
+                    for frac in fractions:
+                        for seed in seeds:
+                            cells.append(Cell(backbone=bb, task=task_name, dataset=ds, protocol=proto,
+                                              fraction=float(frac), seed=int(seed), profile=prof.name))
+    return cells
+
+
+def cell_status(cells: Sequence[Cell], results: str | Path) -> dict[str, str]:
+    """{key: "done" | "failed" | "todo"} for a plan against a results file."""
+    latest = ResultsStore(results).latest()
+    out = {}
+    for c in cells:
+        r = latest.get(c.key())
+        out[c.key()] = "todo" if r is None else ("done" if r["status"] == "ok" else "failed")
+    return out
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class RunSummary:
+    total: int = 0
+    skipped: int = 0
+    ok: int = 0
+    failed: int = 0
+    wall_s: float = 0.0
+    failed_keys: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"{self.total} cells: {self.skipped} already done, {self.ok} ok, {self.failed} failed "
+                f"in {self.wall_s:.1f}s")
+
+
+class _BackboneCache:
+    """Keeps the last built backbone; every cell gets its own deep copy (fine-tuning and the
+    frozen protocol modify the module)."""
+
+    def __init__(self):
+        self.key = None
+        self.value: BenchBackbone | None = None
+
+    def get(self, uri: str, size: int) -> BenchBackbone:
+        if self.key != (uri, size):
+            self.value = None
+            self.value = build_backbone(uri, size)
+            self.key = (uri, size)
+        assert self.value is not None
+        return copy.deepcopy(self.value)
+
+
+def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: str | Path = "work_dirs",
+             data_roots: DataRoots | None = None, device: str | torch.device = "auto",
+             progress: bool = True, backbone: BenchBackbone | None = None, write: bool = True,
+             _cache: _BackboneCache | None = None) -> dict:
+    """Run one cell and (when write) append its row. Exceptions inside the cell become a
+    `failed` row with the traceback; the row is returned."""
+    store = ResultsStore(results)
+    roots = data_roots or DataRoots()
+    dev = resolve_device(device)
+    profile = get_profile(cell.profile)
+    started, t0 = now_iso(), time.perf_counter()
+    task = None
+    bb_hash = bb_source = None
+    result: CellResult | None = None
+    error = None
+    try:
+        task = TASKS.get(cell.task)()
+        size = task.image_size(profile)
+        if backbone is None:
+            backbone = (_cache or _BackboneCache()).get(cell.backbone, size)
+        bb_hash, bb_source = backbone.weights_hash, backbone.source
+        ctx = CellContext(cell=cell, backbone=backbone, profile=profile, data_root=roots.get(cell.dataset),
+                          device=dev, work_dir=Path(work_dir), progress=progress, results_dir=store.root)
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        result = task.run(ctx)
+        if task.headline not in result.metrics:
+            raise KeyError(f"task {cell.task} returned no headline metric {task.headline!r} "
+                           f"(got {sorted(result.metrics)})")
+    except Exception:  # noqa: BLE001 - a failing cell is recorded, the plan goes on
+        error = traceback.format_exc()
+        result = None
+    finally:
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    wall = time.perf_counter() - t0
+    extra = dict(result.extra) if result is not None else {}
+    prov = collect(bb_hash, dev, started, wall, backbone_source=bb_source)
+    if extra.get("timings"):
+        prov["timings"] = extra.pop("timings")
+    config = {"profile": dataclasses.asdict(profile), "task": extra.pop("config", {}),
+              "data_root": roots.get(cell.dataset)}
+    row = make_row(cell, "ok" if error is None else "failed",
+                   headline=getattr(task, "headline", ""), higher_is_better=getattr(task, "higher_is_better", True),
+                   result=result, config=config, provenance=prov, error=error)
+    if write:
+        store.append(row)
+    return row
+
+
+def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
+             work_dir: str | Path = "work_dirs", data_roots: DataRoots | None = None,
+             device: str | torch.device = "auto", force: bool = False, progress: bool = True,
+             on_row: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None) -> RunSummary:
+    """Run every cell of the plan that is not done yet (all of them with force)."""
+    log = log or (lambda msg: tqdm.write(msg))
+    store = ResultsStore(results)
+    repaired = store.repair()
+    if repaired:
+        log(f"repaired {store.path}: dropped a torn / unreadable line left by an interrupted run")
+    dropped = store.compact()
+    if dropped:
+        log(f"compacted {store.path}: {dropped} superseded row(s) removed")
+    done = store.done_keys()
+    summary = RunSummary(total=len(cells))
+    t0 = time.perf_counter()
+    todo = []
+    seen = set()
+    for c in cells:
+        k = c.key()
+        if k in seen:
+            continue
+        seen.add(k)
+        if k in done and not force:
+            summary.skipped += 1
+        else:
+            todo.append(c)
+    summary.total = len(seen)
+    cache = _BackboneCache()
+    bar = tqdm(todo, desc="plan", disable=not progress, dynamic_ncols=True, position=0)
+    for cell in bar:
+        bar.set_postfix_str(f"{cell.task}/{cell.dataset}/{cell.protocol}")
+        row = run_cell(cell, results=results, work_dir=work_dir, data_roots=data_roots, device=device,
+                       progress=progress, _cache=cache)
+        if row["status"] == "ok":
+            summary.ok += 1
+            h = row["headline"]
+            log(f"ok     {cell.label()} | {h}={row['metrics'].get(h, float('nan')):.2f} "
+                f"({row['provenance']['wall_time_s']:.1f}s)")
+        else:
+            summary.failed += 1
+            summary.failed_keys.append(row["key"])
+            last = (row["error"] or "").strip().splitlines()[-1:] or [""]
+            log(f"FAILED {cell.label()} | {last[0]}")
+        if on_row is not None:
+            on_row(row)
+    bar.close()
+    summary.wall_s = time.perf_counter() - t0
+    return summary

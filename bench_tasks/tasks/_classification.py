@@ -1,0 +1,262 @@
+"""Shared code of the image-level classification tasks (attributes, expression).
+
+`ClassificationTask.run(ctx)` implements the three protocols on a registered dataset:
+  * linear   - features of the frozen backbone are extracted once per split and cached
+               (protocols/features.py); the head trains on the cached tensors;
+  * frozen   - BackboneWithHead with a frozen backbone, images through the backbone every step;
+  * finetune - BackboneWithHead, the backbone trains with layer-wise LR decay.
+Training data are a seeded subset (protocols/fractions.py) of the train split; the epoch is
+selected on the val split (protocols/train.py `fit`); test metrics at the selected epoch are the
+headline, last-epoch and best-test are stored too. Robustness slices of the test split are scored
+with the selected weights.
+
+Subclasses set: name, default_datasets, headline, kind ("multilabel" | "multiclass") and may
+override `class_names` and `write_artifacts`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset, TensorDataset
+
+from bench_tasks.api import CellContext, CellResult, Profile, Task, TaskSplit
+from bench_tasks.metrics.classification import multiclass_metrics, multilabel_metrics
+from bench_tasks.protocols.features import cached_features
+from bench_tasks.protocols.fractions import subset_indices
+from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
+from bench_tasks.registry import DATASETS, HEADS
+
+# per-protocol defaults; a profile's `extra` may override any of them as "<protocol>.<name>"
+# (e.g. Profile(extra={"finetune.lr_backbone": 5e-5})) or for all protocols as "<name>"
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "linear": {"lr_head": 3e-3, "weight_decay": 1e-4, "epochs_field": "linear_epochs"},
+    "frozen": {"lr_head": 3e-3, "weight_decay": 1e-4, "epochs_field": "linear_epochs"},
+    "finetune": {"lr_head": 1e-3, "lr_backbone": 1e-4, "weight_decay": 0.05, "layer_decay": 0.75,
+                 "epochs_field": "finetune_epochs"},
+}
+SLICE_METRICS = ("mean_acc", "balanced_acc", "acc", "mean_class_acc")
+
+
+def settings(profile: Profile, protocol: str) -> dict[str, Any]:
+    if protocol not in DEFAULTS:
+        raise ValueError(f"unknown protocol {protocol!r}; this task supports {sorted(DEFAULTS)}")
+    s = dict(DEFAULTS[protocol])
+    s["epochs"] = getattr(profile, s.pop("epochs_field"))
+    s["ema_decay"] = None
+    s["head"] = None
+    for k in list(s) + ["ema_decay", "head", "layers"]:
+        for name in (k, f"{protocol}.{k}"):
+            if name in profile.extra:
+                s[k] = profile.extra[name]
+    return s
+
+
+def _split_targets(split: TaskSplit) -> np.ndarray | None:
+    """Targets of a split without decoding images when the split exposes them."""
+    for attr in ("targets", "labels"):
+        t = getattr(split, attr, None)
+        if t is not None:
+            return np.asarray(t)
+    return None
+
+
+class ClassificationTask(Task):
+    kind: str = "multiclass"
+    default_head: str = "attribute"
+
+    # ------------------------------------------------------------------ task-specific hooks
+    def class_names(self, split: TaskSplit, targets: torch.Tensor) -> list[str]:
+        meta = split.meta
+        for k in ("class_names", "attribute_names", "classes", "names"):
+            if meta.get(k):
+                return list(meta[k])
+        n = targets.shape[1] if self.kind == "multilabel" else int(targets.max().item()) + 1
+        return [str(i) for i in range(n)]
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.kind == "multilabel":
+            return nn.functional.binary_cross_entropy_with_logits(logits, y.float())
+        return nn.functional.cross_entropy(logits, y.long())
+
+    def score(self, logits: torch.Tensor, y: torch.Tensor, names: list[str]):
+        """-> (metrics, confusion matrix or None)"""
+        if self.kind == "multilabel":
+            return multilabel_metrics(logits, y, names), None
+        return multiclass_metrics(logits, y, len(names), names)
+
+    def write_artifacts(self, ctx: CellContext, names: list[str], confusion, history) -> dict[str, str]:
+        out = {}
+        d = ctx.artifact_dir()
+        if history:
+            p = d / "history.json"
+            p.write_text(json.dumps(history, indent=1, default=float))
+            out["history"] = ctx.artifact_relpath(p)
+        if confusion is not None:
+            p = d / "confusion.csv"
+            cm = confusion.cpu().numpy()
+            lines = ["true\\pred," + ",".join(names)]
+            lines += [f"{n}," + ",".join(str(int(v)) for v in row) for n, row in zip(names, cm)]
+            p.write_text("\n".join(lines) + "\n")
+            out["confusion"] = ctx.artifact_relpath(p)
+            png = self._confusion_png(cm, names, d / "confusion.png")
+            if png:
+                out["confusion_png"] = ctx.artifact_relpath(png)
+        return out
+
+    @staticmethod
+    def _confusion_png(cm: np.ndarray, names: list[str], path):
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return None
+        norm = cm / np.maximum(1, cm.sum(1, keepdims=True))
+        fig, ax = plt.subplots(figsize=(1 + 0.6 * len(names), 1 + 0.6 * len(names)))
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+    # ------------------------------------------------------------------ the protocols
+    def load_splits(self, ctx: CellContext, size: int) -> dict[str, TaskSplit]:
+        spec = DATASETS.get(ctx.cell.dataset)
+        spec = spec() if isinstance(spec, type) else spec
+        if self.name not in spec.tasks:
+            raise ValueError(f"dataset {ctx.cell.dataset!r} does not serve task {self.name!r} "
+                             f"(it serves {spec.tasks})")
+        splits = {}
+        for s in ("train", "val", "test"):
+            splits[s] = spec.load(self.name, s, ctx.data_root, ctx.profile, size)
+            splits[s].meta.setdefault("task", self.name)
+        return splits
+
+    def make_head(self, name: str, dim: int, num_layers: int, num_outputs: int) -> nn.Module:
+        cls = HEADS.get(name)
+        return cls(embed_dim=dim, num_layers=num_layers, num_outputs=num_outputs)
+
+    def run(self, ctx: CellContext) -> CellResult:
+        cell, profile = ctx.cell, ctx.profile
+        st = settings(profile, cell.protocol)
+        size = self.image_size(profile)
+        seed = cell.seed
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        backbone = ctx.backbone
+        layers = list(st.get("layers") or backbone.dense_layers())
+        head_name = st["head"] or self.default_head
+        splits = self.load_splits(ctx, size)
+        timings: dict[str, Any] = {}
+        bs = profile.batch_size
+        gen = torch.Generator().manual_seed(seed)
+
+        if cell.protocol == "linear":
+            feats, hits = {}, {}
+            for s, split in splits.items():
+                f, info = cached_features(backbone, split, layers, size, bs, ctx.device,
+                                          ctx.work_dir / "features", ctx.progress,
+                                          key_extra={"task": self.name})
+                feats[s] = f
+                hits[s] = info["cache_hit"]
+                timings[f"features_{s}_s"] = round(info["seconds"], 4)
+                timings[f"features_{s}_cache_hit"] = info["cache_hit"]
+            total = sum(timings[f"features_{s}_s"] for s in splits)
+            timings["features_load_s" if all(hits.values()) else "features_extract_s"] = round(total, 4)
+            timings["features_cache_hit"] = all(hits.values())
+            targets = {s: f["targets"] for s, f in feats.items()}
+            names = self.class_names(splits["train"], targets["train"])
+            head = self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
+            key = getattr(head, "feature_key", "layer_feats")
+            labels = targets["train"].numpy() if self.kind == "multiclass" else None
+            idx = subset_indices(len(targets["train"]), cell.fraction, seed, labels)
+            idx_t = torch.as_tensor(idx, dtype=torch.long)
+            train_ds = TensorDataset(feats["train"][key][idx_t], targets["train"][idx_t])
+            val_ds = TensorDataset(feats["val"][key], targets["val"])
+            test_ds = TensorDataset(feats["test"][key], targets["test"])
+            model: nn.Module = head
+            depth = None
+            n_train = len(idx)
+            eval_bs = max(bs, 512)
+        else:
+            train = splits["train"]
+            y0 = _split_targets(train)
+            probe = torch.as_tensor(np.asarray(y0)) if y0 is not None else torch.stack(
+                [torch.as_tensor(train[i][1]) for i in range(min(len(train), 64))])
+            names = self.class_names(train, probe)
+            labels = y0 if (self.kind == "multiclass" and y0 is not None) else None
+            idx = subset_indices(len(train), cell.fraction, seed, labels)
+            train_ds = Subset(train, idx.tolist())
+            val_ds, test_ds = splits["val"], splits["test"]
+            head = self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
+            frozen = cell.protocol == "frozen"
+            model = BackboneWithHead(backbone, head, layers, frozen=frozen)
+            depth = None if frozen else backbone.depth
+            n_train = len(idx)
+            eval_bs = bs
+
+        nw = profile.num_workers if cell.protocol != "linear" else 0
+        train_loader = DataLoader(train_ds, batch_size=bs, shuffle=True, generator=gen, num_workers=nw,
+                                  drop_last=len(train_ds) > bs)
+        val_loader = DataLoader(val_ds, batch_size=eval_bs, shuffle=False, num_workers=nw)
+        test_loader = DataLoader(test_ds, batch_size=eval_bs, shuffle=False, num_workers=nw)
+
+        def predict(m, loader):
+            outs, ys = [], []
+            with torch.no_grad():
+                for x, y in loader:
+                    outs.append(m(x.to(ctx.device)).float().cpu())
+                    ys.append(y)
+            return torch.cat(outs), torch.cat(ys)
+
+        def evaluate(m, loader):
+            logits, y = predict(m, loader)
+            return self.score(logits, y, names)[0]
+
+        cfg = FitConfig(epochs=int(st["epochs"]), lr_head=st["lr_head"], lr_backbone=st.get("lr_backbone", 1e-4),
+                        weight_decay=st["weight_decay"], layer_decay=st.get("layer_decay", 0.75),
+                        ema_decay=st["ema_decay"], select_metric=self.headline,
+                        higher_is_better=self.higher_is_better)
+        t0 = time.perf_counter()
+        result = fit(model, train_loader, val_loader, test_loader, self.loss, evaluate, cfg, ctx.device,
+                     backbone_depth=depth, progress=ctx.progress, desc=f"{self.name}/{cell.protocol}")
+        timings["fit_s"] = round(time.perf_counter() - t0, 3)
+
+        # the model holds the selected epoch's weights: confusion matrix and slices
+        logits, y = predict(model, test_loader)
+        metrics_sel, confusion = self.score(logits, y, names)
+        slices = {}
+        for sname, mask in (splits["test"].slices or {}).items():
+            mask_t = torch.as_tensor(np.asarray(mask, dtype=bool))
+            if mask_t.numel() != len(y) or not mask_t.any():
+                continue
+            m, _ = self.score(logits[mask_t], y[mask_t], names)
+            slices[sname] = {k: v for k, v in m.items() if k in SLICE_METRICS}
+            slices[sname]["n"] = int(mask_t.sum())
+        history = result.extra.get("history", [])
+        result.artifacts.update(self.write_artifacts(ctx, names, confusion, history))
+        result.slices.update(slices)
+        result.extra = {
+            "config": {"protocol": cell.protocol, "head": head_name, "layers": layers, "image_size": size,
+                       "n_train": n_train, "n_val": len(val_ds), "n_test": len(test_ds),
+                       "num_outputs": len(names), "class_names": names,
+                       **{k: v for k, v in cfg.__dict__.items() if k != "extra"}},
+            "timings": timings,
+            "selected_check": {k: metrics_sel.get(k) for k in (self.headline,)},
+        }
+        return result
