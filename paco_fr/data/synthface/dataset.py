@@ -124,9 +124,17 @@ def caption_of(attrs: np.ndarray, expr: int) -> str:
     return f"a photo of a {EXPRESSIONS[expr]} {who}" + (f" with {', '.join(words)}" if words else "")
 
 
+_IDENT_CACHE: dict = {}
+
+
 def generate_one(seed: int, split: str, i: int, identity_id: int, image_size: int):
     """Image i of a split -> (image, mask, landmarks, attributes, expression, nuisance dict)."""
-    ident = sample_identity(seed, identity_id)
+    key = (int(seed), int(identity_id))
+    ident = _IDENT_CACHE.get(key)
+    if ident is None:  # consecutive images share identities; parameters are read-only
+        if len(_IDENT_CACHE) > 256:
+            _IDENT_CACHE.clear()
+        ident = _IDENT_CACHE[key] = sample_identity(seed, identity_id)
     rng = np.random.default_rng([int(seed), split_index(split), int(i)])
     img = sample_image(rng, ident, image_size)
     image, mask, lm, info = render(ident, img, image_size, rng)

@@ -397,7 +397,7 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
 
     # ---- downsample: box filter for the image, centre sample for hard labels
     s = cv.ss
-    rgb = np.asarray(cv.rgb, dtype=np.float32).reshape(size, s, size, s, 3).mean((1, 3))
+    rgb = np.asarray(cv.rgb.resize((size, size), Image.BOX), dtype=np.float32)  # exact s x s block mean
     lab = np.asarray(cv.lab)[s // 2::s, s // 2::s].copy()
     # ---- texture: skin mottling, hair strands, beard stubble
     skin_m = lab == SKIN
