@@ -25,17 +25,23 @@ def _panels(keys: list, max_cols: int = 3, w: float = 4.6, h: float = 3.6):
     n = len(keys)
     ncols = min(max_cols, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(w * ncols, 7.5), h * nrows + 0.8), squeeze=False)
     flat = axes.ravel()
     for ax in flat[n:]:
         ax.set_visible(False)
     return fig, flat[:n]
 
 
+def _legend_space(fig, n_handles: int) -> float:
+    """Fraction of the figure height to keep free at the bottom for a legend of 5 columns."""
+    rows = math.ceil(max(1, n_handles) / 5)
+    return min(0.4, (0.15 + 0.28 * rows) / fig.get_figheight())
+
+
 def _method_palette(labels: list[str]) -> dict[str, tuple]:
     import seaborn as sns
 
-    cols = sns.color_palette("tab10", n_colors=max(10, len(labels)))
+    cols = sns.color_palette("tab10" if len(labels) <= 10 else "tab20", n_colors=max(10, len(labels)))
     return {m: cols[i % len(cols)] for i, m in enumerate(labels)}
 
 
@@ -79,11 +85,10 @@ def data_efficiency_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], 
         ax.set_ylabel(f"{metric_name(metric)} {arrow}")
         ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=palette[m], marker="o", label=m) for m in hue_order]
-    fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), frameon=False,
+    fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), frameon=False,
                bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(f"Data efficiency (protocol `{protocol}`; mean ± sd over seeds)")
-    nrows = math.ceil(len(keys) / 3)
-    fig.tight_layout(rect=(0, 0.06 + 0.04 * (len(handles) > 4) / nrows, 1, 1))
+    fig.tight_layout(rect=(0, _legend_space(fig, len(handles)), 1, 1))
     out_path = Path(out_path)
     fig.savefig(out_path, dpi=DPI)
     plt.close(fig)
@@ -123,7 +128,8 @@ def slices_figure(sf: pd.DataFrame, methods: dict[str, MethodInfo], out_path: st
 
     if sf.empty:
         return None, "no row has robustness `slices`"
-    sf = sf.copy()
+    main = sf[[methods[u].kind != "ablation" for u in sf["uri"]]]
+    sf = (main if not main.empty else sf).copy()  # ablations stay in slices.csv; the figure shows methods
     sf["order"] = [methods[u].order for u in sf["uri"]]
     sf = sf.sort_values(["order", "factor", "level"])
     hue_order = list(dict.fromkeys(sf["method"]))
@@ -148,9 +154,9 @@ def slices_figure(sf: pd.DataFrame, methods: dict[str, MethodInfo], out_path: st
             lab.set_horizontalalignment("right")
         ax.grid(axis="y", alpha=0.3)
     handles = [plt.Rectangle((0, 0), 1, 1, color=palette[m], label=m) for m in hue_order]
-    fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), frameon=False)
     fig.suptitle(title or "Robustness slices (mean ± sd over seeds)")
-    fig.tight_layout(rect=(0, 0.08 if len(handles) <= 4 else 0.13, 1, 1))
+    fig.tight_layout(rect=(0, _legend_space(fig, len(handles)), 1, 1))
     out_path = Path(out_path)
     fig.savefig(out_path, dpi=DPI)
     plt.close(fig)

@@ -348,7 +348,8 @@ def ablation_deltas(table: Table) -> list[str]:
             parts.append(f"{task_name(c.task)} {dataset_name(c.dataset)} {metric_name(c.metric)} "
                          f"{d:+.{3 if abs(b.mean) < 1 else 2}f} ({word})")
         if parts:
-            lines.append(f"{r.label} vs full: " + "; ".join(parts))
+            n_better = sum(p.endswith("(better)") for p in parts)
+            lines.append(f"{r.label} vs full (better in {n_better} of {len(parts)} columns): " + "; ".join(parts))
     return lines
 
 
