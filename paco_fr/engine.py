@@ -246,7 +246,9 @@ def train(cfg: dict, run_dir: Path, resume: bool = True) -> dict:
 
     sampler = ResumableBatchSampler(len(ds), bs, seed, start_step * accum, total * accum, rank, world)
     loader = DataLoader(ds, batch_sampler=sampler, num_workers=int(cfg["data"]["num_workers"]), collate_fn=collate,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda",
+                        # own generator: creating the iterator must not consume the global RNG stream
+                        generator=torch.Generator().manual_seed(seed + start_step))
     # fixed faces for the snapshots
     snap_imgs = torch.stack([ds[i]["image"] for i in range(min(8, len(ds)))]).float() / 255
 

@@ -6,7 +6,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from paco_fr.models.common import norm_pix
+
+
+def norm_pix(target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """MAE norm_pix_loss target: every patch normalised to zero mean / unit variance."""
+    mean = target.mean(-1, keepdim=True)
+    var = target.var(-1, keepdim=True)
+    return (target - mean) / (var + eps).sqrt()
 
 
 def pixel_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,

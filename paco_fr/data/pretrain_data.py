@@ -70,7 +70,7 @@ class _FileDataset(Dataset):
             j = (i + t) % n
             try:
                 img = self._load(j)
-                return {"image": torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), "index": j,
+                return {"image": torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1), "index": j,
                         "skipped": skipped}
             except Exception as e:  # noqa: BLE001 - any decoding failure means "skip this file"
                 name = self._name(j)

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from paco_fr.backbone import ViTBackbone
-from paco_fr.models.common import norm_pix, patchify, unpatchify
+from paco_fr.losses import norm_pix
+from paco_fr.models.common import patchify, unpatchify
 
 
 class PretrainModel(nn.Module):
@@ -50,10 +51,6 @@ class PretrainModel(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x01: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
-
-    @staticmethod
-    def _unused(t: torch.Tensor) -> torch.Tensor:
-        return t
 
 
 __all__ = ["PretrainModel", "norm_pix"]

@@ -41,12 +41,6 @@ def sincos_2d(grid: tuple[int, int], dim: int, device=None) -> torch.Tensor:
     return torch.cat(out, 1).to(device)
 
 
-def norm_pix(target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    mean = target.mean(-1, keepdim=True)
-    var = target.var(-1, keepdim=True)
-    return (target - mean) / (var + eps).sqrt()
-
-
 def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2, bn: bool = False) -> nn.Sequential:
     mods: list[nn.Module] = []
     d = in_dim
