@@ -7,7 +7,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 
-
 def norm_pix(target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """MAE norm_pix_loss target: every patch normalised to zero mean / unit variance."""
     mean = target.mean(-1, keepdim=True)

@@ -9,7 +9,14 @@ import torch
 from paco_fr.belief import BeliefPredictor, select_tokens
 from paco_fr.codebook import PatchCodebook
 from paco_fr.config import load_config
-from paco_fr.losses import clip_loss, moco_loss, perceptual_loss, pixel_loss, relation_consistency, relation_matrix
+from paco_fr.losses import (
+    clip_loss,
+    moco_loss,
+    perceptual_loss,
+    pixel_loss,
+    relation_consistency,
+    relation_matrix,
+)
 from paco_fr.masking import REGIONS, make_mask, region_map, region_map_from_landmarks, region_pool_matrix
 from paco_fr.models import build_model
 from paco_fr.models.common import patchify, unpatchify
