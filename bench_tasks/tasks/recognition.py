@@ -214,7 +214,7 @@ def _split_slices(d: dict) -> tuple[dict, dict]:
 @TASKS.register("recognition")
 class RecognitionTask(Task):
     name = "recognition"
-    default_datasets = ("lfw", "lfw_bin", "cfp_fp", "agedb_30", "synthface")
+    default_datasets = ("lfw", "lfw_bin", "cfp_fp", "agedb_30")  # the runner adds synthface
     protocols = ("linear", "frozen", "finetune")
     headline = "acc"
     higher_is_better = True
