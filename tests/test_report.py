@@ -254,3 +254,7 @@ def test_cli_main(tmp_path, capsys):
     s = (out / "SUMMARY.md").read_text()
     assert f"python -m bench_tasks report report --results {FIXTURE}" not in s
     assert f"--results {FIXTURE}" in s
+    # `python -m bench_tasks report -- --results ...` (argparse REMAINDER needs the `--`)
+    assert main(["--", "--results", str(FIXTURE), "--out", str(tmp_path / "cli2"), "--runs", "none",
+                 "--no-reconstruct"]) == 0
+    assert (tmp_path / "cli2" / "SUMMARY.md").is_file()

@@ -288,6 +288,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "report":
         argv = argv[1:]
+    if argv and argv[0] == "--":  # `python -m bench_tasks report -- --results ...`
+        argv = argv[1:]
     ap = add_arguments(argparse.ArgumentParser(prog="python -m bench_tasks report", description=__doc__.split("\n")[0]))
     args = ap.parse_args(argv)
     return run_from_args(args, argv)
