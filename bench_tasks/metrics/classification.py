@@ -29,8 +29,11 @@ def multilabel_metrics(logits: torch.Tensor, targets: torch.Tensor, names: list[
     t = targets.long()
     num = t.shape[1]
     names = names or [str(i) for i in range(num)]
-    per = multilabel_accuracy(probs, t, num_labels=num, threshold=threshold, average=None)
-    stats = multilabel_stat_scores(probs, t, num_labels=num, threshold=threshold, average=None)
+    if num == 1:  # torchmetrics wants >= 2 labels: score a duplicate column and drop it
+        probs, t = probs.repeat(1, 2), t.repeat(1, 2)
+    k = probs.shape[1]
+    per = multilabel_accuracy(probs, t, num_labels=k, threshold=threshold, average=None)[:num]
+    stats = multilabel_stat_scores(probs, t, num_labels=k, threshold=threshold, average=None)[:num]
     tp, fp, tn, fn = (stats[:, i].double() for i in range(4))
     pos, neg = tp + fn, tn + fp
     tpr = torch.where(pos > 0, tp / pos.clamp(min=1), torch.nan)

@@ -1,0 +1,74 @@
+"""Results store: schema, atomic appends, torn-line repair, failed rows superseded, dataframe."""
+
+import json
+
+from bench_tasks.api import Cell, CellResult
+from bench_tasks.results import (
+    ROW_KEYS,
+    ResultsStore,
+    done_keys,
+    latest_rows,
+    load_rows,
+    make_row,
+    to_dataframe,
+)
+
+
+def _row(cell, status="ok", acc=50.0):
+    res = CellResult(metrics={"acc": acc}, metrics_last={"acc": acc - 1}, metrics_best_test={"acc": acc + 1},
+                     slices={"pose:large": {"acc": 40.0}}, artifacts={"confusion": "artifacts/x/confusion.csv"})
+    return make_row(cell, status, "acc", True, res if status == "ok" else None,
+                    config={"a": 1}, provenance={"backbone_hash": "h", "versions": {"torch": "x"}},
+                    error=None if status == "ok" else "Traceback ...\nValueError: boom")
+
+
+def test_append_and_schema(tmp_path):
+    store = ResultsStore(tmp_path / "r.jsonl")
+    c = Cell("random:vit_tiny", "expression", "fake", "linear")
+    store.append(_row(c))
+    rows = load_rows(store.path)
+    assert len(rows) == 1 and tuple(rows[0]) == ROW_KEYS
+    assert rows[0]["cell"]["fraction"] == 1.0 and rows[0]["key"] == c.key()
+    assert done_keys(store.path) == {c.key()}
+
+
+def test_torn_line_ignored_then_repaired(tmp_path):
+    store = ResultsStore(tmp_path / "r.jsonl")
+    c1, c2 = Cell("b", "t", "d", "linear", seed=1), Cell("b", "t", "d", "linear", seed=2)
+    store.append(_row(c1))
+    line = json.dumps(_row(c2))
+    with open(store.path, "a") as f:
+        f.write(line[: len(line) // 2])  # a kill mid-write
+    assert [r["key"] for r in load_rows(store.path)] == [c1.key()]
+    assert store.repair() is True
+    assert store.path.read_text().endswith("\n") and len(store.path.read_text().splitlines()) == 1
+    assert store.repair() is False
+    # appending after a torn line never glues rows together
+    with open(store.path, "a") as f:
+        f.write('{"key": "tor')
+    store.append(_row(c2))
+    assert [r["key"] for r in load_rows(store.path)] == [c1.key(), c2.key()]
+
+
+def test_failed_row_superseded(tmp_path):
+    store = ResultsStore(tmp_path / "r.jsonl")
+    c = Cell("b", "t", "d", "linear")
+    store.append(_row(c, "failed"))
+    assert done_keys(store.path) == set()
+    store.append(_row(c, "ok"))
+    assert latest_rows(store.path)[c.key()]["status"] == "ok"
+    assert store.compact() == 1
+    rows = load_rows(store.path)
+    assert len(rows) == 1 and rows[0]["status"] == "ok"
+
+
+def test_to_dataframe(tmp_path):
+    store = ResultsStore(tmp_path / "r.jsonl")
+    store.append(_row(Cell("b1", "expression", "d", "linear"), acc=60.0))
+    store.append(_row(Cell("b2", "expression", "d", "linear"), "failed"))
+    df = to_dataframe([store.path])
+    assert set(df["backbone"]) == {"b1", "b2"}
+    ok = df[df.status == "ok"].iloc[0]
+    assert ok["metric/acc"] == 60.0 and ok["last/acc"] == 59.0 and ok["best_test/acc"] == 61.0
+    assert ok["slice/pose:large/acc"] == 40.0 and ok["headline_value"] == 60.0
+    assert ok["prov/versions/torch"] == "x"

@@ -1,0 +1,212 @@
+"""The runner and CLI: resume after SIGKILL (subprocess), failed cells recorded and retried, the
+feature cache hit, `--help`, `list`, `--dry-run`, explicit datasets without a root."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench_tasks.results import latest_rows, load_rows
+
+REPO = Path(__file__).resolve().parents[1]
+BB = "random:vit_tiny@32/16"
+
+PLUGIN = textwrap.dedent('''
+    """Tiny fake datasets for the harness tests (registered on import)."""
+    import os
+
+    import numpy as np
+    import torch
+
+    from bench_tasks.api import DatasetSpec, TaskSplit
+    from bench_tasks.registry import DATASETS
+
+    SIZES = {"train": 48, "val": 16, "test": 16}
+
+
+    class FakeSplit(TaskSplit):
+        def __init__(self, task, split, n, seed):
+            meta = ({"attribute_names": ["a", "b", "c"]} if task == "attributes"
+                    else {"class_names": ["neutral", "happy", "sad"]})
+            super().__init__("fake_cls", split, meta=meta, slices={"even": np.arange(n) % 2 == 0})
+            g = np.random.default_rng(seed)
+            self.targets = g.integers(0, 3, n) if task == "expression" else None
+            self.lab = g.integers(0, 3, n)
+            self.attrs = (g.random((n, 3)) > 0.5).astype(np.uint8)
+            self.task = task
+
+        def __len__(self):
+            return len(self.lab)
+
+        def __getitem__(self, i):
+            c = self.lab[i] if self.task == "expression" else self.attrs[i, 0]
+            x = torch.full((3, 32, 32), 0.2 + 0.3 * float(c))
+            y = torch.as_tensor(self.attrs[i]) if self.task == "attributes" else int(self.lab[i])
+            return x, y
+
+
+    @DATASETS.register("fake_cls")
+    class FakeCls(DatasetSpec):
+        name = "fake_cls"
+        tasks = ("attributes", "expression")
+        needs_root = False
+
+        def load(self, task, split, root, profile, image_size):
+            if os.environ.get("FAKE_FAIL_FILE") and os.path.exists(os.environ["FAKE_FAIL_FILE"]) \\
+                    and task == "attributes":
+                raise RuntimeError("fake dataset failure for the test")
+            return FakeSplit(task, split, SIZES[split], {"train": 0, "val": 1, "test": 2}[split])
+''')
+
+
+@pytest.fixture(scope="module")
+def plugin(tmp_path_factory):
+    d = tmp_path_factory.mktemp("plugin")
+    (d / "fake_cls_plugin.py").write_text(PLUGIN)
+    sys.path.insert(0, str(d))
+    import fake_cls_plugin  # noqa: F401  (registers fake_cls in this process)
+
+    yield d
+    sys.path.remove(str(d))
+
+
+def _env(plugin_dir, **extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(plugin_dir), str(REPO), env.get("PYTHONPATH", "")])
+    env["BENCH_TASKS_PLUGINS"] = "fake_cls_plugin"
+    env["OMP_NUM_THREADS"] = "1"
+    env.update(extra)
+    return env
+
+
+def _complete_lines(path):
+    if not path.exists():
+        return 0
+    return path.read_bytes().count(b"\n")
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(tmp_path, plugin):
+    res, wd = tmp_path / "results" / "smoke.jsonl", tmp_path / "wd"
+    cmd = [sys.executable, "-m", "bench_tasks", "run", "--tasks", "attributes,expression", "--datasets",
+           "fake_cls", "--backbones", BB, "--seeds", "0,1", "--results", str(res), "--work-dir", str(wd),
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, env=_env(plugin), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 150
+    while _complete_lines(res) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed:\n" + proc.stdout.read().decode()[-3000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = load_rows(res)
+    assert 1 <= len(first) < 4
+    with open(res, "ab") as f:  # what a kill in the middle of os.write could leave
+        f.write(b'{"key": "torn", "cell": {"backb')
+    out = subprocess.run(cmd, env=_env(plugin), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "repaired" in out.stdout + out.stderr
+    lines = res.read_text().splitlines()
+    rows = [json.loads(ln) for ln in lines]  # every line parses: no torn line left
+    keys = [r["key"] for r in rows]
+    assert len(keys) == len(set(keys)) == 4 and all(r["status"] == "ok" for r in rows)
+    assert {r["key"] for r in first} <= set(keys)
+    # a third run skips everything
+    again = subprocess.run(cmd + ["--dry-run"], env=_env(plugin), cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+    assert "4 already done" in again.stdout
+    row = next(r for r in rows if r["cell"]["task"] == "expression")
+    assert (res.parent / row["artifacts"]["confusion"]).exists()
+    assert row["provenance"]["backbone_hash"] and "timings" in row["provenance"]
+
+
+def test_failed_cell_recorded_then_retried(tmp_path, plugin, monkeypatch):
+    from bench_tasks.runner import plan_cells, run_plan
+
+    flag = tmp_path / "fail"
+    flag.write_text("1")
+    monkeypatch.setenv("FAKE_FAIL_FILE", str(flag))
+    cells = plan_cells([BB], {"attributes": ["fake_cls"], "expression": ["fake_cls"]}, profile="smoke")
+    res = tmp_path / "r.jsonl"
+    s1 = run_plan(cells, results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, log=lambda m: None)
+    assert (s1.ok, s1.failed) == (1, 1)
+    failed = [r for r in load_rows(res) if r["status"] == "failed"]
+    assert "fake dataset failure" in failed[0]["error"] and "Traceback" in failed[0]["error"]
+    flag.unlink()
+    s2 = run_plan(cells, results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, log=lambda m: None)
+    assert (s2.skipped, s2.ok, s2.failed) == (1, 1, 0)
+    assert s2.total == 2
+    latest = latest_rows(res)
+    assert all(r["status"] == "ok" for r in latest.values()) and len(latest) == 2
+    # --force recomputes both cells; now their features come from the cache
+    s3 = run_plan(cells, results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, force=True,
+                  log=lambda m: None)
+    assert s3.ok == 2
+    rows = load_rows(res)  # --force appends new rows; readers take the last one per key
+    assert rows[-1]["provenance"]["timings"]["features_cache_hit"] is True
+
+
+def test_feature_cache_hit_skips_backbone(tmp_path, plugin, monkeypatch):
+    import fake_cls_plugin
+
+    from bench_tasks.backbones.base import build_backbone
+    from bench_tasks.protocols.features import cached_features
+
+    bb = build_backbone(BB, 32)
+    split = fake_cls_plugin.FakeSplit("attributes", "val", 16, 1)
+    args = (bb, split, [1, 3], 32, 8, torch.device("cpu"), tmp_path / "cache")
+    f1, info1 = cached_features(*args, progress=False, key_extra={"task": "attributes"})
+    assert not info1["cache_hit"]
+
+    def boom(*a, **k):
+        raise AssertionError("the backbone ran on a cache hit")
+
+    monkeypatch.setattr(bb, "forward", boom)
+    f2, info2 = cached_features(*args, progress=False, key_extra={"task": "attributes"})
+    assert info2["cache_hit"]
+    for k in f1:
+        assert torch.equal(f1[k], f2[k])
+    # another task on the same images has its own targets: not the same cache entry
+    split_e = fake_cls_plugin.FakeSplit("expression", "val", 16, 1)
+    monkeypatch.undo()
+    _, info3 = cached_features(bb, split_e, [1, 3], 32, 8, torch.device("cpu"), tmp_path / "cache",
+                               progress=False, key_extra={"task": "expression"})
+    assert not info3["cache_hit"]
+
+
+def test_cli_help_list_and_errors(tmp_path, capsys):
+    from bench_tasks.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "run" in capsys.readouterr().out
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("attributes", "expression", "mean_acc", "celeba", "affectnet7", "farl", "random", "smoke"):
+        assert word in out
+    rc = main(["run", "--tasks", "expression", "--datasets", "rafdb", "--results", str(tmp_path / "r.jsonl")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "EmoLabel/list_patition_label.txt" in err and "expected layout" in err
+    rc = main(["run", "--tasks", "expression", "--datasets", "rafdb", "--data-root", f"rafdb={tmp_path}",
+               "--dry-run", "--seeds", "0,1", "--protocols", "linear,finetune",
+               "--results", str(tmp_path / "r.jsonl")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "4 cells in the plan" in out and "0 already done" in out
+
+
+def test_data_roots(tmp_path):
+    from bench_tasks.runner import DataRoots
+
+    (tmp_path / "celeba").mkdir()
+    (tmp_path / "affectnet").mkdir()
+    roots = DataRoots.parse([f"{tmp_path}", "rafdb=/x/raf"])
+    assert roots.get("celeba") == str(tmp_path / "celeba")
+    assert roots.get("affectnet7") == str(tmp_path / "affectnet")
+    assert roots.get("rafdb") == "/x/raf" and roots.get("lfwa") is None
