@@ -173,7 +173,7 @@ def read_label(path: str | Path) -> np.ndarray:
 
 
 def image_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float() / 255.0
 
 
 # ----------------------------------------------------------------------------- reader bases
