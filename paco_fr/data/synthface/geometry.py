@@ -26,7 +26,7 @@ def zsurf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def with_z(xy: np.ndarray, dz: float | np.ndarray = 0.0) -> np.ndarray:
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    return np.c_[xy, zsurf(xy[:, 0], xy[:, 1]) + dz]
+    return np.column_stack((xy, zsurf(xy[:, 0], xy[:, 1]) + dz))
 
 
 def contour3d(xy: np.ndarray, yaw_deg: float, z0: np.ndarray | float | None = None,
@@ -40,7 +40,7 @@ def contour3d(xy: np.ndarray, yaw_deg: float, z0: np.ndarray | float | None = No
     d = ratio * w
     far = s * np.sin(psi) > 0
     t = np.where(far, np.arctan2(s * d * np.sin(psi), w * np.cos(psi)), 0.0)
-    return np.c_[s * w * np.cos(t), xy[:, 1], z0 + d * np.sin(t)]
+    return np.column_stack((s * w * np.cos(t), xy[:, 1], z0 + d * np.sin(t)))
 
 
 def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -80,7 +80,7 @@ def jaw_xy(ident: dict, mouth_open: float) -> np.ndarray:
     c, sn = np.cos(s), np.abs(np.sin(s))
     x = -half_w * np.sign(c) * np.abs(c) ** px * (1.0 - 0.12 * chin * sn ** 4)
     y = -0.10 + depth * sn ** py + 0.7 * mouth_open * sn ** 2
-    return np.c_[x, y]
+    return np.column_stack((x, y))
 
 
 def shape_2d(ident: dict, img: dict) -> dict[str, np.ndarray]:
@@ -151,7 +151,7 @@ def shape_2d(ident: dict, img: dict) -> dict[str, np.ndarray]:
     # forehead / skull arc from jaw 16 over the top to jaw 0 (exclusive)
     hw = abs(pts[0, 0])
     th = np.linspace(0, np.pi, 11)[1:-1]
-    skull = np.c_[hw * np.cos(th), -0.10 - 0.37 * np.sin(th) ** 0.9]
+    skull = np.column_stack((hw * np.cos(th), -0.10 - 0.37 * np.sin(th) ** 0.9))
     return {"pts": pts, "skull": skull, "hw": hw}
 
 

@@ -20,29 +20,46 @@ def supersampling(size: int) -> int:
     return int(min(4, max(2, math.ceil(256 / size))))
 
 
+_SPLINE_T: dict = {}
+
+
+def _spline_t(k: int):
+    t = _SPLINE_T.get(k)
+    if t is None:
+        t = np.linspace(0, 1, k, endpoint=False)[:, None, None]
+        t = _SPLINE_T[k] = (t, t * t, t * t * t)
+    return t
+
+
+_ROLL_IDX: dict = {}
+
+
 def smooth_closed(p: np.ndarray, k: int = 4) -> np.ndarray:
     """Closed Catmull-Rom spline through p (n, 2), k samples per segment."""
     p = np.asarray(p, np.float64)
-    p0, p1, p2, p3 = np.roll(p, 1, 0), p, np.roll(p, -1, 0), np.roll(p, -2, 0)
-    t = np.linspace(0, 1, k, endpoint=False)[:, None, None]
-    t2, t3 = t * t, t * t * t
+    n = len(p)
+    idx = _ROLL_IDX.get(n)
+    if idx is None:
+        a = np.arange(n)
+        idx = _ROLL_IDX[n] = ((a - 1) % n, (a + 1) % n, (a + 2) % n)
+    p0, p1, p2, p3 = p[idx[0]], p, p[idx[1]], p[idx[2]]
+    t, t2, t3 = _spline_t(k)
     out = 0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t3)
     return out.transpose(1, 0, 2).reshape(-1, 2)
 
 
 def smooth_open(p: np.ndarray, k: int = 4) -> np.ndarray:
     p = np.asarray(p, np.float64)
-    ext = np.vstack([2 * p[0] - p[1], p, 2 * p[-1] - p[-2]])
+    ext = np.concatenate([2 * p[:1] - p[1:2], p, 2 * p[-1:] - p[-2:-1]])
     p0, p1, p2, p3 = ext[:-3], ext[1:-2], ext[2:-1], ext[3:]
-    t = np.linspace(0, 1, k, endpoint=False)[:, None, None]
-    t2, t3 = t * t, t * t * t
+    t, t2, t3 = _spline_t(k)
     out = 0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t3)
-    return np.vstack([out.transpose(1, 0, 2).reshape(-1, 2), p[-1:]])
+    return np.concatenate([out.transpose(1, 0, 2).reshape(-1, 2), p[-1:]])
 
 
 def _col(c) -> tuple[int, int, int]:
-    c = np.clip(np.asarray(c, np.float64), 0, 255)
-    return int(c[0]), int(c[1]), int(c[2])
+    r, g, b = (int(min(255.0, max(0.0, float(v)))) for v in c)
+    return r, g, b
 
 
 class Canvas:
@@ -55,20 +72,24 @@ class Canvas:
 
     def px(self, u: np.ndarray) -> list[tuple[float, float]]:
         q = np.asarray(u, np.float64).reshape(-1, 2) * self.S - 0.5
-        return [tuple(r) for r in q]
+        return [tuple(r) for r in q.tolist()]
+
+    def flat(self, u: np.ndarray) -> list[float]:
+        """Pixel coordinates as a flat [x0, y0, x1, y1, ...] list (PIL accepts both forms)."""
+        return (np.asarray(u, np.float64).reshape(-1) * self.S - 0.5).tolist()
 
     def poly(self, u, colour, label: int | None = None):
-        pts = self.px(u)
-        if len(pts) < 3:
+        pts = self.flat(u)
+        if len(pts) < 6:
             return
         self.dr.polygon(pts, fill=_col(colour))
         if label is not None:
             self.dl.polygon(pts, fill=label)
 
     def line(self, u, colour, width_u: float, closed: bool = False):
-        pts = self.px(u)
+        pts = self.flat(u)
         if closed:
-            pts = pts + pts[:1]
+            pts = pts + pts[:2]
         self.dr.line(pts, fill=_col(colour), width=max(1, int(round(width_u * self.S))), joint="curve")
 
     def ellipse(self, centre_u, rx_u, ry_u, colour, label: int | None = None):
@@ -123,9 +144,12 @@ def draw_background(cv: Canvas, rng: np.random.Generator):
             cv.dr.line([(x, y), (x2, y2)], fill=c, width=int(rng.uniform(0.01, 0.05) * cv.S))
 
 
+_LOWER_INNER = np.r_[0, 23:11:-1]
+
+
 def _ellipse_pts(cx, cy, rx, ry, n=16):
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    return np.c_[cx + rx * np.cos(t), cy + ry * np.sin(t)]
+    return np.column_stack((cx + rx * np.cos(t), cy + ry * np.sin(t)))
 
 
 def _hair_shapes(ident: dict, img: dict, hw: float):
@@ -136,10 +160,10 @@ def _hair_shapes(ident: dict, img: dict, hw: float):
     th = np.linspace(0, np.pi, 15)
     pad = {"buzz": 0.012, "short": 0.04, "side": 0.045, "curly": 0.075, "long": 0.05, "bob": 0.055}[style]
     rx = hw + pad
-    outer = np.c_[rx * np.cos(th), -0.10 - (0.37 + pad * 0.9) * np.sin(th) ** 0.9]
+    outer = np.column_stack((rx * np.cos(th), -0.10 - (0.37 + pad * 0.9) * np.sin(th) ** 0.9))
     if style == "curly":
         wob = 0.018 * np.sin(th * 11)
-        outer = outer + np.c_[np.cos(th), -np.sin(th)] * wob[:, None]
+        outer = outer + np.column_stack((np.cos(th), -np.sin(th))) * wob[:, None]
     side_y = {"buzz": -0.06, "short": -0.02, "side": 0.0, "curly": 0.04, "long": 0.06, "bob": 0.05}[style]
     hl = -0.30 + ident["hairline"] + (0.03 if style == "buzz" else 0.0)
     part = 0.12 if style == "side" else 0.0
@@ -150,13 +174,13 @@ def _hair_shapes(ident: dict, img: dict, hw: float):
         n = 9
         xs = np.linspace(hw - 0.06, -(hw - 0.06), n)
         ys = -0.215 + 0.012 * (np.arange(n) % 2) + 0.008 * np.cos(np.linspace(-1.3, 1.3, n))
-        hairline = np.vstack([hairline[:2], np.c_[xs, ys], hairline[-2:]])
+        hairline = np.vstack([hairline[:2], np.column_stack((xs, ys)), hairline[-2:]])
     front = np.vstack([[[rx, side_y]], outer, [[-rx, side_y]], hairline[::-1]])
     back = None
     if style in ("long", "bob", "curly"):
         bottom = {"long": 0.50, "bob": 0.22, "curly": 0.28}[style]
         rb = rx + (0.04 if style != "bob" else 0.03)
-        arc = np.c_[rb * np.cos(th), -0.10 - (0.37 + pad) * np.sin(th) ** 0.9]
+        arc = np.column_stack((rb * np.cos(th), -0.10 - (0.37 + pad) * np.sin(th) ** 0.9))
         back = np.vstack([[[rb + 0.02, bottom]], arc, [[-rb - 0.02, bottom]], [[0.0, bottom - 0.05]]])
         if style == "curly":
             back = smooth_closed(back, 2)
@@ -188,9 +212,9 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
     cloth = rng.uniform(10, 240, 3)
     sh = np.array([[-0.62, 0.95], [-0.45, 0.56], [-0.12, 0.47], [0.12, 0.47], [0.45, 0.56], [0.62, 0.95],
                    [0.62, 0.9], [-0.62, 0.9]])
-    cv.poly(proj(np.c_[sh, np.full(len(sh), -0.25)]), cloth)
+    cv.poly(proj(np.column_stack((sh, np.full(len(sh), -0.25)))), cloth)
     neck = np.array([[-0.16, 0.2], [0.16, 0.2], [0.18, 0.58], [-0.18, 0.58]])
-    cv.poly(proj(np.c_[neck, np.full(4, -0.12)]), skin * 0.78)
+    cv.poly(proj(np.column_stack((neck, np.full(4, -0.12)))), skin * 0.78)
 
     back, front, n_hairline = _hair_shapes(ident, img, hw)
     hair_rgb = ident["hair_rgb"]
@@ -199,10 +223,10 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
     # ears (skin)
     for side in (-1, 1):
         e = _ellipse_pts(side * (hw + 0.01), 0.02, 0.04 * ident["ear_size"], 0.085 * ident["ear_size"], 12)
-        e3 = np.c_[e, np.full(len(e), -0.02)]
+        e3 = np.column_stack((e, np.full(len(e), -0.02)))
         cv.poly(proj(e3), skin * 0.93, SKIN)
         inner = _ellipse_pts(side * (hw + 0.012), 0.025, 0.02 * ident["ear_size"], 0.05 * ident["ear_size"], 10)
-        cv.line(proj(np.c_[inner, np.full(len(inner), -0.015)]), skin * 0.75, 0.006, closed=True)
+        cv.line(proj(np.column_stack((inner, np.full(len(inner), -0.015)))), skin * 0.75, 0.006, closed=True)
     # face
     face = np.vstack([lm[0:17], geo["skull"]])  # jaw 0 -> 16, then over the skull back to 0
     cv.poly(smooth_closed(face, 3), skin, SKIN)
@@ -300,7 +324,7 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
     out_s = smooth_closed(lm[48:60], 3)  # 36 samples, 0 = corner 48, 18 = corner 54
     in_s = smooth_closed(lm[60:68], 3)  # 24 samples, 0 = corner 60, 12 = corner 64
     upper = np.vstack([out_s[0:19], in_s[0:13][::-1]])
-    lower = np.vstack([out_s[18:], out_s[:1], in_s[np.r_[0, 23:11:-1]]])
+    lower = np.vstack([out_s[18:], out_s[:1], in_s[_LOWER_INNER]])
     cv.poly(upper, lip * 0.92, U_LIP)
     cv.poly(lower, lip, D_LIP)
     gap = float(np.mean(lm[65:68, 1] - lm[61:64, 1][::-1]))
@@ -324,8 +348,8 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
                 f = _ellipse_pts(c2[0], c2[1] + 0.005, 0.075, 0.058, 16)
             else:
                 t = np.linspace(0, 2 * np.pi, 16, endpoint=False)
-                f = np.c_[c2[0] + 0.082 * np.sign(np.cos(t)) * np.abs(np.cos(t)) ** 0.45,
-                          c2[1] + 0.008 + 0.052 * np.sign(np.sin(t)) * np.abs(np.sin(t)) ** 0.45]
+                f = np.column_stack((c2[0] + 0.082 * np.sign(np.cos(t)) * np.abs(np.cos(t)) ** 0.45,
+                          c2[1] + 0.008 + 0.052 * np.sign(np.sin(t)) * np.abs(np.sin(t)) ** 0.45))
             f3 = G.with_z(f, 0.06)
             frames.append(proj(f3))
             cv.line(frames[-1], gcol, 0.011, closed=True)
@@ -340,7 +364,7 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
     if img["hat"]:
         th = np.linspace(0, np.pi, 13)
         rx = hw + 0.07
-        crown = np.c_[rx * np.cos(th), -0.2 - 0.32 * np.sin(th) ** 0.8]
+        crown = np.column_stack((rx * np.cos(th), -0.2 - 0.32 * np.sin(th) ** 0.8))
         c3 = G.contour3d(np.vstack([[[rx, -0.17]], crown, [[-rx, -0.17]]]), yaw, z0=0.0, ratio=1.0)
         cv.poly(proj(c3), img["hat_rgb"], BG)
         band = np.array([[rx + 0.005, -0.15], [rx, -0.22], [-rx, -0.22], [-rx - 0.005, -0.15]])
