@@ -165,7 +165,8 @@ def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
 
 
 def build_plan(args, log=print):
-    """(cells, roots) for the parsed `run` arguments."""
+    """(cells, roots) for the parsed `run` arguments. `run --all` with no --backbones is the whole
+    study: the pre-training suite runs first (bench_tasks.study) and its encoders are evaluated."""
     from bench_tasks.registry import TASKS
     from bench_tasks.runner import DataRoots, plan_cells
 
@@ -180,9 +181,26 @@ def build_plan(args, log=print):
                 raise PlanError(f"task {t} does not support protocol(s) {bad}; it has {TASKS.get(t).protocols}")
     seeds = [int(s) for s in _csv(args.seeds)] if args.seeds else None
     fractions = [float(f) for f in _csv(args.fractions)] if args.fractions else None
+    if is_study(args):
+        from bench_tasks.study import pretrain_suite, study_cells, suite_runs
+
+        if args.dry_run:
+            names = ", ".join(r.name for r in suite_runs(not args.no_ablations))
+            log(f"stage 1 (pre-training, {args.profile} config) would run or reuse: {names}")
+            encoders = {r.name: Path(args.runs) / profile.name / r.name / "encoder.safetensors"
+                        for r in suite_runs(not args.no_ablations)}
+        else:
+            encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log)
+        cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions)
+        return cells, roots
     cells = plan_cells(build_backbone_list(args), task_ds, protocols=protocols, seeds=seeds,
                        fractions=fractions, profile=profile.name)
     return cells, roots
+
+
+def is_study(args) -> bool:
+    """`run --all` without --backbones: pre-train the compared backbones, then evaluate them."""
+    return bool(args.all and not args.backbones)
 
 
 def cmd_run(args) -> int:
@@ -217,6 +235,13 @@ def cmd_run(args) -> int:
     summary = run_plan(cells, results=results, work_dir=args.work_dir, data_roots=roots, device=args.device,
                        force=args.force, progress=not args.no_progress)
     print(summary.line())
+    if is_study(args) and not args.no_report:
+        from bench_tasks.report.build import build_report
+
+        print("[stage 3: report]")
+        res = build_report([results], None, Path(args.runs) / args.profile, args.profile,
+                           command="python -m bench_tasks " + " ".join(sys.argv[1:]))
+        print(f"report written to {res['out_dir']}; read first: {res['summary']}")
     return 1 if summary.failed else 0
 
 
@@ -238,14 +263,9 @@ def cmd_preview(args) -> int:
 
 
 def cmd_report(args) -> int:
-    try:
-        mod = importlib.import_module("bench_tasks.report.build")
-        main = mod.main
-    except (ImportError, AttributeError):
-        print("the report module is not installed yet (bench_tasks.report.build:main)", file=sys.stderr)
-        return 2
-    rc = main(args.report_args)
-    return int(rc or 0)
+    from bench_tasks.report.build import run_from_args
+
+    return int(run_from_args(args, sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "report" else None) or 0)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -280,8 +300,14 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--results", help="results file (default results/<profile>.jsonl)")
     pr.add_argument("--work-dir", default="work_dirs", help="scratch: feature cache (default work_dirs/)")
     pr.add_argument("--dry-run", action="store_true", help="print the plan and how many cells are done")
-    pr.add_argument("--all", action="store_true", help="every registered task on its default datasets "
-                                                       "(SynthFace when no data root is given)")
+    pr.add_argument("--all", action="store_true",
+                    help="every registered task on its default datasets (SynthFace when no data root is given); "
+                         "without --backbones this is the whole study: pre-train the PaCo-FR, MAE, FaRL-style, "
+                         "MCF-style and ablation runs (runs/<profile>/), evaluate them with a random-init control, "
+                         "then write reports/<profile>/")
+    pr.add_argument("--runs", default="runs", help="pre-training runs folder for --all (default runs/)")
+    pr.add_argument("--no-ablations", action="store_true", help="--all: pre-train and evaluate the methods only")
+    pr.add_argument("--no-report", action="store_true", help="--all: do not write the report at the end")
     pr.add_argument("--force", action="store_true", help="recompute cells that are already done")
     pr.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1")
     pr.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -295,8 +321,10 @@ def make_parser() -> argparse.ArgumentParser:
     pp.add_argument("--seed", type=int, default=0)
     pp.set_defaults(func=cmd_preview)
 
-    prep = sub.add_parser("report", help="tables and figures from results/ (bench_tasks.report)")
-    prep.add_argument("report_args", nargs=argparse.REMAINDER)
+    from bench_tasks.report.build import add_arguments as add_report_arguments
+
+    prep = sub.add_parser("report", help="tables and figures from results/ only (no recomputation)")
+    add_report_arguments(prep)
     prep.set_defaults(func=cmd_report)
     return p
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +34,9 @@ class Registry:
     def get(self, name: str) -> Any:
         load_all()
         if name not in self._items:
-            raise KeyError(f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(self._items))}")
+            broken = "".join(f"\n  {mod} failed to import: {err}" for mod, err in IMPORT_ERRORS.items())
+            raise KeyError(f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(self._items))}"
+                           + (f"; modules that failed to import:{broken}" if broken else ""))
         return self._items[name]
 
     def names(self) -> list[str]:
@@ -56,6 +59,7 @@ HEADS = Registry("head")
 PROTOCOLS = Registry("protocol")
 
 _LOADED = False
+IMPORT_ERRORS: dict[str, str] = {}  # module -> "ExceptionType: message" for modules that failed
 
 
 def load_all() -> None:
@@ -68,5 +72,12 @@ def load_all() -> None:
                      "bench_tasks.heads", "bench_tasks.protocols"):
         pkg = importlib.import_module(pkg_name)
         for mod in pkgutil.iter_modules(pkg.__path__):
-            if not mod.name.startswith("_"):
-                importlib.import_module(f"{pkg_name}.{mod.name}")
+            if mod.name.startswith("_"):
+                continue
+            name = f"{pkg_name}.{mod.name}"
+            try:
+                importlib.import_module(name)
+            except Exception as err:  # one broken entry must not take the others down
+                IMPORT_ERRORS[name] = f"{type(err).__name__}: {err}"
+                print(f"warning: {name} failed to import ({IMPORT_ERRORS[name]}); its entries are "
+                      "unavailable", file=sys.stderr)

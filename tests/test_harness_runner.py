@@ -172,12 +172,39 @@ def test_feature_cache_hit_skips_backbone(tmp_path, plugin, monkeypatch):
     assert info2["cache_hit"]
     for k in f1:
         assert torch.equal(f1[k], f2[k])
-    # another task on the same images has its own targets: not the same cache entry
+    # the fake expression split draws other images under the same name: not the same cache entry
     split_e = fake_cls_plugin.FakeSplit("expression", "val", 16, 1)
     monkeypatch.undo()
-    _, info3 = cached_features(bb, split_e, [1, 3], 32, 8, torch.device("cpu"), tmp_path / "cache",
-                               progress=False, key_extra={"task": "expression"})
+    f3, info3 = cached_features(bb, split_e, [1, 3], 32, 8, torch.device("cpu"), tmp_path / "cache",
+                                progress=False)
     assert not info3["cache_hit"]
+    assert torch.equal(f3["targets"], torch.as_tensor(split_e.lab))
+
+
+def test_feature_cache_shared_across_tasks_with_own_targets(tmp_path, plugin, monkeypatch):
+    """The same images serve two tasks: one extraction, each task gets its own targets."""
+    import fake_cls_plugin
+
+    from bench_tasks.backbones.base import build_backbone
+    from bench_tasks.protocols.features import cached_features
+
+    bb = build_backbone(BB, 32)
+    split_a = fake_cls_plugin.FakeSplit("attributes", "val", 16, 1)
+    split_b = fake_cls_plugin.FakeSplit("attributes", "val", 16, 1)
+    f1, info1 = cached_features(bb, split_a, [1, 3], 32, 8, torch.device("cpu"), tmp_path / "c", progress=False)
+    assert not info1["cache_hit"]
+
+    class OtherTargets(type(split_b)):
+        def __getitem__(self, i):
+            x, _ = super().__getitem__(i)
+            return x, int(self.lab[i])
+
+    split_b.__class__ = OtherTargets
+    monkeypatch.setattr(bb, "forward", lambda *a, **k: (_ for _ in ()).throw(AssertionError("backbone ran")))
+    f2, info2 = cached_features(bb, split_b, [1, 3], 32, 8, torch.device("cpu"), tmp_path / "c", progress=False)
+    assert info2["cache_hit"]
+    assert torch.equal(f1["layer_feats"], f2["layer_feats"])
+    assert f1["targets"].shape == (16, 3) and torch.equal(f2["targets"], torch.as_tensor(split_b.lab))
 
 
 def test_cli_help_list_and_errors(tmp_path, capsys):

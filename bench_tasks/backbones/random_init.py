@@ -1,7 +1,8 @@
-"""`random:<arch>[@<size>/<patch>]` — random initialisation with a fixed seed (a lower bound).
+"""`random:<arch>[@<size>/<patch>[/d<depth>]]` — random initialisation with a fixed seed (a lower bound).
 
 `random:vit_tiny` builds paco_fr's vit_tiny at the task's image size, patch 16;
-`random:vit_small@112/8` fixes size and patch. The weights hash is the hash of the recipe (arch,
+`random:vit_small@112/8` fixes size and patch; `random:vit_tiny@64/8/d2` also the depth (the
+random-init control of the smoke study has its encoders' 2 blocks). The weights hash is the hash of the recipe (arch,
 size, patch, seed, timm version), so the feature cache and provenance identify it.
 """
 
@@ -20,26 +21,32 @@ from paco_fr.backbone import create_backbone
 INIT_SEED = 0
 
 
-def parse(rest: str, image_size: int) -> tuple[str, int, int]:
+def parse(rest: str, image_size: int) -> tuple[str, int, int, int | None]:
     arch, _, shape = rest.partition("@")
-    size, patch = image_size, 16
+    size, patch, depth = image_size, 16, None
     if shape:
-        s, _, p = shape.partition("/")
+        parts = shape.split("/")
         try:
-            size = int(s) if s else image_size
-            patch = int(p) if p else 16
+            size = int(parts[0]) if parts[0] else image_size
+            patch = int(parts[1]) if len(parts) > 1 and parts[1] else 16
+            if len(parts) > 2:
+                if not parts[2].startswith("d") or len(parts) > 3:
+                    raise ValueError
+                depth = int(parts[2][1:])
         except ValueError:
-            raise ValueError(f"random:{rest}: expected random:<arch>[@<size>/<patch>]") from None
-    return arch, size, patch
+            raise ValueError(f"random:{rest}: expected random:<arch>[@<size>/<patch>[/d<depth>]]") from None
+    return arch, size, patch, depth
 
 
 @BACKBONES.register("random")
 def build(rest: str, image_size: int) -> BenchBackbone:
-    arch, size, patch = parse(rest, image_size)
+    arch, size, patch, depth = parse(rest, image_size)
     recipe = {"scheme": "random", "arch": arch, "img_size": size, "patch": patch, "seed": INIT_SEED,
               "timm": timm.__version__}
+    if depth is not None:
+        recipe["depth"] = depth
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(INIT_SEED)
-        bb = create_backbone(arch, img_size=size, patch_size=patch)
+        bb = create_backbone(arch, img_size=size, patch_size=patch, **({"depth": depth} if depth else {}))
     h = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
     return BenchBackbone(f"random:{rest}", bb, h, source=None)

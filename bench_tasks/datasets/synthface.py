@@ -23,6 +23,19 @@ class SynthFaceTaskSplit(TaskSplit):
     def __len__(self) -> int:
         return len(self.data)
 
+    def targets(self) -> torch.Tensor:
+        """Every target of the split, stacked, without building the images (feature cache)."""
+        d = self.data
+        if self.task == "attributes":
+            return torch.from_numpy(d.attributes.astype(np.float32))
+        if self.task == "expression":
+            return torch.from_numpy(d.expression.astype(np.int64))
+        if self.task == "parsing":
+            return torch.from_numpy(d.masks.astype(np.int64))
+        if self.task == "landmarks":
+            return torch.from_numpy(d.landmarks.astype(np.float32))
+        return torch.from_numpy(d.identity.astype(np.int64))
+
     def __getitem__(self, i: int):
         img = torch.from_numpy(np.ascontiguousarray(self.data.images[i])).permute(2, 0, 1).float() / 255.0
         t = self.task

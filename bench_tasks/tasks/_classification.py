@@ -170,8 +170,7 @@ class ClassificationTask(Task):
             feats, hits = {}, {}
             for s, split in splits.items():
                 f, info = cached_features(backbone, split, layers, size, bs, ctx.device,
-                                          ctx.work_dir / "features", ctx.progress,
-                                          key_extra={"task": self.name})
+                                          ctx.work_dir / "features", ctx.progress)
                 feats[s] = f
                 hits[s] = info["cache_hit"]
                 timings[f"features_{s}_s"] = round(info["seconds"], 4)

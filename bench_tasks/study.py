@@ -1,0 +1,107 @@
+"""The whole study behind `python -m bench_tasks run --all` (when no --backbones are given).
+
+Stage 1, pre-training suite (`pretrain_suite`): PaCo-FR, MAE, FaRL-style and MCF-style
+objectives with the same backbone, data and budget (the profile's bundled pre-training config:
+`paco_fr/configs/<profile>.yaml`), a random-init control, and the PaCo-FR ablations: masking
+strategy (random / block vs structured), codebook size (4 sizes across 64..8192), candidates
+k = 1 vs several, incubation off, spatial consistency off. Runs live in `runs/<profile>/<name>/`;
+a finished run is reused, an interrupted one resumes (paco_fr.engine.pretrain).
+
+Stage 2, evaluation (`study_cells`): the compared methods on every task with the profile's
+protocols, fractions and seeds; the ablation runs on every task with the first protocol, full
+data and the first seed (enough to rank the components). SynthFace's robustness slices come with
+every SynthFace row.
+
+Stage 3 is `python -m bench_tasks report` (bench_tasks.report.build).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench_tasks.api import Cell, Profile
+
+# codebook size of the main PaCo-FR config per profile (the ablation adds the other sizes)
+ABLATION_CODEBOOK_SIZES = (64, 512, 2048, 8192)
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    name: str  # folder under runs/<profile>/, also what the report's naming maps to a label
+    overrides: dict = field(default_factory=dict, hash=False, compare=False)
+    role: str = "method"  # "method" (compared in the main table) | "ablation"
+    component: str = ""  # ablation group: masking / codebook / candidates / incubation / spatial
+
+
+def suite_runs(include_ablations: bool = True) -> list[SuiteRun]:
+    runs = [
+        SuiteRun("paco", {"objective": "paco"}),
+        SuiteRun("mae", {"objective": "mae"}),
+        SuiteRun("farl", {"objective": "farl"}),
+        # after mae: its teacher is `auto` = the MAE encoder of this suite (MCF used MoCo-v3)
+        SuiteRun("mcf", {"objective": "mcf", "mcf.teacher": "auto"}),
+    ]
+    if include_ablations:
+        runs += [
+            SuiteRun("abl_mask_random", {"objective": "paco", "mask.strategy": "random"}, "ablation", "masking"),
+            SuiteRun("abl_mask_block", {"objective": "paco", "mask.strategy": "block"}, "ablation", "masking"),
+            *[SuiteRun(f"abl_codebook_{n}", {"objective": "paco", "codebook.num_tokens": n}, "ablation", "codebook")
+              for n in ABLATION_CODEBOOK_SIZES],
+            SuiteRun("abl_k1", {"objective": "paco", "codebook.k": 1}, "ablation", "candidates"),
+            SuiteRun("abl_no_incubation", {"objective": "paco", "incubation.epochs": 0}, "ablation", "incubation"),
+            SuiteRun("abl_no_spatial", {"objective": "paco", "spatial.weight": 0}, "ablation", "spatial"),
+        ]
+    return runs
+
+
+def random_control(profile_name: str) -> str:
+    """The random-init control has the same architecture as the suite's encoders."""
+    from paco_fr.config import load_config
+
+    m = load_config(profile_name)["model"]
+    spec = f"{m['arch']}@{m['img_size']}/{m['patch_size']}"
+    if m.get("depth"):
+        spec += f"/d{m['depth']}"
+    return f"random:{spec}"
+
+
+def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_ablations: bool = True,
+                   log: Callable[[str], None] = print) -> dict[str, Path]:
+    """Pre-train (or reuse / resume) every run of the suite; returns {run name: encoder path}.
+    A run that fails is reported and left out; the others go on."""
+    from paco_fr.engine import pretrain
+
+    out: dict[str, Path] = {}
+    runs = suite_runs(include_ablations)
+    for i, run in enumerate(runs, 1):
+        run_dir = Path(runs_root) / profile.name / run.name
+        log(f"[stage 1: pre-training {i}/{len(runs)}] {run.name} -> {run_dir}")
+        try:
+            out[run.name] = pretrain(profile.name, dict(run.overrides, name=run.name), run_dir=run_dir)
+        except (KeyboardInterrupt, InterruptedError):
+            raise
+        except Exception as err:  # one broken objective must not sink the study
+            log(f"pre-training {run.name} FAILED: {type(err).__name__}: {err}")
+    return out
+
+
+def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict[str, list[str]],
+                protocols: list[str] | None = None, seeds: list[int] | None = None,
+                fractions: list[float] | None = None) -> list[Cell]:
+    """Stage 2's plan: methods x tasks x protocols x fractions x seeds, ablations x tasks once."""
+    from bench_tasks.runner import plan_cells
+
+    roles = {r.name: r.role for r in suite_runs(True)}
+    methods = [f"paco_fr:{p}" for n, p in encoders.items() if roles.get(n, "method") == "method"]
+    methods.append(random_control(profile.name))
+    ablations = [f"paco_fr:{p}" for n, p in encoders.items() if roles.get(n) == "ablation"]
+    cells = plan_cells(methods, task_datasets, protocols=protocols, seeds=seeds, fractions=fractions,
+                       profile=profile.name)
+    if ablations:
+        first_protocol = (protocols or list(profile.protocols))[:1]
+        first_seed = (seeds or list(profile.seeds))[:1]
+        cells += plan_cells(ablations, task_datasets, protocols=first_protocol, seeds=first_seed,
+                            fractions=[1.0], profile=profile.name)
+    return cells
