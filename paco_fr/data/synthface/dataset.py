@@ -8,6 +8,8 @@ Cache layout (one folder per (size, seed, split, N)):
         labels.npz              landmarks, attributes, expression, identity, nuisance_<key>
         meta.json               class / attribute / expression names, generator version, params
 
+A cache whose meta.json names another generator version is regenerated in place.
+
 A split is generated into `<dir>.tmp-<pid>` and renamed into place when complete, so an interrupted
 generation never leaves a half cache. Image i of a split is a pure function of (seed, split, i).
 """
@@ -233,6 +235,10 @@ def _write_cache(path: Path, split: str, num_images: int, image_size: int, seed:
             "landmarks": "iBUG 68, (x, y) pixels, pixel centres at integer coordinates",
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if path.exists():  # a cache written by another generator version: replace it
+            stale = path.parent / f".{path.name}.stale-{os.getpid()}"
+            os.rename(path, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             os.rename(tmp, path)
         except OSError:
@@ -242,6 +248,13 @@ def _write_cache(path: Path, split: str, num_images: int, image_size: int, seed:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _cached_version(path: Path) -> str | None:
+    try:
+        return json.loads((path / "meta.json").read_text()).get("generator_version")
+    except (OSError, ValueError):
+        return None
 
 
 def _read_png(path: Path, mode: str) -> np.ndarray:
@@ -288,6 +301,6 @@ def load_synthface(split: str, num_images: int, image_size: int = 64, seed: int 
     if num_images <= 0:
         raise ValueError("num_images must be positive")
     path = cache_dir(root, split, num_images, image_size, seed)
-    if not (path / "meta.json").exists():
+    if not (path / "meta.json").exists() or _cached_version(path) != GENERATOR_VERSION:
         _write_cache(path, split, num_images, image_size, seed, workers, progress)
     return read_cache(path)

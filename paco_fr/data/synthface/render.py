@@ -17,7 +17,8 @@ assert CLS["hair"] == HAIR and CLS["left_eye"] == L_EYE
 
 
 def supersampling(size: int) -> int:
-    return int(min(4, max(2, math.ceil(256 / size))))
+    """Supersampling factor: 3x at 64 px (192 px canvas), 2x from 96 px up, 4x only below 48 px."""
+    return int(min(4, max(2, math.ceil(192 / size))))
 
 
 _SPLINE_T: dict = {}
@@ -62,10 +63,38 @@ def _col(c) -> tuple[int, int, int]:
     return r, g, b
 
 
+def _stroke(q: np.ndarray, w: float, closed: bool) -> list[float]:
+    """Polygon (flat PIL coordinates) of a polyline q (n, 2) in pixels, width w: the points offset by
+    +-w/2 along the mitred vertex normals (miter length capped at 2x). A closed line gives a ring:
+    outer loop, bridge, inner loop back (PIL fills even-odd, so the bridge cancels)."""
+    if closed:
+        d = np.roll(q, -1, 0) - np.roll(q, 1, 0)
+        seg = np.roll(q, -1, 0) - q
+    else:
+        d = np.empty_like(q)
+        d[1:-1] = q[2:] - q[:-2]
+        d[0], d[-1] = q[1] - q[0], q[-1] - q[-2]
+        seg = np.diff(q, axis=0)
+    nrm = np.stack([-d[:, 1], d[:, 0]], 1)
+    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-9)
+    # miter: scale 1 / cos(half turn angle), from the segment normal next to each vertex
+    sn = np.stack([-seg[:, 1], seg[:, 0]], 1)
+    sn /= np.maximum(np.linalg.norm(sn, axis=1, keepdims=True), 1e-9)
+    if not closed:
+        sn = np.vstack([sn, sn[-1:]])
+    cosh = np.abs((nrm * sn).sum(1, keepdims=True))
+    off = nrm * (0.5 * w / np.maximum(cosh, 0.5))
+    a, b = q + off, q - off
+    if closed:
+        ring = np.concatenate([a, a[:1], b[:1], b[::-1]])
+        return ring.reshape(-1).tolist()
+    return np.concatenate([a, b[::-1]]).reshape(-1).tolist()
+
+
 class Canvas:
-    def __init__(self, size: int, ss: int):
+    def __init__(self, size: int, ss: int, rgb: Image.Image | None = None):
         self.size, self.ss, self.S = size, ss, size * ss
-        self.rgb = Image.new("RGB", (self.S, self.S))
+        self.rgb = rgb if rgb is not None else Image.new("RGB", (self.S, self.S))
         self.lab = Image.new("L", (self.S, self.S), 0)
         self.dr = ImageDraw.Draw(self.rgb)
         self.dl = ImageDraw.Draw(self.lab)
@@ -87,10 +116,10 @@ class Canvas:
             self.dl.polygon(pts, fill=label)
 
     def line(self, u, colour, width_u: float, closed: bool = False):
-        pts = self.flat(u)
-        if closed:
-            pts = pts + pts[:2]
-        self.dr.line(pts, fill=_col(colour), width=max(1, int(round(width_u * self.S))), joint="curve")
+        """Polyline of width width_u (crop units), filled as one polygon so the width does not depend
+        on the supersampling factor (PIL's wide lines take integer widths)."""
+        q = np.asarray(u, np.float64).reshape(-1, 2) * self.S - 0.5
+        self.dr.polygon(_stroke(q, max(width_u * self.S, 1.0), closed), fill=_col(colour))
 
     def ellipse(self, centre_u, rx_u, ry_u, colour, label: int | None = None):
         (cx, cy), = self.px(centre_u)
@@ -128,8 +157,12 @@ def _field(rng: np.random.Generator, size: int, shape=(6, 6)) -> np.ndarray:
 
 def draw_background(cv: Canvas, rng: np.random.Generator):
     base = rng.uniform(0, 255, (2, 2, 3))
-    grad = Image.fromarray(base.astype(np.uint8), "RGB").resize((cv.S, cv.S), Image.BILINEAR)
-    cv.rgb.paste(grad)
+    # the gradient is rendered at the output size and upscaled by pixel replication: the box
+    # downsample gives back exactly the output-size gradient, at a fraction of the cost. It becomes the
+    # canvas itself (no blank canvas + paste).
+    grad = Image.fromarray(base.astype(np.uint8), "RGB").resize((cv.size, cv.size), Image.BILINEAR)
+    cv.rgb = grad.resize((cv.S, cv.S), Image.NEAREST) if cv.ss > 1 else grad
+    cv.dr = ImageDraw.Draw(cv.rgb)
     for _ in range(int(rng.integers(2, 9))):
         c = _col(rng.uniform(0, 255, 3))
         x, y = rng.uniform(-0.1, 1.1, 2) * cv.S
@@ -145,6 +178,16 @@ def draw_background(cv: Canvas, rng: np.random.Generator):
 
 
 _LOWER_INNER = np.r_[0, 23:11:-1]
+
+
+_GRID: dict = {}
+
+
+def _grid(size: int):
+    g = _GRID.get(size)
+    if g is None:
+        g = _GRID[size] = np.mgrid[0:size, 0:size].astype(np.float32)
+    return g
 
 
 def _ellipse_pts(cx, cy, rx, ry, n=16):
@@ -284,7 +327,7 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
             d.ellipse([cx - rx * 0.35 + rx * 0.3, cy - ry * 0.55, cx - rx * 0.05 + rx * 0.3, cy - ry * 0.25],
                       fill=(245, 245, 245))
             upper = to_px(smooth_open(e[[0, 1, 2, 3]], 4))
-            d.line([tuple(p) for p in upper], fill=(90, 70, 65), width=max(1, int(0.006 * cv.S)))
+            d.polygon(_stroke(upper, max(0.006 * cv.S, 1.0), False), fill=(90, 70, 65))
 
         cv.clipped(eye, draw_iris)
         cv.line(smooth_open(e[[0, 1, 2, 3]], 4), (35, 25, 25), 0.007)
@@ -421,35 +464,39 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
 
     # ---- downsample: box filter for the image, centre sample for hard labels
     s = cv.ss
-    rgb = np.asarray(cv.rgb.resize((size, size), Image.BOX), dtype=np.float32)  # exact s x s block mean
+    rgb = np.asarray(cv.rgb.reduce(s), dtype=np.float32)  # exact s x s block mean
     lab = np.asarray(cv.lab)[s // 2::s, s // 2::s].copy()
-    # ---- texture: skin mottling, hair strands, beard stubble
+    # ---- texture (skin mottling, hair strands) and illumination, as one per-pixel gain
     skin_m = lab == SKIN
     tex = _field(rng, size, (8, 8)) * 0.05 + rng.normal(0, 0.015, (size, size)).astype(np.float32)
-    rgb[skin_m] *= (1 + tex[skin_m])[:, None]
-    hair_m = (lab == HAIR)
+    gain = 1 + tex * skin_m
+    hair_m = lab == HAIR
     if hair_m.any():
         strands = np.asarray(Image.fromarray(rng.uniform(-1, 1, (6, 40)).astype(np.float32), "F")
                              .resize((size, size), Image.BILINEAR), dtype=np.float32)
-        rgb[hair_m] *= (1 + 0.22 * strands[hair_m])[:, None]
-    # ---- illumination: directional shading across the head + ambient level and colour tint
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        gain *= 1 + (0.22 * strands) * hair_m
+    # directional shading across the head + ambient level and colour tint
+    yy, xx = _grid(size)
     cen = lm[27:36].mean(0) * size
     rx_ = max(hw * size * 1.1, 1.0)
-    dx, dy = (xx - cen[0]) / rx_, (yy - cen[1]) / (rx_ * 1.3)
+    dx, dy = (xx - np.float32(cen[0])) / np.float32(rx_), (yy - np.float32(cen[1])) / np.float32(rx_ * 1.3)
     az = np.deg2rad(img["illum_azimuth"])
-    g = np.clip(dx * math.cos(az) + dy * math.sin(az), -1.2, 1.2)
-    near = np.exp(-(dx ** 2 + dy ** 2) / 1.5)
-    fg = (lab > 0).astype(np.float32) * 0.7 + 0.3
-    shade = 1.0 - img["illum_strength"] * np.clip(g, 0, None) * (0.4 + 0.6 * near) * fg \
-        + 0.25 * img["illum_strength"] * np.clip(-g, 0, None) * near
-    rgb *= (shade * img["ambient"])[..., None] * (1 + np.asarray(img["tint"], np.float32))
-    out = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    g = np.clip(dx * np.float32(math.cos(az)) + dy * np.float32(math.sin(az)), -1.2, 1.2)
+    near = np.exp(-(dx * dx + dy * dy) / np.float32(1.5))
+    fg = (lab > 0) * np.float32(0.7) + np.float32(0.3)
+    st = np.float32(img["illum_strength"])
+    shade = 1.0 - st * np.maximum(g, 0) * (0.4 + 0.6 * near) * fg + (0.25 * st) * np.maximum(-g, 0) * near
+    gain *= shade * np.float32(img["ambient"])
+    rgb *= gain[..., None]
+    rgb *= 1 + np.asarray(img["tint"], np.float32)
+    np.clip(rgb, 0, 255, out=rgb)
     if img["blur_sigma"] > 0:
-        out = out.filter(ImageFilter.GaussianBlur(img["blur_sigma"]))
-    arr = np.asarray(out, dtype=np.float32)
+        out = Image.fromarray(rgb.astype(np.uint8), "RGB").filter(ImageFilter.GaussianBlur(img["blur_sigma"]))
+        image = np.asarray(out)
+    else:
+        image = rgb.astype(np.uint8)
     if img["noise_std"] > 0:
-        arr = arr + rng.normal(0, img["noise_std"], arr.shape).astype(np.float32)
-    image = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        arr = image + rng.normal(0, img["noise_std"], image.shape).astype(np.float32)
+        image = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
     landmarks = (lm * size - 0.5).astype(np.float32)
     return image, lab.astype(np.uint8), landmarks, {"occlusion_frac": occ_frac}
