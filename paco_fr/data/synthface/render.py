@@ -32,21 +32,28 @@ def _spline_t(k: int):
     return t
 
 
-_ROLL_IDX: dict = {}
+_SPLINE_M: dict = {}
+
+
+def _closed_basis(n: int, k: int) -> np.ndarray:
+    """(n * k, n) matrix: closed Catmull-Rom samples (k per segment) as weights of the n points."""
+    m = _SPLINE_M.get((n, k))
+    if m is None:
+        t = np.linspace(0, 1, k, endpoint=False)
+        w = 0.5 * np.stack([-t + 2 * t ** 2 - t ** 3, 2 - 5 * t ** 2 + 3 * t ** 3,
+                            t + 4 * t ** 2 - 3 * t ** 3, -t ** 2 + t ** 3], 1)  # (k, 4): p0 p1 p2 p3
+        m = np.zeros((n, k, n))
+        for j in range(n):
+            for c, off in enumerate((-1, 0, 1, 2)):
+                m[j, :, (j + off) % n] += w[:, c]
+        m = _SPLINE_M[(n, k)] = m.reshape(n * k, n)
+    return m
 
 
 def smooth_closed(p: np.ndarray, k: int = 4) -> np.ndarray:
     """Closed Catmull-Rom spline through p (n, 2), k samples per segment."""
     p = np.asarray(p, np.float64)
-    n = len(p)
-    idx = _ROLL_IDX.get(n)
-    if idx is None:
-        a = np.arange(n)
-        idx = _ROLL_IDX[n] = ((a - 1) % n, (a + 1) % n, (a + 2) % n)
-    p0, p1, p2, p3 = p[idx[0]], p, p[idx[1]], p[idx[2]]
-    t, t2, t3 = _spline_t(k)
-    out = 0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t3)
-    return out.transpose(1, 0, 2).reshape(-1, 2)
+    return _closed_basis(len(p), k) @ p
 
 
 def smooth_open(p: np.ndarray, k: int = 4) -> np.ndarray:
@@ -67,27 +74,18 @@ def _stroke(q: np.ndarray, w: float, closed: bool) -> list[float]:
     """Polygon (flat PIL coordinates) of a polyline q (n, 2) in pixels, width w: the points offset by
     +-w/2 along the mitred vertex normals (miter length capped at 2x). A closed line gives a ring:
     outer loop, bridge, inner loop back (PIL fills even-odd, so the bridge cancels)."""
+    seg = (np.roll(q, -1, 0) if closed else q[1:]) - (q if closed else q[:-1])
+    un = seg[:, ::-1] / np.maximum(np.hypot(seg[:, 0], seg[:, 1]), 1e-9)[:, None]
+    un[:, 0] *= -1  # unit normal (-dy, dx) of each segment
     if closed:
-        d = np.roll(q, -1, 0) - np.roll(q, 1, 0)
-        seg = np.roll(q, -1, 0) - q
+        n_prev, n_next = np.roll(un, 1, 0), un
     else:
-        d = np.empty_like(q)
-        d[1:-1] = q[2:] - q[:-2]
-        d[0], d[-1] = q[1] - q[0], q[-1] - q[-2]
-        seg = np.diff(q, axis=0)
-    nrm = np.stack([-d[:, 1], d[:, 0]], 1)
-    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-9)
-    # miter: scale 1 / cos(half turn angle), from the segment normal next to each vertex
-    sn = np.stack([-seg[:, 1], seg[:, 0]], 1)
-    sn /= np.maximum(np.linalg.norm(sn, axis=1, keepdims=True), 1e-9)
-    if not closed:
-        sn = np.vstack([sn, sn[-1:]])
-    cosh = np.abs((nrm * sn).sum(1, keepdims=True))
-    off = nrm * (0.5 * w / np.maximum(cosh, 0.5))
+        n_prev, n_next = np.concatenate([un[:1], un]), np.concatenate([un, un[-1:]])
+    m = n_prev + n_next
+    off = m * ((0.5 * w) / np.maximum(1.0 + (n_prev * n_next).sum(1), 0.5))[:, None]
     a, b = q + off, q - off
     if closed:
-        ring = np.concatenate([a, a[:1], b[:1], b[::-1]])
-        return ring.reshape(-1).tolist()
+        return np.concatenate([a, a[:1], b[:1], b[::-1]]).reshape(-1).tolist()
     return np.concatenate([a, b[::-1]]).reshape(-1).tolist()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-GENERATOR_VERSION = "1.1"  # 1.1: 3x/2x supersampling, float-width strokes (output changed)
+GENERATOR_VERSION = "1.2"  # 1.1-1.2: 3x/2x supersampling, float-width strokes (output changed)
 CACHE_LAYOUT = "v1"
 
 # LaPa's 11 classes, in LaPa's order. left/right are the *subject's* sides (LaPa convention): the
