@@ -56,18 +56,33 @@ def smooth_closed(p: np.ndarray, k: int = 4) -> np.ndarray:
     return _closed_basis(len(p), k) @ p
 
 
+def _open_basis(n: int, k: int) -> np.ndarray:
+    """(k * (n - 1) + 1, n) matrix: open Catmull-Rom samples (ends extended linearly) + the last point."""
+    m = _SPLINE_M.get((n, k, "open"))
+    if m is None:
+        ext = np.zeros((n + 2, n))  # ext = [2 p0 - p1, p..., 2 p[-1] - p[-2]] as weights of p
+        ext[1:-1] = np.eye(n)
+        ext[0, :2] = (2, -1)
+        ext[-1, -2:] = (-1, 2)
+        t = np.linspace(0, 1, k, endpoint=False)
+        w = 0.5 * np.stack([-t + 2 * t ** 2 - t ** 3, 2 - 5 * t ** 2 + 3 * t ** 3,
+                            t + 4 * t ** 2 - 3 * t ** 3, -t ** 2 + t ** 3], 1)
+        m = np.zeros((n - 1, k, n + 2))
+        for j in range(n - 1):
+            m[j, :, j:j + 4] = w
+        m = np.vstack([m.reshape(-1, n + 2) @ ext, np.eye(n)[-1:]])
+        _SPLINE_M[(n, k, "open")] = m
+    return m
+
+
 def smooth_open(p: np.ndarray, k: int = 4) -> np.ndarray:
     p = np.asarray(p, np.float64)
-    ext = np.concatenate([2 * p[:1] - p[1:2], p, 2 * p[-1:] - p[-2:-1]])
-    p0, p1, p2, p3 = ext[:-3], ext[1:-2], ext[2:-1], ext[3:]
-    t, t2, t3 = _spline_t(k)
-    out = 0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t3)
-    return np.concatenate([out.transpose(1, 0, 2).reshape(-1, 2), p[-1:]])
+    return _open_basis(len(p), k) @ p
 
 
 def _col(c) -> tuple[int, int, int]:
-    r, g, b = (int(min(255.0, max(0.0, float(v)))) for v in c)
-    return r, g, b
+    r, g, b = c
+    return int(min(255.0, max(0.0, r))), int(min(255.0, max(0.0, g))), int(min(255.0, max(0.0, b)))
 
 
 def _stroke(q: np.ndarray, w: float, closed: bool) -> list[float]:
