@@ -6,7 +6,7 @@ mmsegmentation 1.2.2 needs mmcv>=2.0.0rc4,<2.2.0 *with* its compiled ops
 the wheel in a cache folder, so every later environment installs it in seconds:
 
     python scripts/ensure_mmcv.py            # install from cache, build if missing
-    python scripts/ensure_mmcv.py --check    # exit 1 if mmcv ops are not importable
+    python scripts/ensure_mmcv.py --check    # exit 1 if mmcv ops (or mmseg's UPerHead) do not import
 
 Build conditions measured on CPU machines (torch 2.14.1, Python 3.11):
   * `--no-build-isolation` with setuptools>=77.0.3,<81 (mmcv's setup.py imports pkg_resources)
@@ -36,6 +36,13 @@ def mmcv_ops_ok() -> bool:
     code = "import mmcv, mmcv.ops; from mmcv.ops import point_sample; print(mmcv.__version__)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     return res.returncode == 0 and res.stdout.strip() == MMCV_VERSION
+
+
+def mmseg_ok() -> tuple[bool, str]:
+    """Whether what the dense tasks need imports: mmsegmentation's UPerHead (needs mmcv ops)."""
+    code = "from mmseg.models.decode_heads import UPerHead; print('ok')"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return res.returncode == 0, (res.stderr.strip().splitlines() or [""])[-1]
 
 
 def cache_dir() -> str:
@@ -92,7 +99,10 @@ def main() -> int:
     args = ap.parse_args()
     if mmcv_ops_ok():
         print(f"mmcv {MMCV_VERSION} with ops: ok")
-        return 0
+        ok, err = mmseg_ok()
+        print("mmseg UPerHead: ok" if ok else f"mmseg UPerHead does not import: {err}",
+              file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
     if args.check:
         print("mmcv with compiled ops is not importable; run scripts/ensure_mmcv.py", file=sys.stderr)
         return 1
