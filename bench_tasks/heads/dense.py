@@ -17,6 +17,7 @@ so that the registries load without it, and `require_mmseg()` raises a clear err
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -96,7 +97,8 @@ def uperhead_config(in_dim: int, num_levels: int, channels: int, num_classes: in
         norm_cfg=ConfigDict(type="BN", requires_grad=True),
         align_corners=False,
         # built by BaseDecodeHead but unused: the task computes its own loss
-        loss_decode=ConfigDict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
+        loss_decode=ConfigDict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0,
+                               avg_non_ignore=True),
     )
 
 
@@ -115,7 +117,9 @@ class DenseHead(nn.Module):
         self.fpn = SimpleFPN(embed_dim, scales)
         cfg = uperhead_config(embed_dim, num_levels, channels, num_classes, dropout, pool_scales)
         cfg.pop("type")
-        self.uper = UPerHead(**cfg)
+        with warnings.catch_warnings():  # mmseg's build_loss deprecation notice (loss unused)
+            warnings.simplefilter("ignore", UserWarning)
+            self.uper = UPerHead(**cfg)
         self.uper.init_weights()  # mmseg's init: conv_seg ~ N(0, 0.01)
         del self.uper.loss_decode  # unused; keeps state dicts free of loss modules
         self.num_classes = num_classes
