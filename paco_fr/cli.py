@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(a.config, a.overrides)
         run_dir = Path(a.run_dir) if a.run_dir else Path("runs") / _run_name(a.config, cfg)
         summary = train(cfg, run_dir, resume=not a.fresh)
+        if int(os.environ.get("RANK", "0")) != 0:
+            return 0
         if summary["status"] == "complete":
             print(f"done: {run_dir / 'encoder.safetensors'}")
         else:

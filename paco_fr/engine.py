@@ -365,6 +365,11 @@ def train(cfg: dict, run_dir: Path, resume: bool = True) -> dict:
                 checkpoint(step, wall_before + time.time() - t_start)
             if tc["interrupt_at_step"] is not None and step == int(tc["interrupt_at_step"]):
                 os.kill(os.getpid(), signal.SIGTERM)
+            if world > 1:  # every rank must stop at the same step (the checkpoint gathers RNG states)
+                f = torch.tensor([1.0 if stop["flag"] else 0.0], device=device)
+                dist.all_reduce(f, op=dist.ReduceOp.MAX)
+                if f.item() > 0 and not stop["flag"]:
+                    stop["flag"], stop["sig"] = True, signal.SIGTERM
             if stop["flag"]:
                 checkpoint(step, wall_before + time.time() - t_start)
                 log({"event": "interrupted", "step": step, "signal": int(stop["sig"])})
