@@ -178,6 +178,7 @@ def train(cfg: dict, run_dir: Path, resume: bool = True) -> dict:
     per_epoch_micro = max(1, (len(ds) // world) // bs)
     steps_per_epoch = max(1, per_epoch_micro // accum)
     total = int(tc["steps"]) if tc["epochs"] is None else int(round(float(tc["epochs"]) * steps_per_epoch))
+    seed_everything(seed + rank)  # data generation may have consumed the global RNGs (cache miss vs hit)
     text_ids = tok = None
     if cfg["objective"] == "farl":
         if not ds.captions:
