@@ -102,6 +102,21 @@ def uperhead_config(in_dim: int, num_levels: int, channels: int, num_classes: in
     )
 
 
+def _quiet_init(module) -> None:
+    """module.init_weights() without mmengine's per-parameter INFO log."""
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    old = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        module.init_weights()
+    finally:
+        logger.setLevel(old)
+
+
 @HEADS.register("dense")
 class DenseHead(nn.Module):
     """BackboneOutput -> simple FPN -> mmseg UPerHead -> (B, num_classes, 4h, 4w) logits."""
@@ -120,7 +135,7 @@ class DenseHead(nn.Module):
         with warnings.catch_warnings():  # mmseg's build_loss deprecation notice (loss unused)
             warnings.simplefilter("ignore", UserWarning)
             self.uper = UPerHead(**cfg)
-        self.uper.init_weights()  # mmseg's init: conv_seg ~ N(0, 0.01)
+        _quiet_init(self.uper)  # mmseg's init: conv_seg ~ N(0, 0.01)
         del self.uper.loss_decode  # unused; keeps state dicts free of loss modules
         self.num_classes = num_classes
         self.out_stride_tokens = max(scales)  # output = token grid * 4
