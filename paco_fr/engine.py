@@ -146,11 +146,16 @@ def save_snapshot(rec: dict, path: Path) -> None:
 
 
 def _run_name(cfg_arg, cfg: dict) -> str:
+    """runs/<name>: the config's `name` (or file stem), suffixed with the objective unless it is
+    paco or already in the name (so `--config smoke objective=mae` does not reuse runs/smoke)."""
+    obj = cfg["objective"]
     if cfg.get("name"):
-        return str(cfg["name"])
-    if isinstance(cfg_arg, (str, Path)):
-        return Path(str(cfg_arg)).stem + ("" if cfg["objective"] == "paco" else f"_{cfg['objective']}")
-    return f"run_{cfg['objective']}"
+        base = str(cfg["name"])
+    elif isinstance(cfg_arg, (str, Path)):
+        base = Path(str(cfg_arg)).stem
+    else:
+        base = "run"
+    return base if obj == "paco" or base.endswith(f"_{obj}") else f"{base}_{obj}"
 
 
 # ---------------------------------------------------------------------------- training
@@ -188,6 +193,9 @@ def train(cfg: dict, run_dir: Path, resume: bool = True) -> dict:
 
     ckpt_path = run_dir / "ckpt" / CKPT_NAME
     ckpt = load_checkpoint(ckpt_path) if (resume and ckpt_path.exists()) else None
+    if ckpt is not None and ckpt.get("objective", cfg["objective"]) != cfg["objective"]:
+        raise ValueError(f"{ckpt_path} is a {ckpt['objective']!r} checkpoint but the config's objective is "
+                         f"{cfg['objective']!r}; use another run directory (or --fresh)")
     if ckpt is not None and ckpt.get("vocab") and tok is not None:
         tok = WordTokenizer(list(ckpt["vocab"]))
         text_ids = tok.encode(ds.captions, int(cfg["farl"]["max_len"]))

@@ -164,3 +164,17 @@ def test_throughput_cpu_tiny():
                          overrides=["decoder.dim=32", "decoder.depth=1", "codebook.num_tokens=64"])
     assert r["paco"]["img_per_s"] > 0 and r["simmim"]["img_per_s"] > 0 and r["paco"]["flops_per_step"] > 0
     assert "ratio" in format_result(r)
+
+
+def test_cli_export_and_pretrain(full_run, tmp_path):
+    from paco_fr.cli import main
+    from paco_fr.export import read_metadata
+
+    out = tmp_path / "e.safetensors"
+    assert main(["export", str(full_run / "ckpt" / "last.pt"), str(out)]) == 0
+    assert read_metadata(out)["objective"] == "paco"
+    run = tmp_path / "cli_run"
+    assert main(["pretrain", "--config", "smoke", "--run-dir", str(run), *TINY, "train.steps=2", "objective=mae"]) == 0
+    assert (run / "encoder.safetensors").exists() and (run / "summary.json").exists()
+    with pytest.raises(ValueError, match="checkpoint"):
+        train(load_config(None, [*TINY, "train.steps=3", "objective=paco"]), run)
