@@ -178,3 +178,19 @@ def test_cli_export_and_pretrain(full_run, tmp_path):
     assert (run / "encoder.safetensors").exists() and (run / "summary.json").exists()
     with pytest.raises(ValueError, match="checkpoint"):
         train(load_config(None, [*TINY, "train.steps=3", "objective=paco"]), run)
+
+
+def test_grad_accum_ema_and_options(tmp_path):
+    run = tmp_path / "opts"
+    cfg = load_config(None, [*TINY, "train.steps=2", "train.grad_accum=2", "train.ema=0.9", "mask.strategy=block",
+                             "codebook.selection=gumbel", "codebook.update=grad", "spatial.pairing=repeat",
+                             "spatial.stop_grad=true", "loss.on=all", "train.snapshot_every=2"])
+    s = train(cfg, run)
+    assert s["status"] == "complete" and s["steps"] == 2
+    assert (run / "snapshots" / "step_000002.png").exists()
+    ck = torch.load(run / "ckpt" / "last.pt", weights_only=True)
+    assert ck["ema"] is not None
+    from safetensors.torch import load_file
+
+    exported = load_file(str(run / "encoder.safetensors"))
+    assert torch.equal(exported["cls_token"], ck["ema"]["vit.cls_token"].float())
