@@ -185,10 +185,10 @@ def build_plan(args, log=print):
         from bench_tasks.study import pretrain_suite, study_cells, suite_runs
 
         if args.dry_run:
-            names = ", ".join(r.name for r in suite_runs(not args.no_ablations))
+            names = ", ".join(r.name for r in suite_runs(not args.no_ablations, profile.name))
             log(f"stage 1 (pre-training, {args.profile} config) would run or reuse: {names}")
             encoders = {r.name: Path(args.runs) / profile.name / r.name / "encoder.safetensors"
-                        for r in suite_runs(not args.no_ablations)}
+                        for r in suite_runs(not args.no_ablations, profile.name)}
         else:
             encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log)
         cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions)
@@ -203,9 +203,18 @@ def is_study(args) -> bool:
     return bool(args.all and not args.backbones)
 
 
+def set_threads(args) -> None:
+    import torch
+
+    n = args.threads if args.threads is not None else (1 if args.profile == "smoke" else None)
+    if n:
+        torch.set_num_threads(n)
+
+
 def cmd_run(args) -> int:
     from tabulate import tabulate
 
+    set_threads(args)
     from bench_tasks.runner import cell_status, run_plan
 
     results = Path(args.results or f"results/{args.profile}.jsonl")
@@ -311,6 +320,9 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--force", action="store_true", help="recompute cells that are already done")
     pr.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1")
     pr.add_argument("--no-progress", action="store_true", help="no progress bars")
+    pr.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for torch (default: 1 in the smoke profile, where two threads on a "
+                         "2-core CPU stall whenever another process runs; torch's default otherwise)")
     pr.set_defaults(func=cmd_run)
 
     pp = sub.add_parser("preview", help="draw a grid of SynthFace samples with their labels")

@@ -23,8 +23,19 @@ from pathlib import Path
 
 from bench_tasks.api import Cell, Profile
 
-# codebook size of the main PaCo-FR config per profile (the ablation adds the other sizes)
+# the main PaCo-FR config has its own codebook size (256 in smoke/small, 8192 in paper); the
+# ablation adds these (duplicates of the main size are skipped)
 ABLATION_CODEBOOK_SIZES = (64, 512, 2048, 8192)
+
+# The study's pre-training budget on top of the profile's bundled config (paco_fr/configs/<profile>.yaml),
+# identical for every run of the suite. smoke: 64 steps on 512 SynthFace images (incubation = the
+# first epoch = 32 steps), so that the whole `run --all` fits CI's 2-core CPU in about 15 minutes;
+# small and paper use their configs as they are.
+STUDY_OVERRIDES: dict[str, dict] = {
+    "smoke": {"train.steps": 64, "data.num_images": 512, "train.snapshot_every": 64, "train.ckpt_every": 32},
+    "small": {},
+    "paper": {},
+}
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,10 @@ class SuiteRun:
     component: str = ""  # ablation group: masking / codebook / candidates / incubation / spatial
 
 
-def suite_runs(include_ablations: bool = True) -> list[SuiteRun]:
+def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> list[SuiteRun]:
+    from paco_fr.config import load_config
+
+    main_codebook = load_config(profile_name)["codebook"]["num_tokens"]
     runs = [
         SuiteRun("paco", {"objective": "paco"}),
         SuiteRun("mae", {"objective": "mae"}),
@@ -48,7 +62,7 @@ def suite_runs(include_ablations: bool = True) -> list[SuiteRun]:
             SuiteRun("abl_mask_random", {"objective": "paco", "mask.strategy": "random"}, "ablation", "masking"),
             SuiteRun("abl_mask_block", {"objective": "paco", "mask.strategy": "block"}, "ablation", "masking"),
             *[SuiteRun(f"abl_codebook_{n}", {"objective": "paco", "codebook.num_tokens": n}, "ablation", "codebook")
-              for n in ABLATION_CODEBOOK_SIZES],
+              for n in ABLATION_CODEBOOK_SIZES if n != main_codebook],
             SuiteRun("abl_k1", {"objective": "paco", "codebook.k": 1}, "ablation", "candidates"),
             SuiteRun("abl_no_incubation", {"objective": "paco", "incubation.epochs": 0}, "ablation", "incubation"),
             SuiteRun("abl_no_spatial", {"objective": "paco", "spatial.weight": 0}, "ablation", "spatial"),
@@ -74,12 +88,13 @@ def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_abl
     from paco_fr.engine import pretrain
 
     out: dict[str, Path] = {}
-    runs = suite_runs(include_ablations)
+    runs = suite_runs(include_ablations, profile.name)
     for i, run in enumerate(runs, 1):
         run_dir = Path(runs_root) / profile.name / run.name
         log(f"[stage 1: pre-training {i}/{len(runs)}] {run.name} -> {run_dir}")
         try:
-            out[run.name] = pretrain(profile.name, dict(run.overrides, name=run.name), run_dir=run_dir)
+            overrides = {**STUDY_OVERRIDES.get(profile.name, {}), **run.overrides, "name": run.name}
+            out[run.name] = pretrain(profile.name, overrides, run_dir=run_dir)
         except (KeyboardInterrupt, InterruptedError):
             raise
         except Exception as err:  # one broken objective must not sink the study
@@ -93,7 +108,7 @@ def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict
     """Stage 2's plan: methods x tasks x protocols x fractions x seeds, ablations x tasks once."""
     from bench_tasks.runner import plan_cells
 
-    roles = {r.name: r.role for r in suite_runs(True)}
+    roles = {r.name: r.role for r in suite_runs(True, profile.name)}
     methods = [f"paco_fr:{p}" for n, p in encoders.items() if roles.get(n, "method") == "method"]
     methods.append(random_control(profile.name))
     ablations = [f"paco_fr:{p}" for n, p in encoders.items() if roles.get(n) == "ablation"]
