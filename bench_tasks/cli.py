@@ -190,7 +190,8 @@ def build_plan(args, log=print):
             encoders = {r.name: Path(args.runs) / profile.name / r.name / "encoder.safetensors"
                         for r in suite_runs(not args.no_ablations, profile.name)}
         else:
-            encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log)
+            encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log,
+                                      progress=not args.no_progress)
         cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions)
         return cells, roots
     cells = plan_cells(build_backbone_list(args), task_ds, protocols=protocols, seeds=seeds,

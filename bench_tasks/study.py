@@ -82,7 +82,7 @@ def random_control(profile_name: str) -> str:
 
 
 def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_ablations: bool = True,
-                   log: Callable[[str], None] = print) -> dict[str, Path]:
+                   log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Path]:
     """Pre-train (or reuse / resume) every run of the suite; returns {run name: encoder path}.
     A run that fails is reported and left out; the others go on."""
     from paco_fr.engine import pretrain
@@ -94,6 +94,8 @@ def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_abl
         log(f"[stage 1: pre-training {i}/{len(runs)}] {run.name} -> {run_dir}")
         try:
             overrides = {**STUDY_OVERRIDES.get(profile.name, {}), **run.overrides, "name": run.name}
+            if not progress:
+                overrides["train.progress"] = False
             out[run.name] = pretrain(profile.name, overrides, run_dir=run_dir)
         except (KeyboardInterrupt, InterruptedError):
             raise

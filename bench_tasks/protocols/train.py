@@ -149,8 +149,10 @@ def fit(
     warmup = int(cfg.warmup_frac * total)
     ema = None
     if cfg.ema_decay:
+        # use_buffers: BatchNorm running statistics are averaged too (else the EMA copy would keep
+        # the statistics it was created with)
         ema = torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay)
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
         )
     history: list[dict] = []
     best_val, best_test_score = None, None

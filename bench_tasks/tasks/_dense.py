@@ -279,21 +279,6 @@ def check_root(name: str, root, layout: str, required: list[str]) -> Path:
 # ----------------------------------------------------------------------------- training
 
 
-def ema_buffer_sync(live: torch.nn.Module):
-    """fit's EMA (torch AveragedModel, use_buffers=False) averages parameters only, so the EMA
-    copy would keep BatchNorm running statistics from initialisation. Before evaluating we copy
-    the live model's buffers into the EMA copy (what timm's ModelEma effectively tracks)."""
-
-    def sync(eval_model: torch.nn.Module):
-        if eval_model is live:
-            return
-        with torch.no_grad():
-            for b_e, b in zip(eval_model.buffers(), live.buffers()):
-                b_e.copy_(b)
-
-    return sync
-
-
 def fit_dense(ctx: CellContext, head: torch.nn.Module, layers: list[int], settings: dict,
               train: Dataset, val: Dataset, test: Dataset, loss_fn, evaluate, select_metric: str,
               higher_is_better: bool):
@@ -306,13 +291,7 @@ def fit_dense(ctx: CellContext, head: torch.nn.Module, layers: list[int], settin
         weight_decay=settings["weight_decay"], layer_decay=settings["layer_decay"],
         ema_decay=settings["ema_decay"], select_metric=select_metric, higher_is_better=higher_is_better,
     )
-    sync = ema_buffer_sync(model)
-
-    def _evaluate(eval_model, loader):
-        sync(eval_model)
-        return evaluate(eval_model, loader)
-
-    result = fit(model, tl, vl, te, loss_fn, _evaluate, cfg, ctx.device,
+    result = fit(model, tl, vl, te, loss_fn, evaluate, cfg, ctx.device,
                  backbone_depth=None if protocol == "frozen" else ctx.backbone.depth,
                  progress=ctx.progress, desc=f"{ctx.cell.task}/{ctx.cell.dataset}")
     return model, result, te, protocol
