@@ -147,8 +147,11 @@ class DenseHead(nn.Module):
 
 def build_dense_head(backbone, num_classes: int, channels: int,
                      layers: list[int] | None = None) -> tuple[DenseHead, list[int]]:
-    """The dense head for `backbone` (a BenchBackbone) and the layers it reads."""
+    """The dense head for `backbone` (a BenchBackbone) and the layers it reads.
+
+    FaRL's FPN reads 4 blocks (x4, x2, x1, x1/2). A backbone with fewer than 4 blocks (the CPU smoke
+    encoders have 2) gives one level per block, finest scales first: 2 blocks -> (x4, x2)."""
     layers = list(layers) if layers is not None else list(backbone.dense_layers())
-    if len(layers) != 4:
-        raise ValueError(f"FaRL's simple FPN takes 4 layers (x4, x2, x1, x1/2), got {layers}")
+    if not 1 <= len(layers) <= 4 or len(set(layers)) != len(layers):
+        raise ValueError(f"the simple FPN takes 1 to 4 distinct layers (FaRL: 4 for x4, x2, x1, x1/2), got {layers}")
     return DenseHead(backbone.embed_dim, num_classes, channels=channels, num_levels=len(layers)), layers
