@@ -10,6 +10,9 @@ multilabel_metrics(logits, targets, names):
 multiclass_metrics(logits, targets, num_classes) -> (metrics, confusion (C, C) rows = true class):
     acc             overall accuracy
     mean_class_acc  mean over classes present in the targets of the per-class recall
+Chance levels (the constant predictor fitted on the training targets, scored on the test targets):
+    multiclass_majority -> majority_acc (and majority_mean_class_acc = 100 / #classes present)
+    multilabel_majority -> majority_mean_acc (each attribute predicted as its training majority value)
 """
 
 from __future__ import annotations
@@ -65,3 +68,19 @@ def multiclass_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes:
             if present[i]:
                 out[f"recall/{n}"] = 100.0 * correct[i].item() / support[i].item()
     return out, cm
+
+
+def multiclass_majority(train_targets: torch.Tensor, test_targets: torch.Tensor,
+                        num_classes: int) -> dict[str, float]:
+    """Test accuracy of always predicting the most frequent training class."""
+    counts = torch.bincount(train_targets.long().flatten(), minlength=num_classes)
+    preds = torch.full_like(test_targets.long(), int(counts.argmax()))
+    m, _ = multiclass_metrics(preds, test_targets, max(num_classes, len(counts)))
+    return {"majority_acc": m["acc"], "majority_mean_class_acc": m["mean_class_acc"]}
+
+
+def multilabel_majority(train_targets: torch.Tensor, test_targets: torch.Tensor) -> dict[str, float]:
+    """Mean per-attribute test accuracy of predicting each attribute's majority training value."""
+    maj = (train_targets.float().mean(0) >= 0.5).float()
+    per = (test_targets.float() == maj.unsqueeze(0)).float().mean(0)
+    return {"majority_mean_acc": 100.0 * per.mean().item()}
