@@ -45,8 +45,10 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", image_size=64, dense_size=64, synthface_train=1200, synthface_val=300,
-        synthface_test=300, batch_size=64, linear_epochs=8, finetune_epochs=2, dense_epochs=3,
+        synthface_test=300, batch_size=64, linear_epochs=8, finetune_epochs=2, dense_epochs=2,
         recognition_epochs=4, seeds=(0,), fractions=(1.0,), protocols=("linear",),
+        # the dense heads (FPN + UPerHead) dominate a CPU smoke run: train them on 600 images
+        extra={"dense_train_images": 600},
     ),
     "small": Profile(
         name="small", image_size=112, dense_size=112, synthface_train=20000, synthface_val=2000,

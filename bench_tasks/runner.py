@@ -128,6 +128,29 @@ def plan_cells(backbones: Sequence[str], tasks_to_datasets: dict[str, Sequence[s
     return cells
 
 
+def stale_keys(cells: Sequence[Cell], store: ResultsStore, done: set[str]) -> set[str]:
+    """Keys of done cells whose row was computed from weights other than the backbone file holds
+    now: a cell is keyed by the backbone URI (a path), so re-training into the same path must not
+    reuse old rows. Each file is hashed once."""
+    from bench_tasks.backbones.base import file_sha256, weights_file
+
+    latest = store.latest()
+    hashes: dict[str, str | None] = {}
+    out = set()
+    for c in cells:
+        k = c.key()
+        if k not in done:
+            continue
+        if c.backbone not in hashes:
+            f = weights_file(c.backbone)
+            hashes[c.backbone] = file_sha256(f) if f is not None and f.is_file() else None
+        now = hashes[c.backbone]
+        was = (latest.get(k) or {}).get("provenance", {}).get("backbone_hash")
+        if now is not None and was is not None and now != was:
+            out.add(k)
+    return out
+
+
 def cell_status(cells: Sequence[Cell], results: str | Path) -> dict[str, str]:
     """{key: "done" | "failed" | "todo"} for a plan against a results file."""
     latest = ResultsStore(results).latest()
@@ -241,6 +264,11 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
     if dropped:
         log(f"compacted {store.path}: {dropped} superseded row(s) removed")
     done = store.done_keys()
+    stale = stale_keys(cells, store, done)
+    if stale:
+        log(f"{len(stale)} done cell(s) were computed with other weights than their backbone file holds "
+            "now (the file was re-trained or replaced): recomputing them")
+        done -= stale
     summary = RunSummary(total=len(cells))
     t0 = time.perf_counter()
     todo = []

@@ -237,3 +237,25 @@ def test_data_roots(tmp_path):
     assert roots.get("celeba") == str(tmp_path / "celeba")
     assert roots.get("affectnet7") == str(tmp_path / "affectnet")
     assert roots.get("rafdb") == "/x/raf" and roots.get("lfwa") is None
+
+
+def test_rows_of_replaced_weights_are_recomputed(tmp_path):
+    """A cell is keyed by its backbone URI (a path): when the file behind it changes (re-trained
+    into the same path), its old ok row must not be reused."""
+    from bench_tasks.api import Cell
+    from bench_tasks.backbones.base import file_sha256, weights_file
+    from bench_tasks.results import ResultsStore, make_row
+    from bench_tasks.runner import stale_keys
+
+    w = tmp_path / "enc.safetensors"
+    w.write_bytes(b"weights v1")
+    assert weights_file(f"paco_fr:{w}") == w
+    assert weights_file("timm:vit_small_patch16_224:/x/w.pth") == Path("/x/w.pth")
+    assert weights_file("random:vit_tiny") is None
+    cell = Cell(backbone=f"paco_fr:{w}", task="attributes", dataset="synthface", protocol="linear")
+    store = ResultsStore(tmp_path / "r.jsonl")
+    store.append(make_row(cell, "ok", "mean_acc", provenance={"backbone_hash": file_sha256(w)}))
+    done = store.done_keys()
+    assert stale_keys([cell], store, done) == set()
+    w.write_bytes(b"weights v2")
+    assert stale_keys([cell], store, done) == {cell.key()}

@@ -67,3 +67,13 @@ def build_backbone(uri: str, image_size: int) -> BenchBackbone:
     if not rest:
         raise ValueError(f"backbone URI {uri!r} must look like scheme:spec (schemes: {BACKBONES.names()})")
     return BACKBONES.get(scheme)(rest, image_size=image_size)
+
+
+def weights_file(uri: str) -> Path | None:
+    """The local weight file a URI reads (None for `random:` and URIs without a file)."""
+    scheme, _, rest = uri.partition(":")
+    if scheme == "timm":
+        rest = rest.partition(":")[2]
+    elif scheme == "random":
+        return None
+    return Path(rest) if rest else None

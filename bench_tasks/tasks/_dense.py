@@ -25,7 +25,7 @@ from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 # a smoke run has ~60 optimizer steps, where a 0.999 EMA would still be ~95% the initial weights,
 # so smoke uses 0.9 (horizon ~10 steps). Override with profile.extra["dense_channels"] /
 # ["dense_ema_decay"] (0 or None turns EMA off).
-DENSE_CHANNELS = {"smoke": 64, "small": 256, "paper": 768}
+DENSE_CHANNELS = {"smoke": 32, "small": 256, "paper": 768}
 DENSE_EMA = {"smoke": 0.9, "small": 0.998, "paper": 0.999}
 # head learning rate: FaRL's 1e-3, except smoke (~55 steps), where the landmark heatmaps stay flat
 # at 1e-3 (soft-argmax collapses to the image centre, NME ~60%) and 5e-3 learns (NME ~26%)
@@ -80,6 +80,9 @@ def load_splits(ctx: CellContext, task: str, size: int) -> tuple[Dataset, TaskSp
     if ctx.cell.fraction < 1:
         idx = subset_indices(len(train), ctx.cell.fraction, ctx.cell.seed)
         train = Subset(train, idx.tolist())
+    cap = (ctx.profile.extra or {}).get("dense_train_images")
+    if cap and len(train) > cap:  # smoke: bound the CPU cost of training FPN + UPerHead
+        train = Subset(train, list(range(int(cap))))
     return train, splits["val"], splits["test"]
 
 
