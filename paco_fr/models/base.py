@@ -34,6 +34,18 @@ class PretrainModel(nn.Module):
     def to_image01(self, xn: torch.Tensor) -> torch.Tensor:
         return (xn * self.encoder.std + self.encoder.mean).clamp(0, 1)
 
+    def masked_reconstruction(self, x01: torch.Tensor, mask: torch.Tensor, patches: torch.Tensor,
+                              pred: torch.Tensor, grid) -> dict:
+        """reconstruct()'s output for masked-token objectives: masked patches shown as the
+        normalised zero (mean colour) in `corrupted`, filled with the prediction in `reconstructed`."""
+        m = mask[..., None]
+        return {
+            "original": x01,
+            "corrupted": self.to_image01(self.unpatchify(torch.where(m, torch.zeros_like(patches), patches), grid)),
+            "reconstructed": self.to_image01(self.unpatchify(torch.where(m, pred.to(patches.dtype), patches), grid)),
+            "mask": mask,
+        }
+
     def pred_to_pixels(self, pred: torch.Tensor, target: torch.Tensor, normed: bool) -> torch.Tensor:
         """Undo the per-patch normalisation of norm_pix predictions using the target's statistics."""
         if not normed:

@@ -83,10 +83,4 @@ class FaRLModel(PretrainModel):
         pred = self.decoder(tokens[:, self.encoder.num_prefix_tokens:], grid)
         patches = self.patchify(xn)
         pred = self.pred_to_pixels(pred, patches, bool(self.cfg["loss"]["norm_pix"]))
-        m = mask[..., None]
-        return {
-            "original": x01,
-            "corrupted": self.to_image01(self.unpatchify(torch.where(m, torch.zeros_like(patches), patches), grid)),
-            "reconstructed": self.to_image01(self.unpatchify(torch.where(m, pred.to(patches.dtype), patches), grid)),
-            "mask": mask,
-        }
+        return self.masked_reconstruction(x01, mask, patches, pred, grid)

@@ -58,11 +58,4 @@ class MAEModel(PretrainModel):
         pred, _ = self.encode_decode(xn, mask)
         patches = self.patchify(xn)
         pred = self.pred_to_pixels(pred, patches, bool(self.cfg["loss"]["norm_pix"]))
-        m = mask[..., None]
-        grey = torch.zeros_like(patches)
-        return {
-            "original": x01,
-            "corrupted": self.to_image01(self.unpatchify(torch.where(m, grey, patches), grid)),
-            "reconstructed": self.to_image01(self.unpatchify(torch.where(m, pred.to(patches.dtype), patches), grid)),
-            "mask": mask,
-        }
+        return self.masked_reconstruction(x01, mask, patches, pred, grid)

@@ -165,10 +165,4 @@ class MCFModel(PretrainModel):
         grid = self.grid(xn)
         mask, _, _, pred = self._view(xn)
         patches = self.patchify(xn)
-        m = mask[..., None]
-        return {
-            "original": x01,
-            "corrupted": self.to_image01(self.unpatchify(torch.where(m, torch.zeros_like(patches), patches), grid)),
-            "reconstructed": self.to_image01(self.unpatchify(torch.where(m, pred.to(patches.dtype), patches), grid)),
-            "mask": mask,
-        }
+        return self.masked_reconstruction(x01, mask, patches, pred, grid)
