@@ -191,12 +191,26 @@ def build_plan(args, log=print):
                         for r in suite_runs(not args.no_ablations, profile.name)}
         else:
             encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log,
-                                      progress=not args.no_progress)
+                                      progress=not args.no_progress,
+                                      overrides=dotted_overrides(args.pretrain_override or []))
         cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions)
         return cells, roots
     cells = plan_cells(build_backbone_list(args), task_ds, protocols=protocols, seeds=seeds,
                        fractions=fractions, profile=profile.name)
     return cells, roots
+
+
+def dotted_overrides(items: list[str]) -> dict:
+    """["train.steps=500", "mask.ratio=0.6"] -> {"train.steps": 500, "mask.ratio": 0.6} (YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            raise PlanError(f"--pretrain-override {item!r} is not KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(val) if val.strip() else None
+    return out
 
 
 def is_study(args) -> bool:
@@ -249,7 +263,7 @@ def cmd_run(args) -> int:
         from bench_tasks.report.build import build_report
 
         print("[stage 3: report]")
-        res = build_report([results], None, Path(args.runs) / args.profile, args.profile,
+        res = build_report([results], Path(args.reports) / args.profile, Path(args.runs) / args.profile, args.profile,
                            command="python -m bench_tasks " + " ".join(sys.argv[1:]))
         print(f"report written to {res['out_dir']}; read first: {res['summary']}")
     return 1 if summary.failed else 0
@@ -318,6 +332,10 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--runs", default="runs", help="pre-training runs folder for --all (default runs/)")
     pr.add_argument("--no-ablations", action="store_true", help="--all: pre-train and evaluate the methods only")
     pr.add_argument("--no-report", action="store_true", help="--all: do not write the report at the end")
+    pr.add_argument("--reports", default="reports", help="--all: where the report goes (<reports>/<profile>/)")
+    pr.add_argument("--pretrain-override", action="append", metavar="KEY=VALUE",
+                    help="--all: a pre-training config override applied to every run of the suite, e.g. "
+                         "train.steps=500 (repeatable; see docs/pretraining.md for the keys)")
     pr.add_argument("--force", action="store_true", help="recompute cells that are already done")
     pr.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1")
     pr.add_argument("--no-progress", action="store_true", help="no progress bars")

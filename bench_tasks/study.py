@@ -91,8 +91,10 @@ def random_control(profile_name: str) -> str:
 
 
 def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_ablations: bool = True,
-                   log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Path]:
+                   log: Callable[[str], None] = print, progress: bool = True,
+                   overrides: dict | None = None) -> dict[str, Path]:
     """Pre-train (or reuse / resume) every run of the suite; returns {run name: encoder path}.
+    `overrides` (dotted keys, e.g. {"train.steps": 500}) apply to every run: the budget stays equal.
     A run that fails is reported and left out; the others go on."""
     from paco_fr.engine import pretrain
 
@@ -102,10 +104,10 @@ def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_abl
         run_dir = Path(runs_root) / profile.name / run.name
         log(f"[stage 1: pre-training {i}/{len(runs)}] {run.name} -> {run_dir}")
         try:
-            overrides = {**STUDY_OVERRIDES.get(profile.name, {}), **run.overrides, "name": run.name}
+            ov = {**STUDY_OVERRIDES.get(profile.name, {}), **(overrides or {}), **run.overrides, "name": run.name}
             if not progress:
-                overrides["train.progress"] = False
-            out[run.name] = pretrain(profile.name, overrides, run_dir=run_dir)
+                ov["train.progress"] = False
+            out[run.name] = pretrain(profile.name, ov, run_dir=run_dir)
         except (KeyboardInterrupt, InterruptedError):
             raise
         except Exception as err:  # one broken objective must not sink the study

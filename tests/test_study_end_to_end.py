@@ -1,0 +1,44 @@
+"""`run --all` end to end on a minimal plan: pre-training suite (methods only, 3 steps), evaluation
+of the suite's encoders and the random-init control on one task, then the report."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_run_all_minimal_study(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "bench_tasks", "run", "--all", "--tasks", "attributes", "--no-ablations",
+           "--no-progress", "--results", str(tmp_path / "r.jsonl"), "--runs", str(tmp_path / "runs"),
+           "--work-dir", str(tmp_path / "wd"), "--reports", str(tmp_path / "reports"),
+           "--pretrain-override", "train.steps=3", "--pretrain-override", "data.num_images=64"]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    # stage 1: the four objectives, each with the budget given
+    for name in ("paco", "mae", "farl", "mcf"):
+        summary = json.loads((tmp_path / "runs" / "smoke" / name / "summary.json").read_text())
+        assert summary["status"] == "complete" and summary["steps"] == 3, (name, summary)
+        assert (tmp_path / "runs" / "smoke" / name / "encoder.safetensors").is_file()
+    # stage 2: one ok row per backbone (4 encoders + the random control), each on attributes
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and all(r["status"] == "ok" for r in rows)
+    backbones = {r["cell"]["backbone"] for r in rows}
+    assert any(b.startswith("random:") for b in backbones)
+    assert all(r["cell"]["task"] == "attributes" and "mean_acc" in r["metrics"] for r in rows)
+    # stage 3: the report, from results only
+    summary_md = (tmp_path / "reports" / "smoke" / "SUMMARY.md").read_text()
+    assert "smoke" in summary_md.lower()
+    for method in ("PaCo-FR", "MAE", "FaRL", "MCF", "Random"):
+        assert method in summary_md, method
+    assert (tmp_path / "reports" / "smoke" / "main_table.csv").is_file()
+    # a second run resumes: pre-training reused, every cell skipped
+    res2 = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert res2.returncode == 0, res2.stderr[-3000:]
+    assert "5 already done" in res2.stdout, res2.stdout[-2000:]
