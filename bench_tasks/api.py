@@ -46,7 +46,8 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", image_size=64, dense_size=64, synthface_train=1200, synthface_val=300,
         synthface_test=300, batch_size=64, linear_epochs=8, finetune_epochs=2, dense_epochs=2,
-        recognition_epochs=4, seeds=(0,), fractions=(1.0,), protocols=("linear",),
+        # two fractions so the report's data-efficiency curves exist (ablations use 1.0 only)
+        recognition_epochs=4, seeds=(0,), fractions=(0.1, 1.0), protocols=("linear",),
         # the dense heads (FPN + UPerHead) dominate a CPU smoke run: train them on 600 images
         extra={"dense_train_images": 600},
     ),
