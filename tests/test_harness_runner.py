@@ -96,7 +96,7 @@ def _complete_lines(path):
 def test_resume_after_sigkill(tmp_path, plugin):
     res, wd = tmp_path / "results" / "smoke.jsonl", tmp_path / "wd"
     cmd = [sys.executable, "-m", "bench_tasks", "run", "--tasks", "attributes,expression", "--datasets",
-           "fake_cls", "--backbones", BB, "--seeds", "0,1", "--results", str(res), "--work-dir", str(wd),
+           "fake_cls", "--backbones", BB, "--seeds", "0,1", "--fractions", "1", "--results", str(res), "--work-dir", str(wd),
            "--no-progress"]
     proc = subprocess.Popen(cmd, env=_env(plugin), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 150
@@ -132,7 +132,8 @@ def test_failed_cell_recorded_then_retried(tmp_path, plugin, monkeypatch):
     flag = tmp_path / "fail"
     flag.write_text("1")
     monkeypatch.setenv("FAKE_FAIL_FILE", str(flag))
-    cells = plan_cells([BB], {"attributes": ["fake_cls"], "expression": ["fake_cls"]}, profile="smoke")
+    cells = plan_cells([BB], {"attributes": ["fake_cls"], "expression": ["fake_cls"]},
+                       fractions=[1.0], profile="smoke")
     res = tmp_path / "r.jsonl"
     s1 = run_plan(cells, results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, log=lambda m: None)
     assert (s1.ok, s1.failed) == (1, 1)
@@ -222,7 +223,7 @@ def test_cli_help_list_and_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "EmoLabel/list_patition_label.txt" in err and "expected layout" in err
     rc = main(["run", "--tasks", "expression", "--datasets", "rafdb", "--data-root", f"rafdb={tmp_path}",
-               "--dry-run", "--seeds", "0,1", "--protocols", "linear,finetune",
+               "--dry-run", "--seeds", "0,1", "--fractions", "1", "--protocols", "linear,finetune",
                "--results", str(tmp_path / "r.jsonl")])
     out = capsys.readouterr().out
     assert rc == 0 and "4 cells in the plan" in out and "0 already done" in out

@@ -7,6 +7,7 @@ MAE 75, 77 -> 76.00 ± 1.41; PaCo-FR landmarks NME 5, 6 -> 5.50 ± 0.71; MAE 4, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -31,7 +32,10 @@ def _is_png(p: Path) -> bool:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    res = build_report([FIXTURE], out, runs_dir=None, profile="smoke", reconstruct=False)
+    # the fixture's backbone paths (runs/smoke/...) are relative: build away from the checkout so
+    # that a local runs/ from a real study cannot leak its summary.json settings into the tables
+    with contextlib.chdir(out):
+        res = build_report([FIXTURE], out, runs_dir=None, profile="smoke", reconstruct=False)
     return out, res
 
 

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_run_all_minimal_study(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "bench_tasks", "run", "--all", "--tasks", "attributes", "--no-ablations",
-           "--no-progress", "--results", str(tmp_path / "r.jsonl"), "--runs", str(tmp_path / "runs"),
+           "--fractions", "1", "--no-progress", "--results", str(tmp_path / "r.jsonl"),
+           "--runs", str(tmp_path / "runs"),
            "--work-dir", str(tmp_path / "wd"), "--reports", str(tmp_path / "reports"),
            "--pretrain-override", "train.steps=3", "--pretrain-override", "data.num_images=64"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
