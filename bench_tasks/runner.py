@@ -132,7 +132,7 @@ def stale_keys(cells: Sequence[Cell], store: ResultsStore, done: set[str]) -> se
     """Keys of done cells whose row was computed from weights other than the backbone file holds
     now: a cell is keyed by the backbone URI (a path), so re-training into the same path must not
     reuse old rows. Each file is hashed once."""
-    from bench_tasks.backbones.base import file_sha256, weights_file
+    from bench_tasks.backbones.base import weights_file, weights_sha256
 
     latest = store.latest()
     hashes: dict[str, str | None] = {}
@@ -143,7 +143,7 @@ def stale_keys(cells: Sequence[Cell], store: ResultsStore, done: set[str]) -> se
             continue
         if c.backbone not in hashes:
             f = weights_file(c.backbone)
-            hashes[c.backbone] = file_sha256(f) if f is not None and f.is_file() else None
+            hashes[c.backbone] = weights_sha256(f) if f is not None and f.is_file() else None
         now = hashes[c.backbone]
         was = (latest.get(k) or {}).get("provenance", {}).get("backbone_hash")
         if now is not None and was is not None and now != was:

@@ -164,3 +164,37 @@ def test_random_is_deterministic():
     assert a.weights_hash == b.weights_hash != c.weights_hash
     for (k, v), (_, w) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(v, w), k
+
+
+def _write_safetensors(path, tensors: dict, metadata: dict):
+    """A safetensors file written by hand, with the metadata entries in the order given."""
+    import json as _json
+    import struct
+
+    header, blobs, offset = {"__metadata__": metadata}, [], 0
+    for name, t in tensors.items():
+        data = t.contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = _json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(head)) + head + b"".join(blobs))
+
+
+def test_weights_hash_ignores_safetensors_metadata_order(tmp_path):
+    from safetensors.torch import load_file
+
+    from bench_tasks.backbones.base import weights_sha256
+
+    t = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(4)}
+    a, b, c = tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "c.safetensors"
+    _write_safetensors(a, t, {"arch": "vit_tiny", "step": "64"})
+    _write_safetensors(b, t, {"step": "64", "arch": "vit_tiny"})
+    assert a.read_bytes() != b.read_bytes() and torch.equal(load_file(a)["a"], load_file(b)["a"])
+    assert weights_sha256(a) == weights_sha256(b)
+    _write_safetensors(c, {"a": t["a"] + 1, "b": t["b"]}, {"arch": "vit_tiny", "step": "64"})
+    assert weights_sha256(c) != weights_sha256(a)
+    # other files (and broken safetensors) are hashed byte for byte
+    (tmp_path / "w.pth").write_bytes(b"xyz")
+    (tmp_path / "bad.safetensors").write_bytes(b"xyz")
+    assert weights_sha256(tmp_path / "w.pth") == weights_sha256(tmp_path / "bad.safetensors")

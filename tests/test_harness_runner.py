@@ -244,7 +244,7 @@ def test_rows_of_replaced_weights_are_recomputed(tmp_path):
     """A cell is keyed by its backbone URI (a path): when the file behind it changes (re-trained
     into the same path), its old ok row must not be reused."""
     from bench_tasks.api import Cell
-    from bench_tasks.backbones.base import file_sha256, weights_file
+    from bench_tasks.backbones.base import weights_file, weights_sha256
     from bench_tasks.results import ResultsStore, make_row
     from bench_tasks.runner import stale_keys
 
@@ -255,7 +255,7 @@ def test_rows_of_replaced_weights_are_recomputed(tmp_path):
     assert weights_file("random:vit_tiny") is None
     cell = Cell(backbone=f"paco_fr:{w}", task="attributes", dataset="synthface", protocol="linear")
     store = ResultsStore(tmp_path / "r.jsonl")
-    store.append(make_row(cell, "ok", "mean_acc", provenance={"backbone_hash": file_sha256(w)}))
+    store.append(make_row(cell, "ok", "mean_acc", provenance={"backbone_hash": weights_sha256(w)}))
     done = store.done_keys()
     assert stale_keys([cell], store, done) == set()
     w.write_bytes(b"weights v2")

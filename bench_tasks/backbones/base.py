@@ -9,6 +9,7 @@ function `build(rest: str, image_size: int) -> BenchBackbone`.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -52,12 +53,43 @@ class BenchBackbone(nn.Module):
         return self.vit.forward_features(self.vit.normalize(x01), layers)
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+def weights_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 identifying the weights a file holds.
+
+    For `.safetensors` files the JSON header is hashed in canonical form (sorted keys): the
+    safetensors writer emits the `__metadata__` entries in a random order per process, so two
+    exports of bit-identical tensors would otherwise get different hashes and every result
+    computed from them would look stale. Other files (and unreadable safetensors) are hashed as
+    raw bytes.
+    """
+    path = Path(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
+        if path.suffix == ".safetensors":
+            header = _safetensors_header(f)
+            if header is not None:
+                h.update(b"safetensors-canonical-v1\0")
+                h.update(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
+            else:
+                f.seek(0)
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _safetensors_header(f) -> dict | None:
+    """The parsed header of an open safetensors file (position left at the tensor data), or None."""
+    raw = f.read(8)
+    if len(raw) != 8:
+        return None
+    n = int.from_bytes(raw, "little")
+    if n <= 0 or n > 100_000_000:
+        return None
+    try:
+        header = json.loads(f.read(n))
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) else None
 
 
 def build_backbone(uri: str, image_size: int) -> BenchBackbone:

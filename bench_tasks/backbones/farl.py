@@ -24,7 +24,7 @@ smaller CLIP-style tower loads too. CLIP mean/std. The backbone is built at the 
 
 from __future__ import annotations
 
-from bench_tasks.backbones.base import BenchBackbone, file_sha256
+from bench_tasks.backbones.base import BenchBackbone, weights_sha256
 from bench_tasks.backbones.timm_file import CheckpointError, load_into, read_weights
 from bench_tasks.registry import BACKBONES
 from paco_fr.backbone import CLIP_MEAN, CLIP_STD, ViTBackbone, create_vit
@@ -96,4 +96,4 @@ def build(rest: str, image_size: int) -> BenchBackbone:
     vit = create_vit("vit_base_clip", img_size=image_size, patch_size=patch, **shape)
     load_into(vit, convert_clip_visual(sd, prefix), rest)
     bb = ViTBackbone(vit, arch="vit_base_clip", mean=CLIP_MEAN, std=CLIP_STD)
-    return BenchBackbone(f"farl:{rest}", bb, file_sha256(rest), source=str(rest))
+    return BenchBackbone(f"farl:{rest}", bb, weights_sha256(rest), source=str(rest))

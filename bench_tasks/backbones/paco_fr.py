@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench_tasks.backbones.base import BenchBackbone, file_sha256
+from bench_tasks.backbones.base import BenchBackbone, weights_sha256
 from bench_tasks.backbones.timm_file import (
     CheckpointError,
     infer_vit_kwargs,
@@ -58,7 +58,7 @@ def build(rest: str, image_size: int) -> BenchBackbone:
         vit_bb = load_encoder(str(path))
         if not isinstance(vit_bb, ViTBackbone):
             raise CheckpointError(f"{path}: paco_fr.export.load_encoder returned {type(vit_bb).__name__}")
-        return BenchBackbone(f"paco_fr:{rest}", vit_bb, file_sha256(path), source=str(path))
+        return BenchBackbone(f"paco_fr:{rest}", vit_bb, weights_sha256(path), source=str(path))
     from safetensors.torch import load_file
 
     sd = strip_prefix(load_file(str(path), device="cpu"))
@@ -76,4 +76,4 @@ def build(rest: str, image_size: int) -> BenchBackbone:
     mean = _floats(meta.get("mean"), FACE_MEAN)
     std = _floats(meta.get("std"), FACE_STD)
     bb = ViTBackbone(vit, arch=arch, mean=mean, std=std)
-    return BenchBackbone(f"paco_fr:{rest}", bb, file_sha256(path), source=str(path))
+    return BenchBackbone(f"paco_fr:{rest}", bb, weights_sha256(path), source=str(path))

@@ -13,7 +13,7 @@ from pathlib import Path
 import timm
 import torch
 
-from bench_tasks.backbones.base import BenchBackbone, file_sha256
+from bench_tasks.backbones.base import BenchBackbone, weights_sha256
 from bench_tasks.registry import BACKBONES
 from paco_fr.backbone import IMAGENET_MEAN, IMAGENET_STD, ViTBackbone, load_vit_state_dict
 
@@ -102,7 +102,7 @@ def build_vit_from_sd(uri: str, path, sd: dict, image_size: int, mean, std,
     vit = create_vit(arch_name, img_size=image_size, patch_size=patch, **kw)
     load_into(vit, sd, path)
     bb = ViTBackbone(vit, arch=arch_name, mean=mean, std=std)
-    return BenchBackbone(uri, bb, weights_hash or file_sha256(path), source=str(path))
+    return BenchBackbone(uri, bb, weights_hash or weights_sha256(path), source=str(path))
 
 
 def _mean_std(model) -> tuple:
@@ -128,4 +128,4 @@ def build(rest: str, image_size: int) -> BenchBackbone:
     load_into(vit, sd, file)
     mean, std = _mean_std(vit)
     bb = ViTBackbone(vit, arch=model_name, mean=mean, std=std)
-    return BenchBackbone(f"timm:{rest}", bb, file_sha256(file), source=str(file))
+    return BenchBackbone(f"timm:{rest}", bb, weights_sha256(file), source=str(file))
