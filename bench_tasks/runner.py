@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import random
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -201,6 +203,16 @@ class _BackboneCache:
         return copy.deepcopy(self.value)
 
 
+def seed_cell(cell: Cell) -> None:
+    """Reset every global RNG (python, numpy, torch) from the cell's seed before it runs, so a
+    cell's numbers do not depend on which cells ran before it in the same process (a resumed or
+    partial plan gives the numbers of an uninterrupted one). Tasks seed their own generators too;
+    this also covers plug-in tasks and library code that draws from the global RNGs."""
+    random.seed(cell.seed)
+    np.random.seed(cell.seed)
+    torch.manual_seed(cell.seed)
+
+
 def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: str | Path = "work_dirs",
              data_roots: DataRoots | None = None, device: str | torch.device = "auto",
              progress: bool = True, backbone: BenchBackbone | None = None, write: bool = True,
@@ -225,6 +237,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
         ctx = CellContext(cell=cell, backbone=backbone, profile=profile, data_root=roots.get(cell.dataset),
                           device=dev, work_dir=Path(work_dir), progress=progress, results_dir=store.root)
         Path(work_dir).mkdir(parents=True, exist_ok=True)
+        seed_cell(cell)  # after the backbone: building one (only for a plan's first cell) draws too
         result = task.run(ctx)
         if task.headline not in result.metrics:
             raise KeyError(f"task {cell.task} returned no headline metric {task.headline!r} "

@@ -260,3 +260,61 @@ def test_rows_of_replaced_weights_are_recomputed(tmp_path):
     assert stale_keys([cell], store, done) == set()
     w.write_bytes(b"weights v2")
     assert stale_keys([cell], store, done) == {cell.key()}
+
+
+def test_each_cell_starts_from_its_own_seed(tmp_path):
+    """run_cell resets python / numpy / torch global RNGs from the cell's seed: a task that draws
+    from them gives the same numbers whatever ran before it, and other seeds give other numbers."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from bench_tasks.api import Cell, CellResult, Task
+    from bench_tasks.registry import TASKS
+    from bench_tasks.runner import run_cell
+
+    if "rng_probe" not in TASKS:
+        @TASKS.register("rng_probe")
+        class _RngProbe(Task):
+            name = "rng_probe"
+            default_datasets = ("synthface",)
+            headline = "draw"
+
+            def run(self, ctx):
+                draw = torch.rand(1).item() + np.random.rand() + random.random()
+                return CellResult(metrics={"draw": draw})
+
+    def draw(seed, pre):
+        torch.manual_seed(pre)
+        np.random.seed(pre)
+        random.seed(pre)
+        row = run_cell(Cell(BB, "rng_probe", "synthface", "linear", seed=seed), results=tmp_path / "r.jsonl",
+                       work_dir=tmp_path / "wd", device="cpu", progress=False, write=False)
+        assert row["status"] == "ok", row.get("error")
+        return row["metrics"]["draw"]
+
+    assert draw(0, pre=1) == draw(0, pre=2) != draw(1, pre=1)
+
+
+@pytest.mark.parametrize("task", ["attributes", "expression"])
+def test_linear_probe_same_numbers_from_cache_miss_and_hit(tmp_path, plugin, task):
+    """Extracting features draws from the global RNG and loading them does not: the probe head is
+    initialised after that, from the cell's seed, so a re-run from the cache trains the same head."""
+    from bench_tasks.api import PROFILES, Cell, CellContext
+    from bench_tasks.backbones.base import build_backbone
+    from bench_tasks.registry import TASKS
+
+    cell = Cell(BB, task, "fake_cls", "linear", profile="smoke")
+    t = TASKS.get(task)()
+    runs = []
+    for _ in range(2):  # the first run extracts (cache miss), the second loads (hit)
+        bb = build_backbone(BB, t.image_size(PROFILES["smoke"]))
+        ctx = CellContext(cell, bb, PROFILES["smoke"], None, torch.device("cpu"), tmp_path / "wd", progress=False,
+                          results_dir=tmp_path)
+        torch.manual_seed(0)
+        res = t.run(ctx)
+        history = json.loads((tmp_path / res.artifacts["history"]).read_text())
+        runs.append((res.extra["timings"]["features_cache_hit"], [h["train_loss"] for h in history]))
+    assert [hit for hit, _ in runs] == [False, True]
+    assert runs[0][1] == runs[1][1]

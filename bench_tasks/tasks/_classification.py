@@ -212,6 +212,9 @@ class ClassificationTask(Task):
             timings["features_cache_hit"] = all(hits.values())
             targets = {s: f["targets"] for s, f in feats.items()}
             names = self.class_names(splits["train"], targets["train"])
+            # re-seed after the features: extracting them (a cache miss) draws from the global RNG,
+            # a cache hit does not, and the head's initialisation must not depend on which it was
+            torch.manual_seed(seed)
             head = self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
             key = getattr(head, "feature_key", "layer_feats")
             labels = targets["train"].numpy() if self.kind == "multiclass" else None
@@ -240,6 +243,7 @@ class ClassificationTask(Task):
             train_targets = (torch.as_tensor(y0)[torch.as_tensor(idx, dtype=torch.long)] if y0 is not None
                              else None)
             val_ds, test_ds = splits["val"], splits["test"]
+            torch.manual_seed(seed)
             head = self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
             frozen = cell.protocol == "frozen"
             model = BackboneWithHead(backbone, head, layers, frozen=frozen)

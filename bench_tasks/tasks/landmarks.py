@@ -127,6 +127,7 @@ class LandmarksTask(Task):
         size = st["size"]
         train, val, test = D.load_splits(ctx, "landmarks", size)
         k = int(test.meta.get("num_points") or test[0][1].shape[0])
+        torch.manual_seed(ctx.cell.seed)  # the head's initialisation is part of the cell's seed
         head, layers = build_dense_head(ctx.backbone, k, st["channels"])
         device = ctx.device
 

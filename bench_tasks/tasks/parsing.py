@@ -77,6 +77,7 @@ class ParsingTask(Task):
         train, val, test = D.load_splits(ctx, "parsing", st["size"])
         classes = list(test.meta.get("classes") or test.meta.get("class_names") or LAPA_CLASSES)
         k = len(classes)
+        torch.manual_seed(ctx.cell.seed)  # the head's initialisation is part of the cell's seed
         head, layers = build_dense_head(ctx.backbone, k, st["channels"])
         device = ctx.device
 

@@ -295,6 +295,7 @@ class RecognitionTask(Task):
                 evals.append(PairEval(pairs, feats=feats(split), feats_flip=feats(_Flipped(split)) if s["flip"] else None,
                                       device=dev, flip=s["flip"]))
             info["feature_seconds"] = time.perf_counter() - t1
+            torch.manual_seed(cell.seed)  # after the features: a cache miss draws, a hit does not
             model = RecognitionHead(x_train.shape[1], len(classes), s["emb_dim"], s["margin"], **margin_kw)
             ds = TensorDataset(x_train, torch.as_tensor(labels))
             loader = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs,
@@ -303,6 +304,7 @@ class RecognitionTask(Task):
             depth = None
         elif cell.protocol in ("frozen", "finetune"):
             frozen = cell.protocol == "frozen"
+            torch.manual_seed(cell.seed)
             head = RecognitionHead(2 * bb.embed_dim, len(classes), s["emb_dim"], s["margin"],
                                    from_backbone=True, **margin_kw)
             model = BackboneWithHead(bb, head, layers, frozen=frozen)
