@@ -33,20 +33,31 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-@functools.lru_cache(maxsize=1)
-def git_info() -> dict:
-    """{"git_commit": sha or None, "git_dirty": bool or None} of the checkout holding this code.
-    Dirty means tracked files differ from HEAD (untracked files are ignored)."""
+# what a run writes into the checkout itself: changes there do not make the code "dirty" (else
+# every run after the first, with results/ and reports/ committed, would be marked dirty)
+OUTPUT_DIRS = ("results", "reports")
+
+
+def git_state(repo_dir: str | Path) -> dict:
+    """{"git_commit": sha or None, "git_dirty": bool or None} of the checkout at `repo_dir`.
+    Dirty means tracked files outside OUTPUT_DIRS differ from HEAD (untracked files are ignored)."""
     def git(*args):
-        return subprocess.run(["git", "-C", str(REPO_DIR), *args], capture_output=True, text=True,
+        return subprocess.run(["git", "-C", str(repo_dir), *args], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        excludes = [f":(exclude){d}" for d in OUTPUT_DIRS]
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", *excludes))
         return {"git_commit": commit, "git_dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}
+
+
+@functools.lru_cache(maxsize=1)
+def git_info() -> dict:
+    """git_state() of the checkout holding this code."""
+    return git_state(REPO_DIR)
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from bench_tasks.api import Cell, CellResult
 from bench_tasks.results import (
     ROW_KEYS,
@@ -72,3 +74,32 @@ def test_to_dataframe(tmp_path):
     assert ok["metric/acc"] == 60.0 and ok["last/acc"] == 59.0 and ok["best_test/acc"] == 61.0
     assert ok["slice/pose:large/acc"] == 40.0 and ok["headline_value"] == 60.0
     assert ok["prov/versions/torch"] == "x"
+
+
+def test_git_state_ignores_what_runs_write(tmp_path):
+    """results/ and reports/ are written by the runs themselves: changing them keeps the checkout
+    clean in provenance; changing code makes it dirty."""
+    import shutil
+    import subprocess
+
+    from bench_tasks.provenance import git_state
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    for rel in ("code.py", "results/smoke.jsonl", "reports/smoke/SUMMARY.md"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("v1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert git_state(tmp_path)["git_dirty"] is False and len(git_state(tmp_path)["git_commit"]) == 40
+    (tmp_path / "results/smoke.jsonl").write_text("v2\n")
+    (tmp_path / "reports/smoke/SUMMARY.md").write_text("v2\n")
+    assert git_state(tmp_path)["git_dirty"] is False
+    (tmp_path / "code.py").write_text("v2\n")
+    assert git_state(tmp_path)["git_dirty"] is True
+    assert git_state(tmp_path / "nowhere") == {"git_commit": None, "git_dirty": None}

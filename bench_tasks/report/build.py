@@ -12,7 +12,6 @@ import argparse
 import datetime as _dt
 import re
 import shlex
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -39,14 +38,14 @@ from .tables import (
 
 
 def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10)
-        commit = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=10).stdout.strip()
-        return commit + (" (dirty tree)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
+    """Short commit of the checkout the report is built in, marked when its code (not results/ or
+    reports/, which a run itself writes) differs from that commit."""
+    from bench_tasks.provenance import git_state
+
+    state = git_state(".")
+    if not state["git_commit"]:
         return "unknown"
+    return state["git_commit"][:12] + (" (dirty tree)" if state["git_dirty"] else "")
 
 
 def _infer_profile(rows, paths) -> str:
