@@ -66,7 +66,10 @@ def split_targets(split) -> torch.Tensor:
 def extract(backbone, split, layers: list[int], batch_size: int, device: torch.device,
             progress: bool = True) -> dict[str, torch.Tensor]:
     backbone.eval().to(device)
-    loader = DataLoader(split, batch_size=batch_size, shuffle=False, num_workers=0)
+    # a private generator: iterating a DataLoader draws its base seed from the global RNG, which
+    # would make a cache miss (extraction) and a hit (no extraction) leave different RNG states
+    loader = DataLoader(split, batch_size=batch_size, shuffle=False, num_workers=0,
+                        generator=torch.Generator())
     layer_feats, cls = [], []
     for x, _y in tqdm(loader, desc=f"features {split.name}/{split.split}", leave=False, disable=not progress):
         out = backbone(x.to(device), layers)
