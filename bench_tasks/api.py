@@ -57,6 +57,15 @@ PROFILES: dict[str, Profile] = {
         recognition_epochs=20, seeds=(0, 1, 2), fractions=(0.01, 0.1, 1.0),
         protocols=("linear", "finetune"), num_workers=8,
     ),
+    # one H100/H200 call (scripts/device_study.sh, bench_tasks/device_study.py): ViT-S/16 at 112 px,
+    # the cells are ordered by priority and stopped at the call's deadline (see docs/throughput.md)
+    "gpu": Profile(
+        name="gpu", image_size=112, dense_size=112, synthface_train=8000, synthface_val=1000,
+        synthface_test=2000, batch_size=256, linear_epochs=30, finetune_epochs=6, dense_epochs=6,
+        recognition_epochs=8, seeds=(0, 1), fractions=(1.0,), protocols=("linear",), num_workers=8,
+        # ~190 dense optimizer steps: a 0.999 EMA would still hold mostly the initial head
+        extra={"dense_ema_decay": 0.98, "dense_channels": 128},
+    ),
     "paper": Profile(
         name="paper", image_size=224, dense_size=448, synthface_train=100000, synthface_val=5000,
         synthface_test=10000, batch_size=64, linear_epochs=50, finetune_epochs=50, dense_epochs=300,

@@ -34,6 +34,8 @@ ABLATION_CODEBOOK_SIZES = (64, 512, 2048, 8192)
 STUDY_OVERRIDES: dict[str, dict] = {
     "smoke": {"train.steps": 64, "data.num_images": 512, "train.snapshot_every": 64, "train.ckpt_every": 32},
     "small": {},
+    # gpu: train.steps is set on the device from measured step times (bench_tasks/device_study.py)
+    "gpu": {},
     "paper": {},
 }
 
@@ -43,6 +45,7 @@ STUDY_OVERRIDES: dict[str, dict] = {
 ABLATION_TASKS: dict[str, tuple[str, ...] | None] = {
     "smoke": ("attributes", "expression", "recognition"),
     "small": None,
+    "gpu": None,
     "paper": None,
 }
 

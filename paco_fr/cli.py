@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("ckpt")
     e.add_argument("out")
     e.add_argument("--no-ema", action="store_true")
-    b = sub.add_parser("bench-throughput", help="PaCo-FR step vs plain SimMIM step, img/s and MFU")
+    b = sub.add_parser("bench-throughput", help="PaCo-FR step vs plain SimMIM step, img/s and MFU; --suite: "
+                       "every objective and inference, eager and compiled")
     b.add_argument("--arch", default="vit_tiny")
     b.add_argument("--img-size", type=int, default=64)
     b.add_argument("--patch-size", type=int, default=None)
@@ -35,6 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--device", default="auto")
     b.add_argument("--peak-tflops", type=float, default=None)
     b.add_argument("--json", default=None, help="also write the result here")
+    b.add_argument("--suite", action="store_true",
+                   help="every objective's train step + inference, --modes eager,compiled, MFU vs measured peak")
+    b.add_argument("--objectives", default="simmim,mae,paco,farl,mcf,infer", help="--suite: steps to measure")
+    b.add_argument("--modes", default="eager,compiled", help="--suite: eager and/or compiled")
+    b.add_argument("--warm-only", action="store_true",
+                   help="--suite: compile and run each step twice, no timing (fills inductor's caches)")
+    b.add_argument("--time-limit", type=float, default=None,
+                   help="--suite: seconds; cases not started by then are recorded as skipped")
+    b.add_argument("--markdown", default=None, help="--suite: also write the Markdown table here")
     b.add_argument("overrides", nargs="*")
     a = ap.parse_args(argv)
 
@@ -59,6 +69,22 @@ def main(argv: list[str] | None = None) -> int:
         out = export_checkpoint(a.ckpt, a.out, use_ema=not a.no_ema)
         print(out)
         return 0
+    if a.cmd == "bench-throughput" and a.suite:
+        import time
+
+        from paco_fr.throughput import bench_suite, format_suite_markdown
+
+        r = bench_suite(a.arch, a.img_size, a.patch_size, a.batch, a.steps, a.warmup,
+                        tuple(x for x in a.objectives.split(",") if x), tuple(x for x in a.modes.split(",") if x),
+                        a.depth, a.config, a.overrides, a.device, a.peak_tflops, warm_only=a.warm_only,
+                        deadline=(time.time() + a.time_limit) if a.time_limit else None)
+        md = format_suite_markdown(r) if not a.warm_only else ""
+        print(md)
+        if a.json:
+            Path(a.json).write_text(json.dumps(r, indent=2))
+        if a.markdown and md:
+            Path(a.markdown).write_text(md)
+        return 0 if all(x.get("status") in ("ok", "warmed") for x in r["rows"]) else 1
     if a.cmd == "bench-throughput":
         from paco_fr.throughput import bench_throughput, format_result
 

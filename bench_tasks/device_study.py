@@ -1,0 +1,465 @@
+"""The GPU study in one device call: data, throughput table, pre-training suite, evaluation, report.
+
+    python -m bench_tasks.device_study --out OUT [--profile gpu] [--time-limit 540]
+    bash scripts/device_study.sh          # on the lent machine: installs the carried wheels, then the above
+
+Every stage has its share of one wall-clock budget (`--time-limit`, seconds from the start of this
+process) and whatever finished is written to OUT, so a slow stage costs its own rows, never the
+others'. Stages, in order (each a subprocess, so a crash in one leaves the driver standing):
+
+1. `prepare-data` (background, all CPU cores but one, niced): SynthFace for the pre-training split and
+   the evaluation splits of the profile, generated in parallel and cached on the local disk.
+   Meanwhile, on the GPU: the eager half of the throughput table (`python -m paco_fr bench-throughput
+   --suite`, ViT-B/16 at 224, bf16) and a calibration of the study's own steps (the profile's
+   pre-training config, every objective, eager, a few steps).
+2. compile warm-up (background, niced): each compiled throughput step is compiled and run twice,
+   untimed, so that the timed compiled runs of stage 5 hit inductor's caches.
+3. `study`: the pre-training suite (PaCo-FR, MAE, FaRL-style, MCF-style; same backbone, data and
+   number of steps: ONE step count for every objective, chosen from the calibration so that the
+   suite fits `--pretrain-budget` seconds) and the evaluation of those encoders plus the random-init
+   control on all five SynthFace tasks, in priority order (seed 0 of every backbone and task first,
+   then further seeds); a cell is not started when the measured time of its task would cross the
+   evaluation deadline. Rows go to results/<profile>.jsonl as in any `run`.
+4. `python -m bench_tasks report` on those rows (tables, figures, SUMMARY.md).
+5. the compiled half of the throughput table, timed alone on the GPU.
+6. OUT receives: <profile>.jsonl, reports_<profile>.tar.gz (report + each run's summary/config/log),
+   throughput.json, throughput.md, env.json, device_study.log (at most 8 files, as the device tool allows).
+
+`--tiny` runs the same code path at CPU-test size (the `smoke` profile, a tiny ViT, a few steps);
+tests/test_device_study.py runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+TASKS = ("attributes", "expression", "recognition", "landmarks", "parsing")
+# evaluation priority: cheap, informative tasks first, so a deadline cuts the expensive dense cells
+TASK_PRIORITY = {t: i for i, t in enumerate(TASKS)}
+BACKBONE_PRIORITY = ("paco", "mae", "farl", "mcf", "random:", "supervised:", "floor")
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+class Clock:
+    def __init__(self, limit_s: float):
+        self.t0 = time.time()
+        self.limit = float(limit_s)
+
+    @property
+    def deadline(self) -> float:
+        return self.t0 + self.limit
+
+    def left(self) -> float:
+        return self.deadline - time.time()
+
+    def elapsed(self) -> float:
+        return time.time() - self.t0
+
+
+class Log:
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.t0 = time.time()
+
+    def __call__(self, msg: str) -> None:
+        line = f"[device-study +{time.time() - self.t0:6.1f}s] {msg}"
+        print(line, flush=True)
+        with self.path.open("a") as f:
+            f.write(line + "\n")
+
+
+def _py() -> list[str]:
+    return [sys.executable]
+
+
+def _env(threads: int | None = None) -> dict:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_sub(cmd: list[str], log: Log, timeout: float, name: str, nice: int = 0, threads: int | None = None) -> int:
+    """Run a stage as a subprocess, its output appended to the log; kill it at `timeout` seconds."""
+    if timeout <= 1:
+        log(f"{name}: skipped, no time left")
+        return 124
+    full = (["nice", "-n", str(nice)] if nice and shutil.which("nice") else []) + cmd
+    log(f"{name}: {' '.join(cmd)} (timeout {timeout:.0f}s)")
+    t = time.time()
+    with log.path.open("a") as f:
+        p = subprocess.Popen(full, stdout=f, stderr=subprocess.STDOUT, env=_env(threads), start_new_session=True)
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill(p)
+            rc = 124
+    log(f"{name}: rc={rc} in {time.time() - t:.1f}s")
+    return rc
+
+
+def start_bg(cmd: list[str], log: Log, name: str, nice: int = 10, threads: int | None = None):
+    full = (["nice", "-n", str(nice)] if nice and shutil.which("nice") else []) + cmd
+    log(f"{name} (background): {' '.join(cmd)}")
+    f = (log.path.parent / f"{name}.log").open("w")
+    return subprocess.Popen(full, stdout=f, stderr=subprocess.STDOUT, env=_env(threads), start_new_session=True)
+
+
+def _kill(p) -> None:
+    import signal
+
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        p.kill()
+    p.wait()
+
+
+def wait_bg(p, log: Log, name: str, timeout: float) -> int:
+    try:
+        rc = p.wait(timeout=max(timeout, 0.1))
+    except subprocess.TimeoutExpired:
+        _kill(p)
+        rc = 124
+    log(f"{name}: rc={rc}")
+    return rc
+
+
+# ----------------------------------------------------------------------------- sizes
+
+
+def study_settings(profile_name: str, tiny: bool) -> dict:
+    """Sizes of everything the study runs. `tiny`: the CPU-test path (same code, toy sizes)."""
+    if tiny:
+        return {
+            "profile": "smoke", "pretrain_overrides": {"data.num_images": 64, "train.batch_size": 8,
+                                                       "train.snapshot_every": 0, "train.ckpt_every": 0,
+                                                       "train.log_every": 2, "incubation.steps": 2,
+                                                       "model.img_size": 32, "model.depth": 2,
+                                                       "codebook.num_tokens": 32, "decoder.dim": 32,
+                                                       "decoder.depth": 1},
+            "throughput": {"arch": "vit_tiny", "img_size": 32, "patch_size": 8, "depth": 1, "batch": 4,
+                           "steps": 2, "warmup": 1, "overrides": ["decoder.dim=32", "decoder.depth=1",
+                                                                  "codebook.num_tokens=64"]},
+            "calibration": {"batch": 8, "steps": 2, "warmup": 1},
+            "min_steps": 4, "max_steps": 6, "tasks": ("attributes", "expression"),
+        }
+    return {
+        "profile": profile_name, "pretrain_overrides": {},
+        "throughput": {"arch": "vit_base", "img_size": 224, "patch_size": 16, "depth": None, "batch": 256,
+                       "steps": 10, "warmup": 3, "overrides": []},
+        "calibration": {"batch": None, "steps": 5, "warmup": 2},
+        "min_steps": 100, "max_steps": 20000, "tasks": TASKS,
+    }
+
+
+def pretrain_steps_for_budget(step_s: dict[str, float], budget_s: float, overhead: float = 1.3,
+                              min_steps: int = 100, max_steps: int = 20000) -> int:
+    """One step count for every objective such that the whole suite (sum of the measured per-step
+    times, times an `overhead` factor for data loading, EMA, logging and export) fits `budget_s`."""
+    per_step = sum(step_s.values()) * overhead
+    if per_step <= 0:
+        return min_steps
+    return int(max(min_steps, min(max_steps, budget_s // per_step)))
+
+
+def pretrain_config(profile: str, overrides: dict) -> dict:
+    from paco_fr.config import load_config
+
+    items = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items()]
+    return load_config(profile, items)
+
+
+def needed_synthface(profile_name: str, pretrain_overrides: dict, tasks) -> list[tuple[str, int, int, int]]:
+    """(split, num_images, image_size, seed) of every SynthFace cache the study reads."""
+    from bench_tasks.api import get_profile
+    from bench_tasks.registry import TASKS as TASK_REG
+    from bench_tasks.registry import load_all
+
+    load_all()
+    prof = get_profile(profile_name)
+    cfg = pretrain_config(profile_name, pretrain_overrides)
+    out = [("pretrain", int(cfg["data"]["num_images"]), int(cfg["model"]["img_size"]), int(cfg["seed"]))]
+    sizes = sorted({TASK_REG.get(t)().image_size(prof) for t in tasks})
+    for size in sizes:
+        for split, n in (("train", prof.synthface_train), ("val", prof.synthface_val), ("test", prof.synthface_test)):
+            out.append((split, n, size, 0))
+    return out
+
+
+# ----------------------------------------------------------------------------- stage commands
+
+
+def cmd_prepare_data(a) -> int:
+    from paco_fr.data.synthface import load_synthface
+
+    st = study_settings(a.profile, a.tiny)
+    todo = needed_synthface(st["profile"], st["pretrain_overrides"], st["tasks"])
+    for split, n, size, seed in todo:
+        t = time.time()
+        load_synthface(split, n, image_size=size, seed=seed, progress=False, workers=a.workers)
+        print(f"synthface {split} n={n} {size}px: {time.time() - t:.1f}s", flush=True)
+    return 0
+
+
+def order_cells(cells) -> list:
+    """Seed 0 of every (task, backbone) first, cheap tasks first, the compared methods before controls."""
+
+    def bb_rank(uri: str) -> int:
+        for i, key in enumerate(BACKBONE_PRIORITY):
+            if key in uri:
+                return i
+        return len(BACKBONE_PRIORITY)
+
+    return sorted(cells, key=lambda c: (c.seed, TASK_PRIORITY.get(c.task, 99), bb_rank(c.backbone)))
+
+
+def cmd_study(a) -> int:
+    """Pre-train the suite at the given step count, then evaluate in priority order until the deadline."""
+    import torch
+
+    from bench_tasks.api import get_profile
+    from bench_tasks.runner import DataRoots, run_plan
+    from bench_tasks.study import pretrain_suite, study_cells
+
+    st = study_settings(a.profile, a.tiny)
+    prof = get_profile(st["profile"])
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    ov = {**st["pretrain_overrides"], "train.steps": int(a.steps)}
+    if a.tiny:
+        ov["train.progress"] = False
+    t = time.time()
+    encoders = pretrain_suite(prof, a.runs, include_ablations=False, progress=False, overrides=ov)
+    print(f"[study] pre-training suite: {len(encoders)} runs in {time.time() - t:.1f}s", flush=True)
+    task_ds = {t: ["synthface"] for t in st["tasks"]}
+    seeds = list(prof.seeds) if not a.tiny else [0]
+    cells = order_cells(study_cells(prof, encoders, task_ds, seeds=seeds, fractions=[1.0]))
+    results = Path(a.results)
+    spent: dict[str, list[float]] = {}
+    n_ok = n_failed = n_skipped = 0
+    for i, cell in enumerate(cells):
+        est = max(spent.get(cell.task, [0.0]))
+        left = a.deadline - time.time()
+        if left < est * 1.1 + 2:
+            n_skipped += 1
+            print(f"[study] skip {cell.label()}: {left:.0f}s left, this task took {est:.0f}s", flush=True)
+            continue
+        t = time.time()
+        s = run_plan([cell], results=results, work_dir=a.work_dir, data_roots=DataRoots(), device=a.device,
+                     progress=False, log=lambda m: print(m, flush=True))
+        spent.setdefault(cell.task, []).append(time.time() - t)
+        n_ok += s.ok + s.skipped
+        n_failed += s.failed
+        print(f"[study] cell {i + 1}/{len(cells)} done in {time.time() - t:.1f}s", flush=True)
+    print(f"[study] cells: {n_ok} ok, {n_failed} failed, {n_skipped} not started (deadline)", flush=True)
+    return 0 if n_failed == 0 else 1
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+def _throughput_cmd(tp: dict, modes: str, json_out: Path, objectives: str, extra: list[str]) -> list[str]:
+    cmd = _py() + ["-m", "paco_fr", "bench-throughput", "--suite", "--arch", tp["arch"], "--img-size",
+                   str(tp["img_size"]), "--patch-size", str(tp["patch_size"]), "--batch", str(tp["batch"]),
+                   "--steps", str(tp["steps"]), "--warmup", str(tp["warmup"]), "--modes", modes,
+                   "--objectives", objectives, "--json", str(json_out)]
+    if tp.get("depth"):
+        cmd += ["--depth", str(tp["depth"])]
+    if tp.get("config"):
+        cmd += ["--config", tp["config"]]
+    return cmd + extra + list(tp.get("overrides") or [])
+
+
+def _read_json(p: Path) -> dict | None:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def env_report() -> dict:
+    import platform
+
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "cpu_count": os.cpu_count(), "hostname": platform.node(),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+    for mod in ("timm", "torchmetrics", "mmcv", "mmengine", "mmseg", "pandas", "numpy"):
+        try:
+            m = __import__(mod)
+            info[mod] = getattr(m, "__version__", "?")
+        except Exception as err:  # noqa: BLE001 - an optional dependency may be missing or broken
+            info[mod] = f"unavailable ({type(err).__name__}: {err})"
+    try:
+        from mmcv.ops import point_sample  # noqa: F401
+
+        info["mmcv_ops"] = "ok"
+    except Exception as err:  # noqa: BLE001
+        info["mmcv_ops"] = f"unavailable ({type(err).__name__})"
+    return info
+
+
+def merge_throughput(parts: list[dict]) -> dict | None:
+    parts = [p for p in parts if p]
+    if not parts:
+        return None
+    from paco_fr.throughput import suite_ratios
+
+    out = dict(parts[0])
+    out["rows"] = [r for p in parts for r in p.get("rows", [])]
+    out["peak_bf16_tflops_measured"] = next((p["peak_bf16_tflops_measured"] for p in parts
+                                             if p.get("peak_bf16_tflops_measured")), None)
+    out["ratios"] = suite_ratios(out)
+    return out
+
+
+def driver(a) -> int:
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(a.scratch)
+    work.mkdir(parents=True, exist_ok=True)
+    log = Log(work / "device_study.log")
+    clock = Clock(a.time_limit)
+    st = study_settings(a.profile, a.tiny)
+    profile = st["profile"]
+    results = Path(a.results or f"results/{profile}.jsonl")
+    runs = Path(a.runs)
+    reports = Path(a.reports)
+    workers = a.workers or max(1, (os.cpu_count() or 2) - 1)
+    env = env_report()
+    (out / "env.json").write_text(json.dumps(env, indent=2))
+    log(f"env: {json.dumps(env)}")
+    log(f"profile {profile}, time limit {a.time_limit:.0f}s, {workers} data workers")
+    common = ["--profile", a.profile] + (["--tiny"] if a.tiny else [])
+
+    # 1. data in the background; the eager throughput table and the calibration on the GPU meanwhile
+    data_p = start_bg(_py() + ["-m", "bench_tasks.device_study", "prepare-data", "--workers", str(workers)] + common,
+                      log, "prepare_data", nice=10)
+    tp = dict(st["throughput"])
+    eager_json, comp_json, calib_json = work / "throughput_eager.json", work / "throughput_compiled.json", \
+        work / "calibration.json"
+    if not a.no_throughput:
+        run_sub(_throughput_cmd(tp, "eager", eager_json, a.objectives, ["--time-limit", "60"]), log,
+                min(90, clock.left() - 400 if not a.tiny else 600), "throughput eager")
+    cfg = pretrain_config(profile, st["pretrain_overrides"])
+    cal = st["calibration"]
+    calib = {"arch": cfg["model"]["arch"], "img_size": cfg["model"]["img_size"],
+             "patch_size": cfg["model"]["patch_size"], "depth": cfg["model"].get("depth"),
+             "batch": cal["batch"] or cfg["train"]["batch_size"], "steps": cal["steps"], "warmup": cal["warmup"],
+             "config": profile, "overrides": [f"{k}={v}" for k, v in st["pretrain_overrides"].items()
+                                              if not k.startswith("model.")]}
+    run_sub(_throughput_cmd(calib, "eager", calib_json, "paco,mae,farl,mcf", ["--time-limit", "60"]), log,
+            min(120, max(clock.left() - 380, 30)) if not a.tiny else 600, "calibration")
+    cj = _read_json(calib_json) or {}
+    step_s = {r["objective"]: r["step_ms"] / 1e3 for r in cj.get("rows", []) if r.get("status") == "ok"}
+    steps = pretrain_steps_for_budget(step_s, a.pretrain_budget, min_steps=st["min_steps"], max_steps=st["max_steps"])
+    if a.steps:
+        steps = a.steps
+    log(f"calibration step times (s): {json.dumps({k: round(v, 4) for k, v in step_s.items()})} -> "
+        f"{steps} pre-training steps for every objective (budget {a.pretrain_budget:.0f}s)")
+    wait_bg(data_p, log, "prepare_data", timeout=min(clock.left() - 300, 240) if not a.tiny else 600)
+
+    # 2. compile warm-up in the background
+    warm_p = None
+    if not a.no_throughput and not a.no_compile:
+        warm_p = start_bg(_throughput_cmd(tp, "compiled", work / "throughput_warm.json", a.objectives,
+                                          ["--warm-only"]), log, "compile_warm", nice=10)
+
+    # 3. the study
+    eval_deadline = clock.deadline - a.reserve_end
+    run_sub(_py() + ["-m", "bench_tasks.device_study", "study", "--steps", str(steps), "--deadline",
+                     str(eval_deadline), "--results", str(results), "--runs", str(runs), "--work-dir",
+                     str(a.work_dir), "--device", a.device] + (["--threads", str(a.threads)] if a.threads else [])
+            + common, log, eval_deadline - time.time() + 30, "study")
+
+    # 4. the report
+    run_sub(_py() + ["-m", "bench_tasks", "report", "--results", str(results), "--out", str(reports / profile),
+                     "--runs", str(runs), "--profile", profile], log,
+            max(clock.left() - (100 if not a.no_throughput and not a.no_compile else 5), 20), "report")
+
+    # 5. compiled throughput, alone on the GPU
+    if warm_p is not None:
+        wait_bg(warm_p, log, "compile_warm", timeout=max(min(clock.left() - 80, 60), 1))
+        run_sub(_throughput_cmd(tp, "compiled", comp_json, a.objectives,
+                                ["--time-limit", str(max(int(clock.left() - 40), 5))]), log,
+                clock.left() - 10, "throughput compiled")
+
+    # 6. pack
+    thr = merge_throughput([_read_json(eager_json), _read_json(comp_json)])
+    if thr:
+        from paco_fr.throughput import format_suite_markdown
+
+        thr["calibration"] = cj or None
+        thr["pretrain_steps"] = steps
+        (out / "throughput.json").write_text(json.dumps(thr, indent=2))
+        md = format_suite_markdown(thr)
+        (out / "throughput.md").write_text(md)
+        log("throughput table:\n" + md)
+    if results.exists():
+        shutil.copy(results, out / results.name)
+    with tarfile.open(out / f"reports_{profile}.tar.gz", "w:gz") as tar:
+        if (reports / profile).exists():
+            tar.add(reports / profile, arcname=f"reports/{profile}")
+        for run_dir in sorted((runs / profile).glob("*")):
+            for name in ("summary.json", "config.yaml", "log.jsonl"):
+                if (run_dir / name).exists():
+                    tar.add(run_dir / name, arcname=f"runs/{profile}/{run_dir.name}/{name}")
+        art = results.parent / "artifacts"
+        if art.exists():
+            tar.add(art, arcname="results/artifacts")
+    log(f"done in {clock.elapsed():.0f}s; outputs in {out}: {sorted(p.name for p in out.iterdir())}")
+    shutil.copy(log.path, out / "device_study.log")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench_tasks.device_study", description=__doc__.split("\n")[0])
+    ap.add_argument("verb", nargs="?", default="all", choices=["all", "prepare-data", "study"])
+    ap.add_argument("--out", default=os.environ.get("OUT", "device_out"), help="where the outputs go ($OUT)")
+    ap.add_argument("--profile", default="gpu")
+    ap.add_argument("--tiny", action="store_true", help="CPU-test sizes on the same code path")
+    ap.add_argument("--time-limit", type=float, default=540.0, help="seconds for the whole driver")
+    ap.add_argument("--pretrain-budget", type=float, default=120.0,
+                    help="seconds of measured step time for the whole pre-training suite")
+    ap.add_argument("--reserve-end", type=float, default=130.0,
+                    help="seconds kept after the evaluation deadline (report, compiled throughput, packing)")
+    ap.add_argument("--objectives", default="simmim,mae,paco,farl,mcf,infer", help="throughput steps")
+    ap.add_argument("--no-throughput", action="store_true")
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--workers", type=int, default=None, help="data generation processes (default: cores - 1)")
+    ap.add_argument("--steps", type=int, default=None, help="pre-training steps (default: from the calibration)")
+    ap.add_argument("--deadline", type=float, default=None, help="study: epoch seconds after which no cell starts")
+    ap.add_argument("--results", default=None)
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--reports", default="reports")
+    ap.add_argument("--work-dir", default="work_dirs")
+    ap.add_argument("--scratch", default="device_scratch", help="logs and intermediate JSON")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None)
+    a = ap.parse_args(argv)
+    if a.verb == "prepare-data":
+        return cmd_prepare_data(a)
+    if a.verb == "study":
+        st = study_settings(a.profile, a.tiny)
+        a.results = a.results or f"results/{st['profile']}.jsonl"
+        a.deadline = a.deadline or (time.time() + 3600)
+        return cmd_study(a)
+    return driver(a)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""The device study (issue 17): its pieces against hand-worked values, and the whole one-call script
+end to end on the CPU at toy size (`--tiny`: the same code path the GPU call runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from bench_tasks.api import Cell, get_profile
+from bench_tasks.device_study import merge_throughput, order_cells, pretrain_steps_for_budget, study_settings
+from paco_fr.throughput import format_suite_markdown, suite_ratios
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_profile_and_config_agree():
+    from paco_fr.config import load_config
+
+    prof = get_profile("gpu")
+    cfg = load_config("gpu")
+    assert (cfg["model"]["arch"], cfg["model"]["img_size"], cfg["model"]["patch_size"]) == ("vit_small", 112, 16)
+    assert prof.image_size == prof.dense_size == cfg["model"]["img_size"]
+    assert len(prof.seeds) >= 2
+    # a few hundred steps: the exported EMA must not be dominated by the initial weights
+    assert cfg["train"]["ema"] <= 0.99
+
+
+def test_pretrain_steps_for_budget_hand_worked():
+    # 4 objectives at 10+20+30+40 ms = 0.1 s per "suite step"; x1.3 overhead = 0.13 s; 120 s -> 923 steps
+    steps = pretrain_steps_for_budget({"paco": 0.01, "mae": 0.02, "farl": 0.03, "mcf": 0.04}, 120.0)
+    assert steps == 923
+    assert pretrain_steps_for_budget({"paco": 10.0}, 5.0, min_steps=100) == 100  # floor
+    assert pretrain_steps_for_budget({"paco": 1e-6}, 100.0, max_steps=500) == 500  # cap
+    assert pretrain_steps_for_budget({}, 100.0, min_steps=7) == 7  # no calibration -> the minimum
+
+
+def test_order_cells_seed0_and_cheap_tasks_first():
+    cells = [Cell(b, t, "synthface", "linear", 1.0, s, "gpu")
+             for s in (1, 0) for t in ("parsing", "attributes") for b in ("random:vit_small@112/16",
+                                                                          "paco_fr:runs/gpu/paco/encoder.safetensors")]
+    out = order_cells(cells)
+    assert [c.seed for c in out] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert [c.task for c in out[:4]] == ["attributes", "attributes", "parsing", "parsing"]
+    assert "paco" in out[0].backbone and out[1].backbone.startswith("random:")
+
+
+def _row(obj, mode, ips, flops=1e12):
+    return {"objective": obj, "mode": mode, "status": "ok", "img_per_s": ips, "step_ms": 1e3 * 256 / ips,
+            "flops_per_step": flops, "model_tflops": flops * ips / 256 / 1e12, "mfu": 0.4, "peak_mem_gib": 10.0}
+
+
+def test_throughput_ratios_and_table():
+    eager = {"device": "cuda (X)", "torch": "2", "timm": "1", "python": "3.12", "cuda": "13", "arch": "vit_base",
+             "img_size": 224, "patch_size": 16, "depth": None, "batch": 256, "steps": 10, "warmup": 3,
+             "amp_bf16": True, "peak_bf16_tflops_measured": 800.0,
+             "rows": [_row("simmim", "eager", 2000), _row("paco", "eager", 1800)]}
+    comp = dict(eager, peak_bf16_tflops_measured=None,
+                rows=[_row("simmim", "compiled", 3000), _row("paco", "compiled", 2700),
+                      {"objective": "mcf", "mode": "compiled", "status": "skipped: out of time"}])
+    merged = merge_throughput([eager, comp])
+    assert merged["peak_bf16_tflops_measured"] == 800.0 and len(merged["rows"]) == 5
+    r = suite_ratios(merged)
+    assert r["paco/simmim (eager)"] == pytest.approx(0.9)
+    assert r["paco/simmim (compiled)"] == pytest.approx(0.9)
+    assert r["simmim compiled/eager"] == pytest.approx(1.5)
+    md = format_suite_markdown(merged)
+    assert "skipped: out of time" in md and "0.90" in md and "800 TFLOP/s" in md
+    assert merge_throughput([None, None]) is None
+
+
+def test_tiny_settings_are_the_cpu_path():
+    st = study_settings("gpu", tiny=True)
+    assert st["profile"] == "smoke" and st["throughput"]["arch"] == "vit_tiny"
+    full = study_settings("gpu", tiny=False)
+    assert full["profile"] == "gpu" and full["throughput"]["arch"] == "vit_base" and full["throughput"]["batch"] == 256
+
+
+@pytest.mark.slow
+def test_device_study_end_to_end_tiny(tmp_path):
+    """The whole one-call script at CPU size: throughput (eager), calibration, data, pre-training suite,
+    evaluation, report, packing into OUT. Compile is left out here (minutes of CPU compile);
+    everything else is the GPU call's code path."""
+    out, scratch = tmp_path / "out", tmp_path / "scratch"
+    cmd = [sys.executable, "-m", "bench_tasks.device_study", "--tiny", "--out", str(out), "--scratch", str(scratch),
+           "--runs", str(tmp_path / "runs"), "--reports", str(tmp_path / "reports"),
+           "--results", str(tmp_path / "results" / "smoke.jsonl"), "--work-dir", str(tmp_path / "work"),
+           "--time-limit", "1500", "--no-compile", "--workers", "1", "--objectives", "simmim,paco,infer"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    log = (scratch / "device_study.log").read_text() if (scratch / "device_study.log").exists() else p.stdout
+    assert p.returncode == 0, log[-3000:] + p.stderr[-3000:]
+    names = sorted(x.name for x in out.iterdir())
+    assert names == sorted(["env.json", "throughput.json", "throughput.md", "smoke.jsonl", "reports_smoke.tar.gz",
+                            "device_study.log"]), names
+    assert len(names) <= 8  # what the device tool brings back
+    thr = json.loads((out / "throughput.json").read_text())
+    assert {(r["objective"], r["status"]) for r in thr["rows"]} == {("simmim", "ok"), ("paco", "ok"), ("infer", "ok")}
+    assert thr["pretrain_steps"] == 6 and thr["calibration"]["rows"]
+    rows = [json.loads(x) for x in (out / "smoke.jsonl").read_text().splitlines() if x.strip()]
+    ok = {(r["cell"]["backbone"].split("/")[-2] if r["cell"]["backbone"].startswith("paco_fr:")
+           else r["cell"]["backbone"].split(":")[0], r["cell"]["task"]) for r in rows if r["status"] == "ok"}
+    for method in ("paco", "mae", "farl", "mcf", "random"):
+        for task in ("attributes", "expression"):
+            assert (method, task) in ok, (method, task, sorted(ok))
+    with tarfile.open(out / "reports_smoke.tar.gz") as tar:
+        members = tar.getnames()
+    assert "reports/smoke/SUMMARY.md" in members
+    assert any(m.endswith("paco/summary.json") for m in members)
+    summary = json.loads((tmp_path / "runs" / "smoke" / "paco" / "summary.json").read_text())
+    assert summary["steps"] == 6  # the calibrated count (capped at the tiny maximum) reached every run
