@@ -45,6 +45,9 @@ TASKS = ("attributes", "expression", "recognition", "landmarks", "parsing")
 # evaluation priority: cheap, informative tasks first, so a deadline cuts the expensive dense cells
 TASK_PRIORITY = {t: i for i, t in enumerate(TASKS)}
 BACKBONE_PRIORITY = ("paco", "mae", "farl", "mcf", "random:", "supervised:", "floor")
+# before a task's first cell has run (its own time is the estimate afterwards): seconds it needs
+# left before the evaluation deadline to be started
+FIRST_CELL_ESTIMATE_S = {"parsing": 25.0, "landmarks": 25.0, "recognition": 10.0}
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -250,8 +253,16 @@ def cmd_study(a) -> int:
     results = Path(a.results)
     spent: dict[str, list[float]] = {}
     n_ok = n_failed = n_skipped = 0
+    waited = False
     for i, cell in enumerate(cells):
-        est = max(spent.get(cell.task, [0.0]))
+        if a.wait_for and not waited and cell.task in ("parsing", "landmarks"):
+            waited = True
+            t = time.time()
+            while not Path(a.wait_for).exists() and time.time() < a.deadline - 30:
+                time.sleep(2)
+            print(f"[study] waited {time.time() - t:.0f}s for {a.wait_for} "
+                  f"({Path(a.wait_for).read_text().strip() if Path(a.wait_for).exists() else 'absent'})", flush=True)
+        est = max(spent.get(cell.task, [FIRST_CELL_ESTIMATE_S.get(cell.task, 5.0) if not a.tiny else 0.0]))
         left = a.deadline - time.time()
         if left < est * 1.1 + 2:
             n_skipped += 1
@@ -304,6 +315,8 @@ def env_report() -> dict:
             info[mod] = getattr(m, "__version__", "?")
         except Exception as err:  # noqa: BLE001 - an optional dependency may be missing or broken
             info[mod] = f"unavailable ({type(err).__name__}: {err})"
+    info["g++"] = shutil.which("g++")
+    info["ninja"] = shutil.which("ninja", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     try:
         from mmcv.ops import point_sample  # noqa: F401
 
@@ -346,15 +359,22 @@ def driver(a) -> int:
     log(f"profile {profile}, time limit {a.time_limit:.0f}s, {workers} data workers")
     common = ["--profile", a.profile] + (["--tiny"] if a.tiny else [])
 
-    # 1. data in the background; the eager throughput table and the calibration on the GPU meanwhile
+    # 1. data (and, where mmcv's ops are missing, an mmcv build from the carried sdist) in the
+    #    background; the calibration of the study's steps on the GPU meanwhile
     data_p = start_bg(_py() + ["-m", "bench_tasks.device_study", "prepare-data", "--workers", str(workers)] + common,
-                      log, "prepare_data", nice=10)
+                      log, "prepare_data", nice=0)
+    mmcv_p, mmcv_done = None, work / "mmcv_build.rc"
+    if a.mmcv_sdist and env.get("mmcv_ops") != "ok" and not a.tiny:  # tiny: minutes of CPU compile
+        if Path(a.mmcv_sdist).exists():
+            t_build = time.time()
+            mmcv_p = start_bg(_py() + ["scripts/ensure_mmcv.py", "--offline", "--sdist", a.mmcv_sdist, "--jobs",
+                                       str(a.mmcv_jobs or max(1, (os.cpu_count() or 2) * 3 // 4)), "--cpu-only"]
+                              + (["--install-target", a.mmcv_target] if a.mmcv_target else []),
+                              log, "mmcv_build", nice=10)
+        else:
+            log(f"mmcv ops missing and no sdist at {a.mmcv_sdist}: the dense cells will fail")
     tp = dict(st["throughput"])
-    eager_json, comp_json, calib_json = work / "throughput_eager.json", work / "throughput_compiled.json", \
-        work / "calibration.json"
-    if not a.no_throughput:
-        run_sub(_throughput_cmd(tp, "eager", eager_json, a.objectives, ["--time-limit", "60"]), log,
-                min(90, clock.left() - 400 if not a.tiny else 600), "throughput eager")
+    thr_json, calib_json = work / "throughput.json", work / "calibration.json"
     cfg = pretrain_config(profile, st["pretrain_overrides"])
     cal = st["calibration"]
     calib = {"arch": cfg["model"]["arch"], "img_size": cfg["model"]["img_size"],
@@ -363,43 +383,59 @@ def driver(a) -> int:
              "config": profile, "overrides": [f"{k}={v}" for k, v in st["pretrain_overrides"].items()
                                               if not k.startswith("model.")]}
     run_sub(_throughput_cmd(calib, "eager", calib_json, "paco,mae,farl,mcf", ["--time-limit", "60"]), log,
-            min(120, max(clock.left() - 380, 30)) if not a.tiny else 600, "calibration")
+            max(min(120, clock.left() - 380), 30) if not a.tiny else 600, "calibration")
     cj = _read_json(calib_json) or {}
     step_s = {r["objective"]: r["step_ms"] / 1e3 for r in cj.get("rows", []) if r.get("status") == "ok"}
     steps = pretrain_steps_for_budget(step_s, a.pretrain_budget, min_steps=st["min_steps"], max_steps=st["max_steps"])
     if a.steps:
         steps = a.steps
     log(f"calibration step times (s): {json.dumps({k: round(v, 4) for k, v in step_s.items()})} -> "
-        f"{steps} pre-training steps for every objective (budget {a.pretrain_budget:.0f}s)")
-    wait_bg(data_p, log, "prepare_data", timeout=min(clock.left() - 300, 240) if not a.tiny else 600)
+        f"{steps} pre-training steps for every objective (budget {a.pretrain_budget:.0f}s of step time)")
+    wait_bg(data_p, log, "prepare_data", timeout=max(min(clock.left() - 300, 240), 5) if not a.tiny else 600)
 
-    # 2. compile warm-up in the background
+    # 2. compile warm-up in the background (fills inductor's caches for the timed run of stage 5)
     warm_p = None
     if not a.no_throughput and not a.no_compile:
         warm_p = start_bg(_throughput_cmd(tp, "compiled", work / "throughput_warm.json", a.objectives,
-                                          ["--warm-only"]), log, "compile_warm", nice=10)
+                                          ["--warm-only"]), log, "compile_warm", nice=15)
 
-    # 3. the study
+    # 3. the study (dense cells wait for the mmcv build)
     eval_deadline = clock.deadline - a.reserve_end
+    wait = ["--wait-for", str(mmcv_done)] if mmcv_p is not None else []
+    if mmcv_p is not None:
+        import threading
+
+        def _watch():
+            rc = mmcv_p.wait()
+            mmcv_done.write_text(str(rc))
+            log(f"mmcv_build: rc={rc} after {time.time() - t_build:.0f}s (log: mmcv_build.log)")
+
+        threading.Thread(target=_watch, daemon=True).start()
     run_sub(_py() + ["-m", "bench_tasks.device_study", "study", "--steps", str(steps), "--deadline",
                      str(eval_deadline), "--results", str(results), "--runs", str(runs), "--work-dir",
-                     str(a.work_dir), "--device", a.device] + (["--threads", str(a.threads)] if a.threads else [])
-            + common, log, eval_deadline - time.time() + 30, "study")
+                     str(a.work_dir), "--device", a.device] + wait
+            + (["--threads", str(a.threads)] if a.threads else []) + common, log,
+            eval_deadline - time.time() + 30, "study")
 
     # 4. the report
     run_sub(_py() + ["-m", "bench_tasks", "report", "--results", str(results), "--out", str(reports / profile),
                      "--runs", str(runs), "--profile", profile], log,
-            max(clock.left() - (100 if not a.no_throughput and not a.no_compile else 5), 20), "report")
+            max(clock.left() - (a.reserve_end - 40 if not a.no_throughput else 5), 20), "report")
 
-    # 5. compiled throughput, alone on the GPU
+    # 5. the throughput table: eager and compiled side by side in one process, alone on the GPU
     if warm_p is not None:
-        wait_bg(warm_p, log, "compile_warm", timeout=max(min(clock.left() - 80, 60), 1))
-        run_sub(_throughput_cmd(tp, "compiled", comp_json, a.objectives,
+        wait_bg(warm_p, log, "compile_warm", timeout=max(min(clock.left() - 100, 30), 1))
+    if mmcv_p is not None and mmcv_p.poll() is None:
+        _kill(mmcv_p)
+        log("mmcv_build: killed (out of time)")
+    if not a.no_throughput:
+        modes = "eager" if a.no_compile else "eager,compiled"
+        run_sub(_throughput_cmd(tp, modes, thr_json, a.objectives,
                                 ["--time-limit", str(max(int(clock.left() - 40), 5))]), log,
-                clock.left() - 10, "throughput compiled")
+                clock.left() - 10, "throughput")
 
     # 6. pack
-    thr = merge_throughput([_read_json(eager_json), _read_json(comp_json)])
+    thr = _read_json(thr_json)
     if thr:
         from paco_fr.throughput import format_suite_markdown
 
@@ -414,6 +450,9 @@ def driver(a) -> int:
     with tarfile.open(out / f"reports_{profile}.tar.gz", "w:gz") as tar:
         if (reports / profile).exists():
             tar.add(reports / profile, arcname=f"reports/{profile}")
+        for extra in ("mmcv_build.log", "compile_warm.log", "prepare_data.log"):
+            if (work / extra).exists():
+                tar.add(work / extra, arcname=f"logs/{extra}")
         for run_dir in sorted((runs / profile).glob("*")):
             for name in ("summary.json", "config.yaml", "log.jsonl"):
                 if (run_dir / name).exists():
@@ -432,10 +471,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.environ.get("OUT", "device_out"), help="where the outputs go ($OUT)")
     ap.add_argument("--profile", default="gpu")
     ap.add_argument("--tiny", action="store_true", help="CPU-test sizes on the same code path")
-    ap.add_argument("--time-limit", type=float, default=540.0, help="seconds for the whole driver")
+    ap.add_argument("--time-limit", type=float, default=560.0, help="seconds for the whole driver")
     ap.add_argument("--pretrain-budget", type=float, default=120.0,
                     help="seconds of measured step time for the whole pre-training suite")
-    ap.add_argument("--reserve-end", type=float, default=130.0,
+    ap.add_argument("--reserve-end", type=float, default=150.0,
                     help="seconds kept after the evaluation deadline (report, compiled throughput, packing)")
     ap.add_argument("--objectives", default="simmim,mae,paco,farl,mcf,infer", help="throughput steps")
     ap.add_argument("--no-throughput", action="store_true")
@@ -450,6 +489,13 @@ def main(argv=None) -> int:
     ap.add_argument("--scratch", default="device_scratch", help="logs and intermediate JSON")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--mmcv-sdist", default=".whl/src/mmcv-2.1.0.tar.gz",
+                    help="where mmcv's ops are missing, build this sdist in the background (CPU ops only)")
+    ap.add_argument("--mmcv-target", default=os.environ.get("PACO_FR_SITE"),
+                    help="install the built mmcv there (a folder on PYTHONPATH); default: the environment")
+    ap.add_argument("--mmcv-jobs", type=int, default=None, help="compile jobs (default: 3/4 of the cores)")
+    ap.add_argument("--wait-for", default=None,
+                    help="study: before the first dense cell, wait (until the deadline) for this file to exist")
     a = ap.parse_args(argv)
     if a.verb == "prepare-data":
         return cmd_prepare_data(a)

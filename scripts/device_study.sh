@@ -17,6 +17,7 @@ fi
 echo "[device_study.sh] wheels installed in $(( $(date +%s) - t0 ))s; nvidia-smi:"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1 | tee "$OUT/nvidia_smi.txt"
 export PACO_FR_DATA=${PACO_FR_DATA:-/tmp/paco_fr_data}
+export PACO_FR_SITE=/tmp/site   # where the mmcv built there is installed (on PYTHONPATH)
 export PYTHONUNBUFFERED=1
 python3 -m bench_tasks.device_study --out "$OUT" "$@"
 rc=$?

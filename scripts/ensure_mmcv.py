@@ -16,6 +16,12 @@ Build conditions measured on CPU machines (torch 2.14.1, Python 3.11):
   * MAX_JOBS=2; about 20 minutes on 2 cores, a ~32 MB wheel.
 
 Cache folder: $PACO_FR_WHEEL_CACHE or ~/.cache/paco_fr/wheels/<python>-<torch>/.
+
+On a machine without a package index (the lent GPU machine of the device study), build from a carried
+sdist with what is installed, CPU ops only (the study's dense heads run mmseg's UPerHead, whose
+import needs mmcv.ops; no CUDA kernel of mmcv is used), on every core:
+
+    python scripts/ensure_mmcv.py --offline --sdist .whl/src/mmcv-2.1.0.tar.gz --jobs 12 --cpu-only --install-target /tmp/site
 """
 
 from __future__ import annotations
@@ -61,8 +67,10 @@ def pip(*args: str, env: dict | None = None) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
-def build_wheel(out_dir: str) -> str:
-    pip("install", "setuptools>=77.0.3,<81", "ninja", "wheel")
+def build_wheel(out_dir: str, offline: bool = False, sdist: str | None = None, jobs: int | None = None,
+                cpu_only: bool = False) -> str:
+    if not offline:
+        pip("install", "setuptools>=77.0.3,<81", "ninja", "wheel")
     tmp = tempfile.mkdtemp(prefix="mmcv-build-")
     wrapper = os.path.join(tmp, "gxx20")
     real_cxx = os.environ.get("CXX_REAL", "g++")
@@ -79,11 +87,23 @@ def build_wheel(out_dir: str) -> str:
         )
     os.chmod(wrapper, os.stat(wrapper).st_mode | stat.S_IEXEC)
     env = dict(os.environ)
-    env.update(CXX=wrapper, MAX_JOBS=env.get("MAX_JOBS", "2"), MMCV_WITH_OPS="1", FORCE_CUDA="0")
+    env.update(CXX=wrapper, MAX_JOBS=str(jobs) if jobs else env.get("MAX_JOBS", "2"), MMCV_WITH_OPS="1",
+               FORCE_CUDA="0")
+    if cpu_only:  # mmcv's setup.py builds CUDA kernels whenever torch sees a GPU
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    # torch's BuildExtension compiles in parallel only with a `ninja` on PATH (else one file at a
+    # time): the environment's own bin folder holds the pip-installed one
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    import shutil
+
+    print(f"compiler: {shutil.which('g++') or 'NO g++ ON PATH'}; ninja: "
+          f"{shutil.which('ninja', path=env['PATH']) or 'NO ninja (serial build)'}", flush=True)
     t0 = time.time()
-    print(f"building mmcv=={MMCV_VERSION} from source (about 20 min on 2 cores; once per machine)", flush=True)
-    pip("wheel", "--no-build-isolation", "--no-deps", "--no-binary", "mmcv", f"mmcv=={MMCV_VERSION}",
-        "-w", out_dir, env=env)
+    print(f"building mmcv=={MMCV_VERSION} from source (about 20 min on 2 cores; once per machine), "
+          f"MAX_JOBS={env['MAX_JOBS']}", flush=True)
+    src = sdist if sdist else f"mmcv=={MMCV_VERSION}"
+    extra = ["--no-index"] if offline else ["--no-binary", "mmcv"]
+    pip("wheel", "--no-build-isolation", "--no-deps", *extra, src, "-w", out_dir, env=env)
     print(f"mmcv wheel built in {time.time() - t0:.0f}s -> {out_dir}", flush=True)
     return find_wheel(out_dir)
 
@@ -96,6 +116,12 @@ def find_wheel(out_dir: str) -> str | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="only check; exit 1 when mmcv ops are missing")
+    ap.add_argument("--offline", action="store_true", help="no package index: build with what is installed")
+    ap.add_argument("--sdist", default=None, help="build from this mmcv source archive instead of PyPI's")
+    ap.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default $MAX_JOBS or 2)")
+    ap.add_argument("--cpu-only", action="store_true", help="hide GPUs from the build: CPU ops only")
+    ap.add_argument("--install-target", default=None,
+                    help="pip install --target this folder (on PYTHONPATH) instead of the environment")
     args = ap.parse_args()
     if mmcv_ops_ok():
         print(f"mmcv {MMCV_VERSION} with ops: ok")
@@ -107,11 +133,14 @@ def main() -> int:
         print("mmcv with compiled ops is not importable; run scripts/ensure_mmcv.py", file=sys.stderr)
         return 1
     out = cache_dir()
-    wheel = find_wheel(out) or build_wheel(out)
+    wheel = find_wheel(out) or build_wheel(out, args.offline, args.sdist, args.jobs, args.cpu_only)
     if wheel is None:
         print(f"mmcv build produced no wheel in {out}", file=sys.stderr)
         return 1
-    pip("install", "--no-deps", wheel)
+    if args.install_target:
+        pip("install", "--no-deps", "--no-index", "--upgrade", "--target", args.install_target, wheel)
+    else:
+        pip("install", "--no-deps", wheel)
     if not mmcv_ops_ok():
         print(f"installed {wheel} but `from mmcv.ops import point_sample` still fails", file=sys.stderr)
         return 1

@@ -82,6 +82,7 @@ def test_tiny_settings_are_the_cpu_path():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~3 min on 2 idle cores; far longer when the cores are shared
 def test_device_study_end_to_end_tiny(tmp_path):
     """The whole one-call script at CPU size: throughput (eager), calibration, data, pre-training suite,
     evaluation, report, packing into OUT. Compile is left out here (minutes of CPU compile);
