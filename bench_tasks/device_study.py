@@ -44,7 +44,9 @@ from pathlib import Path
 TASKS = ("attributes", "expression", "recognition", "landmarks", "parsing")
 # evaluation priority: cheap, informative tasks first, so a deadline cuts the expensive dense cells
 TASK_PRIORITY = {t: i for i, t in enumerate(TASKS)}
-BACKBONE_PRIORITY = ("paco", "mae", "farl", "mcf", "random:", "supervised:", "floor")
+# floors first (seconds, input-free), then the compared methods (by run name), the random-init
+# control and the supervised ceiling
+BACKBONE_PRIORITY = ("floor", "paco", "mae", "farl", "mcf", "random", "supervised")
 # before a task's first cell has run (its own time is the estimate afterwards): seconds it needs
 # left before the evaluation deadline to be started
 FIRST_CELL_ESTIMATE_S = {"parsing": 25.0, "landmarks": 25.0, "recognition": 10.0}
@@ -104,6 +106,7 @@ def run_sub(cmd: list[str], log: Log, timeout: float, name: str, nice: int = 0, 
     t = time.time()
     with log.path.open("a") as f:
         p = subprocess.Popen(full, stdout=f, stderr=subprocess.STDOUT, env=_env(threads), start_new_session=True)
+        _autogroup_nice(p.pid, nice)
         try:
             rc = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -117,7 +120,18 @@ def start_bg(cmd: list[str], log: Log, name: str, nice: int = 10, threads: int |
     full = (["nice", "-n", str(nice)] if nice and shutil.which("nice") else []) + cmd
     log(f"{name} (background): {' '.join(cmd)}")
     f = (log.path.parent / f"{name}.log").open("w")
-    return subprocess.Popen(full, stdout=f, stderr=subprocess.STDOUT, env=_env(threads), start_new_session=True)
+    p = subprocess.Popen(full, stdout=f, stderr=subprocess.STDOUT, env=_env(threads), start_new_session=True)
+    _autogroup_nice(p.pid, nice)
+    return p
+
+
+def _autogroup_nice(pid: int, nice: int) -> None:
+    """A new session is its own scheduling autogroup on Linux (sched_autogroup_enabled), where a
+    process's nice value counts only inside the group: give the group the same nice value."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    except OSError:
+        pass
 
 
 def _kill(p) -> None:
@@ -218,13 +232,13 @@ def cmd_prepare_data(a) -> int:
 
 
 def order_cells(cells) -> list:
-    """Seed 0 of every (task, backbone) first, cheap tasks first, the compared methods before controls."""
+    """Seed 0 of every (task, backbone) first, cheap tasks first; within a task: floor, the compared
+    methods, the random-init control, the supervised ceiling."""
 
     def bb_rank(uri: str) -> int:
-        for i, key in enumerate(BACKBONE_PRIORITY):
-            if key in uri:
-                return i
-        return len(BACKBONE_PRIORITY)
+        scheme, _, rest = uri.partition(":")
+        name = Path(rest).parent.name if scheme == "paco_fr" else scheme
+        return BACKBONE_PRIORITY.index(name) if name in BACKBONE_PRIORITY else len(BACKBONE_PRIORITY)
 
     return sorted(cells, key=lambda c: (c.seed, TASK_PRIORITY.get(c.task, 99), bb_rank(c.backbone)))
 
@@ -260,6 +274,9 @@ def cmd_study(a) -> int:
             t = time.time()
             while not Path(a.wait_for).exists() and time.time() < a.deadline - 30:
                 time.sleep(2)
+            import importlib
+
+            importlib.invalidate_caches()  # mmcv may have been installed into a folder on sys.path meanwhile
             print(f"[study] waited {time.time() - t:.0f}s for {a.wait_for} "
                   f"({Path(a.wait_for).read_text().strip() if Path(a.wait_for).exists() else 'absent'})", flush=True)
         est = max(spent.get(cell.task, [FIRST_CELL_ESTIMATE_S.get(cell.task, 5.0) if not a.tiny else 0.0]))

@@ -41,13 +41,15 @@ def test_pretrain_steps_for_budget_hand_worked():
 
 
 def test_order_cells_seed0_and_cheap_tasks_first():
-    cells = [Cell(b, t, "synthface", "linear", 1.0, s, "gpu")
-             for s in (1, 0) for t in ("parsing", "attributes") for b in ("random:vit_small@112/16",
-                                                                          "paco_fr:runs/gpu/paco/encoder.safetensors")]
+    bbs = ("supervised:vit_small@112/16", "random:vit_small@112/16", "paco_fr:runs/gpu/mae/encoder.safetensors",
+           "paco_fr:runs/gpu/paco/encoder.safetensors", "floor:input-free")
+    cells = [Cell(b, t, "synthface", "linear", 1.0, s, "gpu") for s in (1, 0) for t in ("parsing", "attributes")
+             for b in bbs]
     out = order_cells(cells)
-    assert [c.seed for c in out] == [0, 0, 0, 0, 1, 1, 1, 1]
-    assert [c.task for c in out[:4]] == ["attributes", "attributes", "parsing", "parsing"]
-    assert "paco" in out[0].backbone and out[1].backbone.startswith("random:")
+    assert [c.seed for c in out] == [0] * 10 + [1] * 10
+    assert [c.task for c in out[:10]] == ["attributes"] * 5 + ["parsing"] * 5
+    assert [c.backbone.split(":")[0] if ":runs" not in c.backbone else c.backbone.split("/")[-2]
+            for c in out[:5]] == ["floor", "paco", "mae", "random", "supervised"]
 
 
 def _row(obj, mode, ips, flops=1e12):

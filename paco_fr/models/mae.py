@@ -6,15 +6,18 @@ from __future__ import annotations
 import torch
 
 from paco_fr.losses import pixel_loss
-from paco_fr.masking import make_mask
+from paco_fr.masking import make_mask, num_to_mask
 from paco_fr.models.base import PretrainModel
 from paco_fr.models.common import encode_visible
 from paco_fr.models.decoder import PixelDecoder
 
 
-def keep_indices(mask: torch.Tensor) -> torch.Tensor:
-    """(B, N) bool with the same count per row -> (B, n_keep) indices of the unmasked patches."""
-    n_keep = int((~mask[0]).sum())
+def keep_indices(mask: torch.Tensor, n_keep: int | None = None) -> torch.Tensor:
+    """(B, N) bool with the same count per row -> (B, n_keep) indices of the unmasked patches.
+    Pass `n_keep` when it is known from the mask ratio (`num_to_mask`): counting it on the tensor is
+    a host sync and a graph break under torch.compile."""
+    if n_keep is None:
+        n_keep = int((~mask[0]).sum())
     order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)
     return order[:, :n_keep]
 
@@ -33,9 +36,9 @@ class MAEModel(PretrainModel):
         ratio = float(self.cfg["mae"]["mask_ratio"] if ratio is None else ratio)
         return make_mask("random", B, grid, ratio, device=device)
 
-    def encode_decode(self, xn: torch.Tensor, mask: torch.Tensor):
+    def encode_decode(self, xn: torch.Tensor, mask: torch.Tensor, n_keep: int | None = None):
         grid = self.grid(xn)
-        keep = keep_indices(mask)
+        keep = keep_indices(mask, n_keep)
         tokens, _ = encode_visible(self.encoder, xn, keep)
         npt = self.encoder.num_prefix_tokens
         pred = self.decoder(tokens[:, npt:], grid, keep_idx=keep, prefix=tokens[:, :npt] if npt else None)
@@ -43,8 +46,10 @@ class MAEModel(PretrainModel):
 
     def forward(self, batch: dict, step: int = 0) -> dict:
         xn = self.encoder.normalize(batch["image"])
-        mask = self.sample_mask(xn.shape[0], self.grid(xn), xn.device)
-        pred, _ = self.encode_decode(xn, mask)
+        grid = self.grid(xn)
+        mask = self.sample_mask(xn.shape[0], grid, xn.device)
+        n = grid[0] * grid[1]
+        pred, _ = self.encode_decode(xn, mask, n - num_to_mask(n, float(self.cfg["mae"]["mask_ratio"])))
         lc = self.cfg["loss"]
         rec = pixel_loss(pred, self.patchify(xn), mask, norm_pix_loss=bool(lc["norm_pix"]), kind=lc["type"])
         return {"loss": rec, "terms": {"rec": rec.detach()}}

@@ -21,7 +21,7 @@ import torch
 
 from paco_fr.backbone import ViTBackbone, create_backbone, load_vit_state_dict
 from paco_fr.losses import moco_loss, perceptual_loss, pixel_loss
-from paco_fr.masking import make_mask
+from paco_fr.masking import make_mask, num_to_mask
 from paco_fr.models.base import PretrainModel
 from paco_fr.models.common import encode_visible, mlp, scaled_layers
 from paco_fr.models.decoder import PixelDecoder
@@ -107,8 +107,10 @@ class MCFModel(PretrainModel):
         return self
 
     def _view(self, xn):
-        mask = make_mask("random", xn.shape[0], self.grid(xn), float(self.cfg["mcf"]["mask_ratio"]), device=xn.device)
-        keep = keep_indices(mask)
+        grid, ratio = self.grid(xn), float(self.cfg["mcf"]["mask_ratio"])
+        mask = make_mask("random", xn.shape[0], grid, ratio, device=xn.device)
+        n = grid[0] * grid[1]
+        keep = keep_indices(mask, n - num_to_mask(n, ratio))
         tokens, _ = encode_visible(self.encoder, xn, keep)
         npt = self.encoder.num_prefix_tokens
         pred = self.decoder(tokens[:, npt:], self.grid(xn), keep_idx=keep, prefix=tokens[:, :npt] if npt else None)
