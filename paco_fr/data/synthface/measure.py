@@ -128,3 +128,100 @@ def render_speed(image_size: int, n: int = 200, seed: int = 0) -> dict[str, floa
         generate_one(seed, "train", i, int(ids[i]), image_size)
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     return {"cpu_img_s": n / cpu, "wall_img_s": n / wall}
+
+
+def linear_probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                          weight_decays=(1e-4, 1e-3, 1e-2, 1e-1), steps: int = 300, seed: int = 0) -> dict:
+    """Multinomial logistic regression (torch, full batch, Adam) on standardised raw features: the
+    weight decay is chosen on the last 20 % of the training set, then the probe is refit on all of it.
+    -> {"accuracy", "majority", "weight_decay"}."""
+    import torch
+
+    def prep(x):
+        return torch.as_tensor(np.asarray(x, np.float32).reshape(len(x), -1))
+
+    xtr, xte = prep(x_train), prep(x_test)
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-3
+    xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+    ytr, yte = torch.as_tensor(np.asarray(y_train, np.int64)), torch.as_tensor(np.asarray(y_test, np.int64))
+    k = int(max(ytr.max(), yte.max())) + 1
+
+    def fit(x, y, wd):
+        g = torch.Generator().manual_seed(seed)
+        lin = torch.nn.Linear(x.shape[1], k)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 1e-3)
+            lin.bias.zero_()
+        opt = torch.optim.Adam(lin.parameters(), lr=1e-3)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(lin(x), y) + wd * lin.weight.pow(2).sum()
+            loss.backward()
+            opt.step()
+        return lin
+
+    cut = int(0.8 * len(xtr))
+    scores = {}
+    for wd in weight_decays:
+        lin = fit(xtr[:cut], ytr[:cut], wd)
+        with torch.no_grad():
+            scores[wd] = float((lin(xtr[cut:]).argmax(1) == ytr[cut:]).float().mean())
+    best = max(scores, key=scores.get)
+    lin = fit(xtr, ytr, best)
+    with torch.no_grad():
+        acc = float((lin(xte).argmax(1) == yte).float().mean())
+    majority = float((yte == torch.bincount(ytr, minlength=k).argmax()).float().mean())
+    return {"accuracy": acc, "majority": majority, "weight_decay": best}
+
+
+def main(argv=None) -> int:
+    """`python -m paco_fr.data.synthface.measure [--parts shifts,verify,probe,speed]`: the numbers
+    quoted in docs/synthface.md."""
+    import argparse
+
+    from .dataset import generate_arrays
+    from .spec import GENERATOR_VERSION
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--parts", default="shifts,verify,probe,speed")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--probe-train", type=int, default=2000)
+    ap.add_argument("--probe-test", type=int, default=500)
+    ap.add_argument("--verify-n", type=int, default=600)
+    args = ap.parse_args(argv)
+    parts = set(args.parts.split(","))
+    print(f"SynthFace generator {GENERATOR_VERSION}")
+    if "shifts" in parts:
+        for size in (64, 112):
+            s = expression_shifts(size, 700)
+            print(f"expression shift from neutral, px at {size}: "
+                  + ", ".join(f"{e} {v:.2f}" for e, v in s.items()))
+    if "verify" in parts:
+        a = generate_arrays("test", args.verify_n, 64, seed=0, workers=args.workers)
+        pairs, same = verification_pairs(a["identity"], 1000, seed=1)
+        print(f"verification, 64 px, {args.verify_n} test images, 2000 pairs, 10-fold: colour statistics "
+              f"{verification_accuracy(colour_features(a['images']), pairs, same):.3f}")
+        fr = np.flatnonzero(np.abs(a["nuisance"]["yaw"]) < 12)
+        fp, fs = verification_pairs(a["identity"][fr], 1000, seed=2)
+        print(f"  landmark geometry, all images {verification_accuracy(geometry_features(a['landmarks']), pairs, same):.3f}"
+              f", near-frontal (|yaw| < 12, {len(fr)} images) "
+              f"{verification_accuracy(geometry_features(a['landmarks'][fr]), fp, fs):.3f}")
+    if "probe" in parts:
+        tr = generate_arrays("train", args.probe_train, 64, seed=0, workers=args.workers)
+        te = generate_arrays("test", args.probe_test, 64, seed=0, workers=args.workers)
+        r = linear_probe_accuracy(tr["images"], tr["expression"], te["images"], te["expression"])
+        print(f"expression, linear probe on raw 64 px pixels ({args.probe_train} train / {args.probe_test} test): "
+              f"accuracy {r['accuracy']:.3f}, majority class {r['majority']:.3f} (weight decay {r['weight_decay']})")
+        lm = linear_probe_accuracy(geometry_features(tr["landmarks"]), tr["expression"],
+                                   geometry_features(te["landmarks"]), te["expression"])
+        print(f"  reference: linear probe on the true landmarks' geometry: {lm['accuracy']:.3f}")
+    if "speed" in parts:
+        for size in (64, 112):
+            r = render_speed(size, 200)
+            print(f"render speed, one process, {size} px: {r['cpu_img_s']:.0f} img/s CPU time, "
+                  f"{r['wall_img_s']:.0f} img/s wall")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
