@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-GENERATOR_VERSION = "2.0"  # 1.1-1.2: 3x/2x supersampling, float-width strokes (output changed)
+GENERATOR_VERSION = "2.1"  # 1.1-1.2: 3x/2x supersampling, float-width strokes (output changed)
 # 2.0: strong expressions with an intensity, per-image colour / white balance / hair dye, discrete
-# attributes (docs/synthface.md)
+# attributes (docs/synthface.md); 2.1: wider identity shape variation
 CACHE_LAYOUT = "v" + GENERATOR_VERSION  # cache folder under the root: each generator version has its own
 
 # LaPa's 11 classes, in LaPa's order. left/right are the *subject's* sides (LaPa convention): the
