@@ -71,7 +71,9 @@ def draw_synthface_preview(out_path, n: int = 16, image_size: int = 112, seed: i
         canvas.paste(draw_landmarks(img, lm, scale), (x0 + 2 * tile, y0))
         nu = arr["nuisance"]
         on = [a for a, v in zip(ATTRIBUTES, arr["attributes"][k]) if v and a in show]
-        line1 = (f"#{k} id{arr['identity'][k] % 10_000_000} {EXPRESSIONS[arr['expression'][k]]} "
+        inten = nu["expr_intensity"][k] if "expr_intensity" in nu else 0.0
+        line1 = (f"#{k} id{arr['identity'][k] % 10_000_000} {EXPRESSIONS[arr['expression'][k]]}"
+                 + (f"({inten:.1f}) " if inten > 0 else " ") +
                  f"yaw{nu['yaw'][k]:+.0f} pit{nu['pitch'][k]:+.0f}"
                  + (f" occ{nu['occlusion_frac'][k]:.2f}" if nu["occluded"][k] else ""))
         d.text((x0 + 2, y0 + tile + 1), line1, fill=(0, 0, 0))

@@ -7,6 +7,7 @@ import torch
 from paco_fr.data.synthface import (
     ATTRIBUTES,
     EXPRESSIONS,
+    GENERATOR_VERSION,
     PARSING_CLASSES,
     SPLITS,
     generate_arrays,
@@ -106,7 +107,7 @@ def test_glasses_twin_differs():
 def test_cache_reuse_and_errors(tmp_path, monkeypatch):
     s = load_synthface("val", 12, image_size=64, seed=0, root=tmp_path, progress=False)
     assert len(s) == 12 and s.images.shape == (12, 64, 64, 3) and len(s.captions) == 12
-    path = tmp_path / "v1" / "size64-seed0" / "val-12"
+    path = tmp_path / f"v{GENERATOR_VERSION}" / "size64-seed0" / "val-12"
     assert (path / "labels.npz").exists() and (path / "images" / "000000.png").exists()
     assert not [p for p in path.parent.iterdir() if ".tmp" in p.name]
 
@@ -133,7 +134,7 @@ def test_interrupted_generation_leaves_no_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(ds_mod, "generate_one", boom)
     with pytest.raises(KeyboardInterrupt):
         load_synthface("test", 4, image_size=64, root=tmp_path, progress=False)
-    parent = tmp_path / "v1" / "size64-seed0"
+    parent = tmp_path / f"v{GENERATOR_VERSION}" / "size64-seed0"
     assert not parent.exists() or not list(parent.iterdir())
 
 

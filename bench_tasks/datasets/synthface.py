@@ -55,9 +55,18 @@ class SynthFaceTaskSplit(TaskSplit):
 
 
 def synthface_slices(nuisance: dict) -> dict[str, np.ndarray]:
+    """Boolean masks of the robustness slices. `intensity:low` / `intensity:high` hold the expressive
+    images (not neutral) below / from `INTENSITY_SPLIT` of expression intensity (generator >= 2.0)."""
+    from paco_fr.data.synthface.spec import INTENSITY_SPLIT
+
     yaw, pitch = np.abs(nuisance["yaw"]), np.abs(nuisance["pitch"])
     occ = nuisance["occluded"].astype(bool)
     hard = nuisance["illum_strength"] >= 0.5
+    extra = {}
+    if "expr_intensity" in nuisance:
+        inten = np.asarray(nuisance["expr_intensity"], np.float64)
+        extra = {"intensity:low": (inten > 0) & (inten < INTENSITY_SPLIT),
+                 "intensity:high": inten >= INTENSITY_SPLIT}
     return {
         "pose:frontal": (yaw < 15) & (pitch < 15),
         "pose:profile": yaw >= 30,
@@ -66,6 +75,7 @@ def synthface_slices(nuisance: dict) -> dict[str, np.ndarray]:
         "illumination:hard": hard,
         "illumination:normal": ~hard,
         "blur:yes": nuisance["blur_sigma"] > 0,
+        **extra,
     }
 
 

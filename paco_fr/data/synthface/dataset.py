@@ -1,14 +1,15 @@
 """`load_synthface`: deterministic generation of a split + its on-disk cache.
 
-Cache layout (one folder per (size, seed, split, N)):
+Cache layout (one folder per (generator version, size, seed, split, N)):
 
-    <root>/v1/size{S}-seed{seed}/{split}-{N}/
+    <root>/v{GENERATOR_VERSION}/size{S}-seed{seed}/{split}-{N}/    (e.g. <root>/v2.0/size64-seed0/train-1200)
         images/000000.png ...   RGB uint8
         masks/000000.png ...    L uint8, LaPa class indices 0..10
         labels.npz              landmarks, attributes, expression, identity, nuisance_<key>
         meta.json               class / attribute / expression names, generator version, params
 
-A cache whose meta.json names another generator version is regenerated in place.
+Caches of other generator versions (1.x lived in `<root>/v1/`) are left alone. A cache in this
+version's folder whose meta.json names another version (a development build) is regenerated.
 
 A split is generated into `<dir>.tmp-<pid>` and renamed into place when complete, so an interrupted
 generation never leaves a half cache. Image i of a split is a pure function of (seed, split, i).
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .identity import sample_identity, sample_image
+from .identity import NARROW_EYES_BAND, OPEN_GAP_MIN, sample_identity, sample_image
 from .render import render
 from .spec import (
     ATTRIBUTES,
@@ -35,7 +36,6 @@ from .spec import (
     IDENTITY_STRIDE,
     IMAGES_PER_IDENTITY,
     NUISANCE_KEYS,
-    PALE_SKIN_TONE,
     PARSING_CLASSES,
     SPLITS,
 )
@@ -85,34 +85,37 @@ def identities_for(split: str, n: int, seed: int) -> np.ndarray:
 
 
 def attributes_of(ident: dict, img: dict, geo_info: dict) -> np.ndarray:
+    """The 24 CelebA-style labels of one image. Every label is a discrete choice of the generator
+    (identity classes: big nose / lips, bushy / arched brows, oval face; per image: hair colour,
+    pale skin, accessories, expression) or a rendered quantity sampled away from its threshold (eye
+    opening outside NARROW_EYES_BAND, inner-lip gap 0 or >= OPEN_GAP_MIN)."""
     d = img["deltas"]
     style = img["hair_style"]
     hair_visible = style != "bald"
     eye_open = ident["eye_height"] * (1 + d.get("eye_open", 0.0))
-    nose_size = ident["nose_width"] * ident["nose_length"]
     vals = {
-        "Arched_Eyebrows": ident["brow_arch"] > 0.72,
+        "Arched_Eyebrows": ident["arched_brows"],
         "Bald": style == "bald",
         "Bangs": img["bangs"] and hair_visible and not img["hat"],
-        "Big_Lips": ident["lip_thick"] * (1 + d.get("lip_press", 0.0)) > 1.15,
-        "Big_Nose": nose_size > 1.12,
-        "Black_Hair": hair_visible and ident["hair_colour"] == "black",
-        "Blond_Hair": hair_visible and ident["hair_colour"] == "blond",
-        "Brown_Hair": hair_visible and ident["hair_colour"] == "brown",
-        "Bushy_Eyebrows": ident["brow_thick"] > 1.25,
+        "Big_Lips": ident["big_lips"],
+        "Big_Nose": ident["big_nose"],
+        "Black_Hair": hair_visible and img["hair_colour"] == "black",
+        "Blond_Hair": hair_visible and img["hair_colour"] == "blond",
+        "Brown_Hair": hair_visible and img["hair_colour"] == "brown",
+        "Bushy_Eyebrows": ident["bushy_brows"],
         "Eyeglasses": img["glasses"],
         "Eyes_Closed": img["eyes_closed"],
         "Goatee": ident["beard"] in ("goatee", "full"),
-        "Gray_Hair": hair_visible and ident["hair_colour"] == "gray",
+        "Gray_Hair": hair_visible and img["hair_colour"] == "gray",
         "Heavy_Makeup": img["makeup"],
         "Male": ident["male"],
-        "Mouth_Slightly_Open": geo_info["mouth_gap"] > 0.006,
+        "Mouth_Slightly_Open": geo_info["mouth_gap"] >= 0.5 * OPEN_GAP_MIN,
         "Mustache": ident["beard"] in ("mustache", "full"),
-        "Narrow_Eyes": (not img["eyes_closed"]) and eye_open < 0.8,
+        "Narrow_Eyes": (not img["eyes_closed"]) and eye_open < NARROW_EYES_BAND[0],
         "No_Beard": ident["beard"] == "none",
-        "Oval_Face": ident["jaw_round"] > 0.35,
-        "Pale_Skin": ident["tone"] < PALE_SKIN_TONE,
-        "Smiling": d.get("corner_dy", 0.0) < -0.012,
+        "Oval_Face": ident["oval"],
+        "Pale_Skin": img["pale"],
+        "Smiling": EXPRESSIONS[img["expression"]] == "happy",
         "Wearing_Hat": img["hat"],
         "Wearing_Lipstick": img["lipstick"],
     }
@@ -140,9 +143,7 @@ def generate_one(seed: int, split: str, i: int, identity_id: int, image_size: in
     rng = np.random.default_rng([int(seed), split_index(split), int(i)])
     img = sample_image(rng, ident, image_size)
     image, mask, lm, info = render(ident, img, image_size, rng)
-    lm_u = (lm + 0.5) / image_size
-    gap = float(np.mean(lm_u[65:68, 1] - lm_u[61:64, 1][::-1]))
-    attrs = attributes_of(ident, img, {"mouth_gap": gap})
+    attrs = attributes_of(ident, img, info)
     occ_frac = info["occlusion_frac"]
     nuis = {
         "yaw": img["yaw"], "pitch": img["pitch"], "roll": img["roll"],
@@ -150,6 +151,7 @@ def generate_one(seed: int, split: str, i: int, identity_id: int, image_size: in
         "illum_azimuth": img["illum_azimuth"], "illum_strength": img["illum_strength"],
         "blur_sigma": img["blur_sigma"], "noise_std": img["noise_std"],
         "scale": img["scale"], "shift_x": float(img["shift"][0]), "shift_y": float(img["shift"][1]),
+        "expr_intensity": img["intensity"],
     }
     return image, mask, lm, attrs, img["expression"], nuis
 
@@ -209,6 +211,8 @@ def generate_arrays(split: str, num_images: int, image_size: int = 64, seed: int
 
 
 def cache_dir(root: str | Path | None, split: str, num_images: int, image_size: int, seed: int) -> Path:
+    """`<root>/v<GENERATOR_VERSION>/size{S}-seed{seed}/{split}-{N}`: every generator version has its
+    own folder, so processes running different versions share a root without overwriting each other."""
     root = Path(root) if root is not None else default_root()
     return root / CACHE_LAYOUT / f"size{image_size}-seed{seed}" / f"{split}-{num_images}"
 

@@ -107,12 +107,14 @@ def shape_2d(ident: dict, img: dict) -> dict[str, np.ndarray]:
         rel[:, 1] += -ident["eye_tilt"] * (side * rel[:, 0] / half)
         if img["eyes_closed"]:
             rel[:, 1] += 0.006
+        else:  # lower-lid raise (points 4, 5 of the eye), never above the upper lid
+            rel[4:6, 1] = np.maximum(rel[4:6, 1] - d.get("lower_lid", 0.0), rel[[2, 1], 1] + 0.004)
         pts[sl] = cen + rel + np.array([side * ident["eye_spacing"], ident["eye_y"]])
     # brows: arch, height, expression (inner / outer ends)
     for sl, side in ((slice(17, 22), -1.0), (slice(22, 27), 1.0)):
         b = pts[sl]
         w_in = np.linspace(0, 1, 5) if side < 0 else np.linspace(1, 0, 5)  # 1 at the inner end
-        arch = (ident["brow_arch"] - 0.5) * 0.018 * np.sin(np.pi * np.linspace(0.1, 0.9, 5))
+        arch = (ident["brow_arch"] - 0.5) * 0.03 * np.sin(np.pi * np.linspace(0.1, 0.9, 5))
         b[:, 1] += ident["brow_y"] - arch + d.get("brow_in", 0.0) * w_in + d.get("brow_out", 0.0) * (1 - w_in)
         b[:, 0] += side * ident["eye_spacing"] * 0.8 - side * d.get("brow_dx", 0.0) * w_in
         if img["eyes_closed"]:
@@ -122,12 +124,14 @@ def shape_2d(ident: dict, img: dict) -> dict[str, np.ndarray]:
     n = pts[27:36]
     top = n[0].copy()
     n[:, 1] = top[1] + (n[:, 1] - top[1]) * ident["nose_length"]
-    n[4:, 0] *= ident["nose_width"]
+    n[4:, 0] *= ident["nose_width"] * (1.0 + d.get("nose_w", 0.0))
     n[4:, 1] += d.get("nose_up", 0.0)
     n[3, 1] += d.get("nose_up", 0.0) * 0.5
     pts[27:36] = n
     # mouth
     m_out, m_in = pts[48:60].copy(), pts[60:68].copy()
+    m_out[:, 1] += ident.get("mouth_y", 0.0)
+    m_in[:, 1] += ident.get("mouth_y", 0.0)
     cen = np.array([0.0, m_out[:, 1].mean()])
     widen = ident["mouth_width"] * (1.0 + d.get("mouth_w", 0.0))
     half = np.abs(m_out[:, 0]).max()
@@ -139,7 +143,7 @@ def shape_2d(ident: dict, img: dict) -> dict[str, np.ndarray]:
     m_out[1:6, 1] = up_in - (up_in - m_out[1:6, 1]) * thick
     lo_idx = [4, 5, 6, 7, 0]
     lo_in = np.interp(m_out[6:11, 0], m_in[lo_idx, 0][::-1], m_in[lo_idx, 1][::-1])
-    m_out[6:11, 1] = lo_in + (m_out[6:11, 1] - lo_in) * thick * (1.0 + d.get("lower_lip", 0.0) * 20)
+    m_out[6:11, 1] = lo_in + (m_out[6:11, 1] - lo_in) * thick * (1.0 + d.get("lower_lip", 0.0))
     ul = d.get("upper_lip", 0.0)
     m_out[1:6, 1] += ul
     m_in[1:4, 1] += ul * 0.8

@@ -168,6 +168,50 @@ def _field(rng: np.random.Generator, size: int, shape=(6, 6)) -> np.ndarray:
     return np.asarray(small.resize((size, size), Image.BICUBIC), dtype=np.float32)
 
 
+def draw_creases(cv: Canvas, img: dict, pts: np.ndarray, P, skin: np.ndarray):
+    """Expression creases on the skin (labelled skin): nasolabial folds, forehead lines, frown lines
+    between the brows, nose-bridge wrinkles, chin-boss wrinkle. Strength = cue x intensity; drawn
+    before hair, beard and glasses, which cover them."""
+    d = img["deltas"]
+    col = skin * 0.62
+    naso = d.get("naso", 0.0)
+    if naso > 0:
+        for s_, wing, corner in ((-1, 31, 48), (1, 35, 54)):
+            a = pts[wing] + [s_ * 0.035, -0.012]
+            c = pts[corner] + [s_ * 0.03, 0.02]
+            b = 0.5 * (a + c) + [s_ * 0.035, 0.0]
+            cv.line(smooth_open(P(np.array([a, b, c]), 0.004), 3), col, 0.006 + 0.006 * naso)
+    fh = d.get("forehead", 0.0)
+    if fh > 0:
+        top = min(pts[17:27, 1].min(), pts[19, 1], pts[24, 1])
+        for k in range(3):
+            y = top - 0.04 - 0.028 * k
+            half = (0.13 + 0.03 * k) * (1.0 if fh > 0.7 else 0.6)
+            xs = np.linspace(-half, half, 5)
+            line = np.column_stack((xs, y - 0.012 * np.cos(xs / half * 1.4)))
+            cv.line(smooth_open(P(line, 0.004), 3), col, 0.004 + 0.005 * fh)
+    fr = d.get("frown", 0.0)
+    if fr > 0:
+        x_in = 0.5 * (pts[21, 0] - pts[22, 0])
+        y0 = 0.5 * (pts[21, 1] + pts[22, 1])
+        for s_ in (-1, 1):
+            x = s_ * max(abs(x_in) * 0.35, 0.012)
+            line = np.array([[x, y0 - 0.035], [x * 0.8, y0 + 0.01]])
+            cv.line(P(line, 0.008), col, 0.004 + 0.006 * fr)
+    nw = d.get("nose_wrinkle", 0.0)
+    if nw > 0:
+        y_br = pts[28, 1]
+        for k in range(3):
+            y = y_br - 0.02 + 0.016 * k
+            line = np.array([[-0.03, y + 0.004], [0.0, y - 0.002], [0.03, y + 0.004]])
+            cv.line(P(line, 0.05), col, 0.004 + 0.005 * nw)
+    ch = d.get("chin", 0.0)
+    if ch > 0:
+        y = 0.5 * (pts[57, 1] + pts[8, 1])
+        line = np.array([[-0.045, y + 0.006], [0.0, y - 0.006], [0.045, y + 0.006]])
+        cv.line(smooth_open(P(line, 0.01), 3), col, 0.004 + 0.006 * ch)
+
+
 def draw_background(cv: Canvas, rng: np.random.Generator):
     base = rng.uniform(0, 255, (2, 2, 3))
     # the gradient is rendered at the output size and upscaled by pixel replication: the box
@@ -255,7 +299,7 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
     geo = G.build(ident, img)
     proj, pts, hw, lm = geo["proj"], geo["shape2d"], geo["hw"], geo["lm"]
     yaw = img["yaw"]
-    skin = ident["skin"] * np.array([1.0, 1.0, 1.0])
+    skin = np.asarray(img["skin"], np.float64)
     draw_background(cv, rng)
 
     def P(xy, dz=0.0):  # frontal surface points -> image
@@ -273,7 +317,7 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
     cv.poly(proj(np.column_stack((neck, np.full(4, -0.12)))), skin * 0.78)
 
     back, front, n_hairline = _hair_shapes(ident, img, hw)
-    hair_rgb = ident["hair_rgb"]
+    hair_rgb = img["hair_rgb"]
     if back is not None:
         cv.poly(PC(back, z0=-0.12, ratio=1.0), hair_rgb * 0.85, HAIR)
     # ears (skin)
@@ -286,6 +330,7 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
     # face
     face = np.vstack([lm[0:17], geo["skull"]])  # jaw 0 -> 16, then over the skull back to 0
     cv.poly(smooth_closed(face, 3), skin, SKIN)
+    draw_creases(cv, img, pts, P, skin)
     # beard (drawn on skin, labelled skin)
     beard_rgb = hair_rgb * 0.8
     if ident["beard"] in ("full", "goatee"):
@@ -319,7 +364,7 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
         if img["makeup"]:
             shadow = np.vstack([e2[[0, 1, 2, 3]], e2[[3, 2, 1, 0]] + [[0.0, -0.035]] * 4])
             shadow[4:, 1] -= 0.005
-            cv.poly(smooth_closed(P(shadow, -0.005), 2), 0.55 * ident["shadow_rgb"] + 0.45 * skin, None)
+            cv.poly(smooth_closed(P(shadow, -0.005), 2), 0.55 * img["shadow_rgb"] + 0.45 * skin, None)
         if img["eyes_closed"]:
             cv.poly(eye, skin * 0.8, label)
             cv.line(smooth_open(e[[0, 5, 4, 3]], 3), (40, 30, 30), 0.008)
@@ -335,7 +380,7 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
         def draw_iris(d, to_px, ic=ic, fx=fx, fy=fy, r=r, e=e):
             (cx, cy), = to_px(ic)
             rx, ry = r * fx * cv.S, r * fy * cv.S
-            d.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=_col(ident["iris"]))
+            d.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=_col(img["iris"]))
             d.ellipse([cx - rx * 0.45, cy - ry * 0.45, cx + rx * 0.45, cy + ry * 0.45], fill=(15, 12, 12))
             d.ellipse([cx - rx * 0.35 + rx * 0.3, cy - ry * 0.55, cx - rx * 0.05 + rx * 0.3, cy - ry * 0.25],
                       fill=(245, 245, 245))
@@ -351,7 +396,7 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
         b = pts[sl]
         t = 0.017 * ident["brow_thick"] * np.asarray(prof)[:, None]
         poly = np.vstack([b - [0, 1] * t * 0.55, (b + [0, 1] * t * 0.45)[::-1]])
-        cv.poly(smooth_closed(P(poly, 0.006), 2), ident["brow_rgb"], label)
+        cv.poly(smooth_closed(P(poly, 0.006), 2), img["brow_rgb"], label)
     # nose
     n = pts[27:36]
     nose_poly = np.array([n[0] + [-0.03, 0.0], n[2] + [-0.034, 0], n[4] + [-0.028, -0.025],
@@ -371,12 +416,12 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
     fx, fy = proj.foreshorten
     for a, b in ((31, 32), (35, 34)):
         c = 0.5 * (lm[a] + lm[b]) + np.array([0, 0.002])
-        cv.ellipse(c, 0.012 * fx * ident["nose_width"], 0.006 * fy, skin * 0.42)
+        cv.ellipse(c, 0.012 * fx * ident["nose_width"] * (1 + img["deltas"].get("nose_w", 0.0)), 0.006 * fy, skin * 0.42)
     cv.ellipse(tip, 0.012 * fx, 0.008 * fy, np.minimum(skin * 1.06, 255))
     # mouth
-    lip = ident["lip"]
+    lip = img["lip"]
     if img["lipstick"]:
-        lip = 0.8 * ident["lipstick_rgb"] + 0.2 * lip
+        lip = 0.8 * img["lipstick_rgb"] + 0.2 * lip
     out_s = smooth_closed(lm[48:60], 3)  # 36 samples, 0 = corner 48, 18 = corner 54
     in_s = smooth_closed(lm[60:68], 3)  # 24 samples, 0 = corner 60, 12 = corner 64
     upper = np.vstack([out_s[0:19], in_s[0:13][::-1]])
@@ -386,17 +431,22 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
     gap = float(np.mean(lm[65:68, 1] - lm[61:64, 1][::-1]))
     if gap > 0.004:
         cv.poly(in_s, (70, 18, 24), MOUTH)
-        teeth_h = min(gap * 0.55, 0.016)
+        rows = img.get("teeth", 1)
+        if rows:
+            teeth_h = min(gap * 0.5, 0.022)
 
-        def draw_teeth(d, to_px, top=in_s[0:13], teeth_h=teeth_h):
-            t = np.vstack([top, top[::-1] + [0, teeth_h]])
-            d.polygon([tuple(p) for p in to_px(t)], fill=(238, 234, 224))
+            def draw_teeth(d, to_px, top=in_s[0:13], bottom=in_s[_LOWER_INNER[::-1]], teeth_h=teeth_h, rows=rows):
+                t = np.vstack([top, top[::-1] + [0, teeth_h]])
+                d.polygon([tuple(p) for p in to_px(t)], fill=(238, 234, 224))
+                if rows > 1:  # lower row too
+                    b = np.vstack([bottom, bottom[::-1] - [0, teeth_h * 0.7]])
+                    d.polygon([tuple(p) for p in to_px(b)], fill=(226, 222, 212))
 
-        cv.clipped(in_s, draw_teeth)
+            cv.clipped(in_s, draw_teeth)
     cv.line(in_s[0:13], lip * 0.45, 0.004)
     # glasses (frames only; the mask keeps what is behind the thin frame)
     if img["glasses"]:
-        gcol = ident["glasses_rgb"]
+        gcol = img["glasses_rgb"]
         frames = []
         for sl in (slice(36, 42), slice(42, 48)):
             c2 = pts[sl].mean(0)
@@ -501,8 +551,10 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
     shade = 1.0 - st * np.maximum(g, 0) * (0.4 + 0.6 * near) * fg + (0.25 * st) * np.maximum(-g, 0) * near
     gain *= shade * np.float32(img["ambient"])
     rgb *= gain[..., None]
-    rgb *= 1 + np.asarray(img["tint"], np.float32)
+    rgb *= np.asarray(img["wb"], np.float32)  # camera white balance
     np.clip(rgb, 0, 255, out=rgb)
+    if abs(img["gamma"] - 1.0) > 1e-3:  # camera tone curve
+        rgb = np.float32(255.0) * (rgb * np.float32(1 / 255.0)) ** np.float32(img["gamma"])
     if img["blur_sigma"] > 0:
         out = Image.fromarray(rgb.astype(np.uint8), "RGB").filter(ImageFilter.GaussianBlur(img["blur_sigma"]))
         image = np.asarray(out)
@@ -512,4 +564,6 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
         arr = image + rng.normal(0, img["noise_std"], image.shape).astype(np.float32)
         image = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
     landmarks = (lm * size - 0.5).astype(np.float32)
-    return image, lab.astype(np.uint8), landmarks, {"occlusion_frac": occ_frac}
+    # frontal inner-lip gap (crop units, pose-free): the Mouth_Slightly_Open label
+    mouth_gap = float(np.mean(pts[65:68, 1] - pts[61:64, 1][::-1]))
+    return image, lab.astype(np.uint8), landmarks, {"occlusion_frac": occ_frac, "mouth_gap": mouth_gap}
