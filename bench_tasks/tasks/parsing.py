@@ -65,7 +65,8 @@ def per_image_confusions(model, loader, split, num_classes: int, device, keep_pr
 class ParsingTask(Task):
     name = "parsing"
     default_datasets = ("lapa", "celebamaskhq")
-    protocols = ("frozen", "finetune", "linear")
+    protocols = ("frozen", "finetune")
+    protocol_aliases = D.PROTOCOL_ALIASES  # a plan's `linear` runs (and is recorded) as `frozen`
     headline = "f1_mean"
     higher_is_better = True
 
