@@ -149,17 +149,20 @@ def parsing_floor(task, ctx: CellContext) -> CellResult:
     from bench_tasks.metrics.items import parsing_items
     from bench_tasks.tasks.parsing import LAPA_CLASSES, warp_logits_back
 
-    size = task.image_size(ctx.profile)
+    size = task.image_size(ctx.profile)  # the crop size the task predicts at
     spec = _dataset(ctx.cell.dataset)
     train = spec.load("parsing", "train", ctx.data_root, ctx.profile, size)
     test = spec.load("parsing", "test", ctx.data_root, ctx.profile, size)
     classes = list(test.meta.get("classes") or test.meta.get("class_names") or LAPA_CLASSES)
     k = len(classes)
-    counts = torch.zeros(k, size, size, dtype=torch.float64)
+    counts = None  # (K, H, W) class counts per pixel of the crop the task evaluates on
     for m in _iter_targets(train):
-        m = m.long()
+        m = torch.as_tensor(m).long()
         valid = (m >= 0) & (m < k)
-        counts += torch.nn.functional.one_hot(m.clamp(0, k - 1), k).permute(2, 0, 1).double() * valid
+        c = torch.nn.functional.one_hot(m.clamp(0, k - 1), k).permute(2, 0, 1).double() * valid
+        counts = c if counts is None else counts + c
+    if counts is None:
+        raise ValueError(f"parsing/{ctx.cell.dataset}: the training split is empty")
     prior = counts.argmax(0)  # (S, S) the most frequent class of each pixel
     onehot = torch.nn.functional.one_hot(prior, k).permute(2, 0, 1).float()
     warp_back = bool(test.meta.get("warp_back"))
