@@ -57,7 +57,8 @@ def protocol_text(protocol) -> str:
         return f"`{protocol}`"
     if not protocol:
         return "`-`"
-    common = pd.Series(list(protocol.values())).mode().iloc[0]
+    vals = list(protocol.values())
+    common = "linear" if "linear" in vals else pd.Series(vals).mode().iloc[0]
     others = {t: p for t, p in protocol.items() if p != common}
     if not others:
         return f"`{common}`"

@@ -652,8 +652,10 @@ def to_long_frame(table: Table) -> pd.DataFrame:
             if cell is None:
                 continue
             recs.append({"method": r.label, "kind": r.kind, **{k.lower(): v for k, v in r.extra.items()},
-                         "task": c.task, "dataset": c.dataset, "metric": c.metric,
+                         "task": c.task, "dataset": c.dataset, "metric": c.metric, "column": c.variant or "headline",
                          "higher_is_better": c.higher_is_better, "mean": cell.mean,
+                         "ci_lo": cell.ci[0] if cell.ci else None, "ci_hi": cell.ci[1] if cell.ci else None,
+                         "flag": cell.flag,
                          "std": cell.std, "n_seeds": cell.n, "note": cell.note, "is_best": cell.best,
                          "display": cell.text()})
     return pd.DataFrame(recs)
