@@ -194,7 +194,8 @@ def build_plan(args, log=print):
             encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log,
                                       progress=not args.no_progress,
                                       overrides=dotted_overrides(args.pretrain_override or []))
-        cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions)
+        cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
+                            ceilings=not getattr(args, "no_ceilings", False))
         return cells, roots
     cells = plan_cells(build_backbone_list(args), task_ds, protocols=protocols, seeds=seeds,
                        fractions=fractions, profile=profile.name)

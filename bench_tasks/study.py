@@ -119,7 +119,7 @@ def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_abl
 
 def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict[str, list[str]],
                 protocols: list[str] | None = None, seeds: list[int] | None = None,
-                fractions: list[float] | None = None) -> list[Cell]:
+                fractions: list[float] | None = None, ceilings: bool = True) -> list[Cell]:
     """Stage 2's plan: methods x tasks x protocols x fractions x seeds, ablations x tasks once."""
     from bench_tasks.runner import plan_cells
 
@@ -140,4 +140,5 @@ def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict
     # task evaluated, the parameter-free recognition probe next to every recognition cell
     from bench_tasks.references import with_references
 
-    return with_references(cells, ceilings=["supervised:" + random_control(profile.name).partition(":")[2]])
+    ceiling = ["supervised:" + random_control(profile.name).partition(":")[2]] if ceilings else None
+    return with_references(cells, ceilings=ceiling)

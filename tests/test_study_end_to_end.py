@@ -27,19 +27,21 @@ def test_run_all_minimal_study(tmp_path):
         summary = json.loads((tmp_path / "runs" / "smoke" / name / "summary.json").read_text())
         assert summary["status"] == "complete" and summary["steps"] == 3, (name, summary)
         assert (tmp_path / "runs" / "smoke" / name / "encoder.safetensors").is_file()
-    # stage 2: one ok row per backbone (4 encoders + the random control), each on attributes
+    # stage 2: one ok row per backbone (4 encoders + the random control), each on attributes, plus the
+    # task's floor and its supervised ceiling (the suite's architecture trained end to end)
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert len(rows) == 5 and all(r["status"] == "ok" for r in rows)
+    assert len(rows) == 7 and all(r["status"] == "ok" for r in rows)
     backbones = {r["cell"]["backbone"] for r in rows}
     assert any(b.startswith("random:") for b in backbones)
-    assert all(r["cell"]["task"] == "attributes" and "mean_acc" in r["metrics"] for r in rows)
+    assert "floor:input-free" in backbones and any(b.startswith("supervised:") for b in backbones)
+    assert all(r["cell"]["task"] == "attributes" and "balanced_acc" in r["ci"] for r in rows)
     # stage 3: the report, from results only
     summary_md = (tmp_path / "reports" / "smoke" / "SUMMARY.md").read_text()
     assert "smoke" in summary_md.lower()
-    for method in ("PaCo-FR", "MAE", "FaRL", "MCF", "Random"):
+    for method in ("PaCo-FR", "MAE", "FaRL", "MCF", "Random", "Floor (input-free)", "Ceiling (supervised"):
         assert method in summary_md, method
     assert (tmp_path / "reports" / "smoke" / "main_table.csv").is_file()
     # a second run resumes: pre-training reused, every cell skipped
     res2 = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert res2.returncode == 0, res2.stderr[-3000:]
-    assert "5 already done" in res2.stdout, res2.stdout[-2000:]
+    assert "7 already done" in res2.stdout, res2.stdout[-2000:]
