@@ -44,6 +44,12 @@ def floor_for(task: str):
     return deco
 
 
+def has_floor(task_name: str) -> bool:
+    from bench_tasks.registry import TASKS
+
+    return task_name in FLOORS or (task_name in TASKS and hasattr(TASKS.get(task_name), "floor"))
+
+
 def is_floor(uri: str) -> bool:
     return str(uri).partition(":")[0] == "floor"
 
@@ -84,9 +90,13 @@ def _item_slices(items: ItemScores, split, keys: tuple[str, ...]) -> dict:
 
 
 def _targets(split) -> torch.Tensor:
+    """All targets of a split without decoding images where the split exposes them (`targets()`,
+    a `targets` / `labels` array); else by iterating the split."""
     from bench_tasks.protocols.features import split_targets
+    from bench_tasks.tasks._classification import _split_targets
 
-    return torch.as_tensor(split_targets(split))
+    t = _split_targets(split)
+    return torch.as_tensor(t) if t is not None else torch.as_tensor(split_targets(split))
 
 
 @floor_for("attributes")
@@ -188,10 +198,13 @@ def parsing_floor(task, ctx: CellContext) -> CellResult:
 
 
 def _iter_targets(split):
-    """The split's targets one by one, without decoding images when it exposes `targets()`."""
+    """The split's targets one by one, without decoding images when it exposes them."""
     t = getattr(split, "targets", None)
     if callable(t):
         yield from t()
+        return
+    if t is not None and len(t) == len(split):
+        yield from (torch.as_tensor(x) for x in t)
         return
     for i in range(len(split)):
         yield torch.as_tensor(split[i][1])

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from bench_tasks.api import Cell
-from bench_tasks.floors import FLOOR_PROTOCOL, FLOOR_URI, is_floor
+from bench_tasks.floors import FLOOR_PROTOCOL, FLOOR_URI, has_floor, is_floor
 
 CEILING_PROTOCOL = "finetune"
 COSINE_PROTOCOL = "cosine"
@@ -84,9 +84,10 @@ def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None 
 
     enc = [c for c in cells if not is_reference(c.backbone)]
     out: list[Cell] = []
-    # floors: every (task, dataset, profile)
+    # floors: every (task, dataset, profile) whose task has an input-free predictor
     for key in dict.fromkeys((c.task, c.dataset, c.profile) for c in cells if not is_floor(c.backbone)):
-        out.append(floor_cell(*key))
+        if has_floor(key[0]):
+            out.append(floor_cell(*key))
     # ceilings
     if ceilings == "auto":
         uris = list(dict.fromkeys(u for u in (ceiling_uri(c.backbone) for c in enc) if u))

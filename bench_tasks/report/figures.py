@@ -41,8 +41,11 @@ def _legend_space(fig, n_handles: int) -> float:
 def _method_palette(labels: list[str]) -> dict[str, tuple]:
     import seaborn as sns
 
-    cols = sns.color_palette("tab10" if len(labels) <= 10 else "tab20", n_colors=max(10, len(labels)))
-    return {m: cols[i % len(cols)] for i, m in enumerate(labels)}
+    refs = {m: (0.72, 0.72, 0.72) if m.startswith("Floor") else (0.3, 0.3, 0.3)
+            for m in labels if m.startswith(("Floor", "Ceiling"))}  # references in greys
+    rest = [m for m in labels if m not in refs]
+    cols = sns.color_palette("tab10" if len(rest) <= 10 else "tab20", n_colors=max(10, len(rest)))
+    return {**{m: cols[i % len(cols)] for i, m in enumerate(rest)}, **refs}
 
 
 def data_efficiency_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], protocol: str | None,
