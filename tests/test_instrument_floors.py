@@ -156,3 +156,16 @@ def test_run_plan_adds_the_floor_rows(tmp_path):
     assert summary.total == 2 and [r["cell"]["backbone"] for r in rows] == [FLOOR_URI, "random:vit_tiny"]
     assert rows[0]["status"] == "ok" and rows[0]["provenance"]["backbone_hash"] is None
     assert rows[0]["provenance"]["git_commit"] is not None
+
+
+def test_ceiling_arch_of_an_exported_encoder(tmp_path):
+    from safetensors.torch import save_file
+
+    f = tmp_path / "encoder.safetensors"
+    save_file({"blocks.0.norm1.weight": torch.ones(4), "blocks.1.norm1.weight": torch.ones(4),
+               "cls_token": torch.zeros(1, 1, 4)}, str(f), metadata={"arch": "vit_tiny", "img_size": "64",
+                                                                    "patch_size": "8"})
+    assert ceiling_uri(f"paco_fr:{f}") == "supervised:vit_tiny@64/8/d2"
+    save_file({"x": torch.ones(1)}, str(tmp_path / "bare.safetensors"))
+    assert ceiling_uri(f"paco_fr:{tmp_path / 'bare.safetensors'}") is None
+    assert ceiling_uri(f"paco_fr:{tmp_path / 'missing.safetensors'}") is None
