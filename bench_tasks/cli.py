@@ -177,7 +177,9 @@ def build_plan(args, log=print):
     protocols = _csv(args.protocols)
     if protocols:
         for t in task_ds:
-            bad = [p for p in protocols if TASKS.get(t).plan_protocol(p) is None]
+            task = TASKS.get(t)
+            plan = getattr(task, "plan_protocol", None) or (lambda p, k=task: p if p in k.protocols else None)
+            bad = [p for p in protocols if plan(p) is None]
             if bad and len(task_ds) == 1:
                 raise PlanError(f"task {t} does not support protocol(s) {bad}; it has {TASKS.get(t).protocols}")
     seeds = [int(s) for s in _csv(args.seeds)] if args.seeds else None

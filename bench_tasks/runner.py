@@ -126,7 +126,8 @@ def plan_cells(backbones: Sequence[str], tasks_to_datasets: dict[str, Sequence[s
             # a ceiling (`supervised:`) is always trained end to end; a protocol the task names
             # otherwise (dense tasks: `linear` is `frozen`) is planned under that name
             wanted = [CEILING_PROTOCOL] if is_ceiling(bb) else (protocols or prof.protocols)
-            protos = list(dict.fromkeys(task.plan_protocol(p) for p in wanted))
+            plan = getattr(task, "plan_protocol", None) or (lambda p, t=task: p if p in t.protocols else None)
+            protos = list(dict.fromkeys(plan(p) for p in wanted))
             protos = [p for p in protos if p is not None]
             for ds in datasets:
                 for proto in protos:
