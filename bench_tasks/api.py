@@ -181,7 +181,8 @@ class CellResult:
     """metrics: scores at the epoch selected on the validation split (the headline numbers);
     metrics_last: scores at the last epoch; metrics_best_test: best test score over epochs
     (FaRL's published convention, stored for comparison only). slices: robustness slices,
-    {slice_name: {metric: value}}. artifacts: {name: path relative to results/}."""
+    {slice_name: {metric: value}}. artifacts: {name: path relative to results/}; `items` names the
+    per-item scores (bench_tasks.stats.ItemScores, .npz) the report uses for paired comparisons."""
 
     metrics: dict[str, float]
     metrics_last: dict[str, float] = field(default_factory=dict)
@@ -189,14 +190,26 @@ class CellResult:
     slices: dict[str, dict[str, float]] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # 95 % bootstrap intervals of test metrics over test items (pairs for verification):
+    # {metric: [lo, hi]} (bench_tasks.stats); stored as the row's `ci`
+    ci: dict[str, list[float]] = field(default_factory=dict)
 
 
 class Task:
     name: ClassVar[str]
     default_datasets: ClassVar[tuple[str, ...]]  # real data sets the task knows
     protocols: ClassVar[tuple[str, ...]] = ("linear", "finetune", "frozen")
+    # protocols a plan may name that the task runs (and records) under another name, e.g. the
+    # dense tasks' {"linear": "frozen"}: rows, tables and `list` show the protocol actually run
+    protocol_aliases: ClassVar[dict[str, str]] = {}
     headline: ClassVar[str]  # name of the headline metric in CellResult.metrics
     higher_is_better: ClassVar[bool] = True
+
+    @classmethod
+    def plan_protocol(cls, protocol: str) -> str | None:
+        """The protocol a plan's `protocol` runs as for this task (None: not supported)."""
+        protocol = cls.protocol_aliases.get(protocol, protocol)
+        return protocol if protocol in cls.protocols else None
 
     def image_size(self, profile: Profile) -> int:
         """Input size of the task under `profile` (the runner builds the backbone at this size,

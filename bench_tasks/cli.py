@@ -59,7 +59,8 @@ def cmd_list(args) -> int:
         ds = list(task.default_datasets)
         if SYNTHFACE in DATASETS and name in getattr(DATASETS.get(SYNTHFACE), "tasks", ()):
             ds.append(SYNTHFACE)
-        rows.append([name, ", ".join(ds), ", ".join(task.protocols),
+        aliases = "".join(f" ({a} = {b})" for a, b in getattr(task, "protocol_aliases", {}).items())
+        rows.append([name, ", ".join(ds), ", ".join(task.protocols) + aliases,
                      f"{task.headline} ({'higher' if task.higher_is_better else 'lower'} is better)"])
     print(tabulate(rows, headers=["task", "default datasets", "protocols", "headline"]))
     print("\nDatasets")
@@ -176,7 +177,9 @@ def build_plan(args, log=print):
     protocols = _csv(args.protocols)
     if protocols:
         for t in task_ds:
-            bad = [p for p in protocols if p not in TASKS.get(t).protocols]
+            task = TASKS.get(t)
+            plan = getattr(task, "plan_protocol", None) or (lambda p, k=task: p if p in k.protocols else None)
+            bad = [p for p in protocols if plan(p) is None]
             if bad and len(task_ds) == 1:
                 raise PlanError(f"task {t} does not support protocol(s) {bad}; it has {TASKS.get(t).protocols}")
     seeds = [int(s) for s in _csv(args.seeds)] if args.seeds else None
@@ -193,10 +196,14 @@ def build_plan(args, log=print):
             encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log,
                                       progress=not args.no_progress,
                                       overrides=dotted_overrides(args.pretrain_override or []))
-        cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions)
+        cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
+                            ceilings=not getattr(args, "no_ceilings", False))
         return cells, roots
     cells = plan_cells(build_backbone_list(args), task_ds, protocols=protocols, seeds=seeds,
                        fractions=fractions, profile=profile.name)
+    from bench_tasks.references import with_references  # floors, ceilings, cosine probes
+
+    cells = with_references(cells, ceilings=None if getattr(args, "no_ceilings", False) else "auto")
     return cells, roots
 
 
@@ -336,6 +343,8 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--pretrain-override", action="append", metavar="KEY=VALUE",
                     help="--all: a pre-training config override applied to every run of the suite, e.g. "
                          "train.steps=500 (repeatable; see docs/pretraining.md for the keys)")
+    pr.add_argument("--no-ceilings", action="store_true",
+                    help="do not add the supervised:<arch> ceiling cells (floors are always added)")
     pr.add_argument("--force", action="store_true", help="recompute cells that are already done")
     pr.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1")
     pr.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -2,7 +2,11 @@
 
 Row schema (docs/ARCHITECTURE.md):
     key, cell, status ("ok" | "failed"), headline, higher_is_better, metrics, metrics_last,
-    metrics_best_test, slices, artifacts, config, provenance, error
+    metrics_best_test, ci ({metric: [lo, hi]}, 95 % bootstrap over test items), slices, artifacts,
+    config, provenance, error
+The backbone URI says what a row measures (`row_kind`): `floor:input-free` = the task's best
+input-free predictor (bench_tasks.floors), `supervised:<arch>` = the ceiling (that architecture
+trained end to end from random init), anything else = an encoder.
 
 Guarantees:
   * a row is appended with ONE `os.write` of a complete line on an O_APPEND file descriptor,
@@ -38,7 +42,7 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 ROW_KEYS = ("key", "cell", "status", "headline", "higher_is_better", "metrics", "metrics_last",
-            "metrics_best_test", "slices", "artifacts", "config", "provenance", "error")
+            "metrics_best_test", "ci", "slices", "artifacts", "config", "provenance", "error")
 STATUSES = ("ok", "failed")
 
 
@@ -88,6 +92,7 @@ def make_row(cell, status: str, headline: str = "", higher_is_better: bool = Tru
         "metrics": _metrics(getattr(result, "metrics", None)),
         "metrics_last": _metrics(getattr(result, "metrics_last", None)),
         "metrics_best_test": _metrics(getattr(result, "metrics_best_test", None)),
+        "ci": {str(k): [_plain(x) for x in v] for k, v in (getattr(result, "ci", None) or {}).items()},
         "slices": {k: _metrics(v) for k, v in (getattr(result, "slices", None) or {}).items()},
         "artifacts": {k: str(v) for k, v in (getattr(result, "artifacts", None) or {}).items()},
         "config": _plain(config or {}),
@@ -97,8 +102,15 @@ def make_row(cell, status: str, headline: str = "", higher_is_better: bool = Tru
     return row
 
 
+def row_kind(row_or_uri) -> str:
+    """"floor" | "ceiling" | "encoder" from a row (or a backbone URI)."""
+    uri = row_or_uri if isinstance(row_or_uri, str) else str((row_or_uri.get("cell") or {}).get("backbone", ""))
+    scheme = uri.partition(":")[0]
+    return {"floor": "floor", "supervised": "ceiling"}.get(scheme, "encoder")
+
+
 def validate_row(row: dict) -> None:
-    missing = [k for k in ROW_KEYS if k not in row]
+    missing = [k for k in ROW_KEYS if k not in row and k != "ci"]  # rows before `ci` existed
     extra = [k for k in row if k not in ROW_KEYS]
     if missing or extra:
         raise ValueError(f"result row does not follow the schema: missing {missing}, unexpected {extra}")
@@ -159,6 +171,7 @@ def done_keys(path: str | Path) -> set[str]:
 def to_dataframe(paths: str | Path | Iterable[str | Path], latest_only: bool = True):
     """A pandas DataFrame with one row per result: cell fields as columns (backbone, task, ...),
     key, status, headline, higher_is_better, `metric/<name>`, `last/<name>`, `best_test/<name>`,
+    `ci_lo/<name>` / `ci_hi/<name>`,
     `slice/<slice>/<name>`, `artifact/<name>`, provenance fields as `prov/<name>`, `error`,
     and `source` (the file). With latest_only (default) only the last row per key per file."""
     import pandas as pd
@@ -179,6 +192,9 @@ def to_dataframe(paths: str | Path | Iterable[str | Path], latest_only: bool = T
                 for k, v in (r.get(field) or {}).items():
                     if not isinstance(v, (dict, list)):
                         rec[f"{prefix}/{k}"] = v
+            for k, v in (r.get("ci") or {}).items():
+                if isinstance(v, (list, tuple)) and len(v) == 2:
+                    rec[f"ci_lo/{k}"], rec[f"ci_hi/{k}"] = v
             for s, m in (r.get("slices") or {}).items():
                 for k, v in (m or {}).items():
                     rec[f"slice/{s}/{k}"] = v

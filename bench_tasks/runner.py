@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from bench_tasks.api import Cell, CellContext, CellResult, DatasetLayoutError, get_profile
 from bench_tasks.backbones.base import BenchBackbone, build_backbone
+from bench_tasks.floors import compute_floor, is_floor
 from bench_tasks.provenance import collect, now_iso
 from bench_tasks.registry import DATASETS, TASKS
 from bench_tasks.results import ResultsStore, make_row
@@ -116,11 +117,18 @@ def plan_cells(backbones: Sequence[str], tasks_to_datasets: dict[str, Sequence[s
     prof = get_profile(profile)
     seeds = tuple(prof.seeds if seeds is None else seeds)
     fractions = tuple(prof.fractions if fractions is None else fractions)
+    from bench_tasks.references import CEILING_PROTOCOL, is_ceiling
+
     cells: list[Cell] = []
     for bb in backbones:
         for task_name, datasets in tasks_to_datasets.items():
             task = TASKS.get(task_name)
-            protos = [p for p in (protocols or prof.protocols) if p in task.protocols]
+            # a ceiling (`supervised:`) is always trained end to end; a protocol the task names
+            # otherwise (dense tasks: `linear` is `frozen`) is planned under that name
+            wanted = [CEILING_PROTOCOL] if is_ceiling(bb) else (protocols or prof.protocols)
+            plan = getattr(task, "plan_protocol", None) or (lambda p, t=task: p if p in t.protocols else None)
+            protos = list(dict.fromkeys(plan(p) for p in wanted))
+            protos = [p for p in protos if p is not None]
             for ds in datasets:
                 for proto in protos:
                     for frac in fractions:
@@ -231,14 +239,16 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
     try:
         task = TASKS.get(cell.task)()
         size = task.image_size(profile)
-        if backbone is None:
+        floor = is_floor(cell.backbone)  # input-free predictor: no backbone (bench_tasks.floors)
+        if backbone is None and not floor:
             backbone = (_cache or _BackboneCache()).get(cell.backbone, size)
-        bb_hash, bb_source = backbone.weights_hash, backbone.source
+        if backbone is not None:
+            bb_hash, bb_source = backbone.weights_hash, backbone.source
         ctx = CellContext(cell=cell, backbone=backbone, profile=profile, data_root=roots.get(cell.dataset),
                           device=dev, work_dir=Path(work_dir), progress=progress, results_dir=store.root)
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         seed_cell(cell)  # after the backbone: building one (only for a plan's first cell) draws too
-        result = task.run(ctx)
+        result = compute_floor(task, ctx) if floor else task.run(ctx)
         if task.headline not in result.metrics:
             raise KeyError(f"task {cell.task} returned no headline metric {task.headline!r} "
                            f"(got {sorted(result.metrics)})")
@@ -267,7 +277,11 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
              work_dir: str | Path = "work_dirs", data_roots: DataRoots | None = None,
              device: str | torch.device = "auto", force: bool = False, progress: bool = True,
              on_row: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None) -> RunSummary:
-    """Run every cell of the plan that is not done yet (all of them with force)."""
+    """Run every cell of the plan that is not done yet (all of them with force). The floor of
+    every (task, dataset) of the plan is added to it (bench_tasks.references; seconds each)."""
+    from bench_tasks.references import with_references
+
+    cells = with_references(cells, ceilings=None, cosine=False)
     log = log or (lambda msg: tqdm.write(msg))
     store = ResultsStore(results)
     repaired = store.repair()

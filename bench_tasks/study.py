@@ -10,7 +10,9 @@ a finished run is reused, an interrupted one resumes (paco_fr.engine.pretrain).
 Stage 2, evaluation (`study_cells`): the compared methods on every task with the profile's
 protocols, fractions and seeds; the ablation runs on every task with the first protocol, full
 data and the first seed (enough to rank the components; in `smoke` only on the three cheap tasks,
-see ABLATION_TASKS). SynthFace's robustness slices come with every SynthFace row.
+see ABLATION_TASKS). SynthFace's robustness slices come with every SynthFace row. Every task
+also gets its floor (input-free predictor) and ceiling (`supervised:<the suite's arch>`) rows
+and recognition its parameter-free cosine probe (bench_tasks.references).
 
 Stage 3 is `python -m bench_tasks report` (bench_tasks.report.build).
 """
@@ -120,7 +122,7 @@ def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_abl
 
 def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict[str, list[str]],
                 protocols: list[str] | None = None, seeds: list[int] | None = None,
-                fractions: list[float] | None = None) -> list[Cell]:
+                fractions: list[float] | None = None, ceilings: bool = True) -> list[Cell]:
     """Stage 2's plan: methods x tasks x protocols x fractions x seeds, ablations x tasks once."""
     from bench_tasks.runner import plan_cells
 
@@ -137,4 +139,9 @@ def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict
         abl_tasks = {t: d for t, d in task_datasets.items() if only is None or t in only}
         cells += plan_cells(ablations, abl_tasks, protocols=first_protocol, seeds=first_seed,
                             fractions=[1.0], profile=profile.name)
-    return cells
+    # floors and the supervised ceiling (the suite's architecture trained end to end) for every
+    # task evaluated, the parameter-free recognition probe next to every recognition cell
+    from bench_tasks.references import with_references
+
+    ceiling = ["supervised:" + random_control(profile.name).partition(":")[2]] if ceilings else None
+    return with_references(cells, ceilings=ceiling)

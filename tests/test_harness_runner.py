@@ -97,7 +97,7 @@ def test_resume_after_sigkill(tmp_path, plugin):
     res, wd = tmp_path / "results" / "smoke.jsonl", tmp_path / "wd"
     cmd = [sys.executable, "-m", "bench_tasks", "run", "--tasks", "attributes,expression", "--datasets",
            "fake_cls", "--backbones", BB, "--seeds", "0,1", "--fractions", "1", "--results", str(res), "--work-dir", str(wd),
-           "--no-progress"]
+           "--no-progress", "--no-ceilings"]  # 4 cells + the 2 floors
     proc = subprocess.Popen(cmd, env=_env(plugin), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 150
     while _complete_lines(res) < 1 and proc.poll() is None and time.time() < deadline:
@@ -106,7 +106,7 @@ def test_resume_after_sigkill(tmp_path, plugin):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     first = load_rows(res)
-    assert 1 <= len(first) < 4
+    assert 1 <= len(first) < 6
     with open(res, "ab") as f:  # what a kill in the middle of os.write could leave
         f.write(b'{"key": "torn", "cell": {"backb')
     out = subprocess.run(cmd, env=_env(plugin), cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -115,13 +115,13 @@ def test_resume_after_sigkill(tmp_path, plugin):
     lines = res.read_text().splitlines()
     rows = [json.loads(ln) for ln in lines]  # every line parses: no torn line left
     keys = [r["key"] for r in rows]
-    assert len(keys) == len(set(keys)) == 4 and all(r["status"] == "ok" for r in rows)
+    assert len(keys) == len(set(keys)) == 6 and all(r["status"] == "ok" for r in rows)
     assert {r["key"] for r in first} <= set(keys)
     # a third run skips everything
     again = subprocess.run(cmd + ["--dry-run"], env=_env(plugin), cwd=tmp_path, capture_output=True, text=True,
                            timeout=120)
-    assert "4 already done" in again.stdout
-    row = next(r for r in rows if r["cell"]["task"] == "expression")
+    assert "6 already done" in again.stdout
+    row = next(r for r in rows if r["cell"]["task"] == "expression" and r["cell"]["backbone"] == BB)
     assert (res.parent / row["artifacts"]["confusion"]).exists()
     assert row["provenance"]["backbone_hash"] and "timings" in row["provenance"]
 
@@ -136,19 +136,20 @@ def test_failed_cell_recorded_then_retried(tmp_path, plugin, monkeypatch):
                        fractions=[1.0], profile="smoke")
     res = tmp_path / "r.jsonl"
     s1 = run_plan(cells, results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, log=lambda m: None)
-    assert (s1.ok, s1.failed) == (1, 1)
+    # run_plan adds each task's floor (bench_tasks.floors); the attributes floor fails with its data
+    assert (s1.ok, s1.failed) == (2, 2)
     failed = [r for r in load_rows(res) if r["status"] == "failed"]
     assert "fake dataset failure" in failed[0]["error"] and "Traceback" in failed[0]["error"]
     flag.unlink()
     s2 = run_plan(cells, results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, log=lambda m: None)
-    assert (s2.skipped, s2.ok, s2.failed) == (1, 1, 0)
-    assert s2.total == 2
+    assert (s2.skipped, s2.ok, s2.failed) == (2, 2, 0)
+    assert s2.total == 4
     latest = latest_rows(res)
-    assert all(r["status"] == "ok" for r in latest.values()) and len(latest) == 2
+    assert all(r["status"] == "ok" for r in latest.values()) and len(latest) == 4
     # --force recomputes both cells; now their features come from the cache
     s3 = run_plan(cells, results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, force=True,
                   log=lambda m: None)
-    assert s3.ok == 2
+    assert s3.ok == 4
     rows = load_rows(res)  # --force appends new rows; readers take the last one per key
     assert rows[-1]["provenance"]["timings"]["features_cache_hit"] is True
 
@@ -217,7 +218,8 @@ def test_cli_help_list_and_errors(tmp_path, capsys):
     assert "run" in capsys.readouterr().out
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for word in ("attributes", "expression", "mean_acc", "celeba", "affectnet7", "farl", "random", "smoke"):
+    for word in ("attributes", "expression", "balanced_acc", "celeba", "affectnet7", "farl", "random", "supervised",
+                 "smoke", "linear = frozen"):
         assert word in out
     rc = main(["run", "--tasks", "expression", "--datasets", "rafdb", "--results", str(tmp_path / "r.jsonl")])
     err = capsys.readouterr().err
@@ -226,7 +228,8 @@ def test_cli_help_list_and_errors(tmp_path, capsys):
                "--dry-run", "--seeds", "0,1", "--fractions", "1", "--protocols", "linear,finetune",
                "--results", str(tmp_path / "r.jsonl")])
     out = capsys.readouterr().out
-    assert rc == 0 and "4 cells in the plan" in out and "0 already done" in out
+    # 4 cells + the floor + the supervised:vit_tiny ceiling for seeds 0 and 1
+    assert rc == 0 and "7 cells in the plan" in out and "0 already done" in out and "floor:input-free" in out
 
 
 def test_data_roots(tmp_path):

@@ -19,7 +19,8 @@ def test_run_all_minimal_study(tmp_path):
            "--fractions", "1", "--no-progress", "--results", str(tmp_path / "r.jsonl"),
            "--runs", str(tmp_path / "runs"),
            "--work-dir", str(tmp_path / "wd"), "--reports", str(tmp_path / "reports"),
-           "--pretrain-override", "train.steps=3", "--pretrain-override", "data.num_images=64"]
+           "--pretrain-override", "train.steps=3", "--pretrain-override", "data.num_images=64",
+           "--no-ceilings"]  # the ceiling fine-tunes a ViT for minutes: study_cells' planning of it is tested apart
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     # stage 1: the four objectives, each with the budget given
@@ -27,19 +28,39 @@ def test_run_all_minimal_study(tmp_path):
         summary = json.loads((tmp_path / "runs" / "smoke" / name / "summary.json").read_text())
         assert summary["status"] == "complete" and summary["steps"] == 3, (name, summary)
         assert (tmp_path / "runs" / "smoke" / name / "encoder.safetensors").is_file()
-    # stage 2: one ok row per backbone (4 encoders + the random control), each on attributes
+    # stage 2: one ok row per backbone (4 encoders + the random control), each on attributes, plus the
+    # task's floor
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert len(rows) == 5 and all(r["status"] == "ok" for r in rows)
+    assert len(rows) == 6 and all(r["status"] == "ok" for r in rows)
     backbones = {r["cell"]["backbone"] for r in rows}
     assert any(b.startswith("random:") for b in backbones)
-    assert all(r["cell"]["task"] == "attributes" and "mean_acc" in r["metrics"] for r in rows)
+    assert "floor:input-free" in backbones
+    assert all(r["cell"]["task"] == "attributes" and "balanced_acc" in r["ci"] for r in rows)
     # stage 3: the report, from results only
     summary_md = (tmp_path / "reports" / "smoke" / "SUMMARY.md").read_text()
     assert "smoke" in summary_md.lower()
-    for method in ("PaCo-FR", "MAE", "FaRL", "MCF", "Random"):
+    for method in ("PaCo-FR", "MAE", "FaRL", "MCF", "Random", "Floor (input-free)"):
         assert method in summary_md, method
     assert (tmp_path / "reports" / "smoke" / "main_table.csv").is_file()
     # a second run resumes: pre-training reused, every cell skipped
     res2 = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert res2.returncode == 0, res2.stderr[-3000:]
-    assert "5 already done" in res2.stdout, res2.stdout[-2000:]
+    assert "6 already done" in res2.stdout, res2.stdout[-2000:]
+
+
+def test_study_plan_has_floors_ceilings_and_cosine_probes():
+    from bench_tasks.api import get_profile
+    from bench_tasks.study import random_control, study_cells
+
+    prof = get_profile("smoke")
+    enc = {"paco": Path("runs/smoke/paco/encoder.safetensors"), "abl_k1": Path("runs/smoke/abl_k1/encoder.safetensors")}
+    cells = study_cells(prof, enc, {"attributes": ["synthface"], "recognition": ["synthface"]})
+    ceiling = "supervised:" + random_control("smoke").partition(":")[2]
+    assert {(c.task, c.protocol) for c in cells if c.backbone == "floor:input-free"} == {
+        ("attributes", "floor"), ("recognition", "floor")}
+    assert {(c.task, c.protocol, c.fraction) for c in cells if c.backbone == ceiling} == {
+        ("attributes", "finetune", 1.0), ("recognition", "finetune", 1.0)}
+    cos = {c.backbone for c in cells if c.protocol == "cosine"}
+    assert cos == {f"paco_fr:{enc['paco']}", random_control("smoke"), f"paco_fr:{enc['abl_k1']}"}
+    no_ceiling = study_cells(prof, enc, {"attributes": ["synthface"]}, ceilings=False)
+    assert not any(c.backbone.startswith("supervised:") for c in no_ceiling)

@@ -106,6 +106,6 @@ def weights_file(uri: str) -> Path | None:
     scheme, _, rest = uri.partition(":")
     if scheme == "timm":
         rest = rest.partition(":")[2]
-    elif scheme == "random":
+    elif scheme in ("random", "supervised", "floor"):
         return None
     return Path(rest) if rest else None

@@ -107,6 +107,20 @@ def ten_fold_accuracy(scores, issame, n_folds: int = 10) -> dict:
             "fold_acc": [100.0 * a for a in accs], "thresholds": thrs}
 
 
+def ten_fold_correct(scores, issame, n_folds: int = 10) -> np.ndarray:
+    """Per-pair correctness (bool) of the 10-fold protocol: each pair is judged with the threshold
+    chosen on the other folds. Its mean equals `ten_fold_accuracy`'s acc when the folds have equal
+    sizes; the bootstrap CI over pairs resamples it (bench_tasks.stats)."""
+    s, y = _as_arrays(scores, issame)
+    out = np.zeros(len(s), dtype=bool)
+    for fold in lfw_folds(len(s), n_folds):
+        train = np.ones(len(s), dtype=bool)
+        train[fold] = False
+        thr, _ = best_threshold(s[train], y[train])
+        out[fold] = (s[fold] > thr) == y[fold]
+    return out
+
+
 # ----------------------------------------------------------------------------- TAR@FAR, AUC
 
 

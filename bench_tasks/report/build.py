@@ -23,6 +23,7 @@ from .load import load_rows
 from .naming import TASK_ORDER, _get_dotted, method_info, task_name
 from .reported import load_reported
 from .summary import render_summary
+from .compare import main_protocols, protocol_mask, protocol_text
 from .tables import (
     aggregate,
     build_ablation_tables,
@@ -143,14 +144,16 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     missing: list[str] = []
 
     # ---- main + per-protocol tables
-    protocol = pick_protocol(df_ok)
-    sub = df_ok[df_ok["protocol"] == protocol] if protocol else df_ok
+    protocol = main_protocols(df_ok) or None  # {task: protocol}: linear, else frozen (dense), ...
+    sub = df_ok[protocol_mask(df_ok, protocol)] if protocol else df_ok
     fraction = pick_fraction(sub)
     main_files = {}
     if protocol is not None:
         main = build_main_table(df_ok, methods, reported, protocol, fraction)
-        if protocol != "linear":
-            main.footnotes.insert(0, f"No `linear` rows: the main table uses protocol `{protocol}`.")
+        odd = {t: p for t, p in protocol.items() if p not in ("linear", "frozen")}
+        if odd:
+            main.footnotes.insert(0, "No `linear` / `frozen` rows for " + ", ".join(odd) + ": the main table "
+                                  "uses " + ", ".join(f"`{p}`" for p in dict.fromkeys(odd.values())) + " there.")
         if fraction != 1.0:
             main.footnotes.insert(0, f"No rows at training fraction 1.0: the main table uses {fraction:g}.")
     else:
@@ -181,7 +184,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
         agg.to_csv(out_dir / "slices.csv", index=False)
         files.append("slices.csv")
     p, note = F.slices_figure(sf, methods, fig_dir / "robustness_slices.png",
-                              title=f"Robustness slices (protocol `{protocol}`, fraction "
+                              title=f"Robustness slices (protocol {protocol_text(protocol)}, fraction "
                                     f"{fraction if fraction is not None else 1.0:g}; mean ± sd over seeds)")
     figures["robustness_slices"], fig_notes["robustness_slices"] = _rel(p, out_dir), note
 

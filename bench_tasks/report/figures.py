@@ -41,8 +41,11 @@ def _legend_space(fig, n_handles: int) -> float:
 def _method_palette(labels: list[str]) -> dict[str, tuple]:
     import seaborn as sns
 
-    cols = sns.color_palette("tab10" if len(labels) <= 10 else "tab20", n_colors=max(10, len(labels)))
-    return {m: cols[i % len(cols)] for i, m in enumerate(labels)}
+    refs = {m: (0.72, 0.72, 0.72) if m.startswith("Floor") else (0.3, 0.3, 0.3)
+            for m in labels if m.startswith(("Floor", "Ceiling"))}  # references in greys
+    rest = [m for m in labels if m not in refs]
+    cols = sns.color_palette("tab10" if len(rest) <= 10 else "tab20", n_colors=max(10, len(rest)))
+    return {**{m: cols[i % len(cols)] for i, m in enumerate(rest)}, **refs}
 
 
 def data_efficiency_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], protocol: str | None,
@@ -51,9 +54,13 @@ def data_efficiency_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], 
     task/dataset; error band = sd over seeds."""
     import seaborn as sns
 
-    if df_ok.empty or protocol is None:
+    from .compare import protocol_mask, protocol_text, references
+
+    if df_ok.empty or not protocol:
         return None, "no ok rows"
-    sub = df_ok[df_ok["protocol"] == protocol]
+    refs = references(df_ok)
+    sub = df_ok[protocol_mask(df_ok, protocol)]
+    sub = sub[~sub["kind"].isin(["floor", "ceiling"])] if "kind" in sub else sub
     fracs = sorted(set(sub["fraction"]))
     if len(fracs) < 2:
         return None, (f"only one training fraction ({fracs[0]:g}) under protocol `{protocol}`; "
@@ -84,10 +91,18 @@ def data_efficiency_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], 
         ax.set_xlabel("training fraction (log)")
         ax.set_ylabel(f"{metric_name(metric)} {arrow}")
         ax.grid(alpha=0.3)
+        ref = refs.get((task, ds))
+        if ref is not None and ref.floor is not None:
+            ax.axhline(ref.floor, color="0.35", ls="--", lw=1.2)
+        if ref is not None and ref.ceiling is not None:
+            ax.axhline(ref.ceiling, color="0.35", ls=":", lw=1.4)
     handles = [plt.Line2D([], [], color=palette[m], marker="o", label=m) for m in hue_order]
+    if refs:
+        handles += [plt.Line2D([], [], color="0.35", ls="--", label="floor (input-free)"),
+                    plt.Line2D([], [], color="0.35", ls=":", label="ceiling (supervised, fraction 1)")]
     fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), frameon=False,
                bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(f"Data efficiency (protocol `{protocol}`; mean ± sd over seeds)")
+    fig.suptitle(f"Data efficiency (protocol {protocol_text(protocol)}; mean ± sd over seeds)")
     fig.tight_layout(rect=(0, _legend_space(fig, len(handles)), 1, 1))
     out_path = Path(out_path)
     fig.savefig(out_path, dpi=DPI)
@@ -101,7 +116,11 @@ def slice_frame(df_ok: pd.DataFrame, protocol, fraction) -> pd.DataFrame:
     if df_ok.empty:
         return pd.DataFrame(columns=["method", "uri", "task", "dataset", "slice", "factor", "level", "metric",
                                      "value", "seed", "higher_is_better"])
-    sub = df_ok[(df_ok["protocol"] == protocol) & (df_ok["fraction"] == fraction)]
+    from .compare import protocol_mask
+    from .tables import add_references
+
+    sub = df_ok[protocol_mask(df_ok, protocol) & (df_ok["fraction"] == fraction)]
+    sub = add_references(sub, df_ok)  # floors and ceilings are bars of their own
     for _, r in sub.iterrows():
         for sname, vals in (r["slices"] or {}).items():
             if not isinstance(vals, dict) or not vals:

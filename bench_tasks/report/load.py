@@ -56,6 +56,7 @@ def load_rows(paths) -> LoadedRows:
                     if not isinstance(row, dict) or not isinstance(row.get("cell"), dict):
                         out.skipped_lines += 1
                         continue
+                    row["_source"] = str(f)  # artifact paths in the row are relative to its folder
                     k = row_key(row)
                     by_key.pop(k, None)  # keep file order of the last occurrence
                     by_key[k] = row

@@ -47,7 +47,7 @@ _METRIC_NAMES = [
     (r"^nme_?diag", "NME_diag"), (r"^nme_?box", "NME_box"), (r"^nme", "NME"), (r"^fr", "FR"),
     (r"^auc", "AUC"), (r"^(f1|mean_?f1|f1_?mean|mf1)", "F1"), (r"^miou", "mIoU"),
     (r"^(macc|mean_?acc|acc_?mean|mean_accuracy)", "mAcc"), (r"^(acc|accuracy|top1)", "Acc"),
-    (r"^tar", "TAR"), (r"^eer", "EER"),
+    (r"^tar", "TAR"), (r"^eer", "EER"), (r"^balanced_?acc", "bAcc"),
 ]
 
 
@@ -115,7 +115,7 @@ class MethodInfo:
     uri: str
     label: str
     run_name: str | None = None
-    kind: str = "main"  # "main" | "ablation" | "other"
+    kind: str = "main"  # "main" | "ablation" | "other" | "floor" | "ceiling"
     group: str | None = None  # ablation group id
     setting: str | None = None  # ablation setting shown in the ablation table
     run_dir: str | None = None  # where summary.json was found
@@ -169,7 +169,7 @@ def run_name_of(uri: str) -> tuple[str, str | None, str | None]:
     scheme, _, rest = uri.partition(":")
     if not rest:
         return uri, None, None
-    if scheme == "random":
+    if scheme in ("random", "supervised", "floor"):
         return scheme, None, None
     p = PurePosixPath(rest)
     name = p.parent.name if p.suffix else p.name
@@ -206,8 +206,18 @@ def read_summary(run_dir: Path | None) -> dict:
         return {}
 
 
+FLOOR_LABEL = "Floor (input-free)"
+CEILING_LABEL = "Ceiling (supervised)"
+
+
 def method_info(uri: str, runs_dir=None, profile: str | None = None) -> MethodInfo:
     scheme, run, path = run_name_of(uri)
+    if scheme == "floor":  # bench_tasks.floors: first row of every table
+        return MethodInfo(uri, FLOOR_LABEL, "floor", "floor", order=(-1, 0, uri))
+    if scheme == "supervised":  # the ceiling: last measured row
+        arch = uri.partition(":")[2]
+        return MethodInfo(uri, f"{CEILING_LABEL[:-1]}, {arch})" if arch else CEILING_LABEL, "supervised",
+                          "ceiling", order=(3, 0, uri))
     if scheme == "random":
         arch = uri.partition(":")[2]
         label = METHOD_NAMES["random"] + (f" ({arch})" if arch and arch != "vit_tiny" else "")

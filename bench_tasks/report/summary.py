@@ -29,6 +29,62 @@ def _provenance(df_ok, df_failed) -> dict:
             "started": (min(started), max(started)) if started else None}
 
 
+def comparison_lines(table: Table, df_ok) -> list[str]:
+    """Every measured row of `table` against the random-init control, per headline column, with
+    the verdict of compare.compare (better / worse only when the 95 % interval of the difference
+    excludes zero)."""
+    from .compare import compare
+    from .naming import dataset_name, metric_name, task_name
+
+    control = [r.label for r in table.rows if r.kind == "measured"
+               and str(table.uris.get(r.label, "")).startswith("random:")]
+    if not control or df_ok is None or df_ok.empty:
+        return []
+    base = control[0]
+    protocol, fraction = table.selection
+    out = []
+    for r in table.rows:
+        if r.kind not in ("measured", "ceiling") or r.label == base or r.label not in table.uris:
+            continue
+        parts = []
+        for c in table.cols:
+            if c.variant != "" or (r.label, c.key) not in table.cells or (base, c.key) not in table.cells:
+                continue
+            cmp = compare(df_ok, table.uris[r.label], table.uris[base], c.task, c.dataset, protocol, fraction)
+            ref = table.cells[(base, c.key)].mean
+            name = f"{task_name(c.task)} {dataset_name(c.dataset)} {metric_name(c.metric)}"
+            parts.append(f"{name} {cmp.text(3 if abs(ref) < 1 else 2)}" if cmp else f"{name}: untested (no interval)")
+        if parts:
+            out.append(f"- **{r.label}** vs {base}: " + "; ".join(parts))
+    return out
+
+
+def floors_section(main_table: Table | None, df_ok) -> list[str]:
+    L = ["## Floors, ceilings and noise", ""]
+    if main_table is None or main_table.empty:
+        return L + ["_No results._", ""]
+    has_floor = any(r.kind == "floor" for r in main_table.rows)
+    has_ceiling = any(r.kind == "ceiling" for r in main_table.rows)
+    L.append("The main table has a floor row (input-free predictor) " + ("and a ceiling row (supervised from "
+             "random init) " if has_ceiling else "") + "for each task, a normalised gain column per task "
+             "(0 = floor, 1 = ceiling) and the mean gain; `[lo, hi]` are 95 % bootstrap intervals over test "
+             "items." if has_floor else "_No floor rows: re-run the plan to add them (they take seconds)._")
+    L.append("")
+    if main_table.flagged:
+        L += [f"**{len(main_table.flagged)} score(s) do not beat their floor** (the 95 % interval includes the "
+              "input-free predictor's score; marked † in the table):", ""]
+        L += [f"- {f}" for f in main_table.flagged]
+    elif has_floor:
+        L.append("Every measured score with an interval beats its floor (interval excludes it).")
+    L.append("")
+    cmp = comparison_lines(main_table, df_ok)
+    if cmp:
+        L += ["Differences from the random-init control (a − control, 95 % interval of the difference; "
+              "\"better\" / \"worse\" only when it excludes zero, else \"same within noise\"; paired "
+              "bootstrap over the same test items where both rows stored per-item scores):", ""] + cmp + [""]
+    return L
+
+
 def render_summary(*, profile, command, report_commit, date, results_files, loaded, df_ok, df_failed,
                    problems, main_table: Table | None, main_files: dict, figures: dict, figure_notes: dict,
                    ablation_tables, missing_ablations, missing: list[str], files: list[str],
@@ -77,6 +133,8 @@ def render_summary(*, profile, command, report_commit, date, results_files, load
     else:
         L += ["_No ok results to tabulate._", ""]
 
+    L += floors_section(main_table, df_ok)
+
     L += ["## Measured vs reported", "",
           f"- **Measured** rows (method names without a suffix) come from `results/` of this run: our backbones "
           f"(profile `{profile}`), evaluated by `bench_tasks` on the data sets named in the column headers.",
@@ -104,7 +162,7 @@ def render_summary(*, profile, command, report_commit, date, results_files, load
         for _g, t in ablation_tables:
             L.append(f"**{t.title}**")
             L.append("")
-            deltas = ablation_deltas(t)
+            deltas = ablation_deltas(t, df_ok)
             L += [f"- {d}" for d in deltas] or ["- no overlapping columns with the full PaCo-FR row"]
             L.append("")
         L += ["Full tables: [ablations.md](ablations.md).", ""]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
@@ -64,10 +65,16 @@ def rows_to_frames(rows: list[dict], runs_dir=None, profile: str | None = None):
             continue
         hib = r.get("higher_is_better")
         hib = (not lower_is_better(headline)) if hib is None else bool(hib)
+        ci = (r.get("ci") or {}).get(headline)
+        ci = [float(ci[0]), float(ci[1])] if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci else None
+        items = (r.get("artifacts") or {}).get("items")
+        if items and r.get("_source"):
+            items = str(Path(r["_source"]).parent / items)
         ok.append({**base, "metric": headline, "higher_is_better": hib, "value": _float(metrics[headline]),
-                   "slices": r.get("slices") or {}})
+                   "slices": r.get("slices") or {}, "kind": methods[uri].kind, "ci": ci,
+                   "ci_all": r.get("ci") or {}, "metrics": metrics, "items": items})
     ok_cols = ["key", "uri", "task", "dataset", "protocol", "fraction", "seed", "profile", "provenance",
-               "metric", "higher_is_better", "value", "slices"]
+               "metric", "higher_is_better", "value", "slices", "kind", "ci", "ci_all", "metrics", "items"]
     df = pd.DataFrame(ok, columns=ok_cols)
     fdf = pd.DataFrame(failed, columns=["key", "uri", "task", "dataset", "protocol", "fraction", "seed",
                                         "profile", "provenance", "status", "error"])
@@ -124,13 +131,26 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     """Mean, sample std (NaN for one seed) and n per (uri, task, dataset, metric, protocol, fraction)."""
     cols = ["uri", "method", "task", "dataset", "metric", "higher_is_better", "protocol", "fraction"]
     if df.empty:
-        return pd.DataFrame(columns=cols + ["mean", "std", "n"])
+        return pd.DataFrame(columns=cols + ["mean", "std", "n", "ci"])
     g = df.groupby(cols, sort=False, dropna=False)["value"]
-    out = g.agg(mean="mean", std=lambda s: s.std(ddof=1) if len(s) > 1 else float("nan"), n="count")
-    return out.reset_index()
+    out = g.agg(mean="mean", std=lambda s: s.std(ddof=1) if len(s) > 1 else float("nan"), n="count").reset_index()
+    if "ci" in df:  # mean over seeds of the per-seed 95 % intervals
+        from .compare import _mean_ci
+
+        cis = df.groupby(cols, sort=False, dropna=False)["ci"].agg(lambda c: _mean_ci(list(c)))
+        out["ci"] = list(cis.reset_index()["ci"])
+    else:
+        out["ci"] = None
+    return out
 
 
 # ----------------------------------------------------------------------------- table model
+
+
+# column variants next to a task's headline column (bench_tasks.report.compare)
+VARIANT_ORDER = {"": 0, "secondary": 1, "cosine": 2, "gain": 3}
+GAIN_COL = "gain"
+MEAN_GAIN = "mean_gain"
 
 
 @dataclass(frozen=True)
@@ -139,17 +159,32 @@ class Col:
     dataset: str
     metric: str
     higher_is_better: bool = True
+    variant: str = ""  # "" headline | "secondary" (another metric) | "cosine" | "gain" | "mean_gain"
 
     @property
     def key(self):
-        return (self.task, self.dataset)
+        return (self.task, self.dataset, self.variant)
+
+    def sort_key(self):
+        if self.variant == MEAN_GAIN:
+            return ((99, ""), (99, ""), 99)
+        return (task_sort_key(self.task), dataset_sort_key(self.dataset), VARIANT_ORDER.get(self.variant, 9))
 
     def header(self, style: str = "md") -> str:
         arrow = {"md": ("↑", "↓"), "tex": (r"$\uparrow$", r"$\downarrow$"),
                  "csv": ("(higher is better)", "(lower is better)")}[style][0 if self.higher_is_better else 1]
+        if self.variant == MEAN_GAIN:
+            return f"Mean gain {arrow}"
+        metric = {"gain": "gain", "cosine": f"{metric_name(self.metric)} (cosine probe)"}.get(
+            self.variant, metric_name(self.metric))
         if style == "csv":
-            return f"{task_name(self.task)} / {dataset_name(self.dataset)} / {metric_name(self.metric)} {arrow}"
-        return f"{task_name(self.task)} {dataset_name(self.dataset)} {metric_name(self.metric)} {arrow}"
+            return f"{task_name(self.task)} / {dataset_name(self.dataset)} / {metric} {arrow}"
+        return f"{task_name(self.task)} {dataset_name(self.dataset)} {metric} {arrow}"
+
+
+FLAG = "†"  # the row's 95 % interval includes its floor: it does not beat the floor
+FLAG_FOOTNOTE = (f"{FLAG}: the 95 % interval includes the floor — this score does not beat the input-free "
+                 "predictor.")
 
 
 @dataclass
@@ -159,11 +194,20 @@ class TCell:
     n: int = 1
     note: str | None = None
     best: bool = False
+    ci: list | None = None  # 95 % bootstrap interval over test items (mean over seeds)
+    flag: str | None = None
+    digits: int | None = None  # None: fmt_num's choice
 
     def text(self) -> str:
-        s = fmt_num(self.mean)
+        s = fmt_num(self.mean) if self.digits is None else (MISSING if math.isnan(self.mean) else f"{self.mean:.{self.digits}f}")
         if self.n > 1 and self.std is not None and not math.isnan(self.std):
             s += f" ± {fmt_num(self.std, ref=self.mean)}"
+        if self.ci:
+            from .compare import fmt_ci
+
+            s += f" {fmt_ci(self.ci, self.mean)}"
+        if self.flag:
+            s += f" {self.flag}"
         if self.note:
             s += f" ({self.note})"
         return s
@@ -172,7 +216,7 @@ class TCell:
 @dataclass
 class TRow:
     label: str
-    kind: str = "measured"  # "measured" | "reported"
+    kind: str = "measured"  # "measured" | "reported" | "floor" | "ceiling"
     extra: dict = field(default_factory=dict)  # e.g. {"Setting": "64"}
 
 
@@ -185,6 +229,9 @@ class Table:
     first_col: str = "Method"
     extra_cols: list[str] = field(default_factory=list)
     footnotes: list[str] = field(default_factory=list)
+    flagged: list[str] = field(default_factory=list)  # "<row>: <column>" whose CI includes the floor
+    uris: dict = field(default_factory=dict)  # row label -> backbone URI (measured rows)
+    selection: tuple = (None, None)  # (protocol or {task: protocol}, fraction) of the measured rows
 
     @property
     def empty(self) -> bool:
@@ -202,7 +249,8 @@ def mark_best(table: Table, min_values: int = 2) -> None:
     """Bold the best measured value per column (ties all bold); reported rows never."""
     for col in table.cols:
         vals = [(r.label, table.cells[(r.label, col.key)].mean) for r in table.rows
-                if r.kind == "measured" and (r.label, col.key) in table.cells]
+                if r.kind == "measured" and (r.label, col.key) in table.cells
+                and not math.isnan(table.cells[(r.label, col.key)].mean)]
         if len(vals) < min_values:
             continue
         best = max(v for _, v in vals) if col.higher_is_better else min(v for _, v in vals)
@@ -217,7 +265,11 @@ def _measured_cols(agg: pd.DataFrame) -> list[Col]:
         k = (r["task"], r["dataset"])
         if k not in cols:
             cols[k] = Col(r["task"], r["dataset"], r["metric"], bool(r["higher_is_better"]))
-    return sorted(cols.values(), key=lambda c: (task_sort_key(c.task), dataset_sort_key(c.dataset)))
+    return sorted(cols.values(), key=Col.sort_key)
+
+
+def _row_kind(m: MethodInfo) -> str:
+    return m.kind if m.kind in ("floor", "ceiling") else "measured"
 
 
 def _measured_table(agg: pd.DataFrame, methods: dict[str, MethodInfo], uris: list[str], title: str,
@@ -228,32 +280,147 @@ def _measured_table(agg: pd.DataFrame, methods: dict[str, MethodInfo], uris: lis
     rows, cells = [], {}
     for u in uris:
         label = (labels or {}).get(u, methods[u].label)
-        rows.append(TRow(label, "measured", (extra or {}).get(u, {})))
+        rows.append(TRow(label, _row_kind(methods[u]), (extra or {}).get(u, {})))
         for _, r in sub[sub["uri"] == u].iterrows():
             std = None if pd.isna(r["std"]) else float(r["std"])
-            cells[(label, (r["task"], r["dataset"]))] = TCell(float(r["mean"]), std, int(r["n"]))
-    return Table(title, rows, cols, cells, first_col=first_col)
+            ci = r.get("ci") if isinstance(r.get("ci"), list) else None
+            cells[(label, (r["task"], r["dataset"], ""))] = TCell(float(r["mean"]), std, int(r["n"]), ci=ci)
+    uri_of = {(labels or {}).get(u, methods[u].label): u for u in uris}
+    return Table(title, rows, cols, cells, first_col=first_col, uris=uri_of)
+
+
+def add_references(sub: pd.DataFrame, df_ok: pd.DataFrame) -> pd.DataFrame:
+    """`sub` (a selection of encoder rows) plus the floor and ceiling rows of its tasks."""
+    from .compare import reference_rows
+
+    if df_ok.empty or "kind" not in df_ok:
+        return sub
+    ref = reference_rows(df_ok)
+    if not sub.empty:
+        ref = ref[ref["task"].isin(set(sub["task"]))]
+    enc = sub[~sub["kind"].isin(["floor", "ceiling"])] if "kind" in sub else sub
+    return pd.concat([enc, ref], ignore_index=True) if not ref.empty else enc
+
+
+def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True) -> None:
+    """For each headline column: flag cells whose interval includes the floor, add a normalised
+    gain column g = (score - floor) / (ceiling - floor) where floor and ceiling exist, and a mean
+    gain over the tasks that have one."""
+    from .compare import beats_floor, gain, references
+
+    refs = references(df_sel)
+    gain_cols = []
+    for c in [c for c in table.cols if c.variant == ""]:
+        ref = refs.get((c.task, c.dataset))
+        if ref is None or ref.floor is None:
+            continue
+        for r in table.rows:
+            cell = table.cells.get((r.label, c.key))
+            if cell is None or r.kind in ("floor", "reported"):
+                continue
+            if beats_floor(cell.ci, ref) is False:
+                cell.flag = FLAG
+                table.flagged.append(f"{r.label}: {c.header()}")
+        if ref.ceiling is None:
+            continue
+        gc = Col(c.task, c.dataset, c.metric, True, GAIN_COL)
+        gain_cols.append(gc)
+        for r in table.rows:
+            cell = table.cells.get((r.label, c.key))
+            if cell is None or r.kind == "reported":
+                continue
+            table.cells[(r.label, gc.key)] = TCell(gain(cell.mean, ref), digits=2)
+    if not gain_cols:
+        return
+    table.cols = sorted(table.cols + gain_cols, key=Col.sort_key)
+    if mean_gain:
+        mc = Col("", "", "gain", True, MEAN_GAIN)
+        table.cols.append(mc)
+        for r in table.rows:
+            if r.kind == "reported":
+                continue
+            vals = [table.cells[(r.label, g.key)].mean for g in gain_cols if (r.label, g.key) in table.cells]
+            vals = [v for v in vals if not math.isnan(v)]
+            if vals:
+                note = None if len(vals) == len(gain_cols) else f"{len(vals)} of {len(gain_cols)} tasks"
+                table.cells[(r.label, mc.key)] = TCell(float(sum(vals) / len(vals)), note=note, digits=2)
+    table.footnotes.append("Gain: normalised gain g = (score − floor) / (ceiling − floor) on the headline "
+                           "(0 = the input-free floor, 1 = the supervised ceiling; the same formula for ↓ "
+                           "metrics); mean gain over the tasks with a floor and a ceiling. Values in [ ] are "
+                           "95 % bootstrap intervals over test items (pairs for verification), averaged over "
+                           "seeds.")
+    table.footnotes.append(FLAG_FOOTNOTE)
+    above = sorted({r.label for r in table.rows for g in gain_cols if r.kind == "measured"
+                    and (r.label, g.key) in table.cells and table.cells[(r.label, g.key)].mean > 1})
+    if above:
+        table.footnotes.append("Gain above 1 (" + ", ".join(above) + "): the score beats the supervised ceiling, "
+                               "whose fine-tune budget is then too small to be a ceiling for that task.")
+
+
+def add_variant_columns(table: Table, df_sel: pd.DataFrame, df_ok: pd.DataFrame, methods: dict[str, MethodInfo],
+                        fraction) -> None:
+    """Attributes: FaRL's mAcc next to the balanced-accuracy headline (SECONDARY); recognition:
+    the parameter-free cosine probe's accuracy (protocol `cosine`) next to the head's."""
+    from .compare import _mean_ci
+
+    label_of = {u: methods[u].label for u in methods}
+    new_cols = {}
+    for task, metric in SECONDARY.items():
+        sub = df_sel[(df_sel["task"] == task)]
+        for (uri, ds), g in sub.groupby(["uri", "dataset"], sort=False):
+            vals = [float(m[metric]) for m in g["metrics"] if isinstance(m, dict) and _float(m.get(metric)) is not None]
+            if not vals or metric == g["metric"].iloc[0]:
+                continue
+            col = Col(task, ds, metric, not lower_is_better(metric), "secondary")
+            new_cols[col.key] = col
+            ci = _mean_ci([c.get(metric) for c in g["ci_all"] if isinstance(c, dict)])
+            std = float(pd.Series(vals).std(ddof=1)) if len(vals) > 1 else None
+            table.cells[(label_of[uri], col.key)] = TCell(float(sum(vals) / len(vals)), std, len(vals), ci=ci)
+    cos = df_ok[(df_ok["protocol"] == "cosine")] if not df_ok.empty else df_ok
+    shown = {r.label for r in table.rows}
+    for (uri, task, ds), g in cos.groupby(["uri", "task", "dataset"], sort=False):
+        if label_of[uri] not in shown:
+            continue
+        col = Col(task, ds, g["metric"].iloc[0], bool(g["higher_is_better"].iloc[0]), "cosine")
+        new_cols[col.key] = col
+        std = float(g["value"].std(ddof=1)) if len(g) > 1 else None
+        table.cells[(label_of[uri], col.key)] = TCell(float(g["value"].mean()), std, len(g), ci=_mean_ci(g["ci"]))
+    if new_cols:
+        table.cols = sorted(table.cols + list(new_cols.values()), key=Col.sort_key)
+
+
+# secondary metrics shown next to a task's headline in the main table
+SECONDARY = {"attributes": "mean_acc"}
 
 
 def build_main_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], reported: pd.DataFrame | None,
-                     protocol: str | None, fraction: float | None, title: str | None = None) -> Table:
-    sub = df_ok[(df_ok["protocol"] == protocol) & (df_ok["fraction"] == fraction)] if not df_ok.empty else df_ok
+                     protocol, fraction: float | None, title: str | None = None) -> Table:
+    """`protocol`: a name or {task: name} (compare.main_protocols). Floors and ceilings are rows of
+    their own; each headline column gets a gain column, a mean gain closes the table."""
+    from .compare import protocol_mask, protocol_text
+
+    sub = df_ok[protocol_mask(df_ok, protocol) & (df_ok["fraction"] == fraction)] if not df_ok.empty else df_ok
+    sub = add_references(sub, df_ok)
     agg = aggregate(sub)
     uris = sorted({u for u in agg["uri"] if methods[u].kind != "ablation"}, key=lambda u: methods[u].order)
-    title = title or f"Main results (protocol `{protocol}`, training fraction {fraction:g})"
+    title = title or f"Main results (protocol {protocol_text(protocol)}, training fraction {fraction:g})"
     table = _measured_table(agg, methods, uris, title)
+    if not sub.empty:
+        add_variant_columns(table, sub[sub["uri"].isin(uris)], df_ok, methods, fraction)
+        add_gain_columns(table, sub)
+    table.selection = (protocol, fraction)
+    gain_notes = list(table.footnotes)
     notes = []
     if reported is not None and not reported.empty:
         colmap = {c.key: c for c in table.cols}
         extra_cols = []
         for (task, ds), grp in reported.groupby(["task", "dataset"], sort=False):
-            if (task, ds) not in colmap:
+            if (task, ds, "") not in colmap:
                 metric = PRIMARY_METRIC.get((task, ds), grp["metric"].iloc[0])
                 c = Col(task, ds, metric, not lower_is_better(metric))
                 colmap[c.key] = c
                 extra_cols.append(c)
-        table.cols = table.cols + sorted(extra_cols, key=lambda c: (task_sort_key(c.task), dataset_sort_key(c.dataset)))
-        table.cols.sort(key=lambda c: (task_sort_key(c.task), dataset_sort_key(c.dataset)))
+        table.cols = sorted(table.cols + extra_cols, key=Col.sort_key)
         order = {m: i for i, m in enumerate(REPORTED_ORDER)}
         for method in sorted(dict.fromkeys(reported["method"]), key=lambda m: (order.get(m, 99), m)):
             label = reported_label(method)
@@ -264,37 +431,50 @@ def build_main_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], report
                     what = VARIANT_TEXT.get(r["metric"], f"{r['metric']} ({note})")
                     notes.append(f"{label}, {task_name(r['task'])} {dataset_name(r['dataset'])}: "
                                  f"\"({note})\" marks {what}; source: {r['source']}.")
-                table.cells[(label, (r["task"], r["dataset"]))] = TCell(float(r["value"]), note=note)
+                table.cells[(label, (r["task"], r["dataset"], ""))] = TCell(float(r["value"]), note=note)
     mark_best(table)
     table.footnotes = [BOLD_FOOTNOTE,
                        "Measured: mean ± sample std over seeds (std omitted for a single seed); "
-                       "SynthFace columns are our synthetic benchmark, not comparable with real-data numbers."]
-    table.footnotes += notes
+                       "SynthFace columns are our synthetic benchmark, not comparable with real-data numbers.",
+                       "Floor: the best input-free predictor of each task (labels only: majority per attribute / "
+                       "class, mean training shape, per-pixel class prior, constant similarity); Ceiling: the same "
+                       "architecture trained end to end from random init with the task's labels (protocol "
+                       "`finetune`, fraction 1). Neither is bolded."]
+    table.footnotes += gain_notes + notes
     return table
 
 
 def build_protocol_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo]) -> list[tuple[str, Table]]:
+    """One table per encoder protocol (all backbones incl. ablations), with the floor and ceiling
+    rows, CIs, flags and gain columns; the floor's own protocol gets no table."""
     out = []
     if df_ok.empty:
         return out
-    for proto in dict.fromkeys(df_ok["protocol"]):
-        sub = df_ok[df_ok["protocol"] == proto]
+    enc = df_ok[~df_ok["kind"].isin(["floor", "ceiling"])] if "kind" in df_ok else df_ok
+    for proto in dict.fromkeys(enc["protocol"]):
+        sub = enc[enc["protocol"] == proto]
         frac = pick_fraction(sub)
         title = f"Protocol `{proto}` (training fraction {frac:g}), all backbones incl. ablations"
-        agg = aggregate(sub[sub["fraction"] == frac])
+        sel = add_references(sub[sub["fraction"] == frac], df_ok)
+        agg = aggregate(sel)
         uris = sorted(set(agg["uri"]), key=lambda u: methods[u].order)
         t2 = _measured_table(agg, methods, uris, title)
-        mark_best(t2)
         t2.footnotes = [BOLD_FOOTNOTE.split(" \"(reported)\"")[0]]
+        add_gain_columns(t2, sel)
+        mark_best(t2)
         out.append((proto, t2))
     return out
 
 
 def build_ablation_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], protocol, fraction):
     """-> (list of (group id, Table), list of missing group titles)."""
-    sub = df_ok[(df_ok["protocol"] == protocol) & (df_ok["fraction"] == fraction)] if not df_ok.empty else df_ok
+    from .compare import protocol_mask
+
+    sub = df_ok[protocol_mask(df_ok, protocol) & (df_ok["fraction"] == fraction)] if not df_ok.empty else df_ok
+    sub = add_references(sub, df_ok)
     agg = aggregate(sub)
     present = set(agg["uri"])
+    refs = sorted([u for u in present if methods[u].kind in ("floor", "ceiling")], key=lambda u: methods[u].order)
     full = [u for u in present if methods[u].run_name == "paco" and methods[u].kind == "main"]
     full = sorted(full, key=lambda u: methods[u].order)[:1]
     tables, missing = [], []
@@ -316,40 +496,59 @@ def build_ablation_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], p
         for u in abl:
             labels[u] = f"{methods[u].label}"
             extra[u] = {"Setting": methods[u].setting}
-        t = _measured_table(agg, methods, full + abl, f"Ablation: {title} (protocol `{protocol}`, fraction {fraction:g})",
+        from .compare import protocol_text
+
+        t = _measured_table(agg, methods, refs[:1] + full + abl + refs[1:],
+                            f"Ablation: {title} (protocol {protocol_text(protocol)}, fraction {fraction:g})",
                             labels, extra)
         t.extra_cols = ["Setting"]
-        mark_best(t)
         t.footnotes = ["Bold: best per column among these rows (↓ = lower is better)."]
+        add_gain_columns(t, sub[sub["uri"].isin(full + abl + refs)], mean_gain=True)
+        t.selection = (protocol, fraction)
+        mark_best(t)
         if not full:
             t.footnotes.append("The full PaCo-FR row (run `paco`) has no results: nothing to compare against.")
         tables.append((g, t))
     return tables, missing
 
 
-def ablation_deltas(table: Table) -> list[str]:
-    """Human-readable deltas of each ablation row vs the full row ("better"/"worse" by column direction)."""
+def ablation_deltas(table: Table, df_ok: pd.DataFrame | None = None) -> list[str]:
+    """Each ablation row vs the full row, per headline column: the difference with its 95 % interval
+    and "better" / "worse" only when the interval excludes zero, else "same within noise"
+    (compare.compare: paired bootstrap over the same test items where the rows' per-item scores
+    exist). Without `df_ok` (or intervals) the difference is "untested"."""
+    from .compare import compare
+
     full = [r for r in table.rows if r.label.startswith("PaCo-FR (full)")]
     if not full:
         return []
     fl = full[0].label
+    protocol, fraction = table.selection
     lines = []
     for r in table.rows:
-        if r.label == fl:
+        if r.label == fl or r.kind != "measured":
             continue
         parts = []
         for c in table.cols:
+            if c.variant != "":
+                continue
             a, b = table.cells.get((r.label, c.key)), table.cells.get((fl, c.key))
             if a is None or b is None:
                 continue
-            d = a.mean - b.mean
-            better = (d > 0) == c.higher_is_better if d != 0 else None
-            word = "same" if better is None else ("better" if better else "worse")
-            parts.append(f"{task_name(c.task)} {dataset_name(c.dataset)} {metric_name(c.metric)} "
-                         f"{d:+.{3 if abs(b.mean) < 1 else 2}f} ({word})")
+            digits = 3 if abs(b.mean) < 1 else 2
+            cmp = None
+            if df_ok is not None and r.label in table.uris and fl in table.uris:
+                cmp = compare(df_ok, table.uris[r.label], table.uris[fl], c.task, c.dataset, protocol, fraction)
+            name = f"{task_name(c.task)} {dataset_name(c.dataset)} {metric_name(c.metric)}"
+            if cmp is None:
+                parts.append(f"{name} {a.mean - b.mean:+.{digits}f} (untested: no interval)")
+            else:
+                parts.append(f"{name} {cmp.text(digits)}")
         if parts:
-            n_better = sum(p.endswith("(better)") for p in parts)
-            lines.append(f"{r.label} vs full (better in {n_better} of {len(parts)} columns): " + "; ".join(parts))
+            n_better = sum("(better;" in p for p in parts)
+            n_worse = sum("(worse;" in p for p in parts)
+            lines.append(f"{r.label} vs full (better in {n_better}, worse in {n_worse} of {len(parts)} columns, "
+                         "the rest same within noise or untested): " + "; ".join(parts))
     return lines
 
 
@@ -453,8 +652,10 @@ def to_long_frame(table: Table) -> pd.DataFrame:
             if cell is None:
                 continue
             recs.append({"method": r.label, "kind": r.kind, **{k.lower(): v for k, v in r.extra.items()},
-                         "task": c.task, "dataset": c.dataset, "metric": c.metric,
+                         "task": c.task, "dataset": c.dataset, "metric": c.metric, "column": c.variant or "headline",
                          "higher_is_better": c.higher_is_better, "mean": cell.mean,
+                         "ci_lo": cell.ci[0] if cell.ci else None, "ci_hi": cell.ci[1] if cell.ci else None,
+                         "flag": cell.flag,
                          "std": cell.std, "n_seeds": cell.n, "note": cell.note, "is_best": cell.best,
                          "display": cell.text()})
     return pd.DataFrame(recs)

@@ -36,6 +36,7 @@ from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import DATASETS, HEADS
+from bench_tasks.stats import ItemScores, multiclass_items, multilabel_items
 
 # per-protocol defaults; a profile's `extra` may override any of them as "<protocol>.<name>"
 # (e.g. Profile(extra={"finetune.lr_backbone": 5e-5})) or for all protocols as "<name>"
@@ -114,6 +115,14 @@ class ClassificationTask(Task):
         if self.kind == "multilabel":
             return multilabel_metrics(logits, y, names), None
         return multiclass_metrics(logits, y, len(names), names)
+
+    def item_scores(self, logits: torch.Tensor, y: torch.Tensor, names: list[str]) -> ItemScores:
+        """Per-test-image scores whose sums give this task's metrics (bootstrap CIs, paired
+        comparisons in the report)."""
+        if self.kind == "multilabel":
+            return multilabel_items(logits.float().numpy(), y.numpy())
+        pred = logits.argmax(1) if logits.ndim == 2 else logits
+        return multiclass_items(pred.numpy(), y.numpy(), len(names))
 
     def majority_baseline(self, train_targets: torch.Tensor, test_targets: torch.Tensor,
                           num_classes: int) -> dict[str, float]:
@@ -296,6 +305,9 @@ class ClassificationTask(Task):
             d.update(baseline)
         history = result.extra.get("history", [])
         result.artifacts.update(self.write_artifacts(ctx, names, confusion, history))
+        items = self.item_scores(logits, y, names)
+        result.ci = items.ci()
+        result.artifacts["items"] = ctx.artifact_relpath(items.save(ctx.artifact_dir() / "items.npz"))
         result.slices.update(slices)
         result.extra = {
             "config": {"protocol": cell.protocol, "head": head_name, "layers": layers, "image_size": size,

@@ -49,10 +49,15 @@ def dense_settings(profile: Profile) -> dict:
     }
 
 
+# A plan's `linear` is planned as `frozen` for dense tasks (Task.protocol_aliases): a linear probe
+# on cached pooled features cannot predict masks or points, so the dense protocol with the weakest
+# head (frozen backbone, FPN + UPerHead trained, FaRL's freeze_backbone) stands in for it, and
+# rows, tables and `list` say `frozen`.
+PROTOCOL_ALIASES = {"linear": "frozen"}
+
+
 def resolve_protocol(protocol: str) -> str:
-    """`linear` maps to `frozen` for dense tasks: a linear probe on cached pooled features cannot
-    predict masks or points, so the dense protocol with the weakest head (frozen backbone, FPN +
-    UPerHead trained, FaRL's freeze_backbone) stands in for it."""
+    """`linear` (rows written before PROTOCOL_ALIASES) runs as `frozen`."""
     if protocol in ("frozen", "linear"):
         return "frozen"
     if protocol == "finetune":

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from bench_tasks.api import CellContext, CellResult, Task
 from bench_tasks.heads.dense import build_dense_head
 from bench_tasks.metrics import landmarks as LM
+from bench_tasks.metrics.items import landmark_items
 from bench_tasks.registry import TASKS
 from bench_tasks.tasks import _dense as D
 
@@ -115,7 +116,8 @@ def landmark_metrics(preds: dict, split) -> tuple[dict[str, float], dict[str, di
 class LandmarksTask(Task):
     name = "landmarks"
     default_datasets = ("300w", "wflw", "aflw19")
-    protocols = ("frozen", "finetune", "linear")
+    protocols = ("frozen", "finetune")
+    protocol_aliases = D.PROTOCOL_ALIASES  # a plan's `linear` runs (and is recorded) as `frozen`
     headline = "nme"
     higher_is_better = False
 
@@ -144,7 +146,10 @@ class LandmarksTask(Task):
         with torch.no_grad():
             preds, images = predict(model, test_loader, size, device)
         _, slices = landmark_metrics(preds, test)
-        artifacts = {}
+        items = landmark_items(preds, test)  # per-image NME: the row's bootstrap CI, paired comparisons
+        path, rel = D.artifact(ctx, "items.npz")
+        artifacts = {"items": rel}
+        items.save(path)
         path, rel = D.artifact(ctx, "landmarks_preview.png")
         sc = D.preview_scale(size)
         rows, row = [], []
@@ -160,7 +165,7 @@ class LandmarksTask(Task):
         artifacts["landmarks_preview"] = rel
         return CellResult(
             metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
-            slices=slices, artifacts=artifacts,
+            slices=slices, artifacts=artifacts, ci=items.ci(),
             extra={"history": res.extra.get("history", []), "protocol_used": protocol,
                    "config": {**st, "layers": layers, "num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
                               "eyes": list(test.meta.get("eyes", (36, 45))), "heatmap_sigma": HEATMAP_SIGMA,

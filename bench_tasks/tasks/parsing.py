@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from bench_tasks.api import CellContext, CellResult, Task
 from bench_tasks.heads.dense import build_dense_head
+from bench_tasks.metrics.items import parsing_items
 from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion
 from bench_tasks.registry import TASKS
 from bench_tasks.tasks import _dense as D
@@ -65,7 +66,8 @@ def per_image_confusions(model, loader, split, num_classes: int, device, keep_pr
 class ParsingTask(Task):
     name = "parsing"
     default_datasets = ("lapa", "celebamaskhq")
-    protocols = ("frozen", "finetune", "linear")
+    protocols = ("frozen", "finetune")
+    protocol_aliases = D.PROTOCOL_ALIASES  # a plan's `linear` runs (and is recorded) as `frozen`
     headline = "f1_mean"
     higher_is_better = True
 
@@ -96,13 +98,16 @@ class ParsingTask(Task):
         with torch.no_grad():
             cms, previews = per_image_confusions(model, test_loader, test, k, device, keep_preview=6)
         total = sum(cms.values())
+        items = parsing_items(cms)  # per-image confusions: the row's bootstrap CI, paired comparisons
+        path, rel = D.artifact(ctx, "items.npz")
+        items.save(path)
         slices = {}
         for name, sel in D.slice_items(test).items():
             idx = np.flatnonzero(sel)
             if len(idx):
                 s = scores_from_confusion(sum(cms[i] for i in idx), classes)
                 slices[name] = {"f1_mean": s["f1_mean"], "miou": s["miou"], "n": float(len(idx))}
-        artifacts = {}
+        artifacts = {"items": rel}
         path, rel = D.artifact(ctx, "confusion.csv")
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savetxt(path, total, fmt="%d", delimiter=",", header=",".join(classes))
@@ -114,7 +119,7 @@ class ParsingTask(Task):
         artifacts["parsing_preview"] = rel
         return CellResult(
             metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
-            slices=slices, artifacts=artifacts,
+            slices=slices, artifacts=artifacts, ci=items.ci(),
             extra={"history": res.extra.get("history", []), "protocol_used": protocol,
                    "config": {**st, "layers": layers, "classes": classes,
                               "warp_back": bool(test.meta.get("warp_back"))}},

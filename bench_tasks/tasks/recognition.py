@@ -12,6 +12,12 @@ Protocols:
     embedding head trains on the cached vectors. Flipped images are cached as their own split.
   * ``frozen``: `BackboneWithHead(frozen=True)`, the same feature computed on the fly.
   * ``finetune``: the whole network trains, backbone LR decayed layer-wise (`fit`'s LLRD).
+  * ``cosine``: no head, nothing trained: the parameter-free probe. The same frozen, cached
+    feature, standardised per dimension with the training split's mean / std (no labels used),
+    flip-summed, compared by cosine, scored with the same 10-fold protocol. A failed ArcFace head
+    cannot make an encoder look worse than random init here.
+Every protocol stores a 95 % bootstrap CI of `acc` over the test pairs (per-pair correctness
+under the 10-fold thresholds, `ten_fold_correct`) and the per-pair scores (artifact `items`).
 
 Data:
   * datasets with train/val/test identity splits (``synthface``, ``face_folder``): train on
@@ -39,12 +45,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench_tasks.api import CellContext, CellResult, Profile, Task, TaskSplit
 from bench_tasks.heads.margin import RecognitionHead
-from bench_tasks.metrics.verification import combine_flip, cosine_scores, verification_metrics
+from bench_tasks.metrics.verification import combine_flip, cosine_scores, ten_fold_correct, verification_metrics
 from bench_tasks.pairs import Pairs, make_pair_sets, make_pairs
 from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import DATASETS, TASKS
+from bench_tasks.stats import ItemScores
 
 DEFAULTS = {
     "margin": "arcface",  # or "cosface"
@@ -215,7 +222,7 @@ def _split_slices(d: dict) -> tuple[dict, dict]:
 class RecognitionTask(Task):
     name = "recognition"
     default_datasets = ("lfw", "lfw_bin", "cfp_fp", "agedb_30")  # the runner adds synthface
-    protocols = ("linear", "frozen", "finetune")
+    protocols = ("linear", "frozen", "finetune", "cosine")
     headline = "acc"
     higher_is_better = True
 
@@ -281,6 +288,8 @@ class RecognitionTask(Task):
                       "pair_info": {k: {a: b for a, b in p.info.items() if isinstance(b, (int, float, str))}
                                     for k, p in test_pairs.items()},
                       "settings": {k: v for k, v in s.items()}, "data_seconds": t_data}
+        if cell.protocol == "cosine":
+            return self.run_cosine(ctx, s, train, keep, test, test_pairs, info, t0)
         if cell.protocol == "linear":
             cache = Path(ctx.work_dir) / "features"
             t1 = time.perf_counter()
@@ -328,8 +337,54 @@ class RecognitionTask(Task):
         last, _ = _split_slices(res.metrics_last)
         best, _ = _split_slices(res.metrics_best_test)
         info["history"] = res.extra.get("history", [])
+        # the model holds the selected epoch's weights: per-pair scores of the test pairs for the CI
+        items = pair_items(evals[1].embeddings(model), test_pairs["all"])
+        ci, artifacts = self.store_items(ctx, items)
         info["seconds"] = time.perf_counter() - t0
-        return CellResult(metrics=metrics, metrics_last=last, metrics_best_test=best, slices=slices, extra=info)
+        return CellResult(metrics=metrics, metrics_last=last, metrics_best_test=best, slices=slices, extra=info,
+                          ci=ci, artifacts=artifacts)
+
+    @staticmethod
+    def store_items(ctx: CellContext, items: ItemScores) -> tuple[dict, dict]:
+        ci = items.ci()
+        path = items.save(ctx.artifact_dir() / "items.npz")
+        return ci, {"items": ctx.artifact_relpath(path)}
+
+    def run_cosine(self, ctx: CellContext, s: dict, train, keep, test, test_pairs, info, t0) -> CellResult:
+        """The parameter-free probe: cosine of standardised, flip-summed frozen features."""
+        bb, prof, dev = ctx.backbone, ctx.profile, ctx.device
+        cache = Path(ctx.work_dir) / "features"
+        layers = [bb.depth - 1]
+
+        def feats(split):
+            f, _ = cached_features(bb, split, layers, prof.image_size, prof.batch_size, dev, cache, ctx.progress)
+            return torch.cat([f["cls"], f["layer_feats"][:, -1, 1]], dim=1)
+
+        t1 = time.perf_counter()
+        x_train = feats(train)[torch.as_tensor(keep)]
+        mu = x_train.mean(0, keepdim=True)
+        sd = x_train.std(0, keepdim=True).clamp_min(1e-6)
+        x_test = (feats(test) - mu) / sd
+        x_flip = (feats(_Flipped(test)) - mu) / sd if s["flip"] else None
+        info["feature_seconds"] = time.perf_counter() - t1
+        ev = PairEval(test_pairs, feats=x_test, feats_flip=x_flip, device=torch.device("cpu"), flip=s["flip"])
+        identity = torch.nn.Identity()
+        metrics, slices = _split_slices(ev.evaluate(identity))
+        items = pair_items(ev.embeddings(identity), test_pairs["all"])
+        ci, artifacts = self.store_items(ctx, items)
+        info["probe"] = "cosine of [final CLS ; mean last-block patch token], standardised with train-split stats"
+        info["seconds"] = time.perf_counter() - t0
+        return CellResult(metrics=metrics, metrics_last=dict(metrics), metrics_best_test=dict(metrics),
+                          slices=slices, extra=info, ci=ci, artifacts=artifacts)
+
+
+def pair_items(emb: torch.Tensor, pairs: Pairs) -> ItemScores:
+    """Per-pair correctness (x 100, so the mean is `acc` in %) of one pair set under the 10-fold
+    thresholds; item ids identify the pairs (a paired comparison needs the same pair list)."""
+    scores = cosine_scores(emb, pairs.idx1, pairs.idx2)
+    correct = ten_fold_correct(scores, pairs.issame)
+    ids = np.asarray(pairs.idx1, dtype=np.int64) * 1_000_003 + np.asarray(pairs.idx2, dtype=np.int64)
+    return ItemScores("mean", {"acc": 100.0 * correct}, items=ids)
 
 
 class _Relabel(TaskSplit):

@@ -1,0 +1,136 @@
+"""Reference cells every plan gets next to its encoders' cells, so each score can be read against
+what no encoder and a fully supervised network achieve:
+
+  * floors (`floor:input-free`, protocol `floor`): one per (task, dataset, profile) of the plan,
+    computed from the labels alone (bench_tasks.floors) in seconds;
+  * ceilings (`supervised:<arch spec>`, protocol `finetune`, fraction 1.0, the plan's seeds):
+    the architecture of the plan's encoders trained end to end from random init with the task's
+    labels at the profile's fine-tune budget, whatever protocols the plan lists (the arch comes
+    from `random:` / `supervised:` URIs, from a `paco_fr:` file's metadata, or is given);
+  * the parameter-free recognition probe (protocol `cosine`) next to each recognition cell of an
+    encoder (one per backbone, dataset and seed).
+
+    cells = with_references(cells, ceilings="auto")   # or ceilings=None, or ["supervised:vit_tiny@64/8/d2"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from bench_tasks.api import Cell
+from bench_tasks.floors import FLOOR_PROTOCOL, FLOOR_URI, has_floor, is_floor
+
+CEILING_PROTOCOL = "finetune"
+COSINE_PROTOCOL = "cosine"
+
+
+def is_ceiling(uri: str) -> bool:
+    return str(uri).partition(":")[0] == "supervised"
+
+
+def is_reference(uri: str) -> bool:
+    return is_floor(uri) or is_ceiling(uri)
+
+
+def floor_cell(task: str, dataset: str, profile: str) -> Cell:
+    return Cell(backbone=FLOOR_URI, task=task, dataset=dataset, protocol=FLOOR_PROTOCOL, fraction=1.0,
+                seed=0, profile=profile)
+
+
+def ceiling_uri(uri: str) -> str | None:
+    """`supervised:<arch spec>` with the architecture of backbone `uri`, when it can be told
+    without loading weights; else None."""
+    scheme, _, rest = str(uri).partition(":")
+    if scheme in ("random", "supervised") and rest:
+        return f"supervised:{rest}"
+    if scheme == "paco_fr" and rest:
+        return _paco_fr_arch(rest)
+    return None
+
+
+def _paco_fr_arch(path: str) -> str | None:
+    """The arch spec of an exported paco_fr encoder from its safetensors header (arch, img_size,
+    patch_size metadata; depth = number of `blocks.<i>.` groups)."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        with open(p, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError):
+        return None
+    meta = header.get("__metadata__") or {}
+    arch = meta.get("arch")
+    if not arch:
+        return None
+    blocks = {k.split("blocks.", 1)[1].split(".", 1)[0] for k in header if "blocks." in k}
+    spec = f"supervised:{arch}"
+    if meta.get("img_size") and meta.get("patch_size"):
+        spec += f"@{int(meta['img_size'])}/{int(meta['patch_size'])}"
+        depth = meta.get("depth") or len(blocks)
+        if depth:
+            spec += f"/d{int(depth)}"
+    return spec
+
+
+def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None = "auto",
+                    cosine: bool = True) -> list[Cell]:
+    """The floor, ceiling and cosine-probe cells for a plan (not including `cells` themselves)."""
+    from bench_tasks.registry import TASKS
+
+    enc = [c for c in cells if not is_reference(c.backbone)]
+    out: list[Cell] = []
+    # floors: every (task, dataset, profile) whose task has an input-free predictor
+    for key in dict.fromkeys((c.task, c.dataset, c.profile) for c in cells if not is_floor(c.backbone)):
+        if has_floor(key[0]):
+            out.append(floor_cell(*key))
+    # ceilings
+    if ceilings == "auto":
+        uris = list(dict.fromkeys(u for u in (ceiling_uri(c.backbone) for c in enc) if u))
+    elif ceilings is None:
+        uris = []
+    else:
+        uris = [ceilings] if isinstance(ceilings, str) else list(ceilings)
+        for u in uris:
+            if not is_ceiling(u):
+                raise ValueError(f"ceiling {u!r} is not a supervised:<arch spec> URI")
+    if uris:
+        groups: dict[tuple, list[int]] = {}
+        for c in cells:
+            if not is_floor(c.backbone):
+                groups.setdefault((c.task, c.dataset, c.profile), [])
+                if c.seed not in groups[(c.task, c.dataset, c.profile)]:
+                    groups[(c.task, c.dataset, c.profile)].append(c.seed)
+        for u in uris:
+            for (task, ds, prof), seeds in groups.items():
+                if CEILING_PROTOCOL not in TASKS.get(task).protocols:
+                    continue
+                for s in seeds:
+                    out.append(Cell(u, task, ds, CEILING_PROTOCOL, 1.0, s, prof))
+    # the parameter-free recognition probe next to every encoder's recognition cells
+    if cosine:
+        for c in enc:
+            if c.task == "recognition" and COSINE_PROTOCOL in TASKS.get(c.task).protocols:
+                out.append(Cell(c.backbone, c.task, c.dataset, COSINE_PROTOCOL, 1.0, c.seed, c.profile))
+    return out
+
+
+def with_references(cells: Sequence[Cell], ceilings: str | Iterable[str] | None = "auto",
+                    cosine: bool = True) -> list[Cell]:
+    """The plan with its reference cells: floors first (cheap, and the report needs them),
+    then the plan, then ceilings and cosine probes; duplicates removed (order kept)."""
+    refs = reference_cells(cells, ceilings, cosine)
+    floors = [c for c in refs if is_floor(c.backbone)]
+    rest = [c for c in refs if not is_floor(c.backbone)]
+    seen: set[str] = set()
+    out = []
+    for c in [*floors, *cells, *rest]:
+        k = c.key()
+        if k not in seen:
+            seen.add(k)
+            out.append(c)
+    return out
