@@ -232,15 +232,20 @@ def cmd_prepare_data(a) -> int:
 
 
 def order_cells(cells) -> list:
-    """Seed 0 of every (task, backbone) first, cheap tasks first; within a task: floor, the compared
-    methods, the random-init control, the supervised ceiling."""
+    """Seed 0 first; within a seed every task's floor, compared methods and random-init control
+    (cheap tasks first), then the supervised ceilings (the costliest cells) task by task."""
 
     def bb_rank(uri: str) -> int:
         scheme, _, rest = uri.partition(":")
         name = Path(rest).parent.name if scheme == "paco_fr" else scheme
         return BACKBONE_PRIORITY.index(name) if name in BACKBONE_PRIORITY else len(BACKBONE_PRIORITY)
 
-    return sorted(cells, key=lambda c: (c.seed, TASK_PRIORITY.get(c.task, 99), bb_rank(c.backbone)))
+    def is_ceiling(uri: str) -> bool:
+        return uri.partition(":")[0] == "supervised"
+
+    # per seed: every task's floor, methods and control, then the (costlier) supervised ceilings
+    return sorted(cells, key=lambda c: (c.seed, is_ceiling(c.backbone), TASK_PRIORITY.get(c.task, 99),
+                                        bb_rank(c.backbone)))
 
 
 def cmd_study(a) -> int:
@@ -279,7 +284,9 @@ def cmd_study(a) -> int:
             importlib.invalidate_caches()  # mmcv may have been installed into a folder on sys.path meanwhile
             print(f"[study] waited {time.time() - t:.0f}s for {a.wait_for} "
                   f"({Path(a.wait_for).read_text().strip() if Path(a.wait_for).exists() else 'absent'})", flush=True)
-        est = max(spent.get(cell.task, [FIRST_CELL_ESTIMATE_S.get(cell.task, 5.0) if not a.tiny else 0.0]))
+        kind = cell.task + ("/ceiling" if cell.backbone.startswith("supervised:") else "")
+        first = FIRST_CELL_ESTIMATE_S.get(cell.task, 5.0) * (3 if kind.endswith("/ceiling") else 1)
+        est = max(spent.get(kind, [first if not a.tiny else 0.0]))
         left = a.deadline - time.time()
         if left < est * 1.1 + 2:
             n_skipped += 1
@@ -288,7 +295,7 @@ def cmd_study(a) -> int:
         t = time.time()
         s = run_plan([cell], results=results, work_dir=a.work_dir, data_roots=DataRoots(), device=a.device,
                      progress=False, log=lambda m: print(m, flush=True))
-        spent.setdefault(cell.task, []).append(time.time() - t)
+        spent.setdefault(kind, []).append(time.time() - t)
         n_ok += s.ok + s.skipped
         n_failed += s.failed
         print(f"[study] cell {i + 1}/{len(cells)} done in {time.time() - t:.1f}s", flush=True)

@@ -47,9 +47,10 @@ def test_order_cells_seed0_and_cheap_tasks_first():
              for b in bbs]
     out = order_cells(cells)
     assert [c.seed for c in out] == [0] * 10 + [1] * 10
-    assert [c.task for c in out[:10]] == ["attributes"] * 5 + ["parsing"] * 5
+    assert [c.task for c in out[:10]] == ["attributes"] * 4 + ["parsing"] * 4 + ["attributes", "parsing"]
     assert [c.backbone.split(":")[0] if ":runs" not in c.backbone else c.backbone.split("/")[-2]
-            for c in out[:5]] == ["floor", "paco", "mae", "random", "supervised"]
+            for c in out[:4]] == ["floor", "paco", "mae", "random"]
+    assert all(c.backbone.startswith("supervised:") for c in out[8:10])
 
 
 def _row(obj, mode, ips, flops=1e12):

@@ -281,9 +281,21 @@ def read_cache(path: Path) -> SynthFaceSplit:
     n, s = meta["num_images"], meta["image_size"]
     images = np.zeros((n, s, s, 3), np.uint8)
     masks = np.zeros((n, s, s), np.uint8)
-    for i in range(n):
+
+    def read(i: int) -> None:
         images[i] = _read_png(path / "images" / f"{i:06d}.png", "RGB")
         masks[i] = _read_png(path / "masks" / f"{i:06d}.png", "L")
+
+    # PNG decoding releases the GIL: threads read a 30k-image split in ~1 s instead of ~10 s
+    threads = min(16, os.cpu_count() or 1, max(1, n // 256))
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as ex:
+            list(ex.map(read, range(n)))
+    else:
+        for i in range(n):
+            read(i)
     with np.load(path / "labels.npz") as z:
         lab = {k: z[k] for k in z.files}
     nuis = {k[len("nuisance_"):]: v for k, v in lab.items() if k.startswith("nuisance_")}
