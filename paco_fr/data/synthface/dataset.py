@@ -2,7 +2,7 @@
 
 Cache layout (one folder per (generator version, size, seed, split, N)):
 
-    <root>/v{GENERATOR_VERSION}/size{S}-seed{seed}/{split}-{N}/    (e.g. <root>/v2.0/size64-seed0/train-1200)
+    <root>/v{GENERATOR_VERSION}/size{S}-seed{seed}/{split}-{N}/    (e.g. <root>/v2.1/size64-seed0/train-1200)
         images/000000.png ...   RGB uint8
         masks/000000.png ...    L uint8, LaPa class indices 0..10
         labels.npz              landmarks, attributes, expression, identity, nuisance_<key>
