@@ -164,9 +164,11 @@ def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
     return out
 
 
-def build_plan(args, log=print):
+def build_plan(args, log=print, problems: list[str] | None = None):
     """(cells, roots) for the parsed `run` arguments. `run --all` with no --backbones is the whole
-    study: the pre-training suite runs first (bench_tasks.study) and its encoders are evaluated."""
+    study: the pre-training suite runs first (bench_tasks.study) and its encoders are evaluated.
+    Every problem found (plus `problems` found earlier by bench_tasks.validate.check_args) is raised
+    together as one PlanInvalid before anything runs."""
     from bench_tasks.registry import TASKS
     from bench_tasks.runner import DataRoots, plan_cells
 
@@ -174,13 +176,23 @@ def build_plan(args, log=print):
     roots = DataRoots.parse(args.data_root)
     task_ds = build_task_datasets(args, roots, log=log)
     protocols = _csv(args.protocols)
+    problems = list(problems or [])
     if protocols:
         for t in task_ds:
             bad = [p for p in protocols if p not in TASKS.get(t).protocols]
-            if bad and len(task_ds) == 1:
-                raise PlanError(f"task {t} does not support protocol(s) {bad}; it has {TASKS.get(t).protocols}")
-    seeds = [int(s) for s in _csv(args.seeds)] if args.seeds else None
-    fractions = [float(f) for f in _csv(args.fractions)] if args.fractions else None
+            if bad and len(task_ds) == 1 and not any(p.startswith("--protocols") for p in problems):
+                problems.append(f"--protocols: task {t} does not support protocol(s) {bad}; it has "
+                                f"{', '.join(TASKS.get(t).protocols)}")
+    from bench_tasks.validate import PlanInvalid, check_backbones, check_data, parse_fractions, parse_seeds
+
+    seeds, bad = parse_seeds(args.seeds)
+    fractions, bad2 = parse_fractions(args.fractions)
+    problems += [p for p in bad + bad2 if p not in problems]
+    problems += check_data(task_ds, roots, profile)
+    if not is_study(args):  # the study's encoders are checked once stage 1 has written them
+        problems += check_backbones(build_backbone_list(args), task_ds, profile, args.device)
+    if problems:
+        raise PlanInvalid(problems)
     if is_study(args):
         from bench_tasks.study import pretrain_suite, study_cells, suite_runs
 
@@ -194,6 +206,10 @@ def build_plan(args, log=print):
                                       progress=not args.no_progress,
                                       overrides=dotted_overrides(args.pretrain_override or []))
         cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions)
+        problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, args.device,
+                                   skip_missing=lambda uri: bool(args.dry_run and uri.startswith("paco_fr:")))
+        if problems:
+            raise PlanInvalid(problems)
         return cells, roots
     cells = plan_cells(build_backbone_list(args), task_ds, protocols=protocols, seeds=seeds,
                        fractions=fractions, profile=profile.name)
@@ -232,11 +248,17 @@ def cmd_run(args) -> int:
     set_threads(args)
     from bench_tasks.runner import cell_status, run_plan
 
+    from bench_tasks.validate import PlanInvalid, check_args, format_problems
+
     results = Path(args.results or f"results/{args.profile}.jsonl")
+    problems = check_args(args)
     try:
-        cells, roots = build_plan(args)
+        cells, roots = build_plan(args, problems=problems)
+    except PlanInvalid as err:
+        print(err, file=sys.stderr)
+        return 2
     except PlanError as err:
-        print(err.code, file=sys.stderr)
+        print(format_problems(problems) if problems else err.code, file=sys.stderr)
         return 2
     if not cells:
         print("nothing to run: the plan is empty", file=sys.stderr)

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from bench_tasks.api import Cell, CellContext, CellResult, DatasetLayoutError, get_profile
 from bench_tasks.backbones.base import BenchBackbone, build_backbone
+from bench_tasks.errors import cause_line
 from bench_tasks.provenance import collect, now_iso
 from bench_tasks.registry import DATASETS, TASKS
 from bench_tasks.results import ResultsStore, make_row
@@ -116,6 +117,9 @@ def plan_cells(backbones: Sequence[str], tasks_to_datasets: dict[str, Sequence[s
     prof = get_profile(profile)
     seeds = tuple(prof.seeds if seeds is None else seeds)
     fractions = tuple(prof.fractions if fractions is None else fractions)
+    bad = [f for f in fractions if not 0 < float(f) <= 1]
+    if bad:
+        raise ValueError(f"fractions {bad} outside (0, 1]: a fraction is the share of the training split a cell uses")
     cells: list[Cell] = []
     for bb in backbones:
         for task_name, datasets in tasks_to_datasets.items():
@@ -310,8 +314,7 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
         else:
             summary.failed += 1
             summary.failed_keys.append(row["key"])
-            last = (row["error"] or "").strip().splitlines()[-1:] or [""]
-            log(f"FAILED {cell.label()} | {last[0]}")
+            log(f"FAILED {cell.label()} | {cause_line(row['error'])}")
         if on_row is not None:
             on_row(row)
     bar.close()
