@@ -274,9 +274,12 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
     """Run every cell of the plan that is not done yet (all of them with force)."""
     log = log or (lambda msg: tqdm.write(msg))
     store = ResultsStore(results)
-    repaired = store.repair()
+    repaired = store.quarantine()
     if repaired:
-        log(f"repaired {store.path}: dropped a torn / unreadable line left by an interrupted run")
+        from bench_tasks.results import describe_rejected
+
+        log(f"warning: {describe_rejected(store.path, repaired)}: moved to {store.rejected_path} "
+            "(inspect it; a row there is not counted as done)")
     dropped = store.compact()
     if dropped:
         log(f"compacted {store.path}: {dropped} superseded row(s) removed")
