@@ -111,6 +111,10 @@ class PlanError(SystemExit):
     pass
 
 
+class StageFailed(RuntimeError):
+    """A stage of `run --all` failed as a whole (exit code 1)."""
+
+
 def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
     """{task: [datasets]} after checking the data roots. Datasets named with --datasets must
     exist (an error shows the expected layout); implicitly chosen ones whose root is missing are
@@ -202,9 +206,14 @@ def build_plan(args, log=print, problems: list[str] | None = None):
             encoders = {r.name: Path(args.runs) / profile.name / r.name / "encoder.safetensors"
                         for r in suite_runs(not args.no_ablations, profile.name)}
         else:
+            failed: list[tuple[str, str]] = []
+            args.pretrain_failed = failed
             encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log,
                                       progress=not args.no_progress,
-                                      overrides=dotted_overrides(args.pretrain_override or []))
+                                      overrides=dotted_overrides(args.pretrain_override or []), failed=failed)
+            if failed and not encoders:
+                raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
+                                  "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
         cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions)
         problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, args.device,
                                    skip_missing=lambda uri: bool(args.dry_run and uri.startswith("paco_fr:")))
@@ -260,6 +269,9 @@ def cmd_run(args) -> int:
     except PlanError as err:
         print(format_problems(problems) if problems else err.code, file=sys.stderr)
         return 2
+    except StageFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if not cells:
         print("nothing to run: the plan is empty", file=sys.stderr)
         return 2
@@ -287,6 +299,13 @@ def cmd_run(args) -> int:
     summary = run_plan(cells, results=results, work_dir=args.work_dir, data_roots=roots, device=args.device,
                        force=args.force, progress=not args.no_progress)
     print(summary.line())
+    pretrain_failed = getattr(args, "pretrain_failed", None) or []
+    if pretrain_failed:
+        print(f"{len(pretrain_failed)} pre-training run(s) FAILED and were left out of the study:\n"
+              + "\n".join(f"  {n}: {c}" for n, c in pretrain_failed), file=sys.stderr)
+    if summary.failed:
+        print(f"{summary.failed} cell(s) FAILED (the full traceback is in each failed row of {results}); "
+              "re-running retries them", file=sys.stderr)
     if is_study(args) and not args.no_report:
         from bench_tasks.report.build import build_report
 
@@ -294,7 +313,7 @@ def cmd_run(args) -> int:
         res = build_report([results], Path(args.reports) / args.profile, Path(args.runs) / args.profile, args.profile,
                            command="python -m bench_tasks " + " ".join(sys.argv[1:]))
         print(f"report written to {res['out_dir']}; read first: {res['summary']}")
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or pretrain_failed else 0
 
 
 # ----------------------------------------------------------------------------- preview / report

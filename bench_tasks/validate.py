@@ -181,7 +181,36 @@ def check_args(args) -> list[str]:
     problems += check_device(getattr(args, "device", None))
     for uri in _csv(getattr(args, "backbones", None)) or []:
         problems += check_backbone_uri(uri)
+    if getattr(args, "all", False) and not getattr(args, "backbones", None):
+        problems += check_pretrain_overrides(getattr(args, "pretrain_override", None) or [],
+                                             getattr(args, "profile", "smoke"))
     return problems
+
+
+def check_pretrain_overrides(items: Sequence[str], profile: str) -> list[str]:
+    """`run --all --pretrain-override KEY=VALUE ...`: every item is KEY=VALUE, every key exists, and
+    the suite's config (profile config + study budget + overrides) has usable data settings."""
+    import yaml
+
+    from paco_fr.config import ConfigError, check_data_config, load_config
+
+    out, ov = [], {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            out.append(f"--pretrain-override {item!r} is not KEY=VALUE (e.g. train.steps=500)")
+            continue
+        ov[key.strip()] = yaml.safe_load(val) if val.strip() else None
+    if out:
+        return out
+    from bench_tasks.study import STUDY_OVERRIDES
+
+    try:
+        cfg = load_config(profile, {**STUDY_OVERRIDES.get(profile, {}), **ov})
+        check_data_config(cfg)
+    except (ConfigError, KeyError, FileNotFoundError) as err:
+        out.append(f"--pretrain-override: {cause_line(err, limit=2000).split(': ', 1)[-1]}")
+    return out
 
 
 # ----------------------------------------------------------------------------- data
