@@ -44,8 +44,27 @@ def _csv(s: str | None) -> list[str] | None:
 
 
 def _first_line(obj) -> str:
+    """The first sentence of a docstring's first paragraph (joined across its wrapped lines, so a
+    description is never cut mid-sentence)."""
     doc = (getattr(obj, "__doc__", None) or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    if not doc:
+        return ""
+    para = " ".join(ln.strip() for ln in doc.split("\n\n")[0].splitlines())
+    return para.split(". ")[0] + "." if ". " in para else para
+
+
+def backbone_schemes_help() -> str:
+    """The backbone URI schemes, one line each (for every verb's --help)."""
+    from bench_tasks.registry import BACKBONES
+
+    try:
+        items = BACKBONES.items()
+    except Exception:  # noqa: BLE001 - help must print even when a registry module is broken
+        return ""
+    lines = ["backbone URIs (--backbones, comma list; `python -m bench_tasks list` for more):"]
+    for name, fn in items:
+        lines.append(f"  {_first_line(sys.modules.get(getattr(fn, '__module__', ''), None)) or _first_line(fn) or name}")
+    return "\n".join(lines)
 
 
 def cmd_list(args) -> int:
@@ -428,7 +447,19 @@ def make_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("report", help="tables and figures from results/ only (no recomputation)")
     add_report_arguments(prep)
     prep.set_defaults(func=cmd_report)
+    _add_scheme_epilogs(p, sub)
     return p
+
+
+def _add_scheme_epilogs(parser: argparse.ArgumentParser, sub) -> None:
+    """Every verb's --help ends with the backbone URI schemes (plug-ins included)."""
+    load_registries()
+    schemes = backbone_schemes_help()
+    if not schemes:
+        return
+    for sp in [parser, *sub.choices.values()]:
+        sp.epilog = (sp.epilog + "\n\n" if sp.epilog else "") + schemes
+        sp.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def main(argv: list[str] | None = None) -> int:

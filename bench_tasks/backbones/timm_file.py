@@ -1,5 +1,7 @@
 """`timm:<model>[:<file>]` — any timm ViT-family model, with a local weight file or timm's own
-pretrained weights; plus the loading helpers the other file-based schemes (paco_fr, mcf, mae) share.
+pretrained weights.
+
+Also the loading helpers the other file-based schemes (paco_fr, mcf, mae) share.
 
 Untrusted files are read with `safetensors` or `torch.load(weights_only=True)` only. A file whose
 keys do not fit the model raises an error naming the file and the missing / unexpected keys.
