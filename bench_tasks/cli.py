@@ -317,6 +317,9 @@ def cmd_run(args) -> int:
           f"results -> {results}")
     summary = run_plan(cells, results=results, work_dir=args.work_dir, data_roots=roots, device=args.device,
                        force=args.force, progress=not args.no_progress)
+    from bench_tasks.run_table import format_run_table
+
+    print("\n" + format_run_table(cells, results) + "\n")
     print(summary.line())
     pretrain_failed = getattr(args, "pretrain_failed", None) or []
     if pretrain_failed:
