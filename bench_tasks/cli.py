@@ -235,7 +235,8 @@ def build_plan(args, log=print, problems: list[str] | None = None):
                                   "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
         cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions)
         problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, args.device,
-                                   skip_missing=lambda uri: bool(args.dry_run and uri.startswith("paco_fr:")))
+                                   skip_missing=lambda uri: bool(args.dry_run and uri.startswith("paco_fr:")
+                                                                 and not Path(uri[len("paco_fr:"):]).is_file()))
         if problems:
             raise PlanInvalid(problems)
         return cells, roots
@@ -286,7 +287,12 @@ def cmd_run(args) -> int:
         print(err, file=sys.stderr)
         return 2
     except PlanError as err:
-        print(format_problems(problems) if problems else err.code, file=sys.stderr)
+        msg = str(err.code)
+        if problems:  # unknown names are already among them; anything else is added
+            covered = msg.startswith(("unknown task", "unknown dataset", "choose --tasks"))
+            print(format_problems(problems + ([] if covered else [msg])), file=sys.stderr)
+        else:
+            print(msg, file=sys.stderr)
         return 2
     except StageFailed as err:
         print(f"error: {err}", file=sys.stderr)

@@ -159,7 +159,7 @@ def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[st
     args = argparse.Namespace(tasks=_join(tasks), all=tasks is None, datasets=_join(datasets),
                               protocols=_join(protocols), seeds=_join(seeds), fractions=_join(fractions),
                               device=device, backbones=None if in_memory else backbone, profile=profile,
-                              pretrain_override=None)
+                              pretrain_override=None, study=False)
     problems = check_args(args)
     try:
         prof = get_profile(profile)

@@ -181,7 +181,10 @@ def check_args(args) -> list[str]:
     problems += check_device(getattr(args, "device", None))
     for uri in _csv(getattr(args, "backbones", None)) or []:
         problems += check_backbone_uri(uri)
-    if getattr(args, "all", False) and not getattr(args, "backbones", None):
+    study = getattr(args, "study", None)  # evaluate() says False; the CLI: run --all without --backbones
+    if study is None:
+        study = bool(getattr(args, "all", False) and not getattr(args, "backbones", None))
+    if study:
         problems += check_pretrain_overrides(getattr(args, "pretrain_override", None) or [],
                                              getattr(args, "profile", "smoke"))
     return problems

@@ -56,3 +56,17 @@ def test_load_results_errors(tmp_path):
         bench_tasks.load_results(tmp_path / "nope.jsonl")
     with pytest.raises(AttributeError):
         bench_tasks.nonexistent  # noqa: B018
+
+
+def test_evaluate_all_tasks_is_not_the_study():
+    """tasks=None means every task, not `run --all`'s pre-training study: the paper config's missing
+    data.path must not be reported for an evaluate() call."""
+    import argparse
+
+    from bench_tasks.validate import check_args
+
+    ns = argparse.Namespace(tasks=None, all=True, datasets=None, protocols=None, seeds=None, fractions=None,
+                            device="cpu", backbones=None, profile="paper", pretrain_override=None, study=False)
+    assert check_args(ns) == []
+    ns.study = None  # the CLI's `run --all --profile paper` without --backbones is the study
+    assert any("data.path" in p for p in check_args(ns))
