@@ -13,7 +13,7 @@ from bench_tasks.errors import cause_line
 
 def _short_backbone(uri: str, width: int = 38) -> str:
     scheme, _, rest = uri.partition(":")
-    if "/" in rest:  # a file path: the run folder and file name say enough
+    if "/" in rest and Path(rest.split(":")[-1]).suffix:  # a file path: its folder and name say enough
         parts = Path(rest.split(":")[-1]).parts
         rest = "/".join(parts[-2:])
         if scheme == "timm":

@@ -37,6 +37,8 @@ def test_table_with_ci_floor_and_failure(tmp_path):
     assert "-4.29 (not better)" in lines[3]
     assert "FAILED" in lines[4] and "ValueError: broken thing" in lines[4]
     assert "not run" in lines[5]
+    assert "random:vit_tiny@64/8/d2" in format_run_table([Cell("random:vit_tiny@64/8/d2", "expression", "synthface",
+                                                                 "linear")], res)
 
 
 def test_table_without_ci_or_floor_drops_the_columns(tmp_path):
