@@ -44,8 +44,27 @@ def _csv(s: str | None) -> list[str] | None:
 
 
 def _first_line(obj) -> str:
+    """The first sentence of a docstring's first paragraph (joined across its wrapped lines, so a
+    description is never cut mid-sentence)."""
     doc = (getattr(obj, "__doc__", None) or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    if not doc:
+        return ""
+    para = " ".join(ln.strip() for ln in doc.split("\n\n")[0].splitlines())
+    return para.split(". ")[0] + "." if ". " in para else para
+
+
+def backbone_schemes_help() -> str:
+    """The backbone URI schemes, one line each (for every verb's --help)."""
+    from bench_tasks.registry import BACKBONES
+
+    try:
+        items = BACKBONES.items()
+    except Exception:  # noqa: BLE001 - help must print even when a registry module is broken
+        return ""
+    lines = ["backbone URIs (--backbones, comma list; `python -m bench_tasks list` for more):"]
+    for name, fn in items:
+        lines.append(f"  {_first_line(sys.modules.get(getattr(fn, '__module__', ''), None)) or _first_line(fn) or name}")
+    return "\n".join(lines)
 
 
 def cmd_list(args) -> int:
@@ -112,6 +131,10 @@ class PlanError(SystemExit):
     pass
 
 
+class StageFailed(RuntimeError):
+    """A stage of `run --all` failed as a whole (exit code 1)."""
+
+
 def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
     """{task: [datasets]} after checking the data roots. Datasets named with --datasets must
     exist (an error shows the expected layout); implicitly chosen ones whose root is missing are
@@ -165,9 +188,11 @@ def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
     return out
 
 
-def build_plan(args, log=print):
+def build_plan(args, log=print, problems: list[str] | None = None):
     """(cells, roots) for the parsed `run` arguments. `run --all` with no --backbones is the whole
-    study: the pre-training suite runs first (bench_tasks.study) and its encoders are evaluated."""
+    study: the pre-training suite runs first (bench_tasks.study) and its encoders are evaluated.
+    Every problem found (plus `problems` found earlier by bench_tasks.validate.check_args) is raised
+    together as one PlanInvalid before anything runs."""
     from bench_tasks.registry import TASKS
     from bench_tasks.runner import DataRoots, plan_cells
 
@@ -175,15 +200,25 @@ def build_plan(args, log=print):
     roots = DataRoots.parse(args.data_root)
     task_ds = build_task_datasets(args, roots, log=log)
     protocols = _csv(args.protocols)
+    problems = list(problems or [])
     if protocols:
         for t in task_ds:
             task = TASKS.get(t)
             plan = getattr(task, "plan_protocol", None) or (lambda p, k=task: p if p in k.protocols else None)
             bad = [p for p in protocols if plan(p) is None]
-            if bad and len(task_ds) == 1:
-                raise PlanError(f"task {t} does not support protocol(s) {bad}; it has {TASKS.get(t).protocols}")
-    seeds = [int(s) for s in _csv(args.seeds)] if args.seeds else None
-    fractions = [float(f) for f in _csv(args.fractions)] if args.fractions else None
+            if bad and len(task_ds) == 1 and not any(p.startswith("--protocols") for p in problems):
+                problems.append(f"--protocols: task {t} does not support protocol(s) {bad}; it has "
+                                f"{', '.join(TASKS.get(t).protocols)}")
+    from bench_tasks.validate import PlanInvalid, check_backbones, check_data, parse_fractions, parse_seeds
+
+    seeds, bad = parse_seeds(args.seeds)
+    fractions, bad2 = parse_fractions(args.fractions)
+    problems += [p for p in bad + bad2 if p not in problems]
+    problems += check_data(task_ds, roots, profile)
+    if not is_study(args):  # the study's encoders are checked once stage 1 has written them
+        problems += check_backbones(build_backbone_list(args), task_ds, profile, args.device)
+    if problems:
+        raise PlanInvalid(problems)
     if is_study(args):
         from bench_tasks.study import pretrain_suite, study_cells, suite_runs
 
@@ -193,11 +228,21 @@ def build_plan(args, log=print):
             encoders = {r.name: Path(args.runs) / profile.name / r.name / "encoder.safetensors"
                         for r in suite_runs(not args.no_ablations, profile.name)}
         else:
+            failed: list[tuple[str, str]] = []
+            args.pretrain_failed = failed
             encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log,
                                       progress=not args.no_progress,
-                                      overrides=dotted_overrides(args.pretrain_override or []))
+                                      overrides=dotted_overrides(args.pretrain_override or []), failed=failed)
+            if failed and not encoders:
+                raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
+                                  "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
         cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
                             ceilings=not getattr(args, "no_ceilings", False))
+        problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, args.device,
+                                   skip_missing=lambda uri: bool(args.dry_run and uri.startswith("paco_fr:")
+                                                                 and not Path(uri[len("paco_fr:"):]).is_file()))
+        if problems:
+            raise PlanInvalid(problems)
         return cells, roots
     cells = plan_cells(build_backbone_list(args), task_ds, protocols=protocols, seeds=seeds,
                        fractions=fractions, profile=profile.name)
@@ -238,16 +283,35 @@ def cmd_run(args) -> int:
 
     set_threads(args)
     from bench_tasks.runner import cell_status, run_plan
+    from bench_tasks.validate import PlanInvalid, check_args, format_problems
 
     results = Path(args.results or f"results/{args.profile}.jsonl")
+    problems = check_args(args)
     try:
-        cells, roots = build_plan(args)
-    except PlanError as err:
-        print(err.code, file=sys.stderr)
+        cells, roots = build_plan(args, problems=problems)
+    except PlanInvalid as err:
+        print(err, file=sys.stderr)
         return 2
+    except PlanError as err:
+        msg = str(err.code)
+        if problems:  # unknown names are already among them; anything else is added
+            covered = msg.startswith(("unknown task", "unknown dataset", "choose --tasks"))
+            print(format_problems(problems + ([] if covered else [msg])), file=sys.stderr)
+        else:
+            print(msg, file=sys.stderr)
+        return 2
+    except StageFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if not cells:
         print("nothing to run: the plan is empty", file=sys.stderr)
         return 2
+    from bench_tasks.results import describe_rejected, inspect, rejected_path
+
+    rejected = inspect(results) if args.dry_run else []  # a run moves them (run_plan says so)
+    if rejected:
+        print(f"warning: {describe_rejected(results, rejected)}; a run would move them to "
+              f"{rejected_path(results)} (they are not counted as done)", file=sys.stderr)
     status = cell_status(cells, results)
     n_done = sum(v == "done" for v in status.values())
     n_failed = sum(v == "failed" for v in status.values())
@@ -265,7 +329,17 @@ def cmd_run(args) -> int:
           f"results -> {results}")
     summary = run_plan(cells, results=results, work_dir=args.work_dir, data_roots=roots, device=args.device,
                        force=args.force, progress=not args.no_progress)
+    from bench_tasks.run_table import format_run_table
+
+    print("\n" + format_run_table(cells, results) + "\n")
     print(summary.line())
+    pretrain_failed = getattr(args, "pretrain_failed", None) or []
+    if pretrain_failed:
+        print(f"{len(pretrain_failed)} pre-training run(s) FAILED and were left out of the study:\n"
+              + "\n".join(f"  {n}: {c}" for n, c in pretrain_failed), file=sys.stderr)
+    if summary.failed:
+        print(f"{summary.failed} cell(s) FAILED (the full traceback is in each failed row of {results}); "
+              "re-running retries them", file=sys.stderr)
     if is_study(args) and not args.no_report:
         from bench_tasks.report.build import build_report
 
@@ -273,7 +347,7 @@ def cmd_run(args) -> int:
         res = build_report([results], Path(args.reports) / args.profile, Path(args.runs) / args.profile, args.profile,
                            command="python -m bench_tasks " + " ".join(sys.argv[1:]))
         print(f"report written to {res['out_dir']}; read first: {res['summary']}")
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or pretrain_failed else 0
 
 
 # ----------------------------------------------------------------------------- preview / report
@@ -293,8 +367,32 @@ def cmd_preview(args) -> int:
     return 0
 
 
+def check_report_inputs(args) -> list[str]:
+    """`report` on a missing or empty results file is an error (an empty report would look like a
+    finished study)."""
+    from bench_tasks.results import describe_rejected, inspect, load_rows
+
+    paths = args.results or [Path("results") / f"{args.profile or 'smoke'}.jsonl"]
+    problems = []
+    for p in map(Path, paths):
+        if not p.is_file():
+            near = sorted(q.name for q in p.parent.glob("*.jsonl")) if p.parent.is_dir() else []
+            problems.append(f"results file {p} not found" + (f"; files there: {', '.join(near)}" if near else "")
+                            + " (run `python -m bench_tasks run ...` first, or pass --results <file.jsonl>)")
+        elif not load_rows(p):
+            bad = inspect(p)
+            problems.append(f"results file {p} has no result rows"
+                            + (f": {describe_rejected(p, bad)}" if bad else " (it is empty)"))
+    return problems
+
+
 def cmd_report(args) -> int:
     from bench_tasks.report.build import run_from_args
+
+    problems = check_report_inputs(args)
+    if problems:
+        print("report: " + "\n".join(problems), file=sys.stderr)
+        return 2
 
     return int(run_from_args(args, sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "report" else None) or 0)
 
@@ -366,7 +464,19 @@ def make_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("report", help="tables and figures from results/ only (no recomputation)")
     add_report_arguments(prep)
     prep.set_defaults(func=cmd_report)
+    _add_scheme_epilogs(p, sub)
     return p
+
+
+def _add_scheme_epilogs(parser: argparse.ArgumentParser, sub) -> None:
+    """Every verb's --help ends with the backbone URI schemes (plug-ins included)."""
+    load_registries()
+    schemes = backbone_schemes_help()
+    if not schemes:
+        return
+    for sp in [parser, *sub.choices.values()]:
+        sp.epilog = (sp.epilog + "\n\n" if sp.epilog else "") + schemes
+        sp.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -155,8 +155,8 @@ def landmarks_floor(task, ctx: CellContext) -> CellResult:
 
 @floor_for("parsing")
 def parsing_floor(task, ctx: CellContext) -> CellResult:
-    from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion
     from bench_tasks.metrics.items import parsing_items
+    from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion
     from bench_tasks.tasks.parsing import LAPA_CLASSES, warp_logits_back
 
     size = task.image_size(ctx.profile)  # the crop size the task predicts at

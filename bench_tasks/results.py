@@ -11,8 +11,9 @@ trained end to end from random init), anything else = an encoder.
 Guarantees:
   * a row is appended with ONE `os.write` of a complete line on an O_APPEND file descriptor,
     then fsync'd, under an advisory lock (`<file>.lock`), so concurrent writers never interleave;
-  * a torn last line (a kill in the middle of a write, a full disk) is ignored by `load_rows`
-    and removed by `repair` (the file is rewritten atomically: tmp file + os.replace);
+  * a torn last line (a kill in the middle of a write, a full disk) or any unreadable line is
+    ignored by `load_rows` and moved by `repair` to `<file>.rejected` (appended, never deleted;
+    the file is rewritten atomically: tmp file + os.replace); `inspect(path)` lists them read-only;
   * readers take the LAST row per key: a `failed` row that was retried is superseded by the
     new row; `compact` drops superseded rows (the runner calls it at the start of a run).
 
@@ -21,7 +22,8 @@ Python API for other modules (report, notebooks):
     latest_rows(path_or_rows) -> dict[key, row]  the last row per key
     done_keys(path) -> set[str]              keys whose last row is "ok"
     to_dataframe(paths) -> pandas.DataFrame  one row per (file, key), metrics as metric/<name>
-    ResultsStore(path).append(row) / .repair() / .compact()
+    ResultsStore(path).append(row) / .repair() / .quarantine() / .compact()
+    inspect(path) -> [(line no, raw, reason)]  unreadable lines, read-only
     make_row(...)                            builds a schema-complete row
 """
 
@@ -121,33 +123,65 @@ def validate_row(row: dict) -> None:
 # ----------------------------------------------------------------------------- reading
 
 
-def _parse_lines(data: bytes) -> tuple[list[dict], bool]:
-    """(rows, clean): rows of every complete, parseable line; clean is False when something was
-    dropped (a torn last line without its newline, or an unparseable line)."""
+def _scan_lines(data: bytes) -> tuple[list[dict], list[tuple[int, bytes, str]]]:
+    """(rows, rejected): rows of every complete, parseable line; rejected lists (line number,
+    raw bytes, reason) of each line that is not a usable row (a torn last line without its
+    newline, a line that is not JSON, a JSON value that is not an object with `key` and `status`)."""
     rows: list[dict] = []
-    clean = True
+    rejected: list[tuple[int, bytes, str]] = []
     lines = data.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
-    if tail.strip():
-        clean = False  # torn last line: the write never finished
-    for raw in lines:
+    for no, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
         try:
             row = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            clean = False
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            rejected.append((no, raw, f"not JSON ({err.__class__.__name__}: {str(err).splitlines()[0]})"))
             continue
         if isinstance(row, dict) and "key" in row and "status" in row:
             rows.append(row)
+        elif isinstance(row, dict):
+            missing = [k for k in ("key", "status") if k not in row]
+            rejected.append((no, raw, f"a JSON object without {' and '.join(repr(k) for k in missing)}"))
         else:
-            clean = False
-    return rows, clean
+            rejected.append((no, raw, f"a JSON {type(row).__name__}, not a result row"))
+    if tail.strip():  # torn last line: the write never finished
+        rejected.append((len(lines) + 1, tail, "torn last line (no newline: an interrupted write)"))
+    return rows, rejected
+
+
+def _parse_lines(data: bytes) -> tuple[list[dict], bool]:
+    """(rows, clean): rows of every complete, parseable line; clean is False when something was
+    dropped (a torn last line without its newline, or an unparseable line)."""
+    rows, rejected = _scan_lines(data)
+    return rows, not rejected
+
+
+def rejected_path(path: str | Path) -> Path:
+    """Where unreadable lines of a results file are quarantined: `<file>.rejected`."""
+    path = Path(path)
+    return path.with_name(path.name + ".rejected")
+
+
+def describe_rejected(path: str | Path, rejected: list[tuple[int, bytes, str]], limit: int = 3) -> str:
+    """'3 unreadable line(s) in results/x.jsonl (line 4: not JSON ...; line 9: ...; ...)'."""
+    parts = [f"line {no}: {why}" for no, _, why in rejected[:limit]]
+    more = f"; ... (+{len(rejected) - limit} more)" if len(rejected) > limit else ""
+    return f"{len(rejected)} unreadable line(s) in {path} ({'; '.join(parts)}{more})"
+
+
+def inspect(path: str | Path) -> list[tuple[int, bytes, str]]:
+    """The lines of a results file that are not usable rows (read-only; `--dry-run` shows them)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return _scan_lines(path.read_bytes())[1]
 
 
 def load_rows(path: str | Path) -> list[dict]:
     """Every complete row of a results file, in file order (a missing file gives []). A torn or
-    corrupt line is ignored (never raises); `ResultsStore(path).repair()` removes it."""
+    corrupt line is ignored (never raises); `ResultsStore(path).repair()` moves it to `<file>.rejected`."""
     path = Path(path)
     if not path.exists():
         return []
@@ -261,20 +295,36 @@ class ResultsStore:
         os.replace(tmp, self.path)
         _fsync_dir(self.path.parent)
 
-    def _repair_unlocked(self) -> bool:
-        if not self.path.exists():
-            return False
-        rows, clean = _parse_lines(self.path.read_bytes())
-        if clean:
-            return False
-        self._rewrite(rows)
-        return True
+    @property
+    def rejected_path(self) -> Path:
+        return rejected_path(self.path)
 
-    def repair(self) -> bool:
-        """Drop a torn last line / unparseable lines by rewriting the file atomically.
-        Returns True when something was repaired."""
+    def _repair_unlocked(self) -> list[tuple[int, bytes, str]]:
+        if not self.path.exists():
+            return []
+        rows, rejected = _scan_lines(self.path.read_bytes())
+        if not rejected:
+            return []
+        # quarantine first (appended, fsync'd), then rewrite: a line is never lost
+        fd = os.open(self.rejected_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b"".join(raw.rstrip(b"\r") + b"\n" for _, raw, _ in rejected))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._rewrite(rows)
+        return rejected
+
+    def quarantine(self) -> list[tuple[int, bytes, str]]:
+        """Move a torn last line / unreadable lines to `<file>.rejected` (appended) and rewrite the
+        file atomically without them. Returns the moved lines as (line number, raw, reason);
+        empty when the file was clean."""
         with self._locked():
             return self._repair_unlocked()
+
+    def repair(self) -> bool:
+        """`quarantine()`; True when something was moved."""
+        return bool(self.quarantine())
 
     def compact(self) -> int:
         """Keep only the last row per key (superseded failed rows disappear). Returns the number

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from bench_tasks.api import Cell, CellContext, CellResult, DatasetLayoutError, get_profile
 from bench_tasks.backbones.base import BenchBackbone, build_backbone
+from bench_tasks.errors import cause_line
 from bench_tasks.floors import compute_floor, is_floor
 from bench_tasks.provenance import collect, now_iso
 from bench_tasks.registry import DATASETS, TASKS
@@ -119,6 +120,9 @@ def plan_cells(backbones: Sequence[str], tasks_to_datasets: dict[str, Sequence[s
     fractions = tuple(prof.fractions if fractions is None else fractions)
     from bench_tasks.references import CEILING_PROTOCOL, is_ceiling
 
+    bad = [f for f in fractions if not 0 < float(f) <= 1]
+    if bad:
+        raise ValueError(f"fractions {bad} outside (0, 1]: a fraction is the share of the training split a cell uses")
     cells: list[Cell] = []
     for bb in backbones:
         for task_name, datasets in tasks_to_datasets.items():
@@ -284,9 +288,12 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
     cells = with_references(cells, ceilings=None, cosine=False)
     log = log or (lambda msg: tqdm.write(msg))
     store = ResultsStore(results)
-    repaired = store.repair()
+    repaired = store.quarantine()
     if repaired:
-        log(f"repaired {store.path}: dropped a torn / unreadable line left by an interrupted run")
+        from bench_tasks.results import describe_rejected
+
+        log(f"warning: {describe_rejected(store.path, repaired)}: moved to {store.rejected_path} "
+            "(inspect it; a row there is not counted as done)")
     dropped = store.compact()
     if dropped:
         log(f"compacted {store.path}: {dropped} superseded row(s) removed")
@@ -324,8 +331,7 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
         else:
             summary.failed += 1
             summary.failed_keys.append(row["key"])
-            last = (row["error"] or "").strip().splitlines()[-1:] or [""]
-            log(f"FAILED {cell.label()} | {last[0]}")
+            log(f"FAILED {cell.label()} | {cause_line(row['error'])}")
         if on_row is not None:
             on_row(row)
     bar.close()

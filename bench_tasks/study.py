@@ -97,10 +97,10 @@ def random_control(profile_name: str) -> str:
 
 def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_ablations: bool = True,
                    log: Callable[[str], None] = print, progress: bool = True,
-                   overrides: dict | None = None) -> dict[str, Path]:
+                   overrides: dict | None = None, failed: list | None = None) -> dict[str, Path]:
     """Pre-train (or reuse / resume) every run of the suite; returns {run name: encoder path}.
     `overrides` (dotted keys, e.g. {"train.steps": 500}) apply to every run: the budget stays equal.
-    A run that fails is reported and left out; the others go on."""
+    A run that fails is reported and left out (appended to `failed` as (name, cause)); the others go on."""
     from paco_fr.engine import pretrain
 
     out: dict[str, Path] = {}
@@ -116,7 +116,11 @@ def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_abl
         except (KeyboardInterrupt, InterruptedError):
             raise
         except Exception as err:  # one broken objective must not sink the study
-            log(f"pre-training {run.name} FAILED: {type(err).__name__}: {err}")
+            from bench_tasks.errors import cause_line
+
+            log(f"pre-training {run.name} FAILED: {cause_line(err)}")
+            if failed is not None:
+                failed.append((run.name, cause_line(err)))
     return out
 
 

@@ -55,7 +55,7 @@ class BackboneOutput:
 
 def default_dense_layers(depth: int) -> list[int]:
     """FaRL uses blocks 3, 5, 7, 11 (0-indexed) of 12; scale for other depths."""
-    return sorted({min(depth - 1, round((i + 1) * depth / 12) - 1) for i in (3, 5, 7, 11)})
+    return sorted({max(0, min(depth - 1, round((i + 1) * depth / 12) - 1)) for i in (3, 5, 7, 11)})
 
 
 class ViTBackbone(nn.Module):
@@ -140,6 +140,13 @@ def create_backbone(
     return ViTBackbone(vit, arch=arch, mean=mean, std=std)
 
 
+def _short(names: list[str], n: int = 8) -> str:
+    """The first n names and the count of the rest (a wrong file would otherwise print ~150)."""
+    if len(names) <= n:
+        return repr(names)
+    return "[" + ", ".join(repr(x) for x in names[:n]) + f", ... (+{len(names) - n} more, {len(names)} in all)]"
+
+
 def load_vit_state_dict(vit: nn.Module, state_dict: dict[str, torch.Tensor], strict: bool = True):
     """Load timm-keyed ViT weights, resampling the position embedding and the patch kernel when
     the checkpoint was trained at another image / patch size. Raises KeyError naming missing and
@@ -153,7 +160,7 @@ def load_vit_state_dict(vit: nn.Module, state_dict: dict[str, torch.Tensor], str
         target = vit.patch_embed.proj.weight.shape[-2:]
         if w.shape[-2:] != target:
             sd["patch_embed.proj.weight"] = resample_patch_embed(w, list(target))
-    if "pos_embed" in sd and sd["pos_embed"].shape != vit.pos_embed.shape:
+    if "pos_embed" in sd and getattr(vit, "pos_embed", None) is not None and sd["pos_embed"].shape != vit.pos_embed.shape:
         npt = 0 if getattr(vit, "no_embed_class", False) else vit.num_prefix_tokens
         sd["pos_embed"] = resample_abs_pos_embed(
             sd["pos_embed"], new_size=list(vit.patch_embed.grid_size), num_prefix_tokens=npt
@@ -162,6 +169,7 @@ def load_vit_state_dict(vit: nn.Module, state_dict: dict[str, torch.Tensor], str
     missing = sorted(own - set(sd))
     unexpected = sorted(set(sd) - own)
     if strict and (missing or unexpected):
-        raise KeyError(f"ViT state dict does not match: missing keys {missing}, unexpected keys {unexpected}")
+        raise KeyError(f"ViT state dict does not match: missing keys {_short(missing)}, "
+                       f"unexpected keys {_short(unexpected)}")
     vit.load_state_dict(sd, strict=False)
     return missing, unexpected

@@ -15,8 +15,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pretrain", help="pre-train (PaCo-FR / MAE / FaRL / MCF) from a config")
     p.add_argument("--config", default="smoke", help="YAML path or bundled config name (smoke, small, paper, ...)")
     p.add_argument("--run-dir", default=None, help="default runs/<name>")
-    p.add_argument("--resume", action="store_true", help="resume from run_dir/ckpt (default: resume if present)")
-    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="require a checkpoint in the run dir and continue from it (an error when there is "
+                           "none). Without --resume / --fresh, an interrupted run with the same config resumes, "
+                           "a finished one is left as it is, and a run made with another config is refused")
+    mode.add_argument("--fresh", action="store_true",
+                      help="start the run dir over (its checkpoint, log and summary are replaced)")
+    p.add_argument("--extend", action="store_true",
+                   help="allow a larger train.steps / train.epochs than the run dir's run: training continues "
+                        "from its checkpoint to the new length")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. codebook.num_tokens=256")
     e = sub.add_parser("export", help="checkpoint -> timm-keyed encoder safetensors")
     e.add_argument("ckpt")
@@ -49,20 +57,30 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     if a.cmd == "pretrain":
-        from paco_fr.config import load_config
+        from paco_fr.config import ConfigError, check_data_config, load_config
         from paco_fr.engine import _run_name, train
+        from paco_fr.rundir import check_run_dir
 
-        cfg = load_config(a.config, a.overrides)
-        run_dir = Path(a.run_dir) if a.run_dir else Path("runs") / _run_name(a.config, cfg)
-        summary = train(cfg, run_dir, resume=not a.fresh)
-        if int(os.environ.get("RANK", "0")) != 0:
+        try:
+            cfg = load_config(a.config, a.overrides)
+            check_data_config(cfg)
+            run_dir = Path(a.run_dir) if a.run_dir else Path("runs") / _run_name(a.config, cfg)
+            state = check_run_dir(cfg, run_dir, fresh=a.fresh, resume_required=a.resume, extend=a.extend)
+        except (ConfigError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if state == "complete":
+            print(f"done (already complete with this config, nothing retrained): {run_dir / 'encoder.safetensors'}")
             return 0
+        summary = train(cfg, run_dir, resume=not a.fresh, extend=a.extend)
+        if int(os.environ.get("RANK", "0")) != 0:
+            return 0 if summary["status"] == "complete" else 1
         if summary["status"] == "complete":
             print(f"done: {run_dir / 'encoder.safetensors'}")
-        else:
-            print(f"interrupted at step {summary['step']}; checkpoint saved in {run_dir / 'ckpt'} "
-                  f"(rerun the same command to resume)", file=sys.stderr)
-        return 0
+            return 0
+        print(f"interrupted at step {summary['step']}; checkpoint saved in {run_dir / 'ckpt'} "
+              f"(rerun the same command to resume)", file=sys.stderr)
+        return 1
     if a.cmd == "export":
         from paco_fr.export import export_checkpoint
 

@@ -127,6 +127,37 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class ConfigError(ValueError):
+    """A pre-training config that cannot be used (the message says what to change)."""
+
+
+class UnknownConfigKey(ConfigError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigNotFound(ConfigError, FileNotFoundError):
+    pass
+
+
+def flat_keys(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flat_keys(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _closest(name: str, choices) -> str:
+    import difflib
+
+    m = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {m[0]!r}?)" if m else ""
+
+
 def deep_update(base: dict, new: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in (new or {}).items():
@@ -145,7 +176,8 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     if cand.exists():
         return cand
     known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
-    raise FileNotFoundError(f"config {name_or_path!r} is neither a file nor a bundled config {known}")
+    raise ConfigNotFound(f"config {str(name_or_path)!r} is neither a file nor a bundled config"
+                         f"{_closest(str(name_or_path), known)}; bundled: {', '.join(known)}")
 
 
 def _load_yaml_chain(path: Path, depth: int = 0) -> dict:
@@ -168,8 +200,9 @@ def parse_overrides(overrides: list[str] | dict | None) -> dict:
     else:
         items = []
         for o in overrides:
-            if "=" not in o:
-                raise ValueError(f"override {o!r} is not key=value")
+            if "=" not in o or not o.split("=", 1)[0].strip():
+                raise ConfigError(f"override {o!r} is not key=value (e.g. train.steps=500 or "
+                                  "codebook.num_tokens=256; keys: docs/pretraining.md)")
             k, v = o.split("=", 1)
             items.append((k.strip(), yaml.safe_load(v) if v.strip() else None))
     out: dict = {}
@@ -188,7 +221,10 @@ def parse_overrides(overrides: list[str] | dict | None) -> dict:
 def _check_keys(cfg: dict, ref: dict, prefix: str = "") -> None:
     for k, v in cfg.items():
         if k not in ref:
-            raise KeyError(f"unknown config key {prefix + k!r}")
+            known = [prefix + x for x in ref] if prefix else list(flat_keys(DEFAULTS)) + list(DEFAULTS)
+            raise UnknownConfigKey(f"unknown config key {prefix + k!r}{_closest(prefix + k, known)}; "
+                                   f"keys{' under ' + prefix[:-1] if prefix else ''}: "
+                                   f"{', '.join(sorted(ref))}")
         if isinstance(ref[k], dict) and isinstance(v, dict):
             _check_keys(v, ref[k], prefix + k + ".")
 
@@ -207,6 +243,40 @@ def load_config(cfg: str | Path | dict | None = None, overrides: list[str] | dic
     if full["objective"] not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {full['objective']!r}")
     return full
+
+
+DATA_SOURCES = ("synthface", "random", "folder", "tar", "landmarks")
+
+
+def check_data_config(cfg: dict) -> None:
+    """Raise ConfigError before anything is written when the data section cannot work: an unknown
+    source, or a folder / tar / landmarks source without an existing `data.path`."""
+    import glob
+
+    d = cfg["data"]
+    src = d.get("source")
+    if src not in DATA_SOURCES:
+        raise ConfigError(f"data.source {src!r} is not one of {', '.join(DATA_SOURCES)}{_closest(str(src), DATA_SOURCES)}")
+    path = d.get("path")
+    if src == "folder":
+        if not path:
+            raise ConfigError("data.source=folder needs data.path=<folder of aligned face images>")
+        if not Path(str(path)).expanduser().is_dir():
+            raise ConfigError(f"data.path {path!r}: folder not found (data.source=folder)")
+    elif src == "tar":
+        if not path:
+            raise ConfigError("data.source=tar needs data.path='<shards>/*.tar' (a glob of tar shards of aligned "
+                              f"faces){' (the ' + str(cfg.get('name')) + ' config leaves it to you)' if cfg.get('name') else ''}; "
+                              "or use data.source=folder data.path=<folder>")
+        if not glob.glob(str(Path(str(path)).expanduser())):
+            raise ConfigError(f"data.path {path!r}: no tar shard matches (data.source=tar)")
+    elif src == "landmarks":
+        lm = d.get("landmarks_file")
+        if not lm or not Path(str(lm)).expanduser().is_file():
+            raise ConfigError(f"data.landmarks_file {lm!r}: file not found (data.source=landmarks needs lines "
+                              "'relpath x1 y1 ... x5 y5')")
+        if path and not Path(str(path)).expanduser().is_dir():
+            raise ConfigError(f"data.path {path!r}: image folder not found (data.source=landmarks)")
 
 
 def dump_config(cfg: dict, path: Path) -> None:

@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from paco_fr.config import dump_config, load_config
+from paco_fr.config import load_config
 from paco_fr.data.pretrain_data import ResumableBatchSampler, build_pretrain_dataset, collate
 from paco_fr.models import build_model
 from paco_fr.models.text import WordTokenizer
@@ -159,8 +159,15 @@ def _run_name(cfg_arg, cfg: dict) -> str:
 
 
 # ---------------------------------------------------------------------------- training
-def train(cfg: dict, run_dir: Path, resume: bool = True) -> dict:
+def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -> dict:
+    """resume=False starts run_dir over; a run_dir holding a run made with another config is refused
+    (paco_fr.rundir), a longer train.steps / epochs only with extend=True."""
+    from paco_fr.config import check_data_config
+    from paco_fr.rundir import check_run_dir, record_config
+
     run_dir = Path(run_dir)
+    check_data_config(cfg)
+    state = check_run_dir(cfg, run_dir, fresh=not resume, extend=extend)
     tc = cfg["train"]
     dev_kind = "cuda" if (tc["device"] in ("auto", "cuda") and torch.cuda.is_available()) else "cpu"
     own_pg = _maybe_init_dist(dev_kind)
@@ -174,8 +181,9 @@ def train(cfg: dict, run_dir: Path, resume: bool = True) -> dict:
     seed = int(cfg["seed"])
     seed_everything(seed + rank)
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, run_dir / "config.yaml")
+        if state == "fresh":  # the old run's "complete" marker must not outlive it
+            (run_dir / "summary.json").unlink(missing_ok=True)
+        record_config(cfg, run_dir)
 
     # data
     ds = build_pretrain_dataset(cfg["data"], int(cfg["model"]["img_size"]), seed=seed)
@@ -420,15 +428,19 @@ def train(cfg: dict, run_dir: Path, resume: bool = True) -> dict:
     return summary
 
 
-def pretrain(cfg, overrides: list[str] | dict | None = None, run_dir=None) -> Path:
-    """Pre-train (or resume, or return the finished export of) a run; returns encoder.safetensors."""
+def pretrain(cfg, overrides: list[str] | dict | None = None, run_dir=None, extend: bool = False) -> Path:
+    """Pre-train (or resume, or return the finished export of) a run; returns encoder.safetensors.
+    A run_dir holding a run made with another config raises paco_fr.rundir.RunDirConflict."""
+    from paco_fr.config import check_data_config
+    from paco_fr.rundir import check_run_dir
+
     full = load_config(cfg, overrides)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / _run_name(cfg, full)
     enc = run_dir / "encoder.safetensors"
-    summ = run_dir / "summary.json"
-    if enc.exists() and summ.exists() and json.loads(summ.read_text()).get("status") == "complete":
+    if check_run_dir(full, run_dir, extend=extend) == "complete":
         return enc
-    summary = train(full, run_dir, resume=True)
+    check_data_config(full)
+    summary = train(full, run_dir, resume=True, extend=extend)
     if summary["status"] != "complete":
         raise InterruptedError(f"pre-training of {run_dir} was interrupted at step {summary['step']}; "
                                "call pretrain() again to resume")

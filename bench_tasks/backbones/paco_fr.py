@@ -16,6 +16,7 @@ from bench_tasks.backbones.timm_file import (
     CheckpointError,
     infer_vit_kwargs,
     load_into,
+    read_safetensors,
     strip_prefix,
 )
 from bench_tasks.registry import BACKBONES
@@ -25,8 +26,14 @@ from paco_fr.backbone import ARCHS, FACE_MEAN, FACE_STD, ViTBackbone, create_vit
 def read_metadata(path: str | Path) -> dict[str, str]:
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as err:  # SafetensorError on a garbage / truncated file
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"paco_fr encoder {path} is not a readable .safetensors file "
+                              f"({type(err).__name__}: {first}); expected the output of "
+                              "`python -m paco_fr export <ckpt> <out>.safetensors`") from err
 
 
 def _floats(s: str | None, default):
@@ -47,7 +54,9 @@ def build(rest: str, image_size: int) -> BenchBackbone:
     if not path.is_file():
         raise FileNotFoundError(f"paco_fr encoder file not found: {path}")
     if path.suffix != ".safetensors":
-        raise ValueError(f"paco_fr:{rest}: expected an exported .safetensors encoder")
+        raise CheckpointError(f"paco_fr:{rest}: expected an exported .safetensors encoder "
+                              f"(`python -m paco_fr export`), got a {path.suffix or 'suffix-less'} file; "
+                              "for other ViT checkpoints use timm:<model>:<file>, mae:, mcf: or farl:")
     meta = read_metadata(path)
     if "arch" not in meta:
         try:
@@ -59,9 +68,7 @@ def build(rest: str, image_size: int) -> BenchBackbone:
         if not isinstance(vit_bb, ViTBackbone):
             raise CheckpointError(f"{path}: paco_fr.export.load_encoder returned {type(vit_bb).__name__}")
         return BenchBackbone(f"paco_fr:{rest}", vit_bb, weights_sha256(path), source=str(path))
-    from safetensors.torch import load_file
-
-    sd = strip_prefix(load_file(str(path), device="cpu"))
+    sd = strip_prefix(read_safetensors(path))
     arch = meta["arch"]
     if arch not in ARCHS:
         raise CheckpointError(f"{path}: unknown arch {arch!r} in metadata; known: {sorted(ARCHS)}")

@@ -1,5 +1,7 @@
-"""`timm:<model>[:<file>]` — any timm ViT with a local weight file, plus the loading helpers the
-other file-based schemes (paco_fr, mcf, mae) share.
+"""`timm:<model>[:<file>]` — any timm ViT-family model, with a local weight file or timm's own
+pretrained weights.
+
+Also the loading helpers the other file-based schemes (paco_fr, mcf, mae) share.
 
 Untrusted files are read with `safetensors` or `torch.load(weights_only=True)` only. A file whose
 keys do not fit the model raises an error naming the file and the missing / unexpected keys.
@@ -8,6 +10,7 @@ keys do not fit the model raises an error naming the file and the missing / unex
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import timm
@@ -15,7 +18,7 @@ import torch
 
 from bench_tasks.backbones.base import BenchBackbone, weights_sha256
 from bench_tasks.registry import BACKBONES
-from paco_fr.backbone import IMAGENET_MEAN, IMAGENET_STD, ViTBackbone, load_vit_state_dict
+from paco_fr.backbone import IMAGENET_MEAN, IMAGENET_STD, BackboneOutput, ViTBackbone, load_vit_state_dict
 
 
 class CheckpointError(KeyError):
@@ -30,17 +33,47 @@ def read_weights(path: str | Path) -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"backbone weight file not found: {path}")
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path), device="cpu")
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"cannot read weight file {path}: {type(err).__name__}: {err}") from err
+        raise CheckpointError(describe_load_error(path, err)) from err
     if not isinstance(obj, dict):
         raise CheckpointError(f"weight file {path} holds a {type(obj).__name__}, not a state dict")
     return obj
+
+
+def read_safetensors(path: str | Path) -> dict:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as err:  # SafetensorError, a header that is not JSON, a truncated file
+        raise CheckpointError(
+            f"weight file {path} is not a readable .safetensors file "
+            f"({type(err).__name__}: {_first(err)}); expected a file written by safetensors.torch.save_file "
+            "(e.g. `python -m paco_fr export`)") from err
+
+
+def _first(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def describe_load_error(path: Path, err: BaseException) -> str:
+    """One clear sentence for a torch.load(weights_only=True) failure (torch's own text is a page of
+    documentation that ends by suggesting weights_only=False, which would run the file's code)."""
+    text = str(err)
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if m:
+        return (f"weight file {path} holds Python objects besides tensors (it references {m.group(1)}), "
+                "which are never unpickled here (weights_only=True); re-save only the tensors, e.g. "
+                "torch.save(model.state_dict(), 'weights.pth') or safetensors.torch.save_file")
+    m = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, flags=re.S)
+    detail = " ".join(m.group(1).split()) if m else f"{type(err).__name__}: {_first(err)}"
+    return (f"weight file {path} is not a readable PyTorch checkpoint ({detail}); "
+            "expected a state dict saved with torch.save, or a .safetensors file")
 
 
 def unwrap(obj: dict, keys=("model", "state_dict", "module", "encoder")) -> dict[str, torch.Tensor]:
@@ -87,8 +120,10 @@ def load_into(vit: torch.nn.Module, sd: dict, path) -> None:
     except KeyError as err:
         msg = err.args[0] if err.args else str(err)
         raise CheckpointError(f"weight file {path} does not fit the backbone: {msg}") from None
-    except RuntimeError as err:  # shape mismatches
-        raise CheckpointError(f"weight file {path} does not fit the backbone: {err}") from None
+    except RuntimeError as err:  # shape mismatches: torch lists every tensor, keep the first few
+        lines = [ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln]
+        detail = "; ".join(lines[:3]) + (f"; ... (+{len(lines) - 3} more)" if len(lines) > 3 else "")
+        raise CheckpointError(f"weight file {path} does not fit the backbone: {detail or _first(err)}") from None
 
 
 def build_vit_from_sd(uri: str, path, sd: dict, image_size: int, mean, std,
@@ -110,22 +145,112 @@ def _mean_std(model) -> tuple:
     return tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
 
 
+class TimmViTBackbone(ViTBackbone):
+    """Any timm ViT-family model (VisionTransformer, EVA/EVA-02, DeiT, BEiT, CLIP/SigLIP towers,
+    DINOv2, ...): block outputs come from timm's own `forward_intermediates` (so rotary embeddings,
+    register tokens, patch dropout and the like follow the model's code), the pooled embedding
+    from `forward_head(pre_logits=True)` (CLS or average pool, fc_norm, as the model defines)."""
+
+    def grid_size(self, h: int, w: int) -> tuple[int, int]:
+        if getattr(self.vit.patch_embed, "dynamic_img_pad", False):  # input padded to a multiple of the patch
+            return math.ceil(h / self.patch_size), math.ceil(w / self.patch_size)
+        return h // self.patch_size, w // self.patch_size
+
+    def forward_features(self, x: torch.Tensor, layers: list[int] | None = None) -> BackboneOutput:
+        grid = self.grid_size(x.shape[-2], x.shape[-1])
+        wanted = sorted({i % self.depth for i in (layers or [])})
+        take = wanted or [self.depth - 1]
+        final, inter = self.vit.forward_intermediates(x, indices=take, return_prefix_tokens=True, norm=False,
+                                                      output_fmt="NLC")
+        by_index = dict(zip(take, inter))
+        patch, cls_tokens = [], []
+        for i in wanted:
+            sp, prefix = by_index[i] if isinstance(by_index[i], tuple) else (by_index[i], None)
+            patch.append(sp)
+            cls_tokens.append(prefix[:, 0] if prefix is not None and prefix.shape[1] else sp.mean(1))
+        cls = self.vit.forward_head(final, pre_logits=True)
+        return BackboneOutput(cls=cls, patch_tokens=patch, grid=grid, last_tokens=final[:, self.num_prefix_tokens:],
+                              cls_tokens=cls_tokens)
+
+
+def create_timm_vit(model_name: str, image_size: int, uri: str, pretrained: bool = False) -> torch.nn.Module:
+    """A timm ViT-family model without classifier, at `image_size` (dynamic size when supported)."""
+    if not timm.is_model(model_name):
+        from bench_tasks.errors import closest
+
+        base = model_name.split(".")[0]
+        names = timm.list_models()
+        hint = closest(base, names) or closest(base, [n for n in names if n.startswith(base.split("_")[0])])
+        raise ValueError(f"{uri}: timm has no model {model_name!r}{hint} (timm {timm.__version__}; "
+                         "see timm.list_models('vit_*'))")
+    kw = {"pretrained": pretrained, "num_classes": 0}
+    # any input size: dynamic size (and padding to a multiple of the patch, e.g. 14 at 64 px) where the
+    # model supports it; else the model built at the task's size; else its default size
+    for extra in ({"img_size": image_size, "dynamic_img_size": True, "dynamic_img_pad": True},
+                  {"img_size": image_size, "dynamic_img_size": True}, {"img_size": image_size}, {}):
+        try:
+            vit = timm.create_model(model_name, **extra, **kw)
+            break
+        except TypeError:
+            continue
+    missing = [a for a in ("blocks", "patch_embed", "forward_intermediates", "num_prefix_tokens")
+               if not hasattr(vit, a)]
+    if missing:
+        raise ValueError(f"{uri}: timm model {model_name!r} ({type(vit).__name__}) is not a ViT-family model "
+                         f"(it has no {', '.join(missing)}); the harness reads block tokens of plain-patch "
+                         "transformers (VisionTransformer, EVA, DeiT, BEiT, CLIP/SigLIP/DINOv2 ViTs)")
+    return vit
+
+
+def timm_filter(vit: torch.nn.Module, sd: dict) -> dict:
+    """timm's own checkpoint conversion for the model's family (`checkpoint_filter_fn` of its module:
+    original EVA / CLIP / DINOv2 / BEiT key layouts, position-embedding resampling)."""
+    import sys
+
+    fn = getattr(sys.modules.get(type(vit).__module__), "checkpoint_filter_fn", None)
+    if fn is None:
+        return sd
+    try:
+        return fn(sd, vit)
+    except TypeError:
+        return fn(sd)
+
+
+def _tensor_hash(vit: torch.nn.Module, recipe: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256(recipe.encode())
+    for k, v in vit.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 @BACKBONES.register("timm")
 def build(rest: str, image_size: int) -> BenchBackbone:
-    """rest = '<timm model name>:<weight file>' (the file is required: no downloads)."""
+    """rest = '<timm model name>[:<weight file>]': any timm ViT-family model. With a file, the file's
+    tensors (safetensors or torch.load(weights_only=True)) go through timm's checkpoint filter of
+    the model's family; without one, timm's pretrained weights (downloaded by timm to its cache, or
+    found there when offline)."""
     model_name, _, file = rest.partition(":")
+    uri = f"timm:{rest}"
     if not file:
-        raise ValueError(f"timm:{rest}: give a local weight file, timm:<model>:<file> "
-                         "(for random weights use random:<arch>)")
-    sd = strip_prefix(unwrap(read_weights(file)))
-    try:
-        vit = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=image_size,
-                                dynamic_img_size=True)
-    except TypeError:  # models without img_size / dynamic size arguments
-        vit = timm.create_model(model_name, pretrained=False, num_classes=0)
-    if not hasattr(vit, "blocks") or not hasattr(vit, "patch_embed"):
-        raise ValueError(f"timm model {model_name!r} is not a ViT (no blocks / patch_embed)")
+        try:
+            vit = create_timm_vit(model_name, image_size, uri, pretrained=True)
+        except (ValueError, TypeError):
+            raise
+        except Exception as err:  # no network, no cached weights, no pretrained tag
+            first = (str(err).strip().splitlines() or [""])[0]
+            raise CheckpointError(
+                f"{uri}: timm could not load pretrained weights for {model_name!r} ({type(err).__name__}: {first}); "
+                f"pass a local file as timm:{model_name}:<weights.safetensors|.pth>, or use a tag with weights "
+                "(timm.list_pretrained('" + model_name.split(".")[0] + "*'))") from None
+        mean, std = _mean_std(vit)
+        bb = TimmViTBackbone(vit, arch=model_name, mean=mean, std=std)
+        return BenchBackbone(uri, bb, _tensor_hash(vit, f"timm-pretrained:{model_name}"), source=f"timm:{model_name}")
+    vit = create_timm_vit(model_name, image_size, uri)
+    sd = timm_filter(vit, strip_prefix(unwrap(read_weights(file))))
     load_into(vit, sd, file)
     mean, std = _mean_std(vit)
-    bb = ViTBackbone(vit, arch=model_name, mean=mean, std=std)
-    return BenchBackbone(f"timm:{rest}", bb, weights_sha256(file), source=str(file))
+    bb = TimmViTBackbone(vit, arch=model_name, mean=mean, std=std)
+    return BenchBackbone(uri, bb, weights_sha256(file), source=str(file))

@@ -22,6 +22,7 @@ docs/recognition.md): `lfw_bin` (lfw.bin), `cfp_fp` (cfp_fp.bin), `agedb_30` (ag
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 from pathlib import Path
@@ -38,11 +39,13 @@ class UnsafePickleError(pickle.UnpicklingError):
     pass
 
 
-def _latin1_encode(text, encoding="latin1", *rest):
+def _latin1_encode(text, encoding="latin1", *rest, path: str = "<pickle>"):
     """The one global allowed: Python 3 pickles bytes at protocol <= 2 as
     `_codecs.encode(str, "latin1")`; this stand-in only turns a str into bytes."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or rest:
-        raise UnsafePickleError("refusing _codecs.encode with unexpected arguments")
+        raise UnsafePickleError(
+            f"{path}: refusing _codecs.encode with unexpected arguments (a verification .bin may use it "
+            "only to turn latin-1 text into image bytes)")
     return text.encode("latin1")
 
 
@@ -53,7 +56,7 @@ class SafeUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) == ("_codecs", "encode"):
-            return _latin1_encode
+            return functools.partial(_latin1_encode, path=self.path)
         raise UnsafePickleError(
             f"{self.path}: refusing to unpickle a reference to {module}.{name} (verification .bin "
             "files must hold only a (list of image bytes, list of bools) pair; objects that import "

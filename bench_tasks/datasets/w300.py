@@ -31,7 +31,7 @@ IMAGE_EXT = (".jpg", ".jpeg", ".png")
 LAYOUT = """<root>/face_landmarks_300w_{train,valid,valid_common,valid_challenge}.csv
     columns: image_name, scale, center_w, center_h, x0, y0, ..., x67, y67 (HRNet)
 <root>/images/<image_name>
-or the original files: <root>/{train,test}/**/<name>.pts next to <name>.jpg|.png
+or the original files: <root>/{train,test}/**/<name>.pts next to <name>.jpg|.png (or any format PIL reads: .ppm, .bmp, ...)
     (.pts: "version: 1", "n_points: 68", "{", 68 lines "x y", "}"; test/<subset>/ -> slices)"""
 
 
@@ -101,17 +101,39 @@ def read_pts(path: Path) -> np.ndarray:
     return pts
 
 
+def image_for(pts_path: Path) -> Path | None:
+    """The image next to a .pts file: .jpg/.jpeg/.png first, then any other format PIL reads
+    (.ppm, .bmp, .tif, ...), extension case-insensitive."""
+    for e in IMAGE_EXT:
+        if pts_path.with_suffix(e).exists():
+            return pts_path.with_suffix(e)
+    from PIL import Image
+
+    readable = {e.lower() for e in Image.registered_extensions()}
+    for cand in sorted(pts_path.parent.glob(pts_path.stem + ".*")):
+        if cand.suffix.lower() in readable and cand.suffix.lower() != ".pts":
+            return cand
+    return None
+
+
 def pts_rows(folder: Path) -> list[dict]:
     rows = []
+    orphans = []
     for p in sorted(folder.rglob("*.pts")):
-        img = next((p.with_suffix(e) for e in IMAGE_EXT if p.with_suffix(e).exists()), None)
+        img = image_for(p)
         if img is None:
+            orphans.append(p)
             continue
         pts = read_pts(p)
         lo, hi = pts.min(0), pts.max(0)
         rows.append({"name": str(img), "scale": float((hi - lo).max()) / 200.0, "center": (lo + hi) / 2,
                      "points": pts, "subset": p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1
                      else ""})
+    if orphans:
+        from bench_tasks.errors import short_list
+
+        raise ValueError(f"{len(orphans)} .pts file(s) under {folder} have no image next to them (same name, "
+                         f"an image format PIL reads): {short_list([str(o) for o in orphans], 5)}")
     return rows
 
 

@@ -19,18 +19,17 @@ from pathlib import Path
 import pandas as pd
 
 from . import figures as F
+from .compare import main_protocols, protocol_mask, protocol_text
 from .load import load_rows
 from .naming import TASK_ORDER, _get_dotted, method_info, task_name
 from .reported import load_reported
 from .summary import render_summary
-from .compare import main_protocols, protocol_mask, protocol_text
 from .tables import (
     aggregate,
     build_ablation_tables,
     build_main_table,
     build_protocol_tables,
     pick_fraction,
-    pick_protocol,
     to_latex,
     to_long_frame,
     to_markdown,

@@ -45,7 +45,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench_tasks.api import CellContext, CellResult, Profile, Task, TaskSplit
 from bench_tasks.heads.margin import RecognitionHead
-from bench_tasks.metrics.verification import combine_flip, cosine_scores, ten_fold_correct, verification_metrics
+from bench_tasks.metrics.verification import (
+    combine_flip,
+    cosine_scores,
+    ten_fold_correct,
+    verification_metrics,
+)
 from bench_tasks.pairs import Pairs, make_pair_sets, make_pairs
 from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices

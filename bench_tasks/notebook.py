@@ -1,0 +1,223 @@
+"""The Python API for notebooks (also `from bench_tasks import evaluate, load_results`).
+
+    import timm, bench_tasks
+    vit = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0)
+    df = bench_tasks.evaluate(vit, tasks=["attributes", "expression"], profile="smoke")
+    df[["task", "dataset", "protocol", "headline", "headline_value"]]
+
+    df = bench_tasks.evaluate("paco_fr:runs/smoke/paco/encoder.safetensors", tasks=["parsing"],
+                              datasets=["lapa"], data_root="/data", profile="paper")
+    all_rows = bench_tasks.load_results("results/smoke.jsonl")
+
+`evaluate` plans the cells exactly as `python -m bench_tasks run` does, refuses bad input before
+anything runs (`bench_tasks.validate.PlanInvalid`, whose message lists every problem), appends one
+row per cell to the results file (resumable: done cells are not recomputed unless force=True) and
+returns this call's rows as a pandas DataFrame (bench_tasks.results.to_dataframe columns: backbone,
+task, dataset, protocol, fraction, seed, status, headline, headline_value, metric/<name>, ...).
+
+An in-memory backbone is a timm ViT-family module (VisionTransformer, EVA, DeiT, BEiT, ...), a
+`paco_fr.backbone.ViTBackbone` or a `bench_tasks.backbones.base.BenchBackbone`. Its cells are keyed
+by `memory:<name>@<hash of its weights>`, so a changed model never reuses old rows. The model is
+copied per cell (fine-tuning never changes the object you passed) and resized to each task's input
+size with timm's `set_input_size`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench_tasks.backbones.base import BenchBackbone
+
+
+def _join(x: str | Sequence | None) -> str | None:
+    if x is None:
+        return None
+    if isinstance(x, str):
+        return x
+    return ",".join(str(v) for v in x)
+
+
+def _weights_hash(module: nn.Module) -> str:
+    h = hashlib.sha256(type(module).__name__.encode())
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def wrap_module(model: nn.Module | BenchBackbone, name: str | None = None) -> BenchBackbone:
+    """An in-memory model as a BenchBackbone keyed `memory:<name>@<weights hash>`."""
+    from bench_tasks.backbones.timm_file import TimmViTBackbone, _mean_std
+    from paco_fr.backbone import ViTBackbone
+
+    if isinstance(model, BenchBackbone):
+        return model
+    h = _weights_hash(model)
+    if isinstance(model, ViTBackbone):
+        vit_bb = model
+        label = name or model.arch
+    else:
+        missing = [a for a in ("blocks", "patch_embed", "forward_intermediates", "num_prefix_tokens")
+                   if not hasattr(model, a)]
+        if missing:
+            raise TypeError(f"evaluate(): a {type(model).__name__} is not a timm ViT-family model (it has no "
+                            f"{', '.join(missing)}); pass a timm ViT, a paco_fr ViTBackbone, or a backbone URI "
+                            "string such as 'timm:<model>:<file>'")
+        mean, std = _mean_std(model)
+        label = name or getattr(model, "default_cfg", {}).get("architecture") or type(model).__name__
+        vit_bb = TimmViTBackbone(model, arch=label, mean=mean, std=std)
+    return BenchBackbone(f"memory:{label}@{h[:12]}", vit_bb, h, source=f"in-memory {type(model).__name__}")
+
+
+def at_size(bb: BenchBackbone, size: int) -> BenchBackbone:
+    """A copy of `bb` that takes `size` x `size` inputs."""
+    bb = copy.deepcopy(bb)
+    vit = bb.vit.vit
+    cur = tuple(getattr(vit.patch_embed, "img_size", None) or ())
+    dynamic = getattr(vit, "dynamic_img_size", False)
+    if cur and cur != (size, size) and not dynamic:
+        if not hasattr(vit, "set_input_size"):
+            raise ValueError(f"{bb.uri}: the model takes {cur} inputs, the task needs {size}x{size}; create it "
+                             "with dynamic_img_size=True or img_size=" + str(size))
+        vit.set_input_size(img_size=(size, size))
+        bb.vit.img_size = size
+    return bb
+
+
+def _check_forward(bb: BenchBackbone, task_ds: dict, prof) -> None:
+    from bench_tasks.registry import TASKS
+
+    for size in sorted({TASKS.get(t)().image_size(prof) for t in task_ds}):
+        m = at_size(bb, size).eval()
+        with torch.no_grad():
+            m(torch.zeros(1, 3, size, size), m.dense_layers())
+
+
+def _run_in_memory(bb, cells, prof, results, work_dir, roots, device, force, progress, log) -> None:
+    """run_plan for a backbone object: done cells skipped, each cell gets its own copy at its size."""
+    from bench_tasks.errors import cause_line
+    from bench_tasks.registry import TASKS
+    from bench_tasks.results import ResultsStore, describe_rejected
+    from bench_tasks.runner import run_cell
+
+    store = ResultsStore(results)
+    moved = store.quarantine()
+    if moved:
+        log(f"warning: {describe_rejected(store.path, moved)}: moved to {store.rejected_path}")
+    done = store.done_keys()
+    sized: dict[int, BenchBackbone] = {}
+    for cell in cells:
+        if cell.key() in done and not force:
+            continue
+        size = TASKS.get(cell.task)().image_size(prof)
+        if size not in sized:
+            sized[size] = at_size(bb, size)
+        row = run_cell(cell, results=results, work_dir=work_dir, data_roots=roots, device=device,
+                       progress=progress, backbone=copy.deepcopy(sized[size]))
+        if row["status"] == "ok":
+            log(f"ok     {cell.label()} | {row['headline']}={row['metrics'].get(row['headline'], float('nan')):.2f}")
+        else:
+            log(f"FAILED {cell.label()} | {cause_line(row['error'])}")
+
+
+def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[str] | None = None,
+             datasets: str | Sequence[str] | None = None, profile: str = "smoke",
+             protocols: str | Sequence[str] | None = None, seeds: str | Sequence[int] | None = None,
+             fractions: str | Sequence[float] | None = None, data_root: str | Sequence[str] | None = None,
+             results: str | Path | None = None, work_dir: str | Path = "work_dirs", device: str = "auto",
+             force: bool = False, progress: bool = True, name: str | None = None,
+             log: Callable[[str], None] | None = print):
+    """Evaluate one backbone (a URI string or an in-memory model) and return this call's result rows
+    as a pandas DataFrame. `tasks=None` runs every task; `datasets=None` each task's default datasets
+    that have a data root, plus SynthFace. Raises bench_tasks.validate.PlanInvalid (every problem
+    listed) before anything runs when the input is bad."""
+    from bench_tasks.api import get_profile
+    from bench_tasks.cli import PlanError, build_task_datasets, load_registries
+    from bench_tasks.errors import cause_line
+    from bench_tasks.results import latest_rows, to_dataframe
+    from bench_tasks.runner import DataRoots, plan_cells, run_plan
+    from bench_tasks.validate import (
+        PlanInvalid,
+        check_args,
+        check_backbones,
+        check_data,
+        parse_fractions,
+        parse_seeds,
+    )
+
+    load_registries()
+    log = log or (lambda msg: None)
+    in_memory = not isinstance(backbone, str)
+    roots_arg = [data_root] if isinstance(data_root, str) else (list(data_root) if data_root else None)
+    args = argparse.Namespace(tasks=_join(tasks), all=tasks is None, datasets=_join(datasets),
+                              protocols=_join(protocols), seeds=_join(seeds), fractions=_join(fractions),
+                              device=device, backbones=None if in_memory else backbone, profile=profile,
+                              pretrain_override=None, study=False)
+    problems = check_args(args)
+    try:
+        prof = get_profile(profile)
+    except KeyError as err:
+        raise PlanInvalid([*problems, str(err.args[0])]) from None
+    roots = DataRoots.parse(roots_arg)
+    try:
+        task_ds = build_task_datasets(args, roots, log=log)
+    except PlanError as err:
+        raise PlanInvalid(problems or [str(err.code)]) from None
+    seed_list, _ = parse_seeds(args.seeds)
+    frac_list, _ = parse_fractions(args.fractions)
+    problems += check_data(task_ds, roots, prof)
+    bb = None
+    if in_memory:
+        try:
+            bb = wrap_module(backbone, name)
+            _check_forward(bb, task_ds, prof)
+        except (TypeError, ValueError, RuntimeError, AssertionError) as err:
+            problems.append(f"evaluate(): the in-memory backbone cannot be used: {cause_line(err, limit=2000)}")
+        uri = bb.uri if bb is not None else "memory:?"
+    else:
+        uri = backbone
+        problems += check_backbones([uri], task_ds, prof, device)
+    if not task_ds:
+        problems.append("the plan is empty: no task has an available dataset (give datasets=... and data_root=...)")
+    if problems:
+        raise PlanInvalid(problems)
+    proto_list = [p.strip() for p in args.protocols.split(",")] if args.protocols else None
+    cells = plan_cells([uri], task_ds, protocols=proto_list, seeds=seed_list, fractions=frac_list, profile=prof.name)
+    results = Path(results or f"results/{prof.name}.jsonl")
+    if not in_memory:
+        run_plan(cells, results=results, work_dir=work_dir, data_roots=roots, device=device, force=force,
+                 progress=progress, log=log)
+    else:
+        _run_in_memory(bb, cells, prof, results, work_dir, roots, device, force, progress, log)
+    latest = latest_rows(results)
+    keys = [c.key() for c in cells]
+    import pandas as pd
+
+    df = to_dataframe(results)
+    if df.empty:
+        return pd.DataFrame()
+    return df[df["key"].isin([k for k in keys if k in latest])].reset_index(drop=True)
+
+
+def load_results(path: str | Path, latest_only: bool = True):
+    """A results file as a pandas DataFrame (one row per cell, the latest row per key with
+    latest_only). Raises FileNotFoundError for a missing file; unreadable lines are skipped with a
+    warning (a run moves them to `<file>.rejected`)."""
+    import warnings
+
+    from bench_tasks.results import describe_rejected, inspect, to_dataframe
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file {path} not found")
+    bad = inspect(path)
+    if bad:
+        warnings.warn(f"{describe_rejected(path, bad)}; they are left out", stacklevel=2)
+    return to_dataframe(path, latest_only=latest_only)

@@ -1,0 +1,95 @@
+"""The compact table printed at the end of `python -m bench_tasks run`: one line per cell of this
+run, its headline metric, the 95 % CI when the row has one (`row["ci"][headline] = [lo, hi]`), and
+the difference to the task's floor when the results hold a floor row (backbone `floor:...`, same
+task, dataset and profile); a failed cell shows its cause instead."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench_tasks.errors import cause_line
+
+
+def _short_backbone(uri: str, width: int = 38) -> str:
+    scheme, _, rest = uri.partition(":")
+    if "/" in rest and Path(rest.split(":")[-1]).suffix:  # a file path: its folder and name say enough
+        parts = Path(rest.split(":")[-1]).parts
+        rest = "/".join(parts[-2:])
+        if scheme == "timm":
+            rest = uri.split(":")[1] + ":" + rest
+    s = f"{scheme}:{rest}" if rest else uri
+    return s if len(s) <= width else "..." + s[-(width - 3):]
+
+
+def _scheme(row: dict) -> str:
+    return str((row.get("cell") or {}).get("backbone", "")).partition(":")[0]
+
+
+def find_floor(row: dict, latest: dict[str, dict]) -> dict | None:
+    """The ok floor row of the same task / dataset / profile, if the results hold one."""
+    c = row.get("cell") or {}
+    for r in latest.values():
+        rc = r.get("cell") or {}
+        if (r.get("status") == "ok" and _scheme(r) == "floor" and rc.get("task") == c.get("task")
+                and rc.get("dataset") == c.get("dataset") and rc.get("profile") == c.get("profile")):
+            return r
+    return None
+
+
+def table_rows(cells: Sequence, results: str | Path) -> tuple[list[list[str]], list[str]]:
+    from bench_tasks.results import latest_rows
+
+    latest = latest_rows(results)
+    out = []
+    any_ci = any_floor = False
+    for c in cells:
+        row = latest.get(c.key())
+        base = [_short_backbone(c.backbone), f"{c.task}/{c.dataset}", c.protocol, f"{c.fraction:g}", str(c.seed)]
+        if row is None:
+            out.append([*base, "not run", "", "", ""])
+            continue
+        if row.get("status") != "ok":
+            out.append([*base, "FAILED", cause_line(row.get("error"), limit=70), "", ""])
+            continue
+        h = row.get("headline") or ""
+        v = (row.get("metrics") or {}).get(h)
+        val = f"{h} {v:.2f}" if isinstance(v, (int, float)) else f"{h} n/a"
+        ci = (row.get("ci") or {}).get(h)
+        ci_s = ""
+        if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
+            ci_s, any_ci = f"[{ci[0]:.2f}, {ci[1]:.2f}]", True
+        vs = ""
+        if _scheme(row) != "floor" and isinstance(v, (int, float)):
+            fl = find_floor(row, latest)
+            fv = (fl.get("metrics") or {}).get(h) if fl else None
+            if isinstance(fv, (int, float)):
+                d = v - fv
+                better = d > 0 if row.get("higher_is_better", True) else d < 0
+                vs, any_floor = f"{d:+.2f} ({'better' if better else 'not better'})", True
+        elif _scheme(row) == "floor":
+            vs = "(floor)"
+        out.append([*base, "ok", val, ci_s, vs])
+    headers = ["backbone", "task/dataset", "protocol", "frac", "seed", "status", "headline", "95% CI", "vs floor"]
+    if not any_floor:  # drop empty columns: the table stays compact
+        headers, out = headers[:-1], [r[:-1] for r in out]
+    if not any_ci:
+        i = headers.index("95% CI")
+        headers, out = headers[:i] + headers[i + 1:], [r[:i] + r[i + 1:] for r in out]
+    return out, headers
+
+
+def format_run_table(cells: Sequence, results: str | Path, max_rows: int = 200) -> str:
+    """The table as text (the first max_rows cells, then a count)."""
+    from tabulate import tabulate
+
+    seen, uniq = set(), []
+    for c in cells:
+        if c.key() not in seen:
+            seen.add(c.key())
+            uniq.append(c)
+    rows, headers = table_rows(uniq[:max_rows], results)
+    text = tabulate(rows, headers=headers)
+    if len(uniq) > max_rows:
+        text += f"\n... {len(uniq) - max_rows} more cell(s): python -m bench_tasks report --results {results}"
+    return text

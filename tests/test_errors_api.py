@@ -1,0 +1,72 @@
+"""Issue 15: the documented Python API. `bench_tasks.evaluate` accepts an in-memory timm ViT or a
+URI, refuses bad input before anything runs, returns a DataFrame; `bench_tasks.load_results`."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+import bench_tasks
+from bench_tasks.validate import PlanInvalid
+
+KW = dict(tasks=["expression"], datasets=["synthface"], fractions=[1.0], seeds=[0], profile="smoke",
+          progress=False, log=None)
+
+
+def test_evaluate_in_memory_timm_vit_and_load_results(tmp_path):
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=1)  # 224, not dynamic
+    before = {k: v.clone() for k, v in vit.state_dict().items()}
+    res = tmp_path / "r.jsonl"
+    df = bench_tasks.evaluate(vit, results=res, work_dir=tmp_path / "w", **KW)
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert row["status"] == "ok", row["error"]
+    assert row["task"] == "expression" and row["backbone"].startswith("memory:vit_tiny_patch16_224@")
+    assert 0 <= row["headline_value"] <= 100
+    assert all(torch.equal(before[k], v) for k, v in vit.state_dict().items())  # the object is untouched
+    n_lines = len(res.read_text().splitlines())
+    again = bench_tasks.evaluate(vit, results=res, work_dir=tmp_path / "w", **KW)  # done: not recomputed
+    assert len(res.read_text().splitlines()) == n_lines
+    assert again.iloc[0]["headline_value"] == row["headline_value"]
+    loaded = bench_tasks.load_results(res)
+    assert list(loaded["key"]) == [row["key"]]
+
+
+def test_evaluate_uri(tmp_path):
+    df = bench_tasks.evaluate("random:vit_tiny@64/8/d1", results=tmp_path / "r.jsonl", work_dir=tmp_path / "w", **KW)
+    assert list(df["status"]) == ["ok"] and list(df["backbone"]) == ["random:vit_tiny@64/8/d1"]
+
+
+def test_evaluate_refuses_bad_input_before_running(tmp_path):
+    res = tmp_path / "r.jsonl"
+    with pytest.raises(PlanInvalid) as e:
+        bench_tasks.evaluate("hf:x", tasks=["expresion"], seeds="abc", results=res, log=None)
+    msg = str(e.value)
+    assert "unknown scheme 'hf'" in msg and "did you mean 'expression'" in msg and "--seeds" in msg
+    assert not res.exists()
+    with pytest.raises(PlanInvalid, match="not a timm ViT-family model"):
+        bench_tasks.evaluate(torch.nn.Linear(3, 3), results=res, **KW)
+    assert not res.exists()
+
+
+def test_load_results_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        bench_tasks.load_results(tmp_path / "nope.jsonl")
+    with pytest.raises(AttributeError):
+        bench_tasks.nonexistent  # noqa: B018
+
+
+def test_evaluate_all_tasks_is_not_the_study():
+    """tasks=None means every task, not `run --all`'s pre-training study: the paper config's missing
+    data.path must not be reported for an evaluate() call."""
+    import argparse
+
+    from bench_tasks.validate import check_args
+
+    ns = argparse.Namespace(tasks=None, all=True, datasets=None, protocols=None, seeds=None, fractions=None,
+                            device="cpu", backbones=None, profile="paper", pretrain_override=None, study=False)
+    assert check_args(ns) == []
+    ns.study = None  # the CLI's `run --all --profile paper` without --backbones is the study
+    assert any("data.path" in p for p in check_args(ns))

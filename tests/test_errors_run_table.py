@@ -1,0 +1,58 @@
+"""Issue 15: the compact end-of-run table: headline, CI when the row has one, difference to the
+floor row when the results hold one, the cause for a failed cell."""
+
+from __future__ import annotations
+
+import json
+
+from bench_tasks.api import Cell, CellResult
+from bench_tasks.cli import main
+from bench_tasks.results import make_row
+from bench_tasks.run_table import format_run_table
+
+
+def _row(cell, value, ci=None, status="ok", error=None):
+    r = make_row(cell, status, headline="acc", higher_is_better=True,
+                 result=CellResult(metrics={"acc": value}) if status == "ok" else None, error=error)
+    if ci is not None:
+        r["ci"] = {"acc": ci}
+    return r
+
+
+def test_table_with_ci_floor_and_failure(tmp_path):
+    res = tmp_path / "r.jsonl"
+    a = Cell("paco_fr:runs/smoke/paco/encoder.safetensors", "expression", "synthface", "linear")
+    b = Cell("random:vit_tiny", "expression", "synthface", "linear")
+    floor = Cell("floor:input-free", "expression", "synthface", "floor")
+    failed = Cell("mae:x.pth", "expression", "synthface", "linear")
+    tb = 'Traceback (most recent call last):\n  File "x", line 1\nValueError: broken thing\nlayout line\n'
+    rows = [_row(a, 40.0, ci=[35.5, 44.25]), _row(b, 10.0), _row(floor, 14.29),
+            _row(failed, 0, status="failed", error=tb)]
+    res.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = format_run_table([a, b, failed, Cell("x:y", "parsing", "lapa", "frozen")], res)
+    lines = text.splitlines()
+    assert "95% CI" in lines[0] and "vs floor" in lines[0]
+    assert "paco/encoder.safetensors" in lines[2] and "acc 40.00" in lines[2] and "[35.50, 44.25]" in lines[2]
+    assert "+25.71 (better)" in lines[2]
+    assert "-4.29 (not better)" in lines[3]
+    assert "FAILED" in lines[4] and "ValueError: broken thing" in lines[4]
+    assert "not run" in lines[5]
+    assert "random:vit_tiny@64/8/d2" in format_run_table([Cell("random:vit_tiny@64/8/d2", "expression", "synthface",
+                                                                 "linear")], res)
+
+
+def test_table_without_ci_or_floor_drops_the_columns(tmp_path):
+    res = tmp_path / "r.jsonl"
+    b = Cell("random:vit_tiny", "expression", "synthface", "linear")
+    res.write_text(json.dumps(_row(b, 10.0)) + "\n")
+    text = format_run_table([b], res)
+    assert "95% CI" not in text and "vs floor" not in text and "acc 10.00" in text
+
+
+def test_run_prints_the_table(tmp_path, capsys):
+    res = tmp_path / "r.jsonl"
+    rc = main(["run", "--tasks", "expression", "--datasets", "synthface", "--backbones", "random:vit_tiny@64/8/d1",
+               "--fractions", "1", "--results", str(res), "--work-dir", str(tmp_path / "w"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "task/dataset" in out and "expression/synthface" in out and "acc " in out
