@@ -320,7 +320,21 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
     kind = args.launcher
     folder = jobs_folder(args, results)
     opts = eval_options(args)
+    if not args.force:  # no job for cells already done (a re-launch after a kill submits only what is left)
+        from bench_tasks.results import ResultsStore
+        from bench_tasks.runner import stale_keys
+
+        store = ResultsStore(results)
+        done = store.done_keys()
+        done -= stale_keys(cells, store, done)
+        left = [c for c in cells if c.key() not in done]
+        if len(left) < len(cells):
+            log(f"{len(cells) - len(left)} of {len(cells)} cells already done; jobs for the {len(left)} left")
+        cells = left
     groups = group_cells(cells, group_size(args))
+    if not groups and not study_runs:
+        log("every cell of the plan is done: nothing to submit")
+        return 0
     if args.print_sbatch:
         print(sbatch_script(opts, folder, len(groups)))
         return 0

@@ -72,7 +72,8 @@ def collect_status(results: Path, cells=None, claim_timeout_s: float | None = No
     from bench_tasks.rowfiles import union_latest
 
     latest = union_latest(results)
-    book = ClaimBook.for_results(results, timeout_s=claim_timeout_s or CLAIM_TIMEOUT_S, heartbeat_s=1.0)
+    timeout = claim_timeout_s or CLAIM_TIMEOUT_S
+    book = ClaimBook.for_results(results, timeout_s=timeout, heartbeat_s=timeout / 2)
     heads = book.all_heads()
     records: list[dict] = []
     if cells is None:
