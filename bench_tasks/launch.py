@@ -336,6 +336,18 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
         log("every cell of the plan is done: nothing to submit")
         return 0
     if args.print_sbatch:
+        folder = folder.absolute()  # submitit submits with the absolute folder
+        if study_runs:
+            first = next(iter(study_runs))
+            enc = f"paco_fr:{study_runs[first][1]}"
+            mine = [g for g in groups if g[0].backbone == enc]
+            print(f"# stage 1: one pre-training job per run of the suite ({len(study_runs)} runs), e.g. {first}:\n")
+            print(sbatch_script(pretrain_options(args), folder, 1))
+            print(f"# stage 2: one evaluation job array per encoder ({len(groups)} jobs in all), each after the "
+                  f"pre-training job of its encoder, e.g. {first}'s {len(mine)} job(s), if its pre-training "
+                  "job had id 123456:\n")
+            print(sbatch_script(opts, folder, len(mine), dependency="afterok:123456"))
+            return 0
         print(sbatch_script(opts, folder, len(groups)))
         return 0
     folder.mkdir(parents=True, exist_ok=True)
