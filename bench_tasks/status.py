@@ -85,6 +85,11 @@ def collect_status(results: Path, cells=None, claim_timeout_s: float | None = No
             plan[Cell(**c).key()] = c
         for k, r in latest.items():
             plan.setdefault(k, r.get("cell") or {})
+        for k, (_, info) in heads.items():  # claimed, no row yet: backbone and task from the label
+            parts = str(info.get("cell") or "").split(" | ")
+            plan.setdefault(k, {"backbone": parts[0] or "?",
+                                "task": parts[1].split("/")[0] if len(parts) > 1 else "?",
+                                "protocol": parts[2] if len(parts) > 2 else None})
     else:
         plan = {c.key(): asdict(c) for c in cells}
 
