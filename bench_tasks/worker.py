@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from bench_tasks.api import Cell
