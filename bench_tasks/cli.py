@@ -186,7 +186,8 @@ def build_plan(args, log=print):
 
         if args.dry_run or getattr(args, "launcher", "local") != "local":  # cluster: pre-training jobs
             names = ", ".join(r.name for r in suite_runs(not args.no_ablations, profile.name))
-            log(f"stage 1 (pre-training, {args.profile} config) would run or reuse: {names}")
+            verb = "would run or reuse" if args.dry_run else "runs as cluster jobs (finished runs are reused)"
+            log(f"stage 1 (pre-training, {args.profile} config) {verb}: {names}")
             encoders = {r.name: Path(args.runs) / profile.name / r.name / "encoder.safetensors"
                         for r in suite_runs(not args.no_ablations, profile.name)}
         else:

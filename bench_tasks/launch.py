@@ -26,8 +26,10 @@ the sbatch script submitit would submit for the evaluation array and stops (docs
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -71,7 +73,8 @@ def add_launch_arguments(p) -> None:
     g.add_argument("--cpus", type=int, default=None, help="CPUs per evaluation job (default per profile)")
     g.add_argument("--time", type=int, default=None, help="minutes per evaluation job (default per profile)")
     g.add_argument("--mem", type=int, default=None, help="GB of memory per evaluation job (default per profile)")
-    g.add_argument("--array-parallelism", type=int, default=64, help="evaluation jobs running at once (64)")
+    g.add_argument("--array-parallelism", type=int, default=None,
+                   help="evaluation jobs running at once (slurm: 64; submitit-local: one per GPU, or CPUs / --cpus)")
     g.add_argument("--pretrain-nodes", type=int, default=None, help="--all: nodes per pre-training job")
     g.add_argument("--pretrain-gpus", type=int, default=None,
                    help="--all: GPUs (= torchrun processes) per node of a pre-training job")
@@ -140,7 +143,7 @@ def eval_options(args) -> JobOptions:
     pick = lambda k: d[k] if getattr(args, k, None) is None else getattr(args, k)  # noqa: E731
     return JobOptions(gpus=pick("gpus"), cpus=pick("cpus"), time=pick("time"), mem=pick("mem"),
                       partition=args.partition, account=args.account, qos=args.qos, constraint=args.constraint,
-                      array_parallelism=args.array_parallelism, name=f"bench-eval-{args.profile}")
+                      array_parallelism=args.array_parallelism or 64, name=f"bench-eval-{args.profile}")
 
 
 def pretrain_options(args) -> JobOptions:
@@ -298,13 +301,13 @@ def worker_spec(args, cells: Sequence[Cell], results: Path, since: float, rows_t
                       plugins=os.environ.get("BENCH_TASKS_PLUGINS", ""), rows_to=rows_to)
 
 
-def record_launch(results: Path, record: dict) -> Path:
+def record_launch(results: Path, record: dict, path: Path | None = None) -> Path:
     """results/<profile>.d/launches/<time>-<pid>.json: the plan's keys and the jobs (for `status`)."""
     from bench_tasks.rowfiles import worker_dir
 
     d = worker_dir(results) / "launches"
     d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+    path = path or d / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, path)
@@ -318,6 +321,11 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
     their encoders depend on them. Returns the exit code."""
     since = args.since if args.since is not None else time.time()
     kind = args.launcher
+    if kind == "slurm" and not args.print_sbatch and shutil.which("sbatch") is None:
+        print("error: --launcher slurm needs SLURM's sbatch and srun on PATH (run it on the cluster's login "
+              "node); --print-sbatch shows the job script without submitting, --launcher submitit-local runs "
+              "the same jobs on this machine", file=sys.stderr)
+        return 2
     folder = jobs_folder(args, results)
     opts = eval_options(args)
     if not args.force:  # no job for cells already done (a re-launch after a kill submits only what is left)
@@ -369,6 +377,8 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
                 dep = pre_jobs["mae"]
                 if kind == "submitit-local":
                     dep.result()
+            if kind == "submitit-local" and pre_jobs:  # one machine: pre-training runs one after the other
+                list(pre_jobs.values())[-1].result()
             pex = make_executor(kind, folder, popts, _afterok([dep]) if (kind == "slurm" and dep) else None)
             pex.update_parameters(**({"job_name": f"pretrain-{name}"} if kind == "slurm" else {"name": f"pretrain-{name}"}))
             job = pex.submit(PretrainJob(args.profile, name, overrides, str(Path(enc).parent), os.getcwd()))
@@ -383,19 +393,24 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
         dep_name = enc_of.get(g[0].backbone)
         by_dep.setdefault(dep_name if dep_name in pre_jobs else None, []).append(g)
     jobs = []
+    path = record_launch(results, record)
+    pool = _LocalPool(opts, args.array_parallelism, log) if kind == "submitit-local" else None
     for dep_name, gs in by_dep.items():
         dep_job = pre_jobs.get(dep_name) if dep_name else None
         if dep_job is not None and kind == "submitit-local":
             log(f"waiting for pre-training job {dep_job.job_id} ({dep_name}) before its evaluation jobs")
             dep_job.result()
         ex = make_executor(kind, folder, opts, _afterok([dep_job]) if (kind == "slurm" and dep_job) else None)
-        with ex.batch():
-            subs = [ex.submit(EvalJob(worker_spec(args, g, results, since))) for g in gs]
+        if pool is not None:  # local processes: at most `parallel` at once, each on its own GPU
+            subs = [pool.submit(ex, EvalJob(worker_spec(args, g, results, since))) for g in gs]
+        else:
+            with ex.batch():
+                subs = [ex.submit(EvalJob(worker_spec(args, g, results, since))) for g in gs]
         for g, j in zip(gs, subs):
             jobs.append(j)
             record["jobs"].append({"job_id": str(j.job_id), "backbone": g[0].backbone, "cells": len(g),
                                    "after": dep_name})
-    path = record_launch(results, record)
+        record_launch(results, record, path)
     log(f"submitted {len(jobs)} evaluation job(s) ({kind}) for {len(record['keys'])} cells; "
         f"logs in {folder}; launch record {path}")
     log(f"progress: python -m bench_tasks status --results {results}")
@@ -412,6 +427,38 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
             failed += 1
             log(f"job {j.job_id} FAILED: {type(err).__name__}: {str(err).strip().splitlines()[-1:]}")
     return 1 if failed else 0
+
+
+class _LocalPool:
+    """submitit-local: submit jobs as slots free up (at most `parallel` processes at once), each
+    job with GPUs gets its own device(s) through submitit's `visible_gpus`."""
+
+    def __init__(self, opts: JobOptions, parallel: int | None, log):
+        import torch
+
+        self.opts, self.log = opts, log
+        self.n_gpus = torch.cuda.device_count() if opts.gpus else 0
+        if parallel is None:
+            parallel = (max(1, self.n_gpus // max(1, opts.gpus)) if opts.gpus
+                        else max(1, (os.cpu_count() or 1) // max(1, opts.cpus)))
+        self.parallel = max(1, int(parallel))
+        self.running: list[tuple[object, tuple[int, ...]]] = []
+
+    def submit(self, ex, fn):
+        while True:
+            self.running = [(j, g) for j, g in self.running if not j.done()]
+            if len(self.running) < self.parallel:
+                break
+            time.sleep(0.5)
+        if self.n_gpus:
+            busy = collections.Counter(i for _, g in self.running for i in g)
+            gpus = tuple(sorted(range(self.n_gpus), key=lambda i: busy[i])[:self.opts.gpus])
+            ex.update_parameters(visible_gpus=gpus)
+        else:
+            gpus = ()
+        job = ex.submit(fn)
+        self.running.append((job, gpus))
+        return job
 
 
 def _afterok(jobs) -> str | None:

@@ -46,6 +46,7 @@ class FakeExecutor:
 @pytest.fixture
 def fake_slurm(monkeypatch):
     FakeExecutor.submitted = []
+    monkeypatch.setattr(launch.shutil, "which", lambda name: f"/usr/bin/{name}")  # as on a login node
     monkeypatch.setattr(launch, "make_executor", lambda kind, folder, opts, dependency=None:
                         FakeExecutor(kind, folder, opts, dependency))
     return FakeExecutor
@@ -180,3 +181,17 @@ def test_run_status_and_dry_run_read_the_union(tmp_path, capsys, monkeypatch):
     assert cli.main(plan + ["--num-shards", "2", "--shard-index", "1", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "1 cells in the plan" in out and "1 already done" in out
+
+
+def test_slurm_without_sbatch_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import cluster_plugin  # noqa: F401
+
+    if shutil.which("sbatch"):
+        pytest.skip("this machine has SLURM")
+    monkeypatch.setenv("BENCH_TASKS_PLUGINS", "cluster_plugin")
+    code = cli.main(["run", "--tasks", "attributes", "--datasets", "cluster_cls", "--backbones",
+                     "random:vit_tiny@32/8/d2", "--results", str(tmp_path / "r.jsonl"), "--launcher", "slurm"])
+    assert code == 2 and "needs SLURM's sbatch" in capsys.readouterr().err
+    assert not (tmp_path / "r.d").exists()

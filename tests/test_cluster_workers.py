@@ -132,7 +132,7 @@ def test_submitit_local_three_jobs_kill_one_relaunch_takes_over(tmp_path, env, r
     monkeypatch.setenv("CLUSTER_SLOW_DIR", str(slow))
     res = tmp_path / "results" / "smoke.jsonl"
     argv = ["run", *PLAN, "--results", str(res), "--work-dir", str(tmp_path / "wd"), "--device", "cpu",
-            "--launcher", "submitit-local", "--time", "10"]
+            "--launcher", "submitit-local", "--time", "10", "--array-parallelism", "3"]
     codes = []
     launcher = threading.Thread(target=lambda: codes.append(cli.main(argv)))
     launcher.start()
