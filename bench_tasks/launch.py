@@ -508,6 +508,11 @@ def run_here(args, cells: Sequence[Cell], roots, results: Path):
     from bench_tasks.worker import run_worker
 
     rows_to = "worker" if (args.num_shards > 1 or args.worker_files) else "main"
+    since = args.since if args.since is not None else time.time()
+    kind = "local" if args.num_shards <= 1 else f"shard {args.shard_index}/{args.num_shards}"
+    record_launch(results, {"launcher": kind, "since": since, "profile": args.profile, "pid": os.getpid(),
+                            "command": "python -m bench_tasks " + " ".join(sys.argv[1:]),
+                            "keys": [c.key() for c in cells], "cells": [asdict(c) for c in cells], "jobs": []})
     return run_worker(cells, results, work_dir=args.work_dir, data_roots=roots, device=args.device,
-                      force=args.force, progress=not args.no_progress, rows_to=rows_to, since=args.since,
+                      force=args.force, progress=not args.no_progress, rows_to=rows_to, since=since,
                       claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed)
