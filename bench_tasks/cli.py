@@ -222,9 +222,10 @@ def build_plan(args, log=print, problems: list[str] | None = None):
     if is_study(args):
         from bench_tasks.study import pretrain_suite, study_cells, suite_runs
 
-        if args.dry_run:
+        if args.dry_run or getattr(args, "launcher", "local") != "local":  # cluster: pre-training jobs
             names = ", ".join(r.name for r in suite_runs(not args.no_ablations, profile.name))
-            log(f"stage 1 (pre-training, {args.profile} config) would run or reuse: {names}")
+            verb = "would run or reuse" if args.dry_run else "runs as cluster jobs (finished runs are reused)"
+            log(f"stage 1 (pre-training, {args.profile} config) {verb}: {names}")
             encoders = {r.name: Path(args.runs) / profile.name / r.name / "encoder.safetensors"
                         for r in suite_runs(not args.no_ablations, profile.name)}
         else:
@@ -282,7 +283,7 @@ def cmd_run(args) -> int:
     from tabulate import tabulate
 
     set_threads(args)
-    from bench_tasks.runner import cell_status, run_plan
+    from bench_tasks.runner import cell_status
     from bench_tasks.validate import PlanInvalid, check_args, format_problems
 
     results = Path(args.results or f"results/{args.profile}.jsonl")
@@ -312,6 +313,24 @@ def cmd_run(args) -> int:
     if rejected:
         print(f"warning: {describe_rejected(results, rejected)}; a run would move them to "
               f"{rejected_path(results)} (they are not counted as done)", file=sys.stderr)
+
+    from bench_tasks import launch
+
+    cells = launch.select_shard(args, cells)  # --num-shards N --shard-index i
+    if args.status:
+        from bench_tasks.status import print_status
+
+        return print_status(results, cells)
+    if args.launcher != "local" and not args.dry_run:
+        study = launch.study_runs(args, get_profile(args.profile)) if is_study(args) else None
+        code = launch.launch(args, cells, results, study_runs=study)
+        if code == 0 and study and args.launcher == "submitit-local" and not args.no_wait and not args.no_report:
+            from bench_tasks.report.build import build_report
+
+            res = build_report([results], Path(args.reports) / args.profile, Path(args.runs) / args.profile,
+                               args.profile, command="python -m bench_tasks " + " ".join(sys.argv[1:]))
+            print(f"report written to {res['out_dir']}; read first: {res['summary']}")
+        return code
     status = cell_status(cells, results)
     n_done = sum(v == "done" for v in status.values())
     n_failed = sum(v == "failed" for v in status.values())
@@ -327,8 +346,7 @@ def cmd_run(args) -> int:
         return 0
     print(f"plan: {len(cells)} cells ({n_done} already done{', recomputed with --force' if args.force else ''}); "
           f"results -> {results}")
-    summary = run_plan(cells, results=results, work_dir=args.work_dir, data_roots=roots, device=args.device,
-                       force=args.force, progress=not args.no_progress)
+    summary = launch.run_here(args, cells, roots, results)  # claims each cell (bench_tasks.worker)
     from bench_tasks.run_table import format_run_table
 
     print("\n" + format_run_table(cells, results) + "\n")
@@ -449,7 +467,17 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threads", type=int, default=None,
                     help="CPU threads for torch (default: 1 in the smoke profile, where two threads on a "
                          "2-core CPU stall whenever another process runs; torch's default otherwise)")
+    pr.add_argument("--status", action="store_true",
+                    help="cells done / claimed / failed / to do of this plan per backbone and task, workers "
+                         "in flight, estimated time left (see also `python -m bench_tasks status`)")
+    from bench_tasks.launch import add_launch_arguments
+
+    add_launch_arguments(pr)
     pr.set_defaults(func=cmd_run)
+
+    from bench_tasks.status import add_status_parser
+
+    add_status_parser(sub)
 
     pp = sub.add_parser("preview", help="draw a grid of SynthFace samples with their labels")
     pp.add_argument("dataset", choices=[SYNTHFACE])

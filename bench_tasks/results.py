@@ -16,6 +16,9 @@ Guarantees:
     the file is rewritten atomically: tmp file + os.replace); `inspect(path)` lists them read-only;
   * readers take the LAST row per key: a `failed` row that was retried is superseded by the
     new row; `compact` drops superseded rows (the runner calls it at the start of a run).
+  * the flock holds between processes of ONE machine; cluster workers never share a file: each
+    appends to its own `<stem>.d/<worker>.jsonl` and `ResultsStore.latest()` reads the union
+    (bench_tasks.rowfiles, bench_tasks.claims; what holds on NFS: docs/cluster.md).
 
 Python API for other modules (report, notebooks):
     load_rows(path) -> list[dict]            every complete row, in file order
@@ -278,10 +281,14 @@ class ResultsStore:
         return load_rows(self.path)
 
     def latest(self) -> dict[str, dict]:
-        return latest_rows(self.path)
+        """The last row per key over the union of this file and the per-worker files in
+        `<stem>.d/` (cluster runs; bench_tasks.rowfiles): the row finished last wins."""
+        from bench_tasks.rowfiles import union_latest
+
+        return union_latest(self.path)
 
     def done_keys(self) -> set[str]:
-        return done_keys(self.path)
+        return {k for k, r in self.latest().items() if r.get("status") == "ok"}
 
     def _rewrite(self, rows: list[dict]) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")

@@ -180,6 +180,8 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     if not sf.empty:
         agg = sf.groupby(["method", "task", "dataset", "slice", "metric"], sort=False)["value"].agg(
             mean="mean", std=lambda s: s.std(ddof=1) if len(s) > 1 else float("nan"), n="count").reset_index()
+        # sorted: the table must not depend on the order rows were written (several workers' files)
+        agg = agg.sort_values(["method", "task", "dataset", "slice", "metric"], kind="stable")
         agg.to_csv(out_dir / "slices.csv", index=False)
         files.append("slices.csv")
     p, note = F.slices_figure(sf, methods, fig_dir / "robustness_slices.png",

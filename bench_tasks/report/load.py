@@ -1,7 +1,9 @@
 """A small, tolerant JSONL loader for result rows (no dependency on bench_tasks.results).
 
 Rules: one JSON object per line; torn / non-JSON lines are skipped (counted); the LAST row for
-each `key` wins (a cell re-run after a failure replaces the failed row). Rows without a key get
+each `key` wins (a cell re-run after a failure replaces the failed row): within a file the last
+line, across files the row finished last. A results file `X.jsonl` stands for the union of it and
+the per-worker files `X.d/*.jsonl` of cluster runs (bench_tasks.rowfiles). Rows without a key get
 one derived from their `cell` dict.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench_tasks.rowfiles import row_time, union_files, worker_dir
 
 
 @dataclass
@@ -36,12 +40,13 @@ def load_rows(paths) -> LoadedRows:
         p = Path(p)
         if p.is_dir():
             files = sorted(p.glob("*.jsonl"))
-        elif p.exists():
-            files = [p]
+        elif p.exists() or worker_dir(p).is_dir():
+            files = [f for f in union_files(p) if f.exists()]  # + results/<profile>.d/*.jsonl
         else:
             out.missing_files.append(str(p))
             continue
         for f in files:
+            in_file: dict[str, dict] = {}
             out.files.append(str(f))
             with open(f, encoding="utf-8", errors="replace") as fh:
                 for line in fh:
@@ -58,7 +63,11 @@ def load_rows(paths) -> LoadedRows:
                         continue
                     row["_source"] = str(f)  # artifact paths in the row are relative to its folder
                     k = row_key(row)
-                    by_key.pop(k, None)  # keep file order of the last occurrence
+                    in_file.pop(k, None)  # keep file order of the last occurrence
+                    in_file[k] = row
+            for k, row in in_file.items():  # across files the row finished last wins
+                if k not in by_key or row_time(row) >= row_time(by_key[k]):
+                    by_key.pop(k, None)
                     by_key[k] = row
     out.rows = list(by_key.values())
     return out

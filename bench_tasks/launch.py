@@ -1,0 +1,518 @@
+"""`run --launcher {local,slurm,submitit-local}` and `--num-shards N --shard-index i`.
+
+    python -m bench_tasks run --all --profile paper --data-root /data --launcher slurm \\
+        --partition gpu --account myproj --gpus 1 --time 1440 --mem 128
+    python -m bench_tasks run ... --num-shards 4 --shard-index $TASK_ID     # any other scheduler
+
+`local` (default) computes the plan in this process (rows into results/<profile>.jsonl).
+`slurm` and `submitit-local` go through submitit (its SlurmExecutor / LocalExecutor, the same
+code path; the local one runs the jobs as processes on this machine and is what the tests use):
+
+  * the plan is split into jobs of cells of ONE backbone (so a job builds the backbone and its
+    feature cache once), at most `--group-size` cells each (0: the whole backbone), submitted
+    together (one SLURM job array, `--array-parallelism` running at once);
+  * every job is a worker (bench_tasks.worker): it claims each cell before computing it and
+    writes its rows to its own file results/<profile>.d/<worker>.jsonl; a job killed by a
+    time-out or a preemption is requeued by submitit (`checkpoint`) and resumes its cells;
+  * `run --all` without --backbones (the study): each pre-training run of the suite becomes a
+    job (`--pretrain-gpus` processes per node started torchrun-style, `--pretrain-nodes` nodes);
+    the evaluation jobs of an encoder depend on its pre-training job (SLURM `afterok`; the local
+    executor waits for it), MCF's on MAE's (its teacher).
+
+Options have per-profile defaults (LAUNCH_DEFAULTS, PRETRAIN_DEFAULTS); `--print-sbatch` prints
+the sbatch script submitit would submit for the evaluation array and stops (docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench_tasks.api import Cell
+from bench_tasks.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
+
+LAUNCHERS = ("local", "slurm", "submitit-local")
+
+# evaluation jobs: one GPU each; time in minutes, memory in GB; group_size 0 = a whole backbone
+LAUNCH_DEFAULTS: dict[str, dict] = {
+    "smoke": {"gpus": 0, "cpus": 2, "time": 60, "mem": 8, "group_size": 0},
+    "small": {"gpus": 1, "cpus": 10, "time": 8 * 60, "mem": 64, "group_size": 0},
+    "paper": {"gpus": 1, "cpus": 16, "time": 24 * 60, "mem": 128, "group_size": 24},
+}
+# pre-training jobs of the study (`run --all`): one torchrun-style job per run
+PRETRAIN_DEFAULTS: dict[str, dict] = {
+    "smoke": {"nodes": 1, "gpus": 0, "cpus": 2, "time": 60, "mem": 8},
+    "small": {"nodes": 1, "gpus": 1, "cpus": 10, "time": 12 * 60, "mem": 64},
+    "paper": {"nodes": 1, "gpus": 8, "cpus": 10, "time": 72 * 60, "mem": 480},
+}
+
+
+def add_launch_arguments(p) -> None:
+    g = p.add_argument_group("launching (cluster, shards; docs/cluster.md)")
+    g.add_argument("--launcher", default="local", choices=LAUNCHERS,
+                   help="local: this process (default); slurm: a SLURM job array via submitit; "
+                        "submitit-local: the same jobs as local processes")
+    g.add_argument("--num-shards", type=int, default=1,
+                   help="split the plan into N contiguous shards (for other schedulers); with --shard-index")
+    g.add_argument("--shard-index", type=int, default=0, help="which shard this process runs (0..N-1)")
+    g.add_argument("--group-size", type=int, default=None,
+                   help="cells per job, all of one backbone (0: a whole backbone; default per profile)")
+    g.add_argument("--partition", help="SLURM partition")
+    g.add_argument("--account", help="SLURM account")
+    g.add_argument("--qos", help="SLURM quality of service")
+    g.add_argument("--constraint", help="SLURM node constraint, e.g. a100")
+    g.add_argument("--gpus", type=int, default=None, help="GPUs per evaluation job (default per profile)")
+    g.add_argument("--cpus", type=int, default=None, help="CPUs per evaluation job (default per profile)")
+    g.add_argument("--time", type=int, default=None, help="minutes per evaluation job (default per profile)")
+    g.add_argument("--mem", type=int, default=None, help="GB of memory per evaluation job (default per profile)")
+    g.add_argument("--array-parallelism", type=int, default=None,
+                   help="evaluation jobs running at once (slurm: 64; submitit-local: one per GPU, or CPUs / --cpus)")
+    g.add_argument("--pretrain-nodes", type=int, default=None, help="--all: nodes per pre-training job")
+    g.add_argument("--pretrain-gpus", type=int, default=None,
+                   help="--all: GPUs (= torchrun processes) per node of a pre-training job")
+    g.add_argument("--pretrain-time", type=int, default=None, help="--all: minutes per pre-training job")
+    g.add_argument("--jobs-dir", default=None,
+                   help="submitit's folder for job scripts, pickles and logs (default <results stem>.d/jobs/; "
+                        "must be on a filesystem the compute nodes share)")
+    g.add_argument("--no-wait", action="store_true",
+                   help="submitit-local: return after submitting (slurm never waits)")
+    g.add_argument("--print-sbatch", action="store_true",
+                   help="print the sbatch script of the evaluation job array and exit (submits nothing)")
+    g.add_argument("--worker-files", action="store_true",
+                   help="local: write rows to results/<profile>.d/<worker>.jsonl instead of the results file "
+                        "(for several `run` processes on different machines sharing the folder)")
+    g.add_argument("--claim-timeout", type=float, default=CLAIM_TIMEOUT_S,
+                   help=f"seconds without heartbeat after which a claim is stale and taken over ({CLAIM_TIMEOUT_S:g})")
+    g.add_argument("--heartbeat", type=float, default=HEARTBEAT_S,
+                   help=f"seconds between claim heartbeats ({HEARTBEAT_S:g})")
+    g.add_argument("--wait-claimed", type=float, default=0.0,
+                   help="at the end, wait up to this many seconds for cells other workers hold, taking over "
+                        "those whose worker dies (default 0: check once)")
+    g.add_argument("--since", type=float, default=None, help=argparse.SUPPRESS)  # launch time of a worker set
+
+
+# ----------------------------------------------------------------------------- options
+
+
+@dataclass
+class JobOptions:
+    gpus: int
+    cpus: int
+    time: int  # minutes
+    mem: int  # GB
+    nodes: int = 1
+    tasks_per_node: int = 1
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    array_parallelism: int = 64
+    name: str = "bench"
+
+    def slurm(self, dependency: str | None = None) -> dict:
+        """submitit SlurmExecutor parameters (sbatch names)."""
+        out = {"job_name": self.name, "time": int(self.time), "nodes": int(self.nodes),
+               "ntasks_per_node": int(self.tasks_per_node), "cpus_per_task": int(self.cpus),
+               "mem": f"{int(self.mem)}GB", "array_parallelism": int(self.array_parallelism),
+               "signal_delay_s": 120}
+        if self.gpus:
+            out["gpus_per_node"] = int(self.gpus)
+        for k in ("partition", "account", "qos", "constraint"):
+            if getattr(self, k):
+                out[k] = getattr(self, k)
+        if dependency:
+            out["dependency"] = dependency
+        return out
+
+    def local(self) -> dict:
+        return {"timeout_min": int(self.time), "gpus_per_node": int(self.gpus),
+                "tasks_per_node": int(self.tasks_per_node), "cpus_per_task": int(self.cpus),
+                "mem_gb": int(self.mem), "name": self.name}
+
+
+def eval_options(args) -> JobOptions:
+    d = LAUNCH_DEFAULTS.get(args.profile, LAUNCH_DEFAULTS["small"])
+    pick = lambda k: d[k] if getattr(args, k, None) is None else getattr(args, k)  # noqa: E731
+    return JobOptions(gpus=pick("gpus"), cpus=pick("cpus"), time=pick("time"), mem=pick("mem"),
+                      partition=args.partition, account=args.account, qos=args.qos, constraint=args.constraint,
+                      array_parallelism=args.array_parallelism or 64, name=f"bench-eval-{args.profile}")
+
+
+def pretrain_options(args) -> JobOptions:
+    d = PRETRAIN_DEFAULTS.get(args.profile, PRETRAIN_DEFAULTS["small"])
+    gpus = d["gpus"] if args.pretrain_gpus is None else args.pretrain_gpus
+    return JobOptions(gpus=gpus, cpus=d["cpus"], time=args.pretrain_time or d["time"], mem=d["mem"],
+                      nodes=args.pretrain_nodes or d["nodes"], tasks_per_node=max(1, gpus),
+                      partition=args.partition, account=args.account, qos=args.qos, constraint=args.constraint,
+                      name=f"bench-pretrain-{args.profile}")
+
+
+def group_size(args) -> int:
+    if args.group_size is not None:
+        return int(args.group_size)
+    return LAUNCH_DEFAULTS.get(args.profile, LAUNCH_DEFAULTS["small"])["group_size"]
+
+
+def group_cells(cells: Sequence[Cell], size: int) -> list[list[Cell]]:
+    """Jobs: the (de-duplicated) plan's cells grouped by backbone, in plan order, each backbone's
+    cells cut into chunks of at most `size` (0: one job per backbone)."""
+    by_bb: dict[str, list[Cell]] = {}
+    for c in {c.key(): c for c in cells}.values():
+        by_bb.setdefault(c.backbone, []).append(c)
+    groups = []
+    for bb_cells in by_bb.values():
+        n = size if size and size > 0 else len(bb_cells)
+        groups += [bb_cells[i:i + n] for i in range(0, len(bb_cells), n)]
+    return groups
+
+
+# ----------------------------------------------------------------------------- the jobs
+
+
+def _checkpointable():
+    try:
+        from submitit.helpers import Checkpointable
+    except ImportError:  # pragma: no cover - submitit is a dependency
+        return object
+    return Checkpointable
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs (pickled by submitit; plain data only)."""
+
+    cells: list[dict]
+    results: str
+    work_dir: str
+    cwd: str
+    data_root: list[str] = field(default_factory=list)
+    device: str = "auto"
+    force: bool = False
+    since: float = 0.0
+    claim_timeout_s: float = CLAIM_TIMEOUT_S
+    heartbeat_s: float = HEARTBEAT_S
+    wait_s: float = 0.0
+    threads: int | None = None
+    plugins: str = ""
+    rows_to: str = "worker"
+
+
+class EvalJob(_checkpointable()):
+    """One evaluation job: a worker over its cells. Requeued on time-out / preemption by
+    submitit (the requeued job takes over its own claims: same job id, another pid)."""
+
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+
+    def __call__(self) -> dict:
+        s = self.spec
+        os.chdir(s.cwd)
+        if s.plugins:
+            os.environ["BENCH_TASKS_PLUGINS"] = s.plugins
+        from bench_tasks.cli import load_registries
+
+        load_registries()
+        if s.threads:
+            import torch
+
+            torch.set_num_threads(s.threads)
+        from bench_tasks.runner import DataRoots
+        from bench_tasks.worker import run_worker
+
+        cells = [Cell(**c) for c in s.cells]
+        summary = run_worker(cells, s.results, work_dir=s.work_dir, data_roots=DataRoots.parse(s.data_root),
+                             device=s.device, force=s.force, progress=False, rows_to=s.rows_to, since=s.since,
+                             claim_timeout_s=s.claim_timeout_s, heartbeat_s=s.heartbeat_s, wait_s=s.wait_s,
+                             log=lambda m: print(m, flush=True))
+        print(summary.line(), flush=True)
+        return asdict(summary)
+
+
+class PretrainJob(_checkpointable()):
+    """One pre-training run of the study as a (multi-GPU, multi-node) job: every task of the
+    job is one torchrun-style process (RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR exported by
+    submitit's TorchDistributedEnvironment); paco_fr.engine resumes from the run's checkpoint
+    when the job is requeued."""
+
+    def __init__(self, profile: str, run_name: str, overrides: dict, run_dir: str, cwd: str):
+        self.profile, self.run_name, self.overrides, self.run_dir, self.cwd = profile, run_name, overrides, run_dir, cwd
+
+    def __call__(self) -> str:
+        os.chdir(self.cwd)
+        import submitit
+
+        env = submitit.JobEnvironment()
+        if env.num_tasks > 1:
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        from paco_fr.engine import pretrain
+
+        return str(pretrain(self.profile, dict(self.overrides), run_dir=self.run_dir))
+
+
+# ----------------------------------------------------------------------------- launching
+
+
+def jobs_folder(args, results: Path) -> Path:
+    from bench_tasks.rowfiles import worker_dir
+
+    return Path(args.jobs_dir) if args.jobs_dir else worker_dir(results) / "jobs"
+
+
+def make_executor(kind: str, folder: Path, opts: JobOptions, dependency: str | None = None):
+    import submitit
+
+    if kind == "slurm":
+        ex = submitit.SlurmExecutor(folder=folder)
+        ex.update_parameters(**opts.slurm(dependency))
+    elif kind == "submitit-local":
+        ex = submitit.LocalExecutor(folder=folder)
+        ex.update_parameters(**opts.local())
+    else:
+        raise ValueError(f"unknown launcher {kind!r}; choose from {LAUNCHERS}")
+    return ex
+
+
+def sbatch_script(opts: JobOptions, folder: Path, n_jobs: int, dependency: str | None = None) -> str:
+    """The sbatch script submitit writes for an array of `n_jobs` jobs with these options
+    (rendered by submitit itself, without needing `sbatch` on this machine)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    cmd = " ".join([sys.executable, "-u -m submitit.core._submit", str(folder)])
+    params = opts.slurm(dependency)
+    if n_jobs > 1:
+        params["map_count"] = n_jobs
+    return _make_sbatch_string(command=cmd, folder=str(folder), **params)
+
+
+def worker_spec(args, cells: Sequence[Cell], results: Path, since: float, rows_to: str = "worker") -> WorkerSpec:
+    return WorkerSpec(cells=[asdict(c) for c in cells], results=str(results.resolve()),
+                      work_dir=str(Path(args.work_dir).resolve()), cwd=os.getcwd(),
+                      data_root=list(args.data_root or []), device=args.device, force=args.force, since=since,
+                      claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed,
+                      threads=args.threads if args.threads is not None else (1 if args.profile == "smoke" else None),
+                      plugins=os.environ.get("BENCH_TASKS_PLUGINS", ""), rows_to=rows_to)
+
+
+def record_launch(results: Path, record: dict, path: Path | None = None) -> Path:
+    """results/<profile>.d/launches/<time>-<pid>.json: the plan's keys and the jobs (for `status`)."""
+    from bench_tasks.rowfiles import worker_dir
+
+    d = worker_dir(results) / "launches"
+    d.mkdir(parents=True, exist_ok=True)
+    path = path or d / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None = None,
+           log: Callable[[str], None] = print) -> int:
+    """Submit the plan as submitit jobs. study_runs: {run name: (SuiteRun overrides, encoder path)}
+    for `run --all`: their pre-training jobs are submitted first and the evaluation jobs of
+    their encoders depend on them. Returns the exit code."""
+    since = args.since if args.since is not None else time.time()
+    kind = args.launcher
+    if kind == "slurm" and not args.print_sbatch and shutil.which("sbatch") is None:
+        print("error: --launcher slurm needs SLURM's sbatch and srun on PATH (run it on the cluster's login "
+              "node); --print-sbatch shows the job script without submitting, --launcher submitit-local runs "
+              "the same jobs on this machine", file=sys.stderr)
+        return 2
+    folder = jobs_folder(args, results)
+    opts = eval_options(args)
+    if not args.force:  # no job for cells already done (a re-launch after a kill submits only what is left)
+        from bench_tasks.results import ResultsStore
+        from bench_tasks.runner import stale_keys
+
+        store = ResultsStore(results)
+        done = store.done_keys()
+        done -= stale_keys(cells, store, done)
+        left = [c for c in cells if c.key() not in done]
+        if len(left) < len(cells):
+            log(f"{len(cells) - len(left)} of {len(cells)} cells already done; jobs for the {len(left)} left")
+        cells = left
+    groups = group_cells(cells, group_size(args))
+    if not groups and not study_runs:
+        log("every cell of the plan is done: nothing to submit")
+        return 0
+    if args.print_sbatch:
+        folder = folder.absolute()  # submitit submits with the absolute folder
+        if study_runs:
+            first = next(iter(study_runs))
+            enc = f"paco_fr:{study_runs[first][1]}"
+            mine = [g for g in groups if g[0].backbone == enc]
+            print(f"# stage 1: one pre-training job per run of the suite ({len(study_runs)} runs), e.g. {first}:\n")
+            print(sbatch_script(pretrain_options(args), folder, 1))
+            print(f"# stage 2: one evaluation job array per encoder ({len(groups)} jobs in all), each after the "
+                  f"pre-training job of its encoder, e.g. {first}'s {len(mine)} job(s), if its pre-training "
+                  "job had id 123456:\n")
+            print(sbatch_script(opts, folder, len(mine), dependency="afterok:123456"))
+            return 0
+        print(sbatch_script(opts, folder, len(groups)))
+        return 0
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"launcher": kind, "since": since, "profile": args.profile, "jobs_dir": str(folder),
+              "command": "python -m bench_tasks " + " ".join(sys.argv[1:]),
+              "keys": [c.key() for g in groups for c in g], "cells": [asdict(c) for g in groups for c in g],
+              "jobs": [], "pretrain_jobs": []}
+
+    # stage 1 of the study: pre-training jobs
+    pre_jobs: dict[str, object] = {}
+    if study_runs:
+        popts = pretrain_options(args)
+        for name, (overrides, enc) in study_runs.items():
+            if _finished(enc):
+                log(f"[pre-training] {name}: finished earlier ({enc}), no job")
+                continue
+            dep = None
+            if name == "mcf" and "mae" in pre_jobs:  # MCF's teacher is the suite's MAE encoder
+                dep = pre_jobs["mae"]
+                if kind == "submitit-local":
+                    dep.result()
+            if kind == "submitit-local" and pre_jobs:  # one machine: pre-training runs one after the other
+                list(pre_jobs.values())[-1].result()
+            pex = make_executor(kind, folder, popts, _afterok([dep]) if (kind == "slurm" and dep) else None)
+            pex.update_parameters(**({"job_name": f"pretrain-{name}"} if kind == "slurm" else {"name": f"pretrain-{name}"}))
+            job = pex.submit(PretrainJob(args.profile, name, overrides, str(Path(enc).parent), os.getcwd()))
+            pre_jobs[name] = job
+            record["pretrain_jobs"].append({"run": name, "job_id": str(job.job_id)})
+            log(f"[pre-training] {name}: job {job.job_id} ({popts.nodes} node(s) x {popts.tasks_per_node} process(es))")
+
+    # stage 2: evaluation jobs; those of a pre-trained encoder wait for its job
+    enc_of = {f"paco_fr:{enc}": name for name, (_, enc) in (study_runs or {}).items()}
+    by_dep: dict[str | None, list[list[Cell]]] = {}
+    for g in groups:
+        dep_name = enc_of.get(g[0].backbone)
+        by_dep.setdefault(dep_name if dep_name in pre_jobs else None, []).append(g)
+    jobs = []
+    path = record_launch(results, record)
+    pool = _LocalPool(opts, args.array_parallelism, log) if kind == "submitit-local" else None
+    for dep_name, gs in by_dep.items():
+        dep_job = pre_jobs.get(dep_name) if dep_name else None
+        if dep_job is not None and kind == "submitit-local":
+            log(f"waiting for pre-training job {dep_job.job_id} ({dep_name}) before its evaluation jobs")
+            dep_job.result()
+        ex = make_executor(kind, folder, opts, _afterok([dep_job]) if (kind == "slurm" and dep_job) else None)
+        if pool is not None:  # local processes: at most `parallel` at once, each on its own GPU
+            subs = [pool.submit(ex, EvalJob(worker_spec(args, g, results, since))) for g in gs]
+        else:
+            with ex.batch():
+                subs = [ex.submit(EvalJob(worker_spec(args, g, results, since))) for g in gs]
+        for g, j in zip(gs, subs):
+            jobs.append(j)
+            record["jobs"].append({"job_id": str(j.job_id), "backbone": g[0].backbone, "cells": len(g),
+                                   "after": dep_name})
+        record_launch(results, record, path)
+    log(f"submitted {len(jobs)} evaluation job(s) ({kind}) for {len(record['keys'])} cells; "
+        f"logs in {folder}; launch record {path}")
+    log(f"progress: python -m bench_tasks status --results {results}")
+    if kind == "slurm" or args.no_wait:
+        return 0
+    failed = 0
+    for j in jobs:
+        try:
+            s = j.result()
+            log(f"job {j.job_id}: {s['ok']} ok, {s['failed']} failed, {s['skipped']} already done, "
+                f"{s['busy']} held by other workers, {s['taken_over']} taken over")
+            failed += s["failed"]
+        except Exception as err:  # noqa: BLE001 - report every job
+            failed += 1
+            log(f"job {j.job_id} FAILED: {type(err).__name__}: {str(err).strip().splitlines()[-1:]}")
+    return 1 if failed else 0
+
+
+class _LocalPool:
+    """submitit-local: submit jobs as slots free up (at most `parallel` processes at once), each
+    job with GPUs gets its own device(s) through submitit's `visible_gpus`."""
+
+    def __init__(self, opts: JobOptions, parallel: int | None, log):
+        import torch
+
+        self.opts, self.log = opts, log
+        self.n_gpus = torch.cuda.device_count() if opts.gpus else 0
+        if parallel is None:
+            parallel = (max(1, self.n_gpus // max(1, opts.gpus)) if opts.gpus
+                        else max(1, (os.cpu_count() or 1) // max(1, opts.cpus)))
+        self.parallel = max(1, int(parallel))
+        self.running: list[tuple[object, tuple[int, ...]]] = []
+
+    def submit(self, ex, fn):
+        while True:
+            self.running = [(j, g) for j, g in self.running if not j.done()]
+            if len(self.running) < self.parallel:
+                break
+            time.sleep(0.5)
+        if self.n_gpus:
+            busy = collections.Counter(i for _, g in self.running for i in g)
+            gpus = tuple(sorted(range(self.n_gpus), key=lambda i: busy[i])[:self.opts.gpus])
+            ex.update_parameters(visible_gpus=gpus)
+        else:
+            gpus = ()
+        job = ex.submit(fn)
+        self.running.append((job, gpus))
+        return job
+
+
+def _afterok(jobs) -> str | None:
+    ids = [str(j.job_id) for j in jobs if j is not None]
+    return ("afterok:" + ":".join(ids)) if ids else None
+
+
+def _finished(enc) -> bool:
+    enc = Path(enc)
+    summ = enc.parent / "summary.json"
+    try:
+        return enc.exists() and json.loads(summ.read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
+# ----------------------------------------------------------------------------- cmd_run's hooks
+
+
+def select_shard(args, cells: Sequence[Cell]) -> list[Cell]:
+    """The cells this process plans: shard `--shard-index` of `--num-shards` (all of them when 1)."""
+    if getattr(args, "num_shards", 1) <= 1:
+        return list(cells)
+    from bench_tasks.worker import shard
+
+    return shard(cells, args.num_shards, args.shard_index)
+
+
+def study_runs(args, profile) -> dict[str, tuple[dict, Path]]:
+    """{run name: (pre-training overrides, encoder path)} of the study's suite (what
+    bench_tasks.study.pretrain_suite would train), for the pre-training jobs."""
+    from bench_tasks.cli import dotted_overrides
+    from bench_tasks.study import STUDY_OVERRIDES, suite_runs
+
+    extra = dotted_overrides(args.pretrain_override or [])
+    out = {}
+    for r in suite_runs(not args.no_ablations, profile.name):
+        ov = {**STUDY_OVERRIDES.get(profile.name, {}), **extra, **r.overrides, "name": r.name,
+              "train.progress": False}
+        out[r.name] = (ov, Path(args.runs) / profile.name / r.name / "encoder.safetensors")
+    return out
+
+
+def run_here(args, cells: Sequence[Cell], roots, results: Path):
+    """`--launcher local` (and each --num-shards process): a worker in this process. Rows go to
+    the results file, or to this worker's own file with shards / --worker-files."""
+    from bench_tasks.worker import run_worker
+
+    rows_to = "worker" if (args.num_shards > 1 or args.worker_files) else "main"
+    since = args.since if args.since is not None else time.time()
+    kind = "local" if args.num_shards <= 1 else f"shard {args.shard_index}/{args.num_shards}"
+    record_launch(results, {"launcher": kind, "since": since, "profile": args.profile, "pid": os.getpid(),
+                            "command": "python -m bench_tasks " + " ".join(sys.argv[1:]),
+                            "keys": [c.key() for c in cells], "cells": [asdict(c) for c in cells], "jobs": []})
+    return run_worker(cells, results, work_dir=args.work_dir, data_roots=roots, device=args.device,
+                      force=args.force, progress=not args.no_progress, rows_to=rows_to, since=since,
+                      claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed)

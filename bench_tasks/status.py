@@ -1,0 +1,211 @@
+"""`python -m bench_tasks status` (and `run ... --status`): where a plan stands.
+
+For every (backbone, task): cells done / running (claimed by a live worker) / stale (claimed by
+a worker that stopped heart-beating: the next worker takes it over) / failed / to do; the
+workers in flight (from the claim ledger: host, pid, job id, the cell, for how long); SLURM jobs
+of the launches still pending or running (when `sacct` is there); and the estimated time left,
+from the measured wall time of the done cells (mean per task and protocol, else per task, else
+overall), divided among the workers in flight.
+
+The plan is the one given (`run ... --status`) or, for `status`, the union of the plans that
+launches recorded in results/<profile>.d/launches/ plus every cell that has a row or a claim.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+COLUMNS = ("done", "running", "stale", "failed", "todo")
+
+
+def add_status_parser(sub) -> None:
+    ps = sub.add_parser("status", help="cells done / claimed / failed / to do, workers in flight, time left")
+    ps.add_argument("--profile", default="smoke", help="results/<profile>.jsonl (default smoke)")
+    ps.add_argument("--results", help="results file (default results/<profile>.jsonl)")
+    ps.add_argument("--claim-timeout", type=float, default=None, help="seconds after which a claim is stale")
+    ps.set_defaults(func=cmd_status)
+
+
+def cmd_status(args) -> int:
+    results = Path(args.results or f"results/{args.profile}.jsonl")
+    return print_status(results, None, claim_timeout_s=args.claim_timeout)
+
+
+def recorded_plan(results: Path) -> tuple[list[dict], list[dict]]:
+    """(cells, launch records) from results/<profile>.d/launches/*.json."""
+    from bench_tasks.rowfiles import worker_dir
+
+    cells, records = {}, []
+    d = worker_dir(results) / "launches"
+    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        records.append(rec)
+        for c in rec.get("cells", []):
+            from bench_tasks.api import Cell
+
+            cells[Cell(**c).key()] = c
+    return list(cells.values()), records
+
+
+def _fmt_s(s: float) -> str:
+    s = max(0.0, float(s))
+    if s < 120:
+        return f"{s:.0f}s"
+    if s < 7200:
+        return f"{s / 60:.0f}min"
+    return f"{s / 3600:.1f}h"
+
+
+def collect_status(results: Path, cells=None, claim_timeout_s: float | None = None) -> dict:
+    """The numbers `print_status` prints: {"table": {(backbone, task): {column: n}}, "cells":
+    {key: state}, "workers": [...], "remaining_s", "eta_s", "per_cell_s", "records"}."""
+    from dataclasses import asdict
+
+    from bench_tasks.claims import CLAIM_TIMEOUT_S, ClaimBook
+    from bench_tasks.rowfiles import union_latest
+
+    latest = union_latest(results)
+    timeout = claim_timeout_s or CLAIM_TIMEOUT_S
+    book = ClaimBook.for_results(results, timeout_s=timeout, heartbeat_s=timeout / 2)
+    heads = book.all_heads()
+    records: list[dict] = []
+    if cells is None:
+        recorded, records = recorded_plan(results)
+        plan = {}
+        for c in recorded:
+            from bench_tasks.api import Cell
+
+            plan[Cell(**c).key()] = c
+        for k, r in latest.items():
+            plan.setdefault(k, r.get("cell") or {})
+        for k, (_, info) in heads.items():  # claimed, no row yet: backbone and task from the label
+            parts = str(info.get("cell") or "").split(" | ")
+            plan.setdefault(k, {"backbone": parts[0] or "?",
+                                "task": parts[1].split("/")[0] if len(parts) > 1 else "?",
+                                "protocol": parts[2] if len(parts) > 2 else None})
+    else:
+        plan = {c.key(): asdict(c) for c in cells}
+
+    # measured cell times: per (task, protocol), per task, overall
+    times: dict[tuple, list[float]] = defaultdict(list)
+    for r in latest.values():
+        if r.get("status") != "ok":
+            continue
+        w = (r.get("provenance") or {}).get("wall_time_s")
+        c = r.get("cell") or {}
+        if w is not None:
+            times[(c.get("task"), c.get("protocol"))].append(float(w))
+            times[(c.get("task"),)].append(float(w))
+            times[()].append(float(w))
+
+    def estimate(c: dict) -> float | None:
+        for k in ((c.get("task"), c.get("protocol")), (c.get("task"),), ()):
+            if times.get(k):
+                return sum(times[k]) / len(times[k])
+        return None
+
+    now = time.time()
+    table: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COLUMNS, 0))
+    states: dict[str, str] = {}
+    workers: dict[str, dict] = {}
+    remaining, unknown = 0.0, 0
+    for k, c in plan.items():
+        r = latest.get(k)
+        head = heads.get(k)
+        v = book.verdict(k, head[0], head[1], now) if head else None
+        if r is not None and r.get("status") == "ok" and v != "running":
+            st = "done"
+        elif v == "running":
+            st = "running"
+        elif v == "stale":
+            st = "stale"
+        elif r is not None and r.get("status") == "failed":
+            st = "failed"
+        else:
+            st = "todo"
+        states[k] = st
+        table[(c.get("backbone", "?"), c.get("task", "?"))][st] += 1
+        if st == "done":
+            continue
+        est = estimate(c)
+        if st == "running":
+            info = head[1]
+            w = workers.setdefault(info.get("worker") or "?", {
+                "worker": info.get("worker"), "host": info.get("host"), "pid": info.get("pid"),
+                "job_id": info.get("job_id"), "cells": []})
+            started = float(info.get("claimed_at") or now)
+            w["cells"].append({"cell": info.get("cell"), "for_s": now - started,
+                               "heartbeat_age_s": now - float(info.get("heartbeat") or now)})
+            if est is not None:
+                remaining += max(0.0, est - (now - started))
+        else:
+            if est is None:
+                unknown += 1
+            else:
+                remaining += est
+    n_workers = max(1, len(workers))
+    return {"table": dict(table), "cells": states, "workers": list(workers.values()), "remaining_s": remaining,
+            "eta_s": remaining / n_workers, "unknown": unknown, "records": records,
+            "per_cell_s": {"/".join(map(str, k)) or "all": sum(v) / len(v) for k, v in times.items()}}
+
+
+def slurm_job_states(records: list[dict]) -> dict[str, str]:
+    """{job id: state} of the recorded SLURM jobs (needs `sacct`; {} elsewhere)."""
+    if shutil.which("sacct") is None:
+        return {}
+    import submitit
+
+    out = {}
+    for rec in records:
+        if rec.get("launcher") != "slurm":
+            continue
+        for j in rec.get("jobs", []) + rec.get("pretrain_jobs", []):
+            try:
+                out[j["job_id"]] = submitit.SlurmJob(folder=rec["jobs_dir"], job_id=j["job_id"]).state
+            except Exception as err:  # noqa: BLE001 - a status display must not fail on sacct
+                out[j["job_id"]] = f"unknown ({type(err).__name__})"
+    return out
+
+
+def print_status(results: Path, cells=None, claim_timeout_s: float | None = None) -> int:
+    from tabulate import tabulate
+
+    s = collect_status(Path(results), cells, claim_timeout_s)
+    rows = []
+    tot = dict.fromkeys(COLUMNS, 0)
+    for (bb, task), n in sorted(s["table"].items()):
+        rows.append([bb, task, *(n[c] for c in COLUMNS)])
+        for c in COLUMNS:
+            tot[c] += n[c]
+    rows.append(["all", "", *(tot[c] for c in COLUMNS)])
+    print(f"results: {results} (+ {Path(results).stem}.d/)")
+    print(tabulate(rows, headers=["backbone", "task", *COLUMNS]))
+    if s["workers"]:
+        print("\nworkers in flight")
+        print(tabulate([[w["worker"], w["host"], w["pid"], w["job_id"] or "", c["cell"], _fmt_s(c["for_s"]),
+                         _fmt_s(c["heartbeat_age_s"])] for w in s["workers"] for c in w["cells"]],
+                       headers=["worker", "host", "pid", "job", "cell", "running for", "last heartbeat"]))
+    else:
+        print("\nno worker in flight")
+    jobs = slurm_job_states(s["records"])
+    active = {j: st for j, st in jobs.items() if st in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING")}
+    if jobs:
+        print(f"\nSLURM jobs of the recorded launches: {len(active)} pending or running of {len(jobs)}")
+    left = tot["todo"] + tot["failed"] + tot["stale"] + tot["running"]
+    if left == 0:
+        print("\nevery cell of the plan is done")
+    elif s["per_cell_s"]:
+        eta = f"~{_fmt_s(s['eta_s'])} with {max(1, len(s['workers']))} worker(s)"
+        note = f" ({s['unknown']} cell(s) of tasks with no measured time not counted)" if s["unknown"] else ""
+        print(f"\n{left} cell(s) left: ~{_fmt_s(s['remaining_s'])} of compute from the measured cell times, "
+              f"{eta}{note}")
+    else:
+        print(f"\n{left} cell(s) left; no cell measured yet, no time estimate")
+    return 0

@@ -1,0 +1,236 @@
+"""One worker of a plan: claims each cell before computing it, so any number of workers (local
+processes, `--num-shards` processes, SLURM / submitit jobs) can run the same plan at once
+without computing a cell twice.
+
+    summary = run_worker(cells, results="results/smoke.jsonl", rows_to="worker", since=t0, ...)
+
+rows_to="main": rows go to the results file itself (one machine: `--launcher local`, today's
+behaviour, appends serialised by the store's lock); rows_to="worker": rows go to this worker's
+own file `results/<profile>.d/<worker>.jsonl` (no shared appends across nodes). Either way the
+done / todo decisions read the union (bench_tasks.rowfiles) and every computed cell goes
+through the claim ledger (bench_tasks.claims):
+
+  1. a cell whose latest row is ok is skipped (unless --force and it is older than this launch);
+     one that failed during this launch (another worker's row) is not retried twice;
+  2. otherwise the worker claims it; busy cells (a live worker has them) are skipped and
+     re-checked once at the end of the pass (and polled for `wait_s` seconds), so a claim whose
+     owner died meanwhile is taken over;
+  3. after claiming, the union is re-read: the previous owner may have written the row just
+     before it died;
+  4. the row is written, then the claim marked done / failed. A worker whose claim was taken
+     over while it stalled drops its row instead of writing a duplicate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench_tasks.api import Cell
+from bench_tasks.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S, ClaimBook, Identity, identity
+from bench_tasks.results import ResultsStore
+from bench_tasks.rowfiles import UnionReader, row_time, worker_file
+
+
+class OwnRowFile(ResultsStore):
+    """A worker's own row file: it has one writer, so appends take no lock (`flock` fails or is
+    a no-op on some NFS mounts); each row is still one os.write of a whole line, then fsync."""
+
+    @contextlib.contextmanager
+    def _locked(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        yield
+
+
+@dataclass
+class WorkerSummary:
+    worker: str = ""
+    total: int = 0
+    skipped: int = 0  # done before (or by another worker)
+    ok: int = 0
+    failed: int = 0
+    failed_elsewhere: int = 0  # failed in another worker of this launch
+    busy: int = 0  # still claimed by a live worker at the end
+    taken_over: int = 0
+    dropped: int = 0  # computed, but our claim was taken over meanwhile: row not written
+    wall_s: float = 0.0
+    failed_keys: list[str] = field(default_factory=list)
+    busy_keys: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        s = (f"{self.total} cells: {self.skipped} already done, {self.ok} ok, {self.failed} failed "
+             f"in {self.wall_s:.1f}s")
+        if self.failed_elsewhere:
+            s += f", {self.failed_elsewhere} failed in other workers"
+        if self.taken_over:
+            s += f"; {self.taken_over} taken over from stale claims"
+        if self.busy:
+            s += f"; {self.busy} still running in other workers (see `python -m bench_tasks status`)"
+        if self.dropped:
+            s += f"; {self.dropped} dropped (claim taken over while this worker stalled)"
+        return s
+
+
+def shard(cells: Sequence[Cell], num_shards: int, index: int) -> list[Cell]:
+    """Shard `index` of `num_shards`: a contiguous block of the (de-duplicated, backbone-major)
+    plan, so a shard builds few backbones. Deterministic: every process computes the same split."""
+    if num_shards < 1 or not 0 <= index < num_shards:
+        raise ValueError(f"--shard-index must be in [0, {num_shards}), got {index}")
+    uniq = list({c.key(): c for c in cells}.values())
+    n = len(uniq)
+    return uniq[index * n // num_shards:(index + 1) * n // num_shards]
+
+
+def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl", *,
+               work_dir: str | Path = "work_dirs", data_roots=None, device="auto", force: bool = False,
+               progress: bool = True, rows_to: str = "main", worker: str | None = None,
+               since: float | None = None, claim_timeout_s: float = CLAIM_TIMEOUT_S,
+               heartbeat_s: float = HEARTBEAT_S, wait_s: float = 0.0,
+               on_row: Callable[[dict], None] | None = None,
+               log: Callable[[str], None] | None = None) -> WorkerSummary:
+    """Run the cells of `cells` that need computing and that no other worker has; see the module
+    docstring. Returns a WorkerSummary."""
+    from tqdm.auto import tqdm
+
+    from bench_tasks.runner import _BackboneCache, run_cell, stale_keys
+
+    log = log or (lambda msg: tqdm.write(msg))
+    since = time.time() if since is None else float(since)
+    me: Identity = identity(worker)
+    main = ResultsStore(results)
+    if rows_to == "main":
+        own = main
+        if main.repair():
+            log(f"repaired {main.path}: dropped a torn / unreadable line left by an interrupted run")
+        dropped = main.compact()
+        if dropped:
+            log(f"compacted {main.path}: {dropped} superseded row(s) removed")
+    elif rows_to == "worker":
+        own = OwnRowFile(worker_file(results, me.worker))
+        own.repair()
+    else:
+        raise ValueError(f"rows_to must be 'main' or 'worker', got {rows_to!r}")
+    book = ClaimBook.for_results(results, timeout_s=claim_timeout_s, heartbeat_s=heartbeat_s, me=me)
+    reader = UnionReader(results)
+    latest = reader.refresh()
+    done = {k for k, r in latest.items() if r.get("status") == "ok"}
+    redo = stale_keys(cells, main, done)  # weight files changed since: recompute like --force
+    if redo:
+        log(f"{len(redo)} done cell(s) were computed with other weights than their backbone file holds "
+            "now (the file was re-trained or replaced): recomputing them")
+
+    summary = WorkerSummary(worker=me.worker)
+    uniq = list({c.key(): c for c in cells}.values())
+    summary.total = len(uniq)
+    cache = _BackboneCache()
+    t0 = time.perf_counter()
+
+    def settled(k: str, rows: dict) -> str | None:
+        """'done' / 'failed' when the union already answers for this cell in this launch."""
+        r = rows.get(k)
+        if r is None:
+            return None
+        fresh = row_time(r) >= since
+        if r.get("status") == "ok" and (fresh or not (force or k in redo)):
+            return "done"
+        if r.get("status") == "failed" and fresh:
+            return "failed"
+        return None
+
+    def attempt(cell: Cell) -> str:
+        """done | failed | busy | ok | failed_now | dropped."""
+        nonlocal latest
+        k = cell.key()
+        s = settled(k, latest)
+        if s:
+            return s
+        r = latest.get(k)
+        out = book.acquire(k, cell.label(), since=since, force=force or k in redo,
+                           have_row=bool(r and r.get("status") == "ok"))
+        if out.claim is None:
+            if out.verdict in ("busy", "lost_race"):
+                return "busy"
+            return "done" if out.verdict == "done" else "failed"
+        claim = out.claim
+        try:
+            latest = reader.refresh()  # the previous owner may have finished it just now
+            s = settled(k, latest)
+            if s:
+                claim.finish("done" if s == "done" else "failed", note="row already in the store")
+                return s
+            if out.verdict == "took_over":
+                prev = out.info
+                summary.taken_over += 1
+                log(f"takeover {cell.label()} | claim of {prev.get('worker')} (pid {prev.get('pid')} on "
+                    f"{prev.get('host')}, state {prev.get('state')})")
+            claim.start_heartbeat()
+            row = run_cell(cell, results=results, work_dir=work_dir, data_roots=data_roots, device=device,
+                           progress=progress, write=False, _cache=cache)
+            if claim.lost():
+                claim._stop_heartbeat()
+                log(f"DROPPED {cell.label()} | our claim was taken over while this worker stalled")
+                return "dropped"
+            row["provenance"]["worker"] = me.as_dict()
+            row["provenance"]["finished"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+            own.append(row)
+            claim.finish("done" if row["status"] == "ok" else "failed", rows=own.path)
+        except BaseException:
+            claim.release()
+            raise
+        if on_row is not None:
+            on_row(row)
+        if row["status"] == "ok":
+            h = row["headline"]
+            log(f"ok     {cell.label()} | {h}={row['metrics'].get(h, float('nan')):.2f} "
+                f"({row['provenance']['wall_time_s']:.1f}s)")
+            return "ok"
+        last = (row["error"] or "").strip().splitlines()[-1:] or [""]
+        log(f"FAILED {cell.label()} | {last[0]}")
+        summary.failed_keys.append(k)
+        return "failed_now"
+
+    def tally(result: str) -> None:
+        if result == "done":
+            summary.skipped += 1
+        elif result == "failed":  # failed in another worker during this launch: not retried twice
+            summary.failed_elsewhere += 1
+        elif result == "ok":
+            summary.ok += 1
+        elif result == "failed_now":
+            summary.failed += 1
+        elif result == "dropped":
+            summary.dropped += 1
+
+    pending: list[Cell] = []
+    bar = tqdm(uniq, desc=f"worker {me.worker}", disable=not progress, dynamic_ncols=True, position=0)
+    for cell in bar:
+        bar.set_postfix_str(f"{cell.task}/{cell.dataset}/{cell.protocol}")
+        res = attempt(cell)
+        if res == "busy":
+            pending.append(cell)
+        else:
+            tally(res)
+    bar.close()
+    # cells other workers held: check again (their owners may have died), poll up to wait_s
+    deadline = time.time() + max(0.0, wait_s)
+    while pending:
+        latest = reader.refresh()
+        still = []
+        for cell in pending:
+            res = attempt(cell)
+            if res == "busy":
+                still.append(cell)
+            else:
+                tally(res)
+        pending = still
+        if not pending or time.time() >= deadline:
+            break
+        time.sleep(min(heartbeat_s, 2.0, max(0.05, deadline - time.time())))
+    summary.busy = len(pending)
+    summary.busy_keys = [c.key() for c in pending]
+    summary.wall_s = time.perf_counter() - t0
+    return summary

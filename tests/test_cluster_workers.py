@@ -1,0 +1,250 @@
+"""Several workers on one plan, as real processes: through submitit's local executor
+(`run --launcher submitit-local`), as `--num-shards 3` processes started together, and as three
+`run` processes on the same plan. Every planned cell ends with exactly one ok row over the union
+of the row files, no cell is computed twice, the union regenerates the tables of a one-process
+run, and a worker killed mid-cell leaves a stale claim that another worker takes over.
+
+The plan: 3 random-init tiny ViTs x (attributes, expression) x 2 seeds on `cluster_cls`
+(tests/cluster_plugin.py: 48 training images of 32 px), 12 cells of about a second each; most of
+a test's time is the workers' Python start-up (importing torch and timm).
+"""
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bench_tasks.api import Cell
+from bench_tasks.rowfiles import union_files, union_latest, worker_dir
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+BBS = ["random:vit_tiny@32/8/d2", "random:vit_tiny@32/16/d2", "random:vit_tiny@32/8/d3"]
+PLAN = ["--tasks", "attributes,expression", "--datasets", "cluster_cls", "--backbones", ",".join(BBS),
+        "--fractions", "1", "--seeds", "0,1", "--no-progress"]
+
+pytestmark = pytest.mark.slow
+
+
+def plan_cells():
+    from bench_tasks.runner import plan_cells as plan
+
+    return plan(BBS, {"attributes": ["cluster_cls"], "expression": ["cluster_cls"]}, seeds=[0, 1],
+                fractions=[1.0], profile="smoke")
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(REPO), e.get("PYTHONPATH", "")])
+    e["BENCH_TASKS_PLUGINS"] = "cluster_plugin"
+    e["OMP_NUM_THREADS"] = "1"
+    return e
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The same plan in one process: its report tables are what the workers' union must give."""
+    import cluster_plugin  # noqa: F401  (registers cluster_cls here)
+
+    from bench_tasks.registry import load_all
+    from bench_tasks.worker import run_worker
+
+    load_all()
+    d = tmp_path_factory.mktemp("reference")
+    res = d / "results" / "smoke.jsonl"
+    s = run_worker(plan_cells(), res, work_dir=d / "wd", device="cpu", progress=False, log=lambda m: None)
+    assert (s.ok, s.failed) == (12, 0)
+    return tables(res, d / "report")
+
+
+def tables(res: Path, out: Path) -> dict[str, str]:
+    """{relative path: text} of the CSV tables `report` writes from a results file (and its union)."""
+    from bench_tasks.report.build import build_report
+
+    build_report([res], out, None, "smoke", command="test", reconstruct=False)
+    found = {p.relative_to(out).as_posix(): p.read_text() for p in sorted(out.rglob("*.csv"))}
+    assert found, f"the report wrote no CSV table under {out}"
+    return found
+
+
+def all_rows(res: Path) -> list[dict]:
+    rows = []
+    for f in union_files(res):
+        if f.exists():
+            rows += [json.loads(ln) for ln in f.read_text().splitlines() if ln.strip()]
+    return rows
+
+
+def check_union(res: Path, reference: dict, out: Path) -> list[dict]:
+    """Exactly one row per planned cell over every file, all ok; same tables as one process."""
+    keys = {c.key() for c in plan_cells()}
+    rows = all_rows(res)
+    per_key = collections.Counter(r["key"] for r in rows)
+    assert set(per_key) == keys, f"missing {keys - set(per_key)}, unplanned {set(per_key) - keys}"
+    dupes = {k: n for k, n in per_key.items() if n > 1}
+    assert not dupes, f"cells computed more than once: {dupes}"
+    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows if r["status"] != "ok"]
+    assert tables(res, out) == reference
+    return rows
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def started_pids(slow: Path) -> set[int]:
+    return {int(p.name.split("-")[1]) for p in slow.glob("started-*")}
+
+
+def claim_files(res: Path) -> dict[str, list[dict]]:
+    out = collections.defaultdict(list)
+    for p in sorted((worker_dir(res) / "claims").glob("*.claim")):
+        key, gen, _ = p.name.split(".")
+        out[key].append((int(gen), json.loads(p.read_text())))
+    return {k: [info for _, info in sorted(v)] for k, v in out.items()}
+
+
+def test_submitit_local_three_jobs_kill_one_relaunch_takes_over(tmp_path, env, reference, monkeypatch):
+    """3 jobs (one per backbone) at once via submitit's LocalExecutor; one is SIGKILLed mid-cell:
+    its claim goes stale (`status` says so); a second launch submits a job for the cells left
+    only, which takes the stale claim over."""
+    from bench_tasks import cli
+    from bench_tasks.status import collect_status
+
+    for k in ("PYTHONPATH", "BENCH_TASKS_PLUGINS", "OMP_NUM_THREADS"):
+        monkeypatch.setenv(k, env[k])
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "slow").write_text("")
+    monkeypatch.setenv("CLUSTER_SLOW_DIR", str(slow))
+    res = tmp_path / "results" / "smoke.jsonl"
+    argv = ["run", *PLAN, "--results", str(res), "--work-dir", str(tmp_path / "wd"), "--device", "cpu",
+            "--launcher", "submitit-local", "--time", "10", "--array-parallelism", "3"]
+    codes = []
+    launcher = threading.Thread(target=lambda: codes.append(cli.main(argv)))
+    launcher.start()
+    try:
+        wait_for(lambda: len(started_pids(slow)) == 3, 240, "3 jobs in their first cell at once")
+        victim = min(started_pids(slow))
+        os.kill(victim, signal.SIGKILL)
+    finally:
+        (slow / "slow").unlink()
+    launcher.join(300)
+    assert codes == [1]  # the killed job is reported
+    jobs = [json.loads(p.read_text()) for p in (worker_dir(res) / "launches").glob("*.json")]
+    assert len(jobs) == 1 and len(jobs[0]["jobs"]) == 3 and {j["backbone"] for j in jobs[0]["jobs"]} == set(BBS)
+    claims = claim_files(res)
+    held = [k for k, gens in claims.items() if gens[-1]["pid"] == victim]
+    assert len(held) == 1 and claims[held[0]][-1]["state"] == "running"
+    st = collect_status(res, plan_cells())
+    assert st["cells"][held[0]] == "stale"
+    assert sum(v == "done" for v in st["cells"].values()) == 8  # the two other backbones
+
+    assert cli.main(argv) == 0  # relaunch: one job, for the killed job's backbone
+    launches = sorted((worker_dir(res) / "launches").glob("*.json"))
+    assert len(launches) == 2 and len(json.loads(launches[-1].read_text())["jobs"]) == 1
+    gens = claim_files(res)[held[0]]
+    assert len(gens) == 2 and gens[1]["state"] == "done" and gens[1]["took_over"]["pid"] == victim
+    rows = check_union(res, reference, tmp_path / "report")
+    assert not Path(res).exists()  # jobs write only their own files
+    assert len({r["provenance"]["worker"]["worker"] for r in rows}) == 3
+    assert collect_status(res, plan_cells())["cells"] == {c.key(): "done" for c in plan_cells()}
+
+
+def test_num_shards_three_processes_together(tmp_path, env, reference):
+    res = tmp_path / "results" / "smoke.jsonl"
+    base = [sys.executable, "-m", "bench_tasks", "run", *PLAN, "--results", str(res), "--work-dir",
+            str(tmp_path / "wd"), "--device", "cpu", "--num-shards", "3"]
+    procs = [subprocess.Popen(base + ["--shard-index", str(i)], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(3)]
+    outs = [p.communicate(timeout=400)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(o[-2000:] for o in outs)
+    rows = check_union(res, reference, tmp_path / "report")
+    from bench_tasks.worker import shard
+
+    by_worker = collections.defaultdict(set)
+    for r in rows:
+        by_worker[r["provenance"]["worker"]["pid"]].add(r["key"])
+    shards = [{c.key() for c in shard(plan_cells(), 3, i)} for i in range(3)]
+    assert sorted(map(sorted, by_worker.values())) == sorted(map(sorted, shards))
+    assert [len(s) for s in shards] == [4, 4, 4]
+    assert len(list(worker_dir(res).glob("*.jsonl"))) == 3 and not res.exists()
+
+
+def test_three_processes_same_plan_kill_one_survivor_takes_over(tmp_path, env, reference):
+    """Three `run` processes on the SAME plan (no sharding): all three are mid-cell at once, each
+    on the cell it claimed; one is SIGKILLed; the other two finish the plan and one of them takes
+    the dead worker's claim over at the end of its pass (dead pid on this host)."""
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "slow").write_text("")
+    e = dict(env, CLUSTER_SLOW_DIR=str(slow))
+    res = tmp_path / "results" / "smoke.jsonl"
+    cmd = [sys.executable, "-m", "bench_tasks", "run", *PLAN, "--results", str(res), "--work-dir",
+           str(tmp_path / "wd"), "--device", "cpu", "--worker-files"]
+    procs = {}
+    try:
+        for _ in range(3):
+            p = subprocess.Popen(cmd, env=e, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            procs[p.pid] = p
+        wait_for(lambda: len(started_pids(slow)) == 3, 240, "3 workers in their first cell at once")
+        assert started_pids(slow) == set(procs)
+        claims = claim_files(res)
+        assert len(claims) == 3 and {g[-1]["pid"] for g in claims.values()} == set(procs)  # 3 different cells
+        victim = min(procs)
+        procs[victim].send_signal(signal.SIGKILL)
+        procs[victim].wait()
+    finally:
+        (slow / "slow").unlink()
+    outs = {pid: p.communicate(timeout=400)[0] for pid, p in procs.items() if pid != victim}
+    assert all(procs[pid].returncode == 0 for pid in outs), "\n".join(o[-2000:] for o in outs.values())
+    assert sum("takeover" in o for o in outs.values()) == 1, "\n".join(o[-2000:] for o in outs.values())
+    rows = check_union(res, reference, tmp_path / "report")
+    taken = [k for k, g in claim_files(res).items() if len(g) > 1]
+    assert len(taken) == 1
+    gens = claim_files(res)[taken[0]]
+    assert gens[0]["pid"] == victim and gens[0]["state"] == "running"
+    assert gens[1]["state"] == "done" and gens[1]["took_over"]["pid"] == victim and gens[1]["pid"] in outs
+    assert {r["provenance"]["worker"]["pid"] for r in rows} <= set(outs)
+
+
+def test_print_sbatch_paper_profile(tmp_path, env):
+    """The sbatch script submitit would submit for the `paper` evaluation array (docs/cluster.md)."""
+    out = subprocess.run([sys.executable, "-m", "bench_tasks", "run", "--tasks", "attributes,expression",
+                          "--datasets", "cluster_cls", "--backbones", ",".join(BBS), "--profile", "paper",
+                          "--results", str(tmp_path / "paper.jsonl"), "--launcher", "slurm", "--partition", "gpu",
+                          "--account", "faces", "--print-sbatch"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    s = out.stdout
+    from bench_tasks.launch import group_cells
+    from bench_tasks.runner import plan_cells as plan
+
+    # paper: 3 backbones x 2 tasks x 3 protocols x 3 fractions x 3 seeds = 162 cells; 54 per backbone in jobs of 24
+    cells = plan(BBS, {"attributes": ["cluster_cls"], "expression": ["cluster_cls"]}, profile="paper")
+    n_jobs = len(group_cells(cells, 24))
+    assert (len(cells), n_jobs) == (162, 9)
+    for line in ["#SBATCH --partition=gpu", "#SBATCH --account=faces", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --time=1440", "#SBATCH --mem=128GB", "#SBATCH --cpus-per-task=16",
+                 f"#SBATCH --array=0-{n_jobs - 1}%{min(64, n_jobs)}", "submitit.core._submit"]:
+        assert line in s, f"{line!r} not in\n{s}"
+    assert not (tmp_path / "paper.d" / "jobs").exists()  # nothing submitted
+
+
+def test_cell_keys_are_stable():
+    c = Cell("random:vit_tiny@32/8/d2", "attributes", "cluster_cls", "linear", 1.0, 0, "smoke")
+    assert c.key() == Cell(**json.loads(json.dumps(c.__dict__))).key()
+    assert union_latest(Path("/nonexistent/x.jsonl")) == {}
