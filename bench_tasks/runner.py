@@ -230,7 +230,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
     error = None
     try:
         task = TASKS.get(cell.task)()
-        size = task.image_size(profile)
+        size = task.cell_image_size(cell, profile) if hasattr(task, "cell_image_size") else task.image_size(profile)
         if backbone is None:
             backbone = (_cache or _BackboneCache()).get(cell.backbone, size)
         bb_hash, bb_source = backbone.weights_hash, backbone.source
