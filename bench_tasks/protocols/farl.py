@@ -56,7 +56,10 @@ FARL_COMMON = {
     "optimizer": "AdamW", "betas": [0.9, 0.999], "weight_decay": 1e-5,
     "lr_schedule": "multistep", "milestones": [200], "gamma": 0.1,  # MultiStepLR, epochwise
     "ema_decay": 0.999,           # trainers: main_ema EMAConfig decay 0.999, evaluated
-    "batch_size": 5,              # train_*_farl-b-ep64_448_refinebb.yaml: batch_size=5 per GPU process
+    # train_*_farl-b-ep64_448_refinebb.yaml: batch_size=5 per GPU process, DistributedGPURun on the
+    # 8 V100 GPUs FaRL's README requires, SyncBatchNorm: one step sees 40 images and BN normalises
+    # over 40 -- one process with batch 40 and plain BN computes the same step
+    "batch_size": 40, "batch_size_per_gpu": 5, "gpus": 8,
     "eval_every": 1,              # eval_interval 1
     "grad_clip": None,
 }
@@ -80,7 +83,7 @@ FARL_DATASETS = {
         "train_aug": _PARSING_TRAIN_AUG, "colour_aug": ["RandomGray", "RandomGamma", "RandomBlur"],
         "num_classes": 11, "classes": LAPA_FARL_CLASSES, "lr": {"frozen": (None, 1e-3), "refine": (1e-4, 1e-3)},
         "scorer": "F1 over all pixels of the original label, summed confusion over test; fg_mean over the 10 "
-                  "non-background classes", "test_sets": ["test"], "val": "val",
+                  "non-background classes", "test_sets": ["test"], "val": None,
     },
     "celebamaskhq": {
         "task": "parsing", "files": ["face_parsing/trainers/celebm_farl.yaml", "face_parsing/augmenters/celebm/*.yaml",
@@ -89,7 +92,7 @@ FARL_DATASETS = {
         "train_aug": _PARSING_TRAIN_AUG, "colour_aug": ["RandomGray", "RandomGamma", "RandomBlur"],
         "num_classes": 19, "classes": CELEBM_FARL_CLASSES, "lr": {"frozen": (None, 1e-3), "refine": (1e-4, 1e-3)},
         "scorer": "F1 at 512, summed confusion over test (CelebA partition 2); fg_mean over 18 classes",
-        "test_sets": ["test"], "val": "val",
+        "test_sets": ["test"], "val": None,
     },
     "300w": {
         "task": "landmarks", "files": ["face_alignment/trainers/ibug300w_farl.yaml", "face_alignment/augmenters/*.yaml",
@@ -431,9 +434,10 @@ LOADERS = {"lapa": load_lapa_farl, "celebamaskhq": load_celebm_farl, "300w": loa
 
 
 def load_farl_splits(ctx: CellContext, st: dict):
-    """(train, val or None, test) as FaRL reads them: FaRL trains on the whole training set and
-    evaluates the test set every epoch; LaPa / CelebAMask-HQ also have an official val split,
-    used here for model selection (FaRL has none: it is not in FaRL's files)."""
+    """(train, None, test) as FaRL reads them: FaRL trains on the whole training set and evaluates
+    the test set every epoch; no file of FaRL's reads a validation split, so none is read here (the
+    row's `metrics` are the last epoch's, `metrics_best_test` the best test epoch's). A data set
+    spec with st["val"] set would be read for model selection."""
     from torch.utils.data import Subset
 
     from bench_tasks.protocols.fractions import subset_indices
