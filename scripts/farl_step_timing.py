@@ -63,6 +63,35 @@ class ReplicaHead(nn.Module):
         return self.uper(self.fpn(feats.patch_maps()))
 
 
+def pipeline_timing(n: int = 8) -> list[dict]:
+    """CPU milliseconds per item of the FaRL data pipeline (read, align / crop, warp map, remap,
+    augmentations) on SynthFace-rendered LaPa / 300W fixtures at 256 px, one process."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from farl_fixtures import write_300w, write_lapa
+
+    from bench_tasks.api import PROFILES
+    from bench_tasks.protocols import farl as P
+
+    tmp = Path(tempfile.mkdtemp())
+    out = []
+    for ds, root, load in (("lapa", write_lapa(tmp, size=256), P.load_lapa_farl),
+                           ("300w", write_300w(tmp, size=256), P.load_300w_farl)):
+        st = P.farl_settings(ds, "farl-refine", PROFILES["paper"])
+        for split in ("train", "test"):
+            sp = load(root, split, st)
+            sp[0]
+            t = time.perf_counter()
+            for i in range(n):
+                sp[i % len(sp)]
+            out.append({"dataset": ds, "split": split, "ms_per_item": (time.perf_counter() - t) / n * 1000})
+            print(json.dumps(out[-1]), flush=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, nargs="+", default=[5, 40])
@@ -74,6 +103,7 @@ def main():
     ap.add_argument("--size", type=int, default=448, help="network input (FaRL: 448); the warped crop is 512")
     ap.add_argument("--tasks", default="parsing,landmarks")
     ap.add_argument("--protocols", default="farl-frozen,farl-refine")
+    ap.add_argument("--pipeline", action="store_true", help="also time the CPU data pipeline per item")
     args = ap.parse_args()
     from bench_tasks.api import PROFILES
     from bench_tasks.backbones.base import build_backbone
@@ -129,6 +159,9 @@ def main():
                 del model, opt, x, y, out, loss
                 if cuda:
                     torch.cuda.empty_cache()
+    if args.pipeline:
+        torch.set_num_threads(1)
+        res["pipeline"] = pipeline_timing()
     if args.out:
         with open(args.out, "w") as f:
             json.dump(res, f, indent=1)
