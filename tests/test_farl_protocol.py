@@ -182,7 +182,7 @@ def test_cli_lapa_farl_frozen_row_matches_farls_file(lapa_root, tmp_path):
     res = tmp_path / "r.jsonl"
     cmd = [sys.executable, "-m", "bench_tasks", "run", "--tasks", "parsing", "--datasets", "lapa",
            "--protocols", "farl-frozen", "--backbones", "random:vit_tiny", "--data-root", f"lapa={lapa_root}",
-           "--results", str(res), "--work-dir", str(tmp_path / "work"), "--no-progress"]
+           "--results", str(res), "--work-dir", str(tmp_path / "work"), "--no-progress", "--fractions", "1"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[1])
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(x) for x in res.read_text().splitlines()]

@@ -619,6 +619,9 @@ def run_farl(ctx: CellContext, task: str) -> CellResult:
     if st["task"] != task:
         raise ValueError(f"{ctx.cell.dataset} is a {st['task']} data set in FaRL's files, not {task}")
     train, val, test = load_farl_splits(ctx, st)
+    if len(train) < 2:
+        raise ValueError(f"{ctx.cell.dataset}: {len(train)} training image(s) at fraction {ctx.cell.fraction:g}; "
+                         "the FPN / UPerHead BatchNorm layers need at least 2 per batch")
     if st.get("test_images") and len(test) > st["test_images"]:
         keep = int(st["test_images"])
         test.images = test.images[:keep] if hasattr(test, "images") else test.images

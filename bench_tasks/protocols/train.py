@@ -221,7 +221,7 @@ def fit(
                         **{f"test/{k}": v for k, v in test.items()}})
         if _better(val[cfg.select_metric], best_val, select_higher):
             best_val = val[cfg.select_metric]
-            selected = dict(test, selected_epoch=epoch, val_score=best_val)
+            selected = dict(test, selected_epoch=epoch, **({"val_score": best_val} if val_loader is not None else {}))
             best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
         if _better(test[cfg.select_metric], best_test_score, cfg.higher_is_better):
             best_test_score = test[cfg.select_metric]
