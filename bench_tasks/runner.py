@@ -242,7 +242,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
     error = None
     try:
         task = TASKS.get(cell.task)()
-        size = task.image_size(profile)
+        size = task.cell_image_size(cell, profile) if hasattr(task, "cell_image_size") else task.image_size(profile)
         floor = is_floor(cell.backbone)  # input-free predictor: no backbone (bench_tasks.floors)
         if backbone is None and not floor:
             backbone = (_cache or _BackboneCache()).get(cell.backbone, size)

@@ -41,6 +41,13 @@ class FitConfig:
     eval_every: int = 1
     select_metric: str = ""
     higher_is_better: bool = True
+    # "warmup_cosine" (per step) or "multistep" (FaRL: MultiStepLR stepped once per epoch,
+    # lr * gamma ** (number of milestones <= epoch), no warm-up)
+    lr_schedule: str = "warmup_cosine"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    # False: no weight decay on biases / norms / pos-embed (ours); True: on every parameter (FaRL)
+    decay_all_params: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -89,7 +96,8 @@ def param_groups(model: nn.Module, cfg: FitConfig, depth: int | None) -> list[di
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        no_wd = p.ndim <= 1 or name.endswith(".bias") or "pos_embed" in name or "cls_token" in name
+        no_wd = not cfg.decay_all_params and (p.ndim <= 1 or name.endswith(".bias") or "pos_embed" in name
+                                              or "cls_token" in name)
         if name.startswith("backbone.") and depth is not None:
             lid = vit_layer_id(name, depth)
             lr = cfg.lr_backbone * cfg.layer_decay ** (depth + 1 - lid)
@@ -106,6 +114,14 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def lr_scale(cfg: FitConfig, step: int, epoch: int, total: int, warmup: int) -> float:
+    if cfg.lr_schedule == "multistep":
+        return cfg.gamma ** sum(1 for m in cfg.milestones if epoch >= m)
+    if cfg.lr_schedule != "warmup_cosine":
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r} (warmup_cosine | multistep)")
+    return warmup_cosine(step, total, warmup)
 
 
 def _to(batch, device):
@@ -140,13 +156,14 @@ def fit(
     loss_fn(model_output, targets) -> scalar; evaluate(model, loader) -> {metric: float}
     (the model is in eval mode; `cfg.select_metric` must be one of its keys).
     On return the model holds the weights of the selected epoch (the EMA weights when EMA is on).
+    With `val_loader=None` (no validation split) the last epoch is the selected one.
     """
     model.to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg, backbone_depth), betas=(0.9, 0.999))
     base_lrs = [g["lr"] for g in opt.param_groups]
     steps_per_epoch = max(1, len(train_loader))  # type: ignore[arg-type]
     total = cfg.epochs * steps_per_epoch
-    warmup = int(cfg.warmup_frac * total)
+    warmup = int(cfg.warmup_frac * total) if cfg.lr_schedule == "warmup_cosine" else 0
     ema = None
     if cfg.ema_decay:
         # use_buffers: BatchNorm running statistics are averaged too (else the EMA copy would keep
@@ -167,7 +184,7 @@ def fit(
         running = 0.0
         for inputs, targets in train_loader:
             inputs, targets = _to(inputs, device), _to(targets, device)
-            scale = warmup_cosine(step, total, warmup)
+            scale = lr_scale(cfg, step, epoch, total, warmup)
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * scale
             loss = loss_fn(model(inputs), targets)
@@ -190,15 +207,21 @@ def fit(
         eval_model = ema.module if ema is not None else model
         eval_model.eval()
         with torch.no_grad():
-            val = evaluate(eval_model, val_loader)
             test = evaluate(eval_model, test_loader)
+            val = evaluate(eval_model, val_loader) if val_loader is not None else None
+        if val is None:  # no validation split: the last epoch is selected
+            val = {cfg.select_metric: float(epoch)}
+            select_higher = True
+        else:
+            select_higher = cfg.higher_is_better
         if cfg.select_metric not in val:
             raise KeyError(f"select_metric {cfg.select_metric!r} not in evaluated metrics {sorted(val)}")
         history.append({"epoch": epoch, "train_loss": running / steps_per_epoch,
-                        **{f"val/{k}": v for k, v in val.items()}, **{f"test/{k}": v for k, v in test.items()}})
-        if _better(val[cfg.select_metric], best_val, cfg.higher_is_better):
+                        **({f"val/{k}": v for k, v in val.items()} if val_loader is not None else {}),
+                        **{f"test/{k}": v for k, v in test.items()}})
+        if _better(val[cfg.select_metric], best_val, select_higher):
             best_val = val[cfg.select_metric]
-            selected = dict(test, selected_epoch=epoch, val_score=best_val)
+            selected = dict(test, selected_epoch=epoch, **({"val_score": best_val} if val_loader is not None else {}))
             best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
         if _better(test[cfg.select_metric], best_test_score, cfg.higher_is_better):
             best_test_score = test[cfg.select_metric]

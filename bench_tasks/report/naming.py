@@ -35,7 +35,12 @@ def canon_dataset(name: str) -> str:
     return _DATASET_ALIASES.get(squashed, str(name).lower())
 
 
+REPORTED_APART = " (reported)"  # suffix of a column holding published numbers kept apart from ours
+
+
 def dataset_name(ds: str) -> str:
+    if ds.endswith(REPORTED_APART):
+        return dataset_name(ds[: -len(REPORTED_APART)]) + REPORTED_APART
     return DATASET_NAMES.get(canon_dataset(ds), ds)
 
 
@@ -69,6 +74,8 @@ def task_sort_key(task: str):
 
 
 def dataset_sort_key(ds: str):
+    if ds.endswith(REPORTED_APART):
+        return (*dataset_sort_key(ds[: -len(REPORTED_APART)]), 1)
     order = list(DATASET_NAMES)
     c = canon_dataset(ds)
     return (order.index(c) if c in order else len(order), c)

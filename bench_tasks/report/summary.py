@@ -141,7 +141,10 @@ def render_summary(*, profile, command, report_commit, date, results_files, load
           f"- **Reported** rows (suffix \"(reported)\", {reported_count} numbers) are published numbers copied from "
           "the papers / an aggregator (`bench_tasks/reported/reported_numbers.csv`, sources there): ViT-B/16 "
           "pre-trained on millions of real faces, evaluated on the real data sets. They are context, not a "
-          "comparison: they are never bolded against measured rows.", ""]
+          "comparison: they are never bolded against measured rows. A measured real-data column shares its column "
+          "with them only when every measured row in it ran FaRL's protocol exactly (`farl-frozen` / `farl-refine` "
+          "without overrides, `docs/farl_protocol.md`); otherwise they stay apart in \"<data set> (reported)\" "
+          "columns (the table's notes say which).", ""]
 
     # ---- figures
     L += ["## Figures", ""]

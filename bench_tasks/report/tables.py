@@ -16,6 +16,7 @@ from tabulate import tabulate
 
 from .naming import (
     ABLATION_GROUPS,
+    REPORTED_APART,
     MethodInfo,
     canon_dataset,
     dataset_name,
@@ -70,11 +71,14 @@ def rows_to_frames(rows: list[dict], runs_dir=None, profile: str | None = None):
         items = (r.get("artifacts") or {}).get("items")
         if items and r.get("_source"):
             items = str(Path(r["_source"]).parent / items)
+        farl = (((r.get("config") or {}).get("task") or {}).get("farl") or {})
         ok.append({**base, "metric": headline, "higher_is_better": hib, "value": _float(metrics[headline]),
                    "slices": r.get("slices") or {}, "kind": methods[uri].kind, "ci": ci,
-                   "ci_all": r.get("ci") or {}, "metrics": metrics, "items": items})
+                   "ci_all": r.get("ci") or {}, "metrics": metrics, "items": items,
+                   "farl_exact": bool(farl.get("farl_exact"))})
     ok_cols = ["key", "uri", "task", "dataset", "protocol", "fraction", "seed", "profile", "provenance",
-               "metric", "higher_is_better", "value", "slices", "kind", "ci", "ci_all", "metrics", "items"]
+               "metric", "higher_is_better", "value", "slices", "kind", "ci", "ci_all", "metrics", "items",
+               "farl_exact"]
     df = pd.DataFrame(ok, columns=ok_cols)
     fdf = pd.DataFrame(failed, columns=["key", "uri", "task", "dataset", "protocol", "fraction", "seed",
                                         "profile", "provenance", "status", "error"])
@@ -412,11 +416,33 @@ def build_main_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], report
     gain_notes = list(table.footnotes)
     notes = []
     if reported is not None and not reported.empty:
+        reported = reported.copy()
         colmap = {c.key: c for c in table.cols}
+        # a measured real-data column shares its column with the published numbers only when every
+        # measured row in it ran FaRL's protocol exactly (bench_tasks/protocols/farl.py, farl_exact);
+        # otherwise the published numbers go to a column of their own, "<data set> (reported)"
+        for (task, ds), _grp in list(reported.groupby(["task", "dataset"], sort=False)):
+            if (task, ds, "") not in colmap:
+                continue
+            rows = sub[(sub["task"] == task) & (sub["dataset"] == ds)]
+            proto = protocol.get(task) if isinstance(protocol, dict) else protocol
+            exact = bool(len(rows)) and bool(rows["farl_exact"].all()) and str(proto).startswith("farl-")
+            if exact:
+                notes.append(f"{task_name(task)} {dataset_name(ds)}: the measured rows ran FaRL's downstream protocol "
+                             f"exactly (`{protocol}`: FaRL's configuration files, no override), so they stand in "
+                             "the same column as the published \"(reported)\" numbers.")
+            else:
+                apart = ds + REPORTED_APART
+                reported.loc[(reported["task"] == task) & (reported["dataset"] == ds), "dataset"] = apart
+                notes.append(f"{task_name(task)} {dataset_name(ds)}: the measured rows did not run FaRL's protocol "
+                             f"exactly (protocol `{protocol}`), so the published numbers stay apart, in the column "
+                             f"\"{dataset_name(apart)}\"; run `--protocols farl-refine` / `farl-frozen` with the "
+                             "`paper` profile to compare.")
         extra_cols = []
         for (task, ds), grp in reported.groupby(["task", "dataset"], sort=False):
             if (task, ds, "") not in colmap:
-                metric = PRIMARY_METRIC.get((task, ds), grp["metric"].iloc[0])
+                base_ds = ds[: -len(REPORTED_APART)] if ds.endswith(REPORTED_APART) else ds
+                metric = PRIMARY_METRIC.get((task, base_ds), grp["metric"].iloc[0])
                 c = Col(task, ds, metric, not lower_is_better(metric))
                 colmap[c.key] = c
                 extra_cols.append(c)

@@ -116,7 +116,7 @@ def landmark_metrics(preds: dict, split) -> tuple[dict[str, float], dict[str, di
 class LandmarksTask(Task):
     name = "landmarks"
     default_datasets = ("300w", "wflw", "aflw19")
-    protocols = ("frozen", "finetune")
+    protocols = ("frozen", "finetune", "farl-frozen", "farl-refine")  # farl-*: protocols/farl.py
     protocol_aliases = D.PROTOCOL_ALIASES  # a plan's `linear` runs (and is recorded) as `frozen`
     headline = "nme"
     higher_is_better = False
@@ -124,7 +124,18 @@ class LandmarksTask(Task):
     def image_size(self, profile) -> int:
         return D.dense_settings(profile)["size"]
 
+    def cell_image_size(self, cell, profile) -> int:
+        if cell.protocol.startswith("farl-"):
+            from bench_tasks.protocols.farl import cell_image_size
+
+            return cell_image_size(cell, profile)
+        return self.image_size(profile)
+
     def run(self, ctx: CellContext) -> CellResult:
+        if ctx.cell.protocol.startswith("farl-"):  # FaRL's own configuration files, exactly
+            from bench_tasks.protocols.farl import run_farl
+
+            return run_farl(ctx, "landmarks")
         st = D.dense_settings(ctx.profile)
         size = st["size"]
         train, val, test = D.load_splits(ctx, "landmarks", size)

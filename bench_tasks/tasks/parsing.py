@@ -66,7 +66,7 @@ def per_image_confusions(model, loader, split, num_classes: int, device, keep_pr
 class ParsingTask(Task):
     name = "parsing"
     default_datasets = ("lapa", "celebamaskhq")
-    protocols = ("frozen", "finetune")
+    protocols = ("frozen", "finetune", "farl-frozen", "farl-refine")  # farl-*: protocols/farl.py
     protocol_aliases = D.PROTOCOL_ALIASES  # a plan's `linear` runs (and is recorded) as `frozen`
     headline = "f1_mean"
     higher_is_better = True
@@ -74,7 +74,18 @@ class ParsingTask(Task):
     def image_size(self, profile) -> int:
         return D.dense_settings(profile)["size"]
 
+    def cell_image_size(self, cell, profile) -> int:
+        if cell.protocol.startswith("farl-"):
+            from bench_tasks.protocols.farl import cell_image_size
+
+            return cell_image_size(cell, profile)
+        return self.image_size(profile)
+
     def run(self, ctx: CellContext) -> CellResult:
+        if ctx.cell.protocol.startswith("farl-"):  # FaRL's own configuration files, exactly
+            from bench_tasks.protocols.farl import run_farl
+
+            return run_farl(ctx, "parsing")
         st = D.dense_settings(ctx.profile)
         train, val, test = D.load_splits(ctx, "parsing", st["size"])
         classes = list(test.meta.get("classes") or test.meta.get("class_names") or LAPA_CLASSES)
