@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         r = bench_suite(a.arch, a.img_size, a.patch_size, a.batch, a.steps, a.warmup,
                         tuple(x for x in a.objectives.split(",") if x), tuple(x for x in a.modes.split(",") if x),
                         a.depth, a.config, a.overrides, a.device, a.peak_tflops, warm_only=a.warm_only,
-                        deadline=(time.time() + a.time_limit) if a.time_limit else None)
+                        deadline=(time.time() + a.time_limit) if a.time_limit else None,
+                        on_row=(lambda res: Path(a.json).write_text(json.dumps({**res, "partial": True}, indent=2)))
+                        if a.json else None)
         md = format_suite_markdown(r) if not a.warm_only else ""
         print(md)
         if a.json:

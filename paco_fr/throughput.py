@@ -123,6 +123,7 @@ def _bench_one(model, batch, steps: int, warmup: int, device, use_amp: bool, com
         out["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        model.on_step_end(10**9)  # codebook EMA / momentum encoders, as the engine does
         return out
 
     with FlopCounterMode(display=False) as fc:
@@ -239,6 +240,7 @@ class _Step:
         out["loss"].backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+        self.model.on_step_end(10**9)  # codebook EMA / momentum encoders, as the engine does (eager)
         return out
 
     def count_flops(self) -> int:
@@ -252,9 +254,11 @@ def bench_suite(arch: str = "vit_base", img_size: int = 224, patch_size: int | N
                 modes: tuple[str, ...] = ("eager", "compiled"), depth: int | None = None,
                 config: str | None = None, overrides: list[str] | None = None, device: str = "auto",
                 peak_tflops: float | None = None, measure_peak: bool = True, warm_only: bool = False,
-                deadline: float | None = None, log=print, flops: dict | None = None) -> dict:
+                deadline: float | None = None, log=print, flops: dict | None = None, on_row=None) -> dict:
     """Benchmark every (objective, mode). `deadline` (time.time() value): cases not started before it
-    are recorded as skipped. `flops`: FLOP counts from an earlier phase ({objective: flops}) to reuse."""
+    are recorded as skipped. `flops`: FLOP counts from an earlier phase ({objective: flops}) to reuse.
+    `on_row(result_so_far)` after every case (the CLI writes the JSON then, so a killed run keeps
+    the rows it measured)."""
     patch_size = patch_size or (8 if img_size <= 64 else 16)
     base = _base_config(arch, img_size, patch_size, depth, config, overrides)
     dev = _resolve_device(device)
@@ -284,6 +288,8 @@ def bench_suite(arch: str = "vit_base", img_size: int = 224, patch_size: int | N
                 row["status"] = "skipped: out of time"
                 res["rows"].append(row)
                 log(f"  {obj:7s} {mode:8s} skipped (out of time)")
+                if on_row is not None:
+                    on_row(res)
                 continue
             try:
                 if dev.type == "cuda":
@@ -318,6 +324,9 @@ def bench_suite(arch: str = "vit_base", img_size: int = 224, patch_size: int | N
                 row["status"] = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 log(f"  {obj:7s} {mode:8s} FAILED {row['status']}")
             res["rows"].append(row)
+            if on_row is not None:
+                res["flops"], res["ratios"] = dict(flops), suite_ratios(res)
+                on_row(res)
     res["flops"] = flops
     res["ratios"] = suite_ratios(res)
     return res

@@ -32,9 +32,12 @@ def test_gpu_profile_and_config_agree():
 
 
 def test_pretrain_steps_for_budget_hand_worked():
-    # 4 objectives at 10+20+30+40 ms = 0.1 s per "suite step"; x1.3 overhead = 0.13 s; 120 s -> 923 steps
+    # 4 objectives at 10+20+30+40 ms = 0.1 s per "suite step"; x1.15 overhead = 0.115 s; 120 s minus
+    # 4 runs x 15 s of set-up = 60 s -> 521 steps
     steps = pretrain_steps_for_budget({"paco": 0.01, "mae": 0.02, "farl": 0.03, "mcf": 0.04}, 120.0)
-    assert steps == 923
+    assert steps == 521
+    assert pretrain_steps_for_budget({"paco": 0.01, "mae": 0.02, "farl": 0.03, "mcf": 0.04}, 120.0,
+                                     overhead=1.0, fixed_s_per_run=0.0) == 1200
     assert pretrain_steps_for_budget({"paco": 10.0}, 5.0, min_steps=100) == 100  # floor
     assert pretrain_steps_for_budget({"paco": 1e-6}, 100.0, max_steps=500) == 500  # cap
     assert pretrain_steps_for_budget({}, 100.0, min_steps=7) == 7  # no calibration -> the minimum

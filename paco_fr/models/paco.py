@@ -44,6 +44,8 @@ class PaCoModel(PretrainModel):
 
     def __init__(self, cfg: dict, encoder, steps_per_epoch: int = 1):
         super().__init__(cfg, encoder)
+        self._pending_codebook: list[tuple[torch.Tensor, torch.Tensor]] = []  # applied in on_step_end
+        self._dead_restarted = 0
         cb, bel, dec = cfg["codebook"], cfg["belief"], cfg["decoder"]
         self.patch_dim = self.p * self.p * 3
         self.codebook = PatchCodebook(cb["num_tokens"], self.patch_dim, k=cb["k"], update=cb["update"],
@@ -129,17 +131,32 @@ class PaCoModel(PretrainModel):
             loss = loss + commit
             terms["codebook"] = commit.detach()
         if self.training:
-            self.codebook.ema_update(c["sel"], c["nearest"])
-            every = int(self.cfg["codebook"]["restart_every"])
-            if every > 0 and step > 0 and step % every == 0 and not getattr(self, "_restarted_at", -1) == step:
-                self._restarted_at = step
-                terms["dead_restarted"] = torch.tensor(float(self.codebook.restart_dead(c["sel"])))
+            # the codebook's EMA update (and dead-code restart) waits for on_step_end, after the
+            # backward: updating the table in place inside the forward breaks torch.compile's
+            # autograd, which may keep the table for the backward ("modified by an inplace
+            # operation", measured on an H200 with torch 2.11); the update uses this step's patches
+            # and nearest codes either way, and the next forward sees the updated table either way
+            self._pending_codebook.append((c["sel"].detach(), c["nearest"].detach()))
         terms["incubating"] = torch.tensor(float(self.incubating(step)))
         return {"loss": loss, "terms": terms}
 
+    @torch.no_grad()
+    def on_step_end(self, step: int) -> None:
+        """After the optimizer step: the codebook EMA update with every micro-batch of this step,
+        then the dead-code restart every `codebook.restart_every` steps."""
+        pending, self._pending_codebook = self._pending_codebook, []
+        for sel, nearest in pending:
+            self.codebook.ema_update(sel, nearest)
+        every = int(self.cfg["codebook"]["restart_every"])
+        if pending and every > 0 and step > 0 and step % every == 0:
+            self._dead_restarted += self.codebook.restart_dead(pending[-1][0])
+
     def extra_stats(self) -> dict[str, float]:
         s = self.codebook.stats(reset=True)
-        return {"codebook_perplexity": s["perplexity"], "codebook_usage": s["usage"]}
+        out = {"codebook_perplexity": s["perplexity"], "codebook_usage": s["usage"]}
+        if self._dead_restarted:
+            out["dead_restarted"], self._dead_restarted = float(self._dead_restarted), 0
+        return out
 
     @torch.no_grad()
     def reconstruct(self, x01: torch.Tensor, step: int | None = None, mask: torch.Tensor | None = None) -> dict:

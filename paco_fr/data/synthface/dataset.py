@@ -319,4 +319,20 @@ def load_synthface(split: str, num_images: int, image_size: int = 64, seed: int 
     path = cache_dir(root, split, num_images, image_size, seed)
     if not (path / "meta.json").exists() or _cached_version(path) != GENERATOR_VERSION:
         _write_cache(path, split, num_images, image_size, seed, workers, progress)
+    if os.environ.get("PACO_FR_SPLIT_CACHE") == "1":
+        return _memory_cached(path)
     return read_cache(path)
+
+
+_MEMORY: dict[tuple[str, float], SynthFaceSplit] = {}
+
+
+def _memory_cached(path: Path) -> SynthFaceSplit:
+    """Opt-in (PACO_FR_SPLIT_CACHE=1, set by the device study): a split read once per process and
+    shared by every later load of it (pre-training runs and evaluation cells of one process read the
+    same splits again and again). Callers must not modify the arrays. Keyed by the cache folder and
+    its meta.json's mtime, so a regenerated cache is read again."""
+    key = (str(path), (path / "meta.json").stat().st_mtime)
+    if key not in _MEMORY:
+        _MEMORY[key] = read_cache(path)
+    return _MEMORY[key]
