@@ -240,8 +240,11 @@ def build_plan(args, log=print, problems: list[str] | None = None):
         cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
                             ceilings=not getattr(args, "no_ceilings", False))
         problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, args.device,
-                                   skip_missing=lambda uri: bool(args.dry_run and uri.startswith("paco_fr:")
-                                                                 and not Path(uri[len("paco_fr:"):]).is_file()))
+                                   # a dry run skips encoders not written yet; with a cluster launcher the
+                                   # pre-training jobs (re)write them, and each evaluation job checks its own
+                                   skip_missing=lambda uri: uri.startswith("paco_fr:") and bool(
+                                       getattr(args, "launcher", "local") != "local"
+                                       or (args.dry_run and not Path(uri[len("paco_fr:"):]).is_file())))
         if problems:
             raise PlanInvalid(problems)
         return cells, roots

@@ -104,8 +104,12 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
     main = ResultsStore(results)
     if rows_to == "main":
         own = main
-        if main.repair():
-            log(f"repaired {main.path}: dropped a torn / unreadable line left by an interrupted run")
+        moved = main.quarantine()  # unreadable lines go to <file>.rejected, never deleted (issue 15)
+        if moved:
+            from bench_tasks.results import describe_rejected
+
+            log(f"warning: {describe_rejected(main.path, moved)}: moved to {main.rejected_path} "
+                "(inspect it; a row there is not counted as done)")
         dropped = main.compact()
         if dropped:
             log(f"compacted {main.path}: {dropped} superseded row(s) removed")

@@ -89,9 +89,12 @@ def test_study_pretraining_jobs_then_dependent_evaluation_arrays(tmp_path, fake_
     assert deps[enc["farl"]] is None  # finished earlier
     control = [bb for bb in deps if bb.startswith("random:")]
     assert len(control) == 1 and deps[control[0]] is None
+    # the references every plan gets (bench_tasks.references): floors and the supervised ceiling
+    refs = [bb for bb in deps if bb.startswith(("floor:", "supervised:"))]
+    assert sorted(b.partition(":")[0] for b in refs) == ["floor", "supervised"] and all(deps[b] is None for b in refs)
     assert len({fn.spec.since for _, fn, _ in ev}) == 1  # one launch time for all workers
     rec = json.loads(next((worker_dir(res) / "launches").glob("*.json")).read_text())
-    assert len(rec["jobs"]) == len(ev) == 5 and [j["run"] for j in rec["pretrain_jobs"]] == ["paco", "mae", "mcf"]
+    assert len(rec["jobs"]) == len(ev) == 7 and [j["run"] for j in rec["pretrain_jobs"]] == ["paco", "mae", "mcf"]
     assert not runs.joinpath("smoke", "paco").exists()  # nothing was trained in the launching process
 
 
@@ -166,7 +169,7 @@ def test_run_status_and_dry_run_read_the_union(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("BENCH_TASKS_PLUGINS", "cluster_plugin")
     res = tmp_path / "results" / "smoke.jsonl"
     plan = ["run", "--tasks", "attributes", "--datasets", "cluster_cls", "--backbones", "random:vit_tiny@32/8/d2",
-            "--seeds", "0,1", "--fractions", "1", "--results", str(res)]
+            "--seeds", "0,1", "--fractions", "1", "--results", str(res), "--no-ceilings"]  # + the task's floor
     from bench_tasks.results import ResultsStore
     from bench_tasks.rowfiles import worker_file
 
@@ -174,13 +177,14 @@ def test_run_status_and_dry_run_read_the_union(tmp_path, capsys, monkeypatch):
     ResultsStore(worker_file(res, "node-a-1")).append(_row(cell, "ok", 2.0))  # only in a worker file
     assert cli.main(plan + ["--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "1 already done" in out and "1 to do" in out
+    assert "1 already done" in out and "2 to do" in out
     assert cli.main(plan + ["--status"]) == 0
     out = capsys.readouterr().out
-    assert "random:vit_tiny@32/8/d2" in out and "1 cell(s) left" in out
+    assert "random:vit_tiny@32/8/d2" in out and "2 cell(s) left" in out
     assert cli.main(plan + ["--num-shards", "2", "--shard-index", "1", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "1 cells in the plan" in out and "1 already done" in out
+    # shards are contiguous blocks of the plan [floor, seed 0, seed 1]: shard 1 holds both encoder cells
+    assert "2 cells in the plan" in out and "1 already done" in out and "1 to do" in out
 
 
 def test_slurm_without_sbatch_is_a_clear_error(tmp_path, capsys, monkeypatch):

@@ -5,7 +5,8 @@ of the row files, no cell is computed twice, the union regenerates the tables of
 run, and a worker killed mid-cell leaves a stale claim that another worker takes over.
 
 The plan: 3 random-init tiny ViTs x (attributes, expression) x 2 seeds on `cluster_cls`
-(tests/cluster_plugin.py: 48 training images of 32 px), 12 cells of about a second each; most of
+(tests/cluster_plugin.py: 48 training images of 32 px), 12 cells of about a second each, and the two
+tasks' floors (`--no-ceilings`: no supervised ceilings); most of
 a test's time is the workers' Python start-up (importing torch and timm).
 """
 
@@ -27,17 +28,20 @@ from bench_tasks.rowfiles import union_files, union_latest, worker_dir
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 BBS = ["random:vit_tiny@32/8/d2", "random:vit_tiny@32/16/d2", "random:vit_tiny@32/8/d3"]
+# --no-ceilings: the supervised ceilings would triple the plan's compute; the floors stay (2 cells)
 PLAN = ["--tasks", "attributes,expression", "--datasets", "cluster_cls", "--backbones", ",".join(BBS),
-        "--fractions", "1", "--seeds", "0,1", "--no-progress"]
+        "--fractions", "1", "--seeds", "0,1", "--no-progress", "--no-ceilings"]
 
 pytestmark = pytest.mark.slow
 
 
 def plan_cells():
+    """What `run` plans for PLAN: the 12 encoder cells and each task's floor (bench_tasks.references)."""
+    from bench_tasks.references import with_references
     from bench_tasks.runner import plan_cells as plan
 
-    return plan(BBS, {"attributes": ["cluster_cls"], "expression": ["cluster_cls"]}, seeds=[0, 1],
-                fractions=[1.0], profile="smoke")
+    return with_references(plan(BBS, {"attributes": ["cluster_cls"], "expression": ["cluster_cls"]}, seeds=[0, 1],
+                                fractions=[1.0], profile="smoke"), ceilings=None)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +65,7 @@ def reference(tmp_path_factory):
     d = tmp_path_factory.mktemp("reference")
     res = d / "results" / "smoke.jsonl"
     s = run_worker(plan_cells(), res, work_dir=d / "wd", device="cpu", progress=False, log=lambda m: None)
-    assert (s.ok, s.failed) == (12, 0)
+    assert (s.ok, s.failed) == (14, 0)  # 12 encoder cells + 2 floors
     return tables(res, d / "report")
 
 
@@ -233,10 +237,15 @@ def test_print_sbatch_paper_profile(tmp_path, env):
     from bench_tasks.launch import group_cells
     from bench_tasks.runner import plan_cells as plan
 
-    # paper: 3 backbones x 2 tasks x 3 protocols x 3 fractions x 3 seeds = 162 cells; 54 per backbone in jobs of 24
-    cells = plan(BBS, {"attributes": ["cluster_cls"], "expression": ["cluster_cls"]}, profile="paper")
+    from bench_tasks.references import with_references
+
+    # paper: 3 backbones x 2 tasks x 3 protocols x 3 fractions x 3 seeds = 162 cells; 54 per backbone in jobs
+    # of 24 (9 jobs); with `run`'s references: 2 floors (1 job) and the 3 archs' supervised ceilings
+    # (2 tasks x 3 seeds each, 3 jobs)
+    enc = plan(BBS, {"attributes": ["cluster_cls"], "expression": ["cluster_cls"]}, profile="paper")
+    cells = with_references(enc)
     n_jobs = len(group_cells(cells, 24))
-    assert (len(cells), n_jobs) == (162, 9)
+    assert (len(enc), len(cells), n_jobs) == (162, 162 + 2 + 18, 13)
     for line in ["#SBATCH --partition=gpu", "#SBATCH --account=faces", "#SBATCH --gpus-per-node=1",
                  "#SBATCH --time=1440", "#SBATCH --mem=128GB", "#SBATCH --cpus-per-task=16",
                  f"#SBATCH --array=0-{n_jobs - 1}%{min(64, n_jobs)}", "submitit.core._submit"]:

@@ -44,9 +44,11 @@ def test_failed_cell_console_line_shows_the_cause(tmp_path):
     res = tmp_path / "r.jsonl"
     s = run_plan([cell], results=res, work_dir=tmp_path / "w", data_roots=DataRoots.parse([str(tmp_path)]),
                  progress=False, log=lines.append)
-    assert s.failed == 1
+    assert s.failed == 2  # the cell and its task's floor (run_plan adds it), both read the splits
     failed = [ln for ln in lines if ln.startswith("FAILED")]
-    assert failed and "DatasetLayoutError: celeba: missing list_eval_partition.txt" in failed[0]
-    assert "list_landmarks_align_celeba" not in failed[0]  # the layout's last line is not the cause
+    assert len(failed) == 2
+    for line in failed:
+        assert "DatasetLayoutError: celeba: missing list_eval_partition.txt" in line
+        assert "list_landmarks_align_celeba" not in line  # the layout's last line is not the cause
     row = load_rows(res)[0]
     assert "expected layout" in row["error"] and "list_landmarks_align_celeba" in row["error"]

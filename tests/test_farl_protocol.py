@@ -182,12 +182,15 @@ def test_cli_lapa_farl_frozen_row_matches_farls_file(lapa_root, tmp_path):
     res = tmp_path / "r.jsonl"
     cmd = [sys.executable, "-m", "bench_tasks", "run", "--tasks", "parsing", "--datasets", "lapa",
            "--protocols", "farl-frozen", "--backbones", "random:vit_tiny", "--data-root", f"lapa={lapa_root}",
-           "--results", str(res), "--work-dir", str(tmp_path / "work"), "--no-progress", "--fractions", "1"]
+           "--results", str(res), "--work-dir", str(tmp_path / "work"), "--no-progress", "--fractions", "1",
+           "--no-ceilings"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[1])
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(x) for x in res.read_text().splitlines()]
-    assert len(rows) == 1 and rows[0]["status"] == "ok", rows[0].get("error")
-    row = rows[0]
+    # the encoder's farl-frozen row, and the floor every plan gets (bench_tasks.references)
+    assert sorted(r["cell"]["protocol"] for r in rows) == ["farl-frozen", "floor"], rows
+    row = next(r for r in rows if r["cell"]["protocol"] == "farl-frozen")
+    assert row["status"] == "ok", row.get("error")
     assert row["cell"]["protocol"] == "farl-frozen" and np.isfinite(row["metrics"]["f1_mean"])
     cfg = row["config"]["task"]["farl"]
     want = P.farl_settings("lapa", "farl-frozen", PAPER)

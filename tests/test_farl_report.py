@@ -24,7 +24,7 @@ def test_exact_farl_rows_share_the_column_with_farls_number():
     t = _table([_row("farl-refine", True, 94.0)], "farl-refine")
     lapa = [c for c in t.cols if c.task == "parsing" and c.dataset.startswith("lapa")]
     assert [c.dataset for c in lapa] == ["lapa"]
-    assert t.cells[("FaRL ep64 (reported)", ("parsing", "lapa"))].mean == 94.04
+    assert t.cells[("FaRL ep64 (reported)", ("parsing", "lapa", ""))].mean == 94.04
     assert any("ran FaRL's downstream protocol exactly" in n for n in t.footnotes)
 
 
@@ -34,9 +34,9 @@ def test_other_protocols_or_overrides_keep_the_published_numbers_apart():
         t = _table(rows, proto)
         lapa = sorted(c.dataset for c in t.cols if c.task == "parsing" and c.dataset.startswith("lapa"))
         assert lapa == ["lapa", "lapa (reported)"], (proto, lapa)
-        assert ("FaRL ep64 (reported)", ("parsing", "lapa")) not in t.cells
-        assert t.cells[("FaRL ep64 (reported)", ("parsing", "lapa (reported)"))].mean == 94.04
+        assert ("FaRL ep64 (reported)", ("parsing", "lapa", "")) not in t.cells
+        assert t.cells[("FaRL ep64 (reported)", ("parsing", "lapa (reported)", ""))].mean == 94.04
         assert any("stay apart" in n for n in t.footnotes)
     # a data set without measured rows keeps its single published column, as before
     t = _table([_row("frozen", False)], "frozen")
-    assert ("FaRL ep64 (reported)", ("landmarks", "300w")) in t.cells
+    assert ("FaRL ep64 (reported)", ("landmarks", "300w", "")) in t.cells
