@@ -378,3 +378,13 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def quarantine_and_warn(store: ResultsStore, log) -> list:
+    """Move unreadable lines of `store` to `<file>.rejected` (never deleted) and say so through
+    `log`; returns the moved lines (see ResultsStore.quarantine)."""
+    moved = store.quarantine()
+    if moved:
+        log(f"warning: {describe_rejected(store.path, moved)}: moved to {store.rejected_path} "
+            "(inspect it; a row there is not counted as done)")
+    return moved

@@ -288,12 +288,9 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
     cells = with_references(cells, ceilings=None, cosine=False)
     log = log or (lambda msg: tqdm.write(msg))
     store = ResultsStore(results)
-    repaired = store.quarantine()
-    if repaired:
-        from bench_tasks.results import describe_rejected
+    from bench_tasks.results import quarantine_and_warn
 
-        log(f"warning: {describe_rejected(store.path, repaired)}: moved to {store.rejected_path} "
-            "(inspect it; a row there is not counted as done)")
+    quarantine_and_warn(store, log)
     dropped = store.compact()
     if dropped:
         log(f"compacted {store.path}: {dropped} superseded row(s) removed")

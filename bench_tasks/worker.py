@@ -104,12 +104,9 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
     main = ResultsStore(results)
     if rows_to == "main":
         own = main
-        moved = main.quarantine()  # unreadable lines go to <file>.rejected, never deleted (issue 15)
-        if moved:
-            from bench_tasks.results import describe_rejected
+        from bench_tasks.results import quarantine_and_warn
 
-            log(f"warning: {describe_rejected(main.path, moved)}: moved to {main.rejected_path} "
-                "(inspect it; a row there is not counted as done)")
+        quarantine_and_warn(main, log)  # unreadable lines go to <file>.rejected, never deleted (issue 15)
         dropped = main.compact()
         if dropped:
             log(f"compacted {main.path}: {dropped} superseded row(s) removed")

@@ -38,10 +38,11 @@ def parse(rest: str, image_size: int) -> tuple[str, int, int, int | None]:
     return arch, size, patch, depth
 
 
-@BACKBONES.register("random")
-def build(rest: str, image_size: int) -> BenchBackbone:
+def seeded_backbone(scheme: str, rest: str, image_size: int) -> BenchBackbone:
+    """The fixed-seed random initialisation of `<scheme>:<arch spec>`; its weights hash is the hash
+    of the recipe (scheme included, so `random:` and `supervised:` rows never share a hash)."""
     arch, size, patch, depth = parse(rest, image_size)
-    recipe = {"scheme": "random", "arch": arch, "img_size": size, "patch": patch, "seed": INIT_SEED,
+    recipe = {"scheme": scheme, "arch": arch, "img_size": size, "patch": patch, "seed": INIT_SEED,
               "timm": timm.__version__}
     if depth is not None:
         recipe["depth"] = depth
@@ -49,4 +50,9 @@ def build(rest: str, image_size: int) -> BenchBackbone:
         torch.manual_seed(INIT_SEED)
         bb = create_backbone(arch, img_size=size, patch_size=patch, **({"depth": depth} if depth else {}))
     h = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
-    return BenchBackbone(f"random:{rest}", bb, h, source=None)
+    return BenchBackbone(f"{scheme}:{rest}", bb, h, source=None)
+
+
+@BACKBONES.register("random")
+def build(rest: str, image_size: int) -> BenchBackbone:
+    return seeded_backbone("random", rest, image_size)
