@@ -45,11 +45,13 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", image_size=64, dense_size=64, synthface_train=1200, synthface_val=300,
-        synthface_test=300, batch_size=64, linear_epochs=8, finetune_epochs=2, dense_epochs=2,
+        synthface_test=300, batch_size=64, linear_epochs=8, finetune_epochs=2, dense_epochs=3,
         # two fractions so the report's data-efficiency curves exist (ablations use 1.0 only)
         recognition_epochs=4, seeds=(0,), fractions=(0.1, 1.0), protocols=("linear",),
-        # the dense heads (FPN + UPerHead) dominate a CPU smoke run: train them on 600 images
-        extra={"dense_train_images": 600},
+        # the dense heads (FPN + UPerHead) dominate a CPU smoke run: train them on 600 images, in
+        # batches of 16 for at least 111 steps (the 10 % fraction as many), evaluated 3 times
+        # (18 steps of 64 learnt nothing: docs/dense.md)
+        extra={"dense_train_images": 600, "dense_batch_size": 16, "dense_min_steps": 111, "dense_evals": 3},
     ),
     "small": Profile(
         name="small", image_size=112, dense_size=112, synthface_train=20000, synthface_val=2000,
