@@ -22,12 +22,12 @@ from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 # ----------------------------------------------------------------------------- settings
 
 # UPerHead channels and EMA decay per profile. FaRL: 768 channels and EMA 0.999 over ~300 epochs;
-# a smoke run has ~110 optimizer steps, where a 0.999 EMA would still be ~90% the initial weights,
+# a smoke run has ~220 optimizer steps, where a 0.999 EMA would still be ~80% the initial weights,
 # so smoke uses 0.9 (horizon ~10 steps). Override with profile.extra["dense_channels"] /
 # ["dense_ema_decay"] (0 or None turns EMA off). Every setting: `dense_settings`, docs/dense.md.
 DENSE_CHANNELS = {"smoke": 32, "small": 256, "paper": 768}
 DENSE_EMA = {"smoke": 0.9, "small": 0.998, "paper": 0.999}
-# head learning rate: FaRL's 1e-3, except smoke (~110 steps), where 5e-3 learns faster
+# head learning rate: FaRL's 1e-3, except smoke (~220 steps), where 5e-3 learns faster
 DENSE_LR_HEAD = {"smoke": 5e-3}
 
 
