@@ -48,10 +48,10 @@ PROFILES: dict[str, Profile] = {
         synthface_test=300, batch_size=64, linear_epochs=8, finetune_epochs=2, dense_epochs=3,
         # two fractions so the report's data-efficiency curves exist (ablations use 1.0 only)
         recognition_epochs=4, seeds=(0,), fractions=(0.1, 1.0), protocols=("linear",),
-        # the dense heads (FPN + UPerHead) dominate a CPU smoke run: train them on 600 images, in
-        # batches of 8 for at least 222 steps (the 10 % fraction as many), evaluated 3 times
+        # the dense heads (FPN + UPerHead) dominate a CPU smoke run: train them on 600 images in
+        # batches of 8 (3 epochs = 225 steps; the 10 % fraction at least 111), evaluated 3 times
         # (18 steps of 64 learnt nothing: docs/dense.md)
-        extra={"dense_train_images": 600, "dense_batch_size": 8, "dense_min_steps": 222, "dense_evals": 3},
+        extra={"dense_train_images": 600, "dense_batch_size": 8, "dense_min_steps": 111, "dense_evals": 3},
     ),
     # The evaluation side of a real study on a 2-core CPU (docs/dense.md, "The cpu profile"):
     # 64 px / patch 8 (measured against 96/8 and 112/16), three seeds, dense heads trained for
