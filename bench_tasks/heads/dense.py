@@ -8,6 +8,13 @@ x2: one ConvTranspose2d; x1: identity; x1/2: max-pool) -> **mmsegmentation's `UP
 outputs (the task computes its own loss). The output has `num_classes` channels at x4 of the
 token grid, i.e. stride 4 of the input for patch size 16.
 
+With `coords=True` a learned 1x1 projection of each token's normalised (x, y) position is added
+to every token map before the FPN (CoordConv, Liu et al. 2018). A ViT's own position embedding
+is a small part of its tokens (random init: std 0.02 against ~0.3 for the content), and the
+FPN + UPerHead are translation-equivariant convolutions, so without it the head can hardly
+express "point k sits near (x, y)" -- not even the constant mean shape (docs/dense.md, "Why the
+heads did not learn").
+
 `DenseHead.forward` takes the `paco_fr.backbone.BackboneOutput` of the requested layers, so it
 plugs into `bench_tasks.protocols.train.BackboneWithHead` as the head.
 
@@ -119,12 +126,15 @@ def _quiet_init(module) -> None:
 
 @HEADS.register("dense")
 class DenseHead(nn.Module):
-    """BackboneOutput -> simple FPN -> mmseg UPerHead -> (B, num_classes, 4h, 4w) logits."""
+    """BackboneOutput -> [+ coordinate projection] -> simple FPN -> mmseg UPerHead ->
+    (B, num_classes, 4h, 4w) logits."""
 
     def __init__(self, embed_dim: int, num_classes: int, channels: int = 768,
                  num_levels: int = 4, scales: Sequence[float] | None = None,
-                 pool_scales=(1, 2, 3, 6), dropout: float = 0.1):
+                 pool_scales=(1, 2, 3, 6), dropout: float = 0.1, coords: bool = False):
         super().__init__()
+        # CoordConv: (x, y) in [-1, 1] of each token -> embed_dim, added to every token map
+        self.coord_proj = nn.Conv2d(2, embed_dim, kernel_size=1) if coords else None
         UPerHead = require_mmseg()
         scales = tuple(scales) if scales is not None else FARL_SCALES[:num_levels]
         if len(scales) != num_levels:
@@ -142,11 +152,21 @@ class DenseHead(nn.Module):
 
     def forward(self, feats) -> torch.Tensor:
         maps = feats.patch_maps() if hasattr(feats, "patch_maps") else list(feats)
+        if self.coord_proj is not None:
+            maps = [m + self.coord_proj(coord_grid(m)) for m in maps]
         return self.uper(self.fpn(maps))
 
 
+def coord_grid(m: torch.Tensor) -> torch.Tensor:
+    """(1, 2, h, w): x and y of each cell centre of m's (h, w) grid, in [-1, 1]."""
+    h, w = m.shape[-2:]
+    ys = (torch.arange(h, device=m.device, dtype=m.dtype) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, device=m.device, dtype=m.dtype) + 0.5) / w * 2 - 1
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"))[None]
+
+
 def build_dense_head(backbone, num_classes: int, channels: int,
-                     layers: list[int] | None = None) -> tuple[DenseHead, list[int]]:
+                     layers: list[int] | None = None, coords: bool = False) -> tuple[DenseHead, list[int]]:
     """The dense head for `backbone` (a BenchBackbone) and the layers it reads.
 
     FaRL's FPN reads 4 blocks (x4, x2, x1, x1/2). A backbone with fewer than 4 blocks (the CPU smoke
@@ -154,4 +174,5 @@ def build_dense_head(backbone, num_classes: int, channels: int,
     layers = list(layers) if layers is not None else list(backbone.dense_layers())
     if not 1 <= len(layers) <= 4 or len(set(layers)) != len(layers):
         raise ValueError(f"the simple FPN takes 1 to 4 distinct layers (FaRL: 4 for x4, x2, x1, x1/2), got {layers}")
-    return DenseHead(backbone.embed_dim, num_classes, channels=channels, num_levels=len(layers)), layers
+    return DenseHead(backbone.embed_dim, num_classes, channels=channels, num_levels=len(layers),
+                     coords=coords), layers

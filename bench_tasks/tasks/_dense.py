@@ -22,13 +22,12 @@ from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 # ----------------------------------------------------------------------------- settings
 
 # UPerHead channels and EMA decay per profile. FaRL: 768 channels and EMA 0.999 over ~300 epochs;
-# a smoke run has ~60 optimizer steps, where a 0.999 EMA would still be ~95% the initial weights,
+# a smoke run has ~220 optimizer steps, where a 0.999 EMA would still be ~80% the initial weights,
 # so smoke uses 0.9 (horizon ~10 steps). Override with profile.extra["dense_channels"] /
-# ["dense_ema_decay"] (0 or None turns EMA off).
+# ["dense_ema_decay"] (0 or None turns EMA off). Every setting: `dense_settings`, docs/dense.md.
 DENSE_CHANNELS = {"smoke": 32, "small": 256, "paper": 768}
 DENSE_EMA = {"smoke": 0.9, "small": 0.998, "paper": 0.999}
-# head learning rate: FaRL's 1e-3, except smoke (~55 steps), where the landmark heatmaps stay flat
-# at 1e-3 (soft-argmax collapses to the image centre, NME ~60%) and 5e-3 learns (NME ~26%)
+# head learning rate: FaRL's 1e-3, except smoke (~220 steps), where 5e-3 learns faster
 DENSE_LR_HEAD = {"smoke": 5e-3}
 
 
@@ -46,6 +45,19 @@ def dense_settings(profile: Profile) -> dict:
         "weight_decay": float(ex.get("dense_weight_decay", 1e-5)),
         "layer_decay": float(ex.get("dense_layer_decay", 0.9)),
         "num_workers": int(profile.num_workers),
+        # the head reads token positions (CoordConv, bench_tasks.heads.dense); landmarks loss
+        # `ce` (heatmap softmax cross-entropy + L1) or FaRL's `farl` (L1 + BCE), see _heatmaps.py
+        "coords": bool(ex.get("dense_coords", True)),
+        "landmark_loss": str(ex.get("dense_landmark_loss", "ce")),
+        "heatmap_sigma": float(ex.get("dense_heatmap_sigma", 1.0)),
+        # frozen protocol: memoise the backbone's token maps per image (0 = off), MiB
+        "frozen_cache_mb": float(ex.get("dense_frozen_cache_mb", 2048)),
+        # at least this many optimiser steps (epochs raised for small training fractions); how
+        # many times val/test are evaluated over the run (0 = every epoch)
+        "min_steps": int(ex.get("dense_min_steps", 0)),
+        "evals": int(ex.get("dense_evals", 0)),
+        # parsing: per-class loss weights from the training masks (`none` | `inv_sqrt`)
+        "class_weight": str(ex.get("dense_class_weight", "inv_sqrt")),
     }
 
 
@@ -287,17 +299,38 @@ def check_root(name: str, root, layout: str, required: list[str]) -> Path:
 # ----------------------------------------------------------------------------- training
 
 
+def step_budget(steps_per_epoch: int, settings: dict) -> tuple[int, int]:
+    """(epochs, eval_every): `epochs`, raised so that training takes at least `min_steps`
+    optimiser steps (a small training fraction gets as many updates as the full set, not 10x
+    fewer), and evaluated `evals` times (evenly, the last epoch always) rather than every epoch."""
+    epochs = int(settings["epochs"])
+    min_steps = int(settings.get("min_steps") or 0)
+    if min_steps:
+        epochs = max(epochs, -(-min_steps // max(1, steps_per_epoch)))
+    evals = int(settings.get("evals") or 0)
+    eval_every = max(1, -(-epochs // evals)) if evals else 1
+    return epochs, eval_every
+
+
 def fit_dense(ctx: CellContext, head: torch.nn.Module, layers: list[int], settings: dict,
               train: Dataset, val: Dataset, test: Dataset, loss_fn, evaluate, select_metric: str,
               higher_is_better: bool):
     protocol = resolve_protocol(ctx.cell.protocol)
     torch.manual_seed(ctx.cell.seed)
-    model = BackboneWithHead(ctx.backbone, head, layers, frozen=protocol == "frozen")
+    backbone = ctx.backbone
+    if protocol == "frozen" and settings.get("frozen_cache_mb"):
+        # the frozen backbone's token maps of each image are computed once, not once per epoch
+        from bench_tasks.protocols.frozen_cache import FrozenFeatureCache
+
+        backbone = FrozenFeatureCache(backbone, settings["frozen_cache_mb"])
+    model = BackboneWithHead(backbone, head, layers, frozen=protocol == "frozen")
     tl, vl, te = loaders(train, val, test, settings["batch_size"], settings["num_workers"], ctx.cell.seed)
+    epochs, eval_every = step_budget(len(tl), settings)
     cfg = FitConfig(
-        epochs=settings["epochs"], lr_head=settings["lr_head"], lr_backbone=settings["lr_backbone"],
+        epochs=epochs, lr_head=settings["lr_head"], lr_backbone=settings["lr_backbone"],
         weight_decay=settings["weight_decay"], layer_decay=settings["layer_decay"],
         ema_decay=settings["ema_decay"], select_metric=select_metric, higher_is_better=higher_is_better,
+        eval_every=eval_every,
     )
     result = fit(model, tl, vl, te, loss_fn, evaluate, cfg, ctx.device,
                  backbone_depth=None if protocol == "frozen" else ctx.backbone.depth,

@@ -2,8 +2,11 @@
 point (stride 4 of the input) -> soft-argmax -> coordinates.
 
 Soft-argmax: softmax over each heatmap's pixels, expectation of the pixel-centre coordinates.
-Loss = L1 on coordinates normalised to the crop ([0, 1]) + `bce_weight` * BCE-with-logits of
-the heatmaps against Gaussian targets (sigma = 1 heatmap pixel, peak 1) — FaRL's pair.
+Loss (setting `landmark_loss`, bench_tasks.tasks._heatmaps): `ce` (default) = cross-entropy of
+each heatmap's softmax against the normalised Gaussian target (sigma = 1 heatmap pixel) + L1 on
+the soft-argmax coordinates normalised to the crop ([0, 1]); `farl` = FaRL's pair, the same L1
++ BCE-with-logits against Gaussian targets (peak 1). The head reads token positions
+(`coords`, bench_tasks.heads.dense). Why not FaRL's pair by default: docs/dense.md.
 No flip augmentation (left/right points would need re-indexing).
 
 Metrics (bench_tasks.metrics.landmarks), chosen from the test split's meta:
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bench_tasks.api import CellContext, CellResult, Task
 from bench_tasks.heads.dense import build_dense_head
@@ -28,40 +30,18 @@ from bench_tasks.metrics import landmarks as LM
 from bench_tasks.metrics.items import landmark_items
 from bench_tasks.registry import TASKS
 from bench_tasks.tasks import _dense as D
+from bench_tasks.tasks import _heatmaps as H
+from bench_tasks.tasks._heatmaps import gaussian_targets, soft_argmax  # noqa: F401 (public names)
 
-HEATMAP_SIGMA = 1.0
-BCE_WEIGHT = 1.0
-
-
-def soft_argmax(logits: torch.Tensor) -> torch.Tensor:
-    """(B, K, h, w) heatmap logits -> (B, K, 2) unit coordinates (x, y) in [0, 1] of the crop."""
-    b, k, h, w = logits.shape
-    p = logits.float().flatten(2).softmax(-1).view(b, k, h, w)
-    xs = (torch.arange(w, device=logits.device, dtype=torch.float32) + 0.5) / w
-    ys = (torch.arange(h, device=logits.device, dtype=torch.float32) + 0.5) / h
-    x = (p.sum(2) * xs).sum(-1)
-    y = (p.sum(3) * ys).sum(-1)
-    return torch.stack([x, y], -1)
+HEATMAP_SIGMA = 1.0  # heatmap pixels
+BCE_WEIGHT = 1.0  # the `farl` loss's BCE term
 
 
-def gaussian_targets(unit: torch.Tensor, h: int, w: int, sigma: float = HEATMAP_SIGMA) -> torch.Tensor:
-    """(B, K, 2) unit coords -> (B, K, h, w) Gaussians (peak 1 at the point, sigma in heatmap px)."""
-    px = unit[..., 0:1] * w - 0.5  # heatmap pixel coords
-    py = unit[..., 1:2] * h - 0.5
-    xs = torch.arange(w, device=unit.device, dtype=unit.dtype)
-    ys = torch.arange(h, device=unit.device, dtype=unit.dtype)
-    gx = torch.exp(-((xs - px) ** 2) / (2 * sigma**2))  # (B, K, w)
-    gy = torch.exp(-((ys - py) ** 2) / (2 * sigma**2))  # (B, K, h)
-    return gy[..., :, None] * gx[..., None, :]
-
-
-def landmark_loss(logits: torch.Tensor, pts_px: torch.Tensor, size: int) -> torch.Tensor:
-    gt_unit = (pts_px.float() + 0.5) / size
-    pred_unit = soft_argmax(logits)
-    l1 = (pred_unit - gt_unit).abs().mean()
-    tgt = gaussian_targets(gt_unit, logits.shape[-2], logits.shape[-1])
-    bce = F.binary_cross_entropy_with_logits(logits.float(), tgt)
-    return l1 + BCE_WEIGHT * bce
+def landmark_loss(logits: torch.Tensor, pts_px: torch.Tensor, size: int, kind: str = "ce",
+                  sigma: float = HEATMAP_SIGMA) -> torch.Tensor:
+    """The loss of the task's setting `landmark_loss` (bench_tasks.tasks._heatmaps): `ce`
+    (default) or FaRL's `farl` pair."""
+    return H.landmark_loss(logits, pts_px, size, kind=kind, sigma=sigma, bce_weight=BCE_WEIGHT)
 
 
 def predict(model, loader, size: int, device):
@@ -141,11 +121,11 @@ class LandmarksTask(Task):
         train, val, test = D.load_splits(ctx, "landmarks", size)
         k = int(test.meta.get("num_points") or test[0][1].shape[0])
         torch.manual_seed(ctx.cell.seed)  # the head's initialisation is part of the cell's seed
-        head, layers = build_dense_head(ctx.backbone, k, st["channels"])
+        head, layers = build_dense_head(ctx.backbone, k, st["channels"], coords=st["coords"])
         device = ctx.device
 
         def loss_fn(logits, pts):
-            return landmark_loss(logits, pts, size)
+            return landmark_loss(logits, pts, size, kind=st["landmark_loss"], sigma=st["heatmap_sigma"])
 
         def evaluate(model, loader):
             preds, _ = predict(model, loader, size, device)
@@ -179,6 +159,6 @@ class LandmarksTask(Task):
             slices=slices, artifacts=artifacts, ci=items.ci(),
             extra={"history": res.extra.get("history", []), "protocol_used": protocol,
                    "config": {**st, "layers": layers, "num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
-                              "eyes": list(test.meta.get("eyes", (36, 45))), "heatmap_sigma": HEATMAP_SIGMA,
-                              "bce_weight": BCE_WEIGHT}},
+                              "eyes": list(test.meta.get("eyes", (36, 45))),
+                              **({"bce_weight": BCE_WEIGHT} if st["landmark_loss"] == "farl" else {})}},
         )

@@ -62,6 +62,25 @@ def per_image_confusions(model, loader, split, num_classes: int, device, keep_pr
     return cms, previews
 
 
+def class_weights(train, num_classes: int, kind: str) -> torch.Tensor | None:
+    """Per-class loss weights from the training masks' pixel frequencies f_c: `none` -> None;
+    `inv_sqrt` -> 1 / sqrt(f_c), scaled so that the pixel-weighted mean is 1 (a class absent
+    from the training masks gets the largest weight present)."""
+    if kind == "none":
+        return None
+    if kind != "inv_sqrt":
+        raise ValueError(f"parsing class_weight must be 'none' or 'inv_sqrt', got {kind!r}")
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    for i in range(len(train)):
+        m = train[i][1].reshape(-1).long()
+        m = m[(m >= 0) & (m < num_classes)]
+        counts += torch.bincount(m, minlength=num_classes).double()
+    f = counts / counts.sum().clamp_min(1)
+    w = torch.where(f > 0, f.clamp_min(1e-12).rsqrt(), torch.tensor(float("nan"), dtype=torch.float64))
+    w = torch.nan_to_num(w, nan=float(w[f > 0].max()) if (f > 0).any() else 1.0)
+    return (w / (w * f).sum()).float()
+
+
 @TASKS.register("parsing")
 class ParsingTask(Task):
     name = "parsing"
@@ -91,12 +110,15 @@ class ParsingTask(Task):
         classes = list(test.meta.get("classes") or test.meta.get("class_names") or LAPA_CLASSES)
         k = len(classes)
         torch.manual_seed(ctx.cell.seed)  # the head's initialisation is part of the cell's seed
-        head, layers = build_dense_head(ctx.backbone, k, st["channels"])
+        head, layers = build_dense_head(ctx.backbone, k, st["channels"], coords=st["coords"])
         device = ctx.device
+
+        weight = class_weights(train, k, st["class_weight"])
 
         def loss_fn(logits, masks):
             logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-            return F.cross_entropy(logits, masks.long(), ignore_index=255)
+            w = weight.to(logits.device) if weight is not None else None
+            return F.cross_entropy(logits, masks.long(), weight=w, ignore_index=255)
 
         def evaluate(model, loader):
             cms, _ = per_image_confusions(model, loader, loader.dataset.ds, k, device)
@@ -133,5 +155,6 @@ class ParsingTask(Task):
             slices=slices, artifacts=artifacts, ci=items.ci(),
             extra={"history": res.extra.get("history", []), "protocol_used": protocol,
                    "config": {**st, "layers": layers, "classes": classes,
-                              "warp_back": bool(test.meta.get("warp_back"))}},
+                              "warp_back": bool(test.meta.get("warp_back")),
+                              **({"class_weights": [round(float(x), 4) for x in weight]} if weight is not None else {})}},
         )
