@@ -194,7 +194,7 @@ def pretrain_steps_for_budget(step_s: dict[str, float], budget_s: float, overhea
     if per_step <= 0:
         return min_steps
     left = budget_s - fixed_s_per_run * len(step_s)
-    return int(max(min_steps, min(max_steps, left // per_step)))
+    return int(max(min_steps, min(max_steps, int(left / per_step + 1e-9))))
 
 
 def pretrain_config(profile: str, overrides: dict) -> dict:

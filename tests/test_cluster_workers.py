@@ -122,7 +122,8 @@ def claim_files(res: Path) -> dict[str, list[dict]]:
 
 
 def test_submitit_local_three_jobs_kill_one_relaunch_takes_over(tmp_path, env, reference, monkeypatch):
-    """3 jobs (one per backbone) at once via submitit's LocalExecutor; one is SIGKILLed mid-cell:
+    """4 jobs (one per backbone, one for the floors) at once via submitit's LocalExecutor; a backbone's
+    job is SIGKILLed mid-cell:
     its claim goes stale (`status` says so); a second launch submits a job for the cells left
     only, which takes the stale claim over."""
     from bench_tasks import cli
@@ -136,26 +137,31 @@ def test_submitit_local_three_jobs_kill_one_relaunch_takes_over(tmp_path, env, r
     monkeypatch.setenv("CLUSTER_SLOW_DIR", str(slow))
     res = tmp_path / "results" / "smoke.jsonl"
     argv = ["run", *PLAN, "--results", str(res), "--work-dir", str(tmp_path / "wd"), "--device", "cpu",
-            "--launcher", "submitit-local", "--time", "10", "--array-parallelism", "3"]
+            "--launcher", "submitit-local", "--time", "10", "--array-parallelism", "4"]
+    floor_keys = {c.key() for c in plan_cells() if c.backbone.startswith("floor:")}
     codes = []
     launcher = threading.Thread(target=lambda: codes.append(cli.main(argv)))
     launcher.start()
     try:
-        wait_for(lambda: len(started_pids(slow)) == 3, 240, "3 jobs in their first cell at once")
-        victim = min(started_pids(slow))
+        # 4 jobs: one per backbone and the floors' job (it reads the train split too)
+        wait_for(lambda: len(started_pids(slow)) == 4, 240, "4 jobs in their first cell at once")
+        claims = claim_files(res)
+        victim = min(pid for pid in started_pids(slow)
+                     if any(g[-1]["pid"] == pid and k not in floor_keys for k, g in claims.items()))
         os.kill(victim, signal.SIGKILL)
     finally:
         (slow / "slow").unlink()
     launcher.join(300)
     assert codes == [1]  # the killed job is reported
     jobs = [json.loads(p.read_text()) for p in (worker_dir(res) / "launches").glob("*.json")]
-    assert len(jobs) == 1 and len(jobs[0]["jobs"]) == 3 and {j["backbone"] for j in jobs[0]["jobs"]} == set(BBS)
+    assert len(jobs) == 1 and len(jobs[0]["jobs"]) == 4
+    assert {j["backbone"] for j in jobs[0]["jobs"]} == {*BBS, "floor:input-free"}
     claims = claim_files(res)
     held = [k for k, gens in claims.items() if gens[-1]["pid"] == victim]
     assert len(held) == 1 and claims[held[0]][-1]["state"] == "running"
     st = collect_status(res, plan_cells())
     assert st["cells"][held[0]] == "stale"
-    assert sum(v == "done" for v in st["cells"].values()) == 8  # the two other backbones
+    assert sum(v == "done" for v in st["cells"].values()) == 8 + 2  # the two other backbones and the floors
 
     assert cli.main(argv) == 0  # relaunch: one job, for the killed job's backbone
     launches = sorted((worker_dir(res) / "launches").glob("*.json"))
@@ -164,7 +170,7 @@ def test_submitit_local_three_jobs_kill_one_relaunch_takes_over(tmp_path, env, r
     assert len(gens) == 2 and gens[1]["state"] == "done" and gens[1]["took_over"]["pid"] == victim
     rows = check_union(res, reference, tmp_path / "report")
     assert not Path(res).exists()  # jobs write only their own files
-    assert len({r["provenance"]["worker"]["worker"] for r in rows}) == 3
+    assert len({r["provenance"]["worker"]["worker"] for r in rows}) == 4
     assert collect_status(res, plan_cells())["cells"] == {c.key(): "done" for c in plan_cells()}
 
 
@@ -184,7 +190,7 @@ def test_num_shards_three_processes_together(tmp_path, env, reference):
         by_worker[r["provenance"]["worker"]["pid"]].add(r["key"])
     shards = [{c.key() for c in shard(plan_cells(), 3, i)} for i in range(3)]
     assert sorted(map(sorted, by_worker.values())) == sorted(map(sorted, shards))
-    assert [len(s) for s in shards] == [4, 4, 4]
+    assert [len(s) for s in shards] == [4, 5, 5]  # 14 cells (12 + 2 floors) in contiguous blocks
     assert len(list(worker_dir(res).glob("*.jsonl"))) == 3 and not res.exists()
 
 
