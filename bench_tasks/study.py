@@ -38,6 +38,7 @@ STUDY_OVERRIDES: dict[str, dict] = {
     "small": {},
     # gpu: train.steps is set on the device from measured step times (bench_tasks/device_study.py)
     "gpu": {},
+    "cpu": {},
     "paper": {},
 }
 
@@ -48,6 +49,7 @@ ABLATION_TASKS: dict[str, tuple[str, ...] | None] = {
     "smoke": ("attributes", "expression", "recognition"),
     "small": None,
     "gpu": None,
+    "cpu": None,
     "paper": None,
 }
 
