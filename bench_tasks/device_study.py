@@ -88,16 +88,14 @@ def _py() -> list[str]:
     return [sys.executable]
 
 
-def _env(threads: int | None = None) -> dict:
+def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("PACO_FR_SPLIT_CACHE", "1")  # each process reads a SynthFace split once
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
-def run_sub(cmd: list[str], log: Log, timeout: float, name: str, nice: int = 0, threads: int | None = None) -> int:
+def run_sub(cmd: list[str], log: Log, timeout: float, name: str, nice: int = 0) -> int:
     """Run a stage as a subprocess, its output appended to the log; kill it at `timeout` seconds."""
     if timeout <= 1:
         log(f"{name}: skipped, no time left")
@@ -106,7 +104,7 @@ def run_sub(cmd: list[str], log: Log, timeout: float, name: str, nice: int = 0, 
     log(f"{name}: {' '.join(cmd)} (timeout {timeout:.0f}s)")
     t = time.time()
     with log.path.open("a") as f:
-        p = subprocess.Popen(full, stdout=f, stderr=subprocess.STDOUT, env=_env(threads), start_new_session=True)
+        p = subprocess.Popen(full, stdout=f, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
         _autogroup_nice(p.pid, nice)
         try:
             rc = p.wait(timeout=timeout)
@@ -117,11 +115,11 @@ def run_sub(cmd: list[str], log: Log, timeout: float, name: str, nice: int = 0, 
     return rc
 
 
-def start_bg(cmd: list[str], log: Log, name: str, nice: int = 10, threads: int | None = None):
+def start_bg(cmd: list[str], log: Log, name: str, nice: int = 10):
     full = (["nice", "-n", str(nice)] if nice and shutil.which("nice") else []) + cmd
     log(f"{name} (background): {' '.join(cmd)}")
     f = (log.path.parent / f"{name}.log").open("w")
-    p = subprocess.Popen(full, stdout=f, stderr=subprocess.STDOUT, env=_env(threads), start_new_session=True)
+    p = subprocess.Popen(full, stdout=f, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
     _autogroup_nice(p.pid, nice)
     return p
 
@@ -372,20 +370,6 @@ def _row_artifacts(results: Path) -> set[str]:
         for v in ((row.get("result") or {}).get("artifacts") or row.get("artifacts") or {}).values():
             if isinstance(v, str) and not Path(v).is_absolute():
                 out.add(v)
-    return out
-
-
-def merge_throughput(parts: list[dict]) -> dict | None:
-    parts = [p for p in parts if p]
-    if not parts:
-        return None
-    from paco_fr.throughput import suite_ratios
-
-    out = dict(parts[0])
-    out["rows"] = [r for p in parts for r in p.get("rows", [])]
-    out["peak_bf16_tflops_measured"] = next((p["peak_bf16_tflops_measured"] for p in parts
-                                             if p.get("peak_bf16_tflops_measured")), None)
-    out["ratios"] = suite_ratios(out)
     return out
 
 

@@ -54,7 +54,7 @@ def _weights_hash(module: nn.Module) -> str:
 
 def wrap_module(model: nn.Module | BenchBackbone, name: str | None = None) -> BenchBackbone:
     """An in-memory model as a BenchBackbone keyed `memory:<name>@<weights hash>`."""
-    from bench_tasks.backbones.timm_file import TimmViTBackbone, _mean_std
+    from bench_tasks.backbones.timm_file import TimmViTBackbone, _mean_std, missing_vit_parts
     from paco_fr.backbone import ViTBackbone
 
     if isinstance(model, BenchBackbone):
@@ -64,8 +64,7 @@ def wrap_module(model: nn.Module | BenchBackbone, name: str | None = None) -> Be
         vit_bb = model
         label = name or model.arch
     else:
-        missing = [a for a in ("blocks", "patch_embed", "forward_intermediates", "num_prefix_tokens")
-                   if not hasattr(model, a)]
+        missing = missing_vit_parts(model)
         if missing:
             raise TypeError(f"evaluate(): a {type(model).__name__} is not a timm ViT-family model (it has no "
                             f"{', '.join(missing)}); pass a timm ViT, a paco_fr ViTBackbone, or a backbone URI "

@@ -110,37 +110,6 @@ def _time_steps(fn, steps: int, device: torch.device) -> list[float]:
     return out
 
 
-def _bench_one(model, batch, steps: int, warmup: int, device, use_amp: bool, compile_: bool) -> dict:
-    """The original two-step bench (kept for `bench_throughput`)."""
-    model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    fwd = torch.compile(model) if compile_ else model
-    amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
-
-    def step(i):
-        with amp():
-            out = fwd(batch, step=10**9)  # past incubation: the steady-state step
-        out["loss"].backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        model.on_step_end(10**9)  # codebook EMA / momentum encoders, as the engine does
-        return out
-
-    with FlopCounterMode(display=False) as fc:
-        step(0)
-    flops = fc.get_total_flops()
-    for i in range(warmup):
-        step(i)
-    _sync(device)
-    t = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    _sync(device)
-    dt = time.perf_counter() - t
-    B = batch["image"].shape[0]
-    return {"img_per_s": B * steps / dt, "step_s": dt / steps, "flops_per_step": flops}
-
-
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -161,20 +130,24 @@ def bench_throughput(arch: str = "vit_tiny", img_size: int = 64, patch_size: int
     base = _base_config(arch, img_size, patch_size, depth, config, overrides)
     dev = _resolve_device(device)
     use_amp = dev.type == "cuda"
-    torch.manual_seed(0)
-    x = torch.rand(batch, 3, img_size, img_size, device=dev)
     res = {"device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
            "arch": arch, "img_size": img_size, "patch_size": patch_size, "batch": batch, "steps": steps,
            "compile": compile_, "amp_bf16": use_amp}
     peak = _peak(dev, peak_tflops)
-    for name, obj in (("simmim", "simmim"), ("paco", "paco")):
-        cfg = json.loads(json.dumps(base))
-        cfg["objective"] = obj
-        model = build_model(cfg, steps_per_epoch=1).to(dev)
-        r = _bench_one(model, {"image": x}, steps, warmup, dev, use_amp, compile_)
-        r["mfu"] = (r["flops_per_step"] / r["step_s"] / peak) if peak else None
-        res[name] = r
-        del model
+    for name in ("simmim", "paco"):
+        step = _Step(name, base, batch, dev, use_amp, compile_)
+        flops = step.count_flops()  # also the first (compiling) step
+        for _ in range(warmup):
+            step()
+        _sync(dev)
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _sync(dev)
+        dt = (time.perf_counter() - t) / steps
+        res[name] = {"img_per_s": batch / dt, "step_s": dt, "flops_per_step": flops,
+                     "mfu": (flops / dt / peak) if peak else None}
+        del step
     res["paco_over_simmim_img_per_s"] = res["paco"]["img_per_s"] / res["simmim"]["img_per_s"]
     res["paco_overhead_pct"] = 100 * (res["simmim"]["img_per_s"] / res["paco"]["img_per_s"] - 1)
     return res

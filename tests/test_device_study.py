@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench_tasks.api import Cell, get_profile
-from bench_tasks.device_study import merge_throughput, order_cells, pretrain_steps_for_budget, study_settings
+from bench_tasks.device_study import order_cells, pretrain_steps_for_budget, study_settings
 from paco_fr.throughput import format_suite_markdown, suite_ratios
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,22 +62,18 @@ def _row(obj, mode, ips, flops=1e12):
 
 
 def test_throughput_ratios_and_table():
-    eager = {"device": "cuda (X)", "torch": "2", "timm": "1", "python": "3.12", "cuda": "13", "arch": "vit_base",
-             "img_size": 224, "patch_size": 16, "depth": None, "batch": 256, "steps": 10, "warmup": 3,
-             "amp_bf16": True, "peak_bf16_tflops_measured": 800.0,
-             "rows": [_row("simmim", "eager", 2000), _row("paco", "eager", 1800)]}
-    comp = dict(eager, peak_bf16_tflops_measured=None,
-                rows=[_row("simmim", "compiled", 3000), _row("paco", "compiled", 2700),
-                      {"objective": "mcf", "mode": "compiled", "status": "skipped: out of time"}])
-    merged = merge_throughput([eager, comp])
-    assert merged["peak_bf16_tflops_measured"] == 800.0 and len(merged["rows"]) == 5
-    r = suite_ratios(merged)
+    res = {"device": "cuda (X)", "torch": "2", "timm": "1", "python": "3.12", "cuda": "13", "arch": "vit_base",
+           "img_size": 224, "patch_size": 16, "depth": None, "batch": 256, "steps": 10, "warmup": 3,
+           "amp_bf16": True, "peak_bf16_tflops_measured": 800.0,
+           "rows": [_row("simmim", "eager", 2000), _row("paco", "eager", 1800),
+                    _row("simmim", "compiled", 3000), _row("paco", "compiled", 2700),
+                    {"objective": "mcf", "mode": "compiled", "status": "skipped: out of time"}]}
+    r = suite_ratios(res)
     assert r["paco/simmim (eager)"] == pytest.approx(0.9)
     assert r["paco/simmim (compiled)"] == pytest.approx(0.9)
     assert r["simmim compiled/eager"] == pytest.approx(1.5)
-    md = format_suite_markdown(merged)
+    md = format_suite_markdown(res)
     assert "skipped: out of time" in md and "0.90" in md and "800 TFLOP/s" in md
-    assert merge_throughput([None, None]) is None
 
 
 def test_tiny_settings_are_the_cpu_path():

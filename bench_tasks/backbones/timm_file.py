@@ -193,13 +193,19 @@ def create_timm_vit(model_name: str, image_size: int, uri: str, pretrained: bool
             break
         except TypeError:
             continue
-    missing = [a for a in ("blocks", "patch_embed", "forward_intermediates", "num_prefix_tokens")
-               if not hasattr(vit, a)]
+    missing = missing_vit_parts(vit)
     if missing:
         raise ValueError(f"{uri}: timm model {model_name!r} ({type(vit).__name__}) is not a ViT-family model "
                          f"(it has no {', '.join(missing)}); the harness reads block tokens of plain-patch "
                          "transformers (VisionTransformer, EVA, DeiT, BEiT, CLIP/SigLIP/DINOv2 ViTs)")
     return vit
+
+
+def missing_vit_parts(model: torch.nn.Module) -> list[str]:
+    """What a timm model lacks of the ViT family the harness reads (block tokens of a plain-patch
+    transformer through `forward_intermediates`); empty when it is one."""
+    return [a for a in ("blocks", "patch_embed", "forward_intermediates", "num_prefix_tokens")
+            if not hasattr(model, a)]
 
 
 def timm_filter(vit: torch.nn.Module, sd: dict) -> dict:
