@@ -276,13 +276,16 @@ def cmd_study(a) -> int:
     task_ds = {t: ["synthface"] for t in st["tasks"]}
     seeds = list(prof.seeds) if not a.tiny else [0]
     cells = order_cells(study_cells(prof, encoders, task_ds, seeds=seeds, fractions=[1.0]))
-    results = Path(a.results)
     spent: dict[str, list[float]] = {}
-    n_ok = n_failed = n_skipped = 0
-    waited = False
-    for i, cell in enumerate(cells):
+    skipped: list[str] = []
+    waited = []
+
+    def kind(cell) -> str:
+        return cell.task + ("/ceiling" if cell.backbone.startswith("supervised:") else "")
+
+    def should_start(cell) -> bool:
         if a.wait_for and not waited and cell.task in ("parsing", "landmarks"):
-            waited = True
+            waited.append(True)
             t = time.time()
             while not Path(a.wait_for).exists() and time.time() < a.deadline - 30:
                 time.sleep(2)
@@ -291,22 +294,26 @@ def cmd_study(a) -> int:
             importlib.invalidate_caches()  # mmcv may have been installed into a folder on sys.path meanwhile
             print(f"[study] waited {time.time() - t:.0f}s for {a.wait_for} "
                   f"({Path(a.wait_for).read_text().strip() if Path(a.wait_for).exists() else 'absent'})", flush=True)
-        kind = cell.task + ("/ceiling" if cell.backbone.startswith("supervised:") else "")
-        first = FIRST_CELL_ESTIMATE_S.get(cell.task, 5.0) * (3 if kind.endswith("/ceiling") else 1)
-        est = max(spent.get(kind, [first if not a.tiny else 0.0]))
+        k = kind(cell)
+        first = FIRST_CELL_ESTIMATE_S.get(cell.task, 5.0) * (3 if k.endswith("/ceiling") else 1)
+        est = max(spent.get(k, [first if not a.tiny else 0.0]))
         left = a.deadline - time.time()
         if left < est * 1.1 + 2:
-            n_skipped += 1
+            skipped.append(cell.key())
             print(f"[study] skip {cell.label()}: {left:.0f}s left, this task took {est:.0f}s", flush=True)
-            continue
-        t = time.time()
-        s = run_plan([cell], results=results, work_dir=a.work_dir, data_roots=DataRoots(), device=a.device,
-                     progress=False, log=lambda m: print(m, flush=True))
-        spent.setdefault(kind, []).append(time.time() - t)
-        n_ok += s.ok + s.skipped
-        n_failed += s.failed
-        print(f"[study] cell {i + 1}/{len(cells)} done in {time.time() - t:.1f}s", flush=True)
-    print(f"[study] cells: {n_ok} ok, {n_failed} failed, {n_skipped} not started (deadline)", flush=True)
+            return False
+        return True
+
+    def on_row(row: dict) -> None:  # a task's measured cell time is the estimate for its next cells
+        from bench_tasks.api import Cell
+
+        spent.setdefault(kind(Cell(**row["cell"])), []).append(float((row.get("provenance") or {}).get("wall_time_s") or 0.0))
+
+    s = run_plan(cells, results=Path(a.results), work_dir=a.work_dir, data_roots=DataRoots(), device=a.device,
+                 progress=False, log=lambda m: print(m, flush=True), should_start=should_start, on_row=on_row)
+    n_failed = s.failed
+    print(f"[study] cells: {s.ok} ok ({s.skipped} done before), {s.failed} failed, {len(skipped)} not started "
+          "(deadline)", flush=True)
     return 0 if n_failed == 0 else 1
 
 

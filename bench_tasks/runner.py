@@ -280,7 +280,8 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
 def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
              work_dir: str | Path = "work_dirs", data_roots: DataRoots | None = None,
              device: str | torch.device = "auto", force: bool = False, progress: bool = True,
-             on_row: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None) -> RunSummary:
+             on_row: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None,
+             should_start: Callable[[Cell], bool] | None = None) -> RunSummary:
     """Run every cell of the plan that is not done yet (all of them with force). The floor of
     every (task, dataset) of the plan is added to it (bench_tasks.references; seconds each)."""
     from bench_tasks.references import with_references
@@ -317,6 +318,8 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
     cache = _BackboneCache()
     bar = tqdm(todo, desc="plan", disable=not progress, dynamic_ncols=True, position=0)
     for cell in bar:
+        if should_start is not None and not should_start(cell):  # e.g. a deadline (device_study)
+            continue
         bar.set_postfix_str(f"{cell.task}/{cell.dataset}/{cell.protocol}")
         row = run_cell(cell, results=results, work_dir=work_dir, data_roots=data_roots, device=device,
                        progress=progress, _cache=cache)
