@@ -167,6 +167,14 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
 
     files += _write_table_set(build_protocol_tables(df_ok, methods), out_dir, "protocols", "tab:protocol", "protocol")
 
+    # ---- the instrument's calibration (floor, random-init, ceiling per task), rows only
+    from .calibration import calibration_markdown
+
+    calibration = calibration_markdown(rows, profile)
+    if calibration:
+        (out_dir / "calibration.md").write_text(calibration)
+        files.append("calibration.md")
+
     abl_tables, missing_abl = build_ablation_tables(df_ok, methods, protocol, fraction) if protocol else ([], [])
     files += _write_table_set(abl_tables, out_dir, "ablations", "tab:abl", "ablation")
     if not abl_tables:
@@ -246,6 +254,8 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
         df_failed=df_failed, problems=problems, main_table=main, main_files=main_files, figures=figures,
         figure_notes=fig_notes, ablation_tables=abl_tables, missing_ablations=missing_abl, missing=missing,
         files=files, reported_count=len(reported))
+    if calibration:
+        summary = summary.rstrip("\n") + "\n\n" + calibration.replace("## Calibration", "## Calibration", 1)
     (out_dir / "SUMMARY.md").write_text(summary)
     notes += problems + fig_notes["extra"]
     _ = aggregate  # re-exported helper

@@ -1,0 +1,56 @@
+"""The calibration table (bench_tasks/report/calibration.py) against hand-worked rows."""
+
+from __future__ import annotations
+
+import math
+
+from bench_tasks.report.calibration import calibration_markdown, calibration_rows
+
+
+def _row(backbone, task, protocol, value, ci, metric="acc", hib=True, seed=0, secs=10.0):
+    return {"status": "ok", "headline": metric, "higher_is_better": hib,
+            "cell": {"backbone": backbone, "task": task, "dataset": "synthface", "protocol": protocol,
+                     "fraction": 1.0, "seed": seed, "profile": "cpu"},
+            "metrics": {metric: value}, "ci": {metric: list(ci)}, "provenance": {"wall_time_s": secs}}
+
+
+def test_checks_higher_is_better():
+    rows = [_row("floor:input-free", "expression", "floor", 14.0, (14.0, 14.0)),
+            _row("random:vit_tiny@64/8", "expression", "linear", 20.0, (18.0, 22.0)),
+            _row("supervised:vit_tiny@64/8", "expression", "finetune", 50.0, (47.0, 53.0), secs=100.0)]
+    (c,) = calibration_rows(rows)
+    assert c.beats_floor() is True
+    assert math.isclose(c.room(), (50 - 14) / (20 - 14))  # 6.0
+    assert c.ceiling_meets_target() is False  # target 80
+    md = calibration_markdown(rows, "cpu")
+    assert "6.00 ✓" in md and "**no** (≥ 80)" in md and "10 / 10 / 100" in md
+
+
+def test_checks_lower_is_better_and_floor_inside_interval():
+    # landmarks NME: lower is better; random-init's interval includes the floor
+    rows = [_row("floor:input-free", "landmarks", "floor", 26.0, (25.0, 27.0), metric="nme", hib=False),
+            _row("random:vit_tiny@64/8", "landmarks", "frozen", 25.0, (23.0, 27.0), metric="nme", hib=False),
+            _row("supervised:vit_tiny@64/8", "landmarks", "finetune", 6.0, (5.5, 6.5), metric="nme", hib=False)]
+    (c,) = calibration_rows(rows)
+    assert c.beats_floor() is False
+    assert math.isclose(c.room(), (26 - 6) / (26 - 25))  # 20
+    assert c.ceiling_meets_target() is True  # <= 8 %
+
+
+def test_seeds_are_averaged_and_random_below_floor_has_infinite_room():
+    rows = [_row("floor:input-free", "recognition", "floor", 50.0, (50.0, 50.0)),
+            _row("random:vit_tiny@64/8", "recognition", "linear", 49.0, (47.0, 51.0), seed=0),
+            _row("random:vit_tiny@64/8", "recognition", "linear", 51.0, (49.0, 53.0), seed=1),
+            _row("random:vit_tiny@64/8", "recognition", "linear", 50.0, (48.0, 52.0), seed=2),
+            _row("random:vit_tiny@64/8", "recognition", "cosine", 60.0, (58.0, 62.0)),
+            _row("supervised:vit_tiny@64/8", "recognition", "finetune", 70.0, (68.0, 72.0))]
+    (c,) = calibration_rows(rows)
+    assert c.random.n == 3 and math.isclose(c.random.value, 50.0)
+    assert c.cosine.value == 60.0
+    assert c.room() == math.inf  # random at the floor: any ceiling above it leaves unbounded room
+    md = calibration_markdown(rows)
+    assert "(n=3)" in md and "≤ 65" in md
+
+
+def test_no_table_without_encoder_rows():
+    assert calibration_markdown([_row("floor:input-free", "attributes", "floor", 50.0, (50, 50))]) is None
