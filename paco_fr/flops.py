@@ -23,11 +23,15 @@ backward through the mixing weights, a little cheaper).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import random
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
@@ -83,6 +87,20 @@ def distinct_images_per_micro_batch(cfg: dict, batch: int) -> int:
     return batch
 
 
+@contextlib.contextmanager
+def _untouched_rngs():
+    """Run a probe without consuming the global torch / numpy / python random streams (training
+    resumed from a checkpoint must see the same numbers as an uninterrupted run)."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
 def _probe_model(cfg: dict, vocab_size: int | None, teacher: str | None):
     from paco_fr.models import build_model
 
@@ -91,7 +109,9 @@ def _probe_model(cfg: dict, vocab_size: int | None, teacher: str | None):
     if teacher is not None and cfg["objective"] == "mcf":
         cfg["mcf"]["teacher"] = teacher
     vocab = max(8, int(vocab_size or 64)) if cfg["objective"] == "farl" else None
-    model = build_model(cfg, steps_per_epoch=1, vocab_size=vocab)
+    with warnings.catch_warnings():  # a probe's random teacher is expected, not news
+        warnings.simplefilter("ignore")
+        model = build_model(cfg, steps_per_epoch=1, vocab_size=vocab)
     return model.train(), vocab
 
 
@@ -108,8 +128,6 @@ def _micro_batch_flops(model, cfg: dict, batch: int, vocab: int | None) -> int:
 
     flops = count_flops(step)
     model.zero_grad(set_to_none=True)
-    if hasattr(model, "_pending_codebook"):  # the probe must not feed the (throw-away) codebook
-        model._pending_codebook = []
     return flops
 
 
@@ -120,8 +138,7 @@ def micro_batch_flops(cfg: dict, batch: int | None = None, vocab_size: int | Non
     batch <= the largest probe). `teacher`: replaces mcf.teacher for the probe (`random` when the
     teacher is not trained yet: its weights do not change the count, its architecture does)."""
     batch = int(batch or cfg["train"]["batch_size"])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with _untouched_rngs():
         model, vocab = _probe_model(cfg, vocab_size, teacher)
         if batch <= PROBE_BATCHES[-1]:
             return _micro_batch_flops(model, cfg, batch, vocab)
