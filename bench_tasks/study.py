@@ -153,10 +153,9 @@ def plan_suite(profile_name: str, runs_root: str | Path = "runs", include_ablati
     with a random teacher of the teacher run's architecture, since the teacher may not exist yet:
     its weights do not change the count). Warm-up is scaled with the steps (the same fraction of
     every run); `overrides` apply to every run (e.g. train.steps sets the reference length)."""
+    from bench_tasks.budget import match_steps, plan_lines
     from paco_fr.config import load_config
     from paco_fr.flops import step_cost
-
-    from bench_tasks.budget import match_steps, plan_lines
 
     runs = suite_runs(include_ablations, profile_name)
     root = Path(runs_root) / profile_name
