@@ -121,3 +121,30 @@ def test_tiny_pretraining_summary_has_the_compute_block(tmp_path):
     assert c["images_seen"] == 8 and c["flops_total"] == 2 * c["flops_per_step"] > 0
     assert c["flops_per_step"] == micro_batch_flops(cfg, 8)
     assert c["wall_time_s"] > 0 and c["device"] == "cpu" and c["charged_flops_total"] == c["flops_total"]
+
+
+def test_report_compute_table_reads_the_summaries(tmp_path):
+    from bench_tasks.report.compute import compute_frame, compute_markdown
+    from bench_tasks.report.naming import method_info
+
+    def run(name, flops, steps, imgs, teacher=None):
+        d = tmp_path / "runs" / "smoke" / name
+        d.mkdir(parents=True)
+        c = {"flops_per_step": flops, "steps": steps, "flops_total": flops * steps, "images_per_step": imgs,
+             "images_seen": imgs * steps, "wall_time_s": 12.0, "device": "cpu",
+             "charged_flops_total": flops * steps + (5e12 if teacher else 0),
+             "charged_images_seen": imgs * steps + (100 if teacher else 0)}
+        if teacher:
+            c["teacher"] = {"path": teacher, "flops_total": 5e12}
+        (d / "summary.json").write_text(json.dumps({"status": "complete", "compute": c}))
+        return f"paco_fr:{d / 'encoder.safetensors'}"
+
+    uris = [run("paco", 8e9, 64, 8), run("mcf", 1e10, 38, 16, teacher="runs/smoke/mcf_teacher/encoder.safetensors")]
+    methods = {u: method_info(u) for u in [*uris, "random:vit_tiny"]}
+    df = compute_frame(methods)
+    assert list(df["run"]) == ["mcf", "paco"]  # table order: baselines first, ours last; no compute, no row
+    mcf = df.iloc[0]
+    assert mcf["GFLOP/step"] == 10 and mcf["TFLOP (run)"] == pytest.approx(0.38)
+    assert mcf["TFLOP charged"] == pytest.approx(5.38) and mcf["images charged"] == 16 * 38 + 100
+    md = compute_markdown(df)
+    assert "Pre-training compute" in md and "PaCo-FR" in md and "mcf_teacher" in md and "5.38" in md
