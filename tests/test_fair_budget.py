@@ -148,3 +148,13 @@ def test_report_compute_table_reads_the_summaries(tmp_path):
     assert mcf["TFLOP charged"] == pytest.approx(5.38) and mcf["images charged"] == 16 * 38 + 100
     md = compute_markdown(df)
     assert "Pre-training compute" in md and "PaCo-FR" in md and "mcf_teacher" in md and "5.38" in md
+
+
+def test_baseline_sections_do_not_invalidate_other_objectives_runs():
+    from paco_fr.rundir import config_diff
+
+    old = load_config("smoke", {"farl.captions.mode": "oracle", "mcf.teacher": "random"})
+    new = load_config("smoke")
+    assert config_diff(old, new) == []  # a PaCo-FR run: the baselines' sections are not what it trains
+    assert config_diff({**old, "objective": "farl"}, {**new, "objective": "farl"}) == [
+        "farl.captions.mode: 'oracle' -> 'noisy'"]
