@@ -222,18 +222,25 @@ def build_plan(args, log=print, problems: list[str] | None = None):
     if is_study(args):
         from bench_tasks.study import pretrain_suite, study_cells, suite_runs
 
+        budget_by = getattr(args, "budget_by", "flops")
         if args.dry_run or getattr(args, "launcher", "local") != "local":  # cluster: pre-training jobs
             names = ", ".join(r.name for r in suite_runs(not args.no_ablations, profile.name))
             verb = "would run or reuse" if args.dry_run else "runs as cluster jobs (finished runs are reused)"
             log(f"stage 1 (pre-training, {args.profile} config) {verb}: {names}")
+            if args.dry_run:  # the budget plan (cost per step measured on tiny batches: seconds)
+                from bench_tasks.study import plan_suite
+
+                plan_suite(profile.name, args.runs, not args.no_ablations,
+                           dotted_overrides(args.pretrain_override or []), budget_by, log=log)
             encoders = {r.name: Path(args.runs) / profile.name / r.name / "encoder.safetensors"
-                        for r in suite_runs(not args.no_ablations, profile.name)}
+                        for r in suite_runs(not args.no_ablations, profile.name) if r.role != "teacher"}
         else:
             failed: list[tuple[str, str]] = []
             args.pretrain_failed = failed
             encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log,
                                       progress=not args.no_progress,
-                                      overrides=dotted_overrides(args.pretrain_override or []), failed=failed)
+                                      overrides=dotted_overrides(args.pretrain_override or []), failed=failed,
+                                      budget_by=budget_by)
             if failed and not encoders:
                 raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
                                   "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
@@ -462,6 +469,10 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--pretrain-override", action="append", metavar="KEY=VALUE",
                     help="--all: a pre-training config override applied to every run of the suite, e.g. "
                          "train.steps=500 (repeatable; see docs/pretraining.md for the keys)")
+    pr.add_argument("--budget-by", choices=("flops", "images", "steps"), default="flops",
+                    help="--all: match the pre-training runs by model FLOPs (default), distinct images seen or "
+                         "optimizer steps; PaCo-FR's configured length is the reference and MCF-style is charged "
+                         "for its teacher's pre-training (docs/pretraining.md, 'Budget matching')")
     pr.add_argument("--no-ceilings", action="store_true",
                     help="do not add the supervised:<arch> ceiling cells (floors are always added)")
     pr.add_argument("--force", action="store_true", help="recompute cells that are already done")

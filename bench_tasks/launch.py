@@ -365,6 +365,8 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
               "jobs": [], "pretrain_jobs": []}
 
     # stage 1 of the study: pre-training jobs
+    from bench_tasks.study import teacher_of
+
     pre_jobs: dict[str, object] = {}
     if study_runs:
         popts = pretrain_options(args)
@@ -373,8 +375,9 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
                 log(f"[pre-training] {name}: finished earlier ({enc}), no job")
                 continue
             dep = None
-            if name == "mcf" and "mae" in pre_jobs:  # MCF's teacher is the suite's MAE encoder
-                dep = pre_jobs["mae"]
+            teacher = teacher_of().get(name)
+            if teacher in pre_jobs:  # MCF-style's teacher run (bench_tasks.study) must finish first
+                dep = pre_jobs[teacher]
                 if kind == "submitit-local":
                     dep.result()
             if kind == "submitit-local" and pre_jobs:  # one machine: pre-training runs one after the other
@@ -491,15 +494,13 @@ def study_runs(args, profile) -> dict[str, tuple[dict, Path]]:
     """{run name: (pre-training overrides, encoder path)} of the study's suite (what
     bench_tasks.study.pretrain_suite would train), for the pre-training jobs."""
     from bench_tasks.cli import dotted_overrides
-    from bench_tasks.study import STUDY_OVERRIDES, suite_runs
+    from bench_tasks.study import plan_suite
 
     extra = dotted_overrides(args.pretrain_override or [])
-    out = {}
-    for r in suite_runs(not args.no_ablations, profile.name):
-        ov = {**STUDY_OVERRIDES.get(profile.name, {}), **extra, **r.overrides, "name": r.name,
-              "train.progress": False}
-        out[r.name] = (ov, Path(args.runs) / profile.name / r.name / "encoder.safetensors")
-    return out
+    popts = pretrain_options(args)
+    plan = plan_suite(profile.name, args.runs, not args.no_ablations, extra, getattr(args, "budget_by", "flops"),
+                      world=max(1, int(popts.nodes) * int(popts.tasks_per_node)))
+    return {p.run.name: ({**p.overrides, "train.progress": False}, p.encoder) for p in plan}
 
 
 def run_here(args, cells: Sequence[Cell], roots, results: Path):

@@ -1,11 +1,17 @@
 """The whole study behind `python -m bench_tasks run --all` (when no --backbones are given).
 
 Stage 1, pre-training suite (`pretrain_suite`): PaCo-FR, MAE, FaRL-style and MCF-style
-objectives with the same backbone, data and budget (the profile's bundled pre-training config:
-`paco_fr/configs/<profile>.yaml`), a random-init control, and the PaCo-FR ablations: masking
-strategy (random / block vs structured), codebook size (4 sizes across 64..8192), candidates
-k = 1 vs several, incubation off, spatial consistency off. Runs live in `runs/<profile>/<name>/`;
-a finished run is reused, an interrupted one resumes (paco_fr.engine.pretrain).
+objectives with the same backbone and data (the profile's bundled pre-training config:
+`paco_fr/configs/<profile>.yaml`) and the same *budget* (`budget_by`: FLOPs by default, or
+distinct images, or steps; PaCo-FR's configured length is the reference, every other run gets
+the steps that spend the same budget: bench_tasks.budget), a random-init control, and the
+PaCo-FR ablations: masking strategy (random / block vs structured), codebook size (4 sizes
+across 64..8192), candidates k = 1 vs several, incubation off, spatial consistency off.
+MCF-style's teacher is the run `mcf_teacher`: an MAE pre-trained on SynthFace's `teacher` split
+(identities and images disjoint from the `pretrain` split every other run uses), given to MCF by
+path, its budget (TEACHER_SHARE of the reference) charged to MCF. Runs live in
+`runs/<profile>/<name>/`; a finished run is reused, an interrupted one resumes
+(paco_fr.engine.pretrain); the plan is written to `runs/<profile>/budget.json`.
 
 Stage 2, evaluation (`study_cells`): the compared methods on every task with the profile's
 protocols, fractions and seeds; the ablation runs on every task with the first protocol, full
@@ -58,8 +64,13 @@ ABLATION_TASKS: dict[str, tuple[str, ...] | None] = {
 class SuiteRun:
     name: str  # folder under runs/<profile>/, also what the report's naming maps to a label
     overrides: dict = field(default_factory=dict, hash=False, compare=False)
-    role: str = "method"  # "method" (compared in the main table) | "ablation"
+    role: str = "method"  # "method" (compared in the main table) | "ablation" | "teacher" (not evaluated)
     component: str = ""  # ablation group: masking / codebook / candidates / incubation / spatial
+    teacher: str | None = None  # the run whose encoder is this run's teacher (passed as mcf.teacher)
+
+
+REFERENCE_RUN = "paco"  # its configured length x its cost per step is every run's budget
+TEACHER_DATA = {"data.split": "teacher"}  # SynthFace split disjoint from `pretrain` (paco_fr.data.synthface)
 
 
 def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> list[SuiteRun]:
@@ -70,8 +81,10 @@ def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> l
         SuiteRun("paco", {"objective": "paco"}),
         SuiteRun("mae", {"objective": "mae"}),
         SuiteRun("farl", {"objective": "farl"}),
-        # after mae: its teacher is `auto` = the MAE encoder of this suite (MCF used MoCo-v3)
-        SuiteRun("mcf", {"objective": "mcf", "mcf.teacher": "auto"}),
+        # MCF-style's teacher: an MAE on images disjoint from the suite's (MCF used a MoCo-v3 ImageNet
+        # model); trained first, its compute charged to MCF (bench_tasks.budget.TEACHER_SHARE)
+        SuiteRun("mcf_teacher", {"objective": "mae", **TEACHER_DATA}, "teacher"),
+        SuiteRun("mcf", {"objective": "mcf"}, teacher="mcf_teacher"),
     ]
     if include_ablations:
         runs += [
@@ -97,21 +110,109 @@ def random_control(profile_name: str) -> str:
     return f"random:{spec}"
 
 
+def teacher_of(include_ablations: bool = True, profile_name: str = "smoke") -> dict[str, str]:
+    """{run: the run whose encoder is its teacher} (MCF-style -> mcf_teacher)."""
+    return {r.name: r.teacher for r in suite_runs(include_ablations, profile_name) if r.teacher}
+
+
+@dataclass
+class PlannedRun:
+    run: SuiteRun
+    overrides: dict  # dotted pre-training overrides, train.steps included
+    run_dir: Path
+    steps: int
+    cost: dict  # paco_fr.flops.step_cost: flops_per_step, images_per_step, batch_per_step
+
+    @property
+    def encoder(self) -> Path:
+        return self.run_dir / "encoder.safetensors"
+
+
+def planned_length(cfg: dict, world: int = 1) -> int:
+    """Optimizer steps a config trains for (train.epochs converted as the engine does)."""
+    tc = cfg["train"]
+    if tc["epochs"] is None:
+        return int(tc["steps"])
+    d = cfg["data"]
+    if d["source"] in ("synthface", "random"):
+        n = int(d["num_images"])
+    else:
+        from paco_fr.data.pretrain_data import build_pretrain_dataset
+
+        n = len(build_pretrain_dataset(d, int(cfg["model"]["img_size"])))
+    per_epoch = max(1, max(1, (n // world) // int(tc["batch_size"])) // int(tc["grad_accum"]))
+    return int(round(float(tc["epochs"]) * per_epoch))
+
+
+def plan_suite(profile_name: str, runs_root: str | Path = "runs", include_ablations: bool = True,
+               overrides: dict | None = None, budget_by: str = "flops", world: int = 1,
+               log: Callable[[str], None] | None = None) -> list[PlannedRun]:
+    """Every run of the suite with its overrides and its budget-matched number of steps.
+
+    Each run's cost per step is measured once on tiny batches (paco_fr.flops.step_cost; MCF-style
+    with a random teacher of the teacher run's architecture, since the teacher may not exist yet:
+    its weights do not change the count). Warm-up is scaled with the steps (the same fraction of
+    every run); `overrides` apply to every run (e.g. train.steps sets the reference length)."""
+    from bench_tasks.budget import match_steps, plan_lines
+    from paco_fr.config import load_config
+    from paco_fr.flops import step_cost
+
+    runs = suite_runs(include_ablations, profile_name)
+    root = Path(runs_root) / profile_name
+    base = {**STUDY_OVERRIDES.get(profile_name, {}), **(overrides or {})}
+    ovs, cfgs, costs = {}, {}, {}
+    for run in runs:
+        ov = {**base, **run.overrides, "name": run.name}
+        if run.teacher:
+            ov["mcf.teacher"] = str(root / run.teacher / "encoder.safetensors")
+        ovs[run.name], cfgs[run.name] = ov, load_config(profile_name, ov)
+        costs[run.name] = step_cost(cfgs[run.name], world=world, teacher="random")
+    ref = REFERENCE_RUN if REFERENCE_RUN in cfgs else runs[0].name
+    ref_steps = planned_length(cfgs[ref], world)
+    teachers = {r.name: r.teacher for r in runs if r.teacher}
+    steps = match_steps(costs, ref, ref_steps, budget_by, teachers)
+    warmup = int(cfgs[ref]["train"]["warmup_steps"])
+    out = []
+    for run in runs:
+        ov = dict(ovs[run.name])
+        if steps[run.name] != planned_length(cfgs[run.name], world) or ov.get("train.steps") is not None:
+            ov["train.steps"], ov["train.epochs"] = steps[run.name], None
+        if run.name != ref and steps[run.name] != ref_steps:
+            ov["train.warmup_steps"] = max(1, round(warmup * steps[run.name] / max(1, ref_steps)))
+        out.append(PlannedRun(run, ov, root / run.name, steps[run.name], costs[run.name]))
+    if log is not None:
+        for line in plan_lines(costs, steps, budget_by, teachers):
+            log(line)
+    return out
+
+
+def write_budget_plan(plan: list[PlannedRun], path: Path, budget_by: str) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"budget_by": budget_by, "reference": REFERENCE_RUN, "runs": {
+        p.run.name: {"steps": p.steps, **p.cost, "role": p.run.role, "teacher": p.run.teacher}
+        for p in plan}}, indent=1))
+
+
 def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_ablations: bool = True,
                    log: Callable[[str], None] = print, progress: bool = True,
-                   overrides: dict | None = None, failed: list | None = None) -> dict[str, Path]:
+                   overrides: dict | None = None, failed: list | None = None,
+                   budget_by: str = "flops") -> dict[str, Path]:
     """Pre-train (or reuse / resume) every run of the suite; returns {run name: encoder path}.
-    `overrides` (dotted keys, e.g. {"train.steps": 500}) apply to every run: the budget stays equal.
+    `overrides` (dotted keys, e.g. {"train.steps": 500}) apply to every run; the runs' lengths are
+    then matched to the reference's budget (`budget_by`: flops / images / steps; bench_tasks.budget).
     A run that fails is reported and left out (appended to `failed` as (name, cause)); the others go on."""
     from paco_fr.engine import pretrain
 
     out: dict[str, Path] = {}
-    runs = suite_runs(include_ablations, profile.name)
-    for i, run in enumerate(runs, 1):
-        run_dir = Path(runs_root) / profile.name / run.name
-        log(f"[stage 1: pre-training {i}/{len(runs)}] {run.name} -> {run_dir}")
+    plan = plan_suite(profile.name, runs_root, include_ablations, overrides, budget_by, log=log)
+    write_budget_plan(plan, Path(runs_root) / profile.name / "budget.json", budget_by)
+    for i, p in enumerate(plan, 1):
+        run, run_dir = p.run, p.run_dir
+        log(f"[stage 1: pre-training {i}/{len(plan)}] {run.name} ({p.steps} steps) -> {run_dir}")
         try:
-            ov = {**STUDY_OVERRIDES.get(profile.name, {}), **(overrides or {}), **run.overrides, "name": run.name}
+            ov = dict(p.overrides)
             if not progress:
                 ov["train.progress"] = False
             out[run.name] = pretrain(profile.name, ov, run_dir=run_dir)

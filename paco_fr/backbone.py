@@ -140,6 +140,17 @@ def create_backbone(
     return ViTBackbone(vit, arch=arch, mean=mean, std=std)
 
 
+def encoder_from_config(cfg: dict) -> ViTBackbone:
+    """The encoder of a pre-training config (its `model` section)."""
+    m = cfg["model"]
+    kw = {}
+    if m.get("depth"):
+        kw["depth"] = int(m["depth"])
+    if m.get("drop_path"):
+        kw["drop_path_rate"] = float(m["drop_path"])
+    return create_backbone(m["arch"], img_size=int(m["img_size"]), patch_size=int(m["patch_size"]), **kw)
+
+
 def _short(names: list[str], n: int = 8) -> str:
     """The first n names and the count of the rest (a wrong file would otherwise print ~150)."""
     if len(names) <= n:

@@ -75,9 +75,26 @@ DEFAULTS: dict[str, Any] = {
         "text_depth": 2,
         "text_heads": 4,
         "max_len": 32,
+        # FaRL-style captions (paco_fr/data/captions.py): LAION-like alt-text is partial and noisy, so
+        # by default a caption names a few attributes (some wrong), is sometimes generic, and often
+        # drops or garbles the expression. mode=oracle (every true label, the old template) is a
+        # supervised upper bound, never "FaRL-style".
+        "captions": {
+            "mode": "noisy",  # noisy | oracle
+            "max_attributes": 3,  # attributes named per caption: uniform in 0..max_attributes
+            "wrong_attribute_prob": 0.25,  # each named attribute is one the face does NOT have
+            "generic_prob": 0.2,  # caption is a generic sentence with no label in it
+            "expression_drop_prob": 0.5,  # no expression word
+            "expression_wrong_prob": 0.2,  # of the kept expression words, a wrong expression
+            "gender_wrong_prob": 0.1,  # man <-> woman swapped
+            "person_word_prob": 0.3,  # "person" instead of man / woman
+        },
     },
     "mcf": {
-        "teacher": "auto",  # path to safetensors/.pth (timm keys) | auto (sibling run) | random
+        # required: path to an exported encoder (.safetensors) / .pth with timm keys, pre-trained on images
+        # disjoint from this run's (the study trains `mcf_teacher` on SynthFace's `teacher` split);
+        # `random` only for tests / throughput probes
+        "teacher": None,
         "teacher_arch": None,
         "teacher_layers": None,  # default: [2,5,8,11] scaled to depth
         "mask_ratio": 0.75,

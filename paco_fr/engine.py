@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 
 from paco_fr.config import load_config
 from paco_fr.data.pretrain_data import ResumableBatchSampler, build_pretrain_dataset, collate
+from paco_fr.flops import compute_block, step_cost
 from paco_fr.models import build_model
 from paco_fr.models.text import WordTokenizer
 
@@ -186,7 +187,8 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
         record_config(cfg, run_dir)
 
     # data
-    ds = build_pretrain_dataset(cfg["data"], int(cfg["model"]["img_size"]), seed=seed)
+    ds = build_pretrain_dataset(cfg["data"], int(cfg["model"]["img_size"]), seed=seed,
+                                captions=cfg["farl"]["captions"])
     bs, accum = int(tc["batch_size"]), int(tc["grad_accum"])
     per_epoch_micro = max(1, (len(ds) // world) // bs)
     steps_per_epoch = max(1, per_epoch_micro // accum)
@@ -208,8 +210,7 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
         tok = WordTokenizer(list(ckpt["vocab"]))
         text_ids = tok.encode(ds.captions, int(cfg["farl"]["max_len"]))
 
-    model = build_model(cfg, steps_per_epoch=steps_per_epoch, vocab_size=len(tok) if tok else None,
-                        run_dir=run_dir).to(device)
+    model = build_model(cfg, steps_per_epoch=steps_per_epoch, vocab_size=len(tok) if tok else None).to(device)
     opt = torch.optim.AdamW(param_groups(model, float(tc["weight_decay"])), lr=float(tc["lr"]),
                             betas=tuple(tc["betas"]))
     ema_decay = float(tc["ema"] or 0.0)
@@ -239,6 +240,12 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
             with open(log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
 
+    if cfg["objective"] == "farl" and cfg["farl"]["captions"]["mode"] == "oracle":
+        model.warnings.append("FaRL-style with ORACLE captions (farl.captions.mode=oracle): every caption states the "
+                              "true labels, so this is supervised pre-training, an upper bound, not FaRL-style")
+    # model FLOPs of one optimizer step (paco_fr/flops.py): measured on a throw-away copy of the model,
+    # before training, so a run that cannot be costed fails before it spends its budget
+    cost = step_cost(cfg, world=world, vocab_size=len(tok) if tok else None) if is_main else None
     for w in model.warnings:
         log({"event": "warning", "step": start_step, "message": w})
     if cfg["objective"] == "mcf":
@@ -402,6 +409,7 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
     summary = {"status": status, "step": step, "total_steps": total, "objective": cfg["objective"]}
     if status == "complete":
         checkpoint(step, wall)
+        device_name = str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
         if is_main:
             from paco_fr.export import export_checkpoint
 
@@ -412,12 +420,14 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                 "steps_per_epoch": steps_per_epoch,
                 "wall_time_s": wall,
                 "throughput_img_per_s": float(np.mean(throughputs[1:] or throughputs)) if throughputs else None,
-                "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+                "device": device_name,
                 "world_size": world,
                 "hostname": socket.gethostname(),
                 "skipped_images": skipped_total,
                 "warnings": model.warnings,
                 "encoder": "encoder.safetensors",
+                "compute": compute_block(cost, step, wall, device_name, teacher_path=(
+                    cfg["mcf"]["teacher"] if cfg["objective"] == "mcf" and cfg["mcf"]["teacher"] != "random" else None)),
                 "config": cfg,
             })
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -455,7 +465,7 @@ def load_run_model(run_dir, device="cpu"):
     vocab = ckpt.get("vocab")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = build_model(cfg, vocab_size=len(vocab) if vocab else None, run_dir=run_dir)
+        model = build_model(cfg, vocab_size=len(vocab) if vocab else None)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
 

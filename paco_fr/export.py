@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from paco_fr.backbone import ARCHS, ViTBackbone, create_backbone, load_vit_state_dict
+from paco_fr.backbone import ARCHS, ViTBackbone, create_backbone, encoder_from_config, load_vit_state_dict
 
 
 def _meta_for(cfg: dict, vit_sd: dict, mean, std, step: int | None) -> dict[str, str]:
@@ -63,13 +63,12 @@ def export_encoder(encoder: ViTBackbone, cfg: dict, out, step: int | None = None
 def export_checkpoint(ckpt_path, out, use_ema: bool = True) -> Path:
     """Checkpoint (ckpt/last.pt of a run, its config.yaml beside ckpt/) -> encoder safetensors."""
     from paco_fr.config import load_config
-    from paco_fr.models import build_encoder
 
     ckpt_path = Path(ckpt_path)
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     cfg_path = ckpt_path.parent.parent / "config.yaml"
     cfg = load_config(cfg_path)
-    encoder = build_encoder(cfg)
+    encoder = encoder_from_config(cfg)
     if use_ema and ckpt.get("ema"):
         enc_sd = ckpt["ema"]
     else:

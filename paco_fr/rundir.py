@@ -12,7 +12,8 @@ A run stores its config (`config.yaml`) and the config's hash (`config.sha256`).
 * `--resume` on a directory without a checkpoint -> refused (nothing to resume).
 
 Keys that do not change what is trained (progress bars, logging / checkpoint / snapshot
-intervals, threads, device, data loader workers, the run name, the test hook) are ignored.
+intervals, threads, device, data loader workers, the run name, the test hook, and the `mae` /
+`farl` / `mcf` sections of a run of another objective) are ignored.
 """
 
 from __future__ import annotations
@@ -37,10 +38,17 @@ class RunDirConflict(ConfigError):
     """The run directory holds a run made with another config (or nothing to resume)."""
 
 
+# sections read only by one baseline objective: they do not change what another objective trains
+# (so a new FaRL caption option or MCF teacher default does not invalidate a finished PaCo-FR run)
+OBJECTIVE_SECTIONS = ("mae", "farl", "mcf")
+
+
 def _relevant(cfg: dict, drop_length: bool) -> dict:
     flat = flat_keys(cfg)
+    obj = cfg.get("objective")
+    other = tuple(f"{sec}." for sec in OBJECTIVE_SECTIONS if sec != obj)
     return {k: v for k, v in flat.items()
-            if k not in VOLATILE and not (drop_length and k in LENGTH_KEYS)}
+            if k not in VOLATILE and not (drop_length and k in LENGTH_KEYS) and not k.startswith(other)}
 
 
 def config_hash(cfg: dict) -> str:

@@ -11,6 +11,7 @@ Two entry points:
   run* (and against the datasheet value where known), and peak memory.
 
 Model FLOPs per step come from `torch.utils.flop_counter.FlopCounterMode` on one eager step
+(`paco_fr.flops.count_flops`, which adds the CPU flash-attention kernel torch has no formula for)
 (matmul / conv / attention FLOPs, forward + backward; a frozen teacher's and the text tower's
 forward included). Step time = median of per-step times (CUDA events on a GPU, host clock on the
 CPU) after warm-up; img/s = batch / median step time. Data loading is excluded (the batch is
@@ -31,7 +32,6 @@ import statistics
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from paco_fr.config import load_config
 from paco_fr.models import build_encoder, build_model
@@ -217,9 +217,9 @@ class _Step:
         return out
 
     def count_flops(self) -> int:
-        with FlopCounterMode(display=False) as fc:
-            self()
-        return int(fc.get_total_flops())
+        from paco_fr.flops import count_flops  # with the CPU attention kernel's formula
+
+        return count_flops(self)
 
 
 def bench_suite(arch: str = "vit_base", img_size: int = 224, patch_size: int | None = None, batch: int = 256,

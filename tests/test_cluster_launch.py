@@ -66,10 +66,13 @@ def test_study_pretraining_jobs_then_dependent_evaluation_arrays(tmp_path, fake_
     assert code == 0
     pre = [(ex, fn, job) for ex, fn, job in fake_slurm.submitted if isinstance(fn, launch.PretrainJob)]
     ev = [(ex, fn, job) for ex, fn, job in fake_slurm.submitted if isinstance(fn, launch.EvalJob)]
-    assert [fn.run_name for _, fn, _ in pre] == ["paco", "mae", "mcf"]
+    assert [fn.run_name for _, fn, _ in pre] == ["paco", "mae", "mcf_teacher", "mcf"]
     ids = {fn.run_name: job.job_id for _, fn, job in pre}
     by_name = {fn.run_name: (ex, fn) for ex, fn, _ in pre}
-    assert by_name["mcf"][0].dependency == f"afterok:{ids['mae']}"  # MCF's teacher is MAE's encoder
+    # MCF-style's teacher: an MAE on the disjoint split, passed by path, trained first
+    assert by_name["mcf"][0].dependency == f"afterok:{ids['mcf_teacher']}"
+    assert by_name["mcf"][1].overrides["mcf.teacher"] == str(runs / "smoke" / "mcf_teacher" / "encoder.safetensors")
+    assert by_name["mcf_teacher"][1].overrides["data.split"] == "teacher"
     assert by_name["paco"][0].dependency is None
     ex, fn = by_name["paco"]
     assert (ex.opts.gpus, ex.opts.tasks_per_node, ex.opts.partition, ex.opts.account) == (4, 4, "gpu", "faces")
@@ -94,7 +97,8 @@ def test_study_pretraining_jobs_then_dependent_evaluation_arrays(tmp_path, fake_
     assert sorted(b.partition(":")[0] for b in refs) == ["floor", "supervised"] and all(deps[b] is None for b in refs)
     assert len({fn.spec.since for _, fn, _ in ev}) == 1  # one launch time for all workers
     rec = json.loads(next((worker_dir(res) / "launches").glob("*.json")).read_text())
-    assert len(rec["jobs"]) == len(ev) == 7 and [j["run"] for j in rec["pretrain_jobs"]] == ["paco", "mae", "mcf"]
+    assert len(rec["jobs"]) == len(ev) == 7  # the teacher is not evaluated
+    assert [j["run"] for j in rec["pretrain_jobs"]] == ["paco", "mae", "mcf_teacher", "mcf"]
     assert not runs.joinpath("smoke", "paco").exists()  # nothing was trained in the launching process
 
 

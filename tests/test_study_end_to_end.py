@@ -23,11 +23,15 @@ def test_run_all_minimal_study(tmp_path):
            "--no-ceilings"]  # the ceiling fine-tunes a ViT for minutes: study_cells' planning of it is tested apart
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    # stage 1: the four objectives, each with the budget given
-    for name in ("paco", "mae", "farl", "mcf"):
+    # stage 1: the four objectives and MCF-style's teacher, matched by FLOPs to PaCo-FR's 3 steps
+    plan = json.loads((tmp_path / "runs" / "smoke" / "budget.json").read_text())
+    assert plan["budget_by"] == "flops" and plan["runs"]["paco"]["steps"] == 3
+    for name in ("paco", "mae", "farl", "mcf_teacher", "mcf"):
         summary = json.loads((tmp_path / "runs" / "smoke" / name / "summary.json").read_text())
-        assert summary["status"] == "complete" and summary["steps"] == 3, (name, summary)
+        assert summary["status"] == "complete" and summary["steps"] == plan["runs"][name]["steps"], (name, summary)
+        assert summary["compute"]["steps"] == summary["steps"]
         assert (tmp_path / "runs" / "smoke" / name / "encoder.safetensors").is_file()
+    assert plan["runs"]["mae"]["steps"] > 3  # MAE's step is cheaper: more steps for the same FLOPs
     # stage 2: one ok row per backbone (4 encoders + the random control), each on attributes, plus the
     # task's floor
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]

@@ -28,7 +28,7 @@ def test_constants():
     for a in ("Smiling", "Eyeglasses", "Bangs", "Mouth_Slightly_Open", "Wearing_Hat", "Heavy_Makeup",
               "Black_Hair", "Blond_Hair", "Male", "No_Beard", "Eyes_Closed", "Pale_Skin"):
         assert a in ATTRIBUTES
-    assert set(SPLITS) == {"train", "val", "test", "pretrain"}
+    assert set(SPLITS) == {"train", "val", "test", "pretrain", "teacher"}
 
 
 def test_determinism():
@@ -45,8 +45,8 @@ def test_determinism():
 
 def test_identities_disjoint_and_grouped():
     sets = [set(identities_for(s, 200, 0)) for s in SPLITS]
-    for i in range(4):
-        for j in range(i + 1, 4):
+    for i in range(len(SPLITS)):
+        for j in range(i + 1, len(SPLITS)):
             assert not sets[i] & sets[j]
     ids = identities_for("test", 300, 0)
     _, counts = np.unique(ids, return_counts=True)
@@ -106,7 +106,7 @@ def test_glasses_twin_differs():
 
 def test_cache_reuse_and_errors(tmp_path, monkeypatch):
     s = load_synthface("val", 12, image_size=64, seed=0, root=tmp_path, progress=False)
-    assert len(s) == 12 and s.images.shape == (12, 64, 64, 3) and len(s.captions) == 12
+    assert len(s) == 12 and s.images.shape == (12, 64, 64, 3) and len(s.oracle_captions) == 12
     path = tmp_path / f"v{GENERATOR_VERSION}" / "size64-seed0" / "val-12"
     assert (path / "labels.npz").exists() and (path / "images" / "000000.png").exists()
     assert not [p for p in path.parent.iterdir() if ".tmp" in p.name]

@@ -180,6 +180,16 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     if not abl_tables:
         missing.append("no ablation results (runs `abl_*`): ablation tables are empty")
 
+    # ---- pre-training compute (summary.json's compute blocks of the evaluated runs)
+    from .compute import compute_frame, compute_markdown
+
+    compute_df = compute_frame(methods)
+    compute_md = compute_markdown(compute_df)
+    if compute_md:
+        (out_dir / "pretraining_compute.md").write_text(compute_md)
+        compute_df.to_csv(out_dir / "pretraining_compute.csv", index=False)
+        files += ["pretraining_compute.md", "pretraining_compute.csv"]
+
     # ---- figures
     figures, fig_notes = {}, {"extra": []}
     p, note = F.data_efficiency_figure(df_ok, methods, protocol, fig_dir / "data_efficiency.png")
@@ -253,9 +263,9 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
         results_files=loaded.files or [str(p) for p in results_paths], loaded=loaded, df_ok=df_ok,
         df_failed=df_failed, problems=problems, main_table=main, main_files=main_files, figures=figures,
         figure_notes=fig_notes, ablation_tables=abl_tables, missing_ablations=missing_abl, missing=missing,
-        files=files, reported_count=len(reported))
+        files=files, reported_count=len(reported), compute_section=compute_md)
     if calibration:
-        summary = summary.rstrip("\n") + "\n\n" + calibration.replace("## Calibration", "## Calibration", 1)
+        summary = summary.rstrip("\n") + "\n\n" + calibration
     (out_dir / "SUMMARY.md").write_text(summary)
     notes += problems + fig_notes["extra"]
     _ = aggregate  # re-exported helper

@@ -88,7 +88,7 @@ def floors_section(main_table: Table | None, df_ok) -> list[str]:
 def render_summary(*, profile, command, report_commit, date, results_files, loaded, df_ok, df_failed,
                    problems, main_table: Table | None, main_files: dict, figures: dict, figure_notes: dict,
                    ablation_tables, missing_ablations, missing: list[str], files: list[str],
-                   reported_count: int) -> str:
+                   reported_count: int, compute_section: str = "") -> str:
     prov = _provenance(df_ok, df_failed)
     L = [f"# PaCo-FR bench report — profile `{profile}`", ""]
     if profile == "smoke":
@@ -134,6 +134,8 @@ def render_summary(*, profile, command, report_commit, date, results_files, load
         L += ["_No ok results to tabulate._", ""]
 
     L += floors_section(main_table, df_ok)
+    if compute_section:  # bench_tasks.report.compute: FLOPs, images, wall time per pre-training run
+        L += [compute_section]
 
     L += ["## Measured vs reported", "",
           f"- **Measured** rows (method names without a suffix) come from `results/` of this run: our backbones "

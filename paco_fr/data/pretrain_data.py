@@ -6,7 +6,8 @@
 
 Sources (`data.source`):
 - `synthface`: paco_fr.data.synthface.load_synthface(split, num_images, img_size, seed, root)
-  (split `pretrain` by default); captions come from SynthFace.
+  (split `pretrain` by default; `teacher` for MCF-style's teacher: disjoint identities and images);
+  captions are built from SynthFace's labels, partial and noisy by default (paco_fr.data.captions).
 - `folder`: an image folder (recursive; jpg/jpeg/png/bmp/webp) of already-aligned faces, resized
   to img_size. `data.path` = the folder.
 - `tar`: tar shards of already-aligned faces; `data.path` = a shard, a folder of shards or a glob.
@@ -194,14 +195,17 @@ def random_faces(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, list[str
     return img, caps
 
 
-def build_pretrain_dataset(data_cfg: dict, img_size: int, seed: int = 0):
+def build_pretrain_dataset(data_cfg: dict, img_size: int, seed: int = 0, captions: dict | None = None):
+    """`captions`: the `farl.captions` section (noise / mode of SynthFace's captions; default noisy)."""
     src = data_cfg["source"]
     if src == "synthface":
-        from paco_fr.data.synthface import load_synthface
+        from paco_fr.data.captions import build_captions
+        from paco_fr.data.synthface import EXPRESSIONS, load_synthface
 
         s = load_synthface(data_cfg.get("split") or "pretrain", int(data_cfg["num_images"]), image_size=img_size,
                            seed=seed, root=data_cfg.get("root"))
-        return ArrayDataset(np.asarray(s.images), list(s.captions))
+        caps = build_captions(s.attributes, s.expression, captions, seed, s.attribute_names, EXPRESSIONS)
+        return ArrayDataset(np.asarray(s.images), caps)
     if src == "random":
         imgs, caps = random_faces(int(data_cfg["num_images"]), img_size, seed)
         return ArrayDataset(imgs, caps)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paco_fr.backbone import create_backbone
+from paco_fr.backbone import encoder_from_config as build_encoder
 from paco_fr.models.base import PretrainModel
 from paco_fr.models.farl import FaRLModel
 from paco_fr.models.mae import MAEModel
@@ -19,17 +19,7 @@ MODELS: dict[str, type[PretrainModel]] = {
 }
 
 
-def build_encoder(cfg: dict):
-    m = cfg["model"]
-    kw = {}
-    if m.get("depth"):
-        kw["depth"] = int(m["depth"])
-    if m.get("drop_path"):
-        kw["drop_path_rate"] = float(m["drop_path"])
-    return create_backbone(m["arch"], img_size=int(m["img_size"]), patch_size=int(m["patch_size"]), **kw)
-
-
-def build_model(cfg: dict, steps_per_epoch: int = 1, vocab_size: int | None = None, run_dir=None) -> PretrainModel:
+def build_model(cfg: dict, steps_per_epoch: int = 1, vocab_size: int | None = None) -> PretrainModel:
     """Build the pre-training model of `cfg["objective"]` (a full config from paco_fr.config)."""
     obj = cfg["objective"]
     if obj not in MODELS:
@@ -38,7 +28,7 @@ def build_model(cfg: dict, steps_per_epoch: int = 1, vocab_size: int | None = No
     if obj == "farl":
         return FaRLModel(cfg, encoder, steps_per_epoch, vocab_size=vocab_size or 8)
     if obj == "mcf":
-        return MCFModel(cfg, encoder, steps_per_epoch, run_dir=run_dir)
+        return MCFModel(cfg, encoder, steps_per_epoch)
     return MODELS[obj](cfg, encoder, steps_per_epoch)
 
 

@@ -1,14 +1,26 @@
-"""MCF-style baseline (Wang et al. 2023): MAE (random 75% masking, visible-only encoder, light
-decoder) whose reconstruction loss is perceptual through a frozen teacher ViT (MSE of
-L2-normalised tokens at a few blocks between the reconstruction and the original), plus a
-MoCo-v3 contrastive term between the CLS of two differently masked views (momentum encoder and
-projector, predictor on the query side).
+"""MCF-style baseline (Wang et al. 2023), following the released code (github.com/nomewang/MCF,
+`models_mcf.py`, `models_moco.py`) where it is cheap to:
 
-Teacher resolution (`mcf.teacher`): a path (safetensors with timm keys / our export, or a .pth
-state dict, optionally under a `model` key) loaded with paco_fr.backbone.load_vit_state_dict;
-`auto` = the exported encoder of a sibling run in the same suite directory (prefers a name with
-"mae", then "paco"); `random` or nothing found = a randomly initialised frozen teacher, with a
-loud warning (warnings.warn + a `warning` event in log.jsonl).
+* one masked view (random 75 %, visible-only encoder, light decoder predicting every patch);
+* perceptual loss: the *decoder output for every patch* (the released code feeds `pred` itself,
+  not a composite with the visible originals) and the original image go through a frozen teacher
+  ViT; at blocks [2, 5, 8, 11] (scaled to the teacher's depth) the raw block outputs, CLS
+  included, are L2-normalised over the *token* axis (`F.normalize(feat, dim=1)` on (B, T, D)),
+  MSE per block, summed, x 1000 (`perceptual_weight`);
+* MoCo v3 term, one direction: query = predictor(projector(CLS of the masked view)), key =
+  momentum projector(momentum encoder CLS of an independently masked view of the same image),
+  InfoNCE x 2T, T = 0.2; momentum 0.99; 2-layer projector and predictor (as released).
+
+Differences kept, with the reason (docs/pretraining.md, "Baselines"): LayerNorm instead of
+BatchNorm in the projector / predictor (small CPU batches, DDP without SyncBN); the teacher is an
+MAE pre-trained by the study on a disjoint SynthFace split (`teacher`), not MoCo-v3 on ImageNet;
+fixed momentum (the released `adjust_moco_momentum` cosine schedule is defined but, as far as the
+released files show, not called); our light decoder.
+
+Teacher (`mcf.teacher`): a path to an exported encoder (safetensors with timm keys, our export) or
+a .pth state dict (optionally under `model`). It is required: a missing path is an error naming
+the path and what was expected. `random` (a randomly initialised frozen teacher) exists only for
+tests and throughput probes, never silently, and is recorded as a warning.
 """
 
 from __future__ import annotations
@@ -18,49 +30,53 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from paco_fr.backbone import ViTBackbone, create_backbone, load_vit_state_dict
-from paco_fr.losses import moco_loss, perceptual_loss, pixel_loss
+from paco_fr.export import load_encoder
+from paco_fr.losses import moco_loss, pixel_loss
 from paco_fr.masking import make_mask, num_to_mask
 from paco_fr.models.base import PretrainModel
 from paco_fr.models.common import encode_visible, mlp, scaled_layers
 from paco_fr.models.decoder import PixelDecoder
 from paco_fr.models.mae import keep_indices
 
+RANDOM_TEACHER_WARNING = ("MCF TEACHER IS RANDOMLY INITIALISED (mcf.teacher=random): the perceptual loss goes "
+                          "through a random ViT; use this only for tests and throughput probes")
 
-def find_sibling_teacher(run_dir: Path | None) -> Path | None:
-    if run_dir is None:
+
+class MissingTeacher(FileNotFoundError):
+    """mcf.teacher is unset, `auto` (removed) or names a file that does not exist."""
+
+
+def resolve_teacher(spec) -> Path | None:
+    """mcf.teacher -> the checkpoint path (None for the explicit `random`); raises MissingTeacher."""
+    expected = ("an exported encoder (encoder.safetensors of an MAE pre-trained on images disjoint from this "
+                "run's, e.g. `python -m paco_fr pretrain --config smoke_mae name=teacher data.split=teacher`) or "
+                "a .pth state dict with timm ViT keys")
+    if spec in (None, ""):
+        raise MissingTeacher(f"mcf.teacher is not set: MCF-style needs a frozen teacher, {expected}. "
+                             "`python -m bench_tasks run --all` trains one and passes its path")
+    if spec == "auto":
+        raise MissingTeacher("mcf.teacher=auto (a sibling run of the suite) was removed: the suite's own MAE is "
+                             f"an in-domain teacher trained on the same images and budget; give {expected}")
+    if spec == "random":
         return None
-    run_dir = Path(run_dir).resolve()
-    cands = [p for p in sorted(run_dir.parent.glob("*/encoder.safetensors")) if p.parent != run_dir]
-    for key in ("mae", "paco"):
-        for p in cands:
-            if key in p.parent.name.lower():
-                return p
-    return cands[0] if cands else None
+    path = Path(str(spec)).expanduser()
+    if not path.is_file():
+        raise MissingTeacher(f"mcf.teacher {str(spec)!r}: no such file; expected {expected}")
+    return path
 
 
-def load_teacher(spec, arch: str, img_size: int, patch_size: int, run_dir=None, depth=None):
-    """Returns (frozen ViTBackbone, description, warning or None)."""
-    path = None
-    if spec in (None, "", "random"):
-        path = None
-    elif spec == "auto":
-        path = find_sibling_teacher(run_dir)
-    else:
-        path = Path(spec)
-        if not path.exists():
-            raise FileNotFoundError(f"mcf.teacher {spec!r} does not exist")
+def load_teacher(spec, arch: str, img_size: int, patch_size: int, depth=None):
+    """Returns (frozen ViTBackbone in eval mode, description, warning or None)."""
+    path = resolve_teacher(spec)
     warn = None
     if path is None:
         kw = {"depth": depth} if depth else {}
         teacher = create_backbone(arch, img_size=img_size, patch_size=patch_size, **kw)
-        warn = ("MCF TEACHER IS RANDOMLY INITIALISED: no teacher checkpoint was given (mcf.teacher) and no "
-                "sibling run's encoder.safetensors was found; the perceptual loss is through a random ViT.")
-        desc = "random"
-    elif str(path).endswith(".safetensors"):
-        from paco_fr.export import load_encoder
-
+        warn, desc = RANDOM_TEACHER_WARNING, "random"
+    elif path.suffix == ".safetensors":
         teacher = load_encoder(path, img_size=img_size)
         desc = str(path)
     else:
@@ -75,17 +91,36 @@ def load_teacher(spec, arch: str, img_size: int, patch_size: int, run_dir=None, 
     return teacher.eval(), desc, warn
 
 
+def teacher_features(teacher: ViTBackbone, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
+    """Raw block outputs (CLS + patch tokens, before the final norm) at `layers`, each L2-normalised
+    over the token axis, as MCF's CPLoss.extract_feats does."""
+    out = teacher.forward_features(x, layers)
+    feats = []
+    for cls, patches in zip(out.cls_tokens, out.patch_tokens):
+        tokens = torch.cat([cls[:, None], patches], 1) if teacher.num_prefix_tokens else patches
+        feats.append(F.normalize(tokens.float(), dim=1))
+    return feats
+
+
+def token_normalised_perceptual_loss(pred_feats: list[torch.Tensor], true_feats: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over blocks of MSE(pred, true.detach()) between token-normalised teacher features."""
+    total = pred_feats[0].new_zeros(())
+    for a, b in zip(pred_feats, true_feats):
+        total = total + F.mse_loss(a, b.detach())
+    return total
+
+
 class MCFModel(PretrainModel):
     objective = "mcf"
 
-    def __init__(self, cfg: dict, encoder, steps_per_epoch: int = 1, run_dir=None):
+    def __init__(self, cfg: dict, encoder, steps_per_epoch: int = 1):
         super().__init__(cfg, encoder)
         m, dec = cfg["mcf"], cfg["decoder"]
         self.patch_dim = self.p * self.p * 3
         self.decoder = PixelDecoder(encoder.embed_dim, self.patch_dim, dim=dec["dim"], depth=dec["depth"],
                                     heads=dec["heads"])
         D = encoder.embed_dim
-        self.projector = mlp(D, m["proj_hidden"], m["proj_dim"], layers=3, bn=True)
+        self.projector = mlp(D, m["proj_hidden"], m["proj_dim"], layers=2, bn=True)
         self.predictor = mlp(m["proj_dim"], m["proj_hidden"], m["proj_dim"], layers=2, bn=True)
         self.m_encoder = copy.deepcopy(encoder)
         self.m_projector = copy.deepcopy(self.projector)
@@ -93,7 +128,7 @@ class MCFModel(PretrainModel):
             p.requires_grad_(False)
         mc = cfg["model"]
         teacher, desc, warn = load_teacher(m["teacher"], m["teacher_arch"] or mc["arch"], mc["img_size"],
-                                           mc["patch_size"], run_dir=run_dir, depth=mc["depth"])
+                                           mc["patch_size"], depth=mc["depth"])
         self.teacher: ViTBackbone = teacher
         self.teacher_desc = desc
         if warn:
@@ -106,45 +141,42 @@ class MCFModel(PretrainModel):
         self.teacher.eval()
         return self
 
-    def _view(self, xn):
+    def _keep(self, xn):
         grid, ratio = self.grid(xn), float(self.cfg["mcf"]["mask_ratio"])
         mask = make_mask("random", xn.shape[0], grid, ratio, device=xn.device)
         n = grid[0] * grid[1]
-        keep = keep_indices(mask, n - num_to_mask(n, ratio))
+        return mask, keep_indices(mask, n - num_to_mask(n, ratio))
+
+    def _masked_view(self, xn):
+        """(mask, CLS of the online encoder, decoder prediction of every patch)."""
+        mask, keep = self._keep(xn)
         tokens, _ = encode_visible(self.encoder, xn, keep)
         npt = self.encoder.num_prefix_tokens
         pred = self.decoder(tokens[:, npt:], self.grid(xn), keep_idx=keep, prefix=tokens[:, :npt] if npt else None)
-        return mask, keep, tokens[:, 0], pred
+        return mask, tokens[:, 0], pred
 
     def forward(self, batch: dict, step: int = 0) -> dict:
         m = self.cfg["mcf"]
         xn = self.encoder.normalize(batch["image"])
         grid = self.grid(xn)
-        patches = self.patchify(xn)
-        views = [self._view(xn) for _ in range(2)]
-        # perceptual reconstruction loss through the frozen teacher (teacher sees its own normalisation)
+        mask, cls, pred = self._masked_view(xn)
+        # perceptual loss: the decoder output (every patch) vs the original, through the frozen teacher
         with torch.no_grad():
-            t_true = self.teacher.forward_features(self._teacher_in(xn), self.teacher_layers).patch_tokens
-        perc = 0.0
-        pix = 0.0
-        for mask, _, _, pred in views:
-            recon = torch.where(mask[..., None], pred.to(patches.dtype), patches)
-            t_pred = self.teacher.forward_features(self._teacher_in(self.unpatchify(recon, grid)),
-                                                   self.teacher_layers).patch_tokens
-            perc = perc + perceptual_loss(t_pred, t_true) / 2
-            if float(m["pixel_weight"]) > 0:
-                pix = pix + pixel_loss(pred, patches, mask, norm_pix_loss=False) / 2
-        # MoCo v3 between the CLS of the two masked views
-        q = [self.predictor(self.projector(v[2])) for v in views]
+            t_true = teacher_features(self.teacher, self._teacher_in(xn), self.teacher_layers)
+        t_pred = teacher_features(self.teacher, self._teacher_in(self.unpatchify(pred.to(xn.dtype), grid)),
+                                  self.teacher_layers)
+        perc = token_normalised_perceptual_loss(t_pred, t_true)
+        # MoCo v3, one direction: the masked view's query vs the momentum encoder's key of another mask
+        q = self.predictor(self.projector(cls))
         with torch.no_grad():
-            k = []
-            for _m, keep, _, _ in views:
-                tok, _ = encode_visible(self.m_encoder, xn, keep)
-                k.append(self.m_projector(tok[:, 0]))
-        con = moco_loss(q[0], k[1], m["temperature"]) + moco_loss(q[1], k[0], m["temperature"])
+            _, keep2 = self._keep(xn)
+            tok2, _ = encode_visible(self.m_encoder, xn, keep2)
+            k = self.m_projector(tok2[:, 0])
+        con = moco_loss(q, k, m["temperature"])
         loss = float(m["perceptual_weight"]) * perc + float(m["contrastive_weight"]) * con
         terms = {"perceptual": perc.detach(), "contrastive": con.detach()}
         if float(m["pixel_weight"]) > 0:
+            pix = pixel_loss(pred, self.patchify(xn), mask, norm_pix_loss=False)
             loss = loss + float(m["pixel_weight"]) * pix
             terms["pix"] = pix.detach()
         return {"loss": loss, "terms": terms}
@@ -165,6 +197,6 @@ class MCFModel(PretrainModel):
     def reconstruct(self, x01: torch.Tensor, **_) -> dict:
         xn = self.encoder.normalize(x01)
         grid = self.grid(xn)
-        mask, _, _, pred = self._view(xn)
+        mask, _, pred = self._masked_view(xn)
         patches = self.patchify(xn)
         return self.masked_reconstruction(x01, mask, patches, pred, grid)

@@ -51,7 +51,6 @@ class SynthFaceSplit:
     expression: np.ndarray  # int64 (N,)
     identity: np.ndarray  # int64 (N,)
     nuisance: dict[str, np.ndarray]
-    captions: list[str]
     split: str = ""
     image_size: int = 0
     seed: int = 0
@@ -60,6 +59,14 @@ class SynthFaceSplit:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def oracle_captions(self) -> list[str]:
+        """Every true label as a sentence: supervision, an upper bound only. FaRL-style pre-training
+        uses partial, noisy captions (paco_fr.data.captions.build_captions)."""
+        from paco_fr.data.captions import oracle_caption
+
+        return [oracle_caption(a, e, self.attribute_names, EXPRESSIONS) for a, e in zip(self.attributes, self.expression)]
 
 
 def default_root() -> Path:
@@ -120,13 +127,6 @@ def attributes_of(ident: dict, img: dict, geo_info: dict) -> np.ndarray:
         "Wearing_Lipstick": img["lipstick"],
     }
     return np.array([bool(vals[a]) for a in ATTRIBUTES], dtype=np.uint8)
-
-
-def caption_of(attrs: np.ndarray, expr: int) -> str:
-    on = {a for a, v in zip(ATTRIBUTES, attrs) if v}
-    who = "man" if "Male" in on else "woman"
-    words = [a.replace("_", " ").lower() for a in ATTRIBUTES if a in on and a != "Male"]
-    return f"a photo of a {EXPRESSIONS[expr]} {who}" + (f" with {', '.join(words)}" if words else "")
 
 
 _IDENT_CACHE: dict = {}
@@ -305,7 +305,6 @@ def read_cache(path: Path) -> SynthFaceSplit:
         images=images, masks=masks, landmarks=lab["landmarks"].astype(np.float32), attributes=attrs,
         attribute_names=list(meta["attribute_names"]), expression=expr,
         identity=lab["identity"].astype(np.int64), nuisance=nuis,
-        captions=[caption_of(attrs[i], int(expr[i])) for i in range(n)],
         split=meta["split"], image_size=s, seed=meta["seed"], path=str(path), meta=meta,
     )
 

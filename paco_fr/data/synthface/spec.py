@@ -24,7 +24,8 @@ ATTRIBUTES: tuple[str, ...] = (
     "Oval_Face", "Pale_Skin", "Smiling", "Wearing_Hat", "Wearing_Lipstick",
 )
 
-SPLITS: tuple[str, ...] = ("train", "val", "test", "pretrain")
+# `teacher`: images for MCF-style's teacher, disjoint from `pretrain` (and from the evaluation splits)
+SPLITS: tuple[str, ...] = ("train", "val", "test", "pretrain", "teacher")
 # identity ids of split k live in [k * IDENTITY_STRIDE, (k + 1) * IDENTITY_STRIDE): disjoint splits
 IDENTITY_STRIDE = 10_000_000
 IMAGES_PER_IDENTITY = (8, 12)  # inclusive range of images per identity
