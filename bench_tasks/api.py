@@ -197,7 +197,10 @@ class CellResult:
     metrics_last: scores at the last epoch; metrics_best_test: best test score over epochs
     (FaRL's published convention, stored for comparison only). slices: robustness slices,
     {slice_name: {metric: value}}. artifacts: {name: path relative to results/}; `items` names the
-    per-item scores (bench_tasks.stats.ItemScores, .npz) the report uses for paired comparisons."""
+    per-item scores (bench_tasks.stats.ItemScores, .npz) the report uses for paired comparisons.
+    `extra` is free-form and not stored (plug-in tasks that still return `extra["config"]`,
+    `extra["timings"]`, `extra["history"]` or `extra["protocol_used"]` have them read as the typed
+    fields below)."""
 
     metrics: dict[str, float]
     metrics_last: dict[str, float] = field(default_factory=dict)
@@ -208,10 +211,23 @@ class CellResult:
     # 95 % bootstrap intervals of test metrics over test items (pairs for verification):
     # {metric: [lo, hi]} (bench_tasks.stats); stored as the row's `ci`
     ci: dict[str, list[float]] = field(default_factory=dict)
+    # what actually ran: the protocol (a dense task runs a plan's `linear` as `frozen`) and the head
+    # trained on the backbone (e.g. "attribute", "fpn_uperhead", "arcface"); the row's `protocol_used`
+    protocol_used: str = ""
+    head: str = ""
+    # the task's effective settings (the row's config.task), wall-clock timings in seconds (the
+    # row's provenance.timings) and one dict per evaluated epoch (the row's `history`)
+    config: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Task:
     name: ClassVar[str]
+    # bump when a change to the task changes its numbers: the runner then recomputes rows written
+    # by another version (rows record `task_version`; rows without one count as version 1).
+    # `Cell.key()` does not include it, so results of an unchanged task stay valid.
+    version: ClassVar[int] = 1
     default_datasets: ClassVar[tuple[str, ...]]  # real data sets the task knows
     protocols: ClassVar[tuple[str, ...]] = ("linear", "finetune", "frozen")
     # protocols a plan may name that the task runs (and records) under another name, e.g. the

@@ -310,6 +310,13 @@ def cmd_run(args) -> int:
     if not cells:
         print("nothing to run: the plan is empty", file=sys.stderr)
         return 2
+    from bench_tasks.method import parse_labels
+
+    try:
+        args.labels = parse_labels(getattr(args, "label", None), build_backbone_list(args) if args.backbones else [])
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from bench_tasks.results import describe_rejected, inspect, rejected_path
 
     rejected = inspect(results) if args.dry_run else []  # a run moves them (run_plan says so)
@@ -441,6 +448,10 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--backbones", help="comma list of backbone URIs, e.g. random:vit_tiny,"
                                         "paco_fr:runs/x/encoder.safetensors,farl:FaRL-ep64.pth "
                                         "(default random:vit_tiny)")
+    pr.add_argument("--label", action="append", metavar="NAME|URI=NAME",
+                    help="the name a backbone gets in its rows and the report (the rows' method block): "
+                         "NAME with one --backbones URI, else URI=NAME (repeatable); default: what the "
+                         "weights file recorded (study runs), else derived from the URI")
     pr.add_argument("--protocols", help="comma list: linear,frozen,finetune (default: the profile's)")
     pr.add_argument("--seeds", help="comma list of seeds (default: the profile's)")
     pr.add_argument("--fractions", help="comma list of training fractions, e.g. 0.01,0.1,1 (default: the profile's)")

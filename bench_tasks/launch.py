@@ -203,6 +203,7 @@ class WorkerSpec:
     threads: int | None = None
     plugins: str = ""
     rows_to: str = "worker"
+    labels: dict = field(default_factory=dict)  # run --label: {backbone URI: name}
 
 
 class EvalJob(_checkpointable()):
@@ -231,7 +232,7 @@ class EvalJob(_checkpointable()):
         summary = run_worker(cells, s.results, work_dir=s.work_dir, data_roots=DataRoots.parse(s.data_root),
                              device=s.device, force=s.force, progress=False, rows_to=s.rows_to, since=s.since,
                              claim_timeout_s=s.claim_timeout_s, heartbeat_s=s.heartbeat_s, wait_s=s.wait_s,
-                             log=lambda m: print(m, flush=True))
+                             log=lambda m: print(m, flush=True), labels=s.labels)
         print(summary.line(), flush=True)
         return asdict(summary)
 
@@ -298,7 +299,8 @@ def worker_spec(args, cells: Sequence[Cell], results: Path, since: float, rows_t
                       data_root=list(args.data_root or []), device=args.device, force=args.force, since=since,
                       claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed,
                       threads=args.threads if args.threads is not None else (1 if args.profile == "smoke" else None),
-                      plugins=os.environ.get("BENCH_TASKS_PLUGINS", ""), rows_to=rows_to)
+                      plugins=os.environ.get("BENCH_TASKS_PLUGINS", ""), rows_to=rows_to,
+                      labels=dict(getattr(args, "labels", None) or {}))
 
 
 def record_launch(results: Path, record: dict, path: Path | None = None) -> Path:
@@ -491,14 +493,17 @@ def study_runs(args, profile) -> dict[str, tuple[dict, Path]]:
     """{run name: (pre-training overrides, encoder path)} of the study's suite (what
     bench_tasks.study.pretrain_suite would train), for the pre-training jobs."""
     from bench_tasks.cli import dotted_overrides
-    from bench_tasks.study import STUDY_OVERRIDES, suite_runs
+    from bench_tasks.study import STUDY_OVERRIDES, suite_runs, write_run_identity
 
     extra = dotted_overrides(args.pretrain_override or [])
     out = {}
     for r in suite_runs(not args.no_ablations, profile.name):
         ov = {**STUDY_OVERRIDES.get(profile.name, {}), **extra, **r.overrides, "name": r.name,
               "train.progress": False}
-        out[r.name] = (ov, Path(args.runs) / profile.name / r.name / "encoder.safetensors")
+        run_dir = Path(args.runs) / profile.name / r.name
+        if not getattr(args, "dry_run", False):  # the job's export copies it into the encoder's metadata
+            write_run_identity(r, run_dir, profile.name, ov)
+        out[r.name] = (ov, run_dir / "encoder.safetensors")
     return out
 
 
@@ -515,4 +520,5 @@ def run_here(args, cells: Sequence[Cell], roots, results: Path):
                             "keys": [c.key() for c in cells], "cells": [asdict(c) for c in cells], "jobs": []})
     return run_worker(cells, results, work_dir=args.work_dir, data_roots=roots, device=args.device,
                       force=args.force, progress=not args.no_progress, rows_to=rows_to, since=since,
-                      claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed)
+                      claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed,
+                      labels=getattr(args, "labels", None))

@@ -323,6 +323,6 @@ def test_linear_probe_same_numbers_from_cache_miss_and_hit(tmp_path, plugin, tas
         torch.manual_seed(0)
         res = t.run(ctx)
         history = json.loads((tmp_path / res.artifacts["history"]).read_text())
-        runs.append((res.extra["timings"]["features_cache_hit"], [h["train_loss"] for h in history]))
+        runs.append((res.timings["features_cache_hit"], [h["train_loss"] for h in history]))
     assert [hit for hit, _ in runs] == [False, True]
     assert runs[0][1] == runs[1][1]

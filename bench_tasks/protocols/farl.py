@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from bench_tasks import farl_transforms as T
 from bench_tasks.api import CellContext, CellResult, DatasetLayoutError, TaskSplit
+from bench_tasks.heads.dense import DENSE_HEAD
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import PROTOCOLS
 
@@ -689,8 +690,8 @@ def run_farl(ctx: CellContext, task: str) -> CellResult:
                                              else f"{FARL_REPO}/farl/{f}" for f in st["files"]],
                   selection="val split" if val is not None else "last epoch (no val split in FaRL's files)")
     return CellResult(metrics=metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
-                      slices=slices, extra={"history": res.extra.get("history", []), "protocol_used": ctx.cell.protocol,
-                                            "config": {"farl": config}})
+                      slices=slices, history=res.extra.get("history", []), protocol_used=ctx.cell.protocol,
+                      head=DENSE_HEAD, config={"farl": config})
 
 
 def cell_image_size(cell, profile) -> int:

@@ -309,12 +309,11 @@ class ClassificationTask(Task):
         result.ci = items.ci()
         result.artifacts["items"] = ctx.artifact_relpath(items.save(ctx.artifact_dir() / "items.npz"))
         result.slices.update(slices)
-        result.extra = {
-            "config": {"protocol": cell.protocol, "head": head_name, "layers": layers, "image_size": size,
-                       "n_train": n_train, "standardize": bool(st.get("standardize")), "n_val": len(val_ds), "n_test": len(test_ds),
-                       "num_outputs": len(names), "class_names": names,
-                       **{k: v for k, v in cfg.__dict__.items() if k != "extra"}},
-            "timings": timings,
-            "selected_check": {k: metrics_sel.get(k) for k in (self.headline,)},
-        }
+        result.config = {"protocol": cell.protocol, "head": head_name, "layers": layers, "image_size": size,
+                         "n_train": n_train, "standardize": bool(st.get("standardize")), "n_val": len(val_ds),
+                         "n_test": len(test_ds), "num_outputs": len(names), "class_names": names,
+                         **{k: v for k, v in cfg.__dict__.items() if k != "extra"}}
+        result.timings, result.history = timings, list(history)
+        result.protocol_used, result.head = cell.protocol, head_name
+        result.extra = {"selected_check": {k: metrics_sel.get(k) for k in (self.headline,)}}
         return result

@@ -346,8 +346,8 @@ class RecognitionTask(Task):
         items = pair_items(evals[1].embeddings(model), test_pairs["all"])
         ci, artifacts = self.store_items(ctx, items)
         info["seconds"] = time.perf_counter() - t0
-        return CellResult(metrics=metrics, metrics_last=last, metrics_best_test=best, slices=slices, extra=info,
-                          ci=ci, artifacts=artifacts)
+        return CellResult(metrics=metrics, metrics_last=last, metrics_best_test=best, slices=slices,
+                          ci=ci, artifacts=artifacts, **typed_info(info, cell.protocol, s["margin"]))
 
     @staticmethod
     def store_items(ctx: CellContext, items: ItemScores) -> tuple[dict, dict]:
@@ -380,7 +380,16 @@ class RecognitionTask(Task):
         info["probe"] = "cosine of [final CLS ; mean last-block patch token], standardised with train-split stats"
         info["seconds"] = time.perf_counter() - t0
         return CellResult(metrics=metrics, metrics_last=dict(metrics), metrics_best_test=dict(metrics),
-                          slices=slices, extra=info, ci=ci, artifacts=artifacts)
+                          slices=slices, ci=ci, artifacts=artifacts, **typed_info(info, "cosine", "cosine"))
+
+
+def typed_info(info: dict, protocol: str, head: str) -> dict:
+    """CellResult's typed fields from a recognition run's `info`: `*_seconds` are timings, the
+    history is the history, the rest is the config."""
+    timings = {k: round(float(v), 4) for k, v in info.items() if k.endswith("seconds")}
+    config = {k: v for k, v in info.items() if k not in timings and k != "history"}
+    return {"config": config, "timings": timings, "history": list(info.get("history", [])),
+            "protocol_used": protocol, "head": head}
 
 
 def pair_items(emb: torch.Tensor, pairs: Pairs) -> ItemScores:
