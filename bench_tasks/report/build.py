@@ -178,7 +178,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     abl_tables, missing_abl = build_ablation_tables(df_ok, methods, protocol, fraction) if protocol else ([], [])
     files += _write_table_set(abl_tables, out_dir, "ablations", "tab:abl", "ablation")
     if not abl_tables:
-        missing.append("no ablation rows (method role `ablation`): ablation tables are empty")
+        missing.append("no ablation results (no rows of method role `ablation`): ablation tables are empty")
 
     # ---- figures
     figures, fig_notes = {}, {"extra": []}
