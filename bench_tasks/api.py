@@ -21,8 +21,10 @@ import torch
 
 @dataclass(frozen=True)
 class Profile:
-    """How big a run is. `smoke`: CI's 2-core CPU, numbers not meaningful; `small`: one GPU,
-    SynthFace at 112; `paper`: FaRL-size settings for users' own data and GPUs."""
+    """How big a run is: bench_tasks/configs/<name>.yaml (smoke: CI's 2-core CPU, numbers not
+    meaningful; cpu: a real study on a 2-core CPU; small / gpu: one GPU, SynthFace at 112; paper:
+    FaRL-size settings for users' own data and GPUs). `extra`: task settings that differ from the
+    tasks' defaults (keys: bench_tasks.profiles.setting_keys())."""
 
     name: str
     image_size: int  # classification / recognition input size on SynthFace
@@ -42,58 +44,27 @@ class Profile:
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
 
-PROFILES: dict[str, Profile] = {
-    "smoke": Profile(
-        name="smoke", image_size=64, dense_size=64, synthface_train=1200, synthface_val=300,
-        synthface_test=300, batch_size=64, linear_epochs=8, finetune_epochs=2, dense_epochs=3,
-        # two fractions so the report's data-efficiency curves exist (ablations use 1.0 only)
-        recognition_epochs=4, seeds=(0,), fractions=(0.1, 1.0), protocols=("linear",),
-        # the dense heads (FPN + UPerHead) dominate a CPU smoke run: train them on 600 images in
-        # batches of 8 (3 epochs = 225 steps; the 10 % fraction at least 111), evaluated 3 times
-        # (18 steps of 64 learnt nothing: docs/dense.md)
-        extra={"dense_train_images": 600, "dense_batch_size": 8, "dense_min_steps": 111, "dense_evals": 3},
-    ),
-    # The evaluation side of a real study on a 2-core CPU (docs/dense.md, "The cpu profile"):
-    # 64 px / patch 8 (measured against 96/8 and 112/16), three seeds, dense heads trained for
-    # at least 600 steps of 8 on up to 1500 images (frozen token maps memoised), 32-channel
-    # UPerHead, EMA 0.99 (horizon ~100 steps).
-    "cpu": Profile(
-        name="cpu", image_size=64, dense_size=64, synthface_train=3000, synthface_val=500,
-        synthface_test=1000, batch_size=64, linear_epochs=50, finetune_epochs=6, dense_epochs=3,
-        recognition_epochs=8, seeds=(0, 1, 2), fractions=(0.1, 1.0), protocols=("linear",),
-        extra={"dense_train_images": 1500, "dense_batch_size": 8, "dense_min_steps": 600, "dense_evals": 3,
-               "dense_channels": 32, "dense_lr_head": 5e-3, "dense_ema_decay": 0.99},
-    ),
-    "small": Profile(
-        name="small", image_size=112, dense_size=112, synthface_train=20000, synthface_val=2000,
-        synthface_test=4000, batch_size=256, linear_epochs=30, finetune_epochs=15, dense_epochs=20,
-        recognition_epochs=20, seeds=(0, 1, 2), fractions=(0.01, 0.1, 1.0),
-        protocols=("linear", "finetune"), num_workers=8,
-    ),
-    # one H100/H200 call (scripts/device_study.sh, bench_tasks/device_study.py): ViT-S/16 at 112 px,
-    # the cells are ordered by priority and stopped at the call's deadline (see docs/throughput.md)
-    "gpu": Profile(
-        name="gpu", image_size=112, dense_size=112, synthface_train=8000, synthface_val=1000,
-        synthface_test=2000, batch_size=256, linear_epochs=30, finetune_epochs=6, dense_epochs=6,
-        recognition_epochs=8, seeds=(0, 1), fractions=(1.0,), protocols=("linear",), num_workers=8,
-        # dense heads as in the cpu profile (docs/dense.md: small batches learn far more per image
-        # seen): batches of 32, at least 800 steps, evaluated twice, EMA horizon ~100 steps
-        extra={"dense_batch_size": 32, "dense_min_steps": 800, "dense_evals": 2, "dense_ema_decay": 0.99,
-               "dense_channels": 128, "dense_lr_head": 5e-3},
-    ),
-    "paper": Profile(
-        name="paper", image_size=224, dense_size=448, synthface_train=100000, synthface_val=5000,
-        synthface_test=10000, batch_size=64, linear_epochs=50, finetune_epochs=50, dense_epochs=300,
-        recognition_epochs=30, seeds=(0, 1, 2), fractions=(0.01, 0.1, 1.0),
-        protocols=("linear", "finetune", "frozen"), num_workers=16,
-    ),
-}
+# bench_tasks/configs/<name>.yaml, one file per profile (bench_tasks.profiles: user YAML files and
+# `run --set KEY=VALUE` overrides; `run --dry-run` prints the effective settings)
+def _bundled() -> dict[str, Profile]:
+    from bench_tasks.profiles import bundled_profiles
+
+    return bundled_profiles()
+
+
+PROFILES: dict[str, Profile] = _bundled()
 
 
 def get_profile(name: str) -> Profile:
-    if name not in PROFILES:
-        raise KeyError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}")
-    return PROFILES[name]
+    """A registered profile by name (bundled, or loaded in this process by
+    bench_tasks.profiles.load_profile), else a profile YAML file by path."""
+    if name in PROFILES:
+        return PROFILES[name]
+    if str(name).endswith((".yaml", ".yml")):
+        from bench_tasks.profiles import load_profile
+
+        return load_profile(name)
+    raise KeyError(f"unknown profile {name!r}; choose from {sorted(PROFILES)} or give a profile YAML file")
 
 
 # ----------------------------------------------------------------------------- cells

@@ -55,7 +55,7 @@ if "fake_dense" not in DATASETS:
     DATASETS.register("fake_dense")(FakeDense)
 
 PROFILE = dataclasses.replace(PROFILES["smoke"], dense_size=S, batch_size=4, dense_epochs=2,
-                              extra={"dense_channels": 16, "dense_ema_decay": 0.5})
+                              extra={"dense_channels": 16, "dense_ema_decay": 0.5, "dense_lr_head": 5e-3})
 
 
 def _ctx(task, protocol, tmp_path):

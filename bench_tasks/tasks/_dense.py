@@ -22,26 +22,24 @@ from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 
 # ----------------------------------------------------------------------------- settings
 
-# UPerHead channels and EMA decay per profile. FaRL: 768 channels and EMA 0.999 over ~300 epochs;
-# a smoke run has ~220 optimizer steps, where a 0.999 EMA would still be ~80% the initial weights,
-# so smoke uses 0.9 (horizon ~10 steps). Override with profile.extra["dense_channels"] /
-# ["dense_ema_decay"] (0 or None turns EMA off). Every setting: `dense_settings`, docs/dense.md.
-DENSE_CHANNELS = {"smoke": 32, "small": 256, "paper": 768}
-DENSE_EMA = {"smoke": 0.9, "small": 0.998, "paper": 0.999}
-# head learning rate: FaRL's 1e-3, except smoke (~220 steps), where 5e-3 learns faster
-DENSE_LR_HEAD = {"smoke": 5e-3}
+# Defaults below; a profile's `extra["dense_<key>"]` (bench_tasks/configs/<profile>.yaml, or
+# `run --set dense_<key>=...`) overrides any of them: e.g. smoke's 32 UPerHead channels and EMA 0.9
+# (FaRL: 768 channels and EMA 0.999 over ~300 epochs; 0 or None turns EMA off). docs/dense.md.
+DENSE_KEYS = ("size", "channels", "ema_decay", "epochs", "batch_size", "lr_head", "lr_backbone", "weight_decay",
+              "layer_decay", "coords", "landmark_loss", "heatmap_sigma", "frozen_cache_mb", "min_steps", "evals",
+              "class_weight")
 
 
 def dense_settings(profile: Profile) -> dict:
     ex = profile.extra or {}
     return {
         "size": int(ex.get("dense_size", profile.dense_size)),
-        "channels": int(ex.get("dense_channels", DENSE_CHANNELS.get(profile.name, 128))),
-        "ema_decay": ex.get("dense_ema_decay", DENSE_EMA.get(profile.name, 0.999)) or None,
+        "channels": int(ex.get("dense_channels", 128)),
+        "ema_decay": ex.get("dense_ema_decay", 0.999) or None,
         "epochs": int(ex.get("dense_epochs", profile.dense_epochs)),
         "batch_size": int(ex.get("dense_batch_size", profile.batch_size)),
         # FaRL: AdamW, wd 1e-5, lr 1e-3 head / 1e-4 backbone (the backbone's lr decays layer-wise)
-        "lr_head": float(ex.get("dense_lr_head", DENSE_LR_HEAD.get(profile.name, 1e-3))),
+        "lr_head": float(ex.get("dense_lr_head", 1e-3)),
         "lr_backbone": float(ex.get("dense_lr_backbone", 1e-4)),
         "weight_decay": float(ex.get("dense_weight_decay", 1e-5)),
         "layer_decay": float(ex.get("dense_layer_decay", 0.9)),

@@ -63,7 +63,7 @@ DEFAULTS = {
     "s": 64.0,
     "m": None,  # None: 0.5 for arcface, 0.35 for cosface
     "easy_margin": False,
-    "emb_dim": 512,  # smoke profile: 128
+    "emb_dim": 512,  # smoke profile: 128 (bench_tasks/configs/smoke.yaml)
     "flip": True,  # embedding = emb(x) + emb(hflip(x)), then L2-normalised
     "n_pairs": 6000,  # per pair set (balanced), capped by the genuine pairs available
     "n_hard_pairs": 2000,
@@ -83,8 +83,6 @@ _LABEL_KEYS = ("yaw", "pitch", "roll", "expression", "occluded", "illum_strength
 
 def settings_for(profile: Profile) -> dict:
     s = dict(DEFAULTS)
-    if profile.name == "smoke":
-        s["emb_dim"] = 128
     s.update(profile.extra.get("recognition", {}) if profile.extra else {})
     if s["m"] is None:
         s["m"] = 0.5 if s["margin"] == "arcface" else 0.35
