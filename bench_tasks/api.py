@@ -101,7 +101,12 @@ class TaskSplit(torch.utils.data.Dataset):
     tensor in pixels of the returned image, (H, W) long mask, identity index).
     `slices` maps a slice name (e.g. "pose:large", "occlusion:yes") to a boolean array over the
     split, used to report robustness separately. `meta` holds class names etc.
+    `targets`: every target of the split stacked (N, ...) when the reader has them without
+    decoding images (feature-cached linear probes, floors and majority baselines use them; read
+    them with `split_targets`), None otherwise.
     """
+
+    targets: np.ndarray | torch.Tensor | None = None
 
     def __init__(self, name: str, split: str, meta: dict | None = None,
                  slices: dict[str, np.ndarray] | None = None):
@@ -109,6 +114,17 @@ class TaskSplit(torch.utils.data.Dataset):
         self.split = split
         self.meta = meta or {}
         self.slices = slices or {}
+
+
+def split_targets(split) -> np.ndarray | torch.Tensor | None:
+    """The `targets` of a split when it has them for every item (None otherwise). A plug-in split
+    written against the older contract (`targets()` a method) is read too."""
+    t = getattr(split, "targets", None)
+    if callable(t):
+        t = t()
+    if t is None or isinstance(t, dict) or len(t) != len(split):
+        return None
+    return t
 
 
 class DatasetSpec:

@@ -64,9 +64,8 @@ class SuiteRun:
     def identity(self, profile_name: str, overrides: dict | None = None) -> dict:
         """This run's method block (bench_tasks.method): recorded in the run folder's method.json
         and summary.json, the encoder's metadata, and every result row of the encoder."""
-        from paco_fr.config import load_config
-
         from bench_tasks.method import suite_identity
+        from paco_fr.config import load_config
 
         cfg = load_config(profile_name, {**(overrides or {}), **self.overrides})
         return suite_identity(self.name, str(cfg["objective"]), self.role, self.component, cfg)

@@ -118,6 +118,7 @@ def test_run_cell_row_records_method_version_and_what_ran(tmp_path):
     sys.path.insert(0, str(tmp_path))
     try:
         import fake_cls_plugin  # noqa: F401
+
         from bench_tasks.runner import run_cell
 
         cell = Cell(BB, "expression", "fake_cls", "linear", profile="smoke")

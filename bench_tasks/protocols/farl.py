@@ -195,7 +195,7 @@ def _rng_from_torch() -> np.random.Generator:
 
 
 def _read_rgb(path) -> np.ndarray:
-    from bench_tasks.tasks._dense import read_image
+    from bench_tasks.datasets._readers import read_image
 
     return read_image(path)
 
@@ -235,7 +235,7 @@ class FarlParsingSplit(TaskSplit):
         lab = self.labels[i]
         if callable(lab):
             return lab()
-        from bench_tasks.tasks._dense import read_label
+        from bench_tasks.datasets._readers import read_label
 
         return read_label(lab)
 
@@ -326,7 +326,7 @@ def load_lapa_farl(root, split: str, st: dict) -> FarlParsingSplit:
 
 def celebm_farl_label(anno_dir: Path, hq_id: int) -> np.ndarray:
     """FaRL's `make_label`: a 512 x 512 map painted in CELEBM_FARL_PARTS order (later overrides)."""
-    from bench_tasks.tasks._dense import read_label
+    from bench_tasks.datasets._readers import read_label
 
     label = np.zeros((512, 512), np.uint8)
     folder = Path(anno_dir) / str(hq_id // 2000)
