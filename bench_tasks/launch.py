@@ -253,9 +253,18 @@ class PretrainJob(_checkpointable()):
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        from bench_tasks.study import suite_runs, write_run_identity
         from paco_fr.engine import pretrain
 
-        return str(pretrain(self.profile, dict(self.overrides), run_dir=self.run_dir))
+        # what the run is (bench_tasks.method), before pre-training: its export copies it into
+        # the encoder's metadata; after: into the summary.json the run wrote
+        run = next((r for r in suite_runs(True, self.profile) if r.name == self.run_name), None)
+        if run is not None and int(os.environ.get("RANK", "0")) == 0:
+            write_run_identity(run, self.run_dir, self.profile, self.overrides)
+        out = str(pretrain(self.profile, dict(self.overrides), run_dir=self.run_dir))
+        if run is not None and int(os.environ.get("RANK", "0")) == 0:
+            write_run_identity(run, self.run_dir, self.profile, self.overrides)
+        return out
 
 
 # ----------------------------------------------------------------------------- launching
@@ -493,17 +502,14 @@ def study_runs(args, profile) -> dict[str, tuple[dict, Path]]:
     """{run name: (pre-training overrides, encoder path)} of the study's suite (what
     bench_tasks.study.pretrain_suite would train), for the pre-training jobs."""
     from bench_tasks.cli import dotted_overrides
-    from bench_tasks.study import STUDY_OVERRIDES, suite_runs, write_run_identity
+    from bench_tasks.study import STUDY_OVERRIDES, suite_runs
 
     extra = dotted_overrides(args.pretrain_override or [])
     out = {}
     for r in suite_runs(not args.no_ablations, profile.name):
         ov = {**STUDY_OVERRIDES.get(profile.name, {}), **extra, **r.overrides, "name": r.name,
               "train.progress": False}
-        run_dir = Path(args.runs) / profile.name / r.name
-        if not getattr(args, "dry_run", False):  # the job's export copies it into the encoder's metadata
-            write_run_identity(r, run_dir, profile.name, ov)
-        out[r.name] = (ov, run_dir / "encoder.safetensors")
+        out[r.name] = (ov, Path(args.runs) / profile.name / r.name / "encoder.safetensors")
     return out
 
 
