@@ -25,17 +25,17 @@ Data:
     for SynthFace the test split also gives the hard pair sets pose / expression / occlusion /
     lighting, reported in `CellResult.slices`.
   * test-only verification sets (``lfw``, ``lfw_bin``, ``cfp_fp``, ``agedb_30``: the shipped pair
-    lists): the training source is, in order, settings["train_root"] /
-    $BENCH_RECOGNITION_TRAIN / `<parent of the dataset root>/train_faces` (a `face_folder`:
+    lists): the training source is, in order, settings["train_root"] (`run --set
+    recognition.train_root=<folder>`) / `<parent of the dataset root>/train_faces` (a `face_folder`:
     train identities train, val identities select), else SynthFace train / val identities.
 
-Settings (`profile.extra["recognition"]` overrides `DEFAULTS`): margin, s, m, easy_margin,
+Settings (the profile's `extra.recognition`, or `run --set recognition.<key>=...`, override
+`DEFAULTS`): margin, s, m, easy_margin,
 emb_dim, flip, n_pairs, n_hard_pairs, lr_head, lr_backbone, linear_epochs, epochs, train_root.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -232,7 +232,7 @@ class RecognitionTask(Task):
     # ------------------------------------------------------------------ data
 
     def _training_source(self, ctx: CellContext, s: dict, size: int):
-        root = s.get("train_root") or os.environ.get("BENCH_RECOGNITION_TRAIN")
+        root = s.get("train_root")
         if not root and ctx.data_root:
             cand = Path(ctx.data_root).resolve().parent / "train_faces"
             root = str(cand) if cand.is_dir() else None
