@@ -139,8 +139,7 @@ def _read_json(path: Path) -> dict | None:
 
 def recorded_identity(uri: str) -> dict | None:
     """The block a weights file recorded: `method.json` beside it, else its safetensors metadata
-    `method`; plus the `compute` / `diagnostics` blocks of a summary.json beside it. None when the
-    URI has no file or the file recorded nothing."""
+    `method`. None when the URI has no file or the file recorded nothing."""
     f = _weights_path(uri)
     if f is None or not f.is_file():
         return None
@@ -154,20 +153,20 @@ def recorded_identity(uri: str) -> dict | None:
             ident = json.loads(raw) if raw else None
         except Exception:  # noqa: BLE001 - unreadable metadata: the URI decides
             ident = None
-    if not isinstance(ident, dict):
-        return None
-    summary = _read_json(f.parent / "summary.json") or {}
-    for k in PASSED_THROUGH:
-        if isinstance(summary.get(k), dict):
-            ident[k] = summary[k]
-    return ident
+    return ident if isinstance(ident, dict) else None
 
 
 def identity_for(uri: str, label: str | None = None) -> dict:
-    """The method block the runner writes into a row of backbone `uri` (see the module docstring)."""
-    ident = recorded_identity(uri) or derive_from_uri(uri)
+    """The method block the runner writes into a row of backbone `uri` (see the module docstring),
+    with the `compute` / `diagnostics` blocks of a summary.json beside the weights file."""
+    ident = dict(recorded_identity(uri) or derive_from_uri(uri))
+    f = _weights_path(uri)
+    summary = (_read_json(f.parent / "summary.json") if f is not None else None) or {}
+    for k in PASSED_THROUGH:
+        if isinstance(summary.get(k), dict):
+            ident[k] = summary[k]
     if label:
-        ident = {**ident, "label": label}
+        ident["label"] = label
     return ident
 
 
