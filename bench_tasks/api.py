@@ -21,8 +21,10 @@ import torch
 
 @dataclass(frozen=True)
 class Profile:
-    """How big a run is. `smoke`: CI's 2-core CPU, numbers not meaningful; `small`: one GPU,
-    SynthFace at 112; `paper`: FaRL-size settings for users' own data and GPUs."""
+    """How big a run is: bench_tasks/configs/<name>.yaml (smoke: CI's 2-core CPU, numbers not
+    meaningful; cpu: a real study on a 2-core CPU; small / gpu: one GPU, SynthFace at 112; paper:
+    FaRL-size settings for users' own data and GPUs). `extra`: task settings that differ from the
+    tasks' defaults (keys: bench_tasks.profiles.setting_keys())."""
 
     name: str
     image_size: int  # classification / recognition input size on SynthFace
@@ -42,58 +44,27 @@ class Profile:
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
 
-PROFILES: dict[str, Profile] = {
-    "smoke": Profile(
-        name="smoke", image_size=64, dense_size=64, synthface_train=1200, synthface_val=300,
-        synthface_test=300, batch_size=64, linear_epochs=8, finetune_epochs=2, dense_epochs=3,
-        # two fractions so the report's data-efficiency curves exist (ablations use 1.0 only)
-        recognition_epochs=4, seeds=(0,), fractions=(0.1, 1.0), protocols=("linear",),
-        # the dense heads (FPN + UPerHead) dominate a CPU smoke run: train them on 600 images in
-        # batches of 8 (3 epochs = 225 steps; the 10 % fraction at least 111), evaluated 3 times
-        # (18 steps of 64 learnt nothing: docs/dense.md)
-        extra={"dense_train_images": 600, "dense_batch_size": 8, "dense_min_steps": 111, "dense_evals": 3},
-    ),
-    # The evaluation side of a real study on a 2-core CPU (docs/dense.md, "The cpu profile"):
-    # 64 px / patch 8 (measured against 96/8 and 112/16), three seeds, dense heads trained for
-    # at least 600 steps of 8 on up to 1500 images (frozen token maps memoised), 32-channel
-    # UPerHead, EMA 0.99 (horizon ~100 steps).
-    "cpu": Profile(
-        name="cpu", image_size=64, dense_size=64, synthface_train=3000, synthface_val=500,
-        synthface_test=1000, batch_size=64, linear_epochs=50, finetune_epochs=6, dense_epochs=3,
-        recognition_epochs=8, seeds=(0, 1, 2), fractions=(0.1, 1.0), protocols=("linear",),
-        extra={"dense_train_images": 1500, "dense_batch_size": 8, "dense_min_steps": 600, "dense_evals": 3,
-               "dense_channels": 32, "dense_lr_head": 5e-3, "dense_ema_decay": 0.99},
-    ),
-    "small": Profile(
-        name="small", image_size=112, dense_size=112, synthface_train=20000, synthface_val=2000,
-        synthface_test=4000, batch_size=256, linear_epochs=30, finetune_epochs=15, dense_epochs=20,
-        recognition_epochs=20, seeds=(0, 1, 2), fractions=(0.01, 0.1, 1.0),
-        protocols=("linear", "finetune"), num_workers=8,
-    ),
-    # one H100/H200 call (scripts/device_study.sh, bench_tasks/device_study.py): ViT-S/16 at 112 px,
-    # the cells are ordered by priority and stopped at the call's deadline (see docs/throughput.md)
-    "gpu": Profile(
-        name="gpu", image_size=112, dense_size=112, synthface_train=8000, synthface_val=1000,
-        synthface_test=2000, batch_size=256, linear_epochs=30, finetune_epochs=6, dense_epochs=6,
-        recognition_epochs=8, seeds=(0, 1), fractions=(1.0,), protocols=("linear",), num_workers=8,
-        # dense heads as in the cpu profile (docs/dense.md: small batches learn far more per image
-        # seen): batches of 32, at least 800 steps, evaluated twice, EMA horizon ~100 steps
-        extra={"dense_batch_size": 32, "dense_min_steps": 800, "dense_evals": 2, "dense_ema_decay": 0.99,
-               "dense_channels": 128, "dense_lr_head": 5e-3},
-    ),
-    "paper": Profile(
-        name="paper", image_size=224, dense_size=448, synthface_train=100000, synthface_val=5000,
-        synthface_test=10000, batch_size=64, linear_epochs=50, finetune_epochs=50, dense_epochs=300,
-        recognition_epochs=30, seeds=(0, 1, 2), fractions=(0.01, 0.1, 1.0),
-        protocols=("linear", "finetune", "frozen"), num_workers=16,
-    ),
-}
+# bench_tasks/configs/<name>.yaml, one file per profile (bench_tasks.profiles: user YAML files and
+# `run --set KEY=VALUE` overrides; `run --dry-run` prints the effective settings)
+def _bundled() -> dict[str, Profile]:
+    from bench_tasks.profiles import bundled_profiles
+
+    return bundled_profiles()
+
+
+PROFILES: dict[str, Profile] = _bundled()
 
 
 def get_profile(name: str) -> Profile:
-    if name not in PROFILES:
-        raise KeyError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}")
-    return PROFILES[name]
+    """A registered profile by name (bundled, or loaded in this process by
+    bench_tasks.profiles.load_profile), else a profile YAML file by path."""
+    if name in PROFILES:
+        return PROFILES[name]
+    if str(name).endswith((".yaml", ".yml")):
+        from bench_tasks.profiles import load_profile
+
+        return load_profile(name)
+    raise KeyError(f"unknown profile {name!r}; choose from {sorted(PROFILES)} or give a profile YAML file")
 
 
 # ----------------------------------------------------------------------------- cells
@@ -130,7 +101,12 @@ class TaskSplit(torch.utils.data.Dataset):
     tensor in pixels of the returned image, (H, W) long mask, identity index).
     `slices` maps a slice name (e.g. "pose:large", "occlusion:yes") to a boolean array over the
     split, used to report robustness separately. `meta` holds class names etc.
+    `targets`: every target of the split stacked (N, ...) when the reader has them without
+    decoding images (feature-cached linear probes, floors and majority baselines use them; read
+    them with `split_targets`), None otherwise.
     """
+
+    targets: np.ndarray | torch.Tensor | None = None
 
     def __init__(self, name: str, split: str, meta: dict | None = None,
                  slices: dict[str, np.ndarray] | None = None):
@@ -138,6 +114,17 @@ class TaskSplit(torch.utils.data.Dataset):
         self.split = split
         self.meta = meta or {}
         self.slices = slices or {}
+
+
+def split_targets(split) -> np.ndarray | torch.Tensor | None:
+    """The `targets` of a split when it has them for every item (None otherwise). A plug-in split
+    written against the older contract (`targets()` a method) is read too."""
+    t = getattr(split, "targets", None)
+    if callable(t):
+        t = t()
+    if t is None or isinstance(t, dict) or len(t) != len(split):
+        return None
+    return t
 
 
 class DatasetSpec:
@@ -197,7 +184,10 @@ class CellResult:
     metrics_last: scores at the last epoch; metrics_best_test: best test score over epochs
     (FaRL's published convention, stored for comparison only). slices: robustness slices,
     {slice_name: {metric: value}}. artifacts: {name: path relative to results/}; `items` names the
-    per-item scores (bench_tasks.stats.ItemScores, .npz) the report uses for paired comparisons."""
+    per-item scores (bench_tasks.stats.ItemScores, .npz) the report uses for paired comparisons.
+    `extra` is free-form and not stored (plug-in tasks that still return `extra["config"]`,
+    `extra["timings"]`, `extra["history"]` or `extra["protocol_used"]` have them read as the typed
+    fields below)."""
 
     metrics: dict[str, float]
     metrics_last: dict[str, float] = field(default_factory=dict)
@@ -208,10 +198,23 @@ class CellResult:
     # 95 % bootstrap intervals of test metrics over test items (pairs for verification):
     # {metric: [lo, hi]} (bench_tasks.stats); stored as the row's `ci`
     ci: dict[str, list[float]] = field(default_factory=dict)
+    # what actually ran: the protocol (a dense task runs a plan's `linear` as `frozen`) and the head
+    # trained on the backbone (e.g. "attribute", "fpn_uperhead", "arcface"); the row's `protocol_used`
+    protocol_used: str = ""
+    head: str = ""
+    # the task's effective settings (the row's config.task), wall-clock timings in seconds (the
+    # row's provenance.timings) and one dict per evaluated epoch (the row's `history`)
+    config: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Task:
     name: ClassVar[str]
+    # bump when a change to the task changes its numbers: the runner then recomputes rows written
+    # by another version (rows record `task_version`; rows without one count as version 1).
+    # `Cell.key()` does not include it, so results of an unchanged task stay valid.
+    version: ClassVar[int] = 1
     default_datasets: ClassVar[tuple[str, ...]]  # real data sets the task knows
     protocols: ClassVar[tuple[str, ...]] = ("linear", "finetune", "frozen")
     # protocols a plan may name that the task runs (and records) under another name, e.g. the

@@ -264,16 +264,14 @@ def build_plan(args, log=print, problems: list[str] | None = None):
 
 
 def dotted_overrides(items: list[str]) -> dict:
-    """["train.steps=500", "mask.ratio=0.6"] -> {"train.steps": 500, "mask.ratio": 0.6} (YAML scalars)."""
-    import yaml
+    """["train.steps=500", "mask.ratio=0.6"] -> {"train.steps": 500, "mask.ratio": 0.6} (YAML scalars;
+    the same parser as `--set`, bench_tasks.profiles.parse_assignments)."""
+    from bench_tasks.profiles import ProfileError, parse_assignments
 
-    out = {}
-    for item in items:
-        key, eq, val = item.partition("=")
-        if not eq or not key.strip():
-            raise PlanError(f"--pretrain-override {item!r} is not KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(val) if val.strip() else None
-    return out
+    try:
+        return parse_assignments(items, "--pretrain-override")
+    except ProfileError as err:
+        raise PlanError(str(err)) from err
 
 
 def is_study(args) -> bool:
@@ -292,6 +290,14 @@ def set_threads(args) -> None:
 def cmd_run(args) -> int:
     from tabulate import tabulate
 
+    from bench_tasks.profiles import ProfileError, effective_settings, format_settings, load_profile
+
+    try:  # a bundled name or a YAML file, with --set overrides; registered for this process's runner
+        profile = load_profile(args.profile, getattr(args, "set", None))
+    except ProfileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args.profile = profile.name
     set_threads(args)
     from bench_tasks.runner import cell_status
     from bench_tasks.validate import PlanInvalid, check_args, format_problems
@@ -316,6 +322,13 @@ def cmd_run(args) -> int:
         return 1
     if not cells:
         print("nothing to run: the plan is empty", file=sys.stderr)
+        return 2
+    from bench_tasks.method import parse_labels
+
+    try:
+        args.labels = parse_labels(getattr(args, "label", None), build_backbone_list(args) if args.backbones else [])
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     from bench_tasks.results import describe_rejected, inspect, rejected_path
 
@@ -345,6 +358,8 @@ def cmd_run(args) -> int:
     n_done = sum(v == "done" for v in status.values())
     n_failed = sum(v == "failed" for v in status.values())
     if args.dry_run:
+        print(f"effective settings ({args.profile} profile; change with --set KEY=VALUE):")
+        print(format_settings(effective_settings(profile)))
         rows = [[i, c.backbone, c.task, c.dataset, c.protocol, f"{c.fraction:g}", c.seed, c.key(),
                  "redo (--force)" if args.force and status[c.key()] == "done" else status[c.key()]]
                 for i, c in enumerate(cells)]
@@ -448,10 +463,20 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--backbones", help="comma list of backbone URIs, e.g. random:vit_tiny,"
                                         "paco_fr:runs/x/encoder.safetensors,farl:FaRL-ep64.pth "
                                         "(default random:vit_tiny)")
+    pr.add_argument("--label", action="append", metavar="NAME|URI=NAME",
+                    help="the name a backbone gets in its rows and the report (the rows' method block): "
+                         "NAME with one --backbones URI, else URI=NAME (repeatable); default: what the "
+                         "weights file recorded (study runs), else derived from the URI")
     pr.add_argument("--protocols", help="comma list: linear,frozen,finetune (default: the profile's)")
     pr.add_argument("--seeds", help="comma list of seeds (default: the profile's)")
     pr.add_argument("--fractions", help="comma list of training fractions, e.g. 0.01,0.1,1 (default: the profile's)")
-    pr.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    pr.add_argument("--profile", default="smoke",
+                    help=f"evaluation profile: {', '.join(sorted(PROFILES))} (bench_tasks/configs/<name>.yaml) or "
+                         "a profile YAML file of the same shape (default smoke)")
+    pr.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override one profile value (repeatable): a profile field (batch_size=32, seeds=[0,1]) or "
+                         "a task setting (dense_channels=64, linear.lr_head=0.02, recognition.emb_dim=64, "
+                         "farl_epochs=2); unknown keys are errors listing the valid ones; see `run --dry-run`")
     pr.add_argument("--data-root", action="append",
                     help="a folder holding one sub-folder per dataset, or name=path pairs (comma list; repeatable)")
     pr.add_argument("--results", help="results file (default results/<profile>.jsonl)")

@@ -69,7 +69,7 @@ def _finish(ctx: CellContext, metrics: dict, items: ItemScores, predictor: str, 
     path = items.save(ctx.artifact_dir() / "items.npz")
     return CellResult(metrics=metrics, metrics_last=dict(metrics), metrics_best_test=dict(metrics),
                       slices=slices or {}, artifacts={"items": ctx.artifact_relpath(path)}, ci=items.ci(),
-                      extra={"config": {"predictor": predictor, "n_test": items.n, **(extra_config or {})}})
+                      protocol_used="floor", config={"predictor": predictor, "n_test": items.n, **(extra_config or {})})
 
 
 def _item_slices(items: ItemScores, split, keys: tuple[str, ...]) -> dict:

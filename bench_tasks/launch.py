@@ -203,6 +203,7 @@ class WorkerSpec:
     threads: int | None = None
     plugins: str = ""
     rows_to: str = "worker"
+    labels: dict = field(default_factory=dict)  # run --label: {backbone URI: name}
 
 
 class EvalJob(_checkpointable()):
@@ -231,7 +232,7 @@ class EvalJob(_checkpointable()):
         summary = run_worker(cells, s.results, work_dir=s.work_dir, data_roots=DataRoots.parse(s.data_root),
                              device=s.device, force=s.force, progress=False, rows_to=s.rows_to, since=s.since,
                              claim_timeout_s=s.claim_timeout_s, heartbeat_s=s.heartbeat_s, wait_s=s.wait_s,
-                             log=lambda m: print(m, flush=True))
+                             log=lambda m: print(m, flush=True), labels=s.labels)
         print(summary.line(), flush=True)
         return asdict(summary)
 
@@ -252,9 +253,18 @@ class PretrainJob(_checkpointable()):
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        from bench_tasks.study import suite_runs, write_run_identity
         from paco_fr.engine import pretrain
 
-        return str(pretrain(self.profile, dict(self.overrides), run_dir=self.run_dir))
+        # what the run is (bench_tasks.method), before pre-training: its export copies it into
+        # the encoder's metadata; after: into the summary.json the run wrote
+        run = next((r for r in suite_runs(True, self.profile) if r.name == self.run_name), None)
+        if run is not None and int(os.environ.get("RANK", "0")) == 0:
+            write_run_identity(run, self.run_dir, self.profile, self.overrides)
+        out = str(pretrain(self.profile, dict(self.overrides), run_dir=self.run_dir))
+        if run is not None and int(os.environ.get("RANK", "0")) == 0:
+            write_run_identity(run, self.run_dir, self.profile, self.overrides)
+        return out
 
 
 # ----------------------------------------------------------------------------- launching
@@ -298,7 +308,8 @@ def worker_spec(args, cells: Sequence[Cell], results: Path, since: float, rows_t
                       data_root=list(args.data_root or []), device=args.device, force=args.force, since=since,
                       claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed,
                       threads=args.threads if args.threads is not None else (1 if args.profile == "smoke" else None),
-                      plugins=os.environ.get("BENCH_TASKS_PLUGINS", ""), rows_to=rows_to)
+                      plugins=os.environ.get("BENCH_TASKS_PLUGINS", ""), rows_to=rows_to,
+                      labels=dict(getattr(args, "labels", None) or {}))
 
 
 def record_launch(results: Path, record: dict, path: Path | None = None) -> Path:
@@ -516,4 +527,5 @@ def run_here(args, cells: Sequence[Cell], roots, results: Path):
                             "keys": [c.key() for c in cells], "cells": [asdict(c) for c in cells], "jobs": []})
     return run_worker(cells, results, work_dir=args.work_dir, data_roots=roots, device=args.device,
                       force=args.force, progress=not args.no_progress, rows_to=rows_to, since=since,
-                      claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed)
+                      claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed,
+                      labels=getattr(args, "labels", None))

@@ -3,7 +3,11 @@
 Row schema (docs/ARCHITECTURE.md):
     key, cell, status ("ok" | "failed"), headline, higher_is_better, metrics, metrics_last,
     metrics_best_test, ci ({metric: [lo, hi]}, 95 % bootstrap over test items), slices, artifacts,
-    config, provenance, error
+    config, provenance, error, method (what the backbone is: bench_tasks.method), task_version,
+    protocol_used, head, history
+Rows written before `method` ... `history` existed lack them (`OPTIONAL_ROW_KEYS`); readers
+treat a row without `task_version` as version 1 and one without `method` through
+`bench_tasks.method.method_of_row`.
 The backbone URI says what a row measures (`row_kind`): `floor:input-free` = the task's best
 input-free predictor (bench_tasks.floors), `supervised:<arch>` = the ceiling (that architecture
 trained end to end from random init), anything else = an encoder.
@@ -47,7 +51,10 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 ROW_KEYS = ("key", "cell", "status", "headline", "higher_is_better", "metrics", "metrics_last",
-            "metrics_best_test", "ci", "slices", "artifacts", "config", "provenance", "error")
+            "metrics_best_test", "ci", "slices", "artifacts", "config", "provenance", "error",
+            "method", "task_version", "protocol_used", "head", "history")
+# keys added after rows were first written: an older row without them is still a valid row
+OPTIONAL_ROW_KEYS = ("ci", "method", "task_version", "protocol_used", "head", "history")
 STATUSES = ("ok", "failed")
 
 
@@ -84,8 +91,11 @@ def _metrics(d: dict | None) -> dict[str, float]:
 
 
 def make_row(cell, status: str, headline: str = "", higher_is_better: bool = True, result=None,
-             config: dict | None = None, provenance: dict | None = None, error: str | None = None) -> dict:
-    """A schema-complete row for `cell` (a bench_tasks.api.Cell) from a CellResult (or None)."""
+             config: dict | None = None, provenance: dict | None = None, error: str | None = None,
+             method: dict | None = None, task_version: int = 1) -> dict:
+    """A schema-complete row for `cell` (a bench_tasks.api.Cell) from a CellResult (or None).
+    `method`: the backbone's identity block (bench_tasks.method.identity_for); `task_version`:
+    the `Task.version` that computed the row."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
     row = {
@@ -103,8 +113,19 @@ def make_row(cell, status: str, headline: str = "", higher_is_better: bool = Tru
         "config": _plain(config or {}),
         "provenance": _plain(provenance or {}),
         "error": error,
+        "method": _plain(method or {}),
+        "task_version": int(task_version),
+        "protocol_used": str(getattr(result, "protocol_used", "") or cell.protocol),
+        "head": str(getattr(result, "head", "") or ""),
+        "history": _plain(list(getattr(result, "history", None) or [])),
     }
     return row
+
+
+def row_task_version(row: dict) -> int:
+    """The task version that computed a row (rows written before versions existed: 1)."""
+    v = row.get("task_version")
+    return 1 if v is None else int(v)
 
 
 def row_kind(row_or_uri) -> str:
@@ -115,7 +136,7 @@ def row_kind(row_or_uri) -> str:
 
 
 def validate_row(row: dict) -> None:
-    missing = [k for k in ROW_KEYS if k not in row and k != "ci"]  # rows before `ci` existed
+    missing = [k for k in ROW_KEYS if k not in row and k not in OPTIONAL_ROW_KEYS]
     extra = [k for k in row if k not in ROW_KEYS]
     if missing or extra:
         raise ValueError(f"result row does not follow the schema: missing {missing}, unexpected {extra}")

@@ -142,10 +142,27 @@ def plan_cells(backbones: Sequence[str], tasks_to_datasets: dict[str, Sequence[s
     return cells
 
 
+def task_version(task_name: str) -> int:
+    """`Task.version` of a registered task (1 for a task that is not registered)."""
+    try:
+        return int(getattr(TASKS.get(task_name), "version", 1))
+    except KeyError:
+        return 1
+
+
+def version_stale(cell: Cell, row: dict | None) -> bool:
+    """True when `row` was computed by another version of the cell's task than the registered one
+    (a row without `task_version` counts as version 1)."""
+    from bench_tasks.results import row_task_version
+
+    return row is not None and row_task_version(row) != task_version(cell.task)
+
+
 def stale_keys(cells: Sequence[Cell], store: ResultsStore, done: set[str]) -> set[str]:
-    """Keys of done cells whose row was computed from weights other than the backbone file holds
-    now: a cell is keyed by the backbone URI (a path), so re-training into the same path must not
-    reuse old rows. Each file is hashed once."""
+    """Keys of done cells whose row must be recomputed: computed by another version of the task
+    (`Task.version`), or from weights other than the backbone file holds now (a cell is keyed by
+    the backbone URI, a path, so re-training into the same path must not reuse old rows; each
+    file is hashed once)."""
     from bench_tasks.backbones.base import weights_file, weights_sha256
 
     latest = store.latest()
@@ -154,6 +171,9 @@ def stale_keys(cells: Sequence[Cell], store: ResultsStore, done: set[str]) -> se
     for c in cells:
         k = c.key()
         if k not in done:
+            continue
+        if version_stale(c, latest.get(k)):
+            out.add(k)
             continue
         if c.backbone not in hashes:
             f = weights_file(c.backbone)
@@ -166,12 +186,16 @@ def stale_keys(cells: Sequence[Cell], store: ResultsStore, done: set[str]) -> se
 
 
 def cell_status(cells: Sequence[Cell], results: str | Path) -> dict[str, str]:
-    """{key: "done" | "failed" | "todo"} for a plan against a results file."""
+    """{key: "done" | "failed" | "todo"} for a plan against a results file (a row of another
+    task version is "todo")."""
     latest = ResultsStore(results).latest()
     out = {}
     for c in cells:
         r = latest.get(c.key())
-        out[c.key()] = "todo" if r is None else ("done" if r["status"] == "ok" else "failed")
+        if r is None or version_stale(c, r):
+            out[c.key()] = "todo"
+        else:
+            out[c.key()] = "done" if r["status"] == "ok" else "failed"
     return out
 
 
@@ -228,9 +252,10 @@ def seed_cell(cell: Cell) -> None:
 def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: str | Path = "work_dirs",
              data_roots: DataRoots | None = None, device: str | torch.device = "auto",
              progress: bool = True, backbone: BenchBackbone | None = None, write: bool = True,
-             _cache: _BackboneCache | None = None) -> dict:
+             _cache: _BackboneCache | None = None, labels: dict[str, str] | None = None) -> dict:
     """Run one cell and (when write) append its row. Exceptions inside the cell become a
-    `failed` row with the traceback; the row is returned."""
+    `failed` row with the traceback; the row is returned. `labels` ({backbone URI: name},
+    `run --label`) names backbones in the row's method block (bench_tasks.method)."""
     store = ResultsStore(results)
     roots = data_roots or DataRoots()
     dev = resolve_device(device)
@@ -263,25 +288,46 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     wall = time.perf_counter() - t0
-    extra = dict(result.extra) if result is not None else {}
+    if result is not None:
+        result = typed_result(result, task, cell)
     prov = collect(bb_hash, dev, started, wall, backbone_source=bb_source)
-    if extra.get("timings"):
-        prov["timings"] = extra.pop("timings")
-    config = {"profile": dataclasses.asdict(profile), "task": extra.pop("config", {}),
+    if result is not None and result.timings:
+        prov["timings"] = result.timings
+    config = {"profile": dataclasses.asdict(profile), "task": result.config if result is not None else {},
               "data_root": roots.get(cell.dataset)}
+    from bench_tasks.method import identity_for
+
     row = make_row(cell, "ok" if error is None else "failed",
                    headline=getattr(task, "headline", ""), higher_is_better=getattr(task, "higher_is_better", True),
-                   result=result, config=config, provenance=prov, error=error)
+                   result=result, config=config, provenance=prov, error=error,
+                   method=identity_for(cell.backbone, (labels or {}).get(cell.backbone)),
+                   task_version=task_version(cell.task))
     if write:
         store.append(row)
     return row
+
+
+def typed_result(result: CellResult, task, cell: Cell) -> CellResult:
+    """`result` with its typed fields filled: from the free-form `extra` of tasks that still return
+    them there (`config`, `timings`, `history`, `protocol_used`), the protocol from the task's
+    aliases (dense tasks run `linear` as `frozen`) and the head from config["head"]."""
+    extra = dict(result.extra or {})
+    config = dict(result.config or extra.get("config") or {})
+    aliases = getattr(task, "protocol_aliases", {}) or {}
+    return dataclasses.replace(
+        result, config=config, timings=dict(result.timings or extra.get("timings") or {}),
+        history=list(result.history or extra.get("history") or []),
+        protocol_used=str(result.protocol_used or extra.get("protocol_used")
+                          or aliases.get(cell.protocol, cell.protocol)),
+        head=str(result.head or config.get("head") or ""))
 
 
 def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
              work_dir: str | Path = "work_dirs", data_roots: DataRoots | None = None,
              device: str | torch.device = "auto", force: bool = False, progress: bool = True,
              on_row: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None,
-             should_start: Callable[[Cell], bool] | None = None) -> RunSummary:
+             should_start: Callable[[Cell], bool] | None = None,
+             labels: dict[str, str] | None = None) -> RunSummary:
     """Run every cell of the plan that is not done yet (all of them with force). The floor of
     every (task, dataset) of the plan is added to it (bench_tasks.references; seconds each)."""
     from bench_tasks.references import with_references
@@ -298,8 +344,8 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
     done = store.done_keys()
     stale = stale_keys(cells, store, done)
     if stale:
-        log(f"{len(stale)} done cell(s) were computed with other weights than their backbone file holds "
-            "now (the file was re-trained or replaced): recomputing them")
+        log(f"{len(stale)} done cell(s) were computed by another task version or with other weights than "
+            "their backbone file holds now (the file was re-trained or replaced): recomputing them")
         done -= stale
     summary = RunSummary(total=len(cells))
     t0 = time.perf_counter()
@@ -322,7 +368,7 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
             continue
         bar.set_postfix_str(f"{cell.task}/{cell.dataset}/{cell.protocol}")
         row = run_cell(cell, results=results, work_dir=work_dir, data_roots=data_roots, device=device,
-                       progress=progress, _cache=cache)
+                       progress=progress, _cache=cache, labels=labels)
         if row["status"] == "ok":
             summary.ok += 1
             h = row["headline"]

@@ -62,11 +62,50 @@ ABLATION_TASKS: dict[str, tuple[str, ...] | None] = {
 
 @dataclass(frozen=True)
 class SuiteRun:
-    name: str  # folder under runs/<profile>/, also what the report's naming maps to a label
+    name: str  # folder under runs/<profile>/ (never parsed: what a run is, is `identity`)
     overrides: dict = field(default_factory=dict, hash=False, compare=False)
-    role: str = "method"  # "method" (compared in the main table) | "ablation" | "teacher" (not evaluated)
-    component: str = ""  # ablation group: masking / codebook / candidates / incubation / spatial
+    role: str = "main"  # "main" (compared in the main table) | "ablation" | "teacher" (not evaluated; bench_tasks.method.ROLES)
+    component: str = ""  # ablation: one of bench_tasks.method.COMPONENTS (masking, codebook, candidates, ...)
     teacher: str | None = None  # the run whose encoder is this run's teacher (passed as mcf.teacher)
+
+    def identity(self, profile_name: str, overrides: dict | None = None) -> dict:
+        """This run's method block (bench_tasks.method): recorded in the run folder's method.json
+        and summary.json, the encoder's metadata, and every result row of the encoder."""
+        from bench_tasks.method import suite_identity
+        from paco_fr.config import load_config
+
+        cfg = load_config(profile_name, {**(overrides or {}), **self.overrides})
+        return suite_identity(self.name, str(cfg["objective"]), self.role, self.component, cfg)
+
+
+def suite_identities(profile_name: str) -> dict[str, dict]:
+    """{run name: method block} of every run of the profile's suite (ablations included)."""
+    return {r.name: r.identity(profile_name, STUDY_OVERRIDES.get(profile_name, {}))
+            for r in suite_runs(True, profile_name)}
+
+
+def write_run_identity(run: SuiteRun, run_dir: str | Path, profile_name: str, overrides: dict | None = None) -> dict:
+    """Write the run's method block to <run_dir>/method.json (before pre-training, so paco_fr's
+    export copies it into the encoder's safetensors metadata) and into summary.json when the run
+    has one (a finished run reused). Returns the block."""
+    import json
+
+    ident = run.identity(profile_name, overrides)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "method.json").write_text(json.dumps(ident, indent=2) + "\n")
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        try:
+            data = json.loads(summary.read_text())
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get("method") != ident:
+            data["method"] = ident
+            tmp = summary.with_name(summary.name + ".tmp")
+            tmp.write_text(json.dumps(data, indent=2))
+            tmp.replace(summary)
+    return ident
 
 
 REFERENCE_RUN = "paco"  # its configured length x its cost per step is every run's budget
@@ -215,7 +254,9 @@ def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_abl
             ov = dict(p.overrides)
             if not progress:
                 ov["train.progress"] = False
+            write_run_identity(run, run_dir, profile.name, ov)
             out[run.name] = pretrain(profile.name, ov, run_dir=run_dir)
+            write_run_identity(run, run_dir, profile.name, ov)  # into the summary.json pretrain wrote
         except (KeyboardInterrupt, InterruptedError):
             raise
         except Exception as err:  # one broken objective must not sink the study
@@ -234,7 +275,7 @@ def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict
     from bench_tasks.runner import plan_cells
 
     roles = {r.name: r.role for r in suite_runs(True, profile.name)}
-    methods = [f"paco_fr:{p}" for n, p in encoders.items() if roles.get(n, "method") == "method"]
+    methods = [f"paco_fr:{p}" for n, p in encoders.items() if roles.get(n, "main") == "main"]
     methods.append(random_control(profile.name))
     ablations = [f"paco_fr:{p}" for n, p in encoders.items() if roles.get(n) == "ablation"]
     cells = plan_cells(methods, task_datasets, protocols=protocols, seeds=seeds, fractions=fractions,

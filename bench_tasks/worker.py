@@ -91,7 +91,8 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
                since: float | None = None, claim_timeout_s: float = CLAIM_TIMEOUT_S,
                heartbeat_s: float = HEARTBEAT_S, wait_s: float = 0.0,
                on_row: Callable[[dict], None] | None = None,
-               log: Callable[[str], None] | None = None) -> WorkerSummary:
+               log: Callable[[str], None] | None = None,
+               labels: dict[str, str] | None = None) -> WorkerSummary:
     """Run the cells of `cells` that need computing and that no other worker has; see the module
     docstring. Returns a WorkerSummary."""
     from tqdm.auto import tqdm
@@ -121,8 +122,8 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
     done = {k for k, r in latest.items() if r.get("status") == "ok"}
     redo = stale_keys(cells, main, done)  # weight files changed since: recompute like --force
     if redo:
-        log(f"{len(redo)} done cell(s) were computed with other weights than their backbone file holds "
-            "now (the file was re-trained or replaced): recomputing them")
+        log(f"{len(redo)} done cell(s) were computed by another task version or with other weights than "
+            "their backbone file holds now (the file was re-trained or replaced): recomputing them")
 
     summary = WorkerSummary(worker=me.worker)
     uniq = list({c.key(): c for c in cells}.values())
@@ -170,7 +171,7 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
                     f"{prev.get('host')}, state {prev.get('state')})")
             claim.start_heartbeat()
             row = run_cell(cell, results=results, work_dir=work_dir, data_roots=data_roots, device=device,
-                           progress=progress, write=False, _cache=cache)
+                           progress=progress, write=False, _cache=cache, labels=labels)
             if claim.lost():
                 claim._stop_heartbeat()
                 log(f"DROPPED {cell.label()} | our claim was taken over while this worker stalled")

@@ -3,7 +3,9 @@
 `export_checkpoint(ckpt, out)` writes the `.vit` state dict of the ViTBackbone (timm
 VisionTransformer key names: patch_embed.proj.weight, cls_token, pos_embed, blocks.N.*, norm.*)
 with string metadata: arch, timm_name, img_size, patch_size, depth, embed_dim, mean, std (JSON
-lists), objective, step, timm_kwargs (JSON of the kwargs timm.create_model needs).
+lists), objective, step, timm_kwargs (JSON of the kwargs timm.create_model needs), and `method`
+(the text of a `method.json` in the output folder, when one is there: what the run is, written by
+bench_tasks.study before pre-training; bench_tasks.method reads it back).
 
 Load into timm (offline):
     timm.create_model("vit_tiny_patch16_224", pretrained=True, num_classes=0, img_size=64,
@@ -54,6 +56,9 @@ def export_encoder(encoder: ViTBackbone, cfg: dict, out, step: int | None = None
     meta = _meta_for(cfg, sd, encoder.mean.flatten().tolist(), encoder.std.flatten().tolist(), step)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    identity = out.parent / "method.json"
+    if identity.is_file():
+        meta["method"] = identity.read_text().strip()
     tmp = out.with_name(out.name + ".tmp")
     save_file(sd, str(tmp), metadata=meta)
     tmp.replace(out)

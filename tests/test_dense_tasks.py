@@ -55,7 +55,7 @@ if "fake_dense" not in DATASETS:
     DATASETS.register("fake_dense")(FakeDense)
 
 PROFILE = dataclasses.replace(PROFILES["smoke"], dense_size=S, batch_size=4, dense_epochs=2,
-                              extra={"dense_channels": 16, "dense_ema_decay": 0.5})
+                              extra={"dense_channels": 16, "dense_ema_decay": 0.5, "dense_lr_head": 5e-3})
 
 
 def _ctx(task, protocol, tmp_path):
@@ -76,7 +76,7 @@ def test_parsing_task(tmp_path, protocol):
     assert 0 <= m["f1_mean"] <= 100
     assert res.metrics_last["epoch"] == 1 and res.metrics_best_test
     assert set(res.slices) == {"half"}
-    assert res.extra["protocol_used"] == resolve_protocol(protocol)
+    assert res.protocol_used == resolve_protocol(protocol)
     for name in ("parsing_preview", "confusion"):
         assert (Path(tmp_path) / res.artifacts[name]).exists() or Path(res.artifacts[name]).exists()
 

@@ -229,8 +229,8 @@ def test_run_farl_trains_and_scores(ds, task, proto, lapa_root, w300_root, tmp_p
     ctx = CellContext(cell=cell, backbone=bb, profile=prof, data_root=str(root), device=torch.device("cpu"),
                       work_dir=tmp_path, progress=False)
     res = P.run_farl(ctx, task)
-    cfg = res.extra["config"]["farl"]
-    assert len(res.extra["history"]) == cfg["epochs"] == 2
+    cfg = res.config["farl"]
+    assert len(res.history) == cfg["epochs"] == 2
     if task == "parsing":
         assert 0 <= res.metrics["f1_mean"] <= 100 and cfg["selection"].startswith("last epoch")
         assert "f1/hair" in res.metrics and cfg["classes"][1] == "face_lr_rr"  # FaRL's scorer names

@@ -108,4 +108,4 @@ def test_cosine_protocol_trains_nothing_and_reads_identity(tmp_path):
     assert res.metrics["acc"] > 75  # identities have distinct colours: a frozen random ViT reads them
     lo, hi = res.ci["acc"]
     assert lo <= res.metrics["acc"] + 1 and hi >= res.metrics["acc"] - 1
-    assert "cosine" in res.extra["probe"] and (tmp_path / res.artifacts["items"]).is_file()
+    assert "cosine" in res.config["probe"] and (tmp_path / res.artifacts["items"]).is_file()

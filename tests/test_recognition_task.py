@@ -76,7 +76,7 @@ def test_linear_protocol_with_hard_slices(tmp_path):
     for sl in res.slices.values():
         assert {"acc", "tar@far=1e-3", "auc"} <= set(sl)
     assert res.metrics["acc"] > 60  # identity colours are easy even for a random ViT
-    assert res.extra["n_train_identities"] == 10
+    assert res.config["n_train_identities"] == 10
     assert "selected_epoch" in res.metrics
 
 
@@ -111,8 +111,8 @@ def test_test_only_bin_with_face_folder_training(tmp_path):
     # <parent of the dataset root>/train_faces is picked up as the training set
     res = TASKS.get("recognition")().run(_ctx(tmp_path, "cfp_fp", "linear", root=str(tmp_path / "cfp")))
     _check(res)
-    assert res.extra["train_source"].startswith("face_folder:")
-    assert res.extra["pairs"]["test/all"] == 20 and res.slices == {}
+    assert res.config["train_source"].startswith("face_folder:")
+    assert res.config["pairs"]["test/all"] == 20 and res.slices == {}
 
 
 def test_pairs_balanced_seeded_and_conditioned():

@@ -67,19 +67,45 @@ def test_first_error_line():
     assert first_error_line(None) == "(no error text)"
 
 
-def test_method_names():
-    assert method_info("paco_fr:runs/smoke/paco/encoder.safetensors").label == "PaCo-FR (ours)"
-    assert method_info("paco_fr:runs/smoke/mae/encoder.safetensors").label == "MAE"
-    assert method_info("paco_fr:runs/smoke/farl/encoder.safetensors").label == "FaRL-style"
-    assert method_info("paco_fr:runs/smoke/mcf/encoder.safetensors").label == "MCF-style"
-    assert method_info("random:vit_tiny").label == "Random init"
-    m = method_info("paco_fr:runs/smoke/abl_codebook_512/encoder.safetensors")
+def _row(uri, method=None, profile="smoke"):
+    r = {"cell": {"backbone": uri, "profile": profile}}
+    if method is not None:
+        r["method"] = method
+    return r
+
+
+def test_method_names_come_from_the_rows_method_block():
+    from bench_tasks.method import block
+
+    m = method_info(_row("paco_fr:/any/where/encoder.safetensors",
+                         block("paco", "ablation", "codebook", "512", "PaCo-FR, codebook 512", run="abl_codebook_512")))
+    assert (m.label, m.kind, m.group, m.setting, m.run) == ("PaCo-FR, codebook 512", "ablation", "codebook", "512",
+                                                          "abl_codebook_512")
+    # a folder called paco does not make a user's checkpoint "PaCo-FR (ours)": the block decides
+    m = method_info(_row("paco_fr:runs/smoke/paco/encoder.safetensors", block("paco_fr", "main", label="my ckpt")))
+    assert (m.label, m.kind) == ("my ckpt", "main")
+    assert method_info(_row("random:vit_tiny", block("random", "control", label="Random init"))).kind == "main"
+    assert method_info(_row("floor:input-free", block("floor", "floor", label="Floor"))).order[0] == -1
+
+
+def test_rows_without_a_method_block_get_the_studys_identity():
+    """Rows written before method blocks: the study's own run list (by run name), else the URI."""
+    assert method_info(_row("paco_fr:runs/smoke/paco/encoder.safetensors")).label == "PaCo-FR (ours)"
+    assert method_info(_row("paco_fr:runs/smoke/mae/encoder.safetensors")).label == "MAE"
+    assert method_info(_row("paco_fr:runs/smoke/farl/encoder.safetensors")).label == "FaRL-style"
+    assert method_info(_row("paco_fr:runs/smoke/mcf/encoder.safetensors")).label == "MCF-style"
+    assert method_info(_row("random:vit_tiny")).label == "Random init"
+    m = method_info(_row("paco_fr:runs/smoke/abl_codebook_512/encoder.safetensors"))
     assert (m.kind, m.group, m.setting) == ("ablation", "codebook", "512")
-    assert method_info("paco_fr:runs/smoke/abl_k1/encoder.safetensors").group == "k"
-    assert method_info("paco_fr:runs/smoke/abl_mask_random/encoder.safetensors").setting == "random"
-    assert method_info("paco_fr:runs/smoke/abl_no_spatial/encoder.safetensors").setting == "off"
-    assert method_info("paco_fr:runs/smoke/whatever/encoder.safetensors").label == \
+    assert method_info(_row("paco_fr:runs/smoke/abl_k1/encoder.safetensors")).group == "candidates"
+    assert method_info(_row("paco_fr:runs/smoke/abl_mask_random/encoder.safetensors")).setting == "random"
+    assert method_info(_row("paco_fr:runs/smoke/abl_no_spatial/encoder.safetensors")).setting == "off"
+    assert method_info(_row("paco_fr:runs/smoke/abl_no_incubation/encoder.safetensors")).setting == "off"
+    assert method_info(_row("paco_fr:runs/smoke/whatever/encoder.safetensors")).label == \
         "paco_fr:runs/smoke/whatever/encoder.safetensors"
+    # another profile's folder is not this profile's study run
+    assert method_info(_row("paco_fr:runs/other/paco/encoder.safetensors")).kind == "main"
+    assert method_info(_row("paco_fr:runs/other/paco/encoder.safetensors")).label != "PaCo-FR (ours)"
 
 
 def test_main_table_markdown(report):
@@ -151,7 +177,7 @@ def test_protocol_and_ablation_tables(report):
     assert "Ablation: Codebook size" in abl and "Ablation: Incubation stage" in abl
     cb = abl.split("Ablation: Codebook size")[1].split("### ")[0]
     assert _md_row(cb, "PaCo-FR, codebook 2048")[1:3] == ["2048", "**81.50**"]
-    assert _md_row(cb, "PaCo-FR (full): default")[2] == "81.00 ± 1.41"
+    assert _md_row(cb, "PaCo-FR (full): 256")[2] == "81.00 ± 1.41"
     assert "**5.20**" in _md_row(cb, "PaCo-FR, codebook 64")  # lower NME wins over the full row's 5.50
     assert (out / "ablations.tex").read_text().count(r"\begin{table}") == 2
     assert len(pd.read_csv(out / "ablations_long.csv")) > 0
@@ -202,21 +228,28 @@ def test_codebook_figure_from_synthetic_arrays(tmp_path):
     assert codebook_figure({}, tmp_path / "none.png") == (None, "no reconstructions")
 
 
-def test_runs_summary_and_precomputed_reconstructions(tmp_path):
-    """summary.json settings label the ablations; reconstructions.npz feed the codebook figure."""
+def test_method_blocks_label_ablations_and_runs_feed_only_the_codebook_figure(tmp_path):
+    """The rows' method blocks give labels and settings; runs/ is read only for the codebook
+    figure (reconstructions.npz of the runs the rows name)."""
+    from bench_tasks.method import block
+
     runs = tmp_path / "runs"
     rng = np.random.default_rng(1)
     orig = rng.random((2, 3, 16, 16)).astype(np.float32)
-    for name, n in [("paco", 1024), ("abl_codebook_64", 64)]:
+    settings = {"masking": "structured", "codebook": "1024", "candidates": "4", "incubation": "on",
+                "spatial": "on (w=0.1)"}
+    blocks = {"paco": block("paco", "main", label="PaCo-FR (ours)", run="paco", settings=settings),
+              "abl_codebook_64": block("paco", "ablation", "codebook", "64", "PaCo-FR, codebook 64",
+                                       run="abl_codebook_64", settings={**settings, "codebook": "64"})}
+    for name in blocks:
         d = runs / "smoke" / name
         d.mkdir(parents=True)
-        (d / "summary.json").write_text(json.dumps({"config": {"objective": "paco", "mask": {"strategy": "structured"},
-                                                               "codebook": {"num_tokens": n, "k": 4},
-                                                               "incubation": True, "spatial": {"weight": 0.1}}}))
         np.savez(d / "reconstructions.npz", original=orig, corrupted=orig * 0.5, reconstructed=orig * 0.9)
     rows = [json.loads(ln) for ln in FIXTURE.read_text().splitlines() if ln.endswith("}")]
-    for r in rows:  # point the fixture's URIs at the temporary runs
-        r["cell"]["backbone"] = r["cell"]["backbone"].replace("runs/", f"{runs}/")
+    for r in rows:
+        name = r["cell"]["backbone"].split("/")[-2] if r["cell"]["backbone"].startswith("paco_fr:") else None
+        if name in blocks:
+            r["method"] = blocks[name]
     res_file = tmp_path / "smoke.jsonl"
     res_file.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "rep"
@@ -227,6 +260,12 @@ def test_runs_summary_and_precomputed_reconstructions(tmp_path):
     assert _is_png(out / "figures" / "codebook_reconstruction.png")
     assert "![Reconstruction vs codebook size](figures/codebook_reconstruction.png)" in (out / "SUMMARY.md").read_text()
     assert res["n_failed"] == 2
+    # the same rows without runs/: identical tables, only the figure is missing
+    out2 = tmp_path / "rep2"
+    build_report(res_file, out2, runs_dir=tmp_path / "no_runs", profile="smoke")
+    for f in ("main_table.md", "ablations.md", "protocols.md"):
+        assert (out2 / f).read_text() == (out / f).read_text(), f
+    assert not (out2 / "figures" / "codebook_reconstruction.png").exists()
 
 
 @pytest.mark.parametrize("case", ["empty", "only_failed", "single", "missing_file"])

@@ -46,6 +46,30 @@ def test_run_all_minimal_study(tmp_path):
     for method in ("PaCo-FR", "MAE", "FaRL", "MCF", "Random", "Floor (input-free)"):
         assert method in summary_md, method
     assert (tmp_path / "reports" / "smoke" / "main_table.csv").is_file()
+    # every row says what it is (issue 11): the study's identity reached the run, the encoder and the row
+    from paco_fr.export import read_metadata
+
+    labels = {r["method"]["label"]: r for r in rows}
+    assert {"PaCo-FR (ours)", "MAE", "FaRL-style", "MCF-style", "Floor (input-free)"} <= set(labels)
+    assert labels["PaCo-FR (ours)"]["method"]["run"] == "paco"
+    assert {r["method"]["role"] for r in rows} == {"main", "control", "floor"}
+    assert all(r["task_version"] == 1 for r in rows)
+    assert all((r["protocol_used"], r["head"]) == ("linear", "attribute") for r in rows if r["method"]["role"] != "floor")
+    paco_dir = tmp_path / "runs" / "smoke" / "paco"
+    assert json.loads((paco_dir / "summary.json").read_text())["method"]["label"] == "PaCo-FR (ours)"
+    assert json.loads(read_metadata(paco_dir / "encoder.safetensors")["method"])["run"] == "paco"
+    # the report from the rows alone: runs/ deleted, the same tables
+    import shutil
+
+    from bench_tasks.report.build import build_report
+
+    shutil.rmtree(tmp_path / "runs_copy", ignore_errors=True)
+    shutil.copytree(tmp_path / "runs", tmp_path / "runs_copy")
+    shutil.rmtree(tmp_path / "runs")
+    build_report([tmp_path / "r.jsonl"], tmp_path / "rep_rows_only", tmp_path / "runs" / "smoke", "smoke")
+    for f in ("main_table.md", "protocols.md", "ablations.md"):
+        assert (tmp_path / "rep_rows_only" / f).read_text() == (tmp_path / "reports" / "smoke" / f).read_text(), f
+    shutil.move(tmp_path / "runs_copy", tmp_path / "runs")
     # a second run resumes: pre-training reused, every cell skipped
     res2 = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert res2.returncode == 0, res2.stderr[-3000:]

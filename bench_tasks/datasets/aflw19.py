@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
+from bench_tasks.datasets._readers import LandmarkRecordsSplit, apply_affine, check_root, crop_matrix, holdout
 from bench_tasks.registry import DATASETS
-from bench_tasks.tasks._dense import LandmarkRecordsSplit, apply_affine, check_root, crop_matrix, holdout
 
 MARGIN = 1.25
 NUM_TRAIN = 20000

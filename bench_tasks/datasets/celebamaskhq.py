@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
+from bench_tasks.datasets._readers import AlignedParsingSplit, check_root, read_label
 from bench_tasks.registry import DATASETS
-from bench_tasks.tasks._dense import AlignedParsingSplit, check_root, read_label
 
 CELEBAMASK_CLASSES = ["background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow",
                       "l_ear", "r_ear", "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
+from bench_tasks.datasets._readers import AlignedParsingSplit, check_root
 from bench_tasks.registry import DATASETS
-from bench_tasks.tasks._dense import AlignedParsingSplit, check_root
 
 LAPA_CLASSES = ["background", "skin", "left_eyebrow", "right_eyebrow", "left_eye", "right_eye",
                 "nose", "upper_lip", "inner_mouth", "lower_lip", "hair"]

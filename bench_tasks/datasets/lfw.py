@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
-from bench_tasks.datasets.face_folder import ImageListSplit
+from bench_tasks.datasets._readers import EncodedImageSplit
 from bench_tasks.pairs import Pairs
 from bench_tasks.registry import DATASETS
 
@@ -100,7 +100,7 @@ class LFW(DatasetSpec):
         names = sorted({k[0] for k in keys})
         name_id = {n: i for i, n in enumerate(names)}
         paths = [image_path(root_p, *k) for k in keys]
-        out = ImageListSplit(self.name, "test", paths, [name_id[k[0]] for k in keys], [str(p) for p in paths],
+        out = EncodedImageSplit(self.name, "test", paths, [name_id[k[0]] for k in keys], [str(p) for p in paths],
                              image_size, crop_frac=CROP_FRAC,
                              meta={"n_folds": n_folds, "pairs_per_fold": per, "transform": f"centre{CROP_FRAC}"})
         issame = np.array([a == b for a, _, b, _ in pairs])

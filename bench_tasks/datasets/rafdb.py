@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench_tasks.api import DatasetLayoutError, DatasetSpec
-from bench_tasks.datasets.celeba import ImageListSplit, check_root
+from bench_tasks.datasets._readers import ImageListSplit, check_root
 from bench_tasks.registry import DATASETS
 
 EXPRESSIONS = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")

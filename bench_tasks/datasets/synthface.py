@@ -23,6 +23,7 @@ class SynthFaceTaskSplit(TaskSplit):
     def __len__(self) -> int:
         return len(self.data)
 
+    @property
     def targets(self) -> torch.Tensor:
         """Every target of the split, stacked, without building the images (feature cache)."""
         d = self.data

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
-from bench_tasks.datasets.face_folder import ImageListSplit
+from bench_tasks.datasets._readers import EncodedImageSplit
 from bench_tasks.pairs import Pairs
 from bench_tasks.registry import DATASETS
 
@@ -114,7 +114,7 @@ class VerificationBin(DatasetSpec):
             raise DatasetLayoutError(self.name, root, f"{self.bin_name} not found", self._layout())
         bins, issame = read_bin(path)
         n = len(bins)
-        out = ImageListSplit(self.name, "test", bins, np.full(n, -1), [f"{path} image {i} (pair {i // 2})" for i in range(n)],
+        out = EncodedImageSplit(self.name, "test", bins, np.full(n, -1), [f"{path} image {i} (pair {i // 2})" for i in range(n)],
                              image_size, meta={"file": str(path)})
         out.identity = None  # identities are unknown: only the shipped pairs exist
         out.pairs = {"all": Pairs(np.arange(0, n, 2), np.arange(1, n, 2), issame, info={"source": str(path)})}

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
+from bench_tasks.datasets._readers import LandmarkRecordsSplit, check_root, crop_matrix, holdout
 from bench_tasks.registry import DATASETS
-from bench_tasks.tasks._dense import LandmarkRecordsSplit, check_root, crop_matrix, holdout
 
 MARGIN = 1.25
 IMAGE_EXT = (".jpg", ".jpeg", ".png")

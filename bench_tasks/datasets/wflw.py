@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
+from bench_tasks.datasets._readers import check_root, holdout
 from bench_tasks.datasets.w300 import read_hrnet_csv, records_split, row_key
 from bench_tasks.registry import DATASETS
-from bench_tasks.tasks._dense import check_root, holdout
 
 ATTRS = ["pose", "expression", "illumination", "makeup", "occlusion", "blur"]
 CSV_SUBSET = {"largepose": "pose", "expression": "expression", "illumination": "illumination",

@@ -165,6 +165,10 @@ def coord_grid(m: torch.Tensor) -> torch.Tensor:
     return torch.stack(torch.meshgrid(xs, ys, indexing="xy"))[None]
 
 
+# the head name rows record (CellResult.head) for every cell trained with this head
+DENSE_HEAD = "fpn_uperhead"
+
+
 def build_dense_head(backbone, num_classes: int, channels: int,
                      layers: list[int] | None = None, coords: bool = False) -> tuple[DenseHead, list[int]]:
     """The dense head for `backbone` (a BenchBackbone) and the layers it reads.

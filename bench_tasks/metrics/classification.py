@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 from torchmetrics.functional.classification import (
-    multiclass_confusion_matrix,
     multilabel_accuracy,
     multilabel_stat_scores,
 )
@@ -49,8 +48,11 @@ def multilabel_metrics(logits: torch.Tensor, targets: torch.Tensor, names: list[
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(C, C) counts, row = true class, column = predicted class."""
-    return multiclass_confusion_matrix(preds.long(), targets.long(), num_classes=num_classes)
+    """(C, C) int64 counts, row = true class, column = predicted class: the one confusion matrix of
+    the package (bench_tasks.metrics.parsing.confusion_matrix), as a tensor."""
+    from bench_tasks.metrics.parsing import confusion_matrix as counts
+
+    return torch.from_numpy(counts(preds, targets, num_classes, ignore_index=None))
 
 
 def multiclass_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes: int,

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from bench_tasks import farl_transforms as T
 from bench_tasks.api import CellContext, CellResult, DatasetLayoutError, TaskSplit
+from bench_tasks.heads.dense import DENSE_HEAD
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import PROTOCOLS
 
@@ -136,11 +137,9 @@ FARL_DATASETS = {
     },
 }
 
-# CPU profiles cannot run FaRL's sizes; these overrides make `smoke` / `cpu` runs possible and
-# are recorded in the row (farl_exact False), never silently applied.
-CPU_OVERRIDES = {"warped_size": 64, "input_size": 64, "head_channels": 32, "epochs": 2, "batch_size": 4,
-                 "heatmap_size": 16, "heatmap_radius": 1.25}
-CPU_PROFILES = ("smoke", "cpu")
+# CPU profiles cannot run FaRL's sizes: bench_tasks/configs/{smoke,cpu}.yaml set `farl_<key>`
+# overrides (warped / input size 64, 32 head channels, 2 epochs of 4, heatmaps 16 px), recorded in
+# the row (farl_exact False), never silently applied. The keys a profile may override:
 OVERRIDABLE = ("warped_size", "input_size", "head_channels", "epochs", "batch_size", "heatmap_size",
                "heatmap_radius", "eval_every", "ema_decay", "milestones", "train_images", "test_images")
 
@@ -173,8 +172,6 @@ def farl_settings(dataset: str, protocol: str, profile) -> dict:
               f"{'freeze' if mode == 'frozen' else 'refine'}_backbone.yaml", frozen=mode == "frozen",
               lr_backbone=lr_bb, lr_head=lr_head, train_images=None, test_images=None)
     overrides = {}
-    if profile.name in CPU_PROFILES:
-        overrides.update(CPU_OVERRIDES)
     ex = profile.extra or {}
     for k in OVERRIDABLE:
         if f"farl_{k}" in ex:
@@ -198,7 +195,7 @@ def _rng_from_torch() -> np.random.Generator:
 
 
 def _read_rgb(path) -> np.ndarray:
-    from bench_tasks.tasks._dense import read_image
+    from bench_tasks.datasets._readers import read_image
 
     return read_image(path)
 
@@ -238,7 +235,7 @@ class FarlParsingSplit(TaskSplit):
         lab = self.labels[i]
         if callable(lab):
             return lab()
-        from bench_tasks.tasks._dense import read_label
+        from bench_tasks.datasets._readers import read_label
 
         return read_label(lab)
 
@@ -329,7 +326,7 @@ def load_lapa_farl(root, split: str, st: dict) -> FarlParsingSplit:
 
 def celebm_farl_label(anno_dir: Path, hq_id: int) -> np.ndarray:
     """FaRL's `make_label`: a 512 x 512 map painted in CELEBM_FARL_PARTS order (later overrides)."""
-    from bench_tasks.tasks._dense import read_label
+    from bench_tasks.datasets._readers import read_label
 
     label = np.zeros((512, 512), np.uint8)
     folder = Path(anno_dir) / str(hq_id // 2000)
@@ -689,8 +686,8 @@ def run_farl(ctx: CellContext, task: str) -> CellResult:
                                              else f"{FARL_REPO}/farl/{f}" for f in st["files"]],
                   selection="val split" if val is not None else "last epoch (no val split in FaRL's files)")
     return CellResult(metrics=metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
-                      slices=slices, extra={"history": res.extra.get("history", []), "protocol_used": ctx.cell.protocol,
-                                            "config": {"farl": config}})
+                      slices=slices, history=res.extra.get("history", []), protocol_used=ctx.cell.protocol,
+                      head=DENSE_HEAD, config={"farl": config})
 
 
 def cell_image_size(cell, profile) -> int:

@@ -6,7 +6,7 @@ probe with the same key loads them instead of running the backbone. What is cach
   * `layer_feats` (N, L, 3, D): for each requested block, its CLS token, the mean and the max of
     its patch tokens (the inputs of FaRL/facer's attribute head);
   * `cls` (N, D): the final, normalised CLS token;
-The targets are not cached: they come from the split each time (`split.targets()` when the
+The targets are not cached: they come from the split each time (`split.targets` when the
 split offers it, else by iterating it), so the same cached features serve every task that reads
 the same images (attributes and expression on SynthFace, say) without mixing their labels.
 """
@@ -56,9 +56,13 @@ def _stack_targets(targets: list) -> torch.Tensor:
 
 
 def split_targets(split) -> torch.Tensor:
-    """All targets of a split, stacked: `split.targets()` when offered (no image decoding)."""
-    if callable(getattr(split, "targets", None)):
-        return split.targets()
+    """All targets of a split, stacked: `split.targets` when the split has them (no image decoding,
+    bench_tasks.api.split_targets), else from its items."""
+    from bench_tasks.api import split_targets as known
+
+    t = known(split)
+    if t is not None:
+        return torch.as_tensor(t)
     return _stack_targets([split[i][1] for i in range(len(split))])
 
 

@@ -1,6 +1,8 @@
-"""`python -m bench_tasks report`: tables, figures and SUMMARY.md from results/ (and runs/ for the
-reconstruction figure) only — nothing is recomputed except the codebook reconstructions, which
-call the pre-training engine on a few faces when run dirs exist.
+"""`python -m bench_tasks report`: tables, figures and SUMMARY.md from result rows only — what each
+row's backbone is comes from its `method` block (bench_tasks.method). The one exception is the
+codebook reconstruction figure, which reads the study runs named in the rows (`method.run`) under
+runs/<profile>/ (their snapshots or checkpoints) and calls the pre-training engine on a few faces;
+without runs/ that figure is skipped and everything else is built.
 
     build_report(results_paths, out_dir, runs_dir="runs", profile=None, *, command=None,
                  reconstruct=True, reported_path=None) -> dict
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import re
+import json
 import shlex
 import sys
 from collections import Counter
@@ -21,7 +23,7 @@ import pandas as pd
 from . import figures as F
 from .compare import main_protocols, protocol_mask, protocol_text
 from .load import load_rows
-from .naming import TASK_ORDER, _get_dotted, method_info, task_name
+from .naming import TASK_ORDER, is_full_paco, task_name
 from .reported import load_reported
 from .summary import render_summary
 from .tables import (
@@ -83,27 +85,33 @@ def _write_table_set(tables, out_dir: Path, stem: str, label_prefix: str, group_
 
 
 def _codebook_run_dirs(methods, runs_dir, profile) -> dict:
-    """{codebook size: run dir} from the study's run folders (paco + abl_codebook_*) that exist."""
+    """{codebook size: run dir} of the rows' study runs that vary the codebook (the full PaCo-FR and
+    the codebook ablations, by their method blocks) whose folder runs_dir/<profile>/<run> exists."""
     found = {}
-    cands = {}
-    for m in methods.values():
-        if m.run_dir and (m.group == "codebook" or (m.run_name == "paco" and m.kind == "main")):
-            cands[m.run_dir] = m
-    if runs_dir is not None:
-        for base in [Path(runs_dir) / profile, Path(runs_dir)]:
-            if base.is_dir():
-                for d in sorted(base.iterdir()):
-                    if d.is_dir() and (re.match(r"^abl_codebook_\d+$", d.name) or d.name == "paco"):
-                        if str(d) not in cands:
-                            cands[str(d)] = method_info(f"paco_fr:{d}", runs_dir, profile)
-                break
-    for rd, m in cands.items():
-        size = F.codebook_size_of(m)
-        if size is None and m.run_name == "paco":
-            size = "default (full)"
-        if size is not None and size not in found:
-            found[size] = rd
+    for m in sorted(methods.values(), key=lambda m: m.order):
+        if not m.run or not (m.group == "codebook" or is_full_paco(m)):
+            continue
+        rd = next((d for d in (Path(runs_dir) / profile / m.run, Path(runs_dir) / m.run) if d.is_dir()), None)
+        size = F.codebook_size_of(m) or ("default (full)" if is_full_paco(m) else None)
+        if rd is not None and size is not None and size not in found:
+            found[size] = str(rd)
     return found
+
+
+def _run_image_size(run_dir: Path) -> int | None:
+    """The pre-training image size of a run (its summary.json / config.yaml), for the figure."""
+    try:
+        data = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        data = {}
+    cfg = data.get("config") if isinstance(data.get("config"), dict) else data
+    for path in (("model", "img_size"), ("data", "image_size"), ("image_size",), ("img_size",)):
+        cur = cfg
+        for part in path:
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        if isinstance(cur, int):
+            return cur
+    return None
 
 
 def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str | None = None, *,
@@ -134,7 +142,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     df_ok, df_failed, methods, problems = F_rows = (None, None, None, None)  # noqa: F841
     from .tables import rows_to_frames
 
-    df_ok, df_failed, methods, problems = rows_to_frames(rows, None if runs_missing else runs_dir, profile)
+    df_ok, df_failed, methods, problems = rows_to_frames(rows)
     if other_profile:
         problems.append(f"{len(other_profile)} row(s) of other profiles were ignored")
     reported = load_reported(reported_path)
@@ -178,7 +186,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     abl_tables, missing_abl = build_ablation_tables(df_ok, methods, protocol, fraction) if protocol else ([], [])
     files += _write_table_set(abl_tables, out_dir, "ablations", "tab:abl", "ablation")
     if not abl_tables:
-        missing.append("no ablation results (runs `abl_*`): ablation tables are empty")
+        missing.append("no ablation results (no rows of method role `ablation`): ablation tables are empty")
 
     # ---- pre-training compute (summary.json's compute blocks of the evaluated runs)
     from .compute import compute_frame, compute_markdown
@@ -214,20 +222,10 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     else:
         run_dirs = _codebook_run_dirs(methods, runs_dir, profile)
         if len(run_dirs) == 0:
-            fig_notes["codebook_reconstruction"] = f"no `paco` / `abl_codebook_*` run folders under `{runs_dir}`"
+            fig_notes["codebook_reconstruction"] = (f"no run folder under `{runs_dir}` for the rows' full PaCo-FR / "
+                                                    "codebook ablation runs")
         else:
-            img_size = None
-            for rd in run_dirs.values():
-                from .naming import read_summary
-
-                s = read_summary(Path(rd))
-                for k in ("image_size", "data.image_size", "model.img_size", "img_size"):
-                    v = _get_dotted(s, k)
-                    if isinstance(v, int):
-                        img_size = v
-                        break
-                if img_size:
-                    break
+            img_size = next((s for s in map(_run_image_size, map(Path, run_dirs.values())) if s), None)
             data, rnotes = F.load_reconstructions(run_dirs, img_size)
             fig_notes["extra"] += rnotes
             p, note = F.codebook_figure(data, fig_dir / "codebook_reconstruction.png")
@@ -245,13 +243,13 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     if not df_ok.empty:
         if df_ok.groupby(["uri", "task", "dataset", "protocol", "fraction"]).size().max() <= 1:
             missing.append("a single seed per cell: no std reported")
-        main_methods = {methods[u].run_name for u in df_ok["uri"]}
+        main_methods = {methods[u].method for u in df_ok["uri"] if methods[u].kind == "main"}
         for name, label in [("paco", "PaCo-FR"), ("mae", "MAE"), ("farl", "FaRL-style"), ("mcf", "MCF-style")]:
             if name not in main_methods:
-                missing.append(f"no measured rows for {label} (run `{name}`)")
+                missing.append(f"no measured rows for {label} (objective `{name}`)")
     if runs_missing:
-        missing.append(f"runs dir `{runs_dir}` not found: ablation settings from summary.json and the "
-                       "reconstruction figure are unavailable")
+        missing.append(f"runs dir `{runs_dir}` not found: the codebook reconstruction figure is unavailable "
+                       "(every table and the other figures come from the rows)")
     for k in ("data_efficiency", "robustness_slices"):
         if not figures.get(k):
             missing.append(f"figure {k}: {fig_notes.get(k)}")
@@ -284,7 +282,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--results", nargs="+", default=None,
                     help="results JSONL file(s) or folder(s) (default results/<profile>.jsonl)")
     ap.add_argument("--out", default=None, help="output folder (default reports/<profile>)")
-    ap.add_argument("--runs", default="runs", help="pre-training runs folder (default runs)")
+    ap.add_argument("--runs", default="runs", help="pre-training runs folder, read only for the codebook "
+                                                 "reconstruction figure (default runs)")
     ap.add_argument("--reported", default=None, help="CSV of published numbers (default: the packaged one)")
     ap.add_argument("--no-reconstruct", action="store_true",
                     help="skip the codebook reconstruction figure (it calls paco_fr.engine.reconstruct)")

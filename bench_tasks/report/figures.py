@@ -267,14 +267,10 @@ def codebook_figure(data: dict, out_path: str | Path, n_faces: int = 4,
 
 
 def codebook_size_of(info: MethodInfo) -> str | None:
-    from .naming import summary_setting
-
-    s = summary_setting(info.summary, "codebook")
-    if s:
-        return s
+    """The codebook size of a study run's row (its method block), None for other rows."""
     if info.group == "codebook":
         return info.setting
-    return None
+    return info.settings.get("codebook") or None
 
 
 def load_reconstructions(run_dirs: dict[str, str | Path], image_size: int | None = None,

@@ -15,16 +15,16 @@ import pandas as pd
 from tabulate import tabulate
 
 from .naming import (
-    ABLATION_GROUPS,
+    COMPONENTS,
     REPORTED_APART,
     MethodInfo,
     canon_dataset,
     dataset_name,
     dataset_sort_key,
+    is_full_paco,
     lower_is_better,
     method_info,
     metric_name,
-    summary_setting,
     task_name,
     task_sort_key,
 )
@@ -40,16 +40,19 @@ BOLD_FOOTNOTE = ("Bold: best among our measured rows in each column (lower is be
 # ----------------------------------------------------------------------------- frame
 
 
-def rows_to_frames(rows: list[dict], runs_dir=None, profile: str | None = None):
+def rows_to_frames(rows: list[dict]):
     """-> (ok DataFrame: one row per ok result with its headline value, failed DataFrame,
-    {uri: MethodInfo}, problems: list of str)."""
+    {uri: MethodInfo} from the rows' method blocks, problems: list of str)."""
     methods: dict[str, MethodInfo] = {}
+    recorded: set[str] = set()  # URIs whose MethodInfo comes from a row's own block
     ok, failed, problems = [], [], []
     for r in rows:
         cell = r.get("cell") or {}
         uri = str(cell.get("backbone", "?"))
-        if uri not in methods:
-            methods[uri] = method_info(uri, runs_dir, profile)
+        if uri not in recorded and (uri not in methods or r.get("method")):
+            methods[uri] = method_info(r)
+            if r.get("method"):
+                recorded.add(uri)
         base = {
             "key": r.get("key"), "uri": uri, "task": str(cell.get("task", "?")),
             "dataset": canon_dataset(cell.get("dataset", "?")), "protocol": str(cell.get("protocol", "?")),
@@ -501,22 +504,21 @@ def build_ablation_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], p
     agg = aggregate(sub)
     present = set(agg["uri"])
     refs = sorted([u for u in present if methods[u].kind in ("floor", "ceiling")], key=lambda u: methods[u].order)
-    full = [u for u in present if methods[u].run_name == "paco" and methods[u].kind == "main"]
+    full = [u for u in present if is_full_paco(methods[u])]
     full = sorted(full, key=lambda u: methods[u].order)[:1]
     tables, missing = [], []
-    groups = list(ABLATION_GROUPS) + ["other"]
+    groups = list(COMPONENTS) + ["other"]
     for g in groups:
         abl = sorted([u for u in present if methods[u].kind == "ablation" and methods[u].group == g],
                      key=lambda u: methods[u].order)
-        title = ABLATION_GROUPS[g][0] if g in ABLATION_GROUPS else "Other ablations"
+        title = COMPONENTS[g].title if g in COMPONENTS else "Other ablations"
         if not abl:
             if g != "other":
                 missing.append(title)
             continue
         labels, extra = {}, {}
         for u in full:
-            setting = summary_setting(methods[u].summary, g) if g in ABLATION_GROUPS else None
-            setting = setting or (ABLATION_GROUPS[g][2] if g in ABLATION_GROUPS else "full")
+            setting = methods[u].settings.get(g) or ("default" if g in COMPONENTS else "full")
             labels[u] = f"PaCo-FR (full): {setting}"
             extra[u] = {"Setting": setting}
         for u in abl:

@@ -70,16 +70,16 @@ def settings(profile: Profile, protocol: str) -> dict[str, Any]:
 
 def _split_targets(split: TaskSplit) -> np.ndarray | None:
     """Targets of a split without decoding images when the split exposes them."""
-    for attr in ("targets", "labels"):
-        t = getattr(split, attr, None)
-        if callable(t):  # e.g. SynthFaceTaskSplit.targets() (its `labels` is a dict of every label)
-            t = t()
-        if t is None or isinstance(t, dict):
-            continue
-        t = np.asarray(t)
-        if t.ndim >= 1 and len(t) == len(split):
-            return t
-    return None
+    from bench_tasks.api import split_targets
+
+    t = split_targets(split)
+    if t is None:  # a reader's `labels` array (SynthFace's `labels` is a dict of every label: skipped)
+        lab = getattr(split, "labels", None)
+        t = None if lab is None or isinstance(lab, dict) or callable(lab) or len(lab) != len(split) else lab
+    if t is None:
+        return None
+    t = np.asarray(t)
+    return t if t.ndim >= 1 else None
 
 
 def _standardize(feats: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -309,12 +309,11 @@ class ClassificationTask(Task):
         result.ci = items.ci()
         result.artifacts["items"] = ctx.artifact_relpath(items.save(ctx.artifact_dir() / "items.npz"))
         result.slices.update(slices)
-        result.extra = {
-            "config": {"protocol": cell.protocol, "head": head_name, "layers": layers, "image_size": size,
-                       "n_train": n_train, "standardize": bool(st.get("standardize")), "n_val": len(val_ds), "n_test": len(test_ds),
-                       "num_outputs": len(names), "class_names": names,
-                       **{k: v for k, v in cfg.__dict__.items() if k != "extra"}},
-            "timings": timings,
-            "selected_check": {k: metrics_sel.get(k) for k in (self.headline,)},
-        }
+        result.config = {"protocol": cell.protocol, "head": head_name, "layers": layers, "image_size": size,
+                         "n_train": n_train, "standardize": bool(st.get("standardize")), "n_val": len(val_ds),
+                         "n_test": len(test_ds), "num_outputs": len(names), "class_names": names,
+                         **{k: v for k, v in cfg.__dict__.items() if k != "extra"}}
+        result.timings, result.history = timings, list(history)
+        result.protocol_used, result.head = cell.protocol, head_name
+        result.extra = {"selected_check": {k: metrics_sel.get(k) for k in (self.headline,)}}
         return result

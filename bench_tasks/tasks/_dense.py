@@ -12,35 +12,33 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from bench_tasks.api import CellContext, Profile, TaskSplit
+from bench_tasks.heads.dense import DENSE_HEAD  # noqa: F401 - D.DENSE_HEAD for the dense tasks
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 
 # ----------------------------------------------------------------------------- settings
 
-# UPerHead channels and EMA decay per profile. FaRL: 768 channels and EMA 0.999 over ~300 epochs;
-# a smoke run has ~220 optimizer steps, where a 0.999 EMA would still be ~80% the initial weights,
-# so smoke uses 0.9 (horizon ~10 steps). Override with profile.extra["dense_channels"] /
-# ["dense_ema_decay"] (0 or None turns EMA off). Every setting: `dense_settings`, docs/dense.md.
-DENSE_CHANNELS = {"smoke": 32, "small": 256, "paper": 768}
-DENSE_EMA = {"smoke": 0.9, "small": 0.998, "paper": 0.999}
-# head learning rate: FaRL's 1e-3, except smoke (~220 steps), where 5e-3 learns faster
-DENSE_LR_HEAD = {"smoke": 5e-3}
+# Defaults below; a profile's `extra["dense_<key>"]` (bench_tasks/configs/<profile>.yaml, or
+# `run --set dense_<key>=...`) overrides any of them: e.g. smoke's 32 UPerHead channels and EMA 0.9
+# (FaRL: 768 channels and EMA 0.999 over ~300 epochs; 0 or None turns EMA off). docs/dense.md.
+DENSE_KEYS = ("size", "channels", "ema_decay", "epochs", "batch_size", "lr_head", "lr_backbone", "weight_decay",
+              "layer_decay", "coords", "landmark_loss", "heatmap_sigma", "frozen_cache_mb", "min_steps", "evals",
+              "class_weight")
 
 
 def dense_settings(profile: Profile) -> dict:
     ex = profile.extra or {}
     return {
         "size": int(ex.get("dense_size", profile.dense_size)),
-        "channels": int(ex.get("dense_channels", DENSE_CHANNELS.get(profile.name, 128))),
-        "ema_decay": ex.get("dense_ema_decay", DENSE_EMA.get(profile.name, 0.999)) or None,
+        "channels": int(ex.get("dense_channels", 128)),
+        "ema_decay": ex.get("dense_ema_decay", 0.999) or None,
         "epochs": int(ex.get("dense_epochs", profile.dense_epochs)),
         "batch_size": int(ex.get("dense_batch_size", profile.batch_size)),
         # FaRL: AdamW, wd 1e-5, lr 1e-3 head / 1e-4 backbone (the backbone's lr decays layer-wise)
-        "lr_head": float(ex.get("dense_lr_head", DENSE_LR_HEAD.get(profile.name, 1e-3))),
+        "lr_head": float(ex.get("dense_lr_head", 1e-3)),
         "lr_backbone": float(ex.get("dense_lr_backbone", 1e-4)),
         "weight_decay": float(ex.get("dense_weight_decay", 1e-5)),
         "layer_decay": float(ex.get("dense_layer_decay", 0.9)),
@@ -129,172 +127,25 @@ def loaders(train: Dataset, val: Dataset, test: Dataset, batch_size: int, num_wo
     return tl, vl, te
 
 
-# ----------------------------------------------------------------------------- geometry
+# ----------------------------------------------------------------------------- geometry and readers
 
-
-def invert_affine(m) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    a_inv = np.linalg.inv(m[:, :2])
-    return np.concatenate([a_inv, (-a_inv @ m[:, 2])[:, None]], axis=1)
-
-
-def apply_affine(pts, m) -> np.ndarray:
-    pts = np.asarray(pts, dtype=np.float64)
-    m = np.asarray(m, dtype=np.float64)
-    return pts @ m[:, :2].T + m[:, 2]
-
-
-def crop_matrix(cx: float, cy: float, side: float, size: int) -> np.ndarray:
-    """Similarity mapping the square box of `side` pixels centred on (cx, cy) onto a `size` crop
-    (centre -> crop centre)."""
-    f = size / side
-    return np.array([[f, 0.0, size / 2 - 0.5 - cx * f], [0.0, f, size / 2 - 0.5 - cy * f]])
-
-
-def warp_affine(src: torch.Tensor, m_src_to_dst, out_hw: tuple[int, int], mode: str = "bilinear",
-                padding_mode: str = "zeros") -> torch.Tensor:
-    """Warp src (B, C, H, W) (or (C, H, W)) into an out_hw image so that source pixel p lands on
-    m @ p. m: (2, 3) or (B, 2, 3), source pixel coords -> destination pixel coords."""
-    squeeze = src.ndim == 3
-    if squeeze:
-        src = src[None]
-    b, _, h, w = src.shape
-    m = torch.as_tensor(np.asarray(m_src_to_dst), dtype=torch.float64)
-    if m.ndim == 2:
-        m = m.expand(b, 2, 3)
-    a_inv = torch.linalg.inv(m[:, :, :2])
-    t_inv = -(a_inv @ m[:, :, 2:])
-    ho, wo = out_hw
-    ys, xs = torch.meshgrid(torch.arange(ho, dtype=torch.float64), torch.arange(wo, dtype=torch.float64),
-                            indexing="ij")
-    dst = torch.stack([xs, ys], -1).reshape(1, -1, 2)  # (1, P, 2)
-    srcp = dst @ a_inv.transpose(1, 2) + t_inv.transpose(1, 2)  # (B, P, 2)
-    gx = (srcp[..., 0] + 0.5) / w * 2 - 1
-    gy = (srcp[..., 1] + 0.5) / h * 2 - 1
-    grid = torch.stack([gx, gy], -1).reshape(b, ho, wo, 2).to(src.dtype if src.is_floating_point() else torch.float32)
-    grid = grid.to(src.device)
-    x = src if src.is_floating_point() else src.float()
-    out = F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
-    if not src.is_floating_point():
-        out = out.round().to(src.dtype)
-    return out[0] if squeeze else out
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def read_label(path: str | Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        a = np.asarray(im)
-    return a[..., 0] if a.ndim == 3 else a
-
-
-def image_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float() / 255.0
-
-
-# ----------------------------------------------------------------------------- reader bases
-
-
-class LandmarkRecordsSplit(TaskSplit):
-    """Landmarks from image files: each record = (image path, points (K, 2) in original pixels,
-    crop matrix original -> crop). Items: (image (3, S, S) in [0, 1], points (K, 2) in crop
-    pixels). meta["boxes"] (N, 4) x1, y1, x2, y2 in crop pixels when the dataset normalises by box."""
-
-    def __init__(self, name: str, split: str, paths: list[str], points: np.ndarray, matrices: np.ndarray,
-                 size: int, meta: dict | None = None, slices: dict | None = None):
-        super().__init__(name, split, meta=meta, slices=slices)
-        self.paths, self.points, self.matrices, self.size = paths, np.asarray(points), np.asarray(matrices), size
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        img = image_tensor(read_image(self.paths[i]))
-        m = self.matrices[i]
-        crop = warp_affine(img, m, (self.size, self.size), padding_mode="zeros").clamp(0, 1)
-        pts = apply_affine(self.points[i], m)
-        return crop, torch.as_tensor(pts, dtype=torch.float32)
-
-
-class AlignedParsingSplit(TaskSplit):
-    """Parsing from image + label files, each warped by its matrix (original -> crop) to S x S.
-    With meta["warp_back"] the evaluation warps logits back with `matrices[i]` and scores against
-    `original_label(i)` at the original resolution."""
-
-    def __init__(self, name: str, split: str, images: list[str], labels: list, matrices: np.ndarray | None,
-                 size: int, meta: dict | None = None, slices: dict | None = None):
-        super().__init__(name, split, meta=meta, slices=slices)
-        self.images, self.labels, self.size = images, labels, size
-        self.matrices = matrices
-
-    def __len__(self):
-        return len(self.images)
-
-    def original_label(self, i) -> np.ndarray:
-        lab = self.labels[i]
-        return lab() if callable(lab) else read_label(lab)
-
-    def matrix(self, i, label_hw) -> np.ndarray:
-        """original-label pixels -> crop pixels (plain resize when no matrices were given)."""
-        if self.matrices is not None:
-            return self.matrices[i]
-        return resize_matrix(label_hw, (self.size, self.size))
-
-    def __getitem__(self, i):
-        img = read_image(self.images[i])
-        lab = self.original_label(i)
-        m_lab = self.matrix(i, lab.shape[:2])
-        # the image may be stored at another resolution than its label (CelebAMask-HQ)
-        m_img = compose(m_lab, resize_matrix(img.shape[:2], lab.shape[:2]))
-        s = (self.size, self.size)
-        crop = warp_affine(image_tensor(img), m_img, s).clamp(0, 1)
-        lab_t = warp_affine(torch.from_numpy(lab.astype(np.int64))[None].float(), m_lab, s, mode="nearest")
-        return crop, lab_t[0].long()
-
-
-def resize_matrix(src_hw, dst_hw) -> np.ndarray:
-    """Pixel coords of an image of size src_hw -> the same image resized to dst_hw."""
-    (hs, ws), (hd, wd) = src_hw, dst_hw
-    fx, fy = wd / ws, hd / hs
-    return np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])
-
-
-def compose(a, b) -> np.ndarray:
-    """a after b, for 2x3 affine matrices."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return np.concatenate([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2] + a[:, 2])[:, None]], axis=1)
-
-
-def holdout(n: int, frac: float = 0.05, seed: int = 20240601) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices: a fixed seeded `frac` of a training set held out for model
-    selection, for datasets without an official validation split."""
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    k = max(1, int(round(n * frac))) if n > 1 else 0
-    return np.sort(perm[k:]), np.sort(perm[:k])
-
-
-def check_root(name: str, root, layout: str, required: list[str]) -> Path:
-    """Path(root), or DatasetLayoutError naming the first missing entry."""
-    from bench_tasks.api import DatasetLayoutError
-
-    if root is None:
-        raise DatasetLayoutError(name, root, "this dataset needs --data-root", layout)
-    r = Path(root)
-    if not r.is_dir():
-        raise DatasetLayoutError(name, root, "root folder does not exist", layout)
-    for req in required:
-        if not (r / req).exists():
-            raise DatasetLayoutError(name, root, f"missing {req}", layout)
-    return r
-
+# the pixel geometry and reader bases live with the readers (datasets never import tasks); the
+# dense tasks and FaRL's protocol use them from here too
+from bench_tasks.datasets._readers import (  # noqa: E402,F401
+    AlignedParsingSplit,
+    LandmarkRecordsSplit,
+    apply_affine,
+    check_root,
+    compose,
+    crop_matrix,
+    holdout,
+    image_tensor,
+    invert_affine,
+    read_image,
+    read_label,
+    resize_matrix,
+    warp_affine,
+)
 
 # ----------------------------------------------------------------------------- training
 

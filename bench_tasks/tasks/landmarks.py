@@ -157,8 +157,8 @@ class LandmarksTask(Task):
         return CellResult(
             metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
             slices=slices, artifacts=artifacts, ci=items.ci(),
-            extra={"history": res.extra.get("history", []), "protocol_used": protocol,
-                   "config": {**st, "layers": layers, "num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
-                              "eyes": list(test.meta.get("eyes", (36, 45))),
-                              **({"bce_weight": BCE_WEIGHT} if st["landmark_loss"] == "farl" else {})}},
+            history=res.extra.get("history", []), protocol_used=protocol, head=D.DENSE_HEAD,
+            config={**st, "layers": layers, "num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
+                    "eyes": list(test.meta.get("eyes", (36, 45))),
+                    **({"bce_weight": BCE_WEIGHT} if st["landmark_loss"] == "farl" else {})},
         )

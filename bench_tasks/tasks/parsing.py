@@ -153,8 +153,8 @@ class ParsingTask(Task):
         return CellResult(
             metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
             slices=slices, artifacts=artifacts, ci=items.ci(),
-            extra={"history": res.extra.get("history", []), "protocol_used": protocol,
-                   "config": {**st, "layers": layers, "classes": classes,
-                              "warp_back": bool(test.meta.get("warp_back")),
-                              **({"class_weights": [round(float(x), 4) for x in weight]} if weight is not None else {})}},
+            history=res.extra.get("history", []), protocol_used=protocol, head=D.DENSE_HEAD,
+            config={**st, "layers": layers, "classes": classes,
+                    "warp_back": bool(test.meta.get("warp_back")),
+                    **({"class_weights": [round(float(x), 4) for x in weight]} if weight is not None else {})},
         )

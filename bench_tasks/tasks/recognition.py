@@ -25,17 +25,17 @@ Data:
     for SynthFace the test split also gives the hard pair sets pose / expression / occlusion /
     lighting, reported in `CellResult.slices`.
   * test-only verification sets (``lfw``, ``lfw_bin``, ``cfp_fp``, ``agedb_30``: the shipped pair
-    lists): the training source is, in order, settings["train_root"] /
-    $BENCH_RECOGNITION_TRAIN / `<parent of the dataset root>/train_faces` (a `face_folder`:
+    lists): the training source is, in order, settings["train_root"] (`run --set
+    recognition.train_root=<folder>`) / `<parent of the dataset root>/train_faces` (a `face_folder`:
     train identities train, val identities select), else SynthFace train / val identities.
 
-Settings (`profile.extra["recognition"]` overrides `DEFAULTS`): margin, s, m, easy_margin,
+Settings (the profile's `extra.recognition`, or `run --set recognition.<key>=...`, override
+`DEFAULTS`): margin, s, m, easy_margin,
 emb_dim, flip, n_pairs, n_hard_pairs, lr_head, lr_backbone, linear_epochs, epochs, train_root.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -63,7 +63,7 @@ DEFAULTS = {
     "s": 64.0,
     "m": None,  # None: 0.5 for arcface, 0.35 for cosface
     "easy_margin": False,
-    "emb_dim": 512,  # smoke profile: 128
+    "emb_dim": 512,  # smoke profile: 128 (bench_tasks/configs/smoke.yaml)
     "flip": True,  # embedding = emb(x) + emb(hflip(x)), then L2-normalised
     "n_pairs": 6000,  # per pair set (balanced), capped by the genuine pairs available
     "n_hard_pairs": 2000,
@@ -83,8 +83,6 @@ _LABEL_KEYS = ("yaw", "pitch", "roll", "expression", "occluded", "illum_strength
 
 def settings_for(profile: Profile) -> dict:
     s = dict(DEFAULTS)
-    if profile.name == "smoke":
-        s["emb_dim"] = 128
     s.update(profile.extra.get("recognition", {}) if profile.extra else {})
     if s["m"] is None:
         s["m"] = 0.5 if s["margin"] == "arcface" else 0.35
@@ -234,7 +232,7 @@ class RecognitionTask(Task):
     # ------------------------------------------------------------------ data
 
     def _training_source(self, ctx: CellContext, s: dict, size: int):
-        root = s.get("train_root") or os.environ.get("BENCH_RECOGNITION_TRAIN")
+        root = s.get("train_root")
         if not root and ctx.data_root:
             cand = Path(ctx.data_root).resolve().parent / "train_faces"
             root = str(cand) if cand.is_dir() else None
@@ -346,8 +344,8 @@ class RecognitionTask(Task):
         items = pair_items(evals[1].embeddings(model), test_pairs["all"])
         ci, artifacts = self.store_items(ctx, items)
         info["seconds"] = time.perf_counter() - t0
-        return CellResult(metrics=metrics, metrics_last=last, metrics_best_test=best, slices=slices, extra=info,
-                          ci=ci, artifacts=artifacts)
+        return CellResult(metrics=metrics, metrics_last=last, metrics_best_test=best, slices=slices,
+                          ci=ci, artifacts=artifacts, **typed_info(info, cell.protocol, s["margin"]))
 
     @staticmethod
     def store_items(ctx: CellContext, items: ItemScores) -> tuple[dict, dict]:
@@ -380,7 +378,16 @@ class RecognitionTask(Task):
         info["probe"] = "cosine of [final CLS ; mean last-block patch token], standardised with train-split stats"
         info["seconds"] = time.perf_counter() - t0
         return CellResult(metrics=metrics, metrics_last=dict(metrics), metrics_best_test=dict(metrics),
-                          slices=slices, extra=info, ci=ci, artifacts=artifacts)
+                          slices=slices, ci=ci, artifacts=artifacts, **typed_info(info, "cosine", "cosine"))
+
+
+def typed_info(info: dict, protocol: str, head: str) -> dict:
+    """CellResult's typed fields from a recognition run's `info`: `*_seconds` are timings, the
+    history is the history, the rest is the config."""
+    timings = {k: round(float(v), 4) for k, v in info.items() if k.endswith("seconds")}
+    config = {k: v for k, v in info.items() if k not in timings and k != "history"}
+    return {"config": config, "timings": timings, "history": list(info.get("history", [])),
+            "protocol_used": protocol, "head": head}
 
 
 def pair_items(emb: torch.Tensor, pairs: Pairs) -> ItemScores:

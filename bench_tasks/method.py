@@ -1,0 +1,220 @@
+"""What a backbone is: the `method` block every result row carries, in one vocabulary from the
+study (bench_tasks.study) to the report (bench_tasks.report).
+
+    {"method": "paco",            # objective / scheme: paco, mae, farl, mcf, random, supervised,
+                                  #   floor, timm, ... (the report orders main rows by METHOD_ORDER)
+     "role": "ablation",          # one of ROLES
+     "component": "codebook",     # ablations: one of COMPONENTS ("" otherwise)
+     "setting": "512",            # ablations: the ablated value as shown in tables ("" otherwise)
+     "label": "PaCo-FR, codebook 512",   # the row's name in every table and figure
+     "run": "abl_codebook_512",   # study runs: the run folder name (never parsed)
+     "settings": {"masking": "region", "codebook": "512", ...},  # study runs: every component's value
+     "compute": {...}, "diagnostics": {...}}   # copied from the run's summary.json when present
+
+Where a block comes from (`identity_for`, called by the runner for every row):
+  1. the study writes `method.json` into each run folder before pre-training
+     (`write_run_identity`); paco_fr.export copies it into the encoder's safetensors metadata
+     (key `method`), and the study merges it into the run's summary.json;
+  2. for any other weights file: `method.json` beside it, else the safetensors metadata `method`;
+  3. else it is derived from the URI (`derive_from_uri`: scheme and file name, no folder-name
+     conventions);
+  4. `python -m bench_tasks run --label NAME` (or `--label URI=NAME`) replaces the label.
+Rows written before method blocks existed get theirs from `method_of_row` (`legacy_identity`:
+the study's own run list, looked up by run name, see below).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+ROLES = ("main", "control", "ablation", "teacher", "floor", "ceiling")
+
+
+@dataclass(frozen=True)
+class Component:
+    """An ablated component of PaCo-FR: its table title, the pre-training config key it changes
+    and the label of an ablation run (`{}` = the setting)."""
+
+    title: str
+    config_key: str
+    label: str
+
+
+COMPONENTS: dict[str, Component] = {
+    "masking": Component("Masking strategy", "mask.strategy", "PaCo-FR, {} masking"),
+    "codebook": Component("Codebook size", "codebook.num_tokens", "PaCo-FR, codebook {}"),
+    "candidates": Component("Candidates per patch (k)", "codebook.k", "PaCo-FR, k = {}"),
+    "incubation": Component("Incubation stage", "incubation.epochs", "PaCo-FR, incubation {}"),
+    "spatial": Component("Spatial consistency", "spatial.weight", "PaCo-FR, spatial consistency {}"),
+}
+
+METHOD_LABELS = {"paco": "PaCo-FR (ours)", "mae": "MAE", "farl": "FaRL-style", "mcf": "MCF-style",
+                 "random": "Random init"}
+# order of the main methods in tables (baselines first, ours last, like the paper)
+METHOD_ORDER = ["random", "mae", "farl", "mcf", "paco"]
+FLOOR_LABEL = "Floor (input-free)"
+CEILING_LABEL = "Ceiling (supervised)"
+# blocks of a run's summary.json copied into the row's method block when present
+PASSED_THROUGH = ("compute", "diagnostics")
+_CHECKPOINT_LABELS = {"farl": "FaRL ckpt", "mcf": "MCF ckpt", "mae": "MAE ckpt", "timm": "timm"}
+
+
+def block(method: str, role: str, component: str = "", setting: str = "", label: str = "", **more) -> dict:
+    """One method block (see the module docstring); raises for a role outside ROLES."""
+    if role not in ROLES:
+        raise ValueError(f"method role {role!r} is not one of {ROLES}")
+    if component and component not in COMPONENTS:
+        raise ValueError(f"ablation component {component!r} is not one of {sorted(COMPONENTS)}")
+    return {"method": method, "role": role, "component": component, "setting": str(setting),
+            "label": label or method, **more}
+
+
+def setting_text(component: str, value) -> str:
+    """The display text of a component's config value: incubation epochs 0 -> "off" (else "on"),
+    spatial weight 0 -> "off" (else "on (w=<weight>)"), anything else as written."""
+    if component == "incubation":
+        if isinstance(value, dict):
+            value = value.get("enabled", value.get("epochs", value))
+        if isinstance(value, (bool, int, float)):
+            return "on" if value else "off"
+    if component == "spatial" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "off" if value == 0 else f"on (w={value:g})"
+    return str(value)
+
+
+def _dotted(cfg: dict, key: str):
+    cur = cfg
+    for part in key.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def suite_identity(run_name: str, objective: str, role: str, component: str, resolved_config: dict) -> dict:
+    """The block of one run of the study's pre-training suite. `resolved_config`: the run's full
+    pre-training config (paco_fr.config.load_config), from which every component's setting is read."""
+    settings = {c: setting_text(c, _dotted(resolved_config, comp.config_key)) for c, comp in COMPONENTS.items()}
+    if role == "ablation":
+        setting = settings[component]
+        label = COMPONENTS[component].label.format(setting)
+    else:
+        setting, label = "", METHOD_LABELS.get(objective, objective)
+    return block(objective, role, component, setting, label, run=run_name, settings=settings)
+
+
+def derive_from_uri(uri: str) -> dict:
+    """The block of a backbone that recorded nothing: from its URI scheme and file name only."""
+    scheme, _, rest = uri.partition(":")
+    if scheme == "floor":
+        return block("floor", "floor", label=FLOOR_LABEL)
+    if scheme == "supervised":
+        return block("supervised", "ceiling", label=f"{CEILING_LABEL[:-1]}, {rest})" if rest else CEILING_LABEL)
+    if scheme == "random":
+        return block("random", "control",
+                     label=METHOD_LABELS["random"] + (f" ({rest})" if rest and rest != "vit_tiny" else ""))
+    if scheme in _CHECKPOINT_LABELS and rest:
+        return block(scheme, "main", label=f"{_CHECKPOINT_LABELS[scheme]} ({PurePosixPath(rest).stem})")
+    return block(scheme or uri, "main", label=uri)
+
+
+def _weights_path(uri: str) -> Path | None:
+    try:
+        from bench_tasks.backbones.base import weights_file
+
+        return weights_file(uri)
+    except Exception:  # noqa: BLE001 - an unknown scheme has no file
+        return None
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def recorded_identity(uri: str) -> dict | None:
+    """The block a weights file recorded: `method.json` beside it, else its safetensors metadata
+    `method`. None when the URI has no file or the file recorded nothing."""
+    f = _weights_path(uri)
+    if f is None or not f.is_file():
+        return None
+    ident = _read_json(f.parent / "method.json")
+    if ident is None and f.suffix == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(f), framework="pt") as fh:
+                raw = (fh.metadata() or {}).get("method")
+            ident = json.loads(raw) if raw else None
+        except Exception:  # noqa: BLE001 - unreadable metadata: the URI decides
+            ident = None
+    return ident if isinstance(ident, dict) else None
+
+
+def identity_for(uri: str, label: str | None = None) -> dict:
+    """The method block the runner writes into a row of backbone `uri` (see the module docstring),
+    with the `compute` / `diagnostics` blocks of a summary.json beside the weights file."""
+    ident = dict(recorded_identity(uri) or derive_from_uri(uri))
+    f = _weights_path(uri)
+    summary = (_read_json(f.parent / "summary.json") if f is not None else None) or {}
+    for k in PASSED_THROUGH:
+        if isinstance(summary.get(k), dict):
+            ident[k] = summary[k]
+    if label:
+        ident["label"] = label
+    return ident
+
+
+def parse_labels(items, backbones) -> dict[str, str]:
+    """`--label` values -> {uri: label}: `URI=NAME` names that backbone; a bare `NAME` is allowed
+    when exactly one backbone is given. Raises ValueError naming the problem."""
+    out: dict[str, str] = {}
+    backbones = list(backbones or [])
+    for item in items or []:
+        uri, eq, name = item.rpartition("=")
+        if eq and uri in backbones:
+            out[uri] = name.strip()
+        elif len(backbones) == 1 and not (eq and uri):
+            out[backbones[0]] = item.strip()
+        else:
+            raise ValueError(f"--label {item!r}: use URI=NAME with a URI given to --backbones "
+                             f"({', '.join(backbones) or 'none given'}); a bare NAME needs exactly one backbone")
+    return out
+
+
+# ----------------------------------------------------------------------------- rows written before method blocks
+
+
+def legacy_identity(uri: str, profile: str | None) -> dict:
+    """A block for a row written before rows carried one: a URI
+    `paco_fr:<...>/<profile>/<run>/encoder.safetensors` whose <run> is a run of the study's suite
+    (bench_tasks.study.suite_runs of that profile, looked up by name) gets that run's block, any
+    other URI `derive_from_uri`."""
+    scheme, _, rest = uri.partition(":")
+    if scheme == "paco_fr" and rest and profile:
+        p = PurePosixPath(rest)
+        run_name = p.parent.name if p.suffix else p.name
+        if p.parent.parent.name == profile or not p.suffix:
+            try:
+                from bench_tasks.study import suite_identities
+
+                ident = suite_identities(profile).get(run_name)
+            except Exception:  # noqa: BLE001 - a profile without a pre-training config
+                ident = None
+            if ident is not None:
+                return ident
+    return derive_from_uri(uri)
+
+
+def method_of_row(row: dict) -> dict:
+    """The method block of a result row (derived for rows written before blocks existed)."""
+    m = row.get("method")
+    if isinstance(m, dict) and m.get("role"):
+        return m
+    cell = row.get("cell") or {}
+    return legacy_identity(str(cell.get("backbone", "?")), cell.get("profile"))

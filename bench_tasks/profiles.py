@@ -1,0 +1,201 @@
+"""Evaluation profiles as YAML files, and the one way to override them.
+
+A profile is `bench_tasks/configs/<name>.yaml` (bundled: smoke, cpu, small, gpu, paper) or any
+YAML file of the same shape given by path (`run --profile my_profile.yaml`): the fields of
+`bench_tasks.api.Profile` plus `extra`, the task settings that differ from the tasks' defaults:
+
+    dense_<key>           parsing / landmarks (bench_tasks.tasks._dense.dense_settings; dense_train_images
+                          caps the training images of every dense cell, FaRL's too)
+    <protocol>.<key>, <key>  attributes / expression (bench_tasks.tasks._classification.settings)
+    recognition.<key>     recognition (bench_tasks.tasks.recognition.settings_for)
+    farl_<key>            FaRL's protocol (bench_tasks.protocols.farl.farl_settings)
+
+`--set KEY=VALUE` (repeatable) changes one value: KEY is a profile field (`batch_size=32`,
+`seeds=[0,1]`) or a settings key with or without `extra.` (`dense_channels=64`,
+`linear.lr_head=0.02`, `recognition.emb_dim=64`); VALUE is a YAML scalar or list. An unknown
+key is an error naming it and the valid keys (`setting_keys()`). `run --dry-run` prints the
+effective settings of every task (`effective_settings`).
+
+    load_profile("smoke" | "path/to.yaml", overrides=["batch_size=32"]) -> Profile
+    parse_assignments(["a=1", "b.c=x"]) -> {"a": 1, "b.c": "x"}   (shared with --pretrain-override)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ProfileError(ValueError):
+    """A profile file or override that cannot be used (the message says which and why)."""
+
+
+def parse_assignments(items, what: str = "--set") -> dict[str, Any]:
+    """["a.b=1", "c=[0, 1]"] -> {"a.b": 1, "c": [0, 1]} (values parsed as YAML; flat keys)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, val = str(item).partition("=")
+        if not eq or not key.strip():
+            raise ProfileError(f"{what} {item!r} is not KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(val) if val.strip() else None
+    return out
+
+
+def _field_names() -> list[str]:
+    from bench_tasks.api import Profile
+
+    return [f.name for f in dataclasses.fields(Profile)]
+
+
+def setting_keys() -> list[str]:
+    """Every key `extra` may hold for the built-in tasks (the valid `--set` settings keys)."""
+    from bench_tasks.protocols.farl import OVERRIDABLE
+    from bench_tasks.tasks._classification import DEFAULTS as CLS
+    from bench_tasks.tasks._dense import DENSE_KEYS
+    from bench_tasks.tasks.recognition import DEFAULTS as REC
+
+    cls = {k for s in CLS.values() for k in s if k not in ("epochs_field", "min_epochs")} | {"epochs", "ema_decay",
+                                                                                               "head", "layers"}
+    keys = [f"dense_{k}" for k in DENSE_KEYS] + ["dense_train_images"]
+    keys += sorted(cls) + [f"{p}.{k}" for p in CLS for k in sorted(cls)]
+    keys += [f"recognition.{k}" for k in REC] + [f"farl_{k}" for k in OVERRIDABLE]
+    return keys
+
+
+def _check_extra(extra: dict, source: str) -> None:
+    valid = set(setting_keys())
+    for k, v in extra.items():
+        if k == "recognition" and isinstance(v, dict):
+            bad = [f"recognition.{x}" for x in v if f"recognition.{x}" not in valid]
+        else:
+            bad = [] if k in valid else [k]
+        if bad:
+            raise ProfileError(f"{source}: unknown setting {bad[0]!r}; settings keys: {', '.join(setting_keys())}")
+
+
+def profile_from_dict(data: dict, source: str, check_settings: bool = True):
+    """A Profile from a profile file's mapping; raises ProfileError naming `source` and the key.
+    `check_settings` checks the `extra` keys too (it imports the tasks: off while bench_tasks.api
+    loads the bundled files, which tests/test_contracts.py checks)."""
+    from bench_tasks.api import Profile
+
+    if not isinstance(data, dict):
+        raise ProfileError(f"{source}: a profile file is a YAML mapping of profile fields, got {type(data).__name__}")
+    fields = _field_names()
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ProfileError(f"{source}: unknown profile key {unknown[0]!r}; keys: {', '.join(fields)}")
+    required = [f.name for f in dataclasses.fields(Profile)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ProfileError(f"{source}: missing profile key(s) {', '.join(missing)}")
+    d = dict(data)
+    for k in ("seeds", "fractions", "protocols"):
+        if k in d:
+            d[k] = tuple(d[k]) if isinstance(d[k], (list, tuple)) else (d[k],)
+    d["seeds"] = tuple(int(s) for s in d.get("seeds", (0,)))
+    d["fractions"] = tuple(float(f) for f in d.get("fractions", (1.0,)))
+    d["extra"] = dict(d.get("extra") or {})
+    if check_settings:
+        _check_extra(d["extra"], source)
+    return Profile(**d)
+
+
+def resolve_profile_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        if not p.is_file():
+            raise ProfileError(f"profile file {p} not found")
+        return p
+    cand = CONFIG_DIR / f"{name_or_path}.yaml"
+    if cand.is_file():
+        return cand
+    raise ProfileError(f"unknown profile {str(name_or_path)!r}; bundled: "
+                       f"{', '.join(sorted(q.stem for q in CONFIG_DIR.glob('*.yaml')))}, or a YAML file path")
+
+
+def read_profile_file(path: str | Path, check_settings: bool = True):
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ProfileError(f"{path}: not valid YAML ({err})") from err
+    if isinstance(data, dict):
+        data.setdefault("name", path.stem)
+    return profile_from_dict(data, str(path), check_settings)
+
+
+def bundled_profiles() -> dict:
+    """{name: Profile} of bench_tasks/configs/*.yaml."""
+    return {p.stem: read_profile_file(p, check_settings=False) for p in sorted(CONFIG_DIR.glob("*.yaml"))}
+
+
+def with_overrides(profile, overrides: dict[str, Any] | list[str] | None):
+    """`profile` with `--set` overrides applied (flat keys, see the module docstring)."""
+    if not overrides:
+        return profile
+    if not isinstance(overrides, dict):
+        overrides = parse_assignments(overrides)
+    data = dataclasses.asdict(profile)
+    extra = dict(data.pop("extra") or {})
+    fields = _field_names()
+    valid = setting_keys()
+    for key, val in overrides.items():
+        k = key[len("extra."):] if key.startswith("extra.") else key
+        if k in fields and k not in ("extra", "name"):
+            data[k] = val
+        elif k in valid and k.startswith("recognition."):
+            extra["recognition"] = {**(extra.get("recognition") or {}), k.split(".", 1)[1]: val}
+        elif k in valid:
+            extra[k] = val
+        else:
+            names = [f for f in fields if f not in ("extra", "name")] + valid
+            raise ProfileError(f"--set: unknown key {key!r}; valid keys: {', '.join(names)}")
+    return profile_from_dict({**data, "extra": extra}, f"profile {profile.name!r} with --set")
+
+
+def load_profile(name_or_path: str | Path, overrides=None, register: bool = True):
+    """The profile `name_or_path` (a bundled name or a YAML file) with overrides applied. With
+    `register` it becomes `bench_tasks.api.PROFILES[<name>]`, so the runner's `get_profile(cell.profile)`
+    in this process finds it (a plugin or user profile, or a bundled one changed by --set)."""
+    from bench_tasks.api import PROFILES
+
+    name = str(name_or_path)
+    if name in PROFILES and not Path(name).suffix:
+        profile = PROFILES[name]
+    else:
+        profile = read_profile_file(resolve_profile_path(name_or_path))
+    profile = with_overrides(profile, overrides)
+    if register:
+        PROFILES[profile.name] = profile
+    return profile
+
+
+def effective_settings(profile) -> dict[str, Any]:
+    """Every value the built-in tasks use under `profile`, as they compute it (run --dry-run)."""
+    from bench_tasks.protocols.farl import farl_settings
+    from bench_tasks.tasks._classification import settings as cls_settings
+    from bench_tasks.tasks._dense import dense_settings
+    from bench_tasks.tasks.recognition import settings_for
+
+    d = {k: v for k, v in dataclasses.asdict(profile).items() if k != "extra"}
+    return {
+        "profile": d,
+        "classification (attributes, expression)": {p: cls_settings(profile, p) for p in ("linear", "frozen", "finetune")},
+        "dense (parsing, landmarks)": {**dense_settings(profile),
+                                       "train_images": (profile.extra or {}).get("dense_train_images")},
+        "recognition": settings_for(profile),
+        "farl (lapa, farl-refine)": {k: v for k, v in farl_settings("lapa", "farl-refine", profile).items()
+                                     if k in ("warped_size", "input_size", "head_channels", "epochs", "batch_size",
+                                              "train_images", "overrides", "farl_exact")},
+    }
+
+
+def format_settings(settings: dict) -> str:
+    return yaml.safe_dump(settings, sort_keys=False, default_flow_style=None, width=110)

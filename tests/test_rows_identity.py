@@ -1,0 +1,133 @@
+"""Issue 11, items 1-2: every row says what it is (its `method` block: study run, encoder metadata,
+URI, --label), what ran (protocol_used, head, history, timings) and which task version computed
+it; a row of another task version is recomputed, while `Cell.key()` stays what it was."""
+
+import json
+import sys
+
+import pytest
+
+from bench_tasks.api import Cell
+from bench_tasks.method import block, derive_from_uri, identity_for, parse_labels
+from bench_tasks.results import ResultsStore, make_row, row_task_version
+
+BB = "random:vit_tiny@32/16"
+
+
+def test_cell_key_is_unchanged_by_task_versions():
+    # pinned (the key before task versions existed): rows in results/ are found by these keys;
+    # Task.version is recorded in the row, not keyed
+    assert Cell("random:vit_tiny", "attributes", "synthface", "linear").key() == "7e68341df5a7f8d1"
+
+
+def test_rows_of_another_task_version_are_recomputed(tmp_path, monkeypatch):
+    from bench_tasks.registry import TASKS
+    from bench_tasks.runner import cell_status, stale_keys
+
+    cell = Cell("random:vit_tiny", "attributes", "synthface", "linear")
+    store = ResultsStore(tmp_path / "r.jsonl")
+    old = make_row(cell, "ok", "mean_acc")
+    del old["task_version"]  # a row written before task versions: version 1
+    store.append(old)
+    assert row_task_version(store.latest()[cell.key()]) == 1
+    done = store.done_keys()
+    assert stale_keys([cell], store, done) == set()
+    assert cell_status([cell], store.path)[cell.key()] == "done"
+    monkeypatch.setattr(TASKS.get("attributes"), "version", 2)
+    assert stale_keys([cell], store, done) == {cell.key()}
+    assert cell_status([cell], store.path)[cell.key()] == "todo"
+    store.append(make_row(cell, "ok", "mean_acc", task_version=2))
+    assert stale_keys([cell], store, store.done_keys()) == set()
+
+
+def test_identity_derived_from_the_uri():
+    assert derive_from_uri("random:vit_tiny") == block("random", "control", label="Random init")
+    assert derive_from_uri("floor:input-free")["role"] == "floor"
+    assert derive_from_uri("supervised:vit_tiny@64/8")["role"] == "ceiling"
+    assert derive_from_uri("farl:/w/FaRL-Base-Patch16-LAIONFace20M-ep64.pth")["label"] == \
+        "FaRL ckpt (FaRL-Base-Patch16-LAIONFace20M-ep64)"
+    # a file in a folder called `paco` is not "PaCo-FR (ours)" unless it recorded so
+    assert derive_from_uri("paco_fr:/x/paco/encoder.safetensors")["label"] == "paco_fr:/x/paco/encoder.safetensors"
+    with pytest.raises(ValueError, match="role 'method' is not one of"):
+        block("paco", "method")
+
+
+def test_identity_recorded_beside_the_weights_and_label_override(tmp_path):
+    run = tmp_path / "paco"
+    run.mkdir()
+    w = run / "encoder.safetensors"
+    w.write_bytes(b"not read")
+    ident = block("paco", "ablation", "codebook", "64", "PaCo-FR, codebook 64", run="abl_codebook_64")
+    (run / "method.json").write_text(json.dumps(ident))
+    (run / "summary.json").write_text(json.dumps({"status": "complete", "compute": {"flops": 3},
+                                                  "diagnostics": {"perplexity": 12.5}, "other": 1}))
+    got = identity_for(f"paco_fr:{w}")
+    assert got == {**ident, "compute": {"flops": 3}, "diagnostics": {"perplexity": 12.5}}
+    assert identity_for(f"paco_fr:{w}", label="mine")["label"] == "mine"
+
+
+def test_identity_from_safetensors_metadata(tmp_path):
+    """paco_fr.export copies the run folder's method.json into the encoder's metadata; a file
+    copied elsewhere alone still says what it is."""
+    from paco_fr.config import load_config
+    from paco_fr.export import export_encoder, read_metadata
+    from paco_fr.models import build_encoder
+
+    cfg = load_config("smoke", {"model.depth": 1, "model.img_size": 16})
+    ident = block("mae", "main", label="MAE", run="mae")
+    run = tmp_path / "mae"
+    run.mkdir()
+    (run / "method.json").write_text(json.dumps(ident))
+    out = export_encoder(build_encoder(cfg), cfg, run / "encoder.safetensors")
+    assert json.loads(read_metadata(out)["method"]) == ident
+    alone = tmp_path / "copied.safetensors"
+    alone.write_bytes(out.read_bytes())
+    assert identity_for(f"paco_fr:{alone}")["label"] == "MAE"
+
+
+def test_parse_labels():
+    assert parse_labels(["Mine"], ["paco_fr:/a.safetensors"]) == {"paco_fr:/a.safetensors": "Mine"}
+    assert parse_labels(["random:vit_tiny=R", "paco_fr:/a.safetensors=A"], ["random:vit_tiny", "paco_fr:/a.safetensors"]) \
+        == {"random:vit_tiny": "R", "paco_fr:/a.safetensors": "A"}
+    with pytest.raises(ValueError, match="URI=NAME"):
+        parse_labels(["Mine"], ["random:vit_tiny", "paco_fr:/a.safetensors"])
+
+
+def test_suite_identities_one_vocabulary(tmp_path):
+    from bench_tasks.study import suite_identities, suite_runs, write_run_identity
+
+    ids = suite_identities("smoke")
+    assert ids["paco"]["role"] == "main" and ids["paco"]["label"] == "PaCo-FR (ours)"
+    assert ids["paco"]["settings"]["codebook"] == "256"  # paco_fr/configs/smoke.yaml
+    assert (ids["abl_k1"]["component"], ids["abl_k1"]["setting"], ids["abl_k1"]["label"]) == \
+        ("candidates", "1", "PaCo-FR, k = 1")
+    assert ids["abl_codebook_512"]["setting"] == "512"
+    assert ids["abl_no_spatial"]["setting"] == "off" and ids["abl_no_incubation"]["setting"] == "off"
+    assert ids["mcf"]["method"] == "mcf" and ids["mcf"]["role"] == "main"
+    run = next(r for r in suite_runs(True, "smoke") if r.name == "abl_mask_block")
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "complete"}))
+    written = write_run_identity(run, tmp_path, "smoke")
+    assert json.loads((tmp_path / "method.json").read_text()) == written
+    assert json.loads((tmp_path / "summary.json").read_text())["method"]["setting"] == "block"
+
+
+def test_run_cell_row_records_method_version_and_what_ran(tmp_path):
+    from test_harness_runner import PLUGIN
+
+    (tmp_path / "fake_cls_plugin.py").write_text(PLUGIN)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import fake_cls_plugin  # noqa: F401
+
+        from bench_tasks.runner import run_cell
+
+        cell = Cell(BB, "expression", "fake_cls", "linear", profile="smoke")
+        row = run_cell(cell, results=tmp_path / "r.jsonl", work_dir=tmp_path / "wd", device="cpu",
+                       progress=False, labels={BB: "My random"})
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert row["status"] == "ok", row["error"]
+    assert row["method"] == block("random", "control", label="My random")
+    assert (row["task_version"], row["protocol_used"], row["head"]) == (1, "linear", "attribute")
+    assert row["history"] and "train_loss" in row["history"][0]
+    assert row["config"]["task"]["head"] == "attribute" and "features_extract_s" in row["provenance"]["timings"]
