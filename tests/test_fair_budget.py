@@ -137,10 +137,19 @@ def test_report_compute_table_reads_the_summaries(tmp_path):
         if teacher:
             c["teacher"] = {"path": teacher, "flops_total": 5e12}
         (d / "summary.json").write_text(json.dumps({"status": "complete", "compute": c}))
+        from bench_tasks.method import block
+
+        (d / "method.json").write_text(json.dumps(block(name, "main", label={"paco": "PaCo-FR (ours)"}.get(name, name),
+                                                        run=name)))
+        (d / "encoder.safetensors").write_bytes(b"")  # only its folder is read here
         return f"paco_fr:{d / 'encoder.safetensors'}"
 
+    from bench_tasks.method import identity_for
+
     uris = [run("paco", 8e9, 64, 8), run("mcf", 1e10, 38, 16, teacher="runs/smoke/mcf_teacher/encoder.safetensors")]
-    methods = {u: method_info(u) for u in [*uris, "random:vit_tiny"]}
+    # the runner copies summary.json's compute block into each row's method block (identity_for)
+    methods = {u: method_info({"cell": {"backbone": u}, "method": identity_for(u)})
+               for u in [*uris, "random:vit_tiny"]}
     df = compute_frame(methods)
     assert list(df["run"]) == ["mcf", "paco"]  # table order: baselines first, ours last; no compute, no row
     mcf = df.iloc[0]

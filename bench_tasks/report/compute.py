@@ -1,5 +1,6 @@
 """The pre-training compute table: FLOPs, images and wall time of every pre-trained run in the
-results, read from its summary.json's `compute` block (paco_fr/flops.py), with what the study's
+results, read from the rows' method blocks (`compute`, copied by the runner from the run's
+summary.json, written by paco_fr/flops.py), with what the study's
 budget matching charged to it (MCF-style: its teacher's pre-training included)."""
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ FOOTNOTE = ("Model FLOPs of one optimizer step (forward + backward, teacher pass
 
 
 def compute_frame(methods: dict[str, MethodInfo]) -> pd.DataFrame:
-    """One row per pre-trained run whose summary.json has a compute block, in table order."""
+    """One row per pre-trained run whose rows carry a compute block, in table order."""
     rows = []
     for info in sorted(methods.values(), key=lambda m: m.order):
-        c = (info.summary or {}).get("compute")
-        if not isinstance(c, dict):
+        c = info.compute
+        if not isinstance(c, dict) or not c:
             continue
         teacher = c.get("teacher") or {}
         rows.append({
-            "Method": info.label, "run": info.run_name or "", "steps": c.get("steps"),
+            "Method": info.label, "run": info.run or "", "steps": c.get("steps"),
             "GFLOP/step": c.get("flops_per_step", 0) / 1e9, "TFLOP (run)": c.get("flops_total", 0) / 1e12,
             "TFLOP charged": c.get("charged_flops_total", c.get("flops_total", 0)) / 1e12,
             "images/step": c.get("images_per_step"), "images seen": c.get("images_seen"),

@@ -105,6 +105,8 @@ class MethodInfo:
     setting: str | None = None  # ablation setting shown in the ablation table
     run: str | None = None  # the study run the encoder came from (its folder under runs/<profile>/)
     settings: dict = field(default_factory=dict)  # study runs: every component's setting
+    compute: dict = field(default_factory=dict)  # the run's summary.json `compute` block (paco_fr/flops.py)
+    diagnostics: dict = field(default_factory=dict)  # the run's summary.json `diagnostics` block
     order: tuple = ()
 
 
@@ -116,7 +118,8 @@ def method_info(row: dict) -> MethodInfo:
     method, role = str(b.get("method", "")), str(b.get("role", "main"))
     kind = _KIND_OF_ROLE.get(role, "main")
     info = MethodInfo(uri, str(b.get("label") or uri), method, kind, run=b.get("run"),
-                      settings=dict(b.get("settings") or {}))
+                      settings=dict(b.get("settings") or {}), compute=dict(b.get("compute") or {}),
+                      diagnostics=dict(b.get("diagnostics") or {}))
     if kind == "floor":
         info.order = (-1, 0, uri)
     elif kind == "ceiling":
