@@ -72,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
         "detach_recon": True,  # during incubation the predictor gets only the CE gradient
     },
     "spatial": {
-        "weight": 1.0,  # 0 disables the spatial consistency term (and the second view unless keep_views)
+        "weight": 0.25,  # 0 disables the spatial consistency term (and the second view unless keep_views)
         "pairing": "split",  # split: B/2 images x 2 views (same cost) | repeat: B images x 2 views
         "keep_views": False,  # True: two views even with weight 0 (same distinct images per step)
         # correspondence: cross-view InfoNCE over standardised region features (docs/pretraining.md)

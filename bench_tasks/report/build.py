@@ -20,6 +20,7 @@ import pandas as pd
 
 from . import figures as F
 from .compare import main_protocols, protocol_mask, protocol_text
+from .diagnostics import write_diagnostics_table
 from .load import load_rows
 from .naming import TASK_ORDER, _get_dotted, method_info, task_name
 from .reported import load_reported
@@ -171,6 +172,8 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     files += _write_table_set(abl_tables, out_dir, "ablations", "tab:abl", "ablation")
     if not abl_tables:
         missing.append("no ablation results (runs `abl_*`): ablation tables are empty")
+    if not runs_missing:  # PaCo-FR diagnostics from the runs' summary.json (report/diagnostics.py)
+        files += write_diagnostics_table(runs_dir, profile, out_dir)
 
     # ---- figures
     figures, fig_notes = {}, {"extra": []}

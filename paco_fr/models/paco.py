@@ -165,13 +165,15 @@ class PaCoModel(PretrainModel):
         return norm_pix(sel.float()) if self.space == "norm_pix" else sel
 
     def paste(self, tokens: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
-        """Code-space tokens -> pixels of the replaced patches (norm_pix: with their own mean/std)."""
+        """Code-space tokens -> pixels of the replaced patches. norm_pix: the token (a mixture of
+        normalised codes has a smaller spread) is normalised again and given the replaced patch's
+        own mean and standard deviation."""
         if self.space != "norm_pix":
             return tokens
         sel = sel.float()
         mean = sel.mean(-1, keepdim=True)
         std = (sel.var(-1, keepdim=True) + 1e-6).sqrt()
-        return tokens.float() * std + mean
+        return norm_pix(tokens.float()) * std + mean
 
     def corrupt(self, xn: torch.Tensor, step: int, mask: torch.Tensor | None = None,
                 regions: torch.Tensor | None = None):
