@@ -17,6 +17,7 @@ deterministic shard of every epoch's permutation.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import math
@@ -316,6 +317,7 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
     t_start = time.time()
     t_last, imgs_since, loss_since, n_since = time.time(), 0, 0.0, 0
     last_terms: dict = {}
+    recent_records: collections.deque = collections.deque(maxlen=5)  # for summary.json's diagnostics
     throughputs: list[float] = []
     flip = bool(cfg["data"]["hflip"])
     it = iter(loader)
@@ -391,6 +393,7 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                     rec["skipped_images"] = skipped_total
                 log(rec)
                 last_terms = rec
+                recent_records.append(rec)
                 t_last, imgs_since, loss_since, n_since = time.time(), 0, 0.0, 0
             if int(tc["snapshot_every"]) > 0 and (step % int(tc["snapshot_every"]) == 0 or step == total):
                 snapshot(step)
@@ -436,7 +439,7 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                 "encoder": "encoder.safetensors",
                 "config": cfg,
             })
-            diagnostics = model.diagnostics_summary(last_terms)
+            diagnostics = model.diagnostics_summary(list(recent_records))
             if diagnostics:
                 summary["diagnostics"] = diagnostics
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

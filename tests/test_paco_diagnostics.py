@@ -84,7 +84,7 @@ def test_tiny_run_summary_has_the_diagnostics_block(tmp_path):
               "spatial", "spatial_grad_share"):
         assert k in d and math.isfinite(d[k]), k
     assert 0.0 < d["spatial_grad_share"] < 1.0 and d["grad_shares"]["rec"] == pytest.approx(1 - d["spatial_grad_share"])
-    assert d["window_end_step"] == 4 and 0.0 <= d["belief_top1"] <= 1.0
+    assert d["window_end_step"] == 4 and d["grad_log_steps"] == [2, 4] and 0.0 <= d["belief_top1"] <= 1.0
     log = [json.loads(ln) for ln in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all("gshare_spatial" in r and "diag_copy_baseline" in r for r in log if "loss" in r)
 

@@ -83,8 +83,8 @@ def to_markdown(df: pd.DataFrame) -> str:
               "prediction, in the loss's own space (for the learned-mask-token control, whose token says "
               "nothing about the patch: the information-free prediction). A final reconstruction loss at or "
               "above it means the decoder does no better than copying the token. Spatial grad share: the "
-              "spatial term's gradient norm w.r.t. the encoder over the sum of the terms' norms, at the last "
-              "log step. Belief top-1: predictor's argmax = nearest code. Perplexity / usage: codebook codes "
+              "spatial term's gradient norm w.r.t. the encoder over the sum of the terms' norms, averaged "
+              "over the last 5 log steps. Belief top-1: predictor's argmax = nearest code. Perplexity / usage: codebook codes "
               "chosen in the last window (exp entropy / fraction used).", ""]
     return "\n".join(lines)
 

@@ -72,8 +72,8 @@ class PretrainModel(nn.Module):
 
         return gradient_norms(parts, list(self.encoder.parameters()))
 
-    def diagnostics_summary(self, record: dict) -> dict:
-        """summary.json's `diagnostics` block from the last log record ({} = none)."""
+    def diagnostics_summary(self, records: list[dict]) -> dict:
+        """summary.json's `diagnostics` block from the last log records, oldest first ({} = none)."""
         return {}
 
     @torch.no_grad()

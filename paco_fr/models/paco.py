@@ -344,9 +344,13 @@ class PaCoModel(PretrainModel):
             out["dead_restarted"], self._dead_restarted = float(self._dead_restarted), 0
         return out
 
-    def diagnostics_summary(self, record: dict) -> dict:
-        """summary.json's `diagnostics` block from the last log record (values averaged over the
-        last log window; gradient norms measured at the last log step)."""
+    def diagnostics_summary(self, records: list[dict]) -> dict:
+        """summary.json's `diagnostics` block: the last log record's window means, and the
+        gradient norms / shares averaged over the log steps in `records` (the engine passes its
+        last 5; one log step's share is noisy)."""
+        if not records:
+            return {}
+        record = records[-1]
         out: dict = {"window_end_step": record.get("step"),
                      "copy_baseline_of": "information-free prediction (mask token)" if self.codebook is None
                      else "the pasted token"}
@@ -356,10 +360,14 @@ class PaCoModel(PretrainModel):
         for k in ("codebook_perplexity", "codebook_usage"):
             if k in record:
                 out[k] = record[k]
-        norms = {k[len("gnorm_"):]: v for k, v in record.items() if k.startswith("gnorm_")}
-        if norms:
-            out["grad_norms"] = norms
-            out["grad_shares"] = {k[len("gshare_"):]: v for k, v in record.items() if k.startswith("gshare_")}
+        measured = [r for r in records if any(k.startswith("gnorm_") for k in r)]
+        if measured:
+            def mean_of(prefix: str) -> dict[str, float]:
+                keys = sorted({k for r in measured for k in r if k.startswith(prefix)})
+                return {k[len(prefix):]: sum(r.get(k, 0.0) for r in measured) / len(measured) for k in keys}
+
+            out["grad_norms"], out["grad_shares"] = mean_of("gnorm_"), mean_of("gshare_")
+            out["grad_log_steps"] = [r.get("step") for r in measured]
             out["spatial_grad_share"] = out["grad_shares"].get("spatial", 0.0)
         return out
 
