@@ -203,3 +203,21 @@ def test_norm_pix_codebook_pastes_with_the_patchs_own_statistics():
     assert not torch.allclose(norm_pix(pasted), norm_pix(patch), atol=0.1)
     pixel = _model("codebook.space=pixel")
     assert torch.equal(pixel.to_code_space(sel), sel) and torch.equal(pixel.paste(sel, sel * 0), sel)
+
+
+def test_folder_landmarks_file_gives_per_face_landmarks(tmp_path):
+    from PIL import Image
+
+    from paco_fr.data.pretrain_data import build_pretrain_dataset
+
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / name)
+    five = np.asarray(CANONICAL_5) * 40 - 0.5  # the canonical 5 points in a.png's pixels
+    (tmp_path / "lm.txt").write_text("# relpath x1 y1 ... x5 y5\na.png " + " ".join(f"{v:.6f}" for v in five.ravel()) + "\n")
+    ds = build_pretrain_dataset({"source": "folder", "path": str(tmp_path), "landmarks_file": str(tmp_path / "lm.txt")}, 32)
+    a, b = ds[0], ds[1]
+    assert torch.allclose(a["landmarks"].double(), torch.tensor(np.asarray(CANONICAL_68)), atol=1e-5)
+    assert torch.isnan(b["landmarks"]).all()  # no line: the canonical map (fallback)
+    (tmp_path / "bad.txt").write_text("a.png 1 2 3\n")
+    with pytest.raises(ValueError, match="5 or 68 points"):
+        build_pretrain_dataset({"source": "folder", "path": str(tmp_path), "landmarks_file": str(tmp_path / "bad.txt")}, 32)
