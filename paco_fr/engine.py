@@ -311,7 +311,12 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
 
     # gradient norms of each loss term at log steps (paco_fr.diagnostics); autograd.grad with the
     # graph kept is not tried under torch.compile or DDP
-    grad_diag_on = bool((cfg.get("diagnostics") or {}).get("grad_norms", True)) and not tc["compile"] and world == 1
+    dc = cfg.get("diagnostics") or {}
+    grad_diag_on = bool(dc.get("grad_norms", True)) and not tc["compile"] and world == 1
+    grad_every = int(dc.get("grad_every") or 0)
+
+    def _is_grad_step(n: int) -> bool:
+        return _is_log_step(n) and (grad_every <= 0 or n % grad_every == 0 or n == total)
     grad_diag: dict[str, float] = {}
     model.train()
     t_start = time.time()
@@ -357,7 +362,7 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                 with sync:
                     with autocast():
                         out = fwd_model(b, step=step)
-                    if grad_diag_on and micro == accum - 1 and _is_log_step(step + 1):
+                    if grad_diag_on and micro == accum - 1 and _is_grad_step(step + 1):
                         grad_diag = model.gradient_diagnostics(out)  # one extra backward per loss term
                     (out["loss"] / accum).backward()
                 step_loss += _to_float(out["loss"]) / accum

@@ -90,9 +90,10 @@ def test_tiny_run_summary_has_the_diagnostics_block(tmp_path):
 
 
 def test_mask_token_control_summary(tmp_path):
-    cfg = load_config(None, [*TINY, "data.source=random", "mask.replace=mask_token"])
+    cfg = load_config(None, [*TINY, "data.source=random", "mask.replace=mask_token", "diagnostics.grad_every=3"])
     train(cfg, tmp_path / "run")
     d = json.loads((tmp_path / "run" / "summary.json").read_text())["diagnostics"]
+    assert d["grad_log_steps"] == [4]  # log steps 2 and 4; 2 is not a multiple of 3, 4 is the last
     assert d["copy_baseline_of"].startswith("information-free") and "belief_top1" not in d
     assert "codebook_perplexity" not in d and math.isfinite(d["copy_baseline"])
 
