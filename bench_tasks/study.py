@@ -88,8 +88,8 @@ def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> l
             # Belief Predictor), and the Belief Predictor trained by cross-entropy only (no
             # reconstruction gradient through the mixing weights); role "ablation" so that
             # study_cells evaluates them like the ablations
-            SuiteRun("abl_mask_token", {"objective": "paco", "mask.replace": "mask_token"}, "ablation", "control"),
-            SuiteRun("abl_ce_only", {"objective": "paco", "belief.detach_weights": True}, "ablation", "control"),
+            SuiteRun("abl_learned_mask_token", {"objective": "paco", "mask.replace": "mask_token"}, "ablation", "control"),
+            SuiteRun("abl_belief_ce_only", {"objective": "paco", "belief.detach_weights": True}, "ablation", "control"),
         ]
     return runs
 

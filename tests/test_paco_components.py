@@ -181,7 +181,7 @@ def test_suite_controls_match_the_main_runs_images_per_step():
 
     runs = [r for r in suite_runs(True, "smoke") if r.overrides.get("objective") == "paco"]
     names = {r.name for r in runs}
-    assert {"abl_mask_token", "abl_ce_only", "abl_no_spatial", "abl_mask_random"} <= names
+    assert {"abl_learned_mask_token", "abl_belief_ce_only", "abl_no_spatial", "abl_mask_random"} <= names
     per_step = {r.name: _distinct_images_per_step(load_config("smoke", [*TINY, *(f"{k}={v}" for k, v in
                                                                                   r.overrides.items())]))
                 for r in runs}

@@ -105,14 +105,14 @@ def test_report_diagnostics_table(tmp_path):
     blocks = {
         "paco": {"rec": 0.40, "copy_baseline": 0.50, "spatial": 0.3, "spatial_grad_share": 0.45, "belief_top1": 0.2,
                  "token_patch_mse": 0.05, "codebook_perplexity": 150.0, "codebook_usage": 0.9, "window_end_step": 100},
-        "abl_mask_token": {"rec": 0.60, "copy_baseline": 0.75, "spatial": 0.4, "spatial_grad_share": 0.5},
+        "abl_learned_mask_token": {"rec": 0.60, "copy_baseline": 0.75, "spatial": 0.4, "spatial_grad_share": 0.5},
         "mae": None,  # no diagnostics block: not a row
     }
     for name, diag in blocks.items():
         (base / name).mkdir(parents=True)
         (base / name / "summary.json").write_text(json.dumps({"status": "complete", **({"diagnostics": diag} if diag else {})}))
     df = diagnostics_frame(tmp_path / "runs", "cpu")
-    assert list(df["run"]) == ["paco", "abl_mask_token"]
+    assert list(df["run"]) == ["paco", "abl_learned_mask_token"]
     assert df.set_index("run").loc["paco", "rec_minus_copy"] == pytest.approx(-0.10)
     files = write_diagnostics_table(tmp_path / "runs", "cpu", tmp_path)
     md = (tmp_path / "diagnostics.md").read_text()
