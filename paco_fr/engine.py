@@ -317,6 +317,7 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
 
     def _is_grad_step(n: int) -> bool:
         return _is_log_step(n) and (grad_every <= 0 or n % grad_every == 0 or n == total)
+
     grad_diag: dict[str, float] = {}
     model.train()
     t_start = time.time()
