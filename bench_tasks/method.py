@@ -48,6 +48,9 @@ COMPONENTS: dict[str, Component] = {
     "candidates": Component("Candidates per patch (k)", "codebook.k", "PaCo-FR, k = {}"),
     "incubation": Component("Incubation stage", "incubation.epochs", "PaCo-FR, incubation {}"),
     "spatial": Component("Spatial consistency", "spatial.weight", "PaCo-FR, spatial consistency {}"),
+    # controls (issue 13): what replaces a selected patch, and how the Belief Predictor learns
+    "replacement": Component("Replacement of masked patches", "mask.replace", "PaCo-FR, replaced by {}"),
+    "belief": Component("Belief Predictor training", "belief.detach_weights", "PaCo-FR, belief trained by {}"),
 }
 
 METHOD_LABELS = {"paco": "PaCo-FR (ours)", "mae": "MAE", "farl": "FaRL-style", "mcf": "MCF-style",
@@ -81,6 +84,10 @@ def setting_text(component: str, value) -> str:
             return "on" if value else "off"
     if component == "spatial" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return "off" if value == 0 else f"on (w={value:g})"
+    if component == "replacement":
+        return {"mask_token": "learned mask token", "codebook": "codebook tokens"}.get(str(value), str(value))
+    if component == "belief":
+        return "cross-entropy only" if value else "cross-entropy + reconstruction"
     return str(value)
 
 

@@ -133,7 +133,16 @@ def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> l
               for n in ABLATION_CODEBOOK_SIZES if n != main_codebook],
             SuiteRun("abl_k1", {"objective": "paco", "codebook.k": 1}, "ablation", "candidates"),
             SuiteRun("abl_no_incubation", {"objective": "paco", "incubation.epochs": 0}, "ablation", "incubation"),
-            SuiteRun("abl_no_spatial", {"objective": "paco", "spatial.weight": 0}, "ablation", "spatial"),
+            # the term off, the two views kept: the same distinct images per step as PaCo-FR
+            SuiteRun("abl_no_spatial", {"objective": "paco", "spatial.weight": 0, "spatial.keep_views": True},
+                     "ablation", "spatial"),
+            # controls (issue 13): the same region mask with a learned mask token (no codebook, no
+            # Belief Predictor), and the Belief Predictor trained by cross-entropy only (no
+            # reconstruction gradient through the mixing weights): evaluated like the ablations,
+            # each in the ablation table of its component
+            SuiteRun("abl_learned_mask_token", {"objective": "paco", "mask.replace": "mask_token"}, "ablation",
+                     "replacement"),
+            SuiteRun("abl_belief_ce_only", {"objective": "paco", "belief.detach_weights": True}, "ablation", "belief"),
         ]
     return runs
 

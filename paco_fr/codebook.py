@@ -140,13 +140,9 @@ class PatchCodebook(nn.Module):
     @torch.no_grad()
     def stats(self, reset: bool = True) -> dict[str, float]:
         """Perplexity and fraction of codes used since the last reset."""
-        u = self.usage
-        total = u.sum()
-        if total <= 0:
-            return {"perplexity": 0.0, "usage": 0.0}
-        p = u / total
-        ent = -(p * (p + 1e-12).log()).sum()
-        out = {"perplexity": float(ent.exp()), "usage": float((u > 0).float().mean())}
+        from paco_fr.diagnostics import perplexity_and_usage
+
+        out = perplexity_and_usage(self.usage)
         if reset:
             self.usage.zero_()
         return out

@@ -35,6 +35,13 @@ DEFAULTS: dict[str, Any] = {
         "ratio": 0.5,
         "fill": "adjacent",  # region/block top-up rule: adjacent | random
         "region_rule": "whole_then_fill",  # whole_then_fill | partial_last
+        # region maps: landmarks = each face's own map from the landmarks the data comes with
+        # (SynthFace's 68, a 5-point file), the canonical map where there are none | canonical
+        "regions": "landmarks",
+        # what a selected patch becomes (paco): codebook = a codebook token pasted in pixel space
+        # (PaCo-FR) | mask_token = a learned mask token in the encoder's embedding space (control:
+        # no codebook, no Belief Predictor, SimMIM-style full sequence)
+        "replace": "codebook",
     },
     "codebook": {
         "num_tokens": 512,
@@ -49,8 +56,14 @@ DEFAULTS: dict[str, Any] = {
         "dead_threshold": 0.5,  # EMA cluster size below which a code is dead
         "restart_every": 50,  # steps; 0 disables dead-code restart
         "chunk_size": 2048,
+        # space the entries live and are clustered in: norm_pix = per-patch mean/std-normalised
+        # patches (the loss target's space), pasted with the replaced patch's own mean/std |
+        # pixel = backbone-normalised pixels (tokens are colour clusters)
+        "space": "norm_pix",
     },
-    "belief": {"hidden": 256, "pos_dim": 32},
+    # detach_weights: true = the predictor is trained by cross-entropy only (no reconstruction
+    # gradient through the mixing weights; the CE-only control)
+    "belief": {"hidden": 256, "pos_dim": 32, "detach_weights": False},
     "incubation": {
         "epochs": 1.0,  # first epoch(s): belief predictor supervised by CE to the nearest token
         "steps": None,  # if set, overrides epochs
@@ -59,11 +72,21 @@ DEFAULTS: dict[str, Any] = {
         "detach_recon": True,  # during incubation the predictor gets only the CE gradient
     },
     "spatial": {
-        "weight": 1.0,  # 0 disables the spatial consistency term (and the second view)
+        "weight": 0.25,  # 0 disables the spatial consistency term (and the second view unless keep_views)
         "pairing": "split",  # split: B/2 images x 2 views (same cost) | repeat: B images x 2 views
-        "stop_grad": False,  # True: view 2's relation matrix is a stop-grad target
+        "keep_views": False,  # True: two views even with weight 0 (same distinct images per step)
+        # correspondence: cross-view InfoNCE over standardised region features (docs/pretraining.md)
+        # | gram_mse: MSE of cosine relation matrices (the earlier form: inert, zero when collapsed)
+        "form": "correspondence",
+        "temperature": 0.2,
+        "center_batch": False,  # also centre each region's features over the images of the batch
+        "stop_grad": False,  # True: view 2 is a stop-grad target
         "layer": -1,  # encoder block whose patch tokens are region-pooled (-1 = final, normed)
     },
+    # grad_norms: at log steps, the gradient norm of each loss term w.r.t. the encoder (one extra
+    # backward per term: a measured step costs 1.7-2x a plain one; skipped under torch.compile and
+    # DDP); grad_every: only at log steps that are multiples of it (0 = every log step), and the last
+    "diagnostics": {"grad_norms": True, "grad_every": 0},
     "loss": {"norm_pix": True, "on": "masked", "type": "mse"},  # on: masked | all
     "mae": {"mask_ratio": 0.75},
     "farl": {
@@ -280,6 +303,10 @@ def check_data_config(cfg: dict) -> None:
             raise ConfigError("data.source=folder needs data.path=<folder of aligned face images>")
         if not Path(str(path)).expanduser().is_dir():
             raise ConfigError(f"data.path {path!r}: folder not found (data.source=folder)")
+        lm = d.get("landmarks_file")
+        if lm and not Path(str(lm)).expanduser().is_file():
+            raise ConfigError(f"data.landmarks_file {lm!r}: file not found (data.source=folder reads optional lines "
+                              "'relpath x1 y1 ... x5 y5' or 68 points, for per-face region maps)")
     elif src == "tar":
         if not path:
             raise ConfigError("data.source=tar needs data.path='<shards>/*.tar' (a glob of tar shards of aligned "

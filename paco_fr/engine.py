@@ -17,6 +17,7 @@ deterministic shard of every epoch's permutation.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import math
@@ -38,6 +39,7 @@ from paco_fr.data.pretrain_data import ResumableBatchSampler, build_pretrain_dat
 from paco_fr.flops import compute_block, step_cost
 from paco_fr.models import build_model
 from paco_fr.models.text import WordTokenizer
+from paco_fr.region_maps import hflip_landmarks
 
 CKPT_NAME = "last.pt"
 
@@ -309,10 +311,26 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
             model.train()
         save_snapshot(rec, run_dir / "snapshots" / f"step_{step:06d}.png")
 
+    log_every = int(tc["log_every"])
+
+    def _is_log_step(n: int) -> bool:
+        return n % log_every == 0 or n == total
+
+    # gradient norms of each loss term at log steps (paco_fr.diagnostics); autograd.grad with the
+    # graph kept is not tried under torch.compile or DDP
+    dc = cfg.get("diagnostics") or {}
+    grad_diag_on = bool(dc.get("grad_norms", True)) and not tc["compile"] and world == 1
+    grad_every = int(dc.get("grad_every") or 0)
+
+    def _is_grad_step(n: int) -> bool:
+        return _is_log_step(n) and (grad_every <= 0 or n % grad_every == 0 or n == total)
+
+    grad_diag: dict[str, float] = {}
     model.train()
     t_start = time.time()
     t_last, imgs_since, loss_since, n_since = time.time(), 0, 0.0, 0
     last_terms: dict = {}
+    recent_records: collections.deque = collections.deque(maxlen=5)  # for summary.json's diagnostics
     throughputs: list[float] = []
     flip = bool(cfg["data"]["hflip"])
     it = iter(loader)
@@ -341,6 +359,9 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                     f = torch.rand(x.shape[0], device="cpu") < 0.5
                     x = torch.where(f.to(device)[:, None, None, None], x.flip(-1), x)
                 b = {"image": x}
+                if "landmarks" in batch:  # per-face region maps (paco_fr.region_maps), flipped with the image
+                    lm = batch["landmarks"].to(device).float()
+                    b["landmarks"] = torch.where(f.to(device)[:, None, None], hflip_landmarks(lm), lm) if flip else lm
                 if text_ids is not None:
                     b["text"] = text_ids[batch["index"]].to(device)
                 sync = contextlib.nullcontext()
@@ -349,6 +370,8 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                 with sync:
                     with autocast():
                         out = fwd_model(b, step=step)
+                    if grad_diag_on and micro == accum - 1 and _is_grad_step(step + 1):
+                        grad_diag = model.gradient_diagnostics(out)  # one extra backward per loss term
                     (out["loss"] / accum).backward()
                 step_loss += _to_float(out["loss"]) / accum
                 for k, v in out["terms"].items():
@@ -371,17 +394,19 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
             if pbar is not None:
                 pbar.update(1)
                 pbar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
-            if step % int(tc["log_every"]) == 0 or step == total:
+            if _is_log_step(step):
                 now = time.time()
                 ips = imgs_since / max(now - t_last, 1e-9)
                 throughputs.append(ips)
                 rec = {"step": step, "epoch": step / steps_per_epoch, "loss": step_loss,
                        "loss_avg": loss_since / n_since, "lr": lr, "img_per_s": ips,
-                       **{k: v for k, v in terms_acc.items()}, **model.extra_stats()}
+                       **{k: v for k, v in terms_acc.items()}, **model.extra_stats(), **grad_diag}
+                grad_diag = {}
                 if skipped_total:
                     rec["skipped_images"] = skipped_total
                 log(rec)
                 last_terms = rec
+                recent_records.append(rec)
                 t_last, imgs_since, loss_since, n_since = time.time(), 0, 0.0, 0
             if int(tc["snapshot_every"]) > 0 and (step % int(tc["snapshot_every"]) == 0 or step == total):
                 snapshot(step)
@@ -430,6 +455,9 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                     cfg["mcf"]["teacher"] if cfg["objective"] == "mcf" and cfg["mcf"]["teacher"] != "random" else None)),
                 "config": cfg,
             })
+            diagnostics = model.diagnostics_summary(list(recent_records))
+            if diagnostics:
+                summary["diagnostics"] = diagnostics
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if world > 1:
         dist.barrier()

@@ -83,6 +83,55 @@ def relation_consistency(rel_a: torch.Tensor, rel_b: torch.Tensor, stop_grad: bo
     return ((rel_a - rel_b) ** 2)[:, off].mean()
 
 
+def region_features(tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """tokens (B, N, D), weights (B, N, R) or (N, R) averaging columns -> region features (B, R, D)."""
+    if weights.ndim == 2:
+        return torch.einsum("bnd,nr->brd", tokens.float(), weights.float())
+    return torch.einsum("bnd,bnr->brd", tokens.float(), weights.float())
+
+
+def _standardise_regions(f: torch.Tensor, present: torch.Tensor, center_batch: bool) -> torch.Tensor:
+    """Centre region features over the present regions of each image (and, with center_batch, over
+    the images per region), then divide by the image's RMS feature norm (one scale per image,
+    not one per region: a per-region L2 norm would make parallel features a zero-gradient point)."""
+    w = present.float()[..., None]  # (B, R, 1)
+    mu = (f * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1.0)
+    fc = (f - mu) * w
+    if center_batch and f.shape[0] > 1:
+        mb = fc.sum(0, keepdim=True) / w.sum(0, keepdim=True).clamp_min(1.0)
+        fc = (fc - mb) * w
+    rms = (fc.pow(2).sum((1, 2), keepdim=True) / w.sum(1, keepdim=True).clamp_min(1.0)).add(1e-12).sqrt()
+    return fc / rms.clamp_min(1e-6)
+
+
+def spatial_correspondence(f1: torch.Tensor, f2: torch.Tensor, present: torch.Tensor, temperature: float = 0.2,
+                           center_batch: bool = False, stop_grad: bool = False) -> torch.Tensor:
+    """The spatial-consistency term (issue 13, item 5): each facial component's feature in one view
+    must be closer to the same component in the other view than to the other components.
+
+    f1, f2: (B, R, D) region features of two views of the same faces; present: (B, R) regions
+    present on each face. Features are standardised (`_standardise_regions`), the cross-view
+    relation matrix S = z1 z2^T / temperature (B, R, R) is compared with the identity by a
+    cross-entropy over the present regions, both directions. Equal (collapsed) features give
+    log R (never 0), parallel ones a non-zero loss with a non-zero gradient, and the term is of the
+    order of the reconstruction loss at start (log 10 = 2.3 for the 10 regions)."""
+    if stop_grad:
+        f2 = f2.detach()
+    z1 = _standardise_regions(f1, present, center_batch)
+    z2 = _standardise_regions(f2, present, center_batch)
+    logits = z1 @ z2.transpose(1, 2) / temperature  # (B, R, R)
+    col_ok = present[:, None, :]
+    neg = torch.finfo(logits.dtype).min / 4
+    R = logits.shape[-1]
+    target = torch.arange(R, device=logits.device).expand(logits.shape[0], R)
+    rows = present & (present.sum(1, keepdim=True) >= 2)  # an image with < 2 regions has no relation
+    l12 = F.cross_entropy(logits.masked_fill(~col_ok, neg).transpose(1, 2), target, reduction="none")
+    l21 = F.cross_entropy(logits.transpose(1, 2).masked_fill(~col_ok, neg).transpose(1, 2), target,
+                          reduction="none")
+    w = rows.float()
+    return ((l12 + l21) * w).sum() / (2 * w.sum().clamp_min(1.0))
+
+
 def perceptual_loss(feats_pred: list[torch.Tensor], feats_true: list[torch.Tensor]) -> torch.Tensor:
     """Sum over layers of the MSE between L2-normalised tokens (MCF)."""
     total = feats_pred[0].new_zeros((), dtype=torch.float32)

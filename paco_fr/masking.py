@@ -14,7 +14,9 @@ Every strategy returns a bool mask (B, N) (True = selected/masked patch, row-maj
   to the target with patches 4-adjacent to the chosen patches (fill=`adjacent`; random among
   them, random anywhere if none is left) or uniformly at random (fill=`random`). Rule
   `partial_last`: like whole_then_fill, but the first region that does not fit is masked
-  partially (its patches in random order) before filling.
+  partially (its patches in random order) before filling. With `regions=` (B, N) every sample
+  uses its own map (paco_fr.region_maps: from that face's landmarks), so the masked regions
+  follow posed faces.
 """
 
 from __future__ import annotations
@@ -227,8 +229,12 @@ def block_mask(batch: int, grid: tuple[int, int], ratio: float, device=None, gen
 def region_mask(batch: int, grid: tuple[int, int], ratio: float, device=None, generator=None,
                 fill: str = "adjacent", region_rule: str = "whole_then_fill", regions: torch.Tensor | None = None,
                 **_) -> torch.Tensor:
+    """`regions`: None (the canonical map), one (N,) map for every sample, or (B, N) per-image maps
+    (paco_fr.region_maps: each face's own landmarks)."""
     n = grid[0] * grid[1]
     target = num_to_mask(n, ratio)
+    if regions is not None and regions.ndim == 2:
+        return _region_mask_per_image(regions.to(device), target, grid, fill, region_rule, generator)
     rmap = (region_map(grid) if regions is None else regions).to(device)
     present = torch.unique(rmap)
     onehot = rmap[None, :] == present[:, None]  # (R, N)
@@ -258,6 +264,39 @@ def region_mask(batch: int, grid: tuple[int, int], ratio: float, device=None, ge
     return fill_to_count(mask, target, grid, fill=fill, generator=generator)
 
 
+def _region_mask_per_image(regions: torch.Tensor, target: int, grid: tuple[int, int], fill: str, region_rule: str,
+                           generator=None) -> torch.Tensor:
+    """region_mask's rules with one map per sample: regions (B, N) -> bool (B, N). Every sample
+    visits the region ids 0..len(REGIONS)-1 in its own random order (absent ones add nothing)."""
+    if region_rule not in ("whole_then_fill", "partial_last"):
+        raise ValueError(f"unknown region_rule {region_rule!r}")
+    B, n = regions.shape
+    dev = regions.device
+    R = len(REGIONS)
+    onehot = regions[:, None, :] == torch.arange(R, device=dev)[None, :, None]  # (B, R, N)
+    sizes = onehot.sum(2)  # (B, R)
+    order = torch.rand(B, R, generator=generator, device=dev).argsort(1)
+    mask = torch.zeros(B, n, dtype=torch.bool, device=dev)
+    count = torch.zeros(B, dtype=torch.long, device=dev)
+    blocked = torch.zeros(B, dtype=torch.bool, device=dev)
+    rows = torch.arange(B, device=dev)
+    for j in range(R):
+        r = order[:, j]
+        oh, size = onehot[rows, r], sizes[rows, r]
+        fits = (count + size <= target) & ~blocked
+        mask |= oh & fits[:, None]
+        count = count + size * fits
+        if region_rule == "partial_last":
+            partial = ~fits & ~blocked & (count < target)
+            if partial.any():
+                sc = torch.rand(B, n, generator=generator, device=dev).masked_fill(~oh, -1.0)
+                rank = (-sc).argsort(1).argsort(1)
+                mask |= (rank < (target - count)[:, None]) & oh & partial[:, None]
+                count = mask.sum(1)
+                blocked |= partial
+    return fill_to_count(mask, target, grid, fill=fill, generator=generator)
+
+
 MASKERS = {"random": random_mask, "block": block_mask, "region": region_mask}
 
 
@@ -276,3 +315,11 @@ def region_pool_matrix(grid: tuple[int, int], device=None) -> tuple[torch.Tensor
     onehot = (rmap[:, None] == present[None, :]).float()
     onehot = onehot / onehot.sum(0, keepdim=True)
     return onehot.to(device), [REGIONS[i] for i in present.tolist()]
+
+
+def region_pool_weights(regions: torch.Tensor, num_regions: int = len(REGIONS)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image region averaging: regions (B, N) (or (N,), the same map for all) -> weights
+    (B, N, R) whose columns average the patches of each region, and present (B, R) bool."""
+    onehot = (regions[..., None] == torch.arange(num_regions, device=regions.device)).float()  # (B?, N, R)
+    counts = onehot.sum(-2, keepdim=True)
+    return onehot / counts.clamp_min(1.0), counts.squeeze(-2) > 0

@@ -22,6 +22,7 @@ import pandas as pd
 
 from . import figures as F
 from .compare import main_protocols, protocol_mask, protocol_text
+from .diagnostics import write_diagnostics_table
 from .load import load_rows
 from .naming import TASK_ORDER, is_full_paco, task_name
 from .reported import load_reported
@@ -197,6 +198,8 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
         (out_dir / "pretraining_compute.md").write_text(compute_md)
         compute_df.to_csv(out_dir / "pretraining_compute.csv", index=False)
         files += ["pretraining_compute.md", "pretraining_compute.csv"]
+    if not runs_missing:  # PaCo-FR diagnostics from the runs' summary.json (report/diagnostics.py)
+        files += write_diagnostics_table(runs_dir, profile, out_dir)
 
     # ---- figures
     figures, fig_notes = {}, {"extra": []}

@@ -1,19 +1,24 @@
 """Pre-training data sources (all yield aligned face crops of `img_size`).
 
 `build_pretrain_dataset(data_cfg, img_size, seed)` -> a torch Dataset whose items are
-{"image": uint8 (3, H, W), "index": int, "skipped": [file names that failed]} and which has
-`.captions` (list[str] or None).
+{"image": uint8 (3, H, W), "index": int, "skipped": [file names that failed]} (+ "landmarks":
+float32 (68, 2) in unit coordinates of the crop, NaN where unknown, for sources that have them:
+PaCo-FR's per-face region maps, paco_fr.region_maps) and which has `.captions` (list[str] or None).
 
 Sources (`data.source`):
 - `synthface`: paco_fr.data.synthface.load_synthface(split, num_images, img_size, seed, root)
   (split `pretrain` by default; `teacher` for MCF-style's teacher: disjoint identities and images);
-  captions are built from SynthFace's labels, partial and noisy by default (paco_fr.data.captions).
+  captions are built from SynthFace's labels, partial and noisy by default (paco_fr.data.captions);
+  the 68 landmarks come from SynthFace.
 - `folder`: an image folder (recursive; jpg/jpeg/png/bmp/webp) of already-aligned faces, resized
-  to img_size. `data.path` = the folder.
+  to img_size. `data.path` = the folder. Optional `data.landmarks_file`: lines `relpath` + 5
+  points (10 numbers) or 68 points (136 numbers) in that image's pixel coordinates; 5 points give
+  a 68-point estimate (paco_fr.region_maps.landmarks68_from_five); images without a line get NaN.
 - `tar`: tar shards of already-aligned faces; `data.path` = a shard, a folder of shards or a glob.
 - `landmarks`: raw face images + a 5-point landmarks file (`data.landmarks_file`; one line per
   image: `relpath x1 y1 ... x5 y5`, paths relative to `data.path`, `#` comments allowed), aligned
-  on the fly with paco_fr.data.template.align_face.
+  on the fly with paco_fr.data.template.align_face; the 5 points, moved into the aligned crop,
+  give the face's 68-point estimate.
 - `random`: seeded smooth random images with dummy captions (tests / throughput only).
 
 Corrupt or unreadable images are reported (warning with the file name), counted and replaced
@@ -61,6 +66,10 @@ class _FileDataset(Dataset):
         self.img_size = img_size
         self.bad: set[str] = set()
 
+    def _landmarks(self, i: int) -> np.ndarray | None:
+        """(68, 2) unit coords of item i (NaN = unknown), or None when the source has none."""
+        return None
+
     def __len__(self) -> int:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -71,8 +80,12 @@ class _FileDataset(Dataset):
             j = (i + t) % n
             try:
                 img = self._load(j)
-                return {"image": torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1), "index": j,
+                item = {"image": torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1), "index": j,
                         "skipped": skipped}
+                lm = self._landmarks(j)
+                if lm is not None:
+                    item["landmarks"] = torch.from_numpy(np.asarray(lm, dtype=np.float32))
+                return item
             except Exception as e:  # noqa: BLE001 - any decoding failure means "skip this file"
                 name = self._name(j)
                 if name not in self.bad:
@@ -82,13 +95,44 @@ class _FileDataset(Dataset):
         raise RuntimeError(f"no readable image found around index {i} (tried {len(skipped)})")
 
 
+def read_landmarks_file(path) -> dict[str, np.ndarray]:
+    """`relpath x1 y1 ... xK yK` lines (K = 5 or 68, pixel coords; `#` comments) -> {relpath: (K, 2)}."""
+    out: dict[str, np.ndarray] = {}
+    for ln, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) not in (11, 137):
+            raise ValueError(f"{path}:{ln}: expected `relpath` and 5 or 68 points (10 or 136 numbers), "
+                             f"got {len(parts) - 1} numbers")
+        out[parts[0]] = np.array([float(v) for v in parts[1:]], dtype=np.float64).reshape(-1, 2)
+    return out
+
+
+def unit_landmarks68(pts: np.ndarray, width: int, height: int) -> np.ndarray:
+    """5 or 68 points in pixel coords of a width x height image -> 68 points in unit coords."""
+    from paco_fr.region_maps import landmarks68_from_five
+
+    unit = (np.asarray(pts, dtype=np.float64) + 0.5) / np.array([width, height], dtype=np.float64)
+    return unit if len(unit) == 68 else landmarks68_from_five(unit)
+
+
 class FolderDataset(_FileDataset):
-    def __init__(self, root, img_size: int):
+    def __init__(self, root, img_size: int, landmarks_file=None):
         super().__init__(img_size)
         root = Path(root)
+        self.root = root
         self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMG_EXT)
         if not self.files:
             raise FileNotFoundError(f"no images under {root}")
+        self.points = read_landmarks_file(landmarks_file) if landmarks_file else None
+        self._unit: dict[int, np.ndarray] = {}
+
+    def _landmarks(self, i):
+        if self.points is None:
+            return None
+        return self._unit.get(i, np.full((68, 2), np.nan, dtype=np.float32))
 
     def __len__(self):
         return len(self.files)
@@ -97,7 +141,12 @@ class FolderDataset(_FileDataset):
         return str(self.files[i])
 
     def _load(self, i):
-        return _resize(_decode(self.files[i]), self.img_size)
+        img = _decode(self.files[i])
+        if self.points is not None:
+            pts = self.points.get(self.files[i].relative_to(self.root).as_posix())
+            if pts is not None:
+                self._unit[i] = unit_landmarks68(pts, img.shape[1], img.shape[0]).astype(np.float32)
+        return _resize(img, self.img_size)
 
 
 class TarDataset(_FileDataset):
@@ -161,6 +210,16 @@ class LandmarksDataset(_FileDataset):
     def _name(self, i):
         return str(self.root / self.items[i][0])
 
+    def _landmarks(self, i):
+        from paco_fr.data.template import CANONICAL_5, similarity_from_points, transform_points
+        from paco_fr.region_maps import landmarks68_from_five
+
+        # the 5 points moved into the aligned crop (the same similarity align_face uses)
+        size = self.img_size
+        pts = self.items[i][1]
+        m = similarity_from_points(pts, CANONICAL_5 * size - 0.5)
+        return landmarks68_from_five((transform_points(pts, m) + 0.5) / size).astype(np.float32)
+
     def _load(self, i):
         from paco_fr.data.template import align_face
 
@@ -171,17 +230,22 @@ class LandmarksDataset(_FileDataset):
 
 
 class ArrayDataset(Dataset):
-    def __init__(self, images: np.ndarray, captions: list[str] | None):
+    def __init__(self, images: np.ndarray, captions: list[str] | None, landmarks: np.ndarray | None = None):
+        """landmarks: optional (N, 68, 2) in unit coordinates of the crop."""
         self.images = images
         self.captions = captions
+        self.landmarks = None if landmarks is None else np.asarray(landmarks, dtype=np.float32)
         self.bad: set[str] = set()
 
     def __len__(self):
         return len(self.images)
 
     def __getitem__(self, i):
-        return {"image": torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1), "index": int(i),
+        item = {"image": torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1), "index": int(i),
                 "skipped": []}
+        if self.landmarks is not None:
+            item["landmarks"] = torch.from_numpy(self.landmarks[i])
+        return item
 
 
 def random_faces(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -205,12 +269,14 @@ def build_pretrain_dataset(data_cfg: dict, img_size: int, seed: int = 0, caption
         s = load_synthface(data_cfg.get("split") or "pretrain", int(data_cfg["num_images"]), image_size=img_size,
                            seed=seed, root=data_cfg.get("root"))
         caps = build_captions(s.attributes, s.expression, captions, seed, s.attribute_names, EXPRESSIONS)
-        return ArrayDataset(np.asarray(s.images), caps)
+        # SynthFace landmarks are pixel coords with pixel centres at integers -> unit coords
+        unit = (np.asarray(s.landmarks, dtype=np.float64) + 0.5) / img_size
+        return ArrayDataset(np.asarray(s.images), caps, unit)
     if src == "random":
         imgs, caps = random_faces(int(data_cfg["num_images"]), img_size, seed)
         return ArrayDataset(imgs, caps)
     if src == "folder":
-        return FolderDataset(data_cfg["path"], img_size)
+        return FolderDataset(data_cfg["path"], img_size, data_cfg.get("landmarks_file"))
     if src == "tar":
         return TarDataset(data_cfg["path"], img_size)
     if src == "landmarks":
@@ -250,8 +316,11 @@ class ResumableBatchSampler:
 
 
 def collate(items: list[dict]) -> dict:
-    return {
+    out = {
         "image": torch.stack([it["image"] for it in items]),
         "index": torch.tensor([it["index"] for it in items]),
         "skipped": [s for it in items for s in it["skipped"]],
     }
+    if all("landmarks" in it for it in items):
+        out["landmarks"] = torch.stack([it["landmarks"] for it in items])
+    return out

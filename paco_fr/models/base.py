@@ -58,6 +58,22 @@ class PretrainModel(nn.Module):
         """Called after every optimizer step (momentum encoders etc.)."""
 
     def extra_stats(self) -> dict[str, float]:
+        """Values added to every log record (averaged since the previous record where it applies)."""
+        return {}
+
+    def gradient_diagnostics(self, out: dict) -> dict[str, float]:
+        """Gradient norm of each weighted loss term in `out["parts"]` w.r.t. the encoder's parameters
+        (paco_fr.diagnostics.gradient_norms); {} for objectives that return no parts. Called by the
+        engine at log steps, before the training backward (the graph is kept)."""
+        parts = out.get("parts")
+        if not parts:
+            return {}
+        from paco_fr.diagnostics import gradient_norms
+
+        return gradient_norms(parts, list(self.encoder.parameters()))
+
+    def diagnostics_summary(self, records: list[dict]) -> dict:
+        """summary.json's `diagnostics` block from the last log records, oldest first ({} = none)."""
         return {}
 
     @torch.no_grad()
