@@ -99,22 +99,27 @@ def test_mask_token_control_summary(tmp_path):
 
 
 def test_report_diagnostics_table(tmp_path):
+    from bench_tasks.method import block
     from bench_tasks.report.diagnostics import diagnostics_frame, write_diagnostics_table
+    from bench_tasks.report.naming import method_info
 
-    base = tmp_path / "runs" / "cpu"
     blocks = {
         "paco": {"rec": 0.40, "copy_baseline": 0.50, "spatial": 0.3, "spatial_grad_share": 0.45, "belief_top1": 0.2,
                  "token_patch_mse": 0.05, "codebook_perplexity": 150.0, "codebook_usage": 0.9, "window_end_step": 100},
         "abl_learned_mask_token": {"rec": 0.60, "copy_baseline": 0.75, "spatial": 0.4, "spatial_grad_share": 0.5},
         "mae": None,  # no diagnostics block: not a row
     }
+    methods = {}
     for name, diag in blocks.items():
-        (base / name).mkdir(parents=True)
-        (base / name / "summary.json").write_text(json.dumps({"status": "complete", **({"diagnostics": diag} if diag else {})}))
-    df = diagnostics_frame(tmp_path / "runs", "cpu")
+        role, comp = ("ablation", "replacement") if name.startswith("abl_") else ("main", "")
+        b = block("mae" if name == "mae" else "paco", role, comp, label={"paco": "PaCo-FR (ours)"}.get(name, name),
+                  run=name, **({"diagnostics": diag} if diag else {}))
+        uri = f"paco_fr:runs/cpu/{name}/encoder.safetensors"
+        methods[uri] = method_info({"cell": {"backbone": uri}, "method": b})
+    df = diagnostics_frame(methods)
     assert list(df["run"]) == ["paco", "abl_learned_mask_token"]
     assert df.set_index("run").loc["paco", "rec_minus_copy"] == pytest.approx(-0.10)
-    files = write_diagnostics_table(tmp_path / "runs", "cpu", tmp_path)
+    files = write_diagnostics_table(methods, tmp_path)
     md = (tmp_path / "diagnostics.md").read_text()
     assert files == ["diagnostics.md", "diagnostics.csv"] and "PaCo-FR (ours)" in md and "45.0 %" in md
-    assert write_diagnostics_table(tmp_path / "nothing", "cpu", tmp_path / "x") == []
+    assert write_diagnostics_table({}, tmp_path / "x") == []

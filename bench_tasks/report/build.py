@@ -198,8 +198,8 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
         (out_dir / "pretraining_compute.md").write_text(compute_md)
         compute_df.to_csv(out_dir / "pretraining_compute.csv", index=False)
         files += ["pretraining_compute.md", "pretraining_compute.csv"]
-    if not runs_missing:  # PaCo-FR diagnostics from the runs' summary.json (report/diagnostics.py)
-        files += write_diagnostics_table(runs_dir, profile, out_dir)
+    # PaCo-FR diagnostics: the rows' method blocks (copied from each run's summary.json)
+    files += write_diagnostics_table(methods, out_dir)
 
     # ---- figures
     figures, fig_notes = {}, {"extra": []}

@@ -3,19 +3,19 @@ copy baseline (the loss of pasting the token itself as the prediction) next to t
 reconstruction loss, the spatial term and its share of the encoder's gradient norm, the Belief
 Predictor's top-1 agreement with the nearest code and the codebook's perplexity and usage.
 
-Read from the `diagnostics` block of each run's summary.json (paco_fr.engine; values averaged
-over the last log window), not from result rows: `write_diagnostics_table(runs_dir, profile,
-out_dir)` -> the files written (diagnostics.md, diagnostics.csv), [] when no run has the block.
+Read from result rows only: the `diagnostics` block of each row's method block (copied by the
+runner from the run's summary.json, written by paco_fr.engine; values averaged over the last log
+window). `write_diagnostics_table(methods, out_dir)` -> the files written (diagnostics.md,
+diagnostics.csv), [] when no evaluated run has the block.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from .naming import method_info
+from .naming import MethodInfo, is_full_paco
 
 COLUMNS = [  # (summary key, column title)
     ("copy_baseline", "Copy baseline"),
@@ -30,37 +30,22 @@ COLUMNS = [  # (summary key, column title)
 ]
 
 
-def _run_dirs(runs_dir, profile: str | None) -> list[Path]:
-    for base in ([Path(runs_dir) / profile] if profile else []) + [Path(runs_dir)]:
-        if base.is_dir():
-            found = [d for d in sorted(base.iterdir()) if (d / "summary.json").is_file()]
-            if found:
-                return found
-    return []
-
-
-def diagnostics_frame(runs_dir, profile: str | None) -> pd.DataFrame:
-    """One row per run folder whose summary.json has a `diagnostics` block (PaCo-FR first)."""
+def diagnostics_frame(methods: dict[str, MethodInfo]) -> pd.DataFrame:
+    """One row per evaluated encoder whose rows carry a `diagnostics` block, in table order
+    (PaCo-FR first, then its ablations and controls)."""
     recs = []
-    for d in _run_dirs(runs_dir, profile):
-        try:
-            diag = json.loads((d / "summary.json").read_text()).get("diagnostics")
-        except (OSError, ValueError):
-            continue
+    for info in sorted(methods.values(), key=lambda m: (not is_full_paco(m), m.order)):
+        diag = info.diagnostics
         if not isinstance(diag, dict) or not diag:
             continue
-        info = method_info(f"paco_fr:{d / 'encoder.safetensors'}", runs_dir, profile)
-        row = {"run": d.name, "method": info.label, "step": diag.get("window_end_step"),
+        row = {"run": info.run or "", "method": info.label, "step": diag.get("window_end_step"),
                "copy_baseline_of": diag.get("copy_baseline_of", "")}
         for k, _ in COLUMNS:
             row[k] = diag.get(k)
         if isinstance(row["rec"], (int, float)) and isinstance(row["copy_baseline"], (int, float)):
             row["rec_minus_copy"] = row["rec"] - row["copy_baseline"]
         recs.append(row)
-    df = pd.DataFrame(recs)
-    if not df.empty:
-        df = df.sort_values("run", key=lambda s: s.map(lambda n: (n != "paco", n)), kind="stable")
-    return df
+    return pd.DataFrame(recs)
 
 
 def _fmt(v, key: str) -> str:
@@ -74,7 +59,7 @@ def _fmt(v, key: str) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    lines = ["## PaCo-FR diagnostics (summary.json of each pre-training run, last log window)", "",
+    lines = ["## PaCo-FR diagnostics (each pre-training run's summary.json, carried by its rows; last log window)", "",
              "| Run | Method | " + " | ".join(t for _, t in COLUMNS) + " |",
              "|:--|:--|" + "--:|" * len(COLUMNS)]
     for _, r in df.iterrows():
@@ -89,8 +74,8 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_diagnostics_table(runs_dir, profile: str | None, out_dir) -> list[str]:
-    df = diagnostics_frame(runs_dir, profile)
+def write_diagnostics_table(methods: dict[str, MethodInfo], out_dir) -> list[str]:
+    df = diagnostics_frame(methods)
     if df.empty:
         return []
     out_dir = Path(out_dir)
