@@ -54,3 +54,16 @@ def test_seeds_are_averaged_and_random_below_floor_has_infinite_room():
 
 def test_no_table_without_encoder_rows():
     assert calibration_markdown([_row("floor:input-free", "attributes", "floor", 50.0, (50, 50))]) is None
+
+
+def test_ceiling_gets_a_from_scratch_recipe():
+    from bench_tasks.api import get_profile
+    from bench_tasks.protocols.train import FitConfig
+    from bench_tasks.references import CEILING_LR, ceiling_recipe
+
+    cfg = FitConfig(epochs=6, lr_head=1e-3, lr_backbone=1e-4, layer_decay=0.75)
+    prof = get_profile("cpu")
+    assert ceiling_recipe(cfg, "random:vit_tiny@64/8/d4", prof) is cfg  # only ceilings change
+    c = ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", prof)
+    assert (c.lr_backbone, c.layer_decay, c.epochs) == (CEILING_LR, 1.0, 6)
+    assert c.lr_head == max(1e-3, CEILING_LR)

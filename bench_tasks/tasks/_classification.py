@@ -35,6 +35,7 @@ from bench_tasks.metrics.classification import (
 from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
+from bench_tasks.references import ceiling_recipe
 from bench_tasks.registry import DATASETS, HEADS
 from bench_tasks.stats import ItemScores, multiclass_items, multilabel_items
 
@@ -282,6 +283,8 @@ class ClassificationTask(Task):
                         weight_decay=st["weight_decay"], layer_decay=st.get("layer_decay", 0.75),
                         ema_decay=st["ema_decay"], select_metric=self.headline,
                         higher_is_better=self.higher_is_better)
+        cfg = ceiling_recipe(cfg, cell.backbone, profile)
+        st.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay, epochs=cfg.epochs)
         t0 = time.perf_counter()
         result = fit(model, train_loader, val_loader, test_loader, self.loss, evaluate, cfg, ctx.device,
                      backbone_depth=depth, progress=ctx.progress, desc=f"{self.name}/{cell.protocol}")

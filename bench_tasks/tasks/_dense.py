@@ -183,6 +183,10 @@ def fit_dense(ctx: CellContext, head: torch.nn.Module, layers: list[int], settin
         ema_decay=settings["ema_decay"], select_metric=select_metric, higher_is_better=higher_is_better,
         eval_every=eval_every,
     )
+    from bench_tasks.references import ceiling_recipe
+
+    cfg = ceiling_recipe(cfg, ctx.cell.backbone, ctx.profile)
+    settings.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay)
     result = fit(model, tl, vl, te, loss_fn, evaluate, cfg, ctx.device,
                  backbone_depth=None if protocol == "frozen" else ctx.backbone.depth,
                  progress=ctx.progress, desc=f"{ctx.cell.task}/{ctx.cell.dataset}")

@@ -332,6 +332,10 @@ class RecognitionTask(Task):
         head = model.head if isinstance(model, BackboneWithHead) else model
         cfg = FitConfig(epochs=epochs, lr_head=s["lr_head"], lr_backbone=s["lr_backbone"],
                         layer_decay=s["layer_decay"], select_metric="acc", higher_is_better=True)
+        from bench_tasks.references import ceiling_recipe
+
+        cfg = ceiling_recipe(cfg, cell.backbone, prof)
+        s.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay, epochs=cfg.epochs)
         t2 = time.perf_counter()
         res = fit(model, loader, evals[0], evals[1], lambda emb, y: head.loss(emb, y), _evaluate, cfg, dev,
                   backbone_depth=depth, progress=ctx.progress, desc=f"recognition/{cell.dataset}/{cell.protocol}")
