@@ -136,6 +136,9 @@ class DatasetSpec:
     tasks: ClassVar[tuple[str, ...]]
     needs_root: ClassVar[bool] = True
     layout: ClassVar[str] = ""  # the expected folder layout, shown in errors and `list`
+    # the version of the data it yields (a generator's version): rows record it as `data_version`
+    # and a row of another version is recomputed, like one of another `Task.version`
+    version: ClassVar[str] = "1"
 
     def load(self, task: str, split: str, root: str | None, profile: Profile, image_size: int) -> TaskSplit:
         raise NotImplementedError

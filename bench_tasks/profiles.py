@@ -64,6 +64,7 @@ def setting_keys() -> list[str]:
     keys = [f"dense_{k}" for k in DENSE_KEYS] + ["dense_train_images"]
     keys += sorted(cls) + [f"{p}.{k}" for p in CLS for k in sorted(cls)]
     keys += [f"recognition.{k}" for k in REC] + [f"farl_{k}" for k in OVERRIDABLE]
+    keys += ["ceiling_lr", "ceiling_epochs"]  # the supervised ceiling's recipe (bench_tasks.references)
     return keys
 
 

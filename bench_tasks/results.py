@@ -52,9 +52,9 @@ except ImportError:  # pragma: no cover
 
 ROW_KEYS = ("key", "cell", "status", "headline", "higher_is_better", "metrics", "metrics_last",
             "metrics_best_test", "ci", "slices", "artifacts", "config", "provenance", "error",
-            "method", "task_version", "protocol_used", "head", "history")
+            "method", "task_version", "data_version", "protocol_used", "head", "history")
 # keys added after rows were first written: an older row without them is still a valid row
-OPTIONAL_ROW_KEYS = ("ci", "method", "task_version", "protocol_used", "head", "history")
+OPTIONAL_ROW_KEYS = ("ci", "method", "task_version", "data_version", "protocol_used", "head", "history")
 STATUSES = ("ok", "failed")
 
 
@@ -92,7 +92,7 @@ def _metrics(d: dict | None) -> dict[str, float]:
 
 def make_row(cell, status: str, headline: str = "", higher_is_better: bool = True, result=None,
              config: dict | None = None, provenance: dict | None = None, error: str | None = None,
-             method: dict | None = None, task_version: int = 1) -> dict:
+             method: dict | None = None, task_version: int = 1, data_version: str | None = None) -> dict:
     """A schema-complete row for `cell` (a bench_tasks.api.Cell) from a CellResult (or None).
     `method`: the backbone's identity block (bench_tasks.method.identity_for); `task_version`:
     the `Task.version` that computed the row."""
@@ -115,6 +115,7 @@ def make_row(cell, status: str, headline: str = "", higher_is_better: bool = Tru
         "error": error,
         "method": _plain(method or {}),
         "task_version": int(task_version),
+        "data_version": str(data_version if data_version is not None else _registered_data_version(cell.dataset)),
         "protocol_used": str(getattr(result, "protocol_used", "") or cell.protocol),
         "head": str(getattr(result, "head", "") or ""),
         "history": _plain(list(getattr(result, "history", None) or [])),
@@ -126,6 +127,21 @@ def row_task_version(row: dict) -> int:
     """The task version that computed a row (rows written before versions existed: 1)."""
     v = row.get("task_version")
     return 1 if v is None else int(v)
+
+
+def _registered_data_version(dataset: str) -> str:
+    from bench_tasks.registry import DATASETS
+
+    try:
+        return str(getattr(DATASETS.get(dataset), "version", "1"))
+    except KeyError:
+        return "1"
+
+
+def row_data_version(row: dict) -> str:
+    """The dataset version a row was computed on (rows written before versions existed: "1")."""
+    v = row.get("data_version")
+    return "1" if v is None else str(v)
 
 
 def row_kind(row_or_uri) -> str:

@@ -150,12 +150,21 @@ def task_version(task_name: str) -> int:
         return 1
 
 
-def version_stale(cell: Cell, row: dict | None) -> bool:
-    """True when `row` was computed by another version of the cell's task than the registered one
-    (a row without `task_version` counts as version 1)."""
-    from bench_tasks.results import row_task_version
+def data_version(dataset_name: str) -> str:
+    """`DatasetSpec.version` of a registered dataset ("1" for one that is not registered)."""
+    from bench_tasks.results import _registered_data_version
 
-    return row is not None and row_task_version(row) != task_version(cell.task)
+    return _registered_data_version(dataset_name)
+
+
+def version_stale(cell: Cell, row: dict | None) -> bool:
+    """True when `row` was computed by another version of the cell's task or dataset than the
+    registered one (rows without `task_version` / `data_version` count as version 1; SynthFace's
+    version is its generator's, so rows of SynthFace 1.x are recomputed on 2.1)."""
+    from bench_tasks.results import row_data_version, row_task_version
+
+    return row is not None and (row_task_version(row) != task_version(cell.task)
+                                or row_data_version(row) != data_version(cell.dataset))
 
 
 def stale_keys(cells: Sequence[Cell], store: ResultsStore, done: set[str]) -> set[str]:
@@ -301,7 +310,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
                    headline=getattr(task, "headline", ""), higher_is_better=getattr(task, "higher_is_better", True),
                    result=result, config=config, provenance=prov, error=error,
                    method=identity_for(cell.backbone, (labels or {}).get(cell.backbone)),
-                   task_version=task_version(cell.task))
+                   task_version=task_version(cell.task), data_version=data_version(cell.dataset))
     if write:
         store.append(row)
     return row

@@ -7,6 +7,7 @@ import torch
 
 from bench_tasks.api import DatasetSpec, Profile, TaskSplit
 from bench_tasks.registry import DATASETS
+from paco_fr.data.synthface.spec import GENERATOR_VERSION
 
 
 class SynthFaceTaskSplit(TaskSplit):
@@ -86,6 +87,7 @@ class SynthFaceDataset(DatasetSpec):
     tasks = ("attributes", "expression", "parsing", "landmarks", "recognition")
     needs_root = False
     layout = "(embedded: generated on first use under $PACO_FR_DATA or ~/.cache/paco_fr/synthface)"
+    version = GENERATOR_VERSION  # rows of another generator are stale (runner.version_stale)
 
     def load(self, task: str, split: str, root: str | None, profile: Profile, image_size: int,
              progress: bool = True) -> TaskSplit:
