@@ -16,11 +16,10 @@ from typing import Any
 import yaml
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-OBJECTIVES = ("paco", "mae", "farl", "mcf", "simmim")
 
 DEFAULTS: dict[str, Any] = {
     "name": None,
-    "objective": "paco",  # paco | mae | farl | mcf
+    "objective": "paco",  # a registered objective: paco | mae | farl | mcf | simmim (paco_fr.models)
     "seed": 0,
     "model": {
         "arch": "vit_tiny",
@@ -278,11 +277,20 @@ def load_config(cfg: str | Path | dict | None = None, overrides: list[str] | dic
     else:
         data = _load_yaml_chain(resolve_config_path(cfg))
     merged = deep_update(data, parse_overrides(overrides))
+    objectives = tuple(objective_names())  # first: registration may add an objective's section to DEFAULTS
     _check_keys(merged, DEFAULTS)
     full = deep_update(DEFAULTS, merged)
-    if full["objective"] not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {full['objective']!r}")
+    if full["objective"] not in objectives:
+        raise ValueError(f"objective must be one of {objectives}, got {full['objective']!r}")
     return full
+
+
+def objective_names() -> list[str]:
+    """The registered objectives (paco_fr.models.registry; importing paco_fr.models registers the
+    bundled ones and may add a new objective's config section to DEFAULTS)."""
+    from paco_fr.models import list_objectives
+
+    return list_objectives()
 
 
 DATA_SOURCES = ("synthface", "random", "folder", "tar", "landmarks")

@@ -1,4 +1,14 @@
-"""The pre-training engine (PaCo-FR, MAE, FaRL-style, MCF-style in one loop).
+"""The pre-training engine: one loop for every registered objective (paco_fr.models.registry).
+
+The engine never branches on the objective: what an objective adds (its data, its start-of-run
+log events, its per-step updates, its diagnostics, an upstream encoder whose compute it is charged)
+goes through hooks on its model class (paco_fr.models.base). Pieces:
+- build:      `build_run(cfg, run_dir)` -> Run (data, ObjectiveData, model, optimizer, EMA, resume
+              state), `wrap_model` (DDP / FSDP / compile / autocast), `make_loader`;
+- step:       `train_step(run, batches, step)` -> StepResult (micro-batches, clip, AdamW,
+              model.on_step_end, EMA);
+- checkpoint: `save_checkpoint(run, step, wall)` / `restore_checkpoint(run, ckpt)`;
+- `train(...)` strings them together with logging, snapshots, signals and summary.json.
 
 Python API:
 - `pretrain(cfg, overrides=None, run_dir=None) -> Path` of `run_dir/encoder.safetensors`.
@@ -27,6 +37,7 @@ import signal
 import socket
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +48,7 @@ from torch.utils.data import DataLoader
 from paco_fr.config import load_config
 from paco_fr.data.pretrain_data import ResumableBatchSampler, build_pretrain_dataset, collate
 from paco_fr.flops import compute_block, step_cost
-from paco_fr.models import build_model
-from paco_fr.models.text import WordTokenizer
+from paco_fr.models import ObjectiveData, PretrainModel, build_model, objective_model
 from paco_fr.region_maps import hflip_landmarks
 
 CKPT_NAME = "last.pt"
@@ -149,8 +159,11 @@ def save_snapshot(rec: dict, path: Path) -> None:
 
 
 def _run_name(cfg_arg, cfg: dict) -> str:
-    """runs/<name>: the config's `name` (or file stem), suffixed with the objective unless it is
-    paco or already in the name (so `--config smoke objective=mae` does not reuse runs/smoke)."""
+    """runs/<name>: the config's `name` (or file stem), suffixed with the objective unless it is the
+    default objective (paco) or already in the name (so `--config smoke objective=mae` does not
+    reuse runs/smoke)."""
+    from paco_fr.config import DEFAULTS
+
     obj = cfg["objective"]
     if cfg.get("name"):
         base = str(cfg["name"])
@@ -158,13 +171,55 @@ def _run_name(cfg_arg, cfg: dict) -> str:
         base = Path(str(cfg_arg)).stem
     else:
         base = "run"
-    return base if obj == "paco" or base.endswith(f"_{obj}") else f"{base}_{obj}"
+    return base if obj == DEFAULTS["objective"] or base.endswith(f"_{obj}") else f"{base}_{obj}"
 
 
-# ---------------------------------------------------------------------------- training
-def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -> dict:
-    """resume=False starts run_dir over; a run_dir holding a run made with another config is refused
-    (paco_fr.rundir), a longer train.steps / epochs only with extend=True."""
+# ---------------------------------------------------------------------------- build
+@dataclass
+class Run:
+    """One run's state, made by `build_run` and advanced by `train_step`. Nothing here depends on
+    the objective: what an objective adds lives on its model (paco_fr.models.base) and its
+    ObjectiveData (`data`)."""
+
+    cfg: dict
+    run_dir: Path
+    device: torch.device
+    rank: int
+    world: int
+    local_rank: int
+    own_pg: bool
+    seed: int
+    dataset: object
+    data: ObjectiveData
+    steps_per_epoch: int
+    total: int
+    model: PretrainModel
+    opt: torch.optim.Optimizer
+    ema: dict | None
+    ema_decay: float
+    ckpt_path: Path
+    log_path: Path
+    start_step: int = 0
+    wall_before: float = 0.0
+    skipped_total: int = 0
+    resumed: bool = False
+    fwd_model: torch.nn.Module | None = None
+    autocast: object = contextlib.nullcontext
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def log(self, rec: dict) -> None:
+        if self.is_main:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+
+def build_run(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -> Run:
+    """Everything before the first step: run-dir checks, process group, seeds, data, the objective's
+    data (ObjectiveData), the model, the optimizer and EMA, and the checkpoint's state on resume.
+    The order fixes the RNG streams (a resumed run sees the numbers of an uninterrupted one)."""
     from paco_fr.config import check_data_config
     from paco_fr.rundir import check_run_dir, record_config
 
@@ -176,105 +231,206 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
     own_pg = _maybe_init_dist(dev_kind)
     rank, world, local_rank = _dist_info()
     device = _pick_device(cfg, local_rank)
-    is_main = rank == 0
     if tc["threads"]:
         torch.set_num_threads(int(tc["threads"]))
     if tc["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed = int(cfg["seed"])
     seed_everything(seed + rank)
-    if is_main:
+    if rank == 0:
         if state == "fresh":  # the old run's "complete" marker must not outlive it
             (run_dir / "summary.json").unlink(missing_ok=True)
         record_config(cfg, run_dir)
 
-    # data
+    objective = objective_model(cfg)
     ds = build_pretrain_dataset(cfg["data"], int(cfg["model"]["img_size"]), seed=seed,
-                                captions=cfg["farl"]["captions"])
+                                **objective.dataset_options(cfg))
     bs, accum = int(tc["batch_size"]), int(tc["grad_accum"])
     per_epoch_micro = max(1, (len(ds) // world) // bs)
     steps_per_epoch = max(1, per_epoch_micro // accum)
     total = int(tc["steps"]) if tc["epochs"] is None else int(round(float(tc["epochs"]) * steps_per_epoch))
     seed_everything(seed + rank)  # data generation may have consumed the global RNGs (cache miss vs hit)
-    text_ids = tok = None
-    if cfg["objective"] == "farl":
-        if not ds.captions:
-            raise ValueError("objective farl needs captions; data source has none")
-        tok = WordTokenizer.build(ds.captions)
-        text_ids = tok.encode(ds.captions, int(cfg["farl"]["max_len"]))
 
     ckpt_path = run_dir / "ckpt" / CKPT_NAME
     ckpt = load_checkpoint(ckpt_path) if (resume and ckpt_path.exists()) else None
     if ckpt is not None and ckpt.get("objective", cfg["objective"]) != cfg["objective"]:
         raise ValueError(f"{ckpt_path} is a {ckpt['objective']!r} checkpoint but the config's objective is "
                          f"{cfg['objective']!r}; use another run directory (or --fresh)")
-    if ckpt is not None and ckpt.get("vocab") and tok is not None:
-        tok = WordTokenizer(list(ckpt["vocab"]))
-        text_ids = tok.encode(ds.captions, int(cfg["farl"]["max_len"]))
+    data = objective.prepare_data(cfg, ds, ckpt)
 
-    model = build_model(cfg, steps_per_epoch=steps_per_epoch, vocab_size=len(tok) if tok else None).to(device)
+    model = build_model(cfg, steps_per_epoch=steps_per_epoch, data=data).to(device)
     opt = torch.optim.AdamW(param_groups(model, float(tc["weight_decay"])), lr=float(tc["lr"]),
                             betas=tuple(tc["betas"]))
     ema_decay = float(tc["ema"] or 0.0)
     ema = {k: v.detach().clone().float() for k, v in model.encoder.state_dict().items()} if ema_decay > 0 else None
-    start_step, wall_before, skipped_total = 0, 0.0, 0
+    run = Run(cfg=cfg, run_dir=run_dir, device=device, rank=rank, world=world, local_rank=local_rank,
+              own_pg=own_pg, seed=seed, dataset=ds, data=data, steps_per_epoch=steps_per_epoch, total=total,
+              model=model, opt=opt, ema=ema, ema_decay=ema_decay, ckpt_path=ckpt_path,
+              log_path=run_dir / "log.jsonl")
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if ema is not None and ckpt.get("ema") is not None:
-            ema = {k: v.to(device) for k, v in ckpt["ema"].items()}
-        start_step = int(ckpt["step"])
-        wall_before = float(ckpt.get("wall_time", 0.0))
-        skipped_total = int(ckpt.get("skipped_total", 0))
-        set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) and rank < len(ckpt["rng"])
-                      else ckpt["rng"][0] if isinstance(ckpt["rng"], list) else ckpt["rng"])
-    log_path = run_dir / "log.jsonl"
-    if is_main:
-        if ckpt is not None and log_path.exists():  # drop records written after the checkpoint
-            keep = [ln for ln in log_path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
-            log_path.write_text("".join(k + "\n" for k in keep))
-        elif ckpt is None and log_path.exists():
-            log_path.unlink()
+        restore_checkpoint(run, ckpt)
+    if run.is_main:
+        if ckpt is not None and run.log_path.exists():  # drop records written after the checkpoint
+            keep = [ln for ln in run.log_path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) <= run.start_step]
+            run.log_path.write_text("".join(k + "\n" for k in keep))
+        elif ckpt is None and run.log_path.exists():
+            run.log_path.unlink()
+    return run
 
-    def log(rec: dict) -> None:
-        if is_main:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
 
-    if cfg["objective"] == "farl" and cfg["farl"]["captions"]["mode"] == "oracle":
-        model.warnings.append("FaRL-style with ORACLE captions (farl.captions.mode=oracle): every caption states the "
-                              "true labels, so this is supervised pre-training, an upper bound, not FaRL-style")
-    # model FLOPs of one optimizer step (paco_fr/flops.py): measured on a throw-away copy of the model,
-    # before training, so a run that cannot be costed fails before it spends its budget
-    cost = step_cost(cfg, world=world, vocab_size=len(tok) if tok else None) if is_main else None
-    for w in model.warnings:
-        log({"event": "warning", "step": start_step, "message": w})
-    if cfg["objective"] == "mcf":
-        log({"event": "teacher", "step": start_step, "teacher": model.teacher_desc})
-    if ckpt is not None:
-        log({"event": "resumed", "step": start_step})
-
-    fwd_model = model
-    if world > 1:
+def wrap_model(run: Run) -> None:
+    """DDP / FSDP across processes, torch.compile, bf16 autocast: `run.fwd_model`, `run.autocast`."""
+    tc = run.cfg["train"]
+    fwd_model = run.model
+    if run.world > 1:
         if tc["fsdp"]:
             from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-            fwd_model = FSDP(model, use_orig_params=True)
+            fwd_model = FSDP(run.model, use_orig_params=True)
         else:
             fwd_model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[local_rank] if device.type == "cuda" else None, find_unused_parameters=True)
+                run.model, device_ids=[run.local_rank] if run.device.type == "cuda" else None,
+                find_unused_parameters=True)
     if tc["compile"]:
         fwd_model = torch.compile(fwd_model)
+    run.fwd_model = fwd_model
     amp = tc["amp"]
-    use_amp = (amp == "auto" and device.type == "cuda") or amp == "bf16"
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+    use_amp = (amp == "auto" and run.device.type == "cuda") or amp == "bf16"
+    device_type = run.device.type
+    run.autocast = (lambda: torch.autocast(device_type, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
 
-    sampler = ResumableBatchSampler(len(ds), bs, seed, start_step * accum, total * accum, rank, world)
-    loader = DataLoader(ds, batch_sampler=sampler, num_workers=int(cfg["data"]["num_workers"]), collate_fn=collate,
-                        pin_memory=device.type == "cuda",
-                        # own generator: creating the iterator must not consume the global RNG stream
-                        generator=torch.Generator().manual_seed(seed + start_step))
+
+def make_loader(run: Run) -> DataLoader:
+    """The deterministic, resumable loader (each rank its own shard of every epoch's permutation)."""
+    tc = run.cfg["train"]
+    bs, accum = int(tc["batch_size"]), int(tc["grad_accum"])
+    sampler = ResumableBatchSampler(len(run.dataset), bs, run.seed, run.start_step * accum, run.total * accum,
+                                    run.rank, run.world)
+    return DataLoader(run.dataset, batch_sampler=sampler, num_workers=int(run.cfg["data"]["num_workers"]),
+                      collate_fn=collate, pin_memory=run.device.type == "cuda",
+                      # own generator: creating the iterator must not consume the global RNG stream
+                      generator=torch.Generator().manual_seed(run.seed + run.start_step))
+
+
+# ---------------------------------------------------------------------------- checkpoint
+def save_checkpoint(run: Run, step: int, wall: float) -> None:
+    """ckpt/last.pt: model, optimizer, EMA, every rank's RNG states, counters and the objective's
+    data state (ObjectiveData.checkpoint_state: FaRL's vocabulary). Collective under DDP."""
+    rng = get_rng_state()
+    if run.world > 1:
+        rngs = [None] * run.world
+        dist.all_gather_object(rngs, rng)
+    else:
+        rngs = [rng]
+    if run.is_main:
+        atomic_save({"model": run.model.state_dict(), "optimizer": run.opt.state_dict(), "step": step,
+                     "ema": run.ema, "rng": rngs, "wall_time": wall, "skipped_total": run.skipped_total,
+                     **run.data.checkpoint_state(), "objective": run.cfg["objective"]}, run.ckpt_path)
+
+
+def restore_checkpoint(run: Run, ckpt: dict) -> None:
+    """The inverse of save_checkpoint on a freshly built run (RNG states of this rank included)."""
+    run.model.load_state_dict(ckpt["model"])
+    run.opt.load_state_dict(ckpt["optimizer"])
+    if run.ema is not None and ckpt.get("ema") is not None:
+        run.ema = {k: v.to(run.device) for k, v in ckpt["ema"].items()}
+    run.start_step = int(ckpt["step"])
+    run.wall_before = float(ckpt.get("wall_time", 0.0))
+    run.skipped_total = int(ckpt.get("skipped_total", 0))
+    rank, rng = run.rank, ckpt["rng"]
+    set_rng_state(rng[rank] if isinstance(rng, list) and rank < len(rng)
+                  else rng[0] if isinstance(rng, list) else rng)
+    run.resumed = True
+
+
+# ---------------------------------------------------------------------------- step
+@dataclass
+class StepResult:
+    loss: float
+    terms: dict[str, float]
+    lr: float
+    grad_diag: dict[str, float]
+
+
+def _prepare_batch(run: Run, batch: dict, step: int) -> dict:
+    """Collated loader batch -> the model's input: images in [0, 1] (random horizontal flip, the
+    landmarks flipped with them) plus the objective's fields (ObjectiveData.batch_fields)."""
+    device = run.device
+    run.skipped_total += len(batch["skipped"])
+    if batch["skipped"]:
+        run.log({"event": "skipped_images", "step": step, "files": batch["skipped"][:20],
+                 "count_total": run.skipped_total})
+    x = batch["image"].to(device, non_blocking=True).float() / 255
+    flip = bool(run.cfg["data"]["hflip"])
+    if flip:
+        f = torch.rand(x.shape[0], device="cpu") < 0.5
+        x = torch.where(f.to(device)[:, None, None, None], x.flip(-1), x)
+    b = {"image": x}
+    if "landmarks" in batch:  # per-face region maps (paco_fr.region_maps), flipped with the image
+        lm = batch["landmarks"].to(device).float()
+        b["landmarks"] = torch.where(f.to(device)[:, None, None], hflip_landmarks(lm), lm) if flip else lm
+    b.update(run.data.batch_fields(batch["index"], device))
+    return b
+
+
+def train_step(run: Run, batches, step: int, measure_grads: bool = False) -> StepResult:
+    """One optimizer step at `step` (0-based): `train.grad_accum` micro-batches from `batches`,
+    gradient clipping, AdamW, the model's on_step_end, the encoder EMA. `measure_grads`: the
+    gradient norm of each loss term (model.gradient_diagnostics) on the last micro-batch."""
+    tc = run.cfg["train"]
+    accum = int(tc["grad_accum"])
+    lr = lr_at(step, run.total, tc)
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+    step_loss = 0.0
+    terms_acc: dict[str, float] = {}
+    grad_diag: dict[str, float] = {}
+    fwd_model = run.fwd_model if run.fwd_model is not None else run.model
+    for micro in range(accum):
+        b = _prepare_batch(run, next(batches), step)
+        sync = contextlib.nullcontext()
+        if run.world > 1 and micro < accum - 1 and hasattr(fwd_model, "no_sync"):
+            sync = fwd_model.no_sync()
+        with sync:
+            with run.autocast():
+                out = fwd_model(b, step=step)
+            if measure_grads and micro == accum - 1:
+                grad_diag = run.model.gradient_diagnostics(out)  # one extra backward per loss term
+            (out["loss"] / accum).backward()
+        step_loss += _to_float(out["loss"]) / accum
+        for k, v in out["terms"].items():
+            terms_acc[k] = terms_acc.get(k, 0.0) + _to_float(v) / accum
+    if tc["clip_grad"]:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), float(tc["clip_grad"]))
+    run.opt.step()
+    run.opt.zero_grad(set_to_none=True)
+    run.model.on_step_end(step)
+    if run.ema is not None:
+        with torch.no_grad():
+            for k, v in run.model.encoder.state_dict().items():
+                run.ema[k].mul_(run.ema_decay).add_(v.float(), alpha=1 - run.ema_decay)
+    return StepResult(step_loss, terms_acc, lr, grad_diag)
+
+
+# ---------------------------------------------------------------------------- the loop
+def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -> dict:
+    """resume=False starts run_dir over; a run_dir holding a run made with another config is refused
+    (paco_fr.rundir), a longer train.steps / epochs only with extend=True."""
+    run = build_run(cfg, run_dir, resume=resume, extend=extend)
+    run_dir, tc, model, device, total = run.run_dir, cfg["train"], run.model, run.device, run.total
+    is_main, world, start_step = run.is_main, run.world, run.start_step
+    log = run.log
+    # model FLOPs of one optimizer step (paco_fr/flops.py): measured on a throw-away copy of the model,
+    # before training, so a run that cannot be costed fails before it spends its budget
+    cost = step_cost(cfg, world=world, data=run.data) if is_main else None
+    for rec in model.start_events():  # warnings, MCF's teacher
+        log({"event": rec["event"], "step": start_step, **rec})
+    if run.resumed:
+        log({"event": "resumed", "step": start_step})
+    wrap_model(run)
+    it = iter(make_loader(run))
+    ds = run.dataset
     # fixed faces for the snapshots
     snap_imgs = torch.stack([ds[i]["image"] for i in range(min(8, len(ds)))]).float() / 255
 
@@ -288,25 +444,13 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
         with contextlib.suppress(ValueError):  # not in the main thread
             old_handlers[s] = signal.signal(s, _handler)
 
-    def checkpoint(step: int, wall: float) -> None:
-        rng = get_rng_state()
-        if world > 1:
-            rngs = [None] * world
-            dist.all_gather_object(rngs, rng)
-        else:
-            rngs = [rng]
-        if is_main:
-            atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                         "ema": ema, "rng": rngs, "wall_time": wall, "skipped_total": skipped_total,
-                         "vocab": tok.vocab if tok else None, "objective": cfg["objective"]}, ckpt_path)
-
     def snapshot(step: int) -> None:
         if not is_main:
             return
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(1234)
             model.eval()
-            with autocast():
+            with run.autocast():
                 rec = model.reconstruct(snap_imgs.to(device))
             model.train()
         save_snapshot(rec, run_dir / "snapshots" / f"step_{step:06d}.png")
@@ -332,8 +476,7 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
     last_terms: dict = {}
     recent_records: collections.deque = collections.deque(maxlen=5)  # for summary.json's diagnostics
     throughputs: list[float] = []
-    flip = bool(cfg["data"]["hflip"])
-    it = iter(loader)
+    bs, accum = int(tc["batch_size"]), int(tc["grad_accum"])
     pbar = None
     if is_main and tc["progress"]:
         from tqdm import tqdm
@@ -343,48 +486,10 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
     step = start_step
     try:
         while step < total:
-            lr = lr_at(step, total, tc)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            step_loss = 0.0
-            terms_acc: dict[str, float] = {}
-            for micro in range(accum):
-                batch = next(it)
-                skipped_total += len(batch["skipped"])
-                if batch["skipped"]:
-                    log({"event": "skipped_images", "step": step, "files": batch["skipped"][:20],
-                         "count_total": skipped_total})
-                x = batch["image"].to(device, non_blocking=True).float() / 255
-                if flip:
-                    f = torch.rand(x.shape[0], device="cpu") < 0.5
-                    x = torch.where(f.to(device)[:, None, None, None], x.flip(-1), x)
-                b = {"image": x}
-                if "landmarks" in batch:  # per-face region maps (paco_fr.region_maps), flipped with the image
-                    lm = batch["landmarks"].to(device).float()
-                    b["landmarks"] = torch.where(f.to(device)[:, None, None], hflip_landmarks(lm), lm) if flip else lm
-                if text_ids is not None:
-                    b["text"] = text_ids[batch["index"]].to(device)
-                sync = contextlib.nullcontext()
-                if world > 1 and micro < accum - 1 and hasattr(fwd_model, "no_sync"):
-                    sync = fwd_model.no_sync()
-                with sync:
-                    with autocast():
-                        out = fwd_model(b, step=step)
-                    if grad_diag_on and micro == accum - 1 and _is_grad_step(step + 1):
-                        grad_diag = model.gradient_diagnostics(out)  # one extra backward per loss term
-                    (out["loss"] / accum).backward()
-                step_loss += _to_float(out["loss"]) / accum
-                for k, v in out["terms"].items():
-                    terms_acc[k] = terms_acc.get(k, 0.0) + _to_float(v) / accum
-            if tc["clip_grad"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(tc["clip_grad"]))
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            model.on_step_end(step)
-            if ema is not None:
-                with torch.no_grad():
-                    for k, v in model.encoder.state_dict().items():
-                        ema[k].mul_(ema_decay).add_(v.float(), alpha=1 - ema_decay)
+            res = train_step(run, it, step, measure_grads=grad_diag_on and _is_grad_step(step + 1))
+            if res.grad_diag:
+                grad_diag = res.grad_diag
+            step_loss, lr = res.loss, res.lr
             step += 1
             imgs_since += bs * accum * world
             loss_since += step_loss
@@ -398,12 +503,12 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                 now = time.time()
                 ips = imgs_since / max(now - t_last, 1e-9)
                 throughputs.append(ips)
-                rec = {"step": step, "epoch": step / steps_per_epoch, "loss": step_loss,
+                rec = {"step": step, "epoch": step / run.steps_per_epoch, "loss": step_loss,
                        "loss_avg": loss_since / n_since, "lr": lr, "img_per_s": ips,
-                       **{k: v for k, v in terms_acc.items()}, **model.extra_stats(), **grad_diag}
+                       **res.terms, **model.extra_stats(), **grad_diag}
                 grad_diag = {}
-                if skipped_total:
-                    rec["skipped_images"] = skipped_total
+                if run.skipped_total:
+                    rec["skipped_images"] = run.skipped_total
                 log(rec)
                 last_terms = rec
                 recent_records.append(rec)
@@ -411,7 +516,7 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
             if int(tc["snapshot_every"]) > 0 and (step % int(tc["snapshot_every"]) == 0 or step == total):
                 snapshot(step)
             if int(tc["ckpt_every"]) > 0 and step % int(tc["ckpt_every"]) == 0 and step < total:
-                checkpoint(step, wall_before + time.time() - t_start)
+                save_checkpoint(run, step, run.wall_before + time.time() - t_start)
             if tc["interrupt_at_step"] is not None and step == int(tc["interrupt_at_step"]):
                 os.kill(os.getpid(), signal.SIGTERM)
             if world > 1:  # every rank must stop at the same step (the checkpoint gathers RNG states)
@@ -420,7 +525,7 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                 if f.item() > 0 and not stop["flag"]:
                     stop["flag"], stop["sig"] = True, signal.SIGTERM
             if stop["flag"]:
-                checkpoint(step, wall_before + time.time() - t_start)
+                save_checkpoint(run, step, run.wall_before + time.time() - t_start)
                 log({"event": "interrupted", "step": step, "signal": int(stop["sig"])})
                 status = "interrupted"
                 break
@@ -430,40 +535,48 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
         for s, h in old_handlers.items():
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(s, h)
-    wall = wall_before + time.time() - t_start
+    wall = run.wall_before + time.time() - t_start
     summary = {"status": status, "step": step, "total_steps": total, "objective": cfg["objective"]}
     if status == "complete":
-        checkpoint(step, wall)
-        device_name = str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+        save_checkpoint(run, step, wall)
         if is_main:
-            from paco_fr.export import export_checkpoint
-
-            export_checkpoint(ckpt_path, run_dir / "encoder.safetensors", use_ema=bool(cfg["export"]["use_ema"]))
-            summary.update({
-                "final": {k: v for k, v in last_terms.items() if k not in ("step",)},
-                "steps": step,
-                "steps_per_epoch": steps_per_epoch,
-                "wall_time_s": wall,
-                "throughput_img_per_s": float(np.mean(throughputs[1:] or throughputs)) if throughputs else None,
-                "device": device_name,
-                "world_size": world,
-                "hostname": socket.gethostname(),
-                "skipped_images": skipped_total,
-                "warnings": model.warnings,
-                "encoder": "encoder.safetensors",
-                "compute": compute_block(cost, step, wall, device_name, teacher_path=(
-                    cfg["mcf"]["teacher"] if cfg["objective"] == "mcf" and cfg["mcf"]["teacher"] != "random" else None)),
-                "config": cfg,
-            })
-            diagnostics = model.diagnostics_summary(list(recent_records))
-            if diagnostics:
-                summary["diagnostics"] = diagnostics
+            summary.update(_complete_summary(run, step, wall, cost, last_terms, throughputs,
+                                             list(recent_records)))
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if world > 1:
         dist.barrier()
-    if own_pg:
+    if run.own_pg:
         dist.destroy_process_group()
     return summary
+
+
+def _complete_summary(run: Run, step: int, wall: float, cost: dict, last_terms: dict, throughputs: list[float],
+                      recent_records: list[dict]) -> dict:
+    """Export the encoder and return summary.json's entries of a finished run (main process)."""
+    from paco_fr.export import export_checkpoint
+
+    cfg, device, model = run.cfg, run.device, run.model
+    device_name = str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    export_checkpoint(run.ckpt_path, run.run_dir / "encoder.safetensors", use_ema=bool(cfg["export"]["use_ema"]))
+    out = {
+        "final": {k: v for k, v in last_terms.items() if k not in ("step",)},
+        "steps": step,
+        "steps_per_epoch": run.steps_per_epoch,
+        "wall_time_s": wall,
+        "throughput_img_per_s": float(np.mean(throughputs[1:] or throughputs)) if throughputs else None,
+        "device": device_name,
+        "world_size": run.world,
+        "hostname": socket.gethostname(),
+        "skipped_images": run.skipped_total,
+        "warnings": model.warnings,
+        "encoder": "encoder.safetensors",
+        "compute": compute_block(cost, step, wall, device_name, teacher_path=model.upstream_encoder()),
+        "config": cfg,
+    }
+    diagnostics = model.diagnostics_summary(recent_records)
+    if diagnostics:
+        out["diagnostics"] = diagnostics
+    return out
 
 
 def pretrain(cfg, overrides: list[str] | dict | None = None, run_dir=None, extend: bool = False) -> Path:
@@ -490,10 +603,10 @@ def load_run_model(run_dir, device="cpu"):
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     ckpt = load_checkpoint(run_dir / "ckpt" / CKPT_NAME)
-    vocab = ckpt.get("vocab")
+    data = objective_model(cfg).prepare_data(cfg, None, ckpt)  # FaRL: the saved vocabulary
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = build_model(cfg, vocab_size=len(vocab) if vocab else None)
+        model = build_model(cfg, data=data)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
 

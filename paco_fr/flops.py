@@ -78,13 +78,12 @@ def vit_forward_flops(batch: int, num_patches: int, dim: int, depth: int, patch_
 
 
 def distinct_images_per_micro_batch(cfg: dict, batch: int) -> int:
-    """Distinct images one micro-batch of `batch` trains on. PaCo-FR with spatial consistency and
-    `spatial.pairing=split` shows the first B/2 images twice (two corrupted views): B/2 distinct
-    images (mirrors paco_fr.models.paco.PaCoModel._views; tests/test_fair_budget.py checks it)."""
-    sp = cfg.get("spatial", {})
-    if cfg["objective"] == "paco" and float(sp.get("weight", 0)) > 0 and sp.get("pairing") == "split":
-        return max(1, batch // 2)
-    return batch
+    """Distinct images one micro-batch of `batch` trains on (the objective's `distinct_images` hook:
+    PaCo-FR with spatial consistency and `spatial.pairing=split` shows the first B/2 images twice,
+    B/2 distinct images; tests/test_fair_budget.py checks the hook against the model's views)."""
+    from paco_fr.models import objective_model
+
+    return objective_model(cfg).distinct_images(cfg, batch)
 
 
 @contextlib.contextmanager
@@ -101,26 +100,27 @@ def _untouched_rngs():
         random.setstate(py_state)
 
 
-def _probe_model(cfg: dict, vocab_size: int | None, teacher: str | None):
-    from paco_fr.models import build_model
+def _probe_model(cfg: dict, data=None, teacher: str | None = None):
+    """(a fresh model in train mode, its ObjectiveData): `data` as the run has it (default: the
+    objective's synthetic_data); `teacher` replaces the objective's upstream encoder (with_upstream)."""
+    from paco_fr.models import build_model, objective_model
 
+    cls = objective_model(cfg)
     cfg = copy.deepcopy(cfg)
     cfg["train"]["device"] = "cpu"
-    if teacher is not None and cfg["objective"] == "mcf":
-        cfg["mcf"]["teacher"] = teacher
-    vocab = max(8, int(vocab_size or 64)) if cfg["objective"] == "farl" else None
+    if teacher is not None:
+        cfg = cls.with_upstream(cfg, teacher)
+    data = data if data is not None else cls.synthetic_data(cfg)
     with warnings.catch_warnings():  # a probe's random teacher is expected, not news
         warnings.simplefilter("ignore")
-        model = build_model(cfg, steps_per_epoch=1, vocab_size=vocab)
-    return model.train(), vocab
+        model = build_model(cfg, steps_per_epoch=1, data=data)
+    return model.train(), data
 
 
-def _micro_batch_flops(model, cfg: dict, batch: int, vocab: int | None) -> int:
+def _micro_batch_flops(model, cfg: dict, batch: int, data) -> int:
     img = int(cfg["model"]["img_size"])
     g = torch.Generator().manual_seed(0)
-    b = {"image": torch.rand(batch, 3, img, img, generator=g)}
-    if cfg["objective"] == "farl":
-        b["text"] = torch.randint(4, vocab, (batch, int(cfg["farl"]["max_len"])), generator=g)
+    b = {"image": torch.rand(batch, 3, img, img, generator=g), **data.synthetic_fields(batch, g)}
 
     def step():
         out = model(b, step=STEADY_STATE_STEP)
@@ -131,29 +131,30 @@ def _micro_batch_flops(model, cfg: dict, batch: int, vocab: int | None) -> int:
     return flops
 
 
-def micro_batch_flops(cfg: dict, batch: int | None = None, vocab_size: int | None = None,
-                      teacher: str | None = None) -> int:
+def micro_batch_flops(cfg: dict, batch: int | None = None, data=None, teacher: str | None = None) -> int:
     """FLOPs of one forward + backward of one micro-batch of `batch` (default: train.batch_size)
     images, measured at PROBE_BATCHES and extrapolated linearly (measured directly when
-    batch <= the largest probe). `teacher`: replaces mcf.teacher for the probe (`random` when the
-    teacher is not trained yet: its weights do not change the count, its architecture does)."""
+    batch <= the largest probe). `data`: the run's ObjectiveData (FaRL: its tokenizer; default the
+    objective's synthetic one). `teacher`: replaces the objective's upstream encoder for the probe
+    (MCF's mcf.teacher; `random` when the teacher is not trained yet: its weights do not change the
+    count, its architecture does)."""
     batch = int(batch or cfg["train"]["batch_size"])
     with _untouched_rngs():
-        model, vocab = _probe_model(cfg, vocab_size, teacher)
+        model, data = _probe_model(cfg, data, teacher)
         if batch <= PROBE_BATCHES[-1]:
-            return _micro_batch_flops(model, cfg, batch, vocab)
+            return _micro_batch_flops(model, cfg, batch, data)
         b1, b2 = PROBE_BATCHES
-        f1, f2 = (_micro_batch_flops(model, cfg, b, vocab) for b in (b1, b2))
+        f1, f2 = (_micro_batch_flops(model, cfg, b, data) for b in (b1, b2))
     return int(round(f1 + (f2 - f1) * (batch - b1) / (b2 - b1)))
 
 
-def step_cost(cfg: dict, world: int = 1, vocab_size: int | None = None, teacher: str | None = None) -> dict:
+def step_cost(cfg: dict, world: int = 1, data=None, teacher: str | None = None) -> dict:
     """{flops_per_step, images_per_step, batch_per_step} of one optimizer step of the whole run."""
     tc = cfg["train"]
     per_rank_micro = int(tc["batch_size"])
     micro = int(tc["grad_accum"]) * int(world)
     return {
-        "flops_per_step": micro_batch_flops(cfg, per_rank_micro, vocab_size, teacher) * micro,
+        "flops_per_step": micro_batch_flops(cfg, per_rank_micro, data, teacher) * micro,
         "images_per_step": distinct_images_per_micro_batch(cfg, per_rank_micro) * micro,
         "batch_per_step": per_rank_micro * micro,
     }

@@ -39,15 +39,19 @@ class RunDirConflict(ConfigError):
     """The run directory holds a run made with another config (or nothing to resume)."""
 
 
-# sections read only by one baseline objective: they do not change what another objective trains
-# (so a new FaRL caption option or MCF teacher default does not invalidate a finished PaCo-FR run)
-OBJECTIVE_SECTIONS = ("mae", "farl", "mcf")
+def objective_sections() -> dict[str, str]:
+    """{config section: objective} of the sections read only by one objective (the registry's
+    `section`: mae, farl, mcf): they do not change what another objective trains (so a new FaRL
+    caption option or MCF teacher default does not invalidate a finished PaCo-FR run)."""
+    from paco_fr.models import get_objective, list_objectives
+
+    return {o.section: o.name for o in map(get_objective, list_objectives()) if o.section}
 
 
 def _relevant(cfg: dict, drop_length: bool) -> dict:
     flat = flat_keys(cfg)
     obj = cfg.get("objective")
-    other = tuple(f"{sec}." for sec in OBJECTIVE_SECTIONS if sec != obj)
+    other = tuple(f"{sec}." for sec, owner in objective_sections().items() if owner != obj)
     return {k: v for k, v in flat.items()
             if k not in VOLATILE and not (drop_length and k in LENGTH_KEYS) and not k.startswith(other)}
 

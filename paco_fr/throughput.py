@@ -34,7 +34,7 @@ import time
 import torch
 
 from paco_fr.config import load_config
-from paco_fr.models import build_encoder, build_model
+from paco_fr.models import build_encoder, build_model, objective_model
 
 # datasheet dense bf16 TFLOP/s (SXM parts), only a second reference: MFU uses the measured peak
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40": 181.0, "A10": 125.0, "4090": 165.0,
@@ -172,7 +172,7 @@ class _Step:
     """One benchmarked callable: a full train step (forward, backward, AdamW) or an inference pass."""
 
     def __init__(self, kind: str, base_cfg: dict, batch: int, device: torch.device, use_amp: bool,
-                 compile_: bool, vocab: int = 64):
+                 compile_: bool):
         self.kind, self.device = kind, device
         cfg = json.loads(json.dumps(base_cfg))
         img = int(cfg["model"]["img_size"])
@@ -192,13 +192,13 @@ class _Step:
             self.opt = None
         else:
             cfg["objective"] = kind
-            if kind == "mcf":
-                # throughput only: a frozen teacher of the same arch (its weights do not change the FLOPs)
-                cfg.setdefault("mcf", {})["teacher"] = "random"
-            if kind == "farl":
-                max_len = int(cfg["farl"]["max_len"])
-                self.batch["text"] = torch.randint(1, vocab, (batch, max_len), generator=g).to(device)
-            self.model = build_model(cfg, steps_per_epoch=1, vocab_size=vocab if kind == "farl" else None).to(device)
+            objective = objective_model(cfg)
+            # throughput only: an upstream encoder (MCF's frozen teacher) of the same arch, randomly
+            # initialised (its weights do not change the FLOPs)
+            cfg = objective.with_upstream(cfg, "random")
+            data = objective.synthetic_data(cfg)  # FaRL: a probe vocabulary and random token ids
+            self.batch.update({k: v.to(device) for k, v in data.synthetic_fields(batch, g).items()})
+            self.model = build_model(cfg, steps_per_epoch=1, data=data).to(device)
             self.model.train()
             self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-4,
                                          fused=device.type == "cuda")

@@ -152,7 +152,7 @@ def test_patchify_roundtrip_decoder_and_losses():
 def test_objective_step_backprops_to_encoder(objective):
     torch.manual_seed(0)
     cfg = load_config(None, {**TINY, "objective": objective})
-    model = build_model(cfg, steps_per_epoch=2, vocab_size=12)
+    model = build_model(cfg, steps_per_epoch=2)  # FaRL: the 64-word probe vocabulary
     batch = {"image": torch.rand(4, 3, 32, 32), "text": torch.randint(4, 12, (4, 6))}
     for step in (0, 5):  # incubation and after
         model.zero_grad()

@@ -1,35 +1,29 @@
-"""Pre-training models and the `build_model(cfg)` registry (objective -> model class)."""
+"""Pre-training models and the objective registry (paco_fr.models.registry).
+
+Importing this package registers every bundled objective: each model module registers itself with
+`@register_objective`, and BUNDLED lists the modules in the order errors and docs list them. A new
+objective is one module, added to BUNDLED (or imported by the user before load_config).
+"""
 
 from __future__ import annotations
 
+import importlib
+
 from paco_fr.backbone import encoder_from_config as build_encoder
-from paco_fr.models.base import PretrainModel
-from paco_fr.models.farl import FaRLModel
-from paco_fr.models.mae import MAEModel
-from paco_fr.models.mcf import MCFModel
-from paco_fr.models.paco import PaCoModel
-from paco_fr.models.simmim import SimMIMModel
+from paco_fr.models.base import ObjectiveData, PretrainModel
+from paco_fr.models.registry import (
+    build_model,
+    get_objective,
+    list_objectives,
+    objective_model,
+    register_objective,
+)
 
-MODELS: dict[str, type[PretrainModel]] = {
-    "paco": PaCoModel,
-    "mae": MAEModel,
-    "farl": FaRLModel,
-    "mcf": MCFModel,
-    "simmim": SimMIMModel,
-}
+BUNDLED = ("paco", "mae", "farl", "mcf", "simmim")  # modules of paco_fr.models, in registration order
+for _module in BUNDLED:
+    importlib.import_module(f"paco_fr.models.{_module}")
 
+MODELS: dict[str, type[PretrainModel]] = {name: get_objective(name).model for name in list_objectives()}
 
-def build_model(cfg: dict, steps_per_epoch: int = 1, vocab_size: int | None = None) -> PretrainModel:
-    """Build the pre-training model of `cfg["objective"]` (a full config from paco_fr.config)."""
-    obj = cfg["objective"]
-    if obj not in MODELS:
-        raise ValueError(f"unknown objective {obj!r}; known: {sorted(MODELS)}")
-    encoder = build_encoder(cfg)
-    if obj == "farl":
-        return FaRLModel(cfg, encoder, steps_per_epoch, vocab_size=vocab_size or 8)
-    if obj == "mcf":
-        return MCFModel(cfg, encoder, steps_per_epoch)
-    return MODELS[obj](cfg, encoder, steps_per_epoch)
-
-
-__all__ = ["MODELS", "PretrainModel", "build_encoder", "build_model"]
+__all__ = ["BUNDLED", "MODELS", "ObjectiveData", "PretrainModel", "build_encoder", "build_model", "get_objective",
+           "list_objectives", "objective_model", "register_objective"]

@@ -10,6 +10,8 @@ from paco_fr.masking import make_mask, num_to_mask
 from paco_fr.models.base import PretrainModel
 from paco_fr.models.common import encode_visible
 from paco_fr.models.decoder import PixelDecoder
+from paco_fr.models.registry import register_objective
+from paco_fr.models.settings import DecoderSettings, LossSettings, from_section
 
 
 def keep_indices(mask: torch.Tensor, n_keep: int | None = None) -> torch.Tensor:
@@ -22,18 +24,24 @@ def keep_indices(mask: torch.Tensor, n_keep: int | None = None) -> torch.Tensor:
     return order[:, :n_keep]
 
 
+@register_objective("mae", section="mae")
 class MAEModel(PretrainModel):
-    objective = "mae"
-
-    def __init__(self, cfg: dict, encoder, steps_per_epoch: int = 1):
-        super().__init__(cfg, encoder)
-        dec = cfg["decoder"]
+    def __init__(self, encoder, *, mask_ratio: float, decoder: DecoderSettings, loss: LossSettings):
+        super().__init__(encoder)
+        self.mask_ratio = float(mask_ratio)
+        self.loss = loss
         self.patch_dim = self.p * self.p * 3
-        self.decoder = PixelDecoder(encoder.embed_dim, self.patch_dim, dim=dec["dim"], depth=dec["depth"],
-                                    heads=dec["heads"])
+        self.decoder = PixelDecoder(encoder.embed_dim, self.patch_dim, dim=decoder.dim, depth=decoder.depth,
+                                    heads=decoder.heads)
+
+    @classmethod
+    def from_config(cls, cfg: dict, encoder, steps_per_epoch: int = 1, data=None) -> MAEModel:
+        return cls(encoder, mask_ratio=float(cfg["mae"]["mask_ratio"]),
+                   decoder=from_section(DecoderSettings, cfg["decoder"], "decoder"),
+                   loss=from_section(LossSettings, cfg["loss"], "loss"))
 
     def sample_mask(self, B, grid, device, ratio=None):
-        ratio = float(self.cfg["mae"]["mask_ratio"] if ratio is None else ratio)
+        ratio = float(self.mask_ratio if ratio is None else ratio)
         return make_mask("random", B, grid, ratio, device=device)
 
     def encode_decode(self, xn: torch.Tensor, mask: torch.Tensor, n_keep: int | None = None):
@@ -49,9 +57,8 @@ class MAEModel(PretrainModel):
         grid = self.grid(xn)
         mask = self.sample_mask(xn.shape[0], grid, xn.device)
         n = grid[0] * grid[1]
-        pred, _ = self.encode_decode(xn, mask, n - num_to_mask(n, float(self.cfg["mae"]["mask_ratio"])))
-        lc = self.cfg["loss"]
-        rec = pixel_loss(pred, self.patchify(xn), mask, norm_pix_loss=bool(lc["norm_pix"]), kind=lc["type"])
+        pred, _ = self.encode_decode(xn, mask, n - num_to_mask(n, self.mask_ratio))
+        rec = pixel_loss(pred, self.patchify(xn), mask, norm_pix_loss=self.loss.norm_pix, kind=self.loss.type)
         return {"loss": rec, "terms": {"rec": rec.detach()}}
 
     @torch.no_grad()
@@ -62,5 +69,5 @@ class MAEModel(PretrainModel):
             mask = self.sample_mask(xn.shape[0], grid, xn.device)
         pred, _ = self.encode_decode(xn, mask)
         patches = self.patchify(xn)
-        pred = self.pred_to_pixels(pred, patches, bool(self.cfg["loss"]["norm_pix"]))
+        pred = self.pred_to_pixels(pred, patches, self.loss.norm_pix)
         return self.masked_reconstruction(x01, mask, patches, pred, grid)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,6 +41,8 @@ from paco_fr.models.base import PretrainModel
 from paco_fr.models.common import encode_visible, mlp, scaled_layers
 from paco_fr.models.decoder import PixelDecoder
 from paco_fr.models.mae import keep_indices
+from paco_fr.models.registry import register_objective
+from paco_fr.models.settings import DecoderSettings, ModelSettings, from_section
 
 RANDOM_TEACHER_WARNING = ("MCF TEACHER IS RANDOMLY INITIALISED (mcf.teacher=random): the perceptual loss goes "
                           "through a random ViT; use this only for tests and throughput probes")
@@ -110,31 +113,67 @@ def token_normalised_perceptual_loss(pred_feats: list[torch.Tensor], true_feats:
     return total
 
 
-class MCFModel(PretrainModel):
-    objective = "mcf"
+@dataclass(frozen=True)
+class MCFSettings:
+    """`mcf:` the frozen teacher (path, arch, blocks), the masking, the three loss weights and the
+    momentum-contrast head."""
 
-    def __init__(self, cfg: dict, encoder, steps_per_epoch: int = 1):
-        super().__init__(cfg, encoder)
-        m, dec = cfg["mcf"], cfg["decoder"]
+    teacher: str | None
+    teacher_arch: str | None
+    teacher_layers: list | None
+    mask_ratio: float
+    perceptual_weight: float
+    pixel_weight: float
+    contrastive_weight: float
+    momentum: float
+    temperature: float
+    proj_dim: int
+    proj_hidden: int
+
+
+@register_objective("mcf", section="mcf")
+class MCFModel(PretrainModel):
+    def __init__(self, encoder, *, mcf: MCFSettings, decoder: DecoderSettings, model: ModelSettings):
+        super().__init__(encoder)
+        m = self.settings = mcf
         self.patch_dim = self.p * self.p * 3
-        self.decoder = PixelDecoder(encoder.embed_dim, self.patch_dim, dim=dec["dim"], depth=dec["depth"],
-                                    heads=dec["heads"])
+        self.decoder = PixelDecoder(encoder.embed_dim, self.patch_dim, dim=decoder.dim, depth=decoder.depth,
+                                    heads=decoder.heads)
         D = encoder.embed_dim
-        self.projector = mlp(D, m["proj_hidden"], m["proj_dim"], layers=2, bn=True)
-        self.predictor = mlp(m["proj_dim"], m["proj_hidden"], m["proj_dim"], layers=2, bn=True)
+        self.projector = mlp(D, m.proj_hidden, m.proj_dim, layers=2, bn=True)
+        self.predictor = mlp(m.proj_dim, m.proj_hidden, m.proj_dim, layers=2, bn=True)
         self.m_encoder = copy.deepcopy(encoder)
         self.m_projector = copy.deepcopy(self.projector)
         for p in list(self.m_encoder.parameters()) + list(self.m_projector.parameters()):
             p.requires_grad_(False)
-        mc = cfg["model"]
-        teacher, desc, warn = load_teacher(m["teacher"], m["teacher_arch"] or mc["arch"], mc["img_size"],
-                                           mc["patch_size"], depth=mc["depth"])
+        teacher, desc, warn = load_teacher(m.teacher, m.teacher_arch or model.arch, model.img_size,
+                                           model.patch_size, depth=model.depth)
         self.teacher: ViTBackbone = teacher
         self.teacher_desc = desc
         if warn:
             warnings.warn(warn, stacklevel=2)
             self.warnings.append(warn)
-        self.teacher_layers = m["teacher_layers"] or scaled_layers([2, 5, 8, 11], teacher.depth)
+        self.teacher_layers = m.teacher_layers or scaled_layers([2, 5, 8, 11], teacher.depth)
+
+    @classmethod
+    def from_config(cls, cfg: dict, encoder, steps_per_epoch: int = 1, data=None) -> MCFModel:
+        return cls(encoder, mcf=from_section(MCFSettings, cfg["mcf"], "mcf"),
+                   decoder=from_section(DecoderSettings, cfg["decoder"], "decoder"),
+                   model=from_section(ModelSettings, cfg["model"], "model"))
+
+    @classmethod
+    def with_upstream(cls, cfg: dict, spec: str) -> dict:
+        """cfg with mcf.teacher = `spec` (probes: `random`, same architecture, same FLOPs)."""
+        cfg = copy.deepcopy(cfg)
+        cfg.setdefault("mcf", {})["teacher"] = spec
+        return cfg
+
+    def start_events(self) -> list[dict]:
+        return [*super().start_events(), {"event": "teacher", "teacher": self.teacher_desc}]
+
+    def upstream_encoder(self) -> str | None:
+        t = self.settings.teacher
+        return None if t == "random" else t
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -142,7 +181,7 @@ class MCFModel(PretrainModel):
         return self
 
     def _keep(self, xn):
-        grid, ratio = self.grid(xn), float(self.cfg["mcf"]["mask_ratio"])
+        grid, ratio = self.grid(xn), self.settings.mask_ratio
         mask = make_mask("random", xn.shape[0], grid, ratio, device=xn.device)
         n = grid[0] * grid[1]
         return mask, keep_indices(mask, n - num_to_mask(n, ratio))
@@ -156,7 +195,7 @@ class MCFModel(PretrainModel):
         return mask, tokens[:, 0], pred
 
     def forward(self, batch: dict, step: int = 0) -> dict:
-        m = self.cfg["mcf"]
+        m = self.settings
         xn = self.encoder.normalize(batch["image"])
         grid = self.grid(xn)
         mask, cls, pred = self._masked_view(xn)
@@ -172,12 +211,12 @@ class MCFModel(PretrainModel):
             _, keep2 = self._keep(xn)
             tok2, _ = encode_visible(self.m_encoder, xn, keep2)
             k = self.m_projector(tok2[:, 0])
-        con = moco_loss(q, k, m["temperature"])
-        loss = float(m["perceptual_weight"]) * perc + float(m["contrastive_weight"]) * con
+        con = moco_loss(q, k, m.temperature)
+        loss = m.perceptual_weight * perc + m.contrastive_weight * con
         terms = {"perceptual": perc.detach(), "contrastive": con.detach()}
-        if float(m["pixel_weight"]) > 0:
+        if m.pixel_weight > 0:
             pix = pixel_loss(pred, self.patchify(xn), mask, norm_pix_loss=False)
-            loss = loss + float(m["pixel_weight"]) * pix
+            loss = loss + m.pixel_weight * pix
             terms["pix"] = pix.detach()
         return {"loss": loss, "terms": terms}
 
@@ -188,7 +227,7 @@ class MCFModel(PretrainModel):
 
     @torch.no_grad()
     def on_step_end(self, step: int) -> None:
-        mom = float(self.cfg["mcf"]["momentum"])
+        mom = self.settings.momentum
         for src, dst in ((self.encoder, self.m_encoder), (self.projector, self.m_projector)):
             for ps, pd in zip(src.parameters(), dst.parameters()):
                 pd.mul_(mom).add_(ps.detach(), alpha=1 - mom)

@@ -35,6 +35,8 @@ One training step (`forward`):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,6 +63,14 @@ from paco_fr.masking import REGIONS, make_mask, region_map, region_pool_matrix, 
 from paco_fr.models.base import PretrainModel
 from paco_fr.models.common import sincos_2d
 from paco_fr.models.decoder import PixelDecoder
+from paco_fr.models.registry import register_objective
+from paco_fr.models.settings import (
+    DecoderSettings,
+    LossSettings,
+    MaskSettings,
+    check_choice,
+    from_section,
+)
 
 REPLACE_MODES = ("codebook", "mask_token")
 CODEBOOK_SPACES = ("pixel", "norm_pix")
@@ -68,11 +78,69 @@ SPATIAL_FORMS = ("correspondence", "gram_mse")
 REGION_SOURCES = ("landmarks", "canonical")
 
 
-def _check_choice(cfg: dict, section: str, key: str, choices) -> str:
-    v = cfg[section][key]
-    if v not in choices:
-        raise ValueError(f"config {section}.{key}={v!r}: expected one of {', '.join(choices)}")
-    return v
+PAIRINGS = ("split", "repeat")
+
+
+@dataclass(frozen=True)
+class CodebookSettings:
+    """`codebook:` the patch codebook (paco_fr.codebook) and how its k candidates become a token."""
+
+    num_tokens: int
+    k: int
+    candidates: str
+    selection: str
+    temperature: float
+    gumbel_hard: bool
+    update: str
+    decay: float
+    commitment: float
+    dead_threshold: float
+    restart_every: int
+    chunk_size: int
+    space: str
+
+
+@dataclass(frozen=True)
+class BeliefSettings:
+    """`belief:` the Belief Predictor (paco_fr.belief)."""
+
+    hidden: int
+    pos_dim: int
+    detach_weights: bool
+
+
+@dataclass(frozen=True)
+class IncubationSettings:
+    """`incubation:` the first epochs / steps in which the predictor learns by cross-entropy."""
+
+    epochs: float
+    steps: int | None
+    ce_weight: float
+    after_ce_weight: float
+    detach_recon: bool
+
+
+@dataclass(frozen=True)
+class SpatialSettings:
+    """`spatial:` the two views and the cross-view region term."""
+
+    weight: float
+    pairing: str
+    keep_views: bool
+    form: str
+    temperature: float
+    center_batch: bool
+    stop_grad: bool
+    layer: int
+
+    @property
+    def two_views(self) -> bool:
+        return self.weight > 0 or self.keep_views
+
+
+def views_seen(spatial: SpatialSettings, batch: int) -> int:
+    """Distinct images of a micro-batch of `batch`: `split` pairing shows the first B/2 twice."""
+    return max(1, batch // 2) if spatial.weight > 0 and spatial.pairing == "split" else batch
 
 
 def encode_with_mask_token(encoder, xn: torch.Tensor, mask: torch.Tensor, token: torch.Tensor,
@@ -96,38 +164,56 @@ def encode_with_mask_token(encoder, xn: torch.Tensor, mask: torch.Tensor, token:
     return vit.norm(x)[:, npt:], outs
 
 
+@register_objective("paco")
 class PaCoModel(PretrainModel):
-    objective = "paco"
-
-    def __init__(self, cfg: dict, encoder, steps_per_epoch: int = 1):
-        super().__init__(cfg, encoder)
+    def __init__(self, encoder, *, mask: MaskSettings, codebook: CodebookSettings, belief: BeliefSettings,
+                 incubation: IncubationSettings, spatial: SpatialSettings, loss: LossSettings,
+                 decoder: DecoderSettings, steps_per_epoch: int = 1):
+        super().__init__(encoder)
         self._pending_codebook: list[tuple[torch.Tensor, torch.Tensor]] = []  # applied in on_step_end
         self._pending_diag: list[torch.Tensor] = []  # folded into the window in on_step_end
         self._diag = DiagnosticWindow(DIAG_KEYS)
         self._dead_restarted = 0
-        cb, bel, dec = cfg["codebook"], cfg["belief"], cfg["decoder"]
-        self.replace = _check_choice(cfg, "mask", "replace", REPLACE_MODES)
-        self.space = _check_choice(cfg, "codebook", "space", CODEBOOK_SPACES)
-        _check_choice(cfg, "spatial", "form", SPATIAL_FORMS)
-        _check_choice(cfg, "mask", "regions", REGION_SOURCES)
+        self.replace = check_choice(mask.replace, REPLACE_MODES, "mask.replace")
+        self.space = check_choice(codebook.space, CODEBOOK_SPACES, "codebook.space")
+        check_choice(spatial.form, SPATIAL_FORMS, "spatial.form")
+        check_choice(mask.regions, REGION_SOURCES, "mask.regions")
+        if spatial.two_views:
+            check_choice(spatial.pairing, PAIRINGS, "spatial.pairing")
+        self.mask_cfg, self.cb, self.belief_cfg = mask, codebook, belief
+        self.inc, self.sp, self.loss = incubation, spatial, loss
         self.patch_dim = self.p * self.p * 3
         if self.replace == "codebook":
-            self.codebook = PatchCodebook(cb["num_tokens"], self.patch_dim, k=cb["k"], update=cb["update"],
-                                          decay=cb["decay"], dead_threshold=cb["dead_threshold"],
-                                          chunk_size=cb["chunk_size"])
-            self.belief = BeliefPredictor(self.patch_dim, cb["num_tokens"], hidden=bel["hidden"],
-                                          pos_dim=bel["pos_dim"])
+            cb = codebook
+            self.codebook = PatchCodebook(cb.num_tokens, self.patch_dim, k=cb.k, update=cb.update,
+                                          decay=cb.decay, dead_threshold=cb.dead_threshold,
+                                          chunk_size=cb.chunk_size)
+            self.belief = BeliefPredictor(self.patch_dim, cb.num_tokens, hidden=belief.hidden,
+                                          pos_dim=belief.pos_dim)
         else:  # the learned-mask-token control has neither
             self.codebook = None
             self.belief = None
             self.mask_token = nn.Parameter(torch.zeros(1, 1, encoder.embed_dim))
             nn.init.normal_(self.mask_token, std=0.02)
-        self.decoder = PixelDecoder(encoder.embed_dim, self.patch_dim, dim=dec["dim"], depth=dec["depth"],
-                                    heads=dec["heads"])
-        inc = cfg["incubation"]
-        self.incubation_steps = int(inc["steps"]) if inc["steps"] is not None else int(
-            round(float(inc["epochs"]) * steps_per_epoch))
+        self.decoder = PixelDecoder(encoder.embed_dim, self.patch_dim, dim=decoder.dim, depth=decoder.depth,
+                                    heads=decoder.heads)
+        self.incubation_steps = int(incubation.steps) if incubation.steps is not None else int(
+            round(float(incubation.epochs) * steps_per_epoch))
         self.last_cb_stats: dict[str, float] = {}
+
+    @classmethod
+    def from_config(cls, cfg: dict, encoder, steps_per_epoch: int = 1, data=None) -> PaCoModel:
+        return cls(encoder, mask=from_section(MaskSettings, cfg["mask"], "mask"),
+                   codebook=from_section(CodebookSettings, cfg["codebook"], "codebook"),
+                   belief=from_section(BeliefSettings, cfg["belief"], "belief"),
+                   incubation=from_section(IncubationSettings, cfg["incubation"], "incubation"),
+                   spatial=from_section(SpatialSettings, cfg["spatial"], "spatial"),
+                   loss=from_section(LossSettings, cfg["loss"], "loss"),
+                   decoder=from_section(DecoderSettings, cfg["decoder"], "decoder"), steps_per_epoch=steps_per_epoch)
+
+    @classmethod
+    def distinct_images(cls, cfg: dict, batch: int) -> int:
+        return views_seen(from_section(SpatialSettings, cfg["spatial"], "spatial"), batch)
 
     def incubating(self, step: int) -> bool:
         return step < self.incubation_steps
@@ -135,15 +221,10 @@ class PaCoModel(PretrainModel):
     # ------------------------------------------------------------------ views and regions
     def _view_index(self, B: int, device) -> torch.Tensor | None:
         """Batch rows of the two views (view 1 = first half), or None for a single view."""
-        sp = self.cfg["spatial"]
-        if float(sp["weight"]) <= 0 and not sp["keep_views"]:
+        if not self.sp.two_views:
             return None
-        if sp["pairing"] == "repeat":
-            idx = torch.arange(B, device=device)
-        elif sp["pairing"] == "split":
-            idx = torch.arange(max(1, B // 2), device=device)
-        else:
-            raise ValueError(f"unknown spatial.pairing {sp['pairing']!r}")
+        n = B if self.sp.pairing == "repeat" else max(1, B // 2)
+        idx = torch.arange(n, device=device)
         return torch.cat([idx, idx])
 
     def _views(self, xn: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -154,7 +235,7 @@ class PaCoModel(PretrainModel):
         """(B, N) per-face region maps from batch["landmarks"] (unit coords, NaN = unknown), or
         None (the canonical map) with mask.regions=canonical or no landmarks."""
         lm = batch.get("landmarks")
-        if lm is None or self.cfg["mask"]["regions"] != "landmarks":
+        if lm is None or self.mask_cfg.regions != "landmarks":
             return None
         from paco_fr.region_maps import region_maps_from_landmarks
 
@@ -179,14 +260,14 @@ class PaCoModel(PretrainModel):
                 regions: torch.Tensor | None = None):
         """Returns dict(patches, mask, corrupted, logits, nearest, sel, code_sel, pasted, grid);
         with mask.replace=mask_token: corrupted / logits / nearest / pasted are None."""
-        cb = self.cfg["codebook"]
+        cb = self.cb
         grid = self.grid(xn)
         B = xn.shape[0]
         patches = self.patchify(xn)
         if mask is None:
-            m = self.cfg["mask"]
-            mask = make_mask(m["strategy"], B, grid, float(m["ratio"]), device=xn.device, fill=m["fill"],
-                             region_rule=m["region_rule"], regions=regions)
+            m = self.mask_cfg
+            mask = make_mask(m.strategy, B, grid, m.ratio, device=xn.device, fill=m.fill,
+                             region_rule=m.region_rule, regions=regions)
         sel = patches[mask]  # (M, P)
         out = dict(patches=patches, mask=mask, sel=sel, grid=grid, corrupted=None, logits=None, nearest=None,
                    code_sel=None, pasted=None)
@@ -199,11 +280,11 @@ class PaCoModel(PretrainModel):
         pos_sel = pos[None].expand(B, -1, -1)[mask]
         logits = self.belief(sel, pos_sel)
         nearest = self.codebook.nearest(code_sel)
-        mix_logits = logits.detach() if self.cfg["belief"]["detach_weights"] else logits
-        tokens, cand, w = select_tokens(mix_logits, code_sel, self.codebook, cb["k"], candidates=cb["candidates"],
-                                        selection=cb["selection"], temperature=float(cb["temperature"]),
-                                        gumbel_hard=bool(cb["gumbel_hard"]), training=self.training)
-        if self.incubating(step) and self.cfg["incubation"]["detach_recon"]:
+        mix_logits = logits.detach() if self.belief_cfg.detach_weights else logits
+        tokens, cand, w = select_tokens(mix_logits, code_sel, self.codebook, cb.k, candidates=cb.candidates,
+                                        selection=cb.selection, temperature=cb.temperature,
+                                        gumbel_hard=cb.gumbel_hard, training=self.training)
+        if self.incubating(step) and self.inc.detach_recon:
             tokens = tokens.detach()
         pasted = self.paste(tokens, sel)
         corrupted = patches.masked_scatter(mask[..., None], pasted.to(patches.dtype))
@@ -220,17 +301,17 @@ class PaCoModel(PretrainModel):
     # ------------------------------------------------------------------ spatial consistency
     def spatial_term(self, feats: torch.Tensor, regions: torch.Tensor | None, half: int,
                      grid: tuple[int, int]) -> torch.Tensor:
-        sp = self.cfg["spatial"]
-        if sp["form"] == "gram_mse":
+        sp = self.sp
+        if sp.form == "gram_mse":
             if regions is None:  # exactly the earlier term (regions present on the canonical grid)
                 pool, _ = region_pool_matrix(grid, feats.device)
                 rel = relation_matrix(feats, pool)
-                return relation_consistency(rel[:half], rel[half:2 * half], stop_grad=bool(sp["stop_grad"]))
+                return relation_consistency(rel[:half], rel[half:2 * half], stop_grad=sp.stop_grad)
             w, present = region_pool_weights(regions, len(REGIONS))
             f = F.normalize(region_features(feats, w), dim=-1)
             rel = f @ f.transpose(1, 2)
             a, b = rel[:half], rel[half:2 * half]
-            if sp["stop_grad"]:
+            if sp.stop_grad:
                 b = b.detach()
             pair = present[:half, :, None] & present[:half, None, :]
             pair = pair & ~torch.eye(pair.shape[-1], dtype=torch.bool, device=pair.device)
@@ -240,8 +321,8 @@ class PaCoModel(PretrainModel):
         f = region_features(feats, w)
         if present.ndim == 1:
             present = present[None].expand(feats.shape[0], -1)
-        return spatial_correspondence(f[:half], f[half:2 * half], present[:half], float(sp["temperature"]),
-                                      center_batch=bool(sp["center_batch"]), stop_grad=bool(sp["stop_grad"]))
+        return spatial_correspondence(f[:half], f[half:2 * half], present[:half], sp.temperature,
+                                      center_batch=sp.center_batch, stop_grad=sp.stop_grad)
 
     # ------------------------------------------------------------------ the step
     def forward(self, batch: dict, step: int = 0) -> dict:
@@ -254,28 +335,25 @@ class PaCoModel(PretrainModel):
         xv = xn if idx is None else xn[idx]
         rv = regions if (regions is None or idx is None) else regions[idx]
         c = self.corrupt(xv, step, regions=rv)
-        sp = self.cfg["spatial"]
-        layer = int(sp["layer"])
-        use_layer = half > 0 and layer != -1
-        last, layer_tokens = self.encode(xv, c, [layer] if use_layer else None)
+        sp = self.sp
+        use_layer = half > 0 and sp.layer != -1
+        last, layer_tokens = self.encode(xv, c, [sp.layer] if use_layer else None)
         pred = self.decoder(last, grid)
-        lc = self.cfg["loss"]
-        norm_pix_loss, kind = bool(lc["norm_pix"]), lc["type"]
-        rec = pixel_loss(pred, c["patches"], None if lc["on"] == "all" else c["mask"],
+        norm_pix_loss, kind = self.loss.norm_pix, self.loss.type
+        rec = pixel_loss(pred, c["patches"], None if self.loss.on == "all" else c["mask"],
                          norm_pix_loss=norm_pix_loss, kind=kind)
         loss = rec
         terms = {"rec": rec.detach()}
         parts = {"rec": rec}
         if self.codebook is not None:
             ce = F.cross_entropy(c["logits"].float(), c["nearest"])
-            inc = self.cfg["incubation"]
-            ce_w = float(inc["ce_weight"]) if self.incubating(step) else float(inc["after_ce_weight"])
+            ce_w = self.inc.ce_weight if self.incubating(step) else self.inc.after_ce_weight
             loss = loss + ce_w * ce
             terms["ce"] = ce.detach()
         sc = None
         if half > 0:
             feats = layer_tokens[0] if use_layer else last
-            weight = float(sp["weight"])
+            weight = sp.weight
             if weight > 0:
                 sc = self.spatial_term(feats, rv, half, grid)
                 loss = loss + weight * sc
@@ -330,7 +408,7 @@ class PaCoModel(PretrainModel):
             return
         for sel, nearest in pending:
             self.codebook.ema_update(sel, nearest)
-        every = int(self.cfg["codebook"]["restart_every"])
+        every = self.cb.restart_every
         if pending and every > 0 and step > 0 and step % every == 0:
             self._dead_restarted += self.codebook.restart_dead(pending[-1][0])
 
@@ -378,7 +456,7 @@ class PaCoModel(PretrainModel):
         grid = c["grid"]
         last, _ = self.encode(xn, c, None)
         pred = self.decoder(last, grid)
-        pred = self.pred_to_pixels(pred, c["patches"], bool(self.cfg["loss"]["norm_pix"]))
+        pred = self.pred_to_pixels(pred, c["patches"], self.loss.norm_pix)
         if self.codebook is None:
             return self.masked_reconstruction(x01, c["mask"], c["patches"], pred, grid)
         m = c["mask"][..., None]
