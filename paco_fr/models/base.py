@@ -9,7 +9,8 @@ built from a config (class methods, before the model exists)
                                  config sections into typed constructor arguments
   `dataset_options(cfg)`        keyword arguments of build_pretrain_dataset (FaRL: caption noise)
   `prepare_data(cfg, dataset, checkpoint)`  an ObjectiveData: what the objective adds to the data
-                                 (FaRL: the caption tokenizer, restored from a checkpoint's vocab)
+                                 (FaRL: the caption tokenizer, restored from a checkpoint's vocab;
+                                 dataset=None when only a checkpoint's model is rebuilt)
   `synthetic_data(cfg)`         the same for probes without a dataset (FLOP counts, throughput)
   `with_upstream(cfg, spec)`    cfg with the objective's pre-trained upstream encoder replaced
                                  (MCF: mcf.teacher=random for probes); others: cfg unchanged
