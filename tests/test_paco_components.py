@@ -186,6 +186,12 @@ def test_suite_controls_match_the_main_runs_images_per_step():
                                                                                   r.overrides.items())]))
                 for r in runs}
     assert len(set(per_step.values())) == 1, per_step
+    # and the accounting the budget matching and the compute block use says the same
+    from paco_fr.models.paco import PaCoModel
+
+    for r in runs:
+        cfg = load_config("smoke", [*TINY, *(f"{k}={v}" for k, v in r.overrides.items())])
+        assert PaCoModel.distinct_images(cfg, int(cfg["train"]["batch_size"])) == per_step[r.name], r.name
 
 
 # ---------------------------------------------------------------------------- codebook space

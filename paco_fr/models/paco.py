@@ -140,7 +140,7 @@ class SpatialSettings:
 
 def views_seen(spatial: SpatialSettings, batch: int) -> int:
     """Distinct images of a micro-batch of `batch`: `split` pairing shows the first B/2 twice."""
-    return max(1, batch // 2) if spatial.weight > 0 and spatial.pairing == "split" else batch
+    return max(1, batch // 2) if spatial.two_views and spatial.pairing == "split" else batch
 
 
 def encode_with_mask_token(encoder, xn: torch.Tensor, mask: torch.Tensor, token: torch.Tensor,
