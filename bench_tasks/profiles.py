@@ -198,5 +198,43 @@ def effective_settings(profile) -> dict[str, Any]:
     }
 
 
+_TASK_SECTION = {"attributes": "classification (attributes, expression)",
+                 "expression": "classification (attributes, expression)",
+                 "parsing": "dense (parsing, landmarks)", "landmarks": "dense (parsing, landmarks)",
+                 "recognition": "recognition"}
+# profile fields that say which cells a plan has, not how one cell is computed
+_PLAN_FIELDS = ("seeds", "fractions", "protocols", "name")
+
+
+def cell_settings(cell, profile) -> dict[str, Any]:
+    """The effective settings one cell of a built-in task is computed with under `profile`: the
+    profile's sizes and budgets, the task family's section of `effective_settings` (for
+    classification only the cell's protocol), FaRL's for its protocols, the ceiling's recipe for a
+    `supervised:` backbone. Rows record its fingerprint (`settings_hash`), so a changed setting
+    recomputes the rows it changes and only those."""
+    eff = effective_settings(profile)
+    out: dict[str, Any] = {"profile": {k: v for k, v in eff["profile"].items() if k not in _PLAN_FIELDS}}
+    section = _TASK_SECTION.get(cell.task)
+    if section is not None:
+        sec = eff[section]
+        out[cell.task] = sec.get(cell.protocol, sec) if section.startswith("classification") else sec
+    if str(cell.protocol).startswith("farl"):
+        from bench_tasks.protocols.farl import farl_settings
+
+        out["farl"] = farl_settings(cell.dataset, cell.protocol, profile)
+    if str(cell.backbone).startswith("supervised:"):
+        extra = profile.extra or {}
+        out["ceiling"] = {k: extra.get(k) for k in ("ceiling_lr", "ceiling_epochs")}
+    return out
+
+
+def settings_hash(cell, profile) -> str:
+    import hashlib
+    import json
+
+    blob = json.dumps(cell_settings(cell, profile), sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
 def format_settings(settings: dict) -> str:
     return yaml.safe_dump(settings, sort_keys=False, default_flow_style=None, width=110)

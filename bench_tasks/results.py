@@ -52,9 +52,10 @@ except ImportError:  # pragma: no cover
 
 ROW_KEYS = ("key", "cell", "status", "headline", "higher_is_better", "metrics", "metrics_last",
             "metrics_best_test", "ci", "slices", "artifacts", "config", "provenance", "error",
-            "method", "task_version", "data_version", "protocol_used", "head", "history")
+            "method", "task_version", "data_version", "settings_hash", "protocol_used", "head", "history")
 # keys added after rows were first written: an older row without them is still a valid row
-OPTIONAL_ROW_KEYS = ("ci", "method", "task_version", "data_version", "protocol_used", "head", "history")
+OPTIONAL_ROW_KEYS = ("ci", "method", "task_version", "data_version", "settings_hash", "protocol_used", "head",
+                     "history")
 STATUSES = ("ok", "failed")
 
 
@@ -92,7 +93,8 @@ def _metrics(d: dict | None) -> dict[str, float]:
 
 def make_row(cell, status: str, headline: str = "", higher_is_better: bool = True, result=None,
              config: dict | None = None, provenance: dict | None = None, error: str | None = None,
-             method: dict | None = None, task_version: int = 1, data_version: str | None = None) -> dict:
+             method: dict | None = None, task_version: int = 1, data_version: str | None = None,
+             settings_hash: str | None = None) -> dict:
     """A schema-complete row for `cell` (a bench_tasks.api.Cell) from a CellResult (or None).
     `method`: the backbone's identity block (bench_tasks.method.identity_for); `task_version`:
     the `Task.version` that computed the row."""
@@ -116,6 +118,7 @@ def make_row(cell, status: str, headline: str = "", higher_is_better: bool = Tru
         "method": _plain(method or {}),
         "task_version": int(task_version),
         "data_version": str(data_version if data_version is not None else _registered_data_version(cell.dataset)),
+        "settings_hash": settings_hash,
         "protocol_used": str(getattr(result, "protocol_used", "") or cell.protocol),
         "head": str(getattr(result, "head", "") or ""),
         "history": _plain(list(getattr(result, "history", None) or [])),

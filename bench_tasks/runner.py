@@ -163,8 +163,33 @@ def version_stale(cell: Cell, row: dict | None) -> bool:
     version is its generator's, so rows of SynthFace 1.x are recomputed on 2.1)."""
     from bench_tasks.results import row_data_version, row_task_version
 
-    return row is not None and (row_task_version(row) != task_version(cell.task)
-                                or row_data_version(row) != data_version(cell.dataset))
+    if row is None:
+        return False
+    if row_task_version(row) != task_version(cell.task) or row_data_version(row) != data_version(cell.dataset):
+        return True
+    # a row computed with other effective settings (a profile file or --set changed); rows written
+    # before rows recorded it (no `settings_hash`) cannot be checked and count as current
+    was = row.get("settings_hash")
+    return bool(was) and was != current_settings_hash(cell)
+
+
+_SETTINGS_HASHES: dict[tuple, tuple] = {}  # memo -> (the profile object, its hash): ids are reused
+
+
+def current_settings_hash(cell: Cell) -> str | None:
+    """`profiles.settings_hash` of the cell under its registered profile (None: unknown profile);
+    memoised per profile object and what the settings depend on (not backbone file or seed)."""
+    from bench_tasks.profiles import settings_hash
+
+    try:
+        prof = get_profile(cell.profile)
+    except KeyError:
+        return None
+    memo = (id(prof), cell.task, cell.dataset, cell.protocol, str(cell.backbone).startswith("supervised:"))
+    hit = _SETTINGS_HASHES.get(memo)
+    if hit is None or hit[0] is not prof:
+        hit = _SETTINGS_HASHES[memo] = (prof, settings_hash(cell, prof))
+    return hit[1]
 
 
 def stale_keys(cells: Sequence[Cell], store: ResultsStore, done: set[str]) -> set[str]:
@@ -310,7 +335,8 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
                    headline=getattr(task, "headline", ""), higher_is_better=getattr(task, "higher_is_better", True),
                    result=result, config=config, provenance=prov, error=error,
                    method=identity_for(cell.backbone, (labels or {}).get(cell.backbone)),
-                   task_version=task_version(cell.task), data_version=data_version(cell.dataset))
+                   task_version=task_version(cell.task), data_version=data_version(cell.dataset),
+                   settings_hash=current_settings_hash(cell))
     if write:
         store.append(row)
     return row

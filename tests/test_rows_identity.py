@@ -147,3 +147,30 @@ def test_run_cell_row_records_method_version_and_what_ran(tmp_path):
     assert (row["task_version"], row["protocol_used"], row["head"]) == (1, "linear", "attribute")
     assert row["history"] and "train_loss" in row["history"][0]
     assert row["config"]["task"]["head"] == "attribute" and "features_extract_s" in row["provenance"]["timings"]
+
+
+def test_rows_of_other_effective_settings_are_recomputed(tmp_path, monkeypatch):
+    """A changed setting (a profile file or --set) recomputes exactly the rows it changes."""
+    from bench_tasks import api
+    from bench_tasks.profiles import load_profile
+    from bench_tasks.runner import current_settings_hash, stale_keys
+
+    attr = Cell("random:vit_tiny", "attributes", "synthface", "linear", profile="smoke")
+    rec = Cell("random:vit_tiny", "recognition", "synthface", "linear", profile="smoke")
+    ceil = Cell("supervised:vit_tiny", "attributes", "synthface", "finetune", profile="smoke")
+    store = ResultsStore(tmp_path / "r.jsonl")
+    for c in (attr, rec, ceil):
+        store.append(make_row(c, "ok", "acc", settings_hash=current_settings_hash(c)))
+    legacy = Cell("random:vit_tiny", "expression", "synthface", "linear", profile="smoke")
+    old = make_row(legacy, "ok", "acc")
+    old.pop("settings_hash")  # a row written before settings were fingerprinted: counts as current
+    store.append(old)
+    cells = [attr, rec, ceil, legacy]
+    assert stale_keys(cells, store, store.done_keys()) == set()
+    monkeypatch.setitem(api.PROFILES, "smoke", api.PROFILES["smoke"])  # restored after the test
+    load_profile("smoke", ["recognition.margin=cosface"])  # registers the changed profile as `smoke`
+    assert stale_keys(cells, store, store.done_keys()) == {rec.key()}
+    load_profile("smoke", ["ceiling_lr=0.002"])  # on top of the registered (cosface) smoke
+    assert stale_keys(cells, store, store.done_keys()) == {rec.key(), ceil.key()}
+    load_profile("smoke", ["recognition.margin=arcface", "ceiling_lr=null"])  # back to the bundled values
+    assert stale_keys(cells, store, store.done_keys()) == set()
