@@ -204,6 +204,18 @@ class WorkerSpec:
     plugins: str = ""
     rows_to: str = "worker"
     labels: dict = field(default_factory=dict)  # run --label: {backbone URI: name}
+    # the effective profiles of the cells ({name: fields}): a user's YAML profile or `--set`
+    # overrides reach the job, which registers them before it computes anything
+    profiles: dict = field(default_factory=dict)
+
+
+def register_profiles(profiles: dict) -> None:
+    """Register the launching process's effective profiles in this (job) process."""
+    from bench_tasks.api import PROFILES
+    from bench_tasks.profiles import profile_from_dict
+
+    for name, fields in (profiles or {}).items():
+        PROFILES[name] = profile_from_dict(dict(fields), f"profile {name!r} sent by the launcher")
 
 
 class EvalJob(_checkpointable()):
@@ -221,6 +233,7 @@ class EvalJob(_checkpointable()):
         from bench_tasks.cli import load_registries
 
         load_registries()
+        register_profiles(s.profiles)
         if s.threads:
             import torch
 
@@ -309,7 +322,20 @@ def worker_spec(args, cells: Sequence[Cell], results: Path, since: float, rows_t
                       claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed,
                       threads=args.threads if args.threads is not None else (1 if args.profile == "smoke" else None),
                       plugins=os.environ.get("BENCH_TASKS_PLUGINS", ""), rows_to=rows_to,
-                      labels=dict(getattr(args, "labels", None) or {}))
+                      labels=dict(getattr(args, "labels", None) or {}), profiles=effective_profiles(cells))
+
+
+def effective_profiles(cells: Sequence[Cell]) -> dict:
+    """{profile name: its fields} of the cells' profiles as registered in this process."""
+    from bench_tasks.api import get_profile
+
+    out = {}
+    for name in dict.fromkeys(c.profile for c in cells):
+        try:
+            out[name] = asdict(get_profile(name))
+        except KeyError:
+            pass
+    return out
 
 
 def record_launch(results: Path, record: dict, path: Path | None = None) -> Path:

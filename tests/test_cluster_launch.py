@@ -203,3 +203,25 @@ def test_slurm_without_sbatch_is_a_clear_error(tmp_path, capsys, monkeypatch):
                      "random:vit_tiny@32/8/d2", "--results", str(tmp_path / "r.jsonl"), "--launcher", "slurm"])
     assert code == 2 and "needs SLURM's sbatch" in capsys.readouterr().err
     assert not (tmp_path / "r.d").exists()
+
+
+def test_jobs_get_the_launchers_effective_profile(monkeypatch):
+    """A user's --set (or YAML profile) reaches a cluster job: the spec carries the registered
+    profile and the job registers it before it computes (pickled as submitit would)."""
+    import pickle
+
+    from bench_tasks import api
+    from bench_tasks.api import Cell
+    from bench_tasks.launch import effective_profiles, register_profiles
+    from bench_tasks.profiles import load_profile
+
+    monkeypatch.setitem(api.PROFILES, "cpu", api.PROFILES["cpu"])
+    bundled = api.PROFILES["cpu"]
+    load_profile("cpu", ["recognition.margin=arcface", "ceiling_lr=0.003"])
+    sent = pickle.loads(pickle.dumps(effective_profiles([Cell("random:vit_tiny", "attributes", "synthface",
+                                                             "linear", profile="cpu")])))
+    api.PROFILES["cpu"] = bundled  # the job process starts from the bundled files
+    register_profiles(sent)
+    got = api.PROFILES["cpu"]
+    assert got.extra["recognition"]["margin"] == "arcface" and got.extra["ceiling_lr"] == 0.003
+    assert got.seeds == bundled.seeds and got.image_size == bundled.image_size
