@@ -139,8 +139,9 @@ def _apply(points, m):
     return h[:, :2] / h[:, 2:3]
 
 
-def tanh_forward(coords, warp_factor: float, warped_shape=WARPED_SHAPE) -> np.ndarray:
-    """Aligned-frame coordinates -> warped coordinates (the tanh compression of the outer band)."""
+def _tanh_band(coords, warp_factor: float, warped_shape, band_fn) -> np.ndarray:
+    """Apply `band_fn` to the outer band (|n| > 1 - f) of coordinates normalised to [-1, 1]; the
+    inner part is unchanged. tanh compresses the band (forward), arctanh expands it (inverse)."""
     c = np.array(coords, dtype=np.float64)
     if warp_factor <= 0:
         return c
@@ -149,24 +150,20 @@ def tanh_forward(coords, warp_factor: float, warped_shape=WARPED_SHAPE) -> np.nd
     n = c / wh * 2 - 1
     f = warp_factor
     hi, lo = n > 1 - f, n < -1 + f
-    n[hi] = np.tanh((n[hi] - 1 + f) / f) * f + 1 - f
-    n[lo] = np.tanh((n[lo] + 1 - f) / f) * f - 1 + f
+    n[hi] = band_fn((n[hi] - 1 + f) / f) * f + 1 - f
+    n[lo] = band_fn((n[lo] + 1 - f) / f) * f - 1 + f
     return (n + 1) / 2 * wh
+
+
+def tanh_forward(coords, warp_factor: float, warped_shape=WARPED_SHAPE) -> np.ndarray:
+    """Aligned-frame coordinates -> warped coordinates (the tanh compression of the outer band)."""
+    return _tanh_band(coords, warp_factor, warped_shape, np.tanh)
 
 
 def tanh_inverse(coords, warp_factor: float, warped_shape=WARPED_SHAPE) -> np.ndarray:
     """Warped coordinates -> aligned-frame coordinates (arctanh, argument clamped to +-0.999)."""
-    c = np.array(coords, dtype=np.float64)
-    if warp_factor <= 0:
-        return c
-    h, w = warped_shape[:2]
-    wh = np.array([w, h], dtype=np.float64)
-    n = c / wh * 2 - 1
-    f = warp_factor
-    hi, lo = n > 1 - f, n < -1 + f
-    n[hi] = np.arctanh(np.clip((n[hi] - 1 + f) / f, -SAFE_ARCTANH, SAFE_ARCTANH)) * f + 1 - f
-    n[lo] = np.arctanh(np.clip((n[lo] + 1 - f) / f, -SAFE_ARCTANH, SAFE_ARCTANH)) * f - 1 + f
-    return (n + 1) / 2 * wh
+    return _tanh_band(coords, warp_factor, warped_shape,
+                      lambda t: np.arctanh(np.clip(t, -SAFE_ARCTANH, SAFE_ARCTANH)))
 
 
 def warp_points(points, matrix, warp_factor: float, warped_shape=WARPED_SHAPE) -> np.ndarray:
