@@ -117,7 +117,7 @@ def make_row(cell, status: str, headline: str = "", higher_is_better: bool = Tru
         "error": error,
         "method": _plain(method or {}),
         "task_version": int(task_version),
-        "data_version": str(data_version if data_version is not None else _registered_data_version(cell.dataset)),
+        "data_version": str(data_version if data_version is not None else dataset_version(cell.dataset)),
         "settings_hash": settings_hash,
         "protocol_used": str(getattr(result, "protocol_used", "") or cell.protocol),
         "head": str(getattr(result, "head", "") or ""),
@@ -132,7 +132,8 @@ def row_task_version(row: dict) -> int:
     return 1 if v is None else int(v)
 
 
-def _registered_data_version(dataset: str) -> str:
+def dataset_version(dataset: str) -> str:
+    """`DatasetSpec.version` of a registered dataset ("1" for one that is not registered)."""
     from bench_tasks.registry import DATASETS
 
     try:

@@ -37,7 +37,7 @@ from bench_tasks.errors import cause_line
 from bench_tasks.floors import compute_floor, is_floor
 from bench_tasks.provenance import collect, now_iso
 from bench_tasks.registry import DATASETS, TASKS
-from bench_tasks.results import ResultsStore, make_row
+from bench_tasks.results import ResultsStore, dataset_version, make_row
 
 # ----------------------------------------------------------------------------- data roots
 
@@ -150,13 +150,6 @@ def task_version(task_name: str) -> int:
         return 1
 
 
-def data_version(dataset_name: str) -> str:
-    """`DatasetSpec.version` of a registered dataset ("1" for one that is not registered)."""
-    from bench_tasks.results import _registered_data_version
-
-    return _registered_data_version(dataset_name)
-
-
 def version_stale(cell: Cell, row: dict | None) -> bool:
     """True when `row` was computed by another version of the cell's task or dataset than the
     registered one (rows without `task_version` / `data_version` count as version 1; SynthFace's
@@ -165,7 +158,7 @@ def version_stale(cell: Cell, row: dict | None) -> bool:
 
     if row is None:
         return False
-    if row_task_version(row) != task_version(cell.task) or row_data_version(row) != data_version(cell.dataset):
+    if row_task_version(row) != task_version(cell.task) or row_data_version(row) != dataset_version(cell.dataset):
         return True
     # a row computed with other effective settings (a profile file or --set changed); rows written
     # before rows recorded it (no `settings_hash`) cannot be checked and count as current
@@ -335,7 +328,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
                    headline=getattr(task, "headline", ""), higher_is_better=getattr(task, "higher_is_better", True),
                    result=result, config=config, provenance=prov, error=error,
                    method=identity_for(cell.backbone, (labels or {}).get(cell.backbone)),
-                   task_version=task_version(cell.task), data_version=data_version(cell.dataset),
+                   task_version=task_version(cell.task), data_version=dataset_version(cell.dataset),
                    settings_hash=current_settings_hash(cell))
     if write:
         store.append(row)

@@ -22,11 +22,11 @@ def test_cell_key_is_unchanged_by_task_versions():
 
 def test_rows_of_another_task_version_are_recomputed(tmp_path, monkeypatch):
     from bench_tasks.registry import TASKS
-    from bench_tasks.runner import cell_status, data_version, stale_keys
+    from bench_tasks.runner import cell_status, dataset_version, stale_keys
 
     cell = Cell("random:vit_tiny", "attributes", "synthface", "linear")
     store = ResultsStore(tmp_path / "r.jsonl")
-    old = make_row(cell, "ok", "mean_acc", data_version=data_version("synthface"))
+    old = make_row(cell, "ok", "mean_acc", data_version=dataset_version("synthface"))
     del old["task_version"]  # a row written before task versions: version 1
     store.append(old)
     assert row_task_version(store.latest()[cell.key()]) == 1
@@ -36,15 +36,15 @@ def test_rows_of_another_task_version_are_recomputed(tmp_path, monkeypatch):
     monkeypatch.setattr(TASKS.get("attributes"), "version", 2)
     assert stale_keys([cell], store, done) == {cell.key()}
     assert cell_status([cell], store.path)[cell.key()] == "todo"
-    store.append(make_row(cell, "ok", "mean_acc", task_version=2, data_version=data_version("synthface")))
+    store.append(make_row(cell, "ok", "mean_acc", task_version=2, data_version=dataset_version("synthface")))
     assert stale_keys([cell], store, store.done_keys()) == set()
 
 
 def test_rows_of_another_synthface_generator_are_recomputed(tmp_path):
-    from bench_tasks.runner import cell_status, data_version, stale_keys
+    from bench_tasks.runner import cell_status, dataset_version, stale_keys
     from paco_fr.data.synthface import GENERATOR_VERSION
 
-    assert data_version("synthface") == GENERATOR_VERSION != "1"
+    assert dataset_version("synthface") == GENERATOR_VERSION != "1"
     cell = Cell("random:vit_tiny", "expression", "synthface", "linear")
     store = ResultsStore(tmp_path / "r.jsonl")
     old = make_row(cell, "ok", "acc")
