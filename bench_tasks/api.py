@@ -166,10 +166,15 @@ class CellContext:
 
     def artifact_dir(self) -> Path:
         """Folder for this cell's artifacts (confusion matrices, histories, previews):
-        <results_dir>/artifacts/<key>/ (created). CellResult.artifacts stores paths relative to
-        results_dir, see `artifact_relpath`."""
+        <results_dir>/artifacts/<key>-<settings>/ (created), <settings> the first 8 characters of the
+        cell's settings hash (bench_tasks.profiles.settings_hash), so the same cell computed with
+        other settings (a `--set`, a changed profile) into the same results folder keeps its own
+        artifacts. CellResult.artifacts stores paths relative to results_dir (`artifact_relpath`)."""
+        from bench_tasks.runner import current_settings_hash
+
         base = self.results_dir if self.results_dir is not None else Path(self.work_dir)
-        d = Path(base) / "artifacts" / self.cell.key()
+        h = current_settings_hash(self.cell)
+        d = Path(base) / "artifacts" / (self.cell.key() + (f"-{h[:8]}" if h else ""))
         d.mkdir(parents=True, exist_ok=True)
         return d
 

@@ -135,6 +135,14 @@ class StageFailed(RuntimeError):
     """A stage of `run --all` failed as a whole (exit code 1)."""
 
 
+class PretrainOnlyDone(Exception):
+    """`run --all --pretrain-only`: stage 1 is done, nothing is evaluated."""
+
+    def __init__(self, encoders: dict, failed: list):
+        super().__init__("pre-training only")
+        self.encoders, self.failed = encoders, failed
+
+
 def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
     """{task: [datasets]} after checking the data roots. Datasets named with --datasets must
     exist (an error shows the expected layout); implicitly chosen ones whose root is missing are
@@ -234,16 +242,32 @@ def build_plan(args, log=print, problems: list[str] | None = None):
                            dotted_overrides(args.pretrain_override or []), budget_by, log=log)
             encoders = {r.name: Path(args.runs) / profile.name / r.name / "encoder.safetensors"
                         for r in suite_runs(not args.no_ablations, profile.name) if r.role != "teacher"}
+        elif getattr(args, "eval_only", False):
+            from bench_tasks.launch import _finished
+
+            encoders = {}
+            for r in suite_runs(not args.no_ablations, profile.name):
+                enc = Path(args.runs) / profile.name / r.name / "encoder.safetensors"
+                if r.role == "teacher":
+                    continue
+                if _finished(enc):
+                    encoders[r.name] = enc
+                else:
+                    log(f"--eval-only: {r.name} has not finished pre-training ({enc.parent}); left out")
+            if not encoders:
+                raise StageFailed(f"--eval-only: no finished pre-training run under {Path(args.runs) / profile.name}")
         else:
             failed: list[tuple[str, str]] = []
             args.pretrain_failed = failed
             encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log,
                                       progress=not args.no_progress,
                                       overrides=dotted_overrides(args.pretrain_override or []), failed=failed,
-                                      budget_by=budget_by)
+                                      budget_by=budget_by, jobs=max(1, int(getattr(args, "pretrain_jobs", 1) or 1)))
             if failed and not encoders:
                 raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
                                   "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
+            if getattr(args, "pretrain_only", False):
+                raise PretrainOnlyDone(encoders, failed)
         cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
                             ceilings=not getattr(args, "no_ceilings", False))
         problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, args.device,
@@ -320,6 +344,14 @@ def cmd_run(args) -> int:
     except StageFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except PretrainOnlyDone as done:
+        for name, enc in done.encoders.items():
+            print(f"  {name}: {enc}")
+        for name, cause in done.failed:
+            print(f"  {name}: FAILED ({cause})", file=sys.stderr)
+        print(f"--pretrain-only: {len(done.encoders)} run(s) ready, {len(done.failed)} failed; evaluate them with "
+              "the same command without --pretrain-only")
+        return 1 if done.failed else 0
     if not cells:
         print("nothing to run: the plan is empty", file=sys.stderr)
         return 2
@@ -494,6 +526,15 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--pretrain-override", action="append", metavar="KEY=VALUE",
                     help="--all: a pre-training config override applied to every run of the suite, e.g. "
                          "train.steps=500 (repeatable; see docs/pretraining.md for the keys)")
+    pr.add_argument("--pretrain-jobs", type=int, default=1, metavar="N",
+                    help="--all: pre-train N runs of the suite at once, each in its own process sharing this "
+                         "machine's GPU or CPU cores (default 1: one after the other; the runs are the same)")
+    pr.add_argument("--pretrain-only", action="store_true",
+                    help="--all: stage 1 only (pre-train or reuse the suite's runs), then stop; a later `run --all` "
+                         "with the same options evaluates them")
+    pr.add_argument("--eval-only", action="store_true",
+                    help="--all: no pre-training; evaluate the suite's runs that have finished (those not finished "
+                         "are named and left out): e.g. several evaluation processes after one --pretrain-only")
     pr.add_argument("--budget-by", choices=("flops", "images", "steps"), default="flops",
                     help="--all: match the pre-training runs by model FLOPs (default), distinct images seen or "
                          "optimizer steps; PaCo-FR's configured length is the reference and MCF-style is charged "

@@ -212,6 +212,11 @@ def needed_synthface(profile_name: str, pretrain_overrides: dict, tasks) -> list
     prof = get_profile(profile_name)
     cfg = pretrain_config(profile_name, pretrain_overrides)
     out = [("pretrain", int(cfg["data"]["num_images"]), int(cfg["model"]["img_size"]), int(cfg["seed"]))]
+    from bench_tasks.study import TEACHER_DATA
+
+    # MCF-style's teacher is pre-trained on its own split (bench_tasks.study.TEACHER_DATA)
+    out.append((TEACHER_DATA["data.split"], int(cfg["data"]["num_images"]), int(cfg["model"]["img_size"]),
+                int(cfg["seed"])))
     sizes = sorted({TASK_REG.get(t)().image_size(prof) for t in tasks})
     for size in sizes:
         for split, n in (("train", prof.synthface_train), ("val", prof.synthface_val), ("test", prof.synthface_test)):

@@ -191,6 +191,15 @@ def check_args(args) -> list[str]:
     if study:
         problems += check_pretrain_overrides(getattr(args, "pretrain_override", None) or [],
                                              getattr(args, "profile", "smoke"))
+    jobs = getattr(args, "pretrain_jobs", 1)
+    if jobs is not None and int(jobs) < 1:
+        problems.append(f"--pretrain-jobs {jobs}: expected a number of runs at once >= 1")
+    if getattr(args, "pretrain_only", False) and getattr(args, "eval_only", False):
+        problems.append("--pretrain-only and --eval-only exclude each other (stage 1 only vs stage 2 only)")
+    if getattr(args, "eval_only", False) and not study:
+        problems.append("--eval-only needs `run --all` without --backbones (the study's evaluation stage)")
+    if getattr(args, "pretrain_only", False) and not study:
+        problems.append("--pretrain-only needs `run --all` without --backbones (the study's pre-training stage)")
     return problems
 
 

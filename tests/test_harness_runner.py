@@ -328,3 +328,24 @@ def test_linear_probe_same_numbers_from_cache_miss_and_hit(tmp_path, plugin, tas
         runs.append((res.timings["features_cache_hit"], [h["train_loss"] for h in history]))
     assert [hit for hit, _ in runs] == [False, True]
     assert runs[0][1] == runs[1][1]
+
+
+def test_artifact_dir_has_the_settings(tmp_path):
+    """The same cell computed with other settings into the same results folder keeps its own
+    artifacts: the folder is <key>-<settings hash>, not the key alone."""
+    import torch
+
+    from bench_tasks.api import Cell, CellContext, get_profile
+    from bench_tasks.profiles import load_profile
+
+    cell = Cell("random:vit_tiny", "attributes", "synthface", "linear", 1.0, 0, "smoke")
+    try:
+        ctx = CellContext(cell, None, get_profile("smoke"), None, torch.device("cpu"), tmp_path, results_dir=tmp_path)
+        a = ctx.artifact_dir()
+        load_profile("smoke", ["linear_epochs=3"])  # registers the changed profile under its name
+        b = ctx.artifact_dir()
+    finally:
+        load_profile("smoke")
+    assert a != b and a.parent == b.parent == tmp_path / "artifacts"
+    assert a.name.startswith(cell.key() + "-") and b.name.startswith(cell.key() + "-")
+    assert ctx.artifact_relpath(b / "items.npz") == f"artifacts/{b.name}/items.npz"

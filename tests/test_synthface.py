@@ -164,3 +164,17 @@ def test_task_splits(tmp_path):
         assert "num_classes" in ts.meta and len(ts.labels["identity"]) == 10
     assert ts.meta["identity"].shape == (10,)
     assert spec.load("landmarks", "val", str(tmp_path), prof, 64).meta["normalizer"] == "inter_ocular"
+
+
+def test_concurrent_writer_keeps_the_first_finished_cache(tmp_path):
+    """Two processes generating the same split: the one finishing second keeps the first one's cache
+    (a third process may already be reading it) instead of replacing it under the reader."""
+    s = load_synthface("val", 6, image_size=64, seed=0, root=tmp_path, progress=False)
+    path = tmp_path / f"v{GENERATOR_VERSION}" / "size64-seed0" / "val-6"
+    marker = path / "images" / "000000.png"
+    ino = marker.stat().st_ino
+    ds_mod._write_cache(path, "val", 6, 64, 0, workers=1, progress=False)  # the late writer
+    assert marker.stat().st_ino == ino  # the first cache was not replaced
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # its own copy cleaned up
+    assert np.array_equal(load_synthface("val", 6, image_size=64, seed=0, root=tmp_path, progress=False).images,
+                          s.images)

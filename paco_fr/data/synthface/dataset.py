@@ -239,6 +239,10 @@ def _write_cache(path: Path, split: str, num_images: int, image_size: int, seed:
             "landmarks": "iBUG 68, (x, y) pixels, pixel centres at integer coordinates",
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if path.exists() and _cached_version(path) == GENERATOR_VERSION:
+            # a concurrent writer finished this split first: keep its cache (readers may be using it)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         if path.exists():  # a cache written by another generator version: replace it
             stale = path.parent / f".{path.name}.stale-{os.getpid()}"
             os.rename(path, stale)
