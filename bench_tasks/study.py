@@ -108,6 +108,7 @@ def write_run_identity(run: SuiteRun, run_dir: str | Path, profile_name: str, ov
     return ident
 
 
+CONTROL_COMPONENTS = ("replacement", "belief")  # the controls of issue 13 among the ablation runs
 REFERENCE_RUN = "paco"  # its configured length x its cost per step is every run's budget
 TEACHER_DATA = {"data.split": "teacher"}  # SynthFace split disjoint from `pretrain` (paco_fr.data.synthface)
 
@@ -308,7 +309,10 @@ def _pretrain_parallel(plan: list[PlannedRun], profile_name: str, jobs: int, log
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     by_name = {p.run.name: p for p in plan}
-    waiting = [p for p in plan]
+    # the compared methods (and MCF-style's teacher) first, then the two controls, then the other
+    # ablations: a deadline that cuts the stage cuts the least needed runs
+    first = {"main": 0, "teacher": 0}
+    waiting = sorted(plan, key=lambda p: first.get(p.run.role, 1 if p.run.component in CONTROL_COMPONENTS else 2))
     out: dict[str, Path] = {}
     broken: set[str] = set()
     running: dict = {}

@@ -18,7 +18,7 @@ OUT=${OUT:-device_out}; mkdir -p "$OUT"
 LIMIT=${LIMIT:-560}            # seconds for everything, packing included
 PROFILE=${PROFILE:-cpu}
 STEPS=${STEPS:-1000}           # PaCo-FR's steps: the budget every other run is matched to (FLOPs)
-JOBS=${JOBS:-6}; WORKERS=${WORKERS:-6}; THREADS=${THREADS:-2}
+JOBS=${JOBS:-8}; WORKERS=${WORKERS:-6}; THREADS=${THREADS:-2}
 RUNS=${RUNS:-runs/ref}
 RESULTS=${RESULTS:-results/$PROFILE.jsonl}
 REPORTS=${REPORTS:-reports}
