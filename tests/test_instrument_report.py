@@ -106,3 +106,26 @@ def test_protocol_tables_show_references(report):
     proto = (out / "protocols.md").read_text()
     assert "Floor (input-free)" in proto and "Ceiling (supervised" in proto and "Protocol `floor`" not in proto
     assert "Protocol `linear`" in proto and "Protocol `frozen`" in proto
+
+
+def test_summary_compares_each_baseline_with_paco(tmp_path):
+    """SUMMARY.md has a line per compared method against PaCo-FR (ours), `baseline − PaCo-FR` with the
+    paired interval: here MAE is exactly 5 points above PaCo-FR on every item, FaRL-style exactly equal."""
+    store = ResultsStore(tmp_path / "results" / "smoke.jsonl")
+    base = np.random.default_rng(1).normal(60, 15, 200)
+    mae, farl = PACO.replace("/paco/", "/mae/"), PACO.replace("/paco/", "/farl/")
+    for uri, shift in ((RANDOM, -3.0), (PACO, 0.0), (mae, 5.0), (farl, 0.0)):
+        cell = Cell(uri, "attributes", "synthface", "linear", 1.0, 0, "smoke")
+        rel = f"artifacts/{cell.key()}/items.npz"
+        ItemScores("mean", {"balanced_acc": base + shift}, items=np.arange(200)).save(store.root / rel)
+        v = float(np.mean(base + shift))
+        res = CellResult(metrics={"balanced_acc": v, "mean_acc": v}, ci={"balanced_acc": [v - 1, v + 1]},
+                         artifacts={"items": rel})
+        store.append(make_row(cell, "ok", "balanced_acc", True, result=res, provenance={"git_commit": "abc"}))
+    build_report([store.path], tmp_path / "rep", runs_dir=None, profile="smoke", reconstruct=False)
+    text = (tmp_path / "rep" / "SUMMARY.md").read_text()
+    assert "Differences from PaCo-FR (ours)" in text
+    lines = {ln.split("**")[1]: ln for ln in text.splitlines() if ln.startswith("- **") and "vs PaCo-FR (ours)" in ln}
+    assert set(lines) == {"MAE", "FaRL-style"}, lines  # not the random-init control, floor or ceiling
+    assert "+5.00 [+5.00, +5.00] (better; paired)" in lines["MAE"]
+    assert "same within noise" in lines["FaRL-style"]

@@ -29,22 +29,23 @@ def _provenance(df_ok, df_failed) -> dict:
             "started": (min(started), max(started)) if started else None}
 
 
-def comparison_lines(table: Table, df_ok) -> list[str]:
-    """Every measured row of `table` against the random-init control, per headline column, with
-    the verdict of compare.compare (better / worse only when the 95 % interval of the difference
-    excludes zero)."""
+def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[str, ...] = ()) -> list[str]:
+    """Every measured row of `table` against `base` (default: the random-init control), per headline
+    column, with the verdict of compare.compare (better / worse only when the 95 % interval of the
+    difference excludes zero). Rows named in `skip` are left out."""
     from .compare import compare
     from .naming import dataset_name, metric_name, task_name
 
-    control = [r.label for r in table.rows if r.kind == "measured"
-               and str(table.uris.get(r.label, "")).startswith("random:")]
-    if not control or df_ok is None or df_ok.empty:
+    if base is None:
+        control = [r.label for r in table.rows if r.kind == "measured"
+                   and str(table.uris.get(r.label, "")).startswith("random:")]
+        base = control[0] if control else None
+    if not base or base not in table.uris or df_ok is None or df_ok.empty:
         return []
-    base = control[0]
     protocol, fraction = table.selection
     out = []
     for r in table.rows:
-        if r.kind not in ("measured", "ceiling") or r.label == base or r.label not in table.uris:
+        if r.kind not in ("measured", "ceiling") or r.label == base or r.label not in table.uris or r.label in skip:
             continue
         parts = []
         for c in table.cols:
@@ -57,6 +58,20 @@ def comparison_lines(table: Table, df_ok) -> list[str]:
         if parts:
             out.append(f"- **{r.label}** vs {base}: " + "; ".join(parts))
     return out
+
+
+def ours_lines(table: Table, df_ok) -> list[str]:
+    """PaCo-FR (ours) against each other compared method (not the control, floor or ceiling):
+    one line per baseline, `baseline − PaCo-FR`, so "worse" means the baseline is worse than PaCo-FR."""
+    from bench_tasks.method import METHOD_LABELS
+
+    ours = METHOD_LABELS["paco"]
+    if ours not in table.uris:
+        return []
+    others = [r.label for r in table.rows if r.kind == "measured" and r.label != ours
+              and str(table.uris.get(r.label, "")).startswith("random:")]
+    return comparison_lines(table, df_ok, base=ours, skip=tuple(others) + tuple(
+        r.label for r in table.rows if r.kind == "ceiling"))
 
 
 def floors_section(main_table: Table | None, df_ok) -> list[str]:
@@ -82,6 +97,11 @@ def floors_section(main_table: Table | None, df_ok) -> list[str]:
         L += ["Differences from the random-init control (a − control, 95 % interval of the difference; "
               "\"better\" / \"worse\" only when it excludes zero, else \"same within noise\"; paired "
               "bootstrap over the same test items where both rows stored per-item scores):", ""] + cmp + [""]
+    ours = ours_lines(main_table, df_ok)
+    if ours:
+        L += ["Differences from PaCo-FR (ours) (a − PaCo-FR at the same pre-training budget; \"better\" / "
+              "\"worse\" is the other method's verdict against PaCo-FR, only when the 95 % interval of the "
+              "difference excludes zero; paired as above):", ""] + ours + [""]
     return L
 
 
