@@ -24,6 +24,9 @@ def test_checks_higher_is_better():
     assert c.ceiling_meets_target() is False  # target 80
     md = calibration_markdown(rows, "cpu")
     assert "6.00 ✓" in md and "**no** (≥ 80)" in md and "10 / 10 / 100" in md
+    assert "| task default |" in md  # the ceiling row's profile snapshot has no ceiling_epochs
+    rows[2]["config"] = {"profile": {"extra": {"ceiling_epochs": 30}}}
+    assert "| 30 |" in calibration_markdown(rows, "cpu")
 
 
 def test_checks_lower_is_better_and_floor_inside_interval():
@@ -65,5 +68,7 @@ def test_ceiling_gets_a_from_scratch_recipe():
     prof = get_profile("cpu")
     assert ceiling_recipe(cfg, "random:vit_tiny@64/8/d4", prof) is cfg  # only ceilings change
     c = ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", prof)
-    assert (c.lr_backbone, c.layer_decay, c.epochs) == (CEILING_LR, 1.0, 6)
+    assert (c.lr_backbone, c.layer_decay, c.epochs) == (CEILING_LR, 1.0, 30)  # cpu.yaml: ceiling_epochs 30
     assert c.lr_head == max(1e-3, CEILING_LR)
+    smoke = get_profile("smoke")  # no ceiling_epochs: the task's own epochs
+    assert ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", smoke).epochs == 6

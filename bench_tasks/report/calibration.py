@@ -50,6 +50,7 @@ class CalibrationRow:
     ceiling: Entry | None = None
     random_uri: str = ""
     ceiling_uri: str = ""
+    ceiling_epochs: str = ""  # the ceiling rows' `ceiling_epochs` (their profile snapshot), "" = task default
 
     def beats_floor(self) -> bool | None:
         if self.floor is None or self.random is None or self.random.ci is None:
@@ -114,6 +115,9 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
         ceil = [r for r in sub if r["cell"]["backbone"].startswith("supervised:") and r["cell"]["fraction"] == 1.0]
         if ceil:
             row.ceiling, row.ceiling_uri = _entry(ceil, metric), ceil[0]["cell"]["backbone"]
+            eps = sorted({str((((r.get("config") or {}).get("profile") or {}).get("extra") or {}).get("ceiling_epochs")
+                              or "task default") for r in ceil})
+            row.ceiling_epochs = " / ".join(eps)
         out.append(row)
     return out
 
@@ -147,9 +151,9 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
              "architecture trained end to end with the task's labels), headline metric, 95 % bootstrap "
              "interval in [ ] (over test items for one seed; over seeds when n > 1). Times are the wall "
              "time of each cell in seconds.", "",
-             "| task | metric | floor | random-init | cosine probe | ceiling | random beats floor | "
+             "| task | metric | floor | random-init | cosine probe | ceiling | ceiling epochs | random beats floor | "
              "room (ceil−floor)/(rand−floor) ≥ 2 | ceiling target met | time floor / random / ceiling (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cal:
         room = c.room()
         room_s = "—" if room is None else ("∞" if room == float("inf") else f"{room:.2f}")
@@ -159,10 +163,13 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
         tgt = "—" if target is None else f"{_yes(c.ceiling_meets_target())} ({'≥' if c.higher_is_better else '≤'} {target:g})"
         arrow = "↑" if c.higher_is_better else "↓"
         lines.append(f"| {c.task}/{c.dataset} | {c.metric} {arrow} | {_fmt(c.floor)} | {_fmt(c.random)} | "
-                     f"{_fmt(c.cosine)} | {_fmt(c.ceiling)} | {_yes(c.beats_floor())} | {room_s} | {tgt} | "
+                     f"{_fmt(c.cosine)} | {_fmt(c.ceiling)} | {c.ceiling_epochs or '—'} | {_yes(c.beats_floor())} | "
+                     f"{room_s} | {tgt} | "
                      f"{_secs(c.floor)} / {_secs(c.random)} / {_secs(c.ceiling)} |")
     uris = sorted({c.random_uri for c in cal if c.random_uri} | {c.ceiling_uri for c in cal if c.ceiling_uri})
-    lines += ["", "Encoders: " + ", ".join(f"`{u}`" for u in uris) + "."]
+    lines += ["", "Encoders: " + ", ".join(f"`{u}`" for u in uris) + ".",
+              "Ceiling epochs: the profile's `ceiling_epochs` when the ceiling rows were computed (\"task default\": "
+              "the task's fine-tune epochs); a profile that changes it recomputes those rows on the next run."]
     lim = [c for c in cal if c.task in RANDOM_MAX and c.random is not None]
     for c in lim:
         ok = c.random.value <= RANDOM_MAX[c.task]
