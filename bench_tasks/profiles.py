@@ -223,8 +223,10 @@ def cell_settings(cell, profile) -> dict[str, Any]:
 
         out["farl"] = farl_settings(cell.dataset, cell.protocol, profile)
     if str(cell.backbone).startswith("supervised:"):
+        from bench_tasks.references import ceiling_epochs_for
+
         extra = profile.extra or {}
-        out["ceiling"] = {k: extra.get(k) for k in ("ceiling_lr", "ceiling_epochs")}
+        out["ceiling"] = {"ceiling_lr": extra.get("ceiling_lr"), "ceiling_epochs": ceiling_epochs_for(profile, cell.task)}
     return out
 
 

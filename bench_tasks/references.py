@@ -32,21 +32,31 @@ def is_ceiling(uri: str) -> bool:
 # not the fine-tuning one (lr_backbone 1e-4 with layer decay 0.75 is made for pre-trained weights:
 # measured on the cpu profile, attributes, that ceiling reached 54.7 balanced accuracy, below the
 # random-init *linear probe*'s 57.1). Profile keys: `ceiling_lr` (every parameter group; default
-# 1e-3) and `ceiling_epochs` (default: the task's fine-tune epochs).
+# 1e-3) and `ceiling_epochs` (default: the task's fine-tune epochs): a number for every task, or a
+# mapping {task: epochs} where the tasks not named keep their own epochs.
 CEILING_LR = 1e-3
 
 
-def ceiling_recipe(cfg, uri: str, profile):
+def ceiling_epochs_for(profile, task: str | None):
+    """The profile's `ceiling_epochs` for `task`: an int, or None (the task's own fine-tune epochs)."""
+    e = (getattr(profile, "extra", {}) or {}).get("ceiling_epochs")
+    if isinstance(e, dict):
+        e = e.get(task)
+    return None if e is None else int(e)
+
+
+def ceiling_recipe(cfg, uri: str, profile, task: str | None = None):
     """The FitConfig a cell of backbone `uri` trains with: `cfg` itself, or for a ceiling
     (`supervised:`) the from-scratch recipe: one learning rate for backbone and head
-    (`ceiling_lr`), no layer-wise decay, `ceiling_epochs` when the profile sets it."""
+    (`ceiling_lr`), no layer-wise decay, the profile's `ceiling_epochs` for `task` when it sets one."""
     import dataclasses
 
     if not is_ceiling(uri):
         return cfg
     extra = getattr(profile, "extra", {}) or {}
     lr = float(extra.get("ceiling_lr", CEILING_LR))
-    epochs = int(extra.get("ceiling_epochs", cfg.epochs))
+    e = ceiling_epochs_for(profile, task)
+    epochs = int(cfg.epochs) if e is None else e
     return dataclasses.replace(cfg, lr_head=max(cfg.lr_head, lr), lr_backbone=lr, layer_decay=1.0, epochs=epochs)
 
 

@@ -27,6 +27,8 @@ def test_checks_higher_is_better():
     assert "| task default |" in md  # the ceiling row's profile snapshot has no ceiling_epochs
     rows[2]["config"] = {"profile": {"extra": {"ceiling_epochs": 30}}}
     assert "| 30 |" in calibration_markdown(rows, "cpu")
+    rows[2]["config"] = {"profile": {"extra": {"ceiling_epochs": {"expression": 25, "parsing": 9}}}}
+    assert "| 25 |" in calibration_markdown(rows, "cpu")
 
 
 def test_checks_lower_is_better_and_floor_inside_interval():
@@ -67,8 +69,14 @@ def test_ceiling_gets_a_from_scratch_recipe():
     cfg = FitConfig(epochs=6, lr_head=1e-3, lr_backbone=1e-4, layer_decay=0.75)
     prof = get_profile("cpu")
     assert ceiling_recipe(cfg, "random:vit_tiny@64/8/d4", prof) is cfg  # only ceilings change
-    c = ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", prof)
-    assert (c.lr_backbone, c.layer_decay, c.epochs) == (CEILING_LR, 1.0, 30)  # cpu.yaml: ceiling_epochs 30
+    c = ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", prof, "attributes")
+    assert (c.lr_backbone, c.layer_decay, c.epochs) == (CEILING_LR, 1.0, 30)  # cpu.yaml: attributes 30
+    # cpu.yaml names attributes, expression and recognition: the dense tasks keep their own epochs
+    assert ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", prof, "parsing").epochs == 6
+    import dataclasses
+
+    every = dataclasses.replace(prof, extra={**prof.extra, "ceiling_epochs": 12})  # one number: every task
+    assert ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", every, "parsing").epochs == 12
     assert c.lr_head == max(1e-3, CEILING_LR)
     smoke = get_profile("smoke")  # no ceiling_epochs: the task's own epochs
     assert ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", smoke).epochs == 6

@@ -283,7 +283,7 @@ class ClassificationTask(Task):
                         weight_decay=st["weight_decay"], layer_decay=st.get("layer_decay", 0.75),
                         ema_decay=st["ema_decay"], select_metric=self.headline,
                         higher_is_better=self.higher_is_better)
-        cfg = ceiling_recipe(cfg, cell.backbone, profile)
+        cfg = ceiling_recipe(cfg, cell.backbone, profile, cell.task)
         st.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay, epochs=cfg.epochs)
         t0 = time.perf_counter()
         result = fit(model, train_loader, val_loader, test_loader, self.loss, evaluate, cfg, ctx.device,

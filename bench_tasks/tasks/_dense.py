@@ -185,7 +185,7 @@ def fit_dense(ctx: CellContext, head: torch.nn.Module, layers: list[int], settin
     )
     from bench_tasks.references import ceiling_recipe
 
-    cfg = ceiling_recipe(cfg, ctx.cell.backbone, ctx.profile)
+    cfg = ceiling_recipe(cfg, ctx.cell.backbone, ctx.profile, ctx.cell.task)
     settings.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay)
     result = fit(model, tl, vl, te, loss_fn, evaluate, cfg, ctx.device,
                  backbone_depth=None if protocol == "frozen" else ctx.backbone.depth,

@@ -334,7 +334,7 @@ class RecognitionTask(Task):
                         layer_decay=s["layer_decay"], select_metric="acc", higher_is_better=True)
         from bench_tasks.references import ceiling_recipe
 
-        cfg = ceiling_recipe(cfg, cell.backbone, prof)
+        cfg = ceiling_recipe(cfg, cell.backbone, prof, cell.task)
         s.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay, epochs=cfg.epochs)
         t2 = time.perf_counter()
         res = fit(model, loader, evals[0], evals[1], lambda emb, y: head.loss(emb, y), _evaluate, cfg, dev,
