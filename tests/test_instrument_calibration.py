@@ -51,6 +51,9 @@ def test_seeds_are_averaged_and_random_below_floor_has_infinite_room():
             _row("supervised:vit_tiny@64/8", "recognition", "finetune", 70.0, (68.0, 72.0))]
     (c,) = calibration_rows(rows)
     assert c.random.n == 3 and math.isclose(c.random.value, 50.0)
+    # the per-seed intervals over test items, averaged (not an interval of 3 seeds' mean, which would
+    # leave the test items' noise out): (47+49+48)/3, (51+53+52)/3
+    assert c.random.ci == (48.0, 52.0) and c.beats_floor() is False
     assert c.cosine.value == 60.0
     assert c.room() == math.inf  # random at the floor: any ceiling above it leaves unbounded room
     md = calibration_markdown(rows)
