@@ -228,7 +228,7 @@ def build_plan(args, log=print, problems: list[str] | None = None):
     if problems:
         raise PlanInvalid(problems)
     if is_study(args):
-        from bench_tasks.study import pretrain_suite, study_cells, suite_runs
+        from bench_tasks.study import pretrain_suite, study_cells, suite_encoders, suite_runs
 
         budget_by = getattr(args, "budget_by", "flops")
         if args.dry_run or getattr(args, "launcher", "local") != "local":  # cluster: pre-training jobs
@@ -240,20 +240,16 @@ def build_plan(args, log=print, problems: list[str] | None = None):
 
                 plan_suite(profile.name, args.runs, not args.no_ablations,
                            dotted_overrides(args.pretrain_override or []), budget_by, log=log)
-            encoders = {r.name: Path(args.runs) / profile.name / r.name / "encoder.safetensors"
-                        for r in suite_runs(not args.no_ablations, profile.name) if r.role != "teacher"}
+            encoders = suite_encoders(args.runs, profile.name, not args.no_ablations)
         elif getattr(args, "eval_only", False):
             from bench_tasks.launch import _finished
 
             encoders = {}
-            for r in suite_runs(not args.no_ablations, profile.name):
-                enc = Path(args.runs) / profile.name / r.name / "encoder.safetensors"
-                if r.role == "teacher":
-                    continue
+            for name, enc in suite_encoders(args.runs, profile.name, not args.no_ablations).items():
                 if _finished(enc):
-                    encoders[r.name] = enc
+                    encoders[name] = enc
                 else:
-                    log(f"--eval-only: {r.name} has not finished pre-training ({enc.parent}); left out")
+                    log(f"--eval-only: {name} has not finished pre-training ({enc.parent}); left out")
             if not encoders:
                 raise StageFailed(f"--eval-only: no finished pre-training run under {Path(args.runs) / profile.name}")
         else:

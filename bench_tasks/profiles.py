@@ -226,7 +226,7 @@ def cell_settings(cell, profile) -> dict[str, Any]:
         from bench_tasks.references import ceiling_epochs_for
 
         extra = profile.extra or {}
-        out["ceiling"] = {"ceiling_lr": extra.get("ceiling_lr"), "ceiling_epochs": ceiling_epochs_for(profile, cell.task)}
+        out["ceiling"] = {"ceiling_lr": extra.get("ceiling_lr"), "ceiling_epochs": ceiling_epochs_for(extra, cell.task)}
     return out
 
 

@@ -37,9 +37,10 @@ def is_ceiling(uri: str) -> bool:
 CEILING_LR = 1e-3
 
 
-def ceiling_epochs_for(profile, task: str | None):
-    """The profile's `ceiling_epochs` for `task`: an int, or None (the task's own fine-tune epochs)."""
-    e = (getattr(profile, "extra", {}) or {}).get("ceiling_epochs")
+def ceiling_epochs_for(extra: dict | None, task: str | None):
+    """`ceiling_epochs` of a profile's `extra` settings (or a row's snapshot of them) for `task`: an
+    int, or None (the task's own fine-tune epochs)."""
+    e = (extra or {}).get("ceiling_epochs")
     if isinstance(e, dict):
         e = e.get(task)
     return None if e is None else int(e)
@@ -55,7 +56,7 @@ def ceiling_recipe(cfg, uri: str, profile, task: str | None = None):
         return cfg
     extra = getattr(profile, "extra", {}) or {}
     lr = float(extra.get("ceiling_lr", CEILING_LR))
-    e = ceiling_epochs_for(profile, task)
+    e = ceiling_epochs_for(extra, task)
     epochs = int(cfg.epochs) if e is None else e
     return dataclasses.replace(cfg, lr_head=max(cfg.lr_head, lr), lr_backbone=lr, layer_decay=1.0, epochs=epochs)
 

@@ -148,6 +148,13 @@ def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> l
     return runs
 
 
+def suite_encoders(runs_root: str | Path, profile_name: str, include_ablations: bool = True) -> dict[str, Path]:
+    """{run name: where its encoder is (or will be)} for every evaluated run of the suite (not the
+    teacher): runs/<profile>/<name>/encoder.safetensors."""
+    return {r.name: Path(runs_root) / profile_name / r.name / "encoder.safetensors"
+            for r in suite_runs(include_ablations, profile_name) if r.role != "teacher"}
+
+
 def random_control(profile_name: str) -> str:
     """The random-init control has the same architecture as the suite's encoders."""
     from paco_fr.config import load_config
@@ -269,10 +276,15 @@ def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_abl
         except Exception as err:  # one broken objective must not sink the study
             from bench_tasks.errors import cause_line
 
-            log(f"pre-training {p.run.name} FAILED: {cause_line(err)}")
-            if failed is not None:
-                failed.append((p.run.name, cause_line(err)))
+            _run_failed(p.run.name, cause_line(err), log, failed)
     return out
+
+
+def _run_failed(name: str, cause: str, log: Callable[[str], None], failed: list | None, where: str = "") -> None:
+    """A pre-training run that failed: said in the log and appended to `failed` as (name, cause)."""
+    log(f"pre-training {name} FAILED: {cause}{where}")
+    if failed is not None:
+        failed.append((name, cause))
 
 
 def _pretrain_one(run: SuiteRun, overrides: dict, run_dir: str, profile_name: str, progress: bool = True,
@@ -281,14 +293,13 @@ def _pretrain_one(run: SuiteRun, overrides: dict, run_dir: str, profile_name: st
     summary of a reused run); returns the encoder's path. Top-level, so a worker process can run it."""
     from paco_fr.engine import pretrain
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     ov = dict(overrides)
     if not progress:
         ov["train.progress"] = False
     if threads:  # a worker's share of the cores (the profile's train.threads would oversubscribe them)
+        import torch
+
+        torch.set_num_threads(threads)
         ov["train.threads"] = threads
     write_run_identity(run, run_dir, profile_name, ov)
     enc = pretrain(profile_name, ov, run_dir=run_dir)
@@ -303,6 +314,7 @@ def _pretrain_parallel(plan: list[PlannedRun], profile_name: str, jobs: int, log
     share of the CPU cores as its torch threads, and writes its log to <run_dir>/stdout.log."""
     import multiprocessing as mp
     import os
+    import time
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from bench_tasks.errors import cause_line
@@ -317,7 +329,6 @@ def _pretrain_parallel(plan: list[PlannedRun], profile_name: str, jobs: int, log
     broken: set[str] = set()
     running: dict = {}
     t0 = {}
-    import time
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
         while waiting or running:
@@ -326,10 +337,7 @@ def _pretrain_parallel(plan: list[PlannedRun], profile_name: str, jobs: int, log
                 if teacher in broken:
                     waiting.remove(p)
                     broken.add(p.run.name)
-                    cause = f"its teacher run {teacher} failed"
-                    log(f"pre-training {p.run.name} FAILED: {cause}")
-                    if failed is not None:
-                        failed.append((p.run.name, cause))
+                    _run_failed(p.run.name, f"its teacher run {teacher} failed", log, failed)
                     continue
                 if (teacher is None or teacher in out) and len(running) < jobs:
                     waiting.remove(p)
@@ -346,9 +354,7 @@ def _pretrain_parallel(plan: list[PlannedRun], profile_name: str, jobs: int, log
                     log(f"[stage 1] {p.run.name} finished in {time.time() - t0[p.run.name]:.0f}s")
                 except Exception as err:  # noqa: BLE001 - one broken objective must not sink the study
                     broken.add(p.run.name)
-                    log(f"pre-training {p.run.name} FAILED: {cause_line(err)} (log: {p.run_dir}/stdout.log)")
-                    if failed is not None:
-                        failed.append((p.run.name, cause_line(err)))
+                    _run_failed(p.run.name, cause_line(err), log, failed, f" (log: {p.run_dir}/stdout.log)")
     return {p.run.name: out[p.run.name] for p in plan if p.run.name in out}  # the plan's order
 
 

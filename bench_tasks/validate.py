@@ -196,10 +196,9 @@ def check_args(args) -> list[str]:
         problems.append(f"--pretrain-jobs {jobs}: expected a number of runs at once >= 1")
     if getattr(args, "pretrain_only", False) and getattr(args, "eval_only", False):
         problems.append("--pretrain-only and --eval-only exclude each other (stage 1 only vs stage 2 only)")
-    if getattr(args, "eval_only", False) and not study:
-        problems.append("--eval-only needs `run --all` without --backbones (the study's evaluation stage)")
-    if getattr(args, "pretrain_only", False) and not study:
-        problems.append("--pretrain-only needs `run --all` without --backbones (the study's pre-training stage)")
+    for flag, stage in (("eval_only", "evaluation"), ("pretrain_only", "pre-training")):
+        if getattr(args, flag, False) and not study:
+            problems.append(f"--{flag.replace('_', '-')} needs `run --all` without --backbones (the study's {stage} stage)")
     return problems
 
 

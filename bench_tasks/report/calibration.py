@@ -95,12 +95,6 @@ def _entry(rows: list[dict], metric: str) -> Entry | None:
     return Entry(float(np.mean(vals)), ci, float(np.mean(secs)) if secs else None, len(vals))
 
 
-def _ceiling_epochs(row: dict, task: str):
-    """`ceiling_epochs` of a ceiling row's profile snapshot for its task (None: the task's own)."""
-    e = (((row.get("config") or {}).get("profile") or {}).get("extra") or {}).get("ceiling_epochs")
-    return e.get(task) if isinstance(e, dict) else e
-
-
 def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
     ok = [r for r in rows if r.get("status") == "ok" and r.get("headline")]
     out: list[CalibrationRow] = []
@@ -124,7 +118,11 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
         ceil = [r for r in sub if r["cell"]["backbone"].startswith("supervised:") and r["cell"]["fraction"] == 1.0]
         if ceil:
             row.ceiling, row.ceiling_uri = _entry(ceil, metric), ceil[0]["cell"]["backbone"]
-            eps = sorted({str(_ceiling_epochs(r, task) or "task default") for r in ceil})
+            from bench_tasks.references import ceiling_epochs_for
+
+            # each row's snapshot of its profile's settings says which epochs it was trained for
+            eps = sorted({str(ceiling_epochs_for(((r.get("config") or {}).get("profile") or {}).get("extra"), task)
+                              or "task default") for r in ceil})
             row.ceiling_epochs = " / ".join(eps)
         out.append(row)
     return out

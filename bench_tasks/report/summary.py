@@ -29,6 +29,12 @@ def _provenance(df_ok, df_failed) -> dict:
             "started": (min(started), max(started)) if started else None}
 
 
+def _controls(table: Table) -> list[str]:
+    """Labels of the measured random-init rows (the control every method is compared with)."""
+    return [r.label for r in table.rows if r.kind == "measured"
+            and str(table.uris.get(r.label, "")).startswith("random:")]
+
+
 def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[str, ...] = ()) -> list[str]:
     """Every measured row of `table` against `base` (default: the random-init control), per headline
     column, with the verdict of compare.compare (better / worse only when the 95 % interval of the
@@ -37,8 +43,7 @@ def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[s
     from .naming import dataset_name, metric_name, task_name
 
     if base is None:
-        control = [r.label for r in table.rows if r.kind == "measured"
-                   and str(table.uris.get(r.label, "")).startswith("random:")]
+        control = _controls(table)
         base = control[0] if control else None
     if not base or base not in table.uris or df_ok is None or df_ok.empty:
         return []
@@ -68,10 +73,8 @@ def ours_lines(table: Table, df_ok) -> list[str]:
     ours = METHOD_LABELS["paco"]
     if ours not in table.uris:
         return []
-    others = [r.label for r in table.rows if r.kind == "measured" and r.label != ours
-              and str(table.uris.get(r.label, "")).startswith("random:")]
-    return comparison_lines(table, df_ok, base=ours, skip=tuple(others) + tuple(
-        r.label for r in table.rows if r.kind == "ceiling"))
+    ceilings = [r.label for r in table.rows if r.kind == "ceiling"]
+    return comparison_lines(table, df_ok, base=ours, skip=tuple(_controls(table) + ceilings))
 
 
 def floors_section(main_table: Table | None, df_ok) -> list[str]:
