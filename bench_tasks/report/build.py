@@ -116,12 +116,14 @@ def _run_image_size(run_dir: Path) -> int | None:
 
 
 def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str | None = None, *,
-                 command: str | None = None, reconstruct: bool = True, reported_path=None) -> dict:
+                 command: str | None = None, reconstruct: bool = True, reported_path=None,
+                 label_scaling=None) -> dict:
     """Build every table, figure and SUMMARY.md. Never raises on partial results.
 
     results_paths: JSONL file(s) or folder(s) of them (default results/<profile>.jsonl).
     out_dir: default reports/<profile>. runs_dir: pre-training runs (for summary.json settings and
-    the codebook figure); may be None or missing. Returns {"out_dir", "summary", "files", "notes",
+    the codebook figure); may be None or missing. label_scaling: results file(s) of a label-scaling
+    study (`report.label_scaling`), default results/<profile>_label_scaling/ when it exists. Returns {"out_dir", "summary", "files", "notes",
     "n_ok", "n_failed", "profile"}."""
     if results_paths is None:
         results_paths = [Path("results") / f"{profile or 'smoke'}.jsonl"]
@@ -180,6 +182,10 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     from .calibration import calibration_markdown
 
     calibration = calibration_markdown(rows, profile)
+    scaling = _label_scaling(label_scaling, profile, out_dir)
+    if scaling:
+        files.append("label_scaling.md")
+        calibration = (calibration.rstrip("\n") + "\n\n" if calibration else "") + scaling
     if calibration:
         (out_dir / "calibration.md").write_text(calibration)
         files.append("calibration.md")
@@ -280,6 +286,25 @@ def _rel(p, out_dir: Path):
     return Path(p).relative_to(out_dir).as_posix()
 
 
+def _label_scaling(paths, profile: str, out_dir: Path) -> str | None:
+    """The label-scaling section (written as label_scaling.md) from `paths`, else from
+    results/<profile>_label_scaling/ when that folder exists; None without rows."""
+    from .label_scaling import label_scaling_markdown, read_rows
+
+    if paths is None:
+        default = Path("results") / f"{profile}_label_scaling"
+        if not default.is_dir():
+            return None
+        paths = [default]
+    elif isinstance(paths, (str, Path)):
+        paths = [paths]
+    md = label_scaling_markdown(read_rows(paths))
+    if md:
+        md = md.replace("\n\n", f"\n\nRows: {', '.join(f'`{p}`' for p in paths)}.\n\n", 1)
+        (out_dir / "label_scaling.md").write_text(md)
+    return md
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--profile", default=None, help="profile name (default: inferred from the rows, else smoke)")
     ap.add_argument("--results", nargs="+", default=None,
@@ -288,6 +313,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--runs", default="runs", help="pre-training runs folder, read only for the codebook "
                                                  "reconstruction figure (default runs)")
     ap.add_argument("--reported", default=None, help="CSV of published numbers (default: the packaged one)")
+    ap.add_argument("--label-scaling", nargs="+", default=None, metavar="RESULTS",
+                    help="results of a label-scaling study (cells run with --set synthface_train=N): a table "
+                         "of floor, random-init and ceiling against the labelled-set size, appended to "
+                         "calibration.md (default results/<profile>_label_scaling/ when it exists)")
     ap.add_argument("--no-reconstruct", action="store_true",
                     help="skip the codebook reconstruction figure (it calls paco_fr.engine.reconstruct)")
     return ap
@@ -301,7 +330,7 @@ def run_from_args(args, argv_for_header=None) -> int:
     cmd = "python -m bench_tasks report" + (
         " " + " ".join(shlex.quote(a) for a in argv_for_header) if argv_for_header else "")
     res = build_report(results, args.out, args.runs, profile, command=cmd, reconstruct=not args.no_reconstruct,
-                       reported_path=args.reported)
+                       reported_path=args.reported, label_scaling=getattr(args, "label_scaling", None))
     print(f"report written to {res['out_dir']} ({res['n_ok']} ok, {res['n_failed']} failed cells)")
     print(f"read first: {res['summary']}")
     for n in res["notes"]:
