@@ -188,7 +188,7 @@ def effective_settings(profile) -> dict[str, Any]:
     d = {k: v for k, v in dataclasses.asdict(profile).items() if k != "extra"}
     return {
         "profile": d,
-        "classification (attributes, expression)": {p: cls_settings(profile, p) for p in ("linear", "frozen", "finetune")},
+        "classification (attributes, expression)": {p: cls_settings(profile, p) for p in ("linear", "concat", "frozen", "finetune")},
         "dense (parsing, landmarks)": {**dense_settings(profile),
                                        "train_images": (profile.extra or {}).get("dense_train_images")},
         "recognition": settings_for(profile),

@@ -7,8 +7,10 @@ what no encoder and a fully supervised network achieve:
     the architecture of the plan's encoders trained end to end from random init with the task's
     labels at the profile's fine-tune budget, whatever protocols the plan lists (the arch comes
     from `random:` / `supervised:` URIs, from a `paco_fr:` file's metadata, or is given);
-  * the parameter-free recognition probe (protocol `cosine`) next to each recognition cell of an
-    encoder (one per backbone, dataset and seed).
+  * a probe next to each encoder's cells of a task that has one (`PROBE_PROTOCOLS`; one per
+    backbone, dataset and seed, fraction 1.0), so a weak head cannot make an encoder look worse than
+    it is: recognition's parameter-free cosine probe, and for attributes and expression a logistic
+    regression on the concatenated pooled features next to FaRL's averaging head.
 
     cells = with_references(cells, ceilings="auto")   # or ceilings=None, or ["supervised:vit_tiny@64/8/d2"]
 """
@@ -22,6 +24,17 @@ from bench_tasks.floors import FLOOR_PROTOCOL, FLOOR_URI, has_floor, is_floor
 
 CEILING_PROTOCOL = "finetune"
 COSINE_PROTOCOL = "cosine"
+# task -> the protocol of its probe (a protocol the task implements)
+PROBE_PROTOCOLS = {"recognition": COSINE_PROTOCOL, "attributes": "concat", "expression": "concat"}
+
+
+def is_probe(cell_or_protocol, task: str | None = None) -> bool:
+    """Whether a cell (or a task's protocol) is its task's probe."""
+    if task is None:
+        task, protocol = cell_or_protocol.task, cell_or_protocol.protocol
+    else:
+        protocol = cell_or_protocol
+    return PROBE_PROTOCOLS.get(task) == protocol
 
 
 def is_ceiling(uri: str) -> bool:
@@ -111,8 +124,8 @@ def _paco_fr_arch(path: str) -> str | None:
 
 
 def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None = "auto",
-                    cosine: bool = True) -> list[Cell]:
-    """The floor, ceiling and cosine-probe cells for a plan (not including `cells` themselves)."""
+                    probes: bool = True) -> list[Cell]:
+    """The floor, ceiling and probe cells for a plan (not including `cells` themselves)."""
     from bench_tasks.registry import TASKS
 
     enc = [c for c in cells if not is_reference(c.backbone)]
@@ -144,19 +157,20 @@ def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None 
                     continue
                 for s in seeds:
                     out.append(Cell(u, task, ds, CEILING_PROTOCOL, 1.0, s, prof))
-    # the parameter-free recognition probe next to every encoder's recognition cells
-    if cosine:
+    # each task's probe next to every encoder's cells of that task
+    if probes:
         for c in enc:
-            if c.task == "recognition" and COSINE_PROTOCOL in TASKS.get(c.task).protocols:
-                out.append(Cell(c.backbone, c.task, c.dataset, COSINE_PROTOCOL, 1.0, c.seed, c.profile))
+            probe = PROBE_PROTOCOLS.get(c.task)
+            if probe and probe != c.protocol and probe in TASKS.get(c.task).protocols:
+                out.append(Cell(c.backbone, c.task, c.dataset, probe, 1.0, c.seed, c.profile))
     return out
 
 
 def with_references(cells: Sequence[Cell], ceilings: str | Iterable[str] | None = "auto",
-                    cosine: bool = True) -> list[Cell]:
+                    probes: bool = True) -> list[Cell]:
     """The plan with its reference cells: floors first (cheap, and the report needs them),
-    then the plan, then ceilings and cosine probes; duplicates removed (order kept)."""
-    refs = reference_cells(cells, ceilings, cosine)
+    then the plan, then ceilings and probes; duplicates removed (order kept)."""
+    refs = reference_cells(cells, ceilings, probes)
     floors = [c for c in refs if is_floor(c.backbone)]
     rest = [c for c in refs if not is_floor(c.backbone)]
     seen: set[str] = set()

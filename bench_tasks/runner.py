@@ -360,7 +360,7 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
     every (task, dataset) of the plan is added to it (bench_tasks.references; seconds each)."""
     from bench_tasks.references import with_references
 
-    cells = with_references(cells, ceilings=None, cosine=False)
+    cells = with_references(cells, ceilings=None, probes=False)
     log = log or (lambda msg: tqdm.write(msg))
     store = ResultsStore(results)
     from bench_tasks.results import quarantine_and_warn

@@ -65,7 +65,7 @@ def reference(tmp_path_factory):
     d = tmp_path_factory.mktemp("reference")
     res = d / "results" / "smoke.jsonl"
     s = run_worker(plan_cells(), res, work_dir=d / "wd", device="cpu", progress=False, log=lambda m: None)
-    assert (s.ok, s.failed) == (14, 0)  # 12 encoder cells + 2 floors
+    assert (s.ok, s.failed) == (26, 0)  # 12 encoder cells, their 12 concatenated-feature probes, 2 floors
     return tables(res, d / "report")
 
 
@@ -161,7 +161,7 @@ def test_submitit_local_three_jobs_kill_one_relaunch_takes_over(tmp_path, env, r
     assert len(held) == 1 and claims[held[0]][-1]["state"] == "running"
     st = collect_status(res, plan_cells())
     assert st["cells"][held[0]] == "stale"
-    assert sum(v == "done" for v in st["cells"].values()) == 8 + 2  # the two other backbones and the floors
+    assert sum(v == "done" for v in st["cells"].values()) == 2 * 8 + 2  # two backbones (4 cells + 4 probes each), floors
 
     assert cli.main(argv) == 0  # relaunch: one job, for the killed job's backbone
     launches = sorted((worker_dir(res) / "launches").glob("*.json"))
@@ -190,7 +190,7 @@ def test_num_shards_three_processes_together(tmp_path, env, reference):
         by_worker[r["provenance"]["worker"]["pid"]].add(r["key"])
     shards = [{c.key() for c in shard(plan_cells(), 3, i)} for i in range(3)]
     assert sorted(map(sorted, by_worker.values())) == sorted(map(sorted, shards))
-    assert [len(s) for s in shards] == [4, 5, 5]  # 14 cells (12 + 2 floors) in contiguous blocks
+    assert [len(s) for s in shards] == [8, 9, 9]  # 26 cells (12 + their 12 probes + 2 floors) in contiguous blocks
     assert len(list(worker_dir(res).glob("*.jsonl"))) == 3 and not res.exists()
 
 
@@ -246,11 +246,11 @@ def test_print_sbatch_paper_profile(tmp_path, env):
 
     # paper: 3 backbones x 2 tasks x 3 protocols x 3 fractions x 3 seeds = 162 cells; 54 per backbone in jobs
     # of 24 (9 jobs); with `run`'s references: 2 floors (1 job) and the 3 archs' supervised ceilings
-    # (2 tasks x 3 seeds each, 3 jobs)
+    # (2 tasks x 3 seeds each, 3 jobs); the concatenated-feature probes (18) join their backbone's jobs
     enc = plan(BBS, {"attributes": ["cluster_cls"], "expression": ["cluster_cls"]}, profile="paper")
     cells = with_references(enc)
     n_jobs = len(group_cells(cells, 24))
-    assert (len(enc), len(cells), n_jobs) == (162, 162 + 2 + 18, 13)
+    assert (len(enc), len(cells), n_jobs) == (162, 162 + 2 + 18 + 18, 13)
     for line in ["#SBATCH --partition=gpu", "#SBATCH --account=faces", "#SBATCH --gpus-per-node=1",
                  "#SBATCH --time=1440", "#SBATCH --mem=128GB", "#SBATCH --cpus-per-task=16",
                  f"#SBATCH --array=0-{n_jobs - 1}%{min(64, n_jobs)}", "submitit.core._submit"]:

@@ -54,10 +54,22 @@ def test_seeds_are_averaged_and_random_below_floor_has_infinite_room():
     # the per-seed intervals over test items, averaged (not an interval of 3 seeds' mean, which would
     # leave the test items' noise out): (47+49+48)/3, (51+53+52)/3
     assert c.random.ci == (48.0, 52.0) and c.beats_floor() is False
-    assert c.cosine.value == 60.0
+    assert c.probe.value == 60.0 and c.probe_protocol == "cosine"
+    assert c.probe_beats_floor() is True  # (58, 62) excludes 50
     assert c.room() == math.inf  # random at the floor: any ceiling above it leaves unbounded room
     md = calibration_markdown(rows)
     assert "(n=3)" in md and "≤ 65" in md
+    assert "60.00 [58.00, 62.00] (cosine)" in md and "| **no** / yes |" in md
+
+
+def test_concat_probe_of_classification_tasks():
+    rows = [_row("floor:input-free", "expression", "floor", 13.8, (11.6, 16.0)),
+            _row("random:vit_tiny@64/8", "expression", "linear", 14.7, (12.4, 17.1)),
+            _row("random:vit_tiny@64/8", "expression", "concat", 16.4, (14.1, 18.7)),
+            _row("random:vit_tiny@64/8", "expression", "cosine", 99.0, (98.0, 99.5))]  # not expression's probe
+    (c,) = calibration_rows(rows)
+    assert (c.probe.value, c.probe_protocol) == (16.4, "concat")
+    assert c.beats_floor() is False and c.probe_beats_floor() is True
 
 
 def test_no_table_without_encoder_rows():
@@ -74,9 +86,12 @@ def test_ceiling_gets_a_from_scratch_recipe():
     assert ceiling_recipe(cfg, "random:vit_tiny@64/8/d4", prof) is cfg  # only ceilings change
     c = ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", prof, "attributes")
     assert (c.lr_backbone, c.layer_decay, c.epochs) == (CEILING_LR, 1.0, 30)  # cpu.yaml: attributes 30
-    # cpu.yaml names attributes, expression and recognition: the dense tasks keep their own epochs
-    assert ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", prof, "parsing").epochs == 6
+    # cpu.yaml names every task; a task it does not name keeps its own epochs
+    assert ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", prof, "parsing").epochs == 30
     import dataclasses
+
+    partial = dataclasses.replace(prof, extra={**prof.extra, "ceiling_epochs": {"attributes": 30}})
+    assert ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", partial, "parsing").epochs == 6
 
     every = dataclasses.replace(prof, extra={**prof.extra, "ceiling_epochs": 12})  # one number: every task
     assert ceiling_recipe(cfg, "supervised:vit_tiny@64/8/d4", every, "parsing").epochs == 12

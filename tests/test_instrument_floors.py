@@ -140,6 +140,10 @@ def test_plans_get_floors_ceilings_and_cosine_probes():
     assert {(c.protocol, c.fraction) for c in ceil} == {("finetune", 1.0)} and len(ceil) == 3 * 2
     cos = [c for c in full if c.protocol == "cosine"]
     assert {(c.backbone, c.seed) for c in cos} == {("random:vit_tiny@32/16/d1", 0), ("random:vit_tiny@32/16/d1", 1)}
+    # attributes' probe: the concatenated-feature logistic regression, at fraction 1.0, one per seed
+    concat = [c for c in full if c.protocol == "concat"]
+    assert {(c.task, c.fraction, c.seed) for c in concat} == {("attributes", 1.0, 0), ("attributes", 1.0, 1)}
+    assert not any(c.protocol in ("concat", "cosine") for c in with_references(cells, probes=False))
     assert len({c.key() for c in full}) == len(full) == len(with_references(full))  # idempotent
     assert not any(c.backbone.startswith("supervised:") for c in with_references(cells, ceilings=None))
     # a supervised backbone in a plan is always fine-tuned

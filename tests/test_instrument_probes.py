@@ -109,3 +109,25 @@ def test_cosine_protocol_trains_nothing_and_reads_identity(tmp_path):
     lo, hi = res.ci["acc"]
     assert lo <= res.metrics["acc"] + 1 and hi >= res.metrics["acc"] - 1
     assert "cosine" in res.config["probe"] and (tmp_path / res.artifacts["items"]).is_file()
+
+
+def test_concat_linear_head_is_one_linear_map_of_every_pooled_vector():
+    from bench_tasks.heads.attribute_head import AttributeHead, ConcatLinearHead
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 2, 3, 4)  # (B, layers, [cls, mean, max], D)
+    head = ConcatLinearHead(embed_dim=4, num_layers=2, num_outputs=3)
+    assert head.fc.in_features == 2 * 3 * 4
+    # hand-worked: logits = sum over the 6 vectors of W_k v_k + b
+    w = head.fc.weight.view(3, 6, 4)
+    expected = torch.einsum("okd,bkd->bo", w, x.reshape(5, 6, 4)) + head.fc.bias
+    assert torch.allclose(head(x), expected, atol=1e-6)
+    # FaRL's head averages the vectors first: a feature in one position only, cancelled by its
+    # opposite in another, is invisible to it and visible to the concatenation
+    v = torch.zeros(1, 2, 3, 4)
+    v[0, 0, 0, 0], v[0, 1, 2, 0] = 1.0, -1.0
+    farl = AttributeHead(embed_dim=4, num_layers=2, num_outputs=3)
+    assert torch.allclose(farl(v), farl(torch.zeros_like(v)))
+    assert not torch.allclose(head(v), head(torch.zeros_like(v)))
+    with pytest.raises(ValueError, match="built for 2 layers"):
+        head(torch.randn(5, 3, 3, 4))

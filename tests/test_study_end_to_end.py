@@ -32,14 +32,16 @@ def test_run_all_minimal_study(tmp_path):
         assert summary["compute"]["steps"] == summary["steps"]
         assert (tmp_path / "runs" / "smoke" / name / "encoder.safetensors").is_file()
     assert plan["runs"]["mae"]["steps"] > 3  # MAE's step is cheaper: more steps for the same FLOPs
-    # stage 2: one ok row per backbone (4 encoders + the random control), each on attributes, plus the
-    # task's floor
+    # stage 2: two ok rows per backbone (4 encoders + the random control) on attributes, FaRL's head
+    # (`linear`) and the concatenated-feature probe (`concat`), plus the task's floor
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert len(rows) == 6 and all(r["status"] == "ok" for r in rows)
+    assert len(rows) == 11 and all(r["status"] == "ok" for r in rows)
+    assert sorted(r["cell"]["protocol"] for r in rows) == ["concat"] * 5 + ["floor"] + ["linear"] * 5
     backbones = {r["cell"]["backbone"] for r in rows}
     assert any(b.startswith("random:") for b in backbones)
     assert "floor:input-free" in backbones
-    assert all(r["cell"]["task"] == "attributes" and "balanced_acc" in r["ci"] for r in rows)
+    assert all(r["cell"]["task"] == "attributes" and "balanced_acc" in r["ci"] for r in rows), [
+        (r["cell"], r["ci"]) for r in rows]
     # stage 3: the report, from results only
     summary_md = (tmp_path / "reports" / "smoke" / "SUMMARY.md").read_text()
     assert "smoke" in summary_md.lower()
@@ -54,7 +56,8 @@ def test_run_all_minimal_study(tmp_path):
     assert labels["PaCo-FR (ours)"]["method"]["run"] == "paco"
     assert {r["method"]["role"] for r in rows} == {"main", "control", "floor"}
     assert all(r["task_version"] == 1 for r in rows)
-    assert all((r["protocol_used"], r["head"]) == ("linear", "attribute") for r in rows if r["method"]["role"] != "floor")
+    assert {(r["cell"]["protocol"], r["protocol_used"], r["head"]) for r in rows if r["method"]["role"] != "floor"} == {
+        ("linear", "linear", "attribute"), ("concat", "concat", "concat_linear")}
     paco_dir = tmp_path / "runs" / "smoke" / "paco"
     assert json.loads((paco_dir / "summary.json").read_text())["method"]["label"] == "PaCo-FR (ours)"
     assert json.loads(read_metadata(paco_dir / "encoder.safetensors")["method"])["run"] == "paco"

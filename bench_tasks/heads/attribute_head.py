@@ -45,3 +45,27 @@ class AttributeHead(nn.Module):
         w = torch.softmax(self.weight_logits, 0)
         feat = (x.reshape(b, n_layers * three, d) * w.view(1, -1, 1)).sum(1)
         return self.fc(self.dropout(self.norm(feat)))
+
+
+@HEADS.register("concat_linear")
+class ConcatLinearHead(nn.Module):
+    """Logistic regression on the *concatenation* of the 3 * L pooled vectors (3 * L * D inputs),
+    where FaRL's head above averages them into one D-vector first. One linear map per vector lets a
+    probe read what lies in different blocks or poolings: on the cpu profile's frozen random-init
+    ViT the FaRL head leaves expression at its floor. Not FaRL's protocol: select it with
+    `run --set linear.head=concat_linear` (rows record it in their settings)."""
+
+    feature_key = "layer_feats"
+
+    def __init__(self, embed_dim: int, num_layers: int, num_outputs: int, dropout: float = 0.0):
+        super().__init__()
+        self.num_layers = num_layers
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(num_layers * 3 * embed_dim, num_outputs)
+
+    def forward(self, x) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            x = pooled_layer_feats(x)
+        if x.shape[1] != self.num_layers:
+            raise ValueError(f"ConcatLinearHead built for {self.num_layers} layers, got features of {x.shape[1]}")
+        return self.fc(self.dropout(x.flatten(1)))

@@ -2,12 +2,15 @@
 
 Reads result rows only (no recomputation). For every (task, dataset) that has a floor row
 (`floor:input-free`), it shows the floor, the random-init encoder (`random:<arch>` under the task's
-main protocol, fraction 1.0, mean over seeds), the parameter-free cosine probe where there is one,
+main protocol, fraction 1.0, mean over seeds), the task's probe where there is one (recognition's
+parameter-free cosine probe, the concatenated-feature probe of attributes / expression:
+`references.PROBE_PROTOCOLS`),
 and the supervised ceiling (`supervised:<arch>`, protocol `finetune`, fraction 1.0), each with its
 95 % bootstrap interval and the wall time its cell took, and then the two checks of the
 instrument (issue 12):
 
-  * random-init beats the floor: its interval excludes the floor (`stats.beats_floor`);
+  * random-init beats the floor: its interval excludes the floor (`stats.beats_floor`), with the
+    task's head and, shown next to it, with the probe;
   * room for pre-training: the ceiling is at least twice as far from the floor as random-init,
     i.e. (ceiling − floor) / (random − floor) ≥ 2 in the metric's better direction;
 
@@ -46,7 +49,8 @@ class CalibrationRow:
     higher_is_better: bool
     floor: Entry | None = None
     random: Entry | None = None
-    cosine: Entry | None = None
+    probe: Entry | None = None  # the task's probe (references.PROBE_PROTOCOLS), random-init
+    probe_protocol: str = ""
     ceiling: Entry | None = None
     random_uri: str = ""
     ceiling_uri: str = ""
@@ -56,6 +60,11 @@ class CalibrationRow:
         if self.floor is None or self.random is None or self.random.ci is None:
             return None
         return stats.beats_floor(self.random.ci, self.floor.value, self.higher_is_better)
+
+    def probe_beats_floor(self) -> bool | None:
+        if self.floor is None or self.probe is None or self.probe.ci is None:
+            return None
+        return stats.beats_floor(self.probe.ci, self.floor.value, self.higher_is_better)
 
     def room(self) -> float | None:
         """(ceiling − floor) / (random − floor), both distances in the better direction."""
@@ -106,7 +115,9 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
         metric, hib = floor[0]["headline"], bool(floor[0].get("higher_is_better", True))
         row = CalibrationRow(task, dataset, metric, hib, floor=_entry(floor[:1], metric))
         rand = [r for r in sub if r["cell"]["backbone"].startswith("random:") and r["cell"]["fraction"] == 1.0]
-        probes = [r for r in rand if r["cell"]["protocol"] == "cosine"]
+        from bench_tasks.references import PROBE_PROTOCOLS
+
+        probes = [r for r in rand if r["cell"]["protocol"] == PROBE_PROTOCOLS.get(task)]
         heads = [r for r in rand if r["cell"]["protocol"] in ("linear", "frozen")]
         if heads:
             uri = heads[0]["cell"]["backbone"]
@@ -114,7 +125,7 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
                      and r["cell"]["protocol"] == heads[0]["cell"]["protocol"]]
             row.random, row.random_uri = _entry(heads, metric), f"{uri} ({heads[0]['cell']['protocol']})"
         if probes:
-            row.cosine = _entry(probes, probes[0]["headline"])
+            row.probe, row.probe_protocol = _entry(probes, probes[0]["headline"]), PROBE_PROTOCOLS[task]
         ceil = [r for r in sub if r["cell"]["backbone"].startswith("supervised:") and r["cell"]["fraction"] == 1.0]
         if ceil:
             row.ceiling, row.ceiling_uri = _entry(ceil, metric), ceil[0]["cell"]["backbone"]
@@ -139,6 +150,10 @@ def _fmt(e: Entry | None) -> str:
     return s
 
 
+def _probe(c: CalibrationRow) -> str:
+    return "—" if c.probe is None else f"{_fmt(c.probe)} ({c.probe_protocol})"
+
+
 def _secs(e: Entry | None) -> str:
     return "—" if e is None or e.seconds is None else f"{e.seconds:.0f}"
 
@@ -157,7 +172,7 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
              "architecture trained end to end with the task's labels), headline metric, 95 % bootstrap "
              "interval in [ ] over test items (averaged over seeds when n > 1). Times are the wall "
              "time of each cell in seconds.", "",
-             "| task | metric | floor | random-init | cosine probe | ceiling | ceiling epochs | random beats floor | "
+             "| task | metric | floor | random-init | random-init, probe | ceiling | ceiling epochs | random beats floor (head / probe) | "
              "room (ceil−floor)/(rand−floor) ≥ 2 | ceiling target met | time floor / random / ceiling (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cal:
@@ -169,11 +184,15 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
         tgt = "—" if target is None else f"{_yes(c.ceiling_meets_target())} ({'≥' if c.higher_is_better else '≤'} {target:g})"
         arrow = "↑" if c.higher_is_better else "↓"
         lines.append(f"| {c.task}/{c.dataset} | {c.metric} {arrow} | {_fmt(c.floor)} | {_fmt(c.random)} | "
-                     f"{_fmt(c.cosine)} | {_fmt(c.ceiling)} | {c.ceiling_epochs or '—'} | {_yes(c.beats_floor())} | "
+                     f"{_probe(c)} | {_fmt(c.ceiling)} | {c.ceiling_epochs or '—'} | "
+                     f"{_yes(c.beats_floor())} / {_yes(c.probe_beats_floor())} | "
                      f"{room_s} | {tgt} | "
                      f"{_secs(c.floor)} / {_secs(c.random)} / {_secs(c.ceiling)} |")
     uris = sorted({c.random_uri for c in cal if c.random_uri} | {c.ceiling_uri for c in cal if c.ceiling_uri})
     lines += ["", "Encoders: " + ", ".join(f"`{u}`" for u in uris) + ".",
+              "Probe: the same frozen random-init encoder read by the task's probe (protocol in ( ): `cosine`, "
+              "no trained parameters; `concat`, a logistic regression on the concatenated pooled features, "
+              "where the head of `linear` is FaRL's, which averages them first).",
               "Ceiling epochs: the profile's `ceiling_epochs` when the ceiling rows were computed (\"task default\": "
               "the task's fine-tune epochs); a profile that changes it recomputes those rows on the next run."]
     lim = [c for c in cal if c.task in RANDOM_MAX and c.random is not None]
@@ -181,9 +200,9 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
         ok = c.random.value <= RANDOM_MAX[c.task]
         lines.append(f"Random-init {c.task} ≤ {RANDOM_MAX[c.task]:g} (no shortcut from colour): "
                      f"{'yes' if ok else '**no**'} ({c.random.value:.2f}).")
-    total = sum(e.seconds for c in cal for e in (c.floor, c.random, c.cosine, c.ceiling)
+    total = sum(e.seconds for c in cal for e in (c.floor, c.random, c.probe, c.ceiling)
                 if e is not None and e.seconds is not None)
-    rand_total = sum(c.random.seconds + (c.cosine.seconds if c.cosine and c.cosine.seconds else 0)
+    rand_total = sum(c.random.seconds + (c.probe.seconds if c.probe and c.probe.seconds else 0)
                      for c in cal if c.random is not None and c.random.seconds is not None)
     lines.append(f"Wall time: the random-init cells of one encoder and seed {rand_total / 60:.1f} min; "
                  f"every cell of this table {total / 60:.1f} min.")

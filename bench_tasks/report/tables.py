@@ -155,7 +155,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # column variants next to a task's headline column (bench_tasks.report.compare)
-VARIANT_ORDER = {"": 0, "secondary": 1, "cosine": 2, "gain": 3}
+VARIANT_ORDER = {"": 0, "secondary": 1, "probe": 2, "gain": 3}
 GAIN_COL = "gain"
 MEAN_GAIN = "mean_gain"
 
@@ -166,7 +166,8 @@ class Col:
     dataset: str
     metric: str
     higher_is_better: bool = True
-    variant: str = ""  # "" headline | "secondary" (another metric) | "cosine" | "gain" | "mean_gain"
+    variant: str = ""  # "" headline | "secondary" (another metric) | "probe" | "gain" | "mean_gain"
+    probe: str = ""  # variant "probe": the probe's protocol (references.PROBE_PROTOCOLS)
 
     @property
     def key(self):
@@ -182,7 +183,7 @@ class Col:
                  "csv": ("(higher is better)", "(lower is better)")}[style][0 if self.higher_is_better else 1]
         if self.variant == MEAN_GAIN:
             return f"Mean gain {arrow}"
-        metric = {"gain": "gain", "cosine": f"{metric_name(self.metric)} (cosine probe)"}.get(
+        metric = {"gain": "gain", "probe": f"{metric_name(self.metric)} ({self.probe} probe)"}.get(
             self.variant, metric_name(self.metric))
         if style == "csv":
             return f"{task_name(self.task)} / {dataset_name(self.dataset)} / {metric} {arrow}"
@@ -367,7 +368,10 @@ def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True)
 def add_variant_columns(table: Table, df_sel: pd.DataFrame, df_ok: pd.DataFrame, methods: dict[str, MethodInfo],
                         fraction) -> None:
     """Attributes: FaRL's mAcc next to the balanced-accuracy headline (SECONDARY); recognition:
-    the parameter-free cosine probe's accuracy (protocol `cosine`) next to the head's."""
+    each task's probe (references.PROBE_PROTOCOLS: recognition's parameter-free cosine probe, the
+    concatenated-feature probe of attributes / expression) next to the head's score."""
+    from bench_tasks.references import PROBE_PROTOCOLS
+
     from .compare import _mean_ci
 
     label_of = {u: methods[u].label for u in methods}
@@ -383,12 +387,14 @@ def add_variant_columns(table: Table, df_sel: pd.DataFrame, df_ok: pd.DataFrame,
             ci = _mean_ci([c.get(metric) for c in g["ci_all"] if isinstance(c, dict)])
             std = float(pd.Series(vals).std(ddof=1)) if len(vals) > 1 else None
             table.cells[(label_of[uri], col.key)] = TCell(float(sum(vals) / len(vals)), std, len(vals), ci=ci)
-    cos = df_ok[(df_ok["protocol"] == "cosine")] if not df_ok.empty else df_ok
+    cos = df_ok[[PROBE_PROTOCOLS.get(t) == p for t, p in zip(df_ok["task"], df_ok["protocol"])]] \
+        if not df_ok.empty else df_ok
     shown = {r.label for r in table.rows}
     for (uri, task, ds), g in cos.groupby(["uri", "task", "dataset"], sort=False):
         if label_of[uri] not in shown:
             continue
-        col = Col(task, ds, g["metric"].iloc[0], bool(g["higher_is_better"].iloc[0]), "cosine")
+        col = Col(task, ds, g["metric"].iloc[0], bool(g["higher_is_better"].iloc[0]), "probe",
+                  probe=PROBE_PROTOCOLS[task])
         new_cols[col.key] = col
         std = float(g["value"].std(ddof=1)) if len(g) > 1 else None
         table.cells[(label_of[uri], col.key)] = TCell(float(g["value"].mean()), std, len(g), ci=_mean_ci(g["ci"]))

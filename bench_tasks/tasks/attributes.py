@@ -17,7 +17,7 @@ from bench_tasks.tasks._classification import ClassificationTask
 class AttributesTask(ClassificationTask):
     name = "attributes"
     default_datasets = ("celeba", "lfwa")
-    protocols = ("linear", "frozen", "finetune")
+    protocols = ("linear", "concat", "frozen", "finetune")
     headline = "balanced_acc"
     higher_is_better = True
     kind = "multilabel"

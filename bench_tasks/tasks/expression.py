@@ -19,7 +19,7 @@ EXPRESSIONS = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"
 class ExpressionTask(ClassificationTask):
     name = "expression"
     default_datasets = ("rafdb", "affectnet7")
-    protocols = ("linear", "frozen", "finetune")
+    protocols = ("linear", "concat", "frozen", "finetune")
     headline = "acc"
     higher_is_better = True
     kind = "multiclass"
