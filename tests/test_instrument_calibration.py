@@ -40,6 +40,13 @@ def test_checks_lower_is_better_and_floor_inside_interval():
     assert c.beats_floor() is False
     assert math.isclose(c.room(), (26 - 6) / (26 - 25))  # 20
     assert c.ceiling_meets_target() is True  # <= 8 %
+    # NME 0 is perfect: the most room any ceiling could give is 26 / 1
+    assert math.isclose(c.max_room(), 26.0)
+    rows[1] = _row("random:vit_tiny@64/8", "landmarks", "frozen", 11.0, (10.5, 11.5), metric="nme", hib=False)
+    (c,) = calibration_rows(rows)
+    # hand-worked: room (26 - 6) / (26 - 11) = 1.33; a perfect ceiling: 26 / 15 = 1.73 < 2
+    assert math.isclose(c.room(), 20 / 15) and math.isclose(c.max_room(), 26 / 15)
+    assert "1.33 ✗ (a perfect ceiling: 1.73)" in calibration_markdown(rows)
 
 
 def test_seeds_are_averaged_and_random_below_floor_has_infinite_room():

@@ -114,18 +114,23 @@ def test_summary_compares_each_baseline_with_paco(tmp_path):
     store = ResultsStore(tmp_path / "results" / "smoke.jsonl")
     base = np.random.default_rng(1).normal(60, 15, 200)
     mae, farl = PACO.replace("/paco/", "/mae/"), PACO.replace("/paco/", "/farl/")
-    for uri, shift in ((RANDOM, -3.0), (PACO, 0.0), (mae, 5.0), (farl, 0.0)):
-        cell = Cell(uri, "attributes", "synthface", "linear", 1.0, 0, "smoke")
-        rel = f"artifacts/{cell.key()}/items.npz"
-        ItemScores("mean", {"balanced_acc": base + shift}, items=np.arange(200)).save(store.root / rel)
-        v = float(np.mean(base + shift))
-        res = CellResult(metrics={"balanced_acc": v, "mean_acc": v}, ci={"balanced_acc": [v - 1, v + 1]},
-                         artifacts={"items": rel})
-        store.append(make_row(cell, "ok", "balanced_acc", True, result=res, provenance={"git_commit": "abc"}))
+    # the head (`linear`) and the concatenated-feature probe (`concat`: MAE 2 points below PaCo-FR there)
+    for proto, probe_shift in (("linear", 0.0), ("concat", 1.0)):
+        for uri, shift in ((RANDOM, -3.0), (PACO, 0.0), (mae, 5.0), (farl, 0.0)):
+            shift = shift if proto == "linear" else {mae: -2.0}.get(uri, shift) + probe_shift
+            cell = Cell(uri, "attributes", "synthface", proto, 1.0, 0, "smoke")
+            rel = f"artifacts/{cell.key()}/items.npz"
+            ItemScores("mean", {"balanced_acc": base + shift}, items=np.arange(200)).save(store.root / rel)
+            v = float(np.mean(base + shift))
+            res = CellResult(metrics={"balanced_acc": v, "mean_acc": v}, ci={"balanced_acc": [v - 1, v + 1]},
+                             artifacts={"items": rel})
+            store.append(make_row(cell, "ok", "balanced_acc", True, result=res, provenance={"git_commit": "abc"}))
     build_report([store.path], tmp_path / "rep", runs_dir=None, profile="smoke", reconstruct=False)
     text = (tmp_path / "rep" / "SUMMARY.md").read_text()
     assert "Differences from PaCo-FR (ours)" in text
     lines = {ln.split("**")[1]: ln for ln in text.splitlines() if ln.startswith("- **") and "vs PaCo-FR (ours)" in ln}
     assert set(lines) == {"MAE", "FaRL-style"}, lines  # not the random-init control, floor or ceiling
-    assert "+5.00 [+5.00, +5.00] (better; paired)" in lines["MAE"]
+    assert "Attributes SynthFace bAcc +5.00 [+5.00, +5.00] (better; paired)" in lines["MAE"]
+    # the probe column is compared on the probe's rows: (-2 + 1) - (0 + 1) = -2 on every item
+    assert "Attributes SynthFace bAcc (concat probe) -2.00 [-2.00, -2.00] (worse; paired)" in lines["MAE"]
     assert "same within noise" in lines["FaRL-style"]

@@ -31,6 +31,8 @@ CEILING_TARGETS = {"parsing": 70.0, "landmarks": 8.0, "attributes": 85.0, "expre
 # random-init verification must not be readable from colour alone any more
 RANDOM_MAX = {"recognition": 65.0}
 ROOM_FACTOR = 2.0
+# the best value a headline metric can take (percent scores: 100); the room a perfect ceiling would give
+PERFECT = {"nme": 0.0, "nme_diag": 0.0}
 
 
 @dataclass
@@ -76,6 +78,17 @@ class CalibrationRow:
         if d_rand <= 0:
             return float("inf") if d_ceil > 0 else None
         return d_ceil / d_rand
+
+    def max_room(self) -> float | None:
+        """The room a perfect ceiling (PERFECT, else 100) would give: when it is below ROOM_FACTOR, no
+        ceiling can pass the room check, however well trained; only a weaker random-init can."""
+        if self.floor is None or self.random is None:
+            return None
+        sign = 1.0 if self.higher_is_better else -1.0
+        d_rand = sign * (self.random.value - self.floor.value)
+        if d_rand <= 0:
+            return None
+        return sign * (PERFECT.get(self.metric, 100.0) - self.floor.value) / d_rand
 
     def ceiling_meets_target(self) -> bool | None:
         target = CEILING_TARGETS.get(self.task) if self.dataset == "synthface" else None
@@ -180,6 +193,9 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
         room_s = "—" if room is None else ("∞" if room == float("inf") else f"{room:.2f}")
         if room is not None:
             room_s += " ✓" if room >= ROOM_FACTOR else " ✗"
+            best = c.max_room()
+            if room < ROOM_FACTOR and best is not None:
+                room_s += f" (a perfect ceiling: {best:.2f})"
         target = CEILING_TARGETS.get(c.task) if c.dataset == "synthface" else None
         tgt = "—" if target is None else f"{_yes(c.ceiling_meets_target())} ({'≥' if c.higher_is_better else '≤'} {target:g})"
         arrow = "↑" if c.higher_is_better else "↓"
@@ -195,6 +211,9 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
               "where the head of `linear` is FaRL's, which averages them first).",
               "Ceiling epochs: the profile's `ceiling_epochs` when the ceiling rows were computed (\"task default\": "
               "the task's fine-tune epochs); a profile that changes it recomputes those rows on the next run."]
+    if any(c.room() is not None and c.room() < ROOM_FACTOR for c in cal):
+        lines.append("Room in ( ): what a perfect ceiling (NME 0, or 100 %) would give; below "
+                     f"{ROOM_FACTOR:g} no ceiling can pass the check, only a random-init closer to the floor.")
     lim = [c for c in cal if c.task in RANDOM_MAX and c.random is not None]
     for c in lim:
         ok = c.random.value <= RANDOM_MAX[c.task]

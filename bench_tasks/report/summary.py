@@ -37,7 +37,7 @@ def _controls(table: Table) -> list[str]:
 
 def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[str, ...] = ()) -> list[str]:
     """Every measured row of `table` against `base` (default: the random-init control), per headline
-    column, with the verdict of compare.compare (better / worse only when the 95 % interval of the
+    column and per probe column (the task's probe protocol), with the verdict of compare.compare (better / worse only when the 95 % interval of the
     difference excludes zero). Rows named in `skip` are left out."""
     from .compare import compare
     from .naming import dataset_name, metric_name, task_name
@@ -54,11 +54,14 @@ def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[s
             continue
         parts = []
         for c in table.cols:
-            if c.variant != "" or (r.label, c.key) not in table.cells or (base, c.key) not in table.cells:
+            if c.variant not in ("", "probe") or (r.label, c.key) not in table.cells or (base, c.key) not in table.cells:
                 continue
-            cmp = compare(df_ok, table.uris[r.label], table.uris[base], c.task, c.dataset, protocol, fraction)
+            # a probe column: the task's probe protocol, which is planned at fraction 1.0
+            proto, frac = (c.probe, 1.0) if c.variant == "probe" else (protocol, fraction)
+            cmp = compare(df_ok, table.uris[r.label], table.uris[base], c.task, c.dataset, proto, frac)
             ref = table.cells[(base, c.key)].mean
-            name = f"{task_name(c.task)} {dataset_name(c.dataset)} {metric_name(c.metric)}"
+            name = f"{task_name(c.task)} {dataset_name(c.dataset)} {metric_name(c.metric)}" + (
+                f" ({c.probe} probe)" if c.variant == "probe" else "")
             parts.append(f"{name} {cmp.text(3 if abs(ref) < 1 else 2)}" if cmp else f"{name}: untested (no interval)")
         if parts:
             out.append(f"- **{r.label}** vs {base}: " + "; ".join(parts))
