@@ -231,9 +231,11 @@ def build_plan(args, log=print, problems: list[str] | None = None):
         from bench_tasks.study import pretrain_suite, study_cells, suite_encoders, suite_runs
 
         budget_by = getattr(args, "budget_by", "flops")
-        if args.dry_run or getattr(args, "launcher", "local") != "local":  # cluster: pre-training jobs
+        # --status only reads: it plans like a dry run (the suite's encoder paths), never pre-trains
+        if args.dry_run or getattr(args, "status", False) or getattr(args, "launcher", "local") != "local":
             names = ", ".join(r.name for r in suite_runs(not args.no_ablations, profile.name))
-            verb = "would run or reuse" if args.dry_run else "runs as cluster jobs (finished runs are reused)"
+            verb = ("would run or reuse" if args.dry_run or getattr(args, "status", False)
+                    else "runs as cluster jobs (finished runs are reused)")
             log(f"stage 1 (pre-training, {args.profile} config) {verb}: {names}")
             if args.dry_run:  # the budget plan (cost per step measured on tiny batches: seconds)
                 from bench_tasks.study import plan_suite
@@ -265,13 +267,15 @@ def build_plan(args, log=print, problems: list[str] | None = None):
             if getattr(args, "pretrain_only", False):
                 raise PretrainOnlyDone(encoders, failed)
         cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
-                            ceilings=not getattr(args, "no_ceilings", False))
+                            ceilings=not getattr(args, "no_ceilings", False),
+                            probes=not getattr(args, "no_probes", False))
         problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, args.device,
                                    # a dry run skips encoders not written yet; with a cluster launcher the
                                    # pre-training jobs (re)write them, and each evaluation job checks its own
                                    skip_missing=lambda uri: uri.startswith("paco_fr:") and bool(
                                        getattr(args, "launcher", "local") != "local"
-                                       or (args.dry_run and not Path(uri[len("paco_fr:"):]).is_file())))
+                                       or ((args.dry_run or getattr(args, "status", False))
+                                           and not Path(uri[len("paco_fr:"):]).is_file())))
         if problems:
             raise PlanInvalid(problems)
         return cells, roots
@@ -279,7 +283,8 @@ def build_plan(args, log=print, problems: list[str] | None = None):
                        fractions=fractions, profile=profile.name)
     from bench_tasks.references import with_references  # floors, ceilings, cosine probes
 
-    cells = with_references(cells, ceilings=None if getattr(args, "no_ceilings", False) else "auto")
+    cells = with_references(cells, ceilings=None if getattr(args, "no_ceilings", False) else "auto",
+                            probes=not getattr(args, "no_probes", False))
     return cells, roots
 
 
@@ -537,6 +542,9 @@ def make_parser() -> argparse.ArgumentParser:
                          "for its teacher's pre-training (docs/pretraining.md, 'Budget matching')")
     pr.add_argument("--no-ceilings", action="store_true",
                     help="do not add the supervised:<arch> ceiling cells (floors are always added)")
+    pr.add_argument("--no-probes", action="store_true",
+                    help="do not add the probe cells next to the encoders' (recognition: cosine; attributes, "
+                         "expression: concat; bench_tasks.references.PROBE_PROTOCOLS)")
     pr.add_argument("--force", action="store_true", help="recompute cells that are already done")
     pr.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1")
     pr.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -19,7 +19,8 @@ Guarantees:
     ignored by `load_rows` and moved by `repair` to `<file>.rejected` (appended, never deleted;
     the file is rewritten atomically: tmp file + os.replace); `inspect(path)` lists them read-only;
   * readers take the LAST row per key: a `failed` row that was retried is superseded by the
-    new row; `compact` drops superseded rows (the runner calls it at the start of a run).
+    new row; `compact` moves superseded rows to `<file>.superseded` (the runner calls it at the
+    start of a run).
   * the flock holds between processes of ONE machine; cluster workers never share a file: each
     appends to its own `<stem>.d/<worker>.jsonl` and `ResultsStore.latest()` reads the union
     (bench_tasks.rowfiles, bench_tasks.claims; what holds on NFS: docs/cluster.md).
@@ -208,6 +209,12 @@ def rejected_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".rejected")
 
 
+def superseded_path(path: str | Path) -> Path:
+    """Where `compact` moves the rows a later row of the same cell superseded: `<file>.superseded`."""
+    path = Path(path)
+    return path.with_name(path.name + ".superseded")
+
+
 def describe_rejected(path: str | Path, rejected: list[tuple[int, bytes, str]], limit: int = 3) -> str:
     """'3 unreadable line(s) in results/x.jsonl (line 4: not JSON ...; line 9: ...; ...)'."""
     parts = [f"line {no}: {why}" for no, _, why in rejected[:limit]]
@@ -375,16 +382,24 @@ class ResultsStore:
         return bool(self.quarantine())
 
     def compact(self) -> int:
-        """Keep only the last row per key (superseded failed rows disappear). Returns the number
-        of rows dropped. Atomic (tmp + os.replace) and under the lock."""
+        """Keep only the last row per key in the file. The rows it supersedes (a retried failure, or
+        an ok row computed with settings since changed) are not deleted: they are appended to
+        `<file>.superseded` first (same JSONL; not read by the report or the planner). Returns the
+        number of rows moved. Atomic (tmp + os.replace) and under the lock."""
         with self._locked():
             self._repair_unlocked()
             rows = load_rows(self.path)
             latest = latest_rows(rows)
             if len(latest) == len(rows):
                 return 0
+            kept = {id(r) for r in latest.values()}
+            old = [r for r in rows if id(r) not in kept]
+            with open(superseded_path(self.path), "ab") as f:
+                f.write(b"".join(_encode(r) for r in old))
+                f.flush()
+                os.fsync(f.fileno())
             self._rewrite(list(latest.values()))
-            return len(rows) - len(latest)
+            return len(old)
 
     def append(self, row: dict) -> None:
         """Append one row: one os.write of the complete line on an O_APPEND fd, then fsync."""

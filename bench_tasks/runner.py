@@ -363,12 +363,12 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
     cells = with_references(cells, ceilings=None, probes=False)
     log = log or (lambda msg: tqdm.write(msg))
     store = ResultsStore(results)
-    from bench_tasks.results import quarantine_and_warn
+    from bench_tasks.results import quarantine_and_warn, superseded_path
 
     quarantine_and_warn(store, log)
     dropped = store.compact()
     if dropped:
-        log(f"compacted {store.path}: {dropped} superseded row(s) removed")
+        log(f"compacted {store.path}: {dropped} superseded row(s) moved to {superseded_path(store.path)}")
     done = store.done_keys()
     stale = stale_keys(cells, store, done)
     if stale:

@@ -369,7 +369,7 @@ def _pretrain_logged(run: SuiteRun, overrides: dict, run_dir: str, profile_name:
 
 def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict[str, list[str]],
                 protocols: list[str] | None = None, seeds: list[int] | None = None,
-                fractions: list[float] | None = None, ceilings: bool = True) -> list[Cell]:
+                fractions: list[float] | None = None, ceilings: bool = True, probes: bool = True) -> list[Cell]:
     """Stage 2's plan: methods x tasks x protocols x fractions x seeds, ablations x tasks once."""
     from bench_tasks.runner import plan_cells
 
@@ -391,4 +391,4 @@ def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict
     from bench_tasks.references import with_references
 
     ceiling = ["supervised:" + random_control(profile.name).partition(":")[2]] if ceilings else None
-    return with_references(cells, ceilings=ceiling)
+    return with_references(cells, ceilings=ceiling, probes=probes)

@@ -105,12 +105,12 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
     main = ResultsStore(results)
     if rows_to == "main":
         own = main
-        from bench_tasks.results import quarantine_and_warn
+        from bench_tasks.results import quarantine_and_warn, superseded_path
 
         quarantine_and_warn(main, log)  # unreadable lines go to <file>.rejected, never deleted (issue 15)
         dropped = main.compact()
         if dropped:
-            log(f"compacted {main.path}: {dropped} superseded row(s) removed")
+            log(f"compacted {main.path}: {dropped} superseded row(s) moved to {superseded_path(main.path)}")
     elif rows_to == "worker":
         own = OwnRowFile(worker_file(results, me.worker))
         own.repair()

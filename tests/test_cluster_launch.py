@@ -84,7 +84,9 @@ def test_study_pretraining_jobs_then_dependent_evaluation_arrays(tmp_path, fake_
         bbs = {c["backbone"] for c in fn.spec.cells}
         assert len(bbs) == 1
         deps[bbs.pop()] = ex.dependency
-        assert len(fn.spec.cells) == 2 and fn.spec.rows_to == "worker"
+        # 2 tasks (the floors' and the ceiling's jobs), or 2 tasks x (FaRL's head + the concat probe)
+        assert len(fn.spec.cells) == (2 if fn.spec.cells[0]["backbone"].startswith(("floor:", "supervised:")) else 4)
+        assert fn.spec.rows_to == "worker"
         assert Path(fn.spec.results) == res.resolve()
     enc = {n: f"paco_fr:{runs / 'smoke' / n / 'encoder.safetensors'}" for n in ("paco", "mae", "farl", "mcf")}
     assert deps[enc["paco"]] == f"afterok:{ids['paco']}"
@@ -173,7 +175,8 @@ def test_run_status_and_dry_run_read_the_union(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("BENCH_TASKS_PLUGINS", "cluster_plugin")
     res = tmp_path / "results" / "smoke.jsonl"
     plan = ["run", "--tasks", "attributes", "--datasets", "cluster_cls", "--backbones", "random:vit_tiny@32/8/d2",
-            "--seeds", "0,1", "--fractions", "1", "--results", str(res), "--no-ceilings"]  # + the task's floor
+            "--seeds", "0,1", "--fractions", "1", "--results", str(res), "--no-ceilings",
+            "--no-probes"]  # + the task's floor
     from bench_tasks.results import ResultsStore
     from bench_tasks.rowfiles import worker_file
 

@@ -59,9 +59,16 @@ def test_failed_row_superseded(tmp_path):
     assert done_keys(store.path) == set()
     store.append(_row(c, "ok"))
     assert latest_rows(store.path)[c.key()]["status"] == "ok"
-    assert store.compact() == 1
+    store.append(_row(c, "ok", acc=61.0))  # recomputed (e.g. after a settings change)
+    assert store.compact() == 2
     rows = load_rows(store.path)
-    assert len(rows) == 1 and rows[0]["status"] == "ok"
+    assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["metrics"]["acc"] == 61.0
+    # nothing is lost: the superseded rows are kept beside the file, in order
+    from bench_tasks.results import superseded_path
+
+    old = load_rows(superseded_path(store.path))
+    assert [r["status"] for r in old] == ["failed", "ok"]
+    assert store.compact() == 0 and len(load_rows(superseded_path(store.path))) == 2
 
 
 def test_to_dataframe(tmp_path):

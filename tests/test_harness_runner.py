@@ -99,7 +99,7 @@ def test_resume_after_sigkill(tmp_path, plugin):
     res, wd = tmp_path / "results" / "smoke.jsonl", tmp_path / "wd"
     cmd = [sys.executable, "-m", "bench_tasks", "run", "--tasks", "attributes,expression", "--datasets",
            "fake_cls", "--backbones", BB, "--seeds", "0,1", "--fractions", "1", "--results", str(res), "--work-dir", str(wd),
-           "--no-progress", "--no-ceilings"]  # 4 cells + the 2 floors
+           "--no-progress", "--no-ceilings"]  # 4 cells, their 4 concat probes, the 2 floors
     proc = subprocess.Popen(cmd, env=_env(plugin), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 150
     while _complete_lines(res) < 1 and proc.poll() is None and time.time() < deadline:
@@ -108,7 +108,7 @@ def test_resume_after_sigkill(tmp_path, plugin):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     first = load_rows(res)
-    assert 1 <= len(first) < 6
+    assert 1 <= len(first) < 10
     with open(res, "ab") as f:  # what a kill in the middle of os.write could leave
         f.write(b'{"key": "torn", "cell": {"backb')
     out = subprocess.run(cmd, env=_env(plugin), cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -118,12 +118,12 @@ def test_resume_after_sigkill(tmp_path, plugin):
     lines = res.read_text().splitlines()
     rows = [json.loads(ln) for ln in lines]  # every line parses: no torn line left
     keys = [r["key"] for r in rows]
-    assert len(keys) == len(set(keys)) == 6 and all(r["status"] == "ok" for r in rows)
+    assert len(keys) == len(set(keys)) == 10 and all(r["status"] == "ok" for r in rows)
     assert {r["key"] for r in first} <= set(keys)
     # a third run skips everything
     again = subprocess.run(cmd + ["--dry-run"], env=_env(plugin), cwd=tmp_path, capture_output=True, text=True,
                            timeout=120)
-    assert "6 already done" in again.stdout
+    assert "10 already done" in again.stdout
     row = next(r for r in rows if r["cell"]["task"] == "expression" and r["cell"]["backbone"] == BB)
     assert (res.parent / row["artifacts"]["confusion"]).exists()
     assert row["provenance"]["backbone_hash"] and "timings" in row["provenance"]
@@ -235,8 +235,9 @@ def test_cli_help_list_and_errors(tmp_path, capsys):
                "--dry-run", "--seeds", "0,1", "--fractions", "1", "--protocols", "linear,finetune",
                "--results", str(tmp_path / "r.jsonl")])
     out = capsys.readouterr().out
-    # 4 cells + the floor + the supervised:vit_tiny ceiling for seeds 0 and 1
-    assert rc == 0 and "7 cells in the plan" in out and "0 already done" in out and "floor:input-free" in out
+    # 4 cells + the floor + the supervised:vit_tiny ceiling for seeds 0 and 1 + the concat probe for seeds 0
+    # and 1 (next to `linear`; `finetune`'s probe is the same cell)
+    assert rc == 0 and "9 cells in the plan" in out and "0 already done" in out and "floor:input-free" in out
 
 
 def test_data_roots(tmp_path):

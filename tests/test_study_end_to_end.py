@@ -95,3 +95,16 @@ def test_study_plan_has_floors_ceilings_and_cosine_probes():
     assert cos == {f"paco_fr:{enc['paco']}", random_control("smoke"), f"paco_fr:{enc['abl_k1']}"}
     no_ceiling = study_cells(prof, enc, {"attributes": ["synthface"]}, ceilings=False)
     assert not any(c.backbone.startswith("supervised:") for c in no_ceiling)
+
+
+def test_status_of_a_study_only_reads(tmp_path, capsys):
+    """`run --all --status` plans like a dry run: it never starts pre-training (it once did)."""
+    from bench_tasks import cli
+
+    code = cli.main(["run", "--all", "--profile", "smoke", "--runs", str(tmp_path / "runs"), "--results",
+                     str(tmp_path / "r.jsonl"), "--tasks", "attributes", "--no-ablations", "--status",
+                     "--no-progress"])
+    out = capsys.readouterr()
+    assert code == 0, out.err[-2000:]
+    assert "would run or reuse" in out.out + out.err
+    assert not list((tmp_path / "runs").rglob("*.safetensors")) and not list((tmp_path / "runs").rglob("log.jsonl"))

@@ -311,14 +311,15 @@ def add_references(sub: pd.DataFrame, df_ok: pd.DataFrame) -> pd.DataFrame:
 
 
 def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True) -> None:
-    """For each headline column: flag cells whose interval includes the floor, add a normalised
+    """For each headline and probe column: flag cells whose interval includes the floor; for each
+    headline column add a normalised
     gain column g = (score - floor) / (ceiling - floor) where floor and ceiling exist, and a mean
     gain over the tasks that have one."""
     from .compare import beats_floor, gain, references
 
     refs = references(df_sel)
     gain_cols = []
-    for c in [c for c in table.cols if c.variant == ""]:
+    for c in [c for c in table.cols if c.variant in ("", "probe")]:
         ref = refs.get((c.task, c.dataset))
         if ref is None or ref.floor is None:
             continue
@@ -329,7 +330,7 @@ def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True)
             if beats_floor(cell.ci, ref) is False:
                 cell.flag = FLAG
                 table.flagged.append(f"{r.label}: {c.header()}")
-        if ref.ceiling is None:
+        if ref.ceiling is None or c.variant == "probe":  # a probe is flagged, its gain is not a column
             continue
         gc = Col(c.task, c.dataset, c.metric, True, GAIN_COL)
         gain_cols.append(gc)
