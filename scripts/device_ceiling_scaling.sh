@@ -27,15 +27,8 @@ ARCH=supervised:vit_tiny@64/8/d4
 RAND=random:vit_tiny@64/8/d4
 SETS=()
 LOG="$OUT/ceiling_scaling.log"
-left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
-say() { echo "[scale +$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    .whl/*.whl 2>&1 | grep -v "^WARNING: Target directory" || true
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-PY=${PY:-python3}
-export PYTHONUNBUFFERED=1 PACO_FR_SPLIT_CACHE=1 PACO_FR_DATA=${PACO_FR_DATA:-/tmp/paco_fr_data}
+TAG=scale
+. scripts/device_common.sh
 VAL=500; TEST=1000
 if [ -n "${TINY:-}" ]; then
   SIZES="400 200"; EPOCHS=1; VAL=100; TEST=100; THREADS=1

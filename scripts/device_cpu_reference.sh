@@ -23,15 +23,8 @@ RUNS=${RUNS:-runs/ref}
 RESULTS=${RESULTS:-results/$PROFILE.jsonl}
 REPORTS=${REPORTS:-reports}
 LOG="$OUT/device_cpu_reference.log"
-left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
-say() { echo "[ref +$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    .whl/*.whl 2>&1 | grep -v "^WARNING: Target directory" || true
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-PY=${PY:-python3}
-export PYTHONUNBUFFERED=1 PACO_FR_SPLIT_CACHE=1 PACO_FR_DATA=${PACO_FR_DATA:-/tmp/paco_fr_data}
+TAG=ref
+. scripts/device_common.sh
 DEVICE=${DEVICE:-auto}
 PRE=(--pretrain-override "train.steps=$STEPS" --pretrain-override train.amp=off)
 EXTRA=()

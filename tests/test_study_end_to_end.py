@@ -76,7 +76,7 @@ def test_run_all_minimal_study(tmp_path):
     # a second run resumes: pre-training reused, every cell skipped
     res2 = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert res2.returncode == 0, res2.stderr[-3000:]
-    assert "6 already done" in res2.stdout, res2.stdout[-2000:]
+    assert "11 already done" in res2.stdout, res2.stdout[-2000:]
 
 
 def test_study_plan_has_floors_ceilings_and_cosine_probes():
