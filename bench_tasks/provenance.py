@@ -7,6 +7,7 @@ row. Git and version look-ups are cached per process.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import socket
 import subprocess
@@ -54,10 +55,27 @@ def git_state(repo_dir: str | Path) -> dict:
         return {"git_commit": None, "git_dirty": None}
 
 
+def git_override(env=None) -> dict | None:
+    """The commit a copy of the code says it is, from the environment: `PACO_FR_GIT_COMMIT=<sha>`
+    (and `PACO_FR_GIT_DIRTY=0|1`, default 0). For a working tree copied without its history (a
+    lent device gets the session's first commit as .git and the later work as changed files, so
+    git_state would name the wrong commit, dirty). None when unset."""
+    env = os.environ if env is None else env
+    sha = (env.get("PACO_FR_GIT_COMMIT") or "").strip()
+    if not sha:
+        return None
+    if not all(c in "0123456789abcdef" for c in sha.lower()) or not 7 <= len(sha) <= 40:
+        raise ValueError(f"PACO_FR_GIT_COMMIT={sha!r}: expected a git commit sha (7 to 40 hex digits)")
+    dirty = (env.get("PACO_FR_GIT_DIRTY") or "0").strip()
+    if dirty not in ("0", "1"):
+        raise ValueError(f"PACO_FR_GIT_DIRTY={dirty!r}: expected 0 or 1")
+    return {"git_commit": sha.lower(), "git_dirty": dirty == "1", "git_source": "PACO_FR_GIT_COMMIT"}
+
+
 @functools.lru_cache(maxsize=1)
 def git_info() -> dict:
-    """git_state() of the checkout holding this code."""
-    return git_state(REPO_DIR)
+    """git_override() when set, else git_state() of the checkout holding this code."""
+    return git_override() or git_state(REPO_DIR)
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,6 +12,8 @@
 # The dense tasks are not here: their head needs mmcv's compiled ops, which the device image lacks
 # (a build takes ~7 of the 10 minutes a call may run); their 30-epoch ceilings run on the CPU.
 #   OUT=... bash scripts/device_ceiling_scaling.sh        (device tool: carry [".whl"])
+#   Prefix PACO_FR_GIT_COMMIT=$(git rev-parse HEAD) (computed here, not on the device: its copy of .git
+#   is the session's first commit) so that the rows name the commit that ran.
 # Second call (the same machine budget's rest): SIZES=30000 EPOCHS=10 ONLY_CEILINGS=1 LIMIT=260 (30,000
 # images for 10 epochs: the same optimiser steps as 10,000 for 30).
 # Rehearsal on a CPU at toy size: TINY=1 OUT=/tmp/o bash scripts/device_ceiling_scaling.sh

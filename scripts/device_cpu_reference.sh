@@ -10,6 +10,8 @@
 #      (so the study can be finished on a CPU with the same command).
 # Numerics: pre-training in fp32 (train.amp=off) as on a CPU; the rows record the device.
 #   OUT=... bash scripts/device_cpu_reference.sh            (device tool: carry [".whl"])
+#   Prefix PACO_FR_GIT_COMMIT=$(git rev-parse HEAD) (computed here, not on the device: its copy of .git
+#   is the session's first commit) so that the rows name the commit that ran.
 # Rehearsal on a CPU at toy size: TINY=1 OUT=/tmp/o bash scripts/device_cpu_reference.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."

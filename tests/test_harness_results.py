@@ -110,3 +110,17 @@ def test_git_state_ignores_what_runs_write(tmp_path):
     (tmp_path / "code.py").write_text("v2\n")
     assert git_state(tmp_path)["git_dirty"] is True
     assert git_state(tmp_path / "nowhere") == {"git_commit": None, "git_dirty": None}
+
+
+def test_git_override_from_the_environment():
+    """A copied working tree (a lent device) names its real commit through PACO_FR_GIT_COMMIT."""
+    from bench_tasks.provenance import git_override
+
+    assert git_override({}) is None
+    assert git_override({"PACO_FR_GIT_COMMIT": "8EEFBCA"}) == {
+        "git_commit": "8eefbca", "git_dirty": False, "git_source": "PACO_FR_GIT_COMMIT"}
+    assert git_override({"PACO_FR_GIT_COMMIT": "8eefbca", "PACO_FR_GIT_DIRTY": "1"})["git_dirty"] is True
+    with pytest.raises(ValueError, match="PACO_FR_GIT_COMMIT='main'"):
+        git_override({"PACO_FR_GIT_COMMIT": "main"})
+    with pytest.raises(ValueError, match="PACO_FR_GIT_DIRTY='yes'"):
+        git_override({"PACO_FR_GIT_COMMIT": "8eefbca", "PACO_FR_GIT_DIRTY": "yes"})
