@@ -58,37 +58,37 @@ class CalibrationRow:
     ceiling_uri: str = ""
     ceiling_epochs: str = ""  # the ceiling rows' `ceiling_epochs` (their profile snapshot), "" = task default
 
-    def beats_floor(self) -> bool | None:
-        if self.floor is None or self.random is None or self.random.ci is None:
+    def _beats_floor(self, e: Entry | None) -> bool | None:
+        if self.floor is None or e is None or e.ci is None:
             return None
-        return stats.beats_floor(self.random.ci, self.floor.value, self.higher_is_better)
+        return stats.beats_floor(e.ci, self.floor.value, self.higher_is_better)
+
+    def beats_floor(self) -> bool | None:
+        return self._beats_floor(self.random)
 
     def probe_beats_floor(self) -> bool | None:
-        if self.floor is None or self.probe is None or self.probe.ci is None:
-            return None
-        return stats.beats_floor(self.probe.ci, self.floor.value, self.higher_is_better)
+        return self._beats_floor(self.probe)
 
-    def room(self) -> float | None:
+    def _room_at(self, ceiling: float) -> float | None:
         """(ceiling − floor) / (random − floor), both distances in the better direction."""
-        if self.floor is None or self.random is None or self.ceiling is None:
-            return None
-        sign = 1.0 if self.higher_is_better else -1.0
-        d_rand = sign * (self.random.value - self.floor.value)
-        d_ceil = sign * (self.ceiling.value - self.floor.value)
-        if d_rand <= 0:
-            return float("inf") if d_ceil > 0 else None
-        return d_ceil / d_rand
-
-    def max_room(self) -> float | None:
-        """The room a perfect ceiling (PERFECT, else 100) would give: when it is below ROOM_FACTOR, no
-        ceiling can pass the room check, however well trained; only a weaker random-init can."""
         if self.floor is None or self.random is None:
             return None
         sign = 1.0 if self.higher_is_better else -1.0
         d_rand = sign * (self.random.value - self.floor.value)
+        d_ceil = sign * (ceiling - self.floor.value)
         if d_rand <= 0:
-            return None
-        return sign * (PERFECT.get(self.metric, 100.0) - self.floor.value) / d_rand
+            return float("inf") if d_ceil > 0 else None
+        return d_ceil / d_rand
+
+    def room(self) -> float | None:
+        """The room the measured ceiling gives."""
+        return None if self.ceiling is None else self._room_at(self.ceiling.value)
+
+    def max_room(self) -> float | None:
+        """The room a perfect ceiling (PERFECT, else 100) would give: when it is below ROOM_FACTOR, no
+        ceiling can pass the room check, however well trained; only a weaker random-init can."""
+        room = self._room_at(PERFECT.get(self.metric, 100.0))
+        return None if room == float("inf") else room
 
     def ceiling_meets_target(self) -> bool | None:
         target = CEILING_TARGETS.get(self.task) if self.dataset == "synthface" else None
