@@ -164,3 +164,59 @@ def make_pair_sets(identity, labels: dict[str, np.ndarray] | None, n_pairs: int,
         p.info.update(info)
         sets[name] = p
     return sets
+
+
+# ----------------------------------------------------------------------------- identity clusters
+# Verification pairs are not independent samples: ~1,000 images of ~100 identities make thousands
+# of pairs. The bootstrap (bench_tasks.stats.item_weights) resamples identities: every pair that
+# touches a drawn identity goes with it. The rows store pair ids only (idx1 * PAIR_ID_BASE + idx2),
+# so the identities are recovered from the pair list itself: images joined by genuine pairs are one
+# identity (connected components; an image seen only in impostor pairs is a cluster of its own).
+
+PAIR_ID_BASE = 1_000_003  # bench_tasks.tasks.recognition.pair_items
+
+
+def decode_pair_ids(ids) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.asarray(ids, dtype=np.int64)
+    return ids // PAIR_ID_BASE, ids % PAIR_ID_BASE
+
+
+def layout_issame(n: int, n_folds: int = 10) -> np.ndarray:
+    """The is-same flags of a balanced pair list in fold order (`fold_order`: each of n_folds blocks
+    holds its share of genuine pairs, then as many impostor pairs)."""
+    if n % 2:
+        raise ValueError(f"{n} pairs: a balanced pair list has an even length")
+    k = n // 2
+    flags = [np.r_[np.ones(len(g), bool), np.zeros(len(g), bool)]
+             for g in np.array_split(np.arange(k), max(1, min(n_folds, k)))]
+    return np.concatenate(flags)
+
+
+def identity_clusters(idx1, idx2, issame) -> np.ndarray:
+    """(n, 2) cluster ids of each pair's two images: connected components of the genuine pairs.
+    Raises ValueError when an impostor pair joins two images of one component (the flags do not
+    match the pairs)."""
+    idx1, idx2 = np.asarray(idx1, np.int64), np.asarray(idx2, np.int64)
+    issame = np.asarray(issame, bool)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    images, inv = np.unique(np.r_[idx1, idx2], return_inverse=True)
+    a, b = inv[: len(idx1)], inv[len(idx1):]
+    g = coo_matrix((np.ones(int(issame.sum())), (a[issame], b[issame])), shape=(len(images), len(images)))
+    _, comp = connected_components(g, directed=False)
+    ca, cb = comp[a], comp[b]
+    if np.any(ca[~issame] == cb[~issame]):
+        raise ValueError("an impostor pair joins two images of one genuine-pair component: the is-same flags "
+                         "do not belong to these pairs")
+    return np.stack([ca, cb], axis=1)
+
+
+def clusters_from_pair_ids(ids, n_folds: int = 10) -> np.ndarray | None:
+    """Identity clusters of a stored pair list (its ids and the balanced fold layout), or None when
+    the ids do not decode to a consistent balanced pair list."""
+    try:
+        i1, i2 = decode_pair_ids(ids)
+        return identity_clusters(i1, i2, layout_issame(len(i1), n_folds))
+    except ValueError:
+        return None

@@ -51,10 +51,16 @@ def statistic(name: str):
     return deco
 
 
+def _col(n, like: np.ndarray):
+    """n (a float, or a (B,) array of replicate weight sums) shaped to broadcast against `like`."""
+    n = np.asarray(n, dtype=np.float64)
+    return n.reshape(n.shape + (1,) * (like.ndim - n.ndim)) if n.ndim else n
+
+
 @statistic("mean")
 def _mean(s: dict[str, np.ndarray], n: float) -> dict[str, np.ndarray]:
     """Every array is a per-item value; the metric of the same name is its mean."""
-    return {k: v / n for k, v in s.items()}
+    return {k: v / _col(n, v) for k, v in s.items()}
 
 
 @statistic("multilabel")
@@ -63,6 +69,7 @@ def _multilabel(s: dict[str, np.ndarray], n: float) -> dict[str, np.ndarray]:
     accuracy; balanced_acc: mean over attributes of (TPR + TNR) / 2, an attribute without positives
     (negatives) in the resample using the one rate that is defined (bench_tasks.metrics)."""
     tp, tn, pos = s["tp"], s["tn"], s["pos"]
+    n = _col(n, tp)
     neg = n - pos
     acc = (tp + tn) / n
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -77,7 +84,7 @@ def _multiclass(s: dict[str, np.ndarray], n: float) -> dict[str, np.ndarray]:
     """Arrays onehot (true class, per item x class) and hit (onehot * correct). acc and
     mean_class_acc (mean recall over the classes present)."""
     support, hit = s["onehot"], s["hit"]
-    acc = 100.0 * hit.sum(-1) / n
+    acc = 100.0 * hit.sum(-1) / np.asarray(n, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         recall = np.where(support > 0, hit / np.maximum(support, 1e-12), np.nan)
         mca = 100.0 * np.nanmean(recall, axis=-1)
@@ -131,11 +138,17 @@ class ItemScores:
         return len(next(iter(self.arrays.values())))
 
     def _eval(self, w: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Metrics under item weights w (B, n); None = every item once. Weights need not sum to n
+        (an identity-cluster resample does not): each replicate is normalised by its own sum."""
         if w is None:
             sums = {k: v.sum(0)[None] for k, v in self.arrays.items()}
-        else:
-            sums = {k: np.tensordot(w, v, axes=(1, 0)) for k, v in self.arrays.items()}
-        return STATISTICS[self.statistic](sums, float(self.n))
+            return STATISTICS[self.statistic](sums, float(self.n))
+        sums = {k: np.tensordot(w, v, axes=(1, 0)) for k, v in self.arrays.items()}
+        return STATISTICS[self.statistic](sums, w.sum(1))
+
+    def evaluate(self, w: np.ndarray, metric: str) -> np.ndarray:
+        """One metric under item weights w (B, n): (B,) values."""
+        return self._eval(w)[metric]
 
     def point(self) -> dict[str, float]:
         return {k: float(v[0]) for k, v in self._eval(None).items()}
@@ -247,34 +260,186 @@ class Difference:
     hi: float
     paired: bool
     n_seeds: int = 1
+    covers: str = "test items only"  # what the interval resamples (Coverage.note)
 
     @property
     def excludes_zero(self) -> bool:
         return bool(self.lo > 0 or self.hi < 0)
 
 
-def paired_difference(a: ItemScores | list[ItemScores], b: ItemScores | list[ItemScores], metric: str,
-                      n_boot: int = N_BOOT, alpha: float = ALPHA, seed: int = BOOT_SEED) -> Difference:
-    """Paired bootstrap of metric(a) - metric(b): both are scored on the same resamples of the same
-    test items. Lists = several seeds (same length, each pair on the same items): the difference of
-    the seed means, each seed's items resampled independently."""
-    aa = a if isinstance(a, list) else [a]
-    bb = b if isinstance(b, list) else [b]
-    if len(aa) != len(bb) or not aa:
-        raise ValueError(f"paired_difference needs as many scores on each side ({len(aa)} vs {len(bb)})")
-    deltas, boots = [], []
-    for k, (x, y) in enumerate(zip(aa, bb)):
-        if x.n != y.n:
-            raise ValueError(f"paired comparison on {x.n} vs {y.n} items: not the same test items")
-        if x.items is not None and y.items is not None and not np.array_equal(x.items, y.items):
-            raise ValueError("paired comparison on different test items (item ids differ)")
-        deltas.append(x.point()[metric] - y.point()[metric])
-        d = []
-        for w in bootstrap_weights(x.n, n_boot, seed + k):
-            d.append(x._eval(w)[metric] - y._eval(w)[metric])
-        boots.append(np.concatenate(d))
-    lo, hi = percentile_ci(np.mean(boots, axis=0), alpha)
-    return Difference(float(np.mean(deltas)), lo, hi, paired=True, n_seeds=len(aa))
+# ----------------------------------------------------------------------------- the study's design
+# A comparison is between two *sides*; a side is {run: {seed: ItemScores}}: the pre-training runs of
+# a method (distinct backbones under one method label; one run for most methods), each evaluated at
+# one or more evaluation seeds, every seed scored on the same test items. One bootstrap replicate:
+#   1. test items: ONE set of item weights (multinomial over items, or over identity clusters for
+#      verification pairs), shared by every seed, every run and both sides;
+#   2. evaluation seeds: a side's run with k seeds gets the mean of k residuals drawn from the cell's
+#      pool of seed residuals (every encoder of the same task / dataset / protocol / fraction with
+#      >= 2 seeds: value - its seed mean, scaled by sqrt(k / (k - 1))), so a single-seed side still
+#      carries the spread seeds show elsewhere in the study; no pool (no encoder has 2 seeds): the
+#      interval covers items only, and says so;
+#   3. pre-training runs: likewise from the pool of run residuals (methods with >= 2 runs: per-run
+#      seed-mean minus the method's mean, scaled); a run residual already carries its seeds' spread,
+#      so it replaces step 2's draw. No pool: the interval covers one pre-training run, and says so.
+
+
+@dataclass
+class SpreadPools:
+    """Residual pools of one cell and metric (see above); empty arrays = not measured."""
+
+    seed: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    run: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def residual_pool(groups, alpha: float = ALPHA) -> np.ndarray:
+    """Scaled residuals (value - group mean) * sqrt(k / (k - 1)) of every group with k >= 2 finite
+    values (each residual's variance is then the between-unit variance), times t(df) / z (df: the
+    pool's degrees of freedom, sum of k - 1), the small-sample allowance of a t interval: a spread
+    estimated from a few seeds is itself uncertain."""
+    from scipy.stats import t as student_t
+
+    out, df = [], 0
+    for g in groups:
+        v = np.asarray([x for x in g if x is not None and math.isfinite(float(x))], dtype=np.float64)
+        if len(v) >= 2:
+            out.append((v - v.mean()) * math.sqrt(len(v) / (len(v) - 1)))
+            df += len(v) - 1
+    if not out:
+        return np.zeros(0)
+    z = float(student_t.ppf(1 - alpha / 2, 1e9))
+    return np.concatenate(out) * float(student_t.ppf(1 - alpha / 2, df)) / z
+
+
+def spread_pools(units, exclude=()) -> SpreadPools:
+    """Pools from one cell's point values. units: {(method, run, seed): value}; groups of `exclude`
+    (method names) are left out (the A/A check's leave-one-out)."""
+    by_run, by_method = {}, {}
+    for (m, r, s), v in units.items():
+        if m in exclude:
+            continue
+        by_run.setdefault((m, r), []).append(v)
+    for (m, r), vs in by_run.items():
+        by_method.setdefault(m, []).append(float(np.mean(vs)))
+    return SpreadPools(residual_pool(by_run.values()), residual_pool(by_method.values()))
+
+
+def item_weights(n: int, n_boot: int = N_BOOT, seed: int = BOOT_SEED, clusters: np.ndarray | None = None) -> np.ndarray:
+    """(n_boot, n) weights of the test items for every replicate. clusters: per item, the (a, b)
+    cluster ids it touches (an (n, 2) int array; a == b for an item of one cluster): clusters are
+    drawn with replacement and an item weighs the mean of its two clusters' counts, so every item
+    that touches a drawn cluster goes with it (verification pairs resampled by identity)."""
+    if clusters is None:
+        return np.concatenate(list(bootstrap_weights(n, n_boot, seed)))
+    c = np.asarray(clusters, dtype=np.int64).reshape(n, -1)
+    ids, inv = np.unique(c, return_inverse=True)
+    inv = inv.reshape(c.shape)
+    counts = np.concatenate(list(bootstrap_weights(len(ids), n_boot, seed)))
+    return counts[:, inv].mean(-1)
+
+
+Side = dict  # {run: {seed: ItemScores}}
+
+
+def as_side(x) -> Side:
+    """ItemScores -> one run, one seed; a list -> one run, its seeds; a dict is taken as is."""
+    if isinstance(x, ItemScores):
+        return {"run": {0: x}}
+    if isinstance(x, list):
+        return {"run": dict(enumerate(x))}
+    return x
+
+
+def _units(side: Side):
+    return [sc for seeds in side.values() for sc in seeds.values()]
+
+
+@dataclass
+class Coverage:
+    """What an interval's replicates resample."""
+
+    items: str = "items"  # "items" | "identities"
+    seeds: bool = False
+    runs: bool = False
+    n_seeds: int = 1
+    n_runs: int = 1
+
+    def note(self) -> str:
+        what = ["test " + ("identities" if self.items == "identities" else "items")]
+        if self.runs:
+            what.append("pre-training runs")
+        elif self.seeds:
+            what.append("evaluation seeds")
+        out = " + ".join(what)
+        if not (self.seeds or self.runs):
+            out += " only"
+        if not self.runs:
+            out += "; one pre-training run" if self.n_runs == 1 else ""
+        return out
+
+
+def side_replicates(side: Side, metric: str, w: np.ndarray, pools: SpreadPools | None,
+                    rng: np.random.Generator) -> tuple[float, np.ndarray, Coverage]:
+    """(point, (B,) replicate values, coverage) of a side's mean over runs of its seed means."""
+    pools = pools or SpreadPools()
+    B = len(w)
+    runs = [list(seeds.values()) for seeds in side.values() if seeds]
+    if not runs:
+        raise ValueError("a side without per-item scores")
+    point = float(np.mean([np.mean([sc.point()[metric] for sc in seeds]) for seeds in runs]))
+    vals = np.mean([np.mean([sc.evaluate(w, metric) for sc in seeds], axis=0) for seeds in runs], axis=0)
+    cov = Coverage(n_seeds=max(len(s) for s in runs), n_runs=len(runs))
+    if len(pools.run):
+        vals = vals + rng.choice(pools.run, size=(B, len(runs))).mean(1)
+        cov.runs = cov.seeds = True
+    elif len(pools.seed):
+        noise = [rng.choice(pools.seed, size=(B, len(seeds))).mean(1) for seeds in runs]
+        vals = vals + np.mean(noise, axis=0)
+        cov.seeds = True
+    return point, vals, cov
+
+
+def _check_items(units: list[ItemScores]) -> None:
+    n = {u.n for u in units}
+    if len(n) != 1:
+        raise ValueError(f"paired comparison on {sorted(n)} items: not the same test items")
+    ids = [u.items for u in units if u.items is not None]
+    if any(not np.array_equal(ids[0], x) for x in ids[1:]):
+        raise ValueError("paired comparison on different test items (item ids differ)")
+
+
+def design_interval(side, metric: str, pools: SpreadPools | None = None, clusters=None, n_boot: int = N_BOOT,
+                    alpha: float = ALPHA, seed: int = BOOT_SEED) -> tuple[float, float, float, Coverage]:
+    """(point, lo, hi, coverage) of a side's metric under the study's design."""
+    side = as_side(side)
+    units = _units(side)
+    _check_items(units)
+    w = item_weights(units[0].n, n_boot, seed, clusters)
+    point, vals, cov = side_replicates(side, metric, w, pools, np.random.default_rng(seed + 1))
+    cov.items = "identities" if clusters is not None else "items"
+    lo, hi = percentile_ci(vals, alpha)
+    return point, lo, hi, cov
+
+
+def paired_difference(a, b, metric: str, n_boot: int = N_BOOT, alpha: float = ALPHA, seed: int = BOOT_SEED,
+                      pools_a: SpreadPools | None = None, pools_b: SpreadPools | None = None,
+                      clusters=None) -> Difference:
+    """metric(a) - metric(b) under the study's design: one set of item weights per replicate shared
+    by every seed and run of both sides (a, b: ItemScores, a list of seeds, or {run: {seed: scores}});
+    seed / run spread from the pools (pools_b defaults to pools_a). Without pools the interval covers
+    the test items only (Difference.covers says what it covers)."""
+    sa, sb = as_side(a), as_side(b)
+    units = _units(sa) + _units(sb)
+    if not _units(sa) or not _units(sb):
+        raise ValueError("paired_difference needs per-item scores on each side")
+    _check_items(units)
+    w = item_weights(units[0].n, n_boot, seed, clusters)
+    rng = np.random.default_rng(seed + 1)
+    pa, va, ca = side_replicates(sa, metric, w, pools_a, rng)
+    pb, vb, cb = side_replicates(sb, metric, w, pools_b if pools_b is not None else pools_a, rng)
+    lo, hi = percentile_ci(va - vb, alpha)
+    cov = Coverage("identities" if clusters is not None else "items", ca.seeds and cb.seeds, ca.runs and cb.runs,
+                   max(ca.n_seeds, cb.n_seeds), max(ca.n_runs, cb.n_runs))
+    return Difference(pa - pb, lo, hi, paired=True, n_seeds=max(ca.n_seeds, cb.n_seeds), covers=cov.note())
 
 
 def unpaired_difference(a: float, a_ci, b: float, b_ci) -> Difference:
@@ -287,8 +452,13 @@ def unpaired_difference(a: float, a_ci, b: float, b_ci) -> Difference:
     return Difference(d, d - half, d + half, paired=False)
 
 
+BETTER, WORSE, SAME = "better", "worse", "same within noise"
+BEATS_FLOOR, NOT_ABOVE_FLOOR = "beats the floor", "does not beat the floor"
+
+
 def verdict(diff: Difference, higher_is_better: bool = True) -> str:
-    """"better" / "worse" (for a, relative to b) when the interval of a - b excludes zero, else
+    """THE verdict of a difference (report, SUMMARY, end-of-run table, status, Python API):
+    "better" / "worse" (for a, relative to b) only when the interval of a - b excludes zero, else
     "same within noise"."""
     if not (math.isfinite(diff.lo) and math.isfinite(diff.hi)) or not diff.excludes_zero:
         return "same within noise"
@@ -310,6 +480,13 @@ def normalised_gain(score: float, floor: float, ceiling: float, higher_is_better
     if span == 0 or (span > 0) != bool(higher_is_better):
         return float("nan")
     return (float(score) - float(floor)) / span
+
+
+def floor_verdict(ci, floor: float, higher_is_better: bool = True) -> str | None:
+    """THE floor verdict: "beats the floor" only when the score's interval excludes the floor on
+    the better side, else "does not beat the floor"; None when unknown."""
+    b = beats_floor(ci, floor, higher_is_better)
+    return None if b is None else (BEATS_FLOOR if b else NOT_ABOVE_FLOOR)
 
 
 def beats_floor(ci, floor: float, higher_is_better: bool = True) -> bool | None:
