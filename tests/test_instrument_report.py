@@ -81,7 +81,9 @@ def test_main_table_has_floor_ceiling_gain_and_flags(report):
     assert _cell(long, "PaCo-FR (ours)", "landmarks", "headline")["flag"] == "†"
     assert pd.isna(_cell(long, "Random init", "landmarks", "headline")["flag"])
     r = _cell(long, "Random init", "attributes", "headline")
-    assert (r["ci_lo"], r["ci_hi"]) == (58.0, 62.0) and "[58.0, 62.0]" in r["display"]
+    # recomputed from the per-item scores (sd 20 over 300 items: half-width ~1.96 * 20 / sqrt(300))
+    assert r["ci_lo"] < 60.0 < r["ci_hi"] and r["ci_hi"] - r["ci_lo"] == pytest.approx(2 * 2.26, rel=0.15)
+    assert f"[{r['ci_lo']:.1f}, {r['ci_hi']:.1f}]" in r["display"]
     md = (out / "main_table.md").read_text()
     assert "protocol `linear` (Landmarks: `frozen`)" in md and "gain ↑" in md and "Mean gain ↑" in md
     # floors and ceilings are never bold
@@ -94,7 +96,7 @@ def test_summary_flags_and_verdicts(report):
     assert "**2 score(s) do not beat their floor**" in s
     assert "- PaCo-FR (ours): Attributes SynthFace bAcc ↑" in s
     # paired over the same items: exactly -9 on every resample
-    assert "Attributes SynthFace bAcc -9.00 [-9.00, -9.00] (worse; paired)" in s
+    assert "Attributes SynthFace bAcc -9.00 [-9.00, -9.00] (worse; paired; test items only; one pre-training run)" in s
     # landmarks have no per-item scores: unpaired from the intervals, +5 NME excludes 0 -> worse
     assert "Landmarks SynthFace NME +5.00" in s and "(worse; unpaired)" in s
     # the ceiling is compared with the control too
@@ -130,7 +132,7 @@ def test_summary_compares_each_baseline_with_paco(tmp_path):
     assert "Differences from PaCo-FR (ours)" in text
     lines = {ln.split("**")[1]: ln for ln in text.splitlines() if ln.startswith("- **") and "vs PaCo-FR (ours)" in ln}
     assert set(lines) == {"MAE", "FaRL-style"}, lines  # not the random-init control, floor or ceiling
-    assert "Attributes SynthFace bAcc +5.00 [+5.00, +5.00] (better; paired)" in lines["MAE"]
+    assert "Attributes SynthFace bAcc +5.00 [+5.00, +5.00] (better; paired; test items only; one pre-training run)" in lines["MAE"]
     # the probe column is compared on the probe's rows: (-2 + 1) - (0 + 1) = -2 on every item
-    assert "Attributes SynthFace bAcc (concat probe) -2.00 [-2.00, -2.00] (worse; paired)" in lines["MAE"]
+    assert "Attributes SynthFace bAcc (concat probe) -2.00 [-2.00, -2.00] (worse; paired; test items only; one pre-training run)" in lines["MAE"]
     assert "same within noise" in lines["FaRL-style"]

@@ -16,6 +16,7 @@ protocol, fraction, seed, metric, higher_is_better, value, kind, ci, items, ...)
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,18 +131,118 @@ class Comparison:
     metric: str
 
     def text(self, digits: int = 2) -> str:
-        kind = "paired" if self.diff.paired else "unpaired"
+        kind = f"paired; {self.diff.covers}" if self.diff.paired else "unpaired"
         return (f"{self.diff.delta:+.{digits}f} [{self.diff.lo:+.{digits}f}, {self.diff.hi:+.{digits}f}] "
                 f"({self.word}; {kind})")
+
+
+@functools.lru_cache(maxsize=4096)
+def _load_items_cached(path: str) -> stats.ItemScores | None:
+    try:
+        return stats.ItemScores.load(path)
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _load_items(path) -> stats.ItemScores | None:
     if not path or not isinstance(path, str) or not Path(path).is_file():
         return None
-    try:
-        return stats.ItemScores.load(path)
-    except (OSError, ValueError, KeyError):
+    return _load_items_cached(path)
+
+
+_CLUSTERS: dict[bytes, np.ndarray | None] = {}
+
+
+def clusters_for(task: str, scores: stats.ItemScores) -> np.ndarray | None:
+    """Identity clusters of a verification row's pairs (bench_tasks.pairs), else None (items are
+    resampled one by one)."""
+    if task != "recognition" or scores.items is None:
         return None
+    key = np.asarray(scores.items).tobytes()
+    if key not in _CLUSTERS:
+        from bench_tasks.pairs import clusters_from_pair_ids
+
+        _CLUSTERS[key] = clusters_from_pair_ids(scores.items)
+    return _CLUSTERS[key]
+
+
+def _metric_value(metrics, metric: str) -> float | None:
+    v = (metrics or {}).get(metric) if isinstance(metrics, dict) else None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def cell_pools(df: pd.DataFrame, task: str, dataset: str, protocol: str, fraction: float, metric: str,
+               exclude=()) -> stats.SpreadPools:
+    """The seed / pre-training-run residual pools of one cell (every encoder's rows of this task,
+    dataset, protocol and fraction; floors left out: an input-free predictor has no seed spread).
+    exclude: method labels left out (the A/A check's leave-one-out)."""
+    sub = df[(df["task"] == task) & (df["dataset"] == dataset) & (df["protocol"] == protocol)
+             & (df["fraction"] == fraction)]
+    if "kind" in sub:
+        sub = sub[sub["kind"] != "floor"]
+    labels = sub["method_label"] if "method_label" in sub else sub["uri"]
+    units = {}
+    for lab, uri, seed, m in zip(labels, sub["uri"], sub["seed"], sub["metrics"]):
+        v = _metric_value(m, metric)
+        if v is not None:
+            units[(lab, uri, seed)] = v
+    return stats.spread_pools(units, exclude=exclude)
+
+
+def side_of(rows: pd.DataFrame, metric: str) -> stats.Side | None:
+    """{run (backbone URI): {seed: ItemScores}} of these rows, or None when one lacks its per-item
+    scores (or the metric)."""
+    side: stats.Side = {}
+    for uri, seed, path in zip(rows["uri"], rows["seed"], rows["items"]):
+        sc = _load_items(path)
+        if sc is None or metric not in sc.point():
+            return None
+        side.setdefault(uri, {})[seed] = sc
+    return side or None
+
+
+def _same_items(side_a: stats.Side, side_b: stats.Side) -> bool:
+    units = [u for s in (side_a, side_b) for seeds in s.values() for u in seeds.values()]
+    ids = [u.items for u in units if u.items is not None]
+    return len({u.n for u in units}) == 1 and all(np.array_equal(ids[0], x) for x in ids[1:])
+
+
+def _pools_for(df: pd.DataFrame, rows: pd.DataFrame, metric: str, exclude=()) -> stats.SpreadPools | None:
+    if rows["kind"].iloc[0] == "floor":
+        return None
+    r = rows.iloc[0]
+    return cell_pools(df, r["task"], r["dataset"], r["protocol"], r["fraction"], metric, exclude)
+
+
+def design_difference(df: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, metric: str, n_boot: int = stats.N_BOOT,
+                      exclude=()) -> stats.Difference | None:
+    """The study-design bootstrap of metric(a) - metric(b) over these two selections of rows of
+    the frame `df` (pools from df's cells), or None when per-item scores are missing or differ."""
+    sa, sb = side_of(a, metric), side_of(b, metric)
+    if sa is None or sb is None or not _same_items(sa, sb):
+        return None
+    first = next(iter(next(iter(sa.values())).values()))
+    return stats.paired_difference(sa, sb, metric, n_boot=n_boot, pools_a=_pools_for(df, a, metric, exclude),
+                                   pools_b=_pools_for(df, b, metric, exclude),
+                                   clusters=clusters_for(a["task"].iloc[0], first))
+
+
+def design_interval(df: pd.DataFrame, rows: pd.DataFrame, metric: str, n_boot: int = stats.N_BOOT):
+    """(lo, hi, what it covers) of the mean over these rows (one encoder's seeds, or a method's runs)
+    under the study's design, or None without per-item scores."""
+    side = side_of(rows, metric)
+    if side is None:
+        return None
+    units = [u for seeds in side.values() for u in seeds.values()]
+    if len({u.n for u in units}) != 1:
+        return None
+    _, lo, hi, cov = stats.design_interval(side, metric, _pools_for(df, rows, metric), clusters_for(
+        rows["task"].iloc[0], units[0]), n_boot=n_boot)
+    return lo, hi, cov.note()
 
 
 def _select(df: pd.DataFrame, uri: str, task: str, dataset: str, protocol, fraction) -> pd.DataFrame:
@@ -160,37 +261,36 @@ def _select(df: pd.DataFrame, uri: str, task: str, dataset: str, protocol, fract
 
 def compare(df: pd.DataFrame, uri_a: str, uri_b: str, task: str, dataset: str, protocol=None,
             fraction: float | None = 1.0, n_boot: int = stats.N_BOOT) -> Comparison | None:
-    """a - b on the task's headline, with the verdict. Paired over the seeds both have (and the
-    same test items) when their per-item scores exist; a floor is one row paired with each seed.
-    Else unpaired from the mean value and mean interval of each side. None when either side
-    has no row or no interval."""
-    a = _select(df, uri_a, task, dataset, protocol, fraction)
-    b = _select(df, uri_b, task, dataset, protocol, fraction)
+    """a - b on the task's headline, with the verdict (stats.verdict). The study-design bootstrap
+    (stats.paired_difference: one set of item weights shared by every seed of both sides, seed /
+    run spread from the cell's pools, identities for verification) where both sides stored per-item
+    scores on the same test items; else unpaired from the mean value and mean interval of each side.
+    None when either side has no row or no interval. uri_a / uri_b may be a list of URIs: the
+    pre-training runs of one method."""
+    a = pd.concat([_select(df, u, task, dataset, protocol, fraction) for u in _as_list(uri_a)])
+    b = pd.concat([_select(df, u, task, dataset, protocol, fraction) for u in _as_list(uri_b)])
     if a.empty or b.empty:
         return None
     metric = a["metric"].iloc[0]
     hib = bool(a["higher_is_better"].iloc[0])
-    sa, sb = a.set_index("seed"), b.set_index("seed")
-    if len(sb) == 1 and b["kind"].iloc[0] == "floor":
-        pairs = [(s, sb.index[0]) for s in sa.index]
-    elif len(sa) == 1 and a["kind"].iloc[0] == "floor":
-        pairs = [(sa.index[0], s) for s in sb.index]
-    else:
-        pairs = [(s, s) for s in sa.index if s in sb.index]
-    if pairs:
-        ia = [_load_items(sa.loc[x, "items"]) for x, _ in pairs]
-        ib = [_load_items(sb.loc[y, "items"]) for _, y in pairs]
-        ok = all(x is not None and y is not None and x.n == y.n and metric in x.point() and metric in y.point()
-                 and (x.items is None or y.items is None or np.array_equal(x.items, y.items))
-                 for x, y in zip(ia, ib))
-        if ok:
-            d = stats.paired_difference(ia, ib, metric, n_boot=n_boot)  # type: ignore[arg-type]
-            return Comparison(d, stats.verdict(d, hib), metric)
+    d = design_difference(df, a, b, metric, n_boot)
+    if d is not None:
+        return Comparison(d, stats.verdict(d, hib), metric)
     ca, cb = _mean_ci(a["ci"]), _mean_ci(b["ci"])
     if ca is None or cb is None:
         return None
     d = stats.unpaired_difference(float(a["value"].mean()), ca, float(b["value"].mean()), cb)
     return Comparison(d, stats.verdict(d, hib), metric)
+
+
+def method_uris(df: pd.DataFrame, label: str) -> list[str]:
+    """The backbone URIs (pre-training runs) of one method label (the rows' method block label)."""
+    col = "method_label" if "method_label" in df else "method"
+    return list(dict.fromkeys(df[df[col] == label]["uri"]))
+
+
+def _as_list(x) -> list:
+    return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
 def fmt_ci(ci, ref_value: float | None = None) -> str:

@@ -78,10 +78,12 @@ def rows_to_frames(rows: list[dict]):
         ok.append({**base, "metric": headline, "higher_is_better": hib, "value": _float(metrics[headline]),
                    "slices": r.get("slices") or {}, "kind": methods[uri].kind, "ci": ci,
                    "ci_all": r.get("ci") or {}, "metrics": metrics, "items": items,
-                   "farl_exact": bool(farl.get("farl_exact"))})
+                   "farl_exact": bool(farl.get("farl_exact")),
+                   "method_label": str((r.get("method") or {}).get("label") or methods[uri].label),
+                   "pretrain_seed": (r.get("method") or {}).get("pretrain_seed")})
     ok_cols = ["key", "uri", "task", "dataset", "protocol", "fraction", "seed", "profile", "provenance",
                "metric", "higher_is_better", "value", "slices", "kind", "ci", "ci_all", "metrics", "items",
-               "farl_exact"]
+               "farl_exact", "method_label", "pretrain_seed"]
     df = pd.DataFrame(ok, columns=ok_cols)
     fdf = pd.DataFrame(failed, columns=["key", "uri", "task", "dataset", "protocol", "fraction", "seed",
                                         "profile", "provenance", "status", "error"])
@@ -134,20 +136,28 @@ def pick_fraction(df: pd.DataFrame) -> float | None:
     return 1.0 if 1.0 in fr else fr[-1]
 
 
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample std (NaN for one seed) and n per (uri, task, dataset, metric, protocol, fraction)."""
+def aggregate(df: pd.DataFrame, pool_df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean, sample std (NaN for one seed), n per (uri, task, dataset, metric, protocol, fraction), and
+    the 95 % interval of the mean under the study's design (compare.design_interval: test items, or
+    identities, shared by the seeds, plus the seed spread of the cell's pool; `covers` says what it
+    resamples); rows without per-item scores: the mean of their per-seed intervals."""
     cols = ["uri", "method", "task", "dataset", "metric", "higher_is_better", "protocol", "fraction"]
     if df.empty:
-        return pd.DataFrame(columns=cols + ["mean", "std", "n", "ci"])
+        return pd.DataFrame(columns=cols + ["mean", "std", "n", "ci", "covers"])
     g = df.groupby(cols, sort=False, dropna=False)["value"]
     out = g.agg(mean="mean", std=lambda s: s.std(ddof=1) if len(s) > 1 else float("nan"), n="count").reset_index()
-    if "ci" in df:  # mean over seeds of the per-seed 95 % intervals
-        from .compare import _mean_ci
+    if "ci" in df:
+        from .compare import _mean_ci, design_interval
 
-        cis = df.groupby(cols, sort=False, dropna=False)["ci"].agg(lambda c: _mean_ci(list(c)))
-        out["ci"] = list(cis.reset_index()["ci"])
+        pool_df = df if pool_df is None else pool_df
+        cis, covers = [], []
+        for _, grp in df.groupby(cols, sort=False, dropna=False):
+            got = design_interval(pool_df, grp, grp["metric"].iloc[0]) if "items" in grp else None
+            cis.append([got[0], got[1]] if got else _mean_ci(list(grp["ci"])))
+            covers.append(got[2] if got else "per-seed intervals averaged")
+        out["ci"], out["covers"] = cis, covers
     else:
-        out["ci"] = None
+        out["ci"], out["covers"] = None, None
     return out
 
 
