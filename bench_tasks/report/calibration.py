@@ -219,10 +219,86 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
         ok = c.random.value <= RANDOM_MAX[c.task]
         lines.append(f"Random-init {c.task} ≤ {RANDOM_MAX[c.task]:g} (no shortcut from colour): "
                      f"{'yes' if ok else '**no**'} ({c.random.value:.2f}).")
+    aa = aa_markdown(rows)
     total = sum(e.seconds for c in cal for e in (c.floor, c.random, c.probe, c.ceiling)
                 if e is not None and e.seconds is not None)
     rand_total = sum(c.random.seconds + (c.probe.seconds if c.probe and c.probe.seconds else 0)
                      for c in cal if c.random is not None and c.random.seconds is not None)
     lines.append(f"Wall time: the random-init cells of one encoder and seed {rand_total / 60:.1f} min; "
                  f"every cell of this table {total / 60:.1f} min.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + ("\n" + aa if aa else "")
+
+
+# ----------------------------------------------------------------------------- A/A check
+AA_TARGET = 0.05
+
+
+@dataclass
+class AAResult:
+    n: int
+    false: int
+    lines: list  # the false verdicts, as text
+    kinds: dict  # {"evaluation seeds": (n, false), "pre-training runs": (n, false)}
+
+    @property
+    def rate(self) -> float:
+        return self.false / self.n if self.n else float("nan")
+
+
+def aa_check(rows: list[dict], n_boot: int = 1000) -> AAResult:
+    """Comparisons that must be null, under the report's own statistics layer: the same encoder at
+    two evaluation seeds (every pair of seeds of every encoder cell), and the same method at two
+    pre-training runs (backbones sharing a method label). Each is compared as the report compares
+    two encoders (compare.design_difference), with the compared method's own rows left out of the
+    seed / run pools (leave-one-out: the check does not lend the spread it tests), and counts as a
+    false verdict when its 95 % interval excludes zero."""
+    from itertools import combinations
+
+    from .compare import design_difference
+    from .tables import rows_to_frames
+
+    df = rows_to_frames(rows)[0]
+    out = AAResult(0, 0, [], {"evaluation seeds": [0, 0], "pre-training runs": [0, 0]})
+    if df.empty:
+        return out
+    enc = df[~df["kind"].isin(["floor", "ceiling"])]
+    cells = ["task", "dataset", "protocol", "fraction"]
+
+    def one(kind, a, b, what):
+        d = design_difference(df, a, b, a["metric"].iloc[0], n_boot, exclude=(a["method_label"].iloc[0],))
+        if d is None:
+            return
+        out.n += 1
+        out.kinds[kind][0] += 1
+        if d.excludes_zero:
+            out.false += 1
+            out.kinds[kind][1] += 1
+            r = a.iloc[0]
+            out.lines.append(f"{what} on {r['task']}/{r['dataset']} `{r['protocol']}` fraction {r['fraction']:g}: "
+                             f"{d.delta:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] ({d.covers})")
+
+    for _, g in enc.groupby(["uri", *cells], sort=False):
+        for s, t in combinations(sorted(set(g["seed"])), 2):
+            one("evaluation seeds", g[g["seed"] == t], g[g["seed"] == s], f"{g['method'].iloc[0]} seed {t} − seed {s}")
+    for (label, *_), g in enc.groupby(["method_label", *cells], sort=False):
+        for u, v in combinations(list(dict.fromkeys(g["uri"])), 2):
+            one("pre-training runs", g[g["uri"] == v], g[g["uri"] == u], f"{label}: run `{v}` − run `{u}`")
+    return out
+
+
+def aa_markdown(rows: list[dict]) -> str | None:
+    res = aa_check(rows)
+    if not res.n:
+        return None
+    ok = res.rate <= AA_TARGET
+    parts = ", ".join(f"{k}: {f} of {n}" for k, (n, f) in res.kinds.items() if n)
+    L = ["## A/A check: comparisons that must be null", "",
+         f"**False-verdict rate {100 * res.rate:.1f} % ({res.false} of {res.n} null comparisons; {parts})** — "
+         f"target ≤ {100 * AA_TARGET:.0f} %: {'met' if ok else '**not met**'}.", "",
+         "Each null comparison (the same encoder at two evaluation seeds; the same method at two pre-training "
+         "runs) goes through the report's statistics layer as any comparison of two encoders does, with the "
+         "compared method's own rows left out of the seed / run pools; a verdict other than \"same within "
+         "noise\" is false."]
+    if res.lines:
+        L += ["", "False verdicts:", ""] + [f"- {x}" for x in res.lines]
+    return "\n".join(L) + "\n"
