@@ -1,7 +1,10 @@
 """The compact table printed at the end of `python -m bench_tasks run`: one line per cell of this
 run, its headline metric, the 95 % CI when the row has one (`row["ci"][headline] = [lo, hi]`), and
 the difference to the task's floor when the results hold a floor row (backbone `floor:...`, same
-task, dataset and profile); a failed cell shows its cause instead."""
+task, dataset and profile) with the floor verdict of the report (`stats.floor_verdict` on the
+interval the report gives the cell: all its seeds in the results, the study-design bootstrap of
+`report.compare.design_interval`), so this table and SUMMARY.md never disagree; a failed cell
+shows its cause instead."""
 
 from __future__ import annotations
 
@@ -37,10 +40,30 @@ def find_floor(row: dict, latest: dict[str, dict]) -> dict | None:
     return None
 
 
+def floor_word(row: dict, floor_value: float, frame) -> str:
+    """The report's floor verdict for the cell of `row` (every seed of its backbone, task, dataset,
+    protocol and fraction in the results frame)."""
+    from bench_tasks import stats
+    from bench_tasks.report.compare import design_interval
+
+    c = row.get("cell") or {}
+    hib = bool(row.get("higher_is_better", True))
+    sub = frame[(frame["uri"] == c.get("backbone")) & (frame["task"] == c.get("task"))
+                & (frame["protocol"] == c.get("protocol")) & (frame["fraction"] == float(c.get("fraction", 1.0)))
+                & (frame["dataset"] == frame.loc[frame["key"] == row.get("key"), "dataset"].iloc[0])] \
+        if (frame["key"] == row.get("key")).any() else frame.iloc[0:0]
+    got = design_interval(frame, sub, sub["metric"].iloc[0]) if len(sub) else None
+    ci = [got[0], got[1]] if got else (row.get("ci") or {}).get(row.get("headline"))
+    return stats.floor_verdict(ci, floor_value, hib) or "untested: no interval"
+
+
 def table_rows(cells: Sequence, results: str | Path) -> tuple[list[list[str]], list[str]]:
+    from bench_tasks.report.load import load_rows
+    from bench_tasks.report.tables import rows_to_frames
     from bench_tasks.results import latest_rows
 
     latest = latest_rows(results)
+    frame = None
     out = []
     any_ci = any_floor = False
     for c in cells:
@@ -64,9 +87,9 @@ def table_rows(cells: Sequence, results: str | Path) -> tuple[list[list[str]], l
             fl = find_floor(row, latest)
             fv = (fl.get("metrics") or {}).get(h) if fl else None
             if isinstance(fv, (int, float)):
-                d = v - fv
-                better = d > 0 if row.get("higher_is_better", True) else d < 0
-                vs, any_floor = f"{d:+.2f} ({'better' if better else 'not better'})", True
+                if frame is None:
+                    frame = rows_to_frames(load_rows([results]).rows)[0]
+                vs, any_floor = f"{v - fv:+.2f} ({floor_word(row, fv, frame)})", True
         elif _scheme(row) == "floor":
             vs = "(floor)"
         out.append([*base, "ok", val, ci_s, vs])

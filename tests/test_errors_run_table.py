@@ -26,15 +26,18 @@ def test_table_with_ci_floor_and_failure(tmp_path):
     floor = Cell("floor:input-free", "expression", "synthface", "floor")
     failed = Cell("mae:x.pth", "expression", "synthface", "linear")
     tb = 'Traceback (most recent call last):\n  File "x", line 1\nValueError: broken thing\nlayout line\n'
+    c = Cell("mae:m.pth", "expression", "synthface", "linear")
     rows = [_row(a, 40.0, ci=[35.5, 44.25]), _row(b, 10.0), _row(floor, 14.29),
-            _row(failed, 0, status="failed", error=tb)]
+            _row(failed, 0, status="failed", error=tb), _row(c, 16.67, ci=[12.67, 21.33])]
     res.write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = format_run_table([a, b, failed, Cell("x:y", "parsing", "lapa", "frozen")], res)
     lines = text.splitlines()
     assert "95% CI" in lines[0] and "vs floor" in lines[0]
     assert "paco/encoder.safetensors" in lines[2] and "acc 40.00" in lines[2] and "[35.50, 44.25]" in lines[2]
-    assert "+25.71 (better)" in lines[2]
-    assert "-4.29 (not better)" in lines[3]
+    assert "+25.71 (beats the floor)" in lines[2]
+    assert "-4.29 (untested: no interval)" in lines[3]
+    # above the floor on its sign, but the interval includes it: the report's verdict, not the sign
+    assert "+2.38 (does not beat the floor)" in format_run_table([c], res)
     assert "FAILED" in lines[4] and "ValueError: broken thing" in lines[4]
     assert "not run" in lines[5]
     assert "random:vit_tiny@64/8/d2" in format_run_table([Cell("random:vit_tiny@64/8/d2", "expression", "synthface",
