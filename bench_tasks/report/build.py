@@ -153,13 +153,17 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     notes: list[str] = []
     missing: list[str] = []
 
+    # ---- the tasks whose calibration passes (random init beats the floor, room >= 2): the mean gain's
+    from .calibration import calibrated_tasks
+
+    calibrated = calibrated_tasks(rows)
     # ---- main + per-protocol tables
     protocol = main_protocols(df_ok) or None  # {task: protocol}: linear, else frozen (dense), ...
     sub = df_ok[protocol_mask(df_ok, protocol)] if protocol else df_ok
     fraction = pick_fraction(sub)
     main_files = {}
     if protocol is not None:
-        main = build_main_table(df_ok, methods, reported, protocol, fraction)
+        main = build_main_table(df_ok, methods, reported, protocol, fraction, calibrated=calibrated)
         odd = {t: p for t, p in protocol.items() if p not in ("linear", "frozen")}
         if odd:
             main.footnotes.insert(0, "No `linear` / `frozen` rows for " + ", ".join(odd) + ": the main table "
@@ -176,7 +180,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     files += ["main_table.md", "main_table.tex", "main_table.csv", "main_table_long.csv"]
     main_files = {"LaTeX": "main_table.tex", "CSV": "main_table.csv", "long CSV": "main_table_long.csv"}
 
-    files += _write_table_set(build_protocol_tables(df_ok, methods), out_dir, "protocols", "tab:protocol", "protocol")
+    files += _write_table_set(build_protocol_tables(df_ok, methods, calibrated), out_dir, "protocols", "tab:protocol", "protocol")
 
     # ---- the instrument's calibration (floor, random-init, ceiling per task), rows only
     from .calibration import calibration_markdown
@@ -190,7 +194,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
         (out_dir / "calibration.md").write_text(calibration)
         files.append("calibration.md")
 
-    abl_tables, missing_abl = build_ablation_tables(df_ok, methods, protocol, fraction) if protocol else ([], [])
+    abl_tables, missing_abl = build_ablation_tables(df_ok, methods, protocol, fraction, calibrated) if protocol else ([], [])
     files += _write_table_set(abl_tables, out_dir, "ablations", "tab:abl", "ablation")
     if not abl_tables:
         missing.append("no ablation results (no rows of method role `ablation`): ablation tables are empty")

@@ -152,6 +152,16 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
     return out
 
 
+def calibrated_tasks(rows: list[dict]) -> set | None:
+    """{(task, dataset)} whose calibration passes (random init beats the floor with the task's head,
+    the ceiling leaves room >= ROOM_FACTOR); None when the rows hold no calibration at all (every
+    task then counts, as before a calibration exists)."""
+    cal = [c for c in calibration_rows(rows) if c.random is not None or c.ceiling is not None]
+    if not cal:
+        return None
+    return {(c.task, c.dataset) for c in cal if c.beats_floor() and (c.room() or 0) >= ROOM_FACTOR}
+
+
 def _fmt(e: Entry | None) -> str:
     if e is None:
         return "—"

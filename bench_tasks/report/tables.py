@@ -178,6 +178,7 @@ class Col:
     higher_is_better: bool = True
     variant: str = ""  # "" headline | "secondary" (another metric) | "probe" | "gain" | "mean_gain"
     probe: str = ""  # variant "probe": the probe's protocol (references.PROBE_PROTOCOLS)
+    post_hoc: bool = False  # a protocol added after the study's results were seen (POST_HOC)
 
     @property
     def key(self):
@@ -193,16 +194,21 @@ class Col:
                  "csv": ("(higher is better)", "(lower is better)")}[style][0 if self.higher_is_better else 1]
         if self.variant == MEAN_GAIN:
             return f"Mean gain {arrow}"
-        metric = {"gain": "gain", "probe": f"{metric_name(self.metric)} ({self.probe} probe)"}.get(
+        probe = f"{self.probe} probe" + (", post hoc" if self.post_hoc else "")
+        metric = {"gain": "gain", "probe": f"{metric_name(self.metric)} ({probe})"}.get(
             self.variant, metric_name(self.metric))
         if style == "csv":
             return f"{task_name(self.task)} / {dataset_name(self.dataset)} / {metric} {arrow}"
         return f"{task_name(self.task)} {dataset_name(self.dataset)} {metric} {arrow}"
 
 
+# protocols a study added after its results were seen: labelled "post hoc" in that study's tables
+# until a study plans them before it runs ({profile: {protocol: why}})
+POST_HOC = {"cpu": {"concat": "the concatenated-feature probe was added to the cpu study after its results were seen"}}
+
 FLAG = "†"  # the row's 95 % interval includes its floor: it does not beat the floor
 FLAG_FOOTNOTE = (f"{FLAG}: the 95 % interval includes the floor — this score does not beat the input-free "
-                 "predictor.")
+                 "predictor (never bold).")
 
 
 @dataclass
@@ -264,11 +270,13 @@ def fmt_num(v: float, ref: float | None = None) -> str:
 
 
 def mark_best(table: Table, min_values: int = 2) -> None:
-    """Bold the best measured value per column (ties all bold); reported rows never."""
+    """Bold the best measured value per column (ties all bold); reported rows never, and a score
+    marked † (its interval includes the floor) never: the best among the others is bold."""
     for col in table.cols:
         vals = [(r.label, table.cells[(r.label, col.key)].mean) for r in table.rows
                 if r.kind == "measured" and (r.label, col.key) in table.cells
-                and not math.isnan(table.cells[(r.label, col.key)].mean)]
+                and not math.isnan(table.cells[(r.label, col.key)].mean)
+                and table.cells[(r.label, col.key)].flag != FLAG]
         if len(vals) < min_values:
             continue
         best = max(v for _, v in vals) if col.higher_is_better else min(v for _, v in vals)
@@ -320,7 +328,7 @@ def add_references(sub: pd.DataFrame, df_ok: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([enc, ref], ignore_index=True) if not ref.empty else enc
 
 
-def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True) -> None:
+def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True, calibrated=None) -> None:
     """For each headline and probe column: flag cells whose interval includes the floor; for each
     headline column add a normalised
     gain column g = (score - floor) / (ceiling - floor) where floor and ceiling exist, and a mean
@@ -352,9 +360,17 @@ def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True)
     if not gain_cols:
         return
     table.cols = sorted(table.cols + gain_cols, key=Col.sort_key)
-    if mean_gain:
+    averaged = [g for g in gain_cols if calibrated is None or (g.task, g.dataset) in calibrated]
+    if mean_gain and averaged:
         mc = Col("", "", "gain", True, MEAN_GAIN)
         table.cols.append(mc)
+        left_out = [g for g in gain_cols if g not in averaged]
+        if left_out:
+            table.footnotes.append(
+                "Mean gain over the tasks whose calibration passes (random init beats the floor and the ceiling "
+                "leaves room ≥ 2×, calibration.md); shown but not averaged: "
+                + ", ".join(f"{task_name(g.task)} {dataset_name(g.dataset)}" for g in left_out) + ".")
+        gain_cols = averaged
         for r in table.rows:
             if r.kind == "reported":
                 continue
@@ -366,8 +382,9 @@ def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True)
     table.footnotes.append("Gain: normalised gain g = (score − floor) / (ceiling − floor) on the headline "
                            "(0 = the input-free floor, 1 = the supervised ceiling; the same formula for ↓ "
                            "metrics); mean gain over the tasks with a floor and a ceiling. Values in [ ] are "
-                           "95 % bootstrap intervals over test items (pairs for verification), averaged over "
-                           "seeds.")
+                           "95 % intervals of the mean over seeds from the study-design bootstrap (one set of "
+                           "test-item weights shared by every seed, identities for verification, plus the "
+                           "seed spread of the cell's encoders; docs/harness.md).")
     table.footnotes.append(FLAG_FOOTNOTE)
     above = sorted({r.label for r in table.rows for g in gain_cols if r.kind == "measured"
                     and (r.label, g.key) in table.cells and table.cells[(r.label, g.key)].mean > 1})
@@ -404,8 +421,11 @@ def add_variant_columns(table: Table, df_sel: pd.DataFrame, df_ok: pd.DataFrame,
     for (uri, task, ds), g in cos.groupby(["uri", "task", "dataset"], sort=False):
         if label_of[uri] not in shown:
             continue
+        why = POST_HOC.get(str(g["profile"].iloc[0]), {}).get(PROBE_PROTOCOLS[task])
         col = Col(task, ds, g["metric"].iloc[0], bool(g["higher_is_better"].iloc[0]), "probe",
-                  probe=PROBE_PROTOCOLS[task])
+                  probe=PROBE_PROTOCOLS[task], post_hoc=bool(why))
+        if why and f"Post hoc: {why}." not in table.footnotes:
+            table.footnotes.append(f"Post hoc: {why}.")
         new_cols[col.key] = col
         std = float(g["value"].std(ddof=1)) if len(g) > 1 else None
         table.cells[(label_of[uri], col.key)] = TCell(float(g["value"].mean()), std, len(g), ci=_mean_ci(g["ci"]))
@@ -418,7 +438,7 @@ SECONDARY = {"attributes": "mean_acc"}
 
 
 def build_main_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], reported: pd.DataFrame | None,
-                     protocol, fraction: float | None, title: str | None = None) -> Table:
+                     protocol, fraction: float | None, title: str | None = None, calibrated=None) -> Table:
     """`protocol`: a name or {task: name} (compare.main_protocols). Floors and ceilings are rows of
     their own; each headline column gets a gain column, a mean gain closes the table."""
     from .compare import protocol_mask, protocol_text
@@ -431,7 +451,7 @@ def build_main_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], report
     table = _measured_table(agg, methods, uris, title)
     if not sub.empty:
         add_variant_columns(table, sub[sub["uri"].isin(uris)], df_ok, methods, fraction)
-        add_gain_columns(table, sub)
+        add_gain_columns(table, sub, calibrated=calibrated)
     table.selection = (protocol, fraction)
     gain_notes = list(table.footnotes)
     notes = []
@@ -490,7 +510,7 @@ def build_main_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], report
     return table
 
 
-def build_protocol_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo]) -> list[tuple[str, Table]]:
+def build_protocol_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], calibrated=None) -> list[tuple[str, Table]]:
     """One table per encoder protocol (all backbones incl. ablations), with the floor and ceiling
     rows, CIs, flags and gain columns; the floor's own protocol gets no table."""
     out = []
@@ -501,18 +521,20 @@ def build_protocol_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo]) -
         sub = enc[enc["protocol"] == proto]
         frac = pick_fraction(sub)
         title = f"Protocol `{proto}` (training fraction {frac:g}), all backbones incl. ablations"
+        why = POST_HOC.get(str(sub["profile"].iloc[0]), {}).get(proto)
+        title += ", post hoc" if why else ""
         sel = add_references(sub[sub["fraction"] == frac], df_ok)
         agg = aggregate(sel)
         uris = sorted(set(agg["uri"]), key=lambda u: methods[u].order)
         t2 = _measured_table(agg, methods, uris, title)
-        t2.footnotes = [BOLD_FOOTNOTE.split(" \"(reported)\"")[0]]
-        add_gain_columns(t2, sel)
+        t2.footnotes = [BOLD_FOOTNOTE.split(" \"(reported)\"")[0]] + ([f"Post hoc: {why}."] if why else [])
+        add_gain_columns(t2, sel, calibrated=calibrated)
         mark_best(t2)
         out.append((proto, t2))
     return out
 
 
-def build_ablation_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], protocol, fraction):
+def build_ablation_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], protocol, fraction, calibrated=None):
     """-> (list of (group id, Table), list of missing group titles)."""
     from .compare import protocol_mask
 
@@ -548,7 +570,7 @@ def build_ablation_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], p
                             labels, extra)
         t.extra_cols = ["Setting"]
         t.footnotes = ["Bold: best per column among these rows (↓ = lower is better)."]
-        add_gain_columns(t, sub[sub["uri"].isin(full + abl + refs)], mean_gain=True)
+        add_gain_columns(t, sub[sub["uri"].isin(full + abl + refs)], mean_gain=True, calibrated=calibrated)
         t.selection = (protocol, fraction)
         mark_best(t)
         if not full:
