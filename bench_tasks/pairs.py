@@ -220,3 +220,19 @@ def clusters_from_pair_ids(ids, n_folds: int = 10) -> np.ndarray | None:
         return identity_clusters(i1, i2, layout_issame(len(i1), n_folds))
     except ValueError:
         return None
+
+
+def shared_clusters(id_lists, n_folds: int = 10) -> list[np.ndarray] | None:
+    """Identity clusters in ONE cluster space for several stored pair lists over the same images
+    (e.g. each evaluation seed draws its own pairs): genuine pairs of every list join images, so a
+    drawn identity weighs the same in every list. None when a list does not decode consistently."""
+    try:
+        dec = [decode_pair_ids(ids) for ids in id_lists]
+        flags = [layout_issame(len(i1), n_folds) for i1, _ in dec]
+        i1 = np.concatenate([d[0] for d in dec])
+        i2 = np.concatenate([d[1] for d in dec])
+        c = identity_clusters(i1, i2, np.concatenate(flags))
+    except ValueError:
+        return None
+    bounds = np.cumsum([0] + [len(d[0]) for d in dec])
+    return [c[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

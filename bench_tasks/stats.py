@@ -330,11 +330,21 @@ def item_weights(n: int, n_boot: int = N_BOOT, seed: int = BOOT_SEED, clusters: 
     that touches a drawn cluster goes with it (verification pairs resampled by identity)."""
     if clusters is None:
         return np.concatenate(list(bootstrap_weights(n, n_boot, seed)))
-    c = np.asarray(clusters, dtype=np.int64).reshape(n, -1)
-    ids, inv = np.unique(c, return_inverse=True)
-    inv = inv.reshape(c.shape)
+    return cluster_weights([clusters], n_boot, seed)[0]
+
+
+def cluster_weights(cluster_lists, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> list[np.ndarray]:
+    """Item weights of several item lists whose (n_i, 2) cluster ids share one cluster space: one
+    draw of the clusters per replicate, shared by every list."""
+    cs = [np.asarray(c, dtype=np.int64).reshape(len(c), -1) for c in cluster_lists]
+    ids, inv = np.unique(np.concatenate(cs), return_inverse=True)
     counts = np.concatenate(list(bootstrap_weights(len(ids), n_boot, seed)))
-    return counts[:, inv].mean(-1)
+    out, at = [], 0
+    for c in cs:
+        k = inv.reshape(-1, cs[0].shape[1])[at:at + len(c)]
+        out.append(counts[:, k].mean(-1))
+        at += len(c)
+    return out
 
 
 Side = dict  # {run: {seed: ItemScores}}
@@ -381,12 +391,13 @@ def side_replicates(side: Side, metric: str, w: np.ndarray, pools: SpreadPools |
                     rng: np.random.Generator) -> tuple[float, np.ndarray, Coverage]:
     """(point, (B,) replicate values, coverage) of a side's mean over runs of its seed means."""
     pools = pools or SpreadPools()
-    B = len(w)
+    B = len(next(iter(w.values()))) if isinstance(w, dict) else len(w)
     runs = [list(seeds.values()) for seeds in side.values() if seeds]
     if not runs:
         raise ValueError("a side without per-item scores")
     point = float(np.mean([np.mean([sc.point()[metric] for sc in seeds]) for seeds in runs]))
-    vals = np.mean([np.mean([sc.evaluate(w, metric) for sc in seeds], axis=0) for seeds in runs], axis=0)
+    wt = (lambda sc: w[id(sc)]) if isinstance(w, dict) else (lambda sc: w)
+    vals = np.mean([np.mean([sc.evaluate(wt(sc), metric) for sc in seeds], axis=0) for seeds in runs], axis=0)
     cov = Coverage(n_seeds=max(len(s) for s in runs), n_runs=len(runs))
     if len(pools.run):
         vals = vals + rng.choice(pools.run, size=(B, len(runs))).mean(1)
@@ -396,6 +407,15 @@ def side_replicates(side: Side, metric: str, w: np.ndarray, pools: SpreadPools |
         vals = vals + np.mean(noise, axis=0)
         cov.seeds = True
     return point, vals, cov
+
+
+def _weights(units: list[ItemScores], n_boot: int, seed: int, clusters):
+    """One replicate set of item weights for every unit: shared (same items), or per unit in one
+    cluster space (clusters: a list of per-unit cluster arrays)."""
+    if isinstance(clusters, list):
+        return dict(zip(map(id, units), cluster_weights(clusters, n_boot, seed)))
+    _check_items(units)
+    return item_weights(units[0].n, n_boot, seed, clusters)
 
 
 def _check_items(units: list[ItemScores]) -> None:
@@ -412,8 +432,7 @@ def design_interval(side, metric: str, pools: SpreadPools | None = None, cluster
     """(point, lo, hi, coverage) of a side's metric under the study's design."""
     side = as_side(side)
     units = _units(side)
-    _check_items(units)
-    w = item_weights(units[0].n, n_boot, seed, clusters)
+    w = _weights(units, n_boot, seed, clusters)
     point, vals, cov = side_replicates(side, metric, w, pools, np.random.default_rng(seed + 1))
     cov.items = "identities" if clusters is not None else "items"
     lo, hi = percentile_ci(vals, alpha)
@@ -431,8 +450,7 @@ def paired_difference(a, b, metric: str, n_boot: int = N_BOOT, alpha: float = AL
     units = _units(sa) + _units(sb)
     if not _units(sa) or not _units(sb):
         raise ValueError("paired_difference needs per-item scores on each side")
-    _check_items(units)
-    w = item_weights(units[0].n, n_boot, seed, clusters)
+    w = _weights(units, n_boot, seed, clusters)
     rng = np.random.default_rng(seed + 1)
     pa, va, ca = side_replicates(sa, metric, w, pools_a, rng)
     pb, vb, cb = side_replicates(sb, metric, w, pools_b if pools_b is not None else pools_a, rng)

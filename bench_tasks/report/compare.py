@@ -150,19 +150,26 @@ def _load_items(path) -> stats.ItemScores | None:
     return _load_items_cached(path)
 
 
-_CLUSTERS: dict[bytes, np.ndarray | None] = {}
-
-
-def clusters_for(task: str, scores: stats.ItemScores) -> np.ndarray | None:
-    """Identity clusters of a verification row's pairs (bench_tasks.pairs), else None (items are
-    resampled one by one)."""
-    if task != "recognition" or scores.items is None:
+def clusters_for(task: str, units: list[stats.ItemScores]):
+    """Identity clusters of verification rows' pairs (bench_tasks.pairs): one (n, 2) array when every
+    unit scored the same pairs, a list of per-unit arrays in one identity space when the seeds drew
+    different pairs of the same images; None otherwise (items resampled one by one)."""
+    if task != "recognition" or any(u.items is None for u in units):
         return None
-    key = np.asarray(scores.items).tobytes()
-    if key not in _CLUSTERS:
-        from bench_tasks.pairs import clusters_from_pair_ids
+    from bench_tasks.pairs import clusters_from_pair_ids, shared_clusters
 
-        _CLUSTERS[key] = clusters_from_pair_ids(scores.items)
+    if all(np.array_equal(units[0].items, u.items) for u in units[1:]):
+        return _cached_clusters(units[0].items.tobytes(), lambda: clusters_from_pair_ids(units[0].items))
+    key = b"|".join(u.items.tobytes() for u in units)
+    return _cached_clusters(key, lambda: shared_clusters([u.items for u in units]))
+
+
+_CLUSTERS: dict = {}
+
+
+def _cached_clusters(key: bytes, make):
+    if key not in _CLUSTERS:
+        _CLUSTERS[key] = make()
     return _CLUSTERS[key]
 
 
@@ -205,10 +212,22 @@ def side_of(rows: pd.DataFrame, metric: str) -> stats.Side | None:
     return side or None
 
 
-def _same_items(side_a: stats.Side, side_b: stats.Side) -> bool:
-    units = [u for s in (side_a, side_b) for seeds in s.values() for u in seeds.values()]
+def _units(*sides: stats.Side) -> list[stats.ItemScores]:
+    return [u for s in sides for seeds in s.values() for u in seeds.values()]
+
+
+def _same_items(units: list[stats.ItemScores]) -> bool:
     ids = [u.items for u in units if u.items is not None]
     return len({u.n for u in units}) == 1 and all(np.array_equal(ids[0], x) for x in ids[1:])
+
+
+def _design(task: str, units: list[stats.ItemScores]):
+    """(ok, clusters) for these units: identity clusters (shared or per unit) for verification;
+    else the units must share their test items."""
+    cl = clusters_for(task, units)
+    if isinstance(cl, list):
+        return True, cl
+    return _same_items(units), cl
 
 
 def _pools_for(df: pd.DataFrame, rows: pd.DataFrame, metric: str, exclude=()) -> stats.SpreadPools | None:
@@ -223,12 +242,13 @@ def design_difference(df: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, metric
     """The study-design bootstrap of metric(a) - metric(b) over these two selections of rows of
     the frame `df` (pools from df's cells), or None when per-item scores are missing or differ."""
     sa, sb = side_of(a, metric), side_of(b, metric)
-    if sa is None or sb is None or not _same_items(sa, sb):
+    if sa is None or sb is None:
         return None
-    first = next(iter(next(iter(sa.values())).values()))
+    ok, clusters = _design(a["task"].iloc[0], _units(sa, sb))
+    if not ok:
+        return None
     return stats.paired_difference(sa, sb, metric, n_boot=n_boot, pools_a=_pools_for(df, a, metric, exclude),
-                                   pools_b=_pools_for(df, b, metric, exclude),
-                                   clusters=clusters_for(a["task"].iloc[0], first))
+                                   pools_b=_pools_for(df, b, metric, exclude), clusters=clusters)
 
 
 def design_interval(df: pd.DataFrame, rows: pd.DataFrame, metric: str, n_boot: int = stats.N_BOOT):
@@ -237,11 +257,10 @@ def design_interval(df: pd.DataFrame, rows: pd.DataFrame, metric: str, n_boot: i
     side = side_of(rows, metric)
     if side is None:
         return None
-    units = [u for seeds in side.values() for u in seeds.values()]
-    if len({u.n for u in units}) != 1:
+    ok, clusters = _design(rows["task"].iloc[0], _units(side))
+    if not ok:
         return None
-    _, lo, hi, cov = stats.design_interval(side, metric, _pools_for(df, rows, metric), clusters_for(
-        rows["task"].iloc[0], units[0]), n_boot=n_boot)
+    _, lo, hi, cov = stats.design_interval(side, metric, _pools_for(df, rows, metric), clusters, n_boot=n_boot)
     return lo, hi, cov.note()
 
 
