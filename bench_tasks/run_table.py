@@ -48,7 +48,7 @@ def floor_word(row: dict, floor_value: float, frame) -> str:
 
     c = row.get("cell") or {}
     hib = bool(row.get("higher_is_better", True))
-    sub = frame[(frame["uri"] == c.get("backbone")) & (frame["task"] == c.get("task"))
+    sub = frame[(frame["run"] == c.get("backbone")) & (frame["task"] == c.get("task"))
                 & (frame["protocol"] == c.get("protocol")) & (frame["fraction"] == float(c.get("fraction", 1.0)))
                 & (frame["dataset"] == frame.loc[frame["key"] == row.get("key"), "dataset"].iloc[0])] \
         if (frame["key"] == row.get("key")).any() else frame.iloc[0:0]

@@ -314,11 +314,11 @@ def spread_pools(units, exclude=()) -> SpreadPools:
     """Pools from one cell's point values. units: {(method, run, seed): value}; groups of `exclude`
     (method names) are left out (the A/A check's leave-one-out)."""
     by_run, by_method = {}, {}
-    for (m, r, s), v in units.items():
+    for (m, r, _s), v in units.items():
         if m in exclude:
             continue
         by_run.setdefault((m, r), []).append(v)
-    for (m, r), vs in by_run.items():
+    for (m, _r), vs in by_run.items():
         by_method.setdefault(m, []).append(float(np.mean(vs)))
     return SpreadPools(residual_pool(by_run.values()), residual_pool(by_method.values()))
 

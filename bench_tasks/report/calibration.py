@@ -97,13 +97,21 @@ class CalibrationRow:
         return self.ceiling.value >= target if self.higher_is_better else self.ceiling.value <= target
 
 
-def _entry(rows: list[dict], metric: str) -> Entry | None:
+def _entry(rows: list[dict], metric: str, frame=None) -> Entry | None:
     vals = [r["metrics"][metric] for r in rows if metric in (r.get("metrics") or {})]
     if not vals:
         return None
     cis = [tuple((r.get("ci") or {}).get(metric) or ()) for r in rows]
     cis = [c for c in cis if len(c) == 2]
-    if len(rows) == 1:
+    got = None
+    if frame is not None and not frame.empty:  # the report's own interval (compare.design_interval)
+        from .compare import design_interval
+
+        sel = frame[frame["key"].isin([r.get("key") for r in rows])]
+        got = design_interval(frame, sel, metric) if len(sel) == len(rows) else None
+    if got is not None:
+        ci = (got[0], got[1])
+    elif len(rows) == 1:
         ci = cis[0] if cis else None
     elif len(cis) == len(rows):  # several seeds: the per-seed intervals over test items, averaged (as
         # the main table does); an interval of 3 seeds' mean would leave the test items' noise out
@@ -118,7 +126,10 @@ def _entry(rows: list[dict], metric: str) -> Entry | None:
 
 
 def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
+    from .tables import rows_to_frames
+
     ok = [r for r in rows if r.get("status") == "ok" and r.get("headline")]
+    frame = rows_to_frames(ok)[0] if ok else None
     out: list[CalibrationRow] = []
     pairs = list(dict.fromkeys((r["cell"]["task"], r["cell"]["dataset"]) for r in ok
                                if r["cell"]["backbone"].startswith("floor:")))
@@ -126,7 +137,7 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
         sub = [r for r in ok if r["cell"]["task"] == task and r["cell"]["dataset"] == dataset]
         floor = [r for r in sub if r["cell"]["backbone"].startswith("floor:")]
         metric, hib = floor[0]["headline"], bool(floor[0].get("higher_is_better", True))
-        row = CalibrationRow(task, dataset, metric, hib, floor=_entry(floor[:1], metric))
+        row = CalibrationRow(task, dataset, metric, hib, floor=_entry(floor[:1], metric, frame))
         rand = [r for r in sub if r["cell"]["backbone"].startswith("random:") and r["cell"]["fraction"] == 1.0]
         from bench_tasks.references import PROBE_PROTOCOLS
 
@@ -136,12 +147,12 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
             uri = heads[0]["cell"]["backbone"]
             heads = [r for r in heads if r["cell"]["backbone"] == uri
                      and r["cell"]["protocol"] == heads[0]["cell"]["protocol"]]
-            row.random, row.random_uri = _entry(heads, metric), f"{uri} ({heads[0]['cell']['protocol']})"
+            row.random, row.random_uri = _entry(heads, metric, frame), f"{uri} ({heads[0]['cell']['protocol']})"
         if probes:
-            row.probe, row.probe_protocol = _entry(probes, probes[0]["headline"]), PROBE_PROTOCOLS[task]
+            row.probe, row.probe_protocol = _entry(probes, probes[0]["headline"], frame), PROBE_PROTOCOLS[task]
         ceil = [r for r in sub if r["cell"]["backbone"].startswith("supervised:") and r["cell"]["fraction"] == 1.0]
         if ceil:
-            row.ceiling, row.ceiling_uri = _entry(ceil, metric), ceil[0]["cell"]["backbone"]
+            row.ceiling, row.ceiling_uri = _entry(ceil, metric, frame), ceil[0]["cell"]["backbone"]
             from bench_tasks.references import ceiling_epochs_for
 
             # each row's snapshot of its profile's settings says which epochs it was trained for
@@ -192,8 +203,9 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
         return None
     lines = [f"## Calibration of the instrument{f' ({profile} profile)' if profile else ''}", "",
              "Floor (best input-free predictor), random-init encoder and supervised ceiling (the same "
-             "architecture trained end to end with the task's labels), headline metric, 95 % bootstrap "
-             "interval in [ ] over test items (averaged over seeds when n > 1). Times are the wall "
+             "architecture trained end to end with the task's labels), headline metric, 95 % interval in [ ] "
+             "of the mean over seeds from the report's study-design bootstrap (test items, or identities, "
+             "plus the cell's seed spread; the same interval as the main table). Times are the wall "
              "time of each cell in seconds.", "",
              "| task | metric | floor | random-init | random-init, probe | ceiling | ceiling epochs | random beats floor (head / probe) | "
              "room (ceil−floor)/(rand−floor) ≥ 2 | ceiling target met | time floor / random / ceiling (s) |",
@@ -287,12 +299,12 @@ def aa_check(rows: list[dict], n_boot: int = 1000) -> AAResult:
             out.lines.append(f"{what} on {r['task']}/{r['dataset']} `{r['protocol']}` fraction {r['fraction']:g}: "
                              f"{d.delta:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] ({d.covers})")
 
-    for _, g in enc.groupby(["uri", *cells], sort=False):
+    for _, g in enc.groupby(["run", *cells], sort=False):
         for s, t in combinations(sorted(set(g["seed"])), 2):
             one("evaluation seeds", g[g["seed"] == t], g[g["seed"] == s], f"{g['method'].iloc[0]} seed {t} − seed {s}")
     for (label, *_), g in enc.groupby(["method_label", *cells], sort=False):
-        for u, v in combinations(list(dict.fromkeys(g["uri"])), 2):
-            one("pre-training runs", g[g["uri"] == v], g[g["uri"] == u], f"{label}: run `{v}` − run `{u}`")
+        for u, v in combinations(list(dict.fromkeys(g["run"])), 2):
+            one("pre-training runs", g[g["run"] == v], g[g["run"] == u], f"{label}: run `{v}` − run `{u}`")
     return out
 
 

@@ -193,7 +193,7 @@ def cell_pools(df: pd.DataFrame, task: str, dataset: str, protocol: str, fractio
         sub = sub[sub["kind"] != "floor"]
     labels = sub["method_label"] if "method_label" in sub else sub["uri"]
     units = {}
-    for lab, uri, seed, m in zip(labels, sub["uri"], sub["seed"], sub["metrics"]):
+    for lab, uri, seed, m in zip(labels, sub["run"] if "run" in sub else sub["uri"], sub["seed"], sub["metrics"]):
         v = _metric_value(m, metric)
         if v is not None:
             units[(lab, uri, seed)] = v
@@ -204,7 +204,7 @@ def side_of(rows: pd.DataFrame, metric: str) -> stats.Side | None:
     """{run (backbone URI): {seed: ItemScores}} of these rows, or None when one lacks its per-item
     scores (or the metric)."""
     side: stats.Side = {}
-    for uri, seed, path in zip(rows["uri"], rows["seed"], rows["items"]):
+    for uri, seed, path in zip(rows["run"] if "run" in rows else rows["uri"], rows["seed"], rows["items"]):
         sc = _load_items(path)
         if sc is None or metric not in sc.point():
             return None
@@ -290,6 +290,7 @@ def compare(df: pd.DataFrame, uri_a: str, uri_b: str, task: str, dataset: str, p
     b = pd.concat([_select(df, u, task, dataset, protocol, fraction) for u in _as_list(uri_b)])
     if a.empty or b.empty:
         return None
+    a, b = common_seeds(a, b)
     metric = a["metric"].iloc[0]
     hib = bool(a["higher_is_better"].iloc[0])
     d = design_difference(df, a, b, metric, n_boot)
@@ -300,6 +301,18 @@ def compare(df: pd.DataFrame, uri_a: str, uri_b: str, task: str, dataset: str, p
         return None
     d = stats.unpaired_difference(float(a["value"].mean()), ca, float(b["value"].mean()), cb)
     return Comparison(d, stats.verdict(d, hib), metric)
+
+
+def common_seeds(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two encoders that share evaluation seeds are compared on those seeds only (same head init,
+    data order and, in the committed cpu study, device: seed 0 ran on a GPU, seeds 1-2 on a CPU);
+    a floor (one deterministic row) goes with every seed of the other side."""
+    if "floor" in (a["kind"].iloc[0], b["kind"].iloc[0]):
+        return a, b
+    common = set(a["seed"]) & set(b["seed"])
+    if common and (common != set(a["seed"]) or common != set(b["seed"])):
+        return a[a["seed"].isin(common)], b[b["seed"].isin(common)]
+    return a, b
 
 
 def method_uris(df: pd.DataFrame, label: str) -> list[str]:

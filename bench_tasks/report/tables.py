@@ -87,12 +87,39 @@ def rows_to_frames(rows: list[dict]):
     df = pd.DataFrame(ok, columns=ok_cols)
     fdf = pd.DataFrame(failed, columns=["key", "uri", "task", "dataset", "protocol", "fraction", "seed",
                                         "profile", "provenance", "status", "error"])
+    runs_of = _pretraining_runs(methods)
     for frame in (df, fdf):
-        frame["method"] = [methods[u].label for u in frame["uri"]]
-    _disambiguate(methods)
+        frame["run"] = list(frame["uri"])  # the backbone: one pre-training run
+        frame["uri"] = [runs_of.get(u, u) for u in frame["uri"]]  # the method's row in the tables
+    _disambiguate({u: m for u, m in methods.items() if u not in runs_of})
     for frame in (df, fdf):
         frame["method"] = [methods[u].label for u in frame["uri"]]
     return df, fdf, methods, problems
+
+
+RUNS_PREFIX = "runs:"
+
+
+def _pretraining_runs(methods: dict[str, MethodInfo]) -> dict[str, str]:
+    """{backbone URI: method key} for methods whose label several backbones share: they are that
+    method's pre-training runs (rows of one method at several pre-training seeds carry its label and
+    a `pretrain_seed`), shown as ONE table row ("runs:<label>", added to `methods`) whose interval
+    resamples the runs (bench_tasks.stats). Floors are never grouped."""
+    by_label: dict[str, list[str]] = {}
+    for u, m in methods.items():
+        if m.kind != "floor" and not u.startswith(RUNS_PREFIX):
+            by_label.setdefault(m.label, []).append(u)
+    out = {}
+    for label, uris in by_label.items():
+        if len(uris) < 2:
+            continue
+        key = RUNS_PREFIX + label
+        first = methods[uris[0]]
+        methods[key] = MethodInfo(key, label, first.method, first.kind, first.group, first.setting, first.run,
+                                  dict(first.settings), {}, {}, first.order)
+        for u in uris:
+            out[u] = key
+    return out
 
 
 def _disambiguate(methods: dict[str, MethodInfo]) -> None:
