@@ -220,3 +220,34 @@ def load_results(path: str | Path, latest_only: bool = True):
     if bad:
         warnings.warn(f"{describe_rejected(path, bad)}; they are left out", stacklevel=2)
     return to_dataframe(path, latest_only=latest_only)
+
+
+def compare(results: str | Path, a: str, b: str, task: str, dataset: str = "synthface", protocol: str | None = None,
+            fraction: float = 1.0) -> dict:
+    """metric(a) - metric(b) on a task's headline with the report's interval and verdict (the same
+    statistics layer and `stats.verdict` as SUMMARY.md): a, b are backbone URIs (or method labels:
+    every pre-training run of the method). protocol: default the report's main protocol of the task.
+    Returns {"metric", "delta", "lo", "hi", "verdict" ("better" / "worse" / "same within noise"),
+    "covers" (what the interval resamples)}. Raises ValueError when either side has no ok row."""
+    from bench_tasks.report.compare import compare as compare_rows
+    from bench_tasks.report.compare import main_protocols, method_uris
+    from bench_tasks.report.load import load_rows
+    from bench_tasks.report.tables import rows_to_frames
+
+    df = rows_to_frames(load_rows([results]).rows)[0]
+    protocol = protocol or main_protocols(df).get(task)
+
+    def uris(x: str) -> list[str]:
+        if x in set(df["uri"]):
+            return [x]
+        if x in set(df["run"]):
+            return list(dict.fromkeys(df[df["run"] == x]["uri"]))
+        return list(dict.fromkeys(df[df["method_label"] == x]["uri"])) or method_uris(df, x)
+
+    ua, ub = uris(a), uris(b)
+    cmp = compare_rows(df, ua, ub, task, dataset, protocol, fraction) if ua and ub else None
+    if cmp is None:
+        raise ValueError(f"{results}: no comparable ok rows for {a!r} and {b!r} on {task}/{dataset} "
+                         f"(protocol {protocol}, fraction {fraction:g}); expected rows with a headline and an interval")
+    d = cmp.diff
+    return {"metric": cmp.metric, "delta": d.delta, "lo": d.lo, "hi": d.hi, "verdict": cmp.word, "covers": d.covers}

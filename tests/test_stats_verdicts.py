@@ -62,3 +62,14 @@ def test_run_table_and_summary_agree(tmp_path):
         assert words[uri] == {summary_word}, (uri, words[uri], row["display"])
         seen.add(summary_word)
     assert seen == {"beats", "does not beat"}  # the fixture exercises both verdicts
+
+
+def test_python_api_gives_the_summary_verdict():
+    import pathlib
+
+    from bench_tasks.notebook import compare
+    rows = pathlib.Path(__file__).resolve().parents[1] / "results" / "cpu_lc500.jsonl"
+    got = compare(rows, "MAE", "PaCo-FR (ours)", "attributes")
+    summary = (rows.parents[1] / "reports" / "cpu_lc500" / "SUMMARY.md").read_text()
+    line = next(x for x in summary.splitlines() if x.startswith("- **MAE** vs PaCo-FR (ours)"))
+    assert f"Attributes SynthFace bAcc {got['delta']:+.2f} [{got['lo']:+.2f}, {got['hi']:+.2f}] ({got['verdict']};" in line
