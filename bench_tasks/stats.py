@@ -307,14 +307,15 @@ def residual_pool(groups, alpha: float = ALPHA) -> np.ndarray:
     if not out:
         return np.zeros(0)
     z = float(student_t.ppf(1 - alpha / 2, 1e9))
-    return np.concatenate(out) * float(student_t.ppf(1 - alpha / 2, df)) / z
+    # sorted: the pool (and so every draw from it) does not depend on the order the rows were read
+    return np.sort(np.concatenate(out)) * float(student_t.ppf(1 - alpha / 2, df)) / z
 
 
 def spread_pools(units, exclude=()) -> SpreadPools:
     """Pools from one cell's point values. units: {(method, run, seed): value}; groups of `exclude`
     (method names) are left out (the A/A check's leave-one-out)."""
     by_run, by_method = {}, {}
-    for (m, r, _s), v in units.items():
+    for (m, r, _s), v in sorted(units.items(), key=lambda kv: tuple(map(str, kv[0]))):
         if m in exclude:
             continue
         by_run.setdefault((m, r), []).append(v)
@@ -356,7 +357,8 @@ def as_side(x) -> Side:
         return {"run": {0: x}}
     if isinstance(x, list):
         return {"run": dict(enumerate(x))}
-    return x
+    # runs and seeds in a fixed order: the replicates do not depend on the order rows were read
+    return {r: dict(sorted(x[r].items(), key=lambda kv: str(kv[0]))) for r in sorted(x, key=str)}
 
 
 def _units(side: Side):
@@ -411,9 +413,9 @@ def side_replicates(side: Side, metric: str, w: np.ndarray, pools: SpreadPools |
 
 def _weights(units: list[ItemScores], n_boot: int, seed: int, clusters):
     """One replicate set of item weights for every unit: shared (same items), or per unit in one
-    cluster space (clusters: a list of per-unit cluster arrays)."""
-    if isinstance(clusters, list):
-        return dict(zip(map(id, units), cluster_weights(clusters, n_boot, seed)))
+    cluster space (clusters: {id(unit): cluster ids})."""
+    if isinstance(clusters, dict):  # {id(unit): its (n, 2) cluster ids}, in the units' (sorted) order
+        return dict(zip(map(id, units), cluster_weights([clusters[id(u)] for u in units], n_boot, seed)))
     _check_items(units)
     return item_weights(units[0].n, n_boot, seed, clusters)
 

@@ -152,7 +152,7 @@ def _load_items(path) -> stats.ItemScores | None:
 
 def clusters_for(task: str, units: list[stats.ItemScores]):
     """Identity clusters of verification rows' pairs (bench_tasks.pairs): one (n, 2) array when every
-    unit scored the same pairs, a list of per-unit arrays in one identity space when the seeds drew
+    unit scored the same pairs, {id(unit): its array} in one identity space when the seeds drew
     different pairs of the same images; None otherwise (items resampled one by one)."""
     if task != "recognition" or any(u.items is None for u in units):
         return None
@@ -160,8 +160,10 @@ def clusters_for(task: str, units: list[stats.ItemScores]):
 
     if all(np.array_equal(units[0].items, u.items) for u in units[1:]):
         return _cached_clusters(units[0].items.tobytes(), lambda: clusters_from_pair_ids(units[0].items))
+    units = sorted(units, key=lambda u: u.items.tobytes())
     key = b"|".join(u.items.tobytes() for u in units)
-    return _cached_clusters(key, lambda: shared_clusters([u.items for u in units]))
+    got = _cached_clusters(key, lambda: shared_clusters([u.items for u in units]))
+    return None if got is None else {id(u): c for u, c in zip(units, got)}
 
 
 _CLUSTERS: dict = {}
@@ -225,7 +227,7 @@ def _design(task: str, units: list[stats.ItemScores]):
     """(ok, clusters) for these units: identity clusters (shared or per unit) for verification;
     else the units must share their test items."""
     cl = clusters_for(task, units)
-    if isinstance(cl, list):
+    if isinstance(cl, dict):
         return True, cl
     return _same_items(units), cl
 

@@ -73,13 +73,13 @@ def rows_to_frames(rows: list[dict]):
         ci = [float(ci[0]), float(ci[1])] if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci else None
         items = (r.get("artifacts") or {}).get("items")
         if items and r.get("_source"):
-            items = str(Path(r["_source"]).parent / items)
+            items = _artifact_path(r["_source"], items)
         farl = (((r.get("config") or {}).get("task") or {}).get("farl") or {})
         ok.append({**base, "metric": headline, "higher_is_better": hib, "value": _float(metrics[headline]),
                    "slices": r.get("slices") or {}, "kind": methods[uri].kind, "ci": ci,
                    "ci_all": r.get("ci") or {}, "metrics": metrics, "items": items,
                    "farl_exact": bool(farl.get("farl_exact")),
-                   "method_label": str((r.get("method") or {}).get("label") or methods[uri].label),
+                   "method_label": methods[uri].label,  # before _disambiguate: shared by a method's runs
                    "pretrain_seed": (r.get("method") or {}).get("pretrain_seed")})
     ok_cols = ["key", "uri", "task", "dataset", "protocol", "fraction", "seed", "profile", "provenance",
                "metric", "higher_is_better", "value", "slices", "kind", "ci", "ci_all", "metrics", "items",
@@ -120,6 +120,17 @@ def _pretraining_runs(methods: dict[str, MethodInfo]) -> dict[str, str]:
         for u in uris:
             out[u] = key
     return out
+
+
+def _artifact_path(source: str, rel: str) -> str:
+    """An artifact path of a row read from `source`: relative to the results folder, which for a
+    worker's row file (results/<profile>.d/<worker>.jsonl, bench_tasks.rowfiles) is the folder above."""
+    from bench_tasks.rowfiles import WORKER_SUFFIX
+
+    folder = Path(source).parent
+    if folder.name.endswith(WORKER_SUFFIX) and not (folder / rel).exists():
+        folder = folder.parent
+    return str(folder / rel)
 
 
 def _disambiguate(methods: dict[str, MethodInfo]) -> None:
