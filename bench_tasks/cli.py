@@ -19,6 +19,7 @@ import dataclasses
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 
 from bench_tasks.api import PROFILES, get_profile
@@ -240,8 +241,8 @@ def build_plan(args, log=print, problems: list[str] | None = None):
             if args.dry_run:  # the budget plan (cost per step measured on tiny batches: seconds)
                 from bench_tasks.study import plan_suite
 
-                plan_suite(profile.name, args.runs, not args.no_ablations,
-                           dotted_overrides(args.pretrain_override or []), budget_by, log=log)
+                args.suite_plan = plan_suite(profile.name, args.runs, not args.no_ablations,
+                                             dotted_overrides(args.pretrain_override or []), budget_by, log=log)
             encoders = suite_encoders(args.runs, profile.name, not args.no_ablations)
         elif getattr(args, "eval_only", False):
             from bench_tasks.launch import _finished
@@ -312,7 +313,117 @@ def set_threads(args) -> None:
         torch.set_num_threads(n)
 
 
+# ----------------------------------------------------------------------------- run: estimate, interrupt, progress
+
+
+def quiet_progress(args) -> None:
+    """No progress bars with --no-progress or when stderr is not a terminal (a log file): the
+    flag for the bars the harness draws, TQDM_DISABLE for every other tqdm bar (SynthFace
+    generation, pre-training; inherited by worker processes)."""
+    if not sys.stderr.isatty():
+        args.no_progress = True
+    if args.no_progress:
+        os.environ["TQDM_DISABLE"] = "1"
+
+
+def fmt_elapsed(s: float) -> str:
+    from bench_tasks.estimate import fmt_duration
+
+    return fmt_duration(s)
+
+
+def rows_kept(args) -> int:
+    """The result rows (ok or failed) in this run's results file and its worker files."""
+    try:
+        from bench_tasks.rowfiles import union_latest
+
+        results = Path(args.results or f"results/{args.profile}.jsonl")
+        return len(union_latest(results)) if results.exists() or results.with_suffix(".d").exists() else 0
+    except Exception:  # noqa: BLE001 - the interrupt message must print
+        return 0
+
+
+def plan_estimate(args, cells, results, profile, pretrain_plan=None):
+    """The plan's PlanEstimate (bench_tasks.estimate), or None when it cannot be made (said once)."""
+    try:
+        from bench_tasks.estimate import estimate_plan
+        from bench_tasks.runner import resolve_device
+
+        study_arch = None
+        if is_study(args):
+            from bench_tasks.study import random_control
+
+            study_arch = random_control(profile.name)
+        device = str(resolve_device(args.device))
+        return estimate_plan(cells, results, profile, pretrain_plan, device=device, study_arch=study_arch)
+    except Exception as err:  # noqa: BLE001 - an estimate never stops a plan
+        print(f"estimate: none ({type(err).__name__}: {err})")
+        return None
+
+
+def suite_plan(args, profile):
+    """The study's pre-training plan (bench_tasks.study.plan_suite) for the estimate: the one the dry
+    run printed, else planned here (no log)."""
+    if not is_study(args) or getattr(args, "eval_only", False):
+        return None
+    got = getattr(args, "suite_plan", None)
+    if got is None:
+        from bench_tasks.study import plan_suite
+
+        got = plan_suite(profile.name, args.runs, not args.no_ablations,
+                         dotted_overrides(args.pretrain_override or []), getattr(args, "budget_by", "flops"))
+    return got
+
+
+def print_plan_estimate(args, cells, results, profile) -> None:
+    """`--dry-run` / `--status`: seconds per stage and in total (bench_tasks.estimate)."""
+    try:
+        plan = suite_plan(args, profile)
+    except Exception as err:  # noqa: BLE001
+        print(f"estimate: no pre-training estimate ({type(err).__name__}: {err})")
+        plan = None
+    est = plan_estimate(args, cells, results, profile, plan)
+    if est is not None:
+        print()
+        for line in est.lines():
+            print(line)
+
+
+def pretrain_estimate_before(args, profile):
+    """Seconds the study's pre-training runs not finished yet should take (a local run that
+    pre-trains; None otherwise), for the estimate-vs-actual line at the end."""
+    if args.dry_run or args.status or not is_study(args) or getattr(args, "launcher", "local") != "local":
+        return None
+    try:
+        plan = suite_plan(args, profile)
+        est = plan_estimate(args, [], Path("/nonexistent"), profile, plan)
+        return None if est is None else sum(r.seconds for r in est.pretrain if not r.done)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def print_estimate_vs_actual(pretrain_est, pretrain_taken, cells_est, cells_taken) -> None:
+    from bench_tasks.estimate import actual_line
+
+    if pretrain_est:
+        print("pre-training " + actual_line(pretrain_est, pretrain_taken))
+    if cells_est is not None:
+        print("cells " + actual_line(cells_est.stage_seconds()["cells"][1], cells_taken))
+
+
 def cmd_run(args) -> int:
+    """`run`, with Ctrl-C answered in one line (exit 130) and no progress bars off a terminal."""
+    quiet_progress(args)
+    t0 = time.monotonic()
+    try:
+        return run_plan_command(args)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {fmt_elapsed(time.monotonic() - t0)}; {rows_kept(args)} rows kept; run the same "
+              "command to resume", file=sys.stderr)
+        return 130
+
+
+def run_plan_command(args) -> int:
     from tabulate import tabulate
 
     from bench_tasks.profiles import ProfileError, effective_settings, format_settings, load_profile
@@ -329,6 +440,8 @@ def cmd_run(args) -> int:
 
     results = Path(args.results or f"results/{args.profile}.jsonl")
     problems = check_args(args)
+    pretrain_before = pretrain_estimate_before(args, profile) if not problems else None
+    t_plan = time.monotonic()
     try:
         cells, roots = build_plan(args, problems=problems)
     except PlanInvalid as err:
@@ -376,7 +489,9 @@ def cmd_run(args) -> int:
     if args.status:
         from bench_tasks.status import print_status
 
-        return print_status(results, cells)
+        code = print_status(results, cells)
+        print_plan_estimate(args, cells, results, profile)
+        return code
     if args.launcher != "local" and not args.dry_run:
         study = launch.study_runs(args, get_profile(args.profile)) if is_study(args) else None
         code = launch.launch(args, cells, results, study_runs=study)
@@ -401,14 +516,19 @@ def cmd_run(args) -> int:
         print(f"\n{len(cells)} cells in the plan ({args.profile} profile): {n_done} already done, "
               f"{n_failed} failed before (will be retried), {len(cells) - n_done - n_failed} to do; "
               f"results -> {results}")
+        print_plan_estimate(args, cells, results, profile)
         return 0
     print(f"plan: {len(cells)} cells ({n_done} already done{', recomputed with --force' if args.force else ''}); "
           f"results -> {results}")
+    pretrain_taken = time.monotonic() - t_plan
+    cells_before = plan_estimate(args, cells, results, profile)
+    t_cells = time.monotonic()
     summary = launch.run_here(args, cells, roots, results)  # claims each cell (bench_tasks.worker)
     from bench_tasks.run_table import format_run_table
 
     print("\n" + format_run_table(cells, results) + "\n")
     print(summary.line())
+    print_estimate_vs_actual(pretrain_before, pretrain_taken, cells_before, time.monotonic() - t_cells)
     pretrain_failed = getattr(args, "pretrain_failed", None) or []
     if pretrain_failed:
         print(f"{len(pretrain_failed)} pre-training run(s) FAILED and were left out of the study:\n"
