@@ -313,6 +313,92 @@ def set_threads(args) -> None:
         torch.set_num_threads(n)
 
 
+# ----------------------------------------------------------------------------- run: what the plan means
+
+
+def native_profile(args, profile):
+    """A `native_size` profile (bench_tasks/configs/native.yaml) at the input size of the plan's
+    backbones, registered for this process; its line goes into the plan notes."""
+    from bench_tasks.api import PROFILES
+    from bench_tasks.profiles import parse_assignments, resolve_native_size
+
+    uris = build_backbone_list(args) if getattr(args, "backbones", None) else []
+    given = parse_assignments(getattr(args, "set", None) or [])
+    resolved, lines = resolve_native_size(profile, uris, {k.removeprefix("extra.") for k in given})
+    if resolved is not profile:
+        PROFILES[resolved.name] = resolved
+    args.native_lines = lines
+    return resolved
+
+
+def resolution_lines(cells, profile) -> list[str]:
+    """One line per encoder that runs at another input size than its own (its position embedding
+    is resampled): `timm:vit_base_patch16_224:w.safetensors: 224 -> 64 px ...`."""
+    from bench_tasks.backbones.native import native_size
+    from bench_tasks.estimate import task_size
+    from bench_tasks.references import is_reference
+
+    sizes: dict[str, set[int]] = {}
+    for c in cells:
+        if not is_reference(c.backbone):
+            sizes.setdefault(c.backbone, set()).add(task_size(c.task, profile))
+    out = []
+    for uri, used in sizes.items():
+        try:
+            own = native_size(uri)
+        except Exception:  # noqa: BLE001 - the plan's backbone check reports a file that cannot be read
+            own = None
+        other = sorted(n for n in used if n != own)
+        if own and other:
+            out.append(f"input size: {uri}: {own} -> {'/'.join(map(str, other))} px, position embedding resampled "
+                       f"(profile {profile.name}; keep {own} px with --profile native or "
+                       f"--set image_size={own} --set dense_size={own})")
+    return out
+
+
+def verification_lines(cells, roots, profile) -> list[str]:
+    """What a real verification set's number means: its head trains on SynthFace identities when
+    no training faces are given; LFW's images are centre-cropped, not aligned."""
+    from bench_tasks.registry import DATASETS
+
+    out = []
+    for ds in dict.fromkeys(c.dataset for c in cells if c.task == "recognition"):
+        if ds not in DATASETS or not getattr(DATASETS.get(ds), "test_only", False):
+            continue
+        from bench_tasks.tasks.recognition import settings_for
+
+        train_root = settings_for(profile).get("train_root")
+        root = roots.get(ds)
+        cand = Path(root).resolve().parent / "train_faces" if root else None
+        if not train_root and not (cand is not None and cand.is_dir()):
+            where = cand if cand is not None else "<data-root>/train_faces"
+            out.append(f"recognition/{ds}: the head trains on SynthFace identities (no {where} folder; give one, or "
+                       "--set recognition.train_root=<face folder>): the number measures transfer from SynthFace")
+        if ds == "lfw":
+            from bench_tasks.datasets.lfw import CROP_FRAC
+
+            out.append(f"recognition/lfw: images are centre-cropped (the centred {CROP_FRAC:.0%} square), not aligned; "
+                       "an aligned copy of LFW in the same layout gives comparable numbers")
+    return out
+
+
+def print_plan_notes(args, cells, roots, profile) -> None:
+    """Lines that say what the plan's numbers mean: native size, resized backbones, ceilings,
+    verification sets' training faces and crops."""
+    from bench_tasks.references import ceiling_lines
+
+    lines = list(getattr(args, "native_lines", None) or [])
+    for fn in (lambda: resolution_lines(cells, profile),
+               lambda: ceiling_lines(cells, enabled=not getattr(args, "no_ceilings", False)),
+               lambda: verification_lines(cells, roots, profile)):
+        try:
+            lines += fn()
+        except Exception as err:  # noqa: BLE001 - a note never stops a plan
+            lines.append(f"(a plan note could not be made: {type(err).__name__}: {err})")
+    for line in lines:
+        print(line)
+
+
 # ----------------------------------------------------------------------------- run: estimate, interrupt, progress
 
 
@@ -430,6 +516,7 @@ def run_plan_command(args) -> int:
 
     try:  # a bundled name or a YAML file, with --set overrides; registered for this process's runner
         profile = load_profile(args.profile, getattr(args, "set", None))
+        profile = native_profile(args, profile)
     except ProfileError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -469,6 +556,7 @@ def run_plan_command(args) -> int:
     if not cells:
         print("nothing to run: the plan is empty", file=sys.stderr)
         return 2
+    print_plan_notes(args, cells, roots, get_profile(args.profile))
     from bench_tasks.method import parse_labels
 
     try:

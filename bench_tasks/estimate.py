@@ -38,7 +38,7 @@ PROBE_SECONDS = 1.5
 # 1.5 x its FLOPs (augmentation, optimizer).
 PRETRAIN_EFFICIENCY = 0.4
 PRETRAIN_RUN_OVERHEAD_S = 4.0
-CELL_OVERHEAD_S = {"floor": 1.0, "cosine": 0.5, "concat": 1.5, "linear": 4.0, "finetune": 5.0,
+CELL_OVERHEAD_S = {"floor": 1.0, "cosine": 1.2, "concat": 2.5, "linear": 5.0, "finetune": 5.0,
                    "dense": 40.0}
 FINETUNE_FACTOR = 1.5
 DENSE_TASKS = ("parsing", "landmarks")
@@ -210,8 +210,10 @@ def task_size(task: str, profile) -> int:
         return int(profile.dense_size if task in DENSE_TASKS else profile.image_size)
 
 
-def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed) -> float | None:
-    """Backbone passes of one cell divided by the measured speed, plus a fixed cost per cell."""
+def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, features_cached: bool = False) -> float | None:
+    """Backbone passes of one cell divided by the measured speed, plus a fixed cost per cell.
+    `features_cached`: a frozen-feature cell whose backbone already ran on these images (the
+    feature cache is shared by the tasks and protocols of one dataset and size)."""
     from bench_tasks.floors import is_floor
     from bench_tasks.references import ceiling_epochs_for
 
@@ -229,6 +231,8 @@ def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed) -> floa
         if cell.backbone.startswith("supervised:"):
             epochs = ceiling_epochs_for(profile.extra, cell.task) or epochs
         flops = FINETUNE_FACTOR * per_image * (3 * epochs * n_train + epochs * n_val + n_test)
+    elif features_cached:
+        flops = 0.0
     else:  # frozen features: one forward pass per image, heads on cached features
         flops = per_image * (n_train + n_val + n_test)
     kind = "dense" if cell.task in DENSE_TASKS else cell.protocol
@@ -252,6 +256,7 @@ def cell_estimates(cells: Sequence, rows: dict[str, dict], profile, speed: Speed
         return shapes[uri]
 
     out = {}
+    extracted: set[tuple] = set()  # (backbone, dataset, size) whose frozen features a cell extracts
     for c in cells:
         k = c.key()
         r = rows.get(k)
@@ -271,7 +276,11 @@ def cell_estimates(cells: Sequence, rows: dict[str, dict], profile, speed: Speed
                 scaled.append(secs * ratio)
             out[k] = CellEstimate(sum(scaled) / len(scaled), "rows")
             continue
-        secs = probe_cell_seconds(c, profile, shape(c.backbone), speed) if speed is not None else None
+        shared = (c.backbone, c.dataset, task_size(c.task, profile))
+        cached = c.protocol != "finetune" and c.task not in DENSE_TASKS and shared in extracted
+        secs = probe_cell_seconds(c, profile, shape(c.backbone), speed, cached) if speed is not None else None
+        if c.protocol != "finetune" and c.task not in DENSE_TASKS:
+            extracted.add(shared)
         out[k] = CellEstimate(secs, "probe" if secs is not None else "none")
     return out
 
