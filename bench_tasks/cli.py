@@ -306,9 +306,16 @@ def is_study(args) -> bool:
 
 
 def set_threads(args) -> None:
+    apply_threads(args.threads, args.profile)
+
+
+def apply_threads(threads: int | None, profile_name: str) -> None:
+    """torch's CPU threads: `threads`, else 1 under the smoke profile (two threads on a 2-core CPU
+    stall whenever another process runs), else torch's default. The CLI and the Python API
+    (bench_tasks.notebook.evaluate) share it."""
     import torch
 
-    n = args.threads if args.threads is not None else (1 if args.profile == "smoke" else None)
+    n = threads if threads is not None else (1 if profile_name == "smoke" else None)
     if n:
         torch.set_num_threads(n)
 
@@ -409,7 +416,19 @@ def quiet_progress(args) -> None:
     if not sys.stderr.isatty():
         args.no_progress = True
     if args.no_progress:
-        os.environ["TQDM_DISABLE"] = "1"
+        disable_progress_bars()
+
+
+def disable_progress_bars() -> None:
+    """Every tqdm bar off unless its caller asks for it: TQDM_DISABLE for the processes started from
+    here (tqdm reads it when it is imported), tqdm's default `disable=True` in this one."""
+    import functools
+
+    import tqdm.std
+
+    os.environ["TQDM_DISABLE"] = "1"
+    if not isinstance(tqdm.std.tqdm.__dict__["__init__"], functools.partialmethod):
+        tqdm.std.tqdm.__init__ = functools.partialmethod(tqdm.std.tqdm.__init__, disable=True)
 
 
 def fmt_elapsed(s: float) -> str:
