@@ -15,6 +15,7 @@ the environment variable BENCH_TASKS_PLUGINS=module1,module2 (they register on i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -409,26 +410,41 @@ def print_plan_notes(args, cells, roots, profile) -> None:
 # ----------------------------------------------------------------------------- run: estimate, interrupt, progress
 
 
-def quiet_progress(args) -> None:
-    """No progress bars with --no-progress or when stderr is not a terminal (a log file): the
-    flag for the bars the harness draws, TQDM_DISABLE for every other tqdm bar (SynthFace
-    generation, pre-training; inherited by worker processes)."""
+def quiet_progress(args) -> bool:
+    """Whether this run draws no progress bar: --no-progress, or stderr is not a terminal (a log file)."""
     if not sys.stderr.isatty():
         args.no_progress = True
-    if args.no_progress:
-        disable_progress_bars()
+    return bool(args.no_progress)
 
 
-def disable_progress_bars() -> None:
-    """Every tqdm bar off unless its caller asks for it: TQDM_DISABLE for the processes started from
-    here (tqdm reads it when it is imported), tqdm's default `disable=True` in this one."""
+@contextlib.contextmanager
+def progress_bars_off(off: bool = True):
+    """Every tqdm bar off unless its caller asks for it, for the duration (then as before):
+    TQDM_DISABLE for the processes started meanwhile (tqdm reads it when it is imported), tqdm's
+    default `disable=True` in this one (SynthFace generation, pre-training, feature extraction)."""
+    if not off:
+        yield
+        return
     import functools
 
     import tqdm.std
 
+    cls = tqdm.std.tqdm
+    init, env, outer = cls.__dict__["__init__"], os.environ.get("TQDM_DISABLE"), "_bench_tasks_quiet" in cls.__dict__
     os.environ["TQDM_DISABLE"] = "1"
-    if not isinstance(tqdm.std.tqdm.__dict__["__init__"], functools.partialmethod):
-        tqdm.std.tqdm.__init__ = functools.partialmethod(tqdm.std.tqdm.__init__, disable=True)
+    if not outer:
+        cls.__init__ = functools.partialmethod(init, disable=True)
+        cls._bench_tasks_quiet = True
+    try:
+        yield
+    finally:
+        if not outer:
+            cls.__init__ = init
+            del cls._bench_tasks_quiet
+        if env is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = env
 
 
 def fmt_elapsed(s: float) -> str:
@@ -518,10 +534,10 @@ def print_estimate_vs_actual(pretrain_est, pretrain_taken, cells_est, cells_take
 
 def cmd_run(args) -> int:
     """`run`, with Ctrl-C answered in one line (exit 130) and no progress bars off a terminal."""
-    quiet_progress(args)
     t0 = time.monotonic()
     try:
-        return run_plan_command(args)
+        with progress_bars_off(quiet_progress(args)):
+            return run_plan_command(args)
     except KeyboardInterrupt:
         print(f"\ninterrupted after {fmt_elapsed(time.monotonic() - t0)}; {rows_kept(args)} rows kept; run the same "
               "command to resume", file=sys.stderr)

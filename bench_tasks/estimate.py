@@ -41,6 +41,10 @@ PRETRAIN_RUN_OVERHEAD_S = 4.0
 CELL_OVERHEAD_S = {"floor": 1.0, "cosine": 1.2, "concat": 2.5, "linear": 5.0, "finetune": 5.0,
                    "dense": 40.0}
 FINETUNE_FACTOR = 1.5
+# SynthFace generation (first use of a split at a size; cached afterwards), seconds per image at
+# `size` px with the generator's 2 workers: a + b * size^2, measured on a 2-core CPU (175 img/s at
+# 64 px, 45 img/s at 224 px)
+SYNTHFACE_S_PER_IMAGE = (4.3e-3, 3.54e-7)
 DENSE_TASKS = ("parsing", "landmarks")
 
 
@@ -285,6 +289,30 @@ def cell_estimates(cells: Sequence, rows: dict[str, dict], profile, speed: Speed
     return out
 
 
+def synthface_to_generate(cells: Sequence, profile) -> dict[tuple[str, int, int], float]:
+    """{(split, images, size): seconds} of the SynthFace splits the plan reads that are not cached yet."""
+    from paco_fr.data.synthface.dataset import cache_dir
+
+    out = {}
+    for c in cells:
+        if c.dataset != "synthface":
+            continue
+        size = task_size(c.task, profile)
+        for split, n in (("train", profile.synthface_train), ("val", profile.synthface_val),
+                         ("test", profile.synthface_test)):
+            key = (split, int(n), size)
+            if key in out:
+                continue
+            try:
+                cached = (cache_dir(None, split, int(n), size, 0) / "meta.json").exists()
+            except Exception:  # noqa: BLE001
+                cached = False
+            if not cached:
+                a, b = SYNTHFACE_S_PER_IMAGE
+                out[key] = int(n) * (a + b * size * size)
+    return out
+
+
 # ----------------------------------------------------------------------------- pre-training
 
 
@@ -344,10 +372,14 @@ class PlanEstimate:
     pretrain: list[RunEstimate] = field(default_factory=list)
     cells: dict[str, CellEstimate] = field(default_factory=dict)
     speed: Speed | None = None
+    data: dict = field(default_factory=dict)  # SynthFace splits to generate: {(split, n, size): s}
 
     def stage_seconds(self) -> dict[str, tuple[float, float, int, int]]:
         """{stage: (total s, left s, items, items left)}"""
         out = {}
+        if self.data:
+            secs = sum(self.data.values())
+            out["SynthFace"] = (secs, secs, len(self.data), len(self.data))
         if self.pretrain:
             out["pre-training"] = (sum(r.actual_s if r.done else r.seconds for r in self.pretrain),
                                    sum(r.seconds for r in self.pretrain if not r.done),
@@ -372,8 +404,9 @@ class PlanEstimate:
             if not e.done:
                 src[e.source] += 1
         for stage, (tot, left, n, n_left) in self.stage_seconds().items():
-            what = "runs" if stage == "pre-training" else "cells"
+            what = {"pre-training": "runs", "SynthFace": "splits"}.get(stage, "cells")
             how = ("model FLOPs / the measured speed" if stage == "pre-training" else
+                   "generated on first use, then cached" if stage == "SynthFace" else
                    ", ".join(f"{n_s} from {dict(row='their rows', rows='rows of the same task and size', probe='the speed probe', none='nothing (not counted)')[s]}"
                              for s, n_s in sorted(src.items())) or "every cell has a row")
             out.append(f"estimate: {stage:<12} {fmt_duration(tot):>7} for {n} {what}; {fmt_duration(left)} for the "
@@ -393,7 +426,8 @@ def estimate_plan(cells: Sequence, results: str | Path, profile, pretrain_plan: 
 
     speed = speed or machine_speed(device)
     rows = union_latest(results) if Path(results).exists() else {}
-    est = PlanEstimate(cells=cell_estimates(cells, rows, profile, speed, study_arch), speed=speed)
+    est = PlanEstimate(cells=cell_estimates(cells, rows, profile, speed, study_arch), speed=speed,
+                       data=synthface_to_generate([c for c in cells if c.key() not in rows], profile))
     if pretrain_plan:
         est.pretrain = pretrain_estimates(pretrain_plan, speed, getattr(profile, "name", None))
     return est
