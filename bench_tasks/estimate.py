@@ -38,8 +38,12 @@ PROBE_SECONDS = 1.5
 # 1.5 x its FLOPs (augmentation, optimizer).
 PRETRAIN_EFFICIENCY = 0.4
 PRETRAIN_RUN_OVERHEAD_S = 4.0
-CELL_OVERHEAD_S = {"floor": 1.0, "cosine": 1.2, "concat": 2.5, "linear": 5.0, "finetune": 5.0,
-                   "dense": 40.0}
+CELL_OVERHEAD_S = {"floor": 1.0, "cosine": 1.2, "concat": 1.5, "linear": 1.5, "finetune": 5.0,
+                   "dense": 40.0, "recognition": 5.0}
+# a head on cached features: seconds per training image, epoch and feature value (width x the
+# blocks it reads), times a factor per protocol (the concatenated-feature probe converges faster)
+HEAD_S = 2.4e-7
+HEAD_FACTOR = {"linear": 1.0, "frozen": 1.0, "concat": 0.4}
 FINETUNE_FACTOR = 1.5
 # SynthFace generation (first use of a split at a size; cached afterwards), seconds per image at
 # `size` px with the generator's 2 workers: a + b * size^2, measured on a 2-core CPU (175 img/s at
@@ -241,7 +245,30 @@ def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, feature
         flops = per_image * (n_train + n_val + n_test)
     kind = "dense" if cell.task in DENSE_TASKS else cell.protocol
     overhead = CELL_OVERHEAD_S.get(kind, CELL_OVERHEAD_S["linear"])
+    if kind in HEAD_FACTOR:
+        from paco_fr.backbone import default_dense_layers
+
+        values = shape.dim * len(default_dense_layers(shape.depth))
+        overhead += HEAD_FACTOR[kind] * HEAD_S * n_train * head_epochs(cell, profile) * values
+        if cell.task == "recognition":
+            overhead += CELL_OVERHEAD_S["recognition"]
     return flops / speed.flops_per_s(shape.dim) + overhead
+
+
+def head_epochs(cell, profile) -> int:
+    """Epochs of a head on cached features, as the task computes them."""
+    try:
+        if cell.task == "recognition":
+            from bench_tasks.tasks.recognition import settings_for
+
+            s = settings_for(profile)
+            return int((s["linear_epochs"] or profile.linear_epochs) if cell.protocol == "linear"
+                       else (s["epochs"] or profile.recognition_epochs))
+        from bench_tasks.tasks._classification import settings
+
+        return int(settings(profile, cell.protocol)["epochs"])
+    except Exception:  # noqa: BLE001
+        return int(profile.linear_epochs)
 
 
 def cell_estimates(cells: Sequence, rows: dict[str, dict], profile, speed: Speed | None,
@@ -354,6 +381,18 @@ def _run_width(p, profile_name: str | None) -> int | None:
 # ----------------------------------------------------------------------------- the lines
 
 
+def busy_line() -> str | None:
+    """A warning when other processes share the CPU now (the estimate assumes they do not)."""
+    try:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    except (AttributeError, OSError):
+        return None
+    if load <= cores * 1.2:
+        return None
+    return (f"the CPU is shared now (load average {load:.1f} on {cores} cores): expect up to "
+            f"{load / cores:.1f} x longer")
+
+
 def fmt_duration(s: float | None) -> str:
     if s is None:
         return "?"
@@ -415,6 +454,9 @@ class PlanEstimate:
                    "(one worker on this machine)")
         if self.speed is not None:
             out.append(f"estimate: {self.speed.line()}")
+        busy = busy_line()
+        if busy:
+            out.append(f"estimate: {busy}")
         return out
 
 
