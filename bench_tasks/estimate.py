@@ -394,14 +394,10 @@ def busy_line() -> str | None:
 
 
 def fmt_duration(s: float | None) -> str:
-    if s is None:
-        return "?"
-    s = max(0.0, float(s))
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"
+    """`42s`, `26min`, `5.8h` (as `status` writes times); `?` for no estimate."""
+    from bench_tasks.status import _fmt_s
+
+    return "?" if s is None else _fmt_s(s)
 
 
 @dataclass

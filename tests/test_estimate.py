@@ -109,7 +109,7 @@ def test_plan_estimate_lines_count_done_and_left():
     text = "\n".join(e.lines())
     assert "estimate: pre-training" in text and "for 2 runs" in text and "1 not done" in text
     assert "1 from the speed probe" in text and "1 from nothing (not counted)" in text
-    assert "estimate: total" in text and "left: 2 min" in text
+    assert "estimate: total" in text and "left: 2min" in text
     assert E.actual_line(100, 150).endswith("(1.50 x the estimate)")
 
 
