@@ -15,10 +15,12 @@ the environment variable BENCH_TASKS_PLUGINS=module1,module2 (they register on i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 
 from bench_tasks.api import PROFILES, get_profile
@@ -240,8 +242,8 @@ def build_plan(args, log=print, problems: list[str] | None = None):
             if args.dry_run:  # the budget plan (cost per step measured on tiny batches: seconds)
                 from bench_tasks.study import plan_suite
 
-                plan_suite(profile.name, args.runs, not args.no_ablations,
-                           dotted_overrides(args.pretrain_override or []), budget_by, log=log)
+                args.suite_plan = plan_suite(profile.name, args.runs, not args.no_ablations,
+                                             dotted_overrides(args.pretrain_override or []), budget_by, log=log)
             encoders = suite_encoders(args.runs, profile.name, not args.no_ablations)
         elif getattr(args, "eval_only", False):
             from bench_tasks.launch import _finished
@@ -305,20 +307,251 @@ def is_study(args) -> bool:
 
 
 def set_threads(args) -> None:
+    apply_threads(args.threads, args.profile)
+
+
+def apply_threads(threads: int | None, profile_name: str) -> None:
+    """torch's CPU threads: `threads`, else 1 under the smoke profile (two threads on a 2-core CPU
+    stall whenever another process runs), else torch's default. The CLI and the Python API
+    (bench_tasks.notebook.evaluate) share it."""
     import torch
 
-    n = args.threads if args.threads is not None else (1 if args.profile == "smoke" else None)
+    n = threads if threads is not None else (1 if profile_name == "smoke" else None)
     if n:
         torch.set_num_threads(n)
 
 
+# ----------------------------------------------------------------------------- run: what the plan means
+
+
+def native_profile(args, profile):
+    """A `native_size` profile (bench_tasks/configs/native.yaml) at the input size of the plan's
+    backbones, registered for this process; its line goes into the plan notes."""
+    from bench_tasks.api import PROFILES
+    from bench_tasks.profiles import parse_assignments, resolve_native_size
+
+    uris = build_backbone_list(args) if getattr(args, "backbones", None) else []
+    given = parse_assignments(getattr(args, "set", None) or [])
+    resolved, lines = resolve_native_size(profile, uris, {k.removeprefix("extra.") for k in given})
+    if resolved is not profile:
+        PROFILES[resolved.name] = resolved
+    args.native_lines = lines
+    return resolved
+
+
+def resolution_lines(cells, profile) -> list[str]:
+    """One line per encoder that runs at another input size than its own (its position embedding
+    is resampled): `timm:vit_base_patch16_224:w.safetensors: 224 -> 64 px ...`."""
+    from bench_tasks.backbones.native import native_size
+    from bench_tasks.estimate import task_size
+    from bench_tasks.references import is_reference
+
+    sizes: dict[str, set[int]] = {}
+    for c in cells:
+        if not is_reference(c.backbone):
+            sizes.setdefault(c.backbone, set()).add(task_size(c.task, profile))
+    out = []
+    for uri, used in sizes.items():
+        try:
+            own = native_size(uri)
+        except Exception:  # noqa: BLE001 - the plan's backbone check reports a file that cannot be read
+            own = None
+        other = sorted(n for n in used if n != own)
+        if own and other:
+            out.append(f"input size: {uri}: {own} -> {'/'.join(map(str, other))} px, position embedding resampled "
+                       f"(profile {profile.name}; keep {own} px with --profile native or "
+                       f"--set image_size={own} --set dense_size={own})")
+    return out
+
+
+def verification_lines(cells, roots, profile) -> list[str]:
+    """What a real verification set's number means: its head trains on SynthFace identities when
+    no training faces are given; LFW's images are centre-cropped, not aligned."""
+    from bench_tasks.registry import DATASETS
+
+    out = []
+    for ds in dict.fromkeys(c.dataset for c in cells if c.task == "recognition"):
+        if ds not in DATASETS or not getattr(DATASETS.get(ds), "test_only", False):
+            continue
+        from bench_tasks.tasks.recognition import settings_for
+
+        train_root = settings_for(profile).get("train_root")
+        root = roots.get(ds)
+        cand = Path(root).resolve().parent / "train_faces" if root else None
+        if not train_root and not (cand is not None and cand.is_dir()):
+            where = cand if cand is not None else "<data-root>/train_faces"
+            out.append(f"recognition/{ds}: the head trains on SynthFace identities (no {where} folder; give one, or "
+                       "--set recognition.train_root=<face folder>): the number measures transfer from SynthFace")
+        if ds == "lfw":
+            from bench_tasks.datasets.lfw import CROP_FRAC
+
+            out.append(f"recognition/lfw: images are centre-cropped (the centred {CROP_FRAC:.0%} square), not aligned; "
+                       "an aligned copy of LFW in the same layout gives comparable numbers")
+    return out
+
+
+def print_plan_notes(args, cells, roots, profile) -> None:
+    """Lines that say what the plan's numbers mean: native size, resized backbones, ceilings,
+    verification sets' training faces and crops."""
+    from bench_tasks.references import ceiling_lines
+
+    lines = list(getattr(args, "native_lines", None) or [])
+    for fn in (lambda: resolution_lines(cells, profile),
+               lambda: ceiling_lines(cells, enabled=not getattr(args, "no_ceilings", False)),
+               lambda: verification_lines(cells, roots, profile)):
+        try:
+            lines += fn()
+        except Exception as err:  # noqa: BLE001 - a note never stops a plan
+            lines.append(f"(a plan note could not be made: {type(err).__name__}: {err})")
+    for line in lines:
+        print(line)
+
+
+# ----------------------------------------------------------------------------- run: estimate, interrupt, progress
+
+
+def quiet_progress(args) -> bool:
+    """Whether this run draws no progress bar: --no-progress, or stderr is not a terminal (a log file)."""
+    if not sys.stderr.isatty():
+        args.no_progress = True
+    return bool(args.no_progress)
+
+
+@contextlib.contextmanager
+def progress_bars_off(off: bool = True):
+    """Every tqdm bar off unless its caller asks for it, for the duration (then as before):
+    TQDM_DISABLE for the processes started meanwhile (tqdm reads it when it is imported), tqdm's
+    default `disable=True` in this one (SynthFace generation, pre-training, feature extraction)."""
+    if not off:
+        yield
+        return
+    import functools
+
+    import tqdm.std
+
+    cls = tqdm.std.tqdm
+    init, env, outer = cls.__dict__["__init__"], os.environ.get("TQDM_DISABLE"), "_bench_tasks_quiet" in cls.__dict__
+    os.environ["TQDM_DISABLE"] = "1"
+    if not outer:
+        cls.__init__ = functools.partialmethod(init, disable=True)
+        cls._bench_tasks_quiet = True
+    try:
+        yield
+    finally:
+        if not outer:
+            cls.__init__ = init
+            del cls._bench_tasks_quiet
+        if env is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = env
+
+
+def fmt_elapsed(s: float) -> str:
+    from bench_tasks.estimate import fmt_duration
+
+    return fmt_duration(s)
+
+
+def rows_kept(args) -> int:
+    """The result rows (ok or failed) in this run's results file and its worker files."""
+    try:
+        from bench_tasks.rowfiles import union_latest
+
+        results = Path(args.results or f"results/{args.profile}.jsonl")
+        return len(union_latest(results)) if results.exists() or results.with_suffix(".d").exists() else 0
+    except Exception:  # noqa: BLE001 - the interrupt message must print
+        return 0
+
+
+def plan_estimate(args, cells, results, profile, pretrain_plan=None):
+    """The plan's PlanEstimate (bench_tasks.estimate), or None when it cannot be made (said once)."""
+    try:
+        from bench_tasks.estimate import estimate_plan
+        from bench_tasks.runner import resolve_device
+
+        study_arch = None
+        if is_study(args):
+            from bench_tasks.study import random_control
+
+            study_arch = random_control(profile.name)
+        device = str(resolve_device(args.device))
+        return estimate_plan(cells, results, profile, pretrain_plan, device=device, study_arch=study_arch)
+    except Exception as err:  # noqa: BLE001 - an estimate never stops a plan
+        print(f"estimate: none ({type(err).__name__}: {err})")
+        return None
+
+
+def suite_plan(args, profile):
+    """The study's pre-training plan (bench_tasks.study.plan_suite) for the estimate: the one the dry
+    run printed, else planned here (no log)."""
+    if not is_study(args) or getattr(args, "eval_only", False):
+        return None
+    got = getattr(args, "suite_plan", None)
+    if got is None:
+        from bench_tasks.study import plan_suite
+
+        got = plan_suite(profile.name, args.runs, not args.no_ablations,
+                         dotted_overrides(args.pretrain_override or []), getattr(args, "budget_by", "flops"))
+    return got
+
+
+def print_plan_estimate(args, cells, results, profile) -> None:
+    """`--dry-run` / `--status`: seconds per stage and in total (bench_tasks.estimate)."""
+    try:
+        plan = suite_plan(args, profile)
+    except Exception as err:  # noqa: BLE001
+        print(f"estimate: no pre-training estimate ({type(err).__name__}: {err})")
+        plan = None
+    est = plan_estimate(args, cells, results, profile, plan)
+    if est is not None:
+        print()
+        for line in est.lines():
+            print(line)
+
+
+def pretrain_estimate_before(args, profile):
+    """Seconds the study's pre-training runs not finished yet should take (a local run that
+    pre-trains; None otherwise), for the estimate-vs-actual line at the end."""
+    if args.dry_run or args.status or not is_study(args) or getattr(args, "launcher", "local") != "local":
+        return None
+    try:
+        plan = suite_plan(args, profile)
+        est = plan_estimate(args, [], Path("/nonexistent"), profile, plan)
+        return None if est is None else sum(r.seconds for r in est.pretrain if not r.done)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def print_estimate_vs_actual(pretrain_est, pretrain_taken, cells_est, cells_taken) -> None:
+    from bench_tasks.estimate import actual_line
+
+    if pretrain_est:
+        print("pre-training " + actual_line(pretrain_est, pretrain_taken))
+    if cells_est is not None:
+        print("cells " + actual_line(cells_est.stage_seconds()["cells"][1], cells_taken))
+
+
 def cmd_run(args) -> int:
+    """`run`, with Ctrl-C answered in one line (exit 130) and no progress bars off a terminal."""
+    t0 = time.monotonic()
+    try:
+        with progress_bars_off(quiet_progress(args)):
+            return run_plan_command(args)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {fmt_elapsed(time.monotonic() - t0)}; {rows_kept(args)} rows kept; run the same "
+              "command to resume", file=sys.stderr)
+        return 130
+
+
+def run_plan_command(args) -> int:
     from tabulate import tabulate
 
     from bench_tasks.profiles import ProfileError, effective_settings, format_settings, load_profile
 
     try:  # a bundled name or a YAML file, with --set overrides; registered for this process's runner
         profile = load_profile(args.profile, getattr(args, "set", None))
+        profile = native_profile(args, profile)
     except ProfileError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -329,6 +562,8 @@ def cmd_run(args) -> int:
 
     results = Path(args.results or f"results/{args.profile}.jsonl")
     problems = check_args(args)
+    pretrain_before = pretrain_estimate_before(args, profile) if not problems else None
+    t_plan = time.monotonic()
     try:
         cells, roots = build_plan(args, problems=problems)
     except PlanInvalid as err:
@@ -356,6 +591,7 @@ def cmd_run(args) -> int:
     if not cells:
         print("nothing to run: the plan is empty", file=sys.stderr)
         return 2
+    print_plan_notes(args, cells, roots, get_profile(args.profile))
     from bench_tasks.method import parse_labels
 
     try:
@@ -376,7 +612,9 @@ def cmd_run(args) -> int:
     if args.status:
         from bench_tasks.status import print_status
 
-        return print_status(results, cells)
+        code = print_status(results, cells)
+        print_plan_estimate(args, cells, results, profile)
+        return code
     if args.launcher != "local" and not args.dry_run:
         study = launch.study_runs(args, get_profile(args.profile)) if is_study(args) else None
         code = launch.launch(args, cells, results, study_runs=study)
@@ -401,14 +639,19 @@ def cmd_run(args) -> int:
         print(f"\n{len(cells)} cells in the plan ({args.profile} profile): {n_done} already done, "
               f"{n_failed} failed before (will be retried), {len(cells) - n_done - n_failed} to do; "
               f"results -> {results}")
+        print_plan_estimate(args, cells, results, profile)
         return 0
     print(f"plan: {len(cells)} cells ({n_done} already done{', recomputed with --force' if args.force else ''}); "
           f"results -> {results}")
+    pretrain_taken = time.monotonic() - t_plan
+    cells_before = plan_estimate(args, cells, results, profile)
+    t_cells = time.monotonic()
     summary = launch.run_here(args, cells, roots, results)  # claims each cell (bench_tasks.worker)
     from bench_tasks.run_table import format_run_table
 
     print("\n" + format_run_table(cells, results) + "\n")
     print(summary.line())
+    print_estimate_vs_actual(pretrain_before, pretrain_taken, cells_before, time.monotonic() - t_cells)
     pretrain_failed = getattr(args, "pretrain_failed", None) or []
     if pretrain_failed:
         print(f"{len(pretrain_failed)} pre-training run(s) FAILED and were left out of the study:\n"

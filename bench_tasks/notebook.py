@@ -132,13 +132,15 @@ def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[st
              fractions: str | Sequence[float] | None = None, data_root: str | Sequence[str] | None = None,
              results: str | Path | None = None, work_dir: str | Path = "work_dirs", device: str = "auto",
              force: bool = False, progress: bool = True, name: str | None = None,
-             log: Callable[[str], None] | None = print):
+             log: Callable[[str], None] | None = print, threads: int | None = None):
     """Evaluate one backbone (a URI string or an in-memory model) and return this call's result rows
     as a pandas DataFrame. `tasks=None` runs every task; `datasets=None` each task's default datasets
     that have a data root, plus SynthFace. Raises bench_tasks.validate.PlanInvalid (every problem
-    listed) before anything runs when the input is bad."""
+    listed) before anything runs when the input is bad. `threads`: torch's CPU threads, with the
+    CLI's default (`run --threads`: 1 under the smoke profile, else torch's own); it is set for the
+    whole process, as the CLI does."""
     from bench_tasks.api import get_profile
-    from bench_tasks.cli import PlanError, build_task_datasets, load_registries
+    from bench_tasks.cli import PlanError, apply_threads, build_task_datasets, load_registries
     from bench_tasks.errors import cause_line
     from bench_tasks.results import latest_rows, to_dataframe
     from bench_tasks.runner import DataRoots, plan_cells, run_plan
@@ -164,6 +166,7 @@ def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[st
         prof = get_profile(profile)
     except KeyError as err:
         raise PlanInvalid([*problems, str(err.args[0])]) from None
+    apply_threads(threads, prof.name)
     roots = DataRoots.parse(roots_arg)
     try:
         task_ds = build_task_datasets(args, roots, log=log)

@@ -65,6 +65,7 @@ def setting_keys() -> list[str]:
     keys += sorted(cls) + [f"{p}.{k}" for p in CLS for k in sorted(cls)]
     keys += [f"recognition.{k}" for k in REC] + [f"farl_{k}" for k in OVERRIDABLE]
     keys += ["ceiling_lr", "ceiling_epochs"]  # the supervised ceiling's recipe (bench_tasks.references)
+    keys += [NATIVE_KEY]  # run the backbones at their own input size (resolve_native_size)
     return keys
 
 
@@ -176,6 +177,43 @@ def load_profile(name_or_path: str | Path, overrides=None, register: bool = True
     if register:
         PROFILES[profile.name] = profile
     return profile
+
+
+# `extra.native_size: true` (the `native` profile): image_size and dense_size become the plan's
+# backbones' own input size (the profile's values are used when no backbone tells its size)
+NATIVE_KEY = "native_size"
+
+
+def resolve_native_size(profile, uris, overridden=()) -> tuple[Any, list[str]]:
+    """(profile, plan lines): a profile with `native_size: true` at the input size of the plan's
+    backbones (bench_tasks.backbones.native); `image_size` / `dense_size` given with --set
+    (`overridden`) are kept. Backbones of different sizes in one native plan are an error
+    (ProfileError): their rows would not share one input size."""
+    if not (profile.extra or {}).get(NATIVE_KEY):
+        return profile, []
+    from bench_tasks.backbones.native import native_size
+
+    sizes = {}
+    for uri in dict.fromkeys(uris):
+        try:
+            n = native_size(uri)
+        except Exception:  # noqa: BLE001 - the plan's own checks report a backbone that cannot be read
+            n = None
+        if n:
+            sizes[uri] = int(n)
+    if len(set(sizes.values())) > 1:
+        raise ProfileError(f"profile {profile.name!r} runs every backbone at its own input size, and these differ: "
+                           + ", ".join(f"{u} {n} px" for u, n in sizes.items())
+                           + "; run them in separate plans, or fix one size with --set image_size=N --set dense_size=N")
+    keep = {k for k in ("image_size", "dense_size") if k in set(overridden)}
+    if not sizes:
+        return profile, [f"native size: no backbone of the plan tells its input size; {profile.image_size} px "
+                         f"(the profile's image_size) is used"]
+    n = next(iter(sizes.values()))
+    change = {k: n for k in ("image_size", "dense_size") if k not in keep}
+    lines = [f"native size: {n} px, the input size of {', '.join(sizes)}"
+             + (f" ({', '.join(sorted(keep))} from --set)" if keep else "")]
+    return dataclasses.replace(profile, **change), lines
 
 
 def effective_settings(profile) -> dict[str, Any]:

@@ -17,6 +17,7 @@ what no encoder and a fully supervised network achieve:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from bench_tasks.api import Cell
@@ -84,14 +85,105 @@ def floor_cell(task: str, dataset: str, profile: str) -> Cell:
 
 
 def ceiling_uri(uri: str) -> str | None:
-    """`supervised:<arch spec>` with the architecture of backbone `uri`, when it can be told
-    without loading weights; else None."""
+    """`supervised:<arch spec>` with the architecture and input size of backbone `uri`, when it can
+    be told without loading weights (`ceiling_reason` says why not); else None."""
+    return _ceiling(uri)[0]
+
+
+def ceiling_reason(uri: str) -> str | None:
+    """Why backbone `uri` gets no ceiling (None when it gets one)."""
+    return _ceiling(uri)[1]
+
+
+# the architectures `supervised:` builds, by width (paco_fr.backbone.ARCHS); CLIP's ViT-B by its keys
+_ARCH_BY_WIDTH = {192: "vit_tiny", 384: "vit_small", 768: "vit_base", 1024: "vit_large"}
+_PLAIN_TIMM_VIT = re.compile(r"^vit_(tiny|small|base|large)_patch(\d+)_(\d+)(\.[\w-]+)?$")
+
+
+def _ceiling(uri: str) -> tuple[str | None, str | None]:
     scheme, _, rest = str(uri).partition(":")
+    if is_floor(uri):
+        return None, "a floor has no ceiling"
     if scheme in ("random", "supervised") and rest:
-        return f"supervised:{rest}"
+        return f"supervised:{rest}", None
     if scheme == "paco_fr" and rest:
-        return _paco_fr_arch(rest)
-    return None
+        got = _paco_fr_arch(rest) or _study_arch(rest)
+        return (got, None) if got else (None, f"its file {rest} is not there (or has no arch metadata)")
+    if scheme == "timm":
+        name = rest.partition(":")[0]
+        if not _PLAIN_TIMM_VIT.match(name):
+            return None, (f"timm model {name!r} is not one of the plain ViTs (vit_tiny/small/base/large_patch*) "
+                          "that `supervised:` trains from scratch")
+    if scheme in ("timm", "mae", "mcf", "farl") and rest:
+        from bench_tasks.backbones.native import vit_shape
+
+        try:
+            shape = vit_shape(uri)
+        except Exception as err:  # noqa: BLE001 - a plan line, not an error
+            return None, f"its architecture could not be read ({type(err).__name__}: {err})"
+        if shape is None:
+            return None, "its architecture could not be read without building it (a missing file?)"
+        dim, depth, patch, native = shape
+        arch = "vit_base_clip" if scheme == "farl" and dim == 768 else _ARCH_BY_WIDTH.get(dim)
+        if arch is None:
+            return None, (f"its width {dim} is none of the architectures `supervised:` builds "
+                          f"({', '.join(f'{a} {w}' for w, a in _ARCH_BY_WIDTH.items())})")
+        if native is None:
+            return None, "its input size could not be read"
+        return f"supervised:{arch}@{native}/{patch}/d{depth}", None
+    return None, f"the `{scheme}:` scheme does not tell its architecture"
+
+
+def _study_arch(path: str) -> str | None:
+    """A study encoder's arch spec from its place (<runs>/<profile>/<run>/encoder.safetensors) when
+    the file is gone (rows kept without their run folder): the suite's architecture of that profile."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.name != "encoder.safetensors" or len(p.parts) < 3:
+        return None
+    profile, run = p.parts[-3], p.parts[-2]
+    try:
+        from bench_tasks.study import random_control, suite_runs
+
+        if run not in {r.name for r in suite_runs(True, profile)}:
+            return None
+        return "supervised:" + random_control(profile).partition(":")[2]
+    except Exception:  # noqa: BLE001 - not a study profile
+        return None
+
+
+def matching_ceiling(encoder_uri: str, ceiling_uris: Iterable[str]) -> str | None:
+    """The ceiling a gain of `encoder_uri` is computed against: among `ceiling_uris`, the one of the
+    same architecture and input size (`ceiling_uri(encoder_uri)`); None when there is none (no gain
+    rather than a gain against another architecture's ceiling). Rows compared must also share their
+    profile, task and dataset (the report groups them so)."""
+    want = ceiling_uri(encoder_uri)
+    return want if want is not None and want in set(ceiling_uris) else None
+
+
+def ceiling_lines(cells: Sequence[Cell], enabled: bool = True) -> list[str]:
+    """One line per ceiling of the plan (which encoders it is the ceiling of) and one per encoder
+    without one (why not)."""
+    enc = list(dict.fromkeys(c.backbone for c in cells if not is_reference(c.backbone)))
+    if not enc:
+        return []
+    if not enabled:
+        return ["ceilings: none (--no-ceilings): no normalised gain in the report"]
+    by: dict[str, list[str]] = {}
+    out = []
+    for uri in enc:
+        u, why = _ceiling(uri)
+        if u is None:
+            out.append(f"ceiling: none for {uri}: {why}")
+        else:
+            by.setdefault(u, []).append(uri)
+    planned = {c.backbone for c in cells if is_ceiling(c.backbone)}
+    for u, uris in by.items():
+        who = uris[0] if len(uris) == 1 else f"{len(uris)} encoders"
+        state = "" if u in planned else " (not in this plan: its tasks have no fine-tune protocol)"
+        out.insert(0, f"ceiling: {u} (the architecture and input size of {who}){state}")
+    return out
 
 
 def _paco_fr_arch(path: str) -> str | None:

@@ -32,7 +32,23 @@ def add_status_parser(sub) -> None:
 
 def cmd_status(args) -> int:
     results = Path(args.results or f"results/{args.profile}.jsonl")
+    if not has_plan(results):
+        print(f"no plan to report on: {results} has no rows, no worker holds a cell and no launch recorded a plan "
+              f"({Path(results).stem}.d/launches/). To see a plan before it starts (its cells and time estimate), "
+              "run `python -m bench_tasks run <the plan's options> --status`.")
+        return 1
     return print_status(results, None, claim_timeout_s=args.claim_timeout)
+
+
+def has_plan(results: Path) -> bool:
+    """Whether `status` has anything to show for `results`: a row, a claim or a recorded launch."""
+    from bench_tasks.claims import CLAIM_TIMEOUT_S, ClaimBook
+    from bench_tasks.rowfiles import union_latest
+
+    if union_latest(results) or recorded_plan(results)[0]:
+        return True
+    book = ClaimBook.for_results(results, timeout_s=CLAIM_TIMEOUT_S, heartbeat_s=CLAIM_TIMEOUT_S / 2)
+    return bool(book.all_heads())
 
 
 def recorded_plan(results: Path) -> tuple[list[dict], list[dict]]:

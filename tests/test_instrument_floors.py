@@ -149,7 +149,9 @@ def test_plans_get_floors_ceilings_and_cosine_probes():
     # a supervised backbone in a plan is always fine-tuned
     sup = plan_cells(["supervised:vit_tiny"], {"expression": ["synthface"]}, protocols=["linear", "frozen"])
     assert {c.protocol for c in sup} == {"finetune"}
-    assert ceiling_uri("timm:vit_small_patch16_224") is None and ceiling_uri("random:vit_small") == "supervised:vit_small"
+    # a timm ViT's architecture and input size come from timm's model definition
+    assert ceiling_uri("timm:vit_small_patch16_224") == "supervised:vit_small@224/16/d12"
+    assert ceiling_uri("random:vit_small") == "supervised:vit_small"
 
 
 def test_run_plan_adds_the_floor_rows(tmp_path):

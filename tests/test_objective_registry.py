@@ -5,7 +5,14 @@ exported encoder loads through bench_tasks' `paco_fr:` backbone scheme. Plus: an
 in one file (the docs' worked example) is accepted by the config, the engine and the run directory;
 and the per-step losses of every bundled objective equal the ones recorded before the registry
 refactor (tests/fixtures/objective_losses.json; regenerate with `PYTHONPATH=. python
-tests/test_objective_registry.py` from the repository root, only when a change of the numbers is intended)."""
+tests/test_objective_registry.py` from the repository root, only when a change of the numbers is intended).
+
+The recorded losses are float32 numbers from one CPU's kernels: another CPU (or another ATen code
+path: AVX2, AVX-512, the scalar `default`) sums in another order. Three Adam steps move them by up to
+7e-6 relative (FaRL's contrastive term, measured: AVX-512 vs `ATEN_CPU_CAPABILITY=default` on an AMD
+EPYC; the fixture was recorded on a third machine), so they are compared at rel 1e-4 (FLOPs and keys
+exactly): a refactor that changes what is computed moves them by far more. `tox -e test` runs these
+tests a second time under `ATEN_CPU_CAPABILITY=default` (scripts/pinned_tests.py)."""
 
 from __future__ import annotations
 
@@ -182,6 +189,11 @@ def record(name: str, run_dir: Path) -> dict:
             "summary_keys": sorted(summary)}
 
 
+# float32 losses recorded on another CPU: same to rel 1e-4 on every kernel path (see the docstring)
+ACROSS_KERNELS = {"rel": 1e-4, "abs": 1e-6}
+
+
+@pytest.mark.pinned
 @pytest.mark.parametrize("name", ["paco", "mae", "farl", "mcf", "simmim"])
 def test_losses_equal_the_recorded_ones(name, tmp_path):
     want = json.loads(FIXTURE.read_text())[name]
@@ -195,7 +207,7 @@ def test_losses_equal_the_recorded_ones(name, tmp_path):
             if v != v:  # NaN: a diagnostic that does not apply
                 assert g[k] != g[k], k
             else:
-                assert g[k] == pytest.approx(v, rel=1e-6, abs=1e-7), (g["step"], k)
+                assert g[k] == pytest.approx(v, **ACROSS_KERNELS), (g["step"], k)
 
 
 if __name__ == "__main__":  # regenerate the fixture: PYTHONPATH=. python tests/test_objective_registry.py

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,18 @@ class Reference:
     ceiling: float | None = None
     ceiling_ci: list | None = None
     higher_is_better: bool = True
+    ceilings: dict = field(default_factory=dict)  # ceiling uri -> (mean over seeds, mean ci)
+
+    def for_encoder(self, uri: str | None) -> Reference:
+        """This reference with the ceiling of `uri`'s own architecture and input size
+        (bench_tasks.references.matching_ceiling), or no ceiling when the plan has none of it."""
+        from dataclasses import replace
+
+        from bench_tasks.references import matching_ceiling
+
+        got = matching_ceiling(uri, self.ceilings) if uri else None
+        value, ci = self.ceilings.get(got, (None, None))
+        return replace(self, ceiling=value, ceiling_ci=ci)
 
 
 def _mean_ci(cis) -> list | None:
@@ -102,6 +114,7 @@ def references(df: pd.DataFrame) -> dict[tuple[str, str], Reference]:
         if not ce.empty:
             # several ceiling archs: the best one is the ceiling
             per = ce.groupby("uri")["value"].mean()
+            r.ceilings = {u: (float(v), _mean_ci(ce[ce["uri"] == u]["ci"])) for u, v in per.items()}
             best = per.idxmax() if r.higher_is_better else per.idxmin()
             r.ceiling = float(per[best])
             r.ceiling_ci = _mean_ci(ce[ce["uri"] == best]["ci"])

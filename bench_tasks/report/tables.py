@@ -394,7 +394,9 @@ def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True,
             cell = table.cells.get((r.label, c.key))
             if cell is None or r.kind == "reported":
                 continue
-            table.cells[(r.label, gc.key)] = TCell(gain(cell.mean, ref), digits=2)
+            # a measured encoder's gain: against the ceiling of its own architecture and size only
+            own = ref.for_encoder(table.uris.get(r.label)) if r.kind == "measured" else ref
+            table.cells[(r.label, gc.key)] = TCell(gain(cell.mean, own), digits=2)
     if not gain_cols:
         return
     table.cols = sorted(table.cols + gain_cols, key=Col.sort_key)

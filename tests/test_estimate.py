@@ -1,0 +1,125 @@
+"""The cost of a plan before it runs (bench_tasks.estimate): the FLOPs model, the cached speed
+probe, where each cell's estimate comes from, and the lines `run --dry-run` / `--status` print."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bench_tasks import estimate as E
+from bench_tasks.api import PROFILES, Cell
+from bench_tasks.cli import main
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    """A speed cache of this machine's key in a temporary folder: no probe runs."""
+    monkeypatch.setenv("PACO_FR_CACHE", str(tmp_path / "cache"))
+    path = E.cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({E.machine_key("cpu"): {"small": 10e9, "large": 20e9, "measured": "x"}}))
+    return path
+
+
+def test_flops_per_image_agrees_with_torchs_counter():
+    from timm.models.vision_transformer import VisionTransformer
+    from torch.utils.flop_counter import FlopCounterMode
+
+    for dim, depth, heads, size, patch in ((192, 2, 3, 64, 8), (384, 1, 6, 112, 16)):
+        m = VisionTransformer(img_size=size, patch_size=patch, embed_dim=dim, depth=depth, num_heads=heads,
+                              num_classes=0).eval()
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            m(torch.rand(1, 3, size, size))
+        got = E.Shape(dim, depth, patch).flops_per_image(size)
+        t = (size // patch) ** 2 + 1
+        attention = depth * 4 * t * t * dim  # torch's counter leaves the CPU's fused attention out
+        assert got == pytest.approx(counter.get_total_flops() + attention, rel=0.01)
+
+
+def test_speed_is_probed_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PACO_FR_CACHE", str(tmp_path))
+    monkeypatch.delenv("PACO_FR_SPEED_PROBE", raising=False)
+    calls = []
+
+    def fake(dim, *a, **k):
+        calls.append(dim)
+        return 1e9 * dim
+
+    monkeypatch.setattr(E, "_probe_shape", fake)
+    s1 = E.machine_speed("cpu")
+    assert not s1.cached and calls == [192, 768]
+    s2 = E.machine_speed("cpu")
+    assert s2.cached and calls == [192, 768] and s2.small == s1.small
+    assert E.machine_key("cpu") in json.loads((tmp_path / "speed_probe.json").read_text())
+    # between the two probed widths: interpolated; outside: the nearest
+    assert s2.flops_per_s(192) == pytest.approx(192e9) and s2.flops_per_s(1024) == pytest.approx(768e9)
+    assert 192e9 < s2.flops_per_s(384) < 768e9
+    monkeypatch.setenv("PACO_FR_SPEED_PROBE", "refresh")
+    E.machine_speed("cpu")
+    assert len(calls) == 4
+
+
+def _cell(bb, task="attributes", protocol="linear", fraction=1.0, profile="smoke"):
+    return Cell(bb, task, "synthface", protocol, fraction, 0, profile)
+
+
+def test_cells_take_their_row_else_rows_of_the_same_group_scaled_by_flops_else_the_probe():
+    from dataclasses import asdict
+
+    prof = PROFILES["smoke"]
+    speed = E.Speed(10e9, 20e9)
+    small, big = "random:vit_tiny@64/8/d2", "random:vit_small@64/8/d2"
+    done, same_small, same_big = _cell(small), _cell(small, fraction=0.1), _cell(big, fraction=0.1)
+    other_task = _cell(small, task="expression", protocol="concat")
+    ref = _cell("random:vit_tiny@64/16/d2", fraction=0.1)
+    rows = {done.key(): {"status": "ok", "cell": asdict(done), "provenance": {"wall_time_s": 7.0}},
+            ref.key(): {"status": "ok", "cell": asdict(ref), "provenance": {"wall_time_s": 3.0}}}
+    est = E.cell_estimates([done, same_small, same_big, other_task], rows, prof, speed)
+    assert est[done.key()].seconds == 7.0 and est[done.key()].done and est[done.key()].source == "row"
+    e_small, e_big = est[same_small.key()], est[same_big.key()]
+    assert e_small.source == e_big.source == "rows" and not e_small.done
+    # the row's backbone has patch 16 (17 tokens), these patch 8 (65): scaled by the FLOPs ratio
+    ratio = E.Shape(192, 2, 8).flops_per_image(64) / E.Shape(192, 2, 16).flops_per_image(64)
+    assert e_small.seconds == pytest.approx(3.0 * ratio)
+    assert e_big.seconds > 2 * e_small.seconds  # vit_small is wider
+    assert est[other_task.key()].source == "probe" and est[other_task.key()].seconds > 0
+
+
+def test_frozen_features_are_counted_once_per_backbone_dataset_and_size():
+    prof = PROFILES["smoke"]
+    speed = E.Speed(1e9, 1e9)  # slow: the backbone passes dominate
+    bb = "random:vit_tiny@64/8/d2"
+    first, second, tuned = _cell(bb), _cell(bb, task="expression"), _cell(bb, protocol="finetune")
+    est = E.cell_estimates([first, second, tuned], {}, prof, speed)
+    s1, s2, s3 = (est[c.key()].seconds for c in (first, second, tuned))
+    images = prof.synthface_train + prof.synthface_val + prof.synthface_test
+    extraction = images * E.Shape(192, 2, 8).flops_per_image(64) / 1e9
+    assert s1 - s2 == pytest.approx(extraction)  # the second cell reads the first one's features
+    assert s1 > 10 * s2 and s3 > s1  # fine-tuning: forward and backward every epoch
+
+
+def test_plan_estimate_lines_count_done_and_left():
+    e = E.PlanEstimate(cells={"a": E.CellEstimate(60.0, "row", done=True), "b": E.CellEstimate(30.0, "probe"),
+                              "c": E.CellEstimate(None, "none")},
+                       pretrain=[E.RunEstimate("paco", 100.0, False), E.RunEstimate("mae", 50.0, True, 40.0)])
+    assert e.total_s == pytest.approx(60 + 30 + 100 + 40) and e.left_s == pytest.approx(130)
+    text = "\n".join(e.lines())
+    assert "estimate: pre-training" in text and "for 2 runs" in text and "1 not done" in text
+    assert "1 from the speed probe" in text and "1 from nothing (not counted)" in text
+    assert "estimate: total" in text and "left: 2min" in text
+    assert E.actual_line(100, 150).endswith("(1.50 x the estimate)")
+
+
+def test_dry_run_and_status_print_the_estimate(tmp_path, capsys, cache):
+    res = tmp_path / "r.jsonl"
+    argv = ["run", "--no-progress", "--tasks", "attributes", "--backbones", "random:vit_tiny@32/16/d1",
+            "--results", str(res)]
+    assert main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "estimate: cells" in out and "estimate: total" in out and "10.0 GFLOP/s at ViT width 192" in out
+    assert "cached" in out and not res.exists()
+    assert main([*argv, "--status"]) == 0
+    assert "estimate: total" in capsys.readouterr().out
