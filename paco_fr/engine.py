@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from paco_fr.config import load_config
 from paco_fr.data.pretrain_data import ResumableBatchSampler, build_pretrain_dataset, collate
@@ -305,9 +305,14 @@ def make_loader(run: Run) -> DataLoader:
     """The deterministic, resumable loader (each rank its own shard of every epoch's permutation)."""
     tc = run.cfg["train"]
     bs, accum = int(tc["batch_size"]), int(tc["grad_accum"])
+    workers = int(run.cfg["data"]["num_workers"])
+    if isinstance(run.dataset, IterableDataset):  # data.source=wds: the stream batches, splits and resumes itself
+        run.dataset.configure(run.rank, run.world, bs, run.start_step * accum, workers)
+        return DataLoader(run.dataset, batch_size=None, num_workers=workers, pin_memory=run.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(run.seed + run.start_step))
     sampler = ResumableBatchSampler(len(run.dataset), bs, run.seed, run.start_step * accum, run.total * accum,
                                     run.rank, run.world)
-    return DataLoader(run.dataset, batch_sampler=sampler, num_workers=int(run.cfg["data"]["num_workers"]),
+    return DataLoader(run.dataset, batch_sampler=sampler, num_workers=workers,
                       collate_fn=collate, pin_memory=run.device.type == "cuda",
                       # own generator: creating the iterator must not consume the global RNG stream
                       generator=torch.Generator().manual_seed(run.seed + run.start_step))
@@ -431,8 +436,10 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
     wrap_model(run)
     it = iter(make_loader(run))
     ds = run.dataset
+    _announce_data(run)
     # fixed faces for the snapshots
-    snap_imgs = torch.stack([ds[i]["image"] for i in range(min(8, len(ds)))]).float() / 255
+    snap_imgs = (ds.fixed_images(min(8, len(ds))) if hasattr(ds, "fixed_images")
+                 else torch.stack([ds[i]["image"] for i in range(min(8, len(ds)))])).float() / 255
 
     stop = {"flag": False, "sig": None}
     old_handlers = {}
@@ -500,6 +507,8 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                 pbar.update(1)
                 pbar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
             if _is_log_step(step):
+                if world > 1:  # the logged loss is the global batch's (the mean over ranks), as in one process
+                    step_loss = _mean_over_ranks(step_loss, device)
                 now = time.time()
                 ips = imgs_since / max(now - t_last, 1e-9)
                 throughputs.append(ips)
@@ -537,9 +546,15 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                 signal.signal(s, h)
     wall = run.wall_before + time.time() - t_start
     summary = {"status": status, "step": step, "total_steps": total, "objective": cfg["objective"]}
+    if is_main:
+        print(f"pretrain data: {run.skipped_total} unreadable image(s) skipped"
+              f"{' (names: log.jsonl, event skipped_images)' if run.skipped_total else ''}", flush=True)
     if status == "complete":
+        spread = _weight_spread(run) if world > 1 and not tc["fsdp"] else None
         save_checkpoint(run, step, wall)
         if is_main:
+            if spread is not None:
+                summary["rank_weight_spread"] = spread
             summary.update(_complete_summary(run, step, wall, cost, last_terms, throughputs,
                                              list(recent_records)))
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -548,6 +563,42 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
     if run.own_pg:
         dist.destroy_process_group()
     return summary
+
+
+def _mean_over_ranks(value: float, device) -> float:
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
+
+
+def _weight_spread(run: Run) -> float:
+    """Largest difference between ranks of any parameter's sum (0 when DDP kept them in sync)."""
+    sums = torch.stack([p.detach().double().sum().cpu() for p in run.model.parameters()])
+    got = [None] * run.world
+    dist.all_gather_object(got, sums)
+    return float(max((g - got[0]).abs().max().item() for g in got))
+
+
+def _announce_data(run: Run) -> None:
+    """Print (main process) how many images the data source found; log each rank's shards of the
+    first epoch for a sharded source (disjoint across ranks, their union every shard)."""
+    ds, src = run.dataset, run.cfg["data"]["source"]
+    shards = None
+    if hasattr(ds, "shards_of"):
+        workers = max(1, int(run.cfg["data"]["num_workers"]))
+        mine = sorted(p.name for w in range(workers) for p in ds.shards_of(0, worker=w))
+        shards = [mine]
+        if run.world > 1:
+            shards = [None] * run.world
+            dist.all_gather_object(shards, mine)
+    if run.is_main:
+        n_sh = f" in {len(ds.shards)} shards" if hasattr(ds, "shards") else ""
+        print(f"pretrain data: {len(ds)} images found{n_sh} (data.source={src}); "
+              f"unreadable ones are skipped and counted", flush=True)
+        rec = {"event": "data", "step": run.start_step, "source": src, "images": len(ds)}
+        if shards is not None:
+            rec["epoch0_shards_by_rank"] = shards
+        run.log(rec)
 
 
 def _complete_summary(run: Run, step: int, wall: float, cost: dict, last_terms: dict, throughputs: list[float],
