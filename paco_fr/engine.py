@@ -427,8 +427,9 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
     is_main, world, start_step = run.is_main, run.world, run.start_step
     log = run.log
     # model FLOPs of one optimizer step (paco_fr/flops.py): measured on a throw-away copy of the model,
-    # before training, so a run that cannot be costed fails before it spends its budget
-    cost = step_cost(cfg, world=world, data=run.data) if is_main else None
+    # before training, so a run that cannot be costed fails before it spends its budget. Every rank
+    # runs the probe: its model's codebook synchronises across ranks (a collective on rank 0 alone hangs)
+    cost = step_cost(cfg, world=world, data=run.data)
     for rec in model.start_events():  # warnings, MCF's teacher
         log({"event": rec["event"], "step": start_step, **rec})
     if run.resumed:
