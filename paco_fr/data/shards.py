@@ -99,17 +99,37 @@ def epoch_shards(n_shards: int, seed: int, epoch: int, rank: int, world: int, wo
     return perm[rank::world][worker::workers]
 
 
-def _decode_sample(rec: dict, img_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+def default_decoder() -> str:
+    """`simplejpeg` when installed (faster JPEG decoding, docs/throughput.md), else `pil`."""
+    try:
+        import simplejpeg  # noqa: F401
+    except ImportError:
+        return "pil"
+    return "simplejpeg"
+
+
+def _decode_image(data: bytes, jpeg: bool, img_size: int, decoder: str) -> np.ndarray:
     from PIL import Image
 
-    data = rec.get("jpg") or rec.get("jpeg") or rec.get("png") or rec.get("webp")
-    if data is None:
-        raise ValueError(f"no image member (got {sorted(k for k in rec if not k.startswith('__'))})")
+    if decoder == "simplejpeg" and jpeg:
+        import simplejpeg
+
+        img = simplejpeg.decode_jpeg(data, colorspace="RGB")
+        if img.shape[0] == img_size and img.shape[1] == img_size:
+            return img
+        return np.asarray(Image.fromarray(img).resize((img_size, img_size), Image.BICUBIC))
     with Image.open(io.BytesIO(data)) as im:
         im = im.convert("RGB")
         if im.size != (img_size, img_size):
             im = im.resize((img_size, img_size), Image.BICUBIC)
-        img = np.asarray(im)
+        return np.asarray(im)
+
+
+def _decode_sample(rec: dict, img_size: int, decoder: str = "pil") -> tuple[np.ndarray, np.ndarray | None]:
+    data = rec.get("jpg") or rec.get("jpeg") or rec.get("png") or rec.get("webp")
+    if data is None:
+        raise ValueError(f"no image member (got {sorted(k for k in rec if not k.startswith('__'))})")
+    img = _decode_image(data, "jpg" in rec or "jpeg" in rec, img_size, decoder)
     lm = None
     if "lm.npy" in rec:
         pts = np.load(io.BytesIO(rec["lm.npy"]), allow_pickle=False).astype(np.float64)
@@ -128,13 +148,14 @@ class ShardStream(IterableDataset):
 
     captions = None
 
-    def __init__(self, spec, img_size: int, seed: int = 0, shuffle_buffer: int = 2000):
+    def __init__(self, spec, img_size: int, seed: int = 0, shuffle_buffer: int = 2000, decoder: str | None = None):
         self.shards, self.counts, self.manifest = read_manifest(spec)
         self.img_size, self.seed, self.shuffle_buffer = int(img_size), int(seed), int(shuffle_buffer)
         self.n = int(sum(self.counts))
         if self.n == 0:
             raise ValueError(f"{spec}: the manifest counts no samples")
         self.has_landmarks = bool(self.manifest.get("landmarks", True))
+        self.decoder = decoder or default_decoder()
         self.bad: set[str] = set()
         self.configure()
 
@@ -209,7 +230,7 @@ class ShardStream(IterableDataset):
         for rec in recs:
             name = f"{Path(str(rec.get('__url__'))).name}:{rec.get('__key__')}"
             try:
-                good.append((rec["__index__"], *_decode_sample(rec, self.img_size)))
+                good.append((rec["__index__"], *_decode_sample(rec, self.img_size, self.decoder)))
             except Exception as e:  # noqa: BLE001 - any decoding failure means "skip this sample"
                 if name not in self.bad:
                     log.warning("skipping unreadable sample %s: %s", name, e)
@@ -250,7 +271,7 @@ class ShardStream(IterableDataset):
         imgs = []
         for rec in wds.tarfile_samples([{"url": str(s)} for s in self.shards[:4]], handler=self._tar_error):
             try:
-                imgs.append(_decode_sample(rec, self.img_size)[0])
+                imgs.append(_decode_sample(rec, self.img_size, self.decoder)[0])
             except Exception:  # noqa: BLE001 - snapshots use readable faces only
                 continue
             if len(imgs) == n:
