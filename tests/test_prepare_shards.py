@@ -194,3 +194,22 @@ def test_too_few_shards_for_ranks_and_workers(shards):
     ds = ShardStream(root / "shards", 32)
     with pytest.raises(ValueError, match="cannot feed 4 rank"):
         ds.configure(world=4, workers=3)
+
+
+def test_pretrain_prints_images_found_and_skipped(tmp_path, capsys):
+    from PIL import Image
+
+    from paco_fr.engine import train
+
+    img = tmp_path / "faces"
+    img.mkdir()
+    for i in range(7):
+        Image.fromarray((np.random.default_rng(i).random((32, 32, 3)) * 255).astype(np.uint8)).save(img / f"{i}.png")
+    (img / "broken.jpg").write_bytes(b"not an image")
+    over = [o for o in TINY_WDS if not o.startswith("data.")]
+    cfg = load_config("smoke", [*over, "data.source=folder", f"data.path={img}", "train.steps=1",
+                                "train.batch_size=8"])
+    assert train(cfg, tmp_path / "run")["status"] == "complete"
+    out = capsys.readouterr().out
+    assert "8 images found (data.source=folder)" in out
+    assert "1 unreadable image(s) skipped" in out
