@@ -213,3 +213,25 @@ def test_pretrain_prints_images_found_and_skipped(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "8 images found (data.source=folder)" in out
     assert "1 unreadable image(s) skipped" in out
+
+
+@pytest.mark.slow
+def test_engine_resume_on_shards_with_workers_and_accum_is_exact(shards, tmp_path):
+    from paco_fr.engine import train
+
+    _, root = shards
+
+    def cfg(*extra):
+        return load_config("smoke", [*TINY_WDS, f"data.path={root / 'shards'}", "data.num_workers=2",
+                                     "train.batch_size=4", "train.grad_accum=2", "train.steps=8", *extra])
+
+    full = train(cfg(), tmp_path / "full")
+    assert train(cfg("train.interrupt_at_step=3"), tmp_path / "cut")["status"] == "interrupted"
+    assert train(cfg(), tmp_path / "cut")["status"] == "complete"
+
+    def last(run):
+        recs = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in recs if "loss" in r]
+
+    assert full["status"] == "complete"
+    assert last(tmp_path / "cut") == pytest.approx(last(tmp_path / "full"), rel=1e-5)
