@@ -599,7 +599,13 @@ def _announce_data(run: Run) -> None:
         n_sh = f" in {len(ds.shards)} shards" if hasattr(ds, "shards") else ""
         print(f"pretrain data: {len(ds)} images found{n_sh} (data.source={src}); "
               f"unreadable ones are skipped and counted", flush=True)
-        rec = {"event": "data", "step": run.start_step, "source": src, "images": len(ds)}
+        no_lm = (src == "tar" or (src == "folder" and not run.cfg["data"].get("landmarks_file"))
+                 or (src == "wds" and not getattr(ds, "has_landmarks", True)))
+        if no_lm and run.cfg["objective"] == "paco":
+            print(f"pretrain data: data.source={src} carries no landmarks here: PaCo-FR's regions use the "
+                  "canonical face layout for every image (per-face regions: `python -m paco_fr prepare` with "
+                  "--landmarks, then data.source=wds)", flush=True)
+        rec = {"event": "data", "step": run.start_step, "source": src, "images": len(ds), "landmarks": not no_lm}
         if shards is not None:
             rec["epoch0_shards_by_rank"] = shards
         run.log(rec)

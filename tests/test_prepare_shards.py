@@ -41,6 +41,7 @@ def _bad_inputs(tmp_path):
     return img, lm
 
 
+@pytest.mark.slow
 def test_prepare_reports_bad_inputs_by_name_and_its_shards_train(tmp_path):
     img, lm = _bad_inputs(tmp_path)
     out = tmp_path / "shards"
