@@ -236,3 +236,14 @@ def test_engine_resume_on_shards_with_workers_and_accum_is_exact(shards, tmp_pat
 
     assert full["status"] == "complete"
     assert last(tmp_path / "cut") == pytest.approx(last(tmp_path / "full"), rel=1e-5)
+
+
+def test_empty_shards_are_left_out(shards, tmp_path):
+    man, root = shards
+    m = json.loads((root / "shards" / "manifest.json").read_text())
+    m["shards"][0]["count"] = 0  # as when every input of that shard was skipped
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    for s in m["shards"]:
+        (tmp_path / s["name"]).symlink_to(root / "shards" / s["name"])
+    ds = ShardStream(tmp_path, 32)
+    assert len(ds.shards) == len(m["shards"]) - 1 and len(ds) == man["num_samples"] - man["shards"][0]["count"]

@@ -84,6 +84,7 @@ def read_manifest(spec) -> tuple[list[Path], list[int], dict]:
         names = [s.name for s in selected]
     else:
         names = list(by_name)
+    names = [n for n in names if by_name[n] > 0]  # a shard whose every input was skipped holds nothing
     paths = [mpath.parent / n for n in names]
     absent = [str(q) for q in paths if not q.is_file()]
     if absent:
