@@ -205,6 +205,17 @@ class Run:
     resumed: bool = False
     fwd_model: torch.nn.Module | None = None
     autocast: object = contextlib.nullcontext
+    fsdp: bool = False  # train.fsdp under several processes: parameters sharded (paco_fr/engine.py wrap_model)
+    pending_optim: dict | None = None  # FSDP: the checkpoint's full optimizer state, loaded once wrapped
+
+    def full_params(self):
+        """A context in which run.model holds every parameter in full (FSDP: gathered on every rank,
+        a collective; otherwise nothing to do)."""
+        if not self.fsdp:
+            return contextlib.nullcontext()
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        return FSDP.summon_full_params(self.fwd_model, writeback=False)
 
     @property
     def is_main(self) -> bool:
@@ -285,16 +296,22 @@ def wrap_model(run: Run) -> None:
     fwd_model = run.model
     if run.world > 1:
         if tc["fsdp"]:
-            # FSDP itself runs here (gloo/CPU too, with device_id), but checkpoint, EMA, gradient clipping
-            # and export read the unwrapped module, whose parameters FSDP turns into this rank's shards:
-            # a run would save a sharded, wrong checkpoint. Refused until those use FSDP's full state dict.
-            raise NotImplementedError(
-                "train.fsdp=true is not supported by the engine yet: its checkpoint, EMA, clipping and export "
-                "would see each rank's parameter shards (tried with torchrun --nproc_per_node 2 on gloo: the run "
-                "finished but saved shard-sized tensors). Use DDP (train.fsdp=false); ViT-B fits one GPU")
-        fwd_model = torch.nn.parallel.DistributedDataParallel(
-            run.model, device_ids=[run.local_rank] if run.device.type == "cuda" else None,
-            find_unused_parameters=True)
+            # run.model's parameters become views of this rank's shard: checkpoint, EMA, clipping and
+            # snapshots go through FSDP's full state dicts / summon_full_params (run.full_params)
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            with torch.no_grad():  # rank 0's initial weights everywhere, as DDP does (sync_module_states
+                for t in [*run.model.parameters(), *run.model.buffers()]:  # is GPU-only)
+                    dist.broadcast(t.data, 0)
+            fwd_model = FSDP(run.model, use_orig_params=True, device_id=run.device)
+            run.fsdp = True
+            if run.pending_optim is not None:
+                run.opt.load_state_dict(run.pending_optim)
+                run.pending_optim = None
+        else:
+            fwd_model = torch.nn.parallel.DistributedDataParallel(
+                run.model, device_ids=[run.local_rank] if run.device.type == "cuda" else None,
+                find_unused_parameters=True)
     if tc["compile"]:
         fwd_model = torch.compile(fwd_model)
     run.fwd_model = fwd_model
@@ -331,8 +348,21 @@ def save_checkpoint(run: Run, step: int, wall: float) -> None:
         dist.all_gather_object(rngs, rng)
     else:
         rngs = [rng]
+    model_sd, optim_sd = None, None
+    if run.fsdp:  # the full weights gathered on rank 0 (the same "model" as DDP's checkpoint); the
+        # optimizer as every rank's shard (resuming needs the same world size, as the shard stream does)
+        from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        with FSDP.state_dict_type(run.fwd_model, StateDictType.FULL_STATE_DICT,
+                                  FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
+            model_sd = run.fwd_model.state_dict()
+        shards = [None] * run.world if run.is_main else None
+        dist.gather_object(run.opt.state_dict(), shards, dst=0)
+        optim_sd = {"fsdp_rank_shards": shards}
     if run.is_main:
-        atomic_save({"model": run.model.state_dict(), "optimizer": run.opt.state_dict(), "step": step,
+        atomic_save({"model": model_sd if run.fsdp else run.model.state_dict(),
+                     "optimizer": optim_sd if run.fsdp else run.opt.state_dict(), "step": step,
                      "ema": run.ema, "rng": rngs, "wall_time": wall, "skipped_total": run.skipped_total,
                      **run.data.checkpoint_state(), "objective": run.cfg["objective"]}, run.ckpt_path)
 
@@ -340,7 +370,15 @@ def save_checkpoint(run: Run, step: int, wall: float) -> None:
 def restore_checkpoint(run: Run, ckpt: dict) -> None:
     """The inverse of save_checkpoint on a freshly built run (RNG states of this rank included)."""
     run.model.load_state_dict(ckpt["model"])
-    run.opt.load_state_dict(ckpt["optimizer"])
+    if run.world > 1 and run.cfg["train"]["fsdp"]:
+        shards = ckpt["optimizer"].get("fsdp_rank_shards")
+        if not shards or len(shards) != run.world:
+            raise ValueError(f"{run.ckpt_path}: train.fsdp resumes a checkpoint of an FSDP run with the same number "
+                             f"of processes (this one: {len(shards) if shards else 'not FSDP'}, now "
+                             f"{run.world})")
+        run.pending_optim = shards[run.rank]  # this rank's shard: loaded by wrap_model, once sharded
+    else:
+        run.opt.load_state_dict(ckpt["optimizer"])
     if run.ema is not None and ckpt.get("ema") is not None:
         run.ema = {k: v.to(run.device) for k, v in ckpt["ema"].items()}
     run.start_step = int(ckpt["step"])
@@ -410,12 +448,15 @@ def train_step(run: Run, batches, step: int, measure_grads: bool = False) -> Ste
         for k, v in out["terms"].items():
             terms_acc[k] = terms_acc.get(k, 0.0) + _to_float(v) / accum
     if tc["clip_grad"]:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), float(tc["clip_grad"]))
+        if run.fsdp:  # the norm over every rank's shard
+            fwd_model.clip_grad_norm_(float(tc["clip_grad"]))
+        else:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), float(tc["clip_grad"]))
     run.opt.step()
     run.opt.zero_grad(set_to_none=True)
     run.model.on_step_end(step)
     if run.ema is not None:
-        with torch.no_grad():
+        with torch.no_grad(), run.full_params():
             for k, v in run.model.encoder.state_dict().items():
                 run.ema[k].mul_(run.ema_decay).add_(v.float(), alpha=1 - run.ema_decay)
     return StepResult(step_loss, terms_acc, lr, grad_diag)
@@ -456,14 +497,17 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
             old_handlers[s] = signal.signal(s, _handler)
 
     def snapshot(step: int) -> None:
-        if not is_main:
+        if not is_main and not run.fsdp:
             return
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(1234)
-            model.eval()
-            with run.autocast():
-                rec = model.reconstruct(snap_imgs.to(device))
-            model.train()
+        with run.full_params():  # FSDP: every rank gathers, rank 0 reconstructs
+            if not is_main:
+                return
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(1234)
+                model.eval()
+                with run.autocast():
+                    rec = model.reconstruct(snap_imgs.to(device))
+                model.train()
         save_snapshot(rec, run_dir / "snapshots" / f"step_{step:06d}.png")
 
     log_every = int(tc["log_every"])

@@ -2,7 +2,8 @@
 (a) the loss trajectory of one process with the same global batch, within a stated tolerance;
 (b) disjoint shards per rank (their union every shard); (c) one checkpoint, written by rank 0, and
 one log line per step; (d) kill -9 mid-run, then the same command: both ranks resume to the final
-weights of the uninterrupted run; plus the ranks' weights stay identical (DDP's gradient sync)."""
+weights of the uninterrupted run; plus the ranks' weights stay identical (DDP's gradient sync), and
+FSDP (train.fsdp=true, gloo) interrupted and resumed ends on the DDP run's weights."""
 
 import json
 import os
@@ -23,12 +24,12 @@ STEPS = 30
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
 
 
-def _cmd(run_dir: Path, data: Path, world: int, batch: int) -> list[str]:
+def _cmd(run_dir: Path, data: Path, world: int, batch: int, *extra: str) -> list[str]:
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}"]
                 if world > 1 else [sys.executable])
     return [*launcher, "-m", "paco_fr", "pretrain", "--config", "smoke", "--run-dir", str(run_dir), *TINY_WDS,
             f"data.path={data}", f"train.steps={STEPS}", f"train.batch_size={batch}", "train.ckpt_every=5",
-            "train.warmup_steps=5", "train.lr=2e-3"]
+            "train.warmup_steps=5", "train.lr=2e-3", *extra]
 
 
 def _run(cmd, timeout=240):
@@ -123,3 +124,19 @@ def test_kill9_mid_run_then_resume_on_both_ranks_gives_the_same_weights(runs):
     for k in a:
         assert (a[k] - b[k]).abs().max().item() <= 1e-6, k
     assert _losses(run)[STEPS] == pytest.approx(_losses(two)[STEPS], rel=1e-5), res.stdout[-500:]
+
+
+@pytest.mark.slow
+def test_fsdp_on_gloo_interrupted_and_resumed_matches_ddp(runs):
+    root, _, two, _ = runs
+    run = root / "fsdp"
+    first = subprocess.run(_cmd(run, root / "shards", 2, 4, "train.fsdp=true", "train.interrupt_at_step=12"),
+                           cwd=REPO, env=ENV, capture_output=True, text=True, timeout=240)
+    assert "interrupted at step 12" in first.stderr, first.stderr[-3000:]
+    _run(_cmd(run, root / "shards", 2, 4, "train.fsdp=true"))
+    # the same arithmetic as DDP (rank 0's initial weights, averaged gradients, the same clipping and
+    # EMA on the full parameters); the checkpoint holds the full weights and each rank's optimizer shard
+    a, b = load_file(two / "encoder.safetensors"), load_file(run / "encoder.safetensors")
+    for k in a:
+        assert (a[k] - b[k]).abs().max().item() <= 1e-6, k
+    assert _losses(run) == pytest.approx(_losses(two), rel=1e-5)
