@@ -300,6 +300,10 @@ def wrap_model(run: Run) -> None:
             # snapshots go through FSDP's full state dicts / summon_full_params (run.full_params)
             from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
+            if run.cfg["objective"] == "paco" and run.cfg["codebook"]["update"] == "grad":
+                raise ValueError("train.fsdp=true with codebook.update=grad is not supported: the codebook is then a "
+                                 "parameter that PaCo-FR writes in place (initialisation, dead-code restarts), "
+                                 "which FSDP's shards would not keep; use codebook.update=ema or DDP")
             with torch.no_grad():  # rank 0's initial weights everywhere, as DDP does (sync_module_states
                 for t in [*run.model.parameters(), *run.model.buffers()]:  # is GPU-only)
                     dist.broadcast(t.data, 0)
