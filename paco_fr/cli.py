@@ -1,4 +1,4 @@
-"""`python -m paco_fr {pretrain,export,bench-throughput}`."""
+"""`python -m paco_fr {pretrain,prepare,export,bench-throughput}`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="allow a larger train.steps / train.epochs than the run dir's run: training continues "
                         "from its checkpoint to the new length")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. codebook.num_tokens=256")
+    pp = sub.add_parser("prepare", help="raw images + 5-point landmarks (or aligned crops) -> aligned shards "
+                        "for data.source=wds (resumable; see docs/pretraining.md)")
+    src = pp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", help="folder of raw images (needs --landmarks)")
+    src.add_argument("--aligned", help="folder of already aligned crops")
+    pp.add_argument("--landmarks", help="lines 'relpath x1 y1 ... x5 y5' (pixel coordinates; 68 points allowed)")
+    pp.add_argument("--out", required=True, help="output folder: shard-XXXXXX.tar + manifest.json")
+    pp.add_argument("--size", type=int, default=112, help="crop size in pixels (default 112)")
+    pp.add_argument("--shard-size", type=int, default=1000, help="input images per shard (default 1000)")
+    pp.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                    help="processes (default: cores - 1)")
+    pp.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    pp.add_argument("--no-progress", action="store_true", help="no progress bar (none anyway when not a terminal)")
     e = sub.add_parser("export", help="checkpoint -> timm-keyed encoder safetensors")
     e.add_argument("ckpt")
     e.add_argument("out")
@@ -81,6 +94,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted at step {summary['step']}; checkpoint saved in {run_dir / 'ckpt'} "
               f"(rerun the same command to resume)", file=sys.stderr)
         return 1
+    if a.cmd == "prepare":
+        from paco_fr.prepare import prepare
+
+        try:
+            m = prepare(a.out, images=a.images, landmarks=a.landmarks, aligned=a.aligned, size=a.size,
+                        shard_size=a.shard_size, workers=a.workers, quality=a.quality,
+                        progress=False if a.no_progress else None)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"prepare: {m['num_samples']} faces in {len(m['shards'])} shard(s) ({m['shards_reused']} kept from "
+              f"an earlier run), {m['num_skipped']} input(s) skipped -> {Path(a.out) / 'manifest.json'}")
+        for sk in m["skipped"]:
+            print(f"  skipped {sk['file']}: {sk['reason']}")
+        print(f"train with: python -m paco_fr pretrain data.source=wds data.path={a.out} model.img_size={a.size}")
+        return 0
     if a.cmd == "export":
         from paco_fr.export import export_checkpoint
 

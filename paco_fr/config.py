@@ -129,7 +129,7 @@ DEFAULTS: dict[str, Any] = {
         "proj_hidden": 1024,
     },
     "data": {
-        "source": "synthface",  # synthface | folder | tar | landmarks
+        "source": "synthface",  # synthface | folder | tar | landmarks | wds
         "split": "pretrain",
         "num_images": 2000,
         "root": None,
@@ -137,6 +137,7 @@ DEFAULTS: dict[str, Any] = {
         "landmarks_file": None,  # lines: relpath x1 y1 ... x5 y5
         "hflip": True,
         "num_workers": 0,
+        "shuffle_buffer": 2000,  # data.source=wds: samples per loader worker's shuffle buffer
     },
     "train": {
         "batch_size": 32,  # per process, per micro-batch
@@ -293,7 +294,7 @@ def objective_names() -> list[str]:
     return list_objectives()
 
 
-DATA_SOURCES = ("synthface", "random", "folder", "tar", "landmarks")
+DATA_SOURCES = ("synthface", "random", "folder", "tar", "landmarks", "wds")
 
 
 def check_data_config(cfg: dict) -> None:
@@ -322,9 +323,22 @@ def check_data_config(cfg: dict) -> None:
                               "or use data.source=folder data.path=<folder>")
         if not glob.glob(str(Path(str(path)).expanduser())):
             raise ConfigError(f"data.path {path!r}: no tar shard matches (data.source=tar)")
+    elif src == "wds":
+        if not path:
+            raise ConfigError("data.source=wds needs data.path=<folder of shards with manifest.json> (made by "
+                              "`python -m paco_fr prepare`), or a glob of its .tar shards")
+        from paco_fr.data.shards import read_manifest
+
+        try:
+            read_manifest(path)
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(str(err)) from None
     elif src == "landmarks":
         lm = d.get("landmarks_file")
-        if not lm or not Path(str(lm)).expanduser().is_file():
+        if not lm:
+            raise ConfigError("data.source=landmarks needs data.landmarks_file=<file of lines 'relpath x1 y1 ... x5 y5'> "
+                              "(the key data.landmarks_file is not set)")
+        if not Path(str(lm)).expanduser().is_file():
             raise ConfigError(f"data.landmarks_file {lm!r}: file not found (data.source=landmarks needs lines "
                               "'relpath x1 y1 ... x5 y5')")
         if path and not Path(str(path)).expanduser().is_dir():

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from paco_fr.config import load_config
 from paco_fr.data.pretrain_data import ResumableBatchSampler, build_pretrain_dataset, collate
@@ -205,6 +205,17 @@ class Run:
     resumed: bool = False
     fwd_model: torch.nn.Module | None = None
     autocast: object = contextlib.nullcontext
+    fsdp: bool = False  # train.fsdp under several processes: parameters sharded (paco_fr/engine.py wrap_model)
+    pending_optim: dict | None = None  # FSDP: the checkpoint's full optimizer state, loaded once wrapped
+
+    def full_params(self):
+        """A context in which run.model holds every parameter in full (FSDP: gathered on every rank,
+        a collective; otherwise nothing to do)."""
+        if not self.fsdp:
+            return contextlib.nullcontext()
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        return FSDP.summon_full_params(self.fwd_model, writeback=False)
 
     @property
     def is_main(self) -> bool:
@@ -285,9 +296,22 @@ def wrap_model(run: Run) -> None:
     fwd_model = run.model
     if run.world > 1:
         if tc["fsdp"]:
+            # run.model's parameters become views of this rank's shard: checkpoint, EMA, clipping and
+            # snapshots go through FSDP's full state dicts / summon_full_params (run.full_params)
             from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-            fwd_model = FSDP(run.model, use_orig_params=True)
+            if run.cfg["objective"] == "paco" and run.cfg["codebook"]["update"] == "grad":
+                raise ValueError("train.fsdp=true with codebook.update=grad is not supported: the codebook is then a "
+                                 "parameter that PaCo-FR writes in place (initialisation, dead-code restarts), "
+                                 "which FSDP's shards would not keep; use codebook.update=ema or DDP")
+            with torch.no_grad():  # rank 0's initial weights everywhere, as DDP does (sync_module_states
+                for t in [*run.model.parameters(), *run.model.buffers()]:  # is GPU-only)
+                    dist.broadcast(t.data, 0)
+            fwd_model = FSDP(run.model, use_orig_params=True, device_id=run.device)
+            run.fsdp = True
+            if run.pending_optim is not None:
+                run.opt.load_state_dict(run.pending_optim)
+                run.pending_optim = None
         else:
             fwd_model = torch.nn.parallel.DistributedDataParallel(
                 run.model, device_ids=[run.local_rank] if run.device.type == "cuda" else None,
@@ -305,9 +329,14 @@ def make_loader(run: Run) -> DataLoader:
     """The deterministic, resumable loader (each rank its own shard of every epoch's permutation)."""
     tc = run.cfg["train"]
     bs, accum = int(tc["batch_size"]), int(tc["grad_accum"])
+    workers = int(run.cfg["data"]["num_workers"])
+    if isinstance(run.dataset, IterableDataset):  # data.source=wds: the stream batches, splits and resumes itself
+        run.dataset.configure(run.rank, run.world, bs, run.start_step * accum, workers)
+        return DataLoader(run.dataset, batch_size=None, num_workers=workers, pin_memory=run.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(run.seed + run.start_step))
     sampler = ResumableBatchSampler(len(run.dataset), bs, run.seed, run.start_step * accum, run.total * accum,
                                     run.rank, run.world)
-    return DataLoader(run.dataset, batch_sampler=sampler, num_workers=int(run.cfg["data"]["num_workers"]),
+    return DataLoader(run.dataset, batch_sampler=sampler, num_workers=workers,
                       collate_fn=collate, pin_memory=run.device.type == "cuda",
                       # own generator: creating the iterator must not consume the global RNG stream
                       generator=torch.Generator().manual_seed(run.seed + run.start_step))
@@ -323,8 +352,21 @@ def save_checkpoint(run: Run, step: int, wall: float) -> None:
         dist.all_gather_object(rngs, rng)
     else:
         rngs = [rng]
+    model_sd, optim_sd = None, None
+    if run.fsdp:  # the full weights gathered on rank 0 (the same "model" as DDP's checkpoint); the
+        # optimizer as every rank's shard (resuming needs the same world size, as the shard stream does)
+        from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        with FSDP.state_dict_type(run.fwd_model, StateDictType.FULL_STATE_DICT,
+                                  FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
+            model_sd = run.fwd_model.state_dict()
+        shards = [None] * run.world if run.is_main else None
+        dist.gather_object(run.opt.state_dict(), shards, dst=0)
+        optim_sd = {"fsdp_rank_shards": shards}
     if run.is_main:
-        atomic_save({"model": run.model.state_dict(), "optimizer": run.opt.state_dict(), "step": step,
+        atomic_save({"model": model_sd if run.fsdp else run.model.state_dict(),
+                     "optimizer": optim_sd if run.fsdp else run.opt.state_dict(), "step": step,
                      "ema": run.ema, "rng": rngs, "wall_time": wall, "skipped_total": run.skipped_total,
                      **run.data.checkpoint_state(), "objective": run.cfg["objective"]}, run.ckpt_path)
 
@@ -332,7 +374,15 @@ def save_checkpoint(run: Run, step: int, wall: float) -> None:
 def restore_checkpoint(run: Run, ckpt: dict) -> None:
     """The inverse of save_checkpoint on a freshly built run (RNG states of this rank included)."""
     run.model.load_state_dict(ckpt["model"])
-    run.opt.load_state_dict(ckpt["optimizer"])
+    if run.world > 1 and run.cfg["train"]["fsdp"]:
+        shards = ckpt["optimizer"].get("fsdp_rank_shards")
+        if not shards or len(shards) != run.world:
+            raise ValueError(f"{run.ckpt_path}: train.fsdp resumes a checkpoint of an FSDP run with the same number "
+                             f"of processes (this one: {len(shards) if shards else 'not FSDP'}, now "
+                             f"{run.world})")
+        run.pending_optim = shards[run.rank]  # this rank's shard: loaded by wrap_model, once sharded
+    else:
+        run.opt.load_state_dict(ckpt["optimizer"])
     if run.ema is not None and ckpt.get("ema") is not None:
         run.ema = {k: v.to(run.device) for k, v in ckpt["ema"].items()}
     run.start_step = int(ckpt["step"])
@@ -402,12 +452,15 @@ def train_step(run: Run, batches, step: int, measure_grads: bool = False) -> Ste
         for k, v in out["terms"].items():
             terms_acc[k] = terms_acc.get(k, 0.0) + _to_float(v) / accum
     if tc["clip_grad"]:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), float(tc["clip_grad"]))
+        if run.fsdp:  # the norm over every rank's shard
+            fwd_model.clip_grad_norm_(float(tc["clip_grad"]))
+        else:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), float(tc["clip_grad"]))
     run.opt.step()
     run.opt.zero_grad(set_to_none=True)
     run.model.on_step_end(step)
     if run.ema is not None:
-        with torch.no_grad():
+        with torch.no_grad(), run.full_params():
             for k, v in run.model.encoder.state_dict().items():
                 run.ema[k].mul_(run.ema_decay).add_(v.float(), alpha=1 - run.ema_decay)
     return StepResult(step_loss, terms_acc, lr, grad_diag)
@@ -422,8 +475,9 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
     is_main, world, start_step = run.is_main, run.world, run.start_step
     log = run.log
     # model FLOPs of one optimizer step (paco_fr/flops.py): measured on a throw-away copy of the model,
-    # before training, so a run that cannot be costed fails before it spends its budget
-    cost = step_cost(cfg, world=world, data=run.data) if is_main else None
+    # before training, so a run that cannot be costed fails before it spends its budget. Every rank
+    # runs the probe: its model's codebook synchronises across ranks (a collective on rank 0 alone hangs)
+    cost = step_cost(cfg, world=world, data=run.data)
     for rec in model.start_events():  # warnings, MCF's teacher
         log({"event": rec["event"], "step": start_step, **rec})
     if run.resumed:
@@ -431,8 +485,10 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
     wrap_model(run)
     it = iter(make_loader(run))
     ds = run.dataset
+    _announce_data(run)
     # fixed faces for the snapshots
-    snap_imgs = torch.stack([ds[i]["image"] for i in range(min(8, len(ds)))]).float() / 255
+    snap_imgs = (ds.fixed_images(min(8, len(ds))) if hasattr(ds, "fixed_images")
+                 else torch.stack([ds[i]["image"] for i in range(min(8, len(ds)))])).float() / 255
 
     stop = {"flag": False, "sig": None}
     old_handlers = {}
@@ -445,14 +501,17 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
             old_handlers[s] = signal.signal(s, _handler)
 
     def snapshot(step: int) -> None:
-        if not is_main:
+        if not is_main and not run.fsdp:
             return
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(1234)
-            model.eval()
-            with run.autocast():
-                rec = model.reconstruct(snap_imgs.to(device))
-            model.train()
+        with run.full_params():  # FSDP: every rank gathers, rank 0 reconstructs
+            if not is_main:
+                return
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(1234)
+                model.eval()
+                with run.autocast():
+                    rec = model.reconstruct(snap_imgs.to(device))
+                model.train()
         save_snapshot(rec, run_dir / "snapshots" / f"step_{step:06d}.png")
 
     log_every = int(tc["log_every"])
@@ -500,6 +559,8 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                 pbar.update(1)
                 pbar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
             if _is_log_step(step):
+                if world > 1:  # the logged loss is the global batch's (the mean over ranks), as in one process
+                    step_loss = _mean_over_ranks(step_loss, device)
                 now = time.time()
                 ips = imgs_since / max(now - t_last, 1e-9)
                 throughputs.append(ips)
@@ -537,9 +598,15 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
                 signal.signal(s, h)
     wall = run.wall_before + time.time() - t_start
     summary = {"status": status, "step": step, "total_steps": total, "objective": cfg["objective"]}
+    if is_main:
+        print(f"pretrain data: {run.skipped_total} unreadable image(s) skipped"
+              f"{' (names: log.jsonl, event skipped_images)' if run.skipped_total else ''}", flush=True)
     if status == "complete":
+        spread = _weight_spread(run) if world > 1 and not tc["fsdp"] else None
         save_checkpoint(run, step, wall)
         if is_main:
+            if spread is not None:
+                summary["rank_weight_spread"] = spread
             summary.update(_complete_summary(run, step, wall, cost, last_terms, throughputs,
                                              list(recent_records)))
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -548,6 +615,48 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
     if run.own_pg:
         dist.destroy_process_group()
     return summary
+
+
+def _mean_over_ranks(value: float, device) -> float:
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
+
+
+def _weight_spread(run: Run) -> float:
+    """Largest difference between ranks of any parameter's sum (0 when DDP kept them in sync)."""
+    sums = torch.stack([p.detach().double().sum().cpu() for p in run.model.parameters()])
+    got = [None] * run.world
+    dist.all_gather_object(got, sums)
+    return float(max((g - got[0]).abs().max().item() for g in got))
+
+
+def _announce_data(run: Run) -> None:
+    """Print (main process) how many images the data source found; log each rank's shards of the
+    first epoch for a sharded source (disjoint across ranks, their union every shard)."""
+    ds, src = run.dataset, run.cfg["data"]["source"]
+    shards = None
+    if hasattr(ds, "shards_of"):
+        workers = max(1, int(run.cfg["data"]["num_workers"]))
+        mine = sorted(p.name for w in range(workers) for p in ds.shards_of(0, worker=w))
+        shards = [mine]
+        if run.world > 1:
+            shards = [None] * run.world
+            dist.all_gather_object(shards, mine)
+    if run.is_main:
+        n_sh = f" in {len(ds.shards)} shards" if hasattr(ds, "shards") else ""
+        print(f"pretrain data: {len(ds)} images found{n_sh} (data.source={src}); "
+              f"unreadable ones are skipped and counted", flush=True)
+        no_lm = (src == "tar" or (src == "folder" and not run.cfg["data"].get("landmarks_file"))
+                 or (src == "wds" and not getattr(ds, "has_landmarks", True)))
+        if no_lm and run.cfg["objective"] == "paco":
+            print(f"pretrain data: data.source={src} carries no landmarks here: PaCo-FR's regions use the "
+                  "canonical face layout for every image (per-face regions: `python -m paco_fr prepare` with "
+                  "--landmarks, then data.source=wds)", flush=True)
+        rec = {"event": "data", "step": run.start_step, "source": src, "images": len(ds), "landmarks": not no_lm}
+        if shards is not None:
+            rec["epoch0_shards_by_rank"] = shards
+        run.log(rec)
 
 
 def _complete_summary(run: Run, step: int, wall: float, cost: dict, last_terms: dict, throughputs: list[float],

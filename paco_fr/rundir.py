@@ -29,6 +29,7 @@ from paco_fr.config import ConfigError, flat_keys
 VOLATILE = frozenset({
     "name", "train.progress", "train.threads", "train.interrupt_at_step", "train.device", "train.log_every",
     "train.snapshot_every", "train.ckpt_every", "train.compile", "data.num_workers",
+    "data.shuffle_buffer",  # how shards are read (like num_workers), not what is trained
     "diagnostics.grad_norms", "diagnostics.grad_every",  # what is logged, not what is trained
 })
 LENGTH_KEYS = ("train.steps", "train.epochs")

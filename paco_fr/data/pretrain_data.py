@@ -19,6 +19,9 @@ Sources (`data.source`):
   image: `relpath x1 y1 ... x5 y5`, paths relative to `data.path`, `#` comments allowed), aligned
   on the fly with paco_fr.data.template.align_face; the 5 points, moved into the aligned crop,
   give the face's 68-point estimate.
+- `wds`: streaming webdataset shards made by `python -m paco_fr prepare` (aligned faces with their
+  landmarks; index = manifest.json): paco_fr.data.shards.ShardStream, an IterableDataset that
+  splits shards across ranks and loader workers each epoch and yields whole batches.
 - `random`: seeded smooth random images with dummy captions (tests / throughput only).
 
 Corrupt or unreadable images are reported (warning with the file name), counted and replaced
@@ -280,7 +283,13 @@ def build_pretrain_dataset(data_cfg: dict, img_size: int, seed: int = 0, caption
     if src == "tar":
         return TarDataset(data_cfg["path"], img_size)
     if src == "landmarks":
+        if not data_cfg.get("landmarks_file"):
+            raise ValueError("data.source=landmarks needs data.landmarks_file (lines 'relpath x1 y1 ... x5 y5')")
         return LandmarksDataset(data_cfg.get("path"), data_cfg["landmarks_file"], img_size)
+    if src == "wds":
+        from paco_fr.data.shards import ShardStream
+
+        return ShardStream(data_cfg["path"], img_size, seed=seed, shuffle_buffer=int(data_cfg.get("shuffle_buffer") or 1))
     raise ValueError(f"unknown data.source {src!r}")
 
 
