@@ -228,7 +228,14 @@ def build_plan(args, log=print, problems: list[str] | None = None):
     if problems:
         raise PlanInvalid(problems)
     if is_study(args):
-        from bench_tasks.study import expand_seeds, pretrain_suite, study_cells, study_seeds, suite_encoders, suite_runs
+        from bench_tasks.study import (
+            expand_seeds,
+            pretrain_suite,
+            study_cells,
+            study_seeds,
+            suite_encoders,
+            suite_runs,
+        )
 
         budget_by = getattr(args, "budget_by", "flops")
         try:

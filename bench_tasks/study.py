@@ -28,8 +28,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench_tasks.api import Cell, Profile
+if TYPE_CHECKING:  # annotations only: bench_tasks.profiles imports this module while bench_tasks.api loads
+    from bench_tasks.api import Cell, Profile
 
 # the main PaCo-FR config has its own codebook size (256 in smoke/small, 8192 in paper); the
 # ablation adds these (duplicates of the main size are skipped)
@@ -57,6 +59,14 @@ ABLATION_TASKS: dict[str, tuple[str, ...] | None] = {
     "gpu": None,
     "cpu": None,
     "paper": None,
+}
+
+
+# The ablation runs a profile's study trains (None = every one). cpu_reference: the ground-truth
+# region map (what the labels add to label-free PaCo-FR) and the codebook sizes (the figure); the
+# other ablations are in the `cpu` study (results/cpu.jsonl) and cost a 2-core CPU ~20 min each.
+ABLATION_RUNS: dict[str, tuple[str, ...] | None] = {
+    "cpu_reference": ("abl_regions_gt", *[f"abl_codebook_{n}" for n in ABLATION_CODEBOOK_SIZES]),
 }
 
 
@@ -274,6 +284,9 @@ def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> l
             # "landmarks (ground truth)"), against the label-free canonical map of the aligned face
             SuiteRun("abl_regions_gt", {"objective": "paco", "mask.regions": "landmarks"}, "ablation", "regions"),
         ]
+        only = ABLATION_RUNS.get(profile_name)
+        if only is not None:
+            runs = [r for r in runs if r.role != "ablation" or r.name in only]
     return runs
 
 

@@ -3,6 +3,7 @@ default with the ground-truth region map as an ablation, pre-training seeds as a
 the weights the codebook figure needs kept by every run (recon.safetensors)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,6 @@ from bench_tasks.study import (
     suite_runs,
 )
 from paco_fr.config import load_config
-
 
 # ----------------------------------------------------------------------------- labels used
 
@@ -94,10 +94,10 @@ def test_one_run_folder_per_run_and_seed_seed_zero_unchanged():
 def test_profile_yaml_pretrain_seeds(tmp_path):
     import yaml
 
-    from bench_tasks.profiles import ProfileError, read_profile_file, settings_hash
     from bench_tasks.api import Cell, get_profile
+    from bench_tasks.profiles import ProfileError, read_profile_file, settings_hash
 
-    data = yaml.safe_load(open("bench_tasks/configs/cpu.yaml"))
+    data = yaml.safe_load(open(Path(__file__).resolve().parents[1] / "bench_tasks/configs/cpu.yaml"))
     p = tmp_path / "cpu.yaml"
     p.write_text(yaml.safe_dump({**data, "pretrain_seeds": {"default": [0, 1, 2], "farl": [0]}}))
     prof = read_profile_file(p)
