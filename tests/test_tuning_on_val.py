@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_tasks.provenance import REPO_DIR as ROOT
+
 # scripts that never choose between variants (with why); every other script in scripts/ is
 # treated as a tuning script and must not read the test split
 NOT_TUNING = {
