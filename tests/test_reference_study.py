@@ -192,3 +192,16 @@ def test_every_run_keeps_recon_weights_and_the_figure_reads_them(tmp_path):
     shutil.rmtree(run / "ckpt")  # what a committed study keeps: no checkpoint
     data, notes = load_reconstructions({"256": run}, 64, n_faces=2)
     assert notes == [] and np.asarray(data["256"]["reconstructed"]).shape[0] == 2
+    # the files a study commits (scripts/keep_study_files.py): no encoder, the figure's arrays
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("keep", Path(__file__).resolve().parents[1] / "scripts" /
+                                                  "keep_study_files.py")
+    keep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keep)
+    out = tmp_path / "kept"
+    keep.keep(tmp_path, out, n_faces=2)
+    kept = sorted(p.name for p in (out / "paco").iterdir())  # (no method.json: not a study run)
+    assert kept == ["config.yaml", "recon.safetensors", "reconstructions.npz", "summary.json"]
+    data, notes = load_reconstructions({"256": out / "paco"}, 64)
+    assert notes == [] and np.asarray(data["256"]["original"]).shape[0] == 2

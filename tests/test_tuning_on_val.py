@@ -15,6 +15,7 @@ NOT_TUNING = {
     "farl_step_timing.py": "times the data loaders of FaRL's protocol (ms per item), scores nothing",
     "ensure_mmcv.py": "installs mmcv",
     "farl_itc_probe.py": "reads the pretrain split only (a loss measurement)",
+    "keep_study_files.py": "copies finished runs' small files and the figure's reconstructions",
 }
 # a SynthFace / dataset split named "test" where a split is chosen
 TEST_SPLIT = re.compile(r"""(load_synthface\(\s*["']test["']|\[\s*["']test["']\s*\]|split\s*=\s*["']test["']|"""

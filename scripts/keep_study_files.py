@@ -1,0 +1,67 @@
+"""Copy the small files of a study's finished pre-training runs into the repository, so that a
+clean clone redraws the report's codebook figure and knows what each run was:
+
+    python scripts/keep_study_files.py --runs runs/cpu_reference --out results/cpu_reference_runs
+
+For every finished run (summary.json and encoder.safetensors present): method.json, summary.json,
+config.yaml and recon.safetensors (paco_fr/export.py: codebook, Belief Predictor, decoder; no
+encoder, no optimizer), and for PaCo-FR runs `reconstructions.npz` (original / corrupted /
+reconstructed, the figure's SynthFace faces, float16), which the report's codebook figure reads
+first (`report --runs results/cpu_reference_runs`). The encoders stay in runs/ (7 MB each at the
+cpu config). Prints each run and the total size written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SMALL = ("method.json", "summary.json", "config.yaml", "recon.safetensors")
+
+
+def keep(runs: Path, out: Path, n_faces: int = 4) -> int:
+    from bench_tasks.report.figures import load_reconstructions
+
+    total = 0
+    for rd in sorted(p for p in runs.iterdir() if p.is_dir()):
+        if not ((rd / "summary.json").is_file() and (rd / "encoder.safetensors").is_file()):
+            continue
+        dst = out / rd.name
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in SMALL:
+            if (rd / name).is_file():
+                shutil.copy2(rd / name, dst / name)
+        objective = json.loads((rd / "summary.json").read_text()).get("config", {}).get("objective")
+        if objective == "paco" and not (dst / "reconstructions.npz").is_file():
+            size = int(json.loads((rd / "summary.json").read_text())["config"]["model"]["img_size"])
+            data, notes = load_reconstructions({"run": rd}, size, n_faces)
+            if "run" in data:
+                np.savez_compressed(dst / "reconstructions.npz",
+                                    **{k: np.asarray(v, dtype=np.float16) for k, v in data["run"].items()})
+            for n in notes:
+                print(f"  {n}")
+        size = sum(f.stat().st_size for f in dst.iterdir())
+        total += size
+        print(f"{rd.name}: {size / 1e6:.2f} MB")
+    print(f"total under {out}: {total / 1e6:.2f} MB")
+    return total
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", required=True, help="runs/<profile> of the study")
+    ap.add_argument("--out", required=True, help="e.g. results/<profile>_runs")
+    a = ap.parse_args(argv)
+    keep(Path(a.runs), Path(a.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
