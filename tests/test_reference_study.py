@@ -205,3 +205,19 @@ def test_every_run_keeps_recon_weights_and_the_figure_reads_them(tmp_path):
     assert kept == ["config.yaml", "recon.safetensors", "reconstructions.npz", "summary.json"]
     data, notes = load_reconstructions({"256": out / "paco"}, 64)
     assert notes == [] and np.asarray(data["256"]["original"]).shape[0] == 2
+
+
+def test_study_cells_evaluate_every_seed_of_a_method_and_ablations_once():
+    from bench_tasks.api import get_profile
+    from bench_tasks.study import study_cells
+
+    prof = get_profile("cpu")
+    enc = suite_encoders("runs", "cpu", True, parse_pretrain_seeds(["0,1"]))
+    cells = study_cells(prof, enc, {"attributes": ["synthface"]}, ceilings=False, probes=False)
+    by = {}
+    for c in cells:
+        by.setdefault(c.backbone, set()).add(c.seed)
+    assert by[f"paco_fr:{enc['paco_seed1']}"] == by[f"paco_fr:{enc['paco']}"] == set(prof.seeds)
+    assert by[f"paco_fr:{enc['abl_regions_gt']}"] == {prof.seeds[0]}
+    assert "abl_regions_gt_seed1" not in enc and "mcf_teacher_seed1" not in enc  # teachers are not evaluated
+    assert len({c.key() for c in cells}) == len(cells)
