@@ -3,6 +3,7 @@
 
     python scripts/farl_itc_probe.py train --pool mean --steps 120   # image-text loss alone
     python scripts/farl_itc_probe.py train --pool eos --steps 120    # end-of-caption token pooling
+    python scripts/farl_itc_probe.py train --temperature 0.01 --lr 3e-4   # temperature / lr
     python scripts/farl_itc_probe.py bound                           # what a perfect label reader reaches
 
 `train`: the `cpu` config's FaRL-style model, its image-text loss alone (no masked modelling),
@@ -37,14 +38,16 @@ def _data(mode: str = "noisy"):
     return cfg, ds, FaRLModel.prepare_data(cfg, ds, None)
 
 
-def train(steps: int, pool: str) -> None:
+def train(steps: int, pool: str, temperature: float | None = None, lr: float | None = None) -> None:
     from paco_fr.losses import clip_loss
     from paco_fr.models import build_model
 
     cfg, ds, data = _data()
     torch.manual_seed(0)
     m = build_model(cfg, data=data)
-    opt = torch.optim.AdamW(m.parameters(), lr=float(cfg["train"]["lr"]), weight_decay=0.05)
+    if temperature is not None:  # the initial temperature (learnable, as in the model)
+        m.logit_scale.data.fill_(float(np.log(1 / temperature)))
+    opt = torch.optim.AdamW(m.parameters(), lr=float(lr or cfg["train"]["lr"]), weight_decay=0.05)
     g = torch.Generator().manual_seed(1)
 
     def text(ids):
@@ -65,7 +68,8 @@ def train(steps: int, pool: str) -> None:
         loss.backward()
         opt.step()
         if step % 20 == 0:
-            print(f"pool={pool} step {step} itc {loss.item():.3f} ({time.time() - t0:.0f} s)", flush=True)
+            print(f"pool={pool} temperature={temperature} lr={lr} step {step} itc {loss.item():.3f} "
+                  f"(scale {m.logit_scale.exp().item():.1f}, {time.time() - t0:.0f} s)", flush=True)
 
 
 def bound(batches: int = 20) -> float:
@@ -121,9 +125,11 @@ def main(argv=None) -> int:
     ap.add_argument("what", choices=("train", "bound"))
     ap.add_argument("--pool", choices=("mean", "eos"), default="mean")
     ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--temperature", type=float, default=None, help="initial temperature (model: 0.07)")
+    ap.add_argument("--lr", type=float, default=None, help="AdamW lr (default: the config's, 1e-3)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    train(a.steps, a.pool) if a.what == "train" else bound()
+    train(a.steps, a.pool, a.temperature, a.lr) if a.what == "train" else bound()
     return 0
 
 

@@ -8,7 +8,8 @@ config.yaml and recon.safetensors (paco_fr/export.py: codebook, Belief Predictor
 encoder, no optimizer), and for PaCo-FR runs `reconstructions.npz` (original / corrupted /
 reconstructed, the figure's SynthFace faces, float16), which the report's codebook figure reads
 first (`report --runs results/cpu_reference_runs`). The encoders stay in runs/ (7 MB each at the
-cpu config). Prints each run and the total size written.
+cpu config), and so does a recon.safetensors over --max-mb (a codebook of 8,192 entries: ~19 MB;
+the figure needs only its reconstructions.npz). Prints each run and the total size written.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SMALL = ("method.json", "summary.json", "config.yaml", "recon.safetensors")
 
 
-def keep(runs: Path, out: Path, n_faces: int = 4) -> int:
+def keep(runs: Path, out: Path, n_faces: int = 4, max_mb: float = 4.0) -> int:
     from bench_tasks.report.figures import load_reconstructions
 
     total = 0
@@ -36,8 +37,11 @@ def keep(runs: Path, out: Path, n_faces: int = 4) -> int:
         dst = out / rd.name
         dst.mkdir(parents=True, exist_ok=True)
         for name in SMALL:
-            if (rd / name).is_file():
-                shutil.copy2(rd / name, dst / name)
+            f = rd / name
+            if f.is_file() and f.stat().st_size <= max_mb * 1e6:
+                shutil.copy2(f, dst / name)
+            elif f.is_file():
+                print(f"  {f}: {f.stat().st_size / 1e6:.1f} MB > --max-mb {max_mb:g}, left in {rd}")
         objective = json.loads((rd / "summary.json").read_text()).get("config", {}).get("objective")
         if objective == "paco" and not (dst / "reconstructions.npz").is_file():
             size = int(json.loads((rd / "summary.json").read_text())["config"]["model"]["img_size"])
@@ -58,8 +62,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", required=True, help="runs/<profile> of the study")
     ap.add_argument("--out", required=True, help="e.g. results/<profile>_runs")
+    ap.add_argument("--max-mb", type=float, default=4.0, help="larger files stay in --runs (default 4)")
     a = ap.parse_args(argv)
-    keep(Path(a.runs), Path(a.out))
+    keep(Path(a.runs), Path(a.out), max_mb=a.max_mb)
     return 0
 
 
