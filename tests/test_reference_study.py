@@ -221,3 +221,10 @@ def test_study_cells_evaluate_every_seed_of_a_method_and_ablations_once():
     assert by[f"paco_fr:{enc['abl_regions_gt']}"] == {prof.seeds[0]}
     assert "abl_regions_gt_seed1" not in enc and "mcf_teacher_seed1" not in enc  # teachers are not evaluated
     assert len({c.key() for c in cells}) == len(cells)
+
+
+def test_a_seeded_rows_block_is_found_from_its_folder_name():
+    from bench_tasks.method import legacy_identity
+
+    b = legacy_identity("paco_fr:runs/smoke/paco_seed2/encoder.safetensors", "smoke")
+    assert (b["label"], b["pretrain_seed"], b["run"], b["labels_used"]) == ("PaCo-FR (ours)", 2, "paco_seed2", "none")
