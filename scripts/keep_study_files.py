@@ -3,13 +3,12 @@ clean clone redraws the report's codebook figure and knows what each run was:
 
     python scripts/keep_study_files.py --runs runs/cpu_reference --out results/cpu_reference_runs
 
-For every finished run (summary.json and encoder.safetensors present): method.json, summary.json,
-config.yaml and recon.safetensors (paco_fr/export.py: codebook, Belief Predictor, decoder; no
-encoder, no optimizer), and for PaCo-FR runs `reconstructions.npz` (original / corrupted /
-reconstructed, the figure's SynthFace faces, float16), which the report's codebook figure reads
-first (`report --runs results/cpu_reference_runs`). The encoders stay in runs/ (7 MB each at the
-cpu config), and so does a recon.safetensors over --max-mb (a codebook of 8,192 entries: ~19 MB;
-the figure needs only its reconstructions.npz). Prints each run and the total size written.
+For every finished run (summary.json and encoder.safetensors present): method.json, summary.json
+and config.yaml, and for PaCo-FR runs `reconstructions.npz` (original / corrupted / reconstructed,
+the figure's SynthFace faces, float16, ~0.2 MB), which the report's codebook figure reads first
+(`report --runs results/cpu_reference_runs`). The weights stay in runs/: encoder.safetensors
+(7 MB at the cpu config) and recon.safetensors (1.8-17 MB; useless without the encoder), unless
+--with-weights (files up to --max-mb). Prints each run and the total size written.
 """
 
 from __future__ import annotations
@@ -24,10 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SMALL = ("method.json", "summary.json", "config.yaml", "recon.safetensors")
+SMALL = ("method.json", "summary.json", "config.yaml")
+WEIGHTS = ("encoder.safetensors", "recon.safetensors")
 
 
-def keep(runs: Path, out: Path, n_faces: int = 4, max_mb: float = 4.0) -> int:
+def keep(runs: Path, out: Path, n_faces: int = 4, max_mb: float = 8.0, weights: bool = False) -> int:
     from bench_tasks.report.figures import load_reconstructions
 
     total = 0
@@ -36,7 +36,7 @@ def keep(runs: Path, out: Path, n_faces: int = 4, max_mb: float = 4.0) -> int:
             continue
         dst = out / rd.name
         dst.mkdir(parents=True, exist_ok=True)
-        for name in SMALL:
+        for name in SMALL + (WEIGHTS if weights else ()):
             f = rd / name
             if f.is_file() and f.stat().st_size <= max_mb * 1e6:
                 shutil.copy2(f, dst / name)
@@ -62,9 +62,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", required=True, help="runs/<profile> of the study")
     ap.add_argument("--out", required=True, help="e.g. results/<profile>_runs")
-    ap.add_argument("--max-mb", type=float, default=4.0, help="larger files stay in --runs (default 4)")
+    ap.add_argument("--with-weights", action="store_true", help="also copy encoder and recon weights")
+    ap.add_argument("--max-mb", type=float, default=8.0, help="larger files stay in --runs (default 8)")
     a = ap.parse_args(argv)
-    keep(Path(a.runs), Path(a.out), max_mb=a.max_mb)
+    keep(Path(a.runs), Path(a.out), max_mb=a.max_mb, weights=a.with_weights)
     return 0
 
 

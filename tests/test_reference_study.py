@@ -202,7 +202,7 @@ def test_every_run_keeps_recon_weights_and_the_figure_reads_them(tmp_path):
     out = tmp_path / "kept"
     keep.keep(tmp_path, out, n_faces=2)
     kept = sorted(p.name for p in (out / "paco").iterdir())  # (no method.json: not a study run)
-    assert kept == ["config.yaml", "recon.safetensors", "reconstructions.npz", "summary.json"]
+    assert kept == ["config.yaml", "reconstructions.npz", "summary.json"]
     data, notes = load_reconstructions({"256": out / "paco"}, 64)
     assert notes == [] and np.asarray(data["256"]["original"]).shape[0] == 2
 
