@@ -42,6 +42,9 @@ class Profile:
     protocols: tuple[str, ...] = ("linear",)
     num_workers: int = 0
     extra: dict = field(default_factory=dict, hash=False, compare=False)
+    # the study's pre-training seeds (`run --all`): [0, 1, 2] or {default: [0, 1, 2], farl: [0]}
+    # (bench_tasks.study.parse_pretrain_seeds); empty: seed 0 only
+    pretrain_seeds: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 # bench_tasks/configs/<name>.yaml, one file per profile (bench_tasks.profiles: user YAML files and

@@ -230,12 +230,24 @@ def build_plan(args, log=print, problems: list[str] | None = None):
     if problems:
         raise PlanInvalid(problems)
     if is_study(args):
-        from bench_tasks.study import pretrain_suite, study_cells, suite_encoders, suite_runs
+        from bench_tasks.study import (
+            expand_seeds,
+            pretrain_suite,
+            study_cells,
+            study_seeds,
+            suite_encoders,
+            suite_runs,
+        )
 
         budget_by = getattr(args, "budget_by", "flops")
+        try:
+            pseeds = study_seeds(args, profile)  # --pretrain-seeds / the profile's pretrain_seeds
+            expand_seeds(suite_runs(not args.no_ablations, profile.name), pseeds)
+        except ValueError as err:
+            raise PlanInvalid([f"--pretrain-seeds: {err}"]) from err
         # --status only reads: it plans like a dry run (the suite's encoder paths), never pre-trains
         if args.dry_run or getattr(args, "status", False) or getattr(args, "launcher", "local") != "local":
-            names = ", ".join(r.name for r in suite_runs(not args.no_ablations, profile.name))
+            names = ", ".join(r.name for r in expand_seeds(suite_runs(not args.no_ablations, profile.name), pseeds))
             verb = ("would run or reuse" if args.dry_run or getattr(args, "status", False)
                     else "runs as cluster jobs (finished runs are reused)")
             log(f"stage 1 (pre-training, {args.profile} config) {verb}: {names}")
@@ -243,13 +255,14 @@ def build_plan(args, log=print, problems: list[str] | None = None):
                 from bench_tasks.study import plan_suite
 
                 args.suite_plan = plan_suite(profile.name, args.runs, not args.no_ablations,
-                                             dotted_overrides(args.pretrain_override or []), budget_by, log=log)
-            encoders = suite_encoders(args.runs, profile.name, not args.no_ablations)
+                                             dotted_overrides(args.pretrain_override or []), budget_by, log=log,
+                                             pretrain_seeds=pseeds)
+            encoders = suite_encoders(args.runs, profile.name, not args.no_ablations, pseeds)
         elif getattr(args, "eval_only", False):
             from bench_tasks.launch import _finished
 
             encoders = {}
-            for name, enc in suite_encoders(args.runs, profile.name, not args.no_ablations).items():
+            for name, enc in suite_encoders(args.runs, profile.name, not args.no_ablations, pseeds).items():
                 if _finished(enc):
                     encoders[name] = enc
                 else:
@@ -262,7 +275,8 @@ def build_plan(args, log=print, problems: list[str] | None = None):
             encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log,
                                       progress=not args.no_progress,
                                       overrides=dotted_overrides(args.pretrain_override or []), failed=failed,
-                                      budget_by=budget_by, jobs=max(1, int(getattr(args, "pretrain_jobs", 1) or 1)))
+                                      budget_by=budget_by, jobs=max(1, int(getattr(args, "pretrain_jobs", 1) or 1)),
+                                      pretrain_seeds=pseeds)
             if failed and not encoders:
                 raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
                                   "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
@@ -773,6 +787,10 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--pretrain-jobs", type=int, default=1, metavar="N",
                     help="--all: pre-train N runs of the suite at once, each in its own process sharing this "
                          "machine's GPU or CPU cores (default 1: one after the other; the runs are the same)")
+    pr.add_argument("--pretrain-seeds", action="append", metavar="SEEDS|RUN=SEEDS",
+                    help="--all: pre-training seeds, one run folder per (run, seed): 0,1,2 for the compared methods "
+                         "(ablations train at the first), RUN=SEEDS for one run (e.g. farl=0); repeatable; replaces "
+                         "the profile's pretrain_seeds entries (default: seed 0 only; docs/pretraining.md)")
     pr.add_argument("--pretrain-only", action="store_true",
                     help="--all: stage 1 only (pre-train or reuse the suite's runs), then stop; a later `run --all` "
                          "with the same options evaluates them")

@@ -266,12 +266,12 @@ class PretrainJob(_checkpointable()):
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        from bench_tasks.study import suite_runs, write_run_identity
+        from bench_tasks.study import suite_run, write_run_identity
         from paco_fr.engine import pretrain
 
         # what the run is (bench_tasks.method), before pre-training: its export copies it into
         # the encoder's metadata; after: into the summary.json the run wrote
-        run = next((r for r in suite_runs(True, self.profile) if r.name == self.run_name), None)
+        run = suite_run(self.profile, self.run_name)  # `<run>` or `<run>_seed<k>`
         if run is not None and int(os.environ.get("RANK", "0")) == 0:
             write_run_identity(run, self.run_dir, self.profile, self.overrides)
         out = str(pretrain(self.profile, dict(self.overrides), run_dir=self.run_dir))
@@ -402,8 +402,10 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
               "jobs": [], "pretrain_jobs": []}
 
     # stage 1 of the study: pre-training jobs
-    from bench_tasks.study import teacher_of
+    from bench_tasks.api import get_profile
+    from bench_tasks.study import study_seeds, teacher_of
 
+    teachers = teacher_of(True, args.profile, study_seeds(args, get_profile(args.profile))) if study_runs else {}
     pre_jobs: dict[str, object] = {}
     if study_runs:
         popts = pretrain_options(args)
@@ -412,7 +414,7 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
                 log(f"[pre-training] {name}: finished earlier ({enc}), no job")
                 continue
             dep = None
-            teacher = teacher_of().get(name)
+            teacher = teachers.get(name)
             if teacher in pre_jobs:  # MCF-style's teacher run (bench_tasks.study) must finish first
                 dep = pre_jobs[teacher]
                 if kind == "submitit-local":
@@ -531,12 +533,13 @@ def study_runs(args, profile) -> dict[str, tuple[dict, Path]]:
     """{run name: (pre-training overrides, encoder path)} of the study's suite (what
     bench_tasks.study.pretrain_suite would train), for the pre-training jobs."""
     from bench_tasks.cli import dotted_overrides
-    from bench_tasks.study import plan_suite
+    from bench_tasks.study import plan_suite, study_seeds
 
     extra = dotted_overrides(args.pretrain_override or [])
     popts = pretrain_options(args)
     plan = plan_suite(profile.name, args.runs, not args.no_ablations, extra, getattr(args, "budget_by", "flops"),
-                      world=max(1, int(popts.nodes) * int(popts.tasks_per_node)))
+                      world=max(1, int(popts.nodes) * int(popts.tasks_per_node)),
+                      pretrain_seeds=study_seeds(args, profile))  # one job per (run, pre-training seed)
     return {p.run.name: ({**p.overrides, "train.progress": False}, p.encoder) for p in plan}
 
 

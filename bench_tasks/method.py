@@ -9,6 +9,8 @@ study (bench_tasks.study) to the report (bench_tasks.report).
      "label": "PaCo-FR, codebook 512",   # the row's name in every table and figure
      "run": "abl_codebook_512",   # study runs: the run folder name (never parsed)
      "settings": {"masking": "region", "codebook": "512", ...},  # study runs: every component's value
+     "labels_used": "none",       # study runs: what supervision pre-training used (LABELS_USED)
+     "pretrain_seed": 0,          # study runs: the pre-training seed (runs of one method share its label)
      "compute": {...}, "diagnostics": {...}}   # copied from the run's summary.json when present
 
 Where a block comes from (`identity_for`, called by the runner for every row):
@@ -51,6 +53,9 @@ COMPONENTS: dict[str, Component] = {
     # controls (issue 13): what replaces a selected patch, and how the Belief Predictor learns
     "replacement": Component("Replacement of masked patches", "mask.replace", "PaCo-FR, replaced by {}"),
     "belief": Component("Belief Predictor training", "belief.detach_weights", "PaCo-FR, belief trained by {}"),
+    # where the region map comes from: the canonical map of the aligned face (default, label-free) or
+    # each face's ground-truth landmarks (supervision: the ablation abl_regions_gt measures what it adds)
+    "regions": Component("Region map", "mask.regions", "PaCo-FR, regions from {}"),
 }
 
 METHOD_LABELS = {"paco": "PaCo-FR (ours)", "mae": "MAE", "farl": "FaRL-style", "mcf": "MCF-style",
@@ -88,6 +93,8 @@ def setting_text(component: str, value) -> str:
         return {"mask_token": "learned mask token", "codebook": "codebook tokens"}.get(str(value), str(value))
     if component == "belief":
         return "cross-entropy only" if value else "cross-entropy + reconstruction"
+    if component == "regions":
+        return {"canonical": "the canonical map", "landmarks": "per-face landmarks"}.get(str(value), str(value))
     return str(value)
 
 
@@ -100,16 +107,59 @@ def _dotted(cfg: dict, key: str):
     return cur
 
 
-def suite_identity(run_name: str, objective: str, role: str, component: str, resolved_config: dict) -> dict:
+# What supervision a pre-training run used (`labels_used` of its method block; the report prints it
+# beside every method and calls a comparison of different kinds unequal: bench_tasks.report.supervision).
+# The kind is the text before " (".
+LABELS_USED = ("none", "captions (noisy)", "captions (oracle)", "landmarks (ground truth)", "landmarks (detected)",
+               "landmarks (user file)", "teacher (<which>)")
+
+
+def labels_used(cfg: dict, teacher: str | None = None) -> str:
+    """The `labels_used` text of a pre-training config (paco_fr.config.load_config's full dict):
+    PaCo-FR with per-face region maps (`mask.regions: landmarks`, region masking) uses landmarks:
+    SynthFace's are its ground truth, a `data.landmarks_file` is a user file (a detector's output
+    given as a file is a user file too: its origin is not guessed); FaRL-style uses its captions;
+    MCF-style its teacher (`teacher`: the teacher run's name, else the configured path); the
+    canonical map of the aligned face, MAE and the rest use none."""
+    obj = str(cfg.get("objective"))
+    data = cfg.get("data") or {}
+    if obj == "farl":
+        mode = ((cfg.get("farl") or {}).get("captions") or {}).get("mode", "noisy")
+        return f"captions ({mode})"
+    if obj == "mcf":
+        which = teacher or str((cfg.get("mcf") or {}).get("teacher") or "?")
+        return f"teacher ({which})"
+    mask = cfg.get("mask") or {}
+    if obj == "paco" and mask.get("regions") == "landmarks" and mask.get("strategy", "region") == "region":
+        src = data.get("source")
+        if src == "synthface":
+            return "landmarks (ground truth)"
+        if src == "landmarks" or (src == "folder" and data.get("landmarks_file")):
+            return "landmarks (user file)"
+    return "none"
+
+
+def supervision_kind(labels: str | None) -> str:
+    """"teacher (mcf_teacher)" -> "teacher"; None / "" -> "not recorded"."""
+    return str(labels).split(" (", 1)[0] if labels else "not recorded"
+
+
+def suite_identity(run_name: str, objective: str, role: str, component: str, resolved_config: dict,
+                   teacher: str | None = None, pretrain_seed: int | None = None) -> dict:
     """The block of one run of the study's pre-training suite. `resolved_config`: the run's full
-    pre-training config (paco_fr.config.load_config), from which every component's setting is read."""
+    pre-training config (paco_fr.config.load_config), from which every component's setting and
+    the supervision (`labels_used`) are read; `teacher`: the run whose encoder is its teacher.
+    Runs of one method with other pre-training seeds keep the method's label (their rows differ
+    by backbone URI; the statistics pool them by label)."""
     settings = {c: setting_text(c, _dotted(resolved_config, comp.config_key)) for c, comp in COMPONENTS.items()}
     if role == "ablation":
         setting = settings[component]
         label = COMPONENTS[component].label.format(setting)
     else:
         setting, label = "", METHOD_LABELS.get(objective, objective)
-    return block(objective, role, component, setting, label, run=run_name, settings=settings)
+    seed = int(resolved_config.get("seed", 0)) if pretrain_seed is None else int(pretrain_seed)
+    return block(objective, role, component, setting, label, run=run_name, settings=settings,
+                 labels_used=labels_used(resolved_config, teacher), pretrain_seed=seed)
 
 
 def derive_from_uri(uri: str) -> dict:
@@ -118,10 +168,12 @@ def derive_from_uri(uri: str) -> dict:
     if scheme == "floor":
         return block("floor", "floor", label=FLOOR_LABEL)
     if scheme == "supervised":
-        return block("supervised", "ceiling", label=f"{CEILING_LABEL[:-1]}, {rest})" if rest else CEILING_LABEL)
+        return block("supervised", "ceiling", label=f"{CEILING_LABEL[:-1]}, {rest})" if rest else CEILING_LABEL,
+                     labels_used="task labels")
     if scheme == "random":
         return block("random", "control",
-                     label=METHOD_LABELS["random"] + (f" ({rest})" if rest and rest != "vit_tiny" else ""))
+                     label=METHOD_LABELS["random"] + (f" ({rest})" if rest and rest != "vit_tiny" else ""),
+                     labels_used="none")
     if scheme in _CHECKPOINT_LABELS and rest:
         return block(scheme, "main", label=f"{_CHECKPOINT_LABELS[scheme]} ({PurePosixPath(rest).stem})")
     return block(scheme or uri, "main", label=uri)
@@ -208,9 +260,11 @@ def legacy_identity(uri: str, profile: str | None) -> dict:
         run_name = p.parent.name if p.suffix else p.name
         if p.parent.parent.name == profile or not p.suffix:
             try:
-                from bench_tasks.study import suite_identities
+                from bench_tasks.study import STUDY_OVERRIDES, suite_identities, suite_run
 
                 ident = suite_identities(profile).get(run_name)
+                if ident is None and suite_run(profile, run_name) is not None:  # <run>_seed<k>
+                    ident = suite_run(profile, run_name).identity(profile, STUDY_OVERRIDES.get(profile, {}))
             except Exception:  # noqa: BLE001 - a profile without a pre-training config
                 ident = None
             if ident is not None:

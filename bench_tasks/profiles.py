@@ -104,6 +104,15 @@ def profile_from_dict(data: dict, source: str, check_settings: bool = True):
     d["seeds"] = tuple(int(s) for s in d.get("seeds", (0,)))
     d["fractions"] = tuple(float(f) for f in d.get("fractions", (1.0,)))
     d["extra"] = dict(d.get("extra") or {})
+    ps = d.get("pretrain_seeds") or {}
+    if ps:  # a list is the compared methods' seeds (bench_tasks.study.parse_pretrain_seeds)
+        from bench_tasks.study import parse_pretrain_seeds
+
+        try:
+            ps = {k: list(v) for k, v in parse_pretrain_seeds(ps).items()}
+        except ValueError as err:
+            raise ProfileError(f"{source}: {err}") from err
+    d["pretrain_seeds"] = dict(ps)
     if check_settings:
         _check_extra(d["extra"], source)
     return Profile(**d)
@@ -241,7 +250,7 @@ _TASK_SECTION = {"attributes": "classification (attributes, expression)",
                  "parsing": "dense (parsing, landmarks)", "landmarks": "dense (parsing, landmarks)",
                  "recognition": "recognition"}
 # profile fields that say which cells a plan has, not how one cell is computed
-_PLAN_FIELDS = ("seeds", "fractions", "protocols", "name")
+_PLAN_FIELDS = ("seeds", "fractions", "protocols", "name", "pretrain_seeds")
 
 
 def cell_settings(cell, profile) -> dict[str, Any]:

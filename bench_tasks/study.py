@@ -26,10 +26,12 @@ Stage 3 is `python -m bench_tasks report` (bench_tasks.report.build).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench_tasks.api import Cell, Profile
+if TYPE_CHECKING:  # annotations only: bench_tasks.profiles imports this module while bench_tasks.api loads
+    from bench_tasks.api import Cell, Profile
 
 # the main PaCo-FR config has its own codebook size (256 in smoke/small, 8192 in paper); the
 # ablation adds these (duplicates of the main size are skipped)
@@ -60,6 +62,14 @@ ABLATION_TASKS: dict[str, tuple[str, ...] | None] = {
 }
 
 
+# The ablation runs a profile's study trains (None = every one). cpu_reference: the ground-truth
+# region map (what the labels add to label-free PaCo-FR) and the codebook sizes (the figure); the
+# other ablations are in the `cpu` study (results/cpu.jsonl) and cost a 2-core CPU ~20 min each.
+ABLATION_RUNS: dict[str, tuple[str, ...] | None] = {
+    "cpu_reference": ("abl_regions_gt", *[f"abl_codebook_{n}" for n in ABLATION_CODEBOOK_SIZES]),
+}
+
+
 @dataclass(frozen=True)
 class SuiteRun:
     name: str  # folder under runs/<profile>/ (never parsed: what a run is, is `identity`)
@@ -67,6 +77,23 @@ class SuiteRun:
     role: str = "main"  # "main" (compared in the main table) | "ablation" | "teacher" (not evaluated; bench_tasks.method.ROLES)
     component: str = ""  # ablation: one of bench_tasks.method.COMPONENTS (masking, codebook, candidates, ...)
     teacher: str | None = None  # the run whose encoder is this run's teacher (passed as mcf.teacher)
+    pretrain_seed: int = 0  # the pre-training seed (config `seed`); see with_seed
+    base: str = ""  # the suite's run this one repeats with another seed ("" = itself)
+
+    @property
+    def base_name(self) -> str:
+        return self.base or self.name
+
+    def with_seed(self, seed: int, teacher: str | None = None) -> SuiteRun:
+        """This run with pre-training seed `seed`: seed 0 is the run itself (its folder and config
+        unchanged, so the cell keys of its rows stay the same); another seed is the folder
+        `<name>_seed<k>` with `seed: k` and `data.seed: 0` (the same images, another
+        initialisation, batch order, masks). `teacher`: the teacher's run name for this seed."""
+        if int(seed) == 0:
+            return self if teacher in (None, self.teacher) else replace(self, teacher=teacher)
+        return replace(self, name=seeded_name(self.base_name, seed),
+                       overrides={**self.overrides, "seed": int(seed), "data.seed": 0},
+                       pretrain_seed=int(seed), base=self.base_name, teacher=teacher or self.teacher)
 
     def identity(self, profile_name: str, overrides: dict | None = None) -> dict:
         """This run's method block (bench_tasks.method): recorded in the run folder's method.json
@@ -75,11 +102,120 @@ class SuiteRun:
         from paco_fr.config import load_config
 
         cfg = load_config(profile_name, {**(overrides or {}), **self.overrides})
-        return suite_identity(self.name, str(cfg["objective"]), self.role, self.component, cfg)
+        return suite_identity(self.name, str(cfg["objective"]), self.role, self.component, cfg,
+                              teacher=self.teacher, pretrain_seed=self.pretrain_seed)
+
+
+SEED_SUFFIX = "_seed"
+
+
+def seeded_name(name: str, seed: int) -> str:
+    """The run folder of `name` at pre-training seed `seed`: `name` for 0, else `name_seed<k>`."""
+    return name if int(seed) == 0 else f"{name}{SEED_SUFFIX}{int(seed)}"
+
+
+def split_seeded_name(name: str) -> tuple[str, int]:
+    """`paco_seed2` -> ("paco", 2); `paco` -> ("paco", 0)."""
+    base, sep, k = name.rpartition(SEED_SUFFIX)
+    return (base, int(k)) if sep and base and k.isdigit() else (name, 0)
+
+
+def parse_pretrain_seeds(spec) -> dict[str, tuple[int, ...]]:
+    """The pre-training seeds of a study: {"default": seeds, <run name>: seeds, ...}.
+
+    `spec`: None / [] (seed 0 only), a list of ints or "0,1,2" (the default), a mapping
+    {"default": [0, 1, 2], "farl": [0]} (profile YAML `pretrain_seeds:`), or a list of strings
+    from `--pretrain-seeds` ("0,1,2", "farl=0", "mcf=0,1"). `default` applies to the compared
+    methods (role main); ablations and controls train at its first seed unless named; a teacher
+    trains at every seed of the runs that use it. Raises ValueError naming the bad entry."""
+    out: dict[str, tuple[int, ...]] = {}
+
+    def seeds_of(v, where) -> tuple[int, ...]:
+        items = v if isinstance(v, (list, tuple)) else str(v).split(",")
+        try:
+            seeds = tuple(dict.fromkeys(int(str(x).strip()) for x in items if str(x).strip() != ""))
+        except ValueError:
+            raise ValueError(f"pre-training seeds {where}: {v!r} is not a list of integers (e.g. 0,1,2)") from None
+        if not seeds or any(x < 0 for x in seeds):
+            raise ValueError(f"pre-training seeds {where}: {v!r}: give one or more seeds >= 0")
+        return seeds
+
+    if spec is None or spec == [] or spec == ():
+        return {"default": (0,)}
+    if isinstance(spec, dict):
+        for k, v in spec.items():
+            out[str(k)] = seeds_of(v, f"of {k!r}")
+    elif isinstance(spec, (list, tuple)) and all(isinstance(x, int) for x in spec):
+        out["default"] = seeds_of(list(spec), "")
+    else:
+        for item in ([spec] if isinstance(spec, str) else spec):
+            name, eq, val = str(item).rpartition("=")
+            if eq:
+                out[name.strip()] = seeds_of(val, f"of {name.strip()!r}")
+            else:
+                out["default"] = seeds_of(val, "")
+    out.setdefault("default", (0,))
+    return out
+
+
+def expand_seeds(runs: list[SuiteRun], seeds: dict[str, tuple[int, ...]] | None) -> list[SuiteRun]:
+    """`runs` with one copy per pre-training seed (parse_pretrain_seeds), teachers before the runs
+    that use them, each run's seeds in order; with seed 0 only, `runs` unchanged."""
+    seeds = parse_pretrain_seeds(None) if seeds is None else seeds
+    unknown = [k for k in seeds if k != "default" and k not in {r.name for r in runs}]
+    if unknown:
+        raise ValueError(f"pre-training seeds for unknown run(s) {unknown}; runs: {', '.join(r.name for r in runs)}")
+    default = seeds.get("default", (0,))
+    own: dict[str, tuple[int, ...]] = {}
+    for r in runs:
+        if r.name in seeds:
+            own[r.name] = seeds[r.name]
+        elif r.role == "main":
+            own[r.name] = default
+        elif r.role != "teacher":
+            own[r.name] = default[:1]
+    for r in runs:  # a teacher: every seed of the runs that use it (its own list when named)
+        if r.role == "teacher" and r.name not in own:
+            used = [s for u in runs if u.teacher == r.name for s in own.get(u.name, ())]
+            own[r.name] = tuple(dict.fromkeys(used)) or default[:1]
+    out = []
+    for i, r in enumerate(runs):
+        for j, s in enumerate(own[r.name]):
+            teacher = None
+            if r.teacher:
+                t_seeds = own.get(r.teacher, (0,))
+                teacher = seeded_name(r.teacher, s if s in t_seeds else t_seeds[0])
+            out.append(((r.role not in ("main", "teacher"), j, i), r.with_seed(s, teacher)))
+    # the compared methods (and teachers) first, seed by seed (every method's first seed before any
+    # second one: a study cut short has each method at least once), then the ablations
+    return [r for _, r in sorted(out, key=lambda t: t[0])]
+
+
+def study_seeds(args, profile: Profile | None = None) -> dict[str, tuple[int, ...]]:
+    """The study's pre-training seeds: `--pretrain-seeds` when given (its entries replace the
+    profile's), else the profile's `pretrain_seeds:`, else seed 0 only."""
+    given = list(getattr(args, "pretrain_seeds", None) or [])
+    spec = getattr(profile, "pretrain_seeds", None) or None
+    seeds = parse_pretrain_seeds(spec)
+    if given:
+        seeds = {**seeds, **parse_pretrain_seeds(given)} if spec else parse_pretrain_seeds(given)
+    return seeds
+
+
+def suite_run(profile_name: str, name: str) -> SuiteRun | None:
+    """The run of the suite named `name` (`<run>` or `<run>_seed<k>`), None when there is none."""
+    base, seed = split_seeded_name(name)
+    runs = {r.name: r for r in suite_runs(True, profile_name)}
+    if name in runs:
+        return runs[name]
+    if base not in runs:
+        return None
+    r = runs[base]
+    return r.with_seed(seed, seeded_name(r.teacher, seed) if r.teacher else None)
 
 
 def suite_identities(profile_name: str) -> dict[str, dict]:
-    """{run name: method block} of every run of the profile's suite (ablations included)."""
+    """{run name: method block} of every run of the profile's suite (ablations included; seed 0)."""
     return {r.name: r.identity(profile_name, STUDY_OVERRIDES.get(profile_name, {}))
             for r in suite_runs(True, profile_name)}
 
@@ -144,15 +280,23 @@ def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> l
             SuiteRun("abl_learned_mask_token", {"objective": "paco", "mask.replace": "mask_token"}, "ablation",
                      "replacement"),
             SuiteRun("abl_belief_ce_only", {"objective": "paco", "belief.detach_weights": True}, "ablation", "belief"),
+            # each face's own region map from its ground-truth landmarks (supervision: labels_used
+            # "landmarks (ground truth)"), against the label-free canonical map of the aligned face
+            SuiteRun("abl_regions_gt", {"objective": "paco", "mask.regions": "landmarks"}, "ablation", "regions"),
         ]
+        only = ABLATION_RUNS.get(profile_name)
+        if only is not None:
+            runs = [r for r in runs if r.role != "ablation" or r.name in only]
     return runs
 
 
-def suite_encoders(runs_root: str | Path, profile_name: str, include_ablations: bool = True) -> dict[str, Path]:
+def suite_encoders(runs_root: str | Path, profile_name: str, include_ablations: bool = True,
+                   pretrain_seeds: dict | None = None) -> dict[str, Path]:
     """{run name: where its encoder is (or will be)} for every evaluated run of the suite (not the
-    teacher): runs/<profile>/<name>/encoder.safetensors."""
+    teacher) at each of its pre-training seeds: runs/<profile>/<name>[_seed<k>]/encoder.safetensors."""
     return {r.name: Path(runs_root) / profile_name / r.name / "encoder.safetensors"
-            for r in suite_runs(include_ablations, profile_name) if r.role != "teacher"}
+            for r in expand_seeds(suite_runs(include_ablations, profile_name), pretrain_seeds)
+            if r.role != "teacher"}
 
 
 def random_control(profile_name: str) -> str:
@@ -166,9 +310,11 @@ def random_control(profile_name: str) -> str:
     return f"random:{spec}"
 
 
-def teacher_of(include_ablations: bool = True, profile_name: str = "smoke") -> dict[str, str]:
-    """{run: the run whose encoder is its teacher} (MCF-style -> mcf_teacher)."""
-    return {r.name: r.teacher for r in suite_runs(include_ablations, profile_name) if r.teacher}
+def teacher_of(include_ablations: bool = True, profile_name: str = "smoke",
+               pretrain_seeds: dict | None = None) -> dict[str, str]:
+    """{run: the run whose encoder is its teacher} (MCF-style -> mcf_teacher; mcf_seed1 -> mcf_teacher_seed1)."""
+    return {r.name: r.teacher for r in expand_seeds(suite_runs(include_ablations, profile_name), pretrain_seeds)
+            if r.teacher}
 
 
 @dataclass
@@ -202,18 +348,20 @@ def planned_length(cfg: dict, world: int = 1) -> int:
 
 def plan_suite(profile_name: str, runs_root: str | Path = "runs", include_ablations: bool = True,
                overrides: dict | None = None, budget_by: str = "flops", world: int = 1,
-               log: Callable[[str], None] | None = None) -> list[PlannedRun]:
+               log: Callable[[str], None] | None = None, pretrain_seeds: dict | None = None) -> list[PlannedRun]:
     """Every run of the suite with its overrides and its budget-matched number of steps.
 
     Each run's cost per step is measured once on tiny batches (paco_fr.flops.step_cost; MCF-style
     with a random teacher of the teacher run's architecture, since the teacher may not exist yet:
     its weights do not change the count). Warm-up is scaled with the steps (the same fraction of
-    every run); `overrides` apply to every run (e.g. train.steps sets the reference length)."""
+    every run); `overrides` apply to every run (e.g. train.steps sets the reference length).
+    `pretrain_seeds` (parse_pretrain_seeds): one planned run per (run, seed), every seed of a run
+    with the run's steps (a seed changes neither the cost nor the budget)."""
     from bench_tasks.budget import match_steps, plan_lines
     from paco_fr.config import load_config
     from paco_fr.flops import step_cost
 
-    runs = suite_runs(include_ablations, profile_name)
+    runs = suite_runs(include_ablations, profile_name)  # the budget: once per run (seed 0's config)
     root = Path(runs_root) / profile_name
     base = {**STUDY_OVERRIDES.get(profile_name, {}), **(overrides or {})}
     ovs, cfgs, costs = {}, {}, {}
@@ -228,14 +376,21 @@ def plan_suite(profile_name: str, runs_root: str | Path = "runs", include_ablati
     teachers = {r.name: r.teacher for r in runs if r.teacher}
     steps = match_steps(costs, ref, ref_steps, budget_by, teachers)
     warmup = int(cfgs[ref]["train"]["warmup_steps"])
-    out = []
+    matched = {}
     for run in runs:
         ov = dict(ovs[run.name])
         if steps[run.name] != planned_length(cfgs[run.name], world) or ov.get("train.steps") is not None:
             ov["train.steps"], ov["train.epochs"] = steps[run.name], None
         if run.name != ref and steps[run.name] != ref_steps:
             ov["train.warmup_steps"] = max(1, round(warmup * steps[run.name] / max(1, ref_steps)))
-        out.append(PlannedRun(run, ov, root / run.name, steps[run.name], costs[run.name]))
+        matched[run.name] = ov
+    out = []
+    for run in expand_seeds(runs, pretrain_seeds):  # one planned run per (run, pre-training seed)
+        b = run.base_name
+        ov = {**matched[b], **run.overrides, "name": run.name}
+        if run.teacher:
+            ov["mcf.teacher"] = str(root / run.teacher / "encoder.safetensors")
+        out.append(PlannedRun(run, ov, root / run.name, steps[b], costs[b]))
     if log is not None:
         for line in plan_lines(costs, steps, budget_by, teachers):
             log(line)
@@ -254,15 +409,17 @@ def write_budget_plan(plan: list[PlannedRun], path: Path, budget_by: str) -> Non
 def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_ablations: bool = True,
                    log: Callable[[str], None] = print, progress: bool = True,
                    overrides: dict | None = None, failed: list | None = None,
-                   budget_by: str = "flops", jobs: int = 1) -> dict[str, Path]:
-    """Pre-train (or reuse / resume) every run of the suite; returns {run name: encoder path}.
+                   budget_by: str = "flops", jobs: int = 1, pretrain_seeds: dict | None = None) -> dict[str, Path]:
+    """Pre-train (or reuse / resume) every run of the suite at each of its pre-training seeds
+    (`pretrain_seeds`: parse_pretrain_seeds); returns {run name: encoder path}.
     `overrides` (dotted keys, e.g. {"train.steps": 500}) apply to every run; the runs' lengths are
     then matched to the reference's budget (`budget_by`: flops / images / steps; bench_tasks.budget).
     `jobs` > 1: that many runs at once, each in its own process (one GPU or CPU shared; a run
     whose teacher is in the suite starts when the teacher has finished); the runs and their
     results are the same as one after the other. A run that fails is reported and left out
     (appended to `failed` as (name, cause)); the others go on."""
-    plan = plan_suite(profile.name, runs_root, include_ablations, overrides, budget_by, log=log)
+    plan = plan_suite(profile.name, runs_root, include_ablations, overrides, budget_by, log=log,
+                      pretrain_seeds=pretrain_seeds)
     write_budget_plan(plan, Path(runs_root) / profile.name / "budget.json", budget_by)
     if int(jobs) > 1 and len(plan) > 1:
         return _pretrain_parallel(plan, profile.name, int(jobs), log, failed)
@@ -373,7 +530,8 @@ def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict
     """Stage 2's plan: methods x tasks x protocols x fractions x seeds, ablations x tasks once."""
     from bench_tasks.runner import plan_cells
 
-    roles = {r.name: r.role for r in suite_runs(True, profile.name)}
+    base_roles = {r.name: r.role for r in suite_runs(True, profile.name)}
+    roles = {n: base_roles.get(split_seeded_name(n)[0], base_roles.get(n, "main")) for n in encoders}
     methods = [f"paco_fr:{p}" for n, p in encoders.items() if roles.get(n, "main") == "main"]
     methods.append(random_control(profile.name))
     ablations = [f"paco_fr:{p}" for n, p in encoders.items() if roles.get(n) == "ablation"]

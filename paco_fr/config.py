@@ -34,9 +34,11 @@ DEFAULTS: dict[str, Any] = {
         "ratio": 0.5,
         "fill": "adjacent",  # region/block top-up rule: adjacent | random
         "region_rule": "whole_then_fill",  # whole_then_fill | partial_last
-        # region maps: landmarks = each face's own map from the landmarks the data comes with
-        # (SynthFace's 68, a 5-point file), the canonical map where there are none | canonical
-        "regions": "landmarks",
+        # region maps: canonical = the canonical map of the aligned face (label-free: the default) |
+        # landmarks = each face's own map from the landmarks the data comes with (SynthFace's true
+        # 68, a user's 5-point file; supervision, recorded as labels_used; the study's
+        # abl_regions_gt), the canonical map where a face has none
+        "regions": "canonical",
         # what a selected patch becomes (paco): codebook = a codebook token pasted in pixel space
         # (PaCo-FR) | mask_token = a learned mask token in the encoder's embedding space (control:
         # no codebook, no Belief Predictor, SimMIM-style full sequence)
@@ -132,6 +134,9 @@ DEFAULTS: dict[str, Any] = {
         "source": "synthface",  # synthface | folder | tar | landmarks | wds
         "split": "pretrain",
         "num_images": 2000,
+        # the data's own seed (SynthFace: which faces; captions): None = the run's `seed`. Runs of
+        # one method with several pre-training seeds set it to one value (the same images)
+        "seed": None,
         "root": None,
         "path": None,  # folder / tar glob / image root for landmarks
         "landmarks_file": None,  # lines: relpath x1 y1 ... x5 y5

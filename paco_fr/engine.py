@@ -254,7 +254,8 @@ def build_run(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = Fals
         record_config(cfg, run_dir)
 
     objective = objective_model(cfg)
-    ds = build_pretrain_dataset(cfg["data"], int(cfg["model"]["img_size"]), seed=seed,
+    data_seed = seed if cfg["data"].get("seed") is None else int(cfg["data"]["seed"])  # the same images across seeds
+    ds = build_pretrain_dataset(cfg["data"], int(cfg["model"]["img_size"]), seed=data_seed,
                                 **objective.dataset_options(cfg))
     bs, accum = int(tc["batch_size"]), int(tc["grad_accum"])
     per_epoch_micro = max(1, (len(ds) // world) // bs)
@@ -662,11 +663,12 @@ def _announce_data(run: Run) -> None:
 def _complete_summary(run: Run, step: int, wall: float, cost: dict, last_terms: dict, throughputs: list[float],
                       recent_records: list[dict]) -> dict:
     """Export the encoder and return summary.json's entries of a finished run (main process)."""
-    from paco_fr.export import export_checkpoint
+    from paco_fr.export import RECON_NAME, export_checkpoint, export_recon
 
     cfg, device, model = run.cfg, run.device, run.model
     device_name = str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     export_checkpoint(run.ckpt_path, run.run_dir / "encoder.safetensors", use_ema=bool(cfg["export"]["use_ema"]))
+    export_recon(run.ckpt_path, run.run_dir / RECON_NAME)  # what reconstructions need besides the encoder
     out = {
         "final": {k: v for k, v in last_terms.items() if k not in ("step",)},
         "steps": step,

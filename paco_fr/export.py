@@ -102,3 +102,62 @@ def load_encoder(path, img_size: int | None = None, device="cpu") -> ViTBackbone
                           patch_size=int(meta.get("patch_size", 16)), mean=mean, std=std, **kw)
     load_vit_state_dict(enc.vit, load_file(str(path)), strict=True)
     return enc.to(device).eval()
+
+
+RECON_NAME = "recon.safetensors"
+
+
+def export_recon(ckpt_path, out) -> Path:
+    """The weights besides the encoder that reconstructions need (PaCo-FR: codebook, Belief
+    Predictor, decoder; MAE: decoder, ...): every `model` entry of the checkpoint not under
+    `encoder.`, float32, no optimizer or RNG state. With the run's encoder.safetensors and
+    config.yaml, `load_recon_model(run_dir)` rebuilds the model for the codebook figure. Metadata:
+    objective, step, and the checkpoint's saved vocabulary (FaRL-style) as JSON."""
+    ckpt_path = Path(ckpt_path)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    sd = {k: v.detach().float().contiguous().cpu() if v.is_floating_point() else v.contiguous().cpu()
+          for k, v in ckpt["model"].items() if not k.startswith("encoder.")}
+    meta = {"format": "pt", "step": str(int(ckpt.get("step", -1))), "objective": str(ckpt.get("objective", ""))}
+    if ckpt.get("vocab"):
+        meta["vocab"] = json.dumps(list(ckpt["vocab"]))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save_file(sd, str(tmp), metadata=meta)
+    tmp.replace(out)
+    return out
+
+
+def load_recon_model(run_dir, device="cpu"):
+    """A finished run's model rebuilt from config.yaml, encoder.safetensors (the exported encoder:
+    the EMA weights where the run kept an EMA) and recon.safetensors, in eval mode: what
+    paco_fr.engine.reconstruct needs when ckpt/last.pt is gone. Raises FileNotFoundError naming
+    the missing file."""
+    import warnings
+
+    from safetensors.torch import load_file
+
+    from paco_fr.config import load_config
+    from paco_fr.models import build_model, objective_model
+
+    run_dir = Path(run_dir)
+    for name in ("config.yaml", "encoder.safetensors", RECON_NAME):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir / name}: not found (a finished run keeps config.yaml, "
+                                    f"encoder.safetensors and {RECON_NAME})")
+    cfg = load_config(run_dir / "config.yaml")
+    meta = read_metadata(run_dir / RECON_NAME)
+    saved = {"vocab": json.loads(meta["vocab"])} if meta.get("vocab") else None
+    data = objective_model(cfg).prepare_data(cfg, None, saved)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg, data=data)
+    rest = load_file(str(run_dir / RECON_NAME))
+    enc = {f"encoder.vit.{k}": v for k, v in load_file(str(run_dir / "encoder.safetensors")).items()}
+    own = model.state_dict()
+    state = {**{k: v for k, v in own.items() if k.startswith("encoder.")}, **enc, **rest}
+    missing = sorted(k for k in own if k not in state)
+    if missing:
+        raise KeyError(f"{run_dir / RECON_NAME}: {len(missing)} weight(s) missing, e.g. {missing[:3]}")
+    model.load_state_dict({k: state[k].to(own[k].dtype) for k in own})
+    return model.to(device).eval()

@@ -66,8 +66,10 @@ def config_hash(cfg: dict) -> str:
 def config_diff(old: dict, new: dict, drop_length: bool = True) -> list[str]:
     """['codebook.num_tokens: 256 -> 512', ...] over the relevant entries."""
     a, b = _relevant(old, drop_length), _relevant(new, drop_length)
+    # a key added to the config later with default None (e.g. data.seed) is no change for a run
+    # stored before it existed
     return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
-            for k in sorted(set(a) | set(b)) if a.get(k, "<unset>") != b.get(k, "<unset>")]
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def run_state(run_dir: str | Path) -> str:

@@ -1,7 +1,8 @@
 """Prototype of docs/dense.md ("Why the heads did not learn"): a plain conv head on cached frozen
 random ViT-Ti/8 (2 blocks) token maps of SynthFace at 64 px, to isolate the target encoding, the
 position input and the budget from mmseg's UPerHead. One run per call, appends a JSON line to
-dense_prototype.jsonl. Example:
+dense_prototype.jsonl. Variants are compared on `val` (the runs docs/dense.md lists reported the
+`test` split; selection never reads it now). Example:
   OMP_NUM_THREADS=1 python scripts/dense_prototype.py --task lm --loss ce --coord 1 --epochs 8
 """
 # ruff: noqa  (an experiment script kept as it was run, see docs/dense.md)
@@ -13,10 +14,10 @@ from bench_tasks.metrics import landmarks as LM
 from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion
 
 def data(size=64, n=(1200,300,300)):
-    return {s: load_synthface(s, k, image_size=size, progress=False) for s, k in zip(("train","val","test"), n)}
+    return {s: load_synthface(s, k, image_size=size, progress=False) for s, k in zip(("train","val"), n)}
 
 def floors(d):
-    tr, te = d["train"], d["test"]
+    tr, te = d["train"], d["val"]
     mean = tr.landmarks.mean(0)
     pred = np.broadcast_to(mean, te.landmarks.shape)
     nme = LM.nme_per_image(pred, te.landmarks, LM.inter_ocular(te.landmarks, 36, 45)).mean()
@@ -145,7 +146,7 @@ for ep in range(a.epochs):
 extra = {}
 if a.task == 'lm':
     for nm, fn in DECODE.items():
-        decode = fn; extra['test_'+nm] = round(ev(ema.module if ema else head, 'test'), 2)
+        decode = fn; extra['val_'+nm] = round(ev(ema.module if ema else head, 'val'), 2)
     decode = soft_argmax
-res = dict(vars(a), **extra, steps=total, test=round(ev(ema.module if ema else head, 'test'),2), test_noema=round(ev(head,'test'),2), hist=hist, sec=round(time.time()-t0,1))
+res = dict(vars(a), **extra, steps=total, val=round(ev(ema.module if ema else head, 'val'),2), val_noema=round(ev(head,'val'),2), hist=hist, sec=round(time.time()-t0,1))
 print(json.dumps(res)); open('dense_prototype.jsonl','a').write(json.dumps(res)+'\n')

@@ -2,12 +2,14 @@
 for a few steps, then print its diagnostics (summary.json) and a quick ridge probe of frozen
 features on SynthFace attributes and expression.
 
-    python scripts/paco_variants.py --config smoke --steps 100 \
+    python scripts/paco_variants.py --config smoke --steps 100 --split val \
         --variant pixel:codebook.space=pixel --variant norm_pix:codebook.space=norm_pix
 
 Every variant gets the same config, steps, seed and data; runs go to --runs (default
-/tmp/paco_variants). The probe: mean-pooled final tokens of 1,000 `train` and 500 `test`
+/tmp/paco_variants). The probe: mean-pooled final tokens of 1,000 `train` and 500 `--split`
 SynthFace faces, closed-form ridge (lambda 1) to +-1 attribute targets / one-hot expressions.
+`--split` is required and is `val`: variants are selected on the validation split, never on
+`test` (the benchmark's held-out split; tests/test_tuning_on_val.py checks every tuning script).
 It ranks variants of a short run only; it is not the benchmark's protocol.
 """
 
@@ -41,13 +43,18 @@ def _ridge(xtr, ytr, xte, lam: float = 1.0) -> torch.Tensor:
     return b @ w
 
 
-def probe(encoder_path: Path, img_size: int) -> dict[str, float]:
+SELECTION_SPLITS = ("val",)  # the only split a variant may be selected on
+
+
+def probe(encoder_path: Path, img_size: int, split: str) -> dict[str, float]:
     from paco_fr.data.synthface import load_synthface
     from paco_fr.export import load_encoder
 
+    if split not in SELECTION_SPLITS:
+        raise ValueError(f"probe split {split!r}: variants are selected on {SELECTION_SPLITS}, never on test")
     enc = load_encoder(encoder_path).eval()
     tr = load_synthface("train", 1000, image_size=img_size, seed=0, progress=False)
-    te = load_synthface("test", 500, image_size=img_size, seed=0, progress=False)
+    te = load_synthface(split, 500, image_size=img_size, seed=0, progress=False)
     ftr, fte = _features(enc, np.asarray(tr.images)), _features(enc, np.asarray(te.images))
     ya = torch.from_numpy(np.asarray(tr.attributes)).double() * 2 - 1
     pa = _ridge(ftr, ya, fte) > 0
@@ -62,6 +69,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="smoke")
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--split", required=True, choices=SELECTION_SPLITS,
+                    help="the SynthFace split the probe scores on: val (selection never reads test)")
     ap.add_argument("--variant", action="append", required=True,
                     help="name:key=value[,key=value...] (overrides of this variant)")
     ap.add_argument("--set", action="append", default=[], help="key=value for every variant")
@@ -83,7 +92,7 @@ def main(argv=None) -> int:
         s = train(cfg, run, resume=False)
         row = {"variant": name, "train_s": round(time.time() - t0, 1), **(s.get("diagnostics") or {})}
         if not args.no_probe:
-            row.update(probe(run / "encoder.safetensors", int(cfg["model"]["img_size"])))
+            row.update(probe(run / "encoder.safetensors", int(cfg["model"]["img_size"]), args.split))
         rows.append(row)
         print(json.dumps(row), flush=True)
     keys = ["variant", "train_s", "rec", "copy_baseline", "belief_top1", "token_patch_mse", "codebook_perplexity",

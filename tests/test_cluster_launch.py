@@ -228,3 +228,27 @@ def test_jobs_get_the_launchers_effective_profile(monkeypatch):
     got = api.PROFILES["cpu"]
     assert got.extra["recognition"]["margin"] == "arcface" and got.extra["ceiling_lr"] == 0.003
     assert got.seeds == bundled.seeds and got.image_size == bundled.image_size
+
+
+def test_study_pretraining_jobs_per_pretrain_seed(tmp_path, fake_slurm, monkeypatch):
+    """--pretrain-seeds: one pre-training job per (run, seed); MCF-style's seed k waits for its
+    teacher's seed k; each seed's encoder gets its own evaluation job."""
+    monkeypatch.chdir(tmp_path)
+    runs, res = tmp_path / "runs", tmp_path / "results" / "smoke.jsonl"
+    code = cli.main(["run", "--all", "--no-ablations", "--tasks", "attributes", "--fractions", "1", "--no-ceilings",
+                     "--no-probes", "--results", str(res), "--runs", str(runs), "--launcher", "slurm",
+                     "--partition", "gpu", "--pretrain-override", "train.steps=7", "--pretrain-seeds", "0,1",
+                     "--pretrain-seeds", "farl=0"])
+    assert code == 0
+    pre = {fn.run_name: (ex, fn, job) for ex, fn, job in fake_slurm.submitted if isinstance(fn, launch.PretrainJob)}
+    assert set(pre) == {"paco", "mae", "farl", "mcf_teacher", "mcf", "paco_seed1", "mae_seed1",
+                        "mcf_teacher_seed1", "mcf_seed1"}
+    assert pre["mcf_seed1"][0].dependency == f"afterok:{pre['mcf_teacher_seed1'][2].job_id}"
+    assert pre["mcf_seed1"][1].overrides["mcf.teacher"] == str(runs / "smoke" / "mcf_teacher_seed1" /
+                                                               "encoder.safetensors")
+    assert pre["paco_seed1"][1].overrides["seed"] == 1 and "seed" not in pre["paco"][1].overrides
+    assert pre["paco_seed1"][1].overrides["train.steps"] == pre["paco"][1].overrides["train.steps"] == 7
+    evals = {c["backbone"] for ex, fn, _ in fake_slurm.submitted if isinstance(fn, launch.EvalJob)
+             for c in fn.spec.cells}
+    assert f"paco_fr:{runs / 'smoke' / 'paco_seed1' / 'encoder.safetensors'}" in evals
+    assert f"paco_fr:{runs / 'smoke' / 'paco' / 'encoder.safetensors'}" in evals

@@ -57,7 +57,7 @@ def test_rows_of_another_synthface_generator_are_recomputed(tmp_path):
 
 
 def test_identity_derived_from_the_uri():
-    assert derive_from_uri("random:vit_tiny") == block("random", "control", label="Random init")
+    assert derive_from_uri("random:vit_tiny") == block("random", "control", label="Random init", labels_used="none")
     assert derive_from_uri("floor:input-free")["role"] == "floor"
     assert derive_from_uri("supervised:vit_tiny@64/8")["role"] == "ceiling"
     assert derive_from_uri("farl:/w/FaRL-Base-Patch16-LAIONFace20M-ep64.pth")["label"] == \
@@ -143,7 +143,7 @@ def test_run_cell_row_records_method_version_and_what_ran(tmp_path):
     finally:
         sys.path.remove(str(tmp_path))
     assert row["status"] == "ok", row["error"]
-    assert row["method"] == block("random", "control", label="My random")
+    assert row["method"] == block("random", "control", label="My random", labels_used="none")
     assert (row["task_version"], row["protocol_used"], row["head"]) == (1, "linear", "attribute")
     assert row["history"] and "train_loss" in row["history"][0]
     assert row["config"]["task"]["head"] == "attribute" and "features_extract_s" in row["provenance"]["timings"]

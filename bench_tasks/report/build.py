@@ -201,6 +201,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
 
     # ---- pre-training compute (summary.json's compute blocks of the evaluated runs)
     from .compute import compute_frame, compute_markdown
+    from .supervision import supervision_markdown
 
     compute_df = compute_frame(methods)
     compute_md = compute_markdown(compute_df)
@@ -274,7 +275,8 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
         results_files=loaded.files or [str(p) for p in results_paths], loaded=loaded, df_ok=df_ok,
         df_failed=df_failed, problems=problems, main_table=main, main_files=main_files, figures=figures,
         figure_notes=fig_notes, ablation_tables=abl_tables, missing_ablations=missing_abl, missing=missing,
-        files=files, reported_count=len(reported), compute_section=compute_md)
+        files=files, reported_count=len(reported), compute_section=compute_md,
+        supervision_section=supervision_markdown(rows))  # bench_tasks.report.supervision
     if calibration:
         summary = summary.rstrip("\n") + "\n\n" + calibration
     (out_dir / "SUMMARY.md").write_text(summary)

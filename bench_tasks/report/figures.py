@@ -278,7 +278,9 @@ def load_reconstructions(run_dirs: dict[str, str | Path], image_size: int | None
     """{codebook size: run dir} -> ({size: dict(original, corrupted, reconstructed)}, notes).
 
     Uses a precomputed `reconstructions.npz` (keys original/corrupted/reconstructed) in the run
-    dir when present, else `paco_fr.engine.reconstruct(run_dir, images)` on SynthFace test faces.
+    dir when present, else `paco_fr.engine.reconstruct` on SynthFace test faces with the model
+    rebuilt from the files every finished run keeps (config.yaml, encoder.safetensors and
+    recon.safetensors: paco_fr.export.load_recon_model), else from its checkpoint (ckpt/last.pt).
     Each failure becomes a note, never an exception."""
     data, notes = {}, []
     images = None
@@ -300,7 +302,9 @@ def load_reconstructions(run_dirs: dict[str, str | Path], image_size: int | None
                 size_px = image_size or 64
                 split = load_synthface("test", n_faces, image_size=size_px, seed=0, progress=False)
                 images = torch.from_numpy(np.asarray(split.images[:n_faces])).permute(0, 3, 1, 2).float() / 255.0
-            out = reconstruct(rd, images)
+            from paco_fr.export import RECON_NAME, load_recon_model
+
+            out = reconstruct(load_recon_model(rd) if (rd / RECON_NAME).is_file() else rd, images)
             data[size] = {k: _np(out[k]) for k in ("original", "corrupted", "reconstructed")}
         except Exception as e:  # noqa: BLE001 - a figure must never crash the report
             notes.append(f"codebook {size} ({rd}): reconstruction unavailable: {type(e).__name__}: "

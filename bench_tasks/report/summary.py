@@ -114,7 +114,7 @@ def floors_section(main_table: Table | None, df_ok) -> list[str]:
 def render_summary(*, profile, command, report_commit, date, results_files, loaded, df_ok, df_failed,
                    problems, main_table: Table | None, main_files: dict, figures: dict, figure_notes: dict,
                    ablation_tables, missing_ablations, missing: list[str], files: list[str],
-                   reported_count: int, compute_section: str = "") -> str:
+                   reported_count: int, compute_section: str = "", supervision_section: str = "") -> str:
     prov = _provenance(df_ok, df_failed)
     L = [f"# PaCo-FR bench report — profile `{profile}`", ""]
     if profile == "smoke":
@@ -158,6 +158,8 @@ def render_summary(*, profile, command, report_commit, date, results_files, load
         L.append("")
     else:
         L += ["_No ok results to tabulate._", ""]
+    if supervision_section:  # what each method's pre-training saw (bench_tasks.report.supervision)
+        L += [supervision_section.rstrip("\n"), ""]
 
     L += floors_section(main_table, df_ok)
     if compute_section:  # bench_tasks.report.compute: FLOPs, images, wall time per pre-training run
