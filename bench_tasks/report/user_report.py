@@ -150,11 +150,18 @@ def user_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo]) -> tuple[pd.
                  "excludes zero (paired over test items when per-item scores were kept).")
     if not floors:
         missing.append("no floor row (`floor:input-free`): no verdict against the floor")
+    arch_of = {methods[u].label: ceiling_uri(u) for u in uris}
     for label in sorted(no_random):
-        missing.append(f"{label}: no random-init row of the same architecture, so no verdict against random "
-                       "init")
+        arch = arch_of.get(label)
+        hint = (f"add `{arch.replace('supervised:', 'random:', 1)}` to --backbones" if arch else
+                "its architecture cannot be told from the URI; add `random:<arch>` of the same architecture to "
+                "--backbones")
+        missing.append(f"{label}: no random-init row of the same architecture, so no verdict against random init "
+                       f"({hint})")
     for label in sorted(no_ceiling):
-        missing.append(f"{label}: no supervised ceiling of the same architecture in the rows")
+        arch = arch_of.get(label)
+        missing.append(f"{label}: no supervised ceiling of the same architecture in the rows"
+                       + (f" (`{arch}`; it is planned unless --no-ceilings)" if arch else ""))
     return table, notes, missing
 
 
