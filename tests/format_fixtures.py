@@ -76,8 +76,9 @@ def write_rafdb(root: Path) -> Path:
     return root
 
 
-def write_lfw(root: Path, folds: int = 2, per: int = 3) -> Path:
-    """<root>/pairs.txt + <root>/lfw/<Name>/<Name>_<NNNN>.jpg."""
+def write_lfw_pairs(root: Path, write_image, folds: int = 2, per: int = 3) -> list[str]:
+    """<root>/pairs.txt (`folds` folds of `per` genuine then `per` impostor pairs) and every image it
+    names, written by write_image(path, k) at <root>/lfw/<Name>/<Name>_<NNNN>.jpg. Returns the lines."""
     names = [f"Person_{c}" for c in "ABCDEFGH"]
     lines = [f"{folds}\t{per}"]
     used = set()
@@ -94,7 +95,15 @@ def write_lfw(root: Path, folds: int = 2, per: int = 3) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "pairs.txt").write_text("\n".join(lines) + "\n")
     for k, (n, i) in enumerate(sorted(used)):
-        face_image(root / "lfw" / n / f"{n}_{i:04d}.jpg", 62, 62, seed=k)
+        path = root / "lfw" / n / f"{n}_{i:04d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, k)
+    return lines
+
+
+def write_lfw(root: Path, folds: int = 2, per: int = 3) -> Path:
+    """LFW's layout with face-ish images: <root>/pairs.txt + <root>/lfw/<Name>/<Name>_<NNNN>.jpg."""
+    write_lfw_pairs(root, lambda path, k: face_image(path, 62, 62, seed=k), folds, per)
     return root
 
 

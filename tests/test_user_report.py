@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_report import _md_row
 
 from bench_tasks.report.build import build_report
 
@@ -49,13 +50,6 @@ def user_report(tmp_path):
     info = build_report([res], out, runs_dir=None, profile="smoke", reconstruct=False)
     return out, info
 
-
-def _md_row(md: str, first: str) -> list[str]:
-    for line in md.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and cells[0] == first:
-            return cells
-    raise AssertionError(f"no row {first!r} in\n{md}")
 
 
 def test_compact_table_with_intervals_and_verdicts(user_report):
