@@ -122,3 +122,19 @@ def test_data_efficiency_figure_draws_intervals_and_only_drawn_references(tmp_pa
     # the error bar of each point is the row's interval: 2 below, 3 above
     pts = F._points_with_error(df_ok[df_ok["uri"] == MINE])
     assert pts["err_lo"].tolist() == [2.0, 2.0] and pts["err_hi"].tolist() == [3.0, 3.0]
+
+
+def test_slices_figure_makes_no_sd_claim_with_one_seed(tmp_path, monkeypatch):
+    from bench_tasks.report import figures as F
+    from bench_tasks.report.tables import rows_to_frames
+
+    row = _row(MINE, "attributes", "synthface", "linear", 70.0, [68.0, 72.0])
+    row["slices"] = {"pose:frontal": {"balanced_acc": 72.0}, "pose:profile": {"balanced_acc": 66.0}}
+    df_ok, _, methods, _ = rows_to_frames([row])
+    figs = []
+    monkeypatch.setattr(F.plt, "close", lambda fig: figs.append(fig))
+    sf = F.slice_frame(df_ok, "linear", 1.0)
+    p, note = F.slices_figure(sf, methods, tmp_path / "s.png", title="Robustness slices (mean ± sd over seeds)")
+    assert p is not None and note is None
+    title = figs[0]._suptitle.get_text()
+    assert "± sd" not in title and "one seed" in title

@@ -205,7 +205,11 @@ def slices_figure(sf: pd.DataFrame, methods: dict[str, MethodInfo], out_path: st
         ax.grid(axis="y", alpha=0.3)
     handles = [plt.Rectangle((0, 0), 1, 1, color=palette[m], label=m) for m in hue_order]
     fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), frameon=False)
-    fig.suptitle(title or "Robustness slices (mean ± sd over seeds)")
+    title = title or "Robustness slices (mean ± sd over seeds)"
+    if sf.groupby(["method", "task", "dataset", "slice"])["seed"].nunique().max() <= 1:
+        # one seed: seaborn draws no bar, and the title must not promise one
+        title = title.replace("mean ± sd over seeds", "one seed: no interval")
+    fig.suptitle(title)
     fig.tight_layout(rect=(0, _legend_space(fig, len(handles)), 1, 1))
     out_path = Path(out_path)
     fig.savefig(out_path, dpi=DPI)
