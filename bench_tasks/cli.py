@@ -6,6 +6,7 @@
     python -m bench_tasks run --tasks attributes --datasets celeba --data-root celeba=/d/CelebA \\
         --backbones farl:FaRL-Base-Patch16-LAIONFace20M-ep64.pth --protocols linear,finetune
     python -m bench_tasks preview synthface --out grid.png --n 16 --size 128
+    python -m bench_tasks preview --datasets 300w --data-root 300w=data/300w
     python -m bench_tasks report ...
 
 Extra registry modules (your own dataset readers, tasks, backbone schemes) can be imported with
@@ -686,20 +687,6 @@ def run_plan_command(args) -> int:
 # ----------------------------------------------------------------------------- preview / report
 
 
-def cmd_preview(args) -> int:
-    if args.dataset != SYNTHFACE:
-        print(f"preview supports only {SYNTHFACE!r}", file=sys.stderr)
-        return 2
-    try:
-        from bench_tasks.preview import draw_synthface_preview
-    except ImportError as err:
-        print(f"the SynthFace preview is not available yet ({err})", file=sys.stderr)
-        return 2
-    out = draw_synthface_preview(args.out, n=args.n, image_size=args.size, seed=args.seed)
-    print(f"wrote {out or args.out}")
-    return 0
-
-
 def check_report_inputs(args) -> list[str]:
     """`report` on a missing or empty results file is an error (an empty report would look like a
     finished study)."""
@@ -824,13 +811,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     add_status_parser(sub)
 
-    pp = sub.add_parser("preview", help="draw a grid of SynthFace samples with their labels")
-    pp.add_argument("dataset", choices=[SYNTHFACE])
-    pp.add_argument("--out", default="synthface_preview.png")
-    pp.add_argument("--n", type=int, default=16)
-    pp.add_argument("--size", type=int, default=128)
-    pp.add_argument("--seed", type=int, default=0)
-    pp.set_defaults(func=cmd_preview)
+    from bench_tasks.preview import add_preview_parser
+
+    add_preview_parser(sub)
 
     from bench_tasks.report.build import add_arguments as add_report_arguments
 

@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from format_fixtures import write_lfw_pairs
 from PIL import Image
 
 from bench_tasks.api import PROFILES, DatasetLayoutError
@@ -101,25 +102,7 @@ def test_bin_missing_and_malformed(tmp_path):
 
 
 def _write_lfw(root, folds=2, per=3):
-    names = [f"Person_{c}" for c in "ABCDEFGH"]
-    lines = [f"{folds}\t{per}"]
-    used = set()
-    rng = np.random.default_rng(0)
-    for _ in range(folds):
-        for _ in range(per):
-            n = names[rng.integers(len(names))]
-            lines.append(f"{n}\t1\t2")
-            used |= {(n, 1), (n, 2)}
-        for _ in range(per):
-            a, b = rng.choice(len(names), 2, replace=False)
-            lines.append(f"{names[a]}\t1\t{names[b]}\t3")
-            used |= {(names[a], 1), (names[b], 3)}
-    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
-    for k, (n, i) in enumerate(sorted(used)):
-        d = root / "lfw" / n
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"{n}_{i:04d}.jpg").write_bytes(_img(k, size=50))
-    return lines
+    return write_lfw_pairs(root, lambda path, k: path.write_bytes(_img(k, size=50)), folds, per)
 
 
 def test_lfw_reader(tmp_path):

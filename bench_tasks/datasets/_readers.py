@@ -96,10 +96,12 @@ class EncodedImageSplit(TaskSplit):
 
 
 def check_root(name: str, root, layout: str, required: list[str]) -> Path:
-    """Path(root) (~ expanded), or DatasetLayoutError naming every missing entry and the layout."""
+    """Path(root), ~ expanded and made absolute (so that paths read from the annotations and
+    joined to it are never joined twice when the root is relative), or DatasetLayoutError naming
+    every missing entry and the layout."""
     if root is None:
         raise DatasetLayoutError(name, root, "no data root given", layout)
-    root = Path(root).expanduser()
+    root = Path(root).expanduser().absolute()
     if not root.is_dir():
         raise DatasetLayoutError(name, root, "the root folder does not exist", layout)
     missing = [r for r in required if not (root / r).exists()]
@@ -306,3 +308,15 @@ def holdout(n: int, frac: float = 0.05, seed: int = 20240601) -> tuple[np.ndarra
     perm = rng.permutation(n)
     k = max(1, int(round(n * frac))) if n > 1 else 0
     return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def holdout_rows(dataset: str, root, rows: list, split: str, layout: str, where: str) -> list:
+    """The `split` ("train" or "val") part of a training set's `rows` by `holdout`, or
+    DatasetLayoutError when there are too few annotated items to hold one out (at least 2: one to
+    train on, one for validation)."""
+    if len(rows) < 2:
+        raise DatasetLayoutError(dataset, root, f"{len(rows)} annotated training image(s) in {where}; at least 2 "
+                                 "are needed (one is held out for validation), more for a meaningful number",
+                                 layout)
+    tr, va = holdout(len(rows))
+    return [rows[i] for i in (tr if split == "train" else va)]

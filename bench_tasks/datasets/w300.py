@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
-from bench_tasks.datasets._readers import LandmarkRecordsSplit, check_root, crop_matrix, holdout
+from bench_tasks.datasets._readers import LandmarkRecordsSplit, check_root, crop_matrix, holdout_rows
 from bench_tasks.registry import DATASETS
 
 MARGIN = 1.25
@@ -72,6 +72,8 @@ def row_key(row: dict) -> tuple:
 
 
 def find_image(root: Path, name: str) -> Path:
+    if Path(name).is_absolute():
+        return Path(name)
     for base in (root / "images", root, root / "WFLW_images"):
         if (base / name).exists():
             return base / name
@@ -145,9 +147,7 @@ def load_300w(root, split: str, size: int) -> LandmarkRecordsSplit:
     csv_train = r / "face_landmarks_300w_train.csv"
     if csv_train.exists():
         if split in ("train", "val"):
-            rows = read_hrnet_csv(csv_train, 68)
-            tr, va = holdout(len(rows))
-            rows = [rows[i] for i in (tr if split == "train" else va)]
+            rows = holdout_rows("300w", root, read_hrnet_csv(csv_train, 68), split, LAYOUT, csv_train.name)
             return records_split("300w", split, r, rows, size, dict(META_300W))
         full = r / "face_landmarks_300w_valid.csv"
         if not full.exists():
@@ -170,8 +170,7 @@ def load_300w(root, split: str, size: int) -> LandmarkRecordsSplit:
         if not rows:
             raise DatasetLayoutError("300w", root, f"no .pts files with images under {folder.name}/", LAYOUT)
         if split != "test":
-            tr, va = holdout(len(rows))
-            rows = [rows[i] for i in (tr if split == "train" else va)]
+            rows = holdout_rows("300w", root, rows, split, LAYOUT, "train/")
             return records_split("300w", split, r, rows, size, dict(META_300W))
         subs = sorted({x["subset"] for x in rows if x["subset"]})
         slices = {s: np.array([x["subset"] == s for x in rows]) for s in subs}

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
-from bench_tasks.datasets._readers import check_root, holdout
+from bench_tasks.datasets._readers import check_root, holdout_rows
 from bench_tasks.datasets.w300 import read_hrnet_csv, records_split, row_key
 from bench_tasks.registry import DATASETS
 
@@ -91,8 +91,7 @@ def load_wflw(root, split: str, size: int):
             return records_split("wflw", split, r, rows, size, dict(META_WFLW), slices)
     else:
         raise DatasetLayoutError("wflw", root, f"neither face_landmarks_wflw_train.csv nor {LIST_DIR}/", LAYOUT)
-    tr, va = holdout(len(rows))
-    rows = [rows[i] for i in (tr if split == "train" else va)]
+    rows = holdout_rows("wflw", root, rows, split, LAYOUT, "the training annotations")
     return records_split("wflw", split, r, rows, size, dict(META_WFLW))
 
 

@@ -38,6 +38,7 @@ from .tables import (
     to_markdown,
     to_wide_frame,
 )
+from .user_report import is_study, write_user_report
 
 
 def _git_commit() -> str:
@@ -269,6 +270,13 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
             missing.append(f"figure {k}: {fig_notes.get(k)}")
 
     files = list(dict.fromkeys(files))
+    if not is_study(methods):  # the user's backbones: a compact table, not the study's wide one
+        return write_user_report(
+            out_dir=out_dir, profile=profile, command=command or "python -m bench_tasks report",
+            report_commit=_git_commit(), date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            results_files=loaded.files or [str(p) for p in results_paths], df_ok=df_ok, df_failed=df_failed,
+            methods=methods, problems=problems + fig_notes["extra"], figures=figures, figure_notes=fig_notes,
+            files=files, calibration=calibration)
     summary = render_summary(
         profile=profile, command=command or "python -m bench_tasks report", report_commit=_git_commit(),
         date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),

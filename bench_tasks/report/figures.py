@@ -51,9 +51,7 @@ def _method_palette(labels: list[str]) -> dict[str, tuple]:
 def data_efficiency_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], protocol: str | None,
                            out_path: str | Path) -> tuple[Path | None, str | None]:
     """Headline score vs training fraction (log x), one line per method, one panel per
-    task/dataset; error band = sd over seeds."""
-    import seaborn as sns
-
+    task/dataset; error bars = sd over seeds, or the row's 95 % bootstrap interval with one seed."""
     from .compare import protocol_mask, protocol_text, references
 
     if df_ok.empty or not protocol:
@@ -77,11 +75,16 @@ def data_efficiency_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], 
     palette = _method_palette(hue_order)
     keys = sorted({(t, d) for t, d in zip(sub["task"], sub["dataset"])}, key=lambda k: (task_sort_key(k[0]), k[1]))
     fig, axes = _panels(keys)
+    drawn = {"floor": False, "ceiling": False}
+    n_seeds = set()
     for ax, (task, ds) in zip(axes, keys):
         d = sub[(sub["task"] == task) & (sub["dataset"] == ds)]
         metric = d["metric"].iloc[0]
-        sns.lineplot(data=d, x="fraction", y="value", hue="method", hue_order=[m for m in hue_order if m in set(d["method"])],
-                     palette=palette, marker="o", errorbar="sd", ax=ax, legend=False)
+        for m in [m for m in hue_order if m in set(d["method"])]:
+            pts = _points_with_error(d[d["method"] == m])
+            n_seeds |= set(pts["n"])
+            ax.errorbar(pts["fraction"], pts["mean"], yerr=[pts["err_lo"], pts["err_hi"]], color=palette[m],
+                        marker="o", capsize=3, lw=1.5)
         ax.set_xscale("log")
         ax.set_xticks(fracs)
         ax.set_xticklabels([f"{f:g}" for f in fracs])
@@ -94,20 +97,48 @@ def data_efficiency_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], 
         ref = refs.get((task, ds))
         if ref is not None and ref.floor is not None:
             ax.axhline(ref.floor, color="0.35", ls="--", lw=1.2)
+            drawn["floor"] = True
         if ref is not None and ref.ceiling is not None:
             ax.axhline(ref.ceiling, color="0.35", ls=":", lw=1.4)
+            drawn["ceiling"] = True
     handles = [plt.Line2D([], [], color=palette[m], marker="o", label=m) for m in hue_order]
-    if refs:
-        handles += [plt.Line2D([], [], color="0.35", ls="--", label="floor (input-free)"),
-                    plt.Line2D([], [], color="0.35", ls=":", label="ceiling (supervised, fraction 1)")]
+    # the legend names a reference line only when some panel draws it
+    if drawn["floor"]:
+        handles.append(plt.Line2D([], [], color="0.35", ls="--", label="floor (input-free)"))
+    if drawn["ceiling"]:
+        handles.append(plt.Line2D([], [], color="0.35", ls=":", label="ceiling (supervised, fraction 1)"))
     fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), frameon=False,
                bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(f"Data efficiency (protocol {protocol_text(protocol)}; mean ± sd over seeds)")
+    fig.suptitle(f"Data efficiency (protocol {protocol_text(protocol)}; {_error_text(n_seeds)})")
     fig.tight_layout(rect=(0, _legend_space(fig, len(handles)), 1, 1))
     out_path = Path(out_path)
     fig.savefig(out_path, dpi=DPI)
     plt.close(fig)
     return out_path, None
+
+
+def _points_with_error(d: pd.DataFrame) -> pd.DataFrame:
+    """Per training fraction: mean over seeds and the error bar below / above it: ± the sd over
+    seeds when there are several, else the one row's 95 % bootstrap interval (0 without one)."""
+    recs = []
+    for frac, g in d.groupby("fraction", sort=True):
+        mean = float(g["value"].mean())
+        if len(g) > 1:
+            lo = hi = float(g["value"].std(ddof=1))
+        else:
+            ci = g["ci"].iloc[0] if "ci" in g else None
+            ok = isinstance(ci, (list, tuple)) and len(ci) == 2
+            lo, hi = (max(0.0, mean - float(ci[0])), max(0.0, float(ci[1]) - mean)) if ok else (0.0, 0.0)
+        recs.append({"fraction": frac, "mean": mean, "err_lo": lo, "err_hi": hi, "n": len(g)})
+    return pd.DataFrame(recs)
+
+
+def _error_text(n_seeds: set) -> str:
+    if n_seeds and min(n_seeds) > 1:
+        return "mean ± sd over seeds"
+    if n_seeds == {1}:
+        return "one seed: bars = 95 % bootstrap interval over test items"
+    return "bars: ± sd over seeds, or the 95 % bootstrap interval where one seed"
 
 
 def slice_frame(df_ok: pd.DataFrame, protocol, fraction) -> pd.DataFrame:
@@ -174,7 +205,11 @@ def slices_figure(sf: pd.DataFrame, methods: dict[str, MethodInfo], out_path: st
         ax.grid(axis="y", alpha=0.3)
     handles = [plt.Rectangle((0, 0), 1, 1, color=palette[m], label=m) for m in hue_order]
     fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), frameon=False)
-    fig.suptitle(title or "Robustness slices (mean ± sd over seeds)")
+    title = title or "Robustness slices (mean ± sd over seeds)"
+    if sf.groupby(["method", "task", "dataset", "slice"])["seed"].nunique().max() <= 1:
+        # one seed: seaborn draws no bar, and the title must not promise one
+        title = title.replace("mean ± sd over seeds", "one seed: no interval")
+    fig.suptitle(title)
     fig.tight_layout(rect=(0, _legend_space(fig, len(handles)), 1, 1))
     out_path = Path(out_path)
     fig.savefig(out_path, dpi=DPI)
