@@ -2,6 +2,6 @@
 
 import sys
 
-from bench_tasks.cli import main
+from bench_tasks.cli.app import main
 
 sys.exit(main())

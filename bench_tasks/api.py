@@ -1,249 +1,282 @@
-"""The contracts between the runner, tasks, datasets, backbones and the results store.
+"""The public Python API, for notebooks (also `from bench_tasks import evaluate, load_results`).
+It sits at the top of the package, beside the CLI; the contract types plug-ins implement are
+bench_tasks.contracts (re-exported here for plug-ins written against `from bench_tasks.api import ...`).
 
-A *cell* is one unit of work: (backbone, task, dataset, protocol, fraction, seed) under a
-profile. The runner builds a `CellContext`, calls `Task.run(ctx)`, and stores the returned
-`CellResult` as one row in results/ (see bench_tasks/results.py for the row schema).
+    import timm, bench_tasks
+    vit = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0)
+    df = bench_tasks.evaluate(vit, tasks=["attributes", "expression"], profile="smoke")
+    df[["task", "dataset", "protocol", "headline", "headline_value"]]
+
+    df = bench_tasks.evaluate("paco_fr:runs/smoke/paco/encoder.safetensors", tasks=["parsing"],
+                              datasets=["lapa"], data_root="/data", profile="paper")
+    all_rows = bench_tasks.load_results("results/smoke.jsonl")
+
+`evaluate` plans the cells exactly as `python -m bench_tasks run` does, refuses bad input before
+anything runs (`bench_tasks.plan.validate.PlanInvalid`, whose message lists every problem), appends one
+row per cell to the results file (resumable: done cells are not recomputed unless force=True) and
+returns this call's rows as a pandas DataFrame (bench_tasks.store.results.to_dataframe columns: backbone,
+task, dataset, protocol, fraction, seed, status, headline, headline_value, metric/<name>, ...).
+
+An in-memory backbone is a timm ViT-family module (VisionTransformer, EVA, DeiT, BEiT, ...), a
+`paco_fr.backbone.ViTBackbone` or a `bench_tasks.backbones.base.BenchBackbone`. Its cells are keyed
+by `memory:<name>@<hash of its weights>`, so a changed model never reuses old rows. The model is
+copied per cell (fine-tuning never changes the object you passed) and resized to each task's input
+size with timm's `set_input_size`.
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
 import hashlib
-import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
 
-import numpy as np
 import torch
+from torch import nn
 
-# ----------------------------------------------------------------------------- profiles
+from bench_tasks.backbones.base import BenchBackbone
+from bench_tasks.contracts import (
+    Cell,
+    CellContext,
+    CellResult,
+    DatasetLayoutError,
+    DatasetSpec,
+    Profile,
+    Task,
+    TaskSplit,
+    split_targets,
+)
+from bench_tasks.plan.profiles import PROFILES, get_profile
 
-
-@dataclass(frozen=True)
-class Profile:
-    """How big a run is: bench_tasks/configs/<name>.yaml (smoke: CI's 2-core CPU, numbers not
-    meaningful; cpu: a real study on a 2-core CPU; small / gpu: one GPU, SynthFace at 112; paper:
-    FaRL-size settings for users' own data and GPUs). `extra`: task settings that differ from the
-    tasks' defaults (keys: bench_tasks.profiles.setting_keys())."""
-
-    name: str
-    image_size: int  # classification / recognition input size on SynthFace
-    dense_size: int  # parsing / landmarks input size (FaRL: 448)
-    synthface_train: int  # SynthFace images per split (train/val/test)
-    synthface_val: int
-    synthface_test: int
-    batch_size: int
-    linear_epochs: int
-    finetune_epochs: int
-    dense_epochs: int
-    recognition_epochs: int
-    seeds: tuple[int, ...] = (0,)
-    fractions: tuple[float, ...] = (1.0,)
-    protocols: tuple[str, ...] = ("linear",)
-    num_workers: int = 0
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
-    # the study's pre-training seeds (`run --all`): [0, 1, 2] or {default: [0, 1, 2], farl: [0]}
-    # (bench_tasks.study.parse_pretrain_seeds); empty: seed 0 only
-    pretrain_seeds: dict = field(default_factory=dict, hash=False, compare=False)
+__all__ = [
+    "evaluate", "load_results", "compare", "wrap_module", "at_size",
+    # the contracts and profiles, under the names plug-ins have imported from here
+    "Cell", "CellContext", "CellResult", "DatasetLayoutError", "DatasetSpec", "Profile", "Task", "TaskSplit",
+    "split_targets", "PROFILES", "get_profile",
+]
 
 
-# bench_tasks/configs/<name>.yaml, one file per profile (bench_tasks.profiles: user YAML files and
-# `run --set KEY=VALUE` overrides; `run --dry-run` prints the effective settings)
-def _bundled() -> dict[str, Profile]:
-    from bench_tasks.profiles import bundled_profiles
-
-    return bundled_profiles()
-
-
-PROFILES: dict[str, Profile] = _bundled()
-
-
-def get_profile(name: str) -> Profile:
-    """A registered profile by name (bundled, or loaded in this process by
-    bench_tasks.profiles.load_profile), else a profile YAML file by path."""
-    if name in PROFILES:
-        return PROFILES[name]
-    if str(name).endswith((".yaml", ".yml")):
-        from bench_tasks.profiles import load_profile
-
-        return load_profile(name)
-    raise KeyError(f"unknown profile {name!r}; choose from {sorted(PROFILES)} or give a profile YAML file")
-
-
-# ----------------------------------------------------------------------------- cells
-
-
-@dataclass(frozen=True)
-class Cell:
-    backbone: str  # URI, e.g. "random:vit_tiny" or "paco_fr:runs/x/encoder.safetensors"
-    task: str
-    dataset: str
-    protocol: str  # "linear" | "finetune" | "frozen" (task-specific ones allowed)
-    fraction: float = 1.0
-    seed: int = 0
-    profile: str = "smoke"
-
-    def key(self) -> str:
-        """Stable identity of the cell: a row with this key means the cell is done."""
-        blob = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha1(blob.encode()).hexdigest()[:16]
-
-    def label(self) -> str:
-        return (f"{self.backbone} | {self.task}/{self.dataset} | {self.protocol} "
-                f"| frac={self.fraction:g} | seed={self.seed}")
-
-
-# ----------------------------------------------------------------------------- data
-
-
-class TaskSplit(torch.utils.data.Dataset):
-    """One split of one dataset, prepared for one task.
-
-    __getitem__ returns (image, target): image a float tensor (3, H, W) in [0, 1] at the size
-    the task asked for; target task-specific (multi-hot vector, class index, (68, 2) landmark
-    tensor in pixels of the returned image, (H, W) long mask, identity index).
-    `slices` maps a slice name (e.g. "pose:large", "occlusion:yes") to a boolean array over the
-    split, used to report robustness separately. `meta` holds class names etc.
-    `targets`: every target of the split stacked (N, ...) when the reader has them without
-    decoding images (feature-cached linear probes, floors and majority baselines use them; read
-    them with `split_targets`), None otherwise.
-    """
-
-    targets: np.ndarray | torch.Tensor | None = None
-
-    def __init__(self, name: str, split: str, meta: dict | None = None,
-                 slices: dict[str, np.ndarray] | None = None):
-        self.name = name
-        self.split = split
-        self.meta = meta or {}
-        self.slices = slices or {}
-
-
-def split_targets(split) -> np.ndarray | torch.Tensor | None:
-    """The `targets` of a split when it has them for every item (None otherwise). A plug-in split
-    written against the older contract (`targets()` a method) is read too."""
-    t = getattr(split, "targets", None)
-    if callable(t):
-        t = t()
-    if t is None or isinstance(t, dict) or len(t) != len(split):
+def _join(x: str | Sequence | None) -> str | None:
+    if x is None:
         return None
-    return t
+    if isinstance(x, str):
+        return x
+    return ",".join(str(v) for v in x)
 
 
-class DatasetSpec:
-    """A registered dataset. `tasks` lists the tasks it can serve; `load` builds one split.
-    `root` is None for the embedded SynthFace; readers of real formats raise
-    `DatasetLayoutError` (with the expected layout) when the root is missing or malformed."""
-
-    name: ClassVar[str]
-    tasks: ClassVar[tuple[str, ...]]
-    needs_root: ClassVar[bool] = True
-    layout: ClassVar[str] = ""  # the expected folder layout, shown in errors and `list`
-    # the version of the data it yields (a generator's version): rows record it as `data_version`
-    # and a row of another version is recomputed, like one of another `Task.version`
-    version: ClassVar[str] = "1"
-
-    def load(self, task: str, split: str, root: str | None, profile: Profile, image_size: int) -> TaskSplit:
-        raise NotImplementedError
+def _weights_hash(module: nn.Module) -> str:
+    h = hashlib.sha256(type(module).__name__.encode())
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
-class DatasetLayoutError(FileNotFoundError):
-    def __init__(self, dataset: str, root: str | Path | None, problem: str, layout: str):
-        self.dataset, self.root, self.problem, self.layout = dataset, root, problem, layout
-        super().__init__(f"{dataset}: {problem} (root: {root})\nexpected layout:\n{layout}")
+def wrap_module(model: nn.Module | BenchBackbone, name: str | None = None) -> BenchBackbone:
+    """An in-memory model as a BenchBackbone keyed `memory:<name>@<weights hash>`."""
+    from bench_tasks.backbones.timm_file import TimmViTBackbone, _mean_std, missing_vit_parts
+    from paco_fr.backbone import ViTBackbone
+
+    if isinstance(model, BenchBackbone):
+        return model
+    h = _weights_hash(model)
+    if isinstance(model, ViTBackbone):
+        vit_bb = model
+        label = name or model.arch
+    else:
+        missing = missing_vit_parts(model)
+        if missing:
+            raise TypeError(f"evaluate(): a {type(model).__name__} is not a timm ViT-family model (it has no "
+                            f"{', '.join(missing)}); pass a timm ViT, a paco_fr ViTBackbone, or a backbone URI "
+                            "string such as 'timm:<model>:<file>'")
+        mean, std = _mean_std(model)
+        label = name or getattr(model, "default_cfg", {}).get("architecture") or type(model).__name__
+        vit_bb = TimmViTBackbone(model, arch=label, mean=mean, std=std)
+    return BenchBackbone(f"memory:{label}@{h[:12]}", vit_bb, h, source=f"in-memory {type(model).__name__}")
 
 
-# ----------------------------------------------------------------------------- tasks
+def at_size(bb: BenchBackbone, size: int) -> BenchBackbone:
+    """A copy of `bb` that takes `size` x `size` inputs."""
+    bb = copy.deepcopy(bb)
+    vit = bb.vit.vit
+    cur = tuple(getattr(vit.patch_embed, "img_size", None) or ())
+    dynamic = getattr(vit, "dynamic_img_size", False)
+    if cur and cur != (size, size) and not dynamic:
+        if not hasattr(vit, "set_input_size"):
+            raise ValueError(f"{bb.uri}: the model takes {cur} inputs, the task needs {size}x{size}; create it "
+                             "with dynamic_img_size=True or img_size=" + str(size))
+        vit.set_input_size(img_size=(size, size))
+        bb.vit.img_size = size
+    return bb
 
 
-@dataclass
-class CellContext:
-    cell: Cell
-    backbone: Any  # bench_tasks.backbones.base.BenchBackbone
-    profile: Profile
-    data_root: str | None  # root of the cell's dataset, None for SynthFace's cache default
-    device: torch.device
-    work_dir: Path  # per-run scratch shared by the cells of a run: feature cache (work_dir/features)
-    progress: bool = True
-    results_dir: Path | None = None  # folder of the results file; artifacts go under it
+def _check_forward(bb: BenchBackbone, task_ds: dict, prof) -> None:
+    from bench_tasks.registry import TASKS
 
-    def artifact_dir(self) -> Path:
-        """Folder for this cell's artifacts (confusion matrices, histories, previews):
-        <results_dir>/artifacts/<key>-<settings>/ (created), <settings> the first 8 characters of the
-        cell's settings hash (bench_tasks.profiles.settings_hash), so the same cell computed with
-        other settings (a `--set`, a changed profile) into the same results folder keeps its own
-        artifacts. CellResult.artifacts stores paths relative to results_dir (`artifact_relpath`)."""
-        from bench_tasks.runner import current_settings_hash
+    for size in sorted({TASKS.get(t)().image_size(prof) for t in task_ds}):
+        m = at_size(bb, size).eval()
+        with torch.no_grad():
+            m(torch.zeros(1, 3, size, size), m.dense_layers())
 
-        base = self.results_dir if self.results_dir is not None else Path(self.work_dir)
-        h = current_settings_hash(self.cell)
-        d = Path(base) / "artifacts" / (self.cell.key() + (f"-{h[:8]}" if h else ""))
-        d.mkdir(parents=True, exist_ok=True)
-        return d
 
-    def artifact_relpath(self, path: str | Path) -> str:
-        base = self.results_dir if self.results_dir is not None else Path(self.work_dir)
+def _run_in_memory(bb, cells, prof, results, work_dir, roots, device, force, progress, log) -> None:
+    """run_plan for a backbone object: done cells skipped, each cell gets its own copy at its size."""
+    from bench_tasks.errors import cause_line
+    from bench_tasks.registry import TASKS
+    from bench_tasks.run.runner import run_cell
+    from bench_tasks.store.readers import describe_rejected
+    from bench_tasks.store.results import ResultsStore
+
+    store = ResultsStore(results)
+    moved = store.quarantine()
+    if moved:
+        log(f"warning: {describe_rejected(store.path, moved)}: moved to {store.rejected_path}")
+    done = store.done_keys()
+    sized: dict[int, BenchBackbone] = {}
+    for cell in cells:
+        if cell.key() in done and not force:
+            continue
+        size = TASKS.get(cell.task)().image_size(prof)
+        if size not in sized:
+            sized[size] = at_size(bb, size)
+        row = run_cell(cell, results=results, work_dir=work_dir, data_roots=roots, device=device,
+                       progress=progress, backbone=copy.deepcopy(sized[size]))
+        if row["status"] == "ok":
+            log(f"ok     {cell.label()} | {row['headline']}={row['metrics'].get(row['headline'], float('nan')):.2f}")
+        else:
+            log(f"FAILED {cell.label()} | {cause_line(row['error'])}")
+
+
+def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[str] | None = None,
+             datasets: str | Sequence[str] | None = None, profile: str = "smoke",
+             protocols: str | Sequence[str] | None = None, seeds: str | Sequence[int] | None = None,
+             fractions: str | Sequence[float] | None = None, data_root: str | Sequence[str] | None = None,
+             results: str | Path | None = None, work_dir: str | Path = "work_dirs", device: str = "auto",
+             force: bool = False, progress: bool = True, name: str | None = None,
+             log: Callable[[str], None] | None = print, threads: int | None = None):
+    """Evaluate one backbone (a URI string or an in-memory model) and return this call's result rows
+    as a pandas DataFrame. `tasks=None` runs every task; `datasets=None` each task's default datasets
+    that have a data root, plus SynthFace. Raises bench_tasks.plan.validate.PlanInvalid (every problem
+    listed) before anything runs when the input is bad. `threads`: torch's CPU threads, with the
+    CLI's default (`run --threads`: 1 under the smoke profile, else torch's own); it is set for the
+    whole process, as the CLI does."""
+    from bench_tasks.cli.app import apply_threads, build_task_datasets
+    from bench_tasks.errors import PlanError, cause_line
+    from bench_tasks.plan.cells import DataRoots, plan_cells
+    from bench_tasks.plan.profiles import get_profile
+    from bench_tasks.plan.validate import (
+        PlanInvalid,
+        check_args,
+        check_backbones,
+        check_data,
+        parse_fractions,
+        parse_seeds,
+    )
+    from bench_tasks.registry import load_registries
+    from bench_tasks.run.runner import run_plan
+    from bench_tasks.store.readers import latest_rows
+    from bench_tasks.store.results import to_dataframe
+
+    load_registries()
+    log = log or (lambda msg: None)
+    in_memory = not isinstance(backbone, str)
+    roots_arg = [data_root] if isinstance(data_root, str) else (list(data_root) if data_root else None)
+    args = argparse.Namespace(tasks=_join(tasks), all=tasks is None, datasets=_join(datasets),
+                              protocols=_join(protocols), seeds=_join(seeds), fractions=_join(fractions),
+                              device=device, backbones=None if in_memory else backbone, profile=profile,
+                              pretrain_override=None, study=False)
+    problems = check_args(args)
+    try:
+        prof = get_profile(profile)
+    except KeyError as err:
+        raise PlanInvalid([*problems, str(err.args[0])]) from None
+    apply_threads(threads, prof.name)
+    roots = DataRoots.parse(roots_arg)
+    try:
+        task_ds = build_task_datasets(args, roots, log=log)
+    except PlanError as err:
+        raise PlanInvalid(problems or [str(err.code)]) from None
+    seed_list, _ = parse_seeds(args.seeds)
+    frac_list, _ = parse_fractions(args.fractions)
+    problems += check_data(task_ds, roots, prof)
+    bb = None
+    if in_memory:
         try:
-            return Path(path).resolve().relative_to(Path(base).resolve()).as_posix()
-        except ValueError:
-            return str(path)
+            bb = wrap_module(backbone, name)
+            _check_forward(bb, task_ds, prof)
+        except (TypeError, ValueError, RuntimeError, AssertionError) as err:
+            problems.append(f"evaluate(): the in-memory backbone cannot be used: {cause_line(err, limit=2000)}")
+        uri = bb.uri if bb is not None else "memory:?"
+    else:
+        uri = backbone
+        problems += check_backbones([uri], task_ds, prof, device)
+    if not task_ds:
+        problems.append("the plan is empty: no task has an available dataset (give datasets=... and data_root=...)")
+    if problems:
+        raise PlanInvalid(problems)
+    proto_list = [p.strip() for p in args.protocols.split(",")] if args.protocols else None
+    cells = plan_cells([uri], task_ds, protocols=proto_list, seeds=seed_list, fractions=frac_list, profile=prof.name)
+    results = Path(results or f"results/{prof.name}.jsonl")
+    if not in_memory:
+        run_plan(cells, results=results, work_dir=work_dir, data_roots=roots, device=device, force=force,
+                 progress=progress, log=log)
+    else:
+        _run_in_memory(bb, cells, prof, results, work_dir, roots, device, force, progress, log)
+    latest = latest_rows(results)
+    keys = [c.key() for c in cells]
+    import pandas as pd
+
+    df = to_dataframe(results)
+    if df.empty:
+        return pd.DataFrame()
+    return df[df["key"].isin([k for k in keys if k in latest])].reset_index(drop=True)
 
 
-@dataclass
-class CellResult:
-    """metrics: scores at the epoch selected on the validation split (the headline numbers);
-    metrics_last: scores at the last epoch; metrics_best_test: best test score over epochs
-    (FaRL's published convention, stored for comparison only). slices: robustness slices,
-    {slice_name: {metric: value}}. artifacts: {name: path relative to results/}; `items` names the
-    per-item scores (bench_tasks.stats.ItemScores, .npz) the report uses for paired comparisons.
-    `extra` is free-form and not stored (plug-in tasks that still return `extra["config"]`,
-    `extra["timings"]`, `extra["history"]` or `extra["protocol_used"]` have them read as the typed
-    fields below)."""
+def load_results(path: str | Path, latest_only: bool = True):
+    """A results file as a pandas DataFrame (one row per cell, the latest row per key with
+    latest_only). Raises FileNotFoundError for a missing file; unreadable lines are skipped with a
+    warning (a run moves them to `<file>.rejected`)."""
+    import warnings
 
-    metrics: dict[str, float]
-    metrics_last: dict[str, float] = field(default_factory=dict)
-    metrics_best_test: dict[str, float] = field(default_factory=dict)
-    slices: dict[str, dict[str, float]] = field(default_factory=dict)
-    artifacts: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-    # 95 % bootstrap intervals of test metrics over test items (pairs for verification):
-    # {metric: [lo, hi]} (bench_tasks.stats); stored as the row's `ci`
-    ci: dict[str, list[float]] = field(default_factory=dict)
-    # what actually ran: the protocol (a dense task runs a plan's `linear` as `frozen`) and the head
-    # trained on the backbone (e.g. "attribute", "fpn_uperhead", "arcface"); the row's `protocol_used`
-    protocol_used: str = ""
-    head: str = ""
-    # the task's effective settings (the row's config.task), wall-clock timings in seconds (the
-    # row's provenance.timings) and one dict per evaluated epoch (the row's `history`)
-    config: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
+    from bench_tasks.store.readers import describe_rejected, inspect
+    from bench_tasks.store.results import to_dataframe
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file {path} not found")
+    bad = inspect(path)
+    if bad:
+        warnings.warn(f"{describe_rejected(path, bad)}; they are left out", stacklevel=2)
+    return to_dataframe(path, latest_only=latest_only)
 
 
-class Task:
-    name: ClassVar[str]
-    # bump when a change to the task changes its numbers: the runner then recomputes rows written
-    # by another version (rows record `task_version`; rows without one count as version 1).
-    # `Cell.key()` does not include it, so results of an unchanged task stay valid.
-    version: ClassVar[int] = 1
-    default_datasets: ClassVar[tuple[str, ...]]  # real data sets the task knows
-    protocols: ClassVar[tuple[str, ...]] = ("linear", "finetune", "frozen")
-    # protocols a plan may name that the task runs (and records) under another name, e.g. the
-    # dense tasks' {"linear": "frozen"}: rows, tables and `list` show the protocol actually run
-    protocol_aliases: ClassVar[dict[str, str]] = {}
-    headline: ClassVar[str]  # name of the headline metric in CellResult.metrics
-    higher_is_better: ClassVar[bool] = True
+def compare(results: str | Path, a: str, b: str, task: str, dataset: str = "synthface", protocol: str | None = None,
+            fraction: float = 1.0) -> dict:
+    """metric(a) - metric(b) on a task's headline with the report's interval and verdict (the same
+    statistics layer and `stats.verdict` as SUMMARY.md): a, b are backbone URIs (or method labels:
+    every pre-training run of the method). protocol: default the report's main protocol of the task.
+    Returns {"metric", "delta", "lo", "hi", "verdict" ("better" / "worse" / "same within noise"),
+    "covers" (what the interval resamples)}. Raises ValueError when either side has no ok row."""
+    from bench_tasks.report.compare import compare as compare_rows
+    from bench_tasks.report.compare import main_protocols, method_uris
+    from bench_tasks.report.load import load_rows
+    from bench_tasks.report.tables import rows_to_frames
 
-    @classmethod
-    def plan_protocol(cls, protocol: str) -> str | None:
-        """The protocol a plan's `protocol` runs as for this task (None: not supported)."""
-        protocol = cls.protocol_aliases.get(protocol, protocol)
-        return protocol if protocol in cls.protocols else None
+    df = rows_to_frames(load_rows([results]).rows)[0]
+    protocol = protocol or main_protocols(df).get(task)
 
-    def image_size(self, profile: Profile) -> int:
-        """Input size of the task under `profile` (the runner builds the backbone at this size,
-        interpolating position embeddings). Dense tasks return profile.dense_size."""
-        return profile.image_size
+    def uris(x: str) -> list[str]:
+        if x in set(df["uri"]):
+            return [x]
+        if x in set(df["run"]):
+            return list(dict.fromkeys(df[df["run"] == x]["uri"]))
+        return list(dict.fromkeys(df[df["method_label"] == x]["uri"])) or method_uris(df, x)
 
-    def run(self, ctx: CellContext) -> CellResult:
-        raise NotImplementedError
+    ua, ub = uris(a), uris(b)
+    cmp = compare_rows(df, ua, ub, task, dataset, protocol, fraction) if ua and ub else None
+    if cmp is None:
+        raise ValueError(f"{results}: no comparable ok rows for {a!r} and {b!r} on {task}/{dataset} "
+                         f"(protocol {protocol}, fraction {fraction:g}); expected rows with a headline and an interval")
+    d = cmp.diff
+    return {"metric": cmp.metric, "delta": d.delta, "lo": d.lo, "hi": d.hi, "verdict": cmp.word, "covers": d.covers}

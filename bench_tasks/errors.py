@@ -15,6 +15,10 @@ from collections.abc import Iterable, Sequence
 MAX_CAUSE = 300
 
 
+class PlanError(SystemExit):
+    """A plan that cannot run (bad flags, an unreadable override): the CLI exits with its message."""
+
+
 def short_list(names: Iterable, n: int = 8) -> str:
     """A list of names cut to its first n, with the count of the rest."""
     names = list(names)

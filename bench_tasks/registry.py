@@ -11,6 +11,7 @@ with a decorator, e.g.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Callable
@@ -81,3 +82,11 @@ def load_all() -> None:
                 IMPORT_ERRORS[name] = f"{type(err).__name__}: {err}"
                 print(f"warning: {name} failed to import ({IMPORT_ERRORS[name]}); its entries are "
                       "unavailable", file=sys.stderr)
+
+
+def load_registries() -> None:
+    from bench_tasks.registry import load_all
+
+    load_all()
+    for mod in filter(None, (m.strip() for m in os.environ.get("BENCH_TASKS_PLUGINS", "").split(","))):
+        importlib.import_module(mod)

@@ -10,7 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 torch.set_num_threads(1)
 from pathlib import Path
-from bench_tasks.api import PROFILES, Cell, CellContext
+from bench_tasks.plan.profiles import PROFILES
+from bench_tasks.contracts import Cell, CellContext
 from bench_tasks.backbones.base import build_backbone
 from bench_tasks.registry import TASKS
 import bench_tasks.tasks.landmarks, bench_tasks.tasks.parsing, bench_tasks.datasets.synthface  # noqa

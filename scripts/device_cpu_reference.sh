@@ -55,7 +55,7 @@ fi
 
 # 1. data
 if [ -z "${TINY:-}" ]; then
-  timeout 200 $PY -m bench_tasks.device_study prepare-data --profile "$PROFILE" --workers "${DATA_WORKERS:-8}" >>"$LOG" 2>&1
+  timeout 200 $PY scripts/device_study.py prepare-data --profile "$PROFILE" --workers "${DATA_WORKERS:-8}" >>"$LOG" 2>&1
   say "data: rc=$?"
 fi
 

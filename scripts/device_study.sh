@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU study in one device call (issue 17). On the lent machine, from the repository root:
-#     bash scripts/device_study.sh [options of python -m bench_tasks.device_study]
+#     bash scripts/device_study.sh [options of python scripts/device_study.py]
 # with the wheels of scripts/fetch_device_wheels.sh carried in .whl/ (device tool: carry [".whl"]).
 # Writes to $OUT (default ./device_out): the rows, the report, the throughput table, env and log.
-# The same code path runs on a CPU at toy size: python -m bench_tasks.device_study --tiny --out DIR
+# The same code path runs on a CPU at toy size: python scripts/device_study.py --tiny --out DIR
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-device_out}
@@ -19,7 +19,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm 
 export PACO_FR_DATA=${PACO_FR_DATA:-/tmp/paco_fr_data}
 export PACO_FR_SITE=/tmp/site   # where the mmcv built there is installed (on PYTHONPATH)
 export PYTHONUNBUFFERED=1
-python3 -m bench_tasks.device_study --out "$OUT" "$@"
+python3 scripts/device_study.py --out "$OUT" "$@"
 rc=$?
 echo "[device_study.sh] finished rc=$rc after $(( $(date +%s) - t0 ))s"
 exit $rc

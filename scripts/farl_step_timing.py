@@ -73,7 +73,7 @@ def pipeline_timing(n: int = 8) -> list[dict]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from farl_fixtures import write_300w, write_lapa
 
-    from bench_tasks.api import PROFILES
+    from bench_tasks.plan.profiles import PROFILES
     from bench_tasks.protocols import farl as P
 
     tmp = Path(tempfile.mkdtemp())
@@ -105,9 +105,9 @@ def main():
     ap.add_argument("--protocols", default="farl-frozen,farl-refine")
     ap.add_argument("--pipeline", action="store_true", help="also time the CPU data pipeline per item")
     args = ap.parse_args()
-    from bench_tasks.api import PROFILES
     from bench_tasks.backbones.base import build_backbone
     from bench_tasks.heads.dense import build_dense_head, mmseg_available
+    from bench_tasks.plan.profiles import PROFILES
     from bench_tasks.protocols import farl as P
 
     dev = torch.device(args.device)

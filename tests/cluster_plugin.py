@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from bench_tasks.api import DatasetSpec, TaskSplit
+from bench_tasks.contracts import DatasetSpec, TaskSplit
 from bench_tasks.registry import DATASETS
 
 SIZES = {"train": 48, "val": 16, "test": 16}

@@ -1,4 +1,4 @@
-"""Claims (bench_tasks.claims) and the union of row files (bench_tasks.rowfiles), in-process:
+"""Claims (bench_tasks.run.claims) and the union of row files (bench_tasks.store.rowfiles), in-process:
 exclusive creation, staleness (heartbeat timeout, dead local pid, requeued job), takeover races,
 failed / forced / orphaned cells, the per-file vs across-file "last row wins" rule, and the
 report reading the union."""
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench_tasks.claims import ClaimBook, Identity
-from bench_tasks.rowfiles import UnionReader, row_time, union_latest, worker_dir
+from bench_tasks.run.claims import ClaimBook, Identity
+from bench_tasks.store.rowfiles import UnionReader, row_time, union_latest, worker_dir
 
 
 def who(host="node-a", pid=101, job=None, worker=None):
@@ -168,7 +168,7 @@ def test_union_last_row_by_time_across_files_file_order_within(tmp_path):
     assert latest["b"]["metrics"]["v"] == 1  # the older worker row does not supersede
     assert latest["c"]["status"] == "failed"
     assert row_time(_row("x", "ok")) == 0.0
-    from bench_tasks.results import ResultsStore
+    from bench_tasks.store.results import ResultsStore
 
     assert ResultsStore(res).done_keys() == {"a", "b"}
     # the report reads the same union

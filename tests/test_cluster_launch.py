@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bench_tasks import cli, launch
-from bench_tasks.api import Cell
-from bench_tasks.claims import ClaimBook, Identity
-from bench_tasks.rowfiles import worker_dir
+from bench_tasks import cli
+from bench_tasks.contracts import Cell
+from bench_tasks.run import launch
+from bench_tasks.run.claims import ClaimBook, Identity
+from bench_tasks.store.rowfiles import worker_dir
 
 
 class FakeJob:
@@ -94,7 +95,7 @@ def test_study_pretraining_jobs_then_dependent_evaluation_arrays(tmp_path, fake_
     assert deps[enc["farl"]] is None  # finished earlier
     control = [bb for bb in deps if bb.startswith("random:")]
     assert len(control) == 1 and deps[control[0]] is None
-    # the references every plan gets (bench_tasks.references): floors and the supervised ceiling
+    # the references every plan gets (bench_tasks.plan.references): floors and the supervised ceiling
     refs = [bb for bb in deps if bb.startswith(("floor:", "supervised:"))]
     assert sorted(b.partition(":")[0] for b in refs) == ["floor", "supervised"] and all(deps[b] is None for b in refs)
     assert len({fn.spec.since for _, fn, _ in ev}) == 1  # one launch time for all workers
@@ -118,7 +119,7 @@ def test_group_cells_by_backbone_and_profile_defaults():
     assert s["gpus_per_node"] == 1 and s["mem"] == "128GB" and "partition" not in s
     smoke = launch.eval_options(cli.make_parser().parse_args(["run", "--tasks", "attributes"]))
     assert smoke.gpus == 0 and "gpus_per_node" not in smoke.slurm()
-    from bench_tasks.worker import shard
+    from bench_tasks.run.worker import shard
 
     assert [len(shard(cells, 3, i)) for i in range(3)] == [3, 3, 4]
     assert sum((shard(cells, 3, i) for i in range(3)), []) == cells
@@ -127,7 +128,7 @@ def test_group_cells_by_backbone_and_profile_defaults():
 
 
 def _row(cell, status, wall):
-    from bench_tasks.results import make_row
+    from bench_tasks.store.rows import make_row
 
     r = make_row(cell, status, headline="acc", provenance={"started": "2026-01-01T00:00:00+00:00",
                                                            "wall_time_s": wall})
@@ -136,8 +137,8 @@ def _row(cell, status, wall):
 
 
 def test_status_counts_workers_and_eta(tmp_path, capsys):
-    from bench_tasks.results import ResultsStore
-    from bench_tasks.status import collect_status
+    from bench_tasks.run.status import collect_status
+    from bench_tasks.store.results import ResultsStore
 
     res = tmp_path / "results" / "smoke.jsonl"
     cells = [Cell(bb, t, "d", "linear", 1.0, s) for bb in ("bb1", "bb2") for t in ("attributes", "expression")
@@ -177,8 +178,8 @@ def test_run_status_and_dry_run_read_the_union(tmp_path, capsys, monkeypatch):
     plan = ["run", "--tasks", "attributes", "--datasets", "cluster_cls", "--backbones", "random:vit_tiny@32/8/d2",
             "--seeds", "0,1", "--fractions", "1", "--results", str(res), "--no-ceilings",
             "--no-probes"]  # + the task's floor
-    from bench_tasks.results import ResultsStore
-    from bench_tasks.rowfiles import worker_file
+    from bench_tasks.store.results import ResultsStore
+    from bench_tasks.store.rowfiles import worker_file
 
     cell = Cell("random:vit_tiny@32/8/d2", "attributes", "cluster_cls", "linear", 1.0, 1, "smoke")
     ResultsStore(worker_file(res, "node-a-1")).append(_row(cell, "ok", 2.0))  # only in a worker file
@@ -214,9 +215,9 @@ def test_jobs_get_the_launchers_effective_profile(monkeypatch):
     import pickle
 
     from bench_tasks import api
-    from bench_tasks.api import Cell
-    from bench_tasks.launch import effective_profiles, register_profiles
-    from bench_tasks.profiles import load_profile
+    from bench_tasks.contracts import Cell
+    from bench_tasks.plan.profiles import load_profile
+    from bench_tasks.run.launch import effective_profiles, register_profiles
 
     monkeypatch.setitem(api.PROFILES, "cpu", api.PROFILES["cpu"])
     bundled = api.PROFILES["cpu"]

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from bench_tasks.api import Cell
-from bench_tasks.rowfiles import union_files, union_latest, worker_dir
+from bench_tasks.contracts import Cell
+from bench_tasks.store.rowfiles import union_files, union_latest, worker_dir
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -36,9 +36,9 @@ pytestmark = pytest.mark.slow
 
 
 def plan_cells():
-    """What `run` plans for PLAN: the 12 encoder cells and each task's floor (bench_tasks.references)."""
-    from bench_tasks.references import with_references
-    from bench_tasks.runner import plan_cells as plan
+    """What `run` plans for PLAN: the 12 encoder cells and each task's floor (bench_tasks.plan.references)."""
+    from bench_tasks.plan.cells import plan_cells as plan
+    from bench_tasks.plan.references import with_references
 
     return with_references(plan(BBS, {"attributes": ["cluster_cls"], "expression": ["cluster_cls"]}, seeds=[0, 1],
                                 fractions=[1.0], profile="smoke"), ceilings=None)
@@ -59,7 +59,7 @@ def reference(tmp_path_factory):
     import cluster_plugin  # noqa: F401  (registers cluster_cls here)
 
     from bench_tasks.registry import load_all
-    from bench_tasks.worker import run_worker
+    from bench_tasks.run.worker import run_worker
 
     load_all()
     d = tmp_path_factory.mktemp("reference")
@@ -127,7 +127,7 @@ def test_submitit_local_three_jobs_kill_one_relaunch_takes_over(tmp_path, env, r
     its claim goes stale (`status` says so); a second launch submits a job for the cells left
     only, which takes the stale claim over."""
     from bench_tasks import cli
-    from bench_tasks.status import collect_status
+    from bench_tasks.run.status import collect_status
 
     for k in ("PYTHONPATH", "BENCH_TASKS_PLUGINS", "OMP_NUM_THREADS"):
         monkeypatch.setenv(k, env[k])
@@ -183,7 +183,7 @@ def test_num_shards_three_processes_together(tmp_path, env, reference):
     outs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(o[-2000:] for o in outs)
     rows = check_union(res, reference, tmp_path / "report")
-    from bench_tasks.worker import shard
+    from bench_tasks.run.worker import shard
 
     by_worker = collections.defaultdict(set)
     for r in rows:
@@ -240,9 +240,9 @@ def test_print_sbatch_paper_profile(tmp_path, env):
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     s = out.stdout
-    from bench_tasks.launch import group_cells
-    from bench_tasks.references import with_references
-    from bench_tasks.runner import plan_cells as plan
+    from bench_tasks.plan.cells import plan_cells as plan
+    from bench_tasks.plan.references import with_references
+    from bench_tasks.run.launch import group_cells
 
     # paper: 3 backbones x 2 tasks x 3 protocols x 3 fractions x 3 seeds = 162 cells; 54 per backbone in jobs
     # of 24 (9 jobs); with `run`'s references: 2 floors (1 job) and the 3 archs' supervised ceilings

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench_tasks.api import PROFILES, DatasetLayoutError, Task, TaskSplit, split_targets
-from bench_tasks.method import ROLES, derive_from_uri
+from bench_tasks.contracts import DatasetLayoutError, Task, TaskSplit, split_targets
+from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.registry import BACKBONES, DATASETS, TASKS
+from bench_tasks.store.method import ROLES, derive_from_uri
 
 PKG = Path(__file__).resolve().parents[1] / "bench_tasks"
 TINY = dataclasses.replace(PROFILES["smoke"], synthface_train=8, synthface_val=4, synthface_test=4)
@@ -121,7 +122,7 @@ def test_backbone_scheme_contract(scheme, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_bundled_profile_files_are_valid(name):
-    from bench_tasks.profiles import CONFIG_DIR, read_profile_file
+    from bench_tasks.plan.profiles import CONFIG_DIR, read_profile_file
 
     assert read_profile_file(CONFIG_DIR / f"{name}.yaml") == PROFILES[name]  # settings keys checked too
 
@@ -140,7 +141,7 @@ PINNED = {
 
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_effective_settings_are_todays(name):
-    from bench_tasks.profiles import effective_settings
+    from bench_tasks.plan.profiles import effective_settings
 
     s = effective_settings(PROFILES[name])
     d, cls = s["dense (parsing, landmarks)"], s["classification (attributes, expression)"]
@@ -153,7 +154,7 @@ def test_effective_settings_are_todays(name):
 
 
 def test_set_overrides_and_user_profile_files(tmp_path):
-    from bench_tasks.profiles import ProfileError, effective_settings, load_profile, parse_assignments
+    from bench_tasks.plan.profiles import ProfileError, effective_settings, load_profile, parse_assignments
 
     assert parse_assignments(["a.b=1", "c=[0, 1]", "d=x"]) == {"a.b": 1, "c": [0, 1], "d": "x"}
     p = load_profile("smoke", ["batch_size=32", "dense_channels=64", "linear.lr_head=0.02",

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench_tasks.api import PROFILES, Cell, CellContext
+from bench_tasks.contracts import Cell, CellContext
 from bench_tasks.heads.dense import coord_grid, mmseg_available
+from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.protocols.frozen_cache import FrozenFeatureCache
 from bench_tasks.registry import TASKS
 from bench_tasks.tasks._dense import step_budget

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench_tasks.api import PROFILES, Cell, CellContext, DatasetSpec, TaskSplit
+from bench_tasks.contracts import Cell, CellContext, DatasetSpec, TaskSplit
 from bench_tasks.heads.dense import mmseg_available
+from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.registry import DATASETS, TASKS
 from bench_tasks.tasks._dense import resolve_protocol
 

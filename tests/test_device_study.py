@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from bench_tasks.api import Cell, get_profile
-from bench_tasks.device_study import order_cells, pretrain_steps_for_budget, study_settings
+from bench_tasks.contracts import Cell
+from bench_tasks.plan.profiles import get_profile
 from paco_fr.throughput import format_suite_markdown, suite_ratios
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from device_study import order_cells, pretrain_steps_for_budget, study_settings  # noqa: E402
 
 
 def test_gpu_profile_and_config_agree():
@@ -90,7 +92,7 @@ def test_device_study_end_to_end_tiny(tmp_path):
     evaluation, report, packing into OUT. Compile is left out here (minutes of CPU compile);
     everything else is the GPU call's code path."""
     out, scratch = tmp_path / "out", tmp_path / "scratch"
-    cmd = [sys.executable, "-m", "bench_tasks.device_study", "--tiny", "--out", str(out), "--scratch", str(scratch),
+    cmd = [sys.executable, str(ROOT / "scripts" / "device_study.py"), "--tiny", "--out", str(out), "--scratch", str(scratch),
            "--runs", str(tmp_path / "runs"), "--reports", str(tmp_path / "reports"),
            "--results", str(tmp_path / "results" / "smoke.jsonl"), "--work-dir", str(tmp_path / "work"),
            "--time-limit", "1500", "--no-compile", "--workers", "1", "--objectives", "simmim,paco,infer"]

@@ -8,7 +8,7 @@ import timm
 import torch
 
 import bench_tasks
-from bench_tasks.validate import PlanInvalid
+from bench_tasks.plan.validate import PlanInvalid
 
 KW = dict(tasks=["expression"], datasets=["synthface"], fractions=[1.0], seeds=[0], profile="smoke",
           progress=False, log=None)
@@ -63,7 +63,7 @@ def test_evaluate_all_tasks_is_not_the_study():
     data.path must not be reported for an evaluate() call."""
     import argparse
 
-    from bench_tasks.validate import check_args
+    from bench_tasks.plan.validate import check_args
 
     ns = argparse.Namespace(tasks=None, all=True, datasets=None, protocols=None, seeds=None, fractions=None,
                             device="cpu", backbones=None, profile="paper", pretrain_override=None, study=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench_tasks.cli import _first_line, main
+from bench_tasks.cli.app import _first_line, main
 from bench_tasks.registry import BACKBONES
 
 

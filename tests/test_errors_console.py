@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from bench_tasks.api import Cell
+from bench_tasks.contracts import Cell
 from bench_tasks.errors import cause_line
-from bench_tasks.results import load_rows
-from bench_tasks.runner import DataRoots, run_plan
+from bench_tasks.plan.cells import DataRoots
+from bench_tasks.run.runner import run_plan
+from bench_tasks.store.readers import load_rows
 
 
 def test_cause_line_of_a_traceback_is_the_last_exception_first_line():

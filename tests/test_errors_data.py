@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench_tasks.api import DatasetLayoutError
+from bench_tasks.contracts import DatasetLayoutError
 from bench_tasks.datasets.w300 import load_300w
 
 RNG = np.random.default_rng(0)

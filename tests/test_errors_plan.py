@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench_tasks.cli import main
+from bench_tasks.cli.app import main
 
 BB = "random:vit_tiny@32/16/d1"
 
@@ -143,7 +143,7 @@ def test_valid_data_passes_the_check(tmp_path, capsys, results):
 
 
 def test_fraction_outside_range_refused_by_the_python_planner():
-    from bench_tasks.runner import plan_cells
+    from bench_tasks.plan.cells import plan_cells
 
     with pytest.raises(ValueError, match=r"outside \(0, 1\]"):
         plan_cells([BB], {"parsing": ["synthface"]}, fractions=[1.5])

@@ -124,7 +124,7 @@ def test_python_pretrain_refuses_a_changed_config(finished):
 
 
 def test_study_exits_nonzero_when_every_pretraining_run_fails(tmp_path, capsys):
-    from bench_tasks.cli import main as bench
+    from bench_tasks.cli.app import main as bench
 
     empty = tmp_path / "no_images"
     empty.mkdir()
@@ -139,7 +139,7 @@ def test_study_exits_nonzero_when_every_pretraining_run_fails(tmp_path, capsys):
 
 
 def test_study_overrides_checked_at_plan_time(tmp_path, capsys):
-    from bench_tasks.cli import main as bench
+    from bench_tasks.cli.app import main as bench
 
     rc = bench(["run", "--all", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "r.jsonl"),
                 "--pretrain-override", "train.stepz=3", "--pretrain-override", "oops"])

@@ -8,10 +8,12 @@ import json
 
 import pytest
 
-from bench_tasks.api import Cell
-from bench_tasks.cli import main
-from bench_tasks.results import ResultsStore, inspect, load_rows, make_row
-from bench_tasks.runner import run_plan
+from bench_tasks.cli.app import main
+from bench_tasks.contracts import Cell
+from bench_tasks.run.runner import run_plan
+from bench_tasks.store.readers import inspect, load_rows
+from bench_tasks.store.results import ResultsStore
+from bench_tasks.store.rows import make_row
 
 
 def _rows(n):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from bench_tasks.api import Cell, CellResult
-from bench_tasks.cli import main
-from bench_tasks.results import make_row
-from bench_tasks.run_table import format_run_table
+from bench_tasks.cli.app import main
+from bench_tasks.cli.run_table import format_run_table
+from bench_tasks.contracts import Cell, CellResult
+from bench_tasks.store.rows import make_row
 
 
 def _row(cell, value, ci=None, status="ok", error=None):

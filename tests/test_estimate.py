@@ -1,4 +1,4 @@
-"""The cost of a plan before it runs (bench_tasks.estimate): the FLOPs model, the cached speed
+"""The cost of a plan before it runs (bench_tasks.plan.estimate): the FLOPs model, the cached speed
 probe, where each cell's estimate comes from, and the lines `run --dry-run` / `--status` print."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import json
 import pytest
 import torch
 
-from bench_tasks import estimate as E
-from bench_tasks.api import PROFILES, Cell
-from bench_tasks.cli import main
+from bench_tasks.cli.app import main
+from bench_tasks.contracts import Cell
+from bench_tasks.plan import estimate as E
+from bench_tasks.plan.profiles import PROFILES
 
 
 @pytest.fixture()

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from bench_tasks.budget import BudgetError, match_steps
+from bench_tasks.plan.budget import BudgetError, match_steps
 from paco_fr.backbone import create_backbone
 from paco_fr.config import load_config
 from paco_fr.flops import count_flops, distinct_images_per_micro_batch, micro_batch_flops, vit_forward_flops
@@ -59,7 +59,7 @@ def test_match_steps_by_hand():
 
 
 def test_smoke_study_runs_spend_equal_flops_within_5_percent():
-    from bench_tasks.study import plan_suite
+    from bench_tasks.plan.study import plan_suite
 
     torch.set_num_threads(1)
     plan = {p.run.name: p for p in plan_suite("smoke", "runs", include_ablations=False, budget_by="flops")}
@@ -137,14 +137,14 @@ def test_report_compute_table_reads_the_summaries(tmp_path):
         if teacher:
             c["teacher"] = {"path": teacher, "flops_total": 5e12}
         (d / "summary.json").write_text(json.dumps({"status": "complete", "compute": c}))
-        from bench_tasks.method import block
+        from bench_tasks.store.method import block
 
         (d / "method.json").write_text(json.dumps(block(name, "main", label={"paco": "PaCo-FR (ours)"}.get(name, name),
                                                         run=name)))
         (d / "encoder.safetensors").write_bytes(b"")  # only its folder is read here
         return f"paco_fr:{d / 'encoder.safetensors'}"
 
-    from bench_tasks.method import identity_for
+    from bench_tasks.store.method import identity_for
 
     uris = [run("paco", 8e9, 64, 8), run("mcf", 1e10, 38, 16, teacher="runs/smoke/mcf_teacher/encoder.safetensors")]
     # the runner copies summary.json's compute block into each row's method block (identity_for)

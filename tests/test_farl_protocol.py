@@ -15,9 +15,9 @@ import torch
 from farl_fixtures import write_300w, write_300w_from_photos, write_lapa
 
 from bench_tasks import farl_transforms as T
-from bench_tasks.api import PROFILES
+from bench_tasks.datasets._readers import WithIndex
+from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.protocols import farl as P
-from bench_tasks.tasks._dense import WithIndex
 
 PAPER = PROFILES["paper"]
 
@@ -187,7 +187,7 @@ def test_cli_lapa_farl_frozen_row_matches_farls_file(lapa_root, tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[1])
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(x) for x in res.read_text().splitlines()]
-    # the encoder's farl-frozen row, and the floor every plan gets (bench_tasks.references)
+    # the encoder's farl-frozen row, and the floor every plan gets (bench_tasks.plan.references)
     assert sorted(r["cell"]["protocol"] for r in rows) == ["farl-frozen", "floor"], rows
     row = next(r for r in rows if r["cell"]["protocol"] == "farl-frozen")
     assert row["status"] == "ok", row.get("error")
@@ -218,8 +218,8 @@ class TinyHead(torch.nn.Module):
 @pytest.mark.parametrize("ds,task,proto", [("lapa", "parsing", "farl-refine"), ("300w", "landmarks", "farl-frozen")])
 def test_run_farl_trains_and_scores(ds, task, proto, lapa_root, w300_root, tmp_path, monkeypatch):
     import bench_tasks.heads.dense as HD
-    from bench_tasks.api import Cell, CellContext
     from bench_tasks.backbones.base import build_backbone
+    from bench_tasks.contracts import Cell, CellContext
 
     monkeypatch.setattr(HD, "build_dense_head", lambda bb, k, ch, layers=None: (TinyHead(bb.embed_dim, k), layers))
     prof = PROFILES["smoke"]

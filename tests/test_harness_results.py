@@ -4,16 +4,10 @@ import json
 
 import pytest
 
-from bench_tasks.api import Cell, CellResult
-from bench_tasks.results import (
-    ROW_KEYS,
-    ResultsStore,
-    done_keys,
-    latest_rows,
-    load_rows,
-    make_row,
-    to_dataframe,
-)
+from bench_tasks.contracts import Cell, CellResult
+from bench_tasks.store.readers import done_keys, latest_rows, load_rows
+from bench_tasks.store.results import ResultsStore, to_dataframe
+from bench_tasks.store.rows import ROW_KEYS, make_row
 
 
 def _row(cell, status="ok", acc=50.0):
@@ -64,7 +58,7 @@ def test_failed_row_superseded(tmp_path):
     rows = load_rows(store.path)
     assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["metrics"]["acc"] == 61.0
     # nothing is lost: the superseded rows are kept beside the file, in order
-    from bench_tasks.results import superseded_path
+    from bench_tasks.store.readers import superseded_path
 
     old = load_rows(superseded_path(store.path))
     assert [r["status"] for r in old] == ["failed", "ok"]
@@ -89,7 +83,7 @@ def test_git_state_ignores_what_runs_write(tmp_path):
     import shutil
     import subprocess
 
-    from bench_tasks.provenance import git_state
+    from bench_tasks.store.provenance import git_state
 
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
@@ -114,7 +108,7 @@ def test_git_state_ignores_what_runs_write(tmp_path):
 
 def test_git_override_from_the_environment():
     """A copied working tree (a lent device) names its real commit through PACO_FR_GIT_COMMIT."""
-    from bench_tasks.provenance import git_override
+    from bench_tasks.store.provenance import git_override
 
     assert git_override({}) is None
     assert git_override({"PACO_FR_GIT_COMMIT": "8EEFBCA"}) == {

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench_tasks.results import latest_rows, load_rows
+from bench_tasks.store.readers import latest_rows, load_rows
 
 REPO = Path(__file__).resolve().parents[1]
 BB = "random:vit_tiny@32/16"
@@ -25,7 +25,7 @@ PLUGIN = textwrap.dedent('''
     import numpy as np
     import torch
 
-    from bench_tasks.api import DatasetSpec, TaskSplit
+    from bench_tasks.contracts import DatasetSpec, TaskSplit
     from bench_tasks.registry import DATASETS
 
     SIZES = {"train": 48, "val": 16, "test": 16}
@@ -130,7 +130,8 @@ def test_resume_after_sigkill(tmp_path, plugin):
 
 
 def test_failed_cell_recorded_then_retried(tmp_path, plugin, monkeypatch):
-    from bench_tasks.runner import plan_cells, run_plan
+    from bench_tasks.plan.cells import plan_cells
+    from bench_tasks.run.runner import run_plan
 
     flag = tmp_path / "fail"
     flag.write_text("1")
@@ -139,7 +140,7 @@ def test_failed_cell_recorded_then_retried(tmp_path, plugin, monkeypatch):
                        fractions=[1.0], profile="smoke")
     res = tmp_path / "r.jsonl"
     s1 = run_plan(cells, results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, log=lambda m: None)
-    # run_plan adds each task's floor (bench_tasks.floors); the attributes floor fails with its data
+    # run_plan adds each task's floor (bench_tasks.plan.floors); the attributes floor fails with its data
     assert (s1.ok, s1.failed) == (2, 2)
     failed = [r for r in load_rows(res) if r["status"] == "failed"]
     assert "fake dataset failure" in failed[0]["error"] and "Traceback" in failed[0]["error"]
@@ -213,7 +214,7 @@ def test_feature_cache_shared_across_tasks_with_own_targets(tmp_path, plugin, mo
 
 
 def test_cli_help_list_and_errors(tmp_path, capsys):
-    from bench_tasks.cli import main
+    from bench_tasks.cli.app import main
 
     with pytest.raises(SystemExit) as e:
         main(["--help"])
@@ -241,7 +242,7 @@ def test_cli_help_list_and_errors(tmp_path, capsys):
 
 
 def test_data_roots(tmp_path):
-    from bench_tasks.runner import DataRoots
+    from bench_tasks.plan.cells import DataRoots
 
     (tmp_path / "celeba").mkdir()
     (tmp_path / "affectnet").mkdir()
@@ -254,10 +255,11 @@ def test_data_roots(tmp_path):
 def test_rows_of_replaced_weights_are_recomputed(tmp_path):
     """A cell is keyed by its backbone URI (a path): when the file behind it changes (re-trained
     into the same path), its old ok row must not be reused."""
-    from bench_tasks.api import Cell
     from bench_tasks.backbones.base import weights_file, weights_sha256
-    from bench_tasks.results import ResultsStore, make_row
-    from bench_tasks.runner import stale_keys
+    from bench_tasks.contracts import Cell
+    from bench_tasks.run.runner import stale_keys
+    from bench_tasks.store.results import ResultsStore
+    from bench_tasks.store.rows import make_row
 
     w = tmp_path / "enc.safetensors"
     w.write_bytes(b"weights v1")
@@ -281,9 +283,9 @@ def test_each_cell_starts_from_its_own_seed(tmp_path):
     import numpy as np
     import torch
 
-    from bench_tasks.api import Cell, CellResult, Task
+    from bench_tasks.contracts import Cell, CellResult, Task
     from bench_tasks.registry import TASKS
-    from bench_tasks.runner import run_cell
+    from bench_tasks.run.runner import run_cell
 
     if "rng_probe" not in TASKS:
         @TASKS.register("rng_probe")
@@ -312,8 +314,9 @@ def test_each_cell_starts_from_its_own_seed(tmp_path):
 def test_linear_probe_same_numbers_from_cache_miss_and_hit(tmp_path, plugin, task):
     """Extracting features draws from the global RNG and loading them does not: the probe head is
     initialised after that, from the cell's seed, so a re-run from the cache trains the same head."""
-    from bench_tasks.api import PROFILES, Cell, CellContext
     from bench_tasks.backbones.base import build_backbone
+    from bench_tasks.contracts import Cell, CellContext
+    from bench_tasks.plan.profiles import PROFILES
     from bench_tasks.registry import TASKS
 
     cell = Cell(BB, task, "fake_cls", "linear", profile="smoke")
@@ -336,8 +339,8 @@ def test_artifact_dir_has_the_settings(tmp_path):
     artifacts: the folder is <key>-<settings hash>, not the key alone."""
     import torch
 
-    from bench_tasks.api import Cell, CellContext, get_profile
-    from bench_tasks.profiles import load_profile
+    from bench_tasks.contracts import Cell, CellContext
+    from bench_tasks.plan.profiles import get_profile, load_profile
 
     cell = Cell("random:vit_tiny", "attributes", "synthface", "linear", 1.0, 0, "smoke")
     try:

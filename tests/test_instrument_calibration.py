@@ -84,9 +84,9 @@ def test_no_table_without_encoder_rows():
 
 
 def test_ceiling_gets_a_from_scratch_recipe():
-    from bench_tasks.api import get_profile
+    from bench_tasks.plan.profiles import get_profile
     from bench_tasks.protocols.train import FitConfig
-    from bench_tasks.references import CEILING_LR, ceiling_recipe
+    from bench_tasks.tasks._ceiling import CEILING_LR, ceiling_recipe
 
     cfg = FitConfig(epochs=6, lr_head=1e-3, lr_backbone=1e-4, layer_decay=0.75)
     prof = get_profile("cpu")

@@ -1,16 +1,18 @@
-"""Floors (bench_tasks.floors) against hand-worked values, as rows of the results store, and the
-reference cells every plan gets (bench_tasks.references)."""
+"""Floors (bench_tasks.plan.floors) against hand-worked values, as rows of the results store, and the
+reference cells every plan gets (bench_tasks.plan.references)."""
 
 import numpy as np
 import pytest
 import torch
 
-from bench_tasks.api import Cell, DatasetSpec, TaskSplit
-from bench_tasks.floors import FLOOR_URI
-from bench_tasks.references import ceiling_uri, floor_cell, with_references
+from bench_tasks.contracts import Cell, DatasetSpec, TaskSplit
+from bench_tasks.plan.cells import plan_cells
+from bench_tasks.plan.floors import FLOOR_URI
+from bench_tasks.plan.references import ceiling_uri, floor_cell, with_references
 from bench_tasks.registry import DATASETS
-from bench_tasks.results import load_rows, row_kind
-from bench_tasks.runner import plan_cells, run_cell, run_plan
+from bench_tasks.run.runner import run_cell, run_plan
+from bench_tasks.store.readers import load_rows
+from bench_tasks.store.rows import row_kind
 
 # ----------------------------------------------------------------------------- a hand-made dataset
 
@@ -109,7 +111,7 @@ def test_parsing_floor_is_the_per_pixel_majority_class(tmp_path):
 
 
 def test_verification_floor_is_chance():
-    from bench_tasks.pairs import Pairs
+    from bench_tasks.stats.pairs import Pairs
     from bench_tasks.tasks.recognition import pair_items
 
     n = 200

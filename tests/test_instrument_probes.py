@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench_tasks.api import PROFILES, Cell, CellContext, DatasetSpec, TaskSplit
 from bench_tasks.backbones.base import build_backbone
-from bench_tasks.pairs import Pairs
+from bench_tasks.contracts import Cell, CellContext, DatasetSpec, TaskSplit
+from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.registry import DATASETS, TASKS
+from bench_tasks.stats.pairs import Pairs
 from bench_tasks.tasks.recognition import PairEval, pair_items
 
 SIZE = 32

@@ -5,11 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench_tasks.api import Cell, CellResult
-from bench_tasks.floors import FLOOR_URI
+from bench_tasks.contracts import Cell, CellResult
+from bench_tasks.plan.floors import FLOOR_URI
 from bench_tasks.report.build import build_report
-from bench_tasks.results import ResultsStore, make_row
 from bench_tasks.stats import ItemScores
+from bench_tasks.store.results import ResultsStore
+from bench_tasks.store.rows import make_row
 
 RANDOM = "random:vit_tiny@64/8/d2"
 PACO = "paco_fr:runs/smoke/paco/encoder.safetensors"

@@ -1,9 +1,9 @@
-"""`python -m bench_tasks.launch_pretrain --dry-run`: the paper profile's pre-training as one
+"""`python -m bench_tasks.run.launch_pretrain --dry-run`: the paper profile's pre-training as one
 multi-node SLURM job over webdataset shards, shown and not submitted."""
 
 import pytest
 
-from bench_tasks.launch_pretrain import batch_plan, main
+from bench_tasks.run.launch_pretrain import batch_plan, main
 
 
 def test_dry_run_shows_a_multi_node_job_on_the_shards(capsys, tmp_path):

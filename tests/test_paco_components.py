@@ -177,7 +177,7 @@ def test_no_spatial_control_keeps_the_images_per_step():
 
 
 def test_suite_controls_match_the_main_runs_images_per_step():
-    from bench_tasks.study import suite_runs
+    from bench_tasks.plan.suite import suite_runs
 
     runs = [r for r in suite_runs(True, "smoke") if r.overrides.get("objective") == "paco"]
     names = {r.name for r in runs}

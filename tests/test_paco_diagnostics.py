@@ -99,9 +99,9 @@ def test_mask_token_control_summary(tmp_path):
 
 
 def test_report_diagnostics_table(tmp_path):
-    from bench_tasks.method import block
     from bench_tasks.report.diagnostics import diagnostics_frame, write_diagnostics_table
     from bench_tasks.report.naming import method_info
+    from bench_tasks.store.method import block
 
     blocks = {
         "paco": {"rec": 0.40, "copy_baseline": 0.50, "spatial": 0.3, "spatial_grad_share": 0.45, "belief_top1": 0.2,

@@ -1,7 +1,7 @@
 """Cell keys and settings hashes do not move when the code is reorganised.
 
 A row is found by its `Cell.key()` and recomputed when its `settings_hash` differs from the one the
-current code computes (bench_tasks.profiles.settings_hash), so a refactoring that changed either
+current code computes (bench_tasks.plan.profiles.settings_hash), so a refactoring that changed either
 would silently recompute, or orphan, every stored row. Both are SHA-1 digests of settings, not
 floats, so the strings below hold on every machine; they were computed by the code that wrote the
 committed rows. A change that is meant to alter a task's settings updates them here on purpose.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench_tasks.api import Cell, get_profile
-from bench_tasks.profiles import load_profile, settings_hash
+from bench_tasks.contracts import Cell
+from bench_tasks.plan.profiles import get_profile, load_profile, settings_hash
 
 PINNED = [
     # (backbone, task, dataset, protocol, fraction, seed, profile), Cell.key(), settings_hash

@@ -10,8 +10,9 @@ import json
 import pytest
 import torch
 
-from bench_tasks.api import PROFILES, Cell
-from bench_tasks.cli import main
+from bench_tasks.cli.app import main
+from bench_tasks.contracts import Cell
+from bench_tasks.plan.profiles import PROFILES
 
 TIMM_224 = "vit_tiny_patch16_224"
 
@@ -31,7 +32,7 @@ def timm_file(tmp_path_factory):
 
 @pytest.fixture()
 def no_probe(tmp_path, monkeypatch):
-    from bench_tasks import estimate as E
+    from bench_tasks.plan import estimate as E
 
     monkeypatch.setattr(E, "machine_speed", lambda device="cpu", refresh=None: E.Speed(50e9, 80e9, cached=True))
 
@@ -73,7 +74,7 @@ def test_a_resized_backbone_gets_one_line_and_the_native_profile_keeps_its_size(
 
 
 def test_native_sizes_that_differ_are_an_error_naming_them(timm_file):
-    from bench_tasks.profiles import ProfileError, resolve_native_size
+    from bench_tasks.plan.profiles import ProfileError, resolve_native_size
 
     prof = PROFILES["native"]
     with pytest.raises(ProfileError, match="112 px.*--set image_size=N"):
@@ -84,7 +85,7 @@ def test_native_sizes_that_differ_are_an_error_naming_them(timm_file):
 
 
 def test_ceilings_match_architecture_and_size(timm_file, tmp_path):
-    from bench_tasks.references import ceiling_lines, ceiling_reason, ceiling_uri, matching_ceiling
+    from bench_tasks.plan.references import ceiling_lines, ceiling_reason, ceiling_uri, matching_ceiling
 
     study = "supervised:vit_tiny@64/8/d2"
     assert ceiling_uri(timm_file) == "supervised:vit_tiny@224/16/d12"
@@ -115,8 +116,9 @@ def test_the_reports_gain_uses_the_encoders_own_ceiling():
 
 
 def test_verification_sets_say_where_the_head_trains_and_how_lfw_is_cropped(tmp_path):
-    from bench_tasks.cli import load_registries, verification_lines
-    from bench_tasks.runner import DataRoots
+    from bench_tasks.cli.app import verification_lines
+    from bench_tasks.plan.cells import DataRoots
+    from bench_tasks.registry import load_registries
 
     load_registries()
     (tmp_path / "lfw").mkdir()
@@ -132,7 +134,7 @@ def test_verification_sets_say_where_the_head_trains_and_how_lfw_is_cropped(tmp_
 
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch, no_probe):
-    from bench_tasks import launch
+    from bench_tasks.run import launch
 
     res = tmp_path / "r.jsonl"
     res.write_text(json.dumps({"key": "k1", "status": "ok", "cell": {}}) + "\n")
@@ -152,7 +154,7 @@ def test_no_progress_bars_while_run_runs_and_as_before_afterwards(monkeypatch):
     from tqdm.auto import tqdm
     from tqdm.std import tqdm as std_tqdm
 
-    from bench_tasks.cli import progress_bars_off
+    from bench_tasks.cli.app import progress_bars_off
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     before = std_tqdm.__dict__["__init__"]
@@ -172,8 +174,8 @@ def test_status_without_a_plan_says_so(tmp_path, capsys):
 
 
 def test_the_python_api_uses_the_clis_thread_default():
-    from bench_tasks.notebook import evaluate
-    from bench_tasks.validate import PlanInvalid
+    from bench_tasks.api import evaluate
+    from bench_tasks.plan.validate import PlanInvalid
 
     before = torch.get_num_threads()
     try:

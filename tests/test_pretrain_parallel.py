@@ -45,7 +45,7 @@ def test_pretrain_jobs_parallel_and_pretrain_only(tmp_path):
 def test_pretrain_jobs_and_only_are_checked():
     from types import SimpleNamespace
 
-    from bench_tasks.validate import check_args
+    from bench_tasks.plan.validate import check_args
 
     base = dict(tasks=None, datasets=None, protocols=None, seeds=None, fractions=None, device="cpu",
                 backbones=None, all=True, pretrain_override=None, profile="smoke")

@@ -17,7 +17,7 @@ from format_fixtures import (
 )
 from PIL import Image
 
-from bench_tasks.preview import draw_dataset_preview
+from bench_tasks.cli.preview import draw_dataset_preview
 
 WRITERS = {"lapa": write_lapa, "300w": write_300w_pts, "celeba": write_celeba, "rafdb": write_rafdb,
            "lfw": write_lfw, "face_folder": write_face_folder}

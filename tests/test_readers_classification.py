@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench_tasks.api import PROFILES, DatasetLayoutError
+from bench_tasks.contracts import DatasetLayoutError
+from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.registry import DATASETS
 
 P = PROFILES["smoke"]

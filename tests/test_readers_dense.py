@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench_tasks.api import DatasetLayoutError
+from bench_tasks.contracts import DatasetLayoutError
 from bench_tasks.datasets.aflw19 import load_aflw19
 from bench_tasks.datasets.celebamaskhq import CELEBAMASK_CLASSES, load_celebamaskhq
 from bench_tasks.datasets.lapa import FIVE_IDX, load_lapa

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from format_fixtures import write_300w_pts, write_celeba, write_lapa, write_lfw, write_rafdb
 
-from bench_tasks.api import PROFILES, DatasetLayoutError
+from bench_tasks.contracts import DatasetLayoutError
+from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.registry import DATASETS, load_all
 
 load_all()

@@ -10,10 +10,11 @@ import torch
 from format_fixtures import write_lfw_pairs
 from PIL import Image
 
-from bench_tasks.api import PROFILES, DatasetLayoutError
+from bench_tasks.contracts import DatasetLayoutError
 from bench_tasks.datasets.face_folder import FaceFolder, load_face_folder
 from bench_tasks.datasets.lfw import LFW
 from bench_tasks.datasets.verification_bin import AgeDb30, CfpFp, LfwBin, UnsafePickleError, read_bin
+from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.registry import DATASETS
 
 P = PROFILES["smoke"]

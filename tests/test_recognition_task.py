@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from bench_tasks.api import PROFILES, Cell, CellContext, DatasetSpec, TaskSplit
 from bench_tasks.backbones.base import build_backbone
+from bench_tasks.contracts import Cell, CellContext, DatasetSpec, TaskSplit
 from bench_tasks.heads.margin import ArcFace, CosFace
-from bench_tasks.pairs import make_pair_sets, make_pairs
+from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.registry import DATASETS, TASKS
+from bench_tasks.stats.pairs import make_pair_sets, make_pairs
 
 
 class FakeFaces(TaskSplit):

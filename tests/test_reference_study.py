@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_tasks.method import labels_used, supervision_kind
-from bench_tasks.study import (
+from bench_tasks.plan.suite import (
     expand_seeds,
     parse_pretrain_seeds,
     split_seeded_name,
@@ -17,6 +16,7 @@ from bench_tasks.study import (
     suite_run,
     suite_runs,
 )
+from bench_tasks.store.method import labels_used, supervision_kind
 from paco_fr.config import load_config
 
 # ----------------------------------------------------------------------------- labels used
@@ -94,8 +94,8 @@ def test_one_run_folder_per_run_and_seed_seed_zero_unchanged():
 def test_profile_yaml_pretrain_seeds(tmp_path):
     import yaml
 
-    from bench_tasks.api import Cell, get_profile
-    from bench_tasks.profiles import ProfileError, read_profile_file, settings_hash
+    from bench_tasks.contracts import Cell
+    from bench_tasks.plan.profiles import ProfileError, get_profile, read_profile_file, settings_hash
 
     data = yaml.safe_load(open(Path(__file__).resolve().parents[1] / "bench_tasks/configs/cpu.yaml"))
     p = tmp_path / "cpu.yaml"
@@ -111,7 +111,7 @@ def test_profile_yaml_pretrain_seeds(tmp_path):
 
 
 def test_cli_dry_run_plans_every_seed(capsys):
-    from bench_tasks.cli import main
+    from bench_tasks.cli.app import main
 
     rc = main(["run", "--all", "--profile", "smoke", "--tasks", "attributes", "--no-ablations", "--no-ceilings",
                "--no-probes", "--dry-run", "--pretrain-seeds", "0,1", "--pretrain-seeds", "farl=0",
@@ -208,8 +208,8 @@ def test_every_run_keeps_recon_weights_and_the_figure_reads_them(tmp_path):
 
 
 def test_study_cells_evaluate_every_seed_of_a_method_and_ablations_once():
-    from bench_tasks.api import get_profile
-    from bench_tasks.study import study_cells
+    from bench_tasks.plan.profiles import get_profile
+    from bench_tasks.plan.study import study_cells
 
     prof = get_profile("cpu")
     enc = suite_encoders("runs", "cpu", True, parse_pretrain_seeds(["0,1"]))
@@ -224,7 +224,7 @@ def test_study_cells_evaluate_every_seed_of_a_method_and_ablations_once():
 
 
 def test_a_seeded_rows_block_is_found_from_its_folder_name():
-    from bench_tasks.method import legacy_identity
+    from bench_tasks.plan.suite import legacy_identity
 
     b = legacy_identity("paco_fr:runs/smoke/paco_seed2/encoder.safetensors", "smoke")
     assert (b["label"], b["pretrain_seed"], b["run"], b["labels_used"]) == ("PaCo-FR (ours)", 2, "paco_seed2", "none")

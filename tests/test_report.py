@@ -75,7 +75,7 @@ def _row(uri, method=None, profile="smoke"):
 
 
 def test_method_names_come_from_the_rows_method_block():
-    from bench_tasks.method import block
+    from bench_tasks.store.method import block
 
     m = method_info(_row("paco_fr:/any/where/encoder.safetensors",
                          block("paco", "ablation", "codebook", "512", "PaCo-FR, codebook 512", run="abl_codebook_512")))
@@ -231,7 +231,7 @@ def test_codebook_figure_from_synthetic_arrays(tmp_path):
 def test_method_blocks_label_ablations_and_runs_feed_only_the_codebook_figure(tmp_path):
     """The rows' method blocks give labels and settings; runs/ is read only for the codebook
     figure (reconstructions.npz of the runs the rows name)."""
-    from bench_tasks.method import block
+    from bench_tasks.store.method import block
 
     runs = tmp_path / "runs"
     rng = np.random.default_rng(1)

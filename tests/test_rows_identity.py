@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from bench_tasks.api import Cell
-from bench_tasks.method import block, derive_from_uri, identity_for, parse_labels
-from bench_tasks.results import ResultsStore, make_row, row_task_version
+from bench_tasks.contracts import Cell
+from bench_tasks.store.method import block, derive_from_uri, identity_for, parse_labels
+from bench_tasks.store.results import ResultsStore
+from bench_tasks.store.rows import make_row, row_task_version
 
 BB = "random:vit_tiny@32/16"
 
@@ -22,7 +23,7 @@ def test_cell_key_is_unchanged_by_task_versions():
 
 def test_rows_of_another_task_version_are_recomputed(tmp_path, monkeypatch):
     from bench_tasks.registry import TASKS
-    from bench_tasks.runner import cell_status, dataset_version, stale_keys
+    from bench_tasks.run.runner import cell_status, dataset_version, stale_keys
 
     cell = Cell("random:vit_tiny", "attributes", "synthface", "linear")
     store = ResultsStore(tmp_path / "r.jsonl")
@@ -41,7 +42,7 @@ def test_rows_of_another_task_version_are_recomputed(tmp_path, monkeypatch):
 
 
 def test_rows_of_another_synthface_generator_are_recomputed(tmp_path):
-    from bench_tasks.runner import cell_status, dataset_version, stale_keys
+    from bench_tasks.run.runner import cell_status, dataset_version, stale_keys
     from paco_fr.data.synthface import GENERATOR_VERSION
 
     assert dataset_version("synthface") == GENERATOR_VERSION != "1"
@@ -110,7 +111,7 @@ def test_parse_labels():
 
 
 def test_suite_identities_one_vocabulary(tmp_path):
-    from bench_tasks.study import suite_identities, suite_runs, write_run_identity
+    from bench_tasks.plan.suite import suite_identities, suite_runs, write_run_identity
 
     ids = suite_identities("smoke")
     assert ids["paco"]["role"] == "main" and ids["paco"]["label"] == "PaCo-FR (ours)"
@@ -135,7 +136,7 @@ def test_run_cell_row_records_method_version_and_what_ran(tmp_path):
     try:
         import fake_cls_plugin  # noqa: F401
 
-        from bench_tasks.runner import run_cell
+        from bench_tasks.run.runner import run_cell
 
         cell = Cell(BB, "expression", "fake_cls", "linear", profile="smoke")
         row = run_cell(cell, results=tmp_path / "r.jsonl", work_dir=tmp_path / "wd", device="cpu",
@@ -152,8 +153,8 @@ def test_run_cell_row_records_method_version_and_what_ran(tmp_path):
 def test_rows_of_other_effective_settings_are_recomputed(tmp_path, monkeypatch):
     """A changed setting (a profile file or --set) recomputes exactly the rows it changes."""
     from bench_tasks import api
-    from bench_tasks.profiles import load_profile
-    from bench_tasks.runner import current_settings_hash, stale_keys
+    from bench_tasks.plan.profiles import load_profile
+    from bench_tasks.run.runner import current_settings_hash, stale_keys
 
     attr = Cell("random:vit_tiny", "attributes", "synthface", "linear", profile="smoke")
     rec = Cell("random:vit_tiny", "recognition", "synthface", "linear", profile="smoke")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench_tasks import pairs, stats
+from bench_tasks import stats
+from bench_tasks.stats import pairs
 
 # 6 images, identities A = {0, 1}, B = {2, 3}, C = {4, 5}: genuine pairs (0,1) (2,3) (4,5), impostor
 # pairs (0,2) (1,4) (3,5), in the fold layout of one fold (genuine first)

@@ -9,14 +9,15 @@ import pandas as pd
 import pytest
 
 from bench_tasks import stats
-from bench_tasks.api import Cell, CellResult
-from bench_tasks.floors import FLOOR_URI
+from bench_tasks.contracts import Cell, CellResult
+from bench_tasks.plan.floors import FLOOR_URI
 from bench_tasks.report.build import build_report
 from bench_tasks.report.calibration import aa_check
 from bench_tasks.report.compare import compare
 from bench_tasks.report.load import load_rows
 from bench_tasks.report.tables import rows_to_frames
-from bench_tasks.results import ResultsStore, make_row
+from bench_tasks.store.results import ResultsStore
+from bench_tasks.store.rows import make_row
 
 N = 500
 PACO_RUNS = {"paco_fr:runs/x/paco_s0/encoder.safetensors": (0, 0.0),

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 
 from bench_tasks import stats
-from bench_tasks.api import Cell, CellResult
-from bench_tasks.floors import FLOOR_URI
+from bench_tasks.cli.run_table import format_run_table
+from bench_tasks.contracts import Cell, CellResult
+from bench_tasks.plan.floors import FLOOR_URI
 from bench_tasks.report.build import build_report
-from bench_tasks.results import ResultsStore, make_row
-from bench_tasks.run_table import format_run_table
+from bench_tasks.store.results import ResultsStore
+from bench_tasks.store.rows import make_row
 
 ENCODERS = {"random:vit_tiny@64/8/d2": 1.5, "paco_fr:runs/smoke/paco/encoder.safetensors": 0.3,
             "paco_fr:runs/smoke/mae/encoder.safetensors": 8.0}
@@ -67,7 +68,7 @@ def test_run_table_and_summary_agree(tmp_path):
 def test_python_api_gives_the_summary_verdict():
     import pathlib
 
-    from bench_tasks.notebook import compare
+    from bench_tasks.api import compare
     rows = pathlib.Path(__file__).resolve().parents[1] / "results" / "cpu_lc500.jsonl"
     got = compare(rows, "MAE", "PaCo-FR (ours)", "attributes")
     summary = (rows.parents[1] / "reports" / "cpu_lc500" / "SUMMARY.md").read_text()

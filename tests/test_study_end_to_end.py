@@ -80,8 +80,9 @@ def test_run_all_minimal_study(tmp_path):
 
 
 def test_study_plan_has_floors_ceilings_and_cosine_probes():
-    from bench_tasks.api import get_profile
-    from bench_tasks.study import random_control, study_cells
+    from bench_tasks.plan.profiles import get_profile
+    from bench_tasks.plan.study import study_cells
+    from bench_tasks.plan.suite import random_control
 
     prof = get_profile("smoke")
     enc = {"paco": Path("runs/smoke/paco/encoder.safetensors"), "abl_k1": Path("runs/smoke/abl_k1/encoder.safetensors")}

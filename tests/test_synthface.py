@@ -139,8 +139,8 @@ def test_interrupted_generation_leaves_no_cache(tmp_path, monkeypatch):
 
 
 def test_task_splits(tmp_path):
-    from bench_tasks.api import PROFILES
     from bench_tasks.datasets.synthface import SynthFaceDataset
+    from bench_tasks.plan.profiles import PROFILES
     from bench_tasks.registry import DATASETS
 
     assert DATASETS.get("synthface") is SynthFaceDataset

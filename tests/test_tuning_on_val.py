@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_tasks.provenance import REPO_DIR as ROOT
+from bench_tasks.store.provenance import REPO_DIR as ROOT
 
 # scripts that never choose between variants (with why); every other script in scripts/ is
 # treated as a tuning script and must not read the test split

@@ -90,7 +90,7 @@ def test_headline_figure_has_intervals(user_report):
 
 
 def test_study_rows_keep_the_study_report(tmp_path):
-    from bench_tasks.method import block
+    from bench_tasks.store.method import block
 
     rows = _rows()[:4] + [_row("paco_fr:/x/runs/smoke/paco/encoder.safetensors", "attributes", "synthface",
                                "linear", 70.0, [68.0, 72.0], method=block("paco", "main", label="PaCo-FR",

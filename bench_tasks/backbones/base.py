@@ -109,3 +109,9 @@ def weights_file(uri: str) -> Path | None:
     elif scheme in ("random", "supervised", "floor"):
         return None
     return Path(rest) if rest else None
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

@@ -3,8 +3,8 @@ input size it was made for (its *native* size: a weight file's position-embeddin
 timm's pretrained input size, a `random:` / `supervised:` spec's `@<size>`).
 
 The plan says when a backbone runs at another size than its own (its position embedding is then
-resampled: bench_tasks.cli), the estimate counts its FLOPs (bench_tasks.estimate) and the
-ceiling of the same architecture and size is found from it (bench_tasks.references)."""
+resampled: bench_tasks.cli), the estimate counts its FLOPs (bench_tasks.plan.estimate) and the
+ceiling of the same architecture and size is found from it (bench_tasks.plan.references)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`supervised:<arch>[@<size>/<patch>[/d<depth>]]` — the ceiling: the architecture of `random:` (same
 spec syntax, same initial weights) trained end to end with the task's labels. The runner gives
-these cells the `finetune` protocol at fraction 1.0 (bench_tasks.references), so the row is "what
+these cells the `finetune` protocol at fraction 1.0 (bench_tasks.plan.references), so the row is "what
 this architecture reaches with full supervision at the profile's fine-tune budget". The weights
 hash is the hash of the recipe (scheme, arch, size, patch, depth, seed, timm version).
 """

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
 
-from bench_tasks.api import DatasetLayoutError, TaskSplit
+from bench_tasks.contracts import DatasetLayoutError, TaskSplit
+from bench_tasks.registry import DATASETS
 
 # ----------------------------------------------------------------------------- reading images
 
@@ -73,7 +75,7 @@ def decode_image(src: str | Path | bytes, size: int, what: str, crop_frac: float
 class EncodedImageSplit(TaskSplit):
     """Items decoded on access from `sources` (paths or encoded bytes); target = targets[i].
     `names[i]` names the item in errors. `identity` (np.ndarray) is exposed for pair building;
-    `pairs` (dict name -> bench_tasks.pairs.Pairs) is set by readers that ship a pair list."""
+    `pairs` (dict name -> bench_tasks.stats.pairs.Pairs) is set by readers that ship a pair list."""
 
     def __init__(self, name, split, sources, targets, names, image_size, crop_frac=1.0, meta=None):
         super().__init__(name, split, meta=meta)
@@ -320,3 +322,24 @@ def holdout_rows(dataset: str, root, rows: list, split: str, layout: str, where:
                                  layout)
     tr, va = holdout(len(rows))
     return [rows[i] for i in (tr if split == "train" else va)]
+
+
+def get_dataset_spec(name: str):
+
+    spec = DATASETS.get(name)
+    return spec() if isinstance(spec, type) else spec
+
+
+class WithIndex(Dataset):
+    """(image, target) -> (image, {"target": target, "index": i}) so evaluation can look up
+    per-item data of the split (original labels, boxes, slices)."""
+
+    def __init__(self, ds: Dataset):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        img, tgt = self.ds[i]
+        return img, {"target": tgt, "index": i}

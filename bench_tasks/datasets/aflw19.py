@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
+from bench_tasks.contracts import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
 from bench_tasks.datasets._readers import LandmarkRecordsSplit, apply_affine, check_root, crop_matrix, holdout
 from bench_tasks.registry import DATASETS
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_tasks.api import DatasetLayoutError, DatasetSpec
+from bench_tasks.contracts import DatasetLayoutError, DatasetSpec
 from bench_tasks.datasets._readers import ImageListSplit, carve_val, check_root  # noqa: F401 (re-exported)
 from bench_tasks.registry import DATASETS
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
+from bench_tasks.contracts import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
 from bench_tasks.datasets._readers import AlignedParsingSplit, check_root, read_label
 from bench_tasks.registry import DATASETS
 

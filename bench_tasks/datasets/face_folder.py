@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
+from bench_tasks.contracts import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
 from bench_tasks.datasets._readers import EncodedImageSplit, decode_image  # noqa: F401 (re-exported)
 from bench_tasks.registry import DATASETS
 

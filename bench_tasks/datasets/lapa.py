@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
+from bench_tasks.contracts import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
 from bench_tasks.datasets._readers import AlignedParsingSplit, check_root
 from bench_tasks.registry import DATASETS
 

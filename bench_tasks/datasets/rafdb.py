@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench_tasks.api import DatasetLayoutError, DatasetSpec
+from bench_tasks.contracts import DatasetLayoutError, DatasetSpec
 from bench_tasks.datasets._readers import ImageListSplit, check_root
 from bench_tasks.registry import DATASETS
 

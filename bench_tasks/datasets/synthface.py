@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench_tasks.api import DatasetSpec, Profile, TaskSplit
+from bench_tasks.contracts import DatasetSpec, Profile, TaskSplit
 from bench_tasks.registry import DATASETS
 from paco_fr.data.synthface.spec import GENERATOR_VERSION
 

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
+from bench_tasks.contracts import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
 from bench_tasks.datasets._readers import EncodedImageSplit
-from bench_tasks.pairs import Pairs
 from bench_tasks.registry import DATASETS
+from bench_tasks.stats.pairs import Pairs
 
 
 class UnsafePickleError(pickle.UnpicklingError):

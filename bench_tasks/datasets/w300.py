@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
+from bench_tasks.contracts import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
 from bench_tasks.datasets._readers import LandmarkRecordsSplit, check_root, crop_matrix, holdout_rows
 from bench_tasks.registry import DATASETS
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_tasks.api import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
+from bench_tasks.contracts import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
 from bench_tasks.datasets._readers import check_root, holdout_rows
 from bench_tasks.datasets.w300 import read_hrnet_csv, records_split, row_key
 from bench_tasks.registry import DATASETS

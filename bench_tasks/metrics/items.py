@@ -1,5 +1,5 @@
 """Per-item scores of the dense tasks (bench_tasks.stats.ItemScores), shared by the tasks (CIs of
-their rows) and the floors (bench_tasks.floors), so both are scored identically.
+their rows) and the floors (bench_tasks.plan.floors), so both are scored identically.
 
     landmark_items(preds, split)  preds {index: (pred (K, 2), gt (K, 2))} in the split's pixels ->
                                   ItemScores "mean" with `nme` = per-image headline NME in %

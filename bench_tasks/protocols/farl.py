@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from bench_tasks import farl_transforms as T
-from bench_tasks.api import CellContext, CellResult, DatasetLayoutError, TaskSplit
+from bench_tasks.contracts import CellContext, CellResult, DatasetLayoutError, TaskSplit
 from bench_tasks.heads.dense import DENSE_HEAD
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import PROTOCOLS
@@ -305,7 +305,7 @@ class FarlLandmarkSplit(TaskSplit):
 
 
 def _layout_error(ds, root, problem):
-    from bench_tasks.tasks._dense import get_dataset_spec
+    from bench_tasks.datasets._readers import get_dataset_spec
 
     return DatasetLayoutError(ds, root, f"{problem} (the FaRL protocol reads FaRL's inputs)",
                               get_dataset_spec(ds).layout)
@@ -595,7 +595,7 @@ def landmark_scores(preds: dict, split: FarlLandmarkSplit, st: dict, sel: np.nda
 def _loaders(train, val, test, st, seed, num_workers):
     from torch.utils.data import DataLoader
 
-    from bench_tasks.tasks._dense import WithIndex
+    from bench_tasks.datasets._readers import WithIndex
 
     g = torch.Generator().manual_seed(seed)
     bs = max(2, min(int(st["batch_size"]), len(train)))

@@ -57,8 +57,8 @@ def _stack_targets(targets: list) -> torch.Tensor:
 
 def split_targets(split) -> torch.Tensor:
     """All targets of a split, stacked: `split.targets` when the split has them (no image decoding,
-    bench_tasks.api.split_targets), else from its items."""
-    from bench_tasks.api import split_targets as known
+    bench_tasks.contracts.split_targets), else from its items."""
+    from bench_tasks.contracts import split_targets as known
 
     t = known(split)
     if t is not None:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from bench_tasks.api import CellResult
+from bench_tasks.contracts import CellResult
 
 
 @dataclass

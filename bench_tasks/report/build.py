@@ -44,7 +44,7 @@ from .user_report import is_study, write_user_report
 def _git_commit() -> str:
     """Short commit of the checkout the report is built in, marked when its code (not results/ or
     reports/, which a run itself writes) differs from that commit."""
-    from bench_tasks.provenance import git_state
+    from bench_tasks.store.provenance import git_state
 
     state = git_state(".")
     if not state["git_commit"]:

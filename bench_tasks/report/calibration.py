@@ -139,7 +139,7 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
         metric, hib = floor[0]["headline"], bool(floor[0].get("higher_is_better", True))
         row = CalibrationRow(task, dataset, metric, hib, floor=_entry(floor[:1], metric, frame))
         rand = [r for r in sub if r["cell"]["backbone"].startswith("random:") and r["cell"]["fraction"] == 1.0]
-        from bench_tasks.references import PROBE_PROTOCOLS
+        from bench_tasks.plan.references import PROBE_PROTOCOLS
 
         probes = [r for r in rand if r["cell"]["protocol"] == PROBE_PROTOCOLS.get(task)]
         heads = [r for r in rand if r["cell"]["protocol"] in ("linear", "frozen")]
@@ -153,7 +153,7 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
         ceil = [r for r in sub if r["cell"]["backbone"].startswith("supervised:") and r["cell"]["fraction"] == 1.0]
         if ceil:
             row.ceiling, row.ceiling_uri = _entry(ceil, metric, frame), ceil[0]["cell"]["backbone"]
-            from bench_tasks.references import ceiling_epochs_for
+            from bench_tasks.tasks._ceiling import ceiling_epochs_for
 
             # each row's snapshot of its profile's settings says which epochs it was trained for
             eps = sorted({str(ceiling_epochs_for(((r.get("config") or {}).get("profile") or {}).get("extra"), task)

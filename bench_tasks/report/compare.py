@@ -87,7 +87,7 @@ class Reference:
         (bench_tasks.references.matching_ceiling), or no ceiling when the plan has none of it."""
         from dataclasses import replace
 
-        from bench_tasks.references import matching_ceiling
+        from bench_tasks.plan.references import matching_ceiling
 
         got = matching_ceiling(uri, self.ceilings) if uri else None
         value, ci = self.ceilings.get(got, (None, None))
@@ -169,7 +169,7 @@ def clusters_for(task: str, units: list[stats.ItemScores]):
     different pairs of the same images; None otherwise (items resampled one by one)."""
     if task != "recognition" or any(u.items is None for u in units):
         return None
-    from bench_tasks.pairs import clusters_from_pair_ids, shared_clusters
+    from bench_tasks.stats.pairs import clusters_from_pair_ids, shared_clusters
 
     if all(np.array_equal(units[0].items, u.items) for u in units[1:]):
         return _cached_clusters(units[0].items.tobytes(), lambda: clusters_from_pair_ids(units[0].items))

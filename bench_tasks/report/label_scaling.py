@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_tasks.references import ceiling_epochs_for
+from bench_tasks.tasks._ceiling import ceiling_epochs_for
 
 from .calibration import CEILING_TARGETS
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench_tasks.rowfiles import row_time, union_files, worker_dir
+from bench_tasks.store.rowfiles import row_time, union_files, worker_dir
 
 
 @dataclass

@@ -10,14 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bench_tasks.method import (
-    CEILING_LABEL,
-    COMPONENTS,
-    FLOOR_LABEL,
-    METHOD_LABELS,
-    METHOD_ORDER,
-    method_of_row,
-)
+from bench_tasks.plan.suite import method_of_row
+from bench_tasks.store.method import CEILING_LABEL, COMPONENTS, FLOOR_LABEL, METHOD_LABELS, METHOD_ORDER
 
 TASK_ORDER = ["parsing", "landmarks", "attributes", "expression", "recognition"]
 TASK_NAMES = {"parsing": "Parsing", "landmarks": "Landmarks", "attributes": "Attributes",

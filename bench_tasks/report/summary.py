@@ -71,7 +71,7 @@ def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[s
 def ours_lines(table: Table, df_ok) -> list[str]:
     """PaCo-FR (ours) against each other compared method (not the control, floor or ceiling):
     one line per baseline, `baseline − PaCo-FR`, so "worse" means the baseline is worse than PaCo-FR."""
-    from bench_tasks.method import METHOD_LABELS
+    from bench_tasks.store.method import METHOD_LABELS
 
     ours = METHOD_LABELS["paco"]
     if ours not in table.uris:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench_tasks.method import method_of_row, supervision_kind
+from bench_tasks.plan.suite import method_of_row
+from bench_tasks.store.method import supervision_kind
 
 NOT_RECORDED = "not recorded"
 # roles whose rows are compared with each other in the main table (the control has no pre-training)

@@ -125,7 +125,7 @@ def _pretraining_runs(methods: dict[str, MethodInfo]) -> dict[str, str]:
 def _artifact_path(source: str, rel: str) -> str:
     """An artifact path of a row read from `source`: relative to the results folder, which for a
     worker's row file (results/<profile>.d/<worker>.jsonl, bench_tasks.rowfiles) is the folder above."""
-    from bench_tasks.rowfiles import WORKER_SUFFIX
+    from bench_tasks.store.rowfiles import WORKER_SUFFIX
 
     folder = Path(source).parent
     if folder.name.endswith(WORKER_SUFFIX) and not (folder / rel).exists():
@@ -438,7 +438,7 @@ def add_variant_columns(table: Table, df_sel: pd.DataFrame, df_ok: pd.DataFrame,
     """Attributes: FaRL's mAcc next to the balanced-accuracy headline (SECONDARY); recognition:
     each task's probe (references.PROBE_PROTOCOLS: recognition's parameter-free cosine probe, the
     concatenated-feature probe of attributes / expression) next to the head's score."""
-    from bench_tasks.references import PROBE_PROTOCOLS
+    from bench_tasks.plan.references import PROBE_PROTOCOLS
 
     from .compare import _mean_ci
 

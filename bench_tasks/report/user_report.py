@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench_tasks.references import ceiling_uri
+from bench_tasks.plan.references import ceiling_uri
 
 from .compare import compare, fmt_ci, main_protocols
 from .naming import MethodInfo, dataset_name, metric_name, task_name, task_sort_key

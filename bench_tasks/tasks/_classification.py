@@ -3,7 +3,7 @@
 `ClassificationTask.run(ctx)` implements the four protocols on a registered dataset:
   * linear   - features of the frozen backbone are extracted once per split and cached
                (protocols/features.py); the head (FaRL's attribute head) trains on the cached tensors;
-  * concat   - the probe next to it (bench_tasks.references.PROBE_PROTOCOLS): the same cached
+  * concat   - the probe next to it (bench_tasks.plan.references.PROBE_PROTOCOLS): the same cached
                features and recipe, read by a logistic regression on the concatenation of every
                pooled vector (`concat_linear`) instead of FaRL's head, which averages them first;
   * frozen   - BackboneWithHead with a frozen backbone, images through the backbone every step;
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from bench_tasks.api import CellContext, CellResult, Profile, Task, TaskSplit
+from bench_tasks.contracts import CellContext, CellResult, Profile, Task, TaskSplit
 from bench_tasks.metrics.classification import (
     multiclass_majority,
     multiclass_metrics,
@@ -38,9 +38,9 @@ from bench_tasks.metrics.classification import (
 from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
-from bench_tasks.references import ceiling_recipe
 from bench_tasks.registry import DATASETS, HEADS
 from bench_tasks.stats import ItemScores, multiclass_items, multilabel_items
+from bench_tasks.tasks._ceiling import ceiling_recipe
 
 # per-protocol defaults; a profile's `extra` may override any of them as "<protocol>.<name>"
 # (e.g. Profile(extra={"finetune.lr_backbone": 5e-5})) or for all protocols as "<name>"
@@ -80,7 +80,7 @@ def settings(profile: Profile, protocol: str) -> dict[str, Any]:
 
 def _split_targets(split: TaskSplit) -> np.ndarray | None:
     """Targets of a split without decoding images when the split exposes them."""
-    from bench_tasks.api import split_targets
+    from bench_tasks.contracts import split_targets
 
     t = split_targets(split)
     if t is None:  # a reader's `labels` array (SynthFace's `labels` is a dict of every label: skipped)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from bench_tasks.api import CellContext, Profile, TaskSplit
+from bench_tasks.contracts import CellContext, Profile, TaskSplit
 from bench_tasks.heads.dense import DENSE_HEAD  # noqa: F401 - D.DENSE_HEAD for the dense tasks
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
@@ -78,13 +78,6 @@ def resolve_protocol(protocol: str) -> str:
 # ----------------------------------------------------------------------------- data
 
 
-def get_dataset_spec(name: str):
-    from bench_tasks.registry import DATASETS
-
-    spec = DATASETS.get(name)
-    return spec() if isinstance(spec, type) else spec
-
-
 def load_splits(ctx: CellContext, task: str, size: int) -> tuple[Dataset, TaskSplit, TaskSplit]:
     """train (the cell's seeded fraction of it), val, test TaskSplits at `size`."""
     spec = get_dataset_spec(ctx.cell.dataset)
@@ -99,21 +92,6 @@ def load_splits(ctx: CellContext, task: str, size: int) -> tuple[Dataset, TaskSp
     if cap and len(train) > cap:  # smoke: bound the CPU cost of training FPN + UPerHead
         train = Subset(train, list(range(int(cap))))
     return train, splits["val"], splits["test"]
-
-
-class WithIndex(Dataset):
-    """(image, target) -> (image, {"target": target, "index": i}) so evaluation can look up
-    per-item data of the split (original labels, boxes, slices)."""
-
-    def __init__(self, ds: Dataset):
-        self.ds = ds
-
-    def __len__(self):
-        return len(self.ds)
-
-    def __getitem__(self, i):
-        img, tgt = self.ds[i]
-        return img, {"target": tgt, "index": i}
 
 
 def loaders(train: Dataset, val: Dataset, test: Dataset, batch_size: int, num_workers: int, seed: int):
@@ -134,10 +112,12 @@ def loaders(train: Dataset, val: Dataset, test: Dataset, batch_size: int, num_wo
 from bench_tasks.datasets._readers import (  # noqa: E402,F401
     AlignedParsingSplit,
     LandmarkRecordsSplit,
+    WithIndex,
     apply_affine,
     check_root,
     compose,
     crop_matrix,
+    get_dataset_spec,
     holdout,
     image_tensor,
     invert_affine,
@@ -183,7 +163,7 @@ def fit_dense(ctx: CellContext, head: torch.nn.Module, layers: list[int], settin
         ema_decay=settings["ema_decay"], select_metric=select_metric, higher_is_better=higher_is_better,
         eval_every=eval_every,
     )
-    from bench_tasks.references import ceiling_recipe
+    from bench_tasks.tasks._ceiling import ceiling_recipe
 
     cfg = ceiling_recipe(cfg, ctx.cell.backbone, ctx.profile, ctx.cell.task)
     settings.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench_tasks.api import CellContext, CellResult, Task
+from bench_tasks.contracts import CellContext, CellResult, Task
 from bench_tasks.heads.dense import build_dense_head
 from bench_tasks.metrics import landmarks as LM
 from bench_tasks.metrics.items import landmark_items

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench_tasks.api import CellContext, CellResult, Task
+from bench_tasks.contracts import CellContext, CellResult, Task
 from bench_tasks.heads.dense import build_dense_head
 from bench_tasks.metrics.items import parsing_items
 from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion

@@ -21,7 +21,7 @@ under the 10-fold thresholds, `ten_fold_correct`) and the per-pair scores (artif
 
 Data:
   * datasets with train/val/test identity splits (``synthface``, ``face_folder``): train on
-    train identities, pairs from val (selection) and test (report) built by `bench_tasks.pairs`;
+    train identities, pairs from val (selection) and test (report) built by `bench_tasks.stats.pairs`;
     for SynthFace the test split also gives the hard pair sets pose / expression / occlusion /
     lighting, reported in `CellResult.slices`.
   * test-only verification sets (``lfw``, ``lfw_bin``, ``cfp_fp``, ``agedb_30``: the shipped pair
@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench_tasks.api import CellContext, CellResult, Profile, Task, TaskSplit
+from bench_tasks.contracts import CellContext, CellResult, Profile, Task, TaskSplit
 from bench_tasks.heads.margin import RecognitionHead
 from bench_tasks.metrics.verification import (
     combine_flip,
@@ -51,12 +51,12 @@ from bench_tasks.metrics.verification import (
     ten_fold_correct,
     verification_metrics,
 )
-from bench_tasks.pairs import Pairs, make_pair_sets, make_pairs
 from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import DATASETS, TASKS
 from bench_tasks.stats import ItemScores
+from bench_tasks.stats.pairs import Pairs, make_pair_sets, make_pairs
 
 DEFAULTS = {
     "margin": "arcface",  # or "cosface"
@@ -332,7 +332,7 @@ class RecognitionTask(Task):
         head = model.head if isinstance(model, BackboneWithHead) else model
         cfg = FitConfig(epochs=epochs, lr_head=s["lr_head"], lr_backbone=s["lr_backbone"],
                         layer_decay=s["layer_decay"], select_metric="acc", higher_is_better=True)
-        from bench_tasks.references import ceiling_recipe
+        from bench_tasks.tasks._ceiling import ceiling_recipe
 
         cfg = ceiling_recipe(cfg, cell.backbone, prof, cell.task)
         s.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay, epochs=cfg.epochs)

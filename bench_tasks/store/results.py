@@ -3,13 +3,13 @@
 Row schema (docs/ARCHITECTURE.md):
     key, cell, status ("ok" | "failed"), headline, higher_is_better, metrics, metrics_last,
     metrics_best_test, ci ({metric: [lo, hi]}, 95 % bootstrap over test items), slices, artifacts,
-    config, provenance, error, method (what the backbone is: bench_tasks.method), task_version,
+    config, provenance, error, method (what the backbone is: bench_tasks.store.method), task_version,
     protocol_used, head, history
 Rows written before `method` ... `history` existed lack them (`OPTIONAL_ROW_KEYS`); readers
 treat a row without `task_version` as version 1 and one without `method` through
-`bench_tasks.method.method_of_row`.
+`bench_tasks.plan.suite.method_of_row`.
 The backbone URI says what a row measures (`row_kind`): `floor:input-free` = the task's best
-input-free predictor (bench_tasks.floors), `supervised:<arch>` = the ceiling (that architecture
+input-free predictor (bench_tasks.plan.floors), `supervised:<arch>` = the ceiling (that architecture
 trained end to end from random init), anything else = an encoder.
 
 Guarantees:
@@ -23,7 +23,7 @@ Guarantees:
     start of a run).
   * the flock holds between processes of ONE machine; cluster workers never share a file: each
     appends to its own `<stem>.d/<worker>.jsonl` and `ResultsStore.latest()` reads the union
-    (bench_tasks.rowfiles, bench_tasks.claims; what holds on NFS: docs/cluster.md).
+    (bench_tasks.store.rowfiles, bench_tasks.run.claims; what holds on NFS: docs/cluster.md).
 
 Python API for other modules (report, notebooks):
     load_rows(path) -> list[dict]            every complete row, in file order
@@ -39,218 +39,31 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 from collections.abc import Iterable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from bench_tasks.store.readers import (
+    _scan_lines,
+    describe_rejected,
+    latest_rows,
+    load_rows,
+    rejected_path,
+    superseded_path,
+)
+from bench_tasks.store.rows import validate_row
 
 try:  # advisory locking is POSIX-only; elsewhere appends are still single writes
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-ROW_KEYS = ("key", "cell", "status", "headline", "higher_is_better", "metrics", "metrics_last",
-            "metrics_best_test", "ci", "slices", "artifacts", "config", "provenance", "error",
-            "method", "task_version", "data_version", "settings_hash", "protocol_used", "head", "history")
-# keys added after rows were first written: an older row without them is still a valid row
-OPTIONAL_ROW_KEYS = ("ci", "method", "task_version", "data_version", "settings_hash", "protocol_used", "head",
-                     "history")
-STATUSES = ("ok", "failed")
-
 
 # ----------------------------------------------------------------------------- building rows
 
 
-def _plain(v: Any) -> Any:
-    """Make a value JSON-safe: tensors/numpy scalars -> floats, NaN/inf -> None."""
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 0) == 0:
-        v = v.item()
-    if hasattr(v, "tolist"):
-        return _plain(v.tolist())
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, Path):
-        return str(v)
-    return v
-
-
-def _metrics(d: dict | None) -> dict[str, float]:
-    out = {}
-    for k, v in (d or {}).items():
-        v = _plain(v)
-        if isinstance(v, bool):
-            v = float(v)
-        if isinstance(v, int):
-            v = float(v)
-        out[str(k)] = v
-    return out
-
-
-def make_row(cell, status: str, headline: str = "", higher_is_better: bool = True, result=None,
-             config: dict | None = None, provenance: dict | None = None, error: str | None = None,
-             method: dict | None = None, task_version: int = 1, data_version: str | None = None,
-             settings_hash: str | None = None) -> dict:
-    """A schema-complete row for `cell` (a bench_tasks.api.Cell) from a CellResult (or None).
-    `method`: the backbone's identity block (bench_tasks.method.identity_for); `task_version`:
-    the `Task.version` that computed the row."""
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-    row = {
-        "key": cell.key(),
-        "cell": asdict(cell),
-        "status": status,
-        "headline": headline,
-        "higher_is_better": bool(higher_is_better),
-        "metrics": _metrics(getattr(result, "metrics", None)),
-        "metrics_last": _metrics(getattr(result, "metrics_last", None)),
-        "metrics_best_test": _metrics(getattr(result, "metrics_best_test", None)),
-        "ci": {str(k): [_plain(x) for x in v] for k, v in (getattr(result, "ci", None) or {}).items()},
-        "slices": {k: _metrics(v) for k, v in (getattr(result, "slices", None) or {}).items()},
-        "artifacts": {k: str(v) for k, v in (getattr(result, "artifacts", None) or {}).items()},
-        "config": _plain(config or {}),
-        "provenance": _plain(provenance or {}),
-        "error": error,
-        "method": _plain(method or {}),
-        "task_version": int(task_version),
-        "data_version": str(data_version if data_version is not None else dataset_version(cell.dataset)),
-        "settings_hash": settings_hash,
-        "protocol_used": str(getattr(result, "protocol_used", "") or cell.protocol),
-        "head": str(getattr(result, "head", "") or ""),
-        "history": _plain(list(getattr(result, "history", None) or [])),
-    }
-    return row
-
-
-def row_task_version(row: dict) -> int:
-    """The task version that computed a row (rows written before versions existed: 1)."""
-    v = row.get("task_version")
-    return 1 if v is None else int(v)
-
-
-def dataset_version(dataset: str) -> str:
-    """`DatasetSpec.version` of a registered dataset ("1" for one that is not registered)."""
-    from bench_tasks.registry import DATASETS
-
-    try:
-        return str(getattr(DATASETS.get(dataset), "version", "1"))
-    except KeyError:
-        return "1"
-
-
-def row_data_version(row: dict) -> str:
-    """The dataset version a row was computed on (rows written before versions existed: "1")."""
-    v = row.get("data_version")
-    return "1" if v is None else str(v)
-
-
-def row_kind(row_or_uri) -> str:
-    """"floor" | "ceiling" | "encoder" from a row (or a backbone URI)."""
-    uri = row_or_uri if isinstance(row_or_uri, str) else str((row_or_uri.get("cell") or {}).get("backbone", ""))
-    scheme = uri.partition(":")[0]
-    return {"floor": "floor", "supervised": "ceiling"}.get(scheme, "encoder")
-
-
-def validate_row(row: dict) -> None:
-    missing = [k for k in ROW_KEYS if k not in row and k not in OPTIONAL_ROW_KEYS]
-    extra = [k for k in row if k not in ROW_KEYS]
-    if missing or extra:
-        raise ValueError(f"result row does not follow the schema: missing {missing}, unexpected {extra}")
-    if row["status"] not in STATUSES:
-        raise ValueError(f"bad status {row['status']!r}")
-
-
 # ----------------------------------------------------------------------------- reading
-
-
-def _scan_lines(data: bytes) -> tuple[list[dict], list[tuple[int, bytes, str]]]:
-    """(rows, rejected): rows of every complete, parseable line; rejected lists (line number,
-    raw bytes, reason) of each line that is not a usable row (a torn last line without its
-    newline, a line that is not JSON, a JSON value that is not an object with `key` and `status`)."""
-    rows: list[dict] = []
-    rejected: list[tuple[int, bytes, str]] = []
-    lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    for no, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            rejected.append((no, raw, f"not JSON ({err.__class__.__name__}: {str(err).splitlines()[0]})"))
-            continue
-        if isinstance(row, dict) and "key" in row and "status" in row:
-            rows.append(row)
-        elif isinstance(row, dict):
-            missing = [k for k in ("key", "status") if k not in row]
-            rejected.append((no, raw, f"a JSON object without {' and '.join(repr(k) for k in missing)}"))
-        else:
-            rejected.append((no, raw, f"a JSON {type(row).__name__}, not a result row"))
-    if tail.strip():  # torn last line: the write never finished
-        rejected.append((len(lines) + 1, tail, "torn last line (no newline: an interrupted write)"))
-    return rows, rejected
-
-
-def _parse_lines(data: bytes) -> tuple[list[dict], bool]:
-    """(rows, clean): rows of every complete, parseable line; clean is False when something was
-    dropped (a torn last line without its newline, or an unparseable line)."""
-    rows, rejected = _scan_lines(data)
-    return rows, not rejected
-
-
-def rejected_path(path: str | Path) -> Path:
-    """Where unreadable lines of a results file are quarantined: `<file>.rejected`."""
-    path = Path(path)
-    return path.with_name(path.name + ".rejected")
-
-
-def superseded_path(path: str | Path) -> Path:
-    """Where `compact` moves the rows a later row of the same cell superseded: `<file>.superseded`."""
-    path = Path(path)
-    return path.with_name(path.name + ".superseded")
-
-
-def describe_rejected(path: str | Path, rejected: list[tuple[int, bytes, str]], limit: int = 3) -> str:
-    """'3 unreadable line(s) in results/x.jsonl (line 4: not JSON ...; line 9: ...; ...)'."""
-    parts = [f"line {no}: {why}" for no, _, why in rejected[:limit]]
-    more = f"; ... (+{len(rejected) - limit} more)" if len(rejected) > limit else ""
-    return f"{len(rejected)} unreadable line(s) in {path} ({'; '.join(parts)}{more})"
-
-
-def inspect(path: str | Path) -> list[tuple[int, bytes, str]]:
-    """The lines of a results file that are not usable rows (read-only; `--dry-run` shows them)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    return _scan_lines(path.read_bytes())[1]
-
-
-def load_rows(path: str | Path) -> list[dict]:
-    """Every complete row of a results file, in file order (a missing file gives []). A torn or
-    corrupt line is ignored (never raises); `ResultsStore(path).repair()` moves it to `<file>.rejected`."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    return _parse_lines(path.read_bytes())[0]
-
-
-def latest_rows(rows_or_path: str | Path | Iterable[dict]) -> dict[str, dict]:
-    """The last row per key (later rows supersede earlier ones)."""
-    rows = load_rows(rows_or_path) if isinstance(rows_or_path, (str, Path)) else rows_or_path
-    out: dict[str, dict] = {}
-    for r in rows:
-        out.pop(r["key"], None)  # keep file order of the latest occurrence
-        out[r["key"]] = r
-    return out
-
-
-def done_keys(path: str | Path) -> set[str]:
-    return {k for k, r in latest_rows(path).items() if r.get("status") == "ok"}
 
 
 def to_dataframe(paths: str | Path | Iterable[str | Path], latest_only: bool = True):
@@ -330,8 +143,8 @@ class ResultsStore:
 
     def latest(self) -> dict[str, dict]:
         """The last row per key over the union of this file and the per-worker files in
-        `<stem>.d/` (cluster runs; bench_tasks.rowfiles): the row finished last wins."""
-        from bench_tasks.rowfiles import union_latest
+        `<stem>.d/` (cluster runs; bench_tasks.store.rowfiles): the row finished last wins."""
+        from bench_tasks.store.rowfiles import union_latest
 
         return union_latest(self.path)
 

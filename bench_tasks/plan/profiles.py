@@ -2,7 +2,7 @@
 
 A profile is `bench_tasks/configs/<name>.yaml` (bundled: smoke, cpu, small, gpu, paper) or any
 YAML file of the same shape given by path (`run --profile my_profile.yaml`): the fields of
-`bench_tasks.api.Profile` plus `extra`, the task settings that differ from the tasks' defaults:
+`bench_tasks.contracts.Profile` plus `extra`, the task settings that differ from the tasks' defaults:
 
     dense_<key>           parsing / landmarks (bench_tasks.tasks._dense.dense_settings; dense_train_images
                           caps the training images of every dense cell, FaRL's too)
@@ -28,6 +28,18 @@ from typing import Any
 
 import yaml
 
+from bench_tasks.backbones.native import native_size
+from bench_tasks.contracts import Profile
+from bench_tasks.errors import PlanError
+from bench_tasks.plan.suite import parse_pretrain_seeds
+from bench_tasks.protocols.farl import OVERRIDABLE, farl_settings
+from bench_tasks.tasks._ceiling import ceiling_epochs_for
+from bench_tasks.tasks._classification import DEFAULTS as CLS
+from bench_tasks.tasks._classification import settings as cls_settings
+from bench_tasks.tasks._dense import DENSE_KEYS, dense_settings
+from bench_tasks.tasks.recognition import DEFAULTS as REC
+from bench_tasks.tasks.recognition import settings_for
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -47,24 +59,19 @@ def parse_assignments(items, what: str = "--set") -> dict[str, Any]:
 
 
 def _field_names() -> list[str]:
-    from bench_tasks.api import Profile
 
     return [f.name for f in dataclasses.fields(Profile)]
 
 
 def setting_keys() -> list[str]:
     """Every key `extra` may hold for the built-in tasks (the valid `--set` settings keys)."""
-    from bench_tasks.protocols.farl import OVERRIDABLE
-    from bench_tasks.tasks._classification import DEFAULTS as CLS
-    from bench_tasks.tasks._dense import DENSE_KEYS
-    from bench_tasks.tasks.recognition import DEFAULTS as REC
 
     cls = {k for s in CLS.values() for k in s if k not in ("epochs_field", "min_epochs")} | {"epochs", "ema_decay",
                                                                                                "head", "layers"}
     keys = [f"dense_{k}" for k in DENSE_KEYS] + ["dense_train_images"]
     keys += sorted(cls) + [f"{p}.{k}" for p in CLS for k in sorted(cls)]
     keys += [f"recognition.{k}" for k in REC] + [f"farl_{k}" for k in OVERRIDABLE]
-    keys += ["ceiling_lr", "ceiling_epochs"]  # the supervised ceiling's recipe (bench_tasks.references)
+    keys += ["ceiling_lr", "ceiling_epochs"]  # the supervised ceiling's recipe (bench_tasks.plan.references)
     keys += [NATIVE_KEY]  # run the backbones at their own input size (resolve_native_size)
     return keys
 
@@ -84,7 +91,6 @@ def profile_from_dict(data: dict, source: str, check_settings: bool = True):
     """A Profile from a profile file's mapping; raises ProfileError naming `source` and the key.
     `check_settings` checks the `extra` keys too (it imports the tasks: off while bench_tasks.api
     loads the bundled files, which tests/test_contracts.py checks)."""
-    from bench_tasks.api import Profile
 
     if not isinstance(data, dict):
         raise ProfileError(f"{source}: a profile file is a YAML mapping of profile fields, got {type(data).__name__}")
@@ -105,8 +111,7 @@ def profile_from_dict(data: dict, source: str, check_settings: bool = True):
     d["fractions"] = tuple(float(f) for f in d.get("fractions", (1.0,)))
     d["extra"] = dict(d.get("extra") or {})
     ps = d.get("pretrain_seeds") or {}
-    if ps:  # a list is the compared methods' seeds (bench_tasks.study.parse_pretrain_seeds)
-        from bench_tasks.study import parse_pretrain_seeds
+    if ps:  # a list is the compared methods' seeds (bench_tasks.plan.suite.parse_pretrain_seeds)
 
         try:
             ps = {k: list(v) for k, v in parse_pretrain_seeds(ps).items()}
@@ -171,11 +176,26 @@ def with_overrides(profile, overrides: dict[str, Any] | list[str] | None):
     return profile_from_dict({**data, "extra": extra}, f"profile {profile.name!r} with --set")
 
 
+# bench_tasks/configs/<name>.yaml, one file per profile, and the profiles registered in this process
+# by load_profile (user YAML files, `run --set KEY=VALUE` overrides); `run --dry-run` prints the
+# effective settings
+PROFILES: dict[str, Profile] = bundled_profiles()
+
+
+def get_profile(name: str) -> Profile:
+    """A registered profile by name (bundled, or loaded in this process by `load_profile`), else a
+    profile YAML file by path."""
+    if name in PROFILES:
+        return PROFILES[name]
+    if str(name).endswith((".yaml", ".yml")):
+        return load_profile(name)
+    raise KeyError(f"unknown profile {name!r}; choose from {sorted(PROFILES)} or give a profile YAML file")
+
+
 def load_profile(name_or_path: str | Path, overrides=None, register: bool = True):
     """The profile `name_or_path` (a bundled name or a YAML file) with overrides applied. With
-    `register` it becomes `bench_tasks.api.PROFILES[<name>]`, so the runner's `get_profile(cell.profile)`
+    `register` it becomes `PROFILES[<name>]`, so the runner's `get_profile(cell.profile)`
     in this process finds it (a plugin or user profile, or a bundled one changed by --set)."""
-    from bench_tasks.api import PROFILES
 
     name = str(name_or_path)
     if name in PROFILES and not Path(name).suffix:
@@ -200,7 +220,6 @@ def resolve_native_size(profile, uris, overridden=()) -> tuple[Any, list[str]]:
     (ProfileError): their rows would not share one input size."""
     if not (profile.extra or {}).get(NATIVE_KEY):
         return profile, []
-    from bench_tasks.backbones.native import native_size
 
     sizes = {}
     for uri in dict.fromkeys(uris):
@@ -227,10 +246,6 @@ def resolve_native_size(profile, uris, overridden=()) -> tuple[Any, list[str]]:
 
 def effective_settings(profile) -> dict[str, Any]:
     """Every value the built-in tasks use under `profile`, as they compute it (run --dry-run)."""
-    from bench_tasks.protocols.farl import farl_settings
-    from bench_tasks.tasks._classification import settings as cls_settings
-    from bench_tasks.tasks._dense import dense_settings
-    from bench_tasks.tasks.recognition import settings_for
 
     d = {k: v for k, v in dataclasses.asdict(profile).items() if k != "extra"}
     return {
@@ -266,11 +281,9 @@ def cell_settings(cell, profile) -> dict[str, Any]:
         sec = eff[section]
         out[cell.task] = sec.get(cell.protocol, sec) if section.startswith("classification") else sec
     if str(cell.protocol).startswith("farl"):
-        from bench_tasks.protocols.farl import farl_settings
 
         out["farl"] = farl_settings(cell.dataset, cell.protocol, profile)
     if str(cell.backbone).startswith("supervised:"):
-        from bench_tasks.references import ceiling_epochs_for
 
         extra = profile.extra or {}
         out["ceiling"] = {"ceiling_lr": extra.get("ceiling_lr"), "ceiling_epochs": ceiling_epochs_for(extra, cell.task)}
@@ -287,3 +300,12 @@ def settings_hash(cell, profile) -> str:
 
 def format_settings(settings: dict) -> str:
     return yaml.safe_dump(settings, sort_keys=False, default_flow_style=None, width=110)
+
+
+def dotted_overrides(items: list[str]) -> dict:
+    """["train.steps=500", "mask.ratio=0.6"] -> {"train.steps": 500, "mask.ratio": 0.6} (YAML scalars;
+    the same parser as `--set`, bench_tasks.plan.profiles.parse_assignments)."""
+    try:
+        return parse_assignments(items, "--pretrain-override")
+    except ProfileError as err:
+        raise PlanError(str(err)) from err

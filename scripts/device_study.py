@@ -1,6 +1,6 @@
 """The GPU study in one device call: data, throughput table, pre-training suite, evaluation, report.
 
-    python -m bench_tasks.device_study --out OUT [--profile gpu] [--time-limit 540]
+    python scripts/device_study.py --out OUT [--profile gpu] [--time-limit 540]
     bash scripts/device_study.sh          # on the lent machine: installs the carried wheels, then the above
 
 Every stage has its share of one wall-clock budget (`--time-limit`, seconds from the start of this
@@ -40,6 +40,8 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench_tasks, paco_fr
 
 TASKS = ("attributes", "expression", "recognition", "landmarks", "parsing")
 # evaluation priority: cheap, informative tasks first, so a deadline cuts the expensive dense cells
@@ -204,7 +206,7 @@ def pretrain_config(profile: str, overrides: dict) -> dict:
 
 def needed_synthface(profile_name: str, pretrain_overrides: dict, tasks) -> list[tuple[str, int, int, int]]:
     """(split, num_images, image_size, seed) of every SynthFace cache the study reads."""
-    from bench_tasks.api import get_profile
+    from bench_tasks.plan.profiles import get_profile
     from bench_tasks.registry import TASKS as TASK_REG
     from bench_tasks.registry import load_all
 
@@ -212,9 +214,9 @@ def needed_synthface(profile_name: str, pretrain_overrides: dict, tasks) -> list
     prof = get_profile(profile_name)
     cfg = pretrain_config(profile_name, pretrain_overrides)
     out = [("pretrain", int(cfg["data"]["num_images"]), int(cfg["model"]["img_size"]), int(cfg["seed"]))]
-    from bench_tasks.study import TEACHER_DATA
+    from bench_tasks.plan.suite import TEACHER_DATA
 
-    # MCF-style's teacher is pre-trained on its own split (bench_tasks.study.TEACHER_DATA)
+    # MCF-style's teacher is pre-trained on its own split (bench_tasks.plan.suite.TEACHER_DATA)
     out.append((TEACHER_DATA["data.split"], int(cfg["data"]["num_images"]), int(cfg["model"]["img_size"]),
                 int(cfg["seed"])))
     sizes = sorted({TASK_REG.get(t)().image_size(prof) for t in tasks})
@@ -260,9 +262,11 @@ def cmd_study(a) -> int:
     """Pre-train the suite at the given step count, then evaluate in priority order until the deadline."""
     import torch
 
-    from bench_tasks.api import get_profile
-    from bench_tasks.runner import DataRoots, run_plan
-    from bench_tasks.study import pretrain_suite, study_cells
+    from bench_tasks.plan.cells import DataRoots
+    from bench_tasks.plan.profiles import get_profile
+    from bench_tasks.plan.study import study_cells
+    from bench_tasks.run.pretrain import pretrain_suite
+    from bench_tasks.run.runner import run_plan
 
     st = study_settings(a.profile, a.tiny)
     prof = get_profile(st["profile"])
@@ -310,7 +314,7 @@ def cmd_study(a) -> int:
         return True
 
     def on_row(row: dict) -> None:  # a task's measured cell time is the estimate for its next cells
-        from bench_tasks.api import Cell
+        from bench_tasks.contracts import Cell
 
         spent.setdefault(kind(Cell(**row["cell"])), []).append(float((row.get("provenance") or {}).get("wall_time_s") or 0.0))
 
@@ -406,7 +410,7 @@ def driver(a) -> int:
 
     # 1. data in the background (all cores but one); the calibration of the study's steps on the GPU
     #    meanwhile; then, where mmcv's ops are missing, an mmcv build from the carried sdist
-    data_p = start_bg(_py() + ["-m", "bench_tasks.device_study", "prepare-data", "--workers", str(workers)] + common,
+    data_p = start_bg(_py() + [__file__, "prepare-data", "--workers", str(workers)] + common,
                       log, "prepare_data", nice=0)
     tp = dict(st["throughput"])
     thr_json, calib_json = work / "throughput.json", work / "calibration.json"
@@ -459,7 +463,7 @@ def driver(a) -> int:
             log(f"mmcv_build: rc={rc} after {time.time() - t_build:.0f}s (log: mmcv_build.log)")
 
         threading.Thread(target=_watch, daemon=True).start()
-    run_sub(_py() + ["-m", "bench_tasks.device_study", "study", "--steps", str(steps), "--deadline",
+    run_sub(_py() + [__file__, "study", "--steps", str(steps), "--deadline",
                      str(eval_deadline), "--results", str(results), "--runs", str(runs), "--work-dir",
                      str(a.work_dir), "--device", a.device] + wait
             + (["--threads", str(a.threads)] if a.threads else []) + common, log,
@@ -514,7 +518,7 @@ def driver(a) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench_tasks.device_study", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python scripts/device_study.py", description=__doc__.split("\n")[0])
     ap.add_argument("verb", nargs="?", default="all", choices=["all", "prepare-data", "study"])
     ap.add_argument("--out", default=os.environ.get("OUT", "device_out"), help="where the outputs go ($OUT)")
     ap.add_argument("--profile", default="gpu")

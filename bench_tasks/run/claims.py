@@ -211,7 +211,7 @@ class ClaimBook:
 
     @classmethod
     def for_results(cls, results: str | Path, **kw) -> ClaimBook:
-        from bench_tasks.rowfiles import worker_dir
+        from bench_tasks.store.rowfiles import worker_dir
 
         return cls(worker_dir(results) / "claims", **kw)
 

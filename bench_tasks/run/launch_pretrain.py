@@ -1,7 +1,7 @@
 """A pre-training run on SLURM across nodes x GPUs, from shards made by `python -m paco_fr prepare`.
 
-    python -m bench_tasks.launch_pretrain --data /data/faces224 --nodes 4 --gpus-per-node 8 --dry-run
-    python -m bench_tasks.launch_pretrain --data /data/faces224 --nodes 4 --gpus-per-node 8 \\
+    python -m bench_tasks.run.launch_pretrain --data /data/faces224 --nodes 4 --gpus-per-node 8 --dry-run
+    python -m bench_tasks.run.launch_pretrain --data /data/faces224 --nodes 4 --gpus-per-node 8 \\
         --partition gpu --account faces [key=value overrides of the pre-training config]
 
 One submitit job of `--nodes` nodes with one task per GPU: each task is one process of a torchrun
@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench_tasks.launch import JobOptions, _checkpointable, sbatch_script
+from bench_tasks.run.launch import JobOptions, _checkpointable, sbatch_script
 
 DEFAULTS = {"config": "paper", "cpus_per_gpu": 10, "mem_per_node": 480, "time": 72 * 60, "global_batch": 2048}
 
@@ -95,7 +95,7 @@ def torchrun_script(a, overrides: list[str], run_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench_tasks.launch_pretrain", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench_tasks.run.launch_pretrain", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="the shard folder (manifest.json) as the nodes see it")
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--gpus-per-node", type=int, default=8)

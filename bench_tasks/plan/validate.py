@@ -218,7 +218,7 @@ def check_pretrain_overrides(items: Sequence[str], profile: str) -> list[str]:
         ov[key.strip()] = yaml.safe_load(val) if val.strip() else None
     if out:
         return out
-    from bench_tasks.study import STUDY_OVERRIDES
+    from bench_tasks.plan.suite import STUDY_OVERRIDES
 
     try:
         cfg = load_config(profile, {**STUDY_OVERRIDES.get(profile, {}), **ov})
@@ -267,7 +267,7 @@ def check_data(task_datasets: dict[str, Sequence[str]], roots, profile, log: Cal
 
 
 def _data_problem(task: str, dataset: str, split: str, root, err: BaseException) -> str:
-    from bench_tasks.api import DatasetLayoutError
+    from bench_tasks.contracts import DatasetLayoutError
 
     if isinstance(err, DatasetLayoutError):
         return (f"{task}/{dataset}: {err.problem} (root: {err.root}).\nExpected layout:\n{err.layout}")
@@ -285,9 +285,8 @@ def check_backbones(uris: Iterable[str], tasks: Iterable[str], profile, device: 
     not in every cell). `skip_missing(uri)` True skips a URI (the study's encoders before stage 1)."""
     import torch
 
-    from bench_tasks.backbones.base import build_backbone
+    from bench_tasks.backbones.base import build_backbone, resolve_device
     from bench_tasks.registry import TASKS
-    from bench_tasks.runner import resolve_device
 
     sizes = sorted({TASKS.get(t)().image_size(profile) for t in tasks}) or [profile.image_size]
     problems = []

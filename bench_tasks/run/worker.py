@@ -7,8 +7,8 @@ without computing a cell twice.
 rows_to="main": rows go to the results file itself (one machine: `--launcher local`, today's
 behaviour, appends serialised by the store's lock); rows_to="worker": rows go to this worker's
 own file `results/<profile>.d/<worker>.jsonl` (no shared appends across nodes). Either way the
-done / todo decisions read the union (bench_tasks.rowfiles) and every computed cell goes
-through the claim ledger (bench_tasks.claims):
+done / todo decisions read the union (bench_tasks.store.rowfiles) and every computed cell goes
+through the claim ledger (bench_tasks.run.claims):
 
   1. a cell whose latest row is ok is skipped (unless --force and it is older than this launch);
      one that failed during this launch (another worker's row) is not retried twice;
@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench_tasks.api import Cell
-from bench_tasks.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S, ClaimBook, Identity, identity
-from bench_tasks.results import ResultsStore
-from bench_tasks.rowfiles import UnionReader, row_time, worker_file
+from bench_tasks.contracts import Cell
+from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S, ClaimBook, Identity, identity
+from bench_tasks.store.results import ResultsStore
+from bench_tasks.store.rowfiles import UnionReader, row_time, worker_file
 
 
 class OwnRowFile(ResultsStore):
@@ -97,7 +97,7 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
     docstring. Returns a WorkerSummary."""
     from tqdm.auto import tqdm
 
-    from bench_tasks.runner import _BackboneCache, run_cell, stale_keys
+    from bench_tasks.run.runner import _BackboneCache, run_cell, stale_keys
 
     log = log or (lambda msg: tqdm.write(msg))
     since = time.time() if since is None else float(since)
@@ -105,7 +105,8 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
     main = ResultsStore(results)
     if rows_to == "main":
         own = main
-        from bench_tasks.results import quarantine_and_warn, superseded_path
+        from bench_tasks.store.readers import superseded_path
+        from bench_tasks.store.results import quarantine_and_warn
 
         quarantine_and_warn(main, log)  # unreadable lines go to <file>.rejected, never deleted (issue 15)
         dropped = main.compact()

@@ -18,23 +18,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib
 import os
 import sys
 import time
 from pathlib import Path
 
-from bench_tasks.api import PROFILES, get_profile
+from bench_tasks.errors import PlanError
+from bench_tasks.plan.profiles import PROFILES, dotted_overrides, get_profile
+from bench_tasks.registry import load_registries
 
 SYNTHFACE = "synthface"
-
-
-def load_registries() -> None:
-    from bench_tasks.registry import load_all
-
-    load_all()
-    for mod in filter(None, (m.strip() for m in os.environ.get("BENCH_TASKS_PLUGINS", "").split(","))):
-        importlib.import_module(mod)
 
 
 def _csv(s: str | None) -> list[str] | None:
@@ -130,10 +123,6 @@ def build_backbone_list(args) -> list[str]:
     return ["random:vit_tiny"]
 
 
-class PlanError(SystemExit):
-    pass
-
-
 class StageFailed(RuntimeError):
     """A stage of `run --all` failed as a whole (exit code 1)."""
 
@@ -150,8 +139,8 @@ def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
     """{task: [datasets]} after checking the data roots. Datasets named with --datasets must
     exist (an error shows the expected layout); implicitly chosen ones whose root is missing are
     skipped with a message."""
+    from bench_tasks.plan.cells import missing_root_error
     from bench_tasks.registry import DATASETS, TASKS
-    from bench_tasks.runner import missing_root_error
 
     tasks = _csv(args.tasks)
     if args.all or not tasks:
@@ -201,11 +190,11 @@ def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
 
 def build_plan(args, log=print, problems: list[str] | None = None):
     """(cells, roots) for the parsed `run` arguments. `run --all` with no --backbones is the whole
-    study: the pre-training suite runs first (bench_tasks.study) and its encoders are evaluated.
-    Every problem found (plus `problems` found earlier by bench_tasks.validate.check_args) is raised
+    study: the pre-training suite runs first (bench_tasks.plan.study) and its encoders are evaluated.
+    Every problem found (plus `problems` found earlier by bench_tasks.plan.validate.check_args) is raised
     together as one PlanInvalid before anything runs."""
+    from bench_tasks.plan.cells import DataRoots, plan_cells
     from bench_tasks.registry import TASKS
-    from bench_tasks.runner import DataRoots, plan_cells
 
     profile = get_profile(args.profile)
     roots = DataRoots.parse(args.data_root)
@@ -220,7 +209,13 @@ def build_plan(args, log=print, problems: list[str] | None = None):
             if bad and len(task_ds) == 1 and not any(p.startswith("--protocols") for p in problems):
                 problems.append(f"--protocols: task {t} does not support protocol(s) {bad}; it has "
                                 f"{', '.join(TASKS.get(t).protocols)}")
-    from bench_tasks.validate import PlanInvalid, check_backbones, check_data, parse_fractions, parse_seeds
+    from bench_tasks.plan.validate import (
+        PlanInvalid,
+        check_backbones,
+        check_data,
+        parse_fractions,
+        parse_seeds,
+    )
 
     seeds, bad = parse_seeds(args.seeds)
     fractions, bad2 = parse_fractions(args.fractions)
@@ -231,14 +226,9 @@ def build_plan(args, log=print, problems: list[str] | None = None):
     if problems:
         raise PlanInvalid(problems)
     if is_study(args):
-        from bench_tasks.study import (
-            expand_seeds,
-            pretrain_suite,
-            study_cells,
-            study_seeds,
-            suite_encoders,
-            suite_runs,
-        )
+        from bench_tasks.plan.study import study_cells
+        from bench_tasks.plan.suite import expand_seeds, study_seeds, suite_encoders, suite_runs
+        from bench_tasks.run.pretrain import pretrain_suite
 
         budget_by = getattr(args, "budget_by", "flops")
         try:
@@ -253,14 +243,14 @@ def build_plan(args, log=print, problems: list[str] | None = None):
                     else "runs as cluster jobs (finished runs are reused)")
             log(f"stage 1 (pre-training, {args.profile} config) {verb}: {names}")
             if args.dry_run:  # the budget plan (cost per step measured on tiny batches: seconds)
-                from bench_tasks.study import plan_suite
+                from bench_tasks.plan.study import plan_suite
 
                 args.suite_plan = plan_suite(profile.name, args.runs, not args.no_ablations,
                                              dotted_overrides(args.pretrain_override or []), budget_by, log=log,
                                              pretrain_seeds=pseeds)
             encoders = suite_encoders(args.runs, profile.name, not args.no_ablations, pseeds)
         elif getattr(args, "eval_only", False):
-            from bench_tasks.launch import _finished
+            from bench_tasks.run.launch import _finished
 
             encoders = {}
             for name, enc in suite_encoders(args.runs, profile.name, not args.no_ablations, pseeds).items():
@@ -298,22 +288,11 @@ def build_plan(args, log=print, problems: list[str] | None = None):
         return cells, roots
     cells = plan_cells(build_backbone_list(args), task_ds, protocols=protocols, seeds=seeds,
                        fractions=fractions, profile=profile.name)
-    from bench_tasks.references import with_references  # floors, ceilings, cosine probes
+    from bench_tasks.plan.references import with_references  # floors, ceilings, cosine probes
 
     cells = with_references(cells, ceilings=None if getattr(args, "no_ceilings", False) else "auto",
                             probes=not getattr(args, "no_probes", False))
     return cells, roots
-
-
-def dotted_overrides(items: list[str]) -> dict:
-    """["train.steps=500", "mask.ratio=0.6"] -> {"train.steps": 500, "mask.ratio": 0.6} (YAML scalars;
-    the same parser as `--set`, bench_tasks.profiles.parse_assignments)."""
-    from bench_tasks.profiles import ProfileError, parse_assignments
-
-    try:
-        return parse_assignments(items, "--pretrain-override")
-    except ProfileError as err:
-        raise PlanError(str(err)) from err
 
 
 def is_study(args) -> bool:
@@ -328,7 +307,7 @@ def set_threads(args) -> None:
 def apply_threads(threads: int | None, profile_name: str) -> None:
     """torch's CPU threads: `threads`, else 1 under the smoke profile (two threads on a 2-core CPU
     stall whenever another process runs), else torch's default. The CLI and the Python API
-    (bench_tasks.notebook.evaluate) share it."""
+    (bench_tasks.api.evaluate) share it."""
     import torch
 
     n = threads if threads is not None else (1 if profile_name == "smoke" else None)
@@ -342,8 +321,7 @@ def apply_threads(threads: int | None, profile_name: str) -> None:
 def native_profile(args, profile):
     """A `native_size` profile (bench_tasks/configs/native.yaml) at the input size of the plan's
     backbones, registered for this process; its line goes into the plan notes."""
-    from bench_tasks.api import PROFILES
-    from bench_tasks.profiles import parse_assignments, resolve_native_size
+    from bench_tasks.plan.profiles import PROFILES, parse_assignments, resolve_native_size
 
     uris = build_backbone_list(args) if getattr(args, "backbones", None) else []
     given = parse_assignments(getattr(args, "set", None) or [])
@@ -358,8 +336,8 @@ def resolution_lines(cells, profile) -> list[str]:
     """One line per encoder that runs at another input size than its own (its position embedding
     is resampled): `timm:vit_base_patch16_224:w.safetensors: 224 -> 64 px ...`."""
     from bench_tasks.backbones.native import native_size
-    from bench_tasks.estimate import task_size
-    from bench_tasks.references import is_reference
+    from bench_tasks.plan.estimate import task_size
+    from bench_tasks.plan.references import is_reference
 
     sizes: dict[str, set[int]] = {}
     for c in cells:
@@ -408,7 +386,7 @@ def verification_lines(cells, roots, profile) -> list[str]:
 def print_plan_notes(args, cells, roots, profile) -> None:
     """Lines that say what the plan's numbers mean: native size, resized backbones, ceilings,
     verification sets' training faces and crops."""
-    from bench_tasks.references import ceiling_lines
+    from bench_tasks.plan.references import ceiling_lines
 
     lines = list(getattr(args, "native_lines", None) or [])
     for fn in (lambda: resolution_lines(cells, profile),
@@ -463,7 +441,7 @@ def progress_bars_off(off: bool = True):
 
 
 def fmt_elapsed(s: float) -> str:
-    from bench_tasks.estimate import fmt_duration
+    from bench_tasks.plan.estimate import fmt_duration
 
     return fmt_duration(s)
 
@@ -471,7 +449,7 @@ def fmt_elapsed(s: float) -> str:
 def rows_kept(args) -> int:
     """The result rows (ok or failed) in this run's results file and its worker files."""
     try:
-        from bench_tasks.rowfiles import union_latest
+        from bench_tasks.store.rowfiles import union_latest
 
         results = Path(args.results or f"results/{args.profile}.jsonl")
         return len(union_latest(results)) if results.exists() or results.with_suffix(".d").exists() else 0
@@ -480,14 +458,14 @@ def rows_kept(args) -> int:
 
 
 def plan_estimate(args, cells, results, profile, pretrain_plan=None):
-    """The plan's PlanEstimate (bench_tasks.estimate), or None when it cannot be made (said once)."""
+    """The plan's PlanEstimate (bench_tasks.plan.estimate), or None when it cannot be made (said once)."""
     try:
-        from bench_tasks.estimate import estimate_plan
-        from bench_tasks.runner import resolve_device
+        from bench_tasks.backbones.base import resolve_device
+        from bench_tasks.plan.estimate import estimate_plan
 
         study_arch = None
         if is_study(args):
-            from bench_tasks.study import random_control
+            from bench_tasks.plan.suite import random_control
 
             study_arch = random_control(profile.name)
         device = str(resolve_device(args.device))
@@ -498,13 +476,13 @@ def plan_estimate(args, cells, results, profile, pretrain_plan=None):
 
 
 def suite_plan(args, profile):
-    """The study's pre-training plan (bench_tasks.study.plan_suite) for the estimate: the one the dry
+    """The study's pre-training plan (bench_tasks.plan.study.plan_suite) for the estimate: the one the dry
     run printed, else planned here (no log)."""
     if not is_study(args) or getattr(args, "eval_only", False):
         return None
     got = getattr(args, "suite_plan", None)
     if got is None:
-        from bench_tasks.study import plan_suite
+        from bench_tasks.plan.study import plan_suite
 
         got = plan_suite(profile.name, args.runs, not args.no_ablations,
                          dotted_overrides(args.pretrain_override or []), getattr(args, "budget_by", "flops"))
@@ -512,7 +490,7 @@ def suite_plan(args, profile):
 
 
 def print_plan_estimate(args, cells, results, profile) -> None:
-    """`--dry-run` / `--status`: seconds per stage and in total (bench_tasks.estimate)."""
+    """`--dry-run` / `--status`: seconds per stage and in total (bench_tasks.plan.estimate)."""
     try:
         plan = suite_plan(args, profile)
     except Exception as err:  # noqa: BLE001
@@ -539,7 +517,7 @@ def pretrain_estimate_before(args, profile):
 
 
 def print_estimate_vs_actual(pretrain_est, pretrain_taken, cells_est, cells_taken) -> None:
-    from bench_tasks.estimate import actual_line
+    from bench_tasks.plan.estimate import actual_line
 
     if pretrain_est:
         print("pre-training " + actual_line(pretrain_est, pretrain_taken))
@@ -562,7 +540,7 @@ def cmd_run(args) -> int:
 def run_plan_command(args) -> int:
     from tabulate import tabulate
 
-    from bench_tasks.profiles import ProfileError, effective_settings, format_settings, load_profile
+    from bench_tasks.plan.profiles import ProfileError, effective_settings, format_settings, load_profile
 
     try:  # a bundled name or a YAML file, with --set overrides; registered for this process's runner
         profile = load_profile(args.profile, getattr(args, "set", None))
@@ -572,8 +550,8 @@ def run_plan_command(args) -> int:
         return 2
     args.profile = profile.name
     set_threads(args)
-    from bench_tasks.runner import cell_status
-    from bench_tasks.validate import PlanInvalid, check_args, format_problems
+    from bench_tasks.plan.validate import PlanInvalid, check_args, format_problems
+    from bench_tasks.run.runner import cell_status
 
     results = Path(args.results or f"results/{args.profile}.jsonl")
     problems = check_args(args)
@@ -607,25 +585,25 @@ def run_plan_command(args) -> int:
         print("nothing to run: the plan is empty", file=sys.stderr)
         return 2
     print_plan_notes(args, cells, roots, get_profile(args.profile))
-    from bench_tasks.method import parse_labels
+    from bench_tasks.store.method import parse_labels
 
     try:
         args.labels = parse_labels(getattr(args, "label", None), build_backbone_list(args) if args.backbones else [])
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from bench_tasks.results import describe_rejected, inspect, rejected_path
+    from bench_tasks.store.readers import describe_rejected, inspect, rejected_path
 
     rejected = inspect(results) if args.dry_run else []  # a run moves them (run_plan says so)
     if rejected:
         print(f"warning: {describe_rejected(results, rejected)}; a run would move them to "
               f"{rejected_path(results)} (they are not counted as done)", file=sys.stderr)
 
-    from bench_tasks import launch
+    from bench_tasks.run import launch
 
     cells = launch.select_shard(args, cells)  # --num-shards N --shard-index i
     if args.status:
-        from bench_tasks.status import print_status
+        from bench_tasks.run.status import print_status
 
         code = print_status(results, cells)
         print_plan_estimate(args, cells, results, profile)
@@ -661,8 +639,8 @@ def run_plan_command(args) -> int:
     pretrain_taken = time.monotonic() - t_plan
     cells_before = plan_estimate(args, cells, results, profile)
     t_cells = time.monotonic()
-    summary = launch.run_here(args, cells, roots, results)  # claims each cell (bench_tasks.worker)
-    from bench_tasks.run_table import format_run_table
+    summary = launch.run_here(args, cells, roots, results)  # claims each cell (bench_tasks.run.worker)
+    from bench_tasks.cli.run_table import format_run_table
 
     print("\n" + format_run_table(cells, results) + "\n")
     print(summary.line())
@@ -690,7 +668,7 @@ def run_plan_command(args) -> int:
 def check_report_inputs(args) -> list[str]:
     """`report` on a missing or empty results file is an error (an empty report would look like a
     finished study)."""
-    from bench_tasks.results import describe_rejected, inspect, load_rows
+    from bench_tasks.store.readers import describe_rejected, inspect, load_rows
 
     paths = args.results or [Path("results") / f"{args.profile or 'smoke'}.jsonl"]
     problems = []
@@ -792,7 +770,7 @@ def make_parser() -> argparse.ArgumentParser:
                     help="do not add the supervised:<arch> ceiling cells (floors are always added)")
     pr.add_argument("--no-probes", action="store_true",
                     help="do not add the probe cells next to the encoders' (recognition: cosine; attributes, "
-                         "expression: concat; bench_tasks.references.PROBE_PROTOCOLS)")
+                         "expression: concat; bench_tasks.plan.references.PROBE_PROTOCOLS)")
     pr.add_argument("--force", action="store_true", help="recompute cells that are already done")
     pr.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1")
     pr.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -802,16 +780,16 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--status", action="store_true",
                     help="cells done / claimed / failed / to do of this plan per backbone and task, workers "
                          "in flight, estimated time left (see also `python -m bench_tasks status`)")
-    from bench_tasks.launch import add_launch_arguments
+    from bench_tasks.run.launch import add_launch_arguments
 
     add_launch_arguments(pr)
     pr.set_defaults(func=cmd_run)
 
-    from bench_tasks.status import add_status_parser
+    from bench_tasks.run.status import add_status_parser
 
     add_status_parser(sub)
 
-    from bench_tasks.preview import add_preview_parser
+    from bench_tasks.cli.preview import add_preview_parser
 
     add_preview_parser(sub)
 

@@ -11,7 +11,7 @@ Python entry points (the CLI is a thin layer over these):
 
 `run_plan` skips a cell whose last row is `ok` (unless force), retries `failed` ones, records a
 failing cell as a `failed` row with its traceback and goes on, and appends every row atomically
-(bench_tasks/results.py). Killing it at any moment and starting it again finishes the plan with
+(bench_tasks/store/results.py). Killing it at any moment and starting it again finishes the plan with
 exactly one ok row per cell. A pre-training stage (another engineer's `run --all`) can produce
 encoders first and then call `run_plan` with their `paco_fr:<file>` URIs.
 """
@@ -23,7 +23,7 @@ import dataclasses
 import random
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,115 +31,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bench_tasks.api import Cell, CellContext, CellResult, DatasetLayoutError, get_profile
-from bench_tasks.backbones.base import BenchBackbone, build_backbone
+from bench_tasks.backbones.base import BenchBackbone, build_backbone, resolve_device
+from bench_tasks.contracts import Cell, CellContext, CellResult
 from bench_tasks.errors import cause_line
-from bench_tasks.floors import compute_floor, is_floor
-from bench_tasks.provenance import collect, now_iso
-from bench_tasks.registry import DATASETS, TASKS
-from bench_tasks.results import ResultsStore, dataset_version, make_row
+from bench_tasks.plan.cells import DataRoots
+from bench_tasks.plan.floors import compute_floor, is_floor
+from bench_tasks.plan.profiles import get_profile
+from bench_tasks.registry import TASKS
+from bench_tasks.store.provenance import collect, now_iso
+from bench_tasks.store.results import ResultsStore
+from bench_tasks.store.rows import dataset_version, make_row
 
 # ----------------------------------------------------------------------------- data roots
 
 
-def dataset_folder(name: str) -> str:
-    """The sub-folder name a dataset expects under a --data-root parent (e.g. affectnet7 and
-    affectnet8 share `affectnet/`)."""
-    try:
-        spec = DATASETS.get(name)
-    except KeyError:
-        return name
-    return getattr(spec, "folder", None) or name
-
-
-@dataclass
-class DataRoots:
-    """Where each dataset lives: explicit `name=path` pairs win, else `<parent>/<folder>` for the
-    first parent folder that has it."""
-
-    pairs: dict[str, str] = field(default_factory=dict)
-    parents: list[str] = field(default_factory=list)
-
-    @classmethod
-    def parse(cls, items: Iterable[str] | str | None) -> DataRoots:
-        roots = cls()
-        if items is None:
-            return roots
-        if isinstance(items, str):
-            items = [items]
-        for item in items:
-            for part in str(item).split(","):
-                part = part.strip()
-                if not part:
-                    continue
-                if "=" in part:
-                    name, _, path = part.partition("=")
-                    roots.pairs[name.strip()] = str(Path(path.strip()).expanduser())
-                else:
-                    roots.parents.append(str(Path(part).expanduser()))
-        return roots
-
-    def get(self, dataset: str) -> str | None:
-        if dataset in self.pairs:
-            return self.pairs[dataset]
-        folder = dataset_folder(dataset)
-        for parent in self.parents:
-            for cand in (Path(parent) / dataset, Path(parent) / folder):
-                if cand.is_dir():
-                    return str(cand)
-        return None
-
-    def expected(self, dataset: str) -> str:
-        if dataset in self.pairs:
-            return self.pairs[dataset]
-        if self.parents:
-            return str(Path(self.parents[0]) / dataset_folder(dataset))
-        return f"<data-root>/{dataset_folder(dataset)}"
-
-
-def missing_root_error(dataset: str, roots: DataRoots) -> DatasetLayoutError:
-    spec = DATASETS.get(dataset)
-    where = roots.expected(dataset)
-    return DatasetLayoutError(
-        dataset, where,
-        f"no data found; pass --data-root <folder holding {dataset_folder(dataset)}/> "
-        f"or --data-root {dataset}=<path>", getattr(spec, "layout", "") or "(see the reader's docstring)")
-
-
 # ----------------------------------------------------------------------------- planning
-
-
-def plan_cells(backbones: Sequence[str], tasks_to_datasets: dict[str, Sequence[str]],
-               protocols: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-               fractions: Sequence[float] | None = None, profile: str = "smoke") -> list[Cell]:
-    """Every (backbone, task, dataset, protocol, fraction, seed) cell, backbone-major (so one
-    backbone is loaded once). Protocols / seeds / fractions default to the profile's; protocols
-    a task does not support are left out for it."""
-    prof = get_profile(profile)
-    seeds = tuple(prof.seeds if seeds is None else seeds)
-    fractions = tuple(prof.fractions if fractions is None else fractions)
-    from bench_tasks.references import CEILING_PROTOCOL, is_ceiling
-
-    bad = [f for f in fractions if not 0 < float(f) <= 1]
-    if bad:
-        raise ValueError(f"fractions {bad} outside (0, 1]: a fraction is the share of the training split a cell uses")
-    cells: list[Cell] = []
-    for bb in backbones:
-        for task_name, datasets in tasks_to_datasets.items():
-            task = TASKS.get(task_name)
-            # a ceiling (`supervised:`) is always trained end to end; a protocol the task names
-            # otherwise (dense tasks: `linear` is `frozen`) is planned under that name
-            wanted = [CEILING_PROTOCOL] if is_ceiling(bb) else (protocols or prof.protocols)
-            plan = getattr(task, "plan_protocol", None) or (lambda p, t=task: p if p in t.protocols else None)
-            protos = list(dict.fromkeys(plan(p) for p in wanted))
-            protos = [p for p in protos if p is not None]
-            for ds in datasets:
-                for proto in protos:
-                    for frac in fractions:
-                        for seed in seeds:
-                            cells.append(Cell(backbone=bb, task=task_name, dataset=ds, protocol=proto,
-                                              fraction=float(frac), seed=int(seed), profile=prof.name))
-    return cells
 
 
 def task_version(task_name: str) -> int:
@@ -154,7 +60,7 @@ def version_stale(cell: Cell, row: dict | None) -> bool:
     """True when `row` was computed by another version of the cell's task or dataset than the
     registered one (rows without `task_version` / `data_version` count as version 1; SynthFace's
     version is its generator's, so rows of SynthFace 1.x are recomputed on 2.1)."""
-    from bench_tasks.results import row_data_version, row_task_version
+    from bench_tasks.store.rows import row_data_version, row_task_version
 
     if row is None:
         return False
@@ -172,7 +78,7 @@ _SETTINGS_HASHES: dict[tuple, tuple] = {}  # memo -> (the profile object, its ha
 def current_settings_hash(cell: Cell) -> str | None:
     """`profiles.settings_hash` of the cell under its registered profile (None: unknown profile);
     memoised per profile object and what the settings depend on (not backbone file or seed)."""
-    from bench_tasks.profiles import settings_hash
+    from bench_tasks.plan.profiles import settings_hash
 
     try:
         prof = get_profile(cell.profile)
@@ -229,12 +135,6 @@ def cell_status(cells: Sequence[Cell], results: str | Path) -> dict[str, str]:
 # ----------------------------------------------------------------------------- running
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 @dataclass
 class RunSummary:
     total: int = 0
@@ -282,7 +182,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
              _cache: _BackboneCache | None = None, labels: dict[str, str] | None = None) -> dict:
     """Run one cell and (when write) append its row. Exceptions inside the cell become a
     `failed` row with the traceback; the row is returned. `labels` ({backbone URI: name},
-    `run --label`) names backbones in the row's method block (bench_tasks.method)."""
+    `run --label`) names backbones in the row's method block (bench_tasks.store.method)."""
     store = ResultsStore(results)
     roots = data_roots or DataRoots()
     dev = resolve_device(device)
@@ -295,7 +195,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
     try:
         task = TASKS.get(cell.task)()
         size = task.cell_image_size(cell, profile) if hasattr(task, "cell_image_size") else task.image_size(profile)
-        floor = is_floor(cell.backbone)  # input-free predictor: no backbone (bench_tasks.floors)
+        floor = is_floor(cell.backbone)  # input-free predictor: no backbone (bench_tasks.plan.floors)
         if backbone is None and not floor:
             backbone = (_cache or _BackboneCache()).get(cell.backbone, size)
         if backbone is not None:
@@ -322,7 +222,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
         prov["timings"] = result.timings
     config = {"profile": dataclasses.asdict(profile), "task": result.config if result is not None else {},
               "data_root": roots.get(cell.dataset)}
-    from bench_tasks.method import identity_for
+    from bench_tasks.store.method import identity_for
 
     row = make_row(cell, "ok" if error is None else "failed",
                    headline=getattr(task, "headline", ""), higher_is_better=getattr(task, "higher_is_better", True),
@@ -357,13 +257,14 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
              should_start: Callable[[Cell], bool] | None = None,
              labels: dict[str, str] | None = None) -> RunSummary:
     """Run every cell of the plan that is not done yet (all of them with force). The floor of
-    every (task, dataset) of the plan is added to it (bench_tasks.references; seconds each)."""
-    from bench_tasks.references import with_references
+    every (task, dataset) of the plan is added to it (bench_tasks.plan.references; seconds each)."""
+    from bench_tasks.plan.references import with_references
 
     cells = with_references(cells, ceilings=None, probes=False)
     log = log or (lambda msg: tqdm.write(msg))
     store = ResultsStore(results)
-    from bench_tasks.results import quarantine_and_warn, superseded_path
+    from bench_tasks.store.readers import superseded_path
+    from bench_tasks.store.results import quarantine_and_warn
 
     quarantine_and_warn(store, log)
     dropped = store.compact()

@@ -2,7 +2,7 @@
 what no encoder and a fully supervised network achieve:
 
   * floors (`floor:input-free`, protocol `floor`): one per (task, dataset, profile) of the plan,
-    computed from the labels alone (bench_tasks.floors) in seconds;
+    computed from the labels alone (bench_tasks.plan.floors) in seconds;
   * ceilings (`supervised:<arch spec>`, protocol `finetune`, fraction 1.0, the plan's seeds):
     the architecture of the plan's encoders trained end to end from random init with the task's
     labels at the profile's fine-tune budget, whatever protocols the plan lists (the arch comes
@@ -20,8 +20,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from bench_tasks.api import Cell
-from bench_tasks.floors import FLOOR_PROTOCOL, FLOOR_URI, has_floor, is_floor
+from bench_tasks.contracts import Cell
+from bench_tasks.plan.floors import FLOOR_PROTOCOL, FLOOR_URI, has_floor, is_floor
+from bench_tasks.tasks._ceiling import is_ceiling
 
 CEILING_PROTOCOL = "finetune"
 COSINE_PROTOCOL = "cosine"
@@ -36,43 +37,6 @@ def is_probe(cell_or_protocol, task: str | None = None) -> bool:
     else:
         protocol = cell_or_protocol
     return PROBE_PROTOCOLS.get(task) == protocol
-
-
-def is_ceiling(uri: str) -> bool:
-    return str(uri).partition(":")[0] == "supervised"
-
-
-# The ceiling trains the architecture from random initialisation, so it gets a from-scratch recipe,
-# not the fine-tuning one (lr_backbone 1e-4 with layer decay 0.75 is made for pre-trained weights:
-# measured on the cpu profile, attributes, that ceiling reached 54.7 balanced accuracy, below the
-# random-init *linear probe*'s 57.1). Profile keys: `ceiling_lr` (every parameter group; default
-# 1e-3) and `ceiling_epochs` (default: the task's fine-tune epochs): a number for every task, or a
-# mapping {task: epochs} where the tasks not named keep their own epochs.
-CEILING_LR = 1e-3
-
-
-def ceiling_epochs_for(extra: dict | None, task: str | None):
-    """`ceiling_epochs` of a profile's `extra` settings (or a row's snapshot of them) for `task`: an
-    int, or None (the task's own fine-tune epochs)."""
-    e = (extra or {}).get("ceiling_epochs")
-    if isinstance(e, dict):
-        e = e.get(task)
-    return None if e is None else int(e)
-
-
-def ceiling_recipe(cfg, uri: str, profile, task: str | None = None):
-    """The FitConfig a cell of backbone `uri` trains with: `cfg` itself, or for a ceiling
-    (`supervised:`) the from-scratch recipe: one learning rate for backbone and head
-    (`ceiling_lr`), no layer-wise decay, the profile's `ceiling_epochs` for `task` when it sets one."""
-    import dataclasses
-
-    if not is_ceiling(uri):
-        return cfg
-    extra = getattr(profile, "extra", {}) or {}
-    lr = float(extra.get("ceiling_lr", CEILING_LR))
-    e = ceiling_epochs_for(extra, task)
-    epochs = int(cfg.epochs) if e is None else e
-    return dataclasses.replace(cfg, lr_head=max(cfg.lr_head, lr), lr_backbone=lr, layer_decay=1.0, epochs=epochs)
 
 
 def is_reference(uri: str) -> bool:
@@ -144,7 +108,7 @@ def _study_arch(path: str) -> str | None:
         return None
     profile, run = p.parts[-3], p.parts[-2]
     try:
-        from bench_tasks.study import random_control, suite_runs
+        from bench_tasks.plan.suite import random_control, suite_runs
 
         if run not in {r.name for r in suite_runs(True, profile)}:
             return None

@@ -14,7 +14,7 @@ A run that uses another run's encoder as a teacher (MCF-style) is charged for th
 pre-training: the teacher gets TEACHER_SHARE of the budget and the method the rest.
 
 `match_steps` is the arithmetic (tests/test_fair_budget.py checks it by hand); the study
-(bench_tasks.study.plan_suite) measures the costs and applies the steps.
+(bench_tasks.plan.study.plan_suite) measures the costs and applies the steps.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ code path; the local one runs the jobs as processes on this machine and is what 
   * the plan is split into jobs of cells of ONE backbone (so a job builds the backbone and its
     feature cache once), at most `--group-size` cells each (0: the whole backbone), submitted
     together (one SLURM job array, `--array-parallelism` running at once);
-  * every job is a worker (bench_tasks.worker): it claims each cell before computing it and
+  * every job is a worker (bench_tasks.run.worker): it claims each cell before computing it and
     writes its rows to its own file results/<profile>.d/<worker>.jsonl; a job killed by a
     time-out or a preemption is requeued by submitit (`checkpoint`) and resumes its cells;
   * `run --all` without --backbones (the study): each pre-training run of the suite becomes a
@@ -36,8 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench_tasks.api import Cell
-from bench_tasks.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
+from bench_tasks.contracts import Cell
+from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -211,8 +211,7 @@ class WorkerSpec:
 
 def register_profiles(profiles: dict) -> None:
     """Register the launching process's effective profiles in this (job) process."""
-    from bench_tasks.api import PROFILES
-    from bench_tasks.profiles import profile_from_dict
+    from bench_tasks.plan.profiles import PROFILES, profile_from_dict
 
     for name, fields in (profiles or {}).items():
         PROFILES[name] = profile_from_dict(dict(fields), f"profile {name!r} sent by the launcher")
@@ -230,7 +229,7 @@ class EvalJob(_checkpointable()):
         os.chdir(s.cwd)
         if s.plugins:
             os.environ["BENCH_TASKS_PLUGINS"] = s.plugins
-        from bench_tasks.cli import load_registries
+        from bench_tasks.registry import load_registries
 
         load_registries()
         register_profiles(s.profiles)
@@ -238,8 +237,8 @@ class EvalJob(_checkpointable()):
             import torch
 
             torch.set_num_threads(s.threads)
-        from bench_tasks.runner import DataRoots
-        from bench_tasks.worker import run_worker
+        from bench_tasks.plan.cells import DataRoots
+        from bench_tasks.run.worker import run_worker
 
         cells = [Cell(**c) for c in s.cells]
         summary = run_worker(cells, s.results, work_dir=s.work_dir, data_roots=DataRoots.parse(s.data_root),
@@ -266,10 +265,10 @@ class PretrainJob(_checkpointable()):
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        from bench_tasks.study import suite_run, write_run_identity
+        from bench_tasks.plan.suite import suite_run, write_run_identity
         from paco_fr.engine import pretrain
 
-        # what the run is (bench_tasks.method), before pre-training: its export copies it into
+        # what the run is (bench_tasks.store.method), before pre-training: its export copies it into
         # the encoder's metadata; after: into the summary.json the run wrote
         run = suite_run(self.profile, self.run_name)  # `<run>` or `<run>_seed<k>`
         if run is not None and int(os.environ.get("RANK", "0")) == 0:
@@ -284,7 +283,7 @@ class PretrainJob(_checkpointable()):
 
 
 def jobs_folder(args, results: Path) -> Path:
-    from bench_tasks.rowfiles import worker_dir
+    from bench_tasks.store.rowfiles import worker_dir
 
     return Path(args.jobs_dir) if args.jobs_dir else worker_dir(results) / "jobs"
 
@@ -327,7 +326,7 @@ def worker_spec(args, cells: Sequence[Cell], results: Path, since: float, rows_t
 
 def effective_profiles(cells: Sequence[Cell]) -> dict:
     """{profile name: its fields} of the cells' profiles as registered in this process."""
-    from bench_tasks.api import get_profile
+    from bench_tasks.plan.profiles import get_profile
 
     out = {}
     for name in dict.fromkeys(c.profile for c in cells):
@@ -340,7 +339,7 @@ def effective_profiles(cells: Sequence[Cell]) -> dict:
 
 def record_launch(results: Path, record: dict, path: Path | None = None) -> Path:
     """results/<profile>.d/launches/<time>-<pid>.json: the plan's keys and the jobs (for `status`)."""
-    from bench_tasks.rowfiles import worker_dir
+    from bench_tasks.store.rowfiles import worker_dir
 
     d = worker_dir(results) / "launches"
     d.mkdir(parents=True, exist_ok=True)
@@ -366,8 +365,8 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
     folder = jobs_folder(args, results)
     opts = eval_options(args)
     if not args.force:  # no job for cells already done (a re-launch after a kill submits only what is left)
-        from bench_tasks.results import ResultsStore
-        from bench_tasks.runner import stale_keys
+        from bench_tasks.run.runner import stale_keys
+        from bench_tasks.store.results import ResultsStore
 
         store = ResultsStore(results)
         done = store.done_keys()
@@ -402,8 +401,8 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
               "jobs": [], "pretrain_jobs": []}
 
     # stage 1 of the study: pre-training jobs
-    from bench_tasks.api import get_profile
-    from bench_tasks.study import study_seeds, teacher_of
+    from bench_tasks.plan.profiles import get_profile
+    from bench_tasks.plan.suite import study_seeds, teacher_of
 
     teachers = teacher_of(True, args.profile, study_seeds(args, get_profile(args.profile))) if study_runs else {}
     pre_jobs: dict[str, object] = {}
@@ -415,7 +414,7 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
                 continue
             dep = None
             teacher = teachers.get(name)
-            if teacher in pre_jobs:  # MCF-style's teacher run (bench_tasks.study) must finish first
+            if teacher in pre_jobs:  # MCF-style's teacher run (bench_tasks.plan.study) must finish first
                 dep = pre_jobs[teacher]
                 if kind == "submitit-local":
                     dep.result()
@@ -524,16 +523,17 @@ def select_shard(args, cells: Sequence[Cell]) -> list[Cell]:
     """The cells this process plans: shard `--shard-index` of `--num-shards` (all of them when 1)."""
     if getattr(args, "num_shards", 1) <= 1:
         return list(cells)
-    from bench_tasks.worker import shard
+    from bench_tasks.run.worker import shard
 
     return shard(cells, args.num_shards, args.shard_index)
 
 
 def study_runs(args, profile) -> dict[str, tuple[dict, Path]]:
     """{run name: (pre-training overrides, encoder path)} of the study's suite (what
-    bench_tasks.study.pretrain_suite would train), for the pre-training jobs."""
-    from bench_tasks.cli import dotted_overrides
-    from bench_tasks.study import plan_suite, study_seeds
+    bench_tasks.run.pretrain.pretrain_suite would train), for the pre-training jobs."""
+    from bench_tasks.plan.profiles import dotted_overrides
+    from bench_tasks.plan.study import plan_suite
+    from bench_tasks.plan.suite import study_seeds
 
     extra = dotted_overrides(args.pretrain_override or [])
     popts = pretrain_options(args)
@@ -546,7 +546,7 @@ def study_runs(args, profile) -> dict[str, tuple[dict, Path]]:
 def run_here(args, cells: Sequence[Cell], roots, results: Path):
     """`--launcher local` (and each --num-shards process): a worker in this process. Rows go to
     the results file, or to this worker's own file with shards / --worker-files."""
-    from bench_tasks.worker import run_worker
+    from bench_tasks.run.worker import run_worker
 
     rows_to = "worker" if (args.num_shards > 1 or args.worker_files) else "main"
     since = args.since if args.since is not None else time.time()

@@ -19,6 +19,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from bench_tasks.plan.estimate import _fmt_s
+
 COLUMNS = ("done", "running", "stale", "failed", "todo")
 
 
@@ -42,8 +44,8 @@ def cmd_status(args) -> int:
 
 def has_plan(results: Path) -> bool:
     """Whether `status` has anything to show for `results`: a row, a claim or a recorded launch."""
-    from bench_tasks.claims import CLAIM_TIMEOUT_S, ClaimBook
-    from bench_tasks.rowfiles import union_latest
+    from bench_tasks.run.claims import CLAIM_TIMEOUT_S, ClaimBook
+    from bench_tasks.store.rowfiles import union_latest
 
     if union_latest(results) or recorded_plan(results)[0]:
         return True
@@ -53,7 +55,7 @@ def has_plan(results: Path) -> bool:
 
 def recorded_plan(results: Path) -> tuple[list[dict], list[dict]]:
     """(cells, launch records) from results/<profile>.d/launches/*.json."""
-    from bench_tasks.rowfiles import worker_dir
+    from bench_tasks.store.rowfiles import worker_dir
 
     cells, records = {}, []
     d = worker_dir(results) / "launches"
@@ -64,19 +66,10 @@ def recorded_plan(results: Path) -> tuple[list[dict], list[dict]]:
             continue
         records.append(rec)
         for c in rec.get("cells", []):
-            from bench_tasks.api import Cell
+            from bench_tasks.contracts import Cell
 
             cells[Cell(**c).key()] = c
     return list(cells.values()), records
-
-
-def _fmt_s(s: float) -> str:
-    s = max(0.0, float(s))
-    if s < 120:
-        return f"{s:.0f}s"
-    if s < 7200:
-        return f"{s / 60:.0f}min"
-    return f"{s / 3600:.1f}h"
 
 
 def collect_status(results: Path, cells=None, claim_timeout_s: float | None = None) -> dict:
@@ -84,8 +77,8 @@ def collect_status(results: Path, cells=None, claim_timeout_s: float | None = No
     {key: state}, "workers": [...], "remaining_s", "eta_s", "per_cell_s", "records"}."""
     from dataclasses import asdict
 
-    from bench_tasks.claims import CLAIM_TIMEOUT_S, ClaimBook
-    from bench_tasks.rowfiles import union_latest
+    from bench_tasks.run.claims import CLAIM_TIMEOUT_S, ClaimBook
+    from bench_tasks.store.rowfiles import union_latest
 
     latest = union_latest(results)
     timeout = claim_timeout_s or CLAIM_TIMEOUT_S
@@ -96,7 +89,7 @@ def collect_status(results: Path, cells=None, claim_timeout_s: float | None = No
         recorded, records = recorded_plan(results)
         plan = {}
         for c in recorded:
-            from bench_tasks.api import Cell
+            from bench_tasks.contracts import Cell
 
             plan[Cell(**c).key()] = c
         for k, r in latest.items():

@@ -3,7 +3,7 @@ with the task's own metric on the test split.
 
 A floor is an ordinary row of the results store whose cell has the backbone URI
 `floor:input-free` and the protocol `floor` (fraction 1.0, seed 0): one per (task, dataset,
-profile). The runner adds these cells to every plan (bench_tasks.references) and runs them here
+profile). The runner adds these cells to every plan (bench_tasks.plan.references) and runs them here
 instead of building a backbone; they take seconds. The row has the task's headline and metrics,
 the bootstrap CI over test items (`ci`), the per-item scores (artifact `items`) and its
 provenance; `config.task.predictor` says what the predictor is:
@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from bench_tasks.api import CellContext, CellResult
+from bench_tasks.contracts import CellContext, CellResult
 from bench_tasks.stats import ItemScores, multiclass_items, multilabel_items_from_pred
 
 FLOOR_URI = "floor:input-free"
@@ -60,7 +60,7 @@ def compute_floor(task, ctx: CellContext) -> CellResult:
         return task.floor(ctx)
     if task.name not in FLOORS:
         raise KeyError(f"no floor (input-free predictor) for task {task.name!r}; known: {sorted(FLOORS)}. "
-                       "Give the task a `floor(ctx)` method or register one with bench_tasks.floors.floor_for")
+                       "Give the task a `floor(ctx)` method or register one with bench_tasks.plan.floors.floor_for")
     return FLOORS[task.name](task, ctx)
 
 

@@ -208,7 +208,7 @@ def draw_dataset_preview(dataset: str, root, out_path, n: int = 8, split: str = 
     crop and resize) and draw them with their labels to a PNG grid: parsing masks as an overlay,
     landmarks as points, attributes / expression as text, verification pairs side by side.
     Returns (the PNG's path, a one-line description of what was drawn)."""
-    from bench_tasks.api import get_profile
+    from bench_tasks.plan.profiles import get_profile
     from bench_tasks.registry import DATASETS
 
     spec = DATASETS.get(dataset)()
@@ -232,10 +232,9 @@ def cmd_preview(args) -> int:
     """`python -m bench_tasks preview --datasets X,Y --data-root R` (or `preview synthface`)."""
     import sys
 
-    from bench_tasks.api import DatasetLayoutError
-    from bench_tasks.cli import load_registries
-    from bench_tasks.registry import DATASETS
-    from bench_tasks.runner import DataRoots, missing_root_error
+    from bench_tasks.contracts import DatasetLayoutError
+    from bench_tasks.plan.cells import DataRoots, missing_root_error
+    from bench_tasks.registry import DATASETS, load_registries
 
     load_registries()
     names = [x.strip() for x in (args.datasets or args.dataset or "synthface").split(",") if x.strip()]

@@ -60,7 +60,7 @@ def floor_word(row: dict, floor_value: float, frame) -> str:
 def table_rows(cells: Sequence, results: str | Path) -> tuple[list[list[str]], list[str]]:
     from bench_tasks.report.load import load_rows
     from bench_tasks.report.tables import rows_to_frames
-    from bench_tasks.results import latest_rows
+    from bench_tasks.store.readers import latest_rows
 
     latest = latest_rows(results)
     frame = None

@@ -1,5 +1,5 @@
 """What a backbone is: the `method` block every result row carries, in one vocabulary from the
-study (bench_tasks.study) to the report (bench_tasks.report).
+study (bench_tasks.plan.study) to the report (bench_tasks.report).
 
     {"method": "paco",            # objective / scheme: paco, mae, farl, mcf, random, supervised,
                                   #   floor, timm, ... (the report orders main rows by METHOD_ORDER)
@@ -249,33 +249,3 @@ def parse_labels(items, backbones) -> dict[str, str]:
 # ----------------------------------------------------------------------------- rows written before method blocks
 
 
-def legacy_identity(uri: str, profile: str | None) -> dict:
-    """A block for a row written before rows carried one: a URI
-    `paco_fr:<...>/<profile>/<run>/encoder.safetensors` whose <run> is a run of the study's suite
-    (bench_tasks.study.suite_runs of that profile, looked up by name) gets that run's block, any
-    other URI `derive_from_uri`."""
-    scheme, _, rest = uri.partition(":")
-    if scheme == "paco_fr" and rest and profile:
-        p = PurePosixPath(rest)
-        run_name = p.parent.name if p.suffix else p.name
-        if p.parent.parent.name == profile or not p.suffix:
-            try:
-                from bench_tasks.study import STUDY_OVERRIDES, suite_identities, suite_run
-
-                ident = suite_identities(profile).get(run_name)
-                if ident is None and suite_run(profile, run_name) is not None:  # <run>_seed<k>
-                    ident = suite_run(profile, run_name).identity(profile, STUDY_OVERRIDES.get(profile, {}))
-            except Exception:  # noqa: BLE001 - a profile without a pre-training config
-                ident = None
-            if ident is not None:
-                return ident
-    return derive_from_uri(uri)
-
-
-def method_of_row(row: dict) -> dict:
-    """The method block of a result row (derived for rows written before blocks existed)."""
-    m = row.get("method")
-    if isinstance(m, dict) and m.get("role"):
-        return m
-    cell = row.get("cell") or {}
-    return legacy_identity(str(cell.get("backbone", "?")), cell.get("profile"))

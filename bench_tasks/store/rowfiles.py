@@ -5,7 +5,7 @@ Layout next to a results file `R = results/<profile>.jsonl` (see docs/cluster.md
     results/<profile>.jsonl              rows of one-process runs (`--launcher local`, the default)
     results/<profile>.d/<worker>.jsonl   rows of one worker (a SLURM / submitit job, a --num-shards
                                          process): only that worker appends to it
-    results/<profile>.d/claims/          the claim ledger (bench_tasks.claims)
+    results/<profile>.d/claims/          the claim ledger (bench_tasks.run.claims)
 
 Readers take the union: every complete row of every file; per key the row that finished LAST
 wins. Within one file the file order decides (one writer, or writers serialised by the file's
@@ -90,14 +90,14 @@ def merge_latest(per_file: list[dict[str, dict]]) -> dict[str, dict]:
 
 def union_latest(results: str | Path) -> dict[str, dict]:
     """The last row per key over the main file and every worker file."""
-    from bench_tasks.results import latest_rows, load_rows
+    from bench_tasks.store.readers import latest_rows, load_rows
 
     return merge_latest([latest_rows(load_rows(f)) for f in union_files(results)])
 
 
 def _complete_rows(data: bytes):
     """Rows of complete lines; unreadable lines are skipped here (the store's own reader,
-    bench_tasks.results, reports and repairs them)."""
+    bench_tasks.store.results, reports and repairs them)."""
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue

@@ -222,8 +222,8 @@ def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, feature
     """Backbone passes of one cell divided by the measured speed, plus a fixed cost per cell.
     `features_cached`: a frozen-feature cell whose backbone already ran on these images (the
     feature cache is shared by the tasks and protocols of one dataset and size)."""
-    from bench_tasks.floors import is_floor
-    from bench_tasks.references import ceiling_epochs_for
+    from bench_tasks.plan.floors import is_floor
+    from bench_tasks.tasks._ceiling import ceiling_epochs_for
 
     if is_floor(cell.backbone):
         return CELL_OVERHEAD_S["floor"]
@@ -352,7 +352,7 @@ class RunEstimate:
 
 
 def pretrain_estimates(plan: Iterable, speed: Speed, profile_name: str | None = None) -> list[RunEstimate]:
-    """One RunEstimate per PlannedRun of the suite (bench_tasks.study.plan_suite): steps x FLOPs
+    """One RunEstimate per PlannedRun of the suite (bench_tasks.plan.study.plan_suite): steps x FLOPs
     per step / the measured speed at the run's width; a finished run keeps its recorded time."""
     from paco_fr.flops import read_compute
 
@@ -395,7 +395,7 @@ def busy_line() -> str | None:
 
 def fmt_duration(s: float | None) -> str:
     """`42s`, `26min`, `5.8h` (as `status` writes times); `?` for no estimate."""
-    from bench_tasks.status import _fmt_s
+    from bench_tasks.plan.estimate import _fmt_s
 
     return "?" if s is None else _fmt_s(s)
 
@@ -460,7 +460,7 @@ def estimate_plan(cells: Sequence, results: str | Path, profile, pretrain_plan: 
                   device: str = "cpu", study_arch: str | None = None, speed: Speed | None = None) -> PlanEstimate:
     """The estimate of a plan: its cells (rows of `results` and the probe), and the pre-training runs
     of `pretrain_plan` (PlannedRun list) when the plan pre-trains."""
-    from bench_tasks.rowfiles import union_latest
+    from bench_tasks.store.rowfiles import union_latest
 
     speed = speed or machine_speed(device)
     rows = union_latest(results) if Path(results).exists() else {}
@@ -475,3 +475,12 @@ def actual_line(estimated_left_s: float, actual_s: float) -> str:
     """The end of a run: what was estimated for the work left at its start, and what it took."""
     ratio = f" ({actual_s / estimated_left_s:.2f} x the estimate)" if estimated_left_s > 0 else ""
     return f"estimate vs actual: {fmt_duration(estimated_left_s)} estimated, {fmt_duration(actual_s)} taken{ratio}"
+
+
+def _fmt_s(s: float) -> str:
+    s = max(0.0, float(s))
+    if s < 120:
+        return f"{s:.0f}s"
+    if s < 7200:
+        return f"{s / 60:.0f}min"
+    return f"{s / 3600:.1f}h"

@@ -1,0 +1,228 @@
+"""The contracts between the runner, tasks, datasets, backbones and the results store: the types
+every plug-in implements or returns. This module imports nothing else of bench_tasks.
+
+A *cell* is one unit of work: (backbone, task, dataset, protocol, fraction, seed) under a
+profile. The runner builds a `CellContext`, calls `Task.run(ctx)`, and stores the returned
+`CellResult` as one row in results/ (see bench_tasks/store/results.py for the row schema).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+# ----------------------------------------------------------------------------- profiles
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big a run is: bench_tasks/configs/<name>.yaml (smoke: CI's 2-core CPU, numbers not
+    meaningful; cpu: a real study on a 2-core CPU; small / gpu: one GPU, SynthFace at 112; paper:
+    FaRL-size settings for users' own data and GPUs). `extra`: task settings that differ from the
+    tasks' defaults (keys: bench_tasks.plan.profiles.setting_keys())."""
+
+    name: str
+    image_size: int  # classification / recognition input size on SynthFace
+    dense_size: int  # parsing / landmarks input size (FaRL: 448)
+    synthface_train: int  # SynthFace images per split (train/val/test)
+    synthface_val: int
+    synthface_test: int
+    batch_size: int
+    linear_epochs: int
+    finetune_epochs: int
+    dense_epochs: int
+    recognition_epochs: int
+    seeds: tuple[int, ...] = (0,)
+    fractions: tuple[float, ...] = (1.0,)
+    protocols: tuple[str, ...] = ("linear",)
+    num_workers: int = 0
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+    # the study's pre-training seeds (`run --all`): [0, 1, 2] or {default: [0, 1, 2], farl: [0]}
+    # (bench_tasks.plan.suite.parse_pretrain_seeds); empty: seed 0 only
+    pretrain_seeds: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+@dataclass(frozen=True)
+class Cell:
+    backbone: str  # URI, e.g. "random:vit_tiny" or "paco_fr:runs/x/encoder.safetensors"
+    task: str
+    dataset: str
+    protocol: str  # "linear" | "finetune" | "frozen" (task-specific ones allowed)
+    fraction: float = 1.0
+    seed: int = 0
+    profile: str = "smoke"
+
+    def key(self) -> str:
+        """Stable identity of the cell: a row with this key means the cell is done."""
+        blob = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        return (f"{self.backbone} | {self.task}/{self.dataset} | {self.protocol} "
+                f"| frac={self.fraction:g} | seed={self.seed}")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class TaskSplit(torch.utils.data.Dataset):
+    """One split of one dataset, prepared for one task.
+
+    __getitem__ returns (image, target): image a float tensor (3, H, W) in [0, 1] at the size
+    the task asked for; target task-specific (multi-hot vector, class index, (68, 2) landmark
+    tensor in pixels of the returned image, (H, W) long mask, identity index).
+    `slices` maps a slice name (e.g. "pose:large", "occlusion:yes") to a boolean array over the
+    split, used to report robustness separately. `meta` holds class names etc.
+    `targets`: every target of the split stacked (N, ...) when the reader has them without
+    decoding images (feature-cached linear probes, floors and majority baselines use them; read
+    them with `split_targets`), None otherwise.
+    """
+
+    targets: np.ndarray | torch.Tensor | None = None
+
+    def __init__(self, name: str, split: str, meta: dict | None = None,
+                 slices: dict[str, np.ndarray] | None = None):
+        self.name = name
+        self.split = split
+        self.meta = meta or {}
+        self.slices = slices or {}
+
+
+def split_targets(split) -> np.ndarray | torch.Tensor | None:
+    """The `targets` of a split when it has them for every item (None otherwise). A plug-in split
+    written against the older contract (`targets()` a method) is read too."""
+    t = getattr(split, "targets", None)
+    if callable(t):
+        t = t()
+    if t is None or isinstance(t, dict) or len(t) != len(split):
+        return None
+    return t
+
+
+class DatasetSpec:
+    """A registered dataset. `tasks` lists the tasks it can serve; `load` builds one split.
+    `root` is None for the embedded SynthFace; readers of real formats raise
+    `DatasetLayoutError` (with the expected layout) when the root is missing or malformed."""
+
+    name: ClassVar[str]
+    tasks: ClassVar[tuple[str, ...]]
+    needs_root: ClassVar[bool] = True
+    layout: ClassVar[str] = ""  # the expected folder layout, shown in errors and `list`
+    # the version of the data it yields (a generator's version): rows record it as `data_version`
+    # and a row of another version is recomputed, like one of another `Task.version`
+    version: ClassVar[str] = "1"
+
+    def load(self, task: str, split: str, root: str | None, profile: Profile, image_size: int) -> TaskSplit:
+        raise NotImplementedError
+
+
+class DatasetLayoutError(FileNotFoundError):
+    def __init__(self, dataset: str, root: str | Path | None, problem: str, layout: str):
+        self.dataset, self.root, self.problem, self.layout = dataset, root, problem, layout
+        super().__init__(f"{dataset}: {problem} (root: {root})\nexpected layout:\n{layout}")
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+@dataclass
+class CellContext:
+    cell: Cell
+    backbone: Any  # bench_tasks.backbones.base.BenchBackbone
+    profile: Profile
+    data_root: str | None  # root of the cell's dataset, None for SynthFace's cache default
+    device: torch.device
+    work_dir: Path  # per-run scratch shared by the cells of a run: feature cache (work_dir/features)
+    progress: bool = True
+    results_dir: Path | None = None  # folder of the results file; artifacts go under it
+    # the cell's settings hash under its profile (bench_tasks.plan.profiles.settings_hash), handed
+    # down by the runner; None: the artifact folder is the cell key alone
+    settings_hash: str | None = None
+
+    def artifact_dir(self) -> Path:
+        """Folder for this cell's artifacts (confusion matrices, histories, previews):
+        <results_dir>/artifacts/<key>-<settings>/ (created), <settings> the first 8 characters of the
+        cell's settings hash (`settings_hash`), so the same cell computed with
+        other settings (a `--set`, a changed profile) into the same results folder keeps its own
+        artifacts. CellResult.artifacts stores paths relative to results_dir (`artifact_relpath`)."""
+        base = self.results_dir if self.results_dir is not None else Path(self.work_dir)
+        h = self.settings_hash
+        d = Path(base) / "artifacts" / (self.cell.key() + (f"-{h[:8]}" if h else ""))
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def artifact_relpath(self, path: str | Path) -> str:
+        base = self.results_dir if self.results_dir is not None else Path(self.work_dir)
+        try:
+            return Path(path).resolve().relative_to(Path(base).resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+
+@dataclass
+class CellResult:
+    """metrics: scores at the epoch selected on the validation split (the headline numbers);
+    metrics_last: scores at the last epoch; metrics_best_test: best test score over epochs
+    (FaRL's published convention, stored for comparison only). slices: robustness slices,
+    {slice_name: {metric: value}}. artifacts: {name: path relative to results/}; `items` names the
+    per-item scores (bench_tasks.stats.ItemScores, .npz) the report uses for paired comparisons.
+    `extra` is free-form and not stored (plug-in tasks that still return `extra["config"]`,
+    `extra["timings"]`, `extra["history"]` or `extra["protocol_used"]` have them read as the typed
+    fields below)."""
+
+    metrics: dict[str, float]
+    metrics_last: dict[str, float] = field(default_factory=dict)
+    metrics_best_test: dict[str, float] = field(default_factory=dict)
+    slices: dict[str, dict[str, float]] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    # 95 % bootstrap intervals of test metrics over test items (pairs for verification):
+    # {metric: [lo, hi]} (bench_tasks.stats); stored as the row's `ci`
+    ci: dict[str, list[float]] = field(default_factory=dict)
+    # what actually ran: the protocol (a dense task runs a plan's `linear` as `frozen`) and the head
+    # trained on the backbone (e.g. "attribute", "fpn_uperhead", "arcface"); the row's `protocol_used`
+    protocol_used: str = ""
+    head: str = ""
+    # the task's effective settings (the row's config.task), wall-clock timings in seconds (the
+    # row's provenance.timings) and one dict per evaluated epoch (the row's `history`)
+    config: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Task:
+    name: ClassVar[str]
+    # bump when a change to the task changes its numbers: the runner then recomputes rows written
+    # by another version (rows record `task_version`; rows without one count as version 1).
+    # `Cell.key()` does not include it, so results of an unchanged task stay valid.
+    version: ClassVar[int] = 1
+    default_datasets: ClassVar[tuple[str, ...]]  # real data sets the task knows
+    protocols: ClassVar[tuple[str, ...]] = ("linear", "finetune", "frozen")
+    # protocols a plan may name that the task runs (and records) under another name, e.g. the
+    # dense tasks' {"linear": "frozen"}: rows, tables and `list` show the protocol actually run
+    protocol_aliases: ClassVar[dict[str, str]] = {}
+    headline: ClassVar[str]  # name of the headline metric in CellResult.metrics
+    higher_is_better: ClassVar[bool] = True
+
+    @classmethod
+    def plan_protocol(cls, protocol: str) -> str | None:
+        """The protocol a plan's `protocol` runs as for this task (None: not supported)."""
+        protocol = cls.protocol_aliases.get(protocol, protocol)
+        return protocol if protocol in cls.protocols else None
+
+    def image_size(self, profile: Profile) -> int:
+        """Input size of the task under `profile` (the runner builds the backbone at this size,
+        interpolating position embeddings). Dense tasks return profile.dense_size."""
+        return profile.image_size
+
+    def run(self, ctx: CellContext) -> CellResult:
+        raise NotImplementedError

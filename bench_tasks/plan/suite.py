@@ -1,0 +1,341 @@
+"""The study's pre-training suite, as data: its runs (`SuiteRun`: PaCo-FR, MAE, FaRL-style,
+MCF-style and its teacher, the random-init control, the PaCo-FR ablations), their pre-training
+seeds, the study's overrides per profile, and the method block of each run
+(bench_tasks.store.method). Rows written before method blocks existed get theirs here too
+(`method_of_row`, `legacy_identity`: the run of the suite their URI names).
+
+How long each run trains is bench_tasks.plan.study.plan_suite; training them is
+bench_tasks.run.pretrain; what is evaluated is bench_tasks.plan.study.study_cells.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from bench_tasks.store.method import derive_from_uri, suite_identity
+
+if TYPE_CHECKING:
+    from bench_tasks.contracts import Profile
+
+
+# the main PaCo-FR config has its own codebook size (256 in smoke/small, 8192 in paper); the
+# ablation adds these (duplicates of the main size are skipped)
+ABLATION_CODEBOOK_SIZES = (64, 512, 2048, 8192)
+
+
+# The study's pre-training budget on top of the profile's bundled config (paco_fr/configs/<profile>.yaml),
+# identical for every run of the suite. smoke: 64 steps on 512 SynthFace images (incubation = the
+# first epoch = 32 steps), so that the whole `run --all` fits CI's 2-core CPU in about 15 minutes;
+# small and paper use their configs as they are.
+STUDY_OVERRIDES: dict[str, dict] = {
+    "smoke": {"train.steps": 64, "data.num_images": 512, "train.snapshot_every": 64, "train.ckpt_every": 32},
+    "small": {},
+    # gpu: train.steps is set on the device from measured step times (scripts/device_study.py)
+    "gpu": {},
+    "cpu": {},
+    "paper": {},
+}
+
+
+# Tasks the ablation encoders are evaluated on. smoke: the three cheap ones (the dense heads cost
+# ~40 s a cell on 2 CPU cores, 9 ablations x 2 dense tasks would double the study's time);
+# small and paper: every task.
+ABLATION_TASKS: dict[str, tuple[str, ...] | None] = {
+    "smoke": ("attributes", "expression", "recognition"),
+    "small": None,
+    "gpu": None,
+    "cpu": None,
+    "paper": None,
+}
+
+
+# The ablation runs a profile's study trains (None = every one). cpu_reference: the ground-truth
+# region map (what the labels add to label-free PaCo-FR) and the codebook sizes (the figure); the
+# other ablations are in the `cpu` study (results/cpu.jsonl) and cost a 2-core CPU ~20 min each.
+ABLATION_RUNS: dict[str, tuple[str, ...] | None] = {
+    "cpu_reference": ("abl_regions_gt", *[f"abl_codebook_{n}" for n in ABLATION_CODEBOOK_SIZES]),
+}
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    name: str  # folder under runs/<profile>/ (never parsed: what a run is, is `identity`)
+    overrides: dict = field(default_factory=dict, hash=False, compare=False)
+    role: str = "main"  # "main" (compared in the main table) | "ablation" | "teacher" (not evaluated; bench_tasks.store.method.ROLES)
+    component: str = ""  # ablation: one of bench_tasks.store.method.COMPONENTS (masking, codebook, candidates, ...)
+    teacher: str | None = None  # the run whose encoder is this run's teacher (passed as mcf.teacher)
+    pretrain_seed: int = 0  # the pre-training seed (config `seed`); see with_seed
+    base: str = ""  # the suite's run this one repeats with another seed ("" = itself)
+
+    @property
+    def base_name(self) -> str:
+        return self.base or self.name
+
+    def with_seed(self, seed: int, teacher: str | None = None) -> SuiteRun:
+        """This run with pre-training seed `seed`: seed 0 is the run itself (its folder and config
+        unchanged, so the cell keys of its rows stay the same); another seed is the folder
+        `<name>_seed<k>` with `seed: k` and `data.seed: 0` (the same images, another
+        initialisation, batch order, masks). `teacher`: the teacher's run name for this seed."""
+        if int(seed) == 0:
+            return self if teacher in (None, self.teacher) else replace(self, teacher=teacher)
+        return replace(self, name=seeded_name(self.base_name, seed),
+                       overrides={**self.overrides, "seed": int(seed), "data.seed": 0},
+                       pretrain_seed=int(seed), base=self.base_name, teacher=teacher or self.teacher)
+
+    def identity(self, profile_name: str, overrides: dict | None = None) -> dict:
+        """This run's method block (bench_tasks.store.method): recorded in the run folder's method.json
+        and summary.json, the encoder's metadata, and every result row of the encoder."""
+        from paco_fr.config import load_config
+
+        cfg = load_config(profile_name, {**(overrides or {}), **self.overrides})
+        return suite_identity(self.name, str(cfg["objective"]), self.role, self.component, cfg,
+                              teacher=self.teacher, pretrain_seed=self.pretrain_seed)
+
+
+SEED_SUFFIX = "_seed"
+
+
+def seeded_name(name: str, seed: int) -> str:
+    """The run folder of `name` at pre-training seed `seed`: `name` for 0, else `name_seed<k>`."""
+    return name if int(seed) == 0 else f"{name}{SEED_SUFFIX}{int(seed)}"
+
+
+def split_seeded_name(name: str) -> tuple[str, int]:
+    """`paco_seed2` -> ("paco", 2); `paco` -> ("paco", 0)."""
+    base, sep, k = name.rpartition(SEED_SUFFIX)
+    return (base, int(k)) if sep and base and k.isdigit() else (name, 0)
+
+
+def parse_pretrain_seeds(spec) -> dict[str, tuple[int, ...]]:
+    """The pre-training seeds of a study: {"default": seeds, <run name>: seeds, ...}.
+
+    `spec`: None / [] (seed 0 only), a list of ints or "0,1,2" (the default), a mapping
+    {"default": [0, 1, 2], "farl": [0]} (profile YAML `pretrain_seeds:`), or a list of strings
+    from `--pretrain-seeds` ("0,1,2", "farl=0", "mcf=0,1"). `default` applies to the compared
+    methods (role main); ablations and controls train at its first seed unless named; a teacher
+    trains at every seed of the runs that use it. Raises ValueError naming the bad entry."""
+    out: dict[str, tuple[int, ...]] = {}
+
+    def seeds_of(v, where) -> tuple[int, ...]:
+        items = v if isinstance(v, (list, tuple)) else str(v).split(",")
+        try:
+            seeds = tuple(dict.fromkeys(int(str(x).strip()) for x in items if str(x).strip() != ""))
+        except ValueError:
+            raise ValueError(f"pre-training seeds {where}: {v!r} is not a list of integers (e.g. 0,1,2)") from None
+        if not seeds or any(x < 0 for x in seeds):
+            raise ValueError(f"pre-training seeds {where}: {v!r}: give one or more seeds >= 0")
+        return seeds
+
+    if spec is None or spec == [] or spec == ():
+        return {"default": (0,)}
+    if isinstance(spec, dict):
+        for k, v in spec.items():
+            out[str(k)] = seeds_of(v, f"of {k!r}")
+    elif isinstance(spec, (list, tuple)) and all(isinstance(x, int) for x in spec):
+        out["default"] = seeds_of(list(spec), "")
+    else:
+        for item in ([spec] if isinstance(spec, str) else spec):
+            name, eq, val = str(item).rpartition("=")
+            if eq:
+                out[name.strip()] = seeds_of(val, f"of {name.strip()!r}")
+            else:
+                out["default"] = seeds_of(val, "")
+    out.setdefault("default", (0,))
+    return out
+
+
+def expand_seeds(runs: list[SuiteRun], seeds: dict[str, tuple[int, ...]] | None) -> list[SuiteRun]:
+    """`runs` with one copy per pre-training seed (parse_pretrain_seeds), teachers before the runs
+    that use them, each run's seeds in order; with seed 0 only, `runs` unchanged."""
+    seeds = parse_pretrain_seeds(None) if seeds is None else seeds
+    unknown = [k for k in seeds if k != "default" and k not in {r.name for r in runs}]
+    if unknown:
+        raise ValueError(f"pre-training seeds for unknown run(s) {unknown}; runs: {', '.join(r.name for r in runs)}")
+    default = seeds.get("default", (0,))
+    own: dict[str, tuple[int, ...]] = {}
+    for r in runs:
+        if r.name in seeds:
+            own[r.name] = seeds[r.name]
+        elif r.role == "main":
+            own[r.name] = default
+        elif r.role != "teacher":
+            own[r.name] = default[:1]
+    for r in runs:  # a teacher: every seed of the runs that use it (its own list when named)
+        if r.role == "teacher" and r.name not in own:
+            used = [s for u in runs if u.teacher == r.name for s in own.get(u.name, ())]
+            own[r.name] = tuple(dict.fromkeys(used)) or default[:1]
+    out = []
+    for i, r in enumerate(runs):
+        for j, s in enumerate(own[r.name]):
+            teacher = None
+            if r.teacher:
+                t_seeds = own.get(r.teacher, (0,))
+                teacher = seeded_name(r.teacher, s if s in t_seeds else t_seeds[0])
+            out.append(((r.role not in ("main", "teacher"), j, i), r.with_seed(s, teacher)))
+    # the compared methods (and teachers) first, seed by seed (every method's first seed before any
+    # second one: a study cut short has each method at least once), then the ablations
+    return [r for _, r in sorted(out, key=lambda t: t[0])]
+
+
+def study_seeds(args, profile: Profile | None = None) -> dict[str, tuple[int, ...]]:
+    """The study's pre-training seeds: `--pretrain-seeds` when given (its entries replace the
+    profile's), else the profile's `pretrain_seeds:`, else seed 0 only."""
+    given = list(getattr(args, "pretrain_seeds", None) or [])
+    spec = getattr(profile, "pretrain_seeds", None) or None
+    seeds = parse_pretrain_seeds(spec)
+    if given:
+        seeds = {**seeds, **parse_pretrain_seeds(given)} if spec else parse_pretrain_seeds(given)
+    return seeds
+
+
+def suite_run(profile_name: str, name: str) -> SuiteRun | None:
+    """The run of the suite named `name` (`<run>` or `<run>_seed<k>`), None when there is none."""
+    base, seed = split_seeded_name(name)
+    runs = {r.name: r for r in suite_runs(True, profile_name)}
+    if name in runs:
+        return runs[name]
+    if base not in runs:
+        return None
+    r = runs[base]
+    return r.with_seed(seed, seeded_name(r.teacher, seed) if r.teacher else None)
+
+
+def suite_identities(profile_name: str) -> dict[str, dict]:
+    """{run name: method block} of every run of the profile's suite (ablations included; seed 0)."""
+    return {r.name: r.identity(profile_name, STUDY_OVERRIDES.get(profile_name, {}))
+            for r in suite_runs(True, profile_name)}
+
+
+def write_run_identity(run: SuiteRun, run_dir: str | Path, profile_name: str, overrides: dict | None = None) -> dict:
+    """Write the run's method block to <run_dir>/method.json (before pre-training, so paco_fr's
+    export copies it into the encoder's safetensors metadata) and into summary.json when the run
+    has one (a finished run reused). Returns the block."""
+
+    ident = run.identity(profile_name, overrides)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "method.json").write_text(json.dumps(ident, indent=2) + "\n")
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        try:
+            data = json.loads(summary.read_text())
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get("method") != ident:
+            data["method"] = ident
+            tmp = summary.with_name(summary.name + ".tmp")
+            tmp.write_text(json.dumps(data, indent=2))
+            tmp.replace(summary)
+    return ident
+
+
+CONTROL_COMPONENTS = ("replacement", "belief")  # the controls of issue 13 among the ablation runs
+
+
+REFERENCE_RUN = "paco"  # its configured length x its cost per step is every run's budget
+
+
+TEACHER_DATA = {"data.split": "teacher"}  # SynthFace split disjoint from `pretrain` (paco_fr.data.synthface)
+
+
+def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> list[SuiteRun]:
+    from paco_fr.config import load_config
+
+    main_codebook = load_config(profile_name)["codebook"]["num_tokens"]
+    runs = [
+        SuiteRun("paco", {"objective": "paco"}),
+        SuiteRun("mae", {"objective": "mae"}),
+        SuiteRun("farl", {"objective": "farl"}),
+        # MCF-style's teacher: an MAE on images disjoint from the suite's (MCF used a MoCo-v3 ImageNet
+        # model); trained first, its compute charged to MCF (bench_tasks.plan.budget.TEACHER_SHARE)
+        SuiteRun("mcf_teacher", {"objective": "mae", **TEACHER_DATA}, "teacher"),
+        SuiteRun("mcf", {"objective": "mcf"}, teacher="mcf_teacher"),
+    ]
+    if include_ablations:
+        runs += [
+            SuiteRun("abl_mask_random", {"objective": "paco", "mask.strategy": "random"}, "ablation", "masking"),
+            SuiteRun("abl_mask_block", {"objective": "paco", "mask.strategy": "block"}, "ablation", "masking"),
+            *[SuiteRun(f"abl_codebook_{n}", {"objective": "paco", "codebook.num_tokens": n}, "ablation", "codebook")
+              for n in ABLATION_CODEBOOK_SIZES if n != main_codebook],
+            SuiteRun("abl_k1", {"objective": "paco", "codebook.k": 1}, "ablation", "candidates"),
+            SuiteRun("abl_no_incubation", {"objective": "paco", "incubation.epochs": 0}, "ablation", "incubation"),
+            # the term off, the two views kept: the same distinct images per step as PaCo-FR
+            SuiteRun("abl_no_spatial", {"objective": "paco", "spatial.weight": 0, "spatial.keep_views": True},
+                     "ablation", "spatial"),
+            # controls (issue 13): the same region mask with a learned mask token (no codebook, no
+            # Belief Predictor), and the Belief Predictor trained by cross-entropy only (no
+            # reconstruction gradient through the mixing weights): evaluated like the ablations,
+            # each in the ablation table of its component
+            SuiteRun("abl_learned_mask_token", {"objective": "paco", "mask.replace": "mask_token"}, "ablation",
+                     "replacement"),
+            SuiteRun("abl_belief_ce_only", {"objective": "paco", "belief.detach_weights": True}, "ablation", "belief"),
+            # each face's own region map from its ground-truth landmarks (supervision: labels_used
+            # "landmarks (ground truth)"), against the label-free canonical map of the aligned face
+            SuiteRun("abl_regions_gt", {"objective": "paco", "mask.regions": "landmarks"}, "ablation", "regions"),
+        ]
+        only = ABLATION_RUNS.get(profile_name)
+        if only is not None:
+            runs = [r for r in runs if r.role != "ablation" or r.name in only]
+    return runs
+
+
+def suite_encoders(runs_root: str | Path, profile_name: str, include_ablations: bool = True,
+                   pretrain_seeds: dict | None = None) -> dict[str, Path]:
+    """{run name: where its encoder is (or will be)} for every evaluated run of the suite (not the
+    teacher) at each of its pre-training seeds: runs/<profile>/<name>[_seed<k>]/encoder.safetensors."""
+    return {r.name: Path(runs_root) / profile_name / r.name / "encoder.safetensors"
+            for r in expand_seeds(suite_runs(include_ablations, profile_name), pretrain_seeds)
+            if r.role != "teacher"}
+
+
+def random_control(profile_name: str) -> str:
+    """The random-init control has the same architecture as the suite's encoders."""
+    from paco_fr.config import load_config
+
+    m = load_config(profile_name)["model"]
+    spec = f"{m['arch']}@{m['img_size']}/{m['patch_size']}"
+    if m.get("depth"):
+        spec += f"/d{m['depth']}"
+    return f"random:{spec}"
+
+
+def teacher_of(include_ablations: bool = True, profile_name: str = "smoke",
+               pretrain_seeds: dict | None = None) -> dict[str, str]:
+    """{run: the run whose encoder is its teacher} (MCF-style -> mcf_teacher; mcf_seed1 -> mcf_teacher_seed1)."""
+    return {r.name: r.teacher for r in expand_seeds(suite_runs(include_ablations, profile_name), pretrain_seeds)
+            if r.teacher}
+
+
+def legacy_identity(uri: str, profile: str | None) -> dict:
+    """A block for a row written before rows carried one: a URI
+    `paco_fr:<...>/<profile>/<run>/encoder.safetensors` whose <run> is a run of the study's suite
+    (bench_tasks.plan.suite.suite_runs of that profile, looked up by name) gets that run's block, any
+    other URI `derive_from_uri`."""
+    scheme, _, rest = uri.partition(":")
+    if scheme == "paco_fr" and rest and profile:
+        p = PurePosixPath(rest)
+        run_name = p.parent.name if p.suffix else p.name
+        if p.parent.parent.name == profile or not p.suffix:
+            try:
+                from bench_tasks.plan.suite import STUDY_OVERRIDES, suite_identities, suite_run
+
+                ident = suite_identities(profile).get(run_name)
+                if ident is None and suite_run(profile, run_name) is not None:  # <run>_seed<k>
+                    ident = suite_run(profile, run_name).identity(profile, STUDY_OVERRIDES.get(profile, {}))
+            except Exception:  # noqa: BLE001 - a profile without a pre-training config
+                ident = None
+            if ident is not None:
+                return ident
+    return derive_from_uri(uri)
+
+
+def method_of_row(row: dict) -> dict:
+    """The method block of a result row (derived for rows written before blocks existed)."""
+    m = row.get("method")
+    if isinstance(m, dict) and m.get("role"):
+        return m
+    cell = row.get("cell") or {}
+    return legacy_identity(str(cell.get("backbone", "?")), cell.get("profile"))

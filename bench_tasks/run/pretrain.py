@@ -1,0 +1,130 @@
+"""Stage 1 of `run --all`: the study's pre-training suite (bench_tasks.plan.suite, budgets from
+bench_tasks.plan.study.plan_suite), run here one after the other or `--pretrain-jobs` at a time.
+A finished run is reused, an interrupted one resumes (paco_fr.engine.pretrain).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bench_tasks.contracts import Profile
+from bench_tasks.errors import cause_line
+from bench_tasks.plan.study import PlannedRun, plan_suite, write_budget_plan
+from bench_tasks.plan.suite import CONTROL_COMPONENTS, SuiteRun, write_run_identity
+
+
+def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_ablations: bool = True,
+                   log: Callable[[str], None] = print, progress: bool = True,
+                   overrides: dict | None = None, failed: list | None = None,
+                   budget_by: str = "flops", jobs: int = 1, pretrain_seeds: dict | None = None) -> dict[str, Path]:
+    """Pre-train (or reuse / resume) every run of the suite at each of its pre-training seeds
+    (`pretrain_seeds`: parse_pretrain_seeds); returns {run name: encoder path}.
+    `overrides` (dotted keys, e.g. {"train.steps": 500}) apply to every run; the runs' lengths are
+    then matched to the reference's budget (`budget_by`: flops / images / steps; bench_tasks.plan.budget).
+    `jobs` > 1: that many runs at once, each in its own process (one GPU or CPU shared; a run
+    whose teacher is in the suite starts when the teacher has finished); the runs and their
+    results are the same as one after the other. A run that fails is reported and left out
+    (appended to `failed` as (name, cause)); the others go on."""
+    plan = plan_suite(profile.name, runs_root, include_ablations, overrides, budget_by, log=log,
+                      pretrain_seeds=pretrain_seeds)
+    write_budget_plan(plan, Path(runs_root) / profile.name / "budget.json", budget_by)
+    if int(jobs) > 1 and len(plan) > 1:
+        return _pretrain_parallel(plan, profile.name, int(jobs), log, failed)
+    out: dict[str, Path] = {}
+    for i, p in enumerate(plan, 1):
+        log(f"[stage 1: pre-training {i}/{len(plan)}] {p.run.name} ({p.steps} steps) -> {p.run_dir}")
+        try:
+            out[p.run.name] = _pretrain_one(p.run, dict(p.overrides), str(p.run_dir), profile.name, progress)
+        except (KeyboardInterrupt, InterruptedError):
+            raise
+        except Exception as err:  # one broken objective must not sink the study
+
+            _run_failed(p.run.name, cause_line(err), log, failed)
+    return out
+
+
+def _run_failed(name: str, cause: str, log: Callable[[str], None], failed: list | None, where: str = "") -> None:
+    """A pre-training run that failed: said in the log and appended to `failed` as (name, cause)."""
+    log(f"pre-training {name} FAILED: {cause}{where}")
+    if failed is not None:
+        failed.append((name, cause))
+
+
+def _pretrain_one(run: SuiteRun, overrides: dict, run_dir: str, profile_name: str, progress: bool = True,
+                  threads: int = 0) -> Path:
+    """One run of the suite: its method block written before (for the export) and after (into the
+    summary of a reused run); returns the encoder's path. Top-level, so a worker process can run it."""
+    from paco_fr.engine import pretrain
+
+    ov = dict(overrides)
+    if not progress:
+        ov["train.progress"] = False
+    if threads:  # a worker's share of the cores (the profile's train.threads would oversubscribe them)
+        import torch
+
+        torch.set_num_threads(threads)
+        ov["train.threads"] = threads
+    write_run_identity(run, run_dir, profile_name, ov)
+    enc = pretrain(profile_name, ov, run_dir=run_dir)
+    write_run_identity(run, run_dir, profile_name, ov)  # into the summary.json pretrain wrote
+    return enc
+
+
+def _pretrain_parallel(plan: list[PlannedRun], profile_name: str, jobs: int, log: Callable[[str], None],
+                       failed: list | None) -> dict[str, Path]:
+    """`jobs` runs at a time in spawned worker processes (CUDA needs spawn, not fork); a run with a
+    teacher in the plan is submitted once the teacher's encoder exists. Each worker gets an equal
+    share of the CPU cores as its torch threads, and writes its log to <run_dir>/stdout.log."""
+    import multiprocessing as mp
+    import os
+    import time
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    by_name = {p.run.name: p for p in plan}
+    # the compared methods (and MCF-style's teacher) first, then the two controls, then the other
+    # ablations: a deadline that cuts the stage cuts the least needed runs
+    first = {"main": 0, "teacher": 0}
+    waiting = sorted(plan, key=lambda p: first.get(p.run.role, 1 if p.run.component in CONTROL_COMPONENTS else 2))
+    out: dict[str, Path] = {}
+    broken: set[str] = set()
+    running: dict = {}
+    t0 = {}
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+        while waiting or running:
+            for p in list(waiting):
+                teacher = p.run.teacher if p.run.teacher in by_name else None
+                if teacher in broken:
+                    waiting.remove(p)
+                    broken.add(p.run.name)
+                    _run_failed(p.run.name, f"its teacher run {teacher} failed", log, failed)
+                    continue
+                if (teacher is None or teacher in out) and len(running) < jobs:
+                    waiting.remove(p)
+                    log(f"[stage 1: pre-training, {jobs} at a time] {p.run.name} ({p.steps} steps) -> {p.run_dir}")
+                    fut = ex.submit(_pretrain_logged, p.run, dict(p.overrides), str(p.run_dir), profile_name, threads)
+                    running[fut], t0[p.run.name] = p, time.time()
+            if not running:
+                break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                p = running.pop(fut)
+                try:
+                    out[p.run.name] = Path(fut.result())
+                    log(f"[stage 1] {p.run.name} finished in {time.time() - t0[p.run.name]:.0f}s")
+                except Exception as err:  # noqa: BLE001 - one broken objective must not sink the study
+                    broken.add(p.run.name)
+                    _run_failed(p.run.name, cause_line(err), log, failed, f" (log: {p.run_dir}/stdout.log)")
+    return {p.run.name: out[p.run.name] for p in plan if p.run.name in out}  # the plan's order
+
+
+def _pretrain_logged(run: SuiteRun, overrides: dict, run_dir: str, profile_name: str, threads: int) -> str:
+    """A worker process's run, its output to <run_dir>/stdout.log (parallel runs do not interleave)."""
+    import contextlib
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(run_dir) / "stdout.log", "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        return str(_pretrain_one(run, overrides, run_dir, profile_name, progress=False, threads=threads))
