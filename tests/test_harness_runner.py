@@ -340,16 +340,15 @@ def test_artifact_dir_has_the_settings(tmp_path):
     import torch
 
     from bench_tasks.contracts import Cell, CellContext
-    from bench_tasks.plan.profiles import get_profile, load_profile
+    from bench_tasks.plan.profiles import get_profile, load_profile, settings_hash
 
     cell = Cell("random:vit_tiny", "attributes", "synthface", "linear", 1.0, 0, "smoke")
-    try:
-        ctx = CellContext(cell, None, get_profile("smoke"), None, torch.device("cpu"), tmp_path, results_dir=tmp_path)
-        a = ctx.artifact_dir()
-        load_profile("smoke", ["linear_epochs=3"])  # registers the changed profile under its name
-        b = ctx.artifact_dir()
-    finally:
-        load_profile("smoke")
+    dirs = []
+    for profile in (get_profile("smoke"), load_profile("smoke", ["linear_epochs=3"], register=False)):
+        ctx = CellContext(cell, None, profile, None, torch.device("cpu"), tmp_path, results_dir=tmp_path,
+                          settings_hash=settings_hash(cell, profile))  # what the runner hands down
+        dirs.append(ctx.artifact_dir())
+    a, b = dirs
     assert a != b and a.parent == b.parent == tmp_path / "artifacts"
     assert a.name.startswith(cell.key() + "-") and b.name.startswith(cell.key() + "-")
     assert ctx.artifact_relpath(b / "items.npz") == f"artifacts/{b.name}/items.npz"

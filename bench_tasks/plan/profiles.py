@@ -40,7 +40,7 @@ from bench_tasks.tasks._dense import DENSE_KEYS, dense_settings
 from bench_tasks.tasks.recognition import DEFAULTS as REC
 from bench_tasks.tasks.recognition import settings_for
 
-CONFIG_DIR = Path(__file__).parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # bench_tasks/configs
 
 
 class ProfileError(ValueError):

@@ -201,7 +201,8 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
         if backbone is not None:
             bb_hash, bb_source = backbone.weights_hash, backbone.source
         ctx = CellContext(cell=cell, backbone=backbone, profile=profile, data_root=roots.get(cell.dataset),
-                          device=dev, work_dir=Path(work_dir), progress=progress, results_dir=store.root)
+                          device=dev, work_dir=Path(work_dir), progress=progress, results_dir=store.root,
+                          settings_hash=current_settings_hash(cell))
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         seed_cell(cell)  # after the backbone: building one (only for a plan's first cell) draws too
         result = compute_floor(task, ctx) if floor else task.run(ctx)
