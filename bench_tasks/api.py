@@ -161,7 +161,8 @@ def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[st
     listed) before anything runs when the input is bad. `threads`: torch's CPU threads, with the
     CLI's default (`run --threads`: 1 under the smoke profile, else torch's own); it is set for the
     whole process, as the CLI does."""
-    from bench_tasks.cli.app import apply_threads, build_task_datasets
+    from bench_tasks.cli.common import apply_threads
+    from bench_tasks.cli.planning import build_task_datasets
     from bench_tasks.errors import PlanError, cause_line
     from bench_tasks.plan.cells import DataRoots, plan_cells
     from bench_tasks.plan.profiles import get_profile

@@ -116,7 +116,7 @@ def test_the_reports_gain_uses_the_encoders_own_ceiling():
 
 
 def test_verification_sets_say_where_the_head_trains_and_how_lfw_is_cropped(tmp_path):
-    from bench_tasks.cli.app import verification_lines
+    from bench_tasks.cli.planning import verification_lines
     from bench_tasks.plan.cells import DataRoots
     from bench_tasks.registry import load_registries
 
@@ -154,7 +154,7 @@ def test_no_progress_bars_while_run_runs_and_as_before_afterwards(monkeypatch):
     from tqdm.auto import tqdm
     from tqdm.std import tqdm as std_tqdm
 
-    from bench_tasks.cli.app import progress_bars_off
+    from bench_tasks.cli.common import progress_bars_off
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     before = std_tqdm.__dict__["__init__"]

@@ -1,0 +1,114 @@
+"""What the commands share: comma lists, the backbone schemes of every --help, the study flag,
+threads and progress bars.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+SYNTHFACE = "synthface"
+
+
+def csv_list(s: str | None) -> list[str] | None:
+    if s is None:
+        return None
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def first_line(obj) -> str:
+    """The first sentence of a docstring's first paragraph (joined across its wrapped lines, so a
+    description is never cut mid-sentence)."""
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    if not doc:
+        return ""
+    para = " ".join(ln.strip() for ln in doc.split("\n\n")[0].splitlines())
+    return para.split(". ")[0] + "." if ". " in para else para
+
+
+def backbone_schemes_help() -> str:
+    """The backbone URI schemes, one line each (for every verb's --help)."""
+    from bench_tasks.registry import BACKBONES
+
+    try:
+        items = BACKBONES.items()
+    except Exception:  # noqa: BLE001 - help must print even when a registry module is broken
+        return ""
+    lines = ["backbone URIs (--backbones, comma list; `python -m bench_tasks list` for more):"]
+    for name, fn in items:
+        lines.append(f"  {first_line(sys.modules.get(getattr(fn, '__module__', ''), None)) or first_line(fn) or name}")
+    return "\n".join(lines)
+
+
+def build_backbone_list(args) -> list[str]:
+    """The backbone URIs of a run. Hook for the pre-training suite: a later `run --all` may
+    pre-train encoders first and return their `paco_fr:<runs/.../encoder.safetensors>` URIs here
+    (plus baselines). Default: ["random:vit_tiny"]."""
+    given = csv_list(getattr(args, "backbones", None))
+    if given:
+        return given
+    return ["random:vit_tiny"]
+
+
+def is_study(args) -> bool:
+    """`run --all` without --backbones: pre-train the compared backbones, then evaluate them."""
+    return bool(args.all and not args.backbones)
+
+
+def set_threads(args) -> None:
+    apply_threads(args.threads, args.profile)
+
+
+def apply_threads(threads: int | None, profile_name: str) -> None:
+    """torch's CPU threads: `threads`, else 1 under the smoke profile (two threads on a 2-core CPU
+    stall whenever another process runs), else torch's default. The CLI and the Python API
+    (bench_tasks.api.evaluate) share it."""
+    import torch
+
+    n = threads if threads is not None else (1 if profile_name == "smoke" else None)
+    if n:
+        torch.set_num_threads(n)
+
+
+def quiet_progress(args) -> bool:
+    """Whether this run draws no progress bar: --no-progress, or stderr is not a terminal (a log file)."""
+    if not sys.stderr.isatty():
+        args.no_progress = True
+    return bool(args.no_progress)
+
+
+@contextlib.contextmanager
+def progress_bars_off(off: bool = True):
+    """Every tqdm bar off unless its caller asks for it, for the duration (then as before):
+    TQDM_DISABLE for the processes started meanwhile (tqdm reads it when it is imported), tqdm's
+    default `disable=True` in this one (SynthFace generation, pre-training, feature extraction)."""
+    if not off:
+        yield
+        return
+    import functools
+
+    import tqdm.std
+
+    cls = tqdm.std.tqdm
+    init, env, outer = cls.__dict__["__init__"], os.environ.get("TQDM_DISABLE"), "_bench_tasks_quiet" in cls.__dict__
+    os.environ["TQDM_DISABLE"] = "1"
+    if not outer:
+        cls.__init__ = functools.partialmethod(init, disable=True)
+        cls._bench_tasks_quiet = True
+    try:
+        yield
+    finally:
+        if not outer:
+            cls.__init__ = init
+            del cls._bench_tasks_quiet
+        if env is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = env
+
+
+def fmt_elapsed(s: float) -> str:
+    from bench_tasks.plan.estimate import fmt_duration
+
+    return fmt_duration(s)

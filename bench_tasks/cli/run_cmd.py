@@ -1,0 +1,242 @@
+"""`python -m bench_tasks run`: plan, estimate, run here or launch, then the run's table and report.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from bench_tasks.cli.common import (
+    build_backbone_list,
+    fmt_elapsed,
+    is_study,
+    progress_bars_off,
+    quiet_progress,
+    set_threads,
+)
+from bench_tasks.cli.planning import (
+    PretrainOnlyDone,
+    StageFailed,
+    build_plan,
+    native_profile,
+    print_plan_notes,
+)
+from bench_tasks.errors import PlanError
+from bench_tasks.plan.profiles import dotted_overrides, get_profile
+
+
+def rows_kept(args) -> int:
+    """The result rows (ok or failed) in this run's results file and its worker files."""
+    try:
+        from bench_tasks.store.rowfiles import union_latest
+
+        results = Path(args.results or f"results/{args.profile}.jsonl")
+        return len(union_latest(results)) if results.exists() or results.with_suffix(".d").exists() else 0
+    except Exception:  # noqa: BLE001 - the interrupt message must print
+        return 0
+
+
+def plan_estimate(args, cells, results, profile, pretrain_plan=None):
+    """The plan's PlanEstimate (bench_tasks.plan.estimate), or None when it cannot be made (said once)."""
+    try:
+        from bench_tasks.backbones.base import resolve_device
+        from bench_tasks.plan.estimate import estimate_plan
+
+        study_arch = None
+        if is_study(args):
+            from bench_tasks.plan.suite import random_control
+
+            study_arch = random_control(profile.name)
+        device = str(resolve_device(args.device))
+        return estimate_plan(cells, results, profile, pretrain_plan, device=device, study_arch=study_arch)
+    except Exception as err:  # noqa: BLE001 - an estimate never stops a plan
+        print(f"estimate: none ({type(err).__name__}: {err})")
+        return None
+
+
+def suite_plan(args, profile):
+    """The study's pre-training plan (bench_tasks.plan.study.plan_suite) for the estimate: the one the dry
+    run printed, else planned here (no log)."""
+    if not is_study(args) or getattr(args, "eval_only", False):
+        return None
+    got = getattr(args, "suite_plan", None)
+    if got is None:
+        from bench_tasks.plan.study import plan_suite
+
+        got = plan_suite(profile.name, args.runs, not args.no_ablations,
+                         dotted_overrides(args.pretrain_override or []), getattr(args, "budget_by", "flops"))
+    return got
+
+
+def print_plan_estimate(args, cells, results, profile) -> None:
+    """`--dry-run` / `--status`: seconds per stage and in total (bench_tasks.plan.estimate)."""
+    try:
+        plan = suite_plan(args, profile)
+    except Exception as err:  # noqa: BLE001
+        print(f"estimate: no pre-training estimate ({type(err).__name__}: {err})")
+        plan = None
+    est = plan_estimate(args, cells, results, profile, plan)
+    if est is not None:
+        print()
+        for line in est.lines():
+            print(line)
+
+
+def pretrain_estimate_before(args, profile):
+    """Seconds the study's pre-training runs not finished yet should take (a local run that
+    pre-trains; None otherwise), for the estimate-vs-actual line at the end."""
+    if args.dry_run or args.status or not is_study(args) or getattr(args, "launcher", "local") != "local":
+        return None
+    try:
+        plan = suite_plan(args, profile)
+        est = plan_estimate(args, [], Path("/nonexistent"), profile, plan)
+        return None if est is None else sum(r.seconds for r in est.pretrain if not r.done)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def print_estimate_vs_actual(pretrain_est, pretrain_taken, cells_est, cells_taken) -> None:
+    from bench_tasks.plan.estimate import actual_line
+
+    if pretrain_est:
+        print("pre-training " + actual_line(pretrain_est, pretrain_taken))
+    if cells_est is not None:
+        print("cells " + actual_line(cells_est.stage_seconds()["cells"][1], cells_taken))
+
+
+def cmd_run(args) -> int:
+    """`run`, with Ctrl-C answered in one line (exit 130) and no progress bars off a terminal."""
+    t0 = time.monotonic()
+    try:
+        with progress_bars_off(quiet_progress(args)):
+            return run_plan_command(args)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {fmt_elapsed(time.monotonic() - t0)}; {rows_kept(args)} rows kept; run the same "
+              "command to resume", file=sys.stderr)
+        return 130
+
+
+def run_plan_command(args) -> int:
+    from tabulate import tabulate
+
+    from bench_tasks.plan.profiles import ProfileError, effective_settings, format_settings, load_profile
+
+    try:  # a bundled name or a YAML file, with --set overrides; registered for this process's runner
+        profile = load_profile(args.profile, getattr(args, "set", None))
+        profile = native_profile(args, profile)
+    except ProfileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args.profile = profile.name
+    set_threads(args)
+    from bench_tasks.plan.validate import PlanInvalid, check_args, format_problems
+    from bench_tasks.run.runner import cell_status
+
+    results = Path(args.results or f"results/{args.profile}.jsonl")
+    problems = check_args(args)
+    pretrain_before = pretrain_estimate_before(args, profile) if not problems else None
+    t_plan = time.monotonic()
+    try:
+        cells, roots = build_plan(args, problems=problems)
+    except PlanInvalid as err:
+        print(err, file=sys.stderr)
+        return 2
+    except PlanError as err:
+        msg = str(err.code)
+        if problems:  # unknown names are already among them; anything else is added
+            covered = msg.startswith(("unknown task", "unknown dataset", "choose --tasks"))
+            print(format_problems(problems + ([] if covered else [msg])), file=sys.stderr)
+        else:
+            print(msg, file=sys.stderr)
+        return 2
+    except StageFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except PretrainOnlyDone as done:
+        for name, enc in done.encoders.items():
+            print(f"  {name}: {enc}")
+        for name, cause in done.failed:
+            print(f"  {name}: FAILED ({cause})", file=sys.stderr)
+        print(f"--pretrain-only: {len(done.encoders)} run(s) ready, {len(done.failed)} failed; evaluate them with "
+              "the same command without --pretrain-only")
+        return 1 if done.failed else 0
+    if not cells:
+        print("nothing to run: the plan is empty", file=sys.stderr)
+        return 2
+    print_plan_notes(args, cells, roots, get_profile(args.profile))
+    from bench_tasks.store.method import parse_labels
+
+    try:
+        args.labels = parse_labels(getattr(args, "label", None), build_backbone_list(args) if args.backbones else [])
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from bench_tasks.store.readers import describe_rejected, inspect, rejected_path
+
+    rejected = inspect(results) if args.dry_run else []  # a run moves them (run_plan says so)
+    if rejected:
+        print(f"warning: {describe_rejected(results, rejected)}; a run would move them to "
+              f"{rejected_path(results)} (they are not counted as done)", file=sys.stderr)
+
+    from bench_tasks.run import launch
+
+    cells = launch.select_shard(args, cells)  # --num-shards N --shard-index i
+    if args.status:
+        from bench_tasks.run.status import print_status
+
+        code = print_status(results, cells)
+        print_plan_estimate(args, cells, results, profile)
+        return code
+    if args.launcher != "local" and not args.dry_run:
+        study = launch.study_runs(args, get_profile(args.profile)) if is_study(args) else None
+        code = launch.launch(args, cells, results, study_runs=study)
+        if code == 0 and study and args.launcher == "submitit-local" and not args.no_wait and not args.no_report:
+            from bench_tasks.report.build import build_report
+
+            res = build_report([results], Path(args.reports) / args.profile, Path(args.runs) / args.profile,
+                               args.profile, command="python -m bench_tasks " + " ".join(sys.argv[1:]))
+            print(f"report written to {res['out_dir']}; read first: {res['summary']}")
+        return code
+    status = cell_status(cells, results)
+    n_done = sum(v == "done" for v in status.values())
+    n_failed = sum(v == "failed" for v in status.values())
+    if args.dry_run:
+        print(f"effective settings ({args.profile} profile; change with --set KEY=VALUE):")
+        print(format_settings(effective_settings(profile)))
+        rows = [[i, c.backbone, c.task, c.dataset, c.protocol, f"{c.fraction:g}", c.seed, c.key(),
+                 "redo (--force)" if args.force and status[c.key()] == "done" else status[c.key()]]
+                for i, c in enumerate(cells)]
+        print(tabulate(rows, headers=["#", "backbone", "task", "dataset", "protocol", "fraction", "seed",
+                                      "key", "status"]))
+        print(f"\n{len(cells)} cells in the plan ({args.profile} profile): {n_done} already done, "
+              f"{n_failed} failed before (will be retried), {len(cells) - n_done - n_failed} to do; "
+              f"results -> {results}")
+        print_plan_estimate(args, cells, results, profile)
+        return 0
+    print(f"plan: {len(cells)} cells ({n_done} already done{', recomputed with --force' if args.force else ''}); "
+          f"results -> {results}")
+    pretrain_taken = time.monotonic() - t_plan
+    cells_before = plan_estimate(args, cells, results, profile)
+    t_cells = time.monotonic()
+    summary = launch.run_here(args, cells, roots, results)  # claims each cell (bench_tasks.run.worker)
+    from bench_tasks.cli.run_table import format_run_table
+
+    print("\n" + format_run_table(cells, results) + "\n")
+    print(summary.line())
+    print_estimate_vs_actual(pretrain_before, pretrain_taken, cells_before, time.monotonic() - t_cells)
+    pretrain_failed = getattr(args, "pretrain_failed", None) or []
+    if pretrain_failed:
+        print(f"{len(pretrain_failed)} pre-training run(s) FAILED and were left out of the study:\n"
+              + "\n".join(f"  {n}: {c}" for n, c in pretrain_failed), file=sys.stderr)
+    if summary.failed:
+        print(f"{summary.failed} cell(s) FAILED (the full traceback is in each failed row of {results}); "
+              "re-running retries them", file=sys.stderr)
+    if is_study(args) and not args.no_report:
+        from bench_tasks.report.build import build_report
+
+        print("[stage 3: report]")
+        res = build_report([results], Path(args.reports) / args.profile, Path(args.runs) / args.profile, args.profile,
+                           command="python -m bench_tasks " + " ".join(sys.argv[1:]))
+        print(f"report written to {res['out_dir']}; read first: {res['summary']}")
+    return 1 if summary.failed or pretrain_failed else 0
