@@ -1,4 +1,4 @@
-"""`python -m bench_tasks ...` (see bench_tasks/cli.py)."""
+"""`python -m bench_tasks ...` (see bench_tasks/cli/)."""
 
 import sys
 

@@ -217,7 +217,7 @@ def test_jobs_get_the_launchers_effective_profile(monkeypatch):
     from bench_tasks import api
     from bench_tasks.contracts import Cell
     from bench_tasks.plan.profiles import load_profile
-    from bench_tasks.run.launch import effective_profiles, register_profiles
+    from bench_tasks.run.jobs import effective_profiles, register_profiles
 
     monkeypatch.setitem(api.PROFILES, "cpu", api.PROFILES["cpu"])
     bundled = api.PROFILES["cpu"]

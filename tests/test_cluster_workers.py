@@ -242,7 +242,7 @@ def test_print_sbatch_paper_profile(tmp_path, env):
     s = out.stdout
     from bench_tasks.plan.cells import plan_cells as plan
     from bench_tasks.plan.references import with_references
-    from bench_tasks.run.launch import group_cells
+    from bench_tasks.run.jobs import group_cells
 
     # paper: 3 backbones x 2 tasks x 3 protocols x 3 fractions x 3 seeds = 162 cells; 54 per backbone in jobs
     # of 24 (9 jobs); with `run`'s references: 2 floors (1 job) and the 3 archs' supervised ceilings

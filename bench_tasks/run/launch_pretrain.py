@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench_tasks.run.launch import JobOptions, _checkpointable, sbatch_script
+from bench_tasks.run.jobs import JobOptions, _checkpointable, sbatch_script
 
 DEFAULTS = {"config": "paper", "cpus_per_gpu": 10, "mem_per_node": 480, "time": 72 * 60, "global_batch": 2048}
 

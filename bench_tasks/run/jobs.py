@@ -1,0 +1,262 @@
+"""The jobs `run --launcher slurm|submitit-local` submits (bench_tasks.run.launch): their options
+(per-profile defaults, the --gpus/--time/... flags), the groups of cells of one backbone, and the
+callables submitit pickles and runs on a node (`EvalJob`: a worker over a group of cells;
+`PretrainJob`: one pre-training run of the study, torchrun-style).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench_tasks.contracts import Cell
+from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
+
+LAUNCHERS = ("local", "slurm", "submitit-local")
+
+# evaluation jobs: one GPU each; time in minutes, memory in GB; group_size 0 = a whole backbone
+LAUNCH_DEFAULTS: dict[str, dict] = {
+    "smoke": {"gpus": 0, "cpus": 2, "time": 60, "mem": 8, "group_size": 0},
+    "small": {"gpus": 1, "cpus": 10, "time": 8 * 60, "mem": 64, "group_size": 0},
+    "paper": {"gpus": 1, "cpus": 16, "time": 24 * 60, "mem": 128, "group_size": 24},
+}
+
+
+# pre-training jobs of the study (`run --all`): one torchrun-style job per run
+PRETRAIN_DEFAULTS: dict[str, dict] = {
+    "smoke": {"nodes": 1, "gpus": 0, "cpus": 2, "time": 60, "mem": 8},
+    "small": {"nodes": 1, "gpus": 1, "cpus": 10, "time": 12 * 60, "mem": 64},
+    "paper": {"nodes": 1, "gpus": 8, "cpus": 10, "time": 72 * 60, "mem": 480},
+}
+
+
+@dataclass
+class JobOptions:
+    gpus: int
+    cpus: int
+    time: int  # minutes
+    mem: int  # GB
+    nodes: int = 1
+    tasks_per_node: int = 1
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    array_parallelism: int = 64
+    name: str = "bench"
+
+    def slurm(self, dependency: str | None = None) -> dict:
+        """submitit SlurmExecutor parameters (sbatch names)."""
+        out = {"job_name": self.name, "time": int(self.time), "nodes": int(self.nodes),
+               "ntasks_per_node": int(self.tasks_per_node), "cpus_per_task": int(self.cpus),
+               "mem": f"{int(self.mem)}GB", "array_parallelism": int(self.array_parallelism),
+               "signal_delay_s": 120}
+        if self.gpus:
+            out["gpus_per_node"] = int(self.gpus)
+        for k in ("partition", "account", "qos", "constraint"):
+            if getattr(self, k):
+                out[k] = getattr(self, k)
+        if dependency:
+            out["dependency"] = dependency
+        return out
+
+    def local(self) -> dict:
+        return {"timeout_min": int(self.time), "gpus_per_node": int(self.gpus),
+                "tasks_per_node": int(self.tasks_per_node), "cpus_per_task": int(self.cpus),
+                "mem_gb": int(self.mem), "name": self.name}
+
+
+def eval_options(args) -> JobOptions:
+    d = LAUNCH_DEFAULTS.get(args.profile, LAUNCH_DEFAULTS["small"])
+    pick = lambda k: d[k] if getattr(args, k, None) is None else getattr(args, k)  # noqa: E731
+    return JobOptions(gpus=pick("gpus"), cpus=pick("cpus"), time=pick("time"), mem=pick("mem"),
+                      partition=args.partition, account=args.account, qos=args.qos, constraint=args.constraint,
+                      array_parallelism=args.array_parallelism or 64, name=f"bench-eval-{args.profile}")
+
+
+def pretrain_options(args) -> JobOptions:
+    d = PRETRAIN_DEFAULTS.get(args.profile, PRETRAIN_DEFAULTS["small"])
+    gpus = d["gpus"] if args.pretrain_gpus is None else args.pretrain_gpus
+    return JobOptions(gpus=gpus, cpus=d["cpus"], time=args.pretrain_time or d["time"], mem=d["mem"],
+                      nodes=args.pretrain_nodes or d["nodes"], tasks_per_node=max(1, gpus),
+                      partition=args.partition, account=args.account, qos=args.qos, constraint=args.constraint,
+                      name=f"bench-pretrain-{args.profile}")
+
+
+def group_size(args) -> int:
+    if args.group_size is not None:
+        return int(args.group_size)
+    return LAUNCH_DEFAULTS.get(args.profile, LAUNCH_DEFAULTS["small"])["group_size"]
+
+
+def group_cells(cells: Sequence[Cell], size: int) -> list[list[Cell]]:
+    """Jobs: the (de-duplicated) plan's cells grouped by backbone, in plan order, each backbone's
+    cells cut into chunks of at most `size` (0: one job per backbone)."""
+    by_bb: dict[str, list[Cell]] = {}
+    for c in {c.key(): c for c in cells}.values():
+        by_bb.setdefault(c.backbone, []).append(c)
+    groups = []
+    for bb_cells in by_bb.values():
+        n = size if size and size > 0 else len(bb_cells)
+        groups += [bb_cells[i:i + n] for i in range(0, len(bb_cells), n)]
+    return groups
+
+
+def _checkpointable():
+    try:
+        from submitit.helpers import Checkpointable
+    except ImportError:  # pragma: no cover - submitit is a dependency
+        return object
+    return Checkpointable
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs (pickled by submitit; plain data only)."""
+
+    cells: list[dict]
+    results: str
+    work_dir: str
+    cwd: str
+    data_root: list[str] = field(default_factory=list)
+    device: str = "auto"
+    force: bool = False
+    since: float = 0.0
+    claim_timeout_s: float = CLAIM_TIMEOUT_S
+    heartbeat_s: float = HEARTBEAT_S
+    wait_s: float = 0.0
+    threads: int | None = None
+    plugins: str = ""
+    rows_to: str = "worker"
+    labels: dict = field(default_factory=dict)  # run --label: {backbone URI: name}
+    # the effective profiles of the cells ({name: fields}): a user's YAML profile or `--set`
+    # overrides reach the job, which registers them before it computes anything
+    profiles: dict = field(default_factory=dict)
+
+
+def register_profiles(profiles: dict) -> None:
+    """Register the launching process's effective profiles in this (job) process."""
+    from bench_tasks.plan.profiles import PROFILES, profile_from_dict
+
+    for name, fields in (profiles or {}).items():
+        PROFILES[name] = profile_from_dict(dict(fields), f"profile {name!r} sent by the launcher")
+
+
+class EvalJob(_checkpointable()):
+    """One evaluation job: a worker over its cells. Requeued on time-out / preemption by
+    submitit (the requeued job takes over its own claims: same job id, another pid)."""
+
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+
+    def __call__(self) -> dict:
+        s = self.spec
+        os.chdir(s.cwd)
+        if s.plugins:
+            os.environ["BENCH_TASKS_PLUGINS"] = s.plugins
+        from bench_tasks.registry import load_registries
+
+        load_registries()
+        register_profiles(s.profiles)
+        if s.threads:
+            import torch
+
+            torch.set_num_threads(s.threads)
+        from bench_tasks.plan.cells import DataRoots
+        from bench_tasks.run.worker import run_worker
+
+        cells = [Cell(**c) for c in s.cells]
+        summary = run_worker(cells, s.results, work_dir=s.work_dir, data_roots=DataRoots.parse(s.data_root),
+                             device=s.device, force=s.force, progress=False, rows_to=s.rows_to, since=s.since,
+                             claim_timeout_s=s.claim_timeout_s, heartbeat_s=s.heartbeat_s, wait_s=s.wait_s,
+                             log=lambda m: print(m, flush=True), labels=s.labels)
+        print(summary.line(), flush=True)
+        return asdict(summary)
+
+
+class PretrainJob(_checkpointable()):
+    """One pre-training run of the study as a (multi-GPU, multi-node) job: every task of the
+    job is one torchrun-style process (RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR exported by
+    submitit's TorchDistributedEnvironment); paco_fr.engine resumes from the run's checkpoint
+    when the job is requeued."""
+
+    def __init__(self, profile: str, run_name: str, overrides: dict, run_dir: str, cwd: str):
+        self.profile, self.run_name, self.overrides, self.run_dir, self.cwd = profile, run_name, overrides, run_dir, cwd
+
+    def __call__(self) -> str:
+        os.chdir(self.cwd)
+        import submitit
+
+        env = submitit.JobEnvironment()
+        if env.num_tasks > 1:
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        from bench_tasks.plan.suite import suite_run, write_run_identity
+        from paco_fr.engine import pretrain
+
+        # what the run is (bench_tasks.store.method), before pre-training: its export copies it into
+        # the encoder's metadata; after: into the summary.json the run wrote
+        run = suite_run(self.profile, self.run_name)  # `<run>` or `<run>_seed<k>`
+        if run is not None and int(os.environ.get("RANK", "0")) == 0:
+            write_run_identity(run, self.run_dir, self.profile, self.overrides)
+        out = str(pretrain(self.profile, dict(self.overrides), run_dir=self.run_dir))
+        if run is not None and int(os.environ.get("RANK", "0")) == 0:
+            write_run_identity(run, self.run_dir, self.profile, self.overrides)
+        return out
+
+
+def jobs_folder(args, results: Path) -> Path:
+    from bench_tasks.store.rowfiles import worker_dir
+
+    return Path(args.jobs_dir) if args.jobs_dir else worker_dir(results) / "jobs"
+
+
+def make_executor(kind: str, folder: Path, opts: JobOptions, dependency: str | None = None):
+    import submitit
+
+    if kind == "slurm":
+        ex = submitit.SlurmExecutor(folder=folder)
+        ex.update_parameters(**opts.slurm(dependency))
+    elif kind == "submitit-local":
+        ex = submitit.LocalExecutor(folder=folder)
+        ex.update_parameters(**opts.local())
+    else:
+        raise ValueError(f"unknown launcher {kind!r}; choose from {LAUNCHERS}")
+    return ex
+
+
+def sbatch_script(opts: JobOptions, folder: Path, n_jobs: int, dependency: str | None = None) -> str:
+    """The sbatch script submitit writes for an array of `n_jobs` jobs with these options
+    (rendered by submitit itself, without needing `sbatch` on this machine)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    cmd = " ".join([sys.executable, "-u -m submitit.core._submit", str(folder)])
+    params = opts.slurm(dependency)
+    if n_jobs > 1:
+        params["map_count"] = n_jobs
+    return _make_sbatch_string(command=cmd, folder=str(folder), **params)
+
+
+def worker_spec(args, cells: Sequence[Cell], results: Path, since: float, rows_to: str = "worker") -> WorkerSpec:
+    return WorkerSpec(cells=[asdict(c) for c in cells], results=str(results.resolve()),
+                      work_dir=str(Path(args.work_dir).resolve()), cwd=os.getcwd(),
+                      data_root=list(args.data_root or []), device=args.device, force=args.force, since=since,
+                      claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed,
+                      threads=args.threads if args.threads is not None else (1 if args.profile == "smoke" else None),
+                      plugins=os.environ.get("BENCH_TASKS_PLUGINS", ""), rows_to=rows_to,
+                      labels=dict(getattr(args, "labels", None) or {}), profiles=effective_profiles(cells))
+
+
+def effective_profiles(cells: Sequence[Cell]) -> dict:
+    """{profile name: its fields} of the cells' profiles as registered in this process."""
+    from bench_tasks.plan.profiles import get_profile
+
+    out = {}
+    for name in dict.fromkeys(c.profile for c in cells):
+        try:
+            out[name] = asdict(get_profile(name))
+        except KeyError:
+            pass
+    return out
