@@ -13,14 +13,8 @@ multinomial counts `w` (n_boot, n), and every metric of every resample is `stati
 vectorised, exact for ratios of sums (no per-resample re-evaluation), and the same `w` applied to
 two rows scored on the same items gives the *paired* bootstrap of their difference.
 
-    scores = ItemScores("mean", {"value": per_image_nme * 100})
-    scores.ci()                          -> {"value": (lo, hi)}       (95 %, percentile)
-    paired_difference(a, b, "acc")       -> Difference(delta, lo, hi, paired=True)
-    verdict(diff, higher_is_better)      -> "better" | "worse" | "same within noise"
-    normalised_gain(score, floor, ceiling) = (score - floor) / (ceiling - floor)
-
-Per-item scores are saved next to a row (`artifacts/<key>/items.npz`, see `save` / `load`) so
-the report can compare two rows pairwise long after they ran.
+The per-item scores and their intervals are `scores`; the comparisons, verdicts and the normalised
+gain are `design`.
 """
 
 from bench_tasks.stats.design import (

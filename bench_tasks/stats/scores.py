@@ -1,21 +1,10 @@
-"""Per-item scores of a row's test metrics and their bootstrap intervals (the comparisons of two
-rows are bench_tasks.stats.design).
-
-Every test-set metric of a row is a function of *additive per-item sums*: accuracy is a sum of
-per-item correctness, balanced accuracy a ratio of per-attribute TP / TN / P / N counts, parsing F1
-a function of the summed per-image confusion matrices, NME a sum of per-image NMEs, verification
-accuracy a sum of per-pair correctness (each pair scored with its fold's threshold). An
-`ItemScores` holds those per-item arrays (item axis first) and the name of the *statistic* that
-turns their sums into metrics. A bootstrap resample of the test items is then a vector of
-multinomial counts `w` (n_boot, n), and every metric of every resample is `statistic(w @ arrays)`:
-vectorised, exact for ratios of sums (no per-resample re-evaluation), and the same `w` applied to
-two rows scored on the same items gives the *paired* bootstrap of their difference.
+"""Per-item scores of a row's test metrics (`ItemScores`: additive per-item sums and the statistic
+that turns them into metrics) and their bootstrap intervals; why sums of items make every
+resample exact is told in bench_tasks/stats/__init__.py. The comparisons of two rows are
+bench_tasks.stats.design.
 
     scores = ItemScores("mean", {"value": per_image_nme * 100})
     scores.ci()                          -> {"value": (lo, hi)}       (95 %, percentile)
-    paired_difference(a, b, "acc")       -> Difference(delta, lo, hi, paired=True)
-    verdict(diff, higher_is_better)      -> "better" | "worse" | "same within noise"
-    normalised_gain(score, floor, ceiling) = (score - floor) / (ceiling - floor)
 
 Per-item scores are saved next to a row (`artifacts/<key>/items.npz`, see `save` / `load`) so
 the report can compare two rows pairwise long after they ran.
