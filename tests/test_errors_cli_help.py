@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench_tasks.cli.app import _first_line, main
+from bench_tasks.cli.app import main
+from bench_tasks.cli.common import _first_line
 from bench_tasks.registry import BACKBONES
 
 

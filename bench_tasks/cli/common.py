@@ -11,13 +11,13 @@ import sys
 SYNTHFACE = "synthface"
 
 
-def csv_list(s: str | None) -> list[str] | None:
+def _csv(s: str | None) -> list[str] | None:
     if s is None:
         return None
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
-def first_line(obj) -> str:
+def _first_line(obj) -> str:
     """The first sentence of a docstring's first paragraph (joined across its wrapped lines, so a
     description is never cut mid-sentence)."""
     doc = (getattr(obj, "__doc__", None) or "").strip()
@@ -37,7 +37,7 @@ def backbone_schemes_help() -> str:
         return ""
     lines = ["backbone URIs (--backbones, comma list; `python -m bench_tasks list` for more):"]
     for name, fn in items:
-        lines.append(f"  {first_line(sys.modules.get(getattr(fn, '__module__', ''), None)) or first_line(fn) or name}")
+        lines.append(f"  {_first_line(sys.modules.get(getattr(fn, '__module__', ''), None)) or _first_line(fn) or name}")
     return "\n".join(lines)
 
 
@@ -45,7 +45,7 @@ def build_backbone_list(args) -> list[str]:
     """The backbone URIs of a run. Hook for the pre-training suite: a later `run --all` may
     pre-train encoders first and return their `paco_fr:<runs/.../encoder.safetensors>` URIs here
     (plus baselines). Default: ["random:vit_tiny"]."""
-    given = csv_list(getattr(args, "backbones", None))
+    given = _csv(getattr(args, "backbones", None))
     if given:
         return given
     return ["random:vit_tiny"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from bench_tasks.cli.common import SYNTHFACE, first_line
+from bench_tasks.cli.common import SYNTHFACE, _first_line
 from bench_tasks.plan.profiles import PROFILES
 
 
@@ -34,11 +34,11 @@ def cmd_list(args) -> int:
                      f"yes (<data-root>/{folder}/)" if needs else "no (embedded)"])
     print(tabulate(rows, headers=["dataset", "tasks", "needs a root"]))
     print("\nBackbone schemes (URI scheme:spec)")
-    rows = [[name, first_line(sys.modules.get(getattr(fn, "__module__", ""), None)) or first_line(fn)]
+    rows = [[name, _first_line(sys.modules.get(getattr(fn, "__module__", ""), None)) or _first_line(fn)]
             for name, fn in BACKBONES.items()]
     print(tabulate(rows, headers=["scheme", "what"]))
     print("\nHeads")
-    print(tabulate([[name, first_line(h) or first_line(sys.modules.get(h.__module__))] for name, h in HEADS.items()],
+    print(tabulate([[name, _first_line(h) or _first_line(sys.modules.get(h.__module__))] for name, h in HEADS.items()],
                    headers=["head", "what"]))
     print("\nProfiles")
     keys = ["image_size", "dense_size", "synthface_train", "synthface_val", "synthface_test", "batch_size",

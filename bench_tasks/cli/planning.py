@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench_tasks.cli.common import SYNTHFACE, build_backbone_list, csv_list, is_study
+from bench_tasks.cli.common import SYNTHFACE, _csv, build_backbone_list, is_study
 from bench_tasks.errors import PlanError
 from bench_tasks.plan.profiles import PROFILES, dotted_overrides, get_profile
 
@@ -30,7 +30,7 @@ def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
     from bench_tasks.plan.cells import missing_root_error
     from bench_tasks.registry import DATASETS, TASKS
 
-    tasks = csv_list(args.tasks)
+    tasks = _csv(args.tasks)
     if args.all or not tasks:
         if not args.all and not tasks:
             raise PlanError("choose --tasks <t1,t2> or --all (see `python -m bench_tasks list`)")
@@ -38,7 +38,7 @@ def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
     for t in tasks:
         if t not in TASKS:
             raise PlanError(f"unknown task {t!r}; registered: {', '.join(TASKS.names())}")
-    explicit = csv_list(args.datasets)
+    explicit = _csv(args.datasets)
     out: dict[str, list[str]] = {}
     if explicit:
         for d in explicit:
@@ -87,7 +87,7 @@ def build_plan(args, log=print, problems: list[str] | None = None):
     profile = get_profile(args.profile)
     roots = DataRoots.parse(args.data_root)
     task_ds = build_task_datasets(args, roots, log=log)
-    protocols = csv_list(args.protocols)
+    protocols = _csv(args.protocols)
     problems = list(problems or [])
     if protocols:
         for t in task_ds:
