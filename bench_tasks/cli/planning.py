@@ -82,21 +82,7 @@ def build_plan(args, log=print, problems: list[str] | None = None):
     Every problem found (plus `problems` found earlier by bench_tasks.plan.validate.check_args) is raised
     together as one PlanInvalid before anything runs."""
     from bench_tasks.plan.cells import DataRoots, plan_cells
-    from bench_tasks.registry import TASKS
-
-    profile = get_profile(args.profile)
-    roots = DataRoots.parse(args.data_root)
-    task_ds = build_task_datasets(args, roots, log=log)
-    protocols = _csv(args.protocols)
-    problems = list(problems or [])
-    if protocols:
-        for t in task_ds:
-            task = TASKS.get(t)
-            plan = getattr(task, "plan_protocol", None) or (lambda p, k=task: p if p in k.protocols else None)
-            bad = [p for p in protocols if plan(p) is None]
-            if bad and len(task_ds) == 1 and not any(p.startswith("--protocols") for p in problems):
-                problems.append(f"--protocols: task {t} does not support protocol(s) {bad}; it has "
-                                f"{', '.join(TASKS.get(t).protocols)}")
+    from bench_tasks.plan.references import with_references  # floors, ceilings, cosine probes
     from bench_tasks.plan.validate import (
         PlanInvalid,
         check_backbones,
@@ -105,6 +91,11 @@ def build_plan(args, log=print, problems: list[str] | None = None):
         parse_seeds,
     )
 
+    profile = get_profile(args.profile)
+    roots = DataRoots.parse(args.data_root)
+    task_ds = build_task_datasets(args, roots, log=log)
+    protocols = _csv(args.protocols)
+    problems = list(problems or []) + protocol_problems(task_ds, protocols, problems or [])
     seeds, bad = parse_seeds(args.seeds)
     fractions, bad2 = parse_fractions(args.fractions)
     problems += [p for p in bad + bad2 if p not in problems]
@@ -114,73 +105,100 @@ def build_plan(args, log=print, problems: list[str] | None = None):
     if problems:
         raise PlanInvalid(problems)
     if is_study(args):
-        from bench_tasks.plan.study import study_cells
-        from bench_tasks.plan.suite import expand_seeds, study_seeds, suite_encoders, suite_runs
-        from bench_tasks.run.pretrain import pretrain_suite
-
-        budget_by = getattr(args, "budget_by", "flops")
-        try:
-            pseeds = study_seeds(args, profile)  # --pretrain-seeds / the profile's pretrain_seeds
-            expand_seeds(suite_runs(not args.no_ablations, profile.name), pseeds)
-        except ValueError as err:
-            raise PlanInvalid([f"--pretrain-seeds: {err}"]) from err
-        # --status only reads: it plans like a dry run (the suite's encoder paths), never pre-trains
-        if args.dry_run or getattr(args, "status", False) or getattr(args, "launcher", "local") != "local":
-            names = ", ".join(r.name for r in expand_seeds(suite_runs(not args.no_ablations, profile.name), pseeds))
-            verb = ("would run or reuse" if args.dry_run or getattr(args, "status", False)
-                    else "runs as cluster jobs (finished runs are reused)")
-            log(f"stage 1 (pre-training, {args.profile} config) {verb}: {names}")
-            if args.dry_run:  # the budget plan (cost per step measured on tiny batches: seconds)
-                from bench_tasks.plan.study import plan_suite
-
-                args.suite_plan = plan_suite(profile.name, args.runs, not args.no_ablations,
-                                             dotted_overrides(args.pretrain_override or []), budget_by, log=log,
-                                             pretrain_seeds=pseeds)
-            encoders = suite_encoders(args.runs, profile.name, not args.no_ablations, pseeds)
-        elif getattr(args, "eval_only", False):
-            from bench_tasks.run.launch import _finished
-
-            encoders = {}
-            for name, enc in suite_encoders(args.runs, profile.name, not args.no_ablations, pseeds).items():
-                if _finished(enc):
-                    encoders[name] = enc
-                else:
-                    log(f"--eval-only: {name} has not finished pre-training ({enc.parent}); left out")
-            if not encoders:
-                raise StageFailed(f"--eval-only: no finished pre-training run under {Path(args.runs) / profile.name}")
-        else:
-            failed: list[tuple[str, str]] = []
-            args.pretrain_failed = failed
-            encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log,
-                                      progress=not args.no_progress,
-                                      overrides=dotted_overrides(args.pretrain_override or []), failed=failed,
-                                      budget_by=budget_by, jobs=max(1, int(getattr(args, "pretrain_jobs", 1) or 1)),
-                                      pretrain_seeds=pseeds)
-            if failed and not encoders:
-                raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
-                                  "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
-            if getattr(args, "pretrain_only", False):
-                raise PretrainOnlyDone(encoders, failed)
-        cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
-                            ceilings=not getattr(args, "no_ceilings", False),
-                            probes=not getattr(args, "no_probes", False))
-        problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, args.device,
-                                   # a dry run skips encoders not written yet; with a cluster launcher the
-                                   # pre-training jobs (re)write them, and each evaluation job checks its own
-                                   skip_missing=lambda uri: uri.startswith("paco_fr:") and bool(
-                                       getattr(args, "launcher", "local") != "local"
-                                       or ((args.dry_run or getattr(args, "status", False))
-                                           and not Path(uri[len("paco_fr:"):]).is_file())))
-        if problems:
-            raise PlanInvalid(problems)
-        return cells, roots
+        return study_plan(args, profile, task_ds, protocols, seeds, fractions, log), roots
     cells = plan_cells(build_backbone_list(args), task_ds, protocols=protocols, seeds=seeds,
                        fractions=fractions, profile=profile.name)
-    from bench_tasks.plan.references import with_references  # floors, ceilings, cosine probes
-
     cells = with_references(cells, ceilings=None if getattr(args, "no_ceilings", False) else "auto",
                             probes=not getattr(args, "no_probes", False))
     return cells, roots
+
+
+def protocol_problems(task_ds: dict, protocols: list[str] | None, problems: list[str]) -> list[str]:
+    """--protocols a single task does not run (several tasks: each runs the ones it has)."""
+    from bench_tasks.registry import TASKS
+
+    out = []
+    for t in task_ds if protocols else ():
+        task = TASKS.get(t)
+        plan = getattr(task, "plan_protocol", None) or (lambda p, k=task: p if p in k.protocols else None)
+        bad = [p for p in protocols if plan(p) is None]
+        if bad and len(task_ds) == 1 and not any(p.startswith("--protocols") for p in problems + out):
+            out.append(f"--protocols: task {t} does not support protocol(s) {bad}; it has "
+                       f"{', '.join(TASKS.get(t).protocols)}")
+    return out
+
+
+def study_plan(args, profile, task_ds, protocols, seeds, fractions, log) -> list:
+    """The study's cells: its encoders (pre-trained here first, or only named for a dry run, --status
+    or a cluster launcher, or the finished ones with --eval-only), their references, all checked."""
+    from bench_tasks.plan.study import study_cells
+    from bench_tasks.plan.suite import expand_seeds, study_seeds, suite_runs
+    from bench_tasks.plan.validate import PlanInvalid, check_backbones
+
+    try:
+        pseeds = study_seeds(args, profile)  # --pretrain-seeds / the profile's pretrain_seeds
+        expand_seeds(suite_runs(not args.no_ablations, profile.name), pseeds)
+    except ValueError as err:
+        raise PlanInvalid([f"--pretrain-seeds: {err}"]) from err
+    encoders = study_encoders(args, profile, pseeds, log)
+    cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
+                        ceilings=not getattr(args, "no_ceilings", False),
+                        probes=not getattr(args, "no_probes", False))
+    problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, args.device,
+                               # a dry run skips encoders not written yet; with a cluster launcher the
+                               # pre-training jobs (re)write them, and each evaluation job checks its own
+                               skip_missing=lambda uri: uri.startswith("paco_fr:") and bool(
+                                   getattr(args, "launcher", "local") != "local"
+                                   or ((args.dry_run or getattr(args, "status", False))
+                                       and not Path(uri[len("paco_fr:"):]).is_file())))
+    if problems:
+        raise PlanInvalid(problems)
+    return cells
+
+
+def study_encoders(args, profile, pseeds, log) -> dict:
+    """{run name: encoder file} of the study's suite: named only (a dry run, --status, a cluster
+    launcher), the finished ones (--eval-only), or pre-trained here (stage 1)."""
+    from bench_tasks.plan.study import plan_suite
+    from bench_tasks.plan.suite import expand_seeds, suite_encoders, suite_runs
+    from bench_tasks.run.launch import _finished
+    from bench_tasks.run.pretrain import pretrain_suite
+
+    budget_by = getattr(args, "budget_by", "flops")
+    # --status only reads: it plans like a dry run (the suite's encoder paths), never pre-trains
+    if args.dry_run or getattr(args, "status", False) or getattr(args, "launcher", "local") != "local":
+        names = ", ".join(r.name for r in expand_seeds(suite_runs(not args.no_ablations, profile.name), pseeds))
+        verb = ("would run or reuse" if args.dry_run or getattr(args, "status", False)
+                else "runs as cluster jobs (finished runs are reused)")
+        log(f"stage 1 (pre-training, {args.profile} config) {verb}: {names}")
+        if args.dry_run:  # the budget plan (cost per step measured on tiny batches: seconds)
+            args.suite_plan = plan_suite(profile.name, args.runs, not args.no_ablations,
+                                         dotted_overrides(args.pretrain_override or []), budget_by, log=log,
+                                         pretrain_seeds=pseeds)
+        return suite_encoders(args.runs, profile.name, not args.no_ablations, pseeds)
+    if getattr(args, "eval_only", False):
+        encoders = {}
+        for name, enc in suite_encoders(args.runs, profile.name, not args.no_ablations, pseeds).items():
+            if _finished(enc):
+                encoders[name] = enc
+            else:
+                log(f"--eval-only: {name} has not finished pre-training ({enc.parent}); left out")
+        if not encoders:
+            raise StageFailed(f"--eval-only: no finished pre-training run under {Path(args.runs) / profile.name}")
+        return encoders
+    failed: list[tuple[str, str]] = []
+    args.pretrain_failed = failed
+    encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log,
+                              progress=not args.no_progress,
+                              overrides=dotted_overrides(args.pretrain_override or []), failed=failed,
+                              budget_by=budget_by, jobs=max(1, int(getattr(args, "pretrain_jobs", 1) or 1)),
+                              pretrain_seeds=pseeds)
+    if failed and not encoders:
+        raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
+                          "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
+    if getattr(args, "pretrain_only", False):
+        raise PretrainOnlyDone(encoders, failed)
+    return encoders
 
 
 def native_profile(args, profile):

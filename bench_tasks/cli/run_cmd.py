@@ -118,9 +118,7 @@ def cmd_run(args) -> int:
 
 
 def run_plan_command(args) -> int:
-    from tabulate import tabulate
-
-    from bench_tasks.plan.profiles import ProfileError, effective_settings, format_settings, load_profile
+    from bench_tasks.plan.profiles import ProfileError, load_profile
 
     try:  # a bundled name or a YAML file, with --set overrides; registered for this process's runner
         profile = load_profile(args.profile, getattr(args, "set", None))
@@ -130,40 +128,16 @@ def run_plan_command(args) -> int:
         return 2
     args.profile = profile.name
     set_threads(args)
-    from bench_tasks.plan.validate import PlanInvalid, check_args, format_problems
-    from bench_tasks.run.runner import cell_status
+    from bench_tasks.plan.validate import check_args
 
     results = Path(args.results or f"results/{args.profile}.jsonl")
     problems = check_args(args)
     pretrain_before = pretrain_estimate_before(args, profile) if not problems else None
     t_plan = time.monotonic()
-    try:
-        cells, roots = build_plan(args, problems=problems)
-    except PlanInvalid as err:
-        print(err, file=sys.stderr)
-        return 2
-    except PlanError as err:
-        msg = str(err.code)
-        if problems:  # unknown names are already among them; anything else is added
-            covered = msg.startswith(("unknown task", "unknown dataset", "choose --tasks"))
-            print(format_problems(problems + ([] if covered else [msg])), file=sys.stderr)
-        else:
-            print(msg, file=sys.stderr)
-        return 2
-    except StageFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except PretrainOnlyDone as done:
-        for name, enc in done.encoders.items():
-            print(f"  {name}: {enc}")
-        for name, cause in done.failed:
-            print(f"  {name}: FAILED ({cause})", file=sys.stderr)
-        print(f"--pretrain-only: {len(done.encoders)} run(s) ready, {len(done.failed)} failed; evaluate them with "
-              "the same command without --pretrain-only")
-        return 1 if done.failed else 0
-    if not cells:
-        print("nothing to run: the plan is empty", file=sys.stderr)
-        return 2
+    planned = plan_or_exit_code(args, problems)
+    if isinstance(planned, int):
+        return planned
+    cells, roots = planned
     print_plan_notes(args, cells, roots, get_profile(args.profile))
     from bench_tasks.store.method import parse_labels
 
@@ -192,36 +166,88 @@ def run_plan_command(args) -> int:
         study = launch.study_runs(args, get_profile(args.profile)) if is_study(args) else None
         code = launch.launch(args, cells, results, study_runs=study)
         if code == 0 and study and args.launcher == "submitit-local" and not args.no_wait and not args.no_report:
-            from bench_tasks.report.build import build_report
-
-            res = build_report([results], Path(args.reports) / args.profile, Path(args.runs) / args.profile,
-                               args.profile, command="python -m bench_tasks " + " ".join(sys.argv[1:]))
-            print(f"report written to {res['out_dir']}; read first: {res['summary']}")
+            write_report(args, results)
         return code
-    status = cell_status(cells, results)
-    n_done = sum(v == "done" for v in status.values())
-    n_failed = sum(v == "failed" for v in status.values())
     if args.dry_run:
-        print(f"effective settings ({args.profile} profile; change with --set KEY=VALUE):")
-        print(format_settings(effective_settings(profile)))
-        rows = [[i, c.backbone, c.task, c.dataset, c.protocol, f"{c.fraction:g}", c.seed, c.key(),
-                 "redo (--force)" if args.force and status[c.key()] == "done" else status[c.key()]]
-                for i, c in enumerate(cells)]
-        print(tabulate(rows, headers=["#", "backbone", "task", "dataset", "protocol", "fraction", "seed",
-                                      "key", "status"]))
-        print(f"\n{len(cells)} cells in the plan ({args.profile} profile): {n_done} already done, "
-              f"{n_failed} failed before (will be retried), {len(cells) - n_done - n_failed} to do; "
-              f"results -> {results}")
-        print_plan_estimate(args, cells, results, profile)
-        return 0
+        return print_dry_run(args, cells, results, profile)
+    return run_here_and_report(args, cells, roots, results, profile, pretrain_before, time.monotonic() - t_plan)
+
+
+def plan_or_exit_code(args, problems: list[str]):
+    """(cells, roots) of the plan, or the exit code after printing why there is none (bad input:
+    2; a failed pre-training stage: 1; `--pretrain-only` done: 0 or 1)."""
+    from bench_tasks.plan.validate import PlanInvalid, format_problems
+
+    try:
+        cells, roots = build_plan(args, problems=problems)
+    except PlanInvalid as err:
+        print(err, file=sys.stderr)
+        return 2
+    except PlanError as err:
+        msg = str(err.code)
+        if problems:  # unknown names are already among them; anything else is added
+            covered = msg.startswith(("unknown task", "unknown dataset", "choose --tasks"))
+            print(format_problems(problems + ([] if covered else [msg])), file=sys.stderr)
+        else:
+            print(msg, file=sys.stderr)
+        return 2
+    except StageFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except PretrainOnlyDone as done:
+        for name, enc in done.encoders.items():
+            print(f"  {name}: {enc}")
+        for name, cause in done.failed:
+            print(f"  {name}: FAILED ({cause})", file=sys.stderr)
+        print(f"--pretrain-only: {len(done.encoders)} run(s) ready, {len(done.failed)} failed; evaluate them with "
+              "the same command without --pretrain-only")
+        return 1 if done.failed else 0
+    if not cells:
+        print("nothing to run: the plan is empty", file=sys.stderr)
+        return 2
+    return cells, roots
+
+
+def plan_counts(cells, results) -> tuple[dict[str, str], int, int]:
+    from bench_tasks.run.runner import cell_status
+
+    status = cell_status(cells, results)
+    return status, sum(v == "done" for v in status.values()), sum(v == "failed" for v in status.values())
+
+
+def print_dry_run(args, cells, results, profile) -> int:
+    """`run --dry-run`: the effective settings, every cell with its status, the estimate."""
+    from tabulate import tabulate
+
+    from bench_tasks.plan.profiles import effective_settings, format_settings
+
+    status, n_done, n_failed = plan_counts(cells, results)
+    print(f"effective settings ({args.profile} profile; change with --set KEY=VALUE):")
+    print(format_settings(effective_settings(profile)))
+    rows = [[i, c.backbone, c.task, c.dataset, c.protocol, f"{c.fraction:g}", c.seed, c.key(),
+             "redo (--force)" if args.force and status[c.key()] == "done" else status[c.key()]]
+            for i, c in enumerate(cells)]
+    print(tabulate(rows, headers=["#", "backbone", "task", "dataset", "protocol", "fraction", "seed",
+                                  "key", "status"]))
+    print(f"\n{len(cells)} cells in the plan ({args.profile} profile): {n_done} already done, "
+          f"{n_failed} failed before (will be retried), {len(cells) - n_done - n_failed} to do; "
+          f"results -> {results}")
+    print_plan_estimate(args, cells, results, profile)
+    return 0
+
+
+def run_here_and_report(args, cells, roots, results, profile, pretrain_before, pretrain_taken: float) -> int:
+    """Run the plan in this process (claiming each cell), print its table and the estimate against
+    the time taken, and write the study's report."""
+    from bench_tasks.cli.run_table import format_run_table
+    from bench_tasks.run import launch
+
+    _, n_done, _ = plan_counts(cells, results)
     print(f"plan: {len(cells)} cells ({n_done} already done{', recomputed with --force' if args.force else ''}); "
           f"results -> {results}")
-    pretrain_taken = time.monotonic() - t_plan
     cells_before = plan_estimate(args, cells, results, profile)
     t_cells = time.monotonic()
     summary = launch.run_here(args, cells, roots, results)  # claims each cell (bench_tasks.run.worker)
-    from bench_tasks.cli.run_table import format_run_table
-
     print("\n" + format_run_table(cells, results) + "\n")
     print(summary.line())
     print_estimate_vs_actual(pretrain_before, pretrain_taken, cells_before, time.monotonic() - t_cells)
@@ -233,10 +259,14 @@ def run_plan_command(args) -> int:
         print(f"{summary.failed} cell(s) FAILED (the full traceback is in each failed row of {results}); "
               "re-running retries them", file=sys.stderr)
     if is_study(args) and not args.no_report:
-        from bench_tasks.report.build import build_report
-
         print("[stage 3: report]")
-        res = build_report([results], Path(args.reports) / args.profile, Path(args.runs) / args.profile, args.profile,
-                           command="python -m bench_tasks " + " ".join(sys.argv[1:]))
-        print(f"report written to {res['out_dir']}; read first: {res['summary']}")
+        write_report(args, results)
     return 1 if summary.failed or pretrain_failed else 0
+
+
+def write_report(args, results: Path) -> None:
+    from bench_tasks.report.build import build_report
+
+    res = build_report([results], Path(args.reports) / args.profile, Path(args.runs) / args.profile, args.profile,
+                       command="python -m bench_tasks " + " ".join(sys.argv[1:]))
+    print(f"report written to {res['out_dir']}; read first: {res['summary']}")

@@ -27,6 +27,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench_tasks.backbones.native import ARCH_SHAPES, vit_shape
+from bench_tasks.plan.floors import is_floor
+from bench_tasks.registry import TASKS
+from bench_tasks.store.rowfiles import union_latest
+from bench_tasks.tasks._ceiling import ceiling_epochs_for
+from bench_tasks.tasks._classification import settings
+from bench_tasks.tasks.recognition import settings_for
+
 PROBE_VERSION = 1
 # probe shapes: (dim, depth, heads, image size, patch, batch); FLOP/s in between is interpolated in log(dim)
 PROBE_SHAPES = {"small": (192, 2, 3, 64, 8, 16), "large": (768, 2, 12, 224, 16, 4)}
@@ -171,7 +179,6 @@ def backbone_shape(uri: str, study_arch: str | None = None) -> Shape | None:
     """The shape of backbone `uri` without running it: `random:` / `supervised:` specs, a weight
     file's tensor shapes, timm's model definition; a `paco_fr:` file not written yet (the study's
     encoders before pre-training) has `study_arch` (a `random:` URI of the same architecture)."""
-    from bench_tasks.backbones.native import vit_shape
 
     try:
         got = vit_shape(uri)
@@ -210,7 +217,6 @@ def split_sizes(profile, task: str, dataset: str) -> tuple[int, int, int] | None
 
 
 def task_size(task: str, profile) -> int:
-    from bench_tasks.registry import TASKS
 
     try:
         return int(TASKS.get(task)().image_size(profile))
@@ -222,8 +228,6 @@ def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, feature
     """Backbone passes of one cell divided by the measured speed, plus a fixed cost per cell.
     `features_cached`: a frozen-feature cell whose backbone already ran on these images (the
     feature cache is shared by the tasks and protocols of one dataset and size)."""
-    from bench_tasks.plan.floors import is_floor
-    from bench_tasks.tasks._ceiling import ceiling_epochs_for
 
     if is_floor(cell.backbone):
         return CELL_OVERHEAD_S["floor"]
@@ -259,12 +263,10 @@ def head_epochs(cell, profile) -> int:
     """Epochs of a head on cached features, as the task computes them."""
     try:
         if cell.task == "recognition":
-            from bench_tasks.tasks.recognition import settings_for
 
             s = settings_for(profile)
             return int((s["linear_epochs"] or profile.linear_epochs) if cell.protocol == "linear"
                        else (s["epochs"] or profile.recognition_epochs))
-        from bench_tasks.tasks._classification import settings
 
         return int(settings(profile, cell.protocol)["epochs"])
     except Exception:  # noqa: BLE001
@@ -368,7 +370,6 @@ def pretrain_estimates(plan: Iterable, speed: Speed, profile_name: str | None = 
 
 
 def _run_width(p, profile_name: str | None) -> int | None:
-    from bench_tasks.backbones.native import ARCH_SHAPES
     from paco_fr.config import load_config
 
     try:
@@ -395,7 +396,6 @@ def busy_line() -> str | None:
 
 def fmt_duration(s: float | None) -> str:
     """`42s`, `26min`, `5.8h` (as `status` writes times); `?` for no estimate."""
-    from bench_tasks.plan.estimate import _fmt_s
 
     return "?" if s is None else _fmt_s(s)
 
@@ -460,7 +460,6 @@ def estimate_plan(cells: Sequence, results: str | Path, profile, pretrain_plan: 
                   device: str = "cpu", study_arch: str | None = None, speed: Speed | None = None) -> PlanEstimate:
     """The estimate of a plan: its cells (rows of `results` and the probe), and the pre-training runs
     of `pretrain_plan` (PlannedRun list) when the plan pre-trains."""
-    from bench_tasks.store.rowfiles import union_latest
 
     speed = speed or machine_speed(device)
     rows = union_latest(results) if Path(results).exists() else {}

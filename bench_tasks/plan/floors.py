@@ -28,7 +28,16 @@ import numpy as np
 import torch
 
 from bench_tasks.contracts import CellContext, CellResult
+from bench_tasks.metrics.items import landmark_items, parsing_items
+from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion
+from bench_tasks.metrics.verification import verification_metrics
+from bench_tasks.protocols.features import split_targets
+from bench_tasks.registry import DATASETS, TASKS
 from bench_tasks.stats import ItemScores, multiclass_items, multilabel_items_from_pred
+from bench_tasks.tasks._classification import _split_targets
+from bench_tasks.tasks.landmarks import landmark_metrics
+from bench_tasks.tasks.parsing import LAPA_CLASSES, warp_logits_back
+from bench_tasks.tasks.recognition import _split_slices, pair_items, settings_for
 
 FLOOR_URI = "floor:input-free"
 FLOOR_PROTOCOL = "floor"
@@ -45,7 +54,6 @@ def floor_for(task: str):
 
 
 def has_floor(task_name: str) -> bool:
-    from bench_tasks.registry import TASKS
 
     return task_name in FLOORS or (task_name in TASKS and hasattr(TASKS.get(task_name), "floor"))
 
@@ -92,8 +100,6 @@ def _item_slices(items: ItemScores, split, keys: tuple[str, ...]) -> dict:
 def _targets(split) -> torch.Tensor:
     """All targets of a split without decoding images where the split exposes them (`targets()`,
     a `targets` / `labels` array); else by iterating the split."""
-    from bench_tasks.protocols.features import split_targets
-    from bench_tasks.tasks._classification import _split_targets
 
     t = _split_targets(split)
     return torch.as_tensor(t) if t is not None else torch.as_tensor(split_targets(split))
@@ -127,7 +133,6 @@ def classification_floor(task, ctx: CellContext) -> CellResult:
 
 
 def _dataset(name: str):
-    from bench_tasks.registry import DATASETS
 
     spec = DATASETS.get(name)
     return spec() if isinstance(spec, type) else spec
@@ -138,8 +143,6 @@ def _dataset(name: str):
 
 @floor_for("landmarks")
 def landmarks_floor(task, ctx: CellContext) -> CellResult:
-    from bench_tasks.metrics.items import landmark_items
-    from bench_tasks.tasks.landmarks import landmark_metrics
 
     size = task.image_size(ctx.profile)
     spec = _dataset(ctx.cell.dataset)
@@ -155,9 +158,6 @@ def landmarks_floor(task, ctx: CellContext) -> CellResult:
 
 @floor_for("parsing")
 def parsing_floor(task, ctx: CellContext) -> CellResult:
-    from bench_tasks.metrics.items import parsing_items
-    from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion
-    from bench_tasks.tasks.parsing import LAPA_CLASSES, warp_logits_back
 
     size = task.image_size(ctx.profile)  # the crop size the task predicts at
     spec = _dataset(ctx.cell.dataset)
@@ -215,8 +215,6 @@ def _iter_targets(split):
 
 @floor_for("recognition")
 def recognition_floor(task, ctx: CellContext) -> CellResult:
-    from bench_tasks.metrics.verification import verification_metrics
-    from bench_tasks.tasks.recognition import _split_slices, pair_items, settings_for
 
     s = settings_for(ctx.profile)
     _train, _val, _test, _val_pairs, test_pairs, _source = task.load_data(ctx, s)

@@ -20,8 +20,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from bench_tasks.backbones.native import vit_shape
 from bench_tasks.contracts import Cell
 from bench_tasks.plan.floors import FLOOR_PROTOCOL, FLOOR_URI, has_floor, is_floor
+from bench_tasks.plan.suite import random_control, suite_runs
+from bench_tasks.registry import TASKS
 from bench_tasks.tasks._ceiling import is_ceiling
 
 CEILING_PROTOCOL = "finetune"
@@ -79,7 +82,6 @@ def _ceiling(uri: str) -> tuple[str | None, str | None]:
             return None, (f"timm model {name!r} is not one of the plain ViTs (vit_tiny/small/base/large_patch*) "
                           "that `supervised:` trains from scratch")
     if scheme in ("timm", "mae", "mcf", "farl") and rest:
-        from bench_tasks.backbones.native import vit_shape
 
         try:
             shape = vit_shape(uri)
@@ -108,7 +110,6 @@ def _study_arch(path: str) -> str | None:
         return None
     profile, run = p.parts[-3], p.parts[-2]
     try:
-        from bench_tasks.plan.suite import random_control, suite_runs
 
         if run not in {r.name for r in suite_runs(True, profile)}:
             return None
@@ -182,7 +183,6 @@ def _paco_fr_arch(path: str) -> str | None:
 def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None = "auto",
                     probes: bool = True) -> list[Cell]:
     """The floor, ceiling and probe cells for a plan (not including `cells` themselves)."""
-    from bench_tasks.registry import TASKS
 
     enc = [c for c in cells if not is_reference(c.backbone)]
     out: list[Cell] = []

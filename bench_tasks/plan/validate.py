@@ -18,7 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from bench_tasks.backbones.base import build_backbone, resolve_device
+from bench_tasks.contracts import DatasetLayoutError
 from bench_tasks.errors import cause_line, closest
+from bench_tasks.plan.suite import STUDY_OVERRIDES
+from bench_tasks.registry import BACKBONES, DATASETS, TASKS
 
 # schemes users try that this harness does not have, and what to use instead
 SCHEME_HINTS = {
@@ -128,7 +132,6 @@ def check_device(device: str | None) -> list[str]:
 
 def check_backbone_uri(uri: str) -> list[str]:
     """Syntax and scheme of one URI (the file itself is checked by `check_backbones`)."""
-    from bench_tasks.registry import BACKBONES
 
     scheme, sep, rest = uri.partition(":")
     schemes = BACKBONES.names()
@@ -149,7 +152,6 @@ def check_backbone_uri(uri: str) -> list[str]:
 
 def check_args(args) -> list[str]:
     """Problems of the `run` options that need no data and no weights (names and values)."""
-    from bench_tasks.registry import DATASETS, TASKS
 
     problems: list[str] = []
     tasks = _csv(getattr(args, "tasks", None)) or []
@@ -218,7 +220,6 @@ def check_pretrain_overrides(items: Sequence[str], profile: str) -> list[str]:
         ov[key.strip()] = yaml.safe_load(val) if val.strip() else None
     if out:
         return out
-    from bench_tasks.plan.suite import STUDY_OVERRIDES
 
     try:
         cfg = load_config(profile, {**STUDY_OVERRIDES.get(profile, {}), **ov})
@@ -239,7 +240,6 @@ def check_data(task_datasets: dict[str, Sequence[str]], roots, profile, log: Cal
                ) -> list[str]:
     """Each (task, dataset) that reads a data root: its reader loads every split the task uses
     (annotation files parsed, image lists built), no split is empty, the first image of each decodes."""
-    from bench_tasks.registry import DATASETS, TASKS
 
     problems = []
     for task_name, datasets in task_datasets.items():
@@ -267,7 +267,6 @@ def check_data(task_datasets: dict[str, Sequence[str]], roots, profile, log: Cal
 
 
 def _data_problem(task: str, dataset: str, split: str, root, err: BaseException) -> str:
-    from bench_tasks.contracts import DatasetLayoutError
 
     if isinstance(err, DatasetLayoutError):
         return (f"{task}/{dataset}: {err.problem} (root: {err.root}).\nExpected layout:\n{err.layout}")
@@ -285,8 +284,6 @@ def check_backbones(uris: Iterable[str], tasks: Iterable[str], profile, device: 
     not in every cell). `skip_missing(uri)` True skips a URI (the study's encoders before stage 1)."""
     import torch
 
-    from bench_tasks.backbones.base import build_backbone, resolve_device
-    from bench_tasks.registry import TASKS
 
     sizes = sorted({TASKS.get(t)().image_size(profile) for t in tasks}) or [profile.image_size]
     problems = []

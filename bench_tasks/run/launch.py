@@ -37,6 +37,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench_tasks.contracts import Cell
+from bench_tasks.plan.profiles import dotted_overrides, get_profile
+from bench_tasks.plan.study import plan_suite
+from bench_tasks.plan.suite import study_seeds, teacher_of
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
 from bench_tasks.run.jobs import (
     LAUNCHERS,
@@ -52,6 +55,10 @@ from bench_tasks.run.jobs import (
     sbatch_script,
     worker_spec,
 )
+from bench_tasks.run.runner import stale_keys
+from bench_tasks.run.worker import run_worker, shard
+from bench_tasks.store.results import ResultsStore
+from bench_tasks.store.rowfiles import worker_dir
 
 
 def add_launch_arguments(p) -> None:
@@ -109,7 +116,6 @@ def add_launch_arguments(p) -> None:
 
 def record_launch(results: Path, record: dict, path: Path | None = None) -> Path:
     """results/<profile>.d/launches/<time>-<pid>.json: the plan's keys and the jobs (for `status`)."""
-    from bench_tasks.store.rowfiles import worker_dir
 
     d = worker_dir(results) / "launches"
     d.mkdir(parents=True, exist_ok=True)
@@ -135,70 +141,90 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
     folder = jobs_folder(args, results)
     opts = eval_options(args)
     if not args.force:  # no job for cells already done (a re-launch after a kill submits only what is left)
-        from bench_tasks.run.runner import stale_keys
-        from bench_tasks.store.results import ResultsStore
-
-        store = ResultsStore(results)
-        done = store.done_keys()
-        done -= stale_keys(cells, store, done)
-        left = [c for c in cells if c.key() not in done]
-        if len(left) < len(cells):
-            log(f"{len(cells) - len(left)} of {len(cells)} cells already done; jobs for the {len(left)} left")
-        cells = left
+        cells = cells_left(cells, results, log)
     groups = group_cells(cells, group_size(args))
     if not groups and not study_runs:
         log("every cell of the plan is done: nothing to submit")
         return 0
     if args.print_sbatch:
-        folder = folder.absolute()  # submitit submits with the absolute folder
-        if study_runs:
-            first = next(iter(study_runs))
-            enc = f"paco_fr:{study_runs[first][1]}"
-            mine = [g for g in groups if g[0].backbone == enc]
-            print(f"# stage 1: one pre-training job per run of the suite ({len(study_runs)} runs), e.g. {first}:\n")
-            print(sbatch_script(pretrain_options(args), folder, 1))
-            print(f"# stage 2: one evaluation job array per encoder ({len(groups)} jobs in all), each after the "
-                  f"pre-training job of its encoder, e.g. {first}'s {len(mine)} job(s), if its pre-training "
-                  "job had id 123456:\n")
-            print(sbatch_script(opts, folder, len(mine), dependency="afterok:123456"))
-            return 0
-        print(sbatch_script(opts, folder, len(groups)))
-        return 0
+        return print_sbatch(args, groups, study_runs, folder.absolute(), opts)  # submitit uses the absolute folder
     folder.mkdir(parents=True, exist_ok=True)
     record = {"launcher": kind, "since": since, "profile": args.profile, "jobs_dir": str(folder),
               "command": "python -m bench_tasks " + " ".join(sys.argv[1:]),
               "keys": [c.key() for g in groups for c in g], "cells": [asdict(c) for g in groups for c in g],
               "jobs": [], "pretrain_jobs": []}
+    pre_jobs = submit_pretraining(args, study_runs or {}, folder, record, log)  # stage 1 of the study
+    jobs, path = submit_evaluation(args, groups, study_runs or {}, pre_jobs, folder, opts, record, results, since, log)
+    log(f"submitted {len(jobs)} evaluation job(s) ({kind}) for {len(record['keys'])} cells; "
+        f"logs in {folder}; launch record {path}")
+    log(f"progress: python -m bench_tasks status --results {results}")
+    if kind == "slurm" or args.no_wait:
+        return 0
+    return wait_for(jobs, log)
 
-    # stage 1 of the study: pre-training jobs
-    from bench_tasks.plan.profiles import get_profile
-    from bench_tasks.plan.suite import study_seeds, teacher_of
 
+def cells_left(cells: Sequence[Cell], results: Path, log: Callable[[str], None]) -> list[Cell]:
+    """The cells without a current ok row (stale ones are redone)."""
+    store = ResultsStore(results)
+    done = store.done_keys()
+    done -= stale_keys(cells, store, done)
+    left = [c for c in cells if c.key() not in done]
+    if len(left) < len(cells):
+        log(f"{len(cells) - len(left)} of {len(cells)} cells already done; jobs for the {len(left)} left")
+    return left
+
+
+def print_sbatch(args, groups: list[list[Cell]], study_runs: dict | None, folder: Path, opts: JobOptions) -> int:
+    """`--print-sbatch`: the job script(s) submitit would submit, without submitting."""
+    if study_runs:
+        first = next(iter(study_runs))
+        enc = f"paco_fr:{study_runs[first][1]}"
+        mine = [g for g in groups if g[0].backbone == enc]
+        print(f"# stage 1: one pre-training job per run of the suite ({len(study_runs)} runs), e.g. {first}:\n")
+        print(sbatch_script(pretrain_options(args), folder, 1))
+        print(f"# stage 2: one evaluation job array per encoder ({len(groups)} jobs in all), each after the "
+              f"pre-training job of its encoder, e.g. {first}'s {len(mine)} job(s), if its pre-training "
+              "job had id 123456:\n")
+        print(sbatch_script(opts, folder, len(mine), dependency="afterok:123456"))
+        return 0
+    print(sbatch_script(opts, folder, len(groups)))
+    return 0
+
+
+def submit_pretraining(args, study_runs: dict, folder: Path, record: dict, log) -> dict[str, object]:
+    """One job per unfinished run of the study's suite (MCF-style after its teacher; on one machine,
+    one after the other): {run name: job}."""
+    kind = args.launcher
     teachers = teacher_of(True, args.profile, study_seeds(args, get_profile(args.profile))) if study_runs else {}
     pre_jobs: dict[str, object] = {}
-    if study_runs:
-        popts = pretrain_options(args)
-        for name, (overrides, enc) in study_runs.items():
-            if _finished(enc):
-                log(f"[pre-training] {name}: finished earlier ({enc}), no job")
-                continue
-            dep = None
-            teacher = teachers.get(name)
-            if teacher in pre_jobs:  # MCF-style's teacher run (bench_tasks.plan.study) must finish first
-                dep = pre_jobs[teacher]
-                if kind == "submitit-local":
-                    dep.result()
-            if kind == "submitit-local" and pre_jobs:  # one machine: pre-training runs one after the other
-                list(pre_jobs.values())[-1].result()
-            pex = make_executor(kind, folder, popts, _afterok([dep]) if (kind == "slurm" and dep) else None)
-            pex.update_parameters(**({"job_name": f"pretrain-{name}"} if kind == "slurm" else {"name": f"pretrain-{name}"}))
-            job = pex.submit(PretrainJob(args.profile, name, overrides, str(Path(enc).parent), os.getcwd()))
-            pre_jobs[name] = job
-            record["pretrain_jobs"].append({"run": name, "job_id": str(job.job_id)})
-            log(f"[pre-training] {name}: job {job.job_id} ({popts.nodes} node(s) x {popts.tasks_per_node} process(es))")
+    popts = pretrain_options(args) if study_runs else None
+    for name, (overrides, enc) in study_runs.items():
+        if _finished(enc):
+            log(f"[pre-training] {name}: finished earlier ({enc}), no job")
+            continue
+        dep = None
+        teacher = teachers.get(name)
+        if teacher in pre_jobs:  # MCF-style's teacher run (bench_tasks.plan.study) must finish first
+            dep = pre_jobs[teacher]
+            if kind == "submitit-local":
+                dep.result()
+        if kind == "submitit-local" and pre_jobs:  # one machine: pre-training runs one after the other
+            list(pre_jobs.values())[-1].result()
+        pex = make_executor(kind, folder, popts, _afterok([dep]) if (kind == "slurm" and dep) else None)
+        pex.update_parameters(**({"job_name": f"pretrain-{name}"} if kind == "slurm" else {"name": f"pretrain-{name}"}))
+        job = pex.submit(PretrainJob(args.profile, name, overrides, str(Path(enc).parent), os.getcwd()))
+        pre_jobs[name] = job
+        record["pretrain_jobs"].append({"run": name, "job_id": str(job.job_id)})
+        log(f"[pre-training] {name}: job {job.job_id} ({popts.nodes} node(s) x {popts.tasks_per_node} process(es))")
+    return pre_jobs
 
-    # stage 2: evaluation jobs; those of a pre-trained encoder wait for its job
-    enc_of = {f"paco_fr:{enc}": name for name, (_, enc) in (study_runs or {}).items()}
+
+def submit_evaluation(args, groups, study_runs: dict, pre_jobs: dict, folder: Path, opts: JobOptions, record: dict,
+                      results: Path, since: float, log) -> tuple[list, Path]:
+    """Stage 2: one evaluation job per group of cells; those of a pre-trained encoder wait for its
+    job. Returns (jobs, the launch record's path)."""
+    kind = args.launcher
+    enc_of = {f"paco_fr:{enc}": name for name, (_, enc) in study_runs.items()}
     by_dep: dict[str | None, list[list[Cell]]] = {}
     for g in groups:
         dep_name = enc_of.get(g[0].backbone)
@@ -222,11 +248,11 @@ def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None =
             record["jobs"].append({"job_id": str(j.job_id), "backbone": g[0].backbone, "cells": len(g),
                                    "after": dep_name})
         record_launch(results, record, path)
-    log(f"submitted {len(jobs)} evaluation job(s) ({kind}) for {len(record['keys'])} cells; "
-        f"logs in {folder}; launch record {path}")
-    log(f"progress: python -m bench_tasks status --results {results}")
-    if kind == "slurm" or args.no_wait:
-        return 0
+    return jobs, path
+
+
+def wait_for(jobs: list, log) -> int:
+    """Wait for every job (local launchers) and report each; 1 when a cell or a job failed."""
     failed = 0
     for j in jobs:
         try:
@@ -293,7 +319,6 @@ def select_shard(args, cells: Sequence[Cell]) -> list[Cell]:
     """The cells this process plans: shard `--shard-index` of `--num-shards` (all of them when 1)."""
     if getattr(args, "num_shards", 1) <= 1:
         return list(cells)
-    from bench_tasks.run.worker import shard
 
     return shard(cells, args.num_shards, args.shard_index)
 
@@ -301,9 +326,6 @@ def select_shard(args, cells: Sequence[Cell]) -> list[Cell]:
 def study_runs(args, profile) -> dict[str, tuple[dict, Path]]:
     """{run name: (pre-training overrides, encoder path)} of the study's suite (what
     bench_tasks.run.pretrain.pretrain_suite would train), for the pre-training jobs."""
-    from bench_tasks.plan.profiles import dotted_overrides
-    from bench_tasks.plan.study import plan_suite
-    from bench_tasks.plan.suite import study_seeds
 
     extra = dotted_overrides(args.pretrain_override or [])
     popts = pretrain_options(args)
@@ -316,7 +338,6 @@ def study_runs(args, profile) -> dict[str, tuple[dict, Path]]:
 def run_here(args, cells: Sequence[Cell], roots, results: Path):
     """`--launcher local` (and each --num-shards process): a worker in this process. Rows go to
     the results file, or to this worker's own file with shards / --worker-files."""
-    from bench_tasks.run.worker import run_worker
 
     rows_to = "worker" if (args.num_shards > 1 or args.worker_files) else "main"
     since = args.since if args.since is not None else time.time()

@@ -31,16 +31,25 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bench_tasks.backbones.base import BenchBackbone, build_backbone, resolve_device
+from bench_tasks.backbones.base import (
+    BenchBackbone,
+    build_backbone,
+    resolve_device,
+    weights_file,
+    weights_sha256,
+)
 from bench_tasks.contracts import Cell, CellContext, CellResult
 from bench_tasks.errors import cause_line
 from bench_tasks.plan.cells import DataRoots
 from bench_tasks.plan.floors import compute_floor, is_floor
-from bench_tasks.plan.profiles import get_profile
+from bench_tasks.plan.profiles import get_profile, settings_hash
+from bench_tasks.plan.references import with_references
 from bench_tasks.registry import TASKS
+from bench_tasks.store.method import identity_for
 from bench_tasks.store.provenance import collect, now_iso
-from bench_tasks.store.results import ResultsStore
-from bench_tasks.store.rows import dataset_version, make_row
+from bench_tasks.store.readers import superseded_path
+from bench_tasks.store.results import ResultsStore, quarantine_and_warn
+from bench_tasks.store.rows import dataset_version, make_row, row_data_version, row_task_version
 
 # ----------------------------------------------------------------------------- data roots
 
@@ -60,7 +69,6 @@ def version_stale(cell: Cell, row: dict | None) -> bool:
     """True when `row` was computed by another version of the cell's task or dataset than the
     registered one (rows without `task_version` / `data_version` count as version 1; SynthFace's
     version is its generator's, so rows of SynthFace 1.x are recomputed on 2.1)."""
-    from bench_tasks.store.rows import row_data_version, row_task_version
 
     if row is None:
         return False
@@ -78,7 +86,6 @@ _SETTINGS_HASHES: dict[tuple, tuple] = {}  # memo -> (the profile object, its ha
 def current_settings_hash(cell: Cell) -> str | None:
     """`profiles.settings_hash` of the cell under its registered profile (None: unknown profile);
     memoised per profile object and what the settings depend on (not backbone file or seed)."""
-    from bench_tasks.plan.profiles import settings_hash
 
     try:
         prof = get_profile(cell.profile)
@@ -96,7 +103,6 @@ def stale_keys(cells: Sequence[Cell], store: ResultsStore, done: set[str]) -> se
     (`Task.version`), or from weights other than the backbone file holds now (a cell is keyed by
     the backbone URI, a path, so re-training into the same path must not reuse old rows; each
     file is hashed once)."""
-    from bench_tasks.backbones.base import weights_file, weights_sha256
 
     latest = store.latest()
     hashes: dict[str, str | None] = {}
@@ -223,7 +229,6 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
         prov["timings"] = result.timings
     config = {"profile": dataclasses.asdict(profile), "task": result.config if result is not None else {},
               "data_root": roots.get(cell.dataset)}
-    from bench_tasks.store.method import identity_for
 
     row = make_row(cell, "ok" if error is None else "failed",
                    headline=getattr(task, "headline", ""), higher_is_better=getattr(task, "higher_is_better", True),
@@ -259,13 +264,10 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
              labels: dict[str, str] | None = None) -> RunSummary:
     """Run every cell of the plan that is not done yet (all of them with force). The floor of
     every (task, dataset) of the plan is added to it (bench_tasks.plan.references; seconds each)."""
-    from bench_tasks.plan.references import with_references
 
     cells = with_references(cells, ceilings=None, probes=False)
     log = log or (lambda msg: tqdm.write(msg))
     store = ResultsStore(results)
-    from bench_tasks.store.readers import superseded_path
-    from bench_tasks.store.results import quarantine_and_warn
 
     quarantine_and_warn(store, log)
     dropped = store.compact()

@@ -19,7 +19,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from bench_tasks.contracts import Cell
 from bench_tasks.plan.estimate import _fmt_s
+from bench_tasks.run.claims import CLAIM_TIMEOUT_S, ClaimBook
+from bench_tasks.store.rowfiles import union_latest, worker_dir
 
 COLUMNS = ("done", "running", "stale", "failed", "todo")
 
@@ -44,8 +47,6 @@ def cmd_status(args) -> int:
 
 def has_plan(results: Path) -> bool:
     """Whether `status` has anything to show for `results`: a row, a claim or a recorded launch."""
-    from bench_tasks.run.claims import CLAIM_TIMEOUT_S, ClaimBook
-    from bench_tasks.store.rowfiles import union_latest
 
     if union_latest(results) or recorded_plan(results)[0]:
         return True
@@ -55,7 +56,6 @@ def has_plan(results: Path) -> bool:
 
 def recorded_plan(results: Path) -> tuple[list[dict], list[dict]]:
     """(cells, launch records) from results/<profile>.d/launches/*.json."""
-    from bench_tasks.store.rowfiles import worker_dir
 
     cells, records = {}, []
     d = worker_dir(results) / "launches"
@@ -66,7 +66,6 @@ def recorded_plan(results: Path) -> tuple[list[dict], list[dict]]:
             continue
         records.append(rec)
         for c in rec.get("cells", []):
-            from bench_tasks.contracts import Cell
 
             cells[Cell(**c).key()] = c
     return list(cells.values()), records
@@ -77,8 +76,6 @@ def collect_status(results: Path, cells=None, claim_timeout_s: float | None = No
     {key: state}, "workers": [...], "remaining_s", "eta_s", "per_cell_s", "records"}."""
     from dataclasses import asdict
 
-    from bench_tasks.run.claims import CLAIM_TIMEOUT_S, ClaimBook
-    from bench_tasks.store.rowfiles import union_latest
 
     latest = union_latest(results)
     timeout = claim_timeout_s or CLAIM_TIMEOUT_S
@@ -89,7 +86,6 @@ def collect_status(results: Path, cells=None, claim_timeout_s: float | None = No
         recorded, records = recorded_plan(results)
         plan = {}
         for c in recorded:
-            from bench_tasks.contracts import Cell
 
             plan[Cell(**c).key()] = c
         for k, r in latest.items():

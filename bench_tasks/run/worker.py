@@ -32,7 +32,9 @@ from pathlib import Path
 
 from bench_tasks.contracts import Cell
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S, ClaimBook, Identity, identity
-from bench_tasks.store.results import ResultsStore
+from bench_tasks.run.runner import _BackboneCache, run_cell, stale_keys
+from bench_tasks.store.readers import superseded_path
+from bench_tasks.store.results import ResultsStore, quarantine_and_warn
 from bench_tasks.store.rowfiles import UnionReader, row_time, worker_file
 
 
@@ -97,7 +99,6 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
     docstring. Returns a WorkerSummary."""
     from tqdm.auto import tqdm
 
-    from bench_tasks.run.runner import _BackboneCache, run_cell, stale_keys
 
     log = log or (lambda msg: tqdm.write(msg))
     since = time.time() if since is None else float(since)
@@ -105,8 +106,6 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
     main = ResultsStore(results)
     if rows_to == "main":
         own = main
-        from bench_tasks.store.readers import superseded_path
-        from bench_tasks.store.results import quarantine_and_warn
 
         quarantine_and_warn(main, log)  # unreadable lines go to <file>.rejected, never deleted (issue 15)
         dropped = main.compact()

@@ -31,6 +31,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from bench_tasks.backbones.base import weights_file
+
 ROLES = ("main", "control", "ablation", "teacher", "floor", "ceiling")
 
 
@@ -181,7 +183,6 @@ def derive_from_uri(uri: str) -> dict:
 
 def _weights_path(uri: str) -> Path | None:
     try:
-        from bench_tasks.backbones.base import weights_file
 
         return weights_file(uri)
     except Exception:  # noqa: BLE001 - an unknown scheme has no file

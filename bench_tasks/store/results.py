@@ -52,6 +52,7 @@ from bench_tasks.store.readers import (
     rejected_path,
     superseded_path,
 )
+from bench_tasks.store.rowfiles import union_latest
 from bench_tasks.store.rows import validate_row
 
 try:  # advisory locking is POSIX-only; elsewhere appends are still single writes
@@ -144,7 +145,6 @@ class ResultsStore:
     def latest(self) -> dict[str, dict]:
         """The last row per key over the union of this file and the per-worker files in
         `<stem>.d/` (cluster runs; bench_tasks.store.rowfiles): the row finished last wins."""
-        from bench_tasks.store.rowfiles import union_latest
 
         return union_latest(self.path)
 

@@ -27,6 +27,8 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from bench_tasks.store.readers import latest_rows, load_rows
+
 WORKER_SUFFIX = ".d"
 
 
@@ -90,7 +92,6 @@ def merge_latest(per_file: list[dict[str, dict]]) -> dict[str, dict]:
 
 def union_latest(results: str | Path) -> dict[str, dict]:
     """The last row per key over the main file and every worker file."""
-    from bench_tasks.store.readers import latest_rows, load_rows
 
     return merge_latest([latest_rows(load_rows(f)) for f in union_files(results)])
 
