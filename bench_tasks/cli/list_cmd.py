@@ -55,3 +55,9 @@ def cmd_list(args) -> int:
             if getattr(spec, "layout", ""):
                 print(f"\n[{name}]\n{spec.layout}")
     return 0
+
+
+def add_list_parser(sub) -> None:
+    pl = sub.add_parser("list", help="tasks, datasets, backbone schemes, heads, profiles")
+    pl.add_argument("--layouts", action="store_true", help="also print the folder layout each reader expects")
+    pl.set_defaults(func=cmd_list)

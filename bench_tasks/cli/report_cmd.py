@@ -35,3 +35,11 @@ def cmd_report(args) -> int:
         return 2
 
     return int(run_from_args(args, sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "report" else None) or 0)
+
+
+def add_report_parser(sub) -> None:
+    from bench_tasks.report.build import add_arguments as add_report_arguments
+
+    prep = sub.add_parser("report", help="tables and figures from results/ only (no recomputation)")
+    add_report_arguments(prep)
+    prep.set_defaults(func=cmd_report)
