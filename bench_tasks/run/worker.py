@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from bench_tasks.contracts import Cell
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S, ClaimBook, Identity, identity
 from bench_tasks.run.runner import _BackboneCache, run_cell, stale_keys
@@ -97,26 +99,10 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
                labels: dict[str, str] | None = None) -> WorkerSummary:
     """Run the cells of `cells` that need computing and that no other worker has; see the module
     docstring. Returns a WorkerSummary."""
-    from tqdm.auto import tqdm
-
-
     log = log or (lambda msg: tqdm.write(msg))
-    since = time.time() if since is None else float(since)
     me: Identity = identity(worker)
     main = ResultsStore(results)
-    if rows_to == "main":
-        own = main
-
-        quarantine_and_warn(main, log)  # unreadable lines go to <file>.rejected, never deleted (issue 15)
-        dropped = main.compact()
-        if dropped:
-            log(f"compacted {main.path}: {dropped} superseded row(s) moved to {superseded_path(main.path)}")
-    elif rows_to == "worker":
-        own = OwnRowFile(worker_file(results, me.worker))
-        own.repair()
-    else:
-        raise ValueError(f"rows_to must be 'main' or 'worker', got {rows_to!r}")
-    book = ClaimBook.for_results(results, timeout_s=claim_timeout_s, heartbeat_s=heartbeat_s, me=me)
+    own = _own_rows(rows_to, main, results, me, log)
     reader = UnionReader(results)
     latest = reader.refresh()
     done = {k for k, r in latest.items() if r.get("status") == "ok"}
@@ -124,110 +110,36 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
     if redo:
         log(f"{len(redo)} done cell(s) were computed by another task version or with other weights than "
             "their backbone file holds now (the file was re-trained or replaced): recomputing them")
-
     summary = WorkerSummary(worker=me.worker)
     uniq = list({c.key(): c for c in cells}.values())
     summary.total = len(uniq)
-    cache = _BackboneCache()
+    run = _Attempts(book=ClaimBook.for_results(results, timeout_s=claim_timeout_s, heartbeat_s=heartbeat_s, me=me),
+                    reader=reader, latest=latest, own=own, me=me, summary=summary, log=log, on_row=on_row,
+                    since=time.time() if since is None else float(since), force=force, redo=redo,
+                    run_kw={"results": results, "work_dir": work_dir, "data_roots": data_roots, "device": device,
+                            "progress": progress, "labels": labels, "_cache": _BackboneCache()})
     t0 = time.perf_counter()
-
-    def settled(k: str, rows: dict) -> str | None:
-        """'done' / 'failed' when the union already answers for this cell in this launch."""
-        r = rows.get(k)
-        if r is None:
-            return None
-        fresh = row_time(r) >= since
-        if r.get("status") == "ok" and (fresh or not (force or k in redo)):
-            return "done"
-        if r.get("status") == "failed" and fresh:
-            return "failed"
-        return None
-
-    def attempt(cell: Cell) -> str:
-        """done | failed | busy | ok | failed_now | dropped."""
-        nonlocal latest
-        k = cell.key()
-        s = settled(k, latest)
-        if s:
-            return s
-        r = latest.get(k)
-        out = book.acquire(k, cell.label(), since=since, force=force or k in redo,
-                           have_row=bool(r and r.get("status") == "ok"))
-        if out.claim is None:
-            if out.verdict in ("busy", "lost_race"):
-                return "busy"
-            return "done" if out.verdict == "done" else "failed"
-        claim = out.claim
-        try:
-            latest = reader.refresh()  # the previous owner may have finished it just now
-            s = settled(k, latest)
-            if s:
-                claim.finish("done" if s == "done" else "failed", note="row already in the store")
-                return s
-            if out.verdict == "took_over":
-                prev = out.info
-                summary.taken_over += 1
-                log(f"takeover {cell.label()} | claim of {prev.get('worker')} (pid {prev.get('pid')} on "
-                    f"{prev.get('host')}, state {prev.get('state')})")
-            claim.start_heartbeat()
-            row = run_cell(cell, results=results, work_dir=work_dir, data_roots=data_roots, device=device,
-                           progress=progress, write=False, _cache=cache, labels=labels)
-            if claim.lost():
-                claim._stop_heartbeat()
-                log(f"DROPPED {cell.label()} | our claim was taken over while this worker stalled")
-                return "dropped"
-            row["provenance"]["worker"] = me.as_dict()
-            row["provenance"]["finished"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-            own.append(row)
-            claim.finish("done" if row["status"] == "ok" else "failed", rows=own.path)
-        except BaseException:
-            claim.release()
-            raise
-        if on_row is not None:
-            on_row(row)
-        if row["status"] == "ok":
-            h = row["headline"]
-            log(f"ok     {cell.label()} | {h}={row['metrics'].get(h, float('nan')):.2f} "
-                f"({row['provenance']['wall_time_s']:.1f}s)")
-            return "ok"
-        last = (row["error"] or "").strip().splitlines()[-1:] or [""]
-        log(f"FAILED {cell.label()} | {last[0]}")
-        summary.failed_keys.append(k)
-        return "failed_now"
-
-    def tally(result: str) -> None:
-        if result == "done":
-            summary.skipped += 1
-        elif result == "failed":  # failed in another worker during this launch: not retried twice
-            summary.failed_elsewhere += 1
-        elif result == "ok":
-            summary.ok += 1
-        elif result == "failed_now":
-            summary.failed += 1
-        elif result == "dropped":
-            summary.dropped += 1
-
     pending: list[Cell] = []
     bar = tqdm(uniq, desc=f"worker {me.worker}", disable=not progress, dynamic_ncols=True, position=0)
     for cell in bar:
         bar.set_postfix_str(f"{cell.task}/{cell.dataset}/{cell.protocol}")
-        res = attempt(cell)
+        res = run.attempt(cell)
         if res == "busy":
             pending.append(cell)
         else:
-            tally(res)
+            run.tally(res)
     bar.close()
     # cells other workers held: check again (their owners may have died), poll up to wait_s
     deadline = time.time() + max(0.0, wait_s)
     while pending:
-        latest = reader.refresh()
+        run.latest = reader.refresh()
         still = []
         for cell in pending:
-            res = attempt(cell)
+            res = run.attempt(cell)
             if res == "busy":
                 still.append(cell)
             else:
-                tally(res)
+                run.tally(res)
         pending = still
         if not pending or time.time() >= deadline:
             break
@@ -236,3 +148,108 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
     summary.busy_keys = [c.key() for c in pending]
     summary.wall_s = time.perf_counter() - t0
     return summary
+
+
+def _own_rows(rows_to: str, main: ResultsStore, results, me: Identity, log):
+    """Where this worker appends its rows: the main file (repaired and compacted first) or its own
+    worker file."""
+    if rows_to == "main":
+        quarantine_and_warn(main, log)  # unreadable lines go to <file>.rejected, never deleted
+        dropped = main.compact()
+        if dropped:
+            log(f"compacted {main.path}: {dropped} superseded row(s) moved to {superseded_path(main.path)}")
+        return main
+    if rows_to == "worker":
+        own = OwnRowFile(worker_file(results, me.worker))
+        own.repair()
+        return own
+    raise ValueError(f"rows_to must be 'main' or 'worker', got {rows_to!r}")
+
+
+@dataclass
+class _Attempts:
+    """One worker's attempts at cells: claim, compute, append, release (state of one run_worker)."""
+
+    book: ClaimBook
+    reader: UnionReader
+    latest: dict
+    own: object
+    me: Identity
+    summary: WorkerSummary
+    log: Callable[[str], None]
+    on_row: Callable[[dict], None] | None
+    since: float
+    force: bool
+    redo: set
+    run_kw: dict
+
+    def settled(self, k: str) -> str | None:
+        """'done' / 'failed' when the union already answers for this cell in this launch."""
+        r = self.latest.get(k)
+        if r is None:
+            return None
+        fresh = row_time(r) >= self.since
+        if r.get("status") == "ok" and (fresh or not (self.force or k in self.redo)):
+            return "done"
+        if r.get("status") == "failed" and fresh:
+            return "failed"
+        return None
+
+    def attempt(self, cell: Cell) -> str:
+        """done | failed | busy | ok | failed_now | dropped."""
+        k = cell.key()
+        s = self.settled(k)
+        if s:
+            return s
+        r = self.latest.get(k)
+        out = self.book.acquire(k, cell.label(), since=self.since, force=self.force or k in self.redo,
+                                have_row=bool(r and r.get("status") == "ok"))
+        if out.claim is None:
+            if out.verdict in ("busy", "lost_race"):
+                return "busy"
+            return "done" if out.verdict == "done" else "failed"
+        claim = out.claim
+        try:
+            self.latest = self.reader.refresh()  # the previous owner may have finished it just now
+            s = self.settled(k)
+            if s:
+                claim.finish("done" if s == "done" else "failed", note="row already in the store")
+                return s
+            if out.verdict == "took_over":
+                prev = out.info
+                self.summary.taken_over += 1
+                self.log(f"takeover {cell.label()} | claim of {prev.get('worker')} (pid {prev.get('pid')} on "
+                         f"{prev.get('host')}, state {prev.get('state')})")
+            claim.start_heartbeat()
+            row = run_cell(cell, write=False, **self.run_kw)
+            if claim.lost():
+                claim._stop_heartbeat()
+                self.log(f"DROPPED {cell.label()} | our claim was taken over while this worker stalled")
+                return "dropped"
+            row["provenance"]["worker"] = self.me.as_dict()
+            row["provenance"]["finished"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+            self.own.append(row)
+            claim.finish("done" if row["status"] == "ok" else "failed", rows=self.own.path)
+        except BaseException:
+            claim.release()
+            raise
+        return self.report(cell, row)
+
+    def report(self, cell: Cell, row: dict) -> str:
+        if self.on_row is not None:
+            self.on_row(row)
+        if row["status"] == "ok":
+            h = row["headline"]
+            self.log(f"ok     {cell.label()} | {h}={row['metrics'].get(h, float('nan')):.2f} "
+                     f"({row['provenance']['wall_time_s']:.1f}s)")
+            return "ok"
+        last = (row["error"] or "").strip().splitlines()[-1:] or [""]
+        self.log(f"FAILED {cell.label()} | {last[0]}")
+        self.summary.failed_keys.append(row["key"])
+        return "failed_now"
+
+    def tally(self, result: str) -> None:
+        field_of = {"done": "skipped", "failed": "failed_elsewhere", "ok": "ok", "failed_now": "failed",
+                    "dropped": "dropped"}  # "failed": in another worker during this launch, not retried twice
+        if result in field_of:
+            setattr(self.summary, field_of[result], getattr(self.summary, field_of[result]) + 1)
