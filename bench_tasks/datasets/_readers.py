@@ -325,7 +325,6 @@ def holdout_rows(dataset: str, root, rows: list, split: str, layout: str, where:
 
 
 def get_dataset_spec(name: str):
-
     spec = DATASETS.get(name)
     return spec() if isinstance(spec, type) else spec
 

@@ -179,7 +179,6 @@ def backbone_shape(uri: str, study_arch: str | None = None) -> Shape | None:
     """The shape of backbone `uri` without running it: `random:` / `supervised:` specs, a weight
     file's tensor shapes, timm's model definition; a `paco_fr:` file not written yet (the study's
     encoders before pre-training) has `study_arch` (a `random:` URI of the same architecture)."""
-
     try:
         got = vit_shape(uri)
     except Exception:  # noqa: BLE001 - an estimate never fails a plan; the plan's own checks report it
@@ -217,7 +216,6 @@ def split_sizes(profile, task: str, dataset: str) -> tuple[int, int, int] | None
 
 
 def task_size(task: str, profile) -> int:
-
     try:
         return int(TASKS.get(task)().image_size(profile))
     except Exception:  # noqa: BLE001
@@ -228,7 +226,6 @@ def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, feature
     """Backbone passes of one cell divided by the measured speed, plus a fixed cost per cell.
     `features_cached`: a frozen-feature cell whose backbone already ran on these images (the
     feature cache is shared by the tasks and protocols of one dataset and size)."""
-
     if is_floor(cell.backbone):
         return CELL_OVERHEAD_S["floor"]
     sizes = split_sizes(profile, cell.task, cell.dataset)
@@ -396,7 +393,6 @@ def busy_line() -> str | None:
 
 def fmt_duration(s: float | None) -> str:
     """`42s`, `26min`, `5.8h` (as `status` writes times); `?` for no estimate."""
-
     return "?" if s is None else _fmt_s(s)
 
 
@@ -460,7 +456,6 @@ def estimate_plan(cells: Sequence, results: str | Path, profile, pretrain_plan: 
                   device: str = "cpu", study_arch: str | None = None, speed: Speed | None = None) -> PlanEstimate:
     """The estimate of a plan: its cells (rows of `results` and the probe), and the pre-training runs
     of `pretrain_plan` (PlannedRun list) when the plan pre-trains."""
-
     speed = speed or machine_speed(device)
     rows = union_latest(results) if Path(results).exists() else {}
     est = PlanEstimate(cells=cell_estimates(cells, rows, profile, speed, study_arch), speed=speed,

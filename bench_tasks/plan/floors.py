@@ -54,7 +54,6 @@ def floor_for(task: str):
 
 
 def has_floor(task_name: str) -> bool:
-
     return task_name in FLOORS or (task_name in TASKS and hasattr(TASKS.get(task_name), "floor"))
 
 
@@ -100,7 +99,6 @@ def _item_slices(items: ItemScores, split, keys: tuple[str, ...]) -> dict:
 def _targets(split) -> torch.Tensor:
     """All targets of a split without decoding images where the split exposes them (`targets()`,
     a `targets` / `labels` array); else by iterating the split."""
-
     t = _split_targets(split)
     return torch.as_tensor(t) if t is not None else torch.as_tensor(split_targets(split))
 
@@ -133,7 +131,6 @@ def classification_floor(task, ctx: CellContext) -> CellResult:
 
 
 def _dataset(name: str):
-
     spec = DATASETS.get(name)
     return spec() if isinstance(spec, type) else spec
 
@@ -143,7 +140,6 @@ def _dataset(name: str):
 
 @floor_for("landmarks")
 def landmarks_floor(task, ctx: CellContext) -> CellResult:
-
     size = task.image_size(ctx.profile)
     spec = _dataset(ctx.cell.dataset)
     train = spec.load("landmarks", "train", ctx.data_root, ctx.profile, size)
@@ -158,7 +154,6 @@ def landmarks_floor(task, ctx: CellContext) -> CellResult:
 
 @floor_for("parsing")
 def parsing_floor(task, ctx: CellContext) -> CellResult:
-
     size = task.image_size(ctx.profile)  # the crop size the task predicts at
     spec = _dataset(ctx.cell.dataset)
     train = spec.load("parsing", "train", ctx.data_root, ctx.profile, size)
@@ -215,7 +210,6 @@ def _iter_targets(split):
 
 @floor_for("recognition")
 def recognition_floor(task, ctx: CellContext) -> CellResult:
-
     s = settings_for(ctx.profile)
     _train, _val, _test, _val_pairs, test_pairs, _source = task.load_data(ctx, s)
     metrics: dict[str, float] = {}

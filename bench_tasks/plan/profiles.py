@@ -59,13 +59,11 @@ def parse_assignments(items, what: str = "--set") -> dict[str, Any]:
 
 
 def _field_names() -> list[str]:
-
     return [f.name for f in dataclasses.fields(Profile)]
 
 
 def setting_keys() -> list[str]:
     """Every key `extra` may hold for the built-in tasks (the valid `--set` settings keys)."""
-
     cls = {k for s in CLS.values() for k in s if k not in ("epochs_field", "min_epochs")} | {"epochs", "ema_decay",
                                                                                                "head", "layers"}
     keys = [f"dense_{k}" for k in DENSE_KEYS] + ["dense_train_images"]
@@ -91,7 +89,6 @@ def profile_from_dict(data: dict, source: str, check_settings: bool = True):
     """A Profile from a profile file's mapping; raises ProfileError naming `source` and the key.
     `check_settings` checks the `extra` keys too (it imports the tasks: off while bench_tasks.api
     loads the bundled files, which tests/test_contracts.py checks)."""
-
     if not isinstance(data, dict):
         raise ProfileError(f"{source}: a profile file is a YAML mapping of profile fields, got {type(data).__name__}")
     fields = _field_names()
@@ -196,7 +193,6 @@ def load_profile(name_or_path: str | Path, overrides=None, register: bool = True
     """The profile `name_or_path` (a bundled name or a YAML file) with overrides applied. With
     `register` it becomes `PROFILES[<name>]`, so the runner's `get_profile(cell.profile)`
     in this process finds it (a plugin or user profile, or a bundled one changed by --set)."""
-
     name = str(name_or_path)
     if name in PROFILES and not Path(name).suffix:
         profile = PROFILES[name]
@@ -246,7 +242,6 @@ def resolve_native_size(profile, uris, overridden=()) -> tuple[Any, list[str]]:
 
 def effective_settings(profile) -> dict[str, Any]:
     """Every value the built-in tasks use under `profile`, as they compute it (run --dry-run)."""
-
     d = {k: v for k, v in dataclasses.asdict(profile).items() if k != "extra"}
     return {
         "profile": d,

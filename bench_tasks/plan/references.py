@@ -183,7 +183,6 @@ def _paco_fr_arch(path: str) -> str | None:
 def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None = "auto",
                     probes: bool = True) -> list[Cell]:
     """The floor, ceiling and probe cells for a plan (not including `cells` themselves)."""
-
     enc = [c for c in cells if not is_reference(c.backbone)]
     out: list[Cell] = []
     # floors: every (task, dataset, profile) whose task has an input-free predictor

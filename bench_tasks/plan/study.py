@@ -127,7 +127,6 @@ def plan_suite(profile_name: str, runs_root: str | Path = "runs", include_ablati
 
 
 def write_budget_plan(plan: list[PlannedRun], path: Path, budget_by: str) -> None:
-
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"budget_by": budget_by, "reference": REFERENCE_RUN, "runs": {
         p.run.name: {"steps": p.steps, **p.cost, "role": p.run.role, "teacher": p.run.teacher}
@@ -138,7 +137,6 @@ def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict
                 protocols: list[str] | None = None, seeds: list[int] | None = None,
                 fractions: list[float] | None = None, ceilings: bool = True, probes: bool = True) -> list[Cell]:
     """Stage 2's plan: methods x tasks x protocols x fractions x seeds, ablations x tasks once."""
-
     base_roles = {r.name: r.role for r in suite_runs(True, profile.name)}
     roles = {n: base_roles.get(split_seeded_name(n)[0], base_roles.get(n, "main")) for n in encoders}
     methods = [f"paco_fr:{p}" for n, p in encoders.items() if roles.get(n, "main") == "main"]

@@ -213,7 +213,6 @@ def write_run_identity(run: SuiteRun, run_dir: str | Path, profile_name: str, ov
     """Write the run's method block to <run_dir>/method.json (before pre-training, so paco_fr's
     export copies it into the encoder's safetensors metadata) and into summary.json when the run
     has one (a finished run reused). Returns the block."""
-
     ident = run.identity(profile_name, overrides)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -132,7 +132,6 @@ def check_device(device: str | None) -> list[str]:
 
 def check_backbone_uri(uri: str) -> list[str]:
     """Syntax and scheme of one URI (the file itself is checked by `check_backbones`)."""
-
     scheme, sep, rest = uri.partition(":")
     schemes = BACKBONES.names()
     if not sep or not rest:
@@ -152,7 +151,6 @@ def check_backbone_uri(uri: str) -> list[str]:
 
 def check_args(args) -> list[str]:
     """Problems of the `run` options that need no data and no weights (names and values)."""
-
     problems: list[str] = []
     tasks = _csv(getattr(args, "tasks", None)) or []
     known_tasks = TASKS.names()
@@ -240,7 +238,6 @@ def check_data(task_datasets: dict[str, Sequence[str]], roots, profile, log: Cal
                ) -> list[str]:
     """Each (task, dataset) that reads a data root: its reader loads every split the task uses
     (annotation files parsed, image lists built), no split is empty, the first image of each decodes."""
-
     problems = []
     for task_name, datasets in task_datasets.items():
         task = TASKS.get(task_name)()
@@ -267,7 +264,6 @@ def check_data(task_datasets: dict[str, Sequence[str]], roots, profile, log: Cal
 
 
 def _data_problem(task: str, dataset: str, split: str, root, err: BaseException) -> str:
-
     if isinstance(err, DatasetLayoutError):
         return (f"{task}/{dataset}: {err.problem} (root: {err.root}).\nExpected layout:\n{err.layout}")
     return (f"{task}/{dataset}: reading the {split} split from {root} failed: {cause_line(err)}\n"

@@ -116,7 +116,6 @@ def add_launch_arguments(p) -> None:
 
 def record_launch(results: Path, record: dict, path: Path | None = None) -> Path:
     """results/<profile>.d/launches/<time>-<pid>.json: the plan's keys and the jobs (for `status`)."""
-
     d = worker_dir(results) / "launches"
     d.mkdir(parents=True, exist_ok=True)
     path = path or d / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
@@ -326,7 +325,6 @@ def select_shard(args, cells: Sequence[Cell]) -> list[Cell]:
 def study_runs(args, profile) -> dict[str, tuple[dict, Path]]:
     """{run name: (pre-training overrides, encoder path)} of the study's suite (what
     bench_tasks.run.pretrain.pretrain_suite would train), for the pre-training jobs."""
-
     extra = dotted_overrides(args.pretrain_override or [])
     popts = pretrain_options(args)
     plan = plan_suite(profile.name, args.runs, not args.no_ablations, extra, getattr(args, "budget_by", "flops"),
@@ -338,7 +336,6 @@ def study_runs(args, profile) -> dict[str, tuple[dict, Path]]:
 def run_here(args, cells: Sequence[Cell], roots, results: Path):
     """`--launcher local` (and each --num-shards process): a worker in this process. Rows go to
     the results file, or to this worker's own file with shards / --worker-files."""
-
     rows_to = "worker" if (args.num_shards > 1 or args.worker_files) else "main"
     since = args.since if args.since is not None else time.time()
     kind = "local" if args.num_shards <= 1 else f"shard {args.shard_index}/{args.num_shards}"

@@ -69,7 +69,6 @@ def version_stale(cell: Cell, row: dict | None) -> bool:
     """True when `row` was computed by another version of the cell's task or dataset than the
     registered one (rows without `task_version` / `data_version` count as version 1; SynthFace's
     version is its generator's, so rows of SynthFace 1.x are recomputed on 2.1)."""
-
     if row is None:
         return False
     if row_task_version(row) != task_version(cell.task) or row_data_version(row) != dataset_version(cell.dataset):
@@ -86,7 +85,6 @@ _SETTINGS_HASHES: dict[tuple, tuple] = {}  # memo -> (the profile object, its ha
 def current_settings_hash(cell: Cell) -> str | None:
     """`profiles.settings_hash` of the cell under its registered profile (None: unknown profile);
     memoised per profile object and what the settings depend on (not backbone file or seed)."""
-
     try:
         prof = get_profile(cell.profile)
     except KeyError:
@@ -103,7 +101,6 @@ def stale_keys(cells: Sequence[Cell], store: ResultsStore, done: set[str]) -> se
     (`Task.version`), or from weights other than the backbone file holds now (a cell is keyed by
     the backbone URI, a path, so re-training into the same path must not reuse old rows; each
     file is hashed once)."""
-
     latest = store.latest()
     hashes: dict[str, str | None] = {}
     out = set()
@@ -264,7 +261,6 @@ def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
              labels: dict[str, str] | None = None) -> RunSummary:
     """Run every cell of the plan that is not done yet (all of them with force). The floor of
     every (task, dataset) of the plan is added to it (bench_tasks.plan.references; seconds each)."""
-
     cells = with_references(cells, ceilings=None, probes=False)
     log = log or (lambda msg: tqdm.write(msg))
     store = ResultsStore(results)

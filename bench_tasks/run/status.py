@@ -29,7 +29,6 @@ COLUMNS = ("done", "running", "stale", "failed", "todo")
 
 def has_plan(results: Path) -> bool:
     """Whether `status` has anything to show for `results`: a row, a claim or a recorded launch."""
-
     if union_latest(results) or recorded_plan(results)[0]:
         return True
     book = ClaimBook.for_results(results, timeout_s=CLAIM_TIMEOUT_S, heartbeat_s=CLAIM_TIMEOUT_S / 2)
@@ -38,7 +37,6 @@ def has_plan(results: Path) -> bool:
 
 def recorded_plan(results: Path) -> tuple[list[dict], list[dict]]:
     """(cells, launch records) from results/<profile>.d/launches/*.json."""
-
     cells, records = {}, []
     d = worker_dir(results) / "launches"
     for f in sorted(d.glob("*.json")) if d.is_dir() else []:

@@ -145,7 +145,6 @@ class ResultsStore:
     def latest(self) -> dict[str, dict]:
         """The last row per key over the union of this file and the per-worker files in
         `<stem>.d/` (cluster runs; bench_tasks.store.rowfiles): the row finished last wins."""
-
         return union_latest(self.path)
 
     def done_keys(self) -> set[str]:

@@ -92,7 +92,6 @@ def merge_latest(per_file: list[dict[str, dict]]) -> dict[str, dict]:
 
 def union_latest(results: str | Path) -> dict[str, dict]:
     """The last row per key over the main file and every worker file."""
-
     return merge_latest([latest_rows(load_rows(f)) for f in union_files(results)])
 
 

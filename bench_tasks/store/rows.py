@@ -96,7 +96,6 @@ def row_task_version(row: dict) -> int:
 
 def dataset_version(dataset: str) -> str:
     """`DatasetSpec.version` of a registered dataset ("1" for one that is not registered)."""
-
     try:
         return str(getattr(DATASETS.get(dataset), "version", "1"))
     except KeyError:

@@ -35,7 +35,6 @@ def ceiling_recipe(cfg, uri: str, profile, task: str | None = None):
     """The FitConfig a cell of backbone `uri` trains with: `cfg` itself, or for a ceiling
     (`supervised:`) the from-scratch recipe: one learning rate for backbone and head
     (`ceiling_lr`), no layer-wise decay, the profile's `ceiling_epochs` for `task` when it sets one."""
-
     if not is_ceiling(uri):
         return cfg
     extra = getattr(profile, "extra", {}) or {}
