@@ -117,6 +117,11 @@ class DatasetSpec:
     tasks: ClassVar[tuple[str, ...]]
     needs_root: ClassVar[bool] = True
     layout: ClassVar[str] = ""  # the expected folder layout, shown in errors and `list`
+    # the sub-folder it expects under a --data-root parent (None: its name; e.g. affectnet7 and
+    # affectnet8 share `affectnet/`)
+    folder: ClassVar[str | None] = None
+    # a data set with only a test split (verification benchmarks): a plan reads no train / val
+    test_only: ClassVar[bool] = False
     # the version of the data it yields (a generator's version): rows record it as `data_version`
     # and a row of another version is recomputed, like one of another `Task.version`
     version: ClassVar[str] = "1"
@@ -223,6 +228,11 @@ class Task:
         """Input size of the task under `profile` (the runner builds the backbone at this size,
         interpolating position embeddings). Dense tasks return profile.dense_size."""
         return profile.image_size
+
+    def cell_image_size(self, cell: Cell, profile: Profile) -> int:
+        """Input size of one cell (a protocol with its own input size, e.g. FaRL's, overrides it);
+        default `image_size(profile)`."""
+        return self.image_size(profile)
 
     def run(self, ctx: CellContext) -> CellResult:
         raise NotImplementedError

@@ -21,16 +21,16 @@ def cmd_list(args) -> int:
         ds = list(task.default_datasets)
         if SYNTHFACE in DATASETS and name in getattr(DATASETS.get(SYNTHFACE), "tasks", ()):
             ds.append(SYNTHFACE)
-        aliases = "".join(f" ({a} = {b})" for a, b in getattr(task, "protocol_aliases", {}).items())
+        aliases = "".join(f" ({a} = {b})" for a, b in task.protocol_aliases.items())
         rows.append([name, ", ".join(ds), ", ".join(task.protocols) + aliases,
                      f"{task.headline} ({'higher' if task.higher_is_better else 'lower'} is better)"])
     print(tabulate(rows, headers=["task", "default datasets", "protocols", "headline"]))
     print("\nDatasets")
     rows = []
     for name, spec in DATASETS.items():
-        needs = getattr(spec, "needs_root", True)
-        folder = getattr(spec, "folder", None) or name
-        rows.append([name, ", ".join(getattr(spec, "tasks", ())),
+        needs = spec.needs_root
+        folder = spec.folder or name
+        rows.append([name, ", ".join(spec.tasks),
                      f"yes (<data-root>/{folder}/)" if needs else "no (embedded)"])
     print(tabulate(rows, headers=["dataset", "tasks", "needs a root"]))
     print("\nBackbone schemes (URI scheme:spec)")
@@ -52,7 +52,7 @@ def cmd_list(args) -> int:
     if args.layouts:
         print("\nDataset layouts")
         for name, spec in DATASETS.items():
-            if getattr(spec, "layout", ""):
+            if spec.layout:
                 print(f"\n[{name}]\n{spec.layout}")
     return 0
 

@@ -45,7 +45,7 @@ def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
             if d not in DATASETS:
                 raise PlanError(f"unknown dataset {d!r}; registered: {', '.join(DATASETS.names())}")
             spec = DATASETS.get(d)
-            if getattr(spec, "needs_root", True) and roots.get(d) is None:
+            if spec.needs_root and roots.get(d) is None:
                 raise PlanError(f"error: {missing_root_error(d, roots)}")
         unused = [d for d in explicit if not any(t in getattr(DATASETS.get(d), "tasks", ()) for t in tasks)]
         if unused:
@@ -64,7 +64,7 @@ def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
                 log(f"skip {t}/{d}: no reader registered for {d!r}")
                 continue
             spec = DATASETS.get(d)
-            if getattr(spec, "needs_root", True) and roots.get(d) is None:
+            if spec.needs_root and roots.get(d) is None:
                 log(f"skip {t}/{d}: no data root (expected {roots.expected(d)}; "
                     f"see `python -m bench_tasks list --layouts`)")
                 continue
@@ -120,8 +120,7 @@ def protocol_problems(task_ds: dict, protocols: list[str] | None, problems: list
     out = []
     for t in task_ds if protocols else ():
         task = TASKS.get(t)
-        plan = getattr(task, "plan_protocol", None) or (lambda p, k=task: p if p in k.protocols else None)
-        bad = [p for p in protocols if plan(p) is None]
+        bad = [p for p in protocols if task.plan_protocol(p) is None]
         if bad and len(task_ds) == 1 and not any(p.startswith("--protocols") for p in problems + out):
             out.append(f"--protocols: task {t} does not support protocol(s) {bad}; it has "
                        f"{', '.join(TASKS.get(t).protocols)}")

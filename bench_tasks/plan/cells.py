@@ -25,7 +25,7 @@ def dataset_folder(name: str) -> str:
         spec = DATASETS.get(name)
     except KeyError:
         return name
-    return getattr(spec, "folder", None) or name
+    return spec.folder or name
 
 
 @dataclass
@@ -79,7 +79,7 @@ def missing_root_error(dataset: str, roots: DataRoots) -> DatasetLayoutError:
     return DatasetLayoutError(
         dataset, where,
         f"no data found; pass --data-root <folder holding {dataset_folder(dataset)}/> "
-        f"or --data-root {dataset}=<path>", getattr(spec, "layout", "") or "(see the reader's docstring)")
+        f"or --data-root {dataset}=<path>", spec.layout or "(see the reader's docstring)")
 
 
 def plan_cells(backbones: Sequence[str], tasks_to_datasets: dict[str, Sequence[str]],
@@ -102,8 +102,7 @@ def plan_cells(backbones: Sequence[str], tasks_to_datasets: dict[str, Sequence[s
             # a ceiling (`supervised:`) is always trained end to end; a protocol the task names
             # otherwise (dense tasks: `linear` is `frozen`) is planned under that name
             wanted = [CEILING_PROTOCOL] if is_ceiling(bb) else (protocols or prof.protocols)
-            plan = getattr(task, "plan_protocol", None) or (lambda p, t=task: p if p in t.protocols else None)
-            protos = list(dict.fromkeys(plan(p) for p in wanted))
+            protos = list(dict.fromkeys(task.plan_protocol(p) for p in wanted))
             protos = [p for p in protos if p is not None]
             for ds in datasets:
                 for proto in protos:

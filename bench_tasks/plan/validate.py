@@ -167,7 +167,7 @@ def check_args(args) -> list[str]:
     if protocols is not None:
         def accepted(t):  # a task's protocols and the names it plans under another (dense: linear -> frozen)
             task = TASKS.get(t)
-            return (*task.protocols, *getattr(task, "protocol_aliases", {}))
+            return (*task.protocols, *task.protocol_aliases)
 
         all_protocols = sorted({p for t in known_tasks for p in accepted(t)})
         served = sorted({p for t in chosen for p in accepted(t)})
@@ -231,7 +231,7 @@ def check_pretrain_overrides(items: Sequence[str], profile: str) -> list[str]:
 
 
 def _splits_for(spec, task: str) -> tuple[str, ...]:
-    return ("test",) if getattr(spec, "test_only", False) else ("train", "val", "test")
+    return ("test",) if spec.test_only else ("train", "val", "test")
 
 
 def check_data(task_datasets: dict[str, Sequence[str]], roots, profile, log: Callable[[str], None] | None = None

@@ -197,7 +197,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
     error = None
     try:
         task = TASKS.get(cell.task)()
-        size = task.cell_image_size(cell, profile) if hasattr(task, "cell_image_size") else task.image_size(profile)
+        size = task.cell_image_size(cell, profile)
         floor = is_floor(cell.backbone)  # input-free predictor: no backbone (bench_tasks.plan.floors)
         if backbone is None and not floor:
             backbone = (_cache or _BackboneCache()).get(cell.backbone, size)
@@ -244,7 +244,7 @@ def typed_result(result: CellResult, task, cell: Cell) -> CellResult:
     aliases (dense tasks run `linear` as `frozen`) and the head from config["head"]."""
     extra = dict(result.extra or {})
     config = dict(result.config or extra.get("config") or {})
-    aliases = getattr(task, "protocol_aliases", {}) or {}
+    aliases = task.protocol_aliases
     return dataclasses.replace(
         result, config=config, timings=dict(result.timings or extra.get("timings") or {}),
         history=list(result.history or extra.get("history") or []),

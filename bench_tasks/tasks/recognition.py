@@ -248,7 +248,7 @@ class RecognitionTask(Task):
     def load_data(self, ctx: CellContext, s: dict):
         size = ctx.profile.image_size
         spec = _spec(ctx.cell.dataset)
-        if getattr(spec, "test_only", False):
+        if spec.test_only:
             test = spec.load("recognition", "test", ctx.data_root, ctx.profile, size)
             train, val, source = self._training_source(ctx, s, size)
         else:
