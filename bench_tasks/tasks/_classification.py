@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,31 @@ def _standardize(feats: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str,
     sd = x.std(0, keepdim=True).clamp_min(1e-6) if len(idx) > 1 else torch.ones_like(mu)
     return {s: (v - mu) / sd for s, v in feats.items()}
 
+
+
+@dataclass
+class _TrainData:
+    """What a classification cell trains and evaluates on (features or images)."""
+
+    train_ds: Any
+    val_ds: Any
+    test_ds: Any
+    train_targets: torch.Tensor | None
+    model: nn.Module
+    depth: int | None
+    n_train: int
+    eval_bs: int
+    names: list
+    metrics_sel: dict = field(default_factory=dict)
+
+
+def _predict(m, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
+    outs, ys = [], []
+    with torch.no_grad():
+        for x, y in loader:
+            outs.append(m(x.to(device)).float().cpu())
+            ys.append(y)
+    return torch.cat(outs), torch.cat(ys)
 
 class ClassificationTask(Task):
     kind: str = "multiclass"
@@ -209,84 +235,25 @@ class ClassificationTask(Task):
         seed = cell.seed
         torch.manual_seed(seed)
         np.random.seed(seed)
-        backbone = ctx.backbone
-        layers = list(st.get("layers") or backbone.dense_layers())
+        layers = list(st.get("layers") or ctx.backbone.dense_layers())
         head_name = st["head"] or self.default_head
         splits = self.load_splits(ctx, size)
         timings: dict[str, Any] = {}
         bs = profile.batch_size
         gen = torch.Generator().manual_seed(seed)
-
         if cell.protocol in CACHED_PROTOCOLS:
-            feats, hits = {}, {}
-            for s, split in splits.items():
-                f, info = cached_features(backbone, split, layers, size, bs, ctx.device,
-                                          ctx.work_dir / "features", ctx.progress)
-                feats[s] = f
-                hits[s] = info["cache_hit"]
-                timings[f"features_{s}_s"] = round(info["seconds"], 4)
-                timings[f"features_{s}_cache_hit"] = info["cache_hit"]
-            total = sum(timings[f"features_{s}_s"] for s in splits)
-            timings["features_load_s" if all(hits.values()) else "features_extract_s"] = round(total, 4)
-            timings["features_cache_hit"] = all(hits.values())
-            targets = {s: f["targets"] for s, f in feats.items()}
-            names = self.class_names(splits["train"], targets["train"])
-            # re-seed after the features: extracting them (a cache miss) draws from the global RNG,
-            # a cache hit does not, and the head's initialisation must not depend on which it was
-            torch.manual_seed(seed)
-            head = self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
-            key = getattr(head, "feature_key", "layer_feats")
-            labels = targets["train"].numpy() if self.kind == "multiclass" else None
-            idx = subset_indices(len(targets["train"]), cell.fraction, seed, labels)
-            idx_t = torch.as_tensor(idx, dtype=torch.long)
-            x = {s: f[key] for s, f in feats.items()}
-            if st.get("standardize"):
-                x = _standardize(x, idx_t)
-            train_ds = TensorDataset(x["train"][idx_t], targets["train"][idx_t])
-            val_ds = TensorDataset(x["val"], targets["val"])
-            test_ds = TensorDataset(x["test"], targets["test"])
-            train_targets = targets["train"][idx_t]
-            model: nn.Module = head
-            depth = None
-            n_train = len(idx)
-            eval_bs = max(bs, 512)
+            d = self._feature_data(ctx, splits, layers, size, head_name, st, timings)
         else:
-            train = splits["train"]
-            y0 = _split_targets(train)
-            probe = torch.as_tensor(np.asarray(y0)) if y0 is not None else torch.stack(
-                [torch.as_tensor(train[i][1]) for i in range(min(len(train), 64))])
-            names = self.class_names(train, probe)
-            labels = y0 if (self.kind == "multiclass" and y0 is not None) else None
-            idx = subset_indices(len(train), cell.fraction, seed, labels)
-            train_ds = Subset(train, idx.tolist())
-            train_targets = (torch.as_tensor(y0)[torch.as_tensor(idx, dtype=torch.long)] if y0 is not None
-                             else None)
-            val_ds, test_ds = splits["val"], splits["test"]
-            torch.manual_seed(seed)
-            head = self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
-            frozen = cell.protocol == "frozen"
-            model = BackboneWithHead(backbone, head, layers, frozen=frozen)
-            depth = None if frozen else backbone.depth
-            n_train = len(idx)
-            eval_bs = bs
-
+            d = self._image_data(ctx, splits, layers, head_name)
         nw = profile.num_workers if cell.protocol not in CACHED_PROTOCOLS else 0
-        train_loader = DataLoader(train_ds, batch_size=bs, shuffle=True, generator=gen, num_workers=nw,
-                                  drop_last=len(train_ds) > bs)
-        val_loader = DataLoader(val_ds, batch_size=eval_bs, shuffle=False, num_workers=nw)
-        test_loader = DataLoader(test_ds, batch_size=eval_bs, shuffle=False, num_workers=nw)
-
-        def predict(m, loader):
-            outs, ys = [], []
-            with torch.no_grad():
-                for x, y in loader:
-                    outs.append(m(x.to(ctx.device)).float().cpu())
-                    ys.append(y)
-            return torch.cat(outs), torch.cat(ys)
+        train_loader = DataLoader(d.train_ds, batch_size=bs, shuffle=True, generator=gen, num_workers=nw,
+                                  drop_last=len(d.train_ds) > bs)
+        val_loader = DataLoader(d.val_ds, batch_size=d.eval_bs, shuffle=False, num_workers=nw)
+        test_loader = DataLoader(d.test_ds, batch_size=d.eval_bs, shuffle=False, num_workers=nw)
 
         def evaluate(m, loader):
-            logits, y = predict(m, loader)
-            return self.score(logits, y, names)[0]
+            logits, y = _predict(m, loader, ctx.device)
+            return self.score(logits, y, d.names)[0]
 
         cfg = FitConfig(epochs=int(st["epochs"]), lr_head=st["lr_head"], lr_backbone=st.get("lr_backbone", 1e-4),
                         weight_decay=st["weight_decay"], layer_decay=st.get("layer_decay", 0.75),
@@ -295,37 +262,95 @@ class ClassificationTask(Task):
         cfg = ceiling_recipe(cfg, cell.backbone, profile, cell.task)
         st.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay, epochs=cfg.epochs)
         t0 = time.perf_counter()
-        result = fit(model, train_loader, val_loader, test_loader, self.loss, evaluate, cfg, ctx.device,
-                     backbone_depth=depth, progress=ctx.progress, desc=f"{self.name}/{cell.protocol}")
+        result = fit(d.model, train_loader, val_loader, test_loader, self.loss, evaluate, cfg, ctx.device,
+                     backbone_depth=d.depth, progress=ctx.progress, desc=f"{self.name}/{cell.protocol}")
         timings["fit_s"] = round(time.perf_counter() - t0, 3)
+        self._score_selected(ctx, result, d, splits["test"], test_loader)
+        result.config = {"protocol": cell.protocol, "head": head_name, "layers": layers, "image_size": size,
+                         "n_train": d.n_train, "standardize": bool(st.get("standardize")), "n_val": len(d.val_ds),
+                         "n_test": len(d.test_ds), "num_outputs": len(d.names), "class_names": d.names,
+                         **{k: v for k, v in cfg.__dict__.items() if k != "extra"}}
+        result.timings, result.history = timings, list(result.extra.get("history", []))
+        result.protocol_used, result.head = cell.protocol, head_name
+        result.extra = {"selected_check": {k: d.metrics_sel.get(k) for k in (self.headline,)}}
+        return result
 
-        # the model holds the selected epoch's weights: confusion matrix and slices
-        logits, y = predict(model, test_loader)
-        metrics_sel, confusion = self.score(logits, y, names)
+    def _feature_data(self, ctx: CellContext, splits, layers, size, head_name, st, timings) -> _TrainData:
+        """A head on cached features (linear, concat): the features of every split, read from the
+        cache or extracted once, and the head."""
+        cell, backbone = ctx.cell, ctx.backbone
+        feats, hits = {}, {}
+        for s, split in splits.items():
+            f, info = cached_features(backbone, split, layers, size, ctx.profile.batch_size, ctx.device,
+                                      ctx.work_dir / "features", ctx.progress)
+            feats[s] = f
+            hits[s] = info["cache_hit"]
+            timings[f"features_{s}_s"] = round(info["seconds"], 4)
+            timings[f"features_{s}_cache_hit"] = info["cache_hit"]
+        total = sum(timings[f"features_{s}_s"] for s in splits)
+        timings["features_load_s" if all(hits.values()) else "features_extract_s"] = round(total, 4)
+        timings["features_cache_hit"] = all(hits.values())
+        targets = {s: f["targets"] for s, f in feats.items()}
+        names = self.class_names(splits["train"], targets["train"])
+        # re-seed after the features: extracting them (a cache miss) draws from the global RNG,
+        # a cache hit does not, and the head's initialisation must not depend on which it was
+        torch.manual_seed(cell.seed)
+        head = self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
+        key = getattr(head, "feature_key", "layer_feats")
+        labels = targets["train"].numpy() if self.kind == "multiclass" else None
+        idx = subset_indices(len(targets["train"]), cell.fraction, cell.seed, labels)
+        idx_t = torch.as_tensor(idx, dtype=torch.long)
+        x = {s: f[key] for s, f in feats.items()}
+        if st.get("standardize"):
+            x = _standardize(x, idx_t)
+        return _TrainData(train_ds=TensorDataset(x["train"][idx_t], targets["train"][idx_t]),
+                          val_ds=TensorDataset(x["val"], targets["val"]),
+                          test_ds=TensorDataset(x["test"], targets["test"]),
+                          train_targets=targets["train"][idx_t], model=head, depth=None, n_train=len(idx),
+                          eval_bs=max(ctx.profile.batch_size, 512), names=names)
+
+    def _image_data(self, ctx: CellContext, splits, layers, head_name) -> _TrainData:
+        """The backbone and its head on images (frozen, finetune)."""
+        cell, backbone = ctx.cell, ctx.backbone
+        train = splits["train"]
+        y0 = _split_targets(train)
+        probe = torch.as_tensor(np.asarray(y0)) if y0 is not None else torch.stack(
+            [torch.as_tensor(train[i][1]) for i in range(min(len(train), 64))])
+        names = self.class_names(train, probe)
+        labels = y0 if (self.kind == "multiclass" and y0 is not None) else None
+        idx = subset_indices(len(train), cell.fraction, cell.seed, labels)
+        train_targets = (torch.as_tensor(y0)[torch.as_tensor(idx, dtype=torch.long)] if y0 is not None
+                         else None)
+        torch.manual_seed(cell.seed)
+        head = self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
+        frozen = cell.protocol == "frozen"
+        return _TrainData(train_ds=Subset(train, idx.tolist()), val_ds=splits["val"], test_ds=splits["test"],
+                          train_targets=train_targets, model=BackboneWithHead(backbone, head, layers, frozen=frozen),
+                          depth=None if frozen else backbone.depth, n_train=len(idx),
+                          eval_bs=ctx.profile.batch_size, names=names)
+
+    def _score_selected(self, ctx: CellContext, result: CellResult, d: _TrainData, test_split, test_loader) -> None:
+        """The model holds the selected epoch's weights: its test scores, robustness slices, the
+        majority baseline, artifacts (confusion, history), per-item scores and their CIs."""
+        logits, y = _predict(d.model, test_loader, ctx.device)
+        d.metrics_sel, confusion = self.score(logits, y, d.names)
         slices = {}
-        for sname, mask in (splits["test"].slices or {}).items():
+        for sname, mask in (test_split.slices or {}).items():
             mask_t = torch.as_tensor(np.asarray(mask, dtype=bool))
             if mask_t.numel() != len(y) or not mask_t.any():
                 continue
-            m, _ = self.score(logits[mask_t], y[mask_t], names)
+            m, _ = self.score(logits[mask_t], y[mask_t], d.names)
             slices[sname] = {k: v for k, v in m.items() if k in SLICE_METRICS}
             slices[sname]["n"] = int(mask_t.sum())
-        if train_targets is None:  # a split without cheap targets: the test split's own majority
-            train_targets = y          # (an upper bound of the chance level; no image decoding)
-        baseline = self.majority_baseline(train_targets, y, len(names))
-        for d in (result.metrics, result.metrics_last, result.metrics_best_test):
-            d.update(baseline)
+        # a split without cheap targets: the test split's own majority (an upper bound of the chance
+        # level; no image decoding)
+        train_targets = y if d.train_targets is None else d.train_targets
+        baseline = self.majority_baseline(train_targets, y, len(d.names))
+        for m in (result.metrics, result.metrics_last, result.metrics_best_test):
+            m.update(baseline)
         history = result.extra.get("history", [])
-        result.artifacts.update(self.write_artifacts(ctx, names, confusion, history))
-        items = self.item_scores(logits, y, names)
+        result.artifacts.update(self.write_artifacts(ctx, d.names, confusion, history))
+        items = self.item_scores(logits, y, d.names)
         result.ci = items.ci()
         result.artifacts["items"] = ctx.artifact_relpath(items.save(ctx.artifact_dir() / "items.npz"))
         result.slices.update(slices)
-        result.config = {"protocol": cell.protocol, "head": head_name, "layers": layers, "image_size": size,
-                         "n_train": n_train, "standardize": bool(st.get("standardize")), "n_val": len(val_ds),
-                         "n_test": len(test_ds), "num_outputs": len(names), "class_names": names,
-                         **{k: v for k, v in cfg.__dict__.items() if k != "extra"}}
-        result.timings, result.history = timings, list(history)
-        result.protocol_used, result.head = cell.protocol, head_name
-        result.extra = {"selected_check": {k: metrics_sel.get(k) for k in (self.headline,)}}
-        return result
