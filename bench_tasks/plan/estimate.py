@@ -260,7 +260,6 @@ def head_epochs(cell, profile) -> int:
     """Epochs of a head on cached features, as the task computes them."""
     try:
         if cell.task == "recognition":
-
             s = settings_for(profile)
             return int((s["linear_epochs"] or profile.linear_epochs) if cell.protocol == "linear"
                        else (s["epochs"] or profile.recognition_epochs))

@@ -7,7 +7,6 @@ profile). The runner adds these cells to every plan (bench_tasks.plan.references
 instead of building a backbone; they take seconds. The row has the task's headline and metrics,
 the bootstrap CI over test items (`ci`), the per-item scores (artifact `items`) and its
 provenance; `config.task.predictor` says what the predictor is:
-
   * attributes  - majority value of each attribute in the training split (balanced accuracy 50);
   * expression  - the majority training class;
   * landmarks   - the mean training shape, in the crop frame the task evaluates in;

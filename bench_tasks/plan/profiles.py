@@ -3,7 +3,6 @@
 A profile is `bench_tasks/configs/<name>.yaml` (bundled: smoke, cpu, small, gpu, paper) or any
 YAML file of the same shape given by path (`run --profile my_profile.yaml`): the fields of
 `bench_tasks.contracts.Profile` plus `extra`, the task settings that differ from the tasks' defaults:
-
     dense_<key>           parsing / landmarks (bench_tasks.tasks._dense.dense_settings; dense_train_images
                           caps the training images of every dense cell, FaRL's too)
     <protocol>.<key>, <key>  attributes / expression (bench_tasks.tasks._classification.settings)
@@ -23,6 +22,8 @@ effective settings of every task (`effective_settings`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,6 @@ def profile_from_dict(data: dict, source: str, check_settings: bool = True):
     d["extra"] = dict(d.get("extra") or {})
     ps = d.get("pretrain_seeds") or {}
     if ps:  # a list is the compared methods' seeds (bench_tasks.plan.suite.parse_pretrain_seeds)
-
         try:
             ps = {k: list(v) for k, v in parse_pretrain_seeds(ps).items()}
         except ValueError as err:
@@ -276,19 +276,14 @@ def cell_settings(cell, profile) -> dict[str, Any]:
         sec = eff[section]
         out[cell.task] = sec.get(cell.protocol, sec) if section.startswith("classification") else sec
     if str(cell.protocol).startswith("farl"):
-
         out["farl"] = farl_settings(cell.dataset, cell.protocol, profile)
     if str(cell.backbone).startswith("supervised:"):
-
         extra = profile.extra or {}
         out["ceiling"] = {"ceiling_lr": extra.get("ceiling_lr"), "ceiling_epochs": ceiling_epochs_for(extra, cell.task)}
     return out
 
 
 def settings_hash(cell, profile) -> str:
-    import hashlib
-    import json
-
     blob = json.dumps(cell_settings(cell, profile), sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 

@@ -1,6 +1,5 @@
 """Reference cells every plan gets next to its encoders' cells, so each score can be read against
 what no encoder and a fully supervised network achieve:
-
   * floors (`floor:input-free`, protocol `floor`): one per (task, dataset, profile) of the plan,
     computed from the labels alone (bench_tasks.plan.floors) in seconds;
   * ceilings (`supervised:<arch spec>`, protocol `finetune`, fraction 1.0, the plan's seeds):
@@ -82,7 +81,6 @@ def _ceiling(uri: str) -> tuple[str | None, str | None]:
             return None, (f"timm model {name!r} is not one of the plain ViTs (vit_tiny/small/base/large_patch*) "
                           "that `supervised:` trains from scratch")
     if scheme in ("timm", "mae", "mcf", "farl") and rest:
-
         try:
             shape = vit_shape(uri)
         except Exception as err:  # noqa: BLE001 - a plan line, not an error
@@ -110,7 +108,6 @@ def _study_arch(path: str) -> str | None:
         return None
     profile, run = p.parts[-3], p.parts[-2]
     try:
-
         if run not in {r.name for r in suite_runs(True, profile)}:
             return None
         return "supervised:" + random_control(profile).partition(":")[2]

@@ -319,7 +319,6 @@ def legacy_identity(uri: str, profile: str | None) -> dict:
         run_name = p.parent.name if p.suffix else p.name
         if p.parent.parent.name == profile or not p.suffix:
             try:
-
                 ident = suite_identities(profile).get(run_name)
                 if ident is None and suite_run(profile, run_name) is not None:  # <run>_seed<k>
                     ident = suite_run(profile, run_name).identity(profile, STUDY_OVERRIDES.get(profile, {}))

@@ -7,7 +7,6 @@
 `local` (default) computes the plan in this process (rows into results/<profile>.jsonl).
 `slurm` and `submitit-local` go through submitit (its SlurmExecutor / LocalExecutor, the same
 code path; the local one runs the jobs as processes on this machine and is what the tests use):
-
   * the plan is split into jobs of cells of ONE backbone (so a job builds the backbone and its
     feature cache once), at most `--group-size` cells each (0: the whole backbone), submitted
     together (one SLURM job array, `--array-parallelism` running at once);

@@ -39,7 +39,6 @@ def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_abl
         except (KeyboardInterrupt, InterruptedError):
             raise
         except Exception as err:  # one broken objective must not sink the study
-
             _run_failed(p.run.name, cause_line(err), log, failed)
     return out
 

@@ -1,7 +1,6 @@
 """Plan and run cells, resumably.
 
 Python entry points (the CLI is a thin layer over these):
-
     cells = plan_cells(backbones, tasks_to_datasets, protocols=None, seeds=None, fractions=None,
                        profile="smoke")                      # -> list[Cell]
     roots = DataRoots.parse(["/data"]) or DataRoots.parse(["celeba=/d/celeba", "/data"])

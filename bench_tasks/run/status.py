@@ -46,7 +46,6 @@ def recorded_plan(results: Path) -> tuple[list[dict], list[dict]]:
             continue
         records.append(rec)
         for c in rec.get("cells", []):
-
             cells[Cell(**c).key()] = c
     return list(cells.values()), records
 
@@ -66,7 +65,6 @@ def collect_status(results: Path, cells=None, claim_timeout_s: float | None = No
         recorded, records = recorded_plan(results)
         plan = {}
         for c in recorded:
-
             plan[Cell(**c).key()] = c
         for k, r in latest.items():
             plan.setdefault(k, r.get("cell") or {})

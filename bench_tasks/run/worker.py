@@ -9,7 +9,6 @@ behaviour, appends serialised by the store's lock); rows_to="worker": rows go to
 own file `results/<profile>.d/<worker>.jsonl` (no shared appends across nodes). Either way the
 done / todo decisions read the union (bench_tasks.store.rowfiles) and every computed cell goes
 through the claim ledger (bench_tasks.run.claims):
-
   1. a cell whose latest row is ok is skipped (unless --force and it is older than this launch);
      one that failed during this launch (another worker's row) is not retried twice;
   2. otherwise the worker claims it; busy cells (a live worker has them) are skipped and

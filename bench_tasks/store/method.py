@@ -183,7 +183,6 @@ def derive_from_uri(uri: str) -> dict:
 
 def _weights_path(uri: str) -> Path | None:
     try:
-
         return weights_file(uri)
     except Exception:  # noqa: BLE001 - an unknown scheme has no file
         return None

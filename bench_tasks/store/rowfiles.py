@@ -1,7 +1,6 @@
 """The results store as a union of files: `results/<profile>.jsonl` plus one file per worker.
 
 Layout next to a results file `R = results/<profile>.jsonl` (see docs/cluster.md):
-
     results/<profile>.jsonl              rows of one-process runs (`--launcher local`, the default)
     results/<profile>.d/<worker>.jsonl   rows of one worker (a SLURM / submitit job, a --num-shards
                                          process): only that worker appends to it
