@@ -160,10 +160,8 @@ def fit(
     """
     model.to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg, backbone_depth), betas=(0.9, 0.999))
-    base_lrs = [g["lr"] for g in opt.param_groups]
     steps_per_epoch = max(1, len(train_loader))  # type: ignore[arg-type]
     total = cfg.epochs * steps_per_epoch
-    warmup = int(cfg.warmup_frac * total) if cfg.lr_schedule == "warmup_cosine" else 0
     ema = None
     if cfg.ema_decay:
         # use_buffers: BatchNorm running statistics are averaged too (else the EMA copy would keep
@@ -171,36 +169,12 @@ def fit(
         ema = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
         )
-    history: list[dict] = []
-    best_val, best_test_score = None, None
-    selected: dict[str, float] = {}
-    best_test: dict[str, float] = {}
-    last: dict[str, float] = {}
-    best_state: dict[str, torch.Tensor] = {}
-    step = 0
-    bar = tqdm(total=total, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
+    steps = _Steps(opt, [g["lr"] for g in opt.param_groups], cfg, total, ema,
+                   warmup=int(cfg.warmup_frac * total) if cfg.lr_schedule == "warmup_cosine" else 0,
+                   bar=tqdm(total=total, desc=desc, leave=False, disable=not progress, dynamic_ncols=True))
+    sel = _Selection(cfg, has_val=val_loader is not None)
     for epoch in range(cfg.epochs):
-        model.train()
-        running = 0.0
-        for inputs, targets in train_loader:
-            inputs, targets = _to(inputs, device), _to(targets, device)
-            scale = lr_scale(cfg, step, epoch, total, warmup)
-            for g, lr in zip(opt.param_groups, base_lrs):
-                g["lr"] = lr * scale
-            loss = loss_fn(model(inputs), targets)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss at epoch {epoch}, step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            running += loss.item()
-            step += 1
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+        running = steps.epoch(model, train_loader, loss_fn, device, epoch)
         is_last = epoch == cfg.epochs - 1
         if (epoch + 1) % cfg.eval_every and not is_last:
             continue
@@ -209,6 +183,66 @@ def fit(
         with torch.no_grad():
             test = evaluate(eval_model, test_loader)
             val = evaluate(eval_model, val_loader) if val_loader is not None else None
+        sel.record(epoch, running / steps_per_epoch, val, test, eval_model)
+    steps.bar.close()
+    # leave the selected epoch's (EMA, when on) weights in the model the caller holds, so the task
+    # can compute confusion matrices, slices and previews at the selected epoch
+    model.load_state_dict(sel.best_state)
+    model.eval()
+    return CellResult(metrics=sel.selected, metrics_last=sel.last, metrics_best_test=sel.best_test,
+                      extra={"history": sel.history})
+
+
+class _Steps:
+    """The optimizer steps of `fit`: learning-rate schedule, clipping, EMA, the progress bar."""
+
+    def __init__(self, opt, base_lrs, cfg: FitConfig, total: int, ema, warmup: int, bar):
+        self.opt, self.base_lrs, self.cfg, self.total, self.ema, self.warmup, self.bar = (
+            opt, base_lrs, cfg, total, ema, warmup, bar)
+        self.step = 0
+
+    def epoch(self, model: nn.Module, train_loader: Iterable, loss_fn, device, epoch: int) -> float:
+        """One epoch of training; returns the summed training loss."""
+        cfg, opt = self.cfg, self.opt
+        model.train()
+        running = 0.0
+        for inputs, targets in train_loader:
+            inputs, targets = _to(inputs, device), _to(targets, device)
+            scale = lr_scale(cfg, self.step, epoch, self.total, self.warmup)
+            for g, lr in zip(opt.param_groups, self.base_lrs):
+                g["lr"] = lr * scale
+            loss = loss_fn(model(inputs), targets)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss at epoch {epoch}, step {self.step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
+            opt.step()
+            if self.ema is not None:
+                self.ema.update_parameters(model)
+            running += loss.item()
+            self.step += 1
+            self.bar.update(1)
+            self.bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+        return running
+
+
+class _Selection:
+    """The epoch `fit` selects on validation (the last one without a validation split), the best
+    test epoch (stored for comparison only), the last epoch and the history."""
+
+    def __init__(self, cfg: FitConfig, has_val: bool):
+        self.cfg, self.has_val = cfg, has_val
+        self.history: list[dict] = []
+        self.best_val, self.best_test_score = None, None
+        self.selected: dict[str, float] = {}
+        self.best_test: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.best_state: dict[str, torch.Tensor] = {}
+
+    def record(self, epoch: int, train_loss: float, val: dict | None, test: dict, eval_model: nn.Module) -> None:
+        cfg = self.cfg
         if val is None:  # no validation split: the last epoch is selected
             val = {cfg.select_metric: float(epoch)}
             select_higher = True
@@ -216,21 +250,14 @@ def fit(
             select_higher = cfg.higher_is_better
         if cfg.select_metric not in val:
             raise KeyError(f"select_metric {cfg.select_metric!r} not in evaluated metrics {sorted(val)}")
-        history.append({"epoch": epoch, "train_loss": running / steps_per_epoch,
-                        **({f"val/{k}": v for k, v in val.items()} if val_loader is not None else {}),
-                        **{f"test/{k}": v for k, v in test.items()}})
-        if _better(val[cfg.select_metric], best_val, select_higher):
-            best_val = val[cfg.select_metric]
-            selected = dict(test, selected_epoch=epoch, **({"val_score": best_val} if val_loader is not None else {}))
-            best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
-        if _better(test[cfg.select_metric], best_test_score, cfg.higher_is_better):
-            best_test_score = test[cfg.select_metric]
-            best_test = dict(test, epoch=epoch)
-        last = dict(test, epoch=epoch)
-    bar.close()
-    # leave the selected epoch's (EMA, when on) weights in the model the caller holds, so the task
-    # can compute confusion matrices, slices and previews at the selected epoch
-    model.load_state_dict(best_state)
-    model.eval()
-    return CellResult(metrics=selected, metrics_last=last, metrics_best_test=best_test,
-                      extra={"history": history})
+        self.history.append({"epoch": epoch, "train_loss": train_loss,
+                             **({f"val/{k}": v for k, v in val.items()} if self.has_val else {}),
+                             **{f"test/{k}": v for k, v in test.items()}})
+        if _better(val[cfg.select_metric], self.best_val, select_higher):
+            self.best_val = val[cfg.select_metric]
+            self.selected = dict(test, selected_epoch=epoch, **({"val_score": self.best_val} if self.has_val else {}))
+            self.best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
+        if _better(test[cfg.select_metric], self.best_test_score, cfg.higher_is_better):
+            self.best_test_score = test[cfg.select_metric]
+            self.best_test = dict(test, epoch=epoch)
+        self.last = dict(test, epoch=epoch)
