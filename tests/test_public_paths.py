@@ -2,7 +2,7 @@
 `bench_tasks.evaluate` / `load_results`, `from bench_tasks.api import ...` (the public API and the
 contract types plug-ins implement), `bench_tasks.cli.main` (the console script)."""
 
-from __future__ import annotations
+from __future__ import annotations  # the old import paths below are the point of this file: keep them
 
 import subprocess
 import sys

@@ -218,7 +218,7 @@ def resolution_lines(cells, profile) -> list[str]:
     """One line per encoder that runs at another input size than its own (its position embedding
     is resampled): `timm:vit_base_patch16_224:w.safetensors: 224 -> 64 px ...`."""
     from bench_tasks.backbones.native import native_size
-    from bench_tasks.plan.estimate import task_size
+    from bench_tasks.plan.cell_costs import task_size
     from bench_tasks.plan.references import is_reference
 
     sizes: dict[str, set[int]] = {}

@@ -1,0 +1,195 @@
+"""What one cell costs, from its backbone's shape and the split sizes it reads: the FLOPs of a
+backbone per image (`Shape`, `backbone_shape`), a machine's measured FLOP/s (`Speed`), the seconds
+of a cell without a row to learn from (`probe_cell_seconds`: backbone passes plus a fixed cost per
+kind), and the SynthFace splits a plan still has to generate. bench_tasks.plan.estimate adds them
+up per stage."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench_tasks.backbones.native import vit_shape
+from bench_tasks.plan.floors import is_floor
+from bench_tasks.registry import TASKS
+from bench_tasks.tasks._ceiling import ceiling_epochs_for
+from bench_tasks.tasks._classification import settings
+from bench_tasks.tasks.recognition import settings_for
+
+# the speed probe's shapes (bench_tasks.plan.estimate.machine_speed): (dim, depth, heads, image size,
+# patch, batch); FLOP/s in between is interpolated in log(dim)
+PROBE_SHAPES = {"small": (192, 2, 3, 64, 8, 16), "large": (768, 2, 12, 224, 16, 4)}
+
+
+CELL_OVERHEAD_S = {"floor": 1.0, "cosine": 1.2, "concat": 1.5, "linear": 1.5, "finetune": 5.0,
+                   "dense": 40.0, "recognition": 5.0}
+
+
+# a head on cached features: seconds per training image, epoch and feature value (width x the
+# blocks it reads), times a factor per protocol (the concatenated-feature probe converges faster)
+HEAD_S = 2.4e-7
+
+
+HEAD_FACTOR = {"linear": 1.0, "frozen": 1.0, "concat": 0.4}
+
+
+FINETUNE_FACTOR = 1.5
+
+
+# SynthFace generation (first use of a split at a size; cached afterwards), seconds per image at
+# `size` px with the generator's 2 workers: a + b * size^2, measured on a 2-core CPU (175 img/s at
+# 64 px, 45 img/s at 224 px)
+SYNTHFACE_S_PER_IMAGE = (4.3e-3, 3.54e-7)
+
+
+DENSE_TASKS = ("parsing", "landmarks")
+
+
+def cache_path() -> Path:
+    return Path(os.environ.get("PACO_FR_CACHE") or "~/.cache/paco_fr").expanduser() / "speed_probe.json"
+
+
+@dataclass
+class Speed:
+    """Measured FLOP/s of this machine at a small and a base ViT width."""
+
+    small: float
+    large: float
+    key: str = ""
+    measured: str = ""
+    cached: bool = False
+
+    def flops_per_s(self, dim: int | None = None) -> float:
+        lo, hi = PROBE_SHAPES["small"][0], PROBE_SHAPES["large"][0]
+        d = min(max(float(dim or lo), lo), hi)
+        w = math.log(d / lo) / math.log(hi / lo)
+        return math.exp((1 - w) * math.log(self.small) + w * math.log(self.large))
+
+    def line(self) -> str:
+        how = "cached" if self.cached else "measured now"
+        return (f"this machine ({how}, {cache_path()}): {self.small / 1e9:.1f} GFLOP/s at ViT width "
+                f"{PROBE_SHAPES['small'][0]}, {self.large / 1e9:.1f} at width {PROBE_SHAPES['large'][0]}")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A ViT's width, depth and patch (what its FLOPs per image follow from)."""
+
+    dim: int
+    depth: int
+    patch: int
+    native: int | None = None  # the input size it was made for, when known
+
+    def flops_per_image(self, size: int) -> float:
+        """Forward FLOPs (2 per multiply-add) at `size` x `size`: blocks (qkv, projection, MLP x4:
+        24 T D^2; attention 4 T^2 D) and the patch embedding."""
+        t = (math.ceil(size / self.patch)) ** 2 + 1
+        d = self.dim
+        return self.depth * (24 * t * d * d + 4 * t * t * d) + 2 * (t - 1) * d * 3 * self.patch ** 2
+
+
+def backbone_shape(uri: str, study_arch: str | None = None) -> Shape | None:
+    """The shape of backbone `uri` without running it: `random:` / `supervised:` specs, a weight
+    file's tensor shapes, timm's model definition; a `paco_fr:` file not written yet (the study's
+    encoders before pre-training) has `study_arch` (a `random:` URI of the same architecture)."""
+    try:
+        got = vit_shape(uri)
+    except Exception:  # noqa: BLE001 - an estimate never fails a plan; the plan's own checks report it
+        got = None
+    if got is None and study_arch and uri.startswith("paco_fr:"):
+        got = vit_shape(study_arch)
+    return Shape(*got) if got else None
+
+
+def split_sizes(profile, task: str, dataset: str) -> tuple[int, int, int] | None:
+    """(train, val, test) images of a dataset under a profile: SynthFace's are the profile's; a
+    real dataset's are not known before it is read (None)."""
+    if dataset != "synthface":
+        return None
+    n_train = int(profile.synthface_train)
+    if task in DENSE_TASKS:
+        cap = (profile.extra or {}).get("dense_train_images")
+        n_train = min(n_train, int(cap)) if cap else n_train
+    return n_train, int(profile.synthface_val), int(profile.synthface_test)
+
+
+def task_size(task: str, profile) -> int:
+    try:
+        return int(TASKS.get(task)().image_size(profile))
+    except Exception:  # noqa: BLE001
+        return int(profile.dense_size if task in DENSE_TASKS else profile.image_size)
+
+
+def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, features_cached: bool = False) -> float | None:
+    """Backbone passes of one cell divided by the measured speed, plus a fixed cost per cell.
+    `features_cached`: a frozen-feature cell whose backbone already ran on these images (the
+    feature cache is shared by the tasks and protocols of one dataset and size)."""
+    if is_floor(cell.backbone):
+        return CELL_OVERHEAD_S["floor"]
+    sizes = split_sizes(profile, cell.task, cell.dataset)
+    if shape is None or sizes is None:
+        return None
+    n_train, n_val, n_test = sizes
+    n_train = max(1, round(n_train * float(cell.fraction)))
+    per_image = shape.flops_per_image(task_size(cell.task, profile))
+    if cell.protocol == "finetune":
+        epochs = {"parsing": profile.dense_epochs, "landmarks": profile.dense_epochs,
+                  "recognition": profile.recognition_epochs}.get(cell.task, profile.finetune_epochs)
+        if cell.backbone.startswith("supervised:"):
+            epochs = ceiling_epochs_for(profile.extra, cell.task) or epochs
+        flops = FINETUNE_FACTOR * per_image * (3 * epochs * n_train + epochs * n_val + n_test)
+    elif features_cached:
+        flops = 0.0
+    else:  # frozen features: one forward pass per image, heads on cached features
+        flops = per_image * (n_train + n_val + n_test)
+    kind = "dense" if cell.task in DENSE_TASKS else cell.protocol
+    overhead = CELL_OVERHEAD_S.get(kind, CELL_OVERHEAD_S["linear"])
+    if kind in HEAD_FACTOR:
+        from paco_fr.backbone import default_dense_layers
+
+        values = shape.dim * len(default_dense_layers(shape.depth))
+        overhead += HEAD_FACTOR[kind] * HEAD_S * n_train * head_epochs(cell, profile) * values
+        if cell.task == "recognition":
+            overhead += CELL_OVERHEAD_S["recognition"]
+    return flops / speed.flops_per_s(shape.dim) + overhead
+
+
+def head_epochs(cell, profile) -> int:
+    """Epochs of a head on cached features, as the task computes them."""
+    try:
+        if cell.task == "recognition":
+            s = settings_for(profile)
+            return int((s["linear_epochs"] or profile.linear_epochs) if cell.protocol == "linear"
+                       else (s["epochs"] or profile.recognition_epochs))
+
+        return int(settings(profile, cell.protocol)["epochs"])
+    except Exception:  # noqa: BLE001
+        return int(profile.linear_epochs)
+
+
+def synthface_to_generate(cells: Sequence, profile) -> dict[tuple[str, int, int], float]:
+    """{(split, images, size): seconds} of the SynthFace splits the plan reads that are not cached yet."""
+    from paco_fr.data.synthface.dataset import cache_dir
+
+    out = {}
+    for c in cells:
+        if c.dataset != "synthface":
+            continue
+        size = task_size(c.task, profile)
+        for split, n in (("train", profile.synthface_train), ("val", profile.synthface_val),
+                         ("test", profile.synthface_test)):
+            key = (split, int(n), size)
+            if key in out:
+                continue
+            try:
+                cached = (cache_dir(None, split, int(n), size, 0) / "meta.json").exists()
+            except Exception:  # noqa: BLE001
+                cached = False
+            if not cached:
+                a, b = SYNTHFACE_S_PER_IMAGE
+                out[key] = int(n) * (a + b * size * size)
+    return out
+
