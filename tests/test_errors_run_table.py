@@ -52,7 +52,10 @@ def test_table_without_ci_or_floor_drops_the_columns(tmp_path):
     assert "95% CI" not in text and "vs floor" not in text and "acc 10.00" in text
 
 
-def test_run_prints_the_table(tmp_path, capsys):
+def test_run_prints_the_table(tmp_path, capsys, monkeypatch):
+    from bench_tasks.api import PROFILES
+
+    monkeypatch.setitem(PROFILES, "smoke", PROFILES["smoke"])  # --set registers a changed smoke: undo it after
     res = tmp_path / "r.jsonl"
     # the floor and one linear cell on a few faces (no ceiling, no probe): the table, not the numbers
     rc = main(["run", "--tasks", "expression", "--datasets", "synthface", "--backbones", "random:vit_tiny@64/8/d1",
