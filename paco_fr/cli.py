@@ -71,13 +71,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.cmd == "pretrain":
         from paco_fr.config import ConfigError, check_data_config, load_config
-        from paco_fr.engine import _run_name, train
+        from paco_fr.engine import run_name, train
         from paco_fr.rundir import check_run_dir
 
         try:
             cfg = load_config(a.config, a.overrides)
             check_data_config(cfg)
-            run_dir = Path(a.run_dir) if a.run_dir else Path("runs") / _run_name(a.config, cfg)
+            run_dir = Path(a.run_dir) if a.run_dir else Path("runs") / run_name(a.config, cfg)
             state = check_run_dir(cfg, run_dir, fresh=a.fresh, resume_required=a.resume, extend=a.extend)
         except (ConfigError, FileNotFoundError) as err:
             print(f"error: {err}", file=sys.stderr)
