@@ -21,23 +21,17 @@ from pathlib import Path
 import pandas as pd
 
 from . import figures as F
+from .ablation_tables import build_ablation_tables
 from .compare import main_protocols, protocol_mask, protocol_text
 from .diagnostics import write_diagnostics_table
+from .frames import aggregate, pick_fraction
 from .load import load_rows
+from .main_table import build_main_table
 from .naming import TASK_ORDER, is_full_paco, task_name
+from .protocol_tables import build_protocol_tables
 from .reported import load_reported
 from .summary import render_summary
-from .tables import (
-    aggregate,
-    build_ablation_tables,
-    build_main_table,
-    build_protocol_tables,
-    pick_fraction,
-    to_latex,
-    to_long_frame,
-    to_markdown,
-    to_wide_frame,
-)
+from .table_formats import to_latex, to_long_frame, to_markdown, to_wide_frame
 from .user_report import is_study, write_user_report
 
 
@@ -144,7 +138,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
         runs_missing = runs_dir is None
 
     df_ok, df_failed, methods, problems = F_rows = (None, None, None, None)  # noqa: F841
-    from .tables import rows_to_frames
+    from .frames import rows_to_frames
 
     df_ok, df_failed, methods, problems = rows_to_frames(rows)
     if other_profile:

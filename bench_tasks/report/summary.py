@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .ablation_tables import ablation_deltas
+from .frames import cell_label
 from .load import first_error_line
-from .tables import Table, ablation_deltas, cell_label, to_markdown
+from .table import Table
+from .table_formats import to_markdown
 
 SMOKE_BANNER = ("> **⚠ smoke profile: tiny models and few steps prove the pipeline; numbers are not "
                 "meaningful.**")
