@@ -12,9 +12,9 @@ import pytest
 import torch
 from farl_fixtures import write_300w, write_300w_from_photos, write_lapa
 
-from bench_tasks import farl_transforms as T
 from bench_tasks.api import PROFILES
 from bench_tasks.protocols import farl as P
+from bench_tasks.protocols.farl import transforms as T
 from bench_tasks.tasks._dense import WithIndex
 
 PAPER = PROFILES["paper"]
