@@ -26,6 +26,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from paco_fr.data.template import CANONICAL_68
+
 REGIONS = (
     "background",
     "hair",
@@ -119,8 +121,6 @@ def region_map_from_landmarks(pts68: np.ndarray, grid: tuple[int, int]) -> np.nd
 
 @lru_cache(maxsize=64)
 def _region_map_cached(gh: int, gw: int) -> np.ndarray:
-    from paco_fr.data.template import CANONICAL_68
-
     return region_map_from_landmarks(np.asarray(CANONICAL_68), (gh, gw))
 
 

@@ -24,7 +24,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from paco_fr.data.template import landmarks68_from_five
 from paco_fr.masking import REGION_INDEX, region_map
+
+__all__ = ["hflip_landmarks", "landmarks68_from_five", "region_maps_from_landmarks", "unit_from_pixels"]
 
 # iBUG 68 mirror permutation: point i of the flipped face is point HFLIP_68[i] of the original
 HFLIP_68 = (
@@ -121,17 +124,6 @@ def region_maps_from_landmarks(pts: torch.Tensor, grid: tuple[int, int]) -> torc
     safe = torch.where(known[:, None, None], pts, torch.full_like(pts, 0.5)).double()
     maps = _maps(safe, grid)
     return torch.where(known[:, None], maps, canon)
-
-
-def landmarks68_from_five(pts5) -> np.ndarray:
-    """(5, 2) alignment points (right eye, left eye, nose tip, right / left mouth corner; unit
-    coords) -> (68, 2): the least-squares affine map CANONICAL_5 -> pts5 applied to CANONICAL_68."""
-    from paco_fr.data.template import CANONICAL_5, CANONICAL_68
-
-    dst = np.asarray(pts5, dtype=np.float64).reshape(5, 2)
-    src = np.c_[np.asarray(CANONICAL_5), np.ones(5)]  # (5, 3)
-    a, *_ = np.linalg.lstsq(src, dst, rcond=None)  # (3, 2)
-    return np.c_[np.asarray(CANONICAL_68), np.ones(68)] @ a
 
 
 def unit_from_pixels(pts, size: int) -> np.ndarray:

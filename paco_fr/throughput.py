@@ -276,34 +276,7 @@ def bench_suite(arch: str = "vit_base", img_size: int = 224, patch_size: int | N
                     on_row(res)
                 continue
             try:
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats(dev)
-                t0 = time.perf_counter()
-                step = _Step(obj, base, batch, dev, use_amp, mode == "compiled")
-                if obj not in flops:
-                    flops[obj] = step.count_flops() if mode == "eager" else _Step(
-                        obj, base, batch, dev, use_amp, False).count_flops()
-                for _ in range(2 if warm_only else warmup):  # the first compiled call compiles
-                    step()
-                _sync(dev)
-                row["setup_s"] = time.perf_counter() - t0
-                if warm_only:
-                    row["status"] = "warmed"
-                    log(f"  {obj:7s} {mode:8s} warmed in {row['setup_s']:.1f}s")
-                else:
-                    times = _time_steps(step, steps, dev)
-                    st = statistics.median(times)
-                    row.update(status="ok", step_ms=1e3 * st, step_ms_min=1e3 * min(times),
-                               step_ms_max=1e3 * max(times), img_per_s=batch / st, flops_per_step=flops[obj],
-                               model_tflops=flops[obj] / st / 1e12,
-                               mfu=(flops[obj] / st / measured) if measured else None,
-                               mfu_datasheet=(flops[obj] / st / sheet) if sheet else None,
-                               peak_mem_gib=(torch.cuda.max_memory_allocated(dev) / 2**30
-                                             if dev.type == "cuda" else None))
-                    log(f"  {obj:7s} {mode:8s} {row['img_per_s']:10.1f} img/s  {row['model_tflops']:8.2f} TFLOP/s"
-                        f"  setup {row['setup_s']:.1f}s")
-                del step
+                _run_case(row, obj, mode, base, batch, dev, use_amp, flops, steps, warmup, warm_only, measured, sheet, log)
             except Exception as err:  # one failing step must not lose the others' numbers
                 row["status"] = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 log(f"  {obj:7s} {mode:8s} FAILED {row['status']}")
@@ -314,6 +287,39 @@ def bench_suite(arch: str = "vit_base", img_size: int = 224, patch_size: int | N
     res["flops"] = flops
     res["ratios"] = suite_ratios(res)
     return res
+
+
+def _run_case(row: dict, obj: str, mode: str, base: dict, batch: int, dev: torch.device, use_amp: bool, flops: dict,
+              steps: int, warmup: int, warm_only: bool, measured: float | None, sheet: float | None, log) -> None:
+    """One (objective, mode) case of bench_suite: build (and compile) the step, count its FLOPs once
+    per objective (into `flops`), warm it up, time it; the results go into `row`."""
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+    t0 = time.perf_counter()
+    step = _Step(obj, base, batch, dev, use_amp, mode == "compiled")
+    if obj not in flops:
+        flops[obj] = step.count_flops() if mode == "eager" else _Step(
+            obj, base, batch, dev, use_amp, False).count_flops()
+    for _ in range(2 if warm_only else warmup):  # the first compiled call compiles
+        step()
+    _sync(dev)
+    row["setup_s"] = time.perf_counter() - t0
+    if warm_only:
+        row["status"] = "warmed"
+        log(f"  {obj:7s} {mode:8s} warmed in {row['setup_s']:.1f}s")
+        return
+    times = _time_steps(step, steps, dev)
+    st = statistics.median(times)
+    row.update(status="ok", step_ms=1e3 * st, step_ms_min=1e3 * min(times),
+               step_ms_max=1e3 * max(times), img_per_s=batch / st, flops_per_step=flops[obj],
+               model_tflops=flops[obj] / st / 1e12,
+               mfu=(flops[obj] / st / measured) if measured else None,
+               mfu_datasheet=(flops[obj] / st / sheet) if sheet else None,
+               peak_mem_gib=(torch.cuda.max_memory_allocated(dev) / 2**30
+                             if dev.type == "cuda" else None))
+    log(f"  {obj:7s} {mode:8s} {row['img_per_s']:10.1f} img/s  {row['model_tflops']:8.2f} TFLOP/s"
+        f"  setup {row['setup_s']:.1f}s")
 
 
 def suite_ratios(res: dict) -> dict:

@@ -3,6 +3,11 @@
 One intra-op thread: on a 2-core CPU, two OpenMP threads stall whenever any other process runs
 (an Adam step of a 1M-parameter model went from 7 ms to 500 ms), and the tests' models are tiny.
 Subprocesses the tests start (CLI runs) get the same through OMP_NUM_THREADS.
+
+Two tiers: `pytest -m "not slow"` is the edit loop (a couple of minutes on 2 cores); plain
+`pytest` (CI, `tox -e test`) runs everything. A test that takes more than SLOW_S seconds belongs
+under `@pytest.mark.slow`: the end of every run lists the unmarked ones that took longer here (a
+notice, never a failure: timings differ between machines and loads).
 """
 
 import os
@@ -12,3 +17,22 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+SLOW_S = 5.0  # seconds of setup + call + teardown
+_unmarked_slow: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Add up each test's time; remember the ones over SLOW_S that are not marked `slow`."""
+    if "slow" in report.keywords:
+        return
+    total = _unmarked_slow.get(report.nodeid, 0.0) + report.duration
+    _unmarked_slow[report.nodeid] = total
+
+
+def pytest_terminal_summary(terminalreporter):
+    over = sorted(((s, nodeid) for nodeid, s in _unmarked_slow.items() if s > SLOW_S), reverse=True)
+    if over:
+        terminalreporter.section(f"tests over {SLOW_S:.0f} s not marked slow")
+        for s, nodeid in over:
+            terminalreporter.write_line(f"{s:6.1f} s  {nodeid}  (make it faster, or add @pytest.mark.slow)")

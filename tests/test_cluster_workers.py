@@ -32,8 +32,6 @@ BBS = ["random:vit_tiny@32/8/d2", "random:vit_tiny@32/16/d2", "random:vit_tiny@3
 PLAN = ["--tasks", "attributes,expression", "--datasets", "cluster_cls", "--backbones", ",".join(BBS),
         "--fractions", "1", "--seeds", "0,1", "--no-progress", "--no-ceilings"]
 
-pytestmark = pytest.mark.slow
-
 
 def plan_cells():
     """What `run` plans for PLAN: the 12 encoder cells and each task's floor (bench_tasks.plan.references)."""
@@ -121,6 +119,7 @@ def claim_files(res: Path) -> dict[str, list[dict]]:
     return {k: [info for _, info in sorted(v)] for k, v in out.items()}
 
 
+@pytest.mark.slow  # worker processes: each imports torch, runs cells, may be killed
 def test_submitit_local_three_jobs_kill_one_relaunch_takes_over(tmp_path, env, reference, monkeypatch):
     """4 jobs (one per backbone, one for the floors) at once via submitit's LocalExecutor; a backbone's
     job is SIGKILLed mid-cell:
@@ -174,6 +173,7 @@ def test_submitit_local_three_jobs_kill_one_relaunch_takes_over(tmp_path, env, r
     assert collect_status(res, plan_cells())["cells"] == {c.key(): "done" for c in plan_cells()}
 
 
+@pytest.mark.slow  # worker processes: each imports torch, runs cells, may be killed
 def test_num_shards_three_processes_together(tmp_path, env, reference):
     res = tmp_path / "results" / "smoke.jsonl"
     base = [sys.executable, "-m", "bench_tasks", "run", *PLAN, "--results", str(res), "--work-dir",
@@ -194,6 +194,7 @@ def test_num_shards_three_processes_together(tmp_path, env, reference):
     assert len(list(worker_dir(res).glob("*.jsonl"))) == 3 and not res.exists()
 
 
+@pytest.mark.slow  # worker processes: each imports torch, runs cells, may be killed
 def test_three_processes_same_plan_kill_one_survivor_takes_over(tmp_path, env, reference):
     """Three `run` processes on the SAME plan (no sharding): all three are mid-cell at once, each
     on the cell it claimed; one is SIGKILLed; the other two finish the plan and one of them takes
@@ -231,15 +232,21 @@ def test_three_processes_same_plan_kill_one_survivor_takes_over(tmp_path, env, r
     assert {r["provenance"]["worker"]["pid"] for r in rows} <= set(outs)
 
 
-def test_print_sbatch_paper_profile(tmp_path, env):
-    """The sbatch script submitit would submit for the `paper` evaluation array (docs/cluster.md)."""
-    out = subprocess.run([sys.executable, "-m", "bench_tasks", "run", "--tasks", "attributes,expression",
-                          "--datasets", "cluster_cls", "--backbones", ",".join(BBS), "--profile", "paper",
-                          "--results", str(tmp_path / "paper.jsonl"), "--launcher", "slurm", "--partition", "gpu",
-                          "--account", "faces", "--print-sbatch"],
-                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    s = out.stdout
+def test_print_sbatch_paper_profile(tmp_path, capsys, monkeypatch):
+    """The sbatch script submitit would submit for the `paper` evaluation array (docs/cluster.md);
+    in this process (nothing runs: a subprocess would spend its time importing torch)."""
+    import cluster_plugin  # noqa: F401  (registers cluster_cls here)
+
+    from bench_tasks.cli.app import main
+
+    monkeypatch.setenv("BENCH_TASKS_PLUGINS", "cluster_plugin")
+    monkeypatch.chdir(tmp_path)
+    rc = main(["run", "--tasks", "attributes,expression", "--datasets", "cluster_cls", "--backbones", ",".join(BBS),
+               "--profile", "paper", "--results", str(tmp_path / "paper.jsonl"), "--launcher", "slurm",
+               "--partition", "gpu", "--account", "faces", "--print-sbatch"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err[-3000:]
+    s = out.out
     from bench_tasks.plan.cells import plan_cells as plan
     from bench_tasks.plan.references import with_references
     from bench_tasks.run.jobs import group_cells

@@ -78,6 +78,7 @@ def pixel_prior_f1(train, test, k: int = 11) -> float:
     return float(np.mean(f1) * 100)
 
 
+@pytest.mark.slow  # ~40 s: 240 training steps (tests/test_dense_tasks.py runs both tasks fast)
 @needs_mmseg
 def test_landmarks_head_beats_mean_shape(tmp_path):
     train, test = _splits()
@@ -89,6 +90,7 @@ def test_landmarks_head_beats_mean_shape(tmp_path):
     assert nme < (1 - NME_MARGIN) * floor, (nme, floor)
 
 
+@pytest.mark.slow  # ~40 s: 240 training steps (tests/test_dense_tasks.py runs both tasks fast)
 @needs_mmseg
 def test_parsing_head_beats_pixel_prior(tmp_path):
     train, test = _splits()

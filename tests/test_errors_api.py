@@ -14,7 +14,18 @@ KW = dict(tasks=["expression"], datasets=["synthface"], fractions=[1.0], seeds=[
           progress=False, log=None)
 
 
-def test_evaluate_in_memory_timm_vit_and_load_results(tmp_path):
+@pytest.fixture
+def few_faces(monkeypatch):
+    """The smoke profile on a few SynthFace faces, for this test only: the API's plumbing, not the numbers."""
+    import dataclasses
+
+    from bench_tasks.plan.profiles import PROFILES
+
+    monkeypatch.setitem(PROFILES, "smoke", dataclasses.replace(PROFILES["smoke"], synthface_train=96,
+                                                               synthface_val=32, synthface_test=64))
+
+
+def test_evaluate_in_memory_timm_vit_and_load_results(tmp_path, few_faces):
     torch.manual_seed(0)
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=1)  # 224, not dynamic
     before = {k: v.clone() for k, v in vit.state_dict().items()}
@@ -34,7 +45,7 @@ def test_evaluate_in_memory_timm_vit_and_load_results(tmp_path):
     assert list(loaded["key"]) == [row["key"]]
 
 
-def test_evaluate_uri(tmp_path):
+def test_evaluate_uri(tmp_path, few_faces):
     df = bench_tasks.evaluate("random:vit_tiny@64/8/d1", results=tmp_path / "r.jsonl", work_dir=tmp_path / "w", **KW)
     assert list(df["status"]) == ["ok"] and list(df["backbone"]) == ["random:vit_tiny@64/8/d1"]
 

@@ -78,9 +78,15 @@ def test_short_list():
 
 
 def test_timm_without_file_uses_timm_pretrained_or_says_what_to_do(tmp_path, monkeypatch):
-    # this machine is offline: timm cannot fetch weights, the error says how to pass a file
+    # offline, with an empty cache: timm cannot fetch weights, the error says how to pass a file.
+    # huggingface_hub reads HF_HUB_OFFLINE and HF_HOME once, at import (timm imported it already):
+    # set its constants too, else the download waits for the network's timeout (~47 s here)
+    import huggingface_hub.constants as hf
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     with pytest.raises(CheckpointError) as e:
         build_backbone("timm:vit_tiny_patch16_224", 32)
     assert "timm:vit_tiny_patch16_224:<weights" in str(e.value)

@@ -52,10 +52,17 @@ def test_table_without_ci_or_floor_drops_the_columns(tmp_path):
     assert "95% CI" not in text and "vs floor" not in text and "acc 10.00" in text
 
 
-def test_run_prints_the_table(tmp_path, capsys):
+def test_run_prints_the_table(tmp_path, capsys, monkeypatch):
+    from bench_tasks.plan.profiles import PROFILES
+
+    monkeypatch.setitem(PROFILES, "smoke", PROFILES["smoke"])  # --set registers a changed smoke: undo it after
     res = tmp_path / "r.jsonl"
+    # the floor and one linear cell on a few faces (no ceiling, no probe): the table, not the numbers
     rc = main(["run", "--tasks", "expression", "--datasets", "synthface", "--backbones", "random:vit_tiny@64/8/d1",
-               "--fractions", "1", "--results", str(res), "--work-dir", str(tmp_path / "w"), "--no-progress"])
+               "--fractions", "1", "--results", str(res), "--work-dir", str(tmp_path / "w"), "--no-progress",
+               "--no-ceilings", "--no-probes", "--set", "synthface_train=96", "--set", "synthface_val=32",
+               "--set", "synthface_test=64"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "task/dataset" in out and "expression/synthface" in out and "acc " in out
+    assert "vs floor" in out and "(floor)" in out

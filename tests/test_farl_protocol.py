@@ -5,8 +5,6 @@ photos when $PACO_FR_IBUG_SAMPLES points at a folder of <name>.jpg + <name>.pts.
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +12,10 @@ import pytest
 import torch
 from farl_fixtures import write_300w, write_300w_from_photos, write_lapa
 
-from bench_tasks import farl_transforms as T
 from bench_tasks.datasets._readers import WithIndex
 from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.protocols import farl as P
+from bench_tasks.protocols.farl import transforms as T
 
 PAPER = PROFILES["paper"]
 
@@ -178,14 +176,14 @@ def test_real_ibug_photos_round_trip(tmp_path):
 
 @pytest.mark.skipif(not __import__("bench_tasks.heads.dense", fromlist=["x"]).mmseg_available(),
                     reason="needs mmcv==2.1.0 with compiled ops: run scripts/ensure_mmcv.py")
-def test_cli_lapa_farl_frozen_row_matches_farls_file(lapa_root, tmp_path):
+def test_cli_lapa_farl_frozen_row_matches_farls_file(lapa_root, tmp_path, capsys):
+    from bench_tasks.cli.app import main  # in this process: a subprocess spends seconds importing torch
+
     res = tmp_path / "r.jsonl"
-    cmd = [sys.executable, "-m", "bench_tasks", "run", "--tasks", "parsing", "--datasets", "lapa",
-           "--protocols", "farl-frozen", "--backbones", "random:vit_tiny", "--data-root", f"lapa={lapa_root}",
-           "--results", str(res), "--work-dir", str(tmp_path / "work"), "--no-progress", "--fractions", "1",
-           "--no-ceilings"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[1])
-    assert out.returncode == 0, out.stderr[-3000:]
+    rc = main(["run", "--tasks", "parsing", "--datasets", "lapa", "--protocols", "farl-frozen",
+               "--backbones", "random:vit_tiny", "--data-root", f"lapa={lapa_root}", "--results", str(res),
+               "--work-dir", str(tmp_path / "work"), "--no-progress", "--fractions", "1", "--no-ceilings"])
+    assert rc == 0, capsys.readouterr().err[-3000:]
     rows = [json.loads(x) for x in res.read_text().splitlines()]
     # the encoder's farl-frozen row, and the floor every plan gets (bench_tasks.plan.references)
     assert sorted(r["cell"]["protocol"] for r in rows) == ["farl-frozen", "floor"], rows

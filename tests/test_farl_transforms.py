@@ -1,4 +1,4 @@
-"""FaRL's warp / crop / augmentation formulas (bench_tasks.farl_transforms) against values
+"""FaRL's warp / crop / augmentation formulas (bench_tasks.protocols.farl.transforms) against values
 computed by hand on small inputs, forward and inverse."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench_tasks import farl_transforms as T
+from bench_tasks.protocols.farl import transforms as T
 
 
 def test_crop_resize_matrix_maps_box_edges_to_image_edges():

@@ -45,6 +45,11 @@ def test_the_layers_hold_and_an_upward_import_breaks_them(tmp_path):
     assert bad.returncode != 0, bad.stdout
     assert "bench_tasks.contracts -> bench_tasks.run.runner" in bad.stdout
 
+    # paco_fr's own layers: its losses never import the training loop
+    bad = with_upward_import(tmp_path, "paco_fr/losses.py", "import paco_fr.engine")
+    assert bad.returncode != 0, bad.stdout
+    assert "paco_fr.losses -> paco_fr.engine" in bad.stdout
+
     # paco_fr never imports bench_tasks
     bad = with_upward_import(tmp_path, "paco_fr/backbone.py", "import bench_tasks.registry")
     assert bad.returncode != 0, bad.stdout

@@ -42,8 +42,9 @@ def _rows():
     ]
 
 
-@pytest.fixture()
-def user_report(tmp_path):
+@pytest.fixture(scope="module")
+def user_report(tmp_path_factory):  # built once: the tests below only read it
+    tmp_path = tmp_path_factory.mktemp("user_report")
     res = tmp_path / "mine.jsonl"
     res.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
     out = tmp_path / "rep"

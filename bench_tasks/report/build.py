@@ -1,5 +1,5 @@
 """`python -m bench_tasks report`: tables, figures and SUMMARY.md from result rows only — what each
-row's backbone is comes from its `method` block (bench_tasks.method). The one exception is the
+row's backbone is comes from its `method` block (bench_tasks.store.method). The one exception is the
 codebook reconstruction figure, which reads the study runs named in the rows (`method.run`) under
 runs/<profile>/ (their snapshots or checkpoints) and calls the pre-training engine on a few faces;
 without runs/ that figure is skipped and everything else is built.
@@ -21,23 +21,21 @@ from pathlib import Path
 import pandas as pd
 
 from . import figures as F
+from .ablation_tables import build_ablation_tables
+from .calibration import calibrated_tasks, calibration_markdown
 from .compare import main_protocols, protocol_mask, protocol_text
+from .compute import compute_frame, compute_markdown
 from .diagnostics import write_diagnostics_table
+from .frames import pick_fraction, rows_to_frames
+from .label_scaling import label_scaling_markdown, read_rows
 from .load import load_rows
+from .main_table import build_main_table
 from .naming import TASK_ORDER, is_full_paco, task_name
+from .protocol_tables import build_protocol_tables
 from .reported import load_reported
 from .summary import render_summary
-from .tables import (
-    aggregate,
-    build_ablation_tables,
-    build_main_table,
-    build_protocol_tables,
-    pick_fraction,
-    to_latex,
-    to_long_frame,
-    to_markdown,
-    to_wide_frame,
-)
+from .supervision import supervision_markdown
+from .table_formats import to_latex, to_long_frame, to_markdown, to_wide_frame
 from .user_report import is_study, write_user_report
 
 
@@ -136,33 +134,64 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     other_profile = [r for r in rows if (r.get("cell") or {}).get("profile") not in (None, profile)]
     rows = [r for r in rows if (r.get("cell") or {}).get("profile") in (None, profile)]
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / profile
-    fig_dir = out_dir / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    if runs_dir is not None and not Path(runs_dir).is_dir():
-        runs_missing = True
-    else:
-        runs_missing = runs_dir is None
-
-    df_ok, df_failed, methods, problems = F_rows = (None, None, None, None)  # noqa: F841
-    from .tables import rows_to_frames
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    runs_missing = True if runs_dir is not None and not Path(runs_dir).is_dir() else runs_dir is None
 
     df_ok, df_failed, methods, problems = rows_to_frames(rows)
     if other_profile:
         problems.append(f"{len(other_profile)} row(s) of other profiles were ignored")
     reported = load_reported(reported_path)
-    files: list[str] = []
-    notes: list[str] = []
     missing: list[str] = []
-
-    # ---- the tasks whose calibration passes (random init beats the floor, room >= 2): the mean gain's
-    from .calibration import calibrated_tasks
-
+    # the tasks whose calibration passes (random init beats the floor, room >= 2): the mean gain's
     calibrated = calibrated_tasks(rows)
-    # ---- main + per-protocol tables
     protocol = main_protocols(df_ok) or None  # {task: protocol}: linear, else frozen (dense), ...
-    sub = df_ok[protocol_mask(df_ok, protocol)] if protocol else df_ok
-    fraction = pick_fraction(sub)
-    main_files = {}
+    fraction = pick_fraction(df_ok[protocol_mask(df_ok, protocol)] if protocol else df_ok)
+    main, files = _write_main_table(df_ok, methods, reported, protocol, fraction, calibrated, out_dir, missing)
+    files += _write_table_set(build_protocol_tables(df_ok, methods, calibrated), out_dir, "protocols", "tab:protocol", "protocol")
+    calibration, more = _write_calibration(rows, profile, label_scaling, out_dir)
+    files += more
+    abl_tables, missing_abl = build_ablation_tables(df_ok, methods, protocol, fraction, calibrated) if protocol else ([], [])
+    files += _write_table_set(abl_tables, out_dir, "ablations", "tab:abl", "ablation")
+    if not abl_tables:
+        missing.append("no ablation results (no rows of method role `ablation`): ablation tables are empty")
+    compute_md, more = _write_compute(methods, out_dir)
+    files += more
+    # PaCo-FR diagnostics: the rows' method blocks (copied from each run's summary.json)
+    files += write_diagnostics_table(methods, out_dir)
+    figures, fig_notes, more = _write_figures(df_ok, methods, protocol, fraction, out_dir, runs_dir, profile,
+                                              runs_missing, reconstruct)
+    files += more
+    missing += _missing_parts(df_ok, methods, figures, fig_notes, runs_dir, runs_missing)
+
+    files = list(dict.fromkeys(files))
+    if not is_study(methods):  # the user's backbones: a compact table, not the study's wide one
+        return write_user_report(
+            out_dir=out_dir, profile=profile, command=command or "python -m bench_tasks report",
+            report_commit=_git_commit(), date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            results_files=loaded.files or [str(p) for p in results_paths], df_ok=df_ok, df_failed=df_failed,
+            methods=methods, problems=problems + fig_notes["extra"], figures=figures, figure_notes=fig_notes,
+            files=files, calibration=calibration)
+    summary = render_summary(
+        profile=profile, command=command or "python -m bench_tasks report", report_commit=_git_commit(),
+        date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        results_files=loaded.files or [str(p) for p in results_paths], loaded=loaded, df_ok=df_ok,
+        df_failed=df_failed, problems=problems, main_table=main, main_files=MAIN_FILES, figures=figures,
+        figure_notes=fig_notes, ablation_tables=abl_tables, missing_ablations=missing_abl, missing=missing,
+        files=files, reported_count=len(reported), compute_section=compute_md,
+        supervision_section=supervision_markdown(rows))  # bench_tasks.report.supervision
+    if calibration:
+        summary = summary.rstrip("\n") + "\n\n" + calibration
+    (out_dir / "SUMMARY.md").write_text(summary)
+    return {"out_dir": str(out_dir), "summary": str(out_dir / "SUMMARY.md"), "files": ["SUMMARY.md"] + files,
+            "notes": problems + fig_notes["extra"], "missing": missing, "n_ok": len(df_ok),
+            "n_failed": len(df_failed), "profile": profile}
+
+
+MAIN_FILES = {"LaTeX": "main_table.tex", "CSV": "main_table.csv", "long CSV": "main_table_long.csv"}
+
+
+def _write_main_table(df_ok, methods, reported, protocol, fraction, calibrated, out_dir: Path, missing: list[str]):
+    """main_table.{md,tex,csv} and main_table_long.csv -> (the Table, the files written)."""
     if protocol is not None:
         main = build_main_table(df_ok, methods, reported, protocol, fraction, calibrated=calibrated)
         odd = {t: p for t, p in protocol.items() if p not in ("linear", "frozen")}
@@ -178,14 +207,13 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     (out_dir / "main_table.tex").write_text(to_latex(main, label="tab:main"))
     to_wide_frame(main).to_csv(out_dir / "main_table.csv", index=False)
     to_long_frame(main).to_csv(out_dir / "main_table_long.csv", index=False)
-    files += ["main_table.md", "main_table.tex", "main_table.csv", "main_table_long.csv"]
-    main_files = {"LaTeX": "main_table.tex", "CSV": "main_table.csv", "long CSV": "main_table_long.csv"}
+    return main, ["main_table.md", "main_table.tex", "main_table.csv", "main_table_long.csv"]
 
-    files += _write_table_set(build_protocol_tables(df_ok, methods, calibrated), out_dir, "protocols", "tab:protocol", "protocol")
 
-    # ---- the instrument's calibration (floor, random-init, ceiling per task), rows only
-    from .calibration import calibration_markdown
-
+def _write_calibration(rows, profile: str, label_scaling, out_dir: Path) -> tuple[str | None, list[str]]:
+    """The instrument's calibration (floor, random-init, ceiling per task; rows only) and the
+    label-scaling section -> (calibration.md's text or None, the files written)."""
+    files = []
     calibration = calibration_markdown(rows, profile)
     scaling = _label_scaling(label_scaling, profile, out_dir)
     if scaling:
@@ -194,26 +222,26 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     if calibration:
         (out_dir / "calibration.md").write_text(calibration)
         files.append("calibration.md")
+    return calibration, files
 
-    abl_tables, missing_abl = build_ablation_tables(df_ok, methods, protocol, fraction, calibrated) if protocol else ([], [])
-    files += _write_table_set(abl_tables, out_dir, "ablations", "tab:abl", "ablation")
-    if not abl_tables:
-        missing.append("no ablation results (no rows of method role `ablation`): ablation tables are empty")
 
-    # ---- pre-training compute (summary.json's compute blocks of the evaluated runs)
-    from .compute import compute_frame, compute_markdown
-    from .supervision import supervision_markdown
-
+def _write_compute(methods, out_dir: Path) -> tuple[str | None, list[str]]:
+    """Pre-training compute (summary.json's compute blocks of the evaluated runs)."""
     compute_df = compute_frame(methods)
     compute_md = compute_markdown(compute_df)
-    if compute_md:
-        (out_dir / "pretraining_compute.md").write_text(compute_md)
-        compute_df.to_csv(out_dir / "pretraining_compute.csv", index=False)
-        files += ["pretraining_compute.md", "pretraining_compute.csv"]
-    # PaCo-FR diagnostics: the rows' method blocks (copied from each run's summary.json)
-    files += write_diagnostics_table(methods, out_dir)
+    if not compute_md:
+        return compute_md, []
+    (out_dir / "pretraining_compute.md").write_text(compute_md)
+    compute_df.to_csv(out_dir / "pretraining_compute.csv", index=False)
+    return compute_md, ["pretraining_compute.md", "pretraining_compute.csv"]
 
-    # ---- figures
+
+def _write_figures(df_ok, methods, protocol, fraction, out_dir: Path, runs_dir, profile: str, runs_missing: bool,
+                   reconstruct: bool) -> tuple[dict, dict, list[str]]:
+    """The figures (data efficiency, robustness slices + slices.csv, codebook reconstructions) ->
+    ({name: path or None}, {name: note, "extra": [notes]}, the files written)."""
+    fig_dir = out_dir / "figures"
+    files = []
     figures, fig_notes = {}, {"extra": []}
     p, note = F.data_efficiency_figure(df_ok, methods, protocol, fig_dir / "data_efficiency.png")
     figures["data_efficiency"], fig_notes["data_efficiency"] = _rel(p, out_dir), note
@@ -248,9 +276,13 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
             fig_notes["codebook_reconstruction"] = note or ""
             if note:
                 fig_notes["codebook_reconstruction"] = "no reconstruction could be produced (see notes below)"
-    files += [v for v in figures.values() if v]
+    return figures, fig_notes, files + [v for v in figures.values() if v]
 
-    # ---- what is missing
+
+def _missing_parts(df_ok, methods, figures: dict, fig_notes: dict, runs_dir, runs_missing: bool) -> list[str]:
+    """What the report lacks: tasks without results, a single seed, a main method without rows, the
+    runs dir, a figure not drawn."""
+    missing = []
     present_tasks = set(df_ok["task"]) if not df_ok.empty else set()
     for t in TASK_ORDER:
         if t not in present_tasks:
@@ -268,30 +300,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     for k in ("data_efficiency", "robustness_slices"):
         if not figures.get(k):
             missing.append(f"figure {k}: {fig_notes.get(k)}")
-
-    files = list(dict.fromkeys(files))
-    if not is_study(methods):  # the user's backbones: a compact table, not the study's wide one
-        return write_user_report(
-            out_dir=out_dir, profile=profile, command=command or "python -m bench_tasks report",
-            report_commit=_git_commit(), date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            results_files=loaded.files or [str(p) for p in results_paths], df_ok=df_ok, df_failed=df_failed,
-            methods=methods, problems=problems + fig_notes["extra"], figures=figures, figure_notes=fig_notes,
-            files=files, calibration=calibration)
-    summary = render_summary(
-        profile=profile, command=command or "python -m bench_tasks report", report_commit=_git_commit(),
-        date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        results_files=loaded.files or [str(p) for p in results_paths], loaded=loaded, df_ok=df_ok,
-        df_failed=df_failed, problems=problems, main_table=main, main_files=main_files, figures=figures,
-        figure_notes=fig_notes, ablation_tables=abl_tables, missing_ablations=missing_abl, missing=missing,
-        files=files, reported_count=len(reported), compute_section=compute_md,
-        supervision_section=supervision_markdown(rows))  # bench_tasks.report.supervision
-    if calibration:
-        summary = summary.rstrip("\n") + "\n\n" + calibration
-    (out_dir / "SUMMARY.md").write_text(summary)
-    notes += problems + fig_notes["extra"]
-    _ = aggregate  # re-exported helper
-    return {"out_dir": str(out_dir), "summary": str(out_dir / "SUMMARY.md"), "files": ["SUMMARY.md"] + files,
-            "notes": notes, "missing": missing, "n_ok": len(df_ok), "n_failed": len(df_failed), "profile": profile}
+    return missing
 
 
 def _rel(p, out_dir: Path):
@@ -303,8 +312,6 @@ def _rel(p, out_dir: Path):
 def _label_scaling(paths, profile: str, out_dir: Path) -> str | None:
     """The label-scaling section (written as label_scaling.md) from `paths`, else from
     results/<profile>_label_scaling/ when that folder exists; None without rows."""
-    from .label_scaling import label_scaling_markdown, read_rows
-
     if paths is None:
         default = Path("results") / f"{profile}_label_scaling"
         if not default.is_dir():

@@ -126,7 +126,7 @@ def _entry(rows: list[dict], metric: str, frame=None) -> Entry | None:
 
 
 def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
-    from .tables import rows_to_frames
+    from .frames import rows_to_frames
 
     ok = [r for r in rows if r.get("status") == "ok" and r.get("headline")]
     frame = rows_to_frames(ok)[0] if ok else None
@@ -277,7 +277,7 @@ def aa_check(rows: list[dict], n_boot: int = 1000) -> AAResult:
     from itertools import combinations
 
     from .compare import design_difference
-    from .tables import rows_to_frames
+    from .frames import rows_to_frames
 
     df = rows_to_frames(rows)[0]
     out = AAResult(0, 0, [], {"evaluation seeds": [0, 0], "pre-training runs": [0, 0]})

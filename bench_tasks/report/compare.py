@@ -84,7 +84,7 @@ class Reference:
 
     def for_encoder(self, uri: str | None) -> Reference:
         """This reference with the ceiling of `uri`'s own architecture and input size
-        (bench_tasks.references.matching_ceiling), or no ceiling when the plan has none of it."""
+        (bench_tasks.plan.references.matching_ceiling), or no ceiling when the plan has none of it."""
         from dataclasses import replace
 
         from bench_tasks.plan.references import matching_ceiling
@@ -164,7 +164,7 @@ def _load_items(path) -> stats.ItemScores | None:
 
 
 def clusters_for(task: str, units: list[stats.ItemScores]):
-    """Identity clusters of verification rows' pairs (bench_tasks.pairs): one (n, 2) array when every
+    """Identity clusters of verification rows' pairs (bench_tasks.stats.pairs): one (n, 2) array when every
     unit scored the same pairs, {id(unit): its array} in one identity space when the seeds drew
     different pairs of the same images; None otherwise (items resampled one by one)."""
     if task != "recognition" or any(u.items is None for u in units):

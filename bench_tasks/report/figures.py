@@ -147,8 +147,8 @@ def slice_frame(df_ok: pd.DataFrame, protocol, fraction) -> pd.DataFrame:
     if df_ok.empty:
         return pd.DataFrame(columns=["method", "uri", "task", "dataset", "slice", "factor", "level", "metric",
                                      "value", "seed", "higher_is_better"])
+    from .columns import add_references
     from .compare import protocol_mask
-    from .tables import add_references
 
     sub = df_ok[protocol_mask(df_ok, protocol) & (df_ok["fraction"] == fraction)]
     sub = add_references(sub, df_ok)  # floors and ceilings are bars of their own

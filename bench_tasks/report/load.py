@@ -1,9 +1,9 @@
-"""A small, tolerant JSONL loader for result rows (no dependency on bench_tasks.results).
+"""A small, tolerant JSONL loader for result rows (no dependency on bench_tasks.store.results).
 
 Rules: one JSON object per line; torn / non-JSON lines are skipped (counted); the LAST row for
 each `key` wins (a cell re-run after a failure replaces the failed row): within a file the last
 line, across files the row finished last. A results file `X.jsonl` stands for the union of it and
-the per-worker files `X.d/*.jsonl` of cluster runs (bench_tasks.rowfiles). Rows without a key get
+the per-worker files `X.d/*.jsonl` of cluster runs (bench_tasks.store.rowfiles). Rows without a key get
 one derived from their `cell` dict.
 """
 

@@ -1,6 +1,6 @@
 """Display names: tasks, datasets, metrics, and the method of a result row.
 
-What a row's backbone is comes from the row itself: its `method` block (bench_tasks.method,
+What a row's backbone is comes from the row itself: its `method` block (bench_tasks.store.method,
 written by the runner), never from folder names. `method_info(row)` turns that block into the
 report's MethodInfo (label, kind, ablation component and setting, order in tables).
 """
@@ -95,7 +95,7 @@ class MethodInfo:
     label: str
     method: str = ""  # the block's `method`: paco, mae, farl, mcf, random, supervised, floor, timm, ...
     kind: str = "main"  # "main" | "ablation" | "floor" | "ceiling" (from the block's role)
-    group: str | None = None  # ablation component (bench_tasks.method.COMPONENTS)
+    group: str | None = None  # ablation component (bench_tasks.store.method.COMPONENTS)
     setting: str | None = None  # ablation setting shown in the ablation table
     run: str | None = None  # the study run the encoder came from (its folder under runs/<profile>/)
     settings: dict = field(default_factory=dict)  # study runs: every component's setting
@@ -105,7 +105,7 @@ class MethodInfo:
 
 
 def method_info(row: dict) -> MethodInfo:
-    """The MethodInfo of a result row, from its `method` block (bench_tasks.method.method_of_row
+    """The MethodInfo of a result row, from its `method` block (bench_tasks.plan.suite.method_of_row
     derives one for rows written before blocks existed)."""
     uri = str((row.get("cell") or {}).get("backbone", "?"))
     b = method_of_row(row)

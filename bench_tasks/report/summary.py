@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .ablation_tables import ablation_deltas
+from .frames import cell_label
 from .load import first_error_line
-from .tables import Table, ablation_deltas, cell_label, to_markdown
+from .table import Table
+from .table_formats import to_markdown
 
 SMOKE_BANNER = ("> **⚠ smoke profile: tiny models and few steps prove the pipeline; numbers are not "
                 "meaningful.**")
@@ -115,7 +118,25 @@ def render_summary(*, profile, command, report_commit, date, results_files, load
                    problems, main_table: Table | None, main_files: dict, figures: dict, figure_notes: dict,
                    ablation_tables, missing_ablations, missing: list[str], files: list[str],
                    reported_count: int, compute_section: str = "", supervision_section: str = "") -> str:
-    prov = _provenance(df_ok, df_failed)
+    L = _header(profile, command, report_commit, date, results_files, _provenance(df_ok, df_failed))
+    L += _cells_section(loaded, df_ok, df_failed, problems)
+    L += _main_section(main_table, main_files)
+    if supervision_section:  # what each method's pre-training saw (bench_tasks.report.supervision)
+        L += [supervision_section.rstrip("\n"), ""]
+    L += floors_section(main_table, df_ok)
+    if compute_section:  # bench_tasks.report.compute: FLOPs, images, wall time per pre-training run
+        L += [compute_section]
+    L += _measured_vs_reported(profile, reported_count)
+    L += _figures_section(figures, figure_notes)
+    L += _ablations_section(ablation_tables, missing_ablations, df_ok)
+    L += ["## What is missing", ""]
+    L += [f"- {m}" for m in missing] or ["- nothing obvious."]
+    L += ["", "## Files", ""] + [f"- [{f}]({f})" for f in files] + [""]
+    return "\n".join(L)
+
+
+def _header(profile, command, report_commit, date, results_files, prov: dict) -> list[str]:
+    """The title, the smoke banner and the provenance table."""
     L = [f"# PaCo-FR bench report — profile `{profile}`", ""]
     if profile == "smoke":
         L += [SMOKE_BANNER, ""]
@@ -132,11 +153,14 @@ def render_summary(*, profile, command, report_commit, date, results_files, load
     if prov["started"]:
         L.append(f"| cells started | {prov['started'][0]} … {prov['started'][1]} |")
     L.append("")
+    return L
 
-    # ---- status
+
+def _cells_section(loaded, df_ok, df_failed, problems) -> list[str]:
+    """How many cells are ok / failed, what could not be read, each failed cell's first error line."""
     n_ok, n_failed = len(df_ok), len(df_failed)
-    L += ["## Cells", "", f"**{n_ok} ok, {n_failed} failed** (last row per cell key; failed cells are excluded "
-          "from every table and figure)."]
+    L = ["## Cells", "", f"**{n_ok} ok, {n_failed} failed** (last row per cell key; failed cells are excluded "
+         "from every table and figure)."]
     if loaded.skipped_lines:
         L.append(f"- {loaded.skipped_lines} torn / unreadable line(s) in the results file(s) were skipped.")
     for f in loaded.missing_files:
@@ -148,9 +172,11 @@ def render_summary(*, profile, command, report_commit, date, results_files, load
         for _, r in df_failed.iterrows():
             L.append(f"- `{cell_label(r)}` — {first_error_line(r['error'])}")
     L.append("")
+    return L
 
-    # ---- main table
-    L += ["## Main table", ""]
+
+def _main_section(main_table: Table | None, main_files: dict) -> list[str]:
+    L = ["## Main table", ""]
     if main_table is not None and not main_table.empty:
         L.append(to_markdown(main_table, heading_level=3))
         if main_files:
@@ -158,26 +184,24 @@ def render_summary(*, profile, command, report_commit, date, results_files, load
         L.append("")
     else:
         L += ["_No ok results to tabulate._", ""]
-    if supervision_section:  # what each method's pre-training saw (bench_tasks.report.supervision)
-        L += [supervision_section.rstrip("\n"), ""]
+    return L
 
-    L += floors_section(main_table, df_ok)
-    if compute_section:  # bench_tasks.report.compute: FLOPs, images, wall time per pre-training run
-        L += [compute_section]
 
-    L += ["## Measured vs reported", "",
-          f"- **Measured** rows (method names without a suffix) come from `results/` of this run: our backbones "
-          f"(profile `{profile}`), evaluated by `bench_tasks` on the data sets named in the column headers.",
-          f"- **Reported** rows (suffix \"(reported)\", {reported_count} numbers) are published numbers copied from "
-          "the papers / an aggregator (`bench_tasks/reported/reported_numbers.csv`, sources there): ViT-B/16 "
-          "pre-trained on millions of real faces, evaluated on the real data sets. They are context, not a "
-          "comparison: they are never bolded against measured rows. A measured real-data column shares its column "
-          "with them only when every measured row in it ran FaRL's protocol exactly (`farl-frozen` / `farl-refine` "
-          "without overrides, `docs/farl_protocol.md`); otherwise they stay apart in \"<data set> (reported)\" "
-          "columns (the table's notes say which).", ""]
+def _measured_vs_reported(profile, reported_count: int) -> list[str]:
+    return ["## Measured vs reported", "",
+            f"- **Measured** rows (method names without a suffix) come from `results/` of this run: our backbones "
+            f"(profile `{profile}`), evaluated by `bench_tasks` on the data sets named in the column headers.",
+            f"- **Reported** rows (suffix \"(reported)\", {reported_count} numbers) are published numbers copied from "
+            "the papers / an aggregator (`bench_tasks/reported/reported_numbers.csv`, sources there): ViT-B/16 "
+            "pre-trained on millions of real faces, evaluated on the real data sets. They are context, not a "
+            "comparison: they are never bolded against measured rows. A measured real-data column shares its column "
+            "with them only when every measured row in it ran FaRL's protocol exactly (`farl-frozen` / `farl-refine` "
+            "without overrides, `docs/farl_protocol.md`); otherwise they stay apart in \"<data set> (reported)\" "
+            "columns (the table's notes say which).", ""]
 
-    # ---- figures
-    L += ["## Figures", ""]
+
+def _figures_section(figures: dict, figure_notes: dict) -> list[str]:
+    L = ["## Figures", ""]
     for name, title in [("data_efficiency", "Data efficiency"), ("robustness_slices", "Robustness slices"),
                         ("codebook_reconstruction", "Reconstruction vs codebook size")]:
         if figures.get(name):
@@ -188,9 +212,12 @@ def render_summary(*, profile, command, report_commit, date, results_files, load
         L.append(f"- {n}")
     if figure_notes.get("extra"):
         L.append("")
+    return L
 
-    # ---- ablations
-    L += ["## Ablation highlights", ""]
+
+def _ablations_section(ablation_tables, missing_ablations, df_ok) -> list[str]:
+    """Each ablation table's differences from the full PaCo-FR row (ablation_deltas)."""
+    L = ["## Ablation highlights", ""]
     if ablation_tables:
         for _g, t in ablation_tables:
             L.append(f"**{t.title}**")
@@ -203,9 +230,4 @@ def render_summary(*, profile, command, report_commit, date, results_files, load
         L += ["_No ablation results (runs `abl_*`)._", ""]
     if missing_ablations:
         L += ["Ablations without results: " + ", ".join(missing_ablations) + ".", ""]
-
-    # ---- missing
-    L += ["## What is missing", ""]
-    L += [f"- {m}" for m in missing] or ["- nothing obvious."]
-    L += ["", "## Files", ""] + [f"- [{f}]({f})" for f in files] + [""]
-    return "\n".join(L)
+    return L

@@ -1,6 +1,6 @@
 """What supervision each method's pre-training used, and whether a comparison is equal.
 
-Every study run records `labels_used` in its method block (bench_tasks.method.labels_used: none |
+Every study run records `labels_used` in its method block (bench_tasks.store.method.labels_used: none |
 captions (noisy) | landmarks (ground truth | detected | user file) | teacher (which)) and its
 `pretrain_seed`. The report prints, for every method label of the rows, its supervision and its
 pre-training runs (distinct backbones under one label, with their seeds), and says when the

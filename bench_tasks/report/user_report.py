@@ -236,8 +236,8 @@ def write_user_report(*, out_dir: Path, profile: str, command: str, report_commi
                       methods: dict[str, MethodInfo], problems: list[str], figures: dict, figure_notes: dict,
                       files: list[str], calibration: str | None) -> dict:
     """SUMMARY.md (+ user_table.md / .csv, figures/headline.png) for a plan that is not the study."""
+    from .frames import cell_label
     from .summary import SMOKE_BANNER
-    from .tables import cell_label
 
     out_dir = Path(out_dir)
     lines = [f"# Report: {profile} profile", ""]

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from paco_fr.config import DEFAULTS
+from paco_fr.defaults import DEFAULTS
 
 GENERIC = ("a photo of a face", "a close-up portrait of a person", "a picture of someone's face",
            "a face looking at the camera", "a cropped photo of a head")
 TEMPLATE_PREFIX = "a photo of a "
 SUBJECTS = ("man", "woman", "person")
-DEFAULT_NOISE = DEFAULTS["farl"]["captions"]  # the documented defaults (paco_fr/config.py)
+DEFAULT_NOISE = DEFAULTS["farl"]["captions"]  # the documented defaults (paco_fr/defaults.py)
 
 
 def phrase(attribute: str) -> str:

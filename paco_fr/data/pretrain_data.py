@@ -13,7 +13,7 @@ Sources (`data.source`):
 - `folder`: an image folder (recursive; jpg/jpeg/png/bmp/webp) of already-aligned faces, resized
   to img_size. `data.path` = the folder. Optional `data.landmarks_file`: lines `relpath` + 5
   points (10 numbers) or 68 points (136 numbers) in that image's pixel coordinates; 5 points give
-  a 68-point estimate (paco_fr.region_maps.landmarks68_from_five); images without a line get NaN.
+  a 68-point estimate (paco_fr.data.template.landmarks68_from_five); images without a line get NaN.
 - `tar`: tar shards of already-aligned faces; `data.path` = a shard, a folder of shards or a glob.
 - `landmarks`: raw face images + a 5-point landmarks file (`data.landmarks_file`; one line per
   image: `relpath x1 y1 ... x5 y5`, paths relative to `data.path`, `#` comments allowed), aligned
@@ -39,6 +39,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from paco_fr.data.template import (
+    CANONICAL_5,
+    align_face,
+    landmarks68_from_five,
+    similarity_from_points,
+    transform_points,
+)
 
 log = logging.getLogger(__name__)
 IMG_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -115,8 +123,6 @@ def read_landmarks_file(path) -> dict[str, np.ndarray]:
 
 def unit_landmarks68(pts: np.ndarray, width: int, height: int) -> np.ndarray:
     """5 or 68 points in pixel coords of a width x height image -> 68 points in unit coords."""
-    from paco_fr.region_maps import landmarks68_from_five
-
     unit = (np.asarray(pts, dtype=np.float64) + 0.5) / np.array([width, height], dtype=np.float64)
     return unit if len(unit) == 68 else landmarks68_from_five(unit)
 
@@ -214,9 +220,6 @@ class LandmarksDataset(_FileDataset):
         return str(self.root / self.items[i][0])
 
     def _landmarks(self, i):
-        from paco_fr.data.template import CANONICAL_5, similarity_from_points, transform_points
-        from paco_fr.region_maps import landmarks68_from_five
-
         # the 5 points moved into the aligned crop (the same similarity align_face uses)
         size = self.img_size
         pts = self.items[i][1]
@@ -224,8 +227,6 @@ class LandmarksDataset(_FileDataset):
         return landmarks68_from_five((transform_points(pts, m) + 0.5) / size).astype(np.float32)
 
     def _load(self, i):
-        from paco_fr.data.template import align_face
-
         rel, pts = self.items[i]
         img = _decode(self.root / rel)
         aligned, _ = align_face(img, pts, self.img_size)

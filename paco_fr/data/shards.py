@@ -43,6 +43,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from paco_fr.data.template import landmarks68_from_five
+
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
@@ -137,8 +139,6 @@ def _decode_sample(rec: dict, img_size: int, decoder: str = "pil") -> tuple[np.n
         if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] not in (5, 68):
             raise ValueError(f"lm.npy: expected (5, 2) or (68, 2) unit coordinates, got {pts.shape}")
         if len(pts) == 5:
-            from paco_fr.region_maps import landmarks68_from_five
-
             pts = landmarks68_from_five(pts)
         lm = pts.astype(np.float32)
     return img, lm

@@ -144,3 +144,12 @@ def align_face(image: np.ndarray, pts5: np.ndarray, size: int, order: int = 1) -
                                                output_shape=(size, size), order=order, mode="constant")
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return (out[..., 0] if img.ndim == 2 else out), m
+
+
+def landmarks68_from_five(pts5) -> np.ndarray:
+    """(5, 2) alignment points (right eye, left eye, nose tip, right / left mouth corner; unit
+    coords) -> (68, 2): the least-squares affine map CANONICAL_5 -> pts5 applied to CANONICAL_68."""
+    dst = np.asarray(pts5, dtype=np.float64).reshape(5, 2)
+    src = np.c_[np.asarray(CANONICAL_5), np.ones(5)]  # (5, 3)
+    a, *_ = np.linalg.lstsq(src, dst, rcond=None)  # (3, 2)
+    return np.c_[np.asarray(CANONICAL_68), np.ones(68)] @ a

@@ -23,7 +23,7 @@ from paco_fr.models.registry import (
 
 BUNDLED = ("paco", "mae", "farl", "mcf", "simmim")  # modules of paco_fr.models, in registration order
 # helpers that define no objective
-_NOT_OBJECTIVES = {"base", "registry", "settings", "common", "decoder", "text"}
+_NOT_OBJECTIVES = {"base", "registry", "settings", "paco_settings", "common", "decoder", "text"}
 for _module in (*BUNDLED, *sorted(m.name for m in pkgutil.iter_modules(__path__)
                                   if m.name not in BUNDLED and m.name not in _NOT_OBJECTIVES)):
     importlib.import_module(f"paco_fr.models.{_module}")

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from paco_fr.backbone import ViTBackbone, create_backbone, load_vit_state_dict
-from paco_fr.export import load_encoder
+from paco_fr.encoder_file import load_encoder
 from paco_fr.losses import moco_loss, pixel_loss
 from paco_fr.masking import make_mask, num_to_mask
 from paco_fr.models.base import PretrainModel

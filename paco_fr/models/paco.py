@@ -35,8 +35,6 @@ One training step (`forward`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,6 +61,18 @@ from paco_fr.masking import REGIONS, make_mask, region_map, region_pool_matrix, 
 from paco_fr.models.base import PretrainModel
 from paco_fr.models.common import sincos_2d
 from paco_fr.models.decoder import PixelDecoder
+from paco_fr.models.paco_settings import (
+    CODEBOOK_SPACES,
+    PAIRINGS,
+    REGION_SOURCES,
+    REPLACE_MODES,
+    SPATIAL_FORMS,
+    BeliefSettings,
+    CodebookSettings,
+    IncubationSettings,
+    SpatialSettings,
+    views_seen,
+)
 from paco_fr.models.registry import register_objective
 from paco_fr.models.settings import (
     DecoderSettings,
@@ -71,76 +81,6 @@ from paco_fr.models.settings import (
     check_choice,
     from_section,
 )
-
-REPLACE_MODES = ("codebook", "mask_token")
-CODEBOOK_SPACES = ("pixel", "norm_pix")
-SPATIAL_FORMS = ("correspondence", "gram_mse")
-REGION_SOURCES = ("landmarks", "canonical")
-
-
-PAIRINGS = ("split", "repeat")
-
-
-@dataclass(frozen=True)
-class CodebookSettings:
-    """`codebook:` the patch codebook (paco_fr.codebook) and how its k candidates become a token."""
-
-    num_tokens: int
-    k: int
-    candidates: str
-    selection: str
-    temperature: float
-    gumbel_hard: bool
-    update: str
-    decay: float
-    commitment: float
-    dead_threshold: float
-    restart_every: int
-    chunk_size: int
-    space: str
-
-
-@dataclass(frozen=True)
-class BeliefSettings:
-    """`belief:` the Belief Predictor (paco_fr.belief)."""
-
-    hidden: int
-    pos_dim: int
-    detach_weights: bool
-
-
-@dataclass(frozen=True)
-class IncubationSettings:
-    """`incubation:` the first epochs / steps in which the predictor learns by cross-entropy."""
-
-    epochs: float
-    steps: int | None
-    ce_weight: float
-    after_ce_weight: float
-    detach_recon: bool
-
-
-@dataclass(frozen=True)
-class SpatialSettings:
-    """`spatial:` the two views and the cross-view region term."""
-
-    weight: float
-    pairing: str
-    keep_views: bool
-    form: str
-    temperature: float
-    center_batch: bool
-    stop_grad: bool
-    layer: int
-
-    @property
-    def two_views(self) -> bool:
-        return self.weight > 0 or self.keep_views
-
-
-def views_seen(spatial: SpatialSettings, batch: int) -> int:
-    """Distinct images of a micro-batch of `batch`: `split` pairing shows the first B/2 twice."""
-    return max(1, batch // 2) if spatial.two_views and spatial.pairing == "split" else batch
 
 
 def encode_with_mask_token(encoder, xn: torch.Tensor, mask: torch.Tensor, token: torch.Tensor,

@@ -8,7 +8,7 @@ model class (as timm's `@register_model` fills `timm.list_models()`).
 
 `section`: the config section only this objective reads (a run of another objective ignores it
 when deciding whether a run directory's config changed, paco_fr.rundir). `defaults`: that section's
-default values, for an objective whose section paco_fr.config.DEFAULTS does not list yet (so a new
+default values, for an objective whose section paco_fr.defaults.DEFAULTS does not list yet (so a new
 objective is one file: its model module, imported by paco_fr/models/__init__.py).
 
 `build_model(cfg)` builds the encoder (paco_fr.backbone) and hands it to the factory of
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from paco_fr.backbone import encoder_from_config
+from paco_fr.defaults import DEFAULTS
 from paco_fr.models.base import ObjectiveData, PretrainModel
 
 
@@ -42,8 +44,6 @@ def register_objective(name: str, section: str | None = None, defaults: dict | N
         if defaults is not None:
             if section is None:
                 raise ValueError(f"objective {name!r}: defaults without a section")
-            from paco_fr.config import DEFAULTS
-
             DEFAULTS.setdefault(section, defaults)
         cls.objective = name
         _OBJECTIVES[name] = Objective(name, cls, section)
@@ -71,8 +71,6 @@ def objective_model(cfg: dict) -> type[PretrainModel]:
 def build_model(cfg: dict, steps_per_epoch: int = 1, data: ObjectiveData | None = None) -> PretrainModel:
     """The pre-training model of `cfg["objective"]` (a full config from paco_fr.config). `data`: the
     objective's ObjectiveData (default: its synthetic_data, e.g. FaRL's 64-word probe vocabulary)."""
-    from paco_fr.backbone import encoder_from_config
-
     cls = objective_model(cfg)
     if data is None:
         data = cls.synthetic_data(cfg)
