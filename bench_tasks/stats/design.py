@@ -155,7 +155,7 @@ class Coverage:
     def note(self) -> str:
         what = ["test " + ("identities" if self.items == "identities" else "items")]
         if self.runs:
-            what.append("pre-training runs")
+            what.append("pre-training runs" + (" (with their evaluation seeds)" if self.seeds else ""))
         elif self.seeds:
             what.append("evaluation seeds")
         out = " + ".join(what)
