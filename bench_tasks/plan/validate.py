@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from bench_tasks.backbones.base import build_backbone, resolve_device
-from bench_tasks.contracts import DatasetLayoutError
+from bench_tasks.contracts import BackboneURI, DatasetLayoutError, uri_scheme
 from bench_tasks.errors import cause_line, closest
 from bench_tasks.plan.suite import STUDY_OVERRIDES
 from bench_tasks.registry import BACKBONES, DATASETS, TASKS
@@ -132,9 +132,11 @@ def check_device(device: str | None) -> list[str]:
 
 def check_backbone_uri(uri: str) -> list[str]:
     """Syntax and scheme of one URI (the file itself is checked by `check_backbones`)."""
-    scheme, sep, rest = uri.partition(":")
     schemes = BACKBONES.names()
-    if not sep or not rest:
+    try:
+        scheme = BackboneURI.parse(uri).scheme
+    except ValueError:
+        scheme = uri_scheme(uri)
         return [f"backbone {uri!r}: expected scheme:spec, e.g. random:vit_tiny, timm:<model>[:<file>], "
                 f"paco_fr:<encoder.safetensors>; schemes: {', '.join(schemes)}{closest(scheme, schemes)}"]
     if scheme not in BACKBONES:
