@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench_tasks.cli.common import SYNTHFACE, _csv, build_backbone_list, is_study
 from bench_tasks.errors import PlanError
+from bench_tasks.plan.options import PlanOptions
 from bench_tasks.plan.profiles import PROFILES, dotted_overrides, get_profile
 
 
@@ -23,22 +24,22 @@ class PretrainOnlyDone(Exception):
         self.encoders, self.failed = encoders, failed
 
 
-def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
-    """{task: [datasets]} after checking the data roots. Datasets named with --datasets must
-    exist (an error shows the expected layout); implicitly chosen ones whose root is missing are
-    skipped with a message."""
+def build_task_datasets(opts: PlanOptions, roots, log=print) -> dict[str, list[str]]:
+    """{task: [datasets]} of the options' tasks and datasets after checking the data roots.
+    Datasets named with --datasets must exist (an error shows the expected layout); implicitly
+    chosen ones whose root is missing are skipped with a message."""
     from bench_tasks.plan.cells import missing_root_error
     from bench_tasks.registry import DATASETS, TASKS
 
-    tasks = _csv(args.tasks)
-    if args.all or not tasks:
-        if not args.all and not tasks:
+    tasks = _csv(opts.tasks)
+    if opts.all or not tasks:
+        if not opts.all and not tasks:
             raise PlanError("choose --tasks <t1,t2> or --all (see `python -m bench_tasks list`)")
         tasks = tasks or TASKS.names()
     for t in tasks:
         if t not in TASKS:
             raise PlanError(f"unknown task {t!r}; registered: {', '.join(TASKS.names())}")
-    explicit = _csv(args.datasets)
+    explicit = _csv(opts.datasets)
     out: dict[str, list[str]] = {}
     if explicit:
         for d in explicit:
@@ -93,7 +94,7 @@ def build_plan(args, log=print, problems: list[str] | None = None):
 
     profile = get_profile(args.profile)
     roots = DataRoots.parse(args.data_root)
-    task_ds = build_task_datasets(args, roots, log=log)
+    task_ds = build_task_datasets(PlanOptions.from_args(args), roots, log=log)
     protocols = _csv(args.protocols)
     problems = list(problems or []) + protocol_problems(task_ds, protocols, problems or [])
     seeds, bad = parse_seeds(args.seeds)
