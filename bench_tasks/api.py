@@ -26,7 +26,6 @@ size with timm's `set_input_size`.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 from collections.abc import Callable, Sequence
@@ -148,6 +147,56 @@ def _run_in_memory(bb, cells, prof, results, work_dir, roots, device, force, pro
             log(f"FAILED {cell.label()} | {cause_line(row['error'])}")
 
 
+def _checked_backbone(backbone, name, task_ds, prof, device) -> tuple[BenchBackbone | None, str, list[str]]:
+    """(the wrapped in-memory backbone or None for a URI, the URI its cells are keyed by, its problems)."""
+    from bench_tasks.errors import cause_line
+    from bench_tasks.plan.validate import check_backbones
+
+    if isinstance(backbone, str):
+        return None, backbone, check_backbones([backbone], task_ds, prof, device)
+    bb = None
+    try:
+        bb = wrap_module(backbone, name)
+        _check_forward(bb, task_ds, prof)
+    except (TypeError, ValueError, RuntimeError, AssertionError) as err:
+        return bb, bb.uri if bb is not None else "memory:?", [
+            f"evaluate(): the in-memory backbone cannot be used: {cause_line(err, limit=2000)}"]
+    return bb, bb.uri, []
+
+
+def _checked_plan(backbone, opts, data_root, name, threads, log):
+    """(profile, data roots, cells, in-memory backbone or None) of an evaluate() call, planned as
+    `run` plans; every problem raised together as one PlanInvalid before anything runs."""
+    from bench_tasks.cli.common import apply_threads
+    from bench_tasks.cli.planning import build_task_datasets
+    from bench_tasks.errors import PlanError
+    from bench_tasks.plan.cells import DataRoots, plan_cells
+    from bench_tasks.plan.validate import PlanInvalid, check_args, check_data, parse_fractions, parse_seeds
+
+    problems = check_args(opts)
+    try:
+        prof = get_profile(opts.profile)
+    except KeyError as err:
+        raise PlanInvalid([*problems, str(err.args[0])]) from None
+    apply_threads(threads, prof.name)
+    roots = DataRoots.parse([data_root] if isinstance(data_root, str) else (list(data_root) if data_root else None))
+    try:
+        task_ds = build_task_datasets(opts, roots, log=log)
+    except PlanError as err:
+        raise PlanInvalid(problems or [str(err.code)]) from None
+    problems += check_data(task_ds, roots, prof)
+    bb, uri, bad = _checked_backbone(backbone, name, task_ds, prof, opts.device)
+    problems += bad
+    if not task_ds:
+        problems.append("the plan is empty: no task has an available dataset (give datasets=... and data_root=...)")
+    if problems:
+        raise PlanInvalid(problems)
+    proto_list = [p.strip() for p in opts.protocols.split(",")] if opts.protocols else None
+    cells = plan_cells([uri], task_ds, protocols=proto_list, seeds=parse_seeds(opts.seeds)[0],
+                       fractions=parse_fractions(opts.fractions)[0], profile=prof.name)
+    return prof, roots, cells, bb
+
+
 def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[str] | None = None,
              datasets: str | Sequence[str] | None = None, profile: str = "smoke",
              protocols: str | Sequence[str] | None = None, seeds: str | Sequence[int] | None = None,
@@ -161,19 +210,9 @@ def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[st
     listed) before anything runs when the input is bad. `threads`: torch's CPU threads, with the
     CLI's default (`run --threads`: 1 under the smoke profile, else torch's own); it is set for the
     whole process, as the CLI does."""
-    from bench_tasks.cli.common import apply_threads
-    from bench_tasks.cli.planning import build_task_datasets
-    from bench_tasks.errors import PlanError, cause_line
-    from bench_tasks.plan.cells import DataRoots, plan_cells
-    from bench_tasks.plan.profiles import get_profile
-    from bench_tasks.plan.validate import (
-        PlanInvalid,
-        check_args,
-        check_backbones,
-        check_data,
-        parse_fractions,
-        parse_seeds,
-    )
+    import pandas as pd
+
+    from bench_tasks.plan.options import PlanOptions
     from bench_tasks.registry import load_registries
     from bench_tasks.run.runner import run_plan
     from bench_tasks.store.readers import latest_rows
@@ -181,53 +220,18 @@ def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[st
 
     load_registries()
     log = log or (lambda msg: None)
-    in_memory = not isinstance(backbone, str)
-    roots_arg = [data_root] if isinstance(data_root, str) else (list(data_root) if data_root else None)
-    args = argparse.Namespace(tasks=_join(tasks), all=tasks is None, datasets=_join(datasets),
-                              protocols=_join(protocols), seeds=_join(seeds), fractions=_join(fractions),
-                              device=device, backbones=None if in_memory else backbone, profile=profile,
-                              pretrain_override=None, study=False)
-    problems = check_args(args)
-    try:
-        prof = get_profile(profile)
-    except KeyError as err:
-        raise PlanInvalid([*problems, str(err.args[0])]) from None
-    apply_threads(threads, prof.name)
-    roots = DataRoots.parse(roots_arg)
-    try:
-        task_ds = build_task_datasets(args, roots, log=log)
-    except PlanError as err:
-        raise PlanInvalid(problems or [str(err.code)]) from None
-    seed_list, _ = parse_seeds(args.seeds)
-    frac_list, _ = parse_fractions(args.fractions)
-    problems += check_data(task_ds, roots, prof)
-    bb = None
-    if in_memory:
-        try:
-            bb = wrap_module(backbone, name)
-            _check_forward(bb, task_ds, prof)
-        except (TypeError, ValueError, RuntimeError, AssertionError) as err:
-            problems.append(f"evaluate(): the in-memory backbone cannot be used: {cause_line(err, limit=2000)}")
-        uri = bb.uri if bb is not None else "memory:?"
-    else:
-        uri = backbone
-        problems += check_backbones([uri], task_ds, prof, device)
-    if not task_ds:
-        problems.append("the plan is empty: no task has an available dataset (give datasets=... and data_root=...)")
-    if problems:
-        raise PlanInvalid(problems)
-    proto_list = [p.strip() for p in args.protocols.split(",")] if args.protocols else None
-    cells = plan_cells([uri], task_ds, protocols=proto_list, seeds=seed_list, fractions=frac_list, profile=prof.name)
+    opts = PlanOptions(profile=profile, tasks=_join(tasks), all=tasks is None, datasets=_join(datasets),
+                       protocols=_join(protocols), seeds=_join(seeds), fractions=_join(fractions), device=device,
+                       backbones=backbone if isinstance(backbone, str) else None, study=False)
+    prof, roots, cells, bb = _checked_plan(backbone, opts, data_root, name, threads, log)
     results = Path(results or f"results/{prof.name}.jsonl")
-    if not in_memory:
+    if bb is None:
         run_plan(cells, results=results, work_dir=work_dir, data_roots=roots, device=device, force=force,
                  progress=progress, log=log)
     else:
         _run_in_memory(bb, cells, prof, results, work_dir, roots, device, force, progress, log)
     latest = latest_rows(results)
     keys = [c.key() for c in cells]
-    import pandas as pd
-
     df = to_dataframe(results)
     if df.empty:
         return pd.DataFrame()

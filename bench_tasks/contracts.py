@@ -17,6 +17,69 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+# ----------------------------------------------------------------------------- backbone URIs
+
+# schemes whose spec names an architecture, not a weight file
+FILELESS_SCHEMES = ("random", "supervised", "floor")
+
+
+@dataclass(frozen=True)
+class BackboneURI:
+    """A backbone URI `scheme:spec` parsed once (`paco_fr:runs/x/encoder.safetensors`,
+    `timm:vit_small_patch16_224[:w.pth]`, `random:vit_tiny`, `floor:majority`). `str()` gives back
+    the exact string it was parsed from; rows, cell keys and settings hashes keep that string."""
+
+    scheme: str
+    spec: str
+
+    @classmethod
+    def parse(cls, uri: BackboneURI | str) -> BackboneURI:
+        """Raises ValueError naming `uri` when it is not `scheme:spec` with a non-empty spec."""
+        if isinstance(uri, BackboneURI):
+            return uri
+        text = str(uri)
+        scheme, sep, spec = text.partition(":")
+        if not sep or not spec:
+            raise ValueError(f"backbone URI {text!r}: expected scheme:spec, e.g. random:vit_tiny, "
+                             "timm:<model>[:<file>], paco_fr:<encoder.safetensors>")
+        return cls(scheme, spec)
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.spec}"
+
+    def with_scheme(self, scheme: str) -> BackboneURI:
+        """The same spec under another scheme (`random:vit_tiny` -> `supervised:vit_tiny`)."""
+        return BackboneURI(scheme, self.spec)
+
+    @property
+    def name(self) -> str:
+        """The spec's first field: timm's model name, the architecture of `random:` / `supervised:`."""
+        return self.spec.partition(":")[0]
+
+    @property
+    def file(self) -> str | None:
+        """The weight file the URI names (None for `random:`, `supervised:`, `floor:` and a timm URI
+        without a file)."""
+        if self.scheme == "timm":
+            return self.spec.partition(":")[2] or None
+        return None if self.scheme in FILELESS_SCHEMES else self.spec
+
+
+def uri_scheme(uri: BackboneURI | str) -> str:
+    """The scheme of a URI, tolerant of any string (rows of old or foreign files): the text before
+    the first `:` ("" for ""), for telling floors, ceilings and encoders apart."""
+    return uri_parts(uri)[0]
+
+
+def uri_parts(uri: BackboneURI | str) -> tuple[str, str]:
+    """(scheme, spec) of a URI, tolerant of any string: ("abc", "") for "abc", ("random", "") for
+    "random:"; `BackboneURI.parse` is the strict form."""
+    if isinstance(uri, BackboneURI):
+        return uri.scheme, uri.spec
+    scheme, _, spec = str(uri).partition(":")
+    return scheme, spec
+
+
 # ----------------------------------------------------------------------------- profiles
 
 

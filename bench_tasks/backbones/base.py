@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench_tasks.contracts import BackboneURI
 from paco_fr.backbone import BackboneOutput, ViTBackbone, default_dense_layers
 
 
@@ -95,20 +96,20 @@ def _safetensors_header(f) -> dict | None:
 def build_backbone(uri: str, image_size: int) -> BenchBackbone:
     from bench_tasks.registry import BACKBONES
 
-    scheme, _, rest = uri.partition(":")
-    if not rest:
-        raise ValueError(f"backbone URI {uri!r} must look like scheme:spec (schemes: {BACKBONES.names()})")
-    return BACKBONES.get(scheme)(rest, image_size=image_size)
+    try:
+        parsed = BackboneURI.parse(uri)
+    except ValueError:
+        raise ValueError(f"backbone URI {uri!r} must look like scheme:spec (schemes: {BACKBONES.names()})") from None
+    return BACKBONES.get(parsed.scheme)(parsed.spec, image_size=image_size)
 
 
 def weights_file(uri: str) -> Path | None:
     """The local weight file a URI reads (None for `random:` and URIs without a file)."""
-    scheme, _, rest = uri.partition(":")
-    if scheme == "timm":
-        rest = rest.partition(":")[2]
-    elif scheme in ("random", "supervised", "floor"):
+    try:
+        file = BackboneURI.parse(uri).file
+    except ValueError:  # no spec: no file
         return None
-    return Path(rest) if rest else None
+    return Path(file) if file else None
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from bench_tasks.backbones.base import weights_file
+from bench_tasks.contracts import BackboneURI
 
 # width, depth of the named architectures (paco_fr.backbone.ARCHS: timm's ViT-Ti/S/B/L, CLIP's ViT-B)
 ARCH_SHAPES = {"vit_tiny": (192, 12), "vit_small": (384, 12), "vit_base": (768, 12), "vit_large": (1024, 24),
@@ -84,16 +85,19 @@ def _timm_model(name: str) -> tuple[int, int, int, int | None] | None:
 def vit_shape(uri: str) -> tuple[int, int, int, int | None] | None:
     """(width, depth, patch, native input size or None) of backbone `uri`, or None when it cannot be
     told without building it (a missing file, an architecture not known here)."""
-    scheme, _, rest = str(uri).partition(":")
-    if scheme in ("random", "supervised"):
-        return _spec(rest)
+    try:
+        parsed = BackboneURI.parse(uri)
+    except ValueError:  # no spec: nothing to tell
+        return None
+    if parsed.scheme in ("random", "supervised"):
+        return _spec(parsed.spec)
     path = weights_file(uri)
     if path is not None and path.is_file():
         got = shape_from_tensors(_header_shapes(path))
         if got is not None:
             return got
-    if scheme == "timm":
-        return _timm_model(rest.partition(":")[0])
+    if parsed.scheme == "timm":
+        return _timm_model(parsed.name)
     return None
 
 

@@ -17,6 +17,7 @@ import timm
 import torch
 
 from bench_tasks.backbones.base import BenchBackbone, weights_sha256
+from bench_tasks.contracts import BackboneURI
 from bench_tasks.registry import BACKBONES
 from paco_fr.backbone import IMAGENET_MEAN, IMAGENET_STD, BackboneOutput, ViTBackbone, load_vit_state_dict
 
@@ -238,8 +239,8 @@ def build(rest: str, image_size: int) -> BenchBackbone:
     tensors (safetensors or torch.load(weights_only=True)) go through timm's checkpoint filter of
     the model's family; without one, timm's pretrained weights (downloaded by timm to its cache, or
     found there when offline)."""
-    model_name, _, file = rest.partition(":")
-    uri = f"timm:{rest}"
+    parsed = BackboneURI("timm", rest)
+    model_name, file, uri = parsed.name, parsed.file, str(parsed)
     if not file:
         try:
             vit = create_timm_vit(model_name, image_size, uri, pretrained=True)

@@ -7,8 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench_tasks.cli.common import SYNTHFACE, _csv, build_backbone_list, is_study
+from bench_tasks.contracts import uri_parts, uri_scheme
 from bench_tasks.errors import PlanError
-from bench_tasks.plan.profiles import PROFILES, dotted_overrides, get_profile
+from bench_tasks.plan.options import PlanOptions
+from bench_tasks.plan.profiles import PROFILES, get_profile
 
 
 class StageFailed(RuntimeError):
@@ -23,22 +25,22 @@ class PretrainOnlyDone(Exception):
         self.encoders, self.failed = encoders, failed
 
 
-def build_task_datasets(args, roots, log=print) -> dict[str, list[str]]:
-    """{task: [datasets]} after checking the data roots. Datasets named with --datasets must
-    exist (an error shows the expected layout); implicitly chosen ones whose root is missing are
-    skipped with a message."""
+def build_task_datasets(opts: PlanOptions, roots, log=print) -> dict[str, list[str]]:
+    """{task: [datasets]} of the options' tasks and datasets after checking the data roots.
+    Datasets named with --datasets must exist (an error shows the expected layout); implicitly
+    chosen ones whose root is missing are skipped with a message."""
     from bench_tasks.plan.cells import missing_root_error
     from bench_tasks.registry import DATASETS, TASKS
 
-    tasks = _csv(args.tasks)
-    if args.all or not tasks:
-        if not args.all and not tasks:
+    tasks = _csv(opts.tasks)
+    if opts.all or not tasks:
+        if not opts.all and not tasks:
             raise PlanError("choose --tasks <t1,t2> or --all (see `python -m bench_tasks list`)")
         tasks = tasks or TASKS.names()
     for t in tasks:
         if t not in TASKS:
             raise PlanError(f"unknown task {t!r}; registered: {', '.join(TASKS.names())}")
-    explicit = _csv(args.datasets)
+    explicit = _csv(opts.datasets)
     out: dict[str, list[str]] = {}
     if explicit:
         for d in explicit:
@@ -93,7 +95,7 @@ def build_plan(args, log=print, problems: list[str] | None = None):
 
     profile = get_profile(args.profile)
     roots = DataRoots.parse(args.data_root)
-    task_ds = build_task_datasets(args, roots, log=log)
+    task_ds = build_task_datasets(PlanOptions.from_args(args), roots, log=log)
     protocols = _csv(args.protocols)
     problems = list(problems or []) + protocol_problems(task_ds, protocols, problems or [])
     seeds, bad = parse_seeds(args.seeds)
@@ -130,72 +132,67 @@ def protocol_problems(task_ds: dict, protocols: list[str] | None, problems: list
 def study_plan(args, profile, task_ds, protocols, seeds, fractions, log) -> list:
     """The study's cells: its encoders (pre-trained here first, or only named for a dry run, --status
     or a cluster launcher, or the finished ones with --eval-only), their references, all checked."""
+    from bench_tasks.plan.run_spec import build_run_spec
     from bench_tasks.plan.study import study_cells
-    from bench_tasks.plan.suite import expand_seeds, study_seeds, suite_runs
     from bench_tasks.plan.validate import PlanInvalid, check_backbones
 
     try:
-        pseeds = study_seeds(args, profile)  # --pretrain-seeds / the profile's pretrain_seeds
-        expand_seeds(suite_runs(not args.no_ablations, profile.name), pseeds)
+        spec = build_run_spec(args, profile, task_ds, protocols, seeds, fractions)
     except ValueError as err:
         raise PlanInvalid([f"--pretrain-seeds: {err}"]) from err
-    encoders = study_encoders(args, profile, pseeds, log)
+    encoders = study_encoders(args, spec, log)
     cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
-                        ceilings=not getattr(args, "no_ceilings", False),
-                        probes=not getattr(args, "no_probes", False))
+                        ceilings=spec.ceilings, probes=spec.probes)
     problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, args.device,
                                # a dry run skips encoders not written yet; with a cluster launcher the
                                # pre-training jobs (re)write them, and each evaluation job checks its own
-                               skip_missing=lambda uri: uri.startswith("paco_fr:") and bool(
-                                   getattr(args, "launcher", "local") != "local"
-                                   or ((args.dry_run or getattr(args, "status", False))
-                                       and not Path(uri[len("paco_fr:"):]).is_file())))
+                               skip_missing=lambda uri: uri_scheme(uri) == "paco_fr" and bool(
+                                   spec.launcher.launcher != "local"
+                                   or ((spec.dry_run or spec.status)
+                                       and not Path(uri_parts(uri)[1]).is_file())))
     if problems:
         raise PlanInvalid(problems)
     return cells
 
 
-def study_encoders(args, profile, pseeds, log) -> dict:
-    """{run name: encoder file} of the study's suite: named only (a dry run, --status, a cluster
-    launcher), the finished ones (--eval-only), or pre-trained here (stage 1)."""
+def study_encoders(args, spec, log) -> dict:
+    """{run name: encoder file} of the study's suite (`spec`: its bench_tasks.plan.run_spec.RunSpec):
+    named only (a dry run, --status, a cluster launcher), the finished ones (--eval-only), or
+    pre-trained here (stage 1). Sets `args.suite_plan` (a dry run) and `args.pretrain_failed` (stage 1)
+    for the run's report."""
     from bench_tasks.plan.study import plan_suite
-    from bench_tasks.plan.suite import expand_seeds, suite_encoders, suite_runs
+    from bench_tasks.plan.suite import suite_encoders
     from bench_tasks.run.launch import _finished
     from bench_tasks.run.pretrain import pretrain_suite
 
-    budget_by = getattr(args, "budget_by", "flops")
-    # --status only reads: it plans like a dry run (the suite's encoder paths), never pre-trains
-    if args.dry_run or getattr(args, "status", False) or getattr(args, "launcher", "local") != "local":
-        names = ", ".join(r.name for r in expand_seeds(suite_runs(not args.no_ablations, profile.name), pseeds))
-        verb = ("would run or reuse" if args.dry_run or getattr(args, "status", False)
+    profile, pseeds, opts = spec.profile, spec.pretrain_seeds, spec.launcher
+    if spec.stage == "name":  # --status only reads: it plans like a dry run, never pre-trains
+        verb = ("would run or reuse" if spec.dry_run or spec.status
                 else "runs as cluster jobs (finished runs are reused)")
-        log(f"stage 1 (pre-training, {args.profile} config) {verb}: {names}")
-        if args.dry_run:  # the budget plan (cost per step measured on tiny batches: seconds)
-            args.suite_plan = plan_suite(profile.name, args.runs, not args.no_ablations,
-                                         dotted_overrides(args.pretrain_override or []), budget_by, log=log,
-                                         pretrain_seeds=pseeds)
-        return suite_encoders(args.runs, profile.name, not args.no_ablations, pseeds)
-    if getattr(args, "eval_only", False):
+        log(f"stage 1 (pre-training, {profile.name} config) {verb}: {', '.join(r.name for r in spec.suite)}")
+        if spec.dry_run:  # the budget plan (cost per step measured on tiny batches: seconds)
+            args.suite_plan = plan_suite(profile.name, spec.runs_root, spec.ablations, spec.overrides,
+                                         opts.budget_by, log=log, pretrain_seeds=pseeds)
+        return suite_encoders(spec.runs_root, profile.name, spec.ablations, pseeds)
+    if spec.stage == "eval_only":
         encoders = {}
-        for name, enc in suite_encoders(args.runs, profile.name, not args.no_ablations, pseeds).items():
+        for name, enc in suite_encoders(spec.runs_root, profile.name, spec.ablations, pseeds).items():
             if _finished(enc):
                 encoders[name] = enc
             else:
                 log(f"--eval-only: {name} has not finished pre-training ({enc.parent}); left out")
         if not encoders:
-            raise StageFailed(f"--eval-only: no finished pre-training run under {Path(args.runs) / profile.name}")
+            raise StageFailed(f"--eval-only: no finished pre-training run under {Path(spec.runs_root) / profile.name}")
         return encoders
     failed: list[tuple[str, str]] = []
     args.pretrain_failed = failed
-    encoders = pretrain_suite(profile, args.runs, include_ablations=not args.no_ablations, log=log,
-                              progress=not args.no_progress,
-                              overrides=dotted_overrides(args.pretrain_override or []), failed=failed,
-                              budget_by=budget_by, jobs=max(1, int(getattr(args, "pretrain_jobs", 1) or 1)),
-                              pretrain_seeds=pseeds)
+    encoders = pretrain_suite(profile, spec.runs_root, include_ablations=spec.ablations, log=log,
+                              progress=opts.progress, overrides=spec.overrides, failed=failed,
+                              budget_by=opts.budget_by, jobs=opts.pretrain_jobs, pretrain_seeds=pseeds)
     if failed and not encoders:
         raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
                           "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
-    if getattr(args, "pretrain_only", False):
+    if spec.pretrain_only:
         raise PretrainOnlyDone(encoders, failed)
     return encoders
 

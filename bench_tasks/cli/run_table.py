@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench_tasks.contracts import uri_scheme
 from bench_tasks.errors import cause_line
 
 
@@ -26,7 +27,7 @@ def _short_backbone(uri: str, width: int = 38) -> str:
 
 
 def _scheme(row: dict) -> str:
-    return str((row.get("cell") or {}).get("backbone", "")).partition(":")[0]
+    return uri_scheme((row.get("cell") or {}).get("backbone", ""))
 
 
 def find_floor(row: dict, latest: dict[str, dict]) -> dict | None:

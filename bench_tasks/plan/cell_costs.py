@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_tasks.backbones.native import vit_shape
+from bench_tasks.contracts import uri_scheme
 from bench_tasks.plan.floors import is_floor
 from bench_tasks.registry import TASKS
-from bench_tasks.tasks._ceiling import ceiling_epochs_for
+from bench_tasks.tasks._ceiling import ceiling_epochs_for, is_ceiling
 from bench_tasks.tasks._classification import settings
 from bench_tasks.tasks.recognition import settings_for
 
@@ -99,7 +100,7 @@ def backbone_shape(uri: str, study_arch: str | None = None) -> Shape | None:
         got = vit_shape(uri)
     except Exception:  # noqa: BLE001 - an estimate never fails a plan; the plan's own checks report it
         got = None
-    if got is None and study_arch and uri.startswith("paco_fr:"):
+    if got is None and study_arch and uri_scheme(uri) == "paco_fr":
         got = vit_shape(study_arch)
     return Shape(*got) if got else None
 
@@ -138,7 +139,7 @@ def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, feature
     if cell.protocol == "finetune":
         epochs = {"parsing": profile.dense_epochs, "landmarks": profile.dense_epochs,
                   "recognition": profile.recognition_epochs}.get(cell.task, profile.finetune_epochs)
-        if cell.backbone.startswith("supervised:"):
+        if is_ceiling(cell.backbone):
             epochs = ceiling_epochs_for(profile.extra, cell.task) or epochs
         flops = FINETUNE_FACTOR * per_image * (3 * epochs * n_train + epochs * n_val + n_test)
     elif features_cached:

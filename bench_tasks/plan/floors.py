@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from bench_tasks.contracts import CellContext, CellResult
+from bench_tasks.contracts import CellContext, CellResult, uri_scheme
 from bench_tasks.metrics.items import landmark_items, parsing_items
 from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion
 from bench_tasks.metrics.verification import verification_metrics
@@ -57,7 +57,7 @@ def has_floor(task_name: str) -> bool:
 
 
 def is_floor(uri: str) -> bool:
-    return str(uri).partition(":")[0] == "floor"
+    return uri_scheme(uri) == "floor"
 
 
 def compute_floor(task, ctx: CellContext) -> CellResult:

@@ -34,7 +34,7 @@ from bench_tasks.contracts import Profile
 from bench_tasks.errors import PlanError
 from bench_tasks.plan.suite import parse_pretrain_seeds
 from bench_tasks.protocols.farl import OVERRIDABLE, farl_settings
-from bench_tasks.tasks._ceiling import ceiling_epochs_for
+from bench_tasks.tasks._ceiling import ceiling_epochs_for, is_ceiling
 from bench_tasks.tasks._classification import DEFAULTS as CLS
 from bench_tasks.tasks._classification import settings as cls_settings
 from bench_tasks.tasks._dense import DENSE_KEYS, dense_settings
@@ -277,7 +277,7 @@ def cell_settings(cell, profile) -> dict[str, Any]:
         out[cell.task] = sec.get(cell.protocol, sec) if section.startswith("classification") else sec
     if str(cell.protocol).startswith("farl"):
         out["farl"] = farl_settings(cell.dataset, cell.protocol, profile)
-    if str(cell.backbone).startswith("supervised:"):
+    if is_ceiling(cell.backbone):
         extra = profile.extra or {}
         out["ceiling"] = {"ceiling_lr": extra.get("ceiling_lr"), "ceiling_epochs": ceiling_epochs_for(extra, cell.task)}
     return out

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from bench_tasks.backbones.native import vit_shape
-from bench_tasks.contracts import Cell
+from bench_tasks.contracts import BackboneURI, Cell, uri_parts
 from bench_tasks.plan.floors import FLOOR_PROTOCOL, FLOOR_URI, has_floor, is_floor
 from bench_tasks.plan.suite import random_control, suite_runs
 from bench_tasks.registry import TASKS
@@ -67,16 +67,16 @@ _PLAIN_TIMM_VIT = re.compile(r"^vit_(tiny|small|base|large)_patch(\d+)_(\d+)(\.[
 
 
 def _ceiling(uri: str) -> tuple[str | None, str | None]:
-    scheme, _, rest = str(uri).partition(":")
     if is_floor(uri):
         return None, "a floor has no ceiling"
+    scheme, rest = uri_parts(uri)
     if scheme in ("random", "supervised") and rest:
         return f"supervised:{rest}", None
     if scheme == "paco_fr" and rest:
         got = _paco_fr_arch(rest) or _study_arch(rest)
         return (got, None) if got else (None, f"its file {rest} is not there (or has no arch metadata)")
     if scheme == "timm":
-        name = rest.partition(":")[0]
+        name = BackboneURI.parse(uri).name if rest else ""
         if not _PLAIN_TIMM_VIT.match(name):
             return None, (f"timm model {name!r} is not one of the plain ViTs (vit_tiny/small/base/large_patch*) "
                           "that `supervised:` trains from scratch")
@@ -110,7 +110,7 @@ def _study_arch(path: str) -> str | None:
     try:
         if run not in {r.name for r in suite_runs(True, profile)}:
             return None
-        return "supervised:" + random_control(profile).partition(":")[2]
+        return str(BackboneURI.parse(random_control(profile)).with_scheme("supervised"))
     except Exception:  # noqa: BLE001 - not a study profile
         return None
 

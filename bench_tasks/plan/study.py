@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_tasks.contracts import Cell, Profile
+from bench_tasks.contracts import BackboneURI, Cell, Profile
 from bench_tasks.plan.budget import match_steps, plan_lines
 from bench_tasks.plan.cells import plan_cells
 from bench_tasks.plan.references import with_references
@@ -154,5 +154,5 @@ def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict
     # floors and the supervised ceiling (the suite's architecture trained end to end) for every
     # task evaluated, the parameter-free recognition probe next to every recognition cell
 
-    ceiling = ["supervised:" + random_control(profile.name).partition(":")[2]] if ceilings else None
+    ceiling = [str(BackboneURI.parse(random_control(profile.name)).with_scheme("supervised"))] if ceilings else None
     return with_references(cells, ceilings=ceiling, probes=probes)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from bench_tasks.contracts import uri_parts
 from bench_tasks.store.method import derive_from_uri, suite_identity
 
 if TYPE_CHECKING:
@@ -313,7 +314,7 @@ def legacy_identity(uri: str, profile: str | None) -> dict:
     `paco_fr:<...>/<profile>/<run>/encoder.safetensors` whose <run> is a run of the study's suite
     (bench_tasks.plan.suite.suite_runs of that profile, looked up by name) gets that run's block, any
     other URI `derive_from_uri`."""
-    scheme, _, rest = uri.partition(":")
+    scheme, rest = uri_parts(uri)
     if scheme == "paco_fr" and rest and profile:
         p = PurePosixPath(rest)
         run_name = p.parent.name if p.suffix else p.name

@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from bench_tasks.backbones.base import build_backbone, resolve_device
-from bench_tasks.contracts import DatasetLayoutError
+from bench_tasks.contracts import BackboneURI, DatasetLayoutError, uri_scheme
 from bench_tasks.errors import cause_line, closest
+from bench_tasks.plan.options import PlanOptions
 from bench_tasks.plan.suite import STUDY_OVERRIDES
 from bench_tasks.registry import BACKBONES, DATASETS, TASKS
 
@@ -132,9 +133,11 @@ def check_device(device: str | None) -> list[str]:
 
 def check_backbone_uri(uri: str) -> list[str]:
     """Syntax and scheme of one URI (the file itself is checked by `check_backbones`)."""
-    scheme, sep, rest = uri.partition(":")
     schemes = BACKBONES.names()
-    if not sep or not rest:
+    try:
+        scheme = BackboneURI.parse(uri).scheme
+    except ValueError:
+        scheme = uri_scheme(uri)
         return [f"backbone {uri!r}: expected scheme:spec, e.g. random:vit_tiny, timm:<model>[:<file>], "
                 f"paco_fr:<encoder.safetensors>; schemes: {', '.join(schemes)}{closest(scheme, schemes)}"]
     if scheme not in BACKBONES:
@@ -150,20 +153,22 @@ def check_backbone_uri(uri: str) -> list[str]:
 
 
 def check_args(args) -> list[str]:
-    """Problems of the `run` options that need no data and no weights (names and values)."""
+    """Problems of the `run` options that need no data and no weights (names and values); `args`:
+    a PlanOptions, or parsed arguments it is built from."""
+    opts = PlanOptions.from_args(args)
     problems: list[str] = []
-    tasks = _csv(getattr(args, "tasks", None)) or []
+    tasks = _csv(opts.tasks) or []
     known_tasks = TASKS.names()
     for t in tasks:
         if t not in TASKS:
             problems.append(f"--tasks: unknown task {t!r}{closest(t, known_tasks)}; registered: {', '.join(known_tasks)}")
-    datasets = _csv(getattr(args, "datasets", None)) or []
+    datasets = _csv(opts.datasets) or []
     known_ds = DATASETS.names()
     for d in datasets:
         if d not in DATASETS:
             problems.append(f"--datasets: unknown dataset {d!r}{closest(d, known_ds)}; registered: {', '.join(known_ds)}")
-    chosen = [t for t in tasks if t in TASKS] or (known_tasks if getattr(args, "all", False) else [])
-    protocols = _csv(getattr(args, "protocols", None))
+    chosen = [t for t in tasks if t in TASKS] or (known_tasks if opts.all else [])
+    protocols = _csv(opts.protocols)
     if protocols is not None:
         def accepted(t):  # a task's protocols and the names it plans under another (dense: linear -> frozen)
             task = TASKS.get(t)
@@ -180,24 +185,21 @@ def check_args(args) -> list[str]:
                                 f"{', '.join(served)}")
         if not protocols:
             problems.append("--protocols is empty; expected e.g. --protocols linear,finetune")
-    problems += parse_seeds(getattr(args, "seeds", None))[1]
-    problems += parse_fractions(getattr(args, "fractions", None))[1]
-    problems += check_device(getattr(args, "device", None))
-    for uri in _csv(getattr(args, "backbones", None)) or []:
+    problems += parse_seeds(opts.seeds)[1]
+    problems += parse_fractions(opts.fractions)[1]
+    problems += check_device(opts.device)
+    for uri in _csv(opts.backbones) or []:
         problems += check_backbone_uri(uri)
-    study = getattr(args, "study", None)  # evaluate() says False; the CLI: run --all without --backbones
-    if study is None:
-        study = bool(getattr(args, "all", False) and not getattr(args, "backbones", None))
+    study = opts.is_study  # evaluate() says False; the CLI: run --all without --backbones
     if study:
-        problems += check_pretrain_overrides(getattr(args, "pretrain_override", None) or [],
-                                             getattr(args, "profile", "smoke"))
-    jobs = getattr(args, "pretrain_jobs", 1)
+        problems += check_pretrain_overrides(list(opts.pretrain_override), opts.profile)
+    jobs = opts.pretrain_jobs
     if jobs is not None and int(jobs) < 1:
         problems.append(f"--pretrain-jobs {jobs}: expected a number of runs at once >= 1")
-    if getattr(args, "pretrain_only", False) and getattr(args, "eval_only", False):
+    if opts.pretrain_only and opts.eval_only:
         problems.append("--pretrain-only and --eval-only exclude each other (stage 1 only vs stage 2 only)")
     for flag, stage in (("eval_only", "evaluation"), ("pretrain_only", "pre-training")):
-        if getattr(args, flag, False) and not study:
+        if getattr(opts, flag) and not study:
             problems.append(f"--{flag.replace('_', '-')} needs `run --all` without --backbones (the study's {stage} stage)")
     return problems
 

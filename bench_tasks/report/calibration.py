@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench_tasks import stats
+from bench_tasks.contracts import uri_scheme
 
 # issue 12's targets for the supervised ceiling on SynthFace (headline metric, orientation-aware)
 CEILING_TARGETS = {"parsing": 70.0, "landmarks": 8.0, "attributes": 85.0, "expression": 80.0, "recognition": 90.0}
@@ -132,13 +133,13 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
     frame = rows_to_frames(ok)[0] if ok else None
     out: list[CalibrationRow] = []
     pairs = list(dict.fromkeys((r["cell"]["task"], r["cell"]["dataset"]) for r in ok
-                               if r["cell"]["backbone"].startswith("floor:")))
+                               if uri_scheme(r["cell"]["backbone"]) == "floor"))
     for task, dataset in pairs:
         sub = [r for r in ok if r["cell"]["task"] == task and r["cell"]["dataset"] == dataset]
-        floor = [r for r in sub if r["cell"]["backbone"].startswith("floor:")]
+        floor = [r for r in sub if uri_scheme(r["cell"]["backbone"]) == "floor"]
         metric, hib = floor[0]["headline"], bool(floor[0].get("higher_is_better", True))
         row = CalibrationRow(task, dataset, metric, hib, floor=_entry(floor[:1], metric, frame))
-        rand = [r for r in sub if r["cell"]["backbone"].startswith("random:") and r["cell"]["fraction"] == 1.0]
+        rand = [r for r in sub if uri_scheme(r["cell"]["backbone"]) == "random" and r["cell"]["fraction"] == 1.0]
         from bench_tasks.plan.references import PROBE_PROTOCOLS
 
         probes = [r for r in rand if r["cell"]["protocol"] == PROBE_PROTOCOLS.get(task)]
@@ -150,7 +151,7 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
             row.random, row.random_uri = _entry(heads, metric, frame), f"{uri} ({heads[0]['cell']['protocol']})"
         if probes:
             row.probe, row.probe_protocol = _entry(probes, probes[0]["headline"], frame), PROBE_PROTOCOLS[task]
-        ceil = [r for r in sub if r["cell"]["backbone"].startswith("supervised:") and r["cell"]["fraction"] == 1.0]
+        ceil = [r for r in sub if uri_scheme(r["cell"]["backbone"]) == "supervised" and r["cell"]["fraction"] == 1.0]
         if ceil:
             row.ceiling, row.ceiling_uri = _entry(ceil, metric, frame), ceil[0]["cell"]["backbone"]
             from bench_tasks.tasks._ceiling import ceiling_epochs_for

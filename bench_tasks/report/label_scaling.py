@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_tasks.contracts import uri_scheme
 from bench_tasks.tasks._ceiling import ceiling_epochs_for
 
 from .calibration import CEILING_TARGETS
@@ -78,7 +79,7 @@ def points(rows: list[dict]) -> list[Point]:
         n = prof.get("synthface_train")
         metric = r.get("headline")
         value = (r.get("metrics") or {}).get(metric)
-        kind = str(cell.get("backbone", "")).partition(":")[0]
+        kind = uri_scheme(cell.get("backbone", ""))
         if n is None or value is None or kind not in _KIND_ORDER:
             continue
         task, protocol = cell.get("task"), cell.get("protocol")

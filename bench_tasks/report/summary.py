@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from bench_tasks.contracts import uri_scheme
+
 from .ablation_tables import ablation_deltas
 from .frames import cell_label
 from .load import first_error_line
@@ -35,7 +37,7 @@ def _provenance(df_ok, df_failed) -> dict:
 def _controls(table: Table) -> list[str]:
     """Labels of the measured random-init rows (the control every method is compared with)."""
     return [r.label for r in table.rows if r.kind == "measured"
-            and str(table.uris.get(r.label, "")).startswith("random:")]
+            and uri_scheme(table.uris.get(r.label, "")) == "random"]
 
 
 def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[str, ...] = ()) -> list[str]:

@@ -37,7 +37,7 @@ from bench_tasks.backbones.base import (
     weights_file,
     weights_sha256,
 )
-from bench_tasks.contracts import Cell, CellContext, CellResult
+from bench_tasks.contracts import Cell, CellContext, CellResult, uri_scheme
 from bench_tasks.errors import cause_line
 from bench_tasks.plan.cells import DataRoots
 from bench_tasks.plan.floors import compute_floor, is_floor
@@ -88,7 +88,7 @@ def current_settings_hash(cell: Cell) -> str | None:
         prof = get_profile(cell.profile)
     except KeyError:
         return None
-    memo = (id(prof), cell.task, cell.dataset, cell.protocol, str(cell.backbone).startswith("supervised:"))
+    memo = (id(prof), cell.task, cell.dataset, cell.protocol, uri_scheme(cell.backbone) == "supervised")
     hit = _SETTINGS_HASHES.get(memo)
     if hit is None or hit[0] is not prof:
         hit = _SETTINGS_HASHES[memo] = (prof, settings_hash(cell, prof))

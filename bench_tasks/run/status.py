@@ -50,33 +50,29 @@ def recorded_plan(results: Path) -> tuple[list[dict], list[dict]]:
     return list(cells.values()), records
 
 
-def collect_status(results: Path, cells=None, claim_timeout_s: float | None = None) -> dict:
-    """The numbers `print_status` prints: {"table": {(backbone, task): {column: n}}, "cells":
-    {key: state}, "workers": [...], "remaining_s", "eta_s", "per_cell_s", "records"}."""
+def _status_plan(results: Path, latest: dict, heads: dict, cells) -> tuple[dict[str, dict], list[dict]]:
+    """({key: cell dict} of the plan, the recorded launch records): the given cells, else the
+    recorded plan, the rows and the claimed cells (backbone and task read from the claim's label)."""
     from dataclasses import asdict
 
+    if cells is not None:
+        return {c.key(): asdict(c) for c in cells}, []
+    recorded, records = recorded_plan(results)
+    plan = {}
+    for c in recorded:
+        plan[Cell(**c).key()] = c
+    for k, r in latest.items():
+        plan.setdefault(k, r.get("cell") or {})
+    for k, (_, info) in heads.items():  # claimed, no row yet: backbone and task from the label
+        parts = str(info.get("cell") or "").split(" | ")
+        plan.setdefault(k, {"backbone": parts[0] or "?",
+                            "task": parts[1].split("/")[0] if len(parts) > 1 else "?",
+                            "protocol": parts[2] if len(parts) > 2 else None})
+    return plan, records
 
-    latest = union_latest(results)
-    timeout = claim_timeout_s or CLAIM_TIMEOUT_S
-    book = ClaimBook.for_results(results, timeout_s=timeout, heartbeat_s=timeout / 2)
-    heads = book.all_heads()
-    records: list[dict] = []
-    if cells is None:
-        recorded, records = recorded_plan(results)
-        plan = {}
-        for c in recorded:
-            plan[Cell(**c).key()] = c
-        for k, r in latest.items():
-            plan.setdefault(k, r.get("cell") or {})
-        for k, (_, info) in heads.items():  # claimed, no row yet: backbone and task from the label
-            parts = str(info.get("cell") or "").split(" | ")
-            plan.setdefault(k, {"backbone": parts[0] or "?",
-                                "task": parts[1].split("/")[0] if len(parts) > 1 else "?",
-                                "protocol": parts[2] if len(parts) > 2 else None})
-    else:
-        plan = {c.key(): asdict(c) for c in cells}
 
-    # measured cell times: per (task, protocol), per task, overall
+def _cell_times(latest: dict) -> dict[tuple, list[float]]:
+    """Measured cell times of the ok rows: per (task, protocol), per (task,), overall ()."""
     times: dict[tuple, list[float]] = defaultdict(list)
     for r in latest.values():
         if r.get("status") != "ok":
@@ -87,6 +83,29 @@ def collect_status(results: Path, cells=None, claim_timeout_s: float | None = No
             times[(c.get("task"), c.get("protocol"))].append(float(w))
             times[(c.get("task"),)].append(float(w))
             times[()].append(float(w))
+    return times
+
+
+def _cell_state(row: dict | None, verdict: str | None) -> str:
+    """done / running / stale / failed / todo from a cell's latest row and its claim's verdict."""
+    if row is not None and row.get("status") == "ok" and verdict != "running":
+        return "done"
+    if verdict in ("running", "stale"):
+        return verdict
+    if row is not None and row.get("status") == "failed":
+        return "failed"
+    return "todo"
+
+
+def collect_status(results: Path, cells=None, claim_timeout_s: float | None = None) -> dict:
+    """The numbers `print_status` prints: {"table": {(backbone, task): {column: n}}, "cells":
+    {key: state}, "workers": [...], "remaining_s", "eta_s", "per_cell_s", "records"}."""
+    latest = union_latest(results)
+    timeout = claim_timeout_s or CLAIM_TIMEOUT_S
+    book = ClaimBook.for_results(results, timeout_s=timeout, heartbeat_s=timeout / 2)
+    heads = book.all_heads()
+    plan, records = _status_plan(results, latest, heads, cells)
+    times = _cell_times(latest)
 
     def estimate(c: dict) -> float | None:
         for k in ((c.get("task"), c.get("protocol")), (c.get("task"),), ()):
@@ -100,19 +119,8 @@ def collect_status(results: Path, cells=None, claim_timeout_s: float | None = No
     workers: dict[str, dict] = {}
     remaining, unknown = 0.0, 0
     for k, c in plan.items():
-        r = latest.get(k)
         head = heads.get(k)
-        v = book.verdict(k, head[0], head[1], now) if head else None
-        if r is not None and r.get("status") == "ok" and v != "running":
-            st = "done"
-        elif v == "running":
-            st = "running"
-        elif v == "stale":
-            st = "stale"
-        elif r is not None and r.get("status") == "failed":
-            st = "failed"
-        else:
-            st = "todo"
+        st = _cell_state(latest.get(k), book.verdict(k, head[0], head[1], now) if head else None)
         states[k] = st
         table[(c.get("backbone", "?"), c.get("task", "?"))][st] += 1
         if st == "done":
@@ -128,11 +136,10 @@ def collect_status(results: Path, cells=None, claim_timeout_s: float | None = No
                                "heartbeat_age_s": now - float(info.get("heartbeat") or now)})
             if est is not None:
                 remaining += max(0.0, est - (now - started))
+        elif est is None:
+            unknown += 1
         else:
-            if est is None:
-                unknown += 1
-            else:
-                remaining += est
+            remaining += est
     n_workers = max(1, len(workers))
     return {"table": dict(table), "cells": states, "workers": list(workers.values()), "remaining_s": remaining,
             "eta_s": remaining / n_workers, "unknown": unknown, "records": records,

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bench_tasks.backbones.base import weights_file
+from bench_tasks.contracts import uri_parts
 
 ROLES = ("main", "control", "ablation", "teacher", "floor", "ceiling")
 
@@ -166,7 +167,7 @@ def suite_identity(run_name: str, objective: str, role: str, component: str, res
 
 def derive_from_uri(uri: str) -> dict:
     """The block of a backbone that recorded nothing: from its URI scheme and file name only."""
-    scheme, _, rest = uri.partition(":")
+    scheme, rest = uri_parts(uri)
     if scheme == "floor":
         return block("floor", "floor", label=FLOOR_LABEL)
     if scheme == "supervised":

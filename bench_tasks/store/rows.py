@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench_tasks.contracts import uri_scheme
 from bench_tasks.registry import DATASETS
 
 ROW_KEYS = ("key", "cell", "status", "headline", "higher_is_better", "metrics", "metrics_last",
@@ -111,8 +112,7 @@ def row_data_version(row: dict) -> str:
 def row_kind(row_or_uri) -> str:
     """"floor" | "ceiling" | "encoder" from a row (or a backbone URI)."""
     uri = row_or_uri if isinstance(row_or_uri, str) else str((row_or_uri.get("cell") or {}).get("backbone", ""))
-    scheme = uri.partition(":")[0]
-    return {"floor": "floor", "supervised": "ceiling"}.get(scheme, "encoder")
+    return {"floor": "floor", "supervised": "ceiling"}.get(uri_scheme(uri), "encoder")
 
 
 def validate_row(row: dict) -> None:

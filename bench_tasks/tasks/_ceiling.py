@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from bench_tasks.contracts import uri_scheme
+
 
 def is_ceiling(uri: str) -> bool:
-    return str(uri).partition(":")[0] == "supervised"
+    return uri_scheme(uri) == "supervised"
 
 
 CEILING_LR = 1e-3
