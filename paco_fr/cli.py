@@ -10,7 +10,13 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
+    parser = build_parser()
+    a, extra = parser.parse_known_args(argv)
+    # dotted key=value overrides may sit on either side of the options (`--run-dir R a=1 --fresh b=2`)
+    if extra and hasattr(a, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
+        a.overrides = list(a.overrides or []) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if a.cmd == "bench-throughput" and a.suite:
         return _bench_suite(a)
     return COMMANDS[a.cmd](a)

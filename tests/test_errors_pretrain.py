@@ -150,3 +150,16 @@ def test_study_overrides_checked_at_plan_time(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "did you mean 'train.steps'" in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "r.jsonl").exists()
+
+
+def test_overrides_on_either_side_of_the_options(monkeypatch):
+    """`pretrain --run-dir R a=1 --fresh b=2`: every key=value is an override; anything else is refused."""
+    import paco_fr.cli as cli
+
+    seen = {}
+    monkeypatch.setitem(cli.COMMANDS, "pretrain", lambda a: seen.update(vars(a)) or 0)
+    assert main(["pretrain", "--run-dir", "R", "train.steps=2", "--fresh", "train.lr=0.1"]) == 0
+    assert seen["overrides"] == ["train.steps=2", "train.lr=0.1"] and seen["fresh"] and seen["run_dir"] == "R"
+    with pytest.raises(SystemExit) as e:
+        main(["pretrain", "--run-dir", "R", "train.steps=2", "--fresh", "stray"])
+    assert e.value.code == 2
