@@ -320,9 +320,8 @@ def legacy_identity(uri: str, profile: str | None) -> dict:
         run_name = p.parent.name if p.suffix else p.name
         if p.parent.parent.name == profile or not p.suffix:
             try:
-                ident = suite_identities(profile).get(run_name)
-                if ident is None and suite_run(profile, run_name) is not None:  # <run>_seed<k>
-                    ident = suite_run(profile, run_name).identity(profile, STUDY_OVERRIDES.get(profile, {}))
+                run = suite_run(profile, run_name)  # `<run>` or `<run>_seed<k>`; one block, not the suite's
+                ident = None if run is None else run.identity(profile, STUDY_OVERRIDES.get(profile, {}))
             except Exception:  # noqa: BLE001 - a profile without a pre-training config
                 ident = None
             if ident is not None:
