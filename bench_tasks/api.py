@@ -212,6 +212,7 @@ def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[st
     whole process, as the CLI does."""
     import pandas as pd
 
+    from bench_tasks.plan.cell_plan import make_plan
     from bench_tasks.plan.options import PlanOptions
     from bench_tasks.registry import load_registries
     from bench_tasks.run.runner import run_plan
@@ -226,7 +227,7 @@ def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[st
     prof, roots, cells, bb = _checked_plan(backbone, opts, data_root, name, threads, log)
     results = Path(results or f"results/{prof.name}.jsonl")
     if bb is None:
-        run_plan(cells, results=results, work_dir=work_dir, data_roots=roots, device=device, force=force,
+        run_plan(make_plan(cells), results=results, work_dir=work_dir, data_roots=roots, device=device, force=force,
                  progress=progress, log=log)
     else:
         _run_in_memory(bb, cells, prof, results, work_dir, roots, device, force, progress, log)

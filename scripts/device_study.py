@@ -262,6 +262,7 @@ def cmd_study(a) -> int:
     """Pre-train the suite at the given step count, then evaluate in priority order until the deadline."""
     import torch
 
+    from bench_tasks.plan.cell_plan import make_plan
     from bench_tasks.plan.cells import DataRoots
     from bench_tasks.plan.profiles import get_profile
     from bench_tasks.plan.study import study_cells
@@ -318,7 +319,7 @@ def cmd_study(a) -> int:
 
         spent.setdefault(kind(Cell(**row["cell"])), []).append(float((row.get("provenance") or {}).get("wall_time_s") or 0.0))
 
-    s = run_plan(cells, results=Path(a.results), work_dir=a.work_dir, data_roots=DataRoots(), device=a.device,
+    s = run_plan(make_plan(cells, references=False), results=Path(a.results), work_dir=a.work_dir, data_roots=DataRoots(), device=a.device,
                  progress=False, log=lambda m: print(m, flush=True), should_start=should_start, on_row=on_row)
     n_failed = s.failed
     print(f"[study] cells: {s.ok} ok ({s.skipped} done before), {s.failed} failed, {len(skipped)} not started "

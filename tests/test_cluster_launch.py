@@ -13,6 +13,7 @@ from bench_tasks import cli
 from bench_tasks.contracts import Cell
 from bench_tasks.run import launch
 from bench_tasks.run.claims import ClaimBook, Identity
+from bench_tasks.run.spec import RunSpec
 from bench_tasks.store.rowfiles import worker_dir
 
 
@@ -112,12 +113,13 @@ def test_group_cells_by_backbone_and_profile_defaults():
     assert [len(g) for g in launch.group_cells(cells, 0)] == [5, 5]
     args = cli.make_parser().parse_args(["run", "--tasks", "attributes", "--profile", "paper", "--launcher", "slurm",
                                          "--time", "90"])
-    opts = launch.eval_options(args)
+    spec = RunSpec.from_args(args)
+    opts = launch.eval_options(spec)
     assert (opts.gpus, opts.cpus, opts.time, opts.mem) == (1, 16, 90, 128)
-    assert launch.group_size(args) == 24
+    assert launch.group_size(spec) == 24
     s = opts.slurm()
     assert s["gpus_per_node"] == 1 and s["mem"] == "128GB" and "partition" not in s
-    smoke = launch.eval_options(cli.make_parser().parse_args(["run", "--tasks", "attributes"]))
+    smoke = launch.eval_options(RunSpec.from_args(cli.make_parser().parse_args(["run", "--tasks", "attributes"])))
     assert smoke.gpus == 0 and "gpus_per_node" not in smoke.slurm()
     from bench_tasks.run.worker import shard
 

@@ -79,6 +79,20 @@ def plugin(tmp_path_factory):
     sys.path.remove(str(d))
 
 
+def _stale(cells, store, done):
+    """Keys of done cells whose rows a plan of `cells` made now would recompute."""
+    from bench_tasks.plan.cell_plan import make_plan
+
+    return make_plan(cells, references=False).stale_keys(store.latest(), done)
+
+
+def _status(cells, results):
+    from bench_tasks.plan.cell_plan import make_plan
+    from bench_tasks.store.results import ResultsStore
+
+    return make_plan(cells, references=False).status(ResultsStore(results).latest())
+
+
 def _env(plugin_dir, **extra):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(plugin_dir), str(REPO), env.get("PYTHONPATH", "")])
@@ -130,6 +144,7 @@ def test_resume_after_sigkill(tmp_path, plugin):
 
 
 def test_failed_cell_recorded_then_retried(tmp_path, plugin, monkeypatch):
+    from bench_tasks.plan.cell_plan import make_plan
     from bench_tasks.plan.cells import plan_cells
     from bench_tasks.run.runner import run_plan
 
@@ -139,19 +154,19 @@ def test_failed_cell_recorded_then_retried(tmp_path, plugin, monkeypatch):
     cells = plan_cells([BB], {"attributes": ["fake_cls"], "expression": ["fake_cls"]},
                        fractions=[1.0], profile="smoke")
     res = tmp_path / "r.jsonl"
-    s1 = run_plan(cells, results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, log=lambda m: None)
+    s1 = run_plan(make_plan(cells), results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, log=lambda m: None)
     # run_plan adds each task's floor (bench_tasks.plan.floors); the attributes floor fails with its data
     assert (s1.ok, s1.failed) == (2, 2)
     failed = [r for r in load_rows(res) if r["status"] == "failed"]
     assert "fake dataset failure" in failed[0]["error"] and "Traceback" in failed[0]["error"]
     flag.unlink()
-    s2 = run_plan(cells, results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, log=lambda m: None)
+    s2 = run_plan(make_plan(cells), results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, log=lambda m: None)
     assert (s2.skipped, s2.ok, s2.failed) == (2, 2, 0)
     assert s2.total == 4
     latest = latest_rows(res)
     assert all(r["status"] == "ok" for r in latest.values()) and len(latest) == 4
     # --force recomputes both cells; now their features come from the cache
-    s3 = run_plan(cells, results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, force=True,
+    s3 = run_plan(make_plan(cells), results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, force=True,
                   log=lambda m: None)
     assert s3.ok == 4
     rows = load_rows(res)  # --force appends new rows; readers take the last one per key
@@ -257,7 +272,6 @@ def test_rows_of_replaced_weights_are_recomputed(tmp_path):
     into the same path), its old ok row must not be reused."""
     from bench_tasks.backbones.base import weights_file, weights_sha256
     from bench_tasks.contracts import Cell
-    from bench_tasks.run.runner import stale_keys
     from bench_tasks.store.results import ResultsStore
     from bench_tasks.store.rows import make_row
 
@@ -270,9 +284,9 @@ def test_rows_of_replaced_weights_are_recomputed(tmp_path):
     store = ResultsStore(tmp_path / "r.jsonl")
     store.append(make_row(cell, "ok", "mean_acc", provenance={"backbone_hash": weights_sha256(w)}))
     done = store.done_keys()
-    assert stale_keys([cell], store, done) == set()
+    assert _stale([cell], store, done) == set()
     w.write_bytes(b"weights v2")
-    assert stale_keys([cell], store, done) == {cell.key()}
+    assert _stale([cell], store, done) == {cell.key()}
 
 
 def test_each_cell_starts_from_its_own_seed(tmp_path):

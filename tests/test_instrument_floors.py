@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bench_tasks.contracts import Cell, DatasetSpec, TaskSplit
+from bench_tasks.plan.cell_plan import make_plan
 from bench_tasks.plan.cells import plan_cells
 from bench_tasks.plan.floors import FLOOR_URI
 from bench_tasks.plan.references import ceiling_uri, floor_cell, with_references
@@ -158,7 +159,7 @@ def test_plans_get_floors_ceilings_and_cosine_probes():
 
 def test_run_plan_adds_the_floor_rows(tmp_path):
     cells = [Cell("random:vit_tiny", "expression", "_hand", "bogus_protocol", profile="smoke")]
-    summary = run_plan(cells, results=tmp_path / "r.jsonl", work_dir=tmp_path / "w", progress=False,
+    summary = run_plan(make_plan(cells), results=tmp_path / "r.jsonl", work_dir=tmp_path / "w", progress=False,
                        log=lambda m: None)
     rows = load_rows(tmp_path / "r.jsonl")
     assert summary.total == 2 and [r["cell"]["backbone"] for r in rows] == [FLOOR_URI, "random:vit_tiny"]

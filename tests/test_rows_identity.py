@@ -15,6 +15,20 @@ from bench_tasks.store.rows import make_row, row_task_version
 BB = "random:vit_tiny@32/16"
 
 
+def _stale(cells, store, done):
+    """Keys of done cells whose rows a plan of `cells` made now would recompute."""
+    from bench_tasks.plan.cell_plan import make_plan
+
+    return make_plan(cells, references=False).stale_keys(store.latest(), done)
+
+
+def _status(cells, results):
+    from bench_tasks.plan.cell_plan import make_plan
+    from bench_tasks.store.results import ResultsStore
+
+    return make_plan(cells, references=False).status(ResultsStore(results).latest())
+
+
 def test_cell_key_is_unchanged_by_task_versions():
     # pinned (the key before task versions existed): rows in results/ are found by these keys;
     # Task.version is recorded in the row, not keyed
@@ -23,7 +37,7 @@ def test_cell_key_is_unchanged_by_task_versions():
 
 def test_rows_of_another_task_version_are_recomputed(tmp_path, monkeypatch):
     from bench_tasks.registry import TASKS
-    from bench_tasks.run.runner import cell_status, dataset_version, stale_keys
+    from bench_tasks.store.rows import dataset_version
 
     cell = Cell("random:vit_tiny", "attributes", "synthface", "linear")
     store = ResultsStore(tmp_path / "r.jsonl")
@@ -32,17 +46,17 @@ def test_rows_of_another_task_version_are_recomputed(tmp_path, monkeypatch):
     store.append(old)
     assert row_task_version(store.latest()[cell.key()]) == 1
     done = store.done_keys()
-    assert stale_keys([cell], store, done) == set()
-    assert cell_status([cell], store.path)[cell.key()] == "done"
+    assert _stale([cell], store, done) == set()
+    assert _status([cell], store.path)[cell.key()] == "done"
     monkeypatch.setattr(TASKS.get("attributes"), "version", 2)
-    assert stale_keys([cell], store, done) == {cell.key()}
-    assert cell_status([cell], store.path)[cell.key()] == "todo"
+    assert _stale([cell], store, done) == {cell.key()}
+    assert _status([cell], store.path)[cell.key()] == "todo"
     store.append(make_row(cell, "ok", "mean_acc", task_version=2, data_version=dataset_version("synthface")))
-    assert stale_keys([cell], store, store.done_keys()) == set()
+    assert _stale([cell], store, store.done_keys()) == set()
 
 
 def test_rows_of_another_synthface_generator_are_recomputed(tmp_path):
-    from bench_tasks.run.runner import cell_status, dataset_version, stale_keys
+    from bench_tasks.store.rows import dataset_version
     from paco_fr.data.synthface import GENERATOR_VERSION
 
     assert dataset_version("synthface") == GENERATOR_VERSION != "1"
@@ -51,10 +65,10 @@ def test_rows_of_another_synthface_generator_are_recomputed(tmp_path):
     old = make_row(cell, "ok", "acc")
     del old["data_version"]  # a row of SynthFace 1.x, written before data versions were recorded
     store.append(old)
-    assert stale_keys([cell], store, store.done_keys()) == {cell.key()}
-    assert cell_status([cell], store.path)[cell.key()] == "todo"
+    assert _stale([cell], store, store.done_keys()) == {cell.key()}
+    assert _status([cell], store.path)[cell.key()] == "todo"
     store.append(make_row(cell, "ok", "acc", data_version=GENERATOR_VERSION))
-    assert stale_keys([cell], store, store.done_keys()) == set()
+    assert _stale([cell], store, store.done_keys()) == set()
 
 
 def test_identity_derived_from_the_uri():
@@ -153,25 +167,25 @@ def test_run_cell_row_records_method_version_and_what_ran(tmp_path):
 def test_rows_of_other_effective_settings_are_recomputed(tmp_path, monkeypatch):
     """A changed setting (a profile file or --set) recomputes exactly the rows it changes."""
     from bench_tasks import api
+    from bench_tasks.plan.cell_plan import cell_version
     from bench_tasks.plan.profiles import load_profile
-    from bench_tasks.run.runner import current_settings_hash, stale_keys
 
     attr = Cell("random:vit_tiny", "attributes", "synthface", "linear", profile="smoke")
     rec = Cell("random:vit_tiny", "recognition", "synthface", "linear", profile="smoke")
     ceil = Cell("supervised:vit_tiny", "attributes", "synthface", "finetune", profile="smoke")
     store = ResultsStore(tmp_path / "r.jsonl")
     for c in (attr, rec, ceil):
-        store.append(make_row(c, "ok", "acc", settings_hash=current_settings_hash(c)))
+        store.append(make_row(c, "ok", "acc", settings_hash=cell_version(c).settings))
     legacy = Cell("random:vit_tiny", "expression", "synthface", "linear", profile="smoke")
     old = make_row(legacy, "ok", "acc")
     old.pop("settings_hash")  # a row written before settings were fingerprinted: counts as current
     store.append(old)
     cells = [attr, rec, ceil, legacy]
-    assert stale_keys(cells, store, store.done_keys()) == set()
+    assert _stale(cells, store, store.done_keys()) == set()
     monkeypatch.setitem(api.PROFILES, "smoke", api.PROFILES["smoke"])  # restored after the test
     load_profile("smoke", ["recognition.margin=cosface"])  # registers the changed profile as `smoke`
-    assert stale_keys(cells, store, store.done_keys()) == {rec.key()}
+    assert _stale(cells, store, store.done_keys()) == {rec.key()}
     load_profile("smoke", ["ceiling_lr=0.002"])  # on top of the registered (cosface) smoke
-    assert stale_keys(cells, store, store.done_keys()) == {rec.key(), ceil.key()}
+    assert _stale(cells, store, store.done_keys()) == {rec.key(), ceil.key()}
     load_profile("smoke", ["recognition.margin=arcface", "ceiling_lr=null"])  # back to the bundled values
-    assert stale_keys(cells, store, store.done_keys()) == set()
+    assert _stale(cells, store, store.done_keys()) == set()

@@ -1,49 +1,93 @@
-"""RunSpec: `run --all`'s study as one frozen value built from the profile and the CLI's options."""
+"""RunSpec: one `run` as a frozen value, from the command line, a YAML file or Python, with its
+defaults in one place; the stages read it, never the parsed arguments."""
 
-import argparse
 import dataclasses
 
 import pytest
 
-from bench_tasks.plan.profiles import get_profile
-from bench_tasks.plan.run_spec import build_run_spec
-from bench_tasks.plan.suite import expand_seeds, study_seeds, suite_runs
+from bench_tasks.cli import app
+from bench_tasks.run.spec import LaunchOptions, RunSpec, SpecError
 
 
-def _args(**kw):
-    base = dict(runs="runs", no_ablations=False, pretrain_seeds=None, pretrain_override=None, launcher="local",
-                pretrain_jobs=None, budget_by="flops", no_progress=True, dry_run=False, status=False,
-                eval_only=False, pretrain_only=False, no_ceilings=False, no_probes=True)
-    return argparse.Namespace(**{**base, **kw})
+def _spec(*argv, base=None):
+    return RunSpec.from_args(app.make_parser().parse_args(["run", *argv]), base)
 
 
-def test_spec_holds_what_the_stages_read():
-    prof = get_profile("smoke")
-    spec = build_run_spec(_args(pretrain_override=["train.steps=3"]), prof, {"attributes": ["synthface"]},
-                          seeds=[0, 1])
-    assert spec.profile is prof and spec.runs_root == "runs" and spec.seeds == (0, 1) and spec.protocols is None
-    assert spec.pretrain_seeds == study_seeds(_args(), prof)
-    assert [r.name for r in spec.suite] == [r.name for r in expand_seeds(suite_runs(True, "smoke"),
-                                                                         spec.pretrain_seeds)]
-    assert spec.overrides == {"train.steps": 3}
-    assert (spec.launcher.pretrain_jobs, spec.launcher.progress, spec.ceilings, spec.probes) == (1, False, True, False)
-    assert spec.stage == "pretrain"
+def test_flags_not_given_keep_the_specs_defaults():
+    assert _spec() == RunSpec()
+    s = _spec("--all", "--profile", "cpu", "--pretrain-seeds", "paco_fr=0,1,2", "--launcher", "slurm", "--time", "90",
+              "--tasks", "attributes,expression", "--no-ablations")
+    assert (s.all, s.profile, s.pretrain_seeds, s.tasks, s.no_ablations) == (
+        True, "cpu", ("paco_fr=0,1,2",), ("attributes", "expression"), True)
+    assert s.launch == LaunchOptions(launcher="slurm", time=90)
+    assert s.is_study and s.stage == "name" and s.work_dir == RunSpec().work_dir
     with pytest.raises(dataclasses.FrozenInstanceError):
-        spec.seeds = (2,)
+        s.profile = "smoke"
 
 
 @pytest.mark.parametrize("kw,stage", [(dict(dry_run=True), "name"), (dict(status=True), "name"),
-                                      (dict(launcher="slurm"), "name"), (dict(eval_only=True), "eval_only")])
+                                      (dict(launch=LaunchOptions("slurm")), "name"),
+                                      (dict(eval_only=True), "eval_only"), ({}, "pretrain")])
 def test_stage(kw, stage):
-    assert build_run_spec(_args(**kw), get_profile("smoke"), {}).stage == stage
+    assert RunSpec(all=True, **kw).stage == stage
 
 
-def test_no_ablations_leaves_the_grid_out():
-    full = build_run_spec(_args(), get_profile("smoke"), {})
-    main = build_run_spec(_args(no_ablations=True), get_profile("smoke"), {})
-    assert not main.ablations and len(main.suite) < len(full.suite)
+def test_yaml_file_then_flags_over_it(tmp_path):
+    f = tmp_path / "study.yaml"
+    f.write_text("profile: cpu\nall: true\npretrain-seeds: [\"paco_fr=0,1,2\", \"mae=0,1,2\"]\nseeds: 0,1\n"
+                 "launch:\n  launcher: submitit-local\n  gpus: 2\n")
+    base = RunSpec.from_yaml(f)
+    assert base.pretrain_seeds == ("paco_fr=0,1,2", "mae=0,1,2") and base.seeds == ("0", "1")
+    assert base.launch.gpus == 2 and base.launch.launcher == "submitit-local"
+    s = _spec("--profile", "smoke", "--gpus", "1", base=base)
+    assert s.profile == "smoke" and s.launch.gpus == 1 and s.all and s.launch.launcher == "submitit-local"
+    assert RunSpec.from_dict(s.to_dict()) == s  # what a spec file holds round-trips
 
 
-def test_bad_pretrain_seeds_raise_value_error():
-    with pytest.raises(ValueError):
-        build_run_spec(_args(pretrain_seeds=["nosuchrun=0,1"]), get_profile("smoke"), {})
+def test_spec_file_errors_name_the_file_and_key(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("profile: cpu\nseeeds: 0,1\nlaunch: {partiton: gpu}\n")
+    with pytest.raises(SpecError, match=r"bad\.yaml.*'seeeds'.*launch\.partiton"):
+        RunSpec.from_yaml(f)
+    f.write_text("all: yes please\n")
+    with pytest.raises(SpecError, match="all must be true or false"):
+        RunSpec.from_yaml(f)
+    with pytest.raises(SpecError, match="not found"):
+        RunSpec.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_the_bundled_study_specs_load():
+    from pathlib import Path
+
+    import bench_tasks
+
+    specs = sorted((Path(bench_tasks.__file__).parent / "configs" / "studies").glob("*.yaml"))
+    assert specs, "no bundled study spec"
+    for p in specs:
+        s = RunSpec.from_yaml(p)
+        assert s.is_study, p
+
+
+def test_cli_run_with_a_spec_file_plans_what_the_flags_plan(tmp_path, capsys):
+    f = tmp_path / "s.yaml"
+    f.write_text("tasks: [attributes]\nbackbones: [random:vit_tiny@32/8/d2]\nfractions: [1]\nno_probes: true\n"
+                 f"results: {tmp_path / 'r.jsonl'}\n")
+    assert app.main(["run", "--spec", str(f), "--dry-run", "--no-ceilings"]) == 0
+    by_spec = capsys.readouterr().out
+    assert app.main(["run", "--tasks", "attributes", "--backbones", "random:vit_tiny@32/8/d2", "--fractions", "1",
+                     "--no-probes", "--no-ceilings", "--results", str(tmp_path / "r.jsonl"), "--dry-run"]) == 0
+    by_flags = capsys.readouterr().out
+    assert by_spec == by_flags and "2 cells in the plan" in by_spec
+
+
+def test_a_bad_spec_file_is_exit_2(tmp_path, capsys):
+    f = tmp_path / "s.yaml"
+    f.write_text("taskz: attributes\n")
+    assert app.main(["run", "--spec", str(f), "--dry-run"]) == 2
+    assert "unknown key(s) ['taskz']" in capsys.readouterr().err
+
+
+def test_a_bundled_spec_by_name():
+    s = RunSpec.from_yaml("cpu_reference")
+    assert (s.profile, s.all, s.threads, s.no_ceilings, s.results) == (
+        "cpu_reference", True, 1, True, "results/cpu_reference.jsonl")

@@ -22,7 +22,8 @@ from bench_tasks.cli.common import backbone_schemes_help
 from bench_tasks.cli.list_cmd import add_list_parser
 from bench_tasks.cli.preview import add_preview_parser
 from bench_tasks.cli.report_cmd import add_report_parser
-from bench_tasks.cli.run_cmd import add_run_parser
+from bench_tasks.cli.run_cmd import cmd_run
+from bench_tasks.cli.run_parser import add_run_parser
 from bench_tasks.cli.status_cmd import add_status_parser
 from bench_tasks.registry import load_registries
 
@@ -51,7 +52,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     add_list_parser(sub)
-    add_run_parser(sub)
+    add_run_parser(sub, cmd_run)
     add_status_parser(sub)
     add_preview_parser(sub)
     add_report_parser(sub)

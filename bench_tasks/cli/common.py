@@ -41,41 +41,17 @@ def backbone_schemes_help() -> str:
     return "\n".join(lines)
 
 
-def build_backbone_list(args) -> list[str]:
-    """The backbone URIs of a run. Hook for the pre-training suite: a later `run --all` may
-    pre-train encoders first and return their `paco_fr:<runs/.../encoder.safetensors>` URIs here
-    (plus baselines). Default: ["random:vit_tiny"]."""
-    given = _csv(getattr(args, "backbones", None))
-    if given:
-        return given
-    return ["random:vit_tiny"]
-
-
-def is_study(args) -> bool:
-    """`run --all` without --backbones: pre-train the compared backbones, then evaluate them."""
-    return bool(args.all and not args.backbones)
-
-
-def set_threads(args) -> None:
-    apply_threads(args.threads, args.profile)
-
-
 def apply_threads(threads: int | None, profile_name: str) -> None:
     """torch's CPU threads: `threads`, else 1 under the smoke profile (two threads on a 2-core CPU
     stall whenever another process runs), else torch's default. The CLI and the Python API
     (bench_tasks.api.evaluate) share it."""
     import torch
 
-    n = threads if threads is not None else (1 if profile_name == "smoke" else None)
+    from bench_tasks.run.spec import default_threads
+
+    n = default_threads(threads, profile_name)
     if n:
         torch.set_num_threads(n)
-
-
-def quiet_progress(args) -> bool:
-    """Whether this run draws no progress bar: --no-progress, or stderr is not a terminal (a log file)."""
-    if not sys.stderr.isatty():
-        args.no_progress = True
-    return bool(args.no_progress)
 
 
 @contextlib.contextmanager

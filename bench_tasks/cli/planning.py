@@ -4,25 +4,51 @@ then its cells) or the given backbones' cells, reference cells, and the notes pr
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench_tasks.cli.common import SYNTHFACE, _csv, build_backbone_list, is_study
-from bench_tasks.contracts import uri_parts, uri_scheme
+from bench_tasks.cli.common import SYNTHFACE, _csv
+from bench_tasks.contracts import Profile, uri_parts, uri_scheme
 from bench_tasks.errors import PlanError
+from bench_tasks.plan.cell_plan import Plan, make_plan
+from bench_tasks.plan.cells import DataRoots
 from bench_tasks.plan.options import PlanOptions
-from bench_tasks.plan.profiles import PROFILES, get_profile
+from bench_tasks.plan.profiles import PROFILES
+from bench_tasks.run.spec import RunSpec
 
 
 class StageFailed(RuntimeError):
     """A stage of `run --all` failed as a whole (exit code 1)."""
 
 
-class PretrainOnlyDone(Exception):
-    """`run --all --pretrain-only`: stage 1 is done, nothing is evaluated."""
+@dataclass(frozen=True)
+class StudyStage:
+    """What the study's stage 1 gave: its encoders {run name: encoder file}, the runs that failed
+    [(name, cause)], the pre-training budget plan a dry run printed, and whether the run ends here
+    (`pretrain_only`)."""
 
-    def __init__(self, encoders: dict, failed: list):
-        super().__init__("pre-training only")
-        self.encoders, self.failed = encoders, failed
+    encoders: dict
+    failed: tuple = ()
+    suite_plan: object | None = None
+    stop: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run's plan (bench_tasks.plan.cell_plan.Plan), its data roots, and the study's stage 1
+    (None for the given backbones)."""
+
+    plan: Plan
+    roots: DataRoots
+    study: StudyStage | None = None
+
+    def replace(self, **changes) -> PlannedRun:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def pretrain_failed(self) -> tuple:
+        return self.study.failed if self.study is not None else ()
 
 
 def build_task_datasets(opts: PlanOptions, roots, log=print) -> dict[str, list[str]]:
@@ -78,13 +104,12 @@ def build_task_datasets(opts: PlanOptions, roots, log=print) -> dict[str, list[s
     return out
 
 
-def build_plan(args, log=print, problems: list[str] | None = None):
-    """(cells, roots) for the parsed `run` arguments. `run --all` with no --backbones is the whole
-    study: the pre-training suite runs first (bench_tasks.plan.study) and its encoders are evaluated.
-    Every problem found (plus `problems` found earlier by bench_tasks.plan.validate.check_args) is raised
-    together as one PlanInvalid before anything runs."""
-    from bench_tasks.plan.cells import DataRoots, plan_cells
-    from bench_tasks.plan.references import with_references  # floors, ceilings, cosine probes
+def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] | None = None) -> PlannedRun:
+    """The run's plan. The study (`spec.is_study`) runs its pre-training suite first
+    (bench_tasks.plan.study) and evaluates its encoders. Every problem found (plus `problems` found
+    earlier by bench_tasks.plan.validate.check_args) is raised together as one PlanInvalid before
+    anything runs."""
+    from bench_tasks.plan.cells import plan_cells
     from bench_tasks.plan.validate import (
         PlanInvalid,
         check_backbones,
@@ -93,26 +118,28 @@ def build_plan(args, log=print, problems: list[str] | None = None):
         parse_seeds,
     )
 
-    profile = get_profile(args.profile)
-    roots = DataRoots.parse(args.data_root)
-    task_ds = build_task_datasets(PlanOptions.from_args(args), roots, log=log)
-    protocols = _csv(args.protocols)
+    roots = DataRoots.parse(list(spec.data_root) or None)
+    opts = spec.plan_options()
+    task_ds = build_task_datasets(opts, roots, log=log)
+    protocols = _csv(opts.protocols)
     problems = list(problems or []) + protocol_problems(task_ds, protocols, problems or [])
-    seeds, bad = parse_seeds(args.seeds)
-    fractions, bad2 = parse_fractions(args.fractions)
+    seeds, bad = parse_seeds(opts.seeds)
+    fractions, bad2 = parse_fractions(opts.fractions)
     problems += [p for p in bad + bad2 if p not in problems]
     problems += check_data(task_ds, roots, profile)
-    if not is_study(args):  # the study's encoders are checked once stage 1 has written them
-        problems += check_backbones(build_backbone_list(args), task_ds, profile, args.device)
+    if not spec.is_study:  # the study's encoders are checked once stage 1 has written them
+        problems += check_backbones(spec.backbone_list, task_ds, profile, spec.device)
     if problems:
         raise PlanInvalid(problems)
-    if is_study(args):
-        return study_plan(args, profile, task_ds, protocols, seeds, fractions, log), roots
-    cells = plan_cells(build_backbone_list(args), task_ds, protocols=protocols, seeds=seeds,
-                       fractions=fractions, profile=profile.name)
-    cells = with_references(cells, ceilings=None if getattr(args, "no_ceilings", False) else "auto",
-                            probes=not getattr(args, "no_probes", False))
-    return cells, roots
+    if spec.is_study:
+        stage = study_encoders(spec, profile, log)
+        if stage.stop:
+            return PlannedRun(make_plan([], references=False), roots, stage)
+        return PlannedRun(study_plan(spec, profile, stage, task_ds, protocols, seeds, fractions), roots, stage)
+    cells = plan_cells(spec.backbone_list, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
+                       profile=profile.name)
+    return PlannedRun(make_plan(cells, ceilings=None if spec.no_ceilings else "auto", probes=not spec.no_probes),
+                      roots)
 
 
 def protocol_problems(task_ds: dict, protocols: list[str] | None, problems: list[str]) -> list[str]:
@@ -129,86 +156,89 @@ def protocol_problems(task_ds: dict, protocols: list[str] | None, problems: list
     return out
 
 
-def study_plan(args, profile, task_ds, protocols, seeds, fractions, log) -> list:
-    """The study's cells: its encoders (pre-trained here first, or only named for a dry run, --status
+def study_plan(spec: RunSpec, profile: Profile, stage: StudyStage, task_ds, protocols, seeds, fractions) -> Plan:
+    """The study's plan: its encoders (pre-trained here first, or only named for a dry run, --status
     or a cluster launcher, or the finished ones with --eval-only), their references, all checked."""
-    from bench_tasks.plan.run_spec import build_run_spec
     from bench_tasks.plan.study import study_cells
     from bench_tasks.plan.validate import PlanInvalid, check_backbones
 
-    try:
-        spec = build_run_spec(args, profile, task_ds, protocols, seeds, fractions)
-    except ValueError as err:
-        raise PlanInvalid([f"--pretrain-seeds: {err}"]) from err
-    encoders = study_encoders(args, spec, log)
-    cells = study_cells(profile, encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
-                        ceilings=spec.ceilings, probes=spec.probes)
-    problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, args.device,
+    cells = study_cells(profile, stage.encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
+                        ceilings=not spec.no_ceilings, probes=not spec.no_probes)
+    problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, spec.device,
                                # a dry run skips encoders not written yet; with a cluster launcher the
                                # pre-training jobs (re)write them, and each evaluation job checks its own
                                skip_missing=lambda uri: uri_scheme(uri) == "paco_fr" and bool(
-                                   spec.launcher.launcher != "local"
+                                   spec.launch.launcher != "local"
                                    or ((spec.dry_run or spec.status)
                                        and not Path(uri_parts(uri)[1]).is_file())))
     if problems:
         raise PlanInvalid(problems)
-    return cells
+    return make_plan(cells, references=False)
 
 
-def study_encoders(args, spec, log) -> dict:
-    """{run name: encoder file} of the study's suite (`spec`: its bench_tasks.plan.run_spec.RunSpec):
-    named only (a dry run, --status, a cluster launcher), the finished ones (--eval-only), or
-    pre-trained here (stage 1). Sets `args.suite_plan` (a dry run) and `args.pretrain_failed` (stage 1)
-    for the run's report."""
+def study_suite(spec: RunSpec, profile: Profile) -> tuple[dict, list]:
+    """(the pre-training seeds {run: seeds}, the suite's runs, one per seed) of the study; raises
+    PlanInvalid when `pretrain_seeds` (or the profile's `pretrain_seeds:`) is bad."""
+    from bench_tasks.plan.suite import expand_seeds, study_seeds, suite_runs
+    from bench_tasks.plan.validate import PlanInvalid
+
+    try:
+        pseeds = study_seeds(spec.pretrain_seeds, profile)
+    except ValueError as err:
+        raise PlanInvalid([f"--pretrain-seeds: {err}"]) from err
+    return pseeds, expand_seeds(suite_runs(not spec.no_ablations, profile.name), pseeds)
+
+
+def study_encoders(spec: RunSpec, profile: Profile, log) -> StudyStage:
+    """The study's stage 1: its suite's encoders {run name: encoder file}, named only (a dry run,
+    --status, a cluster launcher), the finished ones (--eval-only), or pre-trained here."""
     from bench_tasks.plan.study import plan_suite
     from bench_tasks.plan.suite import suite_encoders
     from bench_tasks.run.launch import _finished
     from bench_tasks.run.pretrain import pretrain_suite
 
-    profile, pseeds, opts = spec.profile, spec.pretrain_seeds, spec.launcher
+    pseeds, suite = study_suite(spec, profile)
+    ablations = not spec.no_ablations
     if spec.stage == "name":  # --status only reads: it plans like a dry run, never pre-trains
         verb = ("would run or reuse" if spec.dry_run or spec.status
                 else "runs as cluster jobs (finished runs are reused)")
-        log(f"stage 1 (pre-training, {profile.name} config) {verb}: {', '.join(r.name for r in spec.suite)}")
+        log(f"stage 1 (pre-training, {profile.name} config) {verb}: {', '.join(r.name for r in suite)}")
+        budget = None
         if spec.dry_run:  # the budget plan (cost per step measured on tiny batches: seconds)
-            args.suite_plan = plan_suite(profile.name, spec.runs_root, spec.ablations, spec.overrides,
-                                         opts.budget_by, log=log, pretrain_seeds=pseeds)
-        return suite_encoders(spec.runs_root, profile.name, spec.ablations, pseeds)
+            budget = plan_suite(profile.name, spec.runs, ablations, spec.overrides, spec.budget_by, log=log,
+                                pretrain_seeds=pseeds)
+        return StudyStage(suite_encoders(spec.runs, profile.name, ablations, pseeds), suite_plan=budget)
     if spec.stage == "eval_only":
         encoders = {}
-        for name, enc in suite_encoders(spec.runs_root, profile.name, spec.ablations, pseeds).items():
+        for name, enc in suite_encoders(spec.runs, profile.name, ablations, pseeds).items():
             if _finished(enc):
                 encoders[name] = enc
             else:
                 log(f"--eval-only: {name} has not finished pre-training ({enc.parent}); left out")
         if not encoders:
-            raise StageFailed(f"--eval-only: no finished pre-training run under {Path(spec.runs_root) / profile.name}")
-        return encoders
+            raise StageFailed(f"--eval-only: no finished pre-training run under {Path(spec.runs) / profile.name}")
+        return StudyStage(encoders)
     failed: list[tuple[str, str]] = []
-    args.pretrain_failed = failed
-    encoders = pretrain_suite(profile, spec.runs_root, include_ablations=spec.ablations, log=log,
-                              progress=opts.progress, overrides=spec.overrides, failed=failed,
-                              budget_by=opts.budget_by, jobs=opts.pretrain_jobs, pretrain_seeds=pseeds)
+    encoders = pretrain_suite(profile, spec.runs, include_ablations=ablations, log=log, progress=spec.progress,
+                              overrides=spec.overrides, failed=failed, budget_by=spec.budget_by,
+                              jobs=max(1, int(spec.pretrain_jobs)), pretrain_seeds=pseeds)
     if failed and not encoders:
         raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
                           "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
-    if spec.pretrain_only:
-        raise PretrainOnlyDone(encoders, failed)
-    return encoders
+    return StudyStage(encoders, tuple(failed), stop=spec.pretrain_only)
 
 
-def native_profile(args, profile):
-    """A `native_size` profile (bench_tasks/configs/native.yaml) at the input size of the plan's
-    backbones, registered for this process; its line goes into the plan notes."""
+def native_profile(spec: RunSpec, profile: Profile) -> tuple[Profile, list[str]]:
+    """(a `native_size` profile (bench_tasks/configs/native.yaml) at the input size of the plan's
+    backbones, registered for this process; its lines for the plan notes)."""
     from bench_tasks.plan.profiles import parse_assignments, resolve_native_size
 
-    uris = build_backbone_list(args) if getattr(args, "backbones", None) else []
-    given = parse_assignments(getattr(args, "set", None) or [])
+    uris = spec.backbone_list if spec.backbones else []
+    given = parse_assignments(list(spec.set))
     resolved, lines = resolve_native_size(profile, uris, {k.removeprefix("extra.") for k in given})
     if resolved is not profile:
         PROFILES[resolved.name] = resolved
-    args.native_lines = lines
-    return resolved
+    return resolved, lines
 
 
 def resolution_lines(cells, profile) -> list[str]:
@@ -262,14 +292,15 @@ def verification_lines(cells, roots, profile) -> list[str]:
     return out
 
 
-def print_plan_notes(args, cells, roots, profile) -> None:
+def print_plan_notes(spec: RunSpec, plan: Plan, roots, profile, native_lines: list[str]) -> None:
     """Lines that say what the plan's numbers mean: native size, resized backbones, ceilings,
     verification sets' training faces and crops."""
     from bench_tasks.plan.references import ceiling_lines
 
-    lines = list(getattr(args, "native_lines", None) or [])
+    cells = plan.cells
+    lines = list(native_lines)
     for fn in (lambda: resolution_lines(cells, profile),
-               lambda: ceiling_lines(cells, enabled=not getattr(args, "no_ceilings", False)),
+               lambda: ceiling_lines(cells, enabled=not spec.no_ceilings),
                lambda: verification_lines(cells, roots, profile)):
         try:
             lines += fn()

@@ -11,6 +11,7 @@ bench_tasks.run.pretrain; what is evaluated is bench_tasks.plan.study.study_cell
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -181,11 +182,11 @@ def expand_seeds(runs: list[SuiteRun], seeds: dict[str, tuple[int, ...]] | None)
     return [r for _, r in sorted(out, key=lambda t: t[0])]
 
 
-def study_seeds(args, profile: Profile | None = None) -> dict[str, tuple[int, ...]]:
-    """The study's pre-training seeds: `--pretrain-seeds` when given (its entries replace the
-    profile's), else the profile's `pretrain_seeds:`, else seed 0 only."""
-    given = list(getattr(args, "pretrain_seeds", None) or [])
-    spec = getattr(profile, "pretrain_seeds", None) or None
+def study_seeds(given: Sequence[str] = (), profile: Profile | None = None) -> dict[str, tuple[int, ...]]:
+    """The study's pre-training seeds: `given` (`--pretrain-seeds` entries, which replace the
+    profile's) when any, else the profile's `pretrain_seeds:`, else seed 0 only."""
+    given = list(given or [])
+    spec = profile.pretrain_seeds if profile is not None and profile.pretrain_seeds else None
     seeds = parse_pretrain_seeds(spec)
     if given:
         seeds = {**seeds, **parse_pretrain_seeds(given)} if spec else parse_pretrain_seeds(given)

@@ -69,27 +69,27 @@ class JobOptions:
                 "mem_gb": int(self.mem), "name": self.name}
 
 
-def eval_options(args) -> JobOptions:
-    d = LAUNCH_DEFAULTS.get(args.profile, LAUNCH_DEFAULTS["small"])
-    pick = lambda k: d[k] if getattr(args, k, None) is None else getattr(args, k)  # noqa: E731
+def eval_options(spec) -> JobOptions:
+    d = LAUNCH_DEFAULTS.get(spec.profile, LAUNCH_DEFAULTS["small"])
+    pick = lambda k: d[k] if getattr(spec.launch, k) is None else getattr(spec.launch, k)  # noqa: E731
     return JobOptions(gpus=pick("gpus"), cpus=pick("cpus"), time=pick("time"), mem=pick("mem"),
-                      partition=args.partition, account=args.account, qos=args.qos, constraint=args.constraint,
-                      array_parallelism=args.array_parallelism or 64, name=f"bench-eval-{args.profile}")
+                      partition=spec.launch.partition, account=spec.launch.account, qos=spec.launch.qos, constraint=spec.launch.constraint,
+                      array_parallelism=spec.launch.array_parallelism or 64, name=f"bench-eval-{spec.profile}")
 
 
-def pretrain_options(args) -> JobOptions:
-    d = PRETRAIN_DEFAULTS.get(args.profile, PRETRAIN_DEFAULTS["small"])
-    gpus = d["gpus"] if args.pretrain_gpus is None else args.pretrain_gpus
-    return JobOptions(gpus=gpus, cpus=d["cpus"], time=args.pretrain_time or d["time"], mem=d["mem"],
-                      nodes=args.pretrain_nodes or d["nodes"], tasks_per_node=max(1, gpus),
-                      partition=args.partition, account=args.account, qos=args.qos, constraint=args.constraint,
-                      name=f"bench-pretrain-{args.profile}")
+def pretrain_options(spec) -> JobOptions:
+    d = PRETRAIN_DEFAULTS.get(spec.profile, PRETRAIN_DEFAULTS["small"])
+    gpus = d["gpus"] if spec.launch.pretrain_gpus is None else spec.launch.pretrain_gpus
+    return JobOptions(gpus=gpus, cpus=d["cpus"], time=spec.launch.pretrain_time or d["time"], mem=d["mem"],
+                      nodes=spec.launch.pretrain_nodes or d["nodes"], tasks_per_node=max(1, gpus),
+                      partition=spec.launch.partition, account=spec.launch.account, qos=spec.launch.qos, constraint=spec.launch.constraint,
+                      name=f"bench-pretrain-{spec.profile}")
 
 
-def group_size(args) -> int:
-    if args.group_size is not None:
-        return int(args.group_size)
-    return LAUNCH_DEFAULTS.get(args.profile, LAUNCH_DEFAULTS["small"])["group_size"]
+def group_size(spec) -> int:
+    if spec.launch.group_size is not None:
+        return int(spec.launch.group_size)
+    return LAUNCH_DEFAULTS.get(spec.profile, LAUNCH_DEFAULTS["small"])["group_size"]
 
 
 def group_cells(cells: Sequence[Cell], size: int) -> list[list[Cell]]:
@@ -207,10 +207,10 @@ class PretrainJob(_checkpointable()):
         return out
 
 
-def jobs_folder(args, results: Path) -> Path:
+def jobs_folder(spec, results: Path) -> Path:
     from bench_tasks.store.rowfiles import worker_dir
 
-    return Path(args.jobs_dir) if args.jobs_dir else worker_dir(results) / "jobs"
+    return Path(spec.launch.jobs_dir) if spec.launch.jobs_dir else worker_dir(results) / "jobs"
 
 
 def make_executor(kind: str, folder: Path, opts: JobOptions, dependency: str | None = None):
@@ -239,14 +239,15 @@ def sbatch_script(opts: JobOptions, folder: Path, n_jobs: int, dependency: str |
     return _make_sbatch_string(command=cmd, folder=str(folder), **params)
 
 
-def worker_spec(args, cells: Sequence[Cell], results: Path, since: float, rows_to: str = "worker") -> WorkerSpec:
+def worker_spec(spec, cells: Sequence[Cell], results: Path, since: float, rows_to: str = "worker",
+                labels: dict[str, str] | None = None) -> WorkerSpec:
     return WorkerSpec(cells=[asdict(c) for c in cells], results=str(results.resolve()),
-                      work_dir=str(Path(args.work_dir).resolve()), cwd=os.getcwd(),
-                      data_root=list(args.data_root or []), device=args.device, force=args.force, since=since,
-                      claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed,
-                      threads=args.threads if args.threads is not None else (1 if args.profile == "smoke" else None),
+                      work_dir=str(Path(spec.work_dir).resolve()), cwd=os.getcwd(),
+                      data_root=list(spec.data_root or []), device=spec.device, force=spec.force, since=since,
+                      claim_timeout_s=spec.launch.claim_timeout, heartbeat_s=spec.launch.heartbeat, wait_s=spec.launch.wait_claimed,
+                      threads=spec.torch_threads,
                       plugins=os.environ.get("BENCH_TASKS_PLUGINS", ""), rows_to=rows_to,
-                      labels=dict(getattr(args, "labels", None) or {}), profiles=effective_profiles(cells))
+                      labels=dict(labels or {}), profiles=effective_profiles(cells))
 
 
 def effective_profiles(cells: Sequence[Cell]) -> dict:

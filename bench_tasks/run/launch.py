@@ -24,7 +24,6 @@ the sbatch script submitit would submit for the evaluation array and stops (docs
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
@@ -36,12 +35,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench_tasks.contracts import Cell
-from bench_tasks.plan.profiles import dotted_overrides, get_profile
+from bench_tasks.plan.cell_plan import Plan, make_plan
+from bench_tasks.plan.profiles import get_profile
 from bench_tasks.plan.study import plan_suite
 from bench_tasks.plan.suite import study_seeds, teacher_of
-from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
 from bench_tasks.run.jobs import (
-    LAUNCHERS,
     EvalJob,
     JobOptions,
     PretrainJob,
@@ -54,55 +52,9 @@ from bench_tasks.run.jobs import (
     sbatch_script,
     worker_spec,
 )
-from bench_tasks.run.runner import stale_keys
 from bench_tasks.run.worker import run_worker, shard
 from bench_tasks.store.results import ResultsStore
 from bench_tasks.store.rowfiles import worker_dir
-
-
-def add_launch_arguments(p) -> None:
-    g = p.add_argument_group("launching (cluster, shards; docs/cluster.md)")
-    g.add_argument("--launcher", default="local", choices=LAUNCHERS,
-                   help="local: this process (default); slurm: a SLURM job array via submitit; "
-                        "submitit-local: the same jobs as local processes")
-    g.add_argument("--num-shards", type=int, default=1,
-                   help="split the plan into N contiguous shards (for other schedulers); with --shard-index")
-    g.add_argument("--shard-index", type=int, default=0, help="which shard this process runs (0..N-1)")
-    g.add_argument("--group-size", type=int, default=None,
-                   help="cells per job, all of one backbone (0: a whole backbone; default per profile)")
-    g.add_argument("--partition", help="SLURM partition")
-    g.add_argument("--account", help="SLURM account")
-    g.add_argument("--qos", help="SLURM quality of service")
-    g.add_argument("--constraint", help="SLURM node constraint, e.g. a100")
-    g.add_argument("--gpus", type=int, default=None, help="GPUs per evaluation job (default per profile)")
-    g.add_argument("--cpus", type=int, default=None, help="CPUs per evaluation job (default per profile)")
-    g.add_argument("--time", type=int, default=None, help="minutes per evaluation job (default per profile)")
-    g.add_argument("--mem", type=int, default=None, help="GB of memory per evaluation job (default per profile)")
-    g.add_argument("--array-parallelism", type=int, default=None,
-                   help="evaluation jobs running at once (slurm: 64; submitit-local: one per GPU, or CPUs / --cpus)")
-    g.add_argument("--pretrain-nodes", type=int, default=None, help="--all: nodes per pre-training job")
-    g.add_argument("--pretrain-gpus", type=int, default=None,
-                   help="--all: GPUs (= torchrun processes) per node of a pre-training job")
-    g.add_argument("--pretrain-time", type=int, default=None, help="--all: minutes per pre-training job")
-    g.add_argument("--jobs-dir", default=None,
-                   help="submitit's folder for job scripts, pickles and logs (default <results stem>.d/jobs/; "
-                        "must be on a filesystem the compute nodes share)")
-    g.add_argument("--no-wait", action="store_true",
-                   help="submitit-local: return after submitting (slurm never waits)")
-    g.add_argument("--print-sbatch", action="store_true",
-                   help="print the sbatch script of the evaluation job array and exit (submits nothing)")
-    g.add_argument("--worker-files", action="store_true",
-                   help="local: write rows to results/<profile>.d/<worker>.jsonl instead of the results file "
-                        "(for several `run` processes on different machines sharing the folder)")
-    g.add_argument("--claim-timeout", type=float, default=CLAIM_TIMEOUT_S,
-                   help=f"seconds without heartbeat after which a claim is stale and taken over ({CLAIM_TIMEOUT_S:g})")
-    g.add_argument("--heartbeat", type=float, default=HEARTBEAT_S,
-                   help=f"seconds between claim heartbeats ({HEARTBEAT_S:g})")
-    g.add_argument("--wait-claimed", type=float, default=0.0,
-                   help="at the end, wait up to this many seconds for cells other workers hold, taking over "
-                        "those whose worker dies (default 0: check once)")
-    g.add_argument("--since", type=float, default=None, help=argparse.SUPPRESS)  # launch time of a worker set
-
 
 # ----------------------------------------------------------------------------- options
 
@@ -124,62 +76,62 @@ def record_launch(results: Path, record: dict, path: Path | None = None) -> Path
     return path
 
 
-def launch(args, cells: Sequence[Cell], results: Path, study_runs: dict | None = None,
-           log: Callable[[str], None] = print) -> int:
+def launch(spec, cells: Sequence[Cell] | Plan, results: Path, study_runs: dict | None = None,
+           labels: dict[str, str] | None = None, log: Callable[[str], None] = print) -> int:
     """Submit the plan as submitit jobs. study_runs: {run name: (SuiteRun overrides, encoder path)}
     for `run --all`: their pre-training jobs are submitted first and the evaluation jobs of
     their encoders depend on them. Returns the exit code."""
-    since = args.since if args.since is not None else time.time()
-    kind = args.launcher
-    if kind == "slurm" and not args.print_sbatch and shutil.which("sbatch") is None:
+    since = spec.launch.since if spec.launch.since is not None else time.time()
+    kind = spec.launch.launcher
+    if kind == "slurm" and not spec.launch.print_sbatch and shutil.which("sbatch") is None:
         print("error: --launcher slurm needs SLURM's sbatch and srun on PATH (run it on the cluster's login "
               "node); --print-sbatch shows the job script without submitting, --launcher submitit-local runs "
               "the same jobs on this machine", file=sys.stderr)
         return 2
-    folder = jobs_folder(args, results)
-    opts = eval_options(args)
-    if not args.force:  # no job for cells already done (a re-launch after a kill submits only what is left)
+    folder = jobs_folder(spec, results)
+    opts = eval_options(spec)
+    if not spec.force:  # no job for cells already done (a re-launch after a kill submits only what is left)
         cells = cells_left(cells, results, log)
-    groups = group_cells(cells, group_size(args))
+    groups = group_cells(cells, group_size(spec))
     if not groups and not study_runs:
         log("every cell of the plan is done: nothing to submit")
         return 0
-    if args.print_sbatch:
-        return print_sbatch(args, groups, study_runs, folder.absolute(), opts)  # submitit uses the absolute folder
+    if spec.launch.print_sbatch:
+        return print_sbatch(spec, groups, study_runs, folder.absolute(), opts)  # submitit uses the absolute folder
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"launcher": kind, "since": since, "profile": args.profile, "jobs_dir": str(folder),
+    record = {"launcher": kind, "since": since, "profile": spec.profile, "jobs_dir": str(folder),
               "command": "python -m bench_tasks " + " ".join(sys.argv[1:]),
               "keys": [c.key() for g in groups for c in g], "cells": [asdict(c) for g in groups for c in g],
               "jobs": [], "pretrain_jobs": []}
-    pre_jobs = submit_pretraining(args, study_runs or {}, folder, record, log)  # stage 1 of the study
-    jobs, path = submit_evaluation(args, groups, study_runs or {}, pre_jobs, folder, opts, record, results, since, log)
+    pre_jobs = submit_pretraining(spec, study_runs or {}, folder, record, log)  # stage 1 of the study
+    jobs, path = submit_evaluation(spec, groups, study_runs or {}, pre_jobs, folder, opts, record, results, since,
+                                   log, labels)
     log(f"submitted {len(jobs)} evaluation job(s) ({kind}) for {len(record['keys'])} cells; "
         f"logs in {folder}; launch record {path}")
     log(f"progress: python -m bench_tasks status --results {results}")
-    if kind == "slurm" or args.no_wait:
+    if kind == "slurm" or spec.launch.no_wait:
         return 0
     return wait_for(jobs, log)
 
 
-def cells_left(cells: Sequence[Cell], results: Path, log: Callable[[str], None]) -> list[Cell]:
+def cells_left(cells: Sequence[Cell] | Plan, results: Path, log: Callable[[str], None]) -> list[Cell]:
     """The cells without a current ok row (stale ones are redone)."""
-    store = ResultsStore(results)
-    done = store.done_keys()
-    done -= stale_keys(cells, store, done)
-    left = [c for c in cells if c.key() not in done]
+    plan = cells if isinstance(cells, Plan) else make_plan(cells, references=False)
+    left = [c for c, _ in plan.todo(ResultsStore(results).latest())[0]]
+    cells = plan.cells
     if len(left) < len(cells):
         log(f"{len(cells) - len(left)} of {len(cells)} cells already done; jobs for the {len(left)} left")
     return left
 
 
-def print_sbatch(args, groups: list[list[Cell]], study_runs: dict | None, folder: Path, opts: JobOptions) -> int:
+def print_sbatch(spec, groups: list[list[Cell]], study_runs: dict | None, folder: Path, opts: JobOptions) -> int:
     """`--print-sbatch`: the job script(s) submitit would submit, without submitting."""
     if study_runs:
         first = next(iter(study_runs))
         enc = f"paco_fr:{study_runs[first][1]}"
         mine = [g for g in groups if g[0].backbone == enc]
         print(f"# stage 1: one pre-training job per run of the suite ({len(study_runs)} runs), e.g. {first}:\n")
-        print(sbatch_script(pretrain_options(args), folder, 1))
+        print(sbatch_script(pretrain_options(spec), folder, 1))
         print(f"# stage 2: one evaluation job array per encoder ({len(groups)} jobs in all), each after the "
               f"pre-training job of its encoder, e.g. {first}'s {len(mine)} job(s), if its pre-training "
               "job had id 123456:\n")
@@ -189,13 +141,13 @@ def print_sbatch(args, groups: list[list[Cell]], study_runs: dict | None, folder
     return 0
 
 
-def submit_pretraining(args, study_runs: dict, folder: Path, record: dict, log) -> dict[str, object]:
+def submit_pretraining(spec, study_runs: dict, folder: Path, record: dict, log) -> dict[str, object]:
     """One job per unfinished run of the study's suite (MCF-style after its teacher; on one machine,
     one after the other): {run name: job}."""
-    kind = args.launcher
-    teachers = teacher_of(True, args.profile, study_seeds(args, get_profile(args.profile))) if study_runs else {}
+    kind = spec.launch.launcher
+    teachers = teacher_of(True, spec.profile, study_seeds(spec.pretrain_seeds, get_profile(spec.profile))) if study_runs else {}
     pre_jobs: dict[str, object] = {}
-    popts = pretrain_options(args) if study_runs else None
+    popts = pretrain_options(spec) if study_runs else None
     for name, (overrides, enc) in study_runs.items():
         if _finished(enc):
             log(f"[pre-training] {name}: finished earlier ({enc}), no job")
@@ -210,18 +162,18 @@ def submit_pretraining(args, study_runs: dict, folder: Path, record: dict, log) 
             list(pre_jobs.values())[-1].result()
         pex = make_executor(kind, folder, popts, _afterok([dep]) if (kind == "slurm" and dep) else None)
         pex.update_parameters(**({"job_name": f"pretrain-{name}"} if kind == "slurm" else {"name": f"pretrain-{name}"}))
-        job = pex.submit(PretrainJob(args.profile, name, overrides, str(Path(enc).parent), os.getcwd()))
+        job = pex.submit(PretrainJob(spec.profile, name, overrides, str(Path(enc).parent), os.getcwd()))
         pre_jobs[name] = job
         record["pretrain_jobs"].append({"run": name, "job_id": str(job.job_id)})
         log(f"[pre-training] {name}: job {job.job_id} ({popts.nodes} node(s) x {popts.tasks_per_node} process(es))")
     return pre_jobs
 
 
-def submit_evaluation(args, groups, study_runs: dict, pre_jobs: dict, folder: Path, opts: JobOptions, record: dict,
-                      results: Path, since: float, log) -> tuple[list, Path]:
+def submit_evaluation(spec, groups, study_runs: dict, pre_jobs: dict, folder: Path, opts: JobOptions, record: dict,
+                      results: Path, since: float, log, labels: dict[str, str] | None = None) -> tuple[list, Path]:
     """Stage 2: one evaluation job per group of cells; those of a pre-trained encoder wait for its
     job. Returns (jobs, the launch record's path)."""
-    kind = args.launcher
+    kind = spec.launch.launcher
     enc_of = {f"paco_fr:{enc}": name for name, (_, enc) in study_runs.items()}
     by_dep: dict[str | None, list[list[Cell]]] = {}
     for g in groups:
@@ -229,7 +181,7 @@ def submit_evaluation(args, groups, study_runs: dict, pre_jobs: dict, folder: Pa
         by_dep.setdefault(dep_name if dep_name in pre_jobs else None, []).append(g)
     jobs = []
     path = record_launch(results, record)
-    pool = _LocalPool(opts, args.array_parallelism, log) if kind == "submitit-local" else None
+    pool = _LocalPool(opts, spec.launch.array_parallelism, log) if kind == "submitit-local" else None
     for dep_name, gs in by_dep.items():
         dep_job = pre_jobs.get(dep_name) if dep_name else None
         if dep_job is not None and kind == "submitit-local":
@@ -237,10 +189,10 @@ def submit_evaluation(args, groups, study_runs: dict, pre_jobs: dict, folder: Pa
             dep_job.result()
         ex = make_executor(kind, folder, opts, _afterok([dep_job]) if (kind == "slurm" and dep_job) else None)
         if pool is not None:  # local processes: at most `parallel` at once, each on its own GPU
-            subs = [pool.submit(ex, EvalJob(worker_spec(args, g, results, since))) for g in gs]
+            subs = [pool.submit(ex, EvalJob(worker_spec(spec, g, results, since, labels=labels))) for g in gs]
         else:
             with ex.batch():
-                subs = [ex.submit(EvalJob(worker_spec(args, g, results, since))) for g in gs]
+                subs = [ex.submit(EvalJob(worker_spec(spec, g, results, since, labels=labels))) for g in gs]
         for g, j in zip(gs, subs):
             jobs.append(j)
             record["jobs"].append({"job_id": str(j.job_id), "backbone": g[0].backbone, "cells": len(g),
@@ -313,35 +265,36 @@ def _finished(enc) -> bool:
 # ----------------------------------------------------------------------------- cmd_run's hooks
 
 
-def select_shard(args, cells: Sequence[Cell]) -> list[Cell]:
-    """The cells this process plans: shard `--shard-index` of `--num-shards` (all of them when 1)."""
-    if getattr(args, "num_shards", 1) <= 1:
-        return list(cells)
+def select_shard(spec, plan: Plan) -> Plan:
+    """The part of the plan this process runs: shard `--shard-index` of `--num-shards` (all of it
+    when 1)."""
+    if spec.launch.num_shards <= 1:
+        return plan
+    mine = {c.key() for c in shard(plan.cells, spec.launch.num_shards, spec.launch.shard_index)}
+    return Plan(items=tuple((c, v) for c, v in plan.items if c.key() in mine))
 
-    return shard(cells, args.num_shards, args.shard_index)
 
-
-def study_runs(args, profile) -> dict[str, tuple[dict, Path]]:
+def study_runs(spec, profile) -> dict[str, tuple[dict, Path]]:
     """{run name: (pre-training overrides, encoder path)} of the study's suite (what
     bench_tasks.run.pretrain.pretrain_suite would train), for the pre-training jobs."""
-    extra = dotted_overrides(args.pretrain_override or [])
-    popts = pretrain_options(args)
-    plan = plan_suite(profile.name, args.runs, not args.no_ablations, extra, getattr(args, "budget_by", "flops"),
+    extra = spec.overrides
+    popts = pretrain_options(spec)
+    plan = plan_suite(profile.name, spec.runs, not spec.no_ablations, extra, spec.budget_by,
                       world=max(1, int(popts.nodes) * int(popts.tasks_per_node)),
-                      pretrain_seeds=study_seeds(args, profile))  # one job per (run, pre-training seed)
+                      pretrain_seeds=study_seeds(spec.pretrain_seeds, profile))  # one job per (run, pre-training seed)
     return {p.run.name: ({**p.overrides, "train.progress": False}, p.encoder) for p in plan}
 
 
-def run_here(args, cells: Sequence[Cell], roots, results: Path):
+def run_here(spec, plan: Plan, roots, results: Path, labels: dict[str, str] | None = None):
     """`--launcher local` (and each --num-shards process): a worker in this process. Rows go to
     the results file, or to this worker's own file with shards / --worker-files."""
-    rows_to = "worker" if (args.num_shards > 1 or args.worker_files) else "main"
-    since = args.since if args.since is not None else time.time()
-    kind = "local" if args.num_shards <= 1 else f"shard {args.shard_index}/{args.num_shards}"
-    record_launch(results, {"launcher": kind, "since": since, "profile": args.profile, "pid": os.getpid(),
+    rows_to = "worker" if (spec.launch.num_shards > 1 or spec.launch.worker_files) else "main"
+    since = spec.launch.since if spec.launch.since is not None else time.time()
+    kind = "local" if spec.launch.num_shards <= 1 else f"shard {spec.launch.shard_index}/{spec.launch.num_shards}"
+    record_launch(results, {"launcher": kind, "since": since, "profile": spec.profile, "pid": os.getpid(),
                             "command": "python -m bench_tasks " + " ".join(sys.argv[1:]),
-                            "keys": [c.key() for c in cells], "cells": [asdict(c) for c in cells], "jobs": []})
-    return run_worker(cells, results, work_dir=args.work_dir, data_roots=roots, device=args.device,
-                      force=args.force, progress=not args.no_progress, rows_to=rows_to, since=since,
-                      claim_timeout_s=args.claim_timeout, heartbeat_s=args.heartbeat, wait_s=args.wait_claimed,
-                      labels=getattr(args, "labels", None))
+                            "keys": plan.keys(), "cells": [asdict(c) for c in plan.cells], "jobs": []})
+    return run_worker(plan, results, work_dir=spec.work_dir, data_roots=roots, device=spec.device,
+                      force=spec.force, progress=spec.progress, rows_to=rows_to, since=since,
+                      claim_timeout_s=spec.launch.claim_timeout, heartbeat_s=spec.launch.heartbeat,
+                      wait_s=spec.launch.wait_claimed, labels=labels)

@@ -1,18 +1,20 @@
-"""Plan and run cells, resumably.
+"""Run a plan's cells, resumably.
 
 Python entry points (the CLI is a thin layer over these):
     cells = plan_cells(backbones, tasks_to_datasets, protocols=None, seeds=None, fractions=None,
                        profile="smoke")                      # -> list[Cell]
+    plan = make_plan(cells)                                  # bench_tasks.plan.cell_plan: + floors, versions
     roots = DataRoots.parse(["/data"]) or DataRoots.parse(["celeba=/d/celeba", "/data"])
-    summary = run_plan(cells, results="results/smoke.jsonl", work_dir="work_dirs",
+    summary = run_plan(plan, results="results/smoke.jsonl", work_dir="work_dirs",
                        data_roots=roots, device="auto", force=False, progress=True)
     row = run_cell(cell, results=..., ...)                  # one cell, returns its row
 
-`run_plan` skips a cell whose last row is `ok` (unless force), retries `failed` ones, records a
-failing cell as a `failed` row with its traceback and goes on, and appends every row atomically
-(bench_tasks/store/results.py). Killing it at any moment and starting it again finishes the plan with
-exactly one ok row per cell. A pre-training stage (another engineer's `run --all`) can produce
-encoders first and then call `run_plan` with their `paco_fr:<file>` URIs.
+`run_plan` skips a cell whose last row is `ok` and current (unless force), retries `failed` ones,
+records a failing cell as a `failed` row with its traceback and goes on, and appends every row
+atomically (bench_tasks/store/results.py). Killing it at any moment and starting it again finishes
+the plan with exactly one ok row per cell. A row is current when it was computed with the cell's
+version (`CellVersion`: task, dataset, settings; the plan computes it once) and from the weights its
+backbone file holds now.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import dataclasses
 import random
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,109 +32,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bench_tasks.backbones.base import (
-    BenchBackbone,
-    build_backbone,
-    resolve_device,
-    weights_file,
-    weights_sha256,
-)
-from bench_tasks.contracts import Cell, CellContext, CellResult, uri_scheme
+from bench_tasks.backbones.base import BenchBackbone, build_backbone, resolve_device
+from bench_tasks.contracts import Cell, CellContext, CellResult
 from bench_tasks.errors import cause_line
+from bench_tasks.plan.cell_plan import CellVersion, Plan, cell_version
 from bench_tasks.plan.cells import DataRoots
 from bench_tasks.plan.floors import compute_floor, is_floor
-from bench_tasks.plan.profiles import get_profile, settings_hash
-from bench_tasks.plan.references import with_references
+from bench_tasks.plan.profiles import get_profile
 from bench_tasks.registry import TASKS
 from bench_tasks.store.method import identity_for
 from bench_tasks.store.provenance import collect, now_iso
 from bench_tasks.store.readers import superseded_path
 from bench_tasks.store.results import ResultsStore, quarantine_and_warn
-from bench_tasks.store.rows import dataset_version, make_row, row_data_version, row_task_version
-
-# ----------------------------------------------------------------------------- data roots
-
-
-# ----------------------------------------------------------------------------- planning
-
-
-def task_version(task_name: str) -> int:
-    """`Task.version` of a registered task (1 for a task that is not registered)."""
-    try:
-        return int(getattr(TASKS.get(task_name), "version", 1))
-    except KeyError:
-        return 1
-
-
-def version_stale(cell: Cell, row: dict | None) -> bool:
-    """True when `row` was computed by another version of the cell's task or dataset than the
-    registered one (rows without `task_version` / `data_version` count as version 1; SynthFace's
-    version is its generator's, so rows of SynthFace 1.x are recomputed on 2.1)."""
-    if row is None:
-        return False
-    if row_task_version(row) != task_version(cell.task) or row_data_version(row) != dataset_version(cell.dataset):
-        return True
-    # a row computed with other effective settings (a profile file or --set changed); rows written
-    # before rows recorded it (no `settings_hash`) cannot be checked and count as current
-    was = row.get("settings_hash")
-    return bool(was) and was != current_settings_hash(cell)
-
-
-_SETTINGS_HASHES: dict[tuple, tuple] = {}  # memo -> (the profile object, its hash): ids are reused
-
-
-def current_settings_hash(cell: Cell) -> str | None:
-    """`profiles.settings_hash` of the cell under its registered profile (None: unknown profile);
-    memoised per profile object and what the settings depend on (not backbone file or seed)."""
-    try:
-        prof = get_profile(cell.profile)
-    except KeyError:
-        return None
-    memo = (id(prof), cell.task, cell.dataset, cell.protocol, uri_scheme(cell.backbone) == "supervised")
-    hit = _SETTINGS_HASHES.get(memo)
-    if hit is None or hit[0] is not prof:
-        hit = _SETTINGS_HASHES[memo] = (prof, settings_hash(cell, prof))
-    return hit[1]
-
-
-def stale_keys(cells: Sequence[Cell], store: ResultsStore, done: set[str]) -> set[str]:
-    """Keys of done cells whose row must be recomputed: computed by another version of the task
-    (`Task.version`), or from weights other than the backbone file holds now (a cell is keyed by
-    the backbone URI, a path, so re-training into the same path must not reuse old rows; each
-    file is hashed once)."""
-    latest = store.latest()
-    hashes: dict[str, str | None] = {}
-    out = set()
-    for c in cells:
-        k = c.key()
-        if k not in done:
-            continue
-        if version_stale(c, latest.get(k)):
-            out.add(k)
-            continue
-        if c.backbone not in hashes:
-            f = weights_file(c.backbone)
-            hashes[c.backbone] = weights_sha256(f) if f is not None and f.is_file() else None
-        now = hashes[c.backbone]
-        was = (latest.get(k) or {}).get("provenance", {}).get("backbone_hash")
-        if now is not None and was is not None and now != was:
-            out.add(k)
-    return out
-
-
-def cell_status(cells: Sequence[Cell], results: str | Path) -> dict[str, str]:
-    """{key: "done" | "failed" | "todo"} for a plan against a results file (a row of another
-    task version is "todo")."""
-    latest = ResultsStore(results).latest()
-    out = {}
-    for c in cells:
-        r = latest.get(c.key())
-        if r is None or version_stale(c, r):
-            out[c.key()] = "todo"
-        else:
-            out[c.key()] = "done" if r["status"] == "ok" else "failed"
-    return out
-
+from bench_tasks.store.rows import make_row
 
 # ----------------------------------------------------------------------------- running
 
@@ -149,6 +61,18 @@ class RunSummary:
     def line(self) -> str:
         return (f"{self.total} cells: {self.skipped} already done, {self.ok} ok, {self.failed} failed "
                 f"in {self.wall_s:.1f}s")
+
+    def tally(self, row: dict, cell: Cell, log: Callable[[str], None]) -> None:
+        """Count a computed cell's row and log its line."""
+        if row["status"] == "ok":
+            self.ok += 1
+            h = row["headline"]
+            log(f"ok     {cell.label()} | {h}={row['metrics'].get(h, float('nan')):.2f} "
+                f"({row['provenance']['wall_time_s']:.1f}s)")
+        else:
+            self.failed += 1
+            self.failed_keys.append(row["key"])
+            log(f"FAILED {cell.label()} | {cause_line(row['error'])}")
 
 
 class _BackboneCache:
@@ -181,10 +105,13 @@ def seed_cell(cell: Cell) -> None:
 def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: str | Path = "work_dirs",
              data_roots: DataRoots | None = None, device: str | torch.device = "auto",
              progress: bool = True, backbone: BenchBackbone | None = None, write: bool = True,
-             _cache: _BackboneCache | None = None, labels: dict[str, str] | None = None) -> dict:
+             _cache: _BackboneCache | None = None, labels: dict[str, str] | None = None,
+             version: CellVersion | None = None) -> dict:
     """Run one cell and (when write) append its row. Exceptions inside the cell become a
     `failed` row with the traceback; the row is returned. `labels` ({backbone URI: name},
-    `run --label`) names backbones in the row's method block (bench_tasks.store.method)."""
+    `run --label`) names backbones in the row's method block (bench_tasks.store.method).
+    `version`: the cell's CellVersion from its plan (computed here when not given)."""
+    version = version or cell_version(cell)
     store = ResultsStore(results)
     roots = data_roots or DataRoots()
     dev = resolve_device(device)
@@ -204,7 +131,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
             bb_hash, bb_source = backbone.weights_hash, backbone.source
         ctx = CellContext(cell=cell, backbone=backbone, profile=profile, data_root=roots.get(cell.dataset),
                           device=dev, work_dir=Path(work_dir), progress=progress, results_dir=store.root,
-                          settings_hash=current_settings_hash(cell))
+                          settings_hash=version.settings)
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         seed_cell(cell)  # after the backbone: building one (only for a plan's first cell) draws too
         result = compute_floor(task, ctx) if floor else task.run(ctx)
@@ -230,8 +157,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
                    headline=getattr(task, "headline", ""), higher_is_better=getattr(task, "higher_is_better", True),
                    result=result, config=config, provenance=prov, error=error,
                    method=identity_for(cell.backbone, (labels or {}).get(cell.backbone)),
-                   task_version=task_version(cell.task), data_version=dataset_version(cell.dataset),
-                   settings_hash=current_settings_hash(cell))
+                   **version.row_fields())
     if write:
         store.append(row)
     return row
@@ -252,59 +178,39 @@ def typed_result(result: CellResult, task, cell: Cell) -> CellResult:
         head=str(result.head or config.get("head") or ""))
 
 
-def run_plan(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl",
+def run_plan(plan: Plan, results: str | Path = "results/smoke.jsonl",
              work_dir: str | Path = "work_dirs", data_roots: DataRoots | None = None,
              device: str | torch.device = "auto", force: bool = False, progress: bool = True,
              on_row: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None,
              should_start: Callable[[Cell], bool] | None = None,
              labels: dict[str, str] | None = None) -> RunSummary:
-    """Run every cell of the plan that is not done yet (all of them with force). The floor of
-    every (task, dataset) of the plan is added to it (bench_tasks.plan.references; seconds each)."""
-    cells = with_references(cells, ceilings=None, probes=False)
+    """Run every cell of `plan` (a bench_tasks.plan.cell_plan.Plan) that has no current ok row
+    (all of them with force)."""
+    if not isinstance(plan, Plan):
+        raise TypeError(f"run_plan takes a Plan, got {type(plan).__name__}: build it with "
+                        "bench_tasks.plan.cell_plan.make_plan(cells) (it adds the floors and computes "
+                        "the version each row records)")
     log = log or (lambda msg: tqdm.write(msg))
     store = ResultsStore(results)
-
     quarantine_and_warn(store, log)
     dropped = store.compact()
     if dropped:
         log(f"compacted {store.path}: {dropped} superseded row(s) moved to {superseded_path(store.path)}")
-    done = store.done_keys()
-    stale = stale_keys(cells, store, done)
+    todo, skipped, stale = plan.todo(store.latest(), force)
     if stale:
         log(f"{len(stale)} done cell(s) were computed by another task version or with other weights than "
             "their backbone file holds now (the file was re-trained or replaced): recomputing them")
-        done -= stale
-    summary = RunSummary(total=len(cells))
+    summary = RunSummary(total=skipped + len(todo), skipped=skipped)
     t0 = time.perf_counter()
-    todo = []
-    seen = set()
-    for c in cells:
-        k = c.key()
-        if k in seen:
-            continue
-        seen.add(k)
-        if k in done and not force:
-            summary.skipped += 1
-        else:
-            todo.append(c)
-    summary.total = len(seen)
     cache = _BackboneCache()
     bar = tqdm(todo, desc="plan", disable=not progress, dynamic_ncols=True, position=0)
-    for cell in bar:
+    for cell, version in bar:
         if should_start is not None and not should_start(cell):  # e.g. a deadline (device_study)
             continue
         bar.set_postfix_str(f"{cell.task}/{cell.dataset}/{cell.protocol}")
         row = run_cell(cell, results=results, work_dir=work_dir, data_roots=data_roots, device=device,
-                       progress=progress, _cache=cache, labels=labels)
-        if row["status"] == "ok":
-            summary.ok += 1
-            h = row["headline"]
-            log(f"ok     {cell.label()} | {h}={row['metrics'].get(h, float('nan')):.2f} "
-                f"({row['provenance']['wall_time_s']:.1f}s)")
-        else:
-            summary.failed += 1
-            summary.failed_keys.append(row["key"])
-            log(f"FAILED {cell.label()} | {cause_line(row['error'])}")
+                       progress=progress, _cache=cache, labels=labels, version=version)
+        summary.tally(row, cell, log)
         if on_row is not None:
             on_row(row)
     bar.close()

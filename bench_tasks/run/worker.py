@@ -32,8 +32,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from bench_tasks.contracts import Cell
+from bench_tasks.plan.cell_plan import CellVersion, Plan, make_plan
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S, ClaimBook, Identity, identity
-from bench_tasks.run.runner import _BackboneCache, run_cell, stale_keys
+from bench_tasks.run.runner import _BackboneCache, run_cell
 from bench_tasks.store.readers import superseded_path
 from bench_tasks.store.results import ResultsStore, quarantine_and_warn
 from bench_tasks.store.rowfiles import UnionReader, row_time, worker_file
@@ -88,7 +89,7 @@ def shard(cells: Sequence[Cell], num_shards: int, index: int) -> list[Cell]:
     return uniq[index * n // num_shards:(index + 1) * n // num_shards]
 
 
-def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl", *,
+def run_worker(cells: Sequence[Cell] | Plan, results: str | Path = "results/smoke.jsonl", *,
                work_dir: str | Path = "work_dirs", data_roots=None, device="auto", force: bool = False,
                progress: bool = True, rows_to: str = "main", worker: str | None = None,
                since: float | None = None, claim_timeout_s: float = CLAIM_TIMEOUT_S,
@@ -96,8 +97,9 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
                on_row: Callable[[dict], None] | None = None,
                log: Callable[[str], None] | None = None,
                labels: dict[str, str] | None = None) -> WorkerSummary:
-    """Run the cells of `cells` that need computing and that no other worker has; see the module
-    docstring. Returns a WorkerSummary."""
+    """Run the cells of `cells` (a Plan, or cells taken as they are: no reference cells added) that
+    need computing and that no other worker has; see the module docstring. Returns a WorkerSummary."""
+    plan = cells if isinstance(cells, Plan) else make_plan(cells, references=False)
     log = log or (lambda msg: tqdm.write(msg))
     me: Identity = identity(worker)
     main = ResultsStore(results)
@@ -105,16 +107,17 @@ def run_worker(cells: Sequence[Cell], results: str | Path = "results/smoke.jsonl
     reader = UnionReader(results)
     latest = reader.refresh()
     done = {k for k, r in latest.items() if r.get("status") == "ok"}
-    redo = stale_keys(cells, main, done)  # weight files changed since: recompute like --force
+    redo = plan.stale_keys(latest, done)  # other versions, or weight files changed since: recompute like --force
     if redo:
         log(f"{len(redo)} done cell(s) were computed by another task version or with other weights than "
             "their backbone file holds now (the file was re-trained or replaced): recomputing them")
     summary = WorkerSummary(worker=me.worker)
-    uniq = list({c.key(): c for c in cells}.values())
+    uniq = plan.cells
     summary.total = len(uniq)
     run = _Attempts(book=ClaimBook.for_results(results, timeout_s=claim_timeout_s, heartbeat_s=heartbeat_s, me=me),
                     reader=reader, latest=latest, own=own, me=me, summary=summary, log=log, on_row=on_row,
                     since=time.time() if since is None else float(since), force=force, redo=redo,
+                    versions=plan.versions(),
                     run_kw={"results": results, "work_dir": work_dir, "data_roots": data_roots, "device": device,
                             "progress": progress, "labels": labels, "_cache": _BackboneCache()})
     t0 = time.perf_counter()
@@ -180,6 +183,7 @@ class _Attempts:
     since: float
     force: bool
     redo: set
+    versions: dict[Cell, CellVersion]
     run_kw: dict
 
     def settled(self, k: str) -> str | None:
@@ -220,7 +224,7 @@ class _Attempts:
                 self.log(f"takeover {cell.label()} | claim of {prev.get('worker')} (pid {prev.get('pid')} on "
                          f"{prev.get('host')}, state {prev.get('state')})")
             claim.start_heartbeat()
-            row = run_cell(cell, write=False, **self.run_kw)
+            row = run_cell(cell, write=False, version=self.versions.get(cell), **self.run_kw)
             if claim.lost():
                 claim._stop_heartbeat()
                 self.log(f"DROPPED {cell.label()} | our claim was taken over while this worker stalled")
