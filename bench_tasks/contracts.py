@@ -19,14 +19,18 @@ import torch
 
 # ----------------------------------------------------------------------------- backbone URIs
 
+# the references' schemes: the floor (an input-free predictor, no network) and the ceiling (the
+# architecture trained end to end with the task's labels)
+FLOOR_SCHEME = "floor"
+CEILING_SCHEME = "supervised"
 # schemes whose spec names an architecture, not a weight file
-FILELESS_SCHEMES = ("random", "supervised", "floor")
+FILELESS_SCHEMES = ("random", CEILING_SCHEME, FLOOR_SCHEME)
 
 
 @dataclass(frozen=True)
 class BackboneURI:
     """A backbone URI `scheme:spec` parsed once (`paco_fr:runs/x/encoder.safetensors`,
-    `timm:vit_small_patch16_224[:w.pth]`, `random:vit_tiny`, `floor:majority`). `str()` gives back
+    `timm:vit_small_patch16_224[:w.pth]`, `random:vit_tiny`, `floor:input-free`). `str()` gives back
     the exact string it was parsed from; rows, cell keys and settings hashes keep that string."""
 
     scheme: str
@@ -42,6 +46,16 @@ class BackboneURI:
         if not sep or not spec:
             raise ValueError(f"backbone URI {text!r}: expected scheme:spec, e.g. random:vit_tiny, "
                              "timm:<model>[:<file>], paco_fr:<encoder.safetensors>")
+        return cls(scheme, spec)
+
+    @classmethod
+    def read(cls, uri: BackboneURI | str) -> BackboneURI:
+        """The tolerant form of `parse`, for telling kinds of rows apart (rows of old or foreign
+        files): any string reads, `abc` as scheme "abc" with an empty spec; never raises. Only
+        `parse` promises that `str()` gives back the string."""
+        if isinstance(uri, BackboneURI):
+            return uri
+        scheme, _, spec = str(uri).partition(":")
         return cls(scheme, spec)
 
     def __str__(self) -> str:
@@ -64,6 +78,16 @@ class BackboneURI:
             return self.spec.partition(":")[2] or None
         return None if self.scheme in FILELESS_SCHEMES else self.spec
 
+    @property
+    def is_floor(self) -> bool:
+        """The floor reference (`floor:input-free`): a task's input-free predictor, no network."""
+        return self.scheme == FLOOR_SCHEME
+
+    @property
+    def is_ceiling(self) -> bool:
+        """The ceiling reference (`supervised:<arch>`): the architecture trained with the task's labels."""
+        return self.scheme == CEILING_SCHEME
+
 
 def uri_scheme(uri: BackboneURI | str) -> str:
     """The scheme of a URI, tolerant of any string (rows of old or foreign files): the text before
@@ -74,10 +98,8 @@ def uri_scheme(uri: BackboneURI | str) -> str:
 def uri_parts(uri: BackboneURI | str) -> tuple[str, str]:
     """(scheme, spec) of a URI, tolerant of any string: ("abc", "") for "abc", ("random", "") for
     "random:"; `BackboneURI.parse` is the strict form."""
-    if isinstance(uri, BackboneURI):
-        return uri.scheme, uri.spec
-    scheme, _, spec = str(uri).partition(":")
-    return scheme, spec
+    u = BackboneURI.read(uri)
+    return u.scheme, u.spec
 
 
 # ----------------------------------------------------------------------------- profiles
@@ -299,3 +321,16 @@ class Task:
 
     def run(self, ctx: CellContext) -> CellResult:
         raise NotImplementedError
+
+    def floor(self, ctx: CellContext) -> CellResult:
+        """The task's floor: its best *input-free* predictor, fitted on the training labels of
+        ctx.cell.dataset and scored with the task's own metric on the test split (the cell's backbone
+        is `floor:input-free`, its protocol `floor`; ctx.backbone is None). A task that overrides it
+        gets a floor cell in every plan (bench_tasks.plan.references); by default a task has none."""
+        raise NotImplementedError(f"task {self.name!r} has no floor (input-free predictor): "
+                                  "override Task.floor(ctx) to give it one")
+
+    @classmethod
+    def has_floor(cls) -> bool:
+        """Whether the task has a floor, i.e. overrides `floor`."""
+        return cls.floor is not Task.floor

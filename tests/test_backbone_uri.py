@@ -39,6 +39,17 @@ def test_tolerant_helpers_and_with_scheme():
     assert str(BackboneURI.parse("random:vit_tiny@112/16").with_scheme("supervised")) == "supervised:vit_tiny@112/16"
 
 
+def test_kind_predicates_parsed_and_read():
+    assert BackboneURI.parse("floor:input-free").is_floor and not BackboneURI.parse("floor:input-free").is_ceiling
+    assert BackboneURI.parse("supervised:vit_tiny").is_ceiling and not BackboneURI.parse("supervised:vit_tiny").is_floor
+    assert not any(u.is_floor or u.is_ceiling for u in map(BackboneURI.parse, ("random:vit_tiny", "paco_fr:a/b.pt")))
+    # read: any string, never raises (rows of old or foreign files); parse is the strict form
+    assert BackboneURI.read("floor:") == BackboneURI("floor", "") and BackboneURI.read("floor:").is_floor
+    assert BackboneURI.read("abc") == BackboneURI("abc", "") and not BackboneURI.read("").is_floor
+    uri = BackboneURI.parse("supervised:vit_tiny")
+    assert BackboneURI.read(uri) is uri
+
+
 def test_frozen():
     with pytest.raises(AttributeError):
         BackboneURI.parse("random:vit_tiny").scheme = "timm"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench_tasks.cli.app import main
-from bench_tasks.cli.run_table import format_run_table
+from bench_tasks.cli.run_table import _short_backbone, format_run_table
 from bench_tasks.contracts import Cell, CellResult
 from bench_tasks.store.rows import make_row
 
@@ -66,3 +68,19 @@ def test_run_prints_the_table(tmp_path, capsys, monkeypatch):
     assert rc == 0
     assert "task/dataset" in out and "expression/synthface" in out and "acc " in out
     assert "vs floor" in out and "(floor)" in out
+
+
+@pytest.mark.parametrize("uri,shown", [
+    ("paco_fr:runs/cpu/paco/encoder.safetensors", "paco_fr:paco/encoder.safetensors"),  # folder and name
+    ("timm:vit_small_patch16_224:weights/dir/w.pth", "timm:vit_small_patch16_224:dir/w.pth"),  # model kept
+    ("timm:vit_small_patch16_224", "timm:vit_small_patch16_224"),
+    ("timm:vit_small_patch16_224:w.pth", "timm:vit_small_patch16_224:w.pth"),  # no folder: as is
+    ("random:vit_tiny@32/16/d1", "random:vit_tiny@32/16/d1"),  # an architecture, not a file
+    ("random:", "random:"),
+    ("floor:input-free", "floor:input-free"),
+    ("farl:C:/weights/farl.pth", "farl:weights/farl.pth"),
+    ("paco_fr:/abs/path/runs/smoke/abl_codebook_2048/encoder.safetensors", "...l_codebook_2048/encoder.safetensors"),
+    ("random:vit_tiny_with_an_extremely_long_spec_name_over_width@112/16", "...ly_long_spec_name_over_width@112/16"),
+])
+def test_backbone_column(uri, shown):
+    assert _short_backbone(uri) == shown and len(shown) <= 38

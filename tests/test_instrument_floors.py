@@ -178,3 +178,24 @@ def test_ceiling_arch_of_an_exported_encoder(tmp_path):
     save_file({"x": torch.ones(1)}, str(tmp_path / "bare.safetensors"))
     assert ceiling_uri(f"paco_fr:{tmp_path / 'bare.safetensors'}") is None
     assert ceiling_uri(f"paco_fr:{tmp_path / 'missing.safetensors'}") is None
+
+
+# ----------------------------------------------------------------------------- the hook
+
+
+def test_a_floor_is_the_tasks_floor_method(tmp_path):
+    from bench_tasks.contracts import Task
+    from bench_tasks.plan.floors import compute_floor, has_floor, is_floor
+    from bench_tasks.registry import TASKS
+
+    builtin = ("attributes", "expression", "landmarks", "parsing", "recognition")
+    assert all(has_floor(t) and TASKS.get(t).has_floor() for t in builtin)
+    assert not has_floor("no_such_task") and not Task.has_floor()
+
+    class NoFloor(Task):
+        name = "no_floor"
+
+    assert not NoFloor.has_floor()
+    with pytest.raises(NotImplementedError, match="task 'no_floor' has no floor.*attributes"):
+        compute_floor(NoFloor(), None)
+    assert is_floor(FLOOR_URI) and is_floor("floor:") and not is_floor("supervised:vit_tiny") and not is_floor("")

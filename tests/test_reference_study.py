@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from bench_tasks.plan.suite import (
+    STUDY_OVERRIDES,
     expand_seeds,
     parse_pretrain_seeds,
     split_seeded_name,
     suite_encoders,
-    suite_identities,
     suite_run,
     suite_runs,
 )
@@ -22,9 +22,15 @@ from paco_fr.config import load_config
 # ----------------------------------------------------------------------------- labels used
 
 
+def smoke_identities() -> dict[str, dict]:
+    """{run: method block} of the smoke suite's runs (seed 0) under the study's overrides, as
+    bench_tasks.plan.suite.legacy_identity gives them to rows of those runs."""
+    return {r.name: r.identity("smoke", STUDY_OVERRIDES["smoke"]) for r in suite_runs(True, "smoke")}
+
+
 def test_paco_default_is_label_free_and_the_ground_truth_map_is_an_ablation():
     assert load_config("smoke")["mask"]["regions"] == "canonical"
-    ids = suite_identities("smoke")
+    ids = smoke_identities()
     assert ids["paco"]["labels_used"] == "none"
     assert ids["mae"]["labels_used"] == "none"
     assert ids["farl"]["labels_used"] == "captions (noisy)"
@@ -81,7 +87,7 @@ def test_one_run_folder_per_run_and_seed_seed_zero_unchanged():
     assert s1.overrides["seed"] == 1 and s1.overrides["data.seed"] == 0
     assert by["mcf_seed2"].teacher == "mcf_teacher_seed2"
     ident = s1.identity("smoke")
-    assert ident["label"] == suite_identities("smoke")["paco"]["label"] and ident["pretrain_seed"] == 1
+    assert ident["label"] == smoke_identities()["paco"]["label"] and ident["pretrain_seed"] == 1
     assert ident["run"] == "paco_seed1"
     # every method's first seed comes before any second one; teachers before their students
     assert names.index("mcf") < names.index("paco_seed1")

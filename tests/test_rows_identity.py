@@ -125,9 +125,11 @@ def test_parse_labels():
 
 
 def test_suite_identities_one_vocabulary(tmp_path):
-    from bench_tasks.plan.suite import suite_identities, suite_runs, write_run_identity
+    from test_reference_study import smoke_identities
 
-    ids = suite_identities("smoke")
+    from bench_tasks.plan.suite import suite_runs, write_run_identity
+
+    ids = smoke_identities()
     assert ids["paco"]["role"] == "main" and ids["paco"]["label"] == "PaCo-FR (ours)"
     assert ids["paco"]["settings"]["codebook"] == "256"  # paco_fr/configs/smoke.yaml
     assert (ids["abl_k1"]["component"], ids["abl_k1"]["setting"], ids["abl_k1"]["label"]) == \

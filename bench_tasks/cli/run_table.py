@@ -11,23 +11,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench_tasks.contracts import uri_scheme
+from bench_tasks.contracts import BackboneURI
 from bench_tasks.errors import cause_line
+from bench_tasks.plan.floors import is_floor
 
 
 def _short_backbone(uri: str, width: int = 38) -> str:
-    scheme, _, rest = uri.partition(":")
-    if "/" in rest and Path(rest.split(":")[-1]).suffix:  # a file path: its folder and name say enough
-        parts = Path(rest.split(":")[-1]).parts
-        rest = "/".join(parts[-2:])
-        if scheme == "timm":
-            rest = uri.split(":")[1] + ":" + rest
-    s = f"{scheme}:{rest}" if rest else uri
+    """The backbone column: a weight file's path cut to its folder and name (after the timm model's
+    name), then the last `width` characters."""
+    u = BackboneURI.read(uri)
+    s = uri
+    if u.file and "/" in u.file and Path(u.file).suffix:  # a file path: its folder and name say enough
+        short = "/".join(Path(u.file).parts[-2:])
+        s = f"{u.scheme}:{u.name}:{short}" if u.scheme == "timm" else f"{u.scheme}:{short}"
     return s if len(s) <= width else "..." + s[-(width - 3):]
 
 
-def _scheme(row: dict) -> str:
-    return uri_scheme((row.get("cell") or {}).get("backbone", ""))
+def _is_floor_row(row: dict) -> bool:
+    return is_floor((row.get("cell") or {}).get("backbone", ""))
 
 
 def find_floor(row: dict, latest: dict[str, dict]) -> dict | None:
@@ -35,7 +36,7 @@ def find_floor(row: dict, latest: dict[str, dict]) -> dict | None:
     c = row.get("cell") or {}
     for r in latest.values():
         rc = r.get("cell") or {}
-        if (r.get("status") == "ok" and _scheme(r) == "floor" and rc.get("task") == c.get("task")
+        if (r.get("status") == "ok" and _is_floor_row(r) and rc.get("task") == c.get("task")
                 and rc.get("dataset") == c.get("dataset") and rc.get("profile") == c.get("profile")):
             return r
     return None
@@ -84,14 +85,14 @@ def table_rows(cells: Sequence, results: str | Path) -> tuple[list[list[str]], l
         if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
             ci_s, any_ci = f"[{ci[0]:.2f}, {ci[1]:.2f}]", True
         vs = ""
-        if _scheme(row) != "floor" and isinstance(v, (int, float)):
+        if not _is_floor_row(row) and isinstance(v, (int, float)):
             fl = find_floor(row, latest)
             fv = (fl.get("metrics") or {}).get(h) if fl else None
             if isinstance(fv, (int, float)):
                 if frame is None:
                     frame = rows_to_frames(load_rows([results]).rows)[0]
                 vs, any_floor = f"{v - fv:+.2f} ({floor_word(row, fv, frame)})", True
-        elif _scheme(row) == "floor":
+        elif _is_floor_row(row):
             vs = "(floor)"
         out.append([*base, "ok", val, ci_s, vs])
     headers = ["backbone", "task/dataset", "protocol", "frac", "seed", "status", "headline", "95% CI", "vs floor"]

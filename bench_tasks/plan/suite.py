@@ -205,12 +205,6 @@ def suite_run(profile_name: str, name: str) -> SuiteRun | None:
     return r.with_seed(seed, seeded_name(r.teacher, seed) if r.teacher else None)
 
 
-def suite_identities(profile_name: str) -> dict[str, dict]:
-    """{run name: method block} of every run of the profile's suite (ablations included; seed 0)."""
-    return {r.name: r.identity(profile_name, STUDY_OVERRIDES.get(profile_name, {}))
-            for r in suite_runs(True, profile_name)}
-
-
 def write_run_identity(run: SuiteRun, run_dir: str | Path, profile_name: str, overrides: dict | None = None) -> dict:
     """Write the run's method block to <run_dir>/method.json (before pre-training, so paco_fr's
     export copies it into the encoder's safetensors metadata) and into summary.json when the run

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from bench_tasks.contracts import uri_scheme
+from bench_tasks.contracts import BackboneURI
 
 
-def is_ceiling(uri: str) -> bool:
-    return uri_scheme(uri) == "supervised"
+def is_ceiling(uri: BackboneURI | str) -> bool:
+    """Whether a backbone URI (any string: rows of old or foreign files) is a ceiling's."""
+    return BackboneURI.read(uri).is_ceiling
 
 
 CEILING_LR = 1e-3

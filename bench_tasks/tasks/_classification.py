@@ -40,8 +40,10 @@ from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import DATASETS, HEADS
-from bench_tasks.stats import ItemScores, multiclass_items, multilabel_items
+from bench_tasks.stats import ItemScores, multiclass_items, multilabel_items, multilabel_items_from_pred
 from bench_tasks.tasks._ceiling import ceiling_recipe
+from bench_tasks.tasks._floors import floor_result, item_slices, train_and_test
+from bench_tasks.tasks._targets import known_targets, target_tensor
 
 # per-protocol defaults; a profile's `extra` may override any of them as "<protocol>.<name>"
 # (e.g. Profile(extra={"finetune.lr_backbone": 5e-5})) or for all protocols as "<name>"
@@ -77,20 +79,6 @@ def settings(profile: Profile, protocol: str) -> dict[str, Any]:
             if name in profile.extra:
                 s[k] = profile.extra[name]
     return s
-
-
-def _split_targets(split: TaskSplit) -> np.ndarray | None:
-    """Targets of a split without decoding images when the split exposes them."""
-    from bench_tasks.contracts import split_targets
-
-    t = split_targets(split)
-    if t is None:  # a reader's `labels` array (SynthFace's `labels` is a dict of every label: skipped)
-        lab = getattr(split, "labels", None)
-        t = None if lab is None or isinstance(lab, dict) or callable(lab) or len(lab) != len(split) else lab
-    if t is None:
-        return None
-    t = np.asarray(t)
-    return t if t.ndim >= 1 else None
 
 
 def _standardize(feats: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -166,6 +154,29 @@ class ClassificationTask(Task):
         if self.kind == "multilabel":
             return multilabel_majority(train_targets, test_targets)
         return multiclass_majority(train_targets, test_targets, num_classes)
+
+    def floor(self, ctx: CellContext) -> CellResult:
+        """The majority value of each attribute (multilabel) or the majority class (multiclass) of
+        the training split, scored on the test split."""
+        train, test = train_and_test(self, ctx)
+        y_train, y_test = target_tensor(train), target_tensor(test)
+        names = self.class_names(train, y_train)
+        if self.kind == "multilabel":
+            majority = (y_train.float().mean(0) >= 0.5).numpy()
+            pred = np.broadcast_to(majority, y_test.shape)
+            items = multilabel_items_from_pred(pred, y_test.numpy())
+            metrics = items.point()
+            for n, a in zip(names, (pred == y_test.numpy().astype(bool)).mean(0)):
+                metrics[f"acc/{n}"] = 100.0 * float(a)
+            return floor_result(ctx, metrics, items, "majority value of each attribute in the training split",
+                                item_slices(items, test, ("balanced_acc", "mean_acc")),
+                                {"majority": {n: int(v) for n, v in zip(names, majority)}})
+        counts = torch.bincount(y_train.long(), minlength=len(names))
+        cls = int(counts.argmax())
+        pred = np.full(len(y_test), cls)
+        items = multiclass_items(pred, y_test.numpy(), max(len(names), int(y_test.max()) + 1))
+        return floor_result(ctx, items.point(), items, f"majority training class ({names[cls]})",
+                            item_slices(items, test, ("acc", "mean_class_acc")), {"majority_class": names[cls]})
 
     def write_artifacts(self, ctx: CellContext, names: list[str], confusion, history) -> dict[str, str]:
         out = {}
@@ -313,7 +324,7 @@ class ClassificationTask(Task):
         """The backbone and its head on images (frozen, finetune)."""
         cell, backbone = ctx.cell, ctx.backbone
         train = splits["train"]
-        y0 = _split_targets(train)
+        y0 = known_targets(train)
         probe = torch.as_tensor(np.asarray(y0)) if y0 is not None else torch.stack(
             [torch.as_tensor(train[i][1]) for i in range(min(len(train), 64))])
         names = self.class_names(train, probe)

@@ -31,7 +31,9 @@ from bench_tasks.metrics.items import landmark_items
 from bench_tasks.registry import TASKS
 from bench_tasks.tasks import _dense as D
 from bench_tasks.tasks import _heatmaps as H
+from bench_tasks.tasks._floors import floor_result, train_and_test
 from bench_tasks.tasks._heatmaps import gaussian_targets, soft_argmax  # noqa: F401 (public names)
+from bench_tasks.tasks._targets import target_tensor
 
 HEATMAP_SIGMA = 1.0  # heatmap pixels
 BCE_WEIGHT = 1.0  # the `farl` loss's BCE term
@@ -110,6 +112,16 @@ class LandmarksTask(Task):
 
             return cell_image_size(cell, profile)
         return self.image_size(profile)
+
+    def floor(self, ctx: CellContext) -> CellResult:
+        """The mean training shape, in the crop frame the task evaluates in, scored on the test split."""
+        train, test = train_and_test(self, ctx)
+        mean_shape = target_tensor(train).double().mean(0).numpy()  # (K, 2) in crop pixels
+        gt = target_tensor(test).numpy()
+        preds = {i: (mean_shape, gt[i]) for i in range(len(gt))}
+        metrics, slices = landmark_metrics(preds, test)
+        items = landmark_items(preds, test)
+        return floor_result(ctx, metrics, items, "mean training shape (crop pixels)", slices)
 
     def run(self, ctx: CellContext) -> CellResult:
         if ctx.cell.protocol.startswith("farl-"):  # FaRL's own configuration files, exactly

@@ -20,6 +20,8 @@ from bench_tasks.metrics.items import parsing_items
 from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion
 from bench_tasks.registry import TASKS
 from bench_tasks.tasks import _dense as D
+from bench_tasks.tasks._floors import floor_result, train_and_test
+from bench_tasks.tasks._targets import iter_targets
 
 LAPA_CLASSES = ["background", "skin", "left_eyebrow", "right_eyebrow", "left_eye", "right_eye",
                 "nose", "upper_lip", "inner_mouth", "lower_lip", "hair"]
@@ -99,6 +101,43 @@ class ParsingTask(Task):
 
             return cell_image_size(cell, profile)
         return self.image_size(profile)
+
+    def floor(self, ctx: CellContext) -> CellResult:
+        """The most frequent training class of each pixel of the crop the task predicts at, scored on
+        the test split (warped back like the logits for datasets scored at original resolution)."""
+        train, test = train_and_test(self, ctx)
+        classes = list(test.meta.get("classes") or test.meta.get("class_names") or LAPA_CLASSES)
+        k = len(classes)
+        counts = None  # (K, H, W) class counts per pixel of the crop the task evaluates on
+        for m in iter_targets(train):
+            m = torch.as_tensor(m).long()
+            valid = (m >= 0) & (m < k)
+            c = F.one_hot(m.clamp(0, k - 1), k).permute(2, 0, 1).double() * valid
+            counts = c if counts is None else counts + c
+        if counts is None:
+            raise ValueError(f"parsing/{ctx.cell.dataset}: the training split is empty")
+        prior = counts.argmax(0)  # (S, S) the most frequent class of each pixel
+        onehot = F.one_hot(prior, k).permute(2, 0, 1).float()
+        warp_back = bool(test.meta.get("warp_back"))
+        cms = {}
+        for i, gt in enumerate(iter_targets(test)):
+            if warp_back:
+                g = test.original_label(i)
+                pred = warp_logits_back(onehot, test.matrix(i, g.shape[:2]), g.shape[:2]).argmax(0)
+                gt = torch.from_numpy(g.astype(np.int64))
+            else:
+                pred = prior
+            cms[i] = confusion_matrix(pred, gt, k)
+        metrics = scores_from_confusion(sum(cms.values()), classes)
+        items = parsing_items(cms)
+        slices = {}
+        for name, sel in (getattr(test, "slices", None) or {}).items():
+            idx = np.flatnonzero(np.asarray(sel, dtype=bool))
+            if len(idx):
+                s = scores_from_confusion(sum(cms[i] for i in idx), classes)
+                slices[name] = {"f1_mean": s["f1_mean"], "miou": s["miou"], "n": float(len(idx))}
+        return floor_result(ctx, metrics, items, "most frequent training class of each pixel (crop frame)", slices,
+                            {"warp_back": warp_back})
 
     def run(self, ctx: CellContext) -> CellResult:
         if ctx.cell.protocol.startswith("farl-"):  # FaRL's own configuration files, exactly

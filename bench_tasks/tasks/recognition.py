@@ -57,6 +57,7 @@ from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import DATASETS, TASKS
 from bench_tasks.stats import ItemScores
 from bench_tasks.stats.pairs import Pairs, make_pair_sets, make_pairs
+from bench_tasks.tasks._floors import floor_result
 
 DEFAULTS = {
     "margin": "arcface",  # or "cosface"
@@ -269,6 +270,22 @@ class RecognitionTask(Task):
         return train, val, test, val_pairs, test_pairs, source
 
     # ------------------------------------------------------------------ run
+
+    def floor(self, ctx: CellContext) -> CellResult:
+        """One constant similarity for every test pair: the 10-fold protocol then predicts one answer
+        for all pairs (chance on balanced pair lists)."""
+        _train, _val, _test, _val_pairs, test_pairs, _source = self.load_data(ctx, settings_for(ctx.profile))
+        metrics: dict[str, float] = {}
+        for name, p in test_pairs.items():
+            m = verification_metrics(np.zeros(len(p)), p.issame)
+            metrics.update(m if name == "all" else {f"{name}{SLICE_SEP}{k}": v for k, v in m.items()})
+        metrics, slices = _split_slices(metrics)
+        n_img = int(max(p.idx1.max(initial=0) for p in test_pairs.values())) + 1
+        n_img = max(n_img, int(max(p.idx2.max(initial=0) for p in test_pairs.values())) + 1)
+        items = pair_items(torch.ones(n_img, 1), test_pairs["all"])  # every pair: cosine 1 (constant)
+        return floor_result(ctx, metrics, items,
+                            "constant similarity for every pair (chance under the 10-fold protocol)",
+                            slices, {"n_pairs": len(test_pairs["all"])})
 
     def run(self, ctx: CellContext) -> CellResult:
         t0 = time.perf_counter()
