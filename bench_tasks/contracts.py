@@ -319,6 +319,13 @@ class Task:
         default `image_size(profile)`."""
         return self.image_size(profile)
 
+    def settings_section(self, cell: Cell, profile: Profile) -> dict | None:
+        """The task's own settings one cell runs with under `profile` (heads, learning rates,
+        epochs, training subsets), as the task computes them for the run: rows record their
+        fingerprint (`settings_hash`), so a changed value recomputes exactly the rows it changes.
+        Default None: nothing beyond the profile's shared fields."""
+        return None
+
     def run(self, ctx: CellContext) -> CellResult:
         raise NotImplementedError
 

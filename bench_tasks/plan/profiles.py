@@ -34,10 +34,11 @@ from bench_tasks.contracts import Profile
 from bench_tasks.errors import PlanError
 from bench_tasks.plan.suite import parse_pretrain_seeds
 from bench_tasks.protocols.farl import OVERRIDABLE, farl_settings
+from bench_tasks.registry import TASKS
 from bench_tasks.tasks._ceiling import ceiling_epochs_for, is_ceiling
 from bench_tasks.tasks._classification import DEFAULTS as CLS
 from bench_tasks.tasks._classification import settings as cls_settings
-from bench_tasks.tasks._dense import DENSE_KEYS, dense_settings
+from bench_tasks.tasks._dense import DENSE_KEYS, dense_section
 from bench_tasks.tasks.recognition import DEFAULTS as REC
 from bench_tasks.tasks.recognition import settings_for
 
@@ -246,8 +247,7 @@ def effective_settings(profile) -> dict[str, Any]:
     return {
         "profile": d,
         "classification (attributes, expression)": {p: cls_settings(profile, p) for p in ("linear", "concat", "frozen", "finetune")},
-        "dense (parsing, landmarks)": {**dense_settings(profile),
-                                       "train_images": (profile.extra or {}).get("dense_train_images")},
+        "dense (parsing, landmarks)": dense_section(profile),
         "recognition": settings_for(profile),
         "farl (lapa, farl-refine)": {k: v for k, v in farl_settings("lapa", "farl-refine", profile).items()
                                      if k in ("warped_size", "input_size", "head_channels", "epochs", "batch_size",
@@ -255,26 +255,20 @@ def effective_settings(profile) -> dict[str, Any]:
     }
 
 
-_TASK_SECTION = {"attributes": "classification (attributes, expression)",
-                 "expression": "classification (attributes, expression)",
-                 "parsing": "dense (parsing, landmarks)", "landmarks": "dense (parsing, landmarks)",
-                 "recognition": "recognition"}
 # profile fields that say which cells a plan has, not how one cell is computed
 _PLAN_FIELDS = ("seeds", "fractions", "protocols", "name", "pretrain_seeds")
 
 
 def cell_settings(cell, profile) -> dict[str, Any]:
-    """The effective settings one cell of a built-in task is computed with under `profile`: the
-    profile's sizes and budgets, the task family's section of `effective_settings` (for
-    classification only the cell's protocol), FaRL's for its protocols, the ceiling's recipe for a
-    `supervised:` backbone. Rows record its fingerprint (`settings_hash`), so a changed setting
-    recomputes the rows it changes and only those."""
-    eff = effective_settings(profile)
-    out: dict[str, Any] = {"profile": {k: v for k, v in eff["profile"].items() if k not in _PLAN_FIELDS}}
-    section = _TASK_SECTION.get(cell.task)
+    """The effective settings one cell is computed with under `profile`: the profile's sizes and
+    budgets, the task's own section (`Task.settings_section`), FaRL's for its protocols, the
+    ceiling's recipe for a `supervised:` backbone. Rows record its fingerprint (`settings_hash`), so
+    a changed setting recomputes the rows it changes and only those."""
+    shared = {k: v for k, v in dataclasses.asdict(profile).items() if k != "extra"}
+    out: dict[str, Any] = {"profile": {k: v for k, v in shared.items() if k not in _PLAN_FIELDS}}
+    section = TASKS.get(cell.task)().settings_section(cell, profile) if cell.task in TASKS else None
     if section is not None:
-        sec = eff[section]
-        out[cell.task] = sec.get(cell.protocol, sec) if section.startswith("classification") else sec
+        out[cell.task] = section
     if str(cell.protocol).startswith("farl"):
         out["farl"] = farl_settings(cell.dataset, cell.protocol, profile)
     if is_ceiling(cell.backbone):

@@ -120,6 +120,12 @@ class ClassificationTask(Task):
     kind: str = "multiclass"
     default_head: str = "attribute"
 
+    def settings_section(self, cell, profile: Profile) -> dict[str, Any]:
+        """`settings(profile, protocol)` of the cell's protocol (another protocol, e.g. a floor's:
+        the four protocols' settings, as rows have always recorded them)."""
+        every = {p: settings(profile, p) for p in ("linear", "concat", "frozen", "finetune")}
+        return every.get(cell.protocol, every)
+
     # ------------------------------------------------------------------ task-specific hooks
     def class_names(self, split: TaskSplit, targets: torch.Tensor) -> list[str]:
         meta = split.meta

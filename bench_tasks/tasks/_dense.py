@@ -29,6 +29,12 @@ DENSE_KEYS = ("size", "channels", "ema_decay", "epochs", "batch_size", "lr_head"
               "class_weight")
 
 
+def dense_section(profile: Profile) -> dict:
+    """A dense cell's settings section (Task.settings_section): `dense_settings` and the training
+    subset (`dense_train_images`)."""
+    return {**dense_settings(profile), "train_images": (profile.extra or {}).get("dense_train_images")}
+
+
 def dense_settings(profile: Profile) -> dict:
     ex = profile.extra or {}
     return {

@@ -103,6 +103,9 @@ class LandmarksTask(Task):
     headline = "nme"
     higher_is_better = False
 
+    def settings_section(self, cell, profile) -> dict:
+        return D.dense_section(profile)
+
     def image_size(self, profile) -> int:
         return D.dense_settings(profile)["size"]
 

@@ -92,6 +92,9 @@ class ParsingTask(Task):
     headline = "f1_mean"
     higher_is_better = True
 
+    def settings_section(self, cell, profile) -> dict:
+        return D.dense_section(profile)
+
     def image_size(self, profile) -> int:
         return D.dense_settings(profile)["size"]
 

@@ -230,6 +230,9 @@ class RecognitionTask(Task):
     headline = "acc"
     higher_is_better = True
 
+    def settings_section(self, cell, profile: Profile) -> dict:
+        return settings_for(profile)
+
     # ------------------------------------------------------------------ data
 
     def _training_source(self, ctx: CellContext, s: dict, size: int):
