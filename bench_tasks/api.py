@@ -47,9 +47,10 @@ from bench_tasks.contracts import (
     split_targets,
 )
 from bench_tasks.plan.profiles import PROFILES, get_profile
+from bench_tasks.run.spec import RunSpec
 
 __all__ = [
-    "evaluate", "load_results", "compare", "wrap_module", "at_size",
+    "evaluate", "load_results", "compare", "run", "RunSpec", "wrap_module", "at_size",
     # the contracts and profiles, under the names plug-ins have imported from here
     "Cell", "CellContext", "CellResult", "DatasetLayoutError", "DatasetSpec", "Profile", "Task", "TaskSplit",
     "split_targets", "PROFILES", "get_profile",
@@ -237,6 +238,20 @@ def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[st
     if df.empty:
         return pd.DataFrame()
     return df[df["key"].isin([k for k in keys if k in latest])].reset_index(drop=True)
+
+
+def run(spec: RunSpec | str | Path, **changes) -> int:
+    """Run an experiment exactly as `python -m bench_tasks run` does: `spec` a RunSpec, a spec YAML
+    file or the name of a bundled one (bench_tasks/configs/studies/), `changes` any of its fields
+    (`run("cpu_reference", dry_run=True)`). Returns the CLI's exit code (0 ok, 1 a failed cell or
+    stage, 2 bad input, with the reason printed)."""
+    from bench_tasks.cli.run_cmd import run_spec
+    from bench_tasks.registry import load_registries
+
+    load_registries()
+    if not isinstance(spec, RunSpec):
+        spec = RunSpec.from_yaml(spec)
+    return run_spec(spec.replace(**changes) if changes else spec)
 
 
 def load_results(path: str | Path, latest_only: bool = True):

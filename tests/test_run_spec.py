@@ -91,3 +91,18 @@ def test_a_bundled_spec_by_name():
     s = RunSpec.from_yaml("cpu_reference")
     assert (s.profile, s.all, s.threads, s.no_ceilings, s.results) == (
         "cpu_reference", True, 1, True, "results/cpu_reference.jsonl")
+
+
+def test_api_run_is_the_cli(tmp_path, capsys):
+    from bench_tasks import api
+
+    spec = RunSpec(tasks=("attributes",), backbones=("random:vit_tiny@32/8/d2",), fractions=("1",), no_probes=True,
+                   no_ceilings=True, results=str(tmp_path / "r.jsonl"), dry_run=True)
+    assert api.run(spec) == 0
+    by_api = capsys.readouterr().out
+    assert app.main(["run", "--tasks", "attributes", "--backbones", "random:vit_tiny@32/8/d2", "--fractions", "1",
+                     "--no-probes", "--no-ceilings", "--results", str(tmp_path / "r.jsonl"), "--dry-run"]) == 0
+    assert capsys.readouterr().out == by_api
+    assert api.run("smoke", dry_run=True, no_ablations=True, tasks=("attributes",), results=str(tmp_path / "s.jsonl"),
+                   work_dir=str(tmp_path / "w"), runs=str(tmp_path / "runs")) == 0
+    assert "stage 1 (pre-training, smoke config) would run or reuse" in capsys.readouterr().out
