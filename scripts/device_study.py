@@ -258,34 +258,41 @@ def order_cells(cells) -> list:
                                         bb_rank(c.backbone)))
 
 
-def cmd_study(a) -> int:
-    """Pre-train the suite at the given step count, then evaluate in priority order until the deadline."""
-    import torch
+def study_spec(a, st: dict):
+    """The device study as a RunSpec: the suite without ablations, pre-trained for `a.steps` steps,
+    evaluated on SynthFace at fraction 1 (seed 0 only with --tiny). The same value `run --all`
+    would be given (`python -m bench_tasks run --spec FILE` with its to_dict())."""
+    from bench_tasks.run.spec import RunSpec
 
-    from bench_tasks.plan.cell_plan import make_plan
-    from bench_tasks.plan.cells import DataRoots
-    from bench_tasks.plan.profiles import get_profile
-    from bench_tasks.plan.study import study_cells
-    from bench_tasks.run.pretrain import pretrain_suite
-    from bench_tasks.run.runner import run_plan
-
-    st = study_settings(a.profile, a.tiny)
-    prof = get_profile(st["profile"])
-    if a.threads:
-        torch.set_num_threads(a.threads)
     ov = {**st["pretrain_overrides"], "train.steps": int(a.steps)}
     # PaCo-FR's incubation (Belief Predictor supervised first) is "the first epoch" in the configs;
     # a budget of a few hundred steps can be shorter than an epoch, so here it is the first quarter
     ov.setdefault("incubation.steps", max(1, int(a.steps) // 4))
-    print(f"[study] pre-training overrides for every objective: {ov}", flush=True)
     if a.tiny:
         ov["train.progress"] = False
+    return RunSpec(profile=st["profile"], all=True, no_ablations=True, tasks=tuple(st["tasks"]), datasets=("synthface",),
+                   fractions=("1",), seeds=("0",) if a.tiny else None, runs=str(a.runs), results=str(a.results),
+                   work_dir=str(a.work_dir), device=a.device, threads=a.threads or None, no_progress=True,
+                   no_report=True, pretrain_override=tuple(f"{k}={v}" for k, v in ov.items()))
+
+
+def cmd_study(a) -> int:
+    """Pre-train the suite at the given step count (the study's stage 1, as `run --all` runs it),
+    then evaluate its plan in priority order until the deadline."""
+    from bench_tasks.cli.common import apply_threads
+    from bench_tasks.cli.planning import build_plan
+    from bench_tasks.plan.cell_plan import make_plan
+    from bench_tasks.plan.profiles import get_profile
+    from bench_tasks.run.runner import run_plan
+
+    spec = study_spec(a, study_settings(a.profile, a.tiny))
+    prof = get_profile(spec.profile)
+    apply_threads(spec.threads, prof.name)
+    print(f"[study] pre-training overrides for every objective: {spec.overrides}", flush=True)
     t = time.time()
-    encoders = pretrain_suite(prof, a.runs, include_ablations=False, progress=False, overrides=ov)
-    print(f"[study] pre-training suite: {len(encoders)} runs in {time.time() - t:.1f}s", flush=True)
-    task_ds = {t: ["synthface"] for t in st["tasks"]}
-    seeds = list(prof.seeds) if not a.tiny else [0]
-    cells = order_cells(study_cells(prof, encoders, task_ds, seeds=seeds, fractions=[1.0]))
+    planned = build_plan(spec, prof, log=lambda m: print(f"[study] {m}", flush=True))
+    print(f"[study] pre-training suite: {len(planned.study.encoders)} runs in {time.time() - t:.1f}s", flush=True)
+    cells = order_cells(planned.plan.cells)
     spent: dict[str, list[float]] = {}
     skipped: list[str] = []
     waited = []
@@ -319,8 +326,9 @@ def cmd_study(a) -> int:
 
         spent.setdefault(kind(Cell(**row["cell"])), []).append(float((row.get("provenance") or {}).get("wall_time_s") or 0.0))
 
-    s = run_plan(make_plan(cells, references=False), results=Path(a.results), work_dir=a.work_dir, data_roots=DataRoots(), device=a.device,
-                 progress=False, log=lambda m: print(m, flush=True), should_start=should_start, on_row=on_row)
+    s = run_plan(make_plan(cells, references=False), results=spec.results_path, work_dir=spec.work_dir,
+                 data_roots=planned.roots, device=spec.device, progress=False, log=lambda m: print(m, flush=True),
+                 should_start=should_start, on_row=on_row)
     n_failed = s.failed
     print(f"[study] cells: {s.ok} ok ({s.skipped} done before), {s.failed} failed, {len(skipped)} not started "
           "(deadline)", flush=True)
