@@ -55,9 +55,13 @@ class Difference:
 #      >= 2 seeds: value - its seed mean, scaled by sqrt(k / (k - 1))), so a single-seed side still
 #      carries the spread seeds show elsewhere in the study; no pool (no encoder has 2 seeds): the
 #      interval covers items only, and says so;
-#   3. pre-training runs: likewise from the pool of run residuals (methods with >= 2 runs: per-run
-#      seed-mean minus the method's mean, scaled); a run residual already carries its seeds' spread,
-#      so it replaces step 2's draw. No pool: the interval covers one pre-training run, and says so.
+#   3. pre-training runs: each run of a side gets one draw of the *run* effect, from the pool of run
+#      residuals (methods with >= 2 runs: per-run seed-mean minus the method's mean, scaled) shrunk
+#      by the part of their variance their own seeds explain (a run mean of k seeds carries the
+#      seed variance / k: variance components), plus its k seeds' draws as in step 2. A run that
+#      is on both sides (the same encoder at two evaluation seeds) gets the same run draw on both,
+#      so it cancels as it does in the true difference. No pool: the interval covers one
+#      pre-training run, and says so.
 
 
 @dataclass
@@ -66,6 +70,17 @@ class SpreadPools:
 
     seed: np.ndarray = field(default_factory=lambda: np.zeros(0))
     run: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    run_inv_k: float = 1.0  # mean of 1 / (seeds of a run) over the runs behind `run`
+
+    def pure_run(self) -> np.ndarray:
+        """The run residuals shrunk to the run effect alone: their variance less the seed variance
+        their own seed means carry (seed variance x mean 1/k), never below zero."""
+        if not len(self.run) or not len(self.seed):
+            return self.run
+        v_run, v_seed = float(np.mean(self.run ** 2)), float(np.mean(self.seed ** 2))
+        if v_run <= 0:
+            return self.run
+        return self.run * math.sqrt(max(0.0, 1.0 - v_seed * self.run_inv_k / v_run))
 
 
 def residual_pool(groups, alpha: float = ALPHA) -> np.ndarray:
@@ -91,14 +106,17 @@ def residual_pool(groups, alpha: float = ALPHA) -> np.ndarray:
 def spread_pools(units, exclude=()) -> SpreadPools:
     """Pools from one cell's point values. units: {(method, run, seed): value}; groups of `exclude`
     (method names) are left out (the A/A check's leave-one-out)."""
-    by_run, by_method = {}, {}
+    by_run, by_method, inv_k = {}, {}, {}
     for (m, r, _s), v in sorted(units.items(), key=lambda kv: tuple(map(str, kv[0]))):
         if m in exclude:
             continue
         by_run.setdefault((m, r), []).append(v)
     for (m, _r), vs in by_run.items():
         by_method.setdefault(m, []).append(float(np.mean(vs)))
-    return SpreadPools(residual_pool(by_run.values()), residual_pool(by_method.values()))
+        inv_k.setdefault(m, []).append(1.0 / len(vs))
+    in_pool = [x for m, xs in inv_k.items() if len(by_method[m]) >= 2 for x in xs]
+    return SpreadPools(residual_pool(by_run.values()), residual_pool(by_method.values()),
+                       float(np.mean(in_pool)) if in_pool else 1.0)
 
 
 def item_weights(n: int, n_boot: int = N_BOOT, seed: int = BOOT_SEED, clusters: np.ndarray | None = None) -> np.ndarray:
@@ -167,25 +185,32 @@ class Coverage:
 
 
 def side_replicates(side: Side, metric: str, w: np.ndarray, pools: SpreadPools | None,
-                    rng: np.random.Generator) -> tuple[float, np.ndarray, Coverage]:
-    """(point, (B,) replicate values, coverage) of a side's mean over runs of its seed means."""
+                    rng: np.random.Generator, run_draws: dict | None = None) -> tuple[float, np.ndarray, Coverage]:
+    """(point, (B,) replicate values, coverage) of a side's mean over runs of its seed means.
+    `run_draws` ({run: (B,) draws}) is shared by the two sides of a comparison, so a run on both
+    sides gets one run effect."""
     pools = pools or SpreadPools()
+    run_draws = {} if run_draws is None else run_draws
     B = len(next(iter(w.values()))) if isinstance(w, dict) else len(w)
-    runs = [list(seeds.values()) for seeds in side.values() if seeds]
+    runs = [(run, list(seeds.values())) for run, seeds in side.items() if seeds]
     if not runs:
         raise ValueError("a side without per-item scores")
-    point = float(np.mean([np.mean([sc.point()[metric] for sc in seeds]) for seeds in runs]))
+    point = float(np.mean([np.mean([sc.point()[metric] for sc in seeds]) for _, seeds in runs]))
     wt = (lambda sc: w[id(sc)]) if isinstance(w, dict) else (lambda sc: w)
-    vals = np.mean([np.mean([sc.evaluate(wt(sc), metric) for sc in seeds], axis=0) for seeds in runs], axis=0)
-    cov = Coverage(n_seeds=max(len(s) for s in runs), n_runs=len(runs))
+    vals = np.mean([np.mean([sc.evaluate(wt(sc), metric) for sc in seeds], axis=0) for _, seeds in runs], axis=0)
+    cov = Coverage(n_seeds=max(len(s) for _, s in runs), n_runs=len(runs))
+    noise = np.zeros(B)
     if len(pools.run):
-        vals = vals + rng.choice(pools.run, size=(B, len(runs))).mean(1)
+        pure = pools.pure_run()
+        for run, _ in runs:
+            if run not in run_draws:
+                run_draws[run] = rng.choice(pure, size=B)
+            noise = noise + run_draws[run] / len(runs)
         cov.runs = cov.seeds = True
-    elif len(pools.seed):
-        noise = [rng.choice(pools.seed, size=(B, len(seeds))).mean(1) for seeds in runs]
-        vals = vals + np.mean(noise, axis=0)
+    if len(pools.seed):
+        noise = noise + np.mean([rng.choice(pools.seed, size=(B, len(seeds))).mean(1) for _, seeds in runs], axis=0)
         cov.seeds = True
-    return point, vals, cov
+    return point, vals + noise, cov
 
 
 def _weights(units: list[ItemScores], n_boot: int, seed: int, clusters):
@@ -231,8 +256,9 @@ def paired_difference(a, b, metric: str, n_boot: int = N_BOOT, alpha: float = AL
         raise ValueError("paired_difference needs per-item scores on each side")
     w = _weights(units, n_boot, seed, clusters)
     rng = np.random.default_rng(seed + 1)
-    pa, va, ca = side_replicates(sa, metric, w, pools_a, rng)
-    pb, vb, cb = side_replicates(sb, metric, w, pools_b if pools_b is not None else pools_a, rng)
+    draws: dict = {}  # one run effect per run, whichever side it is on
+    pa, va, ca = side_replicates(sa, metric, w, pools_a, rng, draws)
+    pb, vb, cb = side_replicates(sb, metric, w, pools_b if pools_b is not None else pools_a, rng, draws)
     lo, hi = percentile_ci(va - vb, alpha)
     cov = Coverage("identities" if clusters is not None else "items", ca.seeds and cb.seeds, ca.runs and cb.runs,
                    max(ca.n_seeds, cb.n_seeds), max(ca.n_runs, cb.n_runs))
