@@ -52,7 +52,9 @@ class Difference:
 #      verification pairs), shared by every seed, every run and both sides;
 #   2. evaluation seeds: a side's run with k seeds gets the mean of k residuals drawn from the cell's
 #      pool of seed residuals (every encoder of the same task / dataset / protocol / fraction with
-#      >= 2 seeds: value - its seed mean, scaled by sqrt(k / (k - 1))), so a single-seed side still
+#      >= 2 seeds: value - its seed mean, scaled by sqrt(k / (k - 1)); only the encoders of methods
+#      with >= 2 pre-training runs when there are any, so that both components come from the same
+#      encoders), so a single-seed side still
 #      carries the spread seeds show elsewhere in the study; no pool (no encoder has 2 seeds): the
 #      interval covers items only, and says so;
 #   3. pre-training runs: each run of a side gets one draw of the *run* effect, from the pool of run
@@ -114,8 +116,13 @@ def spread_pools(units, exclude=()) -> SpreadPools:
     for (m, _r), vs in by_run.items():
         by_method.setdefault(m, []).append(float(np.mean(vs)))
         inv_k.setdefault(m, []).append(1.0 / len(vs))
-    in_pool = [x for m, xs in inv_k.items() if len(by_method[m]) >= 2 for x in xs]
-    return SpreadPools(residual_pool(by_run.values()), residual_pool(by_method.values()),
+    replicated = {m for m, means in by_method.items() if len(means) >= 2}
+    in_pool = [x for m in replicated for x in inv_k[m]]
+    # the two variance components from the same encoders: with methods of >= 2 runs, their seeds
+    # give the seed component (an encoder whose seeds vary far more, e.g. random init's, does not
+    # widen every comparison of the cell); without, every encoder's seeds
+    seed_groups = [vs for (m, _r), vs in by_run.items() if m in replicated] if replicated else by_run.values()
+    return SpreadPools(residual_pool(seed_groups), residual_pool(by_method.values()),
                        float(np.mean(in_pool)) if in_pool else 1.0)
 
 
