@@ -131,6 +131,13 @@ class Profile:
     # the study's pre-training seeds (`run --all`): [0, 1, 2] or {default: [0, 1, 2], farl: [0]}
     # (bench_tasks.plan.suite.parse_pretrain_seeds); empty: seed 0 only
     pretrain_seeds: dict = field(default_factory=dict, hash=False, compare=False)
+    # the study of this profile (`run --all`): `pretrain_overrides` (config overrides every run of
+    # the suite gets), `ablation_tasks` (the tasks ablation encoders are evaluated on; none: all),
+    # `ablation_runs` (the ablation runs trained; none: all) (bench_tasks.plan.suite.study_setting)
+    study: dict = field(default_factory=dict, hash=False, compare=False)
+    # cluster job sizes: `eval` {gpus, cpus, time, mem, group_size}, `pretrain` {nodes, gpus, cpus,
+    # time, mem} (time in minutes, mem in GB; bench_tasks.run.jobs; flags override them)
+    jobs: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 # ----------------------------------------------------------------------------- cells

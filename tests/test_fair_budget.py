@@ -66,7 +66,7 @@ def test_smoke_study_runs_spend_equal_flops_within_5_percent():
     spend = {n: p.cost["flops_per_step"] * p.steps for n, p in plan.items()}
     spend["mcf"] += spend.pop("mcf_teacher")  # the teacher's pre-training is charged to MCF-style
     ref = spend["paco"]
-    assert plan["paco"].steps == 64  # the reference keeps its configured length (STUDY_OVERRIDES)
+    assert plan["paco"].steps == 64  # the reference keeps its configured length (the profile's study: pretrain_overrides)
     for name, flops in spend.items():
         assert abs(flops - ref) / ref < 0.05, (name, flops, ref)
     # the costs differ (else this test would prove nothing): MAE is cheaper per step, FaRL dearer

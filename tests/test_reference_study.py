@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from bench_tasks.plan.suite import (
-    STUDY_OVERRIDES,
     expand_seeds,
     parse_pretrain_seeds,
     split_seeded_name,
+    study_overrides,
     suite_encoders,
     suite_run,
     suite_runs,
@@ -25,7 +25,7 @@ from paco_fr.config import load_config
 def smoke_identities() -> dict[str, dict]:
     """{run: method block} of the smoke suite's runs (seed 0) under the study's overrides, as
     bench_tasks.plan.suite.legacy_identity gives them to rows of those runs."""
-    return {r.name: r.identity("smoke", STUDY_OVERRIDES["smoke"]) for r in suite_runs(True, "smoke")}
+    return {r.name: r.identity("smoke", study_overrides("smoke")) for r in suite_runs(True, "smoke")}
 
 
 def test_paco_default_is_label_free_and_the_ground_truth_map_is_an_ablation():

@@ -106,3 +106,24 @@ def test_api_run_is_the_cli(tmp_path, capsys):
     assert api.run("smoke", dry_run=True, no_ablations=True, tasks=("attributes",), results=str(tmp_path / "s.jsonl"),
                    work_dir=str(tmp_path / "w"), runs=str(tmp_path / "runs")) == 0
     assert "stage 1 (pre-training, smoke config) would run or reuse" in capsys.readouterr().out
+
+
+def test_profile_study_and_jobs_sections_are_read_and_checked(tmp_path):
+    from bench_tasks.plan.profiles import ProfileError, get_profile, load_profile
+    from bench_tasks.plan.suite import ablation_runs, ablation_tasks, study_overrides
+    from bench_tasks.run.jobs import EVAL_JOB, job_defaults
+
+    assert study_overrides("smoke")["train.steps"] == 64 and ablation_tasks("smoke") == (
+        "attributes", "expression", "recognition")
+    assert ablation_runs("cpu_reference")[0] == "abl_regions_gt" and ablation_runs("cpu") is None
+    assert job_defaults("paper", "eval")["group_size"] == 24 and job_defaults("gpu", "eval") == EVAL_JOB
+    base = (tmp_path / "p.yaml")
+    text = get_profile("smoke")
+    base.write_text("name: mine\nimage_size: 32\ndense_size: 32\nsynthface_train: 10\nsynthface_val: 5\n"
+                    "synthface_test: 5\nbatch_size: 4\nlinear_epochs: 1\nfinetune_epochs: 1\ndense_epochs: 1\n"
+                    "recognition_epochs: 1\njobs:\n  eval: {gpus: 2, time: 30}\n")
+    mine = load_profile(base, register=False)
+    assert mine.jobs == {"eval": {"gpus": 2, "time": 30}} and text.name == "smoke"
+    base.write_text(base.read_text() + "study: {ablation_task: [attributes]}\n")
+    with pytest.raises(ProfileError, match=r"p\.yaml.*study\.ablation_task"):
+        load_profile(base, register=False)

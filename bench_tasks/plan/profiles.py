@@ -32,7 +32,6 @@ import yaml
 from bench_tasks.backbones.native import native_size
 from bench_tasks.contracts import Profile
 from bench_tasks.errors import PlanError
-from bench_tasks.plan.suite import parse_pretrain_seeds
 from bench_tasks.protocols.farl import OVERRIDABLE, farl_settings
 from bench_tasks.registry import TASKS
 from bench_tasks.tasks._ceiling import ceiling_epochs_for, is_ceiling
@@ -110,15 +109,74 @@ def profile_from_dict(data: dict, source: str, check_settings: bool = True):
     d["fractions"] = tuple(float(f) for f in d.get("fractions", (1.0,)))
     d["extra"] = dict(d.get("extra") or {})
     ps = d.get("pretrain_seeds") or {}
-    if ps:  # a list is the compared methods' seeds (bench_tasks.plan.suite.parse_pretrain_seeds)
+    if ps:  # a list is the compared methods' seeds (parse_pretrain_seeds)
         try:
             ps = {k: list(v) for k, v in parse_pretrain_seeds(ps).items()}
         except ValueError as err:
             raise ProfileError(f"{source}: {err}") from err
     d["pretrain_seeds"] = dict(ps)
+    d["study"], d["jobs"] = _section(d, "study", STUDY_KEYS, source), _section(d, "jobs", JOB_KEYS, source)
     if check_settings:
         _check_extra(d["extra"], source)
     return Profile(**d)
+
+
+def parse_pretrain_seeds(spec) -> dict[str, tuple[int, ...]]:
+    """The pre-training seeds of a study: {"default": seeds, <run name>: seeds, ...}.
+
+    `spec`: None / [] (seed 0 only), a list of ints or "0,1,2" (the default), a mapping
+    {"default": [0, 1, 2], "farl": [0]} (profile YAML `pretrain_seeds:`), or a list of strings
+    from `--pretrain-seeds` ("0,1,2", "farl=0", "mcf=0,1"). `default` applies to the compared
+    methods (role main); ablations and controls train at its first seed unless named; a teacher
+    trains at every seed of the runs that use it. Raises ValueError naming the bad entry."""
+    out: dict[str, tuple[int, ...]] = {}
+
+    def seeds_of(v, where) -> tuple[int, ...]:
+        items = v if isinstance(v, (list, tuple)) else str(v).split(",")
+        try:
+            seeds = tuple(dict.fromkeys(int(str(x).strip()) for x in items if str(x).strip() != ""))
+        except ValueError:
+            raise ValueError(f"pre-training seeds {where}: {v!r} is not a list of integers (e.g. 0,1,2)") from None
+        if not seeds or any(x < 0 for x in seeds):
+            raise ValueError(f"pre-training seeds {where}: {v!r}: give one or more seeds >= 0")
+        return seeds
+
+    if spec is None or spec == [] or spec == ():
+        return {"default": (0,)}
+    if isinstance(spec, dict):
+        for k, v in spec.items():
+            out[str(k)] = seeds_of(v, f"of {k!r}")
+    elif isinstance(spec, (list, tuple)) and all(isinstance(x, int) for x in spec):
+        out["default"] = seeds_of(list(spec), "")
+    else:
+        for item in ([spec] if isinstance(spec, str) else spec):
+            name, eq, val = str(item).rpartition("=")
+            if eq:
+                out[name.strip()] = seeds_of(val, f"of {name.strip()!r}")
+            else:
+                out["default"] = seeds_of(val, "")
+    out.setdefault("default", (0,))
+    return out
+
+
+# the keys of a profile's `study:` and `jobs:` sections (bench_tasks.plan.suite, bench_tasks.run.jobs)
+STUDY_KEYS = {"pretrain_overrides": None, "ablation_tasks": None, "ablation_runs": None}
+JOB_KEYS = {"eval": ("gpus", "cpus", "time", "mem", "group_size"), "pretrain": ("nodes", "gpus", "cpus", "time", "mem")}
+
+
+def _section(d: dict, name: str, keys: dict, source: str) -> dict:
+    """The profile's `name:` section, its keys checked (and those of its sub-mappings that list theirs)."""
+    got = d.get(name) or {}
+    if not isinstance(got, dict):
+        raise ProfileError(f"{source}: `{name}:` must be a mapping with keys {', '.join(keys)}")
+    for k, v in got.items():
+        if k not in keys:
+            raise ProfileError(f"{source}: unknown key {name}.{k}; keys: {', '.join(keys)}")
+        if keys[k] is not None:
+            bad = [x for x in (v or {}) if x not in keys[k]]
+            if not isinstance(v or {}, dict) or bad:
+                raise ProfileError(f"{source}: {name}.{k}: unknown key(s) {bad}; keys: {', '.join(keys[k])}")
+    return dict(got)
 
 
 def resolve_profile_path(name_or_path: str | Path) -> Path:
@@ -256,7 +314,7 @@ def effective_settings(profile) -> dict[str, Any]:
 
 
 # profile fields that say which cells a plan has, not how one cell is computed
-_PLAN_FIELDS = ("seeds", "fractions", "protocols", "name", "pretrain_seeds")
+_PLAN_FIELDS = ("seeds", "fractions", "protocols", "name", "pretrain_seeds", "study", "jobs")
 
 
 def cell_settings(cell, profile) -> dict[str, Any]:

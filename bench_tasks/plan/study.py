@@ -17,7 +17,7 @@ path, its budget (TEACHER_SHARE of the reference) charged to MCF. Runs live in
 Stage 2, evaluation (`study_cells`): the compared methods on every task with the profile's
 protocols, fractions and seeds; the ablation runs on every task with the first protocol, full
 data and the first seed (enough to rank the components; in `smoke` only on the three cheap tasks,
-see ABLATION_TASKS). SynthFace's robustness slices come with every SynthFace row. Every task
+see the profile's `study: ablation_tasks`). SynthFace's robustness slices come with every SynthFace row. Every task
 also gets its floor (input-free predictor) and ceiling (`supervised:<the suite's arch>`) rows
 and recognition its parameter-free cosine probe (bench_tasks.plan.references).
 
@@ -36,13 +36,13 @@ from bench_tasks.plan.budget import match_steps, plan_lines
 from bench_tasks.plan.cells import plan_cells
 from bench_tasks.plan.references import with_references
 from bench_tasks.plan.suite import (
-    ABLATION_TASKS,
     REFERENCE_RUN,
-    STUDY_OVERRIDES,
     SuiteRun,
+    ablation_tasks,
     expand_seeds,
     random_control,
     split_seeded_name,
+    study_overrides,
     suite_runs,
 )
 
@@ -92,7 +92,7 @@ def plan_suite(profile_name: str, runs_root: str | Path = "runs", include_ablati
 
     runs = suite_runs(include_ablations, profile_name)  # the budget: once per run (seed 0's config)
     root = Path(runs_root) / profile_name
-    base = {**STUDY_OVERRIDES.get(profile_name, {}), **(overrides or {})}
+    base = {**study_overrides(profile_name), **(overrides or {})}
     ovs, cfgs, costs = {}, {}, {}
     for run in runs:
         ov = {**base, **run.overrides, "name": run.name}
@@ -147,7 +147,7 @@ def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict
     if ablations:
         first_protocol = (protocols or list(profile.protocols))[:1]
         first_seed = (seeds or list(profile.seeds))[:1]
-        only = ABLATION_TASKS.get(profile.name)
+        only = ablation_tasks(profile.name)
         abl_tasks = {t: d for t, d in task_datasets.items() if only is None or t in only}
         cells += plan_cells(ablations, abl_tasks, protocols=first_protocol, seeds=first_seed,
                             fractions=[1.0], profile=profile.name)

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from bench_tasks.contracts import uri_parts
+from bench_tasks.plan.profiles import get_profile, parse_pretrain_seeds
 from bench_tasks.store.method import derive_from_uri, suite_identity
 
 if TYPE_CHECKING:
@@ -28,38 +29,38 @@ if TYPE_CHECKING:
 ABLATION_CODEBOOK_SIZES = (64, 512, 2048, 8192)
 
 
-# The study's pre-training budget on top of the profile's bundled config (paco_fr/configs/<profile>.yaml),
-# identical for every run of the suite. smoke: 64 steps on 512 SynthFace images (incubation = the
-# first epoch = 32 steps), so that the whole `run --all` fits CI's 2-core CPU in about 15 minutes;
-# small and paper use their configs as they are.
-STUDY_OVERRIDES: dict[str, dict] = {
-    "smoke": {"train.steps": 64, "data.num_images": 512, "train.snapshot_every": 64, "train.ckpt_every": 32},
-    "small": {},
-    # gpu: train.steps is set on the device from measured step times (scripts/device_study.py)
-    "gpu": {},
-    "cpu": {},
-    "paper": {},
-}
+# What a profile's study trains and evaluates is in its YAML file's `study:` section
+# (bench_tasks/configs/<profile>.yaml): `pretrain_overrides` (the pre-training budget on top of the
+# profile's paco_fr config, identical for every run of the suite; smoke: 64 steps on 512 SynthFace
+# images so that `run --all` fits CI's 2-core CPU), `ablation_tasks` (the tasks the ablation
+# encoders are evaluated on; smoke: the three cheap ones) and `ablation_runs` (the ablation runs it
+# trains; cpu_reference: the ground-truth region map and the codebook sizes). Unset: none / every one.
 
 
-# Tasks the ablation encoders are evaluated on. smoke: the three cheap ones (the dense heads cost
-# ~40 s a cell on 2 CPU cores, 9 ablations x 2 dense tasks would double the study's time);
-# small and paper: every task.
-ABLATION_TASKS: dict[str, tuple[str, ...] | None] = {
-    "smoke": ("attributes", "expression", "recognition"),
-    "small": None,
-    "gpu": None,
-    "cpu": None,
-    "paper": None,
-}
+def study_setting(profile_name: str, key: str, default=None):
+    """`key` of the registered profile's `study:` section (`default` when it is not set or the
+    profile is not registered)."""
+    try:
+        return (get_profile(profile_name).study or {}).get(key, default)
+    except KeyError:
+        return default
 
 
-# The ablation runs a profile's study trains (None = every one). cpu_reference: the ground-truth
-# region map (what the labels add to label-free PaCo-FR) and the codebook sizes (the figure); the
-# other ablations are in the `cpu` study (results/cpu.jsonl) and cost a 2-core CPU ~20 min each.
-ABLATION_RUNS: dict[str, tuple[str, ...] | None] = {
-    "cpu_reference": ("abl_regions_gt", *[f"abl_codebook_{n}" for n in ABLATION_CODEBOOK_SIZES]),
-}
+def study_overrides(profile_name: str) -> dict:
+    """The pre-training config overrides every run of the profile's suite gets."""
+    return dict(study_setting(profile_name, "pretrain_overrides") or {})
+
+
+def ablation_tasks(profile_name: str) -> tuple[str, ...] | None:
+    """The tasks the ablation encoders are evaluated on (None: every task)."""
+    got = study_setting(profile_name, "ablation_tasks")
+    return tuple(got) if got else None
+
+
+def ablation_runs(profile_name: str) -> tuple[str, ...] | None:
+    """The ablation runs the profile's study trains (None: every one)."""
+    got = study_setting(profile_name, "ablation_runs")
+    return tuple(got) if got else None
 
 
 @dataclass(frozen=True)
@@ -109,44 +110,6 @@ def split_seeded_name(name: str) -> tuple[str, int]:
     """`paco_seed2` -> ("paco", 2); `paco` -> ("paco", 0)."""
     base, sep, k = name.rpartition(SEED_SUFFIX)
     return (base, int(k)) if sep and base and k.isdigit() else (name, 0)
-
-
-def parse_pretrain_seeds(spec) -> dict[str, tuple[int, ...]]:
-    """The pre-training seeds of a study: {"default": seeds, <run name>: seeds, ...}.
-
-    `spec`: None / [] (seed 0 only), a list of ints or "0,1,2" (the default), a mapping
-    {"default": [0, 1, 2], "farl": [0]} (profile YAML `pretrain_seeds:`), or a list of strings
-    from `--pretrain-seeds` ("0,1,2", "farl=0", "mcf=0,1"). `default` applies to the compared
-    methods (role main); ablations and controls train at its first seed unless named; a teacher
-    trains at every seed of the runs that use it. Raises ValueError naming the bad entry."""
-    out: dict[str, tuple[int, ...]] = {}
-
-    def seeds_of(v, where) -> tuple[int, ...]:
-        items = v if isinstance(v, (list, tuple)) else str(v).split(",")
-        try:
-            seeds = tuple(dict.fromkeys(int(str(x).strip()) for x in items if str(x).strip() != ""))
-        except ValueError:
-            raise ValueError(f"pre-training seeds {where}: {v!r} is not a list of integers (e.g. 0,1,2)") from None
-        if not seeds or any(x < 0 for x in seeds):
-            raise ValueError(f"pre-training seeds {where}: {v!r}: give one or more seeds >= 0")
-        return seeds
-
-    if spec is None or spec == [] or spec == ():
-        return {"default": (0,)}
-    if isinstance(spec, dict):
-        for k, v in spec.items():
-            out[str(k)] = seeds_of(v, f"of {k!r}")
-    elif isinstance(spec, (list, tuple)) and all(isinstance(x, int) for x in spec):
-        out["default"] = seeds_of(list(spec), "")
-    else:
-        for item in ([spec] if isinstance(spec, str) else spec):
-            name, eq, val = str(item).rpartition("=")
-            if eq:
-                out[name.strip()] = seeds_of(val, f"of {name.strip()!r}")
-            else:
-                out["default"] = seeds_of(val, "")
-    out.setdefault("default", (0,))
-    return out
 
 
 def expand_seeds(runs: list[SuiteRun], seeds: dict[str, tuple[int, ...]] | None) -> list[SuiteRun]:
@@ -271,7 +234,7 @@ def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> l
             # "landmarks (ground truth)"), against the label-free canonical map of the aligned face
             SuiteRun("abl_regions_gt", {"objective": "paco", "mask.regions": "landmarks"}, "ablation", "regions"),
         ]
-        only = ABLATION_RUNS.get(profile_name)
+        only = ablation_runs(profile_name)
         if only is not None:
             runs = [r for r in runs if r.role != "ablation" or r.name in only]
     return runs
@@ -316,7 +279,7 @@ def legacy_identity(uri: str, profile: str | None) -> dict:
         if p.parent.parent.name == profile or not p.suffix:
             try:
                 run = suite_run(profile, run_name)  # `<run>` or `<run>_seed<k>`; one block, not the suite's
-                ident = None if run is None else run.identity(profile, STUDY_OVERRIDES.get(profile, {}))
+                ident = None if run is None else run.identity(profile, study_overrides(profile))
             except Exception:  # noqa: BLE001 - a profile without a pre-training config
                 ident = None
             if ident is not None:

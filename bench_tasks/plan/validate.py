@@ -22,7 +22,7 @@ from bench_tasks.backbones.base import build_backbone, resolve_device
 from bench_tasks.contracts import BackboneURI, DatasetLayoutError, uri_scheme
 from bench_tasks.errors import cause_line, closest
 from bench_tasks.plan.options import PlanOptions
-from bench_tasks.plan.suite import STUDY_OVERRIDES
+from bench_tasks.plan.suite import study_overrides
 from bench_tasks.registry import BACKBONES, DATASETS, TASKS
 
 # schemes users try that this harness does not have, and what to use instead
@@ -222,7 +222,7 @@ def check_pretrain_overrides(items: Sequence[str], profile: str) -> list[str]:
         return out
 
     try:
-        cfg = load_config(profile, {**STUDY_OVERRIDES.get(profile, {}), **ov})
+        cfg = load_config(profile, {**study_overrides(profile), **ov})
         check_data_config(cfg)
     except (ConfigError, KeyError, FileNotFoundError) as err:
         out.append(f"--pretrain-override: {cause_line(err, limit=2000).split(': ', 1)[-1]}")

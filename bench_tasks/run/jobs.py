@@ -13,24 +13,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench_tasks.contracts import Cell
+from bench_tasks.plan.profiles import get_profile
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
-# evaluation jobs: one GPU each; time in minutes, memory in GB; group_size 0 = a whole backbone
-LAUNCH_DEFAULTS: dict[str, dict] = {
-    "smoke": {"gpus": 0, "cpus": 2, "time": 60, "mem": 8, "group_size": 0},
-    "small": {"gpus": 1, "cpus": 10, "time": 8 * 60, "mem": 64, "group_size": 0},
-    "paper": {"gpus": 1, "cpus": 16, "time": 24 * 60, "mem": 128, "group_size": 24},
-}
+# A job's size when the profile's `jobs:` section (bench_tasks/configs/<profile>.yaml) does not
+# give it: one GPU node of a small cluster (group_size 0: a whole backbone per job). Flags (--gpus, --time, --pretrain-nodes, ...) override both.
+EVAL_JOB = {"gpus": 1, "cpus": 10, "time": 8 * 60, "mem": 64, "group_size": 0}
+PRETRAIN_JOB = {"nodes": 1, "gpus": 1, "cpus": 10, "time": 12 * 60, "mem": 64}
 
 
-# pre-training jobs of the study (`run --all`): one torchrun-style job per run
-PRETRAIN_DEFAULTS: dict[str, dict] = {
-    "smoke": {"nodes": 1, "gpus": 0, "cpus": 2, "time": 60, "mem": 8},
-    "small": {"nodes": 1, "gpus": 1, "cpus": 10, "time": 12 * 60, "mem": 64},
-    "paper": {"nodes": 1, "gpus": 8, "cpus": 10, "time": 72 * 60, "mem": 480},
-}
+def job_defaults(profile_name: str, kind: str) -> dict:
+    """The `kind` ("eval" | "pretrain") job size of the profile: its `jobs:` section over the defaults."""
+    base = EVAL_JOB if kind == "eval" else PRETRAIN_JOB
+    try:
+        given = (get_profile(profile_name).jobs or {}).get(kind) or {}
+    except KeyError:
+        given = {}
+    return {**base, **given}
 
 
 @dataclass
@@ -70,7 +71,7 @@ class JobOptions:
 
 
 def eval_options(spec) -> JobOptions:
-    d = LAUNCH_DEFAULTS.get(spec.profile, LAUNCH_DEFAULTS["small"])
+    d = job_defaults(spec.profile, "eval")
     pick = lambda k: d[k] if getattr(spec.launch, k) is None else getattr(spec.launch, k)  # noqa: E731
     return JobOptions(gpus=pick("gpus"), cpus=pick("cpus"), time=pick("time"), mem=pick("mem"),
                       partition=spec.launch.partition, account=spec.launch.account, qos=spec.launch.qos, constraint=spec.launch.constraint,
@@ -78,7 +79,7 @@ def eval_options(spec) -> JobOptions:
 
 
 def pretrain_options(spec) -> JobOptions:
-    d = PRETRAIN_DEFAULTS.get(spec.profile, PRETRAIN_DEFAULTS["small"])
+    d = job_defaults(spec.profile, "pretrain")
     gpus = d["gpus"] if spec.launch.pretrain_gpus is None else spec.launch.pretrain_gpus
     return JobOptions(gpus=gpus, cpus=d["cpus"], time=spec.launch.pretrain_time or d["time"], mem=d["mem"],
                       nodes=spec.launch.pretrain_nodes or d["nodes"], tasks_per_node=max(1, gpus),
@@ -89,7 +90,7 @@ def pretrain_options(spec) -> JobOptions:
 def group_size(spec) -> int:
     if spec.launch.group_size is not None:
         return int(spec.launch.group_size)
-    return LAUNCH_DEFAULTS.get(spec.profile, LAUNCH_DEFAULTS["small"])["group_size"]
+    return int(job_defaults(spec.profile, "eval")["group_size"])
 
 
 def group_cells(cells: Sequence[Cell], size: int) -> list[list[Cell]]:

@@ -18,7 +18,7 @@ code path; the local one runs the jobs as processes on this machine and is what 
     the evaluation jobs of an encoder depend on its pre-training job (SLURM `afterok`; the local
     executor waits for it), MCF's on MAE's (its teacher).
 
-Options have per-profile defaults (LAUNCH_DEFAULTS, PRETRAIN_DEFAULTS); `--print-sbatch` prints
+Job sizes come from the profile's `jobs:` section (bench_tasks.run.jobs.job_defaults); `--print-sbatch` prints
 the sbatch script submitit would submit for the evaluation array and stops (docs/cluster.md).
 """
 

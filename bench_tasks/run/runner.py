@@ -150,7 +150,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
     prov = collect(bb_hash, dev, started, wall, backbone_source=bb_source)
     if result is not None and result.timings:
         prov["timings"] = result.timings
-    config = {"profile": dataclasses.asdict(profile), "task": result.config if result is not None else {},
+    config = {"profile": {k: v for k, v in dataclasses.asdict(profile).items() if k not in ("study", "jobs")}, "task": result.config if result is not None else {},
               "data_root": roots.get(cell.dataset)}
 
     row = make_row(cell, "ok" if error is None else "failed",
