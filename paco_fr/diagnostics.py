@@ -1,4 +1,4 @@
-"""PaCo-FR training diagnostics (issue 13, item 3): what the pasted token already gives away, how
+"""PaCo-FR training diagnostics: what the pasted token already gives away, how
 the Belief Predictor and the codebook behave, and how much each loss term pushes the encoder.
 
 Per step (no gradient, a few reductions over the replaced patches; `PaCoModel.forward`):

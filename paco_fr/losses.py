@@ -106,7 +106,7 @@ def _standardise_regions(f: torch.Tensor, present: torch.Tensor, center_batch: b
 
 def spatial_correspondence(f1: torch.Tensor, f2: torch.Tensor, present: torch.Tensor, temperature: float = 0.2,
                            center_batch: bool = False, stop_grad: bool = False) -> torch.Tensor:
-    """The spatial-consistency term (issue 13, item 5): each facial component's feature in one view
+    """The spatial-consistency term: each facial component's feature in one view
     must be closer to the same component in the other view than to the other components.
 
     f1, f2: (B, R, D) region features of two views of the same faces; present: (B, R) regions

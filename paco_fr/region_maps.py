@@ -1,4 +1,4 @@
-"""Per-image facial-region maps from landmarks (issue 13, item 7).
+"""Per-image facial-region maps from landmarks.
 
 The canonical map (`paco_fr.masking.region_map`) labels the patches of the *canonical* aligned
 face; on a posed face (SynthFace has |yaw| up to 45 deg) the eyes and mouth sit elsewhere. Here the

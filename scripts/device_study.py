@@ -214,11 +214,11 @@ def needed_synthface(profile_name: str, pretrain_overrides: dict, tasks) -> list
     prof = get_profile(profile_name)
     cfg = pretrain_config(profile_name, pretrain_overrides)
     out = [("pretrain", int(cfg["data"]["num_images"]), int(cfg["model"]["img_size"]), int(cfg["seed"]))]
-    from bench_tasks.plan.suite import TEACHER_DATA
+    from bench_tasks.plan.suite import suite_runs
 
-    # MCF-style's teacher is pre-trained on its own split (bench_tasks.plan.suite.TEACHER_DATA)
-    out.append((TEACHER_DATA["data.split"], int(cfg["data"]["num_images"]), int(cfg["model"]["img_size"]),
-                int(cfg["seed"])))
+    # the runs with their own SynthFace split (MCF-style's teacher: bench_tasks/configs/suite/default.yaml)
+    for split in sorted({r.overrides["data.split"] for r in suite_runs(False, profile_name) if "data.split" in r.overrides}):
+        out.append((split, int(cfg["data"]["num_images"]), int(cfg["model"]["img_size"]), int(cfg["seed"])))
     sizes = sorted({TASK_REG.get(t)().image_size(prof) for t in tasks})
     for size in sizes:
         for split, n in (("train", prof.synthface_train), ("val", prof.synthface_val), ("test", prof.synthface_test)):

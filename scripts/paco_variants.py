@@ -1,4 +1,4 @@
-"""Short PaCo-FR variant comparison on the CPU (issue 13, items 5 and 6): pre-train each variant
+"""Short PaCo-FR variant comparison on the CPU: pre-train each variant
 for a few steps, then print its diagnostics (summary.json) and a quick ridge probe of frozen
 features on SynthFace attributes and expression.
 

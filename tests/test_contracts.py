@@ -1,7 +1,7 @@
 """Contract tests over the registries, as timm parametrises over `list_models()`: every registered
 task, dataset and backbone scheme (plug-ins included once loaded) follows the contracts of
 bench_tasks/api.py, and every bundled profile is a valid settings file whose effective values are
-pinned (issue 11: moving them into bench_tasks/configs/ changed no number)."""
+pinned (moving them into bench_tasks/configs/ changed no number)."""
 
 import ast
 import dataclasses

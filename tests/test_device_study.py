@@ -1,4 +1,4 @@
-"""The device study (issue 17): its pieces against hand-worked values, and the whole one-call script
+"""The device study: its pieces against hand-worked values, and the whole one-call script
 end to end on the CPU at toy size (`--tiny`: the same code path the GPU call runs)."""
 
 from __future__ import annotations

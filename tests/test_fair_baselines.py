@@ -1,4 +1,4 @@
-"""Honest baselines (issue 13, item 2): FaRL-style captions are partial and noisy, never the label
+"""Honest baselines: FaRL-style captions are partial and noisy, never the label
 vector; MCF-style needs an explicit teacher and follows the released code's loss."""
 
 from __future__ import annotations

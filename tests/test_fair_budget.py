@@ -1,4 +1,4 @@
-"""Compute-matched budgets (issue 13, item 1): FLOP counting against a closed form, the budget
+"""Compute-matched budgets: FLOP counting against a closed form, the budget
 arithmetic by hand, equal FLOPs across objectives at the smoke config, distinct images per step,
 and the compute block of a tiny run's summary.json."""
 

@@ -127,7 +127,7 @@ def test_resume_after_sigkill(tmp_path, plugin):
         f.write(b'{"key": "torn", "cell": {"backb')
     out = subprocess.run(cmd, env=_env(plugin), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "1 unreadable line(s)" in out.stdout + out.stderr  # quarantined, not deleted (issue 15)
+    assert "1 unreadable line(s)" in out.stdout + out.stderr  # quarantined, not deleted
     assert (res.parent / "smoke.jsonl.rejected").read_text() == '{"key": "torn", "cell": {"backb\n'
     lines = res.read_text().splitlines()
     rows = [json.loads(ln) for ln in lines]  # every line parses: no torn line left
@@ -243,7 +243,7 @@ def test_cli_help_list_and_errors(tmp_path, capsys):
     rc = main(["run", "--tasks", "expression", "--datasets", "rafdb", "--results", str(tmp_path / "r.jsonl")])
     err = capsys.readouterr().err
     assert rc == 2 and "EmoLabel/list_patition_label.txt" in err and "expected layout" in err
-    # a root without the layout is refused at plan time, also by --dry-run (issue 15)
+    # a root without the layout is refused at plan time, also by --dry-run
     rc = main(["run", "--tasks", "expression", "--datasets", "rafdb", "--data-root", f"rafdb={tmp_path}",
                "--dry-run", "--results", str(tmp_path / "r.jsonl")])
     assert rc == 2 and "list_patition_label.txt" in capsys.readouterr().err

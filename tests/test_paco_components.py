@@ -1,4 +1,4 @@
-"""PaCo-FR components of issue 13: the spatial term cannot collapse, region maps follow posed
+"""PaCo-FR components: the spatial term cannot collapse, region maps follow posed
 faces, the controls (CE-only, learned mask token, no spatial) isolate one component each at the
 same number of distinct images per step, and the codebook lives in the target's space."""
 

@@ -1,4 +1,4 @@
-"""PaCo-FR diagnostics (issue 13, item 3): hand-worked copy baseline, perplexity and top-1 values,
+"""PaCo-FR diagnostics: hand-worked copy baseline, perplexity and top-1 values,
 gradient norms per loss term, and the `diagnostics` block of a tiny run's summary.json."""
 
 from __future__ import annotations

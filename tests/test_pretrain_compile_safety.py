@@ -1,4 +1,4 @@
-"""What makes the pre-training steps compile (issue 17, measured on an H200 with torch 2.11):
+"""What makes the pre-training steps compile (measured on an H200 with torch 2.11):
 no buffer that the backward may need is modified in place inside the forward, and the token
 count of MAE-style encoders is known without a host sync."""
 

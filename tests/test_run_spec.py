@@ -127,3 +127,14 @@ def test_profile_study_and_jobs_sections_are_read_and_checked(tmp_path):
     base.write_text(base.read_text() + "study: {ablation_task: [attributes]}\n")
     with pytest.raises(ProfileError, match=r"p\.yaml.*study\.ablation_task"):
         load_profile(base, register=False)
+
+
+def test_the_suite_file_defines_the_runs():
+    from bench_tasks.plan.suite import SUITE_FILE, suite_runs
+
+    runs = {r.name: r for r in suite_runs(True, "smoke")}
+    assert SUITE_FILE.is_file() and list(runs)[:5] == ["paco", "mae", "farl", "mcf_teacher", "mcf"]
+    assert runs["mcf"].teacher == "mcf_teacher" and runs["mcf_teacher"].role == "teacher"
+    sizes = sorted(r.overrides["codebook.num_tokens"] for r in runs.values() if r.component == "codebook")
+    assert sizes == [64, 512, 2048, 8192]  # smoke's own size (256) is the main run
+    assert all(isinstance(n, int) for n in sizes)

@@ -48,7 +48,7 @@ def test_run_all_minimal_study(tmp_path):
     for method in ("PaCo-FR", "MAE", "FaRL", "MCF", "Random", "Floor (input-free)"):
         assert method in summary_md, method
     assert (tmp_path / "reports" / "smoke" / "main_table.csv").is_file()
-    # every row says what it is (issue 11): the study's identity reached the run, the encoder and the row
+    # every row says what it is: the study's identity reached the run, the encoder and the row
     from paco_fr.export import read_metadata
 
     labels = {r["method"]["label"]: r for r in rows}

@@ -10,11 +10,14 @@ bench_tasks.run.pretrain; what is evaluated is bench_tasks.plan.study.study_cell
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
+
+import yaml
 
 from bench_tasks.contracts import uri_parts
 from bench_tasks.plan.profiles import get_profile, parse_pretrain_seeds
@@ -24,9 +27,6 @@ if TYPE_CHECKING:
     from bench_tasks.contracts import Profile
 
 
-# the main PaCo-FR config has its own codebook size (256 in smoke/small, 8192 in paper); the
-# ablation adds these (duplicates of the main size are skipped)
-ABLATION_CODEBOOK_SIZES = (64, 512, 2048, 8192)
 
 
 # What a profile's study trains and evaluates is in its YAML file's `study:` section
@@ -190,50 +190,50 @@ def write_run_identity(run: SuiteRun, run_dir: str | Path, profile_name: str, ov
     return ident
 
 
-CONTROL_COMPONENTS = ("replacement", "belief")  # the controls of issue 13 among the ablation runs
+CONTROL_COMPONENTS = ("replacement", "belief")  # the controls among the ablation runs (bench_tasks/configs/suite/default.yaml)
 
 
 REFERENCE_RUN = "paco"  # its configured length x its cost per step is every run's budget
 
 
-TEACHER_DATA = {"data.split": "teacher"}  # SynthFace split disjoint from `pretrain` (paco_fr.data.synthface)
+SUITE_FILE = Path(__file__).resolve().parents[1] / "configs" / "suite" / "default.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def suite_definition() -> dict:
+    """bench_tasks/configs/suite/default.yaml: the suite's runs and ablations."""
+    data = yaml.safe_load(SUITE_FILE.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        raise ValueError(f"{SUITE_FILE}: expected a mapping with `runs:` and `ablations:` lists")
+    return data
+
+
+def _suite_run(entry: dict, role: str) -> list[SuiteRun]:
+    """One entry of the suite file as SuiteRuns (one per value of `each`, `{n}` replaced by it)."""
+    def one(n=None):
+        def fill(v):
+            if n is None or not isinstance(v, str) or "{n}" not in v:
+                return v
+            return n if v == "{n}" else v.replace("{n}", str(n))
+
+        return SuiteRun(fill(entry["name"]), {k: fill(v) for k, v in (entry.get("overrides") or {}).items()},
+                        entry.get("role", role), entry.get("component", ""), entry.get("teacher"))
+
+    return [one(n) for n in entry["each"]] if "each" in entry else [one()]
 
 
 def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> list[SuiteRun]:
+    """The suite of bench_tasks/configs/suite/default.yaml: its runs, then (include_ablations) its
+    ablations, less those the profile's `study: ablation_runs` leaves out; a codebook ablation of
+    the profile's own codebook size is the main run and is skipped."""
     from paco_fr.config import load_config
 
     main_codebook = load_config(profile_name)["codebook"]["num_tokens"]
-    runs = [
-        SuiteRun("paco", {"objective": "paco"}),
-        SuiteRun("mae", {"objective": "mae"}),
-        SuiteRun("farl", {"objective": "farl"}),
-        # MCF-style's teacher: an MAE on images disjoint from the suite's (MCF used a MoCo-v3 ImageNet
-        # model); trained first, its compute charged to MCF (bench_tasks.plan.budget.TEACHER_SHARE)
-        SuiteRun("mcf_teacher", {"objective": "mae", **TEACHER_DATA}, "teacher"),
-        SuiteRun("mcf", {"objective": "mcf"}, teacher="mcf_teacher"),
-    ]
+    data = suite_definition()
+    runs = [r for e in data["runs"] for r in _suite_run(e, "main")]
     if include_ablations:
-        runs += [
-            SuiteRun("abl_mask_random", {"objective": "paco", "mask.strategy": "random"}, "ablation", "masking"),
-            SuiteRun("abl_mask_block", {"objective": "paco", "mask.strategy": "block"}, "ablation", "masking"),
-            *[SuiteRun(f"abl_codebook_{n}", {"objective": "paco", "codebook.num_tokens": n}, "ablation", "codebook")
-              for n in ABLATION_CODEBOOK_SIZES if n != main_codebook],
-            SuiteRun("abl_k1", {"objective": "paco", "codebook.k": 1}, "ablation", "candidates"),
-            SuiteRun("abl_no_incubation", {"objective": "paco", "incubation.epochs": 0}, "ablation", "incubation"),
-            # the term off, the two views kept: the same distinct images per step as PaCo-FR
-            SuiteRun("abl_no_spatial", {"objective": "paco", "spatial.weight": 0, "spatial.keep_views": True},
-                     "ablation", "spatial"),
-            # controls (issue 13): the same region mask with a learned mask token (no codebook, no
-            # Belief Predictor), and the Belief Predictor trained by cross-entropy only (no
-            # reconstruction gradient through the mixing weights): evaluated like the ablations,
-            # each in the ablation table of its component
-            SuiteRun("abl_learned_mask_token", {"objective": "paco", "mask.replace": "mask_token"}, "ablation",
-                     "replacement"),
-            SuiteRun("abl_belief_ce_only", {"objective": "paco", "belief.detach_weights": True}, "ablation", "belief"),
-            # each face's own region map from its ground-truth landmarks (supervision: labels_used
-            # "landmarks (ground truth)"), against the label-free canonical map of the aligned face
-            SuiteRun("abl_regions_gt", {"objective": "paco", "mask.regions": "landmarks"}, "ablation", "regions"),
-        ]
+        abl = [r for e in data.get("ablations") or [] for r in _suite_run(e, "ablation")]
+        runs += [r for r in abl if r.overrides.get("codebook.num_tokens") != main_codebook]
         only = ablation_runs(profile_name)
         if only is not None:
             runs = [r for r in runs if r.role != "ablation" or r.name in only]

@@ -7,7 +7,7 @@ parameter-free cosine probe, the concatenated-feature probe of attributes / expr
 `references.PROBE_PROTOCOLS`),
 and the supervised ceiling (`supervised:<arch>`, protocol `finetune`, fraction 1.0), each with its
 95 % bootstrap interval and the wall time its cell took, and then the two checks of the
-instrument (issue 12):
+instrument:
 
   * random-init beats the floor: its interval excludes the floor (`stats.beats_floor`), with the
     task's head and, shown next to it, with the probe;
@@ -27,7 +27,7 @@ import numpy as np
 from bench_tasks import stats
 from bench_tasks.contracts import uri_scheme
 
-# issue 12's targets for the supervised ceiling on SynthFace (headline metric, orientation-aware)
+# the targets for the supervised ceiling on SynthFace (headline metric, orientation-aware)
 CEILING_TARGETS = {"parsing": 70.0, "landmarks": 8.0, "attributes": 85.0, "expression": 80.0, "recognition": 90.0}
 # random-init verification must not be readable from colour alone any more
 RANDOM_MAX = {"recognition": 65.0}

@@ -1,4 +1,4 @@
-"""The PaCo-FR diagnostics table (issue 13, item 3): for PaCo-FR and its controls / ablations, the
+"""The PaCo-FR diagnostics table: for PaCo-FR and its controls / ablations, the
 copy baseline (the loss of pasting the token itself as the prediction) next to the final
 reconstruction loss, the spatial term and its share of the encoder's gradient norm, the Belief
 Predictor's top-1 agreement with the nearest code and the codebook's perplexity and usage.

@@ -53,7 +53,7 @@ COMPONENTS: dict[str, Component] = {
     "candidates": Component("Candidates per patch (k)", "codebook.k", "PaCo-FR, k = {}"),
     "incubation": Component("Incubation stage", "incubation.epochs", "PaCo-FR, incubation {}"),
     "spatial": Component("Spatial consistency", "spatial.weight", "PaCo-FR, spatial consistency {}"),
-    # controls (issue 13): what replaces a selected patch, and how the Belief Predictor learns
+    # controls: what replaces a selected patch, and how the Belief Predictor learns
     "replacement": Component("Replacement of masked patches", "mask.replace", "PaCo-FR, replaced by {}"),
     "belief": Component("Belief Predictor training", "belief.detach_weights", "PaCo-FR, belief trained by {}"),
     # where the region map comes from: the canonical map of the aligned face (default, label-free) or
