@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench_tasks.store.provenance import git_state
+
 from . import figures as F
 from .ablation_tables import build_ablation_tables
 from .calibration import calibrated_tasks, calibration_markdown
@@ -42,8 +44,6 @@ from .user_report import is_study, write_user_report
 def _git_commit() -> str:
     """Short commit of the checkout the report is built in, marked when its code (not results/ or
     reports/, which a run itself writes) differs from that commit."""
-    from bench_tasks.store.provenance import git_state
-
     state = git_state(".")
     if not state["git_commit"]:
         return "unknown"

@@ -8,6 +8,8 @@ import math
 
 import pandas as pd
 
+from bench_tasks.plan.references import PROBE_PROTOCOLS
+
 from .compare import _mean_ci, beats_floor, gain, reference_rows, references
 from .frames import to_float
 from .naming import MethodInfo, dataset_name, lower_is_better, task_name
@@ -132,8 +134,6 @@ def add_variant_columns(table: Table, df_sel: pd.DataFrame, df_ok: pd.DataFrame,
     """Attributes: FaRL's mAcc next to the balanced-accuracy headline (SECONDARY); recognition:
     each task's probe (references.PROBE_PROTOCOLS: recognition's parameter-free cosine probe, the
     concatenated-feature probe of attributes / expression) next to the head's score."""
-    from bench_tasks.plan.references import PROBE_PROTOCOLS
-
     label_of = {u: methods[u].label for u in methods}
     new_cols = {}
     for task, metric in SECONDARY.items():

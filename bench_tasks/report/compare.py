@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench_tasks import stats
+from bench_tasks.plan.references import matching_ceiling
+from bench_tasks.stats.pairs import clusters_from_pair_ids, shared_clusters
+
+from .naming import task_name
 
 PROTOCOL_PREFERENCE = ("linear", "frozen", "finetune")
 
@@ -52,8 +56,6 @@ def protocol_mask(df: pd.DataFrame, protocol) -> pd.Series:
 
 def protocol_text(protocol) -> str:
     """`linear` or `linear` (Parsing, Landmarks: `frozen`)."""
-    from .naming import task_name
-
     if not isinstance(protocol, dict):
         return f"`{protocol}`"
     if not protocol:
@@ -85,10 +87,6 @@ class Reference:
     def for_encoder(self, uri: str | None) -> Reference:
         """This reference with the ceiling of `uri`'s own architecture and input size
         (bench_tasks.plan.references.matching_ceiling), or no ceiling when the plan has none of it."""
-        from dataclasses import replace
-
-        from bench_tasks.plan.references import matching_ceiling
-
         got = matching_ceiling(uri, self.ceilings) if uri else None
         value, ci = self.ceilings.get(got, (None, None))
         return replace(self, ceiling=value, ceiling_ci=ci)
@@ -169,8 +167,6 @@ def clusters_for(task: str, units: list[stats.ItemScores]):
     different pairs of the same images; None otherwise (items resampled one by one)."""
     if task != "recognition" or any(u.items is None for u in units):
         return None
-    from bench_tasks.stats.pairs import clusters_from_pair_ids, shared_clusters
-
     if all(np.array_equal(units[0].items, u.items) for u in units[1:]):
         return _cached_clusters(units[0].items.tobytes(), lambda: clusters_from_pair_ids(units[0].items))
     units = sorted(units, key=lambda u: u.items.tobytes())

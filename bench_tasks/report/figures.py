@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .columns import add_references
+from .compare import protocol_mask, protocol_text, references
 from .naming import MethodInfo, dataset_name, metric_name, task_name, task_sort_key  # noqa: E402
 
 DPI = 130
@@ -39,7 +41,7 @@ def _legend_space(fig, n_handles: int) -> float:
 
 
 def _method_palette(labels: list[str]) -> dict[str, tuple]:
-    import seaborn as sns
+    import seaborn as sns  # lazy: seaborn only when a figure is drawn
 
     refs = {m: (0.72, 0.72, 0.72) if m.startswith("Floor") else (0.3, 0.3, 0.3)
             for m in labels if m.startswith(("Floor", "Ceiling"))}  # references in greys
@@ -52,8 +54,6 @@ def data_efficiency_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], 
                            out_path: str | Path) -> tuple[Path | None, str | None]:
     """Headline score vs training fraction (log x), one line per method, one panel per
     task/dataset; error bars = sd over seeds, or the row's 95 % bootstrap interval with one seed."""
-    from .compare import protocol_mask, protocol_text, references
-
     if df_ok.empty or not protocol:
         return None, "no ok rows"
     refs = references(df_ok)
@@ -147,9 +147,6 @@ def slice_frame(df_ok: pd.DataFrame, protocol, fraction) -> pd.DataFrame:
     if df_ok.empty:
         return pd.DataFrame(columns=["method", "uri", "task", "dataset", "slice", "factor", "level", "metric",
                                      "value", "seed", "higher_is_better"])
-    from .columns import add_references
-    from .compare import protocol_mask
-
     sub = df_ok[protocol_mask(df_ok, protocol) & (df_ok["fraction"] == fraction)]
     sub = add_references(sub, df_ok)  # floors and ceilings are bars of their own
     for _, r in sub.iterrows():
@@ -174,7 +171,7 @@ def slices_figure(sf: pd.DataFrame, methods: dict[str, MethodInfo], out_path: st
                   title: str = "") -> tuple[Path | None, str | None]:
     """One panel per task/dataset: x = slice (grouped by factor), bars = methods (mean over seeds,
     error bar = sd)."""
-    import seaborn as sns
+    import seaborn as sns  # lazy: seaborn only when a figure is drawn
 
     if sf.empty:
         return None, "no row has robustness `slices`"
@@ -327,7 +324,8 @@ def load_reconstructions(run_dirs: dict[str, str | Path], image_size: int | None
                 with np.load(npz) as z:
                     data[size] = {k: np.asarray(z[k]) for k in ("original", "corrupted", "reconstructed")}
                 continue
-            from paco_fr.engine import reconstruct  # engineer B's API
+            # lazy: torch and paco_fr's engine only when a run has no saved reconstructions
+            from paco_fr.engine import reconstruct
 
             if images is None:
                 import torch

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench_tasks.store.rowfiles import WORKER_SUFFIX
+
 from .compare import _mean_ci, design_interval
 from .naming import MethodInfo, canon_dataset, lower_is_better, method_info
 
@@ -99,8 +101,6 @@ def _pretraining_runs(methods: dict[str, MethodInfo]) -> dict[str, str]:
 def _artifact_path(source: str, rel: str) -> str:
     """An artifact path of a row read from `source`: relative to the results folder, which for a
     worker's row file (results/<profile>.d/<worker>.jsonl, bench_tasks.store.rowfiles) is the folder above."""
-    from bench_tasks.store.rowfiles import WORKER_SUFFIX
-
     folder = Path(source).parent
     if folder.name.endswith(WORKER_SUFFIX) and not (folder / rel).exists():
         folder = folder.parent

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections import Counter
 
 from bench_tasks.contracts import uri_scheme
+from bench_tasks.store.method import METHOD_LABELS
 
 from .ablation_tables import ablation_deltas
+from .compare import compare
 from .frames import cell_label
 from .load import first_error_line
+from .naming import dataset_name, metric_name, task_name
 from .table import Table
 from .table_formats import to_markdown
 
@@ -44,9 +47,6 @@ def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[s
     """Every measured row of `table` against `base` (default: the random-init control), per headline
     column and per probe column (the task's probe protocol), with the verdict of compare.compare (better / worse only when the 95 % interval of the
     difference excludes zero). Rows named in `skip` are left out."""
-    from .compare import compare
-    from .naming import dataset_name, metric_name, task_name
-
     if base is None:
         control = _controls(table)
         base = control[0] if control else None
@@ -76,8 +76,6 @@ def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[s
 def ours_lines(table: Table, df_ok) -> list[str]:
     """PaCo-FR (ours) against each other compared method (not the control, floor or ceiling):
     one line per baseline, `baseline − PaCo-FR`, so "worse" means the baseline is worse than PaCo-FR."""
-    from bench_tasks.store.method import METHOD_LABELS
-
     ours = METHOD_LABELS["paco"]
     if ours not in table.uris:
         return []

@@ -14,6 +14,7 @@ supervision: such a comparison is unequal, and the section names who differs fro
 from __future__ import annotations
 
 import pandas as pd
+from tabulate import tabulate
 
 from bench_tasks.plan.suite import method_of_row
 from bench_tasks.store.method import supervision_kind
@@ -80,8 +81,6 @@ def supervision_markdown(rows) -> str:
     df = supervision_frame(rows)
     if df.empty:
         return ""
-    from tabulate import tabulate
-
     L = ["## Supervision used in pre-training", "",
          "`labels_used` of each method's rows (the run's method block); runs = pre-training runs "
          "(distinct encoders) pooled under the label.", ""]

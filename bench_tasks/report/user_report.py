@@ -25,7 +25,9 @@ import pandas as pd
 from bench_tasks.plan.references import ceiling_uri
 
 from .compare import compare, fmt_ci, main_protocols
+from .frames import cell_label
 from .naming import MethodInfo, dataset_name, metric_name, task_name, task_sort_key
+from .summary import SMOKE_BANNER
 
 ROLE_ORDER = {"yours": 0, "random init": 1, "ceiling": 2, "floor": 3}
 
@@ -172,7 +174,7 @@ def _hib(df_ok, task, ds) -> bool:
 def headline_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], out_path) -> tuple[Path | None, str | None]:
     """One panel per task/dataset: each backbone's headline value with its 95 % interval as an
     error bar (ceiling included); the floor as a dashed line. The legend names only what is drawn."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib and its Agg backend only when the figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -236,9 +238,6 @@ def write_user_report(*, out_dir: Path, profile: str, command: str, report_commi
                       methods: dict[str, MethodInfo], problems: list[str], figures: dict, figure_notes: dict,
                       files: list[str], calibration: str | None) -> dict:
     """SUMMARY.md (+ user_table.md / .csv, figures/headline.png) for a plan that is not the study."""
-    from .frames import cell_label
-    from .summary import SMOKE_BANNER
-
     out_dir = Path(out_dir)
     lines = [f"# Report: {profile} profile", ""]
     if profile == "smoke":
