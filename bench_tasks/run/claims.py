@@ -41,6 +41,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench_tasks.store.rowfiles import worker_dir
+
 CLAIM_TIMEOUT_S = 600.0
 HEARTBEAT_S = 30.0
 PAD = 1024  # claim files are padded to a multiple of this: heartbeats rewrite them in place
@@ -211,8 +213,6 @@ class ClaimBook:
 
     @classmethod
     def for_results(cls, results: str | Path, **kw) -> ClaimBook:
-        from bench_tasks.store.rowfiles import worker_dir
-
         return cls(worker_dir(results) / "claims", **kw)
 
     def path(self, key: str, gen: int) -> Path:

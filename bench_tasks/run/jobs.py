@@ -12,9 +12,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from bench_tasks.contracts import Cell
-from bench_tasks.plan.profiles import get_profile
+from bench_tasks.plan.cells import DataRoots
+from bench_tasks.plan.profiles import PROFILES, get_profile, profile_from_dict
+from bench_tasks.plan.suite import suite_run, write_run_identity
+from bench_tasks.registry import load_registries
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
+from bench_tasks.store.rowfiles import worker_dir
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -108,6 +114,7 @@ def group_cells(cells: Sequence[Cell], size: int) -> list[list[Cell]]:
 
 def _checkpointable():
     try:
+        # kept in a function: the job classes fall back to `object` where submitit is missing
         from submitit.helpers import Checkpointable
     except ImportError:  # pragma: no cover - submitit is a dependency
         return object
@@ -140,8 +147,6 @@ class WorkerSpec:
 
 def register_profiles(profiles: dict) -> None:
     """Register the launching process's effective profiles in this (job) process."""
-    from bench_tasks.plan.profiles import PROFILES, profile_from_dict
-
     for name, fields in (profiles or {}).items():
         PROFILES[name] = profile_from_dict(dict(fields), f"profile {name!r} sent by the launcher")
 
@@ -158,15 +163,11 @@ class EvalJob(_checkpointable()):
         os.chdir(s.cwd)
         if s.plugins:
             os.environ["BENCH_TASKS_PLUGINS"] = s.plugins
-        from bench_tasks.registry import load_registries
-
         load_registries()
         register_profiles(s.profiles)
         if s.threads:
-            import torch
-
             torch.set_num_threads(s.threads)
-        from bench_tasks.plan.cells import DataRoots
+        # lazy: the worker stack (runner, tasks' training code) loads in the job process, not on --help/list/status
         from bench_tasks.run.worker import run_worker
 
         cells = [Cell(**c) for c in s.cells]
@@ -189,12 +190,12 @@ class PretrainJob(_checkpointable()):
 
     def __call__(self) -> str:
         os.chdir(self.cwd)
+        # lazy: submitit and paco_fr's training engine load in the pre-training job only
         import submitit
 
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        from bench_tasks.plan.suite import suite_run, write_run_identity
         from paco_fr.engine import pretrain
 
         # what the run is (bench_tasks.store.method), before pre-training: its export copies it into
@@ -209,12 +210,11 @@ class PretrainJob(_checkpointable()):
 
 
 def jobs_folder(spec, results: Path) -> Path:
-    from bench_tasks.store.rowfiles import worker_dir
-
     return Path(spec.launch.jobs_dir) if spec.launch.jobs_dir else worker_dir(results) / "jobs"
 
 
 def make_executor(kind: str, folder: Path, opts: JobOptions, dependency: str | None = None):
+    # lazy: submitit only where a job is submitted
     import submitit
 
     if kind == "slurm":
@@ -231,6 +231,7 @@ def make_executor(kind: str, folder: Path, opts: JobOptions, dependency: str | N
 def sbatch_script(opts: JobOptions, folder: Path, n_jobs: int, dependency: str | None = None) -> str:
     """The sbatch script submitit writes for an array of `n_jobs` jobs with these options
     (rendered by submitit itself, without needing `sbatch` on this machine)."""
+    # lazy: submitit only where an sbatch script is rendered
     from submitit.slurm.slurm import _make_sbatch_string
 
     cmd = " ".join([sys.executable, "-u -m submitit.core._submit", str(folder)])
@@ -253,8 +254,6 @@ def worker_spec(spec, cells: Sequence[Cell], results: Path, since: float, rows_t
 
 def effective_profiles(cells: Sequence[Cell]) -> dict:
     """{profile name: its fields} of the cells' profiles as registered in this process."""
-    from bench_tasks.plan.profiles import get_profile
-
     out = {}
     for name in dict.fromkeys(c.profile for c in cells):
         try:

@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from bench_tasks.contracts import Cell
 from bench_tasks.plan.cell_plan import Plan, make_plan
 from bench_tasks.plan.profiles import get_profile
@@ -221,8 +223,6 @@ class _LocalPool:
     job with GPUs gets its own device(s) through submitit's `visible_gpus`."""
 
     def __init__(self, opts: JobOptions, parallel: int | None, log):
-        import torch
-
         self.opts, self.log = opts, log
         self.n_gpus = torch.cuda.device_count() if opts.gpus else 0
         if parallel is None:

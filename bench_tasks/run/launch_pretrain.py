@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from bench_tasks.run.jobs import JobOptions, _checkpointable, sbatch_script
+from paco_fr.config import load_config
 
 DEFAULTS = {"config": "paper", "cpus_per_gpu": 10, "mem_per_node": 480, "time": 72 * 60, "global_batch": 2048}
 
@@ -38,6 +39,7 @@ class ShardPretrainJob(_checkpointable()):
 
     def __call__(self) -> str:
         os.chdir(self.cwd)
+        # lazy: submitit and paco_fr's training engine load in the job, not on the login node that submits it
         import submitit
 
         if submitit.JobEnvironment().num_tasks > 1:
@@ -57,8 +59,6 @@ def batch_plan(config_batch: int, global_batch: int, world: int) -> tuple[int, i
 
 
 def plan(a) -> tuple[JobOptions, list[str], Path]:
-    from paco_fr.config import load_config
-
     world = a.nodes * a.gpus_per_node
     cfg = load_config(a.config, a.overrides)
     per, accum = batch_plan(int(cfg["train"]["batch_size"]), a.global_batch, world)
@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no `sbatch` on this machine: run this on a SLURM login node (or --dry-run to see the job)",
               file=sys.stderr)
         return 2
+    # lazy: submitit only when a job is submitted (not for --dry-run)
     import submitit
 
     ex = submitit.SlurmExecutor(folder=folder)

@@ -5,13 +5,21 @@ A finished run is reused, an interrupted one resumes (paco_fr.engine.pretrain).
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing as mp
+import os
+import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
+
+import torch
 
 from bench_tasks.contracts import Profile
 from bench_tasks.errors import cause_line
 from bench_tasks.plan.study import PlannedRun, plan_suite, write_budget_plan
 from bench_tasks.plan.suite import CONTROL_COMPONENTS, SuiteRun, write_run_identity
+from paco_fr.engine import pretrain
 
 
 def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_ablations: bool = True,
@@ -54,14 +62,10 @@ def _pretrain_one(run: SuiteRun, overrides: dict, run_dir: str, profile_name: st
                   threads: int = 0) -> Path:
     """One run of the suite: its method block written before (for the export) and after (into the
     summary of a reused run); returns the encoder's path. Top-level, so a worker process can run it."""
-    from paco_fr.engine import pretrain
-
     ov = dict(overrides)
     if not progress:
         ov["train.progress"] = False
     if threads:  # a worker's share of the cores (the profile's train.threads would oversubscribe them)
-        import torch
-
         torch.set_num_threads(threads)
         ov["train.threads"] = threads
     write_run_identity(run, run_dir, profile_name, ov)
@@ -75,11 +79,6 @@ def _pretrain_parallel(plan: list[PlannedRun], profile_name: str, jobs: int, log
     """`jobs` runs at a time in spawned worker processes (CUDA needs spawn, not fork); a run with a
     teacher in the plan is submitted once the teacher's encoder exists. Each worker gets an equal
     share of the CPU cores as its torch threads, and writes its log to <run_dir>/stdout.log."""
-    import multiprocessing as mp
-    import os
-    import time
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     by_name = {p.run.name: p for p in plan}
@@ -122,8 +121,6 @@ def _pretrain_parallel(plan: list[PlannedRun], profile_name: str, jobs: int, log
 
 def _pretrain_logged(run: SuiteRun, overrides: dict, run_dir: str, profile_name: str, threads: int) -> str:
     """A worker process's run, its output to <run_dir>/stdout.log (parallel runs do not interleave)."""
-    import contextlib
-
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(run_dir) / "stdout.log", "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         return str(_pretrain_one(run, overrides, run_dir, profile_name, progress=False, threads=threads))

@@ -17,7 +17,10 @@ import json
 import shutil
 import time
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
+
+from tabulate import tabulate
 
 from bench_tasks.contracts import Cell
 from bench_tasks.plan.estimate import _fmt_s
@@ -53,8 +56,6 @@ def recorded_plan(results: Path) -> tuple[list[dict], list[dict]]:
 def _status_plan(results: Path, latest: dict, heads: dict, cells) -> tuple[dict[str, dict], list[dict]]:
     """({key: cell dict} of the plan, the recorded launch records): the given cells, else the
     recorded plan, the rows and the claimed cells (backbone and task read from the claim's label)."""
-    from dataclasses import asdict
-
     if cells is not None:
         return {c.key(): asdict(c) for c in cells}, []
     recorded, records = recorded_plan(results)
@@ -150,6 +151,7 @@ def slurm_job_states(records: list[dict]) -> dict[str, str]:
     """{job id: state} of the recorded SLURM jobs (needs `sacct`; {} elsewhere)."""
     if shutil.which("sacct") is None:
         return {}
+    # lazy: submitit only when a status asks SLURM about its jobs
     import submitit
 
     out = {}
@@ -165,8 +167,6 @@ def slurm_job_states(records: list[dict]) -> dict[str, str]:
 
 
 def print_status(results: Path, cells=None, claim_timeout_s: float | None = None) -> int:
-    from tabulate import tabulate
-
     s = collect_status(Path(results), cells, claim_timeout_s)
     rows = []
     tot = dict.fromkeys(COLUMNS, 0)
