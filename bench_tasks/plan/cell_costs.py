@@ -19,6 +19,8 @@ from bench_tasks.registry import TASKS
 from bench_tasks.tasks._ceiling import ceiling_epochs_for, is_ceiling
 from bench_tasks.tasks._classification import settings
 from bench_tasks.tasks.recognition import settings_for
+from paco_fr.backbone import default_dense_layers
+from paco_fr.data.synthface.dataset import cache_dir
 
 # the speed probe's shapes (bench_tasks.plan.estimate.machine_speed): (dim, depth, heads, image size,
 # patch, batch); FLOP/s in between is interpolated in log(dim)
@@ -149,8 +151,6 @@ def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, feature
     kind = "dense" if cell.task in DENSE_TASKS else cell.protocol
     overhead = CELL_OVERHEAD_S.get(kind, CELL_OVERHEAD_S["linear"])
     if kind in HEAD_FACTOR:
-        from paco_fr.backbone import default_dense_layers
-
         values = shape.dim * len(default_dense_layers(shape.depth))
         overhead += HEAD_FACTOR[kind] * HEAD_S * n_train * head_epochs(cell, profile) * values
         if cell.task == "recognition":
@@ -173,8 +173,6 @@ def head_epochs(cell, profile) -> int:
 
 def synthface_to_generate(cells: Sequence, profile) -> dict[tuple[str, int, int], float]:
     """{(split, images, size): seconds} of the SynthFace splits the plan reads that are not cached yet."""
-    from paco_fr.data.synthface.dataset import cache_dir
-
     out = {}
     for c in cells:
         if c.dataset != "synthface":

@@ -26,6 +26,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
 from bench_tasks.backbones.native import ARCH_SHAPES
 from bench_tasks.plan.cell_costs import (
     DENSE_TASKS,
@@ -50,8 +53,6 @@ PRETRAIN_RUN_OVERHEAD_S = 4.0
 
 
 def machine_key(device: str = "cpu") -> str:
-    import torch
-
     cap = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "?"
     return (f"{platform.node()}|{platform.machine()}|{cap}|torch {torch.__version__}|"
             f"threads {torch.get_num_threads()}|{device}|probe v{PROBE_VERSION}")
@@ -60,8 +61,7 @@ def machine_key(device: str = "cpu") -> str:
 def _probe_shape(dim: int, depth: int, heads: int, size: int, patch: int, batch: int, device: str,
                  seconds: float) -> float:
     """Measured FLOP/s of forward + backward of a ViT block stack (timm's VisionTransformer)."""
-    import torch
-    from timm.models.vision_transformer import VisionTransformer
+    # lazy: the FLOP counter only when the machine probe runs, not on --help/list/status
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.random.fork_rng(devices=[]):
@@ -192,6 +192,7 @@ class RunEstimate:
 def pretrain_estimates(plan: Iterable, speed: Speed, profile_name: str | None = None) -> list[RunEstimate]:
     """One RunEstimate per PlannedRun of the suite (bench_tasks.plan.study.plan_suite): steps x FLOPs
     per step / the measured speed at the run's width; a finished run keeps its recorded time."""
+    # lazy: keeps paco_fr.flops out of --help/list/status
     from paco_fr.flops import read_compute
 
     out = []
@@ -206,6 +207,7 @@ def pretrain_estimates(plan: Iterable, speed: Speed, profile_name: str | None = 
 
 
 def _run_width(p, profile_name: str | None) -> int | None:
+    # lazy: keeps paco_fr's config and objective registry out of --help/list/status
     from paco_fr.config import load_config
 
     try:

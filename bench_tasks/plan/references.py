@@ -16,8 +16,10 @@ what no encoder and a fully supervised network achieve:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from bench_tasks.backbones.native import vit_shape
 from bench_tasks.contracts import BackboneURI, Cell, uri_parts
@@ -101,8 +103,6 @@ def _ceiling(uri: str) -> tuple[str | None, str | None]:
 def _study_arch(path: str) -> str | None:
     """A study encoder's arch spec from its place (<runs>/<profile>/<run>/encoder.safetensors) when
     the file is gone (rows kept without their run folder): the suite's architecture of that profile."""
-    from pathlib import Path
-
     p = Path(path)
     if p.name != "encoder.safetensors" or len(p.parts) < 3:
         return None
@@ -151,9 +151,6 @@ def ceiling_lines(cells: Sequence[Cell], enabled: bool = True) -> list[str]:
 def _paco_fr_arch(path: str) -> str | None:
     """The arch spec of an exported paco_fr encoder from its safetensors header (arch, img_size,
     patch_size metadata; depth = number of `blocks.<i>.` groups)."""
-    import json
-    from pathlib import Path
-
     p = Path(path)
     if not p.is_file():
         return None

@@ -45,6 +45,9 @@ from bench_tasks.plan.suite import (
     study_overrides,
     suite_runs,
 )
+from paco_fr.config import load_config
+from paco_fr.data.pretrain_data import build_pretrain_dataset
+from paco_fr.flops import step_cost
 
 
 @dataclass
@@ -69,8 +72,6 @@ def planned_length(cfg: dict, world: int = 1) -> int:
     if d["source"] in ("synthface", "random"):
         n = int(d["num_images"])
     else:
-        from paco_fr.data.pretrain_data import build_pretrain_dataset
-
         n = len(build_pretrain_dataset(d, int(cfg["model"]["img_size"])))
     per_epoch = max(1, max(1, (n // world) // int(tc["batch_size"])) // int(tc["grad_accum"]))
     return int(round(float(tc["epochs"]) * per_epoch))
@@ -87,9 +88,6 @@ def plan_suite(profile_name: str, runs_root: str | Path = "runs", include_ablati
     every run); `overrides` apply to every run (e.g. train.steps sets the reference length).
     `pretrain_seeds` (parse_pretrain_seeds): one planned run per (run, seed), every seed of a run
     with the run's steps (a seed changes neither the cost nor the budget)."""
-    from paco_fr.config import load_config
-    from paco_fr.flops import step_cost
-
     runs = suite_runs(include_ablations, profile_name)  # the budget: once per run (seed 0's config)
     root = Path(runs_root) / profile_name
     base = {**study_overrides(profile_name), **(overrides or {})}

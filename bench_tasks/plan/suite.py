@@ -91,6 +91,7 @@ class SuiteRun:
     def identity(self, profile_name: str, overrides: dict | None = None) -> dict:
         """This run's method block (bench_tasks.store.method): recorded in the run folder's method.json
         and summary.json, the encoder's metadata, and every result row of the encoder."""
+        # lazy: keeps paco_fr's config and objective registry out of --help/list/status
         from paco_fr.config import load_config
 
         cfg = load_config(profile_name, {**(overrides or {}), **self.overrides})
@@ -226,6 +227,7 @@ def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> l
     """The suite of bench_tasks/configs/suite/default.yaml: its runs, then (include_ablations) its
     ablations, less those the profile's `study: ablation_runs` leaves out; a codebook ablation of
     the profile's own codebook size is the main run and is skipped."""
+    # lazy: keeps paco_fr's config and objective registry out of --help/list/status
     from paco_fr.config import load_config
 
     main_codebook = load_config(profile_name)["codebook"]["num_tokens"]
@@ -251,6 +253,7 @@ def suite_encoders(runs_root: str | Path, profile_name: str, include_ablations: 
 
 def random_control(profile_name: str) -> str:
     """The random-init control has the same architecture as the suite's encoders."""
+    # lazy: keeps paco_fr's config and objective registry out of --help/list/status
     from paco_fr.config import load_config
 
     m = load_config(profile_name)["model"]

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+import torch
+import yaml
+
 from bench_tasks.backbones.base import build_backbone, resolve_device
 from bench_tasks.contracts import BackboneURI, DatasetLayoutError, uri_scheme
 from bench_tasks.errors import cause_line, closest
 from bench_tasks.plan.options import PlanOptions
 from bench_tasks.plan.suite import study_overrides
 from bench_tasks.registry import BACKBONES, DATASETS, TASKS
+from paco_fr.config import ConfigError, check_data_config, load_config
 
 # schemes users try that this harness does not have, and what to use instead
 SCHEME_HINTS = {
@@ -108,8 +112,6 @@ def parse_fractions(text: str | Iterable | None) -> tuple[list[float] | None, li
 
 def check_device(device: str | None) -> list[str]:
     """'auto', 'cpu', 'cuda', 'cuda:N', 'mps': parseable and present on this machine."""
-    import torch
-
     if device is None or str(device) == "auto":
         return []
     try:
@@ -207,10 +209,6 @@ def check_args(args) -> list[str]:
 def check_pretrain_overrides(items: Sequence[str], profile: str) -> list[str]:
     """`run --all --pretrain-override KEY=VALUE ...`: every item is KEY=VALUE, every key exists, and
     the suite's config (profile config + study budget + overrides) has usable data settings."""
-    import yaml
-
-    from paco_fr.config import ConfigError, check_data_config, load_config
-
     out, ov = [], {}
     for item in items:
         key, eq, val = item.partition("=")
@@ -280,8 +278,6 @@ def check_backbones(uris: Iterable[str], tasks: Iterable[str], profile, device: 
     """Build each backbone once at the plan's smallest input size and run one forward pass with its
     dense layers (a model that builds but cannot run, or a file that does not fit, is found here,
     not in every cell). `skip_missing(uri)` True skips a URI (the study's encoders before stage 1)."""
-    import torch
-
 
     sizes = sorted({TASKS.get(t)().image_size(profile) for t in tasks}) or [profile.image_size]
     problems = []
