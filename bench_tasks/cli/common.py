@@ -5,8 +5,16 @@ threads and progress bars.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
+
+import torch
+import tqdm.std
+
+from bench_tasks.plan.estimate import fmt_duration
+from bench_tasks.registry import BACKBONES
+from bench_tasks.run.spec import default_threads
 
 SYNTHFACE = "synthface"
 
@@ -29,8 +37,6 @@ def _first_line(obj) -> str:
 
 def backbone_schemes_help() -> str:
     """The backbone URI schemes, one line each (for every verb's --help)."""
-    from bench_tasks.registry import BACKBONES
-
     try:
         items = BACKBONES.items()
     except Exception:  # noqa: BLE001 - help must print even when a registry module is broken
@@ -45,10 +51,6 @@ def apply_threads(threads: int | None, profile_name: str) -> None:
     """torch's CPU threads: `threads`, else 1 under the smoke profile (two threads on a 2-core CPU
     stall whenever another process runs), else torch's default. The CLI and the Python API
     (bench_tasks.api.evaluate) share it."""
-    import torch
-
-    from bench_tasks.run.spec import default_threads
-
     n = default_threads(threads, profile_name)
     if n:
         torch.set_num_threads(n)
@@ -62,10 +64,6 @@ def progress_bars_off(off: bool = True):
     if not off:
         yield
         return
-    import functools
-
-    import tqdm.std
-
     cls = tqdm.std.tqdm
     init, env, outer = cls.__dict__["__init__"], os.environ.get("TQDM_DISABLE"), "_bench_tasks_quiet" in cls.__dict__
     os.environ["TQDM_DISABLE"] = "1"
@@ -85,6 +83,4 @@ def progress_bars_off(off: bool = True):
 
 
 def fmt_elapsed(s: float) -> str:
-    from bench_tasks.plan.estimate import fmt_duration
-
     return fmt_duration(s)

@@ -6,15 +6,14 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from tabulate import tabulate
+
 from bench_tasks.cli.common import SYNTHFACE, _first_line
 from bench_tasks.plan.profiles import PROFILES
+from bench_tasks.registry import BACKBONES, DATASETS, HEADS, TASKS
 
 
 def cmd_list(args) -> int:
-    from tabulate import tabulate
-
-    from bench_tasks.registry import BACKBONES, DATASETS, HEADS, TASKS
-
     print("Tasks")
     rows = []
     for name, task in TASKS.items():

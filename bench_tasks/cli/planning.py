@@ -8,14 +8,21 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_tasks.backbones.native import native_size
 from bench_tasks.cli.common import SYNTHFACE, _csv
 from bench_tasks.contracts import Profile, uri_parts, uri_scheme
+from bench_tasks.datasets.lfw import CROP_FRAC
 from bench_tasks.errors import PlanError
+from bench_tasks.plan.cell_costs import task_size
 from bench_tasks.plan.cell_plan import Plan, make_plan
-from bench_tasks.plan.cells import DataRoots
+from bench_tasks.plan.cells import DataRoots, missing_root_error, plan_cells
 from bench_tasks.plan.options import PlanOptions
-from bench_tasks.plan.profiles import PROFILES
+from bench_tasks.plan.profiles import PROFILES, parse_assignments, resolve_native_size
+from bench_tasks.plan.references import ceiling_lines, is_reference
+from bench_tasks.plan.suite import expand_seeds, study_seeds, suite_encoders, suite_runs
+from bench_tasks.registry import DATASETS, TASKS
 from bench_tasks.run.spec import RunSpec
+from bench_tasks.tasks.recognition import settings_for
 
 
 class StageFailed(RuntimeError):
@@ -55,9 +62,6 @@ def build_task_datasets(opts: PlanOptions, roots, log=print) -> dict[str, list[s
     """{task: [datasets]} of the options' tasks and datasets after checking the data roots.
     Datasets named with --datasets must exist (an error shows the expected layout); implicitly
     chosen ones whose root is missing are skipped with a message."""
-    from bench_tasks.plan.cells import missing_root_error
-    from bench_tasks.registry import DATASETS, TASKS
-
     tasks = _csv(opts.tasks)
     if opts.all or not tasks:
         if not opts.all and not tasks:
@@ -109,7 +113,7 @@ def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] |
     (bench_tasks.plan.study) and evaluates its encoders. Every problem found (plus `problems` found
     earlier by bench_tasks.plan.validate.check_args) is raised together as one PlanInvalid before
     anything runs."""
-    from bench_tasks.plan.cells import plan_cells
+    # lazy: keeps the plan checks (paco_fr's config) out of --help/list/status
     from bench_tasks.plan.validate import (
         PlanInvalid,
         check_backbones,
@@ -144,8 +148,6 @@ def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] |
 
 def protocol_problems(task_ds: dict, protocols: list[str] | None, problems: list[str]) -> list[str]:
     """--protocols a single task does not run (several tasks: each runs the ones it has)."""
-    from bench_tasks.registry import TASKS
-
     out = []
     for t in task_ds if protocols else ():
         task = TASKS.get(t)
@@ -159,6 +161,7 @@ def protocol_problems(task_ds: dict, protocols: list[str] | None, problems: list
 def study_plan(spec: RunSpec, profile: Profile, stage: StudyStage, task_ds, protocols, seeds, fractions) -> Plan:
     """The study's plan: its encoders (pre-trained here first, or only named for a dry run, --status
     or a cluster launcher, or the finished ones with --eval-only), their references, all checked."""
+    # lazy: keeps the study planner and plan checks (paco_fr's config) out of --help/list/status
     from bench_tasks.plan.study import study_cells
     from bench_tasks.plan.validate import PlanInvalid, check_backbones
 
@@ -179,7 +182,7 @@ def study_plan(spec: RunSpec, profile: Profile, stage: StudyStage, task_ds, prot
 def study_suite(spec: RunSpec, profile: Profile) -> tuple[dict, list]:
     """(the pre-training seeds {run: seeds}, the suite's runs, one per seed) of the study; raises
     PlanInvalid when `pretrain_seeds` (or the profile's `pretrain_seeds:`) is bad."""
-    from bench_tasks.plan.suite import expand_seeds, study_seeds, suite_runs
+    # lazy: keeps the plan checks (paco_fr's config) out of --help/list/status
     from bench_tasks.plan.validate import PlanInvalid
 
     try:
@@ -192,8 +195,8 @@ def study_suite(spec: RunSpec, profile: Profile) -> tuple[dict, list]:
 def study_encoders(spec: RunSpec, profile: Profile, log) -> StudyStage:
     """The study's stage 1: its suite's encoders {run name: encoder file}, named only (a dry run,
     --status, a cluster launcher), the finished ones (--eval-only), or pre-trained here."""
+    # lazy: keeps the pre-training stage (paco_fr's engine) out of --help/list/status
     from bench_tasks.plan.study import plan_suite
-    from bench_tasks.plan.suite import suite_encoders
     from bench_tasks.run.launch import _finished
     from bench_tasks.run.pretrain import pretrain_suite
 
@@ -231,8 +234,6 @@ def study_encoders(spec: RunSpec, profile: Profile, log) -> StudyStage:
 def native_profile(spec: RunSpec, profile: Profile) -> tuple[Profile, list[str]]:
     """(a `native_size` profile (bench_tasks/configs/native.yaml) at the input size of the plan's
     backbones, registered for this process; its lines for the plan notes)."""
-    from bench_tasks.plan.profiles import parse_assignments, resolve_native_size
-
     uris = spec.backbone_list if spec.backbones else []
     given = parse_assignments(list(spec.set))
     resolved, lines = resolve_native_size(profile, uris, {k.removeprefix("extra.") for k in given})
@@ -244,10 +245,6 @@ def native_profile(spec: RunSpec, profile: Profile) -> tuple[Profile, list[str]]
 def resolution_lines(cells, profile) -> list[str]:
     """One line per encoder that runs at another input size than its own (its position embedding
     is resampled): `timm:vit_base_patch16_224:w.safetensors: 224 -> 64 px ...`."""
-    from bench_tasks.backbones.native import native_size
-    from bench_tasks.plan.cell_costs import task_size
-    from bench_tasks.plan.references import is_reference
-
     sizes: dict[str, set[int]] = {}
     for c in cells:
         if not is_reference(c.backbone):
@@ -269,14 +266,10 @@ def resolution_lines(cells, profile) -> list[str]:
 def verification_lines(cells, roots, profile) -> list[str]:
     """What a real verification set's number means: its head trains on SynthFace identities when
     no training faces are given; LFW's images are centre-cropped, not aligned."""
-    from bench_tasks.registry import DATASETS
-
     out = []
     for ds in dict.fromkeys(c.dataset for c in cells if c.task == "recognition"):
         if ds not in DATASETS or not getattr(DATASETS.get(ds), "test_only", False):
             continue
-        from bench_tasks.tasks.recognition import settings_for
-
         train_root = settings_for(profile).get("train_root")
         root = roots.get(ds)
         cand = Path(root).resolve().parent / "train_faces" if root else None
@@ -285,8 +278,6 @@ def verification_lines(cells, roots, profile) -> list[str]:
             out.append(f"recognition/{ds}: the head trains on SynthFace identities (no {where} folder; give one, or "
                        "--set recognition.train_root=<face folder>): the number measures transfer from SynthFace")
         if ds == "lfw":
-            from bench_tasks.datasets.lfw import CROP_FRAC
-
             out.append(f"recognition/lfw: images are centre-cropped (the centred {CROP_FRAC:.0%} square), not aligned; "
                        "an aligned copy of LFW in the same layout gives comparable numbers")
     return out
@@ -295,8 +286,6 @@ def verification_lines(cells, roots, profile) -> list[str]:
 def print_plan_notes(spec: RunSpec, plan: Plan, roots, profile, native_lines: list[str]) -> None:
     """Lines that say what the plan's numbers mean: native size, resized backbones, ceilings,
     verification sets' training faces and crops."""
-    from bench_tasks.plan.references import ceiling_lines
-
     cells = plan.cells
     lines = list(native_lines)
     for fn in (lambda: resolution_lines(cells, profile),

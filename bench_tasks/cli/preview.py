@@ -3,10 +3,19 @@ landmarks + labels) and a grid of items of any registered dataset with their lab
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from bench_tasks.contracts import DatasetLayoutError
+from bench_tasks.plan.cells import DataRoots, missing_root_error
+from bench_tasks.plan.profiles import get_profile
+from bench_tasks.registry import DATASETS, load_registries
+from paco_fr.data.synthface import EXPRESSIONS, generate_one, identities_for
+from paco_fr.data.synthface.spec import ATTRIBUTES
+from paco_fr.data.template import five_from_68
 
 # one colour per LaPa class (background transparent)
 PARSING_PALETTE = np.array([
@@ -23,8 +32,6 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> np
 
 
 def draw_landmarks(image: np.ndarray, lm: np.ndarray, scale: int = 1) -> Image.Image:
-    from paco_fr.data.template import five_from_68
-
     im = Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
     d = ImageDraw.Draw(im)
     p = (np.asarray(lm, np.float64) + 0.5) * scale - 0.5
@@ -41,9 +48,6 @@ def draw_synthface_preview(out_path, n: int = 16, image_size: int = 112, seed: i
     """Render n SynthFace samples (generated in memory, no cache) to a grid PNG at out_path: per sample
     the image, the parsing overlay and the landmarks (5 alignment points circled in red), with the
     expression, pose and a few attributes as text."""
-    from paco_fr.data.synthface import EXPRESSIONS, generate_one, identities_for
-    from paco_fr.data.synthface.spec import ATTRIBUTES
-
     # every 7th image of the split: many identities, poses and accessories in one grid
     idx = np.arange(n) * 7
     ids = identities_for(split, int(idx[-1]) + 1, seed)
@@ -121,8 +125,6 @@ def points_image(image: np.ndarray, pts: np.ndarray) -> Image.Image:
     for x, y in np.asarray(pts, np.float64):
         d.ellipse([x - r, y - r, x + r, y + r], fill=(0, 255, 0))
     if len(pts) == 68:
-        from paco_fr.data.template import five_from_68
-
         for x, y in five_from_68(np.asarray(pts, np.float64)):
             d.ellipse([x - 2 * r, y - 2 * r, x + 2 * r, y + 2 * r], outline=(255, 0, 0), width=1)
     return im
@@ -208,9 +210,6 @@ def draw_dataset_preview(dataset: str, root, out_path, n: int = 8, split: str = 
     crop and resize) and draw them with their labels to a PNG grid: parsing masks as an overlay,
     landmarks as points, attributes / expression as text, verification pairs side by side.
     Returns (the PNG's path, a one-line description of what was drawn)."""
-    from bench_tasks.plan.profiles import get_profile
-    from bench_tasks.registry import DATASETS
-
     spec = DATASETS.get(dataset)()
     task = task or spec.tasks[0]
     if task not in spec.tasks:
@@ -230,12 +229,6 @@ def draw_dataset_preview(dataset: str, root, out_path, n: int = 8, split: str = 
 
 def cmd_preview(args) -> int:
     """`python -m bench_tasks preview --datasets X,Y --data-root R` (or `preview synthface`)."""
-    import sys
-
-    from bench_tasks.contracts import DatasetLayoutError
-    from bench_tasks.plan.cells import DataRoots, missing_root_error
-    from bench_tasks.registry import DATASETS, load_registries
-
     load_registries()
     names = [x.strip() for x in (args.datasets or args.dataset or "synthface").split(",") if x.strip()]
     unknown = [x for x in names if x not in DATASETS.names()]

@@ -6,12 +6,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from bench_tasks.report.build import add_arguments as add_report_arguments
+from bench_tasks.report.build import run_from_args
+from bench_tasks.store.readers import describe_rejected, inspect, load_rows
+
 
 def check_report_inputs(args) -> list[str]:
     """`report` on a missing or empty results file is an error (an empty report would look like a
     finished study)."""
-    from bench_tasks.store.readers import describe_rejected, inspect, load_rows
-
     paths = args.results or [Path("results") / f"{args.profile or 'smoke'}.jsonl"]
     problems = []
     for p in map(Path, paths):
@@ -27,8 +29,6 @@ def check_report_inputs(args) -> list[str]:
 
 
 def cmd_report(args) -> int:
-    from bench_tasks.report.build import run_from_args
-
     problems = check_report_inputs(args)
     if problems:
         print("report: " + "\n".join(problems), file=sys.stderr)
@@ -38,8 +38,6 @@ def cmd_report(args) -> int:
 
 
 def add_report_parser(sub) -> None:
-    from bench_tasks.report.build import add_arguments as add_report_arguments
-
     prep = sub.add_parser("report", help="tables and figures from results/ only (no recomputation)")
     add_report_arguments(prep)
     prep.set_defaults(func=cmd_report)

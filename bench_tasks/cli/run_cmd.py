@@ -9,6 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from tabulate import tabulate
+
+from bench_tasks.backbones.base import resolve_device
 from bench_tasks.cli.common import apply_threads, fmt_elapsed, progress_bars_off
 from bench_tasks.cli.planning import (
     PlannedRun,
@@ -16,16 +19,23 @@ from bench_tasks.cli.planning import (
     build_plan,
     native_profile,
     print_plan_notes,
+    study_suite,
 )
 from bench_tasks.errors import PlanError
+from bench_tasks.plan.estimate import actual_line, estimate_plan
+from bench_tasks.plan.profiles import ProfileError, effective_settings, format_settings, load_profile
+from bench_tasks.plan.suite import random_control
+from bench_tasks.report.build import build_report
 from bench_tasks.run.spec import RunSpec, SpecError
+from bench_tasks.run.status import print_status
+from bench_tasks.store.method import parse_labels
+from bench_tasks.store.readers import describe_rejected, inspect, rejected_path
+from bench_tasks.store.rowfiles import union_latest
 
 
 def rows_kept(results: Path) -> int:
     """The result rows (ok or failed) in this run's results file and its worker files."""
     try:
-        from bench_tasks.store.rowfiles import union_latest
-
         return len(union_latest(results)) if results.exists() or results.with_suffix(".d").exists() else 0
     except Exception:  # noqa: BLE001 - the interrupt message must print
         return 0
@@ -34,13 +44,8 @@ def rows_kept(results: Path) -> int:
 def plan_estimate(spec: RunSpec, cells, results, profile, pretrain_plan=None):
     """The plan's PlanEstimate (bench_tasks.plan.estimate), or None when it cannot be made (said once)."""
     try:
-        from bench_tasks.backbones.base import resolve_device
-        from bench_tasks.plan.estimate import estimate_plan
-
         study_arch = None
         if spec.is_study:
-            from bench_tasks.plan.suite import random_control
-
             study_arch = random_control(profile.name)
         device = str(resolve_device(spec.device))
         return estimate_plan(cells, results, profile, pretrain_plan, device=device, study_arch=study_arch)
@@ -55,7 +60,7 @@ def suite_plan(spec: RunSpec, profile, known=None):
     if not spec.is_study or spec.eval_only:
         return None
     if known is None:
-        from bench_tasks.cli.planning import study_suite
+        # lazy: keeps the study planner (paco_fr's config) out of --help/list/status
         from bench_tasks.plan.study import plan_suite
 
         pseeds, _ = study_suite(spec, profile)
@@ -92,8 +97,6 @@ def pretrain_estimate_before(spec: RunSpec, profile):
 
 
 def print_estimate_vs_actual(pretrain_est, pretrain_taken, cells_est, cells_taken) -> None:
-    from bench_tasks.plan.estimate import actual_line
-
     if pretrain_est:
         print("pre-training " + actual_line(pretrain_est, pretrain_taken))
     if cells_est is not None:
@@ -128,7 +131,7 @@ def cmd_run(args) -> int:
 def run_spec(spec: RunSpec) -> int:
     """Plan, estimate, pre-train (the study), evaluate here or launch, report: the whole run of
     `spec`. Returns the exit code (0 ok, 1 a failed cell or stage, 2 bad input)."""
-    from bench_tasks.plan.profiles import ProfileError, load_profile
+    # lazy: keeps the plan checks and the launcher out of --help/list/status
     from bench_tasks.plan.validate import check_args
 
     try:  # a bundled name or a YAML file, with --set overrides; registered for this process's runner
@@ -147,15 +150,11 @@ def run_spec(spec: RunSpec) -> int:
     if isinstance(planned, int):
         return planned
     print_plan_notes(spec, planned.plan, planned.roots, profile, native_lines)
-    from bench_tasks.store.method import parse_labels
-
     try:
         labels = parse_labels(list(spec.label), spec.backbone_list if spec.backbones else [])
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from bench_tasks.store.readers import describe_rejected, inspect, rejected_path
-
     rejected = inspect(results) if spec.dry_run else []  # a run moves them (run_plan says so)
     if rejected:
         print(f"warning: {describe_rejected(results, rejected)}; a run would move them to "
@@ -165,8 +164,6 @@ def run_spec(spec: RunSpec) -> int:
 
     plan = launch.select_shard(spec, planned.plan)  # --num-shards N --shard-index i
     if spec.status:
-        from bench_tasks.run.status import print_status
-
         code = print_status(results, plan.cells)
         print_plan_estimate(spec, plan.cells, results, profile)
         return code
@@ -187,6 +184,7 @@ def run_spec(spec: RunSpec) -> int:
 def plan_or_exit_code(spec: RunSpec, profile, problems: list[str]) -> PlannedRun | int:
     """The run's PlannedRun, or the exit code after printing why there is none (bad input: 2; a
     failed pre-training stage: 1; `--pretrain-only` done: 0 or 1)."""
+    # lazy: keeps the plan checks (paco_fr's config) out of --help/list/status
     from bench_tasks.plan.validate import PlanInvalid, format_problems
 
     try:
@@ -220,6 +218,7 @@ def plan_or_exit_code(spec: RunSpec, profile, problems: list[str]) -> PlannedRun
 
 
 def plan_counts(plan, results) -> tuple[dict[str, str], int, int]:
+    # lazy: keeps the results store out of --help/list/status
     from bench_tasks.store.results import ResultsStore
 
     status = plan.status(ResultsStore(results).latest())
@@ -228,10 +227,6 @@ def plan_counts(plan, results) -> tuple[dict[str, str], int, int]:
 
 def print_dry_run(spec: RunSpec, planned: PlannedRun, results, profile) -> int:
     """`run --dry-run`: the effective settings, every cell with its status, the estimate."""
-    from tabulate import tabulate
-
-    from bench_tasks.plan.profiles import effective_settings, format_settings
-
     cells = planned.plan.cells
     status, n_done, n_failed = plan_counts(planned.plan, results)
     print(f"effective settings ({spec.profile} profile; change with --set KEY=VALUE):")
@@ -252,6 +247,7 @@ def run_here_and_report(spec: RunSpec, planned: PlannedRun, results, profile, la
                         pretrain_before, pretrain_taken: float) -> int:
     """Run the plan in this process (claiming each cell), print its table and the estimate against
     the time taken, and write the study's report."""
+    # lazy: keeps the launcher and the run table out of --help/list/status
     from bench_tasks.cli.run_table import format_run_table
     from bench_tasks.run import launch
 
@@ -279,8 +275,6 @@ def run_here_and_report(spec: RunSpec, planned: PlannedRun, results, profile, la
 
 
 def write_report(spec: RunSpec, results: Path) -> None:
-    from bench_tasks.report.build import build_report
-
     res = build_report([results], Path(spec.reports) / spec.profile, Path(spec.runs) / spec.profile, spec.profile,
                        command="python -m bench_tasks " + " ".join(sys.argv[1:]))
     print(f"report written to {res['out_dir']}; read first: {res['summary']}")

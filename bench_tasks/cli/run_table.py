@@ -11,9 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from tabulate import tabulate
+
+from bench_tasks import stats
 from bench_tasks.contracts import BackboneURI
 from bench_tasks.errors import cause_line
 from bench_tasks.plan.floors import is_floor
+from bench_tasks.report.compare import design_interval
+from bench_tasks.report.load import load_rows
+from bench_tasks.report.tables import rows_to_frames
+from bench_tasks.store.readers import latest_rows
 
 
 def _short_backbone(uri: str, width: int = 38) -> str:
@@ -45,9 +52,6 @@ def find_floor(row: dict, latest: dict[str, dict]) -> dict | None:
 def floor_word(row: dict, floor_value: float, frame) -> str:
     """The report's floor verdict for the cell of `row` (every seed of its backbone, task, dataset,
     protocol and fraction in the results frame)."""
-    from bench_tasks import stats
-    from bench_tasks.report.compare import design_interval
-
     c = row.get("cell") or {}
     hib = bool(row.get("higher_is_better", True))
     sub = frame[(frame["run"] == c.get("backbone")) & (frame["task"] == c.get("task"))
@@ -60,10 +64,6 @@ def floor_word(row: dict, floor_value: float, frame) -> str:
 
 
 def table_rows(cells: Sequence, results: str | Path) -> tuple[list[list[str]], list[str]]:
-    from bench_tasks.report.load import load_rows
-    from bench_tasks.report.tables import rows_to_frames
-    from bench_tasks.store.readers import latest_rows
-
     latest = latest_rows(results)
     frame = None
     out = []
@@ -106,8 +106,6 @@ def table_rows(cells: Sequence, results: str | Path) -> tuple[list[list[str]], l
 
 def format_run_table(cells: Sequence, results: str | Path, max_rows: int = 200) -> str:
     """The table as text (the first max_rows cells, then a count)."""
-    from tabulate import tabulate
-
     seen, uniq = set(), []
     for c in cells:
         if c.key() not in seen:
