@@ -28,13 +28,19 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 
 from bench_tasks.backbones.base import BenchBackbone
+from bench_tasks.backbones.timm_file import TimmViTBackbone, _mean_std, missing_vit_parts
+from bench_tasks.cli.common import apply_threads
+from bench_tasks.cli.planning import build_task_datasets
+from bench_tasks.cli.run_cmd import run_spec
 from bench_tasks.contracts import (
     Cell,
     CellContext,
@@ -46,8 +52,29 @@ from bench_tasks.contracts import (
     TaskSplit,
     split_targets,
 )
+from bench_tasks.errors import PlanError, cause_line
+from bench_tasks.plan.cell_plan import make_plan
+from bench_tasks.plan.cells import DataRoots, plan_cells
+from bench_tasks.plan.options import PlanOptions
 from bench_tasks.plan.profiles import PROFILES, get_profile
+from bench_tasks.plan.validate import (
+    PlanInvalid,
+    check_args,
+    check_backbones,
+    check_data,
+    parse_fractions,
+    parse_seeds,
+)
+from bench_tasks.registry import TASKS, load_registries
+from bench_tasks.report.compare import compare as compare_rows
+from bench_tasks.report.compare import main_protocols, method_uris
+from bench_tasks.report.load import load_rows
+from bench_tasks.report.tables import rows_to_frames
+from bench_tasks.run.runner import run_cell, run_plan
 from bench_tasks.run.spec import RunSpec
+from bench_tasks.store.readers import describe_rejected, inspect, latest_rows
+from bench_tasks.store.results import ResultsStore, to_dataframe
+from paco_fr.backbone import ViTBackbone
 
 __all__ = [
     "evaluate", "load_results", "compare", "run", "RunSpec", "wrap_module", "at_size",
@@ -75,9 +102,6 @@ def _weights_hash(module: nn.Module) -> str:
 
 def wrap_module(model: nn.Module | BenchBackbone, name: str | None = None) -> BenchBackbone:
     """An in-memory model as a BenchBackbone keyed `memory:<name>@<weights hash>`."""
-    from bench_tasks.backbones.timm_file import TimmViTBackbone, _mean_std, missing_vit_parts
-    from paco_fr.backbone import ViTBackbone
-
     if isinstance(model, BenchBackbone):
         return model
     h = _weights_hash(model)
@@ -112,8 +136,6 @@ def at_size(bb: BenchBackbone, size: int) -> BenchBackbone:
 
 
 def _check_forward(bb: BenchBackbone, task_ds: dict, prof) -> None:
-    from bench_tasks.registry import TASKS
-
     for size in sorted({TASKS.get(t)().image_size(prof) for t in task_ds}):
         m = at_size(bb, size).eval()
         with torch.no_grad():
@@ -122,12 +144,6 @@ def _check_forward(bb: BenchBackbone, task_ds: dict, prof) -> None:
 
 def _run_in_memory(bb, cells, prof, results, work_dir, roots, device, force, progress, log) -> None:
     """run_plan for a backbone object: done cells skipped, each cell gets its own copy at its size."""
-    from bench_tasks.errors import cause_line
-    from bench_tasks.registry import TASKS
-    from bench_tasks.run.runner import run_cell
-    from bench_tasks.store.readers import describe_rejected
-    from bench_tasks.store.results import ResultsStore
-
     store = ResultsStore(results)
     moved = store.quarantine()
     if moved:
@@ -150,9 +166,6 @@ def _run_in_memory(bb, cells, prof, results, work_dir, roots, device, force, pro
 
 def _checked_backbone(backbone, name, task_ds, prof, device) -> tuple[BenchBackbone | None, str, list[str]]:
     """(the wrapped in-memory backbone or None for a URI, the URI its cells are keyed by, its problems)."""
-    from bench_tasks.errors import cause_line
-    from bench_tasks.plan.validate import check_backbones
-
     if isinstance(backbone, str):
         return None, backbone, check_backbones([backbone], task_ds, prof, device)
     bb = None
@@ -168,12 +181,6 @@ def _checked_backbone(backbone, name, task_ds, prof, device) -> tuple[BenchBackb
 def _checked_plan(backbone, opts, data_root, name, threads, log):
     """(profile, data roots, cells, in-memory backbone or None) of an evaluate() call, planned as
     `run` plans; every problem raised together as one PlanInvalid before anything runs."""
-    from bench_tasks.cli.common import apply_threads
-    from bench_tasks.cli.planning import build_task_datasets
-    from bench_tasks.errors import PlanError
-    from bench_tasks.plan.cells import DataRoots, plan_cells
-    from bench_tasks.plan.validate import PlanInvalid, check_args, check_data, parse_fractions, parse_seeds
-
     problems = check_args(opts)
     try:
         prof = get_profile(opts.profile)
@@ -211,15 +218,6 @@ def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[st
     listed) before anything runs when the input is bad. `threads`: torch's CPU threads, with the
     CLI's default (`run --threads`: 1 under the smoke profile, else torch's own); it is set for the
     whole process, as the CLI does."""
-    import pandas as pd
-
-    from bench_tasks.plan.cell_plan import make_plan
-    from bench_tasks.plan.options import PlanOptions
-    from bench_tasks.registry import load_registries
-    from bench_tasks.run.runner import run_plan
-    from bench_tasks.store.readers import latest_rows
-    from bench_tasks.store.results import to_dataframe
-
     load_registries()
     log = log or (lambda msg: None)
     opts = PlanOptions(profile=profile, tasks=_join(tasks), all=tasks is None, datasets=_join(datasets),
@@ -245,9 +243,6 @@ def run(spec: RunSpec | str | Path, **changes) -> int:
     file or the name of a bundled one (bench_tasks/configs/studies/), `changes` any of its fields
     (`run("cpu_reference", dry_run=True)`). Returns the CLI's exit code (0 ok, 1 a failed cell or
     stage, 2 bad input, with the reason printed)."""
-    from bench_tasks.cli.run_cmd import run_spec
-    from bench_tasks.registry import load_registries
-
     load_registries()
     if not isinstance(spec, RunSpec):
         spec = RunSpec.from_yaml(spec)
@@ -258,11 +253,6 @@ def load_results(path: str | Path, latest_only: bool = True):
     """A results file as a pandas DataFrame (one row per cell, the latest row per key with
     latest_only). Raises FileNotFoundError for a missing file; unreadable lines are skipped with a
     warning (a run moves them to `<file>.rejected`)."""
-    import warnings
-
-    from bench_tasks.store.readers import describe_rejected, inspect
-    from bench_tasks.store.results import to_dataframe
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"results file {path} not found")
@@ -279,11 +269,6 @@ def compare(results: str | Path, a: str, b: str, task: str, dataset: str = "synt
     every pre-training run of the method). protocol: default the report's main protocol of the task.
     Returns {"metric", "delta", "lo", "hi", "verdict" ("better" / "worse" / "same within noise"),
     "covers" (what the interval resamples)}. Raises ValueError when either side has no ok row."""
-    from bench_tasks.report.compare import compare as compare_rows
-    from bench_tasks.report.compare import main_protocols, method_uris
-    from bench_tasks.report.load import load_rows
-    from bench_tasks.report.tables import rows_to_frames
-
     df = rows_to_frames(load_rows([results]).rows)[0]
     protocol = protocol or main_protocols(df).get(task)
 
