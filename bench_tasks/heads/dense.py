@@ -24,6 +24,7 @@ so that the registries load without it, and `require_mmseg()` raises a clear err
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 
@@ -38,6 +39,7 @@ FARL_SCALES = (4.0, 2.0, 1.0, 0.5)
 def require_mmseg():
     """Import and return mmseg's UPerHead, or raise ImportError saying how to get mmcv."""
     try:
+        # lazy: mmseg (and mmcv) only when a dense head is built; a clear error when mmcv is missing
         from mmseg.models.decode_heads import UPerHead
     except Exception as e:  # ImportError, or mmseg's own mmcv version assertion
         raise ImportError(
@@ -91,6 +93,7 @@ class SimpleFPN(nn.Module):
 def uperhead_config(in_dim: int, num_levels: int, channels: int, num_classes: int,
                     dropout: float = 0.1, pool_scales=(1, 2, 3, 6)):
     """FaRL's UPerHead settings as an mmengine ConfigDict (mmseg code reads attributes)."""
+    # lazy: mmengine only when a dense head is built
     from mmengine.config import ConfigDict
 
     return ConfigDict(
@@ -111,8 +114,7 @@ def uperhead_config(in_dim: int, num_levels: int, channels: int, num_classes: in
 
 def _quiet_init(module) -> None:
     """module.init_weights() without mmengine's per-parameter INFO log."""
-    import logging
-
+    # lazy: mmengine only when a dense head is built
     from mmengine.logging import MMLogger
 
     logger = MMLogger.get_current_instance()

@@ -23,6 +23,8 @@ from torchmetrics.functional.classification import (
     multilabel_stat_scores,
 )
 
+from bench_tasks.metrics import parsing
+
 
 def multilabel_metrics(logits: torch.Tensor, targets: torch.Tensor, names: list[str] | None = None,
                        threshold: float = 0.5) -> dict[str, float]:
@@ -50,9 +52,7 @@ def multilabel_metrics(logits: torch.Tensor, targets: torch.Tensor, names: list[
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(C, C) int64 counts, row = true class, column = predicted class: the one confusion matrix of
     the package (bench_tasks.metrics.parsing.confusion_matrix), as a tensor."""
-    from bench_tasks.metrics.parsing import confusion_matrix as counts
-
-    return torch.from_numpy(counts(preds, targets, num_classes, ignore_index=None))
+    return torch.from_numpy(parsing.confusion_matrix(preds, targets, num_classes, ignore_index=None))
 
 
 def multiclass_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes: int,

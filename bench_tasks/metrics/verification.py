@@ -139,6 +139,7 @@ def tar_at_far(scores, issame, far: float) -> dict:
 
 def roc_auc(scores, issame) -> float:
     """P(score_genuine > score_impostor) + 0.5 P(equal)."""
+    # lazy: scipy only when an ROC AUC is scored
     from scipy.stats import rankdata
 
     s, y = _as_arrays(scores, issame)

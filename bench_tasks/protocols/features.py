@@ -23,6 +23,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from bench_tasks import contracts
+
 CACHE_VERSION = 3
 
 
@@ -58,9 +60,7 @@ def _stack_targets(targets: list) -> torch.Tensor:
 def split_targets(split) -> torch.Tensor:
     """All targets of a split, stacked: `split.targets` when the split has them (no image decoding,
     bench_tasks.contracts.split_targets), else from its items."""
-    from bench_tasks.contracts import split_targets as known
-
-    t = known(split)
+    t = contracts.split_targets(split)
     if t is not None:
         return torch.as_tensor(t)
     return _stack_targets([split[i][1] for i in range(len(split))])

@@ -206,6 +206,7 @@ class ClassificationTask(Task):
     @staticmethod
     def _confusion_png(cm: np.ndarray, names: list[str], path):
         try:
+            # lazy: matplotlib only when a confusion-matrix figure is drawn
             import matplotlib
 
             matplotlib.use("Agg")

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from bench_tasks.contracts import CellContext, Profile, TaskSplit
 from bench_tasks.heads.dense import DENSE_HEAD  # noqa: F401 - D.DENSE_HEAD for the dense tasks
 from bench_tasks.protocols.fractions import subset_indices
+from bench_tasks.protocols.frozen_cache import FrozenFeatureCache
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
+from bench_tasks.tasks._ceiling import ceiling_recipe
 
 # ----------------------------------------------------------------------------- settings
 
@@ -157,8 +160,6 @@ def fit_dense(ctx: CellContext, head: torch.nn.Module, layers: list[int], settin
     backbone = ctx.backbone
     if protocol == "frozen" and settings.get("frozen_cache_mb"):
         # the frozen backbone's token maps of each image are computed once, not once per epoch
-        from bench_tasks.protocols.frozen_cache import FrozenFeatureCache
-
         backbone = FrozenFeatureCache(backbone, settings["frozen_cache_mb"])
     model = BackboneWithHead(backbone, head, layers, frozen=protocol == "frozen")
     tl, vl, te = loaders(train, val, test, settings["batch_size"], settings["num_workers"], ctx.cell.seed)
@@ -169,8 +170,6 @@ def fit_dense(ctx: CellContext, head: torch.nn.Module, layers: list[int], settin
         ema_decay=settings["ema_decay"], select_metric=select_metric, higher_is_better=higher_is_better,
         eval_every=eval_every,
     )
-    from bench_tasks.tasks._ceiling import ceiling_recipe
-
     cfg = ceiling_recipe(cfg, ctx.cell.backbone, ctx.profile, ctx.cell.task)
     settings.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay)
     result = fit(model, tl, vl, te, loss_fn, evaluate, cfg, ctx.device,
@@ -198,8 +197,6 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 def save_grid(rows: list[list[np.ndarray]], path: Path, scale: int = 1, pad: int = 2) -> Path:
-    from PIL import Image
-
     h = max(t.shape[0] for r in rows for t in r)
     w = max(t.shape[1] for r in rows for t in r)
     ncol = max(len(r) for r in rows)
@@ -218,8 +215,6 @@ def save_grid(rows: list[list[np.ndarray]], path: Path, scale: int = 1, pad: int
 
 def draw_points(img: np.ndarray, pts_list: list[tuple[np.ndarray, tuple[int, int, int]]],
                 scale: int = 1) -> np.ndarray:
-    from PIL import Image, ImageDraw
-
     im = Image.fromarray(img)
     if scale != 1:
         im = im.resize((im.width * scale, im.height * scale), Image.BILINEAR)

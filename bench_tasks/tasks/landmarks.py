@@ -28,6 +28,7 @@ from bench_tasks.contracts import CellContext, CellResult, Task
 from bench_tasks.heads.dense import build_dense_head
 from bench_tasks.metrics import landmarks as LM
 from bench_tasks.metrics.items import landmark_items
+from bench_tasks.protocols.farl import cell_image_size, run_farl
 from bench_tasks.registry import TASKS
 from bench_tasks.tasks import _dense as D
 from bench_tasks.tasks import _heatmaps as H
@@ -111,8 +112,6 @@ class LandmarksTask(Task):
 
     def cell_image_size(self, cell, profile) -> int:
         if cell.protocol.startswith("farl-"):
-            from bench_tasks.protocols.farl import cell_image_size
-
             return cell_image_size(cell, profile)
         return self.image_size(profile)
 
@@ -128,8 +127,6 @@ class LandmarksTask(Task):
 
     def run(self, ctx: CellContext) -> CellResult:
         if ctx.cell.protocol.startswith("farl-"):  # FaRL's own configuration files, exactly
-            from bench_tasks.protocols.farl import run_farl
-
             return run_farl(ctx, "landmarks")
         st = D.dense_settings(ctx.profile)
         size = st["size"]

@@ -18,6 +18,7 @@ from bench_tasks.contracts import CellContext, CellResult, Task
 from bench_tasks.heads.dense import build_dense_head
 from bench_tasks.metrics.items import parsing_items
 from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion
+from bench_tasks.protocols.farl import cell_image_size, run_farl
 from bench_tasks.registry import TASKS
 from bench_tasks.tasks import _dense as D
 from bench_tasks.tasks._floors import floor_result, train_and_test
@@ -100,8 +101,6 @@ class ParsingTask(Task):
 
     def cell_image_size(self, cell, profile) -> int:
         if cell.protocol.startswith("farl-"):
-            from bench_tasks.protocols.farl import cell_image_size
-
             return cell_image_size(cell, profile)
         return self.image_size(profile)
 
@@ -144,8 +143,6 @@ class ParsingTask(Task):
 
     def run(self, ctx: CellContext) -> CellResult:
         if ctx.cell.protocol.startswith("farl-"):  # FaRL's own configuration files, exactly
-            from bench_tasks.protocols.farl import run_farl
-
             return run_farl(ctx, "parsing")
         st = D.dense_settings(ctx.profile)
         train, val, test = D.load_splits(ctx, "parsing", st["size"])

@@ -44,6 +44,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench_tasks.contracts import CellContext, CellResult, Profile, Task, TaskSplit
+from bench_tasks.datasets.face_folder import load_face_folder
 from bench_tasks.heads.margin import RecognitionHead
 from bench_tasks.metrics.verification import (
     combine_flip,
@@ -57,6 +58,7 @@ from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import DATASETS, TASKS
 from bench_tasks.stats import ItemScores
 from bench_tasks.stats.pairs import Pairs, make_pair_sets, make_pairs
+from bench_tasks.tasks._ceiling import ceiling_recipe
 from bench_tasks.tasks._floors import floor_result
 
 DEFAULTS = {
@@ -241,8 +243,6 @@ class RecognitionTask(Task):
             cand = Path(ctx.data_root).resolve().parent / "train_faces"
             root = str(cand) if cand.is_dir() else None
         if root:
-            from bench_tasks.datasets.face_folder import load_face_folder
-
             return (load_face_folder(root, "train", size, test_frac=0.0),
                     load_face_folder(root, "val", size, test_frac=0.0), f"face_folder:{root}")
         sf = _spec("synthface")
@@ -352,8 +352,6 @@ class RecognitionTask(Task):
         head = model.head if isinstance(model, BackboneWithHead) else model
         cfg = FitConfig(epochs=epochs, lr_head=s["lr_head"], lr_backbone=s["lr_backbone"],
                         layer_decay=s["layer_decay"], select_metric="acc", higher_is_better=True)
-        from bench_tasks.tasks._ceiling import ceiling_recipe
-
         cfg = ceiling_recipe(cfg, cell.backbone, prof, cell.task)
         s.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay, epochs=cfg.epochs)
         t2 = time.perf_counter()

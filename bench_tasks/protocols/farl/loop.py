@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from bench_tasks.contracts import CellContext, CellResult
+from bench_tasks.datasets._readers import WithIndex
+from bench_tasks.heads import dense as dense_heads
 from bench_tasks.heads.dense import DENSE_HEAD
+from bench_tasks.metrics.parsing import scores_from_confusion
 from bench_tasks.protocols.farl.model import FarlNet, farl_layers, landmark_loss, parsing_loss
 from bench_tasks.protocols.farl.readers import load_farl_splits
 from bench_tasks.protocols.farl.scoring import landmark_scores, parsing_confusions, predict_landmarks
@@ -18,10 +22,6 @@ from bench_tasks.protocols.train import FitConfig, fit
 
 
 def _loaders(train, val, test, st, seed, num_workers):
-    from torch.utils.data import DataLoader
-
-    from bench_tasks.datasets._readers import WithIndex
-
     g = torch.Generator().manual_seed(seed)
     bs = max(2, min(int(st["batch_size"]), len(train)))
     tl = DataLoader(train, batch_size=bs, shuffle=True, drop_last=len(train) > bs, num_workers=num_workers,
@@ -34,8 +34,6 @@ def _loaders(train, val, test, st, seed, num_workers):
 
 def run_farl(ctx: CellContext, task: str) -> CellResult:
     """Train and score one cell with FaRL's protocol; the row's config is `farl_settings`."""
-    from bench_tasks.heads.dense import build_dense_head
-
     st = farl_settings(ctx.cell.dataset, ctx.cell.protocol, ctx.profile)
     if st["task"] != task:
         raise ValueError(f"{ctx.cell.dataset} is a {st['task']} data set in FaRL's files, not {task}")
@@ -47,7 +45,7 @@ def run_farl(ctx: CellContext, task: str) -> CellResult:
     layers = farl_layers(ctx.backbone)
     k = st["num_classes"] if task == "parsing" else st["num_points"]
     torch.manual_seed(ctx.cell.seed)
-    head, layers = build_dense_head(ctx.backbone, k, int(st["head_channels"]), layers=layers)
+    head, layers = dense_heads.build_dense_head(ctx.backbone, k, int(st["head_channels"]), layers=layers)
     model = FarlNet(ctx.backbone, head, layers, frozen=st["frozen"], input_size=st["input_size"])
     tl, vl, te = _loaders(train, val, test, st, ctx.cell.seed, int(ctx.profile.num_workers))
     device = ctx.device
@@ -90,8 +88,6 @@ def _trim_test(test, st: dict) -> None:
 
 def _task_functions(task: str, st: dict, k: int, classes, device):
     """(loss_fn, evaluate, selection metric, higher is better) of FaRL's parsing or alignment trainer."""
-    from bench_tasks.metrics.parsing import scores_from_confusion
-
     if task == "parsing":
         def loss_fn(out, labels):
             return parsing_loss(out, labels)
@@ -111,8 +107,6 @@ def _task_functions(task: str, st: dict, k: int, classes, device):
 
 def _slice_scores(task: str, model, te, test, st: dict, k: int, classes, device) -> dict[str, dict[str, float]]:
     """The headline of each slice of the test split (parsing: F1 of the slice's pooled confusion)."""
-    from bench_tasks.metrics.parsing import scores_from_confusion
-
     slices: dict[str, dict[str, float]] = {}
     with torch.no_grad():
         if task == "parsing":

@@ -3,26 +3,31 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import Subset
 
 from bench_tasks.contracts import CellContext, DatasetLayoutError
+from bench_tasks.datasets._readers import get_dataset_spec, read_label
+from bench_tasks.datasets.aflw19 import NUM_TRAIN, read_aflw_mat
+from bench_tasks.datasets.aflw19 import find_image as find_aflw19_image
+from bench_tasks.datasets.celebamaskhq import load_celebamaskhq
+from bench_tasks.datasets.lapa import FIVE_IDX, LAPA_CLASSES, load_lapa, read_lapa_landmarks
+from bench_tasks.datasets.w300 import find_image, read_hrnet_csv, row_key
 from bench_tasks.protocols.farl import transforms as T
 from bench_tasks.protocols.farl.settings import CELEBM_FARL_CLASSES, CELEBM_FARL_PARTS, LAPA_FARL_CLASSES
 from bench_tasks.protocols.farl.splits import FarlLandmarkSplit, FarlParsingSplit
+from bench_tasks.protocols.fractions import subset_indices
 
 
 def _layout_error(ds, root, problem):
-    from bench_tasks.datasets._readers import get_dataset_spec
-
     return DatasetLayoutError(ds, root, f"{problem} (the FaRL protocol reads FaRL's inputs)",
                               get_dataset_spec(ds).layout)
 
 
 def load_lapa_farl(root, split: str, st: dict) -> FarlParsingSplit:
-    from bench_tasks.datasets.lapa import FIVE_IDX, LAPA_CLASSES, load_lapa, read_lapa_landmarks
-
     base = load_lapa(root, split, 512)  # the reader's checks and file lists
     mats = []
     for p in base.images:
@@ -35,8 +40,6 @@ def load_lapa_farl(root, split: str, st: dict) -> FarlParsingSplit:
 
 def celebm_farl_label(anno_dir: Path, hq_id: int) -> np.ndarray:
     """FaRL's `make_label`: a 512 x 512 map painted in CELEBM_FARL_PARTS order (later overrides)."""
-    from bench_tasks.datasets._readers import read_label
-
     label = np.zeros((512, 512), np.uint8)
     folder = Path(anno_dir) / str(hq_id // 2000)
     for i, part in enumerate(CELEBM_FARL_PARTS):
@@ -50,10 +53,6 @@ def celebm_farl_label(anno_dir: Path, hq_id: int) -> np.ndarray:
 
 
 def load_celebm_farl(root, split: str, st: dict) -> FarlParsingSplit:
-    import functools
-
-    from bench_tasks.datasets.celebamaskhq import load_celebamaskhq
-
     base = load_celebamaskhq(root, split, 512)  # the reader's split logic and checks
     anno = Path(root) / "CelebAMask-HQ-mask-anno"
     ids = [int(Path(p).stem) for p in base.images]
@@ -64,8 +63,6 @@ def load_celebm_farl(root, split: str, st: dict) -> FarlParsingSplit:
 
 
 def _hrnet_rows(root: Path, fname: str, k: int, ds: str):
-    from bench_tasks.datasets.w300 import read_hrnet_csv
-
     p = root / fname
     if not p.exists():
         raise _layout_error(ds, root, f"missing {fname}")
@@ -73,8 +70,6 @@ def _hrnet_rows(root: Path, fname: str, k: int, ds: str):
 
 
 def load_300w_farl(root, split: str, st: dict) -> FarlLandmarkSplit:
-    from bench_tasks.datasets.w300 import find_image
-
     r = Path(root)
     if split == "train":
         rows = _hrnet_rows(r, "face_landmarks_300w_train.csv", 68, "300w")
@@ -100,8 +95,6 @@ WFLW_SUBSETS = ("blur", "expression", "illumination", "largepose", "makeup", "oc
 
 
 def load_wflw_farl(root, split: str, st: dict) -> FarlLandmarkSplit:
-    from bench_tasks.datasets.w300 import find_image, row_key
-
     r = Path(root)
     rows = _hrnet_rows(r, "face_landmarks_wflw_train.csv" if split == "train" else "face_landmarks_wflw_test.csv",
                        98, "wflw")
@@ -121,8 +114,6 @@ def load_wflw_farl(root, split: str, st: dict) -> FarlLandmarkSplit:
 
 
 def load_aflw19_farl(root, split: str, st: dict) -> FarlLandmarkSplit:
-    from bench_tasks.datasets.aflw19 import NUM_TRAIN, find_image, read_aflw_mat
-
     r = Path(root)
     if not (r / "AFLWinfo_release.mat").exists():
         raise _layout_error("aflw19", root, "missing AFLWinfo_release.mat")
@@ -131,7 +122,8 @@ def load_aflw19_farl(root, split: str, st: dict) -> FarlLandmarkSplit:
     left, right, top, bottom = info["bbox"][idx].T
     boxes = np.stack([top, left, bottom, right], -1)  # FaRL: box_y1x1y2x2 = top, left, bottom, right
     slices = {"frontal": np.all(info["mask"][idx] == 1, axis=1)} if split != "train" else {}
-    return FarlLandmarkSplit("aflw19", split, [find_image(r, info["names"][i]) for i in idx], info["points"][idx],
+    return FarlLandmarkSplit("aflw19", split, [find_aflw19_image(r, info["names"][i]) for i in idx],
+                             info["points"][idx],
                              boxes, st, train=split == "train", meta={"num_points": 19}, slices=slices)
 
 
@@ -144,10 +136,6 @@ def load_farl_splits(ctx: CellContext, st: dict):
     the test set every epoch; no file of FaRL's reads a validation split, so none is read here (the
     row's `metrics` are the last epoch's, `metrics_best_test` the best test epoch's). A data set
     spec with st["val"] set would be read for model selection."""
-    from torch.utils.data import Subset
-
-    from bench_tasks.protocols.fractions import subset_indices
-
     if ctx.data_root is None:
         raise _layout_error(st["dataset"], None, "the FaRL protocol runs on the real data set: pass --data-root")
     load = LOADERS[st["dataset"]]

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench_tasks.metrics.parsing import confusion_matrix
 from bench_tasks.protocols.farl import transforms as T
 from bench_tasks.protocols.farl.splits import FarlLandmarkSplit, FarlParsingSplit
 
@@ -16,8 +17,6 @@ from bench_tasks.protocols.farl.splits import FarlLandmarkSplit, FarlParsingSpli
 def parsing_confusions(model, loader, split: FarlParsingSplit, k: int, device) -> dict[int, np.ndarray]:
     """FaRL test_post.yaml: warped logits (upsampled to the warped size) -> inverse transform map
     onto the original label grid (bilinear, 0 outside) -> argmax -> confusion over all pixels."""
-    from bench_tasks.metrics.parsing import confusion_matrix
-
     s = split.st["warped_size"]
     cms = {}
     for images, extra in loader:
@@ -58,6 +57,7 @@ def unit_distance(norm, gt: np.ndarray, box_y1x1y2x2: np.ndarray) -> float:
 def auc_fr(nmes: np.ndarray, threshold: float, step: float = 1e-4) -> tuple[float, float]:
     """FaRL's AUC_FR (HRNet's recipe): CED on arange(0, thr + step, step), Simpson's rule / thr;
     FR = 1 - CED(thr)."""
+    # lazy: scipy only when a landmark AUC is scored
     from scipy.integrate import simpson
 
     nmes = np.sort(np.asarray(nmes, dtype=np.float64))

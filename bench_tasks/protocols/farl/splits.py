@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from bench_tasks.contracts import TaskSplit
+from bench_tasks.datasets._readers import read_image, read_label
 from bench_tasks.protocols.farl import transforms as T
 
 
@@ -18,14 +19,13 @@ def _rng_from_torch() -> np.random.Generator:
 
 
 def _read_rgb(path) -> np.ndarray:
-    from bench_tasks.datasets._readers import read_image
-
     return read_image(path)
 
 
 def _resize_linear(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """cv2.resize(..., INTER_LINEAR) as FaRL's CelebAMask-HQ reader does (PIL bilinear without cv2)."""
     try:
+        # lazy: cv2 is optional (PIL's bilinear without it) and slow to import
         import cv2
 
         return cv2.resize(img, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
@@ -58,8 +58,6 @@ class FarlParsingSplit(TaskSplit):
         lab = self.labels[i]
         if callable(lab):
             return lab()
-        from bench_tasks.datasets._readers import read_label
-
         return read_label(lab)
 
     def original_image(self, i) -> np.ndarray:

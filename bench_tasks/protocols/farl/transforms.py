@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from paco_fr.data.template import similarity_from_points
+
 WARPED_SHAPE = (512, 512)
 # FaRL/facer's standard 5 points (eye centres, nose tip, mouth corners) on a 512 canvas, in [-1, 1]
 _STD_FACE_PTS = np.array([196.0, 226.0, 316.0, 226.0, 256.0, 286.0, 220.0, 360.4, 292.0, 360.4]
@@ -59,8 +61,6 @@ def face_align_matrix(pts5, shape=WARPED_SHAPE, face_scale: float = 1.0) -> np.n
     """LaPa's `align_matrix` (FaRL `prepare.py`: `GetFaceAlignMatrix(target_shape=(512, 512))`):
     least-squares similarity (Umeyama, as skimage's SimilarityTransform.estimate) of the 5 points
     onto `standard_face_points`."""
-    from paco_fr.data.template import similarity_from_points
-
     return to3x3(similarity_from_points(np.asarray(pts5, dtype=np.float64),
                                         standard_face_points(shape, face_scale)))
 
