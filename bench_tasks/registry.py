@@ -85,8 +85,6 @@ def load_all() -> None:
 
 
 def load_registries() -> None:
-    from bench_tasks.registry import load_all
-
     load_all()
     for mod in filter(None, (m.strip() for m in os.environ.get("BENCH_TASKS_PLUGINS", "").split(","))):
         importlib.import_module(mod)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from bench_tasks.contracts import BackboneURI
+from bench_tasks.registry import BACKBONES
 from paco_fr.backbone import BackboneOutput, ViTBackbone, default_dense_layers
 
 
@@ -94,8 +95,6 @@ def _safetensors_header(f) -> dict | None:
 
 
 def build_backbone(uri: str, image_size: int) -> BenchBackbone:
-    from bench_tasks.registry import BACKBONES
-
     try:
         parsed = BackboneURI.parse(uri)
     except ValueError:

@@ -13,7 +13,12 @@ import math
 import re
 from pathlib import Path
 
+import timm
+import torch
+
 from bench_tasks.backbones.base import weights_file
+from bench_tasks.backbones.random_init import parse
+from bench_tasks.backbones.timm_file import unwrap
 from bench_tasks.contracts import BackboneURI
 
 # width, depth of the named architectures (paco_fr.backbone.ARCHS: timm's ViT-Ti/S/B/L, CLIP's ViT-B)
@@ -25,8 +30,6 @@ _BLOCK = re.compile(r"(?:^|\.)(?:blocks|resblocks)\.(\d+)\.")
 
 
 def _spec(rest: str) -> tuple[int, int, int, int | None] | None:
-    from bench_tasks.backbones.random_init import parse
-
     arch, size, patch, depth = parse(rest, 0)
     base = ARCH_SHAPES.get(arch)
     if base is None:
@@ -41,10 +44,6 @@ def _header_shapes(path: Path) -> dict[str, list[int]]:
             n = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(n))
         return {k: v["shape"] for k, v in header.items() if isinstance(v, dict) and "shape" in v}
-    import torch
-
-    from bench_tasks.backbones.timm_file import unwrap
-
     obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     sd = unwrap(obj, ("model", "state_dict", "module", "encoder")) if isinstance(obj, dict) else {}
     return {k: list(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
@@ -69,9 +68,6 @@ def shape_from_tensors(shapes: dict[str, list[int]]) -> tuple[int, int, int, int
 
 
 def _timm_model(name: str) -> tuple[int, int, int, int | None] | None:
-    import timm
-    import torch
-
     if not timm.is_model(name):
         return None
     with torch.device("meta"):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from safetensors import safe_open
+
 from bench_tasks.backbones.base import BenchBackbone, weights_sha256
 from bench_tasks.backbones.timm_file import (
     CheckpointError,
@@ -24,8 +26,6 @@ from paco_fr.backbone import ARCHS, FACE_MEAN, FACE_STD, ViTBackbone, create_vit
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
@@ -60,6 +60,7 @@ def build(rest: str, image_size: int) -> BenchBackbone:
     meta = read_metadata(path)
     if "arch" not in meta:
         try:
+            # lazy: keeps paco_fr's export stack (config, objectives) out of --help/list/status
             from paco_fr.export import load_encoder
         except ImportError:
             raise CheckpointError(f"{path}: no 'arch' in the safetensors metadata "

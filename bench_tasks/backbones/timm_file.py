@@ -9,17 +9,28 @@ keys do not fit the model raises an error naming the file and the missing / unex
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
+import sys
 from pathlib import Path
 
 import timm
 import torch
+from safetensors.torch import load_file
 
 from bench_tasks.backbones.base import BenchBackbone, weights_sha256
 from bench_tasks.contracts import BackboneURI
+from bench_tasks.errors import closest
 from bench_tasks.registry import BACKBONES
-from paco_fr.backbone import IMAGENET_MEAN, IMAGENET_STD, BackboneOutput, ViTBackbone, load_vit_state_dict
+from paco_fr.backbone import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BackboneOutput,
+    ViTBackbone,
+    create_vit,
+    load_vit_state_dict,
+)
 
 
 class CheckpointError(KeyError):
@@ -46,8 +57,6 @@ def read_weights(path: str | Path) -> dict:
 
 
 def read_safetensors(path: str | Path) -> dict:
-    from safetensors.torch import load_file
-
     try:
         return load_file(str(path), device="cpu")
     except Exception as err:  # SafetensorError, a header that is not JSON, a truncated file
@@ -130,8 +139,6 @@ def load_into(vit: torch.nn.Module, sd: dict, path) -> None:
 def build_vit_from_sd(uri: str, path, sd: dict, image_size: int, mean, std,
                       arch_name: str = "vit_base", weights_hash: str | None = None) -> BenchBackbone:
     """A timm-keyed ViT (MAE/MCF/timm style) with its shape inferred from the state dict."""
-    from paco_fr.backbone import create_vit
-
     kw = infer_vit_kwargs(sd, path)
     kw.pop("ckpt_img_size")
     patch = kw.pop("patch_size")
@@ -177,8 +184,6 @@ class TimmViTBackbone(ViTBackbone):
 def create_timm_vit(model_name: str, image_size: int, uri: str, pretrained: bool = False) -> torch.nn.Module:
     """A timm ViT-family model without classifier, at `image_size` (dynamic size when supported)."""
     if not timm.is_model(model_name):
-        from bench_tasks.errors import closest
-
         base = model_name.split(".")[0]
         names = timm.list_models()
         hint = closest(base, names) or closest(base, [n for n in names if n.startswith(base.split("_")[0])])
@@ -212,8 +217,6 @@ def missing_vit_parts(model: torch.nn.Module) -> list[str]:
 def timm_filter(vit: torch.nn.Module, sd: dict) -> dict:
     """timm's own checkpoint conversion for the model's family (`checkpoint_filter_fn` of its module:
     original EVA / CLIP / DINOv2 / BEiT key layouts, position-embedding resampling)."""
-    import sys
-
     fn = getattr(sys.modules.get(type(vit).__module__), "checkpoint_filter_fn", None)
     if fn is None:
         return sd
@@ -224,8 +227,6 @@ def timm_filter(vit: torch.nn.Module, sd: dict) -> dict:
 
 
 def _tensor_hash(vit: torch.nn.Module, recipe: str) -> str:
-    import hashlib
-
     h = hashlib.sha256(recipe.encode())
     for k, v in vit.state_dict().items():
         h.update(k.encode())

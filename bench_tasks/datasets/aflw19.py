@@ -33,6 +33,7 @@ def _name(entry) -> str:
 
 
 def read_aflw_mat(path: Path) -> dict:
+    # lazy: scipy only when AFLW's .mat file is read
     from scipy.io import loadmat
 
     m = loadmat(str(path))

@@ -12,6 +12,7 @@ import numpy as np
 from bench_tasks.contracts import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
 from bench_tasks.datasets._readers import AlignedParsingSplit, check_root
 from bench_tasks.registry import DATASETS
+from paco_fr.data.template import CANONICAL_5, similarity_from_points
 
 LAPA_CLASSES = ["background", "skin", "left_eyebrow", "right_eyebrow", "left_eye", "right_eye",
                 "nose", "upper_lip", "inner_mouth", "lower_lip", "hair"]
@@ -38,8 +39,6 @@ def read_lapa_landmarks(path) -> np.ndarray:
 
 
 def alignment_matrix(pts106: np.ndarray, size: int) -> np.ndarray:
-    from paco_fr.data.template import CANONICAL_5, similarity_from_points
-
     return similarity_from_points(pts106[FIVE_IDX], np.asarray(CANONICAL_5) * size - 0.5)
 
 

@@ -7,7 +7,8 @@ import torch
 
 from bench_tasks.contracts import DatasetSpec, Profile, TaskSplit
 from bench_tasks.registry import DATASETS
-from paco_fr.data.synthface.spec import GENERATOR_VERSION
+from paco_fr.data.synthface import ATTRIBUTES, EXPRESSIONS, PARSING_CLASSES, load_synthface
+from paco_fr.data.synthface.spec import GENERATOR_VERSION, INTENSITY_SPLIT
 
 
 class SynthFaceTaskSplit(TaskSplit):
@@ -59,8 +60,6 @@ class SynthFaceTaskSplit(TaskSplit):
 def synthface_slices(nuisance: dict) -> dict[str, np.ndarray]:
     """Boolean masks of the robustness slices. `intensity:low` / `intensity:high` hold the expressive
     images (not neutral) below / from `INTENSITY_SPLIT` of expression intensity (generator >= 2.0)."""
-    from paco_fr.data.synthface.spec import INTENSITY_SPLIT
-
     yaw, pitch = np.abs(nuisance["yaw"]), np.abs(nuisance["pitch"])
     occ = nuisance["occluded"].astype(bool)
     hard = nuisance["illum_strength"] >= 0.5
@@ -91,8 +90,6 @@ class SynthFaceDataset(DatasetSpec):
 
     def load(self, task: str, split: str, root: str | None, profile: Profile, image_size: int,
              progress: bool = True) -> TaskSplit:
-        from paco_fr.data.synthface import ATTRIBUTES, EXPRESSIONS, PARSING_CLASSES, load_synthface
-
         if task not in self.tasks:
             raise KeyError(f"synthface does not serve task {task!r}")
         n = {"train": profile.synthface_train, "val": profile.synthface_val,

@@ -20,9 +20,11 @@ import csv
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from bench_tasks.contracts import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
 from bench_tasks.datasets._readers import LandmarkRecordsSplit, check_root, crop_matrix, holdout_rows
+from bench_tasks.errors import short_list
 from bench_tasks.registry import DATASETS
 
 MARGIN = 1.25
@@ -109,8 +111,6 @@ def image_for(pts_path: Path) -> Path | None:
     for e in IMAGE_EXT:
         if pts_path.with_suffix(e).exists():
             return pts_path.with_suffix(e)
-    from PIL import Image
-
     readable = {e.lower() for e in Image.registered_extensions()}
     for cand in sorted(pts_path.parent.glob(pts_path.stem + ".*")):
         if cand.suffix.lower() in readable and cand.suffix.lower() != ".pts":
@@ -132,8 +132,6 @@ def pts_rows(folder: Path) -> list[dict]:
                      "points": pts, "subset": p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1
                      else ""})
     if orphans:
-        from bench_tasks.errors import short_list
-
         raise ValueError(f"{len(orphans)} .pts file(s) under {folder} have no image next to them (same name, "
                          f"an image format PIL reads): {short_list([str(o) for o in orphans], 5)}")
     return rows

@@ -31,6 +31,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from safetensors import safe_open
+
 from bench_tasks.backbones.base import weights_file
 from bench_tasks.contracts import uri_parts
 
@@ -206,8 +208,6 @@ def recorded_identity(uri: str) -> dict | None:
     ident = _read_json(f.parent / "method.json")
     if ident is None and f.suffix == ".safetensors":
         try:
-            from safetensors import safe_open
-
             with safe_open(str(f), framework="pt") as fh:
                 raw = (fh.metadata() or {}).get("method")
             ident = json.loads(raw) if raw else None

@@ -88,6 +88,7 @@ def versions() -> dict:
             out[key] = None
     if out.get("paco_fr_bench") is None:  # running from a checkout that is not pip-installed
         try:
+            # kept in the try: tomllib is Python 3.11+ (the ImportError is handled)
             import tomllib
 
             with open(REPO_DIR / "pyproject.toml", "rb") as f:
@@ -99,6 +100,7 @@ def versions() -> dict:
 
 
 def device_name(device) -> str:
+    # lazy: this module stays torch-free (git state and package versions need no torch)
     import torch
 
     device = torch.device(device)

@@ -73,6 +73,7 @@ def to_dataframe(paths: str | Path | Iterable[str | Path], latest_only: bool = T
     `ci_lo/<name>` / `ci_hi/<name>`,
     `slice/<slice>/<name>`, `artifact/<name>`, provenance fields as `prov/<name>`, `error`,
     and `source` (the file). With latest_only (default) only the last row per key per file."""
+    # lazy: pandas only for the DataFrame view (a worker writing rows never needs it)
     import pandas as pd
 
     if isinstance(paths, (str, Path)):
