@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import timm
 import torch
+from timm.layers import resample_abs_pos_embed, resample_patch_embed
 from torch import nn
 
 # arch name -> (timm model name, extra timm kwargs)
@@ -162,8 +163,6 @@ def load_vit_state_dict(vit: nn.Module, state_dict: dict[str, torch.Tensor], str
     """Load timm-keyed ViT weights, resampling the position embedding and the patch kernel when
     the checkpoint was trained at another image / patch size. Raises KeyError naming missing and
     unexpected keys when `strict` and they differ."""
-    from timm.layers import resample_abs_pos_embed, resample_patch_embed
-
     sd = dict(state_dict)
     sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
     if "patch_embed.proj.weight" in sd:

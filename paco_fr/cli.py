@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 
@@ -104,6 +105,7 @@ def _add_bench_throughput(sub) -> None:
 
 
 def _pretrain(a) -> int:
+    # lazy: `python -m paco_fr --help` stays torch-free; each command loads what it runs
     from paco_fr.config import ConfigError, check_data_config, load_config
     from paco_fr.engine import run_name, train
     from paco_fr.rundir import check_run_dir
@@ -131,6 +133,7 @@ def _pretrain(a) -> int:
 
 
 def _prepare(a) -> int:
+    # lazy: `python -m paco_fr --help` stays torch-free; each command loads what it runs
     from paco_fr.prepare import prepare
 
     try:
@@ -149,6 +152,7 @@ def _prepare(a) -> int:
 
 
 def _export(a) -> int:
+    # lazy: `python -m paco_fr --help` stays torch-free; each command loads what it runs
     from paco_fr.export import export_checkpoint
 
     out = export_checkpoint(a.ckpt, a.out, use_ema=not a.no_ema)
@@ -157,8 +161,7 @@ def _export(a) -> int:
 
 
 def _bench_suite(a) -> int:
-    import time
-
+    # lazy: `python -m paco_fr --help` stays torch-free; each command loads what it runs
     from paco_fr.throughput import bench_suite, format_suite_markdown
 
     r = bench_suite(a.arch, a.img_size, a.patch_size, a.batch, a.steps, a.warmup,
@@ -177,6 +180,7 @@ def _bench_suite(a) -> int:
 
 
 def _bench_throughput(a) -> int:
+    # lazy: `python -m paco_fr --help` stays torch-free; each command loads what it runs
     from paco_fr.throughput import bench_throughput, format_result
 
     r = bench_throughput(a.arch, a.img_size, a.patch_size, a.batch, a.steps, a.warmup, a.compile, a.depth,

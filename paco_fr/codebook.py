@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from paco_fr.diagnostics import perplexity_and_usage
+
 
 def _dist_on() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -140,8 +142,6 @@ class PatchCodebook(nn.Module):
     @torch.no_grad()
     def stats(self, reset: bool = True) -> dict[str, float]:
         """Perplexity and fraction of codes used since the last reset."""
-        from paco_fr.diagnostics import perplexity_and_usage
-
         out = perplexity_and_usage(self.usage)
         if reset:
             self.usage.zero_()

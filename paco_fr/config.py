@@ -10,11 +10,14 @@ per-objective variants such as smoke_mae). Override values are parsed as YAML sc
 from __future__ import annotations
 
 import copy
+import difflib
+import glob
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from paco_fr.data.shards import read_manifest
 from paco_fr.defaults import DEFAULTS
 from paco_fr.models import list_objectives  # importing paco_fr.models registers the bundled objectives
 
@@ -46,8 +49,6 @@ def flat_keys(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def _closest(name: str, choices) -> str:
-    import difflib
-
     m = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {m[0]!r}?)" if m else ""
 
@@ -152,8 +153,6 @@ DATA_SOURCES = ("synthface", "random", "folder", "tar", "landmarks", "wds")
 def check_data_config(cfg: dict) -> None:
     """Raise ConfigError before anything is written when the data section cannot work: an unknown
     source, or a folder / tar / landmarks source without an existing `data.path`."""
-    import glob
-
     d = cfg["data"]
     src = d.get("source")
     if src not in DATA_SOURCES:
@@ -179,8 +178,6 @@ def check_data_config(cfg: dict) -> None:
         if not path:
             raise ConfigError("data.source=wds needs data.path=<folder of shards with manifest.json> (made by "
                               "`python -m paco_fr prepare`), or a glob of its .tar shards")
-        from paco_fr.data.shards import read_manifest
-
         try:
             read_manifest(path)
         except (FileNotFoundError, ValueError) as err:

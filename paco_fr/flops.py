@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from paco_fr.models import build_model, objective_model
+
 # micro-batches the per-step cost is measured at (even: PaCo-FR's `split` pairing halves the batch)
 PROBE_BATCHES = (2, 4)
 STEADY_STATE_STEP = 10**9  # past any incubation
@@ -81,8 +83,6 @@ def distinct_images_per_micro_batch(cfg: dict, batch: int) -> int:
     """Distinct images one micro-batch of `batch` trains on (the objective's `distinct_images` hook:
     PaCo-FR with spatial consistency and `spatial.pairing=split` shows the first B/2 images twice,
     B/2 distinct images; tests/test_fair_budget.py checks the hook against the model's views)."""
-    from paco_fr.models import objective_model
-
     return objective_model(cfg).distinct_images(cfg, batch)
 
 
@@ -103,8 +103,6 @@ def _untouched_rngs():
 def _probe_model(cfg: dict, data=None, teacher: str | None = None):
     """(a fresh model in train mode, its ObjectiveData): `data` as the run has it (default: the
     objective's synthetic_data); `teacher` replaces the objective's upstream encoder (with_upstream)."""
-    from paco_fr.models import build_model, objective_model
-
     cls = objective_model(cfg)
     cfg = copy.deepcopy(cfg)
     cfg["train"]["device"] = "cpu"

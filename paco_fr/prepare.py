@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import multiprocessing as mp
 import os
 import sys
 import time
@@ -32,6 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from paco_fr.data.template import align_face, five_from_68, transform_points
 
 IMG_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MANIFEST = "manifest.json"
@@ -98,17 +103,11 @@ def list_items(images: Path | None, aligned: Path | None, landmarks: Path | None
 
 def _process(root: Path, item: Item, size: int, align: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """-> (aligned uint8 (size, size, 3), (K, 2) unit coordinates or None)."""
-    from PIL import Image
-
-    from paco_fr.data.template import align_face, transform_points
-
     with Image.open(root / item.rel) as im:
         img = np.asarray(im.convert("RGB"))
     if align:
         pts = np.asarray(item.points, dtype=np.float64).reshape(-1, 2)
         if len(pts) != 5:
-            from paco_fr.data.template import five_from_68
-
             pts = five_from_68(pts)
         crop, m = align_face(img, pts, size)
         unit = (transform_points(pts, m) + 0.5) / size
@@ -123,8 +122,6 @@ def _process(root: Path, item: Item, size: int, align: bool) -> tuple[np.ndarray
 
 
 def _encode_jpeg(img: np.ndarray, quality: int) -> bytes:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
@@ -155,6 +152,7 @@ def _inputs_digest(items: list[Item], settings: dict) -> str:
 
 def write_shard(job: tuple) -> dict:
     """Worker: one shard. job = (shard index, first item index, items, root, out, settings)."""
+    # lazy: webdataset only when a shard is written
     import webdataset as wds
 
     idx, first, items, root, out, settings = job
@@ -215,15 +213,11 @@ def prepare(out, images=None, landmarks=None, aligned=None, size: int = 112, sha
                 done.append(info)
                 continue
         jobs.append((s, first, chunk, str(root), str(out), settings))
-    from tqdm import tqdm
-
     t0 = time.time()
     bar = tqdm(total=len(items), initial=sum(d["inputs"] for d in done), unit="img", desc="prepare",
                disable=(not sys.stderr.isatty()) if progress is None else not progress)
     results = list(done)
     if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
         with mp.get_context("spawn").Pool(workers) as pool:
             for info in pool.imap_unordered(write_shard, jobs):
                 results.append(info)

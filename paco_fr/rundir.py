@@ -24,7 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from paco_fr.config import ConfigError, flat_keys
+from paco_fr.config import ConfigError, dump_config, flat_keys
+from paco_fr.models import get_objective, list_objectives
 
 VOLATILE = frozenset({
     "name", "train.progress", "train.threads", "train.interrupt_at_step", "train.device", "train.log_every",
@@ -44,8 +45,6 @@ def objective_sections() -> dict[str, str]:
     """{config section: objective} of the sections read only by one objective (the registry's
     `section`: mae, farl, mcf): they do not change what another objective trains (so a new FaRL
     caption option or MCF teacher default does not invalidate a finished PaCo-FR run)."""
-    from paco_fr.models import get_objective, list_objectives
-
     return {o.section: o.name for o in map(get_objective, list_objectives()) if o.section}
 
 
@@ -148,8 +147,6 @@ def check_run_dir(cfg: dict, run_dir: str | Path, fresh: bool = False, resume_re
 
 def record_config(cfg: dict, run_dir: str | Path) -> str:
     """Write config.yaml and config.sha256; returns the hash."""
-    from paco_fr.config import dump_config
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, run_dir / "config.yaml")

@@ -31,10 +31,13 @@ import platform
 import statistics
 import time
 
+import timm
 import torch
+from tabulate import tabulate
 
 from paco_fr.config import load_config
-from paco_fr.models import build_encoder, build_model, objective_model
+from paco_fr.flops import count_flops
+from paco_fr.models import build_encoder, build_model, get_objective, objective_model
 
 # datasheet dense bf16 TFLOP/s (SXM parts), only a second reference: MFU uses the measured peak
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40": 181.0, "A10": 125.0, "4090": 165.0,
@@ -55,8 +58,6 @@ def step_label(kind: str) -> str:
     objective's model class (a new objective needs no entry here)."""
     if kind in STEP_LABELS:
         return STEP_LABELS[kind]
-    from paco_fr.models import get_objective
-
     doc = (get_objective(kind).model.__doc__ or kind).strip().splitlines()
     return doc[0].rstrip(".") if doc else kind
 
@@ -228,8 +229,6 @@ class _Step:
         return out
 
     def count_flops(self) -> int:
-        from paco_fr.flops import count_flops  # with the CPU attention kernel's formula
-
         return count_flops(self)
 
 
@@ -253,8 +252,6 @@ def bench_suite(arch: str = "vit_base", img_size: int = 224, patch_size: int | N
     for m in modes:
         if m not in ("eager", "compiled"):
             raise ValueError(f"unknown mode {m!r}; choose eager and/or compiled")
-    import timm
-
     res = {"device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
            "torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
            "cuda": torch.version.cuda, "arch": arch, "img_size": img_size, "patch_size": patch_size,
@@ -338,8 +335,6 @@ def suite_ratios(res: dict) -> dict:
 
 def format_suite_markdown(res: dict) -> str:
     """The throughput table as Markdown (what docs/throughput.md embeds)."""
-    from tabulate import tabulate
-
     peak = res.get("peak_bf16_tflops_measured")
     head = (f"device: {res['device']}; torch {res['torch']} (CUDA {res.get('cuda')}), timm {res['timm']}, "
             f"python {res['python']}; {res['arch']}"

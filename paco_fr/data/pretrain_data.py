@@ -38,8 +38,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
+from paco_fr.data.captions import build_captions
+from paco_fr.data.shards import ShardStream
+from paco_fr.data.synthface import EXPRESSIONS, load_synthface
 from paco_fr.data.template import (
     CANONICAL_5,
     align_face,
@@ -53,8 +57,6 @@ IMG_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def _decode(data: bytes | str | Path) -> np.ndarray:
-    from PIL import Image
-
     src = io.BytesIO(data) if isinstance(data, bytes) else data
     with Image.open(src) as im:
         return np.asarray(im.convert("RGB"))
@@ -63,8 +65,6 @@ def _decode(data: bytes | str | Path) -> np.ndarray:
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
     if img.shape[0] == size and img.shape[1] == size:
         return img
-    from PIL import Image
-
     return np.asarray(Image.fromarray(img).resize((size, size), Image.BICUBIC))
 
 
@@ -267,9 +267,6 @@ def build_pretrain_dataset(data_cfg: dict, img_size: int, seed: int = 0, caption
     """`captions`: the `farl.captions` section (noise / mode of SynthFace's captions; default noisy)."""
     src = data_cfg["source"]
     if src == "synthface":
-        from paco_fr.data.captions import build_captions
-        from paco_fr.data.synthface import EXPRESSIONS, load_synthface
-
         s = load_synthface(data_cfg.get("split") or "pretrain", int(data_cfg["num_images"]), image_size=img_size,
                            seed=seed, root=data_cfg.get("root"))
         caps = build_captions(s.attributes, s.expression, captions, seed, s.attribute_names, EXPRESSIONS)
@@ -288,8 +285,6 @@ def build_pretrain_dataset(data_cfg: dict, img_size: int, seed: int = 0, caption
             raise ValueError("data.source=landmarks needs data.landmarks_file (lines 'relpath x1 y1 ... x5 y5')")
         return LandmarksDataset(data_cfg.get("path"), data_cfg["landmarks_file"], img_size)
     if src == "wds":
-        from paco_fr.data.shards import ShardStream
-
         return ShardStream(data_cfg["path"], img_size, seed=seed, shuffle_buffer=int(data_cfg.get("shuffle_buffer") or 1))
     raise ValueError(f"unknown data.source {src!r}")
 

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from paco_fr.data.template import landmarks68_from_five
@@ -105,6 +106,7 @@ def epoch_shards(n_shards: int, seed: int, epoch: int, rank: int, world: int, wo
 def default_decoder() -> str:
     """`simplejpeg` when installed (faster JPEG decoding, docs/throughput.md), else `pil`."""
     try:
+        # kept in the try: simplejpeg is optional (PIL decodes without it)
         import simplejpeg  # noqa: F401
     except ImportError:
         return "pil"
@@ -112,9 +114,8 @@ def default_decoder() -> str:
 
 
 def _decode_image(data: bytes, jpeg: bool, img_size: int, decoder: str) -> np.ndarray:
-    from PIL import Image
-
     if decoder == "simplejpeg" and jpeg:
+        # lazy: simplejpeg is optional; only the simplejpeg decoder imports it
         import simplejpeg
 
         img = simplejpeg.decode_jpeg(data, colorspace="RGB")
@@ -181,6 +182,7 @@ class ShardStream(IterableDataset):
     def _records(self, worker: int, skip: int):
         """Undecoded records of `worker`, epoch after epoch, shuffled; the first `skip` are dropped
         (whole epochs by the manifest's counts, the rest by reading)."""
+        # lazy: webdataset only when shards are streamed
         import webdataset as wds
 
         epoch = 0
@@ -267,6 +269,7 @@ class ShardStream(IterableDataset):
 
     def fixed_images(self, n: int) -> torch.Tensor:
         """The first n readable faces of the first shard (uint8 (n, 3, H, W)), for snapshots."""
+        # lazy: webdataset only when shards are streamed
         import webdataset as wds
 
         imgs = []

@@ -129,6 +129,7 @@ def align_face(image: np.ndarray, pts5: np.ndarray, size: int, order: int = 1) -
     Returns (aligned uint8 image (size, size[, C]), 2x3 matrix mapping original pixel coords to
     aligned pixel coords). Pixels from outside the source are black.
     """
+    # lazy: scipy only when a face is warped; the templates stay numpy-only
     from scipy import ndimage
 
     img = np.asarray(image)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
 from paco_fr.engine.state import Run
 
@@ -67,9 +69,6 @@ def save_checkpoint(run: Run, step: int, wall: float) -> None:
     model_sd, optim_sd = None, None
     if run.fsdp:  # the full weights gathered on rank 0 (the same "model" as DDP's checkpoint); the
         # optimizer as every rank's shard (resuming needs the same world size, as the shard stream does)
-        from torch.distributed.fsdp import FullStateDictConfig, StateDictType
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
         with FSDP.state_dict_type(run.fwd_model, StateDictType.FULL_STATE_DICT,
                                   FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
             model_sd = run.fwd_model.state_dict()

@@ -9,6 +9,7 @@ import os
 
 import torch
 import torch.distributed as dist
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
 from paco_fr.engine.state import Run
 
@@ -59,8 +60,6 @@ def _shard_fsdp(run: Run) -> torch.nn.Module:
     """train.fsdp: run.model's parameters become views of this rank's shard: checkpoint, EMA,
     clipping and snapshots go through FSDP's full state dicts / summon_full_params
     (Run.full_params). The checkpoint's optimizer shard (restore_checkpoint) is loaded here."""
-    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
     if run.cfg["objective"] == "paco" and run.cfg["codebook"]["update"] == "grad":
         raise ValueError("train.fsdp=true with codebook.update=grad is not supported: the codebook is then a "
                          "parameter that PaCo-FR writes in place (initialisation, dead-code restarts), "

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from paco_fr.config import check_data_config, load_config
 from paco_fr.engine.build import announce_data, build_run, make_loader, run_name
@@ -164,8 +165,6 @@ def _run_steps(run: Run, batches, snap_imgs: torch.Tensor, stop: _StopSignals) -
     window = _LogWindow(t_start=t_start, t_last=time.time())
     pbar = None
     if run.is_main and tc["progress"]:
-        from tqdm import tqdm
-
         pbar = tqdm(total=run.total, initial=run.start_step, desc=f"pretrain {run.cfg['objective']}",
                     dynamic_ncols=True)
     step = run.start_step

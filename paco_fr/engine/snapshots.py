@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from paco_fr.engine.state import Run
 
 
 def save_snapshot(rec: dict, path: Path) -> None:
     """PNG grid: rows original / corrupted / reconstructed, one column per face."""
-    from PIL import Image
-
     rows = [rec["original"], rec["corrupted"], rec["reconstructed"]]
     grid = torch.cat([torch.cat(list(r.float().cpu().clamp(0, 1)), dim=2) for r in rows], dim=1)
     arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

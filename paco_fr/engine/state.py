@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
 from paco_fr.models import ObjectiveData, PretrainModel
 
@@ -51,8 +52,6 @@ class Run:
         a collective; otherwise nothing to do)."""
         if not self.fsdp:
             return contextlib.nullcontext()
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
         return FSDP.summon_full_params(self.fwd_model, writeback=False)
 
     @property

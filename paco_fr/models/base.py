@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from paco_fr.backbone import ViTBackbone
+from paco_fr.diagnostics import gradient_norms
 from paco_fr.losses import norm_pix
 from paco_fr.models.common import patchify, unpatchify
 
@@ -140,8 +141,6 @@ class PretrainModel(nn.Module):
         parts = out.get("parts")
         if not parts:
             return {}
-        from paco_fr.diagnostics import gradient_norms
-
         return gradient_norms(parts, list(self.encoder.parameters()))
 
     def diagnostics_summary(self, records: list[dict]) -> dict:

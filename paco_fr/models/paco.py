@@ -81,6 +81,7 @@ from paco_fr.models.settings import (
     check_choice,
     from_section,
 )
+from paco_fr.region_maps import region_maps_from_landmarks
 
 
 def encode_with_mask_token(encoder, xn: torch.Tensor, mask: torch.Tensor, token: torch.Tensor,
@@ -177,8 +178,6 @@ class PaCoModel(PretrainModel):
         lm = batch.get("landmarks")
         if lm is None or self.mask_cfg.regions != "landmarks":
             return None
-        from paco_fr.region_maps import region_maps_from_landmarks
-
         return region_maps_from_landmarks(lm, grid)
 
     # ------------------------------------------------------------------ codebook space

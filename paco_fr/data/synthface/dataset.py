@@ -18,13 +18,18 @@ generation never leaves a half cache. Image i of a split is a pure function of (
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
+
+from paco_fr.data.captions import oracle_caption
 
 from .identity import NARROW_EYES_BAND, OPEN_GAP_MIN, sample_identity, sample_image
 from .render import render
@@ -64,8 +69,6 @@ class SynthFaceSplit:
     def oracle_captions(self) -> list[str]:
         """Every true label as a sentence: supervision, an upper bound only. FaRL-style pre-training
         uses partial, noisy captions (paco_fr.data.captions.build_captions)."""
-        from paco_fr.data.captions import oracle_caption
-
         return [oracle_caption(a, e, self.attribute_names, EXPRESSIONS) for a, e in zip(self.attributes, self.expression)]
 
 
@@ -183,7 +186,6 @@ def generate_arrays(split: str, num_images: int, image_size: int = 64, seed: int
         masks = np.zeros((n, image_size, image_size), np.uint8)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         bar = tqdm(total=n, desc=f"SynthFace {split} {image_size}px", unit="img")
 
     def consume(res):
@@ -197,7 +199,6 @@ def generate_arrays(split: str, num_images: int, image_size: int = 64, seed: int
             bar.update(1)
 
     if workers > 1 and n >= 32:
-        import multiprocessing as mp
         with mp.get_context("fork").Pool(workers) as pool:
             for res in pool.imap_unordered(_work, jobs, chunksize=16):
                 consume(res)
@@ -293,8 +294,6 @@ def read_cache(path: Path) -> SynthFaceSplit:
     # PNG decoding releases the GIL: threads read a 30k-image split in ~1 s instead of ~10 s
     threads = min(16, os.cpu_count() or 1, max(1, n // 256))
     if threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(threads) as ex:
             list(ex.map(read, range(n)))
     else:

@@ -8,13 +8,15 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
 
 from . import geometry as G
+from .dataset import generate_arrays, generate_one, identities_for
 from .identity import sample_identity, sample_image
-from .spec import EXPRESSIONS
+from .spec import EXPRESSIONS, GENERATOR_VERSION
 
 
 def expression_shifts(image_size: int, n_identities: int = 300, seed: int = 0) -> dict[str, float]:
@@ -120,8 +122,6 @@ def verification_accuracy(features: np.ndarray, pairs: np.ndarray, same: np.ndar
 
 def render_speed(image_size: int, n: int = 200, seed: int = 0) -> dict[str, float]:
     """Images per second of `generate_one` in one process (CPU time and wall time)."""
-    from .dataset import generate_one, identities_for
-
     ids = identities_for("train", n, seed)
     t0, w0 = time.process_time(), time.perf_counter()
     for i in range(n):
@@ -135,6 +135,7 @@ def linear_probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.n
     """Multinomial logistic regression (torch, full batch, Adam) on standardised raw features: the
     weight decay is chosen on the last 20 % of the training set, then the probe is refit on all of it.
     -> {"accuracy", "majority", "weight_decay"}."""
+    # lazy: torch only for the linear probe; the generator stays torch-free
     import torch
 
     def prep(x):
@@ -177,11 +178,6 @@ def linear_probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.n
 def main(argv=None) -> int:
     """`python -m paco_fr.data.synthface.measure [--parts shifts,verify,probe,speed]`: the numbers
     quoted in docs/synthface.md."""
-    import argparse
-
-    from .dataset import generate_arrays
-    from .spec import GENERATOR_VERSION
-
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--parts", default="shifts,verify,probe,speed")
     ap.add_argument("--workers", type=int, default=2)

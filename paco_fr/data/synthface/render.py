@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from . import geometry as G
 from .canvas import Canvas, clamp_rgb, smooth_closed, smooth_open, stroke_polygon, supersampling
+from .identity import skin_colour
 from .spec import CLS
 
 BG, SKIN, L_BROW, R_BROW, L_EYE, R_EYE, NOSE, U_LIP, MOUTH, D_LIP, HAIR = range(11)
@@ -348,7 +349,6 @@ def render(ident: dict, img: dict, size: int, rng: np.random.Generator):
         kind = img["occluder_kind"]
         colour = rng.uniform(20, 235, 3)
         if kind == 0:  # hand-like blob: palm + fingers
-            from .identity import skin_colour
             colour = skin_colour(rng.uniform(0, 1))
             ang = rng.uniform(0, 2 * np.pi)
             cpx = np.asarray(cv.px(c[None]))[0]
