@@ -15,19 +15,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 import yaml
 
-from bench_tasks.contracts import uri_parts
+from bench_tasks.contracts import Profile, uri_parts
 from bench_tasks.plan.profiles import get_profile, parse_pretrain_seeds
 from bench_tasks.store.method import derive_from_uri, suite_identity
-
-if TYPE_CHECKING:
-    from bench_tasks.contracts import Profile
-
-
-
 
 # What a profile's study trains and evaluates is in its YAML file's `study:` section
 # (bench_tasks/configs/<profile>.yaml): `pretrain_overrides` (the pre-training budget on top of the
