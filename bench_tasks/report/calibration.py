@@ -21,11 +21,17 @@ it as `calibration.md` whenever the rows hold a floor, a random-init and a ceili
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 
 from bench_tasks import stats
 from bench_tasks.contracts import uri_scheme
+from bench_tasks.plan.references import PROBE_PROTOCOLS
+from bench_tasks.tasks._ceiling import ceiling_epochs_for
+
+from .compare import design_difference, design_interval
+from .frames import rows_to_frames
 
 # the targets for the supervised ceiling on SynthFace (headline metric, orientation-aware)
 CEILING_TARGETS = {"parsing": 70.0, "landmarks": 8.0, "attributes": 85.0, "expression": 80.0, "recognition": 90.0}
@@ -106,7 +112,6 @@ def _entry(rows: list[dict], metric: str, frame=None) -> Entry | None:
     cis = [c for c in cis if len(c) == 2]
     got = None
     if frame is not None and not frame.empty:  # the report's own interval (compare.design_interval)
-        from .compare import design_interval
 
         sel = frame[frame["key"].isin([r.get("key") for r in rows])]
         got = design_interval(frame, sel, metric) if len(sel) == len(rows) else None
@@ -127,7 +132,6 @@ def _entry(rows: list[dict], metric: str, frame=None) -> Entry | None:
 
 
 def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
-    from .frames import rows_to_frames
 
     ok = [r for r in rows if r.get("status") == "ok" and r.get("headline")]
     frame = rows_to_frames(ok)[0] if ok else None
@@ -140,7 +144,6 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
         metric, hib = floor[0]["headline"], bool(floor[0].get("higher_is_better", True))
         row = CalibrationRow(task, dataset, metric, hib, floor=_entry(floor[:1], metric, frame))
         rand = [r for r in sub if uri_scheme(r["cell"]["backbone"]) == "random" and r["cell"]["fraction"] == 1.0]
-        from bench_tasks.plan.references import PROBE_PROTOCOLS
 
         probes = [r for r in rand if r["cell"]["protocol"] == PROBE_PROTOCOLS.get(task)]
         heads = [r for r in rand if r["cell"]["protocol"] in ("linear", "frozen")]
@@ -154,7 +157,6 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
         ceil = [r for r in sub if uri_scheme(r["cell"]["backbone"]) == "supervised" and r["cell"]["fraction"] == 1.0]
         if ceil:
             row.ceiling, row.ceiling_uri = _entry(ceil, metric, frame), ceil[0]["cell"]["backbone"]
-            from bench_tasks.tasks._ceiling import ceiling_epochs_for
 
             # each row's snapshot of its profile's settings says which epochs it was trained for
             eps = sorted({str(ceiling_epochs_for(((r.get("config") or {}).get("profile") or {}).get("extra"), task)
@@ -275,10 +277,7 @@ def aa_check(rows: list[dict], n_boot: int = 1000) -> AAResult:
     two encoders (compare.design_difference), with the compared method's own rows left out of the
     seed / run pools (leave-one-out: the check does not lend the spread it tests), and counts as a
     false verdict when its 95 % interval excludes zero."""
-    from itertools import combinations
 
-    from .compare import design_difference
-    from .frames import rows_to_frames
 
     df = rows_to_frames(rows)[0]
     out = AAResult(0, 0, [], {"evaluation seeds": [0, 0], "pre-training runs": [0, 0]})

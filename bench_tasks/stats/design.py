@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from bench_tasks.stats.scores import (
     ALPHA,
@@ -90,8 +91,6 @@ def residual_pool(groups, alpha: float = ALPHA) -> np.ndarray:
     values (each residual's variance is then the between-unit variance), times t(df) / z (df: the
     pool's degrees of freedom, sum of k - 1), the small-sample allowance of a t interval: a spread
     estimated from a few seeds is itself uncertain."""
-    from scipy.stats import t as student_t
-
     out, df = [], 0
     for g in groups:
         v = np.asarray([x for x in g if x is not None and math.isfinite(float(x))], dtype=np.float64)

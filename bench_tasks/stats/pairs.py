@@ -198,6 +198,7 @@ def identity_clusters(idx1, idx2, issame) -> np.ndarray:
     match the pairs)."""
     idx1, idx2 = np.asarray(idx1, np.int64), np.asarray(idx2, np.int64)
     issame = np.asarray(issame, bool)
+    # lazy: scipy.sparse only where verification pairs are clustered
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
