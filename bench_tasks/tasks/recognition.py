@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench_tasks.contracts import CellContext, CellResult, Profile, Task, TaskSplit
+from bench_tasks.contracts import CellContext, CellResult, Profile, Task
 from bench_tasks.datasets.face_folder import load_face_folder
 from bench_tasks.heads.margin import RecognitionHead
 from bench_tasks.metrics.verification import (
@@ -60,6 +60,7 @@ from bench_tasks.stats import ItemScores
 from bench_tasks.stats.pairs import Pairs, make_pair_sets, make_pairs
 from bench_tasks.tasks._ceiling import ceiling_recipe
 from bench_tasks.tasks._floors import floor_result
+from bench_tasks.tasks._recognition_splits import Flipped, Relabel, Subset, split_identity, split_labels
 
 DEFAULTS = {
     "margin": "arcface",  # or "cosface"
@@ -80,9 +81,6 @@ DEFAULTS = {
 
 SLICE_SEP = "/"
 
-# label names looked up on a split (first hit wins) for the hard pair sets
-_LABEL_KEYS = ("yaw", "pitch", "roll", "expression", "occluded", "illum_strength")
-
 
 def settings_for(profile: Profile) -> dict:
     s = dict(DEFAULTS)
@@ -90,74 +88,6 @@ def settings_for(profile: Profile) -> dict:
     if s["m"] is None:
         s["m"] = 0.5 if s["margin"] == "arcface" else 0.35
     return s
-
-
-# ----------------------------------------------------------------------------- split helpers
-
-
-def _labels_source(split) -> list:
-    out = [split]
-    for attr in ("labels", "raw", "nuisance", "data", "source"):
-        v = getattr(split, attr, None)
-        if v is not None:
-            out.append(v)
-            if isinstance(v, dict) and isinstance(v.get("nuisance"), dict):
-                out.append(v["nuisance"])
-            if getattr(v, "nuisance", None) is not None:
-                out.append(v.nuisance)
-    return out
-
-
-def _lookup(split, key: str):
-    n = len(split)
-    for src in _labels_source(split):
-        v = src.get(key) if isinstance(src, dict) else getattr(src, key, None)
-        if v is not None and not callable(v):
-            arr = np.asarray(v)
-            if arr.ndim >= 1 and len(arr) == n:
-                return arr
-    return None
-
-
-def split_identity(split) -> np.ndarray:
-    """Per-item identity labels of a split (attribute lookup; iterating the split as a last resort)."""
-    ident = _lookup(split, "identity")
-    if ident is None:
-        ident = np.array([int(split[i][1]) for i in range(len(split))])
-    return ident.astype(np.int64)
-
-
-def split_labels(split) -> dict[str, np.ndarray]:
-    return {k: v for k in _LABEL_KEYS if (v := _lookup(split, k)) is not None}
-
-
-class _Subset(TaskSplit):
-    def __init__(self, base, idx: np.ndarray):
-        super().__init__(base.name, base.split, meta=dict(base.meta))
-        self.base, self.idx = base, np.asarray(idx)
-        self.meta["subset"] = int(len(idx))
-
-    def __len__(self):
-        return len(self.idx)
-
-    def __getitem__(self, i):
-        return self.base[int(self.idx[i])]
-
-
-class _Flipped(TaskSplit):
-    """The horizontal flips of a split's images (its own feature-cache key)."""
-
-    def __init__(self, base):
-        super().__init__(base.name, base.split, meta=dict(base.meta))
-        self.base = base
-        self.meta["transform"] = f"{base.meta.get('transform', 'resize')}+hflip"
-
-    def __len__(self):
-        return len(self.base)
-
-    def __getitem__(self, i):
-        x, y = self.base[i]
-        return x.flip(-1), y
 
 
 def _spec(name: str):
@@ -324,7 +254,7 @@ class RecognitionTask(Task):
             x_train = feats(train)[torch.as_tensor(keep)]
             evals = []
             for split, pairs in ((val, val_pairs), (test, test_pairs)):
-                evals.append(PairEval(pairs, feats=feats(split), feats_flip=feats(_Flipped(split)) if s["flip"] else None,
+                evals.append(PairEval(pairs, feats=feats(split), feats_flip=feats(Flipped(split)) if s["flip"] else None,
                                       device=dev, flip=s["flip"]))
             info["feature_seconds"] = time.perf_counter() - t1
             torch.manual_seed(cell.seed)  # after the features: a cache miss draws, a hit does not
@@ -340,7 +270,7 @@ class RecognitionTask(Task):
             head = RecognitionHead(2 * bb.embed_dim, len(classes), s["emb_dim"], s["margin"],
                                    from_backbone=True, **margin_kw)
             model = BackboneWithHead(bb, head, layers, frozen=frozen)
-            ds = _Relabel(_Subset(train, keep), dict(zip(classes.tolist(), range(len(classes)))))
+            ds = Relabel(Subset(train, keep), dict(zip(classes.tolist(), range(len(classes)))))
             loader = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, num_workers=prof.num_workers,
                                 generator=torch.Generator().manual_seed(cell.seed))
             evals = [PairEval(p, images=sp, batch_size=bs, device=dev, flip=s["flip"])
@@ -390,7 +320,7 @@ class RecognitionTask(Task):
         mu = x_train.mean(0, keepdim=True)
         sd = x_train.std(0, keepdim=True).clamp_min(1e-6)
         x_test = (feats(test) - mu) / sd
-        x_flip = (feats(_Flipped(test)) - mu) / sd if s["flip"] else None
+        x_flip = (feats(Flipped(test)) - mu) / sd if s["flip"] else None
         info["feature_seconds"] = time.perf_counter() - t1
         ev = PairEval(test_pairs, feats=x_test, feats_flip=x_flip, device=torch.device("cpu"), flip=s["flip"])
         identity = torch.nn.Identity()
@@ -419,16 +349,3 @@ def pair_items(emb: torch.Tensor, pairs: Pairs) -> ItemScores:
     correct = ten_fold_correct(scores, pairs.issame)
     ids = np.asarray(pairs.idx1, dtype=np.int64) * 1_000_003 + np.asarray(pairs.idx2, dtype=np.int64)
     return ItemScores("mean", {"acc": 100.0 * correct}, items=ids)
-
-
-class _Relabel(TaskSplit):
-    def __init__(self, base, mapping: dict[int, int]):
-        super().__init__(base.name, base.split, meta=base.meta)
-        self.base, self.mapping = base, mapping
-
-    def __len__(self):
-        return len(self.base)
-
-    def __getitem__(self, i):
-        x, y = self.base[i]
-        return x, self.mapping[int(y)]
