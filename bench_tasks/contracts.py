@@ -326,6 +326,12 @@ class Task:
         default `image_size(profile)`."""
         return self.image_size(profile)
 
+    @classmethod
+    def setting_keys(cls) -> tuple[str, ...]:
+        """The keys of a profile's `extra` this task reads (the valid `--set` settings keys; a
+        nested `recognition:` mapping's keys as `recognition.<key>`). Default: none."""
+        return ()
+
     def settings_section(self, cell: Cell, profile: Profile) -> dict | None:
         """The task's own settings one cell runs with under `profile` (heads, learning rates,
         epochs, training subsets), as the task computes them for the run: rows record their

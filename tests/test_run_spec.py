@@ -138,3 +138,26 @@ def test_the_suite_file_defines_the_runs():
     sizes = sorted(r.overrides["codebook.num_tokens"] for r in runs.values() if r.component == "codebook")
     assert sizes == [64, 512, 2048, 8192]  # smoke's own size (256) is the main run
     assert all(isinstance(n, int) for n in sizes)
+
+
+def test_a_plugin_task_declares_its_settings_keys(monkeypatch, tmp_path):
+    """`--set` / a profile's `extra` accept the keys the registered tasks declare (Task.setting_keys),
+    a plug-in task's too; a key no task declares is an error naming it."""
+    from bench_tasks.contracts import Task
+    from bench_tasks.plan.profiles import ProfileError, load_profile, setting_keys
+    from bench_tasks.registry import TASKS
+
+    class Counting(Task):
+        name = "counting"
+
+        @classmethod
+        def setting_keys(cls):
+            return ("counting.max_count",)
+
+    assert "counting.max_count" not in setting_keys()
+    monkeypatch.setitem(TASKS._items, "counting", Counting)
+    assert "counting.max_count" in setting_keys() and "dense_channels" in setting_keys()
+    p = load_profile("smoke", ["counting.max_count=9"], register=False)
+    assert p.extra["counting.max_count"] == 9
+    with pytest.raises(ProfileError, match="counting.max_cnt"):
+        load_profile("smoke", ["counting.max_cnt=9"], register=False)

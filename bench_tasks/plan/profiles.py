@@ -32,13 +32,11 @@ import yaml
 from bench_tasks.backbones.native import native_size
 from bench_tasks.contracts import Profile
 from bench_tasks.errors import PlanError
-from bench_tasks.protocols.farl import OVERRIDABLE, farl_settings
-from bench_tasks.registry import TASKS
+from bench_tasks.protocols.farl import farl_settings
+from bench_tasks.registry import TASKS, load_all
 from bench_tasks.tasks._ceiling import ceiling_epochs_for, is_ceiling
-from bench_tasks.tasks._classification import DEFAULTS as CLS
 from bench_tasks.tasks._classification import settings as cls_settings
-from bench_tasks.tasks._dense import DENSE_KEYS, dense_section
-from bench_tasks.tasks.recognition import DEFAULTS as REC
+from bench_tasks.tasks._dense import dense_section
 from bench_tasks.tasks.recognition import settings_for
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # bench_tasks/configs
@@ -64,12 +62,10 @@ def _field_names() -> list[str]:
 
 
 def setting_keys() -> list[str]:
-    """Every key `extra` may hold for the built-in tasks (the valid `--set` settings keys)."""
-    cls = {k for s in CLS.values() for k in s if k not in ("epochs_field", "min_epochs")} | {"epochs", "ema_decay",
-                                                                                               "head", "layers"}
-    keys = [f"dense_{k}" for k in DENSE_KEYS] + ["dense_train_images"]
-    keys += sorted(cls) + [f"{p}.{k}" for p in CLS for k in sorted(cls)]
-    keys += [f"recognition.{k}" for k in REC] + [f"farl_{k}" for k in OVERRIDABLE]
+    """Every key `extra` may hold (the valid `--set` settings keys): those the registered tasks
+    declare (`Task.setting_keys`, plug-in tasks included), and the harness's own."""
+    load_all()
+    keys = list(dict.fromkeys(k for name in TASKS.names() for k in TASKS.get(name).setting_keys()))
     keys += ["ceiling_lr", "ceiling_epochs"]  # the supervised ceiling's recipe (bench_tasks.plan.references)
     keys += [NATIVE_KEY]  # run the backbones at their own input size (resolve_native_size)
     return keys

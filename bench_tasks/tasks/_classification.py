@@ -120,6 +120,13 @@ class ClassificationTask(Task):
     kind: str = "multiclass"
     default_head: str = "attribute"
 
+    @classmethod
+    def setting_keys(cls) -> tuple[str, ...]:
+        """Every protocol's keys, bare (all protocols) and as `<protocol>.<key>`."""
+        keys = sorted({k for s in DEFAULTS.values() for k in s if k not in ("epochs_field", "min_epochs")}
+                      | {"epochs", "ema_decay", "head", "layers"})
+        return (*keys, *(f"{p}.{k}" for p in DEFAULTS for k in keys))
+
     def settings_section(self, cell, profile: Profile) -> dict[str, Any]:
         """`settings(profile, protocol)` of the cell's protocol (another protocol, e.g. a floor's:
         the four protocols' settings, as rows have always recorded them)."""

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from bench_tasks.contracts import CellContext, Profile, TaskSplit
 from bench_tasks.heads.dense import DENSE_HEAD  # noqa: F401 - D.DENSE_HEAD for the dense tasks
+from bench_tasks.protocols.farl.settings import OVERRIDABLE as FARL_KEYS
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.frozen_cache import FrozenFeatureCache
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
@@ -30,6 +31,11 @@ from bench_tasks.tasks._ceiling import ceiling_recipe
 DENSE_KEYS = ("size", "channels", "ema_decay", "epochs", "batch_size", "lr_head", "lr_backbone", "weight_decay",
               "layer_decay", "coords", "landmark_loss", "heatmap_sigma", "frozen_cache_mb", "min_steps", "evals",
               "class_weight")
+
+
+def dense_setting_keys() -> tuple[str, ...]:
+    """The `extra` keys the dense tasks read: theirs, and FaRL's protocol's (`farl_<key>`)."""
+    return (*(f"dense_{k}" for k in DENSE_KEYS), "dense_train_images", *(f"farl_{k}" for k in FARL_KEYS))
 
 
 def dense_section(profile: Profile) -> dict:

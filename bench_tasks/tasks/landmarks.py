@@ -104,6 +104,10 @@ class LandmarksTask(Task):
     headline = "nme"
     higher_is_better = False
 
+    @classmethod
+    def setting_keys(cls) -> tuple[str, ...]:
+        return D.dense_setting_keys()
+
     def settings_section(self, cell, profile) -> dict:
         return D.dense_section(profile)
 

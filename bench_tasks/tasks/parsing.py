@@ -93,6 +93,10 @@ class ParsingTask(Task):
     headline = "f1_mean"
     higher_is_better = True
 
+    @classmethod
+    def setting_keys(cls) -> tuple[str, ...]:
+        return D.dense_setting_keys()
+
     def settings_section(self, cell, profile) -> dict:
         return D.dense_section(profile)
 

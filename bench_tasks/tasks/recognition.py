@@ -162,6 +162,10 @@ class RecognitionTask(Task):
     headline = "acc"
     higher_is_better = True
 
+    @classmethod
+    def setting_keys(cls) -> tuple[str, ...]:
+        return tuple(f"recognition.{k}" for k in DEFAULTS)
+
     def settings_section(self, cell, profile: Profile) -> dict:
         return settings_for(profile)
 
