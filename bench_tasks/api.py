@@ -70,7 +70,7 @@ from bench_tasks.report.compare import compare as compare_rows
 from bench_tasks.report.compare import main_protocols, method_uris
 from bench_tasks.report.load import load_rows
 from bench_tasks.report.tables import rows_to_frames
-from bench_tasks.run.runner import run_cell, run_plan
+from bench_tasks.run.runner import row_line, run_cell, run_plan
 from bench_tasks.run.spec import RunSpec
 from bench_tasks.store.readers import describe_rejected, inspect, latest_rows
 from bench_tasks.store.results import ResultsStore, to_dataframe
@@ -158,10 +158,7 @@ def _run_in_memory(bb, cells, prof, results, work_dir, roots, device, force, pro
             sized[size] = at_size(bb, size)
         row = run_cell(cell, results=results, work_dir=work_dir, data_roots=roots, device=device,
                        progress=progress, backbone=copy.deepcopy(sized[size]))
-        if row["status"] == "ok":
-            log(f"ok     {cell.label()} | {row['headline']}={row['metrics'].get(row['headline'], float('nan')):.2f}")
-        else:
-            log(f"FAILED {cell.label()} | {cause_line(row['error'])}")
+        log(row_line(cell, row))
 
 
 def _checked_backbone(backbone, name, task_ds, prof, device) -> tuple[BenchBackbone | None, str, list[str]]:

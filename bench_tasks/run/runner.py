@@ -66,13 +66,20 @@ class RunSummary:
         """Count a computed cell's row and log its line."""
         if row["status"] == "ok":
             self.ok += 1
-            h = row["headline"]
-            log(f"ok     {cell.label()} | {h}={row['metrics'].get(h, float('nan')):.2f} "
-                f"({row['provenance']['wall_time_s']:.1f}s)")
         else:
             self.failed += 1
             self.failed_keys.append(row["key"])
-            log(f"FAILED {cell.label()} | {cause_line(row['error'])}")
+        log(row_line(cell, row))
+
+
+def row_line(cell: Cell, row: dict) -> str:
+    """The log line of a computed cell: `ok     <cell> | <headline>=<value> (<s>s)`, or
+    `FAILED <cell> | <cause>` (bench_tasks.errors.cause_line of its traceback)."""
+    if row["status"] != "ok":
+        return f"FAILED {cell.label()} | {cause_line(row['error'])}"
+    h = row["headline"]
+    return (f"ok     {cell.label()} | {h}={row['metrics'].get(h, float('nan')):.2f} "
+            f"({row['provenance']['wall_time_s']:.1f}s)")
 
 
 class _BackboneCache:

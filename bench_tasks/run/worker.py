@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from bench_tasks.contracts import Cell
 from bench_tasks.plan.cell_plan import CellVersion, Plan, make_plan
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S, ClaimBook, Identity, identity
-from bench_tasks.run.runner import _BackboneCache, run_cell
+from bench_tasks.run.runner import _BackboneCache, row_line, run_cell
 from bench_tasks.store.readers import superseded_path
 from bench_tasks.store.results import ResultsStore, quarantine_and_warn
 from bench_tasks.store.rowfiles import UnionReader, row_time, worker_file
@@ -241,13 +241,9 @@ class _Attempts:
     def report(self, cell: Cell, row: dict) -> str:
         if self.on_row is not None:
             self.on_row(row)
+        self.log(row_line(cell, row))
         if row["status"] == "ok":
-            h = row["headline"]
-            self.log(f"ok     {cell.label()} | {h}={row['metrics'].get(h, float('nan')):.2f} "
-                     f"({row['provenance']['wall_time_s']:.1f}s)")
             return "ok"
-        last = (row["error"] or "").strip().splitlines()[-1:] or [""]
-        self.log(f"FAILED {cell.label()} | {last[0]}")
         self.summary.failed_keys.append(row["key"])
         return "failed_now"
 
