@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from bench_tasks.backbones.base import weights_file, weights_sha256
-from bench_tasks.contracts import Cell
+from bench_tasks.contracts import BackboneURI, Cell
 from bench_tasks.plan.profiles import get_profile, settings_hash
 from bench_tasks.plan.references import with_references
 from bench_tasks.registry import TASKS
@@ -113,8 +113,7 @@ class Plan:
             row = latest.get(k)
             if k not in done or row is None:
                 continue
-            if row_task_version(row) != v.task or row_data_version(row) != v.data or (
-                    bool(row.get("settings_hash")) and row.get("settings_hash") != v.settings):
+            if version_stale(v, row):
                 out.add(k)
                 continue
             if c.backbone not in hashes:
@@ -147,7 +146,7 @@ def make_plan(cells: Sequence[Cell] | Plan, references: bool = True, ceilings: s
     versions: dict[tuple, CellVersion] = {}  # one settings hash per what it depends on
     items = []
     for c in unique:
-        memo = (c.profile, c.task, c.dataset, c.protocol, c.backbone.partition(":")[0] == "supervised")
+        memo = (c.profile, c.task, c.dataset, c.protocol, BackboneURI.read(c.backbone).is_ceiling)
         if memo not in versions:
             versions[memo] = cell_version(c)
         items.append((c, versions[memo]))

@@ -175,6 +175,15 @@ def _section(d: dict, name: str, keys: dict, source: str) -> dict:
     return dict(got)
 
 
+def profile_section(profile_name: str, section: str) -> dict:
+    """The registered profile's `study:` or `jobs:` section ({} when it has none or the profile is
+    not registered)."""
+    try:
+        return dict(getattr(get_profile(profile_name), section) or {})
+    except KeyError:
+        return {}
+
+
 def resolve_profile_path(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.is_file():

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from bench_tasks.contracts import Profile, uri_parts
-from bench_tasks.plan.profiles import get_profile, parse_pretrain_seeds
+from bench_tasks.plan.profiles import parse_pretrain_seeds, profile_section
 from bench_tasks.store.method import derive_from_uri, suite_identity
 
 # What a profile's study trains and evaluates is in its YAML file's `study:` section
@@ -33,10 +33,7 @@ from bench_tasks.store.method import derive_from_uri, suite_identity
 def study_setting(profile_name: str, key: str, default=None):
     """`key` of the registered profile's `study:` section (`default` when it is not set or the
     profile is not registered)."""
-    try:
-        return (get_profile(profile_name).study or {}).get(key, default)
-    except KeyError:
-        return default
+    return profile_section(profile_name, "study").get(key, default)
 
 
 def study_overrides(profile_name: str) -> dict:

@@ -16,7 +16,7 @@ import torch
 
 from bench_tasks.contracts import Cell
 from bench_tasks.plan.cells import DataRoots
-from bench_tasks.plan.profiles import PROFILES, get_profile, profile_from_dict
+from bench_tasks.plan.profiles import PROFILES, get_profile, profile_from_dict, profile_section
 from bench_tasks.plan.suite import suite_run, write_run_identity
 from bench_tasks.registry import load_registries
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
@@ -33,11 +33,7 @@ PRETRAIN_JOB = {"nodes": 1, "gpus": 1, "cpus": 10, "time": 12 * 60, "mem": 64}
 def job_defaults(profile_name: str, kind: str) -> dict:
     """The `kind` ("eval" | "pretrain") job size of the profile: its `jobs:` section over the defaults."""
     base = EVAL_JOB if kind == "eval" else PRETRAIN_JOB
-    try:
-        given = (get_profile(profile_name).jobs or {}).get(kind) or {}
-    except KeyError:
-        given = {}
-    return {**base, **given}
+    return {**base, **(profile_section(profile_name, "jobs").get(kind) or {})}
 
 
 @dataclass
