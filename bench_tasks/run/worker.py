@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from bench_tasks.contracts import Cell
 from bench_tasks.plan.cell_plan import CellVersion, Plan, make_plan
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S, ClaimBook, Identity, identity
-from bench_tasks.run.runner import _BackboneCache, row_line, run_cell
+from bench_tasks.run.runner import RunSummary, _BackboneCache, row_line, run_cell
 from bench_tasks.store.readers import superseded_path
 from bench_tasks.store.results import ResultsStore, quarantine_and_warn
 from bench_tasks.store.rowfiles import UnionReader, row_time, worker_file
@@ -51,23 +51,18 @@ class OwnRowFile(ResultsStore):
 
 
 @dataclass
-class WorkerSummary:
+class WorkerSummary(RunSummary):
+    """A RunSummary (`skipped`: done before, or by another worker) and what the other workers did."""
+
     worker: str = ""
-    total: int = 0
-    skipped: int = 0  # done before (or by another worker)
-    ok: int = 0
-    failed: int = 0
     failed_elsewhere: int = 0  # failed in another worker of this launch
     busy: int = 0  # still claimed by a live worker at the end
     taken_over: int = 0
     dropped: int = 0  # computed, but our claim was taken over meanwhile: row not written
-    wall_s: float = 0.0
-    failed_keys: list[str] = field(default_factory=list)
     busy_keys: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        s = (f"{self.total} cells: {self.skipped} already done, {self.ok} ok, {self.failed} failed "
-             f"in {self.wall_s:.1f}s")
+        s = super().line()
         if self.failed_elsewhere:
             s += f", {self.failed_elsewhere} failed in other workers"
         if self.taken_over:
