@@ -4,7 +4,9 @@ the difference to the task's floor when the results hold a floor row (backbone `
 task, dataset and profile) with the floor verdict of the report (`stats.floor_verdict` on the
 interval the report gives the cell: all its seeds in the results, the study-design bootstrap of
 `report.compare.design_interval`), so this table and SUMMARY.md never disagree; a failed cell
-shows its cause instead."""
+shows its cause instead. Only rows made with this plan's settings (and task / data versions) are
+shown: a row of the same cell made with other settings (another run on the same results file)
+shows as "other settings", never as this plan's number."""
 
 from __future__ import annotations
 
@@ -14,13 +16,15 @@ from pathlib import Path
 from tabulate import tabulate
 
 from bench_tasks import stats
-from bench_tasks.contracts import BackboneURI
+from bench_tasks.contracts import BackboneURI, Cell
 from bench_tasks.errors import cause_line
+from bench_tasks.plan.cell_plan import cell_version, version_stale
 from bench_tasks.plan.floors import is_floor
 from bench_tasks.report.compare import design_interval
 from bench_tasks.report.load import load_rows
 from bench_tasks.report.tables import rows_to_frames
 from bench_tasks.store.readers import latest_rows
+from bench_tasks.store.readers import load_rows as load_store_rows
 
 
 def _short_backbone(uri: str, width: int = 38) -> str:
@@ -38,8 +42,19 @@ def _is_floor_row(row: dict) -> bool:
     return is_floor((row.get("cell") or {}).get("backbone", ""))
 
 
+def _current(row: dict, memo: dict) -> bool:
+    """The row was made with the settings this process's profile gives its cell (rows that do not
+    record their settings cannot be checked and count as current)."""
+    try:
+        cell = Cell(**{k: v for k, v in (row.get("cell") or {}).items() if k in Cell.__dataclass_fields__})
+        return not version_stale(_version_of(cell, memo), row)
+    except (TypeError, ValueError):
+        return False
+
+
 def find_floor(row: dict, latest: dict[str, dict]) -> dict | None:
-    """The ok floor row of the same task / dataset / profile, if the results hold one."""
+    """The ok floor row of the same task / dataset / profile, if `latest` holds one (table_rows passes
+    only rows made with the current settings)."""
     c = row.get("cell") or {}
     for r in latest.values():
         rc = r.get("cell") or {}
@@ -63,16 +78,32 @@ def floor_word(row: dict, floor_value: float, frame) -> str:
     return stats.floor_verdict(ci, floor_value, hib) or "untested: no interval"
 
 
+def _version_of(c: Cell, memo: dict):
+    k = (c.profile, c.task, c.dataset, c.protocol, BackboneURI.read(c.backbone).is_ceiling)
+    if k not in memo:
+        memo[k] = cell_version(c)
+    return memo[k]
+
+
 def table_rows(cells: Sequence, results: str | Path) -> tuple[list[list[str]], list[str]]:
-    latest = latest_rows(results)
+    rows_of: dict[str, list[dict]] = {}
+    for r in load_store_rows(results):
+        rows_of.setdefault(r["key"], []).append(r)
+    memo: dict = {}
+    latest = latest_rows(r for rs in rows_of.values() for r in rs if _current(r, memo))
     frame = None
     out = []
     any_ci = any_floor = False
     for c in cells:
-        row = latest.get(c.key())
+        mine = rows_of.get(c.key(), [])
+        # the last row made with this plan's settings; else the last row (shown as "other settings")
+        row = next((r for r in reversed(mine) if not version_stale(_version_of(c, memo), r)), mine[-1] if mine else None)
         base = [_short_backbone(c.backbone), f"{c.task}/{c.dataset}", c.protocol, f"{c.fraction:g}", str(c.seed)]
         if row is None:
             out.append([*base, "not run", "", "", ""])
+            continue
+        if version_stale(_version_of(c, memo), row):  # another run's row: not this plan's number
+            out.append([*base, "other settings", f"its row: settings {row.get('settings_hash')}", "", ""])
             continue
         if row.get("status") != "ok":
             out.append([*base, "FAILED", cause_line(row.get("error"), limit=70), "", ""])

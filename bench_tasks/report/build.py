@@ -140,6 +140,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     df_ok, df_failed, methods, problems = rows_to_frames(rows)
     if other_profile:
         problems.append(f"{len(other_profile)} row(s) of other profiles were ignored")
+    problems += [f"**warning, settings differ**: {n}" for n in loaded.settings_notes]
     reported = load_reported(reported_path)
     missing: list[str] = []
     # the tasks whose calibration passes (random init beats the floor, room >= 2): the mean gain's

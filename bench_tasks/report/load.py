@@ -1,8 +1,12 @@
 """A small, tolerant JSONL loader for result rows (no dependency on bench_tasks.store.results).
 
-Rules: one JSON object per line; torn / non-JSON lines are skipped (counted); the LAST row for
-each `key` wins (a cell re-run after a failure replaces the failed row): within a file the last
-line, across files the row finished last. A results file `X.jsonl` stands for the union of it and
+Rules: one JSON object per line; torn / non-JSON lines, and rows whose metrics are not numbers,
+are skipped (counted); the LAST row for each `key` and version of its computation wins (a cell
+re-run after a failure replaces the failed row): within a file the last line, across files the row
+finished last. Rows of one cell group (the cell without its seed) made with different settings,
+task or data versions are never pooled: only the current version is kept (the settings this
+process's profile gives the cell; else the version of the row finished last) and the others are
+described in `settings_notes` (bench_tasks.store.settings_split). A results file `X.jsonl` stands for the union of it and
 the per-worker files `X.d/*.jsonl` of cluster runs (bench_tasks.store.rowfiles). Rows without a key get
 one derived from their `cell` dict.
 """
@@ -13,7 +17,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench_tasks.contracts import BackboneURI, Cell
+from bench_tasks.store.readers import bad_metrics
 from bench_tasks.store.rowfiles import row_time, union_files, worker_dir
+from bench_tasks.store.settings_split import row_version, split_settings
 
 
 @dataclass
@@ -22,6 +29,9 @@ class LoadedRows:
     skipped_lines: int = 0
     missing_files: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    # one line per cell group whose rows were made with several settings (the others left out)
+    settings_notes: list[str] = field(default_factory=list)
+    set_aside: list[dict] = field(default_factory=list)
 
 
 def row_key(row: dict) -> str:
@@ -31,10 +41,37 @@ def row_key(row: dict) -> str:
     return json.dumps(row.get("cell", {}), sort_keys=True)
 
 
-def load_rows(paths) -> LoadedRows:
+def current_settings(row: dict) -> bool:
+    """True when `row` was made with the settings (and task / data versions) that the cell's profile,
+    as registered in this process (bundled, or loaded with --set by `run`), gives it now."""
+    # lazy: the plan layer (profiles, task registry) only when rows are read for a report or table
+    from bench_tasks.plan.cell_plan import cell_version
+
+    cell = row.get("cell") or {}
+    try:
+        memo = (cell.get("profile"), cell.get("task"), cell.get("dataset"), cell.get("protocol"),
+                BackboneURI.read(str(cell.get("backbone", ""))).is_ceiling)
+    except Exception:  # noqa: BLE001 - a row whose backbone URI cannot be read has no current version
+        return False
+    if memo not in _VERSIONS:
+        try:
+            _VERSIONS[memo] = cell_version(Cell(**{k: cell[k] for k in Cell.__dataclass_fields__ if k in cell}))
+        except Exception:  # noqa: BLE001 - an unknown task / profile: no current version to prefer
+            _VERSIONS[memo] = None
+    v = _VERSIONS[memo]
+    if v is None or v.settings is None:
+        return False
+    got = row_version(row)
+    return (got.task, got.data, got.settings) == (v.task, v.data, v.settings)
+
+
+_VERSIONS: dict[tuple, object] = {}
+
+
+def load_rows(paths, prefer=current_settings) -> LoadedRows:
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    by_key: dict[str, dict] = {}
+    by_key: dict[tuple, dict] = {}
     out = LoadedRows(rows=[])
     for p in paths:
         p = Path(p)
@@ -46,7 +83,7 @@ def load_rows(paths) -> LoadedRows:
             out.missing_files.append(str(p))
             continue
         for f in files:
-            in_file: dict[str, dict] = {}
+            in_file: dict[tuple, dict] = {}
             out.files.append(str(f))
             with open(f, encoding="utf-8", errors="replace") as fh:
                 for line in fh:
@@ -58,18 +95,19 @@ def load_rows(paths) -> LoadedRows:
                     except json.JSONDecodeError:
                         out.skipped_lines += 1
                         continue
-                    if not isinstance(row, dict) or not isinstance(row.get("cell"), dict):
+                    if not isinstance(row, dict) or not isinstance(row.get("cell"), dict) or bad_metrics(row):
                         out.skipped_lines += 1
                         continue
                     row["_source"] = str(f)  # artifact paths in the row are relative to its folder
-                    k = row_key(row)
+                    k = (row_key(row), row_version(row))
                     in_file.pop(k, None)  # keep file order of the last occurrence
                     in_file[k] = row
             for k, row in in_file.items():  # across files the row finished last wins
                 if k not in by_key or row_time(row) >= row_time(by_key[k]):
                     by_key.pop(k, None)
                     by_key[k] = row
-    out.rows = list(by_key.values())
+    split = split_settings(list(by_key.values()), prefer)
+    out.rows, out.set_aside, out.settings_notes = split.rows, split.set_aside, split.notes
     return out
 
 

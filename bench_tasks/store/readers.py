@@ -13,7 +13,8 @@ from pathlib import Path
 def _scan_lines(data: bytes) -> tuple[list[dict], list[tuple[int, bytes, str]]]:
     """(rows, rejected): rows of every complete, parseable line; rejected lists (line number,
     raw bytes, reason) of each line that is not a usable row (a torn last line without its
-    newline, a line that is not JSON, a JSON value that is not an object with `key` and `status`)."""
+    newline, a line that is not JSON, a JSON value that is not an object with `key` and `status`,
+    a row whose metrics are not numbers)."""
     rows: list[dict] = []
     rejected: list[tuple[int, bytes, str]] = []
     lines = data.split(b"\n")
@@ -27,6 +28,10 @@ def _scan_lines(data: bytes) -> tuple[list[dict], list[tuple[int, bytes, str]]]:
             rejected.append((no, raw, f"not JSON ({err.__class__.__name__}: {str(err).splitlines()[0]})"))
             continue
         if isinstance(row, dict) and "key" in row and "status" in row:
+            bad = bad_metrics(row)
+            if bad:
+                rejected.append((no, raw, bad))
+                continue
             rows.append(row)
         elif isinstance(row, dict):
             missing = [k for k in ("key", "status") if k not in row]
@@ -36,6 +41,34 @@ def _scan_lines(data: bytes) -> tuple[list[dict], list[tuple[int, bytes, str]]]:
     if tail.strip():  # torn last line: the write never finished
         rejected.append((len(lines) + 1, tail, "torn last line (no newline: an interrupted write)"))
     return rows, rejected
+
+
+METRIC_FIELDS = ("metrics", "metrics_last", "metrics_best_test")
+
+
+def bad_metrics(row: dict) -> str | None:
+    """Why a row's metrics are unusable (a value that is not a number: a string, a hand edit), or
+    None. Numbers, null (a NaN stored as JSON null) and nested lists / objects of them pass."""
+    for fld in METRIC_FIELDS:
+        block = row.get(fld)
+        if block is None:
+            continue
+        if not isinstance(block, dict):
+            return f"{fld} is a JSON {type(block).__name__}, not an object of numbers"
+        for name, v in block.items():
+            if not _numeric(v):
+                return f"{fld}.{name} is {v!r}, not a number"
+    return None
+
+
+def _numeric(v) -> bool:
+    if v is None or isinstance(v, (int, float)):
+        return True
+    if isinstance(v, list):
+        return all(_numeric(x) for x in v)
+    if isinstance(v, dict):
+        return all(_numeric(x) for x in v.values())
+    return False
 
 
 def _parse_lines(data: bytes) -> tuple[list[dict], bool]:

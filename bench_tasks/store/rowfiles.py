@@ -26,7 +26,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from bench_tasks.store.readers import latest_rows, load_rows
+from bench_tasks.store.readers import bad_metrics, latest_rows, load_rows
 
 WORKER_SUFFIX = ".d"
 
@@ -104,7 +104,7 @@ def _complete_rows(data: bytes):
             row = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             continue
-        if isinstance(row, dict) and "key" in row and "status" in row:
+        if isinstance(row, dict) and "key" in row and "status" in row and not bad_metrics(row):
             yield row
 
 
