@@ -163,6 +163,8 @@ def run_spec(spec: RunSpec) -> int:
     from bench_tasks.run import launch
 
     plan = launch.select_shard(spec, planned.plan)  # --num-shards N --shard-index i
+    if not spec.status and refuse_mixed_settings(spec, plan, results):
+        return 2
     if spec.status:
         code = print_status(results, plan.cells)
         print_plan_estimate(spec, plan.cells, results, profile)
@@ -179,6 +181,19 @@ def run_spec(spec: RunSpec) -> int:
         return print_dry_run(spec, planned, results, profile)
     return run_here_and_report(spec, planned, results, profile, labels, pretrain_before,
                                time.monotonic() - t_plan)
+
+
+def refuse_mixed_settings(spec: RunSpec, plan, results: Path) -> bool:
+    """True (after saying why) when the plan would add rows to cells whose other seeds in the results
+    were made with other settings (Plan.mixed_settings); `--force` allows it."""
+    if spec.force:
+        return False
+    from bench_tasks.plan.validate import format_problems
+
+    mixed = plan.mixed_settings(union_latest(results))
+    if mixed:
+        print(format_problems(mixed), file=sys.stderr)
+    return bool(mixed)
 
 
 def plan_or_exit_code(spec: RunSpec, profile, problems: list[str]) -> PlannedRun | int:

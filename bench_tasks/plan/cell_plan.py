@@ -21,6 +21,7 @@ from bench_tasks.plan.profiles import get_profile, settings_hash
 from bench_tasks.plan.references import with_references
 from bench_tasks.registry import TASKS
 from bench_tasks.store.rows import dataset_version, row_data_version, row_task_version
+from bench_tasks.store.settings_split import cell_group, group_label
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,35 @@ class Plan:
             was = (row.get("provenance") or {}).get("backbone_hash")
             if hashes[c.backbone] is not None and was is not None and hashes[c.backbone] != was:
                 out.add(k)
+        return out
+
+    def mixed_settings(self, latest: dict[str, dict]) -> list[str]:
+        """One problem per cell group (a cell without its seed) where this plan would add rows next to
+        ok rows made with other settings (or task / data versions) that it does not recompute: other
+        seeds of the same cell computed by another run. Their numbers would describe two settings
+        (the report keeps them apart, but the plan's own result would hold fewer seeds than asked);
+        `run` refuses unless `--force` (or another results file)."""
+        keys = set(self.keys())
+        by_group: dict[tuple, tuple[CellVersion, list[Cell]]] = {}
+        for c, v in self.items:
+            by_group.setdefault(cell_group(c), (v, []))[1].append(c)
+        others: dict[tuple, list[dict]] = {}
+        for k, r in latest.items():
+            if k not in keys and r.get("status") == "ok":
+                others.setdefault(cell_group(r), []).append(r)
+        out = []
+        for g, (v, cells) in by_group.items():
+            stale = [r for r in others.get(g, []) if version_stale(v, r)]
+            if not stale:
+                continue
+            seeds = sorted({(r.get("cell") or {}).get("seed") for r in stale}, key=str)
+            was = sorted({str(r.get("settings_hash")) for r in stale})
+            out.append(f"{group_label(g)}: the results hold {len(stale)} ok row(s) of this cell made with other "
+                       f"settings (seed(s) {seeds}; settings {', '.join(was)}; this plan: {v.settings}). Adding "
+                       f"seed(s) {sorted({c.seed for c in cells})} with this plan's settings would put two settings "
+                       "in one result. Pass --force to add them anyway (the report shows each setting apart), "
+                       "write to another file with --results, or include those seeds in the plan so that they "
+                       "are recomputed with these settings")
         return out
 
     def todo(self, latest: dict[str, dict], force: bool = False
