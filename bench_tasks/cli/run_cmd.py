@@ -132,18 +132,18 @@ def run_spec(spec: RunSpec) -> int:
     """Plan, estimate, pre-train (the study), evaluate here or launch, report: the whole run of
     `spec`. Returns the exit code (0 ok, 1 a failed cell or stage, 2 bad input)."""
     # lazy: keeps the plan checks and the launcher out of --help/list/status
-    from bench_tasks.plan.validate import check_args
+    from bench_tasks.plan.validate import check_args, format_problems
 
     try:  # a bundled name or a YAML file, with --set overrides; registered for this process's runner
         profile = load_profile(spec.profile, list(spec.set))
         profile, native_lines = native_profile(spec, profile)
-    except ProfileError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except ProfileError as err:  # reported with every other problem of the options
+        print(format_problems([str(err), *options_problems(spec)]), file=sys.stderr)
         return 2
     spec = spec.replace(profile=profile.name)
     apply_threads(spec.threads, profile.name)
     results = spec.results_path
-    problems = check_args(spec.plan_options())
+    problems = check_args(spec.plan_options()) + results_problems(spec)
     pretrain_before = pretrain_estimate_before(spec, profile) if not problems else None
     t_plan = time.monotonic()
     planned = plan_or_exit_code(spec, profile, problems)
@@ -181,6 +181,25 @@ def run_spec(spec: RunSpec) -> int:
         return print_dry_run(spec, planned, results, profile)
     return run_here_and_report(spec, planned, results, profile, labels, pretrain_before,
                                time.monotonic() - t_plan)
+
+
+def results_problems(spec: RunSpec) -> list[str]:
+    """The results file and the work folder can be written (checked in --dry-run too)."""
+    from bench_tasks.store.paths import writable_file_problems, writable_folder_problems
+
+    return (writable_file_problems(spec.results_path, "--results")
+            + writable_folder_problems(Path(spec.work_dir), "--work-dir"))
+
+
+def options_problems(spec: RunSpec) -> list[str]:
+    """The problems of the options that need no profile (names, values, paths), for a plan whose
+    profile cannot be loaded."""
+    from bench_tasks.plan.validate import check_args
+
+    try:
+        return check_args(spec.plan_options()) + results_problems(spec)
+    except Exception:  # noqa: BLE001 - a check that needs the missing profile: the profile's error says enough
+        return results_problems(spec)
 
 
 def refuse_mixed_settings(spec: RunSpec, plan, results: Path) -> bool:

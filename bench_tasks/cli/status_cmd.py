@@ -3,6 +3,7 @@ in flight, time left (bench_tasks.run.status)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from bench_tasks.run.status import has_plan, print_status
@@ -18,6 +19,9 @@ def add_status_parser(sub) -> None:
 
 def cmd_status(args) -> int:
     results = Path(args.results or f"results/{args.profile}.jsonl")
+    if results.is_dir():
+        print(f"error: --results {results} is a folder; expected a results .jsonl file", file=sys.stderr)
+        return 2
     if not has_plan(results):
         print(f"no plan to report on: {results} has no rows, no worker holds a cell and no launch recorded a plan "
               f"({Path(results).stem}.d/launches/). To see a plan before it starts (its cells and time estimate), "

@@ -106,17 +106,40 @@ class RunSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "the spec") -> RunSpec:
         """From {flag: value} (a flag's dashes may be underscores; `launch:` a mapping of the
-        cluster flags). Unknown keys raise SpecError naming `source` and the valid keys."""
-        data = {str(k).replace("-", "_"): v for k, v in dict(data or {}).items()}
-        launch = {str(k).replace("-", "_"): v for k, v in dict(data.pop("launch", None) or {}).items()}
+        cluster flags). Every unknown key and every value of the wrong type is reported together in
+        one SpecError naming `source` and the key."""
+        if not isinstance(data, dict):
+            raise SpecError(f"{source}: expected a mapping of `run` flags, got {_kind(data)}")
+        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        launch_raw = data.pop("launch", None)
+        problems = []
+        if launch_raw is not None and not isinstance(launch_raw, dict):
+            problems.append(f"launch: expected a mapping of the cluster flags (e.g. launch: {{launcher: slurm, "
+                            f"num_shards: 4}}), got {_kind(launch_raw)}")
+            launch_raw = {}
+        launch = {str(k).replace("-", "_"): v for k, v in (launch_raw or {}).items()}
         known = {f.name for f in fields(cls)} - {"launch"}
         known_launch = {f.name for f in fields(LaunchOptions)}
         bad = sorted(set(data) - known) + [f"launch.{k}" for k in sorted(set(launch) - known_launch)]
         if bad:
-            raise SpecError(f"{source}: unknown key(s) {bad}; expected the flags of `run` ({', '.join(sorted(known))}) "
+            problems.append(f"unknown key(s) {bad}; expected the flags of `run` ({', '.join(sorted(known))}) "
                             f"and under launch: {', '.join(sorted(known_launch))}")
-        out = {k: _typed(cls, k, v, source) for k, v in data.items()}
-        return cls(**out, launch=LaunchOptions(**{k: _typed(LaunchOptions, k, v, source) for k, v in launch.items()}))
+        out, lout = {}, {}
+        for target, klass, items, prefix in ((out, cls, data, ""), (lout, LaunchOptions, launch, "launch.")):
+            for k, v in items.items():
+                if k not in (known if klass is cls else known_launch):
+                    continue
+                try:
+                    target[k] = _typed(klass, k, v, source)
+                except SpecError as err:
+                    problems.append(str(err).removeprefix(f"{source}: ").replace(f"{k}", f"{prefix}{k}", 1))
+        if problems:
+            raise SpecError(_together(source, problems))
+        spec = cls(**out, launch=LaunchOptions(**lout))
+        problems = spec.value_problems()
+        if problems:
+            raise SpecError(_together(source, problems))
+        return spec
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunSpec:
@@ -132,8 +155,13 @@ class RunSpec:
             data = yaml.safe_load(p.read_text())
         except yaml.YAMLError as err:
             raise SpecError(f"spec file {p}: not valid YAML ({err})") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise SpecError(f"spec file {p}: cannot be read ({type(err).__name__}: {err})") from err
+        if data is None:
+            raise SpecError(f"spec file {p} is empty; expected a mapping of `run` flags (e.g. profile: cpu, "
+                            "all: true)")
         if not isinstance(data, dict):
-            raise SpecError(f"spec file {p}: expected a mapping of `run` flags, got {type(data).__name__}")
+            raise SpecError(f"spec file {p}: expected a mapping of `run` flags, got {_kind(data)}")
         return cls.from_dict(data, source=f"spec file {p}")
 
     @classmethod
@@ -146,9 +174,23 @@ class RunSpec:
         launch_own = {f.name for f in fields(LaunchOptions)}
         spec = dataclasses.replace(base, **{k: _typed(cls, k, v, "the command line")
                                             for k, v in given.items() if k in own})
-        return dataclasses.replace(spec, launch=dataclasses.replace(
+        spec = dataclasses.replace(spec, launch=dataclasses.replace(
             base.launch, **{k: _typed(LaunchOptions, k, v, "the command line") for k, v in given.items()
                             if k in launch_own}))
+        problems = spec.value_problems()
+        if problems:
+            raise SpecError(_together("the run's options", problems))
+        return spec
+
+    def value_problems(self) -> list[str]:
+        """Problems between values (each value's own type is checked when the spec is built): the
+        shard of a sharded run."""
+        out = []
+        n, i = self.launch.num_shards, self.launch.shard_index
+        if isinstance(n, int) and isinstance(i, int) and n >= 1 and not 0 <= i < n:
+            out.append(f"launch.shard_index (--shard-index) {i} is not a shard of launch.num_shards "
+                       f"(--num-shards) {n}; expected 0 to {n - 1}")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The values that differ from the defaults, as a spec file holds them."""
@@ -225,24 +267,83 @@ _LIST_FIELDS = {"set", "tasks", "datasets", "backbones", "label", "protocols", "
 _COMMA_LISTS = {"tasks", "datasets", "backbones", "protocols", "seeds", "fractions"}
 
 
+# numeric fields: (type, smallest value allowed)
+_NUMBERS: dict[str, tuple[type, float]] = {
+    "threads": (int, 1), "pretrain_jobs": (int, 1), "num_shards": (int, 1), "shard_index": (int, 0),
+    "group_size": (int, 1), "gpus": (int, 0), "cpus": (int, 1), "time": (int, 1), "mem": (int, 1),
+    "array_parallelism": (int, 1), "pretrain_nodes": (int, 1), "pretrain_gpus": (int, 0), "pretrain_time": (int, 1),
+    "claim_timeout": (float, 0), "heartbeat": (float, 0), "wait_claimed": (float, 0), "since": (float, 0),
+}
+_POSITIVE = {"claim_timeout", "heartbeat"}  # > 0, not >= 0
+
+
+def _kind(v) -> str:
+    """How a YAML value reads to a user: 'nothing (an empty file)', "the text 'abc'", 'a list'."""
+    if v is None:
+        return "nothing (null)"
+    if isinstance(v, str):
+        return f"the text {v!r}"
+    if isinstance(v, bool):
+        return f"the flag {v}"
+    if isinstance(v, (int, float)):
+        return f"the number {v!r}"
+    return f"a {'list' if isinstance(v, (list, tuple)) else 'mapping' if isinstance(v, dict) else type(v).__name__}" \
+        f" ({v!r:.60})"
+
+
+def _together(source: str, problems: list[str]) -> str:
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return f"{source}: {len(problems)} problems\n" + "\n".join(f"  - {p}" for p in problems)
+
+
 def _typed(cls, key: str, value, source: str):
     """`value` as field `key` of `cls` holds it: lists as tuples of strings (comma lists split),
-    numbers and flags checked."""
+    numbers, text and flags checked (SpecError naming `source` and the key)."""
     if cls is RunSpec and key in _LIST_FIELDS:
         items = value if isinstance(value, (list, tuple)) else [value]
         out = []
         for x in items:
+            if isinstance(x, (dict, list, tuple)) or x is None:
+                raise SpecError(f"{source}: {key}: expected a list of names or values (or one comma list), "
+                                f"got an item that is {_kind(x)}")
             parts = str(x).split(",") if key in _COMMA_LISTS else [str(x)]
             out += [p.strip() for p in parts if p.strip()]
         return tuple(out)
     default = next(f for f in fields(cls) if f.name == key).default
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise SpecError(f"{source}: {key} must be true or false, got {value!r}")
+            raise SpecError(f"{source}: {key} must be true or false, got {_kind(value)}")
         return value
+    if key in _NUMBERS:
+        return _number(key, value, source, default)
     if key == "launcher" and value not in LAUNCHERS:
         raise SpecError(f"{source}: launcher {value!r}: expected one of {', '.join(LAUNCHERS)}")
+    if value is not None and not isinstance(value, str) and isinstance(default, str | type(None)):
+        if isinstance(value, (dict, list, tuple)):
+            raise SpecError(f"{source}: {key}: expected a text value (a name or a path), got {_kind(value)}")
+        value = str(value)
     return value
+
+
+def _number(key: str, value, source: str, default):
+    kind, low = _NUMBERS[key]
+    if value is None and default is None:
+        return None
+    v = value
+    if isinstance(v, str):  # a number written as text ("4") is read as one
+        try:
+            v = kind(v.strip())
+        except ValueError:
+            v = value
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or float(v).is_integer())
+    what = "a whole number" if kind is int else "a number"
+    if not ok:
+        raise SpecError(f"{source}: {key}: expected {what} >= {low:g}, got {_kind(value)}")
+    v = kind(v)
+    if v < low or (key in _POSITIVE and v <= 0):
+        raise SpecError(f"{source}: {key}: expected {what} {'>' if key in _POSITIVE else '>='} {low:g}, got {v!r}")
+    return v
 
 
 def _plain(v):
