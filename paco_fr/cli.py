@@ -106,6 +106,7 @@ def _add_bench_throughput(sub) -> None:
 
 def _pretrain(a) -> int:
     # lazy: `python -m paco_fr --help` stays torch-free; each command loads what it runs
+    from paco_fr.checkpoint_file import CheckpointUnreadable
     from paco_fr.config import ConfigError, check_data_config, load_config
     from paco_fr.engine import run_name, train
     from paco_fr.rundir import check_run_dir
@@ -115,13 +116,17 @@ def _pretrain(a) -> int:
         check_data_config(cfg)
         run_dir = Path(a.run_dir) if a.run_dir else Path("runs") / run_name(a.config, cfg)
         state = check_run_dir(cfg, run_dir, fresh=a.fresh, resume_required=a.resume, extend=a.extend)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, CheckpointUnreadable) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if state == "complete":
         print(f"done (already complete with this config, nothing retrained): {run_dir / 'encoder.safetensors'}")
         return 0
-    summary = train(cfg, run_dir, resume=not a.fresh, extend=a.extend)
+    try:
+        summary = train(cfg, run_dir, resume=not a.fresh, extend=a.extend)
+    except CheckpointUnreadable as err:  # damaged inside although its zip directory reads
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if int(os.environ.get("RANK", "0")) != 0:
         return 0 if summary["status"] == "complete" else 1
     if summary["status"] == "complete":
@@ -153,9 +158,14 @@ def _prepare(a) -> int:
 
 def _export(a) -> int:
     # lazy: `python -m paco_fr --help` stays torch-free; each command loads what it runs
+    from paco_fr.checkpoint_file import CheckpointUnreadable
     from paco_fr.export import export_checkpoint
 
-    out = export_checkpoint(a.ckpt, a.out, use_ema=not a.no_ema)
+    try:
+        out = export_checkpoint(a.ckpt, a.out, use_ema=not a.no_ema)
+    except CheckpointUnreadable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(out)
     return 0
 

@@ -21,10 +21,10 @@ import json
 import warnings
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from paco_fr.backbone import encoder_from_config
+from paco_fr.checkpoint_file import read_checkpoint
 from paco_fr.config import load_config
 from paco_fr.encoder_file import export_encoder, load_encoder, read_metadata
 from paco_fr.models import build_model, objective_model
@@ -36,7 +36,7 @@ __all__ = ["RECON_NAME", "export_checkpoint", "export_encoder", "export_recon", 
 def export_checkpoint(ckpt_path, out, use_ema: bool = True) -> Path:
     """Checkpoint (ckpt/last.pt of a run, its config.yaml beside ckpt/) -> encoder safetensors."""
     ckpt_path = Path(ckpt_path)
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(ckpt_path)
     cfg_path = ckpt_path.parent.parent / "config.yaml"
     cfg = load_config(cfg_path)
     encoder = encoder_from_config(cfg)
@@ -58,7 +58,7 @@ def export_recon(ckpt_path, out) -> Path:
     config.yaml, `load_recon_model(run_dir)` rebuilds the model for the codebook figure. Metadata:
     objective, step, and the checkpoint's saved vocabulary (FaRL-style) as JSON."""
     ckpt_path = Path(ckpt_path)
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(ckpt_path)
     sd = {k: v.detach().float().contiguous().cpu() if v.is_floating_point() else v.contiguous().cpu()
           for k, v in ckpt["model"].items() if not k.startswith("encoder.")}
     meta = {"format": "pt", "step": str(int(ckpt.get("step", -1))), "objective": str(ckpt.get("objective", ""))}

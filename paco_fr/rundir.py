@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from paco_fr.checkpoint_file import FRESH_HINT, CheckpointUnreadable, checkpoint_problem
 from paco_fr.config import ConfigError, dump_config, flat_keys
 from paco_fr.models import get_objective, list_objectives
 
@@ -108,7 +109,8 @@ def check_run_dir(cfg: dict, run_dir: str | Path, fresh: bool = False, resume_re
                   extend: bool = False) -> str:
     """What to do with `run_dir` for `cfg`: 'fresh' | 'empty' | 'partial' | 'complete' | 'extend'
     (a finished or interrupted run continued to a longer length). Raises RunDirConflict (nothing
-    written) when the directory's run was made with another config."""
+    written) when the directory's run was made with another config, CheckpointUnreadable when the
+    checkpoint it would resume is empty or truncated."""
     run_dir = Path(run_dir)
     state = run_state(run_dir)
     if fresh:
@@ -118,6 +120,10 @@ def check_run_dir(cfg: dict, run_dir: str | Path, fresh: bool = False, resume_re
             raise RunDirConflict(f"--resume: {run_dir} has no checkpoint (ckpt/last.pt) to resume; "
                                  "drop --resume to start the run")
         return "empty"
+    if state == "partial":  # it will be resumed: a damaged checkpoint is refused before anything is built
+        problem = checkpoint_problem(run_dir / "ckpt" / "last.pt")
+        if problem:
+            raise CheckpointUnreadable(f"{problem}; {FRESH_HINT}")
     old = stored_config(run_dir)
     if old is None:
         return state  # a run from before config.yaml existed: nothing to compare

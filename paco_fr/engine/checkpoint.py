@@ -13,6 +13,7 @@ import torch.distributed as dist
 from torch.distributed.fsdp import FullStateDictConfig, StateDictType
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
+from paco_fr.checkpoint_file import read_checkpoint
 from paco_fr.engine.state import Run
 
 CKPT_NAME = "last.pt"
@@ -54,7 +55,9 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The checkpoint at `path`; CheckpointUnreadable (naming the file, the cause and --fresh) when
+    it is truncated, empty or damaged."""
+    return read_checkpoint(path)
 
 
 def save_checkpoint(run: Run, step: int, wall: float) -> None:
