@@ -149,7 +149,10 @@ def _prepare(a) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"prepare: {m['num_samples']} faces in {len(m['shards'])} shard(s) ({m['shards_reused']} kept from "
-          f"an earlier run), {m['num_skipped']} input(s) skipped -> {Path(a.out) / 'manifest.json'}")
+          f"an earlier run, their size and sha256 checked), {m['num_skipped']} input(s) skipped -> "
+          f"{Path(a.out) / 'manifest.json'}")
+    for d in m["shards_damaged"]:
+        print(f"  rewrote damaged shard {d['name']} ({d['reason']})")
     for sk in m["skipped"]:
         print(f"  skipped {sk['file']}: {sk['reason']}")
     print(f"train with: python -m paco_fr pretrain data.source=wds data.path={a.out} model.img_size={a.size}")

@@ -14,8 +14,10 @@ order; a shard holds fewer samples when some were skipped), each sample `<key>.j
 ({"src": relpath}); `shard-000000.json` per finished shard (its count, sha256 and skipped inputs);
 `manifest.json` (counts, shards with hashes, every skipped input with its reason).
 
-Resumable: a shard whose `.tar` and `.json` exist for the same inputs and settings is kept; the
-others are (re)written (a shard is written to `.tar.tmp` and renamed when complete). Skipped inputs
+Resumable: a shard whose `.tar` and `.json` exist for the same inputs and settings, and whose
+`.tar` still has the size and sha256 its `.json` recorded, is kept; the others are (re)written (a
+shard is written to `.tar.tmp` and renamed when complete), a damaged one (truncated, changed) named
+in the manifest's `shards_damaged`. So the manifest is true after every run. Skipped inputs
 (never a crash): an image that does not decode, a landmarks line without its image, an image
 without a landmarks line, a line without face points or with the wrong number of numbers.
 """
@@ -178,15 +180,47 @@ def write_shard(job: tuple) -> dict:
             sink.write(rec)
             count += 1
     os.replace(tmp, out / name)
-    info = {"name": name, "count": count, "sha256": _sha256(out / name), "inputs": len(items),
+    info = {"name": name, "count": count, "sha256": _sha256(out / name), "bytes": (out / name).stat().st_size,
+            "inputs": len(items),
             "skipped": skipped, "digest": _inputs_digest(items, settings)}
     (out / name).with_suffix(".json").write_text(json.dumps(info, indent=1))
     return info
 
 
+MIN_SIZE = 16  # the smallest crop the 5-point alignment and a ViT patch grid make sense at
+
+
+def check_numbers(size, shard_size, workers, quality) -> list[str]:
+    """Problems of prepare's numbers (all of them, before any image is read)."""
+    out = []
+    for flag, v, low, high in (("--size", size, MIN_SIZE, None), ("--shard-size", shard_size, 1, None),
+                               ("--workers", workers, 1, None), ("--quality", quality, 1, 100)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
+            rng = f"{low} to {high}" if high is not None else f">= {low}"
+            out.append(f"{flag} {v!r}: expected a whole number {rng}")
+    return out
+
+
+def shard_damage(out: Path, info: dict) -> str | None:
+    """Why the finished shard `info` describes no longer matches its record (missing, another size,
+    another sha256), or None when it does."""
+    path = out / info.get("name", "")
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if info.get("bytes") is not None and int(info["bytes"]) != size:
+        return f"{size} bytes, its record says {info['bytes']}"
+    if info.get("sha256") != _sha256(path):
+        return "its sha256 differs from its record"
+    return None
+
+
 def prepare(out, images=None, landmarks=None, aligned=None, size: int = 112, shard_size: int = 1000,
             workers: int = 1, quality: int = 95, progress: bool | None = None) -> dict:
     """Make (or finish) the shards and manifest in `out`; returns the manifest."""
+    problems = check_numbers(size, shard_size, workers, quality)
+    if problems:
+        raise ValueError("; ".join(problems))
     if (images is None) == (aligned is None):
         raise ValueError("give exactly one of --images DIR (with --landmarks FILE) or --aligned DIR")
     if images is not None and landmarks is None:
@@ -203,15 +237,21 @@ def prepare(out, images=None, landmarks=None, aligned=None, size: int = 112, sha
     if not items:
         raise ValueError(f"{root}: no images ({', '.join(IMG_EXT)})")
     settings = {"size": int(size), "quality": int(quality), "align": images is not None}
-    jobs, done = [], []
+    jobs, done, damaged = [], [], []
     for s, first in enumerate(range(0, len(items), shard_size)):
         chunk = items[first:first + shard_size]
         side = out / _shard_name(s).replace(".tar", ".json")
         if side.is_file() and (out / _shard_name(s)).is_file():
-            info = json.loads(side.read_text())
-            if info.get("digest") == _inputs_digest(chunk, settings):
-                done.append(info)
-                continue
+            try:
+                info = json.loads(side.read_text())
+            except ValueError:
+                info = {}
+            if isinstance(info, dict) and info.get("digest") == _inputs_digest(chunk, settings):
+                why = shard_damage(out, info)
+                if why is None:
+                    done.append(info)
+                    continue
+                damaged.append({"name": _shard_name(s), "reason": why})
         jobs.append((s, first, chunk, str(root), str(out), settings))
     t0 = time.time()
     bar = tqdm(total=len(items), initial=sum(d["inputs"] for d in done), unit="img", desc="prepare",
@@ -235,9 +275,11 @@ def prepare(out, images=None, landmarks=None, aligned=None, size: int = 112, sha
         "landmarks_file": str(landmarks) if landmarks else None, "landmarks": landmarks is not None,
         "inputs": len(items), "num_samples": sum(r["count"] for r in results),
         "num_skipped": sum(len(r["skipped"]) for r in results),
-        "shards": [{"name": r["name"], "count": r["count"], "sha256": r["sha256"]} for r in results],
+        "shards": [{"name": r["name"], "count": r["count"], "sha256": r["sha256"],
+                    "bytes": r.get("bytes", (out / r["name"]).stat().st_size)} for r in results],
         "skipped": [sk for r in results for sk in r["skipped"]],
-        "shards_reused": len(done), "shards_written": len(jobs), "seconds": round(time.time() - t0, 2),
+        "shards_reused": len(done), "shards_written": len(jobs), "shards_damaged": damaged,
+        "seconds": round(time.time() - t0, 2),
     }
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))

@@ -18,11 +18,16 @@ The stream (`ShardStream`, an IterableDataset that yields whole collated batches
   (corrupt JPEG, bad landmarks, missing image) is skipped -- reported as `shard:key` in the batch's
   "skipped" list, which the engine counts and logs -- and its slot is filled by a copy of another
   face of the same batch, so every batch stays full.
+- a damaged shard (truncated, or its size differs from the manifest's `bytes`) is read as far as
+  it goes: the samples it lost are skipped and counted (`shard:#position` in the batch's
+  "skipped" list) and the shard is named once in the batch's "damaged_shards" list; when no
+  listed shard is readable, start-up stops with an error naming them.
 - resume is exact for the same world size, `data.num_workers`, batch size and shards: worker w's
   position is a number of records, its epoch follows from the manifest's counts and the records of
   the interrupted epoch before that position are read again but not decoded (so the shuffle
-  buffer is rebuilt exactly). With another world size or worker count the run continues at the
-  same step, over a different sample order.
+  buffer is rebuilt exactly; a damaged shard counts the records it still holds, read once at
+  start-up). With another world size or worker count the run continues at the same step, over a
+  different sample order.
 
 `DataLoader(stream, batch_size=None, num_workers=W)` takes batches from the workers in turn, so
 the rank's batch j is worker (j mod W)'s batch (j div W); `configure()` fixes rank, world, batch
@@ -92,7 +97,28 @@ def read_manifest(spec) -> tuple[list[Path], list[int], dict]:
     absent = [str(q) for q in paths if not q.is_file()]
     if absent:
         raise FileNotFoundError(f"{mpath}: {len(absent)} shard(s) listed but not found, e.g. {absent[0]}")
+    damaged = damaged_by_size(paths, man)
+    if paths and len(damaged) == len(paths):
+        raise ValueError(f"{mpath}: none of the {len(paths)} shard(s) is readable: "
+                         + "; ".join(f"{n}: {why}" for n, why in list(damaged.items())[:5])
+                         + ("; ..." if len(damaged) > 5 else "")
+                         + ". Run `python -m paco_fr prepare` again with the same inputs: it rewrites damaged shards")
     return paths, [by_name[n] for n in names], man
+
+
+def damaged_by_size(paths: list[Path], manifest: dict) -> dict[str, str]:
+    """{shard name: why} for shards whose file is empty or whose size differs from the manifest's
+    `bytes` (a cut copy, a truncated file); a stat per shard, no shard is read."""
+    sizes = {e.get("name"): e.get("bytes") for e in manifest.get("shards", []) if isinstance(e, dict)}
+    out = {}
+    for p in paths:
+        size = p.stat().st_size
+        want = sizes.get(p.name)
+        if size == 0:
+            out[p.name] = "empty file (0 bytes)"
+        elif want is not None and int(want) != size:
+            out[p.name] = f"{size} bytes, the manifest says {int(want)} (truncated or changed)"
+    return out
 
 
 def epoch_shards(n_shards: int, seed: int, epoch: int, rank: int, world: int, worker: int, workers: int) -> list[int]:
@@ -159,6 +185,14 @@ class ShardStream(IterableDataset):
         self.has_landmarks = bool(self.manifest.get("landmarks", True))
         self.decoder = decoder or default_decoder()
         self.bad: set[str] = set()
+        self.damaged: dict[str, str] = damaged_by_size(self.shards, self.manifest)  # name -> why
+        for name, why in self.damaged.items():
+            log.warning("damaged shard %s (%s): its readable samples are used, the others skipped and counted",
+                        name, why)
+        self._readable: dict[str, int] = {}  # records a damaged shard still holds (read once, for resume)
+        self._pending_skipped: list[str] = []  # lost samples / damaged shards not yet reported in a batch
+        self._pending_damaged: list[str] = []
+        self._reported_damaged: set[str] = set()
         self.configure()
 
     def __len__(self) -> int:
@@ -187,8 +221,10 @@ class ShardStream(IterableDataset):
 
         epoch = 0
         while True:
-            n_epoch = sum(self.counts[i] for i in epoch_shards(len(self.shards), self.seed, epoch, self.rank,
-                                                                self.world, worker, self.workers))
+            n_epoch = sum(self._records_in(i) for i in epoch_shards(len(self.shards), self.seed, epoch, self.rank,
+                                                                     self.world, worker, self.workers))
+            if n_epoch == 0 and not self._any_readable():  # skipping could never end: _indexed says why
+                break
             if skip < n_epoch:
                 break
             skip -= n_epoch
@@ -197,7 +233,7 @@ class ShardStream(IterableDataset):
             urls = [str(s) for s in self.shards_of(e, worker=worker)]
             src = wds.tarfile_samples([{"url": u} for u in urls], handler=self._tar_error)
             offsets = self._offsets()
-            stream = self._indexed(src, offsets)
+            stream = self._indexed(src, offsets, urls)
             rng = random.Random(f"buffer:{self.seed}:{e}:{self.rank}:{worker}")
             buf = max(1, self.shuffle_buffer)
             for rec in wds.filters._shuffle(stream, bufsize=buf, initial=buf, rng=rng):
@@ -213,9 +249,10 @@ class ShardStream(IterableDataset):
             acc += c
         return out
 
-    @staticmethod
-    def _indexed(src, offsets: dict[str, int]):
-        """Add `__index__`: the sample's global row (shard's first row + its position in the shard)."""
+    def _indexed(self, src, offsets: dict[str, int], urls: list[str]):
+        """Add `__index__`: the sample's global row (shard's first row + its position in the shard).
+        At the end of the epoch's shards, a shard that gave fewer records than the manifest counts
+        is damaged: its lost positions are queued as skipped samples, its name for the next batch."""
         pos: dict[str, int] = {}
         for rec in src:
             url = rec["__url__"]
@@ -223,13 +260,48 @@ class ShardStream(IterableDataset):
             pos[url] = i + 1
             rec["__index__"] = offsets.get(url, 0) + i
             yield rec
+        counts = {str(s): c for s, c in zip(self.shards, self.counts)}
+        for url in urls:
+            got, want = pos.get(url, 0), counts.get(url, 0)
+            if got < want:
+                name = Path(url).name
+                self._pending_skipped += [f"{name}:#{j}" for j in range(got, want)]
+                if name not in self._reported_damaged:
+                    self._reported_damaged.add(name)
+                    self._pending_damaged.append(name)
+                    log.warning("damaged shard %s: %d of its %d samples could not be read (skipped and counted)",
+                                name, want - got, want)
+                self.damaged.setdefault(name, f"{got} of {want} samples readable")
+                self._readable.setdefault(name, got)
+        if urls and not pos and not self._any_readable():
+            raise RuntimeError(f"no readable sample in the shards {[Path(u).name for u in urls][:5]} (damaged: "
+                               f"{sorted(self.damaged) or 'unknown'}); run `python -m paco_fr prepare` again with the "
+                               "same inputs: it rewrites damaged shards")
+
+    def _any_readable(self) -> bool:
+        return any(self._records_in(i) for i in range(len(self.shards)))
+
+    def _records_in(self, i: int) -> int:
+        """The records shard i yields: the manifest's count, or for a damaged shard the records it
+        still holds (read once; resume positions count records)."""
+        name = self.shards[i].name
+        if name not in self.damaged:
+            return self.counts[i]
+        if name not in self._readable:
+            # lazy: webdataset only when shards are streamed
+            import webdataset as wds
+
+            self._readable[name] = sum(1 for _ in wds.tarfile_samples([{"url": str(self.shards[i])}],
+                                                                      handler=lambda exn: True))
+        return self._readable[name]
 
     def _tar_error(self, exn: Exception) -> bool:
         log.warning("skipping a damaged part of a shard: %s", exn)
         return True
 
     def _batch(self, recs: list[dict]) -> dict:
-        good, skipped = [], []
+        good, skipped = [], self._pending_skipped
+        damaged, self._pending_skipped, self._pending_damaged = self._pending_damaged, [], []
         for rec in recs:
             name = f"{Path(str(rec.get('__url__'))).name}:{rec.get('__key__')}"
             try:
@@ -243,7 +315,7 @@ class ShardStream(IterableDataset):
             raise RuntimeError(f"no readable sample in a batch of {len(recs)} (e.g. {skipped[:3]})")
         good = [good[i % len(good)] for i in range(len(recs))]  # corrupt slots: copies of good faces
         out = {"image": torch.from_numpy(np.stack([g[1] for g in good])).permute(0, 3, 1, 2).contiguous(),
-               "index": torch.tensor([g[0] for g in good]), "skipped": skipped}
+               "index": torch.tensor([g[0] for g in good]), "skipped": skipped, "damaged_shards": damaged}
         if self.has_landmarks:
             nan = np.full((68, 2), np.nan, dtype=np.float32)
             out["landmarks"] = torch.from_numpy(np.stack([nan if g[2] is None else g[2] for g in good]))
@@ -280,4 +352,8 @@ class ShardStream(IterableDataset):
                 continue
             if len(imgs) == n:
                 break
+        if not imgs:
+            names = [s.name for s in self.shards[:4]]
+            raise ValueError(f"no readable face in the shards {names} (damaged: {sorted(self.damaged) or 'unknown'}); "
+                             "run `python -m paco_fr prepare` again with the same inputs: it rewrites damaged shards")
         return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)

@@ -82,6 +82,7 @@ def save_checkpoint(run: Run, step: int, wall: float) -> None:
         atomic_save({"model": model_sd if run.fsdp else run.model.state_dict(),
                      "optimizer": optim_sd if run.fsdp else run.opt.state_dict(), "step": step,
                      "ema": run.ema, "rng": rngs, "wall_time": wall, "skipped_total": run.skipped_total,
+                     "skipped_names": sorted(run.skipped_names), "damaged_shards": list(run.damaged_shards),
                      **run.data.checkpoint_state(), "objective": run.cfg["objective"]}, run.ckpt_path)
 
 
@@ -102,6 +103,8 @@ def restore_checkpoint(run: Run, ckpt: dict) -> None:
     run.start_step = int(ckpt["step"])
     run.wall_before = float(ckpt.get("wall_time", 0.0))
     run.skipped_total = int(ckpt.get("skipped_total", 0))
+    run.skipped_names = set(ckpt.get("skipped_names") or [])
+    run.damaged_shards = list(ckpt.get("damaged_shards") or [])
     rank, rng = run.rank, ckpt["rng"]
     set_rng_state(rng[rank] if isinstance(rng, list) and rank < len(rng)
                   else rng[0] if isinstance(rng, list) else rng)

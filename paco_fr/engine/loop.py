@@ -207,7 +207,10 @@ def _finish(run: Run, status: str, step: int, window: _LogWindow, cost: dict) ->
     summary = {"status": status, "step": step, "total_steps": run.total, "objective": run.cfg["objective"]}
     if run.is_main:
         print(f"pretrain data: {run.skipped_total} unreadable image(s) skipped"
-              f"{' (names: log.jsonl, event skipped_images)' if run.skipped_total else ''}", flush=True)
+              f"{' (names: log.jsonl, event skipped_images)' if run.skipped_total else ''}"
+              + (f"; {len(run.damaged_shards)} damaged shard(s): {', '.join(run.damaged_shards[:5])}"
+                 f"{' ...' if len(run.damaged_shards) > 5 else ''} (rewrite them with `python -m paco_fr prepare`)"
+                 if run.damaged_shards else ""), flush=True)
     if status == "complete":
         spread = weight_spread(run) if run.world > 1 and not run.cfg["train"]["fsdp"] else None
         save_checkpoint(run, step, wall)
@@ -240,6 +243,7 @@ def _complete_summary(run: Run, step: int, wall: float, cost: dict, window: _Log
         "world_size": run.world,
         "hostname": socket.gethostname(),
         "skipped_images": run.skipped_total,
+        "damaged_shards": list(run.damaged_shards),
         "warnings": model.warnings,
         "encoder": "encoder.safetensors",
         "compute": compute_block(cost, step, wall, device_name, teacher_path=model.upstream_encoder()),

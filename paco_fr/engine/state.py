@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,7 +40,9 @@ class Run:
     log_path: Path
     start_step: int = 0
     wall_before: float = 0.0
-    skipped_total: int = 0
+    skipped_total: int = 0  # distinct unreadable images (a name counts once however often it is read)
+    skipped_names: set = field(default_factory=set)
+    damaged_shards: list = field(default_factory=list)  # wds shards that lost samples, in order seen
     resumed: bool = False
     fwd_model: torch.nn.Module | None = None
     autocast: object = contextlib.nullcontext

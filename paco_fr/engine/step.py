@@ -37,10 +37,15 @@ def _prepare_batch(run: Run, batch: dict, step: int) -> dict:
     """Collated loader batch -> the model's input: images in [0, 1] (random horizontal flip, the
     landmarks flipped with them) plus the objective's fields (ObjectiveData.batch_fields)."""
     device = run.device
-    run.skipped_total += len(batch["skipped"])
-    if batch["skipped"]:
-        run.log({"event": "skipped_images", "step": step, "files": batch["skipped"][:20],
-                 "count_total": run.skipped_total})
+    new = [n for n in dict.fromkeys(batch["skipped"]) if n not in run.skipped_names]  # images, not occurrences
+    run.skipped_names.update(new)
+    run.skipped_total += len(new)
+    if new:
+        run.log({"event": "skipped_images", "step": step, "files": new[:20], "count_total": run.skipped_total})
+    for name in batch.get("damaged_shards") or []:
+        if name not in run.damaged_shards:
+            run.damaged_shards.append(name)
+            run.log({"event": "damaged_shard", "step": step, "shard": name})
     x = batch["image"].to(device, non_blocking=True).float() / 255
     flip = bool(run.cfg["data"]["hflip"])
     if flip:
