@@ -75,7 +75,7 @@ def add_run_parser(sub, cmd_run) -> None:
     pr.add_argument("--no-probes", action="store_true",
                     help="do not add the probe cells next to the encoders' (recognition: cosine; attributes, "
                          "expression: concat; bench_tasks.plan.references.PROBE_PROTOCOLS)")
-    pr.add_argument("--force", action="store_true", help="recompute cells that are already done; also add rows next to other seeds of a cell made with other settings (the report keeps the settings apart)")
+    pr.add_argument("--force", action="store_true", help="recompute cells that are already done; also add rows next to other seeds of a cell made with other settings (the report never pools two settings: it keeps one per cell and names the others)")
     pr.add_argument("--device", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1")
     pr.add_argument("--no-progress", action="store_true", help="no progress bars")
     pr.add_argument("--threads", type=int,

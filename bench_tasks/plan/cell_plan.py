@@ -149,7 +149,7 @@ class Plan:
             out.append(f"{group_label(g)}: the results hold {len(stale)} ok row(s) of this cell made with other "
                        f"settings (seed(s) {seeds}; settings {', '.join(was)}; this plan: {v.settings}). Adding "
                        f"seed(s) {sorted({c.seed for c in cells})} with this plan's settings would put two settings "
-                       "in one result. Pass --force to add them anyway (the report shows each setting apart), "
+                       "in one result. Pass --force to add them anyway (the report never pools two settings: it keeps one per cell and names the others), "
                        "write to another file with --results, or include those seeds in the plan so that they "
                        "are recomputed with these settings")
         return out

@@ -38,11 +38,12 @@ class RowVersion:
             return False
         return self.settings is None or other.settings is None or self.settings == other.settings
 
-    def label(self) -> str:
+    def label(self, ref: RowVersion | None = None) -> str:
+        """'settings 1a2b3c' (+ the task / data version where it differs from `ref`, or is not 1)."""
         out = f"settings {self.settings or 'unrecorded'}"
-        if self.task != 1:
+        if (self.task != ref.task) if ref is not None else self.task != 1:
             out += f", task v{self.task}"
-        if self.data != "1":
+        if (self.data != ref.data) if ref is not None else self.data != "1":
             out += f", data v{self.data}"
         return out
 
@@ -116,7 +117,8 @@ def split_settings(rows: list[dict], prefer: Callable[[dict], bool] | None = Non
         why = "the current settings" if prefer is not None and any(prefer(rows[i]) for i in ok) else \
             "the settings of the row finished last"
         notes.append(f"{group_label(g)}: {len(out)} row(s) made with other settings "
-                     f"({'; '.join(v.label() for v in others)}) left out, not pooled; shown: {chosen.label()} "
+                     f"({'; '.join(v.label(chosen) for v in others)}) left out, not pooled; shown: "
+                     f"{chosen.label(others[0] if len(others) == 1 else None)} "
                      f"({why})")
     return SettingsSplit(rows=[r for i, r in enumerate(rows) if i not in drop],
                          set_aside=[rows[i] for i in sorted(drop)], notes=notes)
