@@ -124,3 +124,28 @@ def test_pretrain_summary_counts_images_not_occurrences(prepared, tmp_path, caps
     got = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert got["skipped_images"] == lost and got["damaged_shards"] == ["shard-000003.tar"]
     assert f"{lost} unreadable image(s) skipped" in text and "1 damaged shard(s): shard-000003.tar" in text
+
+
+def test_resume_exact_over_a_shard_damaged_without_a_size_change(prepared, tmp_path):
+    out, _, _ = _copy(prepared, tmp_path)
+    shard = out / "shard-000001.tar"
+    import tarfile
+
+    with tarfile.open(shard) as t:
+        offset = t.getmembers()[len(t.getmembers()) // 2].offset  # a member's header mid-archive
+    data = bytearray(shard.read_bytes())
+    data[offset:offset + 512] = bytes(512)  # zeroed: tar reads the end of the archive there
+    shard.write_bytes(bytes(data))
+    ds = ShardStream(out, 32, shuffle_buffer=4)
+    assert not ds.damaged  # the size is unchanged
+    ds.configure(batch_size=3)
+    it = iter(ds)
+    full = [next(it) for _ in range(14)]
+    found = [n for b in full for n in b["damaged_shards"]]
+    assert found == ["shard-000001.tar"]  # found while read: the engine stores it in the checkpoint
+    full = [b["index"].tolist() for b in full]
+    resumed = ShardStream(out, 32, shuffle_buffer=4)
+    resumed.mark_damaged(found)  # what restore_checkpoint does with the checkpoint's list
+    resumed.configure(batch_size=3, start_micro=10)
+    it = iter(resumed)
+    assert [next(it)["index"].tolist() for _ in range(4)] == full[10:]

@@ -278,6 +278,12 @@ class ShardStream(IterableDataset):
                                f"{sorted(self.damaged) or 'unknown'}); run `python -m paco_fr prepare` again with the "
                                "same inputs: it rewrites damaged shards")
 
+    def mark_damaged(self, names) -> None:
+        """Shards found damaged while read before a resume (the checkpoint lists them): their
+        readable records are counted at start-up, so the resumed positions are exact."""
+        for n in names:
+            self.damaged.setdefault(str(n), "found damaged while read before the resume")
+
     def _any_readable(self) -> bool:
         return any(self._records_in(i) for i in range(len(self.shards)))
 

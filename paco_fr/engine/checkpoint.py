@@ -64,9 +64,13 @@ def save_checkpoint(run: Run, step: int, wall: float) -> None:
     """ckpt/last.pt: model, optimizer, EMA, every rank's RNG states, counters and the objective's
     data state (ObjectiveData.checkpoint_state: FaRL's vocabulary). Collective under DDP."""
     rng = get_rng_state()
+    damaged = list(run.damaged_shards)
     if run.world > 1:
         rngs = [None] * run.world
         dist.all_gather_object(rngs, rng)
+        per_rank = [None] * run.world  # wds shards each rank found damaged: a resume reads them as they are
+        dist.all_gather_object(per_rank, damaged)
+        damaged = list(dict.fromkeys(n for names in per_rank for n in names))
     else:
         rngs = [rng]
     model_sd, optim_sd = None, None
@@ -82,7 +86,7 @@ def save_checkpoint(run: Run, step: int, wall: float) -> None:
         atomic_save({"model": model_sd if run.fsdp else run.model.state_dict(),
                      "optimizer": optim_sd if run.fsdp else run.opt.state_dict(), "step": step,
                      "ema": run.ema, "rng": rngs, "wall_time": wall, "skipped_total": run.skipped_total,
-                     "skipped_names": sorted(run.skipped_names), "damaged_shards": list(run.damaged_shards),
+                     "skipped_names": sorted(run.skipped_names), "damaged_shards": damaged,
                      **run.data.checkpoint_state(), "objective": run.cfg["objective"]}, run.ckpt_path)
 
 
@@ -104,7 +108,10 @@ def restore_checkpoint(run: Run, ckpt: dict) -> None:
     run.wall_before = float(ckpt.get("wall_time", 0.0))
     run.skipped_total = int(ckpt.get("skipped_total", 0))
     run.skipped_names = set(ckpt.get("skipped_names") or [])
-    run.damaged_shards = list(ckpt.get("damaged_shards") or [])
+    damaged = list(ckpt.get("damaged_shards") or [])
+    run.damaged_shards = damaged
+    if damaged and hasattr(run.dataset, "mark_damaged"):  # wds: count their readable records, so resume is exact
+        run.dataset.mark_damaged(damaged)
     rank, rng = run.rank, ckpt["rng"]
     set_rng_state(rng[rank] if isinstance(rng, list) and rank < len(rng)
                   else rng[0] if isinstance(rng, list) else rng)
