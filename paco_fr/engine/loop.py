@@ -243,12 +243,13 @@ def _complete_summary(run: Run, step: int, wall: float, cost: dict, window: _Log
         "world_size": run.world,
         "hostname": socket.gethostname(),
         "skipped_images": run.skipped_total,
-        "damaged_shards": list(run.damaged_shards),
         "warnings": model.warnings,
         "encoder": "encoder.safetensors",
         "compute": compute_block(cost, step, wall, device_name, teacher_path=model.upstream_encoder()),
         "config": cfg,
     }
+    if cfg["data"]["source"] == "wds":  # shards that lost samples (paco_fr.data.shards)
+        out["damaged_shards"] = list(run.damaged_shards)
     diagnostics = model.diagnostics_summary(list(window.recent))
     if diagnostics:
         out["diagnostics"] = diagnostics
