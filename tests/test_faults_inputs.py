@@ -37,12 +37,13 @@ def test_bad_spec_values_exit_2_naming_file_and_key(tmp_path, capsys, text, name
 
 def test_every_spec_problem_together(tmp_path):
     spec = tmp_path / "s.yaml"
-    spec.write_text('threads: "abc"\npretrain_jobs: many\nlaunch: {num_shards: x, gpus: -1}\nbogus: 1\n')
+    spec.write_text('threads: "abc"\npretrain_jobs: many\nlaunch: {num_shards: 4, shard_index: 7, gpus: -1}\n'
+                    'bogus: 1\n')
     with pytest.raises(SpecError) as err:
         RunSpec.from_yaml(spec)
     text = str(err.value)
     assert "5 problems" in text
-    for key in ("threads", "pretrain_jobs", "launch.num_shards", "launch.gpus", "'bogus'"):
+    for key in ("threads", "pretrain_jobs", "launch.shard_index", "launch.gpus", "'bogus'"):
         assert key in text
 
 

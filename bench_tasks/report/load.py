@@ -41,34 +41,43 @@ def row_key(row: dict) -> str:
     return json.dumps(row.get("cell", {}), sort_keys=True)
 
 
-def current_settings(row: dict) -> bool:
-    """True when `row` was made with the settings (and task / data versions) that the cell's profile,
-    as registered in this process (bundled, or loaded with --set by `run`), gives it now."""
+def current_settings():
+    """A check `prefer(row) -> bool`: True when `row` was made with the settings (and task / data
+    versions) that the cell's profile, as registered in this process now (bundled, or loaded with
+    --set by `run`), gives it. Each check computes a version once per kind of cell."""
     # lazy: the plan layer (profiles, task registry) only when rows are read for a report or table
     from bench_tasks.plan.cell_plan import cell_version
 
-    cell = row.get("cell") or {}
-    try:
-        memo = (cell.get("profile"), cell.get("task"), cell.get("dataset"), cell.get("protocol"),
-                BackboneURI.read(str(cell.get("backbone", ""))).is_ceiling)
-    except Exception:  # noqa: BLE001 - a row whose backbone URI cannot be read has no current version
-        return False
-    if memo not in _VERSIONS:
+    memo: dict[tuple, object] = {}
+
+    def prefer(row: dict) -> bool:
+        cell = row.get("cell") or {}
         try:
-            _VERSIONS[memo] = cell_version(Cell(**{k: cell[k] for k in Cell.__dataclass_fields__ if k in cell}))
-        except Exception:  # noqa: BLE001 - an unknown task / profile: no current version to prefer
-            _VERSIONS[memo] = None
-    v = _VERSIONS[memo]
-    if v is None or v.settings is None:
-        return False
-    got = row_version(row)
-    return (got.task, got.data, got.settings) == (v.task, v.data, v.settings)
+            k = (cell.get("profile"), cell.get("task"), cell.get("dataset"), cell.get("protocol"),
+                 BackboneURI.read(str(cell.get("backbone", ""))).is_ceiling)
+        except Exception:  # noqa: BLE001 - a row whose backbone URI cannot be read has no current version
+            return False
+        if k not in memo:
+            try:
+                memo[k] = cell_version(Cell(**{f: cell[f] for f in Cell.__dataclass_fields__ if f in cell}))
+            except Exception:  # noqa: BLE001 - an unknown task / profile: no current version to prefer
+                memo[k] = None
+        v = memo[k]
+        if v is None or v.settings is None:
+            return False
+        got = row_version(row)
+        return (got.task, got.data, got.settings) == (v.task, v.data, v.settings)
+
+    return prefer
 
 
-_VERSIONS: dict[tuple, object] = {}
+CURRENT = "current"
 
 
-def load_rows(paths, prefer=current_settings) -> LoadedRows:
+def load_rows(paths, prefer=CURRENT) -> LoadedRows:
+    """The rows of `paths` (see the module docstring). `prefer`: which version of a cell group to
+    keep when its rows differ ("current": the settings this process's profiles give; None: the
+    row finished last; or a function row -> bool)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     by_key: dict[tuple, dict] = {}
@@ -106,7 +115,7 @@ def load_rows(paths, prefer=current_settings) -> LoadedRows:
                 if k not in by_key or row_time(row) >= row_time(by_key[k]):
                     by_key.pop(k, None)
                     by_key[k] = row
-    split = split_settings(list(by_key.values()), prefer)
+    split = split_settings(list(by_key.values()), current_settings() if prefer == CURRENT else prefer)
     out.rows, out.set_aside, out.settings_notes = split.rows, split.set_aside, split.notes
     return out
 

@@ -133,10 +133,8 @@ class RunSpec:
                     target[k] = _typed(klass, k, v, source)
                 except SpecError as err:
                     problems.append(str(err).removeprefix(f"{source}: ").replace(f"{k}", f"{prefix}{k}", 1))
-        if problems:
-            raise SpecError(_together(source, problems))
-        spec = cls(**out, launch=LaunchOptions(**lout))
-        problems = spec.value_problems()
+        spec = cls(**out, launch=LaunchOptions(**lout))  # the values that are right, to check them together
+        problems += spec.value_problems()
         if problems:
             raise SpecError(_together(source, problems))
         return spec
