@@ -163,7 +163,7 @@ def run_spec(spec: RunSpec) -> int:
     from bench_tasks.run import launch
 
     plan = launch.select_shard(spec, planned.plan)  # --num-shards N --shard-index i
-    if not spec.status and refuse_mixed_settings(spec, plan, results):
+    if not spec.status and refuse_mixed_settings(spec, planned.plan, results):  # the whole plan: every shard's seeds
         return 2
     if spec.status:
         code = print_status(results, plan.cells)
