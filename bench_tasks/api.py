@@ -52,7 +52,7 @@ from bench_tasks.contracts import (
     TaskSplit,
     split_targets,
 )
-from bench_tasks.errors import PlanError, cause_line
+from bench_tasks.errors import PlanError, UnknownName, cause_line
 from bench_tasks.plan.cell_plan import make_plan
 from bench_tasks.plan.cells import DataRoots, plan_cells
 from bench_tasks.plan.options import PlanOptions
@@ -188,7 +188,7 @@ def _checked_plan(backbone, opts, data_root, name, threads, log):
     try:
         task_ds = build_task_datasets(opts, roots, log=log)
     except PlanError as err:
-        raise PlanInvalid(problems or [str(err.code)]) from None
+        raise PlanInvalid(problems if isinstance(err, UnknownName) and problems else [*problems, str(err)]) from None
     problems += check_data(task_ds, roots, prof)
     bb, uri, bad = _checked_backbone(backbone, name, task_ds, prof, opts.device)
     problems += bad

@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from bench_tasks.errors import DataError
+
 # ----------------------------------------------------------------------------- backbone URIs
 
 # the references' schemes: the floor (an input-free predictor, no network) and the ceiling (the
@@ -222,7 +224,7 @@ class DatasetSpec:
         raise NotImplementedError
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(DataError, FileNotFoundError):
     def __init__(self, dataset: str, root: str | Path | None, problem: str, layout: str):
         self.dataset, self.root, self.problem, self.layout = dataset, root, problem, layout
         super().__init__(f"{dataset}: {problem} (root: {root})\nexpected layout:\n{layout}")

@@ -25,6 +25,7 @@ from bench_tasks.cli.report_cmd import add_report_parser
 from bench_tasks.cli.run_cmd import cmd_run
 from bench_tasks.cli.run_parser import add_run_parser
 from bench_tasks.cli.status_cmd import add_status_parser
+from bench_tasks.errors import BenchError
 from bench_tasks.registry import load_registries
 
 # ----------------------------------------------------------------------------- list
@@ -72,10 +73,16 @@ def _add_scheme_epilogs(parser: argparse.ArgumentParser, sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; an error of the harness (bench_tasks.errors.BenchError) is printed in one
+    paragraph and exits with its type's code (2 bad input, 1 a failed stage)."""
     args = make_parser().parse_args(argv)
-    if args.command in ("list", "run"):
-        load_registries()
-    return int(args.func(args) or 0)
+    try:
+        if args.command in ("list", "run"):
+            load_registries()
+        return int(args.func(args) or 0)
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from bench_tasks.backbones.native import native_size
 from bench_tasks.cli.common import SYNTHFACE, _csv
 from bench_tasks.contracts import Profile, uri_parts, uri_scheme
 from bench_tasks.datasets.lfw import CROP_FRAC
-from bench_tasks.errors import PlanError
+from bench_tasks.errors import PlanError, RunError, UnknownName
 from bench_tasks.plan.cell_costs import task_size
 from bench_tasks.plan.cell_plan import Plan, make_plan
 from bench_tasks.plan.cells import DataRoots, missing_root_error, plan_cells
@@ -25,7 +25,7 @@ from bench_tasks.run.spec import RunSpec
 from bench_tasks.tasks.recognition import settings_for
 
 
-class StageFailed(RuntimeError):
+class StageFailed(RunError, RuntimeError):
     """A stage of `run --all` failed as a whole (exit code 1)."""
 
 
@@ -65,17 +65,17 @@ def build_task_datasets(opts: PlanOptions, roots, log=print) -> dict[str, list[s
     tasks = _csv(opts.tasks)
     if opts.all or not tasks:
         if not opts.all and not tasks:
-            raise PlanError("choose --tasks <t1,t2> or --all (see `python -m bench_tasks list`)")
+            raise UnknownName("choose --tasks <t1,t2> or --all (see `python -m bench_tasks list`)")
         tasks = tasks or TASKS.names()
     for t in tasks:
         if t not in TASKS:
-            raise PlanError(f"unknown task {t!r}; registered: {', '.join(TASKS.names())}")
+            raise UnknownName(f"unknown task {t!r}; registered: {', '.join(TASKS.names())}")
     explicit = _csv(opts.datasets)
     out: dict[str, list[str]] = {}
     if explicit:
         for d in explicit:
             if d not in DATASETS:
-                raise PlanError(f"unknown dataset {d!r}; registered: {', '.join(DATASETS.names())}")
+                raise UnknownName(f"unknown dataset {d!r}; registered: {', '.join(DATASETS.names())}")
             spec = DATASETS.get(d)
             if spec.needs_root and roots.get(d) is None:
                 raise PlanError(f"error: {missing_root_error(d, roots)}")

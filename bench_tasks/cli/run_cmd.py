@@ -15,13 +15,12 @@ from bench_tasks.backbones.base import resolve_device
 from bench_tasks.cli.common import apply_threads, fmt_elapsed, progress_bars_off
 from bench_tasks.cli.planning import (
     PlannedRun,
-    StageFailed,
     build_plan,
     native_profile,
     print_plan_notes,
     study_suite,
 )
-from bench_tasks.errors import PlanError
+from bench_tasks.errors import PlanError, RunError, UnknownName
 from bench_tasks.plan.estimate import actual_line, estimate_plan
 from bench_tasks.plan.profiles import ProfileError, effective_settings, format_settings, load_profile
 from bench_tasks.plan.suite import random_control
@@ -193,16 +192,14 @@ def plan_or_exit_code(spec: RunSpec, profile, problems: list[str]) -> PlannedRun
         print(err, file=sys.stderr)
         return 2
     except PlanError as err:
-        msg = str(err.code)
-        if problems:  # unknown names are already among them; anything else is added
-            covered = msg.startswith(("unknown task", "unknown dataset", "choose --tasks"))
-            print(format_problems(problems + ([] if covered else [msg])), file=sys.stderr)
+        if problems:  # the plan checks name unknown tasks and datasets too; anything else is added
+            print(format_problems(problems + ([] if isinstance(err, UnknownName) else [str(err)])), file=sys.stderr)
         else:
-            print(msg, file=sys.stderr)
-        return 2
-    except StageFailed as err:
+            print(err, file=sys.stderr)
+        return err.exit_code
+    except RunError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return err.exit_code
     if planned.study is not None and planned.study.stop:  # --pretrain-only: stage 1 is the whole run
         for name, enc in planned.study.encoders.items():
             print(f"  {name}: {enc}")

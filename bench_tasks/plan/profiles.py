@@ -42,7 +42,7 @@ from bench_tasks.tasks.recognition import settings_for
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # bench_tasks/configs
 
 
-class ProfileError(ValueError):
+class ProfileError(PlanError, ValueError):
     """A profile file or override that cannot be used (the message says which and why)."""
 
 
