@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import pickle
 
-import pytest
-
 from bench_tasks import errors
 
 
 def test_every_harness_error_has_one_base_and_its_exit_code():
     from bench_tasks.backbones.timm_file import CheckpointError
-    from bench_tasks.cli.planning import StageFailed
     from bench_tasks.contracts import DatasetLayoutError
     from bench_tasks.datasets._readers import CorruptImageError
     from bench_tasks.datasets.verification_bin import UnsafePickleError
@@ -20,6 +17,7 @@ def test_every_harness_error_has_one_base_and_its_exit_code():
     from bench_tasks.plan.profiles import ProfileError
     from bench_tasks.plan.validate import PlanInvalid
     from bench_tasks.run.spec import SpecError
+    from bench_tasks.session.planning import StageFailed
 
     kinds = {PlanInvalid: errors.PlanError, ProfileError: errors.PlanError, BudgetError: errors.PlanError,
              SpecError: errors.PlanError, errors.UnknownName: errors.PlanError,

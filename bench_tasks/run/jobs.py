@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from bench_tasks.contracts import Cell, Profile
-from bench_tasks.plan.cells import DataRoots
 from bench_tasks.plan.cell_plan import Plan, make_plan
+from bench_tasks.plan.cells import DataRoots
 from bench_tasks.plan.profiles import get_profile, profile_from_dict, profile_section
 from bench_tasks.plan.suite import suite_run, write_run_identity
 from bench_tasks.registry import load_registries
