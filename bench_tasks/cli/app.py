@@ -20,7 +20,7 @@ import sys
 
 from bench_tasks.cli.common import backbone_schemes_help
 from bench_tasks.cli.list_cmd import add_list_parser
-from bench_tasks.cli.preview import add_preview_parser
+from bench_tasks.cli.preview_cmd import add_preview_parser
 from bench_tasks.cli.report_cmd import add_report_parser
 from bench_tasks.cli.run_cmd import cmd_run
 from bench_tasks.cli.run_parser import add_run_parser
@@ -62,8 +62,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _add_scheme_epilogs(parser: argparse.ArgumentParser, sub) -> None:
-    """Every verb's --help ends with the backbone URI schemes (plug-ins included)."""
-    load_registries()
+    """Every verb's --help ends with the backbone URI schemes (plug-ins included; read from their
+    source, so --help loads no registry and no torch)."""
     schemes = backbone_schemes_help()
     if not schemes:
         return

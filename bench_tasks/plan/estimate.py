@@ -41,6 +41,8 @@ from bench_tasks.plan.cell_costs import (
     synthface_to_generate,
     task_size,
 )
+from bench_tasks.plan.durations import fmt_duration
+from bench_tasks.plan.durations import fmt_seconds as _fmt_s  # noqa: F401 - its old name
 from bench_tasks.store.rowfiles import union_latest
 
 PROBE_VERSION = 1
@@ -232,11 +234,6 @@ def busy_line() -> str | None:
             f"{load / cores:.1f} x longer")
 
 
-def fmt_duration(s: float | None) -> str:
-    """`42s`, `26min`, `5.8h` (as `status` writes times); `?` for no estimate."""
-    return "?" if s is None else _fmt_s(s)
-
-
 @dataclass
 class PlanEstimate:
     """Seconds per stage: total (every run / cell of the plan) and left (not done yet)."""
@@ -310,12 +307,3 @@ def actual_line(estimated_left_s: float, actual_s: float) -> str:
     """The end of a run: what was estimated for the work left at its start, and what it took."""
     ratio = f" ({actual_s / estimated_left_s:.2f} x the estimate)" if estimated_left_s > 0 else ""
     return f"estimate vs actual: {fmt_duration(estimated_left_s)} estimated, {fmt_duration(actual_s)} taken{ratio}"
-
-
-def _fmt_s(s: float) -> str:
-    s = max(0.0, float(s))
-    if s < 120:
-        return f"{s:.0f}s"
-    if s < 7200:
-        return f"{s / 60:.0f}min"
-    return f"{s / 3600:.1f}h"

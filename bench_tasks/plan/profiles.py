@@ -32,14 +32,13 @@ import yaml
 from bench_tasks.backbones.native import native_size
 from bench_tasks.contracts import Profile
 from bench_tasks.errors import PlanError
+from bench_tasks.plan.profile_files import CONFIG_DIR
 from bench_tasks.protocols.farl import farl_settings
 from bench_tasks.registry import TASKS, load_all
 from bench_tasks.tasks._ceiling import ceiling_epochs_for, is_ceiling
 from bench_tasks.tasks._classification import settings as cls_settings
 from bench_tasks.tasks._dense import dense_section
 from bench_tasks.tasks.recognition import settings_for
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # bench_tasks/configs
 
 
 class ProfileError(PlanError, ValueError):

@@ -21,9 +21,8 @@ from bench_tasks.plan.profiles import get_profile, profile_from_dict, profile_se
 from bench_tasks.plan.suite import suite_run, write_run_identity
 from bench_tasks.registry import load_registries
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
+from bench_tasks.run.launchers import LAUNCHERS
 from bench_tasks.store.rowfiles import worker_dir
-
-LAUNCHERS = ("local", "slurm", "submitit-local")
 
 # A job's size when the profile's `jobs:` section (bench_tasks/configs/<profile>.yaml) does not
 # give it: one GPU node of a small cluster (group_size 0: a whole backbone per job). Flags (--gpus, --time, --pretrain-nodes, ...) override both.

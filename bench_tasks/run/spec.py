@@ -22,7 +22,7 @@ from bench_tasks.errors import PlanError
 from bench_tasks.plan.options import PlanOptions
 from bench_tasks.plan.profiles import dotted_overrides
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
-from bench_tasks.run.jobs import LAUNCHERS
+from bench_tasks.run.launchers import LAUNCHERS
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "configs" / "studies"  # bundled spec files, by name
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from bench_tasks.contracts import Cell
-from bench_tasks.plan.estimate import _fmt_s
+from bench_tasks.plan.durations import fmt_seconds as _fmt_s
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, ClaimBook
 from bench_tasks.store.rowfiles import union_latest, worker_dir
 
