@@ -92,8 +92,11 @@ def plan_estimate(exp: Experiment, cells, pretrain_plan=None, results: Path | No
     spec = exp.spec
     try:
         study_arch = random_control(exp.profile.name) if spec.is_study else None
-        return estimate_plan(cells, exp.results if results is None else results, exp.profile, pretrain_plan,
-                             device=str(resolve_device(spec.device)), study_arch=study_arch)
+        results = exp.results if results is None else results
+        status = exp.plan.status(ResultsStore(results).latest())
+        done = [k for k, v in status.items() if v == "done" and not spec.force]  # the plan's skip rule
+        return estimate_plan(cells, results, exp.profile, pretrain_plan, device=str(resolve_device(spec.device)),
+                             study_arch=study_arch, done=done)
     except Exception as err:  # noqa: BLE001 - an estimate never stops a plan
         print(f"estimate: none ({type(err).__name__}: {err})")
         return None
