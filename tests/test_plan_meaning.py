@@ -169,7 +169,7 @@ def test_no_progress_bars_while_run_runs_and_as_before_afterwards(monkeypatch):
 def test_status_without_a_plan_says_so(tmp_path, capsys):
     rc = main(["status", "--results", str(tmp_path / "nothing.jsonl")])
     out = capsys.readouterr().out
-    assert rc == 1 and "no plan to report on" in out and "run <the plan's options> --status" in out
+    assert rc == 1 and "no plan to report on" in out and "status <the plan's options>" in out
     assert not (tmp_path / "nothing.jsonl").exists()
 
 
