@@ -148,3 +148,8 @@ def test_a_stale_row_is_counted_to_do_by_the_estimate_too(tmp_path, capsys, cach
     todo = int(re.search(r"0 already done, 0 failed before \(will be retried\), (\d+) to do", out).group(1))
     assert todo >= len(plan) and f"for the {todo} not done" in out, out
     assert f"{len(plan)} from their rows" in out, out
+    # --status counts them to do as well, and prints one estimate (the plan's)
+    assert main([*argv, "--status"]) == 0
+    out = capsys.readouterr().out
+    assert f"{todo} cell(s) left, {len(plan)} of them done before with another version" in out, out
+    assert "from the measured cell times" not in out and f"for the {todo} not done" in out

@@ -243,8 +243,12 @@ def execute(exp: Experiment, executor=None) -> int:
     exp = exp.replace(plan=launch.select_shard(spec, exp.plan))  # --num-shards N --shard-index i
     if spec.status:
         from bench_tasks.run.status import print_status
+        from bench_tasks.store.rowfiles import union_latest
 
-        code = print_status(results, exp.plan.cells)
+        latest = union_latest(results)
+        ok = {k for k, r in latest.items() if r.get("status") == "ok"}
+        redo = set(exp.plan.stale_reasons(latest, ok))  # counted to do, as the run will
+        code = print_status(results, exp.plan.cells, redo=redo, time_left=False)
         print_plan_estimate(exp, exp.plan.cells)
         return code
     if spec.launch.launcher != "local" and not spec.dry_run:
