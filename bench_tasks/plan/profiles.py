@@ -245,7 +245,8 @@ PROFILES: dict[str, Profile] = bundled_profiles()
 
 def register_profile(profile: Profile) -> Profile:
     """Make `profile` the one `get_profile(profile.name)` returns in this process: the only write to
-    PROFILES after import (bench_tasks.session.resolve calls it for a study's profile)."""
+    PROFILES after import (bench_tasks.session.experiment.resolve calls it for a study or a cluster
+    launch, whose planners read the profile's `study:` / `jobs:` sections by name)."""
     PROFILES[profile.name] = profile
     return profile
 

@@ -67,7 +67,9 @@ def resolve(spec: RunSpec, log: Callable[[str], None] = print, backbones: object
 
     profile, native_lines = resolve_profile(spec)
     spec = spec.replace(profile=profile.name)
-    if spec.is_study:  # the pre-training planner (plan.suite, plan.study) reads the profile by name
+    if spec.is_study or spec.launch.launcher != "local":
+        # the pre-training planner (plan.suite, plan.study) and the job sizes (run.jobs.job_defaults)
+        # read the profile's `study:` and `jobs:` sections by its name
         register_profile(profile)
     opts = spec.plan_options()
     if backbones is not None:  # an in-memory model has no URI to check; it is checked by a forward pass
