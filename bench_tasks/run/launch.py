@@ -54,7 +54,7 @@ from bench_tasks.run.jobs import (
     sbatch_script,
     worker_spec,
 )
-from bench_tasks.run.worker import run_worker, shard
+from bench_tasks.run.worker import Claims, run_worker, shard
 from bench_tasks.store.results import ResultsStore
 from bench_tasks.store.rowfiles import worker_dir
 
@@ -296,7 +296,7 @@ def run_here(spec, plan: Plan, roots, results: Path, labels: dict[str, str] | No
     record_launch(results, {"launcher": kind, "since": since, "profile": spec.profile, "pid": os.getpid(),
                             "command": "python -m bench_tasks " + " ".join(sys.argv[1:]),
                             "keys": plan.keys(), "cells": [asdict(c) for c in plan.cells], "jobs": []})
+    claims = Claims(rows_to=rows_to, since=since, timeout_s=spec.launch.claim_timeout,
+                    heartbeat_s=spec.launch.heartbeat, wait_s=spec.launch.wait_claimed)
     return run_worker(plan, results, work_dir=spec.work_dir, data_roots=roots, device=spec.device,
-                      force=spec.force, progress=spec.progress, rows_to=rows_to, since=since,
-                      claim_timeout_s=spec.launch.claim_timeout, heartbeat_s=spec.launch.heartbeat,
-                      wait_s=spec.launch.wait_claimed, labels=labels)
+                      force=spec.force, progress=spec.progress, claims=claims, labels=labels)

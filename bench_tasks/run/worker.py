@@ -2,7 +2,7 @@
 processes, `--num-shards` processes, SLURM / submitit jobs) can run the same plan at once
 without computing a cell twice.
 
-    summary = run_worker(cells, results="results/smoke.jsonl", rows_to="worker", since=t0, ...)
+    summary = run_worker(cells, results="results/smoke.jsonl", claims=Claims(rows_to="worker", since=t0), ...)
 
 rows_to="main": rows go to the results file itself (one machine: `--launcher local`, today's
 behaviour, appends serialised by the store's lock); rows_to="worker": rows go to this worker's
@@ -84,16 +84,30 @@ def shard(cells: Sequence[Cell], num_shards: int, index: int) -> list[Cell]:
     return uniq[index * n // num_shards:(index + 1) * n // num_shards]
 
 
+@dataclass(frozen=True)
+class Claims:
+    """How a worker shares its results file with the others: where its rows go (`rows_to`: "main",
+    the results file; "worker", its own file), its name, the launch time the workers share
+    (`since`; None: now), a claim's time-out and heartbeat, and how long to wait at the end for
+    cells other workers hold (`wait_s`)."""
+
+    rows_to: str = "main"
+    worker: str | None = None
+    since: float | None = None
+    timeout_s: float = CLAIM_TIMEOUT_S
+    heartbeat_s: float = HEARTBEAT_S
+    wait_s: float = 0.0
+
+
 def run_worker(cells: Sequence[Cell] | Plan, results: str | Path = "results/smoke.jsonl", *,
                work_dir: str | Path = "work_dirs", data_roots=None, device="auto", force: bool = False,
-               progress: bool = True, rows_to: str = "main", worker: str | None = None,
-               since: float | None = None, claim_timeout_s: float = CLAIM_TIMEOUT_S,
-               heartbeat_s: float = HEARTBEAT_S, wait_s: float = 0.0,
-               on_row: Callable[[dict], None] | None = None,
+               progress: bool = True, claims: Claims = Claims(), on_row: Callable[[dict], None] | None = None,
                log: Callable[[str], None] | None = None,
                labels: dict[str, str] | None = None, backbones: BackboneCache | None = None) -> WorkerSummary:
     """Run the cells of `cells` (a Plan, or cells taken as they are: no reference cells added) that
     need computing and that no other worker has; see the module docstring. Returns a WorkerSummary."""
+    rows_to, worker, since, wait_s = claims.rows_to, claims.worker, claims.since, claims.wait_s
+    claim_timeout_s, heartbeat_s = claims.timeout_s, claims.heartbeat_s
     plan = cells if isinstance(cells, Plan) else make_plan(cells, references=False)
     log = log or (lambda msg: tqdm.write(msg))
     me: Identity = identity(worker)
