@@ -1,6 +1,6 @@
 """`--help` and `status` of a results file load no torch (nor timm, torchmetrics, matplotlib,
-pandas): they answer in well under a second. Measured beside `python -c pass` by
-`python -m bench_tasks --help` in docs/ARCHITECTURE.md; here: what they import."""
+pandas), so they answer in well under a second; bare `status` reads no study's file; `status`
+takes `run`'s plan flags."""
 
 from __future__ import annotations
 
