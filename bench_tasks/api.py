@@ -11,11 +11,15 @@ bench_tasks.contracts (re-exported here for plug-ins written against `from bench
                               datasets=["lapa"], data_root="/data", profile="paper")
     all_rows = bench_tasks.load_results("results/smoke.jsonl")
 
-`evaluate` plans the cells exactly as `python -m bench_tasks run` does, refuses bad input before
-anything runs (`bench_tasks.plan.validate.PlanInvalid`, whose message lists every problem), appends one
-row per cell to the results file (resumable: done cells are not recomputed unless force=True) and
-returns this call's rows as a pandas DataFrame (bench_tasks.store.results.to_dataframe columns: backbone,
-task, dataset, protocol, fraction, seed, status, headline, headline_value, metric/<name>, ...).
+`evaluate` and `run` resolve and execute an experiment exactly as `python -m bench_tasks run` does
+(bench_tasks.session): `evaluate` refuses bad input before anything runs
+(`bench_tasks.plan.validate.PlanInvalid`, whose message lists every problem), prints the plan's notes,
+appends one row per cell to the results file (resumable: a cell is recomputed only when its row is
+not current: another task or data version, other settings (`settings=` overrides the profile's, as
+`run --set` does), other weights; or with force=True) and returns the rows of the plan's cells, the
+floors, ceilings and probes next to the backbone's, as a pandas DataFrame
+(bench_tasks.store.results.to_dataframe columns: backbone, task, dataset, protocol, fraction, seed,
+status, headline, headline_value, metric/<name>, ...).
 
 An in-memory backbone is a timm ViT-family module (VisionTransformer, EVA, DeiT, BEiT, ...), a
 `paco_fr.backbone.ViTBackbone` or a `bench_tasks.backbones.base.BenchBackbone`. Its cells are keyed
@@ -26,21 +30,14 @@ size with timm's `set_input_size`.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
-import torch
 from torch import nn
 
 from bench_tasks.backbones.base import BenchBackbone
-from bench_tasks.backbones.timm_file import TimmViTBackbone, _mean_std, missing_vit_parts
-from bench_tasks.cli.common import apply_threads
-from bench_tasks.cli.planning import build_task_datasets
-from bench_tasks.cli.run_cmd import run_spec
 from bench_tasks.contracts import (
     Cell,
     CellContext,
@@ -52,29 +49,22 @@ from bench_tasks.contracts import (
     TaskSplit,
     split_targets,
 )
-from bench_tasks.errors import PlanError, cause_line
-from bench_tasks.plan.cell_plan import make_plan
-from bench_tasks.plan.cells import DataRoots, plan_cells
-from bench_tasks.plan.options import PlanOptions
+from bench_tasks.errors import PlanError
 from bench_tasks.plan.profiles import PROFILES, get_profile
-from bench_tasks.plan.validate import (
-    PlanInvalid,
-    check_args,
-    check_backbones,
-    check_data,
-    parse_fractions,
-    parse_seeds,
-)
-from bench_tasks.registry import TASKS, load_registries
+from bench_tasks.plan.validate import PlanInvalid
+from bench_tasks.registry import load_registries
 from bench_tasks.report.compare import compare as compare_rows
 from bench_tasks.report.compare import main_protocols, method_uris
 from bench_tasks.report.load import load_rows
 from bench_tasks.report.tables import rows_to_frames
-from bench_tasks.run.runner import row_line, run_cell, run_plan
 from bench_tasks.run.spec import RunSpec
+from bench_tasks.session.execute import InProcess, evaluate_stage
+from bench_tasks.session.experiment import resolve
+from bench_tasks.session.in_memory import InMemoryBackbones, at_size, wrap_module
+from bench_tasks.session.process import apply_threads
+from bench_tasks.session.run import run_spec
 from bench_tasks.store.readers import describe_rejected, inspect, latest_rows
-from bench_tasks.store.results import ResultsStore, to_dataframe
-from paco_fr.backbone import ViTBackbone
+from bench_tasks.store.results import to_dataframe
 
 __all__ = [
     "evaluate", "load_results", "compare", "run", "RunSpec", "wrap_module", "at_size",
@@ -84,122 +74,35 @@ __all__ = [
 ]
 
 
-def _join(x: str | Sequence | None) -> str | None:
+def _listed(x: str | Sequence | None) -> list[str] | None:
     if x is None:
         return None
-    if isinstance(x, str):
-        return x
-    return ",".join(str(v) for v in x)
+    return [x] if isinstance(x, str) else [str(v) for v in x]
 
 
-def _weights_hash(module: nn.Module) -> str:
-    h = hashlib.sha256(type(module).__name__.encode())
-    for k, v in module.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+def _assignments(settings: Mapping | Sequence[str] | None) -> list[str]:
+    """{"linear.lr_head": 0.5} or ["linear.lr_head=0.5"] -> `run --set` items."""
+    if not settings:
+        return []
+    if isinstance(settings, Mapping):
+        import json
+
+        return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items()]
+    return [str(s) for s in settings]
 
 
-def wrap_module(model: nn.Module | BenchBackbone, name: str | None = None) -> BenchBackbone:
-    """An in-memory model as a BenchBackbone keyed `memory:<name>@<weights hash>`."""
-    if isinstance(model, BenchBackbone):
-        return model
-    h = _weights_hash(model)
-    if isinstance(model, ViTBackbone):
-        vit_bb = model
-        label = name or model.arch
-    else:
-        missing = missing_vit_parts(model)
-        if missing:
-            raise TypeError(f"evaluate(): a {type(model).__name__} is not a timm ViT-family model (it has no "
-                            f"{', '.join(missing)}); pass a timm ViT, a paco_fr ViTBackbone, or a backbone URI "
-                            "string such as 'timm:<model>:<file>'")
-        mean, std = _mean_std(model)
-        label = name or getattr(model, "default_cfg", {}).get("architecture") or type(model).__name__
-        vit_bb = TimmViTBackbone(model, arch=label, mean=mean, std=std)
-    return BenchBackbone(f"memory:{label}@{h[:12]}", vit_bb, h, source=f"in-memory {type(model).__name__}")
-
-
-def at_size(bb: BenchBackbone, size: int) -> BenchBackbone:
-    """A copy of `bb` that takes `size` x `size` inputs."""
-    bb = copy.deepcopy(bb)
-    vit = bb.vit.vit
-    cur = tuple(getattr(vit.patch_embed, "img_size", None) or ())
-    dynamic = getattr(vit, "dynamic_img_size", False)
-    if cur and cur != (size, size) and not dynamic:
-        if not hasattr(vit, "set_input_size"):
-            raise ValueError(f"{bb.uri}: the model takes {cur} inputs, the task needs {size}x{size}; create it "
-                             "with dynamic_img_size=True or img_size=" + str(size))
-        vit.set_input_size(img_size=(size, size))
-        bb.vit.img_size = size
-    return bb
-
-
-def _check_forward(bb: BenchBackbone, task_ds: dict, prof) -> None:
-    for size in sorted({TASKS.get(t)().image_size(prof) for t in task_ds}):
-        m = at_size(bb, size).eval()
-        with torch.no_grad():
-            m(torch.zeros(1, 3, size, size), m.dense_layers())
-
-
-def _run_in_memory(bb, cells, prof, results, work_dir, roots, device, force, progress, log) -> None:
-    """run_plan for a backbone object: done cells skipped, each cell gets its own copy at its size."""
-    store = ResultsStore(results)
-    moved = store.quarantine()
-    if moved:
-        log(f"warning: {describe_rejected(store.path, moved)}: moved to {store.rejected_path}")
-    done = store.done_keys()
-    sized: dict[int, BenchBackbone] = {}
-    for cell in cells:
-        if cell.key() in done and not force:
-            continue
-        size = TASKS.get(cell.task)().image_size(prof)
-        if size not in sized:
-            sized[size] = at_size(bb, size)
-        row = run_cell(cell, results=results, work_dir=work_dir, data_roots=roots, device=device,
-                       progress=progress, backbone=copy.deepcopy(sized[size]))
-        log(row_line(cell, row))
-
-
-def _checked_backbone(backbone, name, task_ds, prof, device) -> tuple[BenchBackbone | None, str, list[str]]:
-    """(the wrapped in-memory backbone or None for a URI, the URI its cells are keyed by, its problems)."""
-    if isinstance(backbone, str):
-        return None, backbone, check_backbones([backbone], task_ds, prof, device)
-    bb = None
-    try:
-        bb = wrap_module(backbone, name)
-        _check_forward(bb, task_ds, prof)
-    except (TypeError, ValueError, RuntimeError, AssertionError) as err:
-        return bb, bb.uri if bb is not None else "memory:?", [
-            f"evaluate(): the in-memory backbone cannot be used: {cause_line(err, limit=2000)}"]
-    return bb, bb.uri, []
-
-
-def _checked_plan(backbone, opts, data_root, name, threads, log):
-    """(profile, data roots, cells, in-memory backbone or None) of an evaluate() call, planned as
-    `run` plans; every problem raised together as one PlanInvalid before anything runs."""
-    problems = check_args(opts)
-    try:
-        prof = get_profile(opts.profile)
-    except KeyError as err:
-        raise PlanInvalid([*problems, str(err.args[0])]) from None
-    apply_threads(threads, prof.name)
-    roots = DataRoots.parse([data_root] if isinstance(data_root, str) else (list(data_root) if data_root else None))
-    try:
-        task_ds = build_task_datasets(opts, roots, log=log)
-    except PlanError as err:
-        raise PlanInvalid(problems or [str(err.code)]) from None
-    problems += check_data(task_ds, roots, prof)
-    bb, uri, bad = _checked_backbone(backbone, name, task_ds, prof, opts.device)
-    problems += bad
-    if not task_ds:
-        problems.append("the plan is empty: no task has an available dataset (give datasets=... and data_root=...)")
-    if problems:
-        raise PlanInvalid(problems)
-    proto_list = [p.strip() for p in opts.protocols.split(",")] if opts.protocols else None
-    cells = plan_cells([uri], task_ds, protocols=proto_list, seeds=parse_seeds(opts.seeds)[0],
-                       fractions=parse_fractions(opts.fractions)[0], profile=prof.name)
-    return prof, roots, cells, bb
+def evaluation_spec(backbone_uri: str, tasks=None, datasets=None, profile: str = "smoke", protocols=None,
+                    seeds=None, fractions=None, data_root=None, results=None, work_dir="work_dirs",
+                    device: str = "auto", force: bool = False, progress: bool = True, threads: int | None = None,
+                    settings=None, ceilings: bool = True, probes: bool = True) -> RunSpec:
+    """The RunSpec of an evaluate() call: `run --backbones <uri>` with the same arguments."""
+    data = {"profile": profile, "set": _assignments(settings), "tasks": _listed(tasks), "all": tasks is None,
+            "datasets": _listed(datasets), "backbones": [backbone_uri], "protocols": _listed(protocols),
+            "seeds": _listed(seeds), "fractions": _listed(fractions), "data_root": _listed(data_root) or [],
+            "results": None if results is None else str(results), "work_dir": str(work_dir), "device": device,
+            "force": force, "no_progress": not progress, "threads": threads, "no_ceilings": not ceilings,
+            "no_probes": not probes}
+    return RunSpec.from_dict({k: v for k, v in data.items() if v is not None})
 
 
 def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[str] | None = None,
@@ -208,31 +111,47 @@ def evaluate(backbone: str | nn.Module | BenchBackbone, tasks: str | Sequence[st
              fractions: str | Sequence[float] | None = None, data_root: str | Sequence[str] | None = None,
              results: str | Path | None = None, work_dir: str | Path = "work_dirs", device: str = "auto",
              force: bool = False, progress: bool = True, name: str | None = None,
-             log: Callable[[str], None] | None = print, threads: int | None = None):
-    """Evaluate one backbone (a URI string or an in-memory model) and return this call's result rows
-    as a pandas DataFrame. `tasks=None` runs every task; `datasets=None` each task's default datasets
-    that have a data root, plus SynthFace. Raises bench_tasks.plan.validate.PlanInvalid (every problem
-    listed) before anything runs when the input is bad. `threads`: torch's CPU threads, with the
-    CLI's default (`run --threads`: 1 under the smoke profile, else torch's own); it is set for the
-    whole process, as the CLI does."""
+             log: Callable[[str], None] | None = print, threads: int | None = None,
+             settings: Mapping | Sequence[str] | None = None, ceilings: bool = True, probes: bool = True):
+    """Evaluate one backbone (a URI string or an in-memory model) and return the rows of its plan
+    (its cells, their floors, ceilings and probes) as a pandas DataFrame. `tasks=None` runs every
+    task; `datasets=None` each task's default datasets that have a data root, plus SynthFace.
+    `settings`: profile overrides, as `run --set` takes them ({"linear.lr_head": 0.5} or
+    ["linear.lr_head=0.5"]); a cell computed with other settings is recomputed. `ceilings`,
+    `probes`: the reference cells `run` adds (`--no-ceilings`, `--no-probes`). Raises
+    bench_tasks.plan.validate.PlanInvalid (every problem listed) before anything runs when the input
+    is bad. `threads`: torch's CPU threads, with the CLI's default (`run --threads`: 1 under the
+    smoke profile, else torch's own); it is set for the whole process, as the CLI does."""
     load_registries()
     log = log or (lambda msg: None)
-    opts = PlanOptions(profile=profile, tasks=_join(tasks), all=tasks is None, datasets=_join(datasets),
-                       protocols=_join(protocols), seeds=_join(seeds), fractions=_join(fractions), device=device,
-                       backbones=backbone if isinstance(backbone, str) else None, study=False)
-    prof, roots, cells, bb = _checked_plan(backbone, opts, data_root, name, threads, log)
-    results = Path(results or f"results/{prof.name}.jsonl")
-    if bb is None:
-        run_plan(make_plan(cells), results=results, work_dir=work_dir, data_roots=roots, device=device, force=force,
-                 progress=progress, log=log)
-    else:
-        _run_in_memory(bb, cells, prof, results, work_dir, roots, device, force, progress, log)
-    latest = latest_rows(results)
-    keys = [c.key() for c in cells]
-    df = to_dataframe(results)
+    source = None
+    if not isinstance(backbone, str):
+        try:
+            source = InMemoryBackbones(wrap_module(backbone, name))
+        except (TypeError, ValueError) as err:
+            raise PlanInvalid([str(err)]) from None
+    try:
+        spec = evaluation_spec(backbone if source is None else source.model.uri, tasks, datasets, profile, protocols,
+                               seeds, fractions, data_root, results, work_dir, device, force, progress, threads,
+                               settings, ceilings, probes)
+        apply_threads(spec.threads, Path(spec.profile).stem)  # the CLI's default, before the plan's checks run
+        exp = resolve(spec, log=log, backbones=source)
+    except PlanInvalid:
+        raise
+    except PlanError as err:
+        raise PlanInvalid([str(err)]) from None
+    if not len(exp.plan):
+        raise PlanInvalid(["the plan is empty: no task has an available dataset (give datasets=... and data_root=...)"])
+    for line in exp.notes:
+        log(line)
+    evaluate_stage(exp, InProcess(record=False), log=log)
+    latest = latest_rows(exp.results)
+    keys = [k for k in exp.plan.keys() if k in latest]
+    df = to_dataframe(exp.results)
     if df.empty:
         return pd.DataFrame()
-    return df[df["key"].isin([k for k in keys if k in latest])].reset_index(drop=True)
+    df = df[df["key"].isin(keys)]
+    return df.set_index("key", drop=False).loc[keys].reset_index(drop=True)
 
 
 def run(spec: RunSpec | str | Path, **changes) -> int:

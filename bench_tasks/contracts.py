@@ -4,6 +4,9 @@ every plug-in implements or returns. This module imports nothing else of bench_t
 A *cell* is one unit of work: (backbone, task, dataset, protocol, fraction, seed) under a
 profile. The runner builds a `CellContext`, calls `Task.run(ctx)`, and stores the returned
 `CellResult` as one row in results/ (see bench_tasks/store/results.py for the row schema).
+
+torch is imported when `TaskSplit` (a torch Dataset) is first asked for, so the cells, profiles
+and URIs load without it (`--help`, `list`, `status`).
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
+
+from bench_tasks.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 # ----------------------------------------------------------------------------- backbone URIs
 
@@ -166,27 +173,40 @@ class Cell:
 # ----------------------------------------------------------------------------- data
 
 
-class TaskSplit(torch.utils.data.Dataset):
-    """One split of one dataset, prepared for one task.
+def _task_split_class():
+    import torch  # the one place torch is imported: TaskSplit is a torch Dataset
 
-    __getitem__ returns (image, target): image a float tensor (3, H, W) in [0, 1] at the size
-    the task asked for; target task-specific (multi-hot vector, class index, (68, 2) landmark
-    tensor in pixels of the returned image, (H, W) long mask, identity index).
-    `slices` maps a slice name (e.g. "pose:large", "occlusion:yes") to a boolean array over the
-    split, used to report robustness separately. `meta` holds class names etc.
-    `targets`: every target of the split stacked (N, ...) when the reader has them without
-    decoding images (feature-cached linear probes, floors and majority baselines use them; read
-    them with `split_targets`), None otherwise.
-    """
+    class TaskSplit(torch.utils.data.Dataset):
+        """One split of one dataset, prepared for one task.
 
-    targets: np.ndarray | torch.Tensor | None = None
+        __getitem__ returns (image, target): image a float tensor (3, H, W) in [0, 1] at the size
+        the task asked for; target task-specific (multi-hot vector, class index, (68, 2) landmark
+        tensor in pixels of the returned image, (H, W) long mask, identity index).
+        `slices` maps a slice name (e.g. "pose:large", "occlusion:yes") to a boolean array over the
+        split, used to report robustness separately. `meta` holds class names etc.
+        `targets`: every target of the split stacked (N, ...) when the reader has them without
+        decoding images (feature-cached linear probes, floors and majority baselines use them; read
+        them with `split_targets`), None otherwise.
+        """
 
-    def __init__(self, name: str, split: str, meta: dict | None = None,
-                 slices: dict[str, np.ndarray] | None = None):
-        self.name = name
-        self.split = split
-        self.meta = meta or {}
-        self.slices = slices or {}
+        targets: np.ndarray | torch.Tensor | None = None
+
+        def __init__(self, name: str, split: str, meta: dict | None = None,
+                     slices: dict[str, np.ndarray] | None = None):
+            self.name = name
+            self.split = split
+            self.meta = meta or {}
+            self.slices = slices or {}
+
+    TaskSplit.__module__, TaskSplit.__qualname__ = __name__, "TaskSplit"
+    return TaskSplit
+
+
+def __getattr__(name: str):
+    if name == "TaskSplit":  # built on first use (module attribute from then on)
+        cls = globals()["TaskSplit"] = _task_split_class()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def split_targets(split) -> np.ndarray | torch.Tensor | None:
@@ -218,11 +238,11 @@ class DatasetSpec:
     # and a row of another version is recomputed, like one of another `Task.version`
     version: ClassVar[str] = "1"
 
-    def load(self, task: str, split: str, root: str | None, profile: Profile, image_size: int) -> TaskSplit:
+    def load(self, task: str, split: str, root: str | None, profile: Profile, image_size: int) -> "TaskSplit":  # noqa: F821, UP037
         raise NotImplementedError
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(DataError, FileNotFoundError):
     def __init__(self, dataset: str, root: str | Path | None, problem: str, layout: str):
         self.dataset, self.root, self.problem, self.layout = dataset, root, problem, layout
         super().__init__(f"{dataset}: {problem} (root: {root})\nexpected layout:\n{layout}")

@@ -4,6 +4,16 @@
     cause_line(exc_or_text)     "CheckpointError: weight file x.pth does not fit ..." (type + first line)
     closest(name, choices)      " (did you mean 'linear'?)" or ""
 
+The errors the harness raises share one base, `BenchError`, and one tree; the CLI's exit code is
+the type's `exit_code` (2 bad input, 1 a failed stage), never read from the message:
+
+    BenchError                      exit 2
+      PlanError                     a plan that cannot run: flags, a spec or profile file, an override
+        UnknownName                 an unknown task or dataset, or no task chosen (the plan checks list it too)
+      DataError                     a data set that cannot be read (layout, a corrupt or unsafe file)
+      BackboneError                 a backbone that cannot be built (a checkpoint that does not fit)
+      RunError                      exit 1: a stage of the run failed as a whole
+
 The catalogue of errors a user can meet, and what to do about each, is docs/errors.md.
 """
 
@@ -15,8 +25,38 @@ from collections.abc import Iterable, Sequence
 MAX_CAUSE = 300
 
 
-class PlanError(SystemExit):
-    """A plan that cannot run (bad flags, an unreadable override): the CLI exits with its message."""
+class BenchError(Exception):
+    """The base of the harness's errors: the CLI prints the message and exits with `exit_code`."""
+
+    exit_code = 2
+
+
+class PlanError(BenchError):
+    """A plan that cannot run (bad flags, a spec or profile file, an unreadable override)."""
+
+
+class UnknownName(PlanError):
+    """An unknown task or dataset, or no task chosen: the plan checks (plan.validate.check_args)
+    name it too, so a caller that has their list does not repeat it."""
+
+
+class DataError(BenchError):
+    """A data set that cannot be read: a missing root or file of its layout, a corrupt or unsafe file."""
+
+
+class BackboneError(BenchError):
+    """A backbone that cannot be built from its URI (a checkpoint that does not fit its model)."""
+
+
+class RunError(BenchError):
+    """A stage of the run failed as a whole (every pre-training run, no finished encoder)."""
+
+    exit_code = 1
+
+
+def exit_code(err: BaseException) -> int:
+    """The CLI's exit code for an error: its type's, 1 for anything else."""
+    return int(getattr(err, "exit_code", 1)) if isinstance(err, BenchError) else 1
 
 
 def short_list(names: Iterable, n: int = 8) -> str:

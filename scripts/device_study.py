@@ -279,18 +279,19 @@ def study_spec(a, st: dict):
 def cmd_study(a) -> int:
     """Pre-train the suite at the given step count (the study's stage 1, as `run --all` runs it),
     then evaluate its plan in priority order until the deadline."""
-    from bench_tasks.cli.common import apply_threads
-    from bench_tasks.cli.planning import build_plan
     from bench_tasks.plan.cell_plan import make_plan
-    from bench_tasks.plan.profiles import get_profile
     from bench_tasks.run.runner import run_plan
+    from bench_tasks.session.execute import pretrain_stage
+    from bench_tasks.session.experiment import resolve
+    from bench_tasks.session.process import apply_threads
 
     spec = study_spec(a, study_settings(a.profile, a.tiny))
-    prof = get_profile(spec.profile)
-    apply_threads(spec.threads, prof.name)
+    log = lambda m: print(f"[study] {m}", flush=True)  # noqa: E731
+    planned = resolve(spec, log=log)
+    apply_threads(spec.threads, planned.profile.name)
     print(f"[study] pre-training overrides for every objective: {spec.overrides}", flush=True)
     t = time.time()
-    planned = build_plan(spec, prof, log=lambda m: print(f"[study] {m}", flush=True))
+    planned = pretrain_stage(planned, log=log)
     print(f"[study] pre-training suite: {len(planned.study.encoders)} runs in {time.time() - t:.1f}s", flush=True)
     cells = order_cells(planned.plan.cells)
     spent: dict[str, list[float]] = {}
@@ -326,7 +327,7 @@ def cmd_study(a) -> int:
 
         spent.setdefault(kind(Cell(**row["cell"])), []).append(float((row.get("provenance") or {}).get("wall_time_s") or 0.0))
 
-    s = run_plan(make_plan(cells, references=False), results=spec.results_path, work_dir=spec.work_dir,
+    s = run_plan(make_plan(cells, references=False, profiles=planned.plan.profiles), results=spec.results_path, work_dir=spec.work_dir,
                  data_roots=planned.roots, device=spec.device, progress=False, log=lambda m: print(m, flush=True),
                  should_start=should_start, on_row=on_row)
     n_failed = s.failed

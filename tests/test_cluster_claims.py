@@ -43,7 +43,7 @@ def test_heartbeat_keeps_claim_fresh_then_stale_after_timeout(tmp_path):
     claim = a.acquire("k", "c").claim.start_heartbeat()
     time.sleep(1.0)  # longer than the timeout: only the heartbeat keeps it fresh
     assert b.acquire("k").verdict == "busy"
-    claim._stop_heartbeat()  # the worker freezes (or its node drops off the network)
+    claim.stop_heartbeat()  # the worker freezes (or its node drops off the network)
     time.sleep(0.9)
     out = b.acquire("k", "c")
     assert out.verdict == "took_over" and out.claim.gen == 1

@@ -211,26 +211,36 @@ def test_slurm_without_sbatch_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "r.d").exists()
 
 
-def test_jobs_get_the_launchers_effective_profile(monkeypatch):
-    """A user's --set (or YAML profile) reaches a cluster job: the spec carries the registered
-    profile and the job registers it before it computes (pickled as submitit would)."""
+def test_jobs_get_the_launchers_effective_profile():
+    """A user's --set (or YAML profile) reaches a cluster job: the spec carries the plan's profile
+    and the job's plan holds it (pickled as submitit would); no process registers it."""
     import pickle
 
     from bench_tasks import api
     from bench_tasks.contracts import Cell
+    from bench_tasks.plan.cell_plan import make_plan
     from bench_tasks.plan.profiles import load_profile
-    from bench_tasks.run.jobs import effective_profiles, register_profiles
+    from bench_tasks.run.jobs import job_plan
 
-    monkeypatch.setitem(api.PROFILES, "cpu", api.PROFILES["cpu"])
     bundled = api.PROFILES["cpu"]
-    load_profile("cpu", ["recognition.margin=arcface", "ceiling_lr=0.003"])
-    sent = pickle.loads(pickle.dumps(effective_profiles([Cell("random:vit_tiny", "attributes", "synthface",
-                                                             "linear", profile="cpu")])))
-    api.PROFILES["cpu"] = bundled  # the job process starts from the bundled files
-    register_profiles(sent)
-    got = api.PROFILES["cpu"]
+    mine = load_profile("cpu", ["recognition.margin=arcface", "ceiling_lr=0.003"])
+    assert api.PROFILES["cpu"] is bundled  # loading a profile registers nothing
+    cell = Cell("random:vit_tiny", "attributes", "synthface", "linear", profile="cpu")
+    plan = make_plan([cell], references=False, profiles=mine)
+    ws = pickle.loads(pickle.dumps(worker_spec_of(plan)))  # pickled as submitit would
+    got = job_plan(ws).profile_of(cell)
+    assert api.PROFILES["cpu"] is bundled
     assert got.extra["recognition"]["margin"] == "arcface" and got.extra["ceiling_lr"] == 0.003
     assert got.seeds == bundled.seeds and got.image_size == bundled.image_size
+
+
+def worker_spec_of(plan):
+    from dataclasses import asdict
+
+    from bench_tasks.run.jobs import WorkerSpec, effective_profiles
+
+    return WorkerSpec(cells=[asdict(c) for c in plan.cells], results="r.jsonl", work_dir="w", cwd=".",
+                      profiles=effective_profiles(plan.cells, plan.profiles))
 
 
 def test_study_pretraining_jobs_per_pretrain_seed(tmp_path, fake_slurm, monkeypatch):

@@ -31,8 +31,10 @@ def test_evaluate_in_memory_timm_vit_and_load_results(tmp_path, few_faces):
     before = {k: v.clone() for k, v in vit.state_dict().items()}
     res = tmp_path / "r.jsonl"
     df = bench_tasks.evaluate(vit, results=res, work_dir=tmp_path / "w", **KW)
-    assert len(df) == 1
-    row = df.iloc[0]
+    # the backbone's cell and the references `run` adds: the floor and the concatenated-feature probe
+    assert sorted(df["protocol"]) == ["concat", "floor", "linear"]
+    assert (df["status"] == "ok").all(), list(df["error"])
+    row = df[df["protocol"] == "linear"].iloc[0]
     assert row["status"] == "ok", row["error"]
     assert row["task"] == "expression" and row["backbone"].startswith("memory:vit_tiny_patch16_224@")
     assert 0 <= row["headline_value"] <= 100
@@ -40,14 +42,43 @@ def test_evaluate_in_memory_timm_vit_and_load_results(tmp_path, few_faces):
     n_lines = len(res.read_text().splitlines())
     again = bench_tasks.evaluate(vit, results=res, work_dir=tmp_path / "w", **KW)  # done: not recomputed
     assert len(res.read_text().splitlines()) == n_lines
-    assert again.iloc[0]["headline_value"] == row["headline_value"]
+    assert list(again["headline_value"]) == list(df["headline_value"])
     loaded = bench_tasks.load_results(res)
-    assert list(loaded["key"]) == [row["key"]]
+    assert sorted(loaded["key"]) == sorted(df["key"])
 
 
 def test_evaluate_uri(tmp_path, few_faces):
-    df = bench_tasks.evaluate("random:vit_tiny@64/8/d1", results=tmp_path / "r.jsonl", work_dir=tmp_path / "w", **KW)
-    assert list(df["status"]) == ["ok"] and list(df["backbone"]) == ["random:vit_tiny@64/8/d1"]
+    df = bench_tasks.evaluate("random:vit_tiny@64/8/d1", results=tmp_path / "r.jsonl", work_dir=tmp_path / "w",
+                              ceilings=False, probes=False, **KW)
+    assert list(df["status"]) == ["ok", "ok"]
+    assert sorted(df["backbone"]) == ["floor:input-free", "random:vit_tiny@64/8/d1"]
+
+
+def test_evaluate_recomputes_a_cell_whose_settings_changed(tmp_path, few_faces):
+    """The skip rule is the plan's: a changed setting between two evaluate() calls on the same
+    in-memory model and results file recomputes the cells it changes, and says why."""
+    from bench_tasks.store.readers import latest_rows
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=1)
+    res, kw = tmp_path / "r.jsonl", dict(KW, probes=False, results=tmp_path / "r.jsonl", work_dir=tmp_path / "w")
+    lines = []
+    first = bench_tasks.evaluate(vit, **dict(kw, log=lines.append))
+    hashes = {k: r["settings_hash"] for k, r in latest_rows(res).items()}
+    n_rows = len(res.read_text().splitlines())
+    changed = bench_tasks.evaluate(vit, settings={"linear.lr_head": 0.5}, **dict(kw, log=lines.append))
+    now = {k: r["settings_hash"] for k, r in latest_rows(res).items()}
+    key = first[first["protocol"] == "linear"]["key"].iloc[0]
+    assert key in set(changed["key"]) and now[key] != hashes[key]  # the same cell, recomputed
+    # every cell whose effective settings changed is recomputed (the floor's task section holds the
+    # head's lr too), the others are not, and the log says why
+    moved = sum(now[k] != hashes[k] for k in hashes)
+    assert len(res.read_text().splitlines()) == n_rows + moved
+    assert any(f"{moved} done cell(s) are recomputed: {moved} with other settings" in ln for ln in lines), lines
+    before = latest_rows(res)
+    same = bench_tasks.evaluate(vit, settings=["linear.lr_head=0.5"], **kw)  # now current: nothing computed
+    assert latest_rows(res) == before
+    assert list(same["headline_value"]) == list(changed["headline_value"])
 
 
 def test_evaluate_refuses_bad_input_before_running(tmp_path):

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from bench_tasks.cli.app import main
-from bench_tasks.cli.run_table import _short_backbone, format_run_table
 from bench_tasks.contracts import Cell, CellResult
+from bench_tasks.session.run_table import _short_backbone, format_run_table
 from bench_tasks.store.rows import make_row
 
 

@@ -124,3 +124,32 @@ def test_dry_run_and_status_print_the_estimate(tmp_path, capsys, cache):
     assert "cached" in out and not res.exists()
     assert main([*argv, "--status"]) == 0
     assert "estimate: total" in capsys.readouterr().out
+
+
+def test_a_stale_row_is_counted_to_do_by_the_estimate_too(tmp_path, capsys, cache):
+    """The estimate counts done what the plan counts done: an ok row computed with other settings
+    gives its time, and its cell is among the ones left (never "0 not done" beside "1 to do")."""
+    from bench_tasks.plan.cell_plan import make_plan
+    from bench_tasks.store.results import ResultsStore
+    from bench_tasks.store.rows import make_row
+
+    res = tmp_path / "r.jsonl"
+    argv = ["run", "--no-progress", "--tasks", "expression", "--datasets", "synthface", "--backbones",
+            "random:vit_tiny@32/16/d1", "--results", str(res), "--no-ceilings", "--no-probes", "--protocols", "linear"]
+    plan = make_plan([Cell("random:vit_tiny@32/16/d1", "expression", "synthface", "linear", profile="smoke")])
+    store = ResultsStore(res)
+    for cell, version in plan.items:
+        fields = {**version.row_fields(), "settings_hash": "another0000"}  # computed with other settings
+        store.append(make_row(cell, "ok", "balanced_acc", provenance={"wall_time_s": 7.0}, **fields))
+    assert main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    import re
+
+    todo = int(re.search(r"0 already done, 0 failed before \(will be retried\), (\d+) to do", out).group(1))
+    assert todo >= len(plan) and f"for the {todo} not done" in out, out
+    assert f"{len(plan)} from their rows" in out, out
+    # --status counts them to do as well, and prints one estimate (the plan's)
+    assert main([*argv, "--status"]) == 0
+    out = capsys.readouterr().out
+    assert f"{todo} cell(s) left, {len(plan)} of them done before with another version" in out, out
+    assert "from the measured cell times" not in out and f"for the {todo} not done" in out

@@ -116,9 +116,9 @@ def test_the_reports_gain_uses_the_encoders_own_ceiling():
 
 
 def test_verification_sets_say_where_the_head_trains_and_how_lfw_is_cropped(tmp_path):
-    from bench_tasks.cli.planning import verification_lines
     from bench_tasks.plan.cells import DataRoots
     from bench_tasks.registry import load_registries
+    from bench_tasks.session.planning import verification_lines
 
     load_registries()
     (tmp_path / "lfw").mkdir()
@@ -134,7 +134,7 @@ def test_verification_sets_say_where_the_head_trains_and_how_lfw_is_cropped(tmp_
 
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch, no_probe):
-    from bench_tasks.run import launch
+    from bench_tasks.run import runner
 
     res = tmp_path / "r.jsonl"
     res.write_text(json.dumps({"key": "k1", "status": "ok", "cell": {}}) + "\n")
@@ -142,7 +142,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch, no_probe
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(launch, "run_here", interrupted)
+    monkeypatch.setattr(runner, "run_plan", interrupted)
     rc, text = run(capsys, "--tasks", "attributes", "--backbones", "random:vit_tiny@32/16/d1", "--results", str(res))
     assert rc == 130
     assert "Traceback" not in text and "; 1 rows kept; run the same command to resume" in text
@@ -154,7 +154,7 @@ def test_no_progress_bars_while_run_runs_and_as_before_afterwards(monkeypatch):
     from tqdm.auto import tqdm
     from tqdm.std import tqdm as std_tqdm
 
-    from bench_tasks.cli.common import progress_bars_off
+    from bench_tasks.session.process import progress_bars_off
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     before = std_tqdm.__dict__["__init__"]
@@ -169,7 +169,7 @@ def test_no_progress_bars_while_run_runs_and_as_before_afterwards(monkeypatch):
 def test_status_without_a_plan_says_so(tmp_path, capsys):
     rc = main(["status", "--results", str(tmp_path / "nothing.jsonl")])
     out = capsys.readouterr().out
-    assert rc == 1 and "no plan to report on" in out and "run <the plan's options> --status" in out
+    assert rc == 1 and "no plan to report on" in out and "status <the plan's options>" in out
     assert not (tmp_path / "nothing.jsonl").exists()
 
 

@@ -185,9 +185,9 @@ def test_rows_of_other_effective_settings_are_recomputed(tmp_path, monkeypatch):
     cells = [attr, rec, ceil, legacy]
     assert _stale(cells, store, store.done_keys()) == set()
     monkeypatch.setitem(api.PROFILES, "smoke", api.PROFILES["smoke"])  # restored after the test
-    load_profile("smoke", ["recognition.margin=cosface"])  # registers the changed profile as `smoke`
+    load_profile("smoke", ["recognition.margin=cosface"], register=True)  # registers the changed profile as `smoke`
     assert _stale(cells, store, store.done_keys()) == {rec.key()}
-    load_profile("smoke", ["ceiling_lr=0.002"])  # on top of the registered (cosface) smoke
+    load_profile("smoke", ["ceiling_lr=0.002"], register=True)  # on top of the registered (cosface) smoke
     assert _stale(cells, store, store.done_keys()) == {rec.key(), ceil.key()}
-    load_profile("smoke", ["recognition.margin=arcface", "ceiling_lr=null"])  # back to the bundled values
+    load_profile("smoke", ["recognition.margin=arcface", "ceiling_lr=null"], register=True)  # back to the bundled values
     assert _stale(cells, store, store.done_keys()) == set()

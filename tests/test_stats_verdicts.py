@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 
 from bench_tasks import stats
-from bench_tasks.cli.run_table import format_run_table
 from bench_tasks.contracts import Cell, CellResult
 from bench_tasks.plan.floors import FLOOR_URI
 from bench_tasks.report.build import build_report
+from bench_tasks.session.run_table import format_run_table
 from bench_tasks.store.results import ResultsStore
 from bench_tasks.store.rows import make_row
 

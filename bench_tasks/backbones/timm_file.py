@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from bench_tasks.backbones.base import BenchBackbone, weights_sha256
 from bench_tasks.contracts import BackboneURI
-from bench_tasks.errors import closest
+from bench_tasks.errors import BackboneError, closest
 from bench_tasks.registry import BACKBONES
 from paco_fr.backbone import (
     IMAGENET_MEAN,
@@ -33,7 +33,7 @@ from paco_fr.backbone import (
 )
 
 
-class CheckpointError(KeyError):
+class CheckpointError(BackboneError, KeyError):
     """A weight file that does not fit the backbone (message names the file and keys)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable

@@ -20,11 +20,12 @@ import sys
 
 from bench_tasks.cli.common import backbone_schemes_help
 from bench_tasks.cli.list_cmd import add_list_parser
-from bench_tasks.cli.preview import add_preview_parser
+from bench_tasks.cli.preview_cmd import add_preview_parser
 from bench_tasks.cli.report_cmd import add_report_parser
 from bench_tasks.cli.run_cmd import cmd_run
 from bench_tasks.cli.run_parser import add_run_parser
 from bench_tasks.cli.status_cmd import add_status_parser
+from bench_tasks.errors import BenchError
 from bench_tasks.registry import load_registries
 
 # ----------------------------------------------------------------------------- list
@@ -61,8 +62,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _add_scheme_epilogs(parser: argparse.ArgumentParser, sub) -> None:
-    """Every verb's --help ends with the backbone URI schemes (plug-ins included)."""
-    load_registries()
+    """Every verb's --help ends with the backbone URI schemes (plug-ins included; read from their
+    source, so --help loads no registry and no torch)."""
     schemes = backbone_schemes_help()
     if not schemes:
         return
@@ -72,10 +73,16 @@ def _add_scheme_epilogs(parser: argparse.ArgumentParser, sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; an error of the harness (bench_tasks.errors.BenchError) is printed in one
+    paragraph and exits with its type's code (2 bad input, 1 a failed stage)."""
     args = make_parser().parse_args(argv)
-    if args.command in ("list", "run"):
-        load_registries()
-    return int(args.func(args) or 0)
+    try:
+        if args.command in ("list", "run"):
+            load_registries()
+        return int(args.func(args) or 0)
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ import sys
 from tabulate import tabulate
 
 from bench_tasks.cli.common import SYNTHFACE, _first_line
-from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.registry import BACKBONES, DATASETS, HEADS, TASKS
 
 
 def cmd_list(args) -> int:
+    # lazy: the profiles (and the tasks their settings name) load when `list` runs, not on --help
+    from bench_tasks.plan.profiles import PROFILES
+
     print("Tasks")
     rows = []
     for name, task in TASKS.items():

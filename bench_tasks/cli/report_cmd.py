@@ -6,8 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench_tasks.report.build import add_arguments as add_report_arguments
-from bench_tasks.report.build import run_from_args
+from bench_tasks.report.arguments import add_arguments as add_report_arguments
 from bench_tasks.store.readers import describe_rejected, inspect, load_rows
 
 
@@ -33,6 +32,9 @@ def cmd_report(args) -> int:
     if problems:
         print("report: " + "\n".join(problems), file=sys.stderr)
         return 2
+
+    # lazy: the report's tables and figures (pandas, matplotlib) load when a report is built
+    from bench_tasks.report.build import run_from_args
 
     return int(run_from_args(args, sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "report" else None) or 0)
 

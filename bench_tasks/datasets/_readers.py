@@ -26,12 +26,13 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from bench_tasks.contracts import DatasetLayoutError, TaskSplit
+from bench_tasks.errors import DataError
 from bench_tasks.registry import DATASETS
 
 # ----------------------------------------------------------------------------- reading images
 
 
-class CorruptImageError(OSError):
+class CorruptImageError(DataError, OSError):
     pass
 
 

@@ -31,11 +31,12 @@ import numpy as np
 
 from bench_tasks.contracts import DatasetLayoutError, DatasetSpec, Profile, TaskSplit
 from bench_tasks.datasets._readers import EncodedImageSplit
+from bench_tasks.errors import DataError
 from bench_tasks.registry import DATASETS
 from bench_tasks.stats.pairs import Pairs
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(DataError, pickle.UnpicklingError):
     pass
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from bench_tasks.errors import PlanError
+
 BUDGET_BY = ("flops", "images", "steps")
 DEFAULT_BUDGET_BY = "flops"
 # share of the budget spent on a teacher's own pre-training; the method that uses it gets the rest.
@@ -28,7 +30,7 @@ DEFAULT_BUDGET_BY = "flops"
 TEACHER_SHARE = 0.25
 
 
-class BudgetError(ValueError):
+class BudgetError(PlanError, ValueError):
     """A budget that cannot be matched (unknown unit, no reference run, a teacher eating the budget)."""
 
 

@@ -1,22 +1,27 @@
 """A plan as the runner takes it: one value that holds every cell to run (reference cells included,
 duplicates removed, in run order) and, for each, the version of its computation that its row
 records and is checked against (`CellVersion`: the task's `Task.version`, the dataset's
-`DatasetSpec.version` and the fingerprint of the effective settings). It is computed here, once;
-the runner, the workers and the launcher only read it.
+`DatasetSpec.version` and the fingerprint of the effective settings), and the Profile each cell
+is computed under (a cell names its profile; the plan holds the Profile object, so a profile
+file or `--set` overrides reach the runner without registering anything). It is computed here,
+once; the runner, the workers and the launcher only read it; whether a row is current
+(`Plan.todo`, `Plan.stale_reasons`) is decided here for every caller.
 
     plan = make_plan(cells)                       # floors added; ceilings=None, probes=False
     plan = make_plan(cells, ceilings="auto", probes=True)
     plan = make_plan(cells, references=False)     # the cells as given (a cluster job's share)
+    plan = make_plan(cells, profiles=profile)     # the cells' profile given (else looked up by name, once)
     todo, skipped, stale = plan.todo(store.latest(), force=False)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from bench_tasks.backbones.base import weights_file, weights_sha256
-from bench_tasks.contracts import BackboneURI, Cell
+from bench_tasks.contracts import BackboneURI, Cell, Profile
 from bench_tasks.plan.profiles import get_profile, settings_hash
 from bench_tasks.plan.references import with_references
 from bench_tasks.registry import TASKS
@@ -45,10 +50,10 @@ def task_version(task_name: str) -> int:
         return 1
 
 
-def cell_version(cell: Cell) -> CellVersion:
-    """The current CellVersion of `cell` under its registered profile."""
+def cell_version(cell: Cell, profile: Profile | None = None) -> CellVersion:
+    """The current CellVersion of `cell` under `profile` (default: its profile looked up by name)."""
     try:
-        digest = settings_hash(cell, get_profile(cell.profile))
+        digest = settings_hash(cell, profile if profile is not None else get_profile(cell.profile))
     except KeyError:
         digest = None
     return CellVersion(task=task_version(cell.task), data=dataset_version(cell.dataset), settings=digest)
@@ -59,12 +64,20 @@ def version_stale(version: CellVersion, row: dict | None) -> bool:
     effective settings, than `version` (rows without `task_version` / `data_version` count as
     version 1; rows written before rows recorded `settings_hash` cannot be checked and count as
     current). SynthFace's version is its generator's, so rows of SynthFace 1.x are recomputed on 2.1."""
+    return version_change(version, row) is not None
+
+
+def version_change(version: CellVersion, row: dict | None) -> str | None:
+    """What differs between `row` and `version` ("task version 1 -> 2", "data version ...",
+    "settings"), None when the row is current (see version_stale)."""
     if row is None:
-        return False
-    if row_task_version(row) != version.task or row_data_version(row) != version.data:
-        return True
+        return None
+    if row_task_version(row) != version.task:
+        return f"task version {row_task_version(row)} -> {version.task}"
+    if row_data_version(row) != version.data:
+        return f"data version {row_data_version(row)} -> {version.data}"
     was = row.get("settings_hash")
-    return bool(was) and was != version.settings
+    return "settings" if bool(was) and was != version.settings else None
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,19 @@ class Plan:
     """The cells of a plan with their versions (`make_plan` builds it)."""
 
     items: tuple[tuple[Cell, CellVersion], ...]
+    # {profile name: Profile} of the cells (make_plan resolves each name once)
+    profiles: Mapping[str, Profile] = field(default_factory=dict, compare=False)
+
+    def profile_of(self, cell: Cell) -> Profile:
+        """The Profile `cell` is computed under."""
+        if cell.profile in self.profiles:
+            return self.profiles[cell.profile]
+        return get_profile(cell.profile)
+
+    def only(self, keys: Iterable[str]) -> Plan:
+        """The plan restricted to `keys` (its order, versions and profiles kept)."""
+        keep = set(keys)
+        return dataclasses.replace(self, items=tuple((c, v) for c, v in self.items if c.key() in keep))
 
     @property
     def cells(self) -> list[Cell]:
@@ -102,27 +128,33 @@ class Plan:
         return out
 
     def stale_keys(self, latest: dict[str, dict], done: Iterable[str]) -> set[str]:
-        """Keys of done cells whose row must be recomputed: computed by another version (task,
-        dataset or settings), or from weights other than the backbone file holds now (a cell is
+        """Keys of done cells whose row must be recomputed (stale_reasons)."""
+        return set(self.stale_reasons(latest, done))
+
+    def stale_reasons(self, latest: dict[str, dict], done: Iterable[str]) -> dict[str, str]:
+        """{key: what changed} of the done cells whose row must be recomputed: computed by another
+        version ("task version 1 -> 2", "data version ...", "settings": the effective settings of
+        its profile differ), or from other "weights" than the backbone file holds now (a cell is
         keyed by the backbone URI, a path, so re-training into the same path must not reuse old
         rows; each file is hashed once)."""
         done = set(done)
         hashes: dict[str, str | None] = {}
-        out = set()
+        out: dict[str, str] = {}
         for c, v in self.items:
             k = c.key()
             row = latest.get(k)
             if k not in done or row is None:
                 continue
-            if version_stale(v, row):
-                out.add(k)
+            change = version_change(v, row)
+            if change is not None:
+                out[k] = change
                 continue
             if c.backbone not in hashes:
                 f = weights_file(c.backbone)
                 hashes[c.backbone] = weights_sha256(f) if f is not None and f.is_file() else None
             was = (row.get("provenance") or {}).get("backbone_hash")
             if hashes[c.backbone] is not None and was is not None and hashes[c.backbone] != was:
-                out.add(k)
+                out[k] = "weights"
         return out
 
     def mixed_settings(self, latest: dict[str, dict]) -> list[str]:
@@ -165,19 +197,32 @@ class Plan:
 
 
 def make_plan(cells: Sequence[Cell] | Plan, references: bool = True, ceilings: str | Iterable[str] | None = None,
-              probes: bool = False) -> Plan:
+              probes: bool = False, profiles: Profile | Mapping[str, Profile] | None = None) -> Plan:
     """The Plan of `cells`: with references, each (task, dataset, profile)'s floor (always), the
     ceilings (`ceilings`: None, "auto" or URIs) and the probes (bench_tasks.plan.references); then
-    duplicates removed (order kept) and every cell's version computed once."""
+    duplicates removed (order kept) and every cell's version computed once. `profiles`: the
+    Profile the cells name (or {name: Profile}); a name not given is looked up once, here."""
+    known: dict[str, Profile] = {}
     if isinstance(cells, Plan):
+        known.update(cells.profiles)
         cells = cells.cells
+    if isinstance(profiles, Profile):
+        known[profiles.name] = profiles
+    elif profiles:
+        known.update(profiles)
     planned = with_references(cells, ceilings=ceilings, probes=probes) if references else cells
     unique = list({c.key(): c for c in planned}.values())
+    for c in unique:
+        if c.profile not in known:
+            try:
+                known[c.profile] = get_profile(c.profile)
+            except KeyError:
+                pass  # an unknown profile: its cells fail with the lookup's message when they run
     versions: dict[tuple, CellVersion] = {}  # one settings hash per what it depends on
     items = []
     for c in unique:
         memo = (c.profile, c.task, c.dataset, c.protocol, BackboneURI.read(c.backbone).is_ceiling)
         if memo not in versions:
-            versions[memo] = cell_version(c)
+            versions[memo] = cell_version(c, known.get(c.profile))
         items.append((c, versions[memo]))
-    return Plan(items=tuple(items))
+    return Plan(items=tuple(items), profiles=known)

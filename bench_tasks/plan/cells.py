@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench_tasks.contracts import Cell, DatasetLayoutError
+from bench_tasks.contracts import Cell, DatasetLayoutError, Profile
 from bench_tasks.plan.profiles import get_profile
 from bench_tasks.plan.references import CEILING_PROTOCOL
 from bench_tasks.registry import DATASETS, TASKS
@@ -84,11 +84,11 @@ def missing_root_error(dataset: str, roots: DataRoots) -> DatasetLayoutError:
 
 def plan_cells(backbones: Sequence[str], tasks_to_datasets: dict[str, Sequence[str]],
                protocols: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-               fractions: Sequence[float] | None = None, profile: str = "smoke") -> list[Cell]:
+               fractions: Sequence[float] | None = None, profile: str | Profile = "smoke") -> list[Cell]:
     """Every (backbone, task, dataset, protocol, fraction, seed) cell, backbone-major (so one
-    backbone is loaded once). Protocols / seeds / fractions default to the profile's; protocols
-    a task does not support are left out for it."""
-    prof = get_profile(profile)
+    backbone is loaded once). Protocols / seeds / fractions default to the profile's (a Profile,
+    or the name of a bundled one); protocols a task does not support are left out for it."""
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
     seeds = tuple(prof.seeds if seeds is None else seeds)
     fractions = tuple(prof.fractions if fractions is None else fractions)
 

@@ -41,6 +41,8 @@ from bench_tasks.plan.cell_costs import (
     synthface_to_generate,
     task_size,
 )
+from bench_tasks.plan.durations import fmt_duration
+from bench_tasks.plan.durations import fmt_seconds as _fmt_s  # noqa: F401 - its old name
 from bench_tasks.store.rowfiles import union_latest
 
 PROBE_VERSION = 1
@@ -134,8 +136,12 @@ def _group(cell: dict) -> tuple:
 
 
 def cell_estimates(cells: Sequence, rows: dict[str, dict], profile, speed: Speed | None,
-                   study_arch: str | None = None) -> dict[str, CellEstimate]:
-    """{cell key: CellEstimate} (see the module docstring for the order of the sources)."""
+                   study_arch: str | None = None, done: Iterable[str] | None = None) -> dict[str, CellEstimate]:
+    """{cell key: CellEstimate} (see the module docstring for the order of the sources). `done`:
+    the keys the plan counts as done (Plan.status: an ok row of the cell's current version); a
+    cell with an ok row not among them is estimated from that row's time and counted as to do.
+    None: every cell with an ok row is done."""
+    done = None if done is None else set(done)
     by_group: dict[tuple, list[tuple[float, str]]] = defaultdict(list)
     for r in rows.values():
         w = (r.get("provenance") or {}).get("wall_time_s")
@@ -155,7 +161,7 @@ def cell_estimates(cells: Sequence, rows: dict[str, dict], profile, speed: Speed
         r = rows.get(k)
         w = (r or {}).get("provenance", {}).get("wall_time_s") if r else None
         if r is not None and r.get("status") == "ok" and w is not None:
-            out[k] = CellEstimate(float(w), "row", done=True)
+            out[k] = CellEstimate(float(w), "row", done=done is None or k in done)
             continue
         same = by_group.get(_group({"profile": c.profile, "task": c.task, "dataset": c.dataset,
                                     "protocol": c.protocol, "fraction": c.fraction}))
@@ -232,11 +238,6 @@ def busy_line() -> str | None:
             f"{load / cores:.1f} x longer")
 
 
-def fmt_duration(s: float | None) -> str:
-    """`42s`, `26min`, `5.8h` (as `status` writes times); `?` for no estimate."""
-    return "?" if s is None else _fmt_s(s)
-
-
 @dataclass
 class PlanEstimate:
     """Seconds per stage: total (every run / cell of the plan) and left (not done yet)."""
@@ -294,12 +295,14 @@ class PlanEstimate:
 
 
 def estimate_plan(cells: Sequence, results: str | Path, profile, pretrain_plan: Iterable | None = None,
-                  device: str = "cpu", study_arch: str | None = None, speed: Speed | None = None) -> PlanEstimate:
+                  device: str = "cpu", study_arch: str | None = None, speed: Speed | None = None,
+                  done: Iterable[str] | None = None) -> PlanEstimate:
     """The estimate of a plan: its cells (rows of `results` and the probe), and the pre-training runs
-    of `pretrain_plan` (PlannedRun list) when the plan pre-trains."""
+    of `pretrain_plan` (PlannedRun list) when the plan pre-trains. `done`: the keys the plan counts
+    as done (cell_estimates)."""
     speed = speed or machine_speed(device)
     rows = union_latest(results) if Path(results).exists() else {}
-    est = PlanEstimate(cells=cell_estimates(cells, rows, profile, speed, study_arch), speed=speed,
+    est = PlanEstimate(cells=cell_estimates(cells, rows, profile, speed, study_arch, done), speed=speed,
                        data=synthface_to_generate([c for c in cells if c.key() not in rows], profile))
     if pretrain_plan:
         est.pretrain = pretrain_estimates(pretrain_plan, speed, getattr(profile, "name", None))
@@ -310,12 +313,3 @@ def actual_line(estimated_left_s: float, actual_s: float) -> str:
     """The end of a run: what was estimated for the work left at its start, and what it took."""
     ratio = f" ({actual_s / estimated_left_s:.2f} x the estimate)" if estimated_left_s > 0 else ""
     return f"estimate vs actual: {fmt_duration(estimated_left_s)} estimated, {fmt_duration(actual_s)} taken{ratio}"
-
-
-def _fmt_s(s: float) -> str:
-    s = max(0.0, float(s))
-    if s < 120:
-        return f"{s:.0f}s"
-    if s < 7200:
-        return f"{s / 60:.0f}min"
-    return f"{s / 3600:.1f}h"

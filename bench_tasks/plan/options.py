@@ -7,6 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+# the embedded data set every task that it serves gets by default
+SYNTHFACE = "synthface"
+
+
+def csv_list(s: str | None) -> list[str] | None:
+    """"a, b,,c" -> ["a", "b", "c"]; None -> None."""
+    if s is None:
+        return None
+    return [x.strip() for x in s.split(",") if x.strip()]
+
 
 @dataclass(frozen=True)
 class PlanOptions:

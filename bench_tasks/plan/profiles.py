@@ -32,6 +32,7 @@ import yaml
 from bench_tasks.backbones.native import native_size
 from bench_tasks.contracts import Profile
 from bench_tasks.errors import PlanError
+from bench_tasks.plan.profile_files import CONFIG_DIR
 from bench_tasks.protocols.farl import farl_settings
 from bench_tasks.registry import TASKS, load_all
 from bench_tasks.tasks._ceiling import ceiling_epochs_for, is_ceiling
@@ -39,10 +40,8 @@ from bench_tasks.tasks._classification import settings as cls_settings
 from bench_tasks.tasks._dense import dense_section
 from bench_tasks.tasks.recognition import settings_for
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # bench_tasks/configs
 
-
-class ProfileError(ValueError):
+class ProfileError(PlanError, ValueError):
     """A profile file or override that cannot be used (the message says which and why)."""
 
 
@@ -237,14 +236,23 @@ def with_overrides(profile, overrides: dict[str, Any] | list[str] | None):
     return profile_from_dict({**data, "extra": extra}, f"profile {profile.name!r} with --set")
 
 
-# bench_tasks/configs/<name>.yaml, one file per profile, and the profiles registered in this process
-# by load_profile (user YAML files, `run --set KEY=VALUE` overrides); `run --dry-run` prints the
-# effective settings
+# bench_tasks/configs/<name>.yaml, one file per profile, read once at import; `register_profile` is
+# the one other writer (a study's user profile: the pre-training planner looks its sections up by
+# name). Plans carry the Profile objects their cells are computed under (Plan.profile_of), so a
+# profile changed by `--set` or read from a user's YAML file reaches the runner without this dict.
 PROFILES: dict[str, Profile] = bundled_profiles()
 
 
+def register_profile(profile: Profile) -> Profile:
+    """Make `profile` the one `get_profile(profile.name)` returns in this process: the only write to
+    PROFILES after import (bench_tasks.session.experiment.resolve calls it for a study or a cluster
+    launch, whose planners read the profile's `study:` / `jobs:` sections by name)."""
+    PROFILES[profile.name] = profile
+    return profile
+
+
 def get_profile(name: str) -> Profile:
-    """A registered profile by name (bundled, or loaded in this process by `load_profile`), else a
+    """A registered profile by name (bundled, or registered by `register_profile`), else a
     profile YAML file by path."""
     if name in PROFILES:
         return PROFILES[name]
@@ -253,19 +261,17 @@ def get_profile(name: str) -> Profile:
     raise KeyError(f"unknown profile {name!r}; choose from {sorted(PROFILES)} or give a profile YAML file")
 
 
-def load_profile(name_or_path: str | Path, overrides=None, register: bool = True):
-    """The profile `name_or_path` (a bundled name or a YAML file) with overrides applied. With
-    `register` it becomes `PROFILES[<name>]`, so the runner's `get_profile(cell.profile)`
-    in this process finds it (a plugin or user profile, or a bundled one changed by --set)."""
+def load_profile(name_or_path: str | Path, overrides=None, register: bool = False):
+    """The profile `name_or_path` (a bundled name or a YAML file) with overrides applied. A plan
+    made with it carries it (bench_tasks.plan.cell_plan.make_plan(..., profiles=profile)); with
+    `register` it also becomes what `get_profile(<name>)` returns (register_profile)."""
     name = str(name_or_path)
     if name in PROFILES and not Path(name).suffix:
         profile = PROFILES[name]
     else:
         profile = read_profile_file(resolve_profile_path(name_or_path))
     profile = with_overrides(profile, overrides)
-    if register:
-        PROFILES[profile.name] = profile
-    return profile
+    return register_profile(profile) if register else profile
 
 
 # `extra.native_size: true` (the `native` profile): image_size and dense_size become the plan's

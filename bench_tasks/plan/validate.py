@@ -23,7 +23,7 @@ import yaml
 
 from bench_tasks.backbones.base import build_backbone, resolve_device
 from bench_tasks.contracts import BackboneURI, DatasetLayoutError, uri_scheme
-from bench_tasks.errors import cause_line, closest
+from bench_tasks.errors import PlanError, cause_line, closest
 from bench_tasks.plan.options import PlanOptions
 from bench_tasks.plan.suite import study_overrides
 from bench_tasks.registry import BACKBONES, DATASETS, TASKS
@@ -39,7 +39,7 @@ SCHEME_HINTS = {
 }
 
 
-class PlanInvalid(ValueError):
+class PlanInvalid(PlanError, ValueError):
     """A plan that cannot run; `problems` holds one paragraph per problem."""
 
     def __init__(self, problems: Sequence[str]):

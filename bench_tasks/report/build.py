@@ -24,6 +24,7 @@ from bench_tasks.store.provenance import git_state
 
 from . import figures as F
 from .ablation_tables import build_ablation_tables
+from .arguments import add_arguments
 from .calibration import calibrated_tasks, calibration_markdown
 from .compare import main_protocols, protocol_mask, protocol_text
 from .compute import compute_frame, compute_markdown
@@ -325,23 +326,6 @@ def _label_scaling(paths, profile: str, out_dir: Path) -> str | None:
         md = md.replace("\n\n", f"\n\nRows: {', '.join(f'`{p}`' for p in paths)}.\n\n", 1)
         (out_dir / "label_scaling.md").write_text(md)
     return md
-
-
-def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    ap.add_argument("--profile", default=None, help="profile name (default: inferred from the rows, else smoke)")
-    ap.add_argument("--results", nargs="+", default=None,
-                    help="results JSONL file(s) or folder(s) (default results/<profile>.jsonl)")
-    ap.add_argument("--out", default=None, help="output folder (default reports/<profile>)")
-    ap.add_argument("--runs", default="runs", help="pre-training runs folder, read only for the codebook "
-                                                 "reconstruction figure (default runs)")
-    ap.add_argument("--reported", default=None, help="CSV of published numbers (default: the packaged one)")
-    ap.add_argument("--label-scaling", nargs="+", default=None, metavar="RESULTS",
-                    help="results of a label-scaling study (cells run with --set synthface_train=N): a table "
-                         "of floor, random-init and ceiling against the labelled-set size, appended to "
-                         "calibration.md (default results/<profile>_label_scaling/ when it exists)")
-    ap.add_argument("--no-reconstruct", action="store_true",
-                    help="skip the codebook reconstruction figure (it calls paco_fr.engine.reconstruct)")
-    return ap
 
 
 def run_from_args(args, argv_for_header=None) -> int:

@@ -175,7 +175,8 @@ class Claim:
         self._thread.start()
         return self
 
-    def _stop_heartbeat(self) -> None:
+    def stop_heartbeat(self) -> None:
+        """Stop beating, leaving the claim as it is (a claim lost to another worker)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -183,7 +184,7 @@ class Claim:
     def finish(self, state: str, rows: str | Path | None = None, note: str | None = None) -> None:
         if state not in STATES:
             raise ValueError(f"claim state must be one of {STATES}, got {state!r}")
-        self._stop_heartbeat()
+        self.stop_heartbeat()
         now = time.time()
         self.info.update(state=state, heartbeat=now, finished=now)
         if rows is not None:

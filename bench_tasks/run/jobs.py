@@ -14,15 +14,15 @@ from pathlib import Path
 
 import torch
 
-from bench_tasks.contracts import Cell
+from bench_tasks.contracts import Cell, Profile
+from bench_tasks.plan.cell_plan import Plan, make_plan
 from bench_tasks.plan.cells import DataRoots
-from bench_tasks.plan.profiles import PROFILES, get_profile, profile_from_dict, profile_section
+from bench_tasks.plan.profiles import get_profile, profile_from_dict, profile_section
 from bench_tasks.plan.suite import suite_run, write_run_identity
 from bench_tasks.registry import load_registries
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
+from bench_tasks.run.launchers import LAUNCHERS
 from bench_tasks.store.rowfiles import worker_dir
-
-LAUNCHERS = ("local", "slurm", "submitit-local")
 
 # A job's size when the profile's `jobs:` section (bench_tasks/configs/<profile>.yaml) does not
 # give it: one GPU node of a small cluster (group_size 0: a whole backbone per job). Flags (--gpus, --time, --pretrain-nodes, ...) override both.
@@ -141,10 +141,15 @@ class WorkerSpec:
     profiles: dict = field(default_factory=dict)
 
 
-def register_profiles(profiles: dict) -> None:
-    """Register the launching process's effective profiles in this (job) process."""
-    for name, fields in (profiles or {}).items():
-        PROFILES[name] = profile_from_dict(dict(fields), f"profile {name!r} sent by the launcher")
+def sent_profiles(profiles: dict) -> dict[str, Profile]:
+    """{name: Profile} of the launching process's effective profiles, as a job receives them."""
+    return {name: profile_from_dict(dict(fields), f"profile {name!r} sent by the launcher")
+            for name, fields in (profiles or {}).items()}
+
+
+def job_plan(spec: WorkerSpec) -> Plan:
+    """A job's share of the plan: its cells as given, under the profiles the launcher sent."""
+    return make_plan([Cell(**c) for c in spec.cells], references=False, profiles=sent_profiles(spec.profiles))
 
 
 class EvalJob(_checkpointable()):
@@ -160,16 +165,15 @@ class EvalJob(_checkpointable()):
         if s.plugins:
             os.environ["BENCH_TASKS_PLUGINS"] = s.plugins
         load_registries()
-        register_profiles(s.profiles)
         if s.threads:
             torch.set_num_threads(s.threads)
         # lazy: the worker stack (runner, tasks' training code) loads in the job process, not on --help/list/status
-        from bench_tasks.run.worker import run_worker
+        from bench_tasks.run.worker import Claims, run_worker
 
-        cells = [Cell(**c) for c in s.cells]
-        summary = run_worker(cells, s.results, work_dir=s.work_dir, data_roots=DataRoots.parse(s.data_root),
-                             device=s.device, force=s.force, progress=False, rows_to=s.rows_to, since=s.since,
-                             claim_timeout_s=s.claim_timeout_s, heartbeat_s=s.heartbeat_s, wait_s=s.wait_s,
+        claims = Claims(rows_to=s.rows_to, since=s.since, timeout_s=s.claim_timeout_s, heartbeat_s=s.heartbeat_s,
+                        wait_s=s.wait_s)
+        summary = run_worker(job_plan(s), s.results, work_dir=s.work_dir, data_roots=DataRoots.parse(s.data_root),
+                             device=s.device, force=s.force, progress=False, claims=claims,
                              log=lambda m: print(m, flush=True), labels=s.labels)
         print(summary.line(), flush=True)
         return asdict(summary)
@@ -238,22 +242,23 @@ def sbatch_script(opts: JobOptions, folder: Path, n_jobs: int, dependency: str |
 
 
 def worker_spec(spec, cells: Sequence[Cell], results: Path, since: float, rows_to: str = "worker",
-                labels: dict[str, str] | None = None) -> WorkerSpec:
+                labels: dict[str, str] | None = None, profiles: dict[str, Profile] | None = None) -> WorkerSpec:
     return WorkerSpec(cells=[asdict(c) for c in cells], results=str(results.resolve()),
                       work_dir=str(Path(spec.work_dir).resolve()), cwd=os.getcwd(),
                       data_root=list(spec.data_root or []), device=spec.device, force=spec.force, since=since,
                       claim_timeout_s=spec.launch.claim_timeout, heartbeat_s=spec.launch.heartbeat, wait_s=spec.launch.wait_claimed,
                       threads=spec.torch_threads,
                       plugins=os.environ.get("BENCH_TASKS_PLUGINS", ""), rows_to=rows_to,
-                      labels=dict(labels or {}), profiles=effective_profiles(cells))
+                      labels=dict(labels or {}), profiles=effective_profiles(cells, profiles))
 
 
-def effective_profiles(cells: Sequence[Cell]) -> dict:
-    """{profile name: its fields} of the cells' profiles as registered in this process."""
+def effective_profiles(cells: Sequence[Cell], profiles: dict[str, Profile] | None = None) -> dict:
+    """{profile name: its fields} of the cells' profiles: those of the plan (`profiles`,
+    Plan.profiles), else the bundled ones by name."""
     out = {}
     for name in dict.fromkeys(c.profile for c in cells):
         try:
-            out[name] = asdict(get_profile(name))
+            out[name] = asdict((profiles or {}).get(name) or get_profile(name))
         except KeyError:
             pass
     return out

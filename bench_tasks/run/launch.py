@@ -54,7 +54,7 @@ from bench_tasks.run.jobs import (
     sbatch_script,
     worker_spec,
 )
-from bench_tasks.run.worker import run_worker, shard
+from bench_tasks.run.worker import Claims, run_worker, shard
 from bench_tasks.store.results import ResultsStore
 from bench_tasks.store.rowfiles import worker_dir
 
@@ -92,6 +92,7 @@ def launch(spec, cells: Sequence[Cell] | Plan, results: Path, study_runs: dict |
         return 2
     folder = jobs_folder(spec, results)
     opts = eval_options(spec)
+    profiles = dict(cells.profiles) if isinstance(cells, Plan) else {}
     if not spec.force:  # no job for cells already done (a re-launch after a kill submits only what is left)
         cells = cells_left(cells, results, log)
     groups = group_cells(cells, group_size(spec))
@@ -107,7 +108,7 @@ def launch(spec, cells: Sequence[Cell] | Plan, results: Path, study_runs: dict |
               "jobs": [], "pretrain_jobs": []}
     pre_jobs = submit_pretraining(spec, study_runs or {}, folder, record, log)  # stage 1 of the study
     jobs, path = submit_evaluation(spec, groups, study_runs or {}, pre_jobs, folder, opts, record, results, since,
-                                   log, labels)
+                                   log, labels, profiles)
     log(f"submitted {len(jobs)} evaluation job(s) ({kind}) for {len(record['keys'])} cells; "
         f"logs in {folder}; launch record {path}")
     log(f"progress: python -m bench_tasks status --results {results}")
@@ -172,7 +173,8 @@ def submit_pretraining(spec, study_runs: dict, folder: Path, record: dict, log) 
 
 
 def submit_evaluation(spec, groups, study_runs: dict, pre_jobs: dict, folder: Path, opts: JobOptions, record: dict,
-                      results: Path, since: float, log, labels: dict[str, str] | None = None) -> tuple[list, Path]:
+                      results: Path, since: float, log, labels: dict[str, str] | None = None,
+                      profiles: dict | None = None) -> tuple[list, Path]:
     """Stage 2: one evaluation job per group of cells; those of a pre-trained encoder wait for its
     job. Returns (jobs, the launch record's path)."""
     kind = spec.launch.launcher
@@ -191,10 +193,10 @@ def submit_evaluation(spec, groups, study_runs: dict, pre_jobs: dict, folder: Pa
             dep_job.result()
         ex = make_executor(kind, folder, opts, _afterok([dep_job]) if (kind == "slurm" and dep_job) else None)
         if pool is not None:  # local processes: at most `parallel` at once, each on its own GPU
-            subs = [pool.submit(ex, EvalJob(worker_spec(spec, g, results, since, labels=labels))) for g in gs]
+            subs = [pool.submit(ex, EvalJob(worker_spec(spec, g, results, since, labels=labels, profiles=profiles))) for g in gs]
         else:
             with ex.batch():
-                subs = [ex.submit(EvalJob(worker_spec(spec, g, results, since, labels=labels))) for g in gs]
+                subs = [ex.submit(EvalJob(worker_spec(spec, g, results, since, labels=labels, profiles=profiles))) for g in gs]
         for g, j in zip(gs, subs):
             jobs.append(j)
             record["jobs"].append({"job_id": str(j.job_id), "backbone": g[0].backbone, "cells": len(g),
@@ -271,7 +273,7 @@ def select_shard(spec, plan: Plan) -> Plan:
     if spec.launch.num_shards <= 1:
         return plan
     mine = {c.key() for c in shard(plan.cells, spec.launch.num_shards, spec.launch.shard_index)}
-    return Plan(items=tuple((c, v) for c, v in plan.items if c.key() in mine))
+    return plan.only(mine)
 
 
 def study_runs(spec, profile) -> dict[str, tuple[dict, Path]]:
@@ -294,7 +296,7 @@ def run_here(spec, plan: Plan, roots, results: Path, labels: dict[str, str] | No
     record_launch(results, {"launcher": kind, "since": since, "profile": spec.profile, "pid": os.getpid(),
                             "command": "python -m bench_tasks " + " ".join(sys.argv[1:]),
                             "keys": plan.keys(), "cells": [asdict(c) for c in plan.cells], "jobs": []})
+    claims = Claims(rows_to=rows_to, since=since, timeout_s=spec.launch.claim_timeout,
+                    heartbeat_s=spec.launch.heartbeat, wait_s=spec.launch.wait_claimed)
     return run_worker(plan, results, work_dir=spec.work_dir, data_roots=roots, device=spec.device,
-                      force=spec.force, progress=spec.progress, rows_to=rows_to, since=since,
-                      claim_timeout_s=spec.launch.claim_timeout, heartbeat_s=spec.launch.heartbeat,
-                      wait_s=spec.launch.wait_claimed, labels=labels)
+                      force=spec.force, progress=spec.progress, claims=claims, labels=labels)

@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bench_tasks.backbones.base import BenchBackbone, build_backbone, resolve_device
-from bench_tasks.contracts import Cell, CellContext, CellResult
+from bench_tasks.contracts import Cell, CellContext, CellResult, Profile
 from bench_tasks.errors import cause_line
 from bench_tasks.plan.cell_plan import CellVersion, Plan, cell_version
 from bench_tasks.plan.cells import DataRoots
@@ -72,6 +72,25 @@ class RunSummary:
         log(row_line(cell, row))
 
 
+def stale_line(reasons: dict[str, str]) -> str:
+    """The log line of the done cells a run recomputes, by what changed (Plan.stale_reasons):
+    `3 done cell(s) are recomputed: 2 with other settings than their profile gives now; 1 computed
+    by task version 1 (now 2)`."""
+    if not reasons:
+        return ""
+    counts: dict[str, int] = {}
+    for why in reasons.values():
+        counts[why] = counts.get(why, 0) + 1
+    words = {"settings": "with other settings than their profile gives now",
+             "weights": "from other weights than their backbone file holds now (re-trained or replaced)"}
+    parts = []
+    for why, n in counts.items():
+        was, arrow, now = why.partition(" -> ")
+        parts.append(f"{n} {words[why]}" if why in words
+                     else f"{n} computed by {was} (now {now})" if arrow else f"{n} ({why})")
+    return f"{len(reasons)} done cell(s) are recomputed: " + "; ".join(parts)
+
+
 def row_line(cell: Cell, row: dict) -> str:
     """The log line of a computed cell: `ok     <cell> | <headline>=<value> (<s>s)`, or
     `FAILED <cell> | <cause>` (bench_tasks.errors.cause_line of its traceback)."""
@@ -82,18 +101,22 @@ def row_line(cell: Cell, row: dict) -> str:
             f"({row['provenance']['wall_time_s']:.1f}s)")
 
 
-class _BackboneCache:
-    """Keeps the last built backbone; every cell gets its own deep copy (fine-tuning and the
-    frozen protocol modify the module)."""
+class BackboneCache:
+    """Where the cells of a run get their backbone: built from its URI at the cell's input size,
+    the last one kept; every cell gets its own deep copy (fine-tuning and the frozen protocol
+    modify the module). A subclass serves other sources (an in-memory model: bench_tasks.session)."""
 
     def __init__(self):
         self.key = None
         self.value: BenchBackbone | None = None
 
+    def build(self, uri: str, size: int) -> BenchBackbone:
+        return build_backbone(uri, size)
+
     def get(self, uri: str, size: int) -> BenchBackbone:
         if self.key != (uri, size):
             self.value = None
-            self.value = build_backbone(uri, size)
+            self.value = self.build(uri, size)
             self.key = (uri, size)
         assert self.value is not None
         return copy.deepcopy(self.value)
@@ -112,17 +135,19 @@ def seed_cell(cell: Cell) -> None:
 def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: str | Path = "work_dirs",
              data_roots: DataRoots | None = None, device: str | torch.device = "auto",
              progress: bool = True, backbone: BenchBackbone | None = None, write: bool = True,
-             _cache: _BackboneCache | None = None, labels: dict[str, str] | None = None,
-             version: CellVersion | None = None) -> dict:
+             backbones: BackboneCache | None = None, labels: dict[str, str] | None = None,
+             version: CellVersion | None = None, profile: Profile | None = None) -> dict:
     """Run one cell and (when write) append its row. Exceptions inside the cell become a
     `failed` row with the traceback; the row is returned. `labels` ({backbone URI: name},
     `run --label`) names backbones in the row's method block (bench_tasks.store.method).
-    `version`: the cell's CellVersion from its plan (computed here when not given)."""
-    version = version or cell_version(cell)
+    `version`, `profile`: the cell's CellVersion and Profile from its plan (`Plan.profile_of`;
+    looked up by the cell's profile name when not given); `backbones`: where its backbone comes
+    from when `backbone` is not given (a BackboneCache)."""
+    profile = profile if profile is not None else get_profile(cell.profile)
+    version = version or cell_version(cell, profile)
     store = ResultsStore(results)
     roots = data_roots or DataRoots()
     dev = resolve_device(device)
-    profile = get_profile(cell.profile)
     started, t0 = now_iso(), time.perf_counter()
     task = None
     bb_hash = bb_source = None
@@ -133,7 +158,7 @@ def run_cell(cell: Cell, results: str | Path = "results/smoke.jsonl", work_dir: 
         size = task.cell_image_size(cell, profile)
         floor = is_floor(cell.backbone)  # input-free predictor: no backbone (bench_tasks.plan.floors)
         if backbone is None and not floor:
-            backbone = (_cache or _BackboneCache()).get(cell.backbone, size)
+            backbone = (backbones or BackboneCache()).get(cell.backbone, size)
         if backbone is not None:
             bb_hash, bb_source = backbone.weights_hash, backbone.source
         ctx = CellContext(cell=cell, backbone=backbone, profile=profile, data_root=roots.get(cell.dataset),
@@ -190,9 +215,10 @@ def run_plan(plan: Plan, results: str | Path = "results/smoke.jsonl",
              device: str | torch.device = "auto", force: bool = False, progress: bool = True,
              on_row: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None,
              should_start: Callable[[Cell], bool] | None = None,
-             labels: dict[str, str] | None = None) -> RunSummary:
+             labels: dict[str, str] | None = None, backbones: BackboneCache | None = None) -> RunSummary:
     """Run every cell of `plan` (a bench_tasks.plan.cell_plan.Plan) that has no current ok row
-    (all of them with force)."""
+    (all of them with force), each under its Profile from the plan, its backbone from `backbones`
+    (built from the URI by default)."""
     if not isinstance(plan, Plan):
         raise TypeError(f"run_plan takes a Plan, got {type(plan).__name__}: build it with "
                         "bench_tasks.plan.cell_plan.make_plan(cells) (it adds the floors and computes "
@@ -203,20 +229,22 @@ def run_plan(plan: Plan, results: str | Path = "results/smoke.jsonl",
     dropped = store.compact()
     if dropped:
         log(f"compacted {store.path}: {dropped} superseded row(s) moved to {superseded_path(store.path)}")
-    todo, skipped, stale = plan.todo(store.latest(), force)
-    if stale:
-        log(f"{len(stale)} done cell(s) were computed by another task version or with other weights than "
-            "their backbone file holds now (the file was re-trained or replaced): recomputing them")
+    latest = store.latest()
+    todo, skipped, _ = plan.todo(latest, force)
+    line = stale_line(plan.stale_reasons(latest, (k for k, r in latest.items() if r.get("status") == "ok")))
+    if line:
+        log(line)
     summary = RunSummary(total=skipped + len(todo), skipped=skipped)
     t0 = time.perf_counter()
-    cache = _BackboneCache()
+    cache = backbones or BackboneCache()
     bar = tqdm(todo, desc="plan", disable=not progress, dynamic_ncols=True, position=0)
     for cell, version in bar:
         if should_start is not None and not should_start(cell):  # e.g. a deadline (device_study)
             continue
         bar.set_postfix_str(f"{cell.task}/{cell.dataset}/{cell.protocol}")
         row = run_cell(cell, results=results, work_dir=work_dir, data_roots=data_roots, device=device,
-                       progress=progress, _cache=cache, labels=labels, version=version)
+                       progress=progress, backbones=cache, labels=labels, version=version,
+                       profile=plan.profile_of(cell))
         summary.tally(row, cell, log)
         if on_row is not None:
             on_row(row)

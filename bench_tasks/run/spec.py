@@ -18,15 +18,16 @@ from typing import Any
 
 import yaml
 
+from bench_tasks.errors import PlanError
 from bench_tasks.plan.options import PlanOptions
 from bench_tasks.plan.profiles import dotted_overrides
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
-from bench_tasks.run.jobs import LAUNCHERS
+from bench_tasks.run.launchers import LAUNCHERS
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "configs" / "studies"  # bundled spec files, by name
 
 
-class SpecError(ValueError):
+class SpecError(PlanError, ValueError):
     """A spec file or value that cannot be used (the message names the file and the key)."""
 
 

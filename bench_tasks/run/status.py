@@ -23,7 +23,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from bench_tasks.contracts import Cell
-from bench_tasks.plan.estimate import _fmt_s
+from bench_tasks.plan.durations import fmt_seconds as _fmt_s
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, ClaimBook
 from bench_tasks.store.rowfiles import union_latest, worker_dir
 
@@ -98,9 +98,11 @@ def _cell_state(row: dict | None, verdict: str | None) -> str:
     return "todo"
 
 
-def collect_status(results: Path, cells=None, claim_timeout_s: float | None = None) -> dict:
+def collect_status(results: Path, cells=None, claim_timeout_s: float | None = None, redo=()) -> dict:
     """The numbers `print_status` prints: {"table": {(backbone, task): {column: n}}, "cells":
-    {key: state}, "workers": [...], "remaining_s", "eta_s", "per_cell_s", "records"}."""
+    {key: state}, "workers": [...], "remaining_s", "eta_s", "per_cell_s", "records"}. `redo`: keys
+    whose ok row the plan recomputes (another version: Plan.status), counted as to do."""
+    redo = set(redo)
     latest = union_latest(results)
     timeout = claim_timeout_s or CLAIM_TIMEOUT_S
     book = ClaimBook.for_results(results, timeout_s=timeout, heartbeat_s=timeout / 2)
@@ -121,7 +123,7 @@ def collect_status(results: Path, cells=None, claim_timeout_s: float | None = No
     remaining, unknown = 0.0, 0
     for k, c in plan.items():
         head = heads.get(k)
-        st = _cell_state(latest.get(k), book.verdict(k, head[0], head[1], now) if head else None)
+        st = _cell_state(None if k in redo else latest.get(k), book.verdict(k, head[0], head[1], now) if head else None)
         states[k] = st
         table[(c.get("backbone", "?"), c.get("task", "?"))][st] += 1
         if st == "done":
@@ -166,8 +168,11 @@ def slurm_job_states(records: list[dict]) -> dict[str, str]:
     return out
 
 
-def print_status(results: Path, cells=None, claim_timeout_s: float | None = None) -> int:
-    s = collect_status(Path(results), cells, claim_timeout_s)
+def print_status(results: Path, cells=None, claim_timeout_s: float | None = None, redo=(),
+                 time_left: bool = True) -> int:
+    """Print where the plan stands. `time_left` False: the caller prints the plan's estimate
+    instead of the time left from the measured cell times (one estimate per plan)."""
+    s = collect_status(Path(results), cells, claim_timeout_s, redo)
     rows = []
     tot = dict.fromkeys(COLUMNS, 0)
     for (bb, task), n in sorted(s["table"].items()):
@@ -191,6 +196,9 @@ def print_status(results: Path, cells=None, claim_timeout_s: float | None = None
     left = tot["todo"] + tot["failed"] + tot["stale"] + tot["running"]
     if left == 0:
         print("\nevery cell of the plan is done")
+    elif not time_left:
+        print(f"\n{left} cell(s) left" + (f", {len(set(redo))} of them done before with another version or other "
+                                          "weights" if redo else ""))
     elif s["per_cell_s"]:
         eta = f"~{_fmt_s(s['eta_s'])} with {max(1, len(s['workers']))} worker(s)"
         note = f" ({s['unknown']} cell(s) of tasks with no measured time not counted)" if s["unknown"] else ""

@@ -2,7 +2,7 @@
 processes, `--num-shards` processes, SLURM / submitit jobs) can run the same plan at once
 without computing a cell twice.
 
-    summary = run_worker(cells, results="results/smoke.jsonl", rows_to="worker", since=t0, ...)
+    summary = run_worker(cells, results="results/smoke.jsonl", claims=Claims(rows_to="worker", since=t0), ...)
 
 rows_to="main": rows go to the results file itself (one machine: `--launcher local`, today's
 behaviour, appends serialised by the store's lock); rows_to="worker": rows go to this worker's
@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from bench_tasks.contracts import Cell
 from bench_tasks.plan.cell_plan import CellVersion, Plan, make_plan
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S, ClaimBook, Identity, identity
-from bench_tasks.run.runner import RunSummary, _BackboneCache, row_line, run_cell
+from bench_tasks.run.runner import BackboneCache, RunSummary, row_line, run_cell, stale_line
 from bench_tasks.store.readers import superseded_path
 from bench_tasks.store.results import ResultsStore, quarantine_and_warn
 from bench_tasks.store.rowfiles import UnionReader, row_time, worker_file
@@ -84,16 +84,30 @@ def shard(cells: Sequence[Cell], num_shards: int, index: int) -> list[Cell]:
     return uniq[index * n // num_shards:(index + 1) * n // num_shards]
 
 
+@dataclass(frozen=True)
+class Claims:
+    """How a worker shares its results file with the others: where its rows go (`rows_to`: "main",
+    the results file; "worker", its own file), its name, the launch time the workers share
+    (`since`; None: now), a claim's time-out and heartbeat, and how long to wait at the end for
+    cells other workers hold (`wait_s`)."""
+
+    rows_to: str = "main"
+    worker: str | None = None
+    since: float | None = None
+    timeout_s: float = CLAIM_TIMEOUT_S
+    heartbeat_s: float = HEARTBEAT_S
+    wait_s: float = 0.0
+
+
 def run_worker(cells: Sequence[Cell] | Plan, results: str | Path = "results/smoke.jsonl", *,
                work_dir: str | Path = "work_dirs", data_roots=None, device="auto", force: bool = False,
-               progress: bool = True, rows_to: str = "main", worker: str | None = None,
-               since: float | None = None, claim_timeout_s: float = CLAIM_TIMEOUT_S,
-               heartbeat_s: float = HEARTBEAT_S, wait_s: float = 0.0,
-               on_row: Callable[[dict], None] | None = None,
+               progress: bool = True, claims: Claims = Claims(), on_row: Callable[[dict], None] | None = None,
                log: Callable[[str], None] | None = None,
-               labels: dict[str, str] | None = None) -> WorkerSummary:
+               labels: dict[str, str] | None = None, backbones: BackboneCache | None = None) -> WorkerSummary:
     """Run the cells of `cells` (a Plan, or cells taken as they are: no reference cells added) that
     need computing and that no other worker has; see the module docstring. Returns a WorkerSummary."""
+    rows_to, worker, since, wait_s = claims.rows_to, claims.worker, claims.since, claims.wait_s
+    claim_timeout_s, heartbeat_s = claims.timeout_s, claims.heartbeat_s
     plan = cells if isinstance(cells, Plan) else make_plan(cells, references=False)
     log = log or (lambda msg: tqdm.write(msg))
     me: Identity = identity(worker)
@@ -102,19 +116,19 @@ def run_worker(cells: Sequence[Cell] | Plan, results: str | Path = "results/smok
     reader = UnionReader(results)
     latest = reader.refresh()
     done = {k for k, r in latest.items() if r.get("status") == "ok"}
-    redo = plan.stale_keys(latest, done)  # other versions, or weight files changed since: recompute like --force
-    if redo:
-        log(f"{len(redo)} done cell(s) were computed by another task version or with other weights than "
-            "their backbone file holds now (the file was re-trained or replaced): recomputing them")
+    reasons = plan.stale_reasons(latest, done)  # other versions, or weight files changed since: recompute like --force
+    redo = set(reasons)
+    if reasons:
+        log(stale_line(reasons))
     summary = WorkerSummary(worker=me.worker)
     uniq = plan.cells
     summary.total = len(uniq)
     run = _Attempts(book=ClaimBook.for_results(results, timeout_s=claim_timeout_s, heartbeat_s=heartbeat_s, me=me),
                     reader=reader, latest=latest, own=own, me=me, summary=summary, log=log, on_row=on_row,
                     since=time.time() if since is None else float(since), force=force, redo=redo,
-                    versions=plan.versions(),
+                    plan=plan, versions=plan.versions(),
                     run_kw={"results": results, "work_dir": work_dir, "data_roots": data_roots, "device": device,
-                            "progress": progress, "labels": labels, "_cache": _BackboneCache()})
+                            "progress": progress, "labels": labels, "backbones": backbones or BackboneCache()})
     t0 = time.perf_counter()
     pending: list[Cell] = []
     bar = tqdm(uniq, desc=f"worker {me.worker}", disable=not progress, dynamic_ncols=True, position=0)
@@ -178,6 +192,7 @@ class _Attempts:
     since: float
     force: bool
     redo: set
+    plan: Plan
     versions: dict[Cell, CellVersion]
     run_kw: dict
 
@@ -219,9 +234,10 @@ class _Attempts:
                 self.log(f"takeover {cell.label()} | claim of {prev.get('worker')} (pid {prev.get('pid')} on "
                          f"{prev.get('host')}, state {prev.get('state')})")
             claim.start_heartbeat()
-            row = run_cell(cell, write=False, version=self.versions.get(cell), **self.run_kw)
+            row = run_cell(cell, write=False, version=self.versions.get(cell), profile=self.plan.profile_of(cell),
+                           **self.run_kw)
             if claim.lost():
-                claim._stop_heartbeat()
+                claim.stop_heartbeat()
                 self.log(f"DROPPED {cell.label()} | our claim was taken over while this worker stalled")
                 return "dropped"
             row["provenance"]["worker"] = self.me.as_dict()

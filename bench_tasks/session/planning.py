@@ -1,23 +1,24 @@
-"""`run`'s flags to a plan: the tasks and their data sets, the study's stages (pre-training suite,
-then its cells) or the given backbones' cells, reference cells, and the notes printed about it.
+"""`run`'s flags to a plan: the tasks and their data sets, the study's encoders (named: the
+pre-training stage writes them) or the given backbones' cells, reference cells, and the notes
+printed about it. Planning reads files and builds backbones to check them; it trains nothing and
+writes nothing (bench_tasks.session.experiment.resolve).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench_tasks.backbones.native import native_size
-from bench_tasks.cli.common import SYNTHFACE, _csv
 from bench_tasks.contracts import Profile, uri_parts, uri_scheme
 from bench_tasks.datasets.lfw import CROP_FRAC
-from bench_tasks.errors import PlanError
+from bench_tasks.errors import PlanError, RunError, UnknownName
 from bench_tasks.plan.cell_costs import task_size
 from bench_tasks.plan.cell_plan import Plan, make_plan
 from bench_tasks.plan.cells import DataRoots, missing_root_error, plan_cells
-from bench_tasks.plan.options import PlanOptions
-from bench_tasks.plan.profiles import PROFILES, parse_assignments, resolve_native_size
+from bench_tasks.plan.options import SYNTHFACE, PlanOptions
+from bench_tasks.plan.options import csv_list as _csv
+from bench_tasks.plan.profiles import parse_assignments, resolve_native_size
 from bench_tasks.plan.references import ceiling_lines, is_reference
 from bench_tasks.plan.suite import expand_seeds, study_seeds, suite_encoders, suite_runs
 from bench_tasks.registry import DATASETS, TASKS
@@ -25,37 +26,30 @@ from bench_tasks.run.spec import RunSpec
 from bench_tasks.tasks.recognition import settings_for
 
 
-class StageFailed(RuntimeError):
+class StageFailed(RunError, RuntimeError):
     """A stage of `run --all` failed as a whole (exit code 1)."""
 
 
 @dataclass(frozen=True)
 class StudyStage:
-    """What the study's stage 1 gave: its encoders {run name: encoder file}, the runs that failed
-    [(name, cause)], the pre-training budget plan a dry run printed, and whether the run ends here
-    (`pretrain_only`)."""
+    """The study's stage 1: its encoders {run name: encoder file} (named when planned; after the
+    pre-training stage, those it wrote), the runs that failed [(name, cause)], and the
+    pre-training budget plan a dry run printed."""
 
     encoders: dict
     failed: tuple = ()
     suite_plan: object | None = None
-    stop: bool = False
 
 
 @dataclass(frozen=True)
-class PlannedRun:
-    """A run's plan (bench_tasks.plan.cell_plan.Plan), its data roots, and the study's stage 1
-    (None for the given backbones)."""
+class PlannedCells:
+    """A run's plan (bench_tasks.plan.cell_plan.Plan), its data roots, its tasks' data sets and the
+    study's stage 1 (None for the given backbones)."""
 
     plan: Plan
     roots: DataRoots
+    task_datasets: dict
     study: StudyStage | None = None
-
-    def replace(self, **changes) -> PlannedRun:
-        return dataclasses.replace(self, **changes)
-
-    @property
-    def pretrain_failed(self) -> tuple:
-        return self.study.failed if self.study is not None else ()
 
 
 def build_task_datasets(opts: PlanOptions, roots, log=print) -> dict[str, list[str]]:
@@ -65,20 +59,20 @@ def build_task_datasets(opts: PlanOptions, roots, log=print) -> dict[str, list[s
     tasks = _csv(opts.tasks)
     if opts.all or not tasks:
         if not opts.all and not tasks:
-            raise PlanError("choose --tasks <t1,t2> or --all (see `python -m bench_tasks list`)")
+            raise UnknownName("choose --tasks <t1,t2> or --all (see `python -m bench_tasks list`)")
         tasks = tasks or TASKS.names()
     for t in tasks:
         if t not in TASKS:
-            raise PlanError(f"unknown task {t!r}; registered: {', '.join(TASKS.names())}")
+            raise UnknownName(f"unknown task {t!r}; registered: {', '.join(TASKS.names())}")
     explicit = _csv(opts.datasets)
     out: dict[str, list[str]] = {}
     if explicit:
         for d in explicit:
             if d not in DATASETS:
-                raise PlanError(f"unknown dataset {d!r}; registered: {', '.join(DATASETS.names())}")
+                raise UnknownName(f"unknown dataset {d!r}; registered: {', '.join(DATASETS.names())}")
             spec = DATASETS.get(d)
             if spec.needs_root and roots.get(d) is None:
-                raise PlanError(f"error: {missing_root_error(d, roots)}")
+                raise PlanError(str(missing_root_error(d, roots)))
         unused = [d for d in explicit if not any(t in getattr(DATASETS.get(d), "tasks", ()) for t in tasks)]
         if unused:
             raise PlanError(f"dataset(s) {unused} serve none of the tasks {tasks}")
@@ -108,11 +102,13 @@ def build_task_datasets(opts: PlanOptions, roots, log=print) -> dict[str, list[s
     return out
 
 
-def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] | None = None) -> PlannedRun:
-    """The run's plan. The study (`spec.is_study`) runs its pre-training suite first
-    (bench_tasks.plan.study) and evaluates its encoders. Every problem found (plus `problems` found
-    earlier by bench_tasks.plan.validate.check_args) is raised together as one PlanInvalid before
-    anything runs."""
+def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] | None = None,
+               backbones=None) -> PlannedCells:
+    """The run's plan under `profile`. The study (`spec.is_study`) plans its suite's encoders by
+    name (bench_tasks.plan.study; the pre-training stage writes them). Every problem found (plus
+    `problems` found earlier by bench_tasks.plan.validate.check_args) is raised together as one
+    PlanInvalid before anything runs. `backbones`: an in-memory model's source
+    (bench_tasks.session.in_memory.InMemoryBackbones), checked by a forward pass at each input size."""
     # lazy: keeps the plan checks (paco_fr's config) out of --help/list/status
     from bench_tasks.plan.validate import (
         PlanInvalid,
@@ -124,7 +120,16 @@ def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] |
 
     roots = DataRoots.parse(list(spec.data_root) or None)
     opts = spec.plan_options()
-    task_ds = build_task_datasets(opts, roots, log=log)
+    try:
+        task_ds = build_task_datasets(opts, roots, log=log)
+    except UnknownName as err:  # check_args names it too, with the other problems
+        if problems:
+            raise PlanInvalid(problems) from err
+        raise
+    except PlanError as err:
+        if problems:
+            raise PlanInvalid([*problems, str(err)]) from err
+        raise
     protocols = _csv(opts.protocols)
     problems = list(problems or []) + protocol_problems(task_ds, protocols, problems or [])
     seeds, bad = parse_seeds(opts.seeds)
@@ -132,18 +137,21 @@ def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] |
     problems += [p for p in bad + bad2 if p not in problems]
     problems += check_data(task_ds, roots, profile)
     if not spec.is_study:  # the study's encoders are checked once stage 1 has written them
-        problems += check_backbones(spec.backbone_list, task_ds, profile, spec.device)
+        served = backbones.serves if backbones is not None else (lambda uri: False)
+        problems += check_backbones([u for u in spec.backbone_list if not served(u)], task_ds, profile, spec.device)
+        problems += backbones.problems(task_ds, profile) if backbones is not None else []
     if problems:
         raise PlanInvalid(problems)
     if spec.is_study:
         stage = study_encoders(spec, profile, log)
-        if stage.stop:
-            return PlannedRun(make_plan([], references=False), roots, stage)
-        return PlannedRun(study_plan(spec, profile, stage, task_ds, protocols, seeds, fractions), roots, stage)
+        if spec.pretrain_only:
+            return PlannedCells(make_plan([], references=False, profiles=profile), roots, task_ds, stage)
+        return PlannedCells(study_plan(spec, profile, stage, task_ds, protocols, seeds, fractions), roots, task_ds,
+                            stage)
     cells = plan_cells(spec.backbone_list, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
-                       profile=profile.name)
-    return PlannedRun(make_plan(cells, ceilings=None if spec.no_ceilings else "auto", probes=not spec.no_probes),
-                      roots)
+                       profile=profile)
+    return PlannedCells(make_plan(cells, ceilings=None if spec.no_ceilings else "auto", probes=not spec.no_probes,
+                                  profiles=profile), roots, task_ds)
 
 
 def protocol_problems(task_ds: dict, protocols: list[str] | None, problems: list[str]) -> list[str]:
@@ -159,8 +167,9 @@ def protocol_problems(task_ds: dict, protocols: list[str] | None, problems: list
 
 
 def study_plan(spec: RunSpec, profile: Profile, stage: StudyStage, task_ds, protocols, seeds, fractions) -> Plan:
-    """The study's plan: its encoders (pre-trained here first, or only named for a dry run, --status
-    or a cluster launcher, or the finished ones with --eval-only), their references, all checked."""
+    """The study's plan: its encoders (named: pre-trained by the run's first stage or by cluster
+    jobs; the finished ones with --eval-only), their references, all checked (an encoder not
+    written yet is checked once the pre-training stage has written it)."""
     # lazy: keeps the study planner and plan checks (paco_fr's config) out of --help/list/status
     from bench_tasks.plan.study import study_cells
     from bench_tasks.plan.validate import PlanInvalid, check_backbones
@@ -168,15 +177,14 @@ def study_plan(spec: RunSpec, profile: Profile, stage: StudyStage, task_ds, prot
     cells = study_cells(profile, stage.encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
                         ceilings=not spec.no_ceilings, probes=not spec.no_probes)
     problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, spec.device,
-                               # a dry run skips encoders not written yet; with a cluster launcher the
-                               # pre-training jobs (re)write them, and each evaluation job checks its own
+                               # encoders not written yet are checked after the pre-training stage; with
+                               # a cluster launcher the pre-training jobs (re)write them, and each
+                               # evaluation job checks its own
                                skip_missing=lambda uri: uri_scheme(uri) == "paco_fr" and bool(
-                                   spec.launch.launcher != "local"
-                                   or ((spec.dry_run or spec.status)
-                                       and not Path(uri_parts(uri)[1]).is_file())))
+                                   spec.launch.launcher != "local" or not Path(uri_parts(uri)[1]).is_file()))
     if problems:
         raise PlanInvalid(problems)
-    return make_plan(cells, references=False)
+    return make_plan(cells, references=False, profiles=profile)
 
 
 def study_suite(spec: RunSpec, profile: Profile) -> tuple[dict, list]:
@@ -193,12 +201,12 @@ def study_suite(spec: RunSpec, profile: Profile) -> tuple[dict, list]:
 
 
 def study_encoders(spec: RunSpec, profile: Profile, log) -> StudyStage:
-    """The study's stage 1: its suite's encoders {run name: encoder file}, named only (a dry run,
-    --status, a cluster launcher), the finished ones (--eval-only), or pre-trained here."""
-    # lazy: keeps the pre-training stage (paco_fr's engine) out of --help/list/status
+    """The study's stage 1 as planned: its suite's encoders {run name: encoder file}, named (the
+    pre-training stage or cluster jobs write them), or the finished ones (--eval-only); a dry run
+    also plans the pre-training budget. Trains nothing."""
+    # lazy: keeps the study planner (paco_fr's config) out of --help/list/status
     from bench_tasks.plan.study import plan_suite
     from bench_tasks.run.launch import _finished
-    from bench_tasks.run.pretrain import pretrain_suite
 
     pseeds, suite = study_suite(spec, profile)
     ablations = not spec.no_ablations
@@ -221,25 +229,15 @@ def study_encoders(spec: RunSpec, profile: Profile, log) -> StudyStage:
         if not encoders:
             raise StageFailed(f"--eval-only: no finished pre-training run under {Path(spec.runs) / profile.name}")
         return StudyStage(encoders)
-    failed: list[tuple[str, str]] = []
-    encoders = pretrain_suite(profile, spec.runs, include_ablations=ablations, log=log, progress=spec.progress,
-                              overrides=spec.overrides, failed=failed, budget_by=spec.budget_by,
-                              jobs=max(1, int(spec.pretrain_jobs)), pretrain_seeds=pseeds)
-    if failed and not encoders:
-        raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
-                          "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
-    return StudyStage(encoders, tuple(failed), stop=spec.pretrain_only)
+    return StudyStage(suite_encoders(spec.runs, profile.name, ablations, pseeds))
 
 
 def native_profile(spec: RunSpec, profile: Profile) -> tuple[Profile, list[str]]:
     """(a `native_size` profile (bench_tasks/configs/native.yaml) at the input size of the plan's
-    backbones, registered for this process; its lines for the plan notes)."""
+    backbones, its lines for the plan notes)."""
     uris = spec.backbone_list if spec.backbones else []
     given = parse_assignments(list(spec.set))
-    resolved, lines = resolve_native_size(profile, uris, {k.removeprefix("extra.") for k in given})
-    if resolved is not profile:
-        PROFILES[resolved.name] = resolved
-    return resolved, lines
+    return resolve_native_size(profile, uris, {k.removeprefix("extra.") for k in given})
 
 
 def resolution_lines(cells, profile) -> list[str]:
@@ -283,7 +281,7 @@ def verification_lines(cells, roots, profile) -> list[str]:
     return out
 
 
-def print_plan_notes(spec: RunSpec, plan: Plan, roots, profile, native_lines: list[str]) -> None:
+def plan_notes(spec: RunSpec, plan: Plan, roots, profile, native_lines: list[str]) -> list[str]:
     """Lines that say what the plan's numbers mean: native size, resized backbones, ceilings,
     verification sets' training faces and crops."""
     cells = plan.cells
@@ -295,5 +293,4 @@ def print_plan_notes(spec: RunSpec, plan: Plan, roots, profile, native_lines: li
             lines += fn()
         except Exception as err:  # noqa: BLE001 - a note never stops a plan
             lines.append(f"(a plan note could not be made: {type(err).__name__}: {err})")
-    for line in lines:
-        print(line)
+    return lines

@@ -1,0 +1,323 @@
+"""Run a resolved Experiment (bench_tasks.session.experiment): `execute(experiment, executor)`.
+
+Its stages, in order, each said in the log:
+  1. pretrain   the study's suite (`run --all` without --backbones): the encoders it writes are
+                checked, the cells of a run that failed are left out;
+  2. evaluate   the plan's cells that have no current row, through an executor: `InProcess` (this
+                process alone writes the results file: no claims) or `SharedResults` (one of several
+                workers on one results file: `--num-shards`, `--worker-files`; each cell claimed
+                first, bench_tasks.run.worker); submitit jobs are the launcher's (bench_tasks.run.launch);
+  3. report     the study's report.
+`--dry-run` and `--status` show the plan and stop. Whether a cell is done is the plan's rule
+(Plan.todo: an ok row of the cell's current version, from the weights its file holds now)
+wherever it is asked.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tabulate import tabulate
+
+from bench_tasks.plan.estimate import actual_line, estimate_plan
+from bench_tasks.plan.profiles import effective_settings, format_settings
+from bench_tasks.session.experiment import Experiment
+from bench_tasks.session.planning import StageFailed, StudyStage, study_suite
+from bench_tasks.session.process import apply_threads
+from bench_tasks.store.readers import describe_rejected, inspect, rejected_path
+from bench_tasks.store.results import ResultsStore
+
+# ----------------------------------------------------------------------------- executors
+
+
+class InProcess:
+    """The plan's cells one after the other in this process (bench_tasks.run.runner.run_plan), the
+    only writer of the results file: no claims. `record`: write the plan into the results file's
+    launch records, for `status` to read while it runs."""
+
+    def __init__(self, record: bool = True):
+        self.record = record
+
+    def __call__(self, exp: Experiment, log: Callable[[str], None] | None = None):
+        # lazy: the runner (the tasks' training code) loads when cells run, not on --help/list/status
+        from bench_tasks.run.launch import record_launch
+        from bench_tasks.run.runner import run_plan
+
+        spec = exp.spec
+        if self.record:  # `status` reads the plan of a run in flight from its launch record
+            record_launch(exp.results, launch_record(exp, "local"))
+        return run_plan(exp.plan, results=exp.results, work_dir=spec.work_dir, data_roots=exp.roots,
+                        device=spec.device, force=spec.force, progress=spec.progress, labels=exp.labels,
+                        backbones=exp.backbones, log=log)
+
+
+class SharedResults:
+    """This process as one of several workers on one results file (`--num-shards`, `--worker-files`):
+    each cell is claimed before it is computed (bench_tasks.run.worker)."""
+
+    def __call__(self, exp: Experiment, log: Callable[[str], None] | None = None):
+        # lazy: the worker stack loads when cells run
+        from bench_tasks.run import launch
+
+        return launch.run_here(exp.spec, exp.plan, exp.roots, exp.results, exp.labels)
+
+
+def executor_for(spec) -> InProcess | SharedResults:
+    """The executor of a local run: claims only when several workers share the results file."""
+    return SharedResults() if (spec.launch.num_shards > 1 or spec.launch.worker_files) else InProcess()
+
+
+def launch_record(exp: Experiment, kind: str) -> dict:
+    import os
+    from dataclasses import asdict
+
+    spec = exp.spec
+    since = spec.launch.since if spec.launch.since is not None else time.time()
+    return {"launcher": kind, "since": since, "profile": spec.profile, "pid": os.getpid(),
+            "command": "python -m bench_tasks " + " ".join(sys.argv[1:]), "keys": exp.plan.keys(),
+            "cells": [asdict(c) for c in exp.plan.cells], "jobs": []}
+
+
+# ----------------------------------------------------------------------------- estimates
+
+
+def plan_estimate(exp: Experiment, cells, pretrain_plan=None, results: Path | None = None):
+    """The plan's PlanEstimate (bench_tasks.plan.estimate), or None when it cannot be made (said once)."""
+    from bench_tasks.backbones.base import resolve_device
+    from bench_tasks.plan.suite import random_control
+
+    spec = exp.spec
+    try:
+        study_arch = random_control(exp.profile.name) if spec.is_study else None
+        results = exp.results if results is None else results
+        status = exp.plan.status(ResultsStore(results).latest())
+        done = [k for k, v in status.items() if v == "done" and not spec.force]  # the plan's skip rule
+        return estimate_plan(cells, results, exp.profile, pretrain_plan, device=str(resolve_device(spec.device)),
+                             study_arch=study_arch, done=done)
+    except Exception as err:  # noqa: BLE001 - an estimate never stops a plan
+        print(f"estimate: none ({type(err).__name__}: {err})")
+        return None
+
+
+def suite_plan(exp: Experiment, known=None):
+    """The study's pre-training plan (bench_tasks.plan.study.plan_suite) for the estimate: `known`
+    (the one the dry run printed), else planned here (no log)."""
+    spec = exp.spec
+    if not spec.is_study or spec.eval_only:
+        return None
+    if known is None:
+        from bench_tasks.plan.study import plan_suite
+
+        pseeds, _ = study_suite(spec, exp.profile)
+        known = plan_suite(exp.profile.name, spec.runs, not spec.no_ablations, spec.overrides, spec.budget_by,
+                           pretrain_seeds=pseeds)
+    return known
+
+
+def print_plan_estimate(exp: Experiment, cells, known_suite_plan=None) -> None:
+    """`--dry-run` / `--status`: seconds per stage and in total (bench_tasks.plan.estimate)."""
+    try:
+        plan = suite_plan(exp, known_suite_plan)
+    except Exception as err:  # noqa: BLE001
+        print(f"estimate: no pre-training estimate ({type(err).__name__}: {err})")
+        plan = None
+    est = plan_estimate(exp, cells, plan)
+    if est is not None:
+        print()
+        for line in est.lines():
+            print(line)
+
+
+def pretrain_estimate_before(exp: Experiment):
+    """Seconds the study's pre-training runs not finished yet should take (a local run that
+    pre-trains; None otherwise), for the estimate-vs-actual line at the end."""
+    if exp.spec.stage != "pretrain" or not exp.spec.is_study:
+        return None
+    try:
+        est = plan_estimate(exp, [], suite_plan(exp), results=Path("/nonexistent"))
+        return None if est is None else sum(r.seconds for r in est.pretrain if not r.done)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def print_estimate_vs_actual(pretrain_est, pretrain_taken, cells_est, cells_taken) -> None:
+    if pretrain_est:
+        print("pre-training " + actual_line(pretrain_est, pretrain_taken))
+    if cells_est is not None:
+        print("cells " + actual_line(cells_est.stage_seconds()["cells"][1], cells_taken))
+
+
+# ----------------------------------------------------------------------------- what the plan shows
+
+
+def plan_counts(plan, results) -> tuple[dict[str, str], int, int]:
+    status = plan.status(ResultsStore(results).latest())
+    return status, sum(v == "done" for v in status.values()), sum(v == "failed" for v in status.values())
+
+
+def print_dry_run(exp: Experiment) -> int:
+    """`run --dry-run`: the effective settings, every cell with its status, the estimate."""
+    spec, results, cells = exp.spec, exp.results, exp.plan.cells
+    status, n_done, n_failed = plan_counts(exp.plan, results)
+    print(f"effective settings ({spec.profile} profile; change with --set KEY=VALUE):")
+    print(format_settings(effective_settings(exp.profile)))
+    rows = [[i, c.backbone, c.task, c.dataset, c.protocol, f"{c.fraction:g}", c.seed, c.key(),
+             "redo (--force)" if spec.force and status[c.key()] == "done" else status[c.key()]]
+            for i, c in enumerate(cells)]
+    print(tabulate(rows, headers=["#", "backbone", "task", "dataset", "protocol", "fraction", "seed",
+                                  "key", "status"]))
+    print(f"\n{len(cells)} cells in the plan ({spec.profile} profile): {n_done} already done, "
+          f"{n_failed} failed before (will be retried), {len(cells) - n_done - n_failed} to do; "
+          f"results -> {results}")
+    print_plan_estimate(exp, cells, exp.study.suite_plan if exp.study else None)
+    return 0
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print) -> Experiment:
+    """Stage 1 of the study: pre-train its suite (finished runs are reused), check the encoders it
+    wrote, leave out the cells of the runs that failed. Raises StageFailed when every run failed,
+    PlanInvalid when an encoder written cannot be used."""
+    # lazy: the pre-training stage (paco_fr's engine) loads when the study pre-trains
+    from bench_tasks.plan.validate import PlanInvalid, check_backbones
+    from bench_tasks.run.pretrain import pretrain_suite
+
+    spec, profile = exp.spec, exp.profile
+    pseeds, _ = study_suite(spec, profile)
+    failed: list[tuple[str, str]] = []
+    encoders = pretrain_suite(profile, spec.runs, include_ablations=not spec.no_ablations, log=log,
+                              progress=spec.progress, overrides=spec.overrides, failed=failed,
+                              budget_by=spec.budget_by, jobs=max(1, int(spec.pretrain_jobs)), pretrain_seeds=pseeds)
+    if failed and not encoders:
+        raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
+                          "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
+    study = StudyStage(encoders, tuple(failed))
+    if spec.pretrain_only:
+        return exp.replace(study=study)
+    written = {f"paco_fr:{p}" for p in encoders.values()}
+    problems = check_backbones(sorted(written), exp.task_datasets, profile, spec.device)
+    if problems:
+        raise PlanInvalid(problems)
+    planned = {f"paco_fr:{p}" for p in (exp.study.encoders if exp.study else {}).values()}
+    lost = planned - written
+    plan = exp.plan.only(c.key() for c in exp.plan.cells if c.backbone not in lost)
+    return exp.replace(plan=plan, study=study)
+
+
+def evaluate_stage(exp: Experiment, executor=None, log: Callable[[str], None] | None = None):
+    """Stage 2: the plan's cells that have no current row, through `executor` (InProcess, or
+    SharedResults when several workers share the results file). Returns its RunSummary."""
+    return (executor or executor_for(exp.spec))(exp, log)
+
+
+def report_stage(exp: Experiment) -> None:
+    """Stage 3: the study's report (bench_tasks.report.build)."""
+    from bench_tasks.report.build import build_report
+
+    spec = exp.spec
+    res = build_report([exp.results], Path(spec.reports) / spec.profile, Path(spec.runs) / spec.profile,
+                       spec.profile, command="python -m bench_tasks " + " ".join(sys.argv[1:]))
+    print(f"report written to {res['out_dir']}; read first: {res['summary']}")
+
+
+def execute(exp: Experiment, executor=None) -> int:
+    """Run `exp`: show it (--dry-run, --status), launch it (a cluster launcher), or run its stages
+    here (pretrain -> evaluate -> report). Returns the exit code (0 ok, 1 a failed cell or stage,
+    2 bad input). Raises RunError / PlanInvalid from the pre-training stage."""
+    spec, results = exp.spec, exp.results
+    apply_threads(spec.threads, exp.profile.name)
+    for line in exp.notes:
+        print(line)
+    if spec.dry_run:
+        rejected = inspect(results)  # a run moves them (run_plan says so)
+        if rejected:
+            print(f"warning: {describe_rejected(results, rejected)}; a run would move them to "
+                  f"{rejected_path(results)} (they are not counted as done)", file=sys.stderr)
+    from bench_tasks.run import launch
+
+    if not spec.status and refuse_mixed_settings(exp):  # the whole plan: every shard's seeds
+        return 2
+    exp = exp.replace(plan=launch.select_shard(spec, exp.plan))  # --num-shards N --shard-index i
+    if spec.status:
+        from bench_tasks.run.status import print_status
+        from bench_tasks.store.rowfiles import union_latest
+
+        latest = union_latest(results)
+        ok = {k for k, r in latest.items() if r.get("status") == "ok"}
+        redo = set(exp.plan.stale_reasons(latest, ok))  # counted to do, as the run will
+        code = print_status(results, exp.plan.cells, redo=redo, time_left=False)
+        print_plan_estimate(exp, exp.plan.cells)
+        return code
+    if spec.launch.launcher != "local" and not spec.dry_run:
+        study = launch.study_runs(spec, exp.profile) if spec.is_study else None
+        code = launch.launch(spec, exp.plan, results, study_runs=study, labels=exp.labels)
+        if code == 0 and study and spec.launch.launcher == "submitit-local" and not spec.launch.no_wait \
+                and not spec.no_report:
+            report_stage(exp)
+        return code
+    if spec.dry_run:
+        return print_dry_run(exp)
+    return run_stages(exp, executor)
+
+
+def refuse_mixed_settings(exp: Experiment) -> bool:
+    """True (after saying why) when the plan would add rows to cells whose other seeds in the results
+    were made with other settings (Plan.mixed_settings); `--force` allows it."""
+    if exp.spec.force:
+        return False
+    from bench_tasks.plan.validate import format_problems
+    from bench_tasks.store.rowfiles import union_latest
+
+    mixed = exp.plan.mixed_settings(union_latest(exp.results))
+    if mixed:
+        print(format_problems(mixed), file=sys.stderr)
+    return bool(mixed)
+
+
+def run_stages(exp: Experiment, executor=None) -> int:
+    """pretrain -> evaluate -> report in this process, the table of the cells and the estimate
+    against the time taken."""
+    # lazy: the run table reads the results store
+    from bench_tasks.session.run_table import format_run_table
+
+    spec, results = exp.spec, exp.results
+    pretrain_before, t0 = pretrain_estimate_before(exp), time.monotonic()
+    failed_runs: tuple = ()
+    if spec.is_study and spec.stage == "pretrain":
+        exp = pretrain_stage(exp)
+        failed_runs = exp.study.failed
+        if spec.pretrain_only:  # stage 1 is the whole run
+            for name, enc in exp.study.encoders.items():
+                print(f"  {name}: {enc}")
+            for name, cause in failed_runs:
+                print(f"  {name}: FAILED ({cause})", file=sys.stderr)
+            print(f"--pretrain-only: {len(exp.study.encoders)} run(s) ready, {len(failed_runs)} failed; "
+                  "evaluate them with the same command without --pretrain-only")
+            return 1 if failed_runs else 0
+    pretrain_taken = time.monotonic() - t0
+    cells = exp.plan.cells
+    _, n_done, _ = plan_counts(exp.plan, results)
+    print(f"plan: {len(cells)} cells ({n_done} already done{', recomputed with --force' if spec.force else ''}); "
+          f"results -> {results}")
+    cells_before = plan_estimate(exp, cells)
+    t_cells = time.monotonic()
+    summary = evaluate_stage(exp, executor)
+    print("\n" + format_run_table(cells, results) + "\n")
+    print(summary.line())
+    print_estimate_vs_actual(pretrain_before, pretrain_taken, cells_before, time.monotonic() - t_cells)
+    if failed_runs:
+        print(f"{len(failed_runs)} pre-training run(s) FAILED and were left out of the study:\n"
+              + "\n".join(f"  {n}: {c}" for n, c in failed_runs), file=sys.stderr)
+    if summary.failed:
+        print(f"{summary.failed} cell(s) FAILED (the full traceback is in each failed row of {results}); "
+              "re-running retries them", file=sys.stderr)
+    if spec.is_study and not spec.no_report:
+        print("[stage 3: report]")
+        report_stage(exp)
+    return 1 if summary.failed or failed_runs else 0
+

@@ -1,0 +1,76 @@
+"""`--help` and `status` of a results file load no torch (nor timm, torchmetrics, matplotlib,
+pandas), so they answer in well under a second; bare `status` reads no study's file; `status`
+takes `run`'s plan flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "timm", "torchmetrics", "matplotlib", "pandas")
+PROBE = """
+import json, runpy, sys
+sys.argv = ["bench_tasks", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("bench_tasks", run_name="__main__")
+except SystemExit:
+    pass
+print("LOADED=" + json.dumps([m for m in HEAVY if m in sys.modules]))
+""".replace("HEAVY", repr(HEAVY))
+
+
+def loaded_by(argv: list[str], cwd: Path) -> tuple[list[str], str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("BENCH_TASKS_PLUGINS", None)
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)], cwd=cwd, env=env, capture_output=True,
+                         text=True, timeout=120)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("LOADED=")]
+    assert line, out.stdout + out.stderr
+    return json.loads(line[-1].removeprefix("LOADED=")), out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["status", "--help"], ["report", "--help"],
+                                  ["status", "--results", "none.jsonl"], ["status"]])
+def test_help_and_status_load_no_torch(argv, tmp_path):
+    loaded, text = loaded_by(argv, tmp_path)
+    assert loaded == [], f"{argv} imported {loaded}"
+    if argv == ["--help"]:  # the backbone schemes still end every --help, read from their source
+        assert "backbone URIs" in text and "timm:" in text.replace("timm:<", "timm:")
+
+
+def test_bare_status_reads_no_study_file(tmp_path, capsys):
+    """`status` without a plan or a results file names none, and reads none (not results/smoke.jsonl)."""
+    from bench_tasks.cli.app import main
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "smoke.jsonl").write_text('{"key": "k", "status": "ok", "cell": {}}\n')
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["status"]) == 2
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err
+    assert "which plan?" in err and "--spec" in err
+
+
+def test_status_takes_runs_plan_flags(tmp_path, capsys, monkeypatch):
+    """`status --tasks ... --backbones ...` is `run ... --status`: the plan's cells, none of another plan."""
+    from bench_tasks.cli.app import main
+    from bench_tasks.plan import estimate as E
+
+    monkeypatch.setattr(E, "machine_speed", lambda device="cpu", refresh=None: E.Speed(50e9, 80e9, cached=True))
+    res = tmp_path / "r.jsonl"
+    assert main(["status", "--tasks", "expression", "--datasets", "synthface", "--backbones",
+                 "random:vit_tiny@32/16/d1", "--results", str(res), "--no-ceilings", "--no-probes"]) == 0
+    out = capsys.readouterr().out
+    table = [ln.split() for ln in out.splitlines() if ln.startswith(("random:", "floor:", "all "))]
+    assert [r[0] for r in table] == ["floor:input-free", "random:vit_tiny@32/16/d1", "all"], out
+    assert int(table[-1][-1]) == int(table[0][-1]) + int(table[1][-1]) >= 2  # every cell to do
+    assert not res.exists()  # status writes nothing
