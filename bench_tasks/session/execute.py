@@ -307,7 +307,7 @@ def run_stages(exp: Experiment, executor=None) -> int:
     cells_before = plan_estimate(exp, cells)
     t_cells = time.monotonic()
     summary = evaluate_stage(exp, executor)
-    print("\n" + format_run_table(cells, results) + "\n")
+    print("\n" + format_run_table(cells, results, profiles=exp.plan.profiles) + "\n")
     print(summary.line())
     print_estimate_vs_actual(pretrain_before, pretrain_taken, cells_before, time.monotonic() - t_cells)
     if failed_runs:

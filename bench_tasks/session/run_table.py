@@ -10,13 +10,13 @@ shows as "other settings", never as this plan's number."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tabulate import tabulate
 
 from bench_tasks import stats
-from bench_tasks.contracts import BackboneURI, Cell
+from bench_tasks.contracts import BackboneURI, Cell, Profile
 from bench_tasks.errors import cause_line
 from bench_tasks.plan.cell_plan import cell_version, version_stale
 from bench_tasks.plan.floors import is_floor
@@ -79,17 +79,19 @@ def floor_word(row: dict, floor_value: float, frame) -> str:
 
 
 def _version_of(c: Cell, memo: dict):
+    """The cell's version under the plan's Profile of its name (memo["profiles"]), else the registered one."""
     k = (c.profile, c.task, c.dataset, c.protocol, BackboneURI.read(c.backbone).is_ceiling)
     if k not in memo:
-        memo[k] = cell_version(c)
+        memo[k] = cell_version(c, memo.get("profiles", {}).get(c.profile))
     return memo[k]
 
 
-def table_rows(cells: Sequence, results: str | Path) -> tuple[list[list[str]], list[str]]:
+def table_rows(cells: Sequence, results: str | Path,
+               profiles: Mapping[str, Profile] | None = None) -> tuple[list[list[str]], list[str]]:
     rows_of: dict[str, list[dict]] = {}
     for r in load_store_rows(results):
         rows_of.setdefault(r["key"], []).append(r)
-    memo: dict = {}
+    memo: dict = {"profiles": dict(profiles or {})}
     latest = latest_rows(r for rs in rows_of.values() for r in rs if _current(r, memo))
     frame = None
     out = []
@@ -135,14 +137,16 @@ def table_rows(cells: Sequence, results: str | Path) -> tuple[list[list[str]], l
     return out, headers
 
 
-def format_run_table(cells: Sequence, results: str | Path, max_rows: int = 200) -> str:
-    """The table as text (the first max_rows cells, then a count)."""
+def format_run_table(cells: Sequence, results: str | Path, max_rows: int = 200,
+                     profiles: Mapping[str, Profile] | None = None) -> str:
+    """The table as text (the first max_rows cells, then a count). `profiles`: the plan's Profiles by
+    name (Plan.profiles), so that "this plan's settings" are the plan's, `--set` included."""
     seen, uniq = set(), []
     for c in cells:
         if c.key() not in seen:
             seen.add(c.key())
             uniq.append(c)
-    rows, headers = table_rows(uniq[:max_rows], results)
+    rows, headers = table_rows(uniq[:max_rows], results, profiles)
     text = tabulate(rows, headers=headers)
     if len(uniq) > max_rows:
         text += f"\n... {len(uniq) - max_rows} more cell(s): python -m bench_tasks report --results {results}"
