@@ -16,7 +16,7 @@ import torch
 
 from bench_tasks.backbones.base import BenchBackbone
 from bench_tasks.registry import BACKBONES
-from paco_fr.backbone import create_backbone
+from paco_fr.backbone import ARCHS, create_backbone
 
 INIT_SEED = 0
 
@@ -48,9 +48,24 @@ def seeded_backbone(scheme: str, rest: str, image_size: int) -> BenchBackbone:
         recipe["depth"] = depth
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(INIT_SEED)
-        bb = create_backbone(arch, img_size=size, patch_size=patch, **({"depth": depth} if depth else {}))
+        if arch in ARCHS:
+            bb = create_backbone(arch, img_size=size, patch_size=patch, **({"depth": depth} if depth else {}))
+        else:
+            bb = family_arch(arch, size, f"{scheme}:{rest}")
     h = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
     return BenchBackbone(f"{scheme}:{rest}", bb, h, source=None)
+
+
+def family_arch(arch: str, size: int, uri: str):
+    """The encoder of an architecture another family defines (`random:resnet18`, `random:iresnet50`:
+    the `random_arch` of the backbone families, bench_tasks.backbones.base.Family)."""
+    for _scheme, fn in BACKBONES.items():
+        make = getattr(getattr(fn, "family", None), "random_arch", None)
+        enc = make(arch, size) if make else None
+        if enc is not None:
+            return enc
+    raise ValueError(f"{uri}: unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}, any timm model "
+                     "name (resnet50, convnext_tiny, ...) and the families' own (iresnet50, iresnet100)")
 
 
 @BACKBONES.register("random")
