@@ -100,6 +100,8 @@ def weights_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     raw bytes.
     """
     path = Path(path)
+    if path.is_dir():
+        return folder_sha256(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         if path.suffix == ".safetensors":
@@ -111,6 +113,20 @@ def weights_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
                 f.seek(0)
         while block := f.read(chunk):
             h.update(block)
+    return h.hexdigest()
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+
+
+def folder_sha256(folder: Path) -> str:
+    """sha256 identifying the weights of a checkpoint folder (`hf:`): its config.json and the hash
+    of each weight file in it, by name."""
+    h = hashlib.sha256(b"folder-v1\0")
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and (f.suffix in WEIGHT_SUFFIXES or f.name == "config.json"):
+            h.update(f.name.encode() + b"\0")
+            h.update(weights_sha256(f).encode())
     return h.hexdigest()
 
 
@@ -143,7 +159,9 @@ class Family:
     * `claims_keys(keys)`: a short name of the family when a weight file's keys are its own (so a
       loader given another family's file names the scheme that reads it);
     * `claims_folder(path)`: what this family reads in a folder (e.g. "a Hugging Face vit model"),
-      else None.
+      else None;
+    * `resized(spec)`: what running the model at another input size than its own changes (the
+      plan's input-size line; default: its position embedding is resampled).
     """
 
     native_size: Callable[[str], int | None] | None = None
@@ -152,6 +170,7 @@ class Family:
     random_arch: Callable[[str, int], nn.Module | None] | None = None
     claims_keys: Callable[[set], str | None] | None = None
     claims_folder: Callable[[Path], str | None] | None = None
+    resized: Callable[[str], str] | None = None
 
 
 def family_of(scheme: str) -> Family:
@@ -215,7 +234,7 @@ def build_backbone(uri: str, image_size: int) -> BenchBackbone:
 
 
 def weights_file(uri: str) -> Path | None:
-    """The local weight file a URI reads (None for `random:` and URIs without a file)."""
+    """The local weight file (or checkpoint folder) a URI reads (None for `random:` and URIs without one)."""
     try:
         file = BackboneURI.parse(uri).file
     except ValueError:  # no spec: no file

@@ -15,7 +15,6 @@ ImageNet's mean / std). Other sizes interpolate the position embedding (`interpo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from pathlib import Path
 
@@ -108,16 +107,6 @@ def check_folder(rest: str) -> tuple[Path, dict]:
     return folder, cfg
 
 
-def folder_hash(folder: Path) -> str:
-    """sha256 of the config and of each weight file (the weights identify the backbone)."""
-    h = hashlib.sha256(b"hf-folder-v1\0")
-    h.update(json.dumps(read_config(folder), sort_keys=True).encode())
-    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("pytorch_model*.bin")):
-        h.update(f.name.encode())
-        h.update(weights_sha256(f).encode())
-    return h.hexdigest()
-
-
 @contextlib.contextmanager
 def _quiet_transformers():
     import transformers
@@ -199,7 +188,7 @@ def build(rest: str, image_size: int) -> BenchBackbone:
     mean, std = mean_std(folder, kind)
     arch = f"hf-{kind}"
     enc = HFViTEncoder(model, kind, arch, native_size_of(folder), mean, std)
-    return BenchBackbone(f"hf:{rest}", enc, folder_hash(folder), source=str(folder))
+    return BenchBackbone(f"hf:{rest}", enc, weights_sha256(folder), source=str(folder))
 
 
 # ----------------------------------------------------------------------------- what the plan reads

@@ -354,5 +354,12 @@ def timm_random_arch(arch: str, image_size: int) -> torch.nn.Module | None:
     return timm_encoder(model, arch, f"random:{arch}")
 
 
+def timm_resized(spec: str) -> str:
+    name = spec.partition(":")[0]
+    if timm.is_model(name) and not is_timm_vit(name):
+        return "its stages' feature maps scale with the input (no position embedding)"
+    return "position embedding resampled"
+
+
 build.family = Family(native_size=timm_native_size, reference=timm_reference, random_arch=timm_random_arch,
-                      claims_keys=claims_keys)
+                      claims_keys=claims_keys, resized=timm_resized)
