@@ -22,7 +22,7 @@ import torch
 
 from bench_tasks.backbones.base import BenchBackbone, Family, weights_sha256, whose_keys
 from bench_tasks.backbones.block_tokens import BlockTokenEncoder
-from bench_tasks.backbones.timm_file import CheckpointError
+from bench_tasks.backbones.timm_file import CheckpointError, read_weights, strip_prefix, unwrap
 from bench_tasks.registry import BACKBONES
 from paco_fr.backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
@@ -81,11 +81,8 @@ def check_folder(rest: str) -> tuple[Path, dict]:
     folder = Path(rest).expanduser()
     if folder.is_file():
         try:
-            from safetensors import safe_open
-
-            with safe_open(str(folder), "pt") as f:
-                keys = set(f.keys())
-        except Exception:  # noqa: BLE001 - a torch pickle: its keys are not read here
+            keys = set(strip_prefix(unwrap(read_weights(folder))))
+        except Exception:  # noqa: BLE001 - an unreadable file: no family to name
             keys = set()
         found = whose_keys(keys)
         hint = f" (it looks like {found[0][1]}, which `{found[0][0]}:` reads)" if found else ""

@@ -73,7 +73,7 @@ def claims_keys(keys: set) -> str | None:
         return "a timm-style ViT state dict"
     if any(".prelu." in k or k == "prelu.weight" for k in keys):
         return None  # insightface's iResNet (arcface:)
-    if "conv1.weight" in keys and "layer1.0.conv1.weight" in keys:
+    if any(k.startswith("conv1.") for k in keys) and "layer1.0.conv1.weight" in keys:
         return "a ResNet state dict (timm / torchvision keys)"
     if any(k.startswith("stages.0.blocks.0.conv_dw") for k in keys):
         return "a timm ConvNeXt state dict"
