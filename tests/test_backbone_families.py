@@ -271,6 +271,25 @@ def test_dense_head_takes_a_pyramids_stages_as_they_are(ckpt_dir):
     assert layers == [0, 1, 2, 3] and logits.shape == (2, 5, 16, 16)  # the finest stage: stride 4
 
 
+def test_frozen_cache_and_fine_tuning_read_a_pyramid(ckpt_dir):
+    """The dense frozen protocol's memo keeps each stage's grid; fine-tuning gives every stage the
+    backbone's learning rate (a ConvNeXt's `stages.i.blocks.j` is no ViT depth)."""
+    from bench_tasks.protocols.frozen_cache import FrozenFeatureCache
+    from bench_tasks.protocols.train import FitConfig, param_groups
+
+    bb = build_backbone(uri_of("timm_convnext", ckpt_dir), 32).eval()
+    cache = FrozenFeatureCache(bb)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        first, again = cache(x, bb.dense_layers()), cache(x, bb.dense_layers())
+    assert cache.store.hits == 2 and again.grids == first.grids == [(8, 8), (4, 4), (2, 2), (1, 1)]
+    assert all(torch.equal(a, b) for a, b in zip(again.patch_maps(), first.patch_maps()))
+    model = torch.nn.Module()
+    model.backbone = bb
+    cfg = FitConfig(epochs=1, lr_head=1e-3, lr_backbone=1e-4, layer_decay=0.5)
+    assert {g["lr"] for g in param_groups(model, cfg, bb.depth)} == {1e-4}
+
+
 # ----------------------------------------------------------------------------- a family added from here
 
 

@@ -16,6 +16,11 @@ The last stage is the model's final feature map (after a final norm or 1x1 head 
 where the model has one), so `embed_dim` is the width of both `cls` and the last stage's tokens:
 the probes (`probe_layers()` = the last stage) and recognition read it as they read a ViT's last
 block. `dense_layers()` are the last four stages (ResNet: strides 4, 8, 16, 32).
+
+Fine-tuning gives every stage of a pyramid the backbone's learning rate (no layer-wise decay: its
+blocks are not one sequence of equal blocks); a subclass keeps the model it wraps under an
+attribute `pyramid` (or names without `.blocks.<i>.`) so the ViT decay rule does not read a
+stage's block index as a depth (bench_tasks.protocols.train.vit_layer_id).
 """
 
 from __future__ import annotations

@@ -35,19 +35,19 @@ class TimmPyramid(PyramidEncoder):
     def __init__(self, model: nn.Module, arch: str, mean, std):
         channels, strides = pyramid_stages(model)
         super().__init__(arch, channels, strides, mean, std)
-        self.model = model
+        self.pyramid = model  # the attribute name keeps its parameters out of the ViT layer decay
         self.own_pool = int(getattr(model, "head_hidden_size", channels[-1]) or channels[-1]) == channels[-1]
 
     def stage_maps(self, x: torch.Tensor, wanted: list[int]):
         last_i = self.depth - 1
         take = sorted(set(wanted) | {last_i})
-        final, inter = self.model.forward_intermediates(x, indices=take, norm=False, output_fmt="NCHW",
+        final, inter = self.pyramid.forward_intermediates(x, indices=take, norm=False, output_fmt="NCHW",
                                                         intermediates_only=False)
         maps = dict(zip(take, inter))
         last = to_nchw(final, self.channels[-1])
         maps[last_i] = last
         if self.own_pool:
-            pooled = self.model.forward_head(final, pre_logits=True)
+            pooled = self.pyramid.forward_head(final, pre_logits=True)
         else:
             pooled = last.mean((2, 3))
         return maps, last, pooled
