@@ -164,6 +164,16 @@ def test_family_builds_reads_and_tells_its_size(family, ckpt_dir):
     assert resize_effect(uri)
 
 
+def test_input_size_line_says_what_a_resize_changes_for_each_family(ckpt_dir):
+    from bench_tasks.cli.planning import resolution_lines
+
+    prof = PROFILES["smoke"]  # 64 px
+    cells = [Cell(uri_of(f, ckpt_dir), "attributes", "synthface", "linear") for f in ("timm_resnet", "arcface")]
+    lines = resolution_lines(cells, prof)
+    assert len(lines) == 2 and lines[0].startswith(f"input size: {cells[0].backbone}: 160 -> 64 px, its stages'")
+    assert "112 -> 64 px" in lines[1] and "pooled to 7x7" in lines[1]
+
+
 def test_random_init_and_ceiling_build_the_matching_architecture(ckpt_dir):
     """`random:` / `supervised:` of a pyramid family's reference architecture: the same stages."""
     enc = build_backbone(uri_of("arcface", ckpt_dir), 32)
