@@ -1,6 +1,7 @@
-"""`hf:<folder>` — a Hugging Face `transformers` checkpoint folder (`config.json` and
-`model.safetensors`, what `save_pretrained` writes): ViT, ViT-MAE, DINOv2 (with or without
-registers) and CLIP's vision tower (a CLIPModel or CLIPVisionModel folder).
+"""`hf:<folder>` — a Hugging Face `save_pretrained` folder of a ViT, ViT-MAE, DINOv2 or CLIP vision model, read offline.
+
+The folder holds `config.json` and `model.safetensors`; DINOv2 with or without registers; CLIP's
+vision tower of a CLIPModel or CLIPVisionModel folder.
 
 Read offline (`local_files_only=True`; nothing is downloaded) with the optional `transformers`
 package (`pip install -e .[backbones]`). The blocks' outputs come from the model's own

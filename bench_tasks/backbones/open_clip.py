@@ -1,6 +1,7 @@
-"""`open_clip:<arch>:<file>` — an OpenCLIP checkpoint (`open_clip.create_model(<arch>)`'s state dict,
-as its training writes it: under `state_dict`, with or without `module.`), its image tower read
-block by block.
+"""`open_clip:<arch>:<file>` — an OpenCLIP checkpoint of architecture <arch>, its image tower read block by block.
+
+The file is `open_clip.create_model(<arch>)`'s state dict as OpenCLIP's training writes it (under
+`state_dict`, with or without `module.`).
 
 Needs the optional `open-clip-torch` package (`pip install -e .[backbones]`); nothing is downloaded
 (the model is built from its config, the weights come from the file). ViT image towers
