@@ -240,6 +240,28 @@ def test_hf_folder_whose_weights_do_not_fit_its_config_is_refused(ckpt_dir):
         build_backbone(f"hf:{other}", 32)
 
 
+@needs_transformers
+def test_hf_clip_model_folder_reads_its_vision_tower(tmp_path):
+    """A whole CLIPModel folder (text tower too): the vision tower's pooled output, at 48 px
+    (position embedding interpolated) as at its own 32 px."""
+    import transformers as T
+
+    torch.manual_seed(0)
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
+                  patch_size=8)
+    text = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=64,
+                bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    model = T.CLIPModel(T.CLIPConfig(vision_config=vision, text_config=text, projection_dim=16)).eval()
+    model.save_pretrained(tmp_path / "clip")
+    bb = build_backbone(f"hf:{tmp_path / 'clip'}", 32).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        want = model.vision_model(pixel_values=bb.vit.normalize(x)).pooler_output
+        torch.testing.assert_close(bb(x).cls, want)
+        assert bb(torch.rand(2, 3, 48, 48), [0, 1]).patch_maps()[0].shape == (2, 32, 6, 6)
+    assert native_size(f"hf:{tmp_path / 'clip'}") == 32
+
+
 @needs_open_clip
 def test_open_clip_tower_matches_open_clips_own_image_encoder(ckpt_dir):
     import open_clip
