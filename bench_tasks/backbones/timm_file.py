@@ -267,8 +267,8 @@ def load_timm_file(model: torch.nn.Module, file: str) -> None:
     sd = strip_prefix(unwrap(read_weights(file)))
     if missing_vit_parts(model):  # a CNN / hierarchical model: no position embeddings to resample
         drop = classifier_prefixes(model)
-        sd = {k: v for k, v in timm_filter(model, sd).items() if not k.startswith(drop)}
         own = model.state_dict()
+        sd = {k: v for k, v in timm_filter(model, sd).items() if k in own or not k.startswith(drop)}
         missing = sorted(set(own) - set(sd))
         unexpected = sorted(set(sd) - set(own))
         if missing or unexpected:
