@@ -32,6 +32,8 @@ FLOOR_SCHEME = "floor"
 CEILING_SCHEME = "supervised"
 # schemes whose spec names an architecture, not a weight file
 FILELESS_SCHEMES = ("random", CEILING_SCHEME, FLOOR_SCHEME)
+# schemes whose spec is `<model name>:<weight file>`
+NAMED_FILE_SCHEMES = ("timm", "open_clip")
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,9 @@ class BackboneURI:
 
     @property
     def file(self) -> str | None:
-        """The weight file the URI names (None for `random:`, `supervised:`, `floor:` and a timm URI
-        without a file)."""
-        if self.scheme == "timm":
+        """The weight file (or folder, `hf:`) the URI names (None for `random:`, `supervised:`,
+        `floor:` and a timm URI without a file)."""
+        if self.scheme in NAMED_FILE_SCHEMES:
             return self.spec.partition(":")[2] or None
         return None if self.scheme in FILELESS_SCHEMES else self.spec
 

@@ -40,18 +40,24 @@ FACE_STD = (0.5, 0.5, 0.5)
 class BackboneOutput:
     """cls: (B, D) after the final norm; patch_tokens: one (B, N, D) per requested block
     (block outputs, before the final norm, as FaRL's dense heads use them); cls_tokens: the
-    class token at the same blocks; grid: (h, w)."""
+    class token at the same blocks; grid: (h, w).
+
+    A feature pyramid (a CNN's or a hierarchical transformer's stages) fills the same fields, one
+    entry per requested stage: patch_tokens (B, h_i * w_i, C_i) with each stage's own width and
+    `grids` [(h_i, w_i)] (None: every entry has `grid`); `patch_maps()` gives the (B, C_i, h_i, w_i)
+    maps either way."""
 
     cls: torch.Tensor
     patch_tokens: list[torch.Tensor] = field(default_factory=list)
     grid: tuple[int, int] = (0, 0)
     last_tokens: torch.Tensor | None = None  # (B, N, D) after the final norm
     cls_tokens: list[torch.Tensor] = field(default_factory=list)  # (B, D) per requested block
+    grids: list[tuple[int, int]] | None = None  # per entry of patch_tokens, for a pyramid
 
     def patch_maps(self) -> list[torch.Tensor]:
-        """Patch tokens as (B, D, h, w) feature maps."""
-        h, w = self.grid
-        return [t.transpose(1, 2).reshape(t.shape[0], t.shape[2], h, w) for t in self.patch_tokens]
+        """Patch tokens as (B, D, h, w) feature maps (a pyramid's at each stage's own grid)."""
+        grids = self.grids or [self.grid] * len(self.patch_tokens)
+        return [t.transpose(1, 2).reshape(t.shape[0], t.shape[2], h, w) for t, (h, w) in zip(self.patch_tokens, grids)]
 
 
 def default_dense_layers(depth: int) -> list[int]:

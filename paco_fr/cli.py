@@ -48,6 +48,9 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--extend", action="store_true",
                    help="allow a larger train.steps / train.epochs than the run dir's run: training continues "
                         "from its checkpoint to the new length")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar and no progress lines (train.progress=false); a bar is drawn on a "
+                        "terminal only, a redirected log gets one line every few log steps")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. codebook.num_tokens=256")
 
 
@@ -111,8 +114,9 @@ def _pretrain(a) -> int:
     from paco_fr.engine import run_name, train
     from paco_fr.rundir import check_run_dir
 
+    overrides = list(a.overrides) + (["train.progress=false"] if a.no_progress else [])
     try:
-        cfg = load_config(a.config, a.overrides)
+        cfg = load_config(a.config, overrides)
         check_data_config(cfg)
         run_dir = Path(a.run_dir) if a.run_dir else Path("runs") / run_name(a.config, cfg)
         state = check_run_dir(cfg, run_dir, fresh=a.fresh, resume_required=a.resume, extend=a.extend)

@@ -109,7 +109,8 @@ def test_backbone_scheme_contract(scheme, tmp_path):
         assert weights_file(f"{scheme}:vit_tiny") is None
     else:  # a weights file that is not there: an error naming it
         missing = tmp_path / "nonexistent_weights.pth"
-        uri = f"{scheme}:vit_small_patch16_224:{missing}" if scheme == "timm" else f"{scheme}:{missing}"
+        named = {"timm": "vit_small_patch16_224", "open_clip": "ViT-B-16"}  # <model name>:<file> schemes
+        uri = f"{scheme}:{named[scheme]}:{missing}" if scheme in named else f"{scheme}:{missing}"
         assert weights_file(uri) == missing
         with pytest.raises(Exception, match="nonexistent_weights"):
             build_backbone(uri, 32)

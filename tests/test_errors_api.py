@@ -84,9 +84,9 @@ def test_evaluate_recomputes_a_cell_whose_settings_changed(tmp_path, few_faces):
 def test_evaluate_refuses_bad_input_before_running(tmp_path):
     res = tmp_path / "r.jsonl"
     with pytest.raises(PlanInvalid) as e:
-        bench_tasks.evaluate("hf:x", tasks=["expresion"], seeds="abc", results=res, log=None)
+        bench_tasks.evaluate("hf-hub:x", tasks=["expresion"], seeds="abc", results=res, log=None)
     msg = str(e.value)
-    assert "unknown scheme 'hf'" in msg and "did you mean 'expression'" in msg and "--seeds" in msg
+    assert "unknown scheme 'hf-hub'" in msg and "did you mean 'expression'" in msg and "--seeds" in msg
     assert not res.exists()
     with pytest.raises(PlanInvalid, match="not a timm ViT-family model"):
         bench_tasks.evaluate(torch.nn.Linear(3, 3), results=res, **KW)

@@ -92,10 +92,10 @@ def test_timm_without_file_uses_timm_pretrained_or_says_what_to_do(tmp_path, mon
     assert "timm:vit_tiny_patch16_224:<weights" in str(e.value)
 
 
-def test_timm_unknown_and_non_vit_models_named():
+def test_timm_unknown_models_named_and_cnns_read_their_file():
     with pytest.raises(ValueError, match="did you mean 'vit_tiny_patch16_224'"):
         build_backbone("timm:vit_tiny_patch16_22:x.pth", 32)
-    with pytest.raises(ValueError, match="not a ViT-family model"):
+    with pytest.raises(FileNotFoundError, match="x.pth"):  # a CNN is built, then its file is read
         build_backbone("timm:resnet18:x.pth", 32)
 
 

@@ -46,7 +46,7 @@ def test_bad_backbone_or_device_refused_at_plan_time(tmp_path, capsys, results, 
     before = results.read_bytes()
     backbone, device, expect = BB, "cpu", None
     if case == "hf":
-        backbone, expect = "hf:x", "unknown scheme 'hf'"
+        backbone, expect = "hf-hub:x", "unknown scheme 'hf-hub'"
     elif case == "pth":
         f = tmp_path / "garbage.pth"
         f.write_bytes(b"garbage" * 20)
@@ -103,11 +103,11 @@ def test_all_problems_are_printed_together(tmp_path, capsys, results):
     before = results.read_bytes()
     f = tmp_path / "garbage.pth"
     f.write_bytes(b"garbage")
-    rc, text = run(capsys, "--tasks", "expression", "--datasets", "synthface", "--backbones", f"hf:x,mae:{f}",
+    rc, text = run(capsys, "--tasks", "expression", "--datasets", "synthface", "--backbones", f"hf-hub:x,mae:{f}",
                    "--seeds", "abc", "--fractions", "1.5", "--protocols", "linaer", "--results", str(results))
     assert rc == 2
     assert "5 problems" in text
-    for frag in ("'hf'", "garbage.pth", "--seeds", "--fractions", "'linaer'"):
+    for frag in ("'hf-hub'", "garbage.pth", "--seeds", "--fractions", "'linaer'"):
         assert frag in text
     assert results.read_bytes() == before
 

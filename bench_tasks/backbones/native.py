@@ -16,7 +16,7 @@ from pathlib import Path
 import timm
 import torch
 
-from bench_tasks.backbones.base import weights_file
+from bench_tasks.backbones.base import family_of, weights_file
 from bench_tasks.backbones.random_init import parse
 from bench_tasks.backbones.timm_file import unwrap
 from bench_tasks.contracts import BackboneURI
@@ -72,6 +72,8 @@ def _timm_model(name: str) -> tuple[int, int, int, int | None] | None:
         return None
     with torch.device("meta"):
         m = timm.create_model(name, pretrained=False, num_classes=0)
+    if getattr(m, "patch_embed", None) is None or not hasattr(m, "blocks"):
+        return None  # not a ViT: no width / depth / patch in this sense (a pyramid)
     w = m.patch_embed.proj.weight
     cfg = getattr(m, "pretrained_cfg", None) or {}
     size = (cfg.get("input_size") or [None])[-1]
@@ -87,6 +89,8 @@ def vit_shape(uri: str) -> tuple[int, int, int, int | None] | None:
         return None
     if parsed.scheme in ("random", "supervised"):
         return _spec(parsed.spec)
+    if parsed.scheme in ("arcface", "hf", "open_clip"):
+        return None  # not timm-keyed files: their family tells the size (native_size)
     path = weights_file(uri)
     if path is not None and path.is_file():
         got = shape_from_tensors(_header_shapes(path))
@@ -98,6 +102,36 @@ def vit_shape(uri: str) -> tuple[int, int, int, int | None] | None:
 
 
 def native_size(uri: str) -> int | None:
-    """The input size backbone `uri` was made for (None: not known, or any size, e.g. `random:vit_tiny`)."""
+    """The input size backbone `uri` was made for (None: not known, or any size, e.g. `random:vit_tiny`):
+    the family's own answer (`Family.native_size`: timm's pretrained input size, a Hugging Face
+    folder's preprocessor config, arcface's 112 px) where it has one, else the ViT shape's."""
+    try:
+        parsed = BackboneURI.parse(uri)
+    except ValueError:
+        return None
+    if parsed.scheme not in ("random", "supervised"):
+        got = vit_shape(uri)
+        if got and got[3]:
+            return got[3]
+        own = family_of(parsed.scheme).native_size
+        return own(parsed.spec) if own else None
     got = vit_shape(uri)
-    return got[3] if got else None
+    if got and got[3]:
+        return got[3]
+    arch, size, _patch, _depth = parse(parsed.spec, 0)
+    return size or None
+
+
+def resize_effect(uri: str) -> str:
+    """What running backbone `uri` at another input size than its own changes, for the plan's
+    input-size line (`Family.resized`; a ViT's position embedding is resampled)."""
+    try:
+        parsed = BackboneURI.parse(uri)
+    except ValueError:
+        return "position embedding resampled"
+    own = family_of(parsed.scheme).resized
+    try:
+        said = own(parsed.spec) if own else None
+    except Exception:  # noqa: BLE001 - a plan line
+        said = None
+    return said or "position embedding resampled"

@@ -7,8 +7,8 @@ hash is the hash of the recipe (scheme, arch, size, patch, depth, seed, timm ver
 
 from __future__ import annotations
 
-from bench_tasks.backbones.base import BenchBackbone
-from bench_tasks.backbones.random_init import parse, seeded_backbone
+from bench_tasks.backbones.base import BenchBackbone, Family
+from bench_tasks.backbones.random_init import arch_resized, parse, seeded_backbone
 from bench_tasks.registry import BACKBONES
 
 
@@ -19,3 +19,6 @@ def build(rest: str, image_size: int) -> BenchBackbone:
     except ValueError:
         raise ValueError(f"supervised:{rest}: expected supervised:<arch>[@<size>/<patch>[/d<depth>]]") from None
     return seeded_backbone("supervised", rest, image_size)
+
+
+build.family = Family(resized=arch_resized)

@@ -1,5 +1,9 @@
-"""`timm:<model>[:<file>]` — any timm ViT-family model, with a local weight file or timm's own
-pretrained weights.
+"""`timm:<model>[:<file>]` — any timm model, with a local weight file or timm's own pretrained weights.
+
+ViT-family models (VisionTransformer, EVA, DeiT, BEiT, CLIP/SigLIP/DINOv2 ViTs) are read block by
+block (`TimmViTBackbone`); every other model (ResNet, ConvNeXt, EfficientNet, RegNet, Swin, ...)
+stage by stage, as a feature pyramid (bench_tasks.backbones.timm_pyramid). Mean and std come from
+the model's pretrained config (ImageNet's where timm has none).
 
 Also the loading helpers the other file-based schemes (paco_fr, mcf, mae) share.
 
@@ -19,7 +23,8 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-from bench_tasks.backbones.base import BenchBackbone, weights_sha256
+from bench_tasks.backbones.base import BenchBackbone, Family, describe_folder, weights_sha256, whose_keys
+from bench_tasks.backbones.timm_pyramid import TimmPyramid, claims_keys, classifier_prefixes, supports_pyramid
 from bench_tasks.contracts import BackboneURI
 from bench_tasks.errors import BackboneError, closest
 from bench_tasks.registry import BACKBONES
@@ -43,6 +48,8 @@ class CheckpointError(BackboneError, KeyError):
 def read_weights(path: str | Path) -> dict:
     """Load a .safetensors file or a torch pickle with weights_only=True (never arbitrary code)."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise CheckpointError(describe_folder(path))
     if not path.is_file():
         raise FileNotFoundError(f"backbone weight file not found: {path}")
     if path.suffix == ".safetensors":
@@ -183,6 +190,18 @@ class TimmViTBackbone(ViTBackbone):
 
 def create_timm_vit(model_name: str, image_size: int, uri: str, pretrained: bool = False) -> torch.nn.Module:
     """A timm ViT-family model without classifier, at `image_size` (dynamic size when supported)."""
+    vit = create_timm_model(model_name, image_size, uri, pretrained)
+    missing = missing_vit_parts(vit)
+    if missing:
+        raise ValueError(f"{uri}: timm model {model_name!r} ({type(vit).__name__}) is not a ViT-family model "
+                         f"(it has no {', '.join(missing)}); the harness reads block tokens of plain-patch "
+                         "transformers (VisionTransformer, EVA, DeiT, BEiT, CLIP/SigLIP/DINOv2 ViTs)")
+    return vit
+
+
+def create_timm_model(model_name: str, image_size: int, uri: str, pretrained: bool = False) -> torch.nn.Module:
+    """Any timm model without classifier, at `image_size` where it takes one (dynamic size when
+    supported); a CNN takes any size anyway."""
     if not timm.is_model(model_name):
         base = model_name.split(".")[0]
         names = timm.list_models()
@@ -199,12 +218,20 @@ def create_timm_vit(model_name: str, image_size: int, uri: str, pretrained: bool
             break
         except TypeError:
             continue
-    missing = missing_vit_parts(vit)
-    if missing:
-        raise ValueError(f"{uri}: timm model {model_name!r} ({type(vit).__name__}) is not a ViT-family model "
-                         f"(it has no {', '.join(missing)}); the harness reads block tokens of plain-patch "
-                         "transformers (VisionTransformer, EVA, DeiT, BEiT, CLIP/SigLIP/DINOv2 ViTs)")
     return vit
+
+
+def timm_encoder(model: torch.nn.Module, model_name: str, uri: str) -> torch.nn.Module:
+    """The encoder that reads `model`: block tokens of a ViT-family model, else its stages."""
+    mean, std = _mean_std(model)
+    if not missing_vit_parts(model):
+        return TimmViTBackbone(model, arch=model_name, mean=mean, std=std)
+    lacks = supports_pyramid(model)
+    if lacks:
+        raise ValueError(f"{uri}: timm model {model_name!r} ({type(model).__name__}) is neither a ViT-family "
+                         f"model nor one read stage by stage (it has no {', '.join(lacks)}; timm "
+                         f"{timm.__version__})")
+    return TimmPyramid(model, arch=model_name, mean=mean, std=std)
 
 
 def missing_vit_parts(model: torch.nn.Module) -> list[str]:
@@ -234,17 +261,45 @@ def _tensor_hash(vit: torch.nn.Module, recipe: str) -> str:
     return h.hexdigest()
 
 
+def load_timm_file(model: torch.nn.Module, file: str) -> None:
+    """A local weight file into a timm model: timm's checkpoint filter of the model's family, its
+    classifier dropped; a file of another family is refused naming the scheme that reads it."""
+    sd = strip_prefix(unwrap(read_weights(file)))
+    if missing_vit_parts(model):  # a CNN / hierarchical model: no position embeddings to resample
+        drop = classifier_prefixes(model)
+        own = model.state_dict()
+        sd = {k: v for k, v in timm_filter(model, sd).items() if k in own or not k.startswith(drop)}
+        missing = sorted(set(own) - set(sd))
+        unexpected = sorted(set(sd) - set(own))
+        if missing or unexpected:
+            others = [f"{name}, which `{sch}:` reads" for sch, name in whose_keys(sd)]
+            hint = f"; it looks like {others[0]}" if others else ""
+            raise CheckpointError(
+                f"weight file {file} does not fit timm model {type(model).__name__}: missing keys "
+                f"{missing[:6]}{' ...' if len(missing) > 6 else ''} ({len(missing)}), unexpected keys "
+                f"{unexpected[:6]}{' ...' if len(unexpected) > 6 else ''} ({len(unexpected)}){hint}")
+        try:
+            model.load_state_dict(sd, strict=True)
+        except RuntimeError as err:
+            lines = [ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln]
+            raise CheckpointError(f"weight file {file} does not fit timm model {type(model).__name__}: "
+                                  f"{'; '.join(lines[:3]) or _first(err)}") from None
+        return
+    load_into(model, timm_filter(model, sd), file)
+
+
 @BACKBONES.register("timm")
 def build(rest: str, image_size: int) -> BenchBackbone:
-    """rest = '<timm model name>[:<weight file>]': any timm ViT-family model. With a file, the file's
-    tensors (safetensors or torch.load(weights_only=True)) go through timm's checkpoint filter of
-    the model's family; without one, timm's pretrained weights (downloaded by timm to its cache, or
-    found there when offline)."""
+    """rest = '<timm model name>[:<weight file>]': any timm model (ViTs block by block, CNNs and
+    hierarchical models stage by stage). With a file, the file's tensors (safetensors or
+    torch.load(weights_only=True)) go through timm's checkpoint filter of the model's family;
+    without one, timm's pretrained weights (downloaded by timm to its cache, or found there when
+    offline)."""
     parsed = BackboneURI("timm", rest)
     model_name, file, uri = parsed.name, parsed.file, str(parsed)
     if not file:
         try:
-            vit = create_timm_vit(model_name, image_size, uri, pretrained=True)
+            model = create_timm_model(model_name, image_size, uri, pretrained=True)
         except (ValueError, TypeError):
             raise
         except Exception as err:  # no network, no cached weights, no pretrained tag
@@ -253,12 +308,58 @@ def build(rest: str, image_size: int) -> BenchBackbone:
                 f"{uri}: timm could not load pretrained weights for {model_name!r} ({type(err).__name__}: {first}); "
                 f"pass a local file as timm:{model_name}:<weights.safetensors|.pth>, or use a tag with weights "
                 "(timm.list_pretrained('" + model_name.split(".")[0] + "*'))") from None
-        mean, std = _mean_std(vit)
-        bb = TimmViTBackbone(vit, arch=model_name, mean=mean, std=std)
-        return BenchBackbone(uri, bb, _tensor_hash(vit, f"timm-pretrained:{model_name}"), source=f"timm:{model_name}")
-    vit = create_timm_vit(model_name, image_size, uri)
-    sd = timm_filter(vit, strip_prefix(unwrap(read_weights(file))))
-    load_into(vit, sd, file)
-    mean, std = _mean_std(vit)
-    bb = TimmViTBackbone(vit, arch=model_name, mean=mean, std=std)
-    return BenchBackbone(uri, bb, weights_sha256(file), source=str(file))
+        return BenchBackbone(uri, timm_encoder(model, model_name, uri),
+                             _tensor_hash(model, f"timm-pretrained:{model_name}"), source=f"timm:{model_name}")
+    model = create_timm_model(model_name, image_size, uri)
+    encoder = timm_encoder(model, model_name, uri)
+    load_timm_file(model, file)
+    return BenchBackbone(uri, encoder, weights_sha256(file), source=str(file))
+
+
+def _meta_model(name: str) -> torch.nn.Module:
+    """timm model `name` on the meta device (its definition and pretrained config, no weights)."""
+    with torch.device("meta"):
+        return timm.create_model(name, pretrained=False, num_classes=0)
+
+
+def timm_native_size(spec: str) -> int | None:
+    """timm's pretrained input size of the model (the last field of its `input_size`)."""
+    name = spec.partition(":")[0]
+    if not timm.is_model(name):
+        return None
+    size = ((getattr(_meta_model(name), "pretrained_cfg", None) or {}).get("input_size") or [None])[-1]
+    return int(size) if size else None
+
+
+def is_timm_vit(name: str) -> bool:
+    """Whether timm model `name` is a ViT-family model."""
+    return not missing_vit_parts(_meta_model(name))
+
+
+def timm_reference(spec: str) -> str | None:
+    """The ceiling / random-init architecture of a timm model that is not a ViT: the same timm
+    model at its pretrained input size (`resnet18@224`); ViTs are handled by their shape."""
+    name = spec.partition(":")[0]
+    if not timm.is_model(name) or is_timm_vit(name):
+        return None
+    native = timm_native_size(spec)
+    return f"{name}@{native}" if native else name
+
+
+def timm_random_arch(arch: str, image_size: int) -> torch.nn.Module | None:
+    """`random:<timm model>`: any timm model at random init (its encoder)."""
+    if not timm.is_model(arch):
+        return None
+    model = create_timm_model(arch, image_size, f"random:{arch}")
+    return timm_encoder(model, arch, f"random:{arch}")
+
+
+def timm_resized(spec: str) -> str:
+    name = spec.partition(":")[0]
+    if timm.is_model(name) and not is_timm_vit(name):
+        return "its stages' feature maps scale with the input (no position embedding)"
+    return "position embedding resampled"
+
+
+build.family = Family(native_size=timm_native_size, reference=timm_reference, random_arch=timm_random_arch,
+                      claims_keys=claims_keys, resized=timm_resized)

@@ -15,6 +15,10 @@ FPN + UPerHead are translation-equivariant convolutions, so without it the head 
 express "point k sits near (x, y)" -- not even the constant mean shape (docs/dense.md, "Why the
 heads did not learn").
 
+A feature pyramid (a CNN's or hierarchical transformer's stages, `backbone.strides`, e.g. 4, 8,
+16, 32) is UPerHead's natural input: its maps go to UPerHead as they are (no FPN rescaling, one
+width per stage, `in_channels`), and the output is at the finest stage's stride.
+
 `DenseHead.forward` takes the `paco_fr.backbone.BackboneOutput` of the requested layers, so it
 plugs into `bench_tasks.protocols.train.BackboneWithHead` as the head.
 
@@ -77,12 +81,14 @@ def _rescale(dim: int, scale: float) -> nn.Module:
 
 
 class SimpleFPN(nn.Module):
-    """Token maps (B, D, h, w) of len(scales) layers -> maps at scales (x4, x2, x1, x1/2)."""
+    """Token maps (B, D, h, w) of len(scales) layers -> maps at scales (x4, x2, x1, x1/2). `dim`: one
+    width for all maps, or one per map (a pyramid's stages, at scale 1)."""
 
-    def __init__(self, dim: int, scales: Sequence[float] = FARL_SCALES):
+    def __init__(self, dim: int | Sequence[int], scales: Sequence[float] = FARL_SCALES):
         super().__init__()
         self.scales = tuple(float(s) for s in scales)
-        self.branches = nn.ModuleList(_rescale(dim, s) for s in self.scales)
+        dims = [int(dim)] * len(self.scales) if isinstance(dim, int) else [int(d) for d in dim]
+        self.branches = nn.ModuleList(_rescale(d, s) for d, s in zip(dims, self.scales))
 
     def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
         if len(maps) != len(self.branches):
@@ -133,16 +139,27 @@ class DenseHead(nn.Module):
 
     def __init__(self, embed_dim: int, num_classes: int, channels: int = 768,
                  num_levels: int = 4, scales: Sequence[float] | None = None,
-                 pool_scales=(1, 2, 3, 6), dropout: float = 0.1, coords: bool = False):
+                 pool_scales=(1, 2, 3, 6), dropout: float = 0.1, coords: bool = False,
+                 in_channels: Sequence[int] | None = None):
         super().__init__()
-        # CoordConv: (x, y) in [-1, 1] of each token -> embed_dim, added to every token map
-        self.coord_proj = nn.Conv2d(2, embed_dim, kernel_size=1) if coords else None
         UPerHead = require_mmseg()
+        if in_channels is not None:  # a pyramid: its stages as they are, one width each
+            in_channels = [int(c) for c in in_channels]
+            if len(in_channels) != num_levels:
+                raise ValueError(f"need one width per stage: {num_levels} stages, widths {in_channels}")
+            scales = (1.0,) * num_levels
+            # CoordConv per stage: (x, y) in [-1, 1] of each cell -> the stage's width
+            self.coord_proj = nn.ModuleList(nn.Conv2d(2, c, kernel_size=1) for c in in_channels) if coords else None
+        else:
+            # CoordConv: (x, y) in [-1, 1] of each token -> embed_dim, added to every token map
+            self.coord_proj = nn.Conv2d(2, embed_dim, kernel_size=1) if coords else None
         scales = tuple(scales) if scales is not None else FARL_SCALES[:num_levels]
         if len(scales) != num_levels:
             raise ValueError(f"need one FPN scale per layer: {num_levels} layers, scales {scales}")
-        self.fpn = SimpleFPN(embed_dim, scales)
+        self.fpn = SimpleFPN(in_channels or embed_dim, scales)
         cfg = uperhead_config(embed_dim, num_levels, channels, num_classes, dropout, pool_scales)
+        if in_channels is not None:
+            cfg.in_channels = list(in_channels)
         cfg.pop("type")
         with warnings.catch_warnings():  # mmseg's build_loss deprecation notice (loss unused)
             warnings.simplefilter("ignore", UserWarning)
@@ -154,7 +171,9 @@ class DenseHead(nn.Module):
 
     def forward(self, feats) -> torch.Tensor:
         maps = feats.patch_maps() if hasattr(feats, "patch_maps") else list(feats)
-        if self.coord_proj is not None:
+        if isinstance(self.coord_proj, nn.ModuleList):
+            maps = [m + proj(coord_grid(m)) for m, proj in zip(maps, self.coord_proj)]
+        elif self.coord_proj is not None:
             maps = [m + self.coord_proj(coord_grid(m)) for m in maps]
         return self.uper(self.fpn(maps))
 
@@ -176,9 +195,11 @@ def build_dense_head(backbone, num_classes: int, channels: int,
     """The dense head for `backbone` (a BenchBackbone) and the layers it reads.
 
     FaRL's FPN reads 4 blocks (x4, x2, x1, x1/2). A backbone with fewer than 4 blocks (the CPU smoke
-    encoders have 2) gives one level per block, finest scales first: 2 blocks -> (x4, x2)."""
+    encoders have 2) gives one level per block, finest scales first: 2 blocks -> (x4, x2). A pyramid
+    backbone (`backbone.strides` not None) gives its stages to UPerHead as they are."""
     layers = list(layers) if layers is not None else list(backbone.dense_layers())
     if not 1 <= len(layers) <= 4 or len(set(layers)) != len(layers):
         raise ValueError(f"the simple FPN takes 1 to 4 distinct layers (FaRL: 4 for x4, x2, x1, x1/2), got {layers}")
-    return DenseHead(backbone.embed_dim, num_classes, channels=channels, num_levels=len(layers),
-                     coords=coords), layers
+    pyramid = getattr(backbone, "strides", None) is not None
+    return DenseHead(backbone.embed_dim, num_classes, channels=channels, num_levels=len(layers), coords=coords,
+                     in_channels=backbone.level_channels(layers) if pyramid else None), layers

@@ -151,7 +151,7 @@ class Plan:
                 continue
             if c.backbone not in hashes:
                 f = weights_file(c.backbone)
-                hashes[c.backbone] = weights_sha256(f) if f is not None and f.is_file() else None
+                hashes[c.backbone] = weights_sha256(f) if f is not None and f.exists() else None
             was = (row.get("provenance") or {}).get("backbone_hash")
             if hashes[c.backbone] is not None and was is not None and hashes[c.backbone] != was:
                 out[k] = "weights"

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from bench_tasks.backbones.base import family_of
 from bench_tasks.backbones.native import vit_shape
 from bench_tasks.contracts import BackboneURI, Cell, uri_parts
 from bench_tasks.plan.floors import FLOOR_PROTOCOL, FLOOR_URI, has_floor, is_floor
@@ -77,6 +78,17 @@ def _ceiling(uri: str) -> tuple[str | None, str | None]:
     if scheme == "paco_fr" and rest:
         got = _paco_fr_arch(rest) or _study_arch(rest)
         return (got, None) if got else (None, f"its file {rest} is not there (or has no arch metadata)")
+    own = family_of(scheme)
+    if own.reference is not None and rest:  # the family's own answer (a CNN's timm name, an iResNet, a HF ViT)
+        try:
+            arch = own.reference(rest)
+        except Exception as err:  # noqa: BLE001 - a plan line, not an error
+            return None, f"its architecture could not be read ({type(err).__name__}: {err})"
+        if arch:
+            return f"supervised:{arch}", None
+        if scheme != "timm":
+            why = own.reference_reason(rest) if own.reference_reason else None
+            return None, why or f"the `{scheme}:` family has no `supervised:` architecture for it"
     if scheme == "timm":
         name = BackboneURI.parse(uri).name if rest else ""
         if not _PLAIN_TIMM_VIT.match(name):

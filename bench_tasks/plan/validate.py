@@ -31,11 +31,11 @@ from paco_fr.config import ConfigError, check_data_config, load_config
 
 # schemes users try that this harness does not have, and what to use instead
 SCHEME_HINTS = {
-    "hf": "Hugging Face hub names are not downloaded here; download the weights and pass "
-          "timm:<model>[:<file>] (e.g. timm:vit_base_patch16_224:model.safetensors)",
-    "hf-hub": "see hf:",
-    "file": "give the scheme of the checkpoint's family instead: paco_fr:, timm:<model>:, farl:, mae:, mcf:",
-    "clip": "FaRL-style CLIP checkpoints load with farl:<file>",
+    "hf-hub": "Hugging Face hub names are not downloaded here; save the model with save_pretrained (or "
+              "download its folder) and pass hf:<folder>, or a timm model's file as timm:<model>:<file>",
+    "file": "give the scheme of the checkpoint's family instead: paco_fr:, timm:<model>:, hf:, open_clip:<arch>:, "
+            "arcface:, farl:, mae:, mcf:",
+    "clip": "OpenCLIP checkpoints load with open_clip:<arch>:<file>, FaRL-style CLIP checkpoints with farl:<file>",
 }
 
 
@@ -144,8 +144,6 @@ def check_backbone_uri(uri: str) -> list[str]:
                 f"paco_fr:<encoder.safetensors>; schemes: {', '.join(schemes)}{closest(scheme, schemes)}"]
     if scheme not in BACKBONES:
         hint = SCHEME_HINTS.get(scheme)
-        if hint == "see hf:":
-            hint = SCHEME_HINTS["hf"]
         return [f"backbone {uri!r}: unknown scheme {scheme!r}{closest(scheme, schemes)}; registered schemes: "
                 f"{', '.join(schemes)} (`python -m bench_tasks list`)" + (f". {hint}" if hint else "")]
     return []

@@ -30,6 +30,8 @@ class _Store:
         self.items: dict[bytes, tuple[torch.Tensor, list[torch.Tensor]]] = {}
         self.max_bytes = max_bytes
         self.nbytes = 0
+        # (input shape, layers) -> (grid, grids) of the outputs stored (a pyramid's grid per stage)
+        self.grids: dict[tuple, tuple] = {}
         self.hits = 0
         self.misses = 0
 
@@ -66,10 +68,12 @@ class FrozenFeatureCache(nn.Module):
         st.hits += len(keys) - len(miss)
         st.misses += len(miss)
         computed: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
-        grid = None
+        grid = grids = None
+        shape_key = (tuple(x01.shape[1:]), lay)
         if miss:
             out = self.backbone(x01[miss], list(layers) if layers is not None else None)
-            grid = out.grid
+            grid, grids = out.grid, out.grids
+            st.grids[shape_key] = (grid, grids)
             for j, i in enumerate(miss):
                 item = (out.cls[j].clone(), [t[j].clone() for t in out.patch_tokens])
                 computed[i] = item
@@ -79,8 +83,8 @@ class FrozenFeatureCache(nn.Module):
                     st.nbytes += size
         items = [computed.get(i) or st.items[k] for i, k in enumerate(keys)]
         if grid is None:
-            grid = self.backbone.vit.grid_size(x01.shape[-2], x01.shape[-1])
+            grid, grids = st.grids.get(shape_key) or (self.backbone.vit.grid_size(x01.shape[-2], x01.shape[-1]), None)
         cls = torch.stack([c for c, _ in items]).to(x01.device)
         n_layers = len(items[0][1])
         tokens = [torch.stack([toks[li] for _, toks in items]).to(x01.device) for li in range(n_layers)]
-        return BackboneOutput(cls=cls, patch_tokens=tokens, grid=grid)
+        return BackboneOutput(cls=cls, patch_tokens=tokens, grid=grid, grids=grids)

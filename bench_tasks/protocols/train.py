@@ -81,6 +81,8 @@ class BackboneWithHead(nn.Module):
 
 def vit_layer_id(name: str, depth: int) -> int:
     """Layer index for layer-wise LR decay on timm ViT parameter names (inside any wrapper)."""
+    if ".pyramid." in f".{name}":  # a CNN's stages (bench_tasks.backbones.pyramid): no layer-wise decay
+        return depth + 1
     if any(k in name for k in ("cls_token", "pos_embed", "patch_embed", "reg_token", "norm_pre")):
         return 0
     if ".blocks." in f".{name}":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_tasks.backbones.native import native_size
+from bench_tasks.backbones.native import native_size, resize_effect
 from bench_tasks.contracts import Profile, uri_parts, uri_scheme
 from bench_tasks.datasets.lfw import CROP_FRAC
 from bench_tasks.errors import PlanError, RunError, UnknownName
@@ -241,8 +241,8 @@ def native_profile(spec: RunSpec, profile: Profile) -> tuple[Profile, list[str]]
 
 
 def resolution_lines(cells, profile) -> list[str]:
-    """One line per encoder that runs at another input size than its own (its position embedding
-    is resampled): `timm:vit_base_patch16_224:w.safetensors: 224 -> 64 px ...`."""
+    """One line per encoder that runs at another input size than its own (a ViT's position embedding
+    is resampled, a CNN's maps scale): `timm:vit_base_patch16_224:w.safetensors: 224 -> 64 px ...`."""
     sizes: dict[str, set[int]] = {}
     for c in cells:
         if not is_reference(c.backbone):
@@ -255,7 +255,7 @@ def resolution_lines(cells, profile) -> list[str]:
             own = None
         other = sorted(n for n in used if n != own)
         if own and other:
-            out.append(f"input size: {uri}: {own} -> {'/'.join(map(str, other))} px, position embedding resampled "
+            out.append(f"input size: {uri}: {own} -> {'/'.join(map(str, other))} px, {resize_effect(uri)} "
                        f"(profile {profile.name}; keep {own} px with --profile native or "
                        f"--set image_size={own} --set dense_size={own})")
     return out

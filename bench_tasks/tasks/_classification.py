@@ -260,7 +260,7 @@ class ClassificationTask(Task):
         seed = cell.seed
         torch.manual_seed(seed)
         np.random.seed(seed)
-        layers = list(st.get("layers") or ctx.backbone.dense_layers())
+        layers = list(st.get("layers") or ctx.backbone.probe_layers())
         head_name = st["head"] or self.default_head
         splits = self.load_splits(ctx, size)
         timings: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 """Facial attributes (multi-label), FaRL's CelebA protocol.
 
-Head: FaRL/facer attribute head (heads/attribute_head.py) on blocks `backbone.dense_layers()`
+Head: FaRL/facer attribute head (heads/attribute_head.py) on blocks `backbone.probe_layers()` (a ViT: its dense layers; a pyramid: its last stage)
 (3, 5, 7, 11 for a 12-block ViT). Loss: BCE with logits. Headline `balanced_acc`: mean over
 attributes of (TPR + TNR) / 2 (%), which a constant predictor cannot inflate on imbalanced
 attributes (it scores 50); also FaRL's `mean_acc` (mean per-attribute accuracy, the published

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from paco_fr.config import check_data_config, load_config
 from paco_fr.engine.build import announce_data, build_run, make_loader, run_name
 from paco_fr.engine.checkpoint import save_checkpoint
+from paco_fr.engine.curves import Progress, open_tensorboard, write_image, write_record
 from paco_fr.engine.distributed import any_rank, mean_over_ranks, weight_spread, wrap_model
 from paco_fr.engine.snapshots import snapshot, snapshot_images
 from paco_fr.engine.state import Run
@@ -48,8 +48,13 @@ def train(cfg: dict, run_dir: Path, resume: bool = True, extend: bool = False) -
     batches = iter(make_loader(run))
     announce_data(run)
     snap_imgs = snapshot_images(run.dataset)
-    with _StopSignals() as stop:
-        status, step, window = _run_steps(run, batches, snap_imgs, stop)
+    run.tb = open_tensorboard(run)
+    try:
+        with _StopSignals() as stop:
+            status, step, window = _run_steps(run, batches, snap_imgs, stop)
+    finally:
+        if run.tb is not None:
+            run.tb.close()
     return _finish(run, status, step, window, cost)
 
 
@@ -163,10 +168,8 @@ def _run_steps(run: Run, batches, snap_imgs: torch.Tensor, stop: _StopSignals) -
     run.model.train()
     t_start = time.time()
     window = _LogWindow(t_start=t_start, t_last=time.time())
-    pbar = None
-    if run.is_main and tc["progress"]:
-        pbar = tqdm(total=run.total, initial=run.start_step, desc=f"pretrain {run.cfg['objective']}",
-                    dynamic_ncols=True)
+    pbar = Progress(run.is_main and bool(tc["progress"]), run.total, run.start_step,
+                    f"pretrain {run.cfg['objective']}", every.log_every)
     step = run.start_step
     try:
         while step < run.total:
@@ -175,15 +178,17 @@ def _run_steps(run: Run, batches, snap_imgs: torch.Tensor, stop: _StopSignals) -
             window.add(res, images_per_step)
             if not math.isfinite(res.loss):
                 raise FloatingPointError(f"non-finite loss {res.loss} at step {step}")
-            if pbar is not None:
-                pbar.update(1)
-                pbar.set_postfix(loss=f"{res.loss:.4f}", lr=f"{res.lr:.2e}")
+            pbar.update(step, res.loss, res.lr)
             if every.log(step):
                 # the logged loss is the global batch's (the mean over ranks), as in one process
                 step_loss = mean_over_ranks(res.loss, device) if world > 1 else res.loss
-                run.log(window.record(run, step, res, step_loss))
+                rec = window.record(run, step, res, step_loss)
+                run.log(rec)
+                write_record(run.tb, rec, set(res.terms))
             if every.snapshot(step):
-                snapshot(run, snap_imgs, step)
+                grid = snapshot(run, snap_imgs, step)
+                if grid is not None:
+                    write_image(run.tb, "reconstructions", grid, step)
             if every.checkpoint(step):
                 save_checkpoint(run, step, window.wall(run))
             if every.interrupt_at is not None and step == every.interrupt_at:
@@ -196,8 +201,7 @@ def _run_steps(run: Run, batches, snap_imgs: torch.Tensor, stop: _StopSignals) -
                 run.log({"event": "interrupted", "step": step, "signal": int(stop.sig)})
                 return "interrupted", step, window
     finally:
-        if pbar is not None:
-            pbar.close()
+        pbar.close()
     return "complete", step, window
 
 

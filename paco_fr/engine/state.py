@@ -48,6 +48,7 @@ class Run:
     autocast: object = contextlib.nullcontext
     fsdp: bool = False  # train.fsdp under several processes: parameters sharded (paco_fr.engine.distributed)
     pending_optim: dict | None = None  # FSDP: the checkpoint's full optimizer state, loaded once wrapped
+    tb: object = None  # the TensorBoard SummaryWriter of the main process (paco_fr.engine.curves), or None
 
     def full_params(self):
         """A context in which run.model holds every parameter in full (FSDP: gathered on every rank,
