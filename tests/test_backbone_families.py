@@ -165,7 +165,7 @@ def test_family_builds_reads_and_tells_its_size(family, ckpt_dir):
 
 
 def test_input_size_line_says_what_a_resize_changes_for_each_family(ckpt_dir):
-    from bench_tasks.cli.planning import resolution_lines
+    from bench_tasks.session.planning import resolution_lines
 
     prof = PROFILES["smoke"]  # 64 px
     cells = [Cell(uri_of(f, ckpt_dir), "attributes", "synthface", "linear") for f in ("timm_resnet", "arcface")]
