@@ -88,7 +88,7 @@ def test_evaluate_refuses_bad_input_before_running(tmp_path):
     msg = str(e.value)
     assert "unknown scheme 'hf-hub'" in msg and "did you mean 'expression'" in msg and "--seeds" in msg
     assert not res.exists()
-    with pytest.raises(PlanInvalid, match="not a timm ViT-family model"):
+    with pytest.raises(PlanInvalid, match="neither a timm ViT-family model"):
         bench_tasks.evaluate(torch.nn.Linear(3, 3), results=res, **KW)
     assert not res.exists()
 
@@ -112,3 +112,17 @@ def test_evaluate_all_tasks_is_not_the_study():
     assert check_args(ns) == []
     ns.study = None  # the CLI's `run --all --profile paper` without --backbones is the study
     assert any("data.path" in p for p in check_args(ns))
+
+
+def test_evaluate_in_memory_timm_cnn(tmp_path, few_faces):
+    """A timm CNN object is evaluated like its `timm:` URI: read stage by stage, the object untouched."""
+    torch.manual_seed(0)
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=0)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    df = bench_tasks.evaluate(net, results=tmp_path / "r.jsonl", work_dir=tmp_path / "w", ceilings=False,
+                              probes=False, **KW)
+    row = df[df["protocol"] == "linear"].iloc[0]
+    assert row["status"] == "ok", row["error"]
+    assert row["backbone"].startswith("memory:")
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+

@@ -1,5 +1,6 @@
 """An in-memory model as a run's backbone (bench_tasks.api.evaluate): a timm ViT-family module
-(VisionTransformer, EVA, DeiT, BEiT, ...), a `paco_fr.backbone.ViTBackbone` or a
+(VisionTransformer, EVA, DeiT, BEiT, ...), any timm model read stage by stage (ResNet, ConvNeXt,
+Swin, ...: bench_tasks.backbones.timm_pyramid), a `paco_fr.backbone.ViTBackbone` or a
 `bench_tasks.backbones.base.BenchBackbone`. Its cells are keyed by `memory:<name>@<hash of its
 weights>`, so a changed model never reuses old rows. Each cell gets its own copy (fine-tuning
 never changes the object passed), resized to the task's input size with timm's `set_input_size`.
@@ -17,6 +18,7 @@ from torch import nn
 
 from bench_tasks.backbones.base import BenchBackbone
 from bench_tasks.backbones.timm_file import TimmViTBackbone, _mean_std, missing_vit_parts
+from bench_tasks.backbones.timm_pyramid import TimmPyramid, supports_pyramid
 from bench_tasks.errors import cause_line
 from bench_tasks.registry import TASKS
 from bench_tasks.run.runner import BackboneCache
@@ -41,19 +43,28 @@ def wrap_module(model: nn.Module | BenchBackbone, name: str | None = None) -> Be
         label = name or model.arch
     else:
         missing = missing_vit_parts(model)
-        if missing:
-            raise TypeError(f"evaluate(): a {type(model).__name__} is not a timm ViT-family model (it has no "
-                            f"{', '.join(missing)}); pass a timm ViT, a paco_fr ViTBackbone, or a backbone URI "
+        lacks = supports_pyramid(model) if missing else []
+        if lacks:
+            raise TypeError(f"evaluate(): a {type(model).__name__} is neither a timm ViT-family model (it has no "
+                            f"{', '.join(missing)}) nor a timm model read stage by stage (it has no "
+                            f"{', '.join(lacks)}); pass a timm model, a paco_fr ViTBackbone, or a backbone URI "
                             "string such as 'timm:<model>:<file>'")
         mean, std = _mean_std(model)
         label = name or getattr(model, "default_cfg", {}).get("architecture") or type(model).__name__
-        vit_bb = TimmViTBackbone(model, arch=label, mean=mean, std=std)
+        vit_bb = (TimmPyramid(model, arch=label, mean=mean, std=std) if missing
+                  else TimmViTBackbone(model, arch=label, mean=mean, std=std))
     return BenchBackbone(f"memory:{label}@{h[:12]}", vit_bb, h, source=f"in-memory {type(model).__name__}")
 
 
 def at_size(bb: BenchBackbone, size: int) -> BenchBackbone:
     """A copy of `bb` that takes `size` x `size` inputs."""
     bb = copy.deepcopy(bb)
+    if isinstance(bb.vit, TimmPyramid):  # convolutional stages take any size; a windowed one is resized
+        model = bb.vit.pyramid
+        cur = getattr(getattr(model, "patch_embed", None), "img_size", None)
+        if cur is not None and tuple(cur) != (size, size) and hasattr(model, "set_input_size"):
+            model.set_input_size(img_size=(size, size))
+        return bb
     vit = bb.vit.vit
     cur = tuple(getattr(vit.patch_embed, "img_size", None) or ())
     dynamic = getattr(vit, "dynamic_img_size", False)
