@@ -55,9 +55,9 @@ def build_ablation_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], p
 
 def ablation_deltas(table: Table, df_ok: pd.DataFrame | None = None) -> list[str]:
     """Each ablation row vs the full row, per headline column: the difference with its 95 % interval
-    and "better" / "worse" only when the interval excludes zero, else "same within noise"
-    (compare.compare: paired bootstrap over the same test items where the rows' per-item scores
-    exist). Without `df_ok` (or intervals) the difference is "untested"."""
+    and the verdict of stats.verdict ("better" / "worse" when the interval excludes zero, "the same"
+    when equivalence within the task's margin is shown, else "not shown"; compare.compare: paired
+    bootstrap over the same test items where the rows' per-item scores exist). Without `df_ok` (or intervals) the difference is "untested"."""
     full = [r for r in table.rows if r.label.startswith("PaCo-FR (full)")]
     if not full:
         return []
@@ -86,6 +86,7 @@ def ablation_deltas(table: Table, df_ok: pd.DataFrame | None = None) -> list[str
         if parts:
             n_better = sum("(better;" in p for p in parts)
             n_worse = sum("(worse;" in p for p in parts)
-            lines.append(f"{r.label} vs full (better in {n_better}, worse in {n_worse} of {len(parts)} columns, "
-                         "the rest same within noise or untested): " + "; ".join(parts))
+            n_same = sum("(the same," in p for p in parts)
+            lines.append(f"{r.label} vs full (better in {n_better}, worse in {n_worse}, the same in {n_same} of "
+                         f"{len(parts)} columns, the rest not shown or untested): " + "; ".join(parts))
     return lines

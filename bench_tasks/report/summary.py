@@ -15,6 +15,11 @@ from .naming import dataset_name, metric_name, task_name
 from .table import Table
 from .table_formats import to_markdown
 
+# the verdict rule (bench_tasks.stats.verdict), stated once wherever verdicts are listed
+VERDICT_RULE = ("\"better\" / \"worse\" only when the 95 % interval excludes zero; \"the same\" only when "
+                "two one-sided tests show equivalence within the task's declared margin (the 90 % interval "
+                "inside ±margin, bench_tasks/configs/verdicts/margins.yaml); otherwise \"not shown\"")
+
 SMOKE_BANNER = ("> **⚠ smoke profile: tiny models and few steps prove the pipeline; numbers are not "
                 "meaningful.**")
 
@@ -95,22 +100,23 @@ def floors_section(main_table: Table | None, df_ok) -> list[str]:
              "items." if has_floor else "_No floor rows: re-run the plan to add them (they take seconds)._")
     L.append("")
     if main_table.flagged:
-        L += [f"**{len(main_table.flagged)} score(s) do not beat their floor** (the 95 % interval includes the "
-              "input-free predictor's score; marked † in the table):", ""]
+        L += [f"**{len(main_table.flagged)} score(s) do not beat their floor** (the 95 % interval of score − "
+              "floor, paired over the same test items, does not exclude zero; marked † in the table):", ""]
         L += [f"- {f}" for f in main_table.flagged]
     elif has_floor:
-        L.append("Every measured score with an interval beats its floor (interval excludes it).")
+        L.append("Every measured score with an interval beats its floor (the interval of score − floor "
+                 "excludes zero).")
     L.append("")
     cmp = comparison_lines(main_table, df_ok)
     if cmp:
         L += ["Differences from the random-init control (a − control, 95 % interval of the difference; "
-              "\"better\" / \"worse\" only when it excludes zero, else \"same within noise\"; paired "
-              "bootstrap over the same test items where both rows stored per-item scores):", ""] + cmp + [""]
+              + VERDICT_RULE + "; paired bootstrap over the same test items where both rows stored per-item "
+              "scores):", ""] + cmp + [""]
     ours = ours_lines(main_table, df_ok)
     if ours:
         L += ["Differences from PaCo-FR (ours) (a − PaCo-FR at the same pre-training budget; \"better\" / "
-              "\"worse\" is the other method's verdict against PaCo-FR, only when the 95 % interval of the "
-              "difference excludes zero; paired as above):", ""] + ours + [""]
+              "\"worse\" is the other method's verdict against PaCo-FR; " + VERDICT_RULE + "; paired as "
+              "above):", ""] + ours + [""]
     return L
 
 
