@@ -32,6 +32,7 @@ from bench_tasks.plan.references import PROBE_PROTOCOLS
 from bench_tasks.tasks._ceiling import ceiling_epochs_for
 
 from .compare import design_difference, design_interval, floor_comparison
+from .discrimination import discriminating_power, power_markdown
 from .frames import rows_to_frames
 
 # the targets for the supervised ceiling on SynthFace (headline metric, orientation-aware)
@@ -220,6 +221,8 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
     cal = [c for c in calibration_rows(rows) if c.random is not None or c.ceiling is not None]
     if not cal:
         return None
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("headline")]
+    frame = rows_to_frames(ok)[0] if ok else None
     lines = [f"## Calibration of the instrument{f' ({profile} profile)' if profile else ''}", "",
              "Floor (best input-free predictor), random-init encoder and supervised ceiling (the same "
              "architecture trained end to end with the task's labels), headline metric, 95 % interval in [ ] "
@@ -261,6 +264,9 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
         lines.append(f"Random-init {c.task} ≤ {RANDOM_MAX[c.task]:g} (no shortcut from colour): "
                      f"{'yes' if ok else '**no**'} ({c.random.value:.2f}).")
     aa = aa_markdown(rows)
+    power = power_markdown(discriminating_power(frame)) if frame is not None else None
+    if power:
+        aa = power + ("\n" + aa if aa else "")
     total = sum(e.seconds for c in cal for e in (c.floor, c.random, c.probe, c.ceiling)
                 if e is not None and e.seconds is not None)
     rand_total = sum(c.random.seconds + (c.probe.seconds if c.probe and c.probe.seconds else 0)

@@ -9,6 +9,8 @@ from bench_tasks.store.method import METHOD_LABELS
 
 from .ablation_tables import ablation_deltas
 from .compare import compare
+from .discrimination import FLAG as DISC_FLAG
+from .discrimination import discriminating_power, non_discriminating
 from .frames import cell_label
 from .load import first_error_line
 from .naming import dataset_name, metric_name, task_name
@@ -58,6 +60,7 @@ def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[s
     if not base or base not in table.uris or df_ok is None or df_ok.empty:
         return []
     protocol, fraction = table.selection
+    weak = non_discriminating(discriminating_power(df_ok, fraction if fraction is not None else 1.0))
     out = []
     for r in table.rows:
         if r.kind not in ("measured", "ceiling") or r.label == base or r.label not in table.uris or r.label in skip:
@@ -72,7 +75,9 @@ def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[s
             ref = table.cells[(base, c.key)].mean
             name = f"{task_name(c.task)} {dataset_name(c.dataset)} {metric_name(c.metric)}" + (
                 f" ({c.probe} probe)" if c.variant == "probe" else "")
-            parts.append(f"{name} {cmp.text(3 if abs(ref) < 1 else 2)}" if cmp else f"{name}: untested (no interval)")
+            p = proto.get(c.task) if isinstance(proto, dict) else proto
+            mark = f" {DISC_FLAG}" if (c.task, c.dataset, p) in weak else ""
+            parts.append(f"{name} {cmp.text(3 if abs(ref) < 1 else 2)}{mark}" if cmp else f"{name}: untested (no interval)")
         if parts:
             out.append(f"- **{r.label}** vs {base}: " + "; ".join(parts))
     return out
@@ -117,6 +122,9 @@ def floors_section(main_table: Table | None, df_ok) -> list[str]:
         L += ["Differences from PaCo-FR (ours) (a − PaCo-FR at the same pre-training budget; \"better\" / "
               "\"worse\" is the other method's verdict against PaCo-FR; " + VERDICT_RULE + "; paired as "
               "above):", ""] + ours + [""]
+    if any(DISC_FLAG in x for x in cmp + ours):
+        L += [f"{DISC_FLAG}: the column does not discriminate between pre-training methods (calibration.md, "
+              "\"Discriminating power of each task\"): its verdict is no evidence about the methods.", ""]
     return L
 
 
