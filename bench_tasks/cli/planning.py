@@ -19,7 +19,7 @@ from bench_tasks.plan.cells import DataRoots, missing_root_error, plan_cells
 from bench_tasks.plan.options import PlanOptions
 from bench_tasks.plan.profiles import PROFILES, parse_assignments, resolve_native_size
 from bench_tasks.plan.references import ceiling_lines, is_reference
-from bench_tasks.plan.suite import expand_seeds, study_seeds, suite_encoders, suite_runs
+from bench_tasks.plan.suite import expand_seeds, study_seeds, study_setting, suite_encoders, suite_runs
 from bench_tasks.registry import DATASETS, TASKS
 from bench_tasks.run.spec import RunSpec
 from bench_tasks.tasks.recognition import settings_for
@@ -222,6 +222,13 @@ def study_encoders(spec: RunSpec, profile: Profile, log) -> StudyStage:
             raise StageFailed(f"--eval-only: no finished pre-training run under {Path(spec.runs) / profile.name}")
         return StudyStage(encoders)
     failed: list[tuple[str, str]] = []
+    tune = study_setting(profile.name, "tune")
+    if tune:  # the tuning stage first: plan_suite configures each tuned method from its record
+        from bench_tasks.run.tuning import tune_suite
+
+        tune_suite(profile, spec.runs, spec.results_path(), list(tune), log=log, overrides=spec.overrides,
+                   budget_by=spec.budget_by, device=spec.device, progress=spec.progress,
+                   data_roots=DataRoots.parse(list(spec.data_root) or None))
     encoders = pretrain_suite(profile, spec.runs, include_ablations=ablations, log=log, progress=spec.progress,
                               overrides=spec.overrides, failed=failed, budget_by=spec.budget_by,
                               jobs=max(1, int(spec.pretrain_jobs)), pretrain_seeds=pseeds)

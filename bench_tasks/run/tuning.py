@@ -1,0 +1,103 @@
+"""The tuning stage of the study (before stage 1): every trial of every tuned method pre-trained
+once at the study's budget, evaluated on the objective's tasks (SynthFace, the profile's first
+protocol, one evaluation seed, full labels) beside the random-init control, scored on `val`
+(bench_tasks.plan.tuning.objective), and the best trial recorded in
+`runs/<profile>/tuning/<method>.json`; plan_suite then configures the method's runs from it.
+The trials' rows go to their own results file (`<results stem>_tuning.jsonl`), never into the
+study's tables. Resumable: a finished trial is reused, a method with a record is not tuned again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bench_tasks.contracts import Profile
+from bench_tasks.errors import cause_line
+from bench_tasks.plan.cell_plan import make_plan
+from bench_tasks.plan.cells import DataRoots, plan_cells
+from bench_tasks.plan.suite import SuiteRun, random_control, suite_runs
+from bench_tasks.plan.tuning import (
+    PlannedTrial,
+    TrialResult,
+    objective,
+    plan_trials,
+    read_record,
+    select,
+    tuning_section,
+    write_record,
+)
+from bench_tasks.run.pretrain import _pretrain_one
+from bench_tasks.run.runner import run_plan
+from bench_tasks.store.readers import latest_rows
+
+
+def tuning_results_path(results: str | Path) -> Path:
+    """Where the trials' rows go: results/<stem>_tuning.jsonl beside the study's results."""
+    p = Path(results)
+    return p.with_name(f"{p.stem}_tuning{p.suffix or '.jsonl'}")
+
+
+def tuning_cells(profile: Profile, trials: list[PlannedTrial], tasks: list[str], seed: int | None = None):
+    """The evaluation of the trials and of the random-init control on the objective's tasks:
+    SynthFace, the profile's first protocol, one evaluation seed, fraction 1.0."""
+    encoders = [f"paco_fr:{p.encoder}" for p in trials] + [random_control(profile.name)]
+    return plan_cells(encoders, {t: ["synthface"] for t in tasks}, protocols=list(profile.protocols)[:1],
+                      seeds=[profile.seeds[0] if seed is None else seed], fractions=[1.0], profile=profile.name)
+
+
+def tune_suite(profile: Profile, runs_root: str | Path, results: str | Path, methods: list[str],
+               log: Callable[[str], None] = print, overrides: dict | None = None, budget_by: str = "flops",
+               device: str = "auto", progress: bool = True, data_roots: DataRoots | None = None,
+               section: dict | None = None) -> dict[str, dict]:
+    """Tune `methods` (suite run names); returns {method: its record}. A method that already has a
+    record keeps it (delete runs/<profile>/tuning/<method>.json to tune it again)."""
+    sec = tuning_section(section)
+    records = {m: read_record(runs_root, profile.name, m) for m in methods}
+    todo = [m for m in methods if records[m] is None]
+    for m in methods:
+        if records[m] is not None:
+            log(f"[tuning] {m}: chosen {records[m]['chosen']} (runs/{profile.name}/tuning/{m}.json), kept")
+    if not todo:
+        return records
+    planned = plan_trials(profile.name, runs_root, todo, overrides, budget_by, section=sec, log=log)
+    runs = {r.name: r for r in suite_runs(False, profile.name)}
+    done: list[PlannedTrial] = []
+    for i, p in enumerate(planned, 1):
+        base = runs[p.trial.method]
+        run = SuiteRun(p.trial.name, {**base.overrides, **p.trial.overrides}, "main", teacher=base.teacher)
+        log(f"[tuning: pre-training {i}/{len(planned)}] {p.trial.name} ({p.trial.text()}; {p.steps} steps) "
+            f"-> {p.run_dir}")
+        try:
+            _pretrain_one(run, dict(p.overrides), str(p.run_dir), profile.name, progress)
+            done.append(p)
+        except (KeyboardInterrupt, InterruptedError):
+            raise
+        except Exception as err:  # one failed trial is a trial without a score, not a failed study
+            log(f"[tuning] {p.trial.name} FAILED: {cause_line(err)}")
+    tasks = list(sec["tasks"])
+    rows_path = tuning_results_path(results)
+    if done:
+        log(f"[tuning: evaluation] {len(done)} trial(s) and random init on {', '.join(tasks)} (val decides) "
+            f"-> {rows_path}")
+        run_plan(make_plan(tuning_cells(profile, done, tasks), references=False), results=rows_path,
+                 device=device, progress=progress, data_roots=data_roots, log=log)
+    rows = list(latest_rows(rows_path).values()) if rows_path.is_file() else []
+    rand = random_control(profile.name)
+    finished = {p.trial.name for p in done}
+    for m in todo:
+        res = []
+        for p in planned:
+            if p.trial.method != m:
+                continue
+            score, per = (objective(rows, f"paco_fr:{p.encoder}", rand, tasks) if p.trial.name in finished
+                          else (None, {}))
+            res.append(TrialResult(p.trial.name, dict(p.trial.overrides), p.steps, p.flops, score, per,
+                                   str(p.encoder)))
+        records[m] = select(m, res, sec["objective"], tasks)
+        path = write_record(records[m], runs_root, profile.name)
+        log(f"[tuning] {m}: " + "; ".join(
+            f"{r.name} ({', '.join(f'{k}={v}' for k, v in r.overrides.items())}) "
+            + ("no score" if r.objective is None else f"{r.objective:+.3f}") for r in res)
+            + f" -> chosen {records[m]['chosen']} ({path})")
+    return records
