@@ -132,3 +132,27 @@ def test_tuning_stage_end_to_end_at_toy_size(tmp_path):
     again = tune_suite(get_profile("smoke"), tmp_path / "runs", tmp_path / "results" / "smoke.jsonl", ["paco", "mae"],
                        log=logs.append, section=section)
     assert again == recs
+
+
+def test_report_tuning_section_lists_trials_and_says_who_was_not_tuned():
+    from bench_tasks.report.tuning import tuning_markdown
+
+    def rec(method, objs):
+        res = [TrialResult(f"tune_{method}_{i}", {"train.lr": 1e-3 * (i + 1)}, 100 + i, 3.04e13, o, {"attributes": o})
+               for i, o in enumerate(objs)]
+        return tuning.method_block_tuning(tuning.select(method, res, "val_gain_in_margins", ["attributes"]))
+
+    def row(method, label, t=None):
+        block = {"method": method, "role": "main", "label": label, **({"tuning": t} if t else {})}
+        return {"status": "ok", "cell": {"backbone": f"paco_fr:runs/x/{method}/encoder.safetensors"}, "method": block}
+
+    rows = [row("paco", "PaCo-FR (ours)", rec("paco", [0.5, 1.5])), row("mae", "MAE", rec("mae", [2.0, None])),
+            row("farl", "FaRL-style")]
+    md = tuning_markdown(rows)
+    assert "## Tuning" in md and "Every tuned method had 2 trials." in md
+    assert "Not tuned (their configuration is the suite's default): FaRL-style." in md
+    assert "| tune_paco_1 | `train.lr=0.002` | 101 | 30.40 | +1.500 | +1.50 | ✓ |" in md
+    assert "| tune_mae_1 | `train.lr=0.002` | 101 | 30.40 | failed / no score | — |  |" in md
+    rows[1]["method"]["tuning"] = rec("mae", [2.0])
+    assert "**Unequal tuning:** PaCo-FR (ours): 2 trials, MAE: 1 trials." in tuning_markdown(rows)
+    assert tuning_markdown(rows[2:]) is None

@@ -36,6 +36,7 @@ from .naming import TASK_ORDER, is_full_paco, task_name
 from .protocol_tables import build_protocol_tables
 from .reported import load_reported
 from .summary import render_summary
+from .tuning import tuning_markdown
 from .supervision import supervision_markdown
 from .table_formats import to_latex, to_long_frame, to_markdown, to_wide_frame
 from .user_report import is_study, write_user_report
@@ -156,6 +157,10 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
         missing.append("no ablation results (no rows of method role `ablation`): ablation tables are empty")
     compute_md, more = _write_compute(methods, out_dir)
     files += more
+    tuning_md = tuning_markdown(rows)  # the tuning stage's trials and val scores (report.tuning)
+    if tuning_md:
+        (out_dir / "tuning.md").write_text(tuning_md)
+        files.append("tuning.md")
     # PaCo-FR diagnostics: the rows' method blocks (copied from each run's summary.json)
     files += write_diagnostics_table(methods, out_dir)
     figures, fig_notes, more = _write_figures(df_ok, methods, protocol, fraction, out_dir, runs_dir, profile,
@@ -177,7 +182,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
         results_files=loaded.files or [str(p) for p in results_paths], loaded=loaded, df_ok=df_ok,
         df_failed=df_failed, problems=problems, main_table=main, main_files=MAIN_FILES, figures=figures,
         figure_notes=fig_notes, ablation_tables=abl_tables, missing_ablations=missing_abl, missing=missing,
-        files=files, reported_count=len(reported), compute_section=compute_md,
+        files=files, reported_count=len(reported), compute_section=(tuning_md + "\n" if tuning_md else "") + (compute_md or ""),
         supervision_section=supervision_markdown(rows))  # bench_tasks.report.supervision
     if calibration:
         summary = summary.rstrip("\n") + "\n\n" + calibration
