@@ -24,7 +24,7 @@ from bench_tasks.cli.planning import (
 from bench_tasks.errors import PlanError
 from bench_tasks.plan.estimate import actual_line, estimate_plan
 from bench_tasks.plan.profiles import ProfileError, effective_settings, format_settings, load_profile
-from bench_tasks.plan.suite import random_control
+from bench_tasks.plan.suite import random_control, study_setting
 from bench_tasks.report.build import build_report
 from bench_tasks.run.spec import RunSpec, SpecError
 from bench_tasks.run.status import print_status
@@ -81,6 +81,16 @@ def print_plan_estimate(spec: RunSpec, cells, results, profile, known_suite_plan
         print()
         for line in est.lines():
             print(line)
+    tune = study_setting(profile.name, "tune") if spec.is_study and not spec.eval_only else None
+    if tune:  # the tuning stage that runs before stage 1 (bench_tasks.run.tuning)
+        try:
+            from bench_tasks.run.tuning import tuning_estimate_lines
+
+            for line in tuning_estimate_lines(profile, spec.runs, results, list(tune), spec.overrides,
+                                              spec.budget_by, str(resolve_device(spec.device))):
+                print(line)
+        except Exception as err:  # noqa: BLE001 - an estimate never stops a plan
+            print(f"estimate: no tuning estimate ({type(err).__name__}: {err})")
 
 
 def pretrain_estimate_before(spec: RunSpec, profile):

@@ -54,10 +54,15 @@ class PlannedTrial:
     run_dir: Path
     steps: int
     flops: float  # model FLOPs the trial spends (steps x FLOPs per step)
+    cost: dict = field(default_factory=dict)  # paco_fr.flops.step_cost (for the estimate, like PlannedRun.cost)
 
     @property
     def encoder(self) -> Path:
         return self.run_dir / "encoder.safetensors"
+
+    @property
+    def run(self) -> Trial:  # the estimate names a planned run by `.run.name`
+        return self.trial
 
 
 def tuning_section(section: dict | None = None) -> dict:
@@ -180,7 +185,7 @@ def plan_trials(profile_name: str, runs_root: str | Path = "runs", methods: list
             ov["train.steps"], ov["train.epochs"] = steps[t.name], None
             ov["train.warmup_steps"] = max(1, round(warmup * steps[t.name] / max(1, ref_steps)))
             flops = steps[t.name] * float(costs[t.name]["flops_per_step"])
-            out.append(PlannedTrial(t, ov, root / TUNING_DIR / t.name, steps[t.name], flops))
+            out.append(PlannedTrial(t, ov, root / TUNING_DIR / t.name, steps[t.name], flops, dict(costs[t.name])))
     if log is not None:
         for p in out:
             log(f"tuning: {p.trial.name} ({p.trial.text()}): {p.steps} steps, {p.flops / 1e12:.2f} TFLOP")

@@ -101,3 +101,21 @@ def tune_suite(profile: Profile, runs_root: str | Path, results: str | Path, met
             + ("no score" if r.objective is None else f"{r.objective:+.3f}") for r in res)
             + f" -> chosen {records[m]['chosen']} ({path})")
     return records
+
+
+def tuning_estimate_lines(profile: Profile, runs_root: str | Path, results: str | Path, methods: list[str],
+                          overrides: dict | None = None, budget_by: str = "flops", device: str = "cpu") -> list[str]:
+    """The tuning stage's estimate (bench_tasks.plan.estimate: its trials' pre-training and their
+    evaluation cells), one line per stage, prefixed "tuning"; methods with a record count nothing."""
+    from bench_tasks.plan.estimate import estimate_plan
+
+    todo = [m for m in methods if read_record(runs_root, profile.name, m) is None]
+    if not todo:
+        return [f"estimate: tuning      done for {', '.join(methods)} (runs/{profile.name}/tuning/)"]
+    trials = plan_trials(profile.name, runs_root, todo, overrides, budget_by)
+    sec = tuning_section()
+    est = estimate_plan(tuning_cells(profile, trials, list(sec["tasks"])), tuning_results_path(results), profile,
+                        trials, device=device, study_arch=random_control(profile.name))
+    counts = {m: sum(p.trial.method == m for p in trials) for m in todo}
+    return ([f"estimate: tuning stage ({', '.join(f'{m} {n} trials' for m, n in counts.items())}; before stage 1):"]
+            + ["  " + line for line in est.lines() if "GFLOP/s" not in line])
