@@ -7,7 +7,7 @@ from collections import Counter
 from bench_tasks.contracts import uri_scheme
 from bench_tasks.store.method import METHOD_LABELS
 
-from .ablation_tables import ablation_deltas
+from .ablation_tables import ablation_comparisons, ablation_deltas, one_ablation_table
 from .compare import compare
 from .discrimination import FLAG as DISC_FLAG
 from .discrimination import discriminating_power, non_discriminating
@@ -230,15 +230,22 @@ def _figures_section(figures: dict, figure_notes: dict) -> list[str]:
 
 
 def _ablations_section(ablation_tables, missing_ablations, df_ok) -> list[str]:
-    """Each ablation table's differences from the full PaCo-FR row (ablation_deltas)."""
+    """All ablations in one table of differences from the full PaCo-FR (one_ablation_table), then
+    each component's differences as text (ablation_deltas); one comparison each, computed once."""
     L = ["## Ablation highlights", ""]
     if ablation_tables:
+        groups, blocks = [], []
         for _g, t in ablation_tables:
-            L.append(f"**{t.title}**")
-            L.append("")
-            deltas = ablation_deltas(t, df_ok)
-            L += [f"- {d}" for d in deltas] or ["- no overlapping columns with the full PaCo-FR row"]
-            L.append("")
+            comps = ablation_comparisons(t, df_ok)
+            groups.append((t.title.split(" (protocol")[0].removeprefix("Ablation: "), comps))
+            deltas = ablation_deltas(t, df_ok, comps)
+            blocks += [f"**{t.title}**", ""] + ([f"- {d}" for d in deltas]
+                                                or ["- no overlapping columns with the full PaCo-FR row"]) + [""]
+        one = one_ablation_table(groups)
+        if one:
+            L += ["Every ablation against the full PaCo-FR in one table (ablation − full, 95 % interval of the "
+                  "difference under the study's design, as in the main table; " + VERDICT_RULE + "):", "", one]
+        L += blocks
         L += ["Full tables: [ablations.md](ablations.md).", ""]
     else:
         L += ["_No ablation results (runs `abl_*`)._", ""]
