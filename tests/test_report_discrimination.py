@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench_tasks.report.discrimination import DISCRIMINATION_MIN, discriminating_power, non_discriminating, power_markdown
+from bench_tasks.report.discrimination import (
+    DISCRIMINATION_MIN,
+    discriminating_power,
+    non_discriminating,
+    power_markdown,
+)
 
 
 def _frame(task: str, values: dict, hw: float, hib: bool = True) -> pd.DataFrame:

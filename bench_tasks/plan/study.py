@@ -35,7 +35,6 @@ from bench_tasks.contracts import BackboneURI, Cell, Profile
 from bench_tasks.plan.budget import match_steps, plan_lines
 from bench_tasks.plan.cells import plan_cells
 from bench_tasks.plan.references import with_references
-from bench_tasks.plan.tuning import tuned_method, tuned_overrides
 from bench_tasks.plan.suite import (
     REFERENCE_RUN,
     SuiteRun,
@@ -47,6 +46,7 @@ from bench_tasks.plan.suite import (
     study_setting,
     suite_runs,
 )
+from bench_tasks.plan.tuning import tuned_method, tuned_overrides
 from paco_fr.config import load_config
 from paco_fr.data.pretrain_data import build_pretrain_dataset
 from paco_fr.flops import step_cost

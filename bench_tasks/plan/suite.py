@@ -165,7 +165,11 @@ def write_run_identity(run: SuiteRun, run_dir: str | Path, profile_name: str, ov
     has one (a finished run reused). Returns the block."""
     ident = run.identity(profile_name, overrides)
     run_dir = Path(run_dir)
-    from bench_tasks.plan.tuning import method_block_tuning, read_record, tuned_method  # lazy: imports this module
+    from bench_tasks.plan.tuning import (  # lazy: imports this module
+        method_block_tuning,
+        read_record,
+        tuned_method,
+    )
 
     method = tuned_method(run)
     record = read_record(run_dir.parent.parent, profile_name, method) if method else None

@@ -148,10 +148,9 @@ def plan_trials(profile_name: str, runs_root: str | Path = "runs", methods: list
     default configuration, as in plan_suite), and each trial gets the steps that spend it at the
     trial's own cost per step (a mask ratio or a loss weight may change it). MCF-style's trials
     keep the suite's teacher (`runs/<profile>/mcf_teacher`), charged as in the study."""
+    from bench_tasks.plan.study import planned_length
     from paco_fr.config import load_config
     from paco_fr.flops import step_cost
-
-    from bench_tasks.plan.study import planned_length
 
     trials = tuning_trials(methods, section)
     check_defaults_included(profile_name, trials)
@@ -179,7 +178,7 @@ def plan_trials(profile_name: str, runs_root: str | Path = "runs", methods: list
     steps = match_steps(costs, "__reference__", planned_length(ref_cfg), budget_by, teachers)
     warmup, ref_steps = int(ref_cfg["train"]["warmup_steps"]), planned_length(ref_cfg)
     out = []
-    for m, ts in trials.items():
+    for ts in trials.values():
         for t in ts:
             ov = dict(ovs[t.name])
             ov["train.steps"], ov["train.epochs"] = steps[t.name], None

@@ -36,9 +36,9 @@ from .naming import TASK_ORDER, is_full_paco, task_name
 from .protocol_tables import build_protocol_tables
 from .reported import load_reported
 from .summary import render_summary
-from .tuning import tuning_markdown
 from .supervision import supervision_markdown
 from .table_formats import to_latex, to_long_frame, to_markdown, to_wide_frame
+from .tuning import tuning_markdown
 from .user_report import is_study, write_user_report
 
 
