@@ -38,6 +38,7 @@ from .reported import load_reported
 from .summary import render_summary
 from .supervision import supervision_markdown
 from .table_formats import to_latex, to_long_frame, to_markdown, to_wide_frame
+from .codebook_curve import codebook_curve, codebook_points
 from .tuning import tuning_markdown
 from .user_report import is_study, write_user_report
 
@@ -281,6 +282,18 @@ def _write_figures(df_ok, methods, protocol, fraction, out_dir: Path, runs_dir, 
             fig_notes["codebook_reconstruction"] = note or ""
             if note:
                 fig_notes["codebook_reconstruction"] = "no reconstruction could be produced (see notes below)"
+            # the result: masked-region error vs codebook size, every run a point (report.codebook_curve)
+            points, cnotes = codebook_points(methods, runs_dir, profile, img_size)
+            fig_notes["extra"] += [n for n in cnotes if n not in fig_notes["extra"]]
+            p, caption = codebook_curve(points, fig_dir / "codebook_curve.png")
+            if p is not None:
+                figures["codebook_curve"] = _rel(p, out_dir)
+                files.append(_rel(p.with_suffix(".csv"), out_dir))
+                fig_notes["codebook_curve_caption"] = caption
+            else:
+                fig_notes["codebook_curve"] = caption
+    if "codebook_curve" not in fig_notes and "codebook_curve" not in figures:
+        fig_notes["codebook_curve"] = fig_notes.get("codebook_reconstruction") or "no runs"
     return figures, fig_notes, files + [v for v in figures.values() if v]
 
 

@@ -217,9 +217,12 @@ def _measured_vs_reported(profile, reported_count: int) -> list[str]:
 def _figures_section(figures: dict, figure_notes: dict) -> list[str]:
     L = ["## Figures", ""]
     for name, title in [("data_efficiency", "Data efficiency"), ("robustness_slices", "Robustness slices"),
-                        ("codebook_reconstruction", "Reconstruction vs codebook size")]:
+                        ("codebook_reconstruction", "Reconstruction vs codebook size"),
+                        ("codebook_curve", "Masked-region reconstruction error vs codebook size")]:
         if figures.get(name):
             L += [f"### {title}", "", f"![{title}]({figures[name]})", ""]
+            if figure_notes.get(f"{name}_caption"):
+                L += [figure_notes[f"{name}_caption"], ""]
         else:
             L += [f"### {title}", "", f"_Not drawn: {figure_notes.get(name, 'no data')}._", ""]
     for n in figure_notes.get("extra", []):
