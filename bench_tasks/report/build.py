@@ -25,6 +25,7 @@ from bench_tasks.store.provenance import git_state
 from . import figures as F
 from .ablation_tables import build_ablation_tables
 from .calibration import calibrated_tasks, calibration_markdown
+from .codebook_curve import codebook_curve, codebook_points
 from .compare import main_protocols, protocol_mask, protocol_text
 from .compute import compute_frame, compute_markdown
 from .diagnostics import write_diagnostics_table
@@ -38,7 +39,6 @@ from .reported import load_reported
 from .summary import render_summary
 from .supervision import supervision_markdown
 from .table_formats import to_latex, to_long_frame, to_markdown, to_wide_frame
-from .codebook_curve import codebook_curve, codebook_points
 from .tuning import tuning_markdown
 from .user_report import is_study, write_user_report
 
