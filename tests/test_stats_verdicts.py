@@ -74,7 +74,7 @@ def test_python_api_gives_the_summary_verdict():
     got = compare(rows, "MAE", "PaCo-FR (ours)", "attributes")
     summary = (rows.parents[1] / "reports" / "cpu_lc500" / "SUMMARY.md").read_text()
     line = next(x for x in summary.splitlines() if x.startswith("- **MAE** vs PaCo-FR (ours)"))
-    assert f"Attributes SynthFace bAcc {got['delta']:+.2f} [{got['lo']:+.2f}, {got['hi']:+.2f}] ({got['verdict']};" in line
+    assert f"Attributes SynthFace bAcc {got['delta']:+.2f} [{got['lo']:+.2f}, {got['hi']:+.2f}] ({got['verdict']}" in line
 
 
 def test_a_wide_interval_across_zero_is_not_shown_never_the_same():
