@@ -156,3 +156,23 @@ def test_report_tuning_section_lists_trials_and_says_who_was_not_tuned():
     rows[1]["method"]["tuning"] = rec("mae", [2.0])
     assert "**Unequal tuning:** PaCo-FR (ours): 2 trials, MAE: 1 trials." in tuning_markdown(rows)
     assert tuning_markdown(rows[2:]) is None
+
+
+def test_the_paper_cpu_study_is_declared():
+    from bench_tasks.plan.profiles import get_profile, parse_pretrain_seeds
+    from bench_tasks.plan.suite import expand_seeds, study_setting, suite_runs
+    from bench_tasks.run.spec import RunSpec
+
+    spec = RunSpec.from_yaml("bench_tasks/configs/studies/paper_cpu.yaml")
+    assert spec.profile == "paper_cpu" and spec.all and spec.results == "results/paper_cpu.jsonl"
+    prof = get_profile("paper_cpu")
+    tuned = study_setting("paper_cpu", "tune")
+    assert set(tuned) <= set(tuning.tuning_trials()) and {"paco", "mae"} <= set(tuned)
+    runs = expand_seeds(suite_runs(True, "paper_cpu"), parse_pretrain_seeds(prof.pretrain_seeds))
+    per = {}
+    for r in runs:
+        per[r.base_name] = per.get(r.base_name, 0) + 1
+    ablations = [r.name for r in suite_runs(True, "paper_cpu") if r.role == "ablation"]
+    assert len(ablations) == 12 and all(per[a] == 3 for a in ablations)  # every ablation at 3 runs
+    assert per["paco"] == per["mae"] >= 3 and per["farl"] == per["mcf"] == 3
+    assert study_setting("paper_cpu", "ablation_seeds") == 1
