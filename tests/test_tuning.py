@@ -176,3 +176,18 @@ def test_the_paper_cpu_study_is_declared():
     assert len(ablations) == 12 and all(per[a] == 3 for a in ablations)  # every ablation at 3 runs
     assert per["paco"] == per["mae"] >= 3 and per["farl"] == per["mcf"] == 3
     assert study_setting("paper_cpu", "ablation_seeds") == 1
+
+
+def test_a_method_with_a_teacher_gets_the_teacher_first(tmp_path, monkeypatch):
+    """MCF-style's trials need the suite's teacher encoder: it is trained before them (once)."""
+    from bench_tasks.plan.profiles import get_profile
+    from bench_tasks.run import tuning as rt
+
+    trained = []
+    monkeypatch.setattr(rt, "_pretrain_one", lambda run, ov, rd, prof, progress=True: trained.append(run.name))
+    rt._teachers_first(get_profile("smoke"), tmp_path, ["mcf_teacher"], None, "flops", lambda m: None, False)
+    assert trained == ["mcf_teacher"]
+    (tmp_path / "smoke" / "mcf_teacher").mkdir(parents=True)
+    (tmp_path / "smoke" / "mcf_teacher" / "encoder.safetensors").write_bytes(b"x")
+    rt._teachers_first(get_profile("smoke"), tmp_path, ["mcf_teacher"], None, "flops", lambda m: None, False)
+    assert trained == ["mcf_teacher"]  # there: not again

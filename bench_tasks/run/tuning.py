@@ -46,6 +46,22 @@ def tuning_cells(profile: Profile, trials: list[PlannedTrial], tasks: list[str],
                       seeds=[profile.seeds[0] if seed is None else seed], fractions=[1.0], profile=profile.name)
 
 
+def _teachers_first(profile: Profile, runs_root, teachers: list[str], overrides, budget_by, log, progress) -> None:
+    """A tuned method with a teacher (MCF-style) needs the teacher's encoder before its trials: the
+    suite's own teacher run (seed 0, its planned budget), trained here when it is not there yet;
+    stage 1 then reuses it."""
+    from bench_tasks.plan.study import plan_suite
+
+    missing = [t for t in dict.fromkeys(teachers)
+               if not (Path(runs_root) / profile.name / t / "encoder.safetensors").is_file()]
+    if not missing:
+        return
+    for p in plan_suite(profile.name, runs_root, False, overrides, budget_by):
+        if p.run.name in missing:
+            log(f"[tuning] the teacher {p.run.name} first ({p.steps} steps) -> {p.run_dir}")
+            _pretrain_one(p.run, dict(p.overrides), str(p.run_dir), profile.name, progress)
+
+
 def tune_suite(profile: Profile, runs_root: str | Path, results: str | Path, methods: list[str],
                log: Callable[[str], None] = print, overrides: dict | None = None, budget_by: str = "flops",
                device: str = "auto", progress: bool = True, data_roots: DataRoots | None = None,
@@ -62,6 +78,8 @@ def tune_suite(profile: Profile, runs_root: str | Path, results: str | Path, met
         return records
     planned = plan_trials(profile.name, runs_root, todo, overrides, budget_by, section=sec, log=log)
     runs = {r.name: r for r in suite_runs(False, profile.name)}
+    _teachers_first(profile, runs_root, [runs[m].teacher for m in todo if runs[m].teacher], overrides, budget_by,
+                    log, progress)
     done: list[PlannedTrial] = []
     for i, p in enumerate(planned, 1):
         base = runs[p.trial.method]
