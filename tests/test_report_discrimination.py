@@ -59,3 +59,4 @@ def test_without_paco_and_mae_nothing_is_judged():
     df = _frame("attributes", {"random:vit_tiny@64/8": 57.0, "mcf": 59.0}, hw=0.5)
     (p,) = discriminating_power(df)
     assert p.half_width is None and p.discriminates is None and not non_discriminating([p])
+    assert power_markdown([p]) is None  # no unit, no section (a report about the user's backbones)

@@ -137,7 +137,9 @@ def _u(v: float | None) -> str:
 
 
 def power_markdown(powers: list[Power]) -> str | None:
-    if not powers:
+    """The section, or None when no column has the unit (rows without both PaCo-FR and MAE, e.g. a
+    report about the user's own backbones)."""
+    if not any(p.half_width for p in powers):
         return None
     L = ["## Discriminating power of each task", "",
          "In units of the half-width of the 95 % interval of PaCo-FR − MAE on the same column (the study's "
