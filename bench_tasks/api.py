@@ -183,7 +183,7 @@ def compare(results: str | Path, a: str, b: str, task: str, dataset: str = "synt
     """metric(a) - metric(b) on a task's headline with the report's interval and verdict (the same
     statistics layer and `stats.verdict` as SUMMARY.md): a, b are backbone URIs (or method labels:
     every pre-training run of the method). protocol: default the report's main protocol of the task.
-    Returns {"metric", "delta", "lo", "hi", "verdict" ("better" / "worse" / "same within noise"),
+    Returns {"metric", "delta", "lo", "hi", "verdict" (stats.verdict: "better" / "worse" / "the same" / "not shown"),
     "covers" (what the interval resamples)}. Raises ValueError when either side has no ok row."""
     df = rows_to_frames(load_rows([results]).rows)[0]
     protocol = protocol or main_protocols(df).get(task)

@@ -76,6 +76,11 @@ def test_concat_probe_of_classification_tasks():
             _row("random:vit_tiny@64/8", "expression", "cosine", 99.0, (98.0, 99.5))]  # not expression's probe
     (c,) = calibration_rows(rows)
     assert (c.probe.value, c.probe_protocol) == (16.4, "concat")
+    # the floor verdict is the verdict of score - floor: the floor's own interval counts (unpaired here,
+    # no per-item scores), so 16.4 (14.1, 18.7) does not beat 13.8 (11.6, 16.0) although it excludes 13.8
+    assert c.beats_floor() is False and c.probe_beats_floor() is False
+    rows[2] = _row("random:vit_tiny@64/8", "expression", "concat", 20.4, (18.1, 22.7))
+    (c,) = calibration_rows(rows)
     assert c.beats_floor() is False and c.probe_beats_floor() is True
 
 

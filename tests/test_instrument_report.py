@@ -136,4 +136,5 @@ def test_summary_compares_each_baseline_with_paco(tmp_path):
     assert "Attributes SynthFace bAcc +5.00 [+5.00, +5.00] (better; paired; test items only; one pre-training run)" in lines["MAE"]
     # the probe column is compared on the probe's rows: (-2 + 1) - (0 + 1) = -2 on every item
     assert "Attributes SynthFace bAcc (concat probe) -2.00 [-2.00, -2.00] (worse; paired; test items only; one pre-training run)" in lines["MAE"]
-    assert "same within noise" in lines["FaRL-style"]
+    # identical on every item: equivalence within the declared margin is shown
+    assert "(the same, within ±1; paired" in lines["FaRL-style"]

@@ -67,7 +67,7 @@ def test_paired_difference_sees_a_constant_shift_that_unpaired_intervals_hide():
     assert stats.verdict(d, higher_is_better=False) == "worse"  # e.g. +1 NME
     u = stats.unpaired_difference(a.point()["acc"], a.ci()["acc"], b.point()["acc"], b.ci()["acc"])
     assert not u.paired and u.lo < 0 < u.hi
-    assert stats.verdict(u) == "same within noise"
+    assert stats.verdict(u) == "not shown"
 
 
 def test_paired_difference_of_noise_is_same_within_noise_and_checks_items():
@@ -76,7 +76,7 @@ def test_paired_difference_of_noise_is_same_within_noise_and_checks_items():
     b = stats.ItemScores("mean", {"acc": 100.0 * (rng.random(400) < 0.7)}, items=np.arange(400))
     d = stats.paired_difference(a, b, "acc")
     assert d.lo < d.delta < d.hi
-    assert stats.verdict(stats.Difference(0.5, -0.2, 1.2, True)) == "same within noise"
+    assert stats.verdict(stats.Difference(0.5, -0.2, 1.2, True)) == "not shown"
     c = stats.ItemScores("mean", {"acc": np.zeros(400)}, items=np.arange(1, 401))
     with pytest.raises(ValueError, match="different test items"):
         stats.paired_difference(a, c, "acc")

@@ -203,8 +203,11 @@ def test_summary(report):
     assert "git_commit" not in s and "`abc1234def`" in s and "cpu (ci)" in s
     assert "Measured vs reported" in s and "FaRL ep64 (reported)" in s
     # rows without confidence intervals: a difference is reported, never called better / worse
-    assert ("PaCo-FR, incubation off vs full (better in 0, worse in 0 of 1 columns, the rest same within noise "
-            "or untested): Parsing SynthFace F1 -3.00 (untested: no interval)") in s
+    assert ("PaCo-FR, incubation off vs full (better in 0, worse in 0, the same in 0 of 1 columns, the rest not "
+            "shown or untested): Parsing SynthFace F1 -3.00 (untested: no interval)") in s
+    # every ablation in one table of differences from the full model, the same comparisons
+    assert "Every ablation against the full PaCo-FR in one table" in s
+    assert "| Incubation stage | PaCo-FR, incubation off | -3.00 (untested) |" in s
     assert "no ok results for task Recognition" in s and "Masking strategy" in s
     assert "1 torn / unreadable line" in s
 

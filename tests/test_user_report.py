@@ -63,7 +63,7 @@ def test_compact_table_with_intervals_and_verdicts(user_report):
     mine = _md_row(md, next(c for c in md.split("|") if "mine" in c).strip())
     assert mine[1] == "yours"
     assert mine[2].startswith("71.0 [69.0, 73.0]") and "above floor" in mine[2]
-    assert mine[3].startswith("15.0 [12.0, 18.0]") and "floor (within noise)" in mine[3]
+    assert mine[3].startswith("15.0 [12.0, 18.0]") and "no difference from floor shown" in mine[3]
     # rows: the user's backbone, random init, ceiling, floor; no empty study columns
     roles = [r[1] for r in (_md_row(md, c) for c in (mine[0],))] + [
         ln.split("|")[2].strip() for ln in md.splitlines()[2:] if ln.startswith("|")]

@@ -155,7 +155,8 @@ def parse_pretrain_seeds(spec) -> dict[str, tuple[int, ...]]:
 
 
 # the keys of a profile's `study:` and `jobs:` sections (bench_tasks.plan.suite, bench_tasks.run.jobs)
-STUDY_KEYS = {"pretrain_overrides": None, "ablation_tasks": None, "ablation_runs": None}
+STUDY_KEYS = {"pretrain_overrides": None, "ablation_tasks": None, "ablation_runs": None, "tune": None,
+              "ablation_seeds": None}
 JOB_KEYS = {"eval": ("gpus", "cpus", "time", "mem", "group_size"), "pretrain": ("nodes", "gpus", "cpus", "time", "mem")}
 
 

@@ -43,8 +43,10 @@ from bench_tasks.plan.suite import (
     random_control,
     split_seeded_name,
     study_overrides,
+    study_setting,
     suite_runs,
 )
+from bench_tasks.plan.tuning import tuned_method, tuned_overrides
 from paco_fr.config import load_config
 from paco_fr.data.pretrain_data import build_pretrain_dataset
 from paco_fr.flops import step_cost
@@ -91,9 +93,10 @@ def plan_suite(profile_name: str, runs_root: str | Path = "runs", include_ablati
     runs = suite_runs(include_ablations, profile_name)  # the budget: once per run (seed 0's config)
     root = Path(runs_root) / profile_name
     base = {**study_overrides(profile_name), **(overrides or {})}
+    tuned = tuned_overrides(runs_root, profile_name)  # the tuning stage's choices (bench_tasks.plan.tuning)
     ovs, cfgs, costs = {}, {}, {}
     for run in runs:
-        ov = {**base, **run.overrides, "name": run.name}
+        ov = {**base, **tuned.get(tuned_method(run), {}), **run.overrides, "name": run.name}
         if run.teacher:
             ov["mcf.teacher"] = str(root / run.teacher / "encoder.safetensors")
         ovs[run.name], cfgs[run.name] = ov, load_config(profile_name, ov)
@@ -111,6 +114,10 @@ def plan_suite(profile_name: str, runs_root: str | Path = "runs", include_ablati
         if run.name != ref and steps[run.name] != ref_steps:
             ov["train.warmup_steps"] = max(1, round(warmup * steps[run.name] / max(1, ref_steps)))
         matched[run.name] = ov
+    if log is not None:
+        for m, ov in tuned.items():
+            log(f"tuned configuration of {m} (runs/{profile_name}/tuning/{m}.json): "
+                + ", ".join(f"{k}={v}" for k, v in ov.items()))
     out = []
     for run in expand_seeds(runs, pretrain_seeds):  # one planned run per (run, pre-training seed)
         b = run.base_name
@@ -144,7 +151,9 @@ def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict
                        profile=profile.name)
     if ablations:
         first_protocol = (protocols or list(profile.protocols))[:1]
-        first_seed = (seeds or list(profile.seeds))[:1]
+        # the ablations' evaluation seeds: the first (default), or `study: ablation_seeds: n` of them
+        # (their pre-training runs carry the variance; bench_tasks/configs/paper_cpu.yaml)
+        first_seed = (seeds or list(profile.seeds))[:int(study_setting(profile.name, "ablation_seeds", 1) or 1)]
         only = ablation_tasks(profile.name)
         abl_tasks = {t: d for t, d in task_datasets.items() if only is None or t in only}
         cells += plan_cells(ablations, abl_tasks, protocols=first_protocol, seeds=first_seed,

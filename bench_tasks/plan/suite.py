@@ -165,6 +165,16 @@ def write_run_identity(run: SuiteRun, run_dir: str | Path, profile_name: str, ov
     has one (a finished run reused). Returns the block."""
     ident = run.identity(profile_name, overrides)
     run_dir = Path(run_dir)
+    from bench_tasks.plan.tuning import (  # lazy: imports this module
+        method_block_tuning,
+        read_record,
+        tuned_method,
+    )
+
+    method = tuned_method(run)
+    record = read_record(run_dir.parent.parent, profile_name, method) if method else None
+    if record is not None:  # the trials and val scores the run's configuration was chosen by
+        ident["tuning"] = method_block_tuning(record)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "method.json").write_text(json.dumps(ident, indent=2) + "\n")
     summary = run_dir / "summary.json"

@@ -53,39 +53,70 @@ def build_ablation_tables(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], p
     return tables, missing
 
 
-def ablation_deltas(table: Table, df_ok: pd.DataFrame | None = None) -> list[str]:
-    """Each ablation row vs the full row, per headline column: the difference with its 95 % interval
-    and "better" / "worse" only when the interval excludes zero, else "same within noise"
-    (compare.compare: paired bootstrap over the same test items where the rows' per-item scores
-    exist). Without `df_ok` (or intervals) the difference is "untested"."""
+def ablation_comparisons(table: Table, df_ok: pd.DataFrame | None = None) -> list[tuple]:
+    """Each ablation row vs the table's full PaCo-FR row, per headline column: (row label, column,
+    a − full, compare.Comparison or None, digits). The comparison is compare.compare (paired bootstrap
+    over the same test items where the rows' per-item scores exist, the seed / run spread of the
+    cell), its verdict stats.verdict; None without `df_ok` or an interval ("untested")."""
     full = [r for r in table.rows if r.label.startswith("PaCo-FR (full)")]
     if not full:
         return []
     fl = full[0].label
     protocol, fraction = table.selection
-    lines = []
+    out = []
     for r in table.rows:
         if r.label == fl or r.kind != "measured":
             continue
-        parts = []
         for c in table.cols:
             if c.variant != "":
                 continue
             a, b = table.cells.get((r.label, c.key)), table.cells.get((fl, c.key))
             if a is None or b is None:
                 continue
-            digits = 3 if abs(b.mean) < 1 else 2
             cmp = None
             if df_ok is not None and r.label in table.uris and fl in table.uris:
                 cmp = compare(df_ok, table.uris[r.label], table.uris[fl], c.task, c.dataset, protocol, fraction)
-            name = f"{task_name(c.task)} {dataset_name(c.dataset)} {metric_name(c.metric)}"
-            if cmp is None:
-                parts.append(f"{name} {a.mean - b.mean:+.{digits}f} (untested: no interval)")
-            else:
-                parts.append(f"{name} {cmp.text(digits)}")
-        if parts:
-            n_better = sum("(better;" in p for p in parts)
-            n_worse = sum("(worse;" in p for p in parts)
-            lines.append(f"{r.label} vs full (better in {n_better}, worse in {n_worse} of {len(parts)} columns, "
-                         "the rest same within noise or untested): " + "; ".join(parts))
+            out.append((r.label, c, a.mean - b.mean, cmp, 3 if abs(b.mean) < 1 else 2))
+    return out
+
+
+def ablation_deltas(table: Table, df_ok: pd.DataFrame | None = None, comparisons: list | None = None) -> list[str]:
+    """Each ablation row vs the full row, per headline column: the difference with its 95 % interval
+    and the verdict of stats.verdict ("better" / "worse" when the interval excludes zero, "the same"
+    when equivalence within the task's margin is shown, else "not shown"; see ablation_comparisons).
+    Without `df_ok` (or intervals) the difference is "untested"."""
+    comparisons = ablation_comparisons(table, df_ok) if comparisons is None else comparisons
+    by_row: dict[str, list[str]] = {}
+    for label, c, delta, cmp, digits in comparisons:
+        name = f"{task_name(c.task)} {dataset_name(c.dataset)} {metric_name(c.metric)}"
+        by_row.setdefault(label, []).append(f"{name} {delta:+.{digits}f} (untested: no interval)" if cmp is None
+                                            else f"{name} {cmp.text(digits)}")
+    lines = []
+    for label, parts in by_row.items():
+        n_better = sum("(better;" in p for p in parts)
+        n_worse = sum("(worse;" in p for p in parts)
+        n_same = sum("(the same," in p for p in parts)
+        lines.append(f"{label} vs full (better in {n_better}, worse in {n_worse}, the same in {n_same} of "
+                     f"{len(parts)} columns, the rest not shown or untested): " + "; ".join(parts))
     return lines
+
+
+def one_ablation_table(groups: list[tuple[str, list]]) -> str | None:
+    """Every ablation of every component in ONE table: per headline column, ablation − full PaCo-FR
+    with its 95 % interval and its verdict (the main table's interval and stats.verdict).
+    groups: [(component title, ablation_comparisons of its table)]."""
+    cols, rows = {}, {}
+    for title, comps in groups:
+        for label, c, delta, cmp, digits in comps:
+            cols.setdefault(c.key, c)
+            text = (f"{delta:+.{digits}f} (untested)" if cmp is None else
+                    f"{cmp.diff.delta:+.{digits}f} [{cmp.diff.lo:+.{digits}f}, {cmp.diff.hi:+.{digits}f}] {cmp.word}")
+            rows.setdefault((title, label), {})[c.key] = text
+    if not rows:
+        return None
+    order = sorted(cols.values(), key=lambda c: c.sort_key())
+    L = ["| component | ablation | " + " | ".join(c.header() for c in order) + " |",
+         "|---|---|" + "---|" * len(order)]
+    for (title, label), cells in rows.items():
+        L.append(f"| {title} | {label} | " + " | ".join(cells.get(c.key, "–") for c in order) + " |")
+    return "\n".join(L) + "\n"

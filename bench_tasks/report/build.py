@@ -26,6 +26,7 @@ from . import figures as F
 from .ablation_tables import build_ablation_tables
 from .arguments import add_arguments
 from .calibration import calibrated_tasks, calibration_markdown
+from .codebook_curve import codebook_curve, codebook_points
 from .compare import main_protocols, protocol_mask, protocol_text
 from .compute import compute_frame, compute_markdown
 from .diagnostics import write_diagnostics_table
@@ -39,6 +40,7 @@ from .reported import load_reported
 from .summary import render_summary
 from .supervision import supervision_markdown
 from .table_formats import to_latex, to_long_frame, to_markdown, to_wide_frame
+from .tuning import tuning_markdown
 from .user_report import is_study, write_user_report
 
 
@@ -158,6 +160,10 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
         missing.append("no ablation results (no rows of method role `ablation`): ablation tables are empty")
     compute_md, more = _write_compute(methods, out_dir)
     files += more
+    tuning_md = tuning_markdown(rows)  # the tuning stage's trials and val scores (report.tuning)
+    if tuning_md:
+        (out_dir / "tuning.md").write_text(tuning_md)
+        files.append("tuning.md")
     # PaCo-FR diagnostics: the rows' method blocks (copied from each run's summary.json)
     files += write_diagnostics_table(methods, out_dir)
     figures, fig_notes, more = _write_figures(df_ok, methods, protocol, fraction, out_dir, runs_dir, profile,
@@ -179,7 +185,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
         results_files=loaded.files or [str(p) for p in results_paths], loaded=loaded, df_ok=df_ok,
         df_failed=df_failed, problems=problems, main_table=main, main_files=MAIN_FILES, figures=figures,
         figure_notes=fig_notes, ablation_tables=abl_tables, missing_ablations=missing_abl, missing=missing,
-        files=files, reported_count=len(reported), compute_section=compute_md,
+        files=files, reported_count=len(reported), compute_section=(tuning_md + "\n" if tuning_md else "") + (compute_md or ""),
         supervision_section=supervision_markdown(rows))  # bench_tasks.report.supervision
     if calibration:
         summary = summary.rstrip("\n") + "\n\n" + calibration
@@ -278,6 +284,18 @@ def _write_figures(df_ok, methods, protocol, fraction, out_dir: Path, runs_dir, 
             fig_notes["codebook_reconstruction"] = note or ""
             if note:
                 fig_notes["codebook_reconstruction"] = "no reconstruction could be produced (see notes below)"
+            # the result: masked-region error vs codebook size, every run a point (report.codebook_curve)
+            points, cnotes = codebook_points(methods, runs_dir, profile, img_size)
+            fig_notes["extra"] += [n for n in cnotes if n not in fig_notes["extra"]]
+            p, caption = codebook_curve(points, fig_dir / "codebook_curve.png")
+            if p is not None:
+                figures["codebook_curve"] = _rel(p, out_dir)
+                files.append(_rel(p.with_suffix(".csv"), out_dir))
+                fig_notes["codebook_curve_caption"] = caption
+            else:
+                fig_notes["codebook_curve"] = caption
+    if "codebook_curve" not in fig_notes and "codebook_curve" not in figures:
+        fig_notes["codebook_curve"] = fig_notes.get("codebook_reconstruction") or "no runs"
     return figures, fig_notes, files + [v for v in figures.values() if v]
 
 

@@ -9,8 +9,9 @@ and the supervised ceiling (`supervised:<arch>`, protocol `finetune`, fraction 1
 95 % bootstrap interval and the wall time its cell took, and then the two checks of the
 instrument:
 
-  * random-init beats the floor: its interval excludes the floor (`stats.beats_floor`), with the
-    task's head and, shown next to it, with the probe;
+  * random-init beats the floor: the report's floor verdict (score - floor paired over the test
+    items, `compare.floor_comparison`, `stats.floor_verdict`), with the task's head and, shown next
+    to it, with the probe;
   * room for pre-training: the ceiling is at least twice as far from the floor as random-init,
     i.e. (ceiling − floor) / (random − floor) ≥ 2 in the metric's better direction;
 
@@ -30,7 +31,8 @@ from bench_tasks.contracts import uri_scheme
 from bench_tasks.plan.references import PROBE_PROTOCOLS
 from bench_tasks.tasks._ceiling import ceiling_epochs_for
 
-from .compare import design_difference, design_interval
+from .compare import design_difference, design_interval, floor_comparison
+from .discrimination import discriminating_power, power_markdown
 from .frames import rows_to_frames
 
 # the targets for the supervised ceiling on SynthFace (headline metric, orientation-aware)
@@ -64,6 +66,10 @@ class CalibrationRow:
     random_uri: str = ""
     ceiling_uri: str = ""
     ceiling_epochs: str = ""  # the ceiling rows' `ceiling_epochs` (their profile snapshot), "" = task default
+    # the floor verdicts of the report (compare.floor_comparison: score - floor paired over the test
+    # items), when the rows allow them; else the entry's interval against the floor value
+    random_vs_floor: bool | None = None
+    probe_vs_floor: bool | None = None
 
     def _beats_floor(self, e: Entry | None) -> bool | None:
         if self.floor is None or e is None or e.ci is None:
@@ -71,10 +77,10 @@ class CalibrationRow:
         return stats.beats_floor(e.ci, self.floor.value, self.higher_is_better)
 
     def beats_floor(self) -> bool | None:
-        return self._beats_floor(self.random)
+        return self.random_vs_floor if self.random_vs_floor is not None else self._beats_floor(self.random)
 
     def probe_beats_floor(self) -> bool | None:
-        return self._beats_floor(self.probe)
+        return self.probe_vs_floor if self.probe_vs_floor is not None else self._beats_floor(self.probe)
 
     def _room_at(self, ceiling: float) -> float | None:
         """(ceiling − floor) / (random − floor), both distances in the better direction."""
@@ -131,6 +137,14 @@ def _entry(rows: list[dict], metric: str, frame=None) -> Entry | None:
     return Entry(float(np.mean(vals)), ci, float(np.mean(secs)) if secs else None, len(vals))
 
 
+def _floor_word(frame, uri: str, task: str, dataset: str, protocol: str) -> bool | None:
+    """The report's floor verdict (compare.floor_comparison) of one random-init encoder, as a bool."""
+    if frame is None or frame.empty:
+        return None
+    got = floor_comparison(frame, uri, task, dataset, protocol, 1.0)
+    return None if got is None else got.word == stats.BEATS_FLOOR
+
+
 def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
 
     ok = [r for r in rows if r.get("status") == "ok" and r.get("headline")]
@@ -152,8 +166,11 @@ def calibration_rows(rows: list[dict]) -> list[CalibrationRow]:
             heads = [r for r in heads if r["cell"]["backbone"] == uri
                      and r["cell"]["protocol"] == heads[0]["cell"]["protocol"]]
             row.random, row.random_uri = _entry(heads, metric, frame), f"{uri} ({heads[0]['cell']['protocol']})"
+            row.random_vs_floor = _floor_word(frame, uri, task, dataset, heads[0]["cell"]["protocol"])
         if probes:
             row.probe, row.probe_protocol = _entry(probes, probes[0]["headline"], frame), PROBE_PROTOCOLS[task]
+            row.probe_vs_floor = _floor_word(frame, probes[0]["cell"]["backbone"], task, dataset,
+                                             PROBE_PROTOCOLS[task])
         ceil = [r for r in sub if uri_scheme(r["cell"]["backbone"]) == "supervised" and r["cell"]["fraction"] == 1.0]
         if ceil:
             row.ceiling, row.ceiling_uri = _entry(ceil, metric, frame), ceil[0]["cell"]["backbone"]
@@ -204,6 +221,8 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
     cal = [c for c in calibration_rows(rows) if c.random is not None or c.ceiling is not None]
     if not cal:
         return None
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("headline")]
+    frame = rows_to_frames(ok)[0] if ok else None
     lines = [f"## Calibration of the instrument{f' ({profile} profile)' if profile else ''}", "",
              "Floor (best input-free predictor), random-init encoder and supervised ceiling (the same "
              "architecture trained end to end with the task's labels), headline metric, 95 % interval in [ ] "
@@ -245,6 +264,9 @@ def calibration_markdown(rows: list[dict], profile: str | None = None) -> str | 
         lines.append(f"Random-init {c.task} ≤ {RANDOM_MAX[c.task]:g} (no shortcut from colour): "
                      f"{'yes' if ok else '**no**'} ({c.random.value:.2f}).")
     aa = aa_markdown(rows)
+    power = power_markdown(discriminating_power(frame)) if frame is not None else None
+    if power:
+        aa = power + ("\n" + aa if aa else "")
     total = sum(e.seconds for c in cal for e in (c.floor, c.random, c.probe, c.ceiling)
                 if e is not None and e.seconds is not None)
     rand_total = sum(c.random.seconds + (c.probe.seconds if c.probe and c.probe.seconds else 0)
@@ -292,7 +314,7 @@ def aa_check(rows: list[dict], n_boot: int = 1000) -> AAResult:
             return
         out.n += 1
         out.kinds[kind][0] += 1
-        if d.excludes_zero:
+        if stats.verdict(d) in (stats.BETTER, stats.WORSE):  # THE verdict; "the same" / "not shown" are right
             out.false += 1
             out.kinds[kind][1] += 1
             r = a.iloc[0]
@@ -321,8 +343,8 @@ def aa_markdown(rows: list[dict]) -> str | None:
          f"target ≤ {100 * AA_TARGET:.0f} %: {'met' if ok else '**not met**'}.", "",
          "Each null comparison (the same encoder at two evaluation seeds; the same method at two pre-training "
          "runs) goes through the report's statistics layer as any comparison of two encoders does, with the "
-         "compared method's own rows left out of the seed / run pools; a verdict other than \"same within "
-         "noise\" is false."]
+         "compared method's own rows left out of the seed / run pools; a verdict of \"better\" or \"worse\" "
+         "is false."]
     if res.lines:
         L += ["", "False verdicts:", ""] + [f"- {x}" for x in res.lines]
     return "\n".join(L) + "\n"

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench_tasks.plan.references import PROBE_PROTOCOLS
 
-from .compare import _mean_ci, beats_floor, gain, reference_rows, references
+from .compare import _mean_ci, beats_floor, floor_comparison, gain, reference_rows, references
 from .frames import to_float
 from .naming import MethodInfo, dataset_name, lower_is_better, task_name
 from .table import FLAG, FLAG_FOOTNOTE, GAIN_COL, MEAN_GAIN, Col, Table, TCell, TRow
@@ -64,9 +64,28 @@ def add_references(sub: pd.DataFrame, df_ok: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([enc, ref], ignore_index=True) if not ref.empty else enc
 
 
-def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True, calibrated=None) -> None:
-    """For each headline and probe column: flag cells whose interval includes the floor; for each
-    headline column add a normalised
+def _beats_floor(table: Table, row_label: str, c: Col, cell, ref, df_sel: pd.DataFrame,
+                 df_all: pd.DataFrame | None) -> bool | None:
+    """The floor verdict of one cell: score - floor compared as any two rows are
+    (compare.floor_comparison, paired over the same test items where both stored per-item scores),
+    else the cell's interval against the floor value."""
+    uri = table.uris.get(row_label)
+    if uri is not None:
+        if c.variant == "probe":
+            frame, proto, frac = (df_all if df_all is not None else df_sel), c.probe, 1.0
+        else:
+            frame, proto, frac = df_sel, None, None  # df_sel holds the table's protocol and fraction only
+        cmp = floor_comparison(frame, uri, c.task, c.dataset, proto, frac)
+        if cmp is not None:
+            return cmp.word == "beats the floor"
+    return beats_floor(cell.ci, ref)
+
+
+def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True, calibrated=None,
+                     df_all: pd.DataFrame | None = None) -> None:
+    """For each headline and probe column: flag cells that do not beat the floor (the floor verdict
+    of `stats`, on score - floor paired over the test items; `df_all`: the rows of the probe
+    columns' protocols); for each headline column add a normalised
     gain column g = (score - floor) / (ceiling - floor) where floor and ceiling exist, and a mean
     gain over the tasks that have one."""
     refs = references(df_sel)
@@ -79,7 +98,7 @@ def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True,
             cell = table.cells.get((r.label, c.key))
             if cell is None or r.kind in ("floor", "reported"):
                 continue
-            if beats_floor(cell.ci, ref) is False:
+            if _beats_floor(table, r.label, c, cell, ref, df_sel, df_all) is False:
                 cell.flag = FLAG
                 table.flagged.append(f"{r.label}: {c.header()}")
         if ref.ceiling is None or c.variant == "probe":  # a probe is flagged, its gain is not a column

@@ -10,8 +10,10 @@ protocol, fraction, seed, metric, higher_is_better, value, kind, ci, items, ...)
   * `gain(...)` / `beats_floor(...)` (bench_tasks.stats) applied to the frame's aggregates;
   * `compare(df, uri_a, uri_b, task, dataset, ...)`: metric(a) - metric(b) with its 95 % interval,
     paired bootstrap over the same test items (the rows' `items` artifacts, same seeds) where
-    possible, else from the two rows' intervals (unpaired), and the verdict
-    "better" / "worse" / "same within noise".
+    possible, else from the two rows' intervals (unpaired), and the verdict of `stats.verdict`
+    ("better" / "worse" / "the same" within the task's declared equivalence margin / "not shown");
+  * `floor_comparison(...)`: score - floor the same way, whose verdict is the report's † (a score
+    that does not beat its floor).
 """
 
 from __future__ import annotations
@@ -138,13 +140,20 @@ def beats_floor(ci, ref: Reference | None) -> bool | None:
 @dataclass
 class Comparison:
     diff: stats.Difference
-    word: str  # "better" | "worse" | "same within noise"
+    word: str  # stats.verdict: "better" | "worse" | "the same" | "not shown"
     metric: str
+    margin: float | None = None  # the equivalence margin the verdict used (stats.margin_for)
 
     def text(self, digits: int = 2) -> str:
         kind = f"paired; {self.diff.covers}" if self.diff.paired else "unpaired"
+        word = self.word
+        if self.word == stats.SAME:
+            word += f", within ±{self.margin:g}"
+        elif self.word == stats.NOT_SHOWN:
+            word += " (no difference, no equivalence" + (
+                f" within ±{self.margin:g})" if self.margin else ": no margin declared)")
         return (f"{self.diff.delta:+.{digits}f} [{self.diff.lo:+.{digits}f}, {self.diff.hi:+.{digits}f}] "
-                f"({self.word}; {kind})")
+                f"({word}; {kind})")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -304,14 +313,31 @@ def compare(df: pd.DataFrame, uri_a: str, uri_b: str, task: str, dataset: str, p
     a, b = common_seeds(a, b)
     metric = a["metric"].iloc[0]
     hib = bool(a["higher_is_better"].iloc[0])
+    margin = stats.margin_for(task, metric)
     d = design_difference(df, a, b, metric, n_boot)
-    if d is not None:
-        return Comparison(d, stats.verdict(d, hib), metric)
-    ca, cb = _mean_ci(a["ci"]), _mean_ci(b["ci"])
-    if ca is None or cb is None:
+    if d is None:
+        ca, cb = _mean_ci(a["ci"]), _mean_ci(b["ci"])
+        if ca is None or cb is None:
+            return None
+        d = stats.unpaired_difference(float(a["value"].mean()), ca, float(b["value"].mean()), cb)
+    return Comparison(d, stats.verdict(d, hib, margin), metric, margin)
+
+
+def floor_comparison(df: pd.DataFrame, uri, task: str, dataset: str, protocol=None,
+                     fraction: float | None = 1.0, n_boot: int = stats.N_BOOT) -> Comparison | None:
+    """score(uri) - floor on the task's headline (`compare` against the floor row of the same task
+    and dataset: paired over the same test items where both stored per-item scores, so the floor's
+    own noise on these items counts), with the floor verdict as its word ("beats the floor" /
+    "does not beat the floor", stats.floor_verdict). None without a floor row or an interval."""
+    floors = df[(df["task"] == task) & (df["dataset"] == dataset) & (df["kind"] == "floor")] \
+        if "kind" in df else df.iloc[0:0]
+    if floors.empty:
         return None
-    d = stats.unpaired_difference(float(a["value"].mean()), ca, float(b["value"].mean()), cb)
-    return Comparison(d, stats.verdict(d, hib), metric)
+    c = compare(df, uri, floors["uri"].iloc[0], task, dataset, protocol, fraction, n_boot)
+    if c is None:
+        return None
+    hib = bool(floors["higher_is_better"].iloc[0])
+    return Comparison(c.diff, stats.floor_verdict(c.diff, higher_is_better=hib), c.metric)
 
 
 def common_seeds(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

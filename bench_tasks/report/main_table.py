@@ -25,7 +25,7 @@ def build_main_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], report
     table = measured_table(agg, methods, uris, title)
     if not sub.empty:
         add_variant_columns(table, sub[sub["uri"].isin(uris)], df_ok, methods, fraction)
-        add_gain_columns(table, sub, calibrated=calibrated)
+        add_gain_columns(table, sub, calibrated=calibrated, df_all=df_ok)
     table.selection = (protocol, fraction)
     gain_notes = list(table.footnotes)
     notes = []

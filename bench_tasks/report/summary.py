@@ -7,13 +7,20 @@ from collections import Counter
 from bench_tasks.contracts import uri_scheme
 from bench_tasks.store.method import METHOD_LABELS
 
-from .ablation_tables import ablation_deltas
+from .ablation_tables import ablation_comparisons, ablation_deltas, one_ablation_table
 from .compare import compare
+from .discrimination import FLAG as DISC_FLAG
+from .discrimination import discriminating_power, non_discriminating
 from .frames import cell_label
 from .load import first_error_line
 from .naming import dataset_name, metric_name, task_name
 from .table import Table
 from .table_formats import to_markdown
+
+# the verdict rule (bench_tasks.stats.verdict), stated once wherever verdicts are listed
+VERDICT_RULE = ("\"better\" / \"worse\" only when the 95 % interval excludes zero; \"the same\" only when "
+                "two one-sided tests show equivalence within the task's declared margin (the 90 % interval "
+                "inside ±margin, bench_tasks/configs/verdicts/margins.yaml); otherwise \"not shown\"")
 
 SMOKE_BANNER = ("> **⚠ smoke profile: tiny models and few steps prove the pipeline; numbers are not "
                 "meaningful.**")
@@ -53,6 +60,7 @@ def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[s
     if not base or base not in table.uris or df_ok is None or df_ok.empty:
         return []
     protocol, fraction = table.selection
+    weak = non_discriminating(discriminating_power(df_ok, fraction if fraction is not None else 1.0))
     out = []
     for r in table.rows:
         if r.kind not in ("measured", "ceiling") or r.label == base or r.label not in table.uris or r.label in skip:
@@ -67,7 +75,9 @@ def comparison_lines(table: Table, df_ok, base: str | None = None, skip: tuple[s
             ref = table.cells[(base, c.key)].mean
             name = f"{task_name(c.task)} {dataset_name(c.dataset)} {metric_name(c.metric)}" + (
                 f" ({c.probe} probe)" if c.variant == "probe" else "")
-            parts.append(f"{name} {cmp.text(3 if abs(ref) < 1 else 2)}" if cmp else f"{name}: untested (no interval)")
+            p = proto.get(c.task) if isinstance(proto, dict) else proto
+            mark = f" {DISC_FLAG}" if (c.task, c.dataset, p) in weak else ""
+            parts.append(f"{name} {cmp.text(3 if abs(ref) < 1 else 2)}{mark}" if cmp else f"{name}: untested (no interval)")
         if parts:
             out.append(f"- **{r.label}** vs {base}: " + "; ".join(parts))
     return out
@@ -95,22 +105,26 @@ def floors_section(main_table: Table | None, df_ok) -> list[str]:
              "items." if has_floor else "_No floor rows: re-run the plan to add them (they take seconds)._")
     L.append("")
     if main_table.flagged:
-        L += [f"**{len(main_table.flagged)} score(s) do not beat their floor** (the 95 % interval includes the "
-              "input-free predictor's score; marked † in the table):", ""]
+        L += [f"**{len(main_table.flagged)} score(s) do not beat their floor** (the 95 % interval of score − "
+              "floor, paired over the same test items, does not exclude zero; marked † in the table):", ""]
         L += [f"- {f}" for f in main_table.flagged]
     elif has_floor:
-        L.append("Every measured score with an interval beats its floor (interval excludes it).")
+        L.append("Every measured score with an interval beats its floor (the interval of score − floor "
+                 "excludes zero).")
     L.append("")
     cmp = comparison_lines(main_table, df_ok)
     if cmp:
         L += ["Differences from the random-init control (a − control, 95 % interval of the difference; "
-              "\"better\" / \"worse\" only when it excludes zero, else \"same within noise\"; paired "
-              "bootstrap over the same test items where both rows stored per-item scores):", ""] + cmp + [""]
+              + VERDICT_RULE + "; paired bootstrap over the same test items where both rows stored per-item "
+              "scores):", ""] + cmp + [""]
     ours = ours_lines(main_table, df_ok)
     if ours:
         L += ["Differences from PaCo-FR (ours) (a − PaCo-FR at the same pre-training budget; \"better\" / "
-              "\"worse\" is the other method's verdict against PaCo-FR, only when the 95 % interval of the "
-              "difference excludes zero; paired as above):", ""] + ours + [""]
+              "\"worse\" is the other method's verdict against PaCo-FR; " + VERDICT_RULE + "; paired as "
+              "above):", ""] + ours + [""]
+    if any(DISC_FLAG in x for x in cmp + ours):
+        L += [f"{DISC_FLAG}: the column does not discriminate between pre-training methods (calibration.md, "
+              "\"Discriminating power of each task\"): its verdict is no evidence about the methods.", ""]
     return L
 
 
@@ -203,9 +217,12 @@ def _measured_vs_reported(profile, reported_count: int) -> list[str]:
 def _figures_section(figures: dict, figure_notes: dict) -> list[str]:
     L = ["## Figures", ""]
     for name, title in [("data_efficiency", "Data efficiency"), ("robustness_slices", "Robustness slices"),
-                        ("codebook_reconstruction", "Reconstruction vs codebook size")]:
+                        ("codebook_reconstruction", "Reconstruction vs codebook size"),
+                        ("codebook_curve", "Masked-region reconstruction error vs codebook size")]:
         if figures.get(name):
             L += [f"### {title}", "", f"![{title}]({figures[name]})", ""]
+            if figure_notes.get(f"{name}_caption"):
+                L += [figure_notes[f"{name}_caption"], ""]
         else:
             L += [f"### {title}", "", f"_Not drawn: {figure_notes.get(name, 'no data')}._", ""]
     for n in figure_notes.get("extra", []):
@@ -216,15 +233,22 @@ def _figures_section(figures: dict, figure_notes: dict) -> list[str]:
 
 
 def _ablations_section(ablation_tables, missing_ablations, df_ok) -> list[str]:
-    """Each ablation table's differences from the full PaCo-FR row (ablation_deltas)."""
+    """All ablations in one table of differences from the full PaCo-FR (one_ablation_table), then
+    each component's differences as text (ablation_deltas); one comparison each, computed once."""
     L = ["## Ablation highlights", ""]
     if ablation_tables:
+        groups, blocks = [], []
         for _g, t in ablation_tables:
-            L.append(f"**{t.title}**")
-            L.append("")
-            deltas = ablation_deltas(t, df_ok)
-            L += [f"- {d}" for d in deltas] or ["- no overlapping columns with the full PaCo-FR row"]
-            L.append("")
+            comps = ablation_comparisons(t, df_ok)
+            groups.append((t.title.split(" (protocol")[0].removeprefix("Ablation: "), comps))
+            deltas = ablation_deltas(t, df_ok, comps)
+            blocks += [f"**{t.title}**", ""] + ([f"- {d}" for d in deltas]
+                                                or ["- no overlapping columns with the full PaCo-FR row"]) + [""]
+        one = one_ablation_table(groups)
+        if one:
+            L += ["Every ablation against the full PaCo-FR in one table (ablation − full, 95 % interval of the "
+                  "difference under the study's design, as in the main table; " + VERDICT_RULE + "):", "", one]
+        L += blocks
         L += ["Full tables: [ablations.md](ablations.md).", ""]
     else:
         L += ["_No ablation results (runs `abl_*`)._", ""]

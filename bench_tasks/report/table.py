@@ -55,9 +55,10 @@ class Col:
         return f"{task_name(self.task)} {dataset_name(self.dataset)} {metric} {arrow}"
 
 
-FLAG = "†"  # the row's 95 % interval includes its floor: it does not beat the floor
-FLAG_FOOTNOTE = (f"{FLAG}: the 95 % interval includes the floor — this score does not beat the input-free "
-                 "predictor (never bold).")
+FLAG = "†"  # stats.floor_verdict: the score does not beat its floor
+FLAG_FOOTNOTE = (f"{FLAG}: does not beat the input-free predictor: the 95 % interval of score − floor (paired "
+                 "over the same test items, so the floor's own noise counts) does not exclude zero on the "
+                 "better side (stats.floor_verdict; never bold).")
 
 
 @dataclass

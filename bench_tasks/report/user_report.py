@@ -91,7 +91,8 @@ def _same_arch(uri: str, candidates: list[str]) -> str | None:
 
 
 def _verdict_words(word: str, what: str) -> str:
-    return {"better": f"above {what}", "worse": f"below {what}"}.get(word, f"≈ {what} (within noise)")
+    return {"better": f"above {what}", "worse": f"below {what}", "beats the floor": f"above {what}",
+            "the same": f"≈ {what} (equivalent within the margin)"}.get(word, f"no difference from {what} shown")
 
 
 def user_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo]) -> tuple[pd.DataFrame, list[str], list[str]]:
@@ -148,8 +149,9 @@ def user_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo]) -> tuple[pd.
                      "seed-to-seed spread.")
     elif seeds_seen - {1}:
         notes.append("(n=k): mean over k seeds, interval = the mean of the seeds' bootstrap intervals.")
-    notes.append("Verdicts (above / below / within noise) say whether the 95 % interval of the difference "
-                 "excludes zero (paired over test items when per-item scores were kept).")
+    notes.append("Verdicts (bench_tasks.stats.verdict): above / below when the 95 % interval of the difference "
+                 "excludes zero (paired over test items when per-item scores were kept); ≈ when two one-sided "
+                 "tests show equivalence within the task's declared margin; otherwise no difference shown.")
     if not floors:
         missing.append("no floor row (`floor:input-free`): no verdict against the floor")
     arch_of = {methods[u].label: ceiling_uri(u) for u in uris}

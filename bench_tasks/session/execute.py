@@ -25,6 +25,7 @@ from tabulate import tabulate
 from bench_tasks.plan.estimate import actual_line, estimate_plan
 from bench_tasks.plan.profiles import effective_settings, format_settings
 from bench_tasks.session.experiment import Experiment
+from bench_tasks.plan.suite import study_setting
 from bench_tasks.session.planning import StageFailed, StudyStage, study_suite
 from bench_tasks.session.process import apply_threads
 from bench_tasks.store.readers import describe_rejected, inspect, rejected_path
@@ -129,6 +130,17 @@ def print_plan_estimate(exp: Experiment, cells, known_suite_plan=None) -> None:
         print()
         for line in est.lines():
             print(line)
+    tune = study_setting(exp.profile.name, "tune") if exp.spec.is_study and not exp.spec.eval_only else None
+    if tune:  # the tuning stage that runs before stage 1 (bench_tasks.run.tuning)
+        try:
+            from bench_tasks.backbones.base import resolve_device
+            from bench_tasks.run.tuning import tuning_estimate_lines
+
+            for line in tuning_estimate_lines(exp.profile, exp.spec.runs, exp.results, list(tune), exp.spec.overrides,
+                                              exp.spec.budget_by, str(resolve_device(exp.spec.device))):
+                print(line)
+        except Exception as err:  # noqa: BLE001 - an estimate never stops a plan
+            print(f"estimate: no tuning estimate ({type(err).__name__}: {err})")
 
 
 def pretrain_estimate_before(exp: Experiment):
@@ -189,6 +201,12 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print) -> Exper
 
     spec, profile = exp.spec, exp.profile
     pseeds, _ = study_suite(spec, profile)
+    tune = study_setting(profile.name, "tune")
+    if tune:  # the tuning stage first: plan_suite configures each tuned method from its record
+        from bench_tasks.run.tuning import tune_suite
+
+        tune_suite(profile, spec.runs, exp.results, list(tune), log=log, overrides=spec.overrides,
+                   budget_by=spec.budget_by, device=spec.device, progress=spec.progress, data_roots=exp.roots)
     failed: list[tuple[str, str]] = []
     encoders = pretrain_suite(profile, spec.runs, include_ablations=not spec.no_ablations, log=log,
                               progress=spec.progress, overrides=spec.overrides, failed=failed,

@@ -1,12 +1,12 @@
 """The compact table printed at the end of `python -m bench_tasks run`: one line per cell of this
 run, its headline metric, the 95 % CI when the row has one (`row["ci"][headline] = [lo, hi]`), and
 the difference to the task's floor when the results hold a floor row (backbone `floor:...`, same
-task, dataset and profile) with the floor verdict of the report (`stats.floor_verdict` on the
-interval the report gives the cell: all its seeds in the results, the study-design bootstrap of
-`report.compare.design_interval`), so this table and SUMMARY.md never disagree; a failed cell
-shows its cause instead. Only rows made with this plan's settings (and task / data versions) are
-shown: a row of the same cell made with other settings (another run on the same results file)
-shows as "other settings", never as this plan's number."""
+task, dataset and profile) with the floor verdict of the report (`report.compare.floor_comparison`:
+score - floor over all the cell's seeds in the results, paired over the test items, judged by
+`stats.floor_verdict`), so this table and SUMMARY.md never disagree; a failed cell shows its cause
+instead. Only rows made with this plan's settings (and task / data versions) are shown: a row of
+the same cell made with other settings (another run on the same results file) shows as "other
+settings", never as this plan's number."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from bench_tasks.contracts import BackboneURI, Cell, Profile
 from bench_tasks.errors import cause_line
 from bench_tasks.plan.cell_plan import cell_version, version_stale
 from bench_tasks.plan.floors import is_floor
-from bench_tasks.report.compare import design_interval
+from bench_tasks.report.compare import design_interval, floor_comparison
 from bench_tasks.report.load import load_rows
 from bench_tasks.report.tables import rows_to_frames
 from bench_tasks.store.readers import latest_rows
@@ -73,6 +73,11 @@ def floor_word(row: dict, floor_value: float, frame) -> str:
                 & (frame["protocol"] == c.get("protocol")) & (frame["fraction"] == float(c.get("fraction", 1.0)))
                 & (frame["dataset"] == frame.loc[frame["key"] == row.get("key"), "dataset"].iloc[0])] \
         if (frame["key"] == row.get("key")).any() else frame.iloc[0:0]
+    if len(sub):  # the report's own floor verdict: score - floor, paired over the test items
+        cmp = floor_comparison(frame, sub["uri"].iloc[0], sub["task"].iloc[0], sub["dataset"].iloc[0],
+                               c.get("protocol"), float(c.get("fraction", 1.0)))
+        if cmp is not None:
+            return cmp.word
     got = design_interval(frame, sub, sub["metric"].iloc[0]) if len(sub) else None
     ci = [got[0], got[1]] if got else (row.get("ci") or {}).get(row.get("headline"))
     return stats.floor_verdict(ci, floor_value, hib) or "untested: no interval"

@@ -14,13 +14,15 @@ vectorised, exact for ratios of sums (no per-resample re-evaluation), and the sa
 two rows scored on the same items gives the *paired* bootstrap of their difference.
 
 The per-item scores and their intervals are `scores`; the comparisons, verdicts and the normalised
-gain are `design`.
+gain are `design`; the equivalence margins the verdict reads are `margins`
+(bench_tasks/configs/verdicts/margins.yaml).
 """
 
 from bench_tasks.stats.design import (
     BEATS_FLOOR,
     BETTER,
     NOT_ABOVE_FLOOR,
+    NOT_SHOWN,
     SAME,
     WORSE,
     Coverage,
@@ -31,6 +33,8 @@ from bench_tasks.stats.design import (
     beats_floor,
     cluster_weights,
     design_interval,
+    equivalent,
+    floor_difference,
     floor_verdict,
     item_weights,
     normalised_gain,
@@ -41,6 +45,7 @@ from bench_tasks.stats.design import (
     unpaired_difference,
     verdict,
 )
+from bench_tasks.stats.margins import margin_for
 from bench_tasks.stats.scores import (
     ALPHA,
     BOOT_SEED,
@@ -76,6 +81,7 @@ __all__ = [
     "BETTER",
     "WORSE",
     "SAME",
+    "NOT_SHOWN",
     "BEATS_FLOOR",
     "NOT_ABOVE_FLOOR",
     "Difference",
@@ -92,6 +98,9 @@ __all__ = [
     "paired_difference",
     "unpaired_difference",
     "verdict",
+    "equivalent",
+    "floor_difference",
+    "margin_for",
     "normalised_gain",
     "floor_verdict",
     "beats_floor",

@@ -1,9 +1,14 @@
 """Comparisons of rows: paired and unpaired differences under the study's design (items, evaluation
-seeds and pre-training runs resampled together), the "better / worse / same within noise" verdict,
-the floor verdict and the normalised gain (score - floor) / (ceiling - floor).
+seeds and pre-training runs resampled together), THE verdict of a difference, the floor verdict
+built on it, and the normalised gain (score - floor) / (ceiling - floor).
 
-    paired_difference(a, b, "acc")       -> Difference(delta, lo, hi, paired=True)
-    verdict(diff, higher_is_better)      -> "better" | "worse" | "same within noise"
+    paired_difference(a, b, "acc")        -> Difference(delta, lo, hi, paired=True, eq_lo, eq_hi)
+    verdict(diff, higher_is_better, margin)
+        -> "better" | "worse"   the 95 % interval of a - b excludes zero
+        -> "the same"           equivalence shown: two one-sided tests at 5 % each (TOST), i.e. the
+                                90 % interval of a - b inside (-margin, +margin)
+        -> "not shown"          neither (a wide interval across zero is NOT "the same")
+    floor_verdict(score - floor)          -> "beats the floor" only when verdict(...) is "better"
     normalised_gain(score, floor, ceiling) = (score - floor) / (ceiling - floor)
 """
 
@@ -25,8 +30,9 @@ from bench_tasks.stats.scores import (
     percentile_ci,
 )
 
-BETTER, WORSE, SAME = "better", "worse", "same within noise"
+BETTER, WORSE, SAME, NOT_SHOWN = "better", "worse", "the same", "not shown"
 BEATS_FLOOR, NOT_ABOVE_FLOOR = "beats the floor", "does not beat the floor"
+Z90 = 1.6448536269514722  # the one-sided 5 % normal quantile: the TOST interval of an unpaired difference
 
 
 @dataclass
@@ -39,6 +45,10 @@ class Difference:
     paired: bool
     n_seeds: int = 1
     covers: str = "test items only"  # what the interval resamples (Coverage.note)
+    # the (1 - 2 alpha) interval of the same replicates: the two one-sided tests of equivalence (TOST)
+    # at alpha each; None = not computed, the (wider) 1 - alpha interval stands in (conservative)
+    eq_lo: float | None = None
+    eq_hi: float | None = None
 
     @property
     def excludes_zero(self) -> bool:
@@ -266,9 +276,11 @@ def paired_difference(a, b, metric: str, n_boot: int = N_BOOT, alpha: float = AL
     pa, va, ca = side_replicates(sa, metric, w, pools_a, rng, draws)
     pb, vb, cb = side_replicates(sb, metric, w, pools_b if pools_b is not None else pools_a, rng, draws)
     lo, hi = percentile_ci(va - vb, alpha)
+    eq_lo, eq_hi = percentile_ci(va - vb, 2 * alpha)
     cov = Coverage("identities" if clusters is not None else "items", ca.seeds and cb.seeds, ca.runs and cb.runs,
                    max(ca.n_seeds, cb.n_seeds), max(ca.n_runs, cb.n_runs))
-    return Difference(pa - pb, lo, hi, paired=True, n_seeds=max(ca.n_seeds, cb.n_seeds), covers=cov.note())
+    return Difference(pa - pb, lo, hi, paired=True, n_seeds=max(ca.n_seeds, cb.n_seeds), covers=cov.note(),
+                      eq_lo=eq_lo, eq_hi=eq_hi)
 
 
 def unpaired_difference(a: float, a_ci, b: float, b_ci) -> Difference:
@@ -277,18 +289,36 @@ def unpaired_difference(a: float, a_ci, b: float, b_ci) -> Difference:
     se_a = (float(a_ci[1]) - float(a_ci[0])) / (2 * Z95)
     se_b = (float(b_ci[1]) - float(b_ci[0])) / (2 * Z95)
     d = float(a) - float(b)
-    half = Z95 * math.sqrt(se_a**2 + se_b**2)
-    return Difference(d, d - half, d + half, paired=False)
+    se = math.sqrt(se_a**2 + se_b**2)
+    return Difference(d, d - Z95 * se, d + Z95 * se, paired=False, eq_lo=d - Z90 * se, eq_hi=d + Z90 * se)
 
 
-def verdict(diff: Difference, higher_is_better: bool = True) -> str:
-    """THE verdict of a difference (report, SUMMARY, end-of-run table, status, Python API):
-    "better" / "worse" (for a, relative to b) only when the interval of a - b excludes zero, else
-    "same within noise"."""
-    if not (math.isfinite(diff.lo) and math.isfinite(diff.hi)) or not diff.excludes_zero:
-        return "same within noise"
-    up = diff.lo > 0
-    return "better" if up == bool(higher_is_better) else "worse"
+def equivalent(diff: Difference, margin: float | None) -> bool:
+    """Equivalence within +-margin by two one-sided tests (TOST) at alpha each: H0 a - b <= -margin
+    and H0 a - b >= +margin are both rejected, i.e. the (1 - 2 alpha) interval of a - b lies inside
+    (-margin, +margin). False without a margin or an interval."""
+    if margin is None or not math.isfinite(float(margin)) or float(margin) <= 0:
+        return False
+    lo = diff.eq_lo if diff.eq_lo is not None else diff.lo
+    hi = diff.eq_hi if diff.eq_hi is not None else diff.hi
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return False
+    return -float(margin) < lo and hi < float(margin)
+
+
+def verdict(diff: Difference, higher_is_better: bool = True, margin: float | None = None) -> str:
+    """THE verdict of a difference a - b (report tables, SUMMARY.md, the floor marks, the ablation
+    table, the end-of-run table, the Python API):
+      "better" / "worse" (a relative to b) when the 95 % interval of a - b excludes zero;
+      "the same" when equivalence within +-margin is shown by two one-sided tests (`equivalent`);
+      "not shown" otherwise: no difference shown, and no equivalence either (a wide interval across
+      zero, no interval, or no margin declared for the metric: bench_tasks.stats.margins)."""
+    if not (math.isfinite(diff.lo) and math.isfinite(diff.hi)):
+        return NOT_SHOWN
+    if diff.excludes_zero:
+        up = diff.lo > 0
+        return BETTER if up == bool(higher_is_better) else WORSE
+    return SAME if equivalent(diff, margin) else NOT_SHOWN
 
 
 def normalised_gain(score: float, floor: float, ceiling: float, higher_is_better: bool = True) -> float:
@@ -304,18 +334,29 @@ def normalised_gain(score: float, floor: float, ceiling: float, higher_is_better
     return (float(score) - float(floor)) / span
 
 
-def floor_verdict(ci, floor: float, higher_is_better: bool = True) -> str | None:
-    """THE floor verdict: "beats the floor" only when the score's interval excludes the floor on
-    the better side, else "does not beat the floor"; None when unknown."""
-    b = beats_floor(ci, floor, higher_is_better)
-    return None if b is None else (BEATS_FLOOR if b else NOT_ABOVE_FLOOR)
-
-
-def beats_floor(ci, floor: float, higher_is_better: bool = True) -> bool | None:
-    """True when the whole interval is on the better side of the floor; None when unknown."""
+def floor_difference(ci, floor: float) -> Difference | None:
+    """score - floor from the score's interval alone, the floor taken as exact (for rows without
+    per-item scores; with them, compare the two rows: paired_difference(score, floor rows))."""
     if ci is None or floor is None or not math.isfinite(float(floor)):
         return None
     lo, hi = (float(ci[0]), float(ci[1]))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return None
-    return lo > floor if higher_is_better else hi < floor
+    return Difference((lo + hi) / 2 - float(floor), lo - float(floor), hi - float(floor), paired=False)
+
+
+def floor_verdict(x, floor: float | None = None, higher_is_better: bool = True) -> str | None:
+    """THE floor verdict (the report's †, SUMMARY.md, the calibration, the end-of-run table):
+    "beats the floor" only when `verdict(score - floor)` is "better", else "does not beat the floor";
+    None when unknown. x: the Difference score - floor (paired over the same test items: the floor's
+    own noise counts), or the score's interval with `floor` (the floor taken as exact)."""
+    d = x if isinstance(x, Difference) else floor_difference(x, floor)
+    if d is None:
+        return None
+    return BEATS_FLOOR if verdict(d, higher_is_better) == BETTER else NOT_ABOVE_FLOOR
+
+
+def beats_floor(x, floor: float | None = None, higher_is_better: bool = True) -> bool | None:
+    """floor_verdict as a bool (None when unknown)."""
+    v = floor_verdict(x, floor, higher_is_better)
+    return None if v is None else v == BEATS_FLOOR
