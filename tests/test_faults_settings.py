@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 
 from bench_tasks.cli.app import main
-from bench_tasks.session.run_table import format_run_table
 from bench_tasks.contracts import Cell, CellResult
 from bench_tasks.plan.cell_plan import cell_version, make_plan
 from bench_tasks.report.load import load_rows
+from bench_tasks.session.run_table import format_run_table
 from bench_tasks.store.readers import inspect
 from bench_tasks.store.results import ResultsStore
 from bench_tasks.store.rows import make_row

@@ -24,6 +24,7 @@ from pathlib import Path
 from bench_tasks.plan.budget import match_steps
 from bench_tasks.plan.suite import REFERENCE_RUN, study_overrides, suite_definition, suite_runs
 from bench_tasks.stats.margins import margin_for
+from bench_tasks.store.method import dotted_value
 
 TUNING_DIR = "tuning"  # runs/<profile>/tuning/: the trials' run folders and the records
 OBJECTIVES = ("val_gain_in_margins",)
@@ -110,15 +111,6 @@ def tuning_trials(methods: list[str] | None = None, section: dict | None = None)
     return out
 
 
-def _get(cfg: dict, dotted: str):
-    cur = cfg
-    for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur
-
-
 def check_defaults_included(profile_name: str, trials: dict[str, list[Trial]]) -> None:
     """PaCo-FR's own configuration (the profile's, with the study's overrides) must be one of its
     trials: its defaults compete, they do not get a free pass."""
@@ -128,7 +120,7 @@ def check_defaults_included(profile_name: str, trials: dict[str, list[Trial]]) -
         return
     run = {r.name: r for r in suite_runs(False, profile_name)}[REFERENCE_RUN]
     cfg = load_config(profile_name, {**study_overrides(profile_name), **run.overrides})
-    default = {k: _get(cfg, k) for k in trials[REFERENCE_RUN][0].overrides}
+    default = {k: dotted_value(cfg, k) for k in trials[REFERENCE_RUN][0].overrides}
     if not any(all(_same(t.overrides[k], v) for k, v in default.items()) for t in trials[REFERENCE_RUN]):
         raise TuningError(f"PaCo-FR's configuration of profile {profile_name} ({default}) is not one of its "
                           "tuning trials: add its values to `tuning.methods.paco` in the suite file")

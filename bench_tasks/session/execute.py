@@ -24,8 +24,8 @@ from tabulate import tabulate
 
 from bench_tasks.plan.estimate import actual_line, estimate_plan
 from bench_tasks.plan.profiles import effective_settings, format_settings
-from bench_tasks.session.experiment import Experiment
 from bench_tasks.plan.suite import study_setting
+from bench_tasks.session.experiment import Experiment
 from bench_tasks.session.planning import StageFailed, StudyStage, study_suite
 from bench_tasks.session.process import apply_threads
 from bench_tasks.store.readers import describe_rejected, inspect, rejected_path

@@ -103,7 +103,8 @@ def setting_text(component: str, value) -> str:
     return str(value)
 
 
-def _dotted(cfg: dict, key: str):
+def dotted_value(cfg: dict, key: str):
+    """cfg['a']['b'] for key 'a.b'; None when a part is missing."""
     cur = cfg
     for part in key.split("."):
         if not isinstance(cur, dict) or part not in cur:
@@ -156,7 +157,7 @@ def suite_identity(run_name: str, objective: str, role: str, component: str, res
     the supervision (`labels_used`) are read; `teacher`: the run whose encoder is its teacher.
     Runs of one method with other pre-training seeds keep the method's label (their rows differ
     by backbone URI; the statistics pool them by label)."""
-    settings = {c: setting_text(c, _dotted(resolved_config, comp.config_key)) for c, comp in COMPONENTS.items()}
+    settings = {c: setting_text(c, dotted_value(resolved_config, comp.config_key)) for c, comp in COMPONENTS.items()}
     if role == "ablation":
         setting = settings[component]
         label = COMPONENTS[component].label.format(setting)
