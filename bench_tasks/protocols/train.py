@@ -26,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench_tasks.contracts import CellResult
+from bench_tasks.protocols.feature_norm import TapStandardizer
 
 
 @dataclass
@@ -52,14 +53,21 @@ class FitConfig:
 
 
 class BackboneWithHead(nn.Module):
-    """head(backbone(x01, layers)); with `frozen` the backbone runs without gradients."""
+    """head(standardise(backbone(x01, layers))); with `frozen` the backbone runs without gradients.
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, layers: list[int], frozen: bool):
+    `normalize` (default): every tapped feature is standardised per channel with training-split
+    statistics before the head (`feature_norm.TapStandardizer`, fitted by `fit` before the first
+    step), so the head's score does not depend on the scale of the backbone's features. FaRL's
+    exact protocol (`FarlNet`) turns it off."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, layers: list[int], frozen: bool,
+                 normalize: bool = True):
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.layers = layers
         self.frozen = frozen
+        self.input_norm = TapStandardizer() if normalize else None
         if frozen:
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
@@ -70,12 +78,21 @@ class BackboneWithHead(nn.Module):
             self.backbone.eval()
         return self
 
+    def fit_input_stats(self, dataset, batch_size: int, device) -> dict | None:
+        """Estimate the standardiser's statistics on the training `dataset` (once; None when the
+        head reads raw features)."""
+        if self.input_norm is None:
+            return None
+        return self.input_norm.fit_stats(self.backbone, dataset, self.layers, batch_size, device)
+
     def forward(self, x01: torch.Tensor):
         if self.frozen:
             with torch.no_grad():
                 feats = self.backbone(x01, self.layers)
         else:
             feats = self.backbone(x01, self.layers)
+        if self.input_norm is not None:
+            feats = self.input_norm(feats)
         return self.head(feats)
 
 
@@ -159,6 +176,10 @@ def fit(
     With `val_loader=None` (no validation split) the last epoch is the selected one.
     """
     model.to(device)
+    input_norm = None
+    if isinstance(model, BackboneWithHead):  # training-split statistics of the head's inputs, once
+        input_norm = model.fit_input_stats(getattr(train_loader, "dataset"), getattr(train_loader, "batch_size", 64)
+                                           or 64, device)
     opt = torch.optim.AdamW(param_groups(model, cfg, backbone_depth), betas=(0.9, 0.999))
     steps_per_epoch = max(1, len(train_loader))  # type: ignore[arg-type]
     total = cfg.epochs * steps_per_epoch
@@ -190,7 +211,7 @@ def fit(
     model.load_state_dict(sel.best_state)
     model.eval()
     return CellResult(metrics=sel.selected, metrics_last=sel.last, metrics_best_test=sel.best_test,
-                      extra={"history": sel.history})
+                      extra={"history": sel.history, "input_norm": input_norm})
 
 
 class _Steps:

@@ -36,6 +36,7 @@ from bench_tasks.metrics.classification import (
     multilabel_majority,
     multilabel_metrics,
 )
+from bench_tasks.protocols.feature_norm import standardize_rows
 from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
@@ -84,12 +85,10 @@ def settings(profile: Profile, protocol: str) -> dict[str, Any]:
 def _standardize(feats: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-dimension standardisation with the mean / std of the training subset `idx` of
     feats["train"] (frozen features can have scales differing by 30x between dimensions, which a
-    short AdamW run does not undo)."""
-    x = feats["train"][idx]
-    mu = x.mean(0, keepdim=True)
-    sd = x.std(0, keepdim=True).clamp_min(1e-6) if len(idx) > 1 else torch.ones_like(mu)
-    return {s: (v - mu) / sd for s, v in feats.items()}
-
+    short AdamW run does not undo; the result does not depend on the features' scale)."""
+    names = list(feats)
+    out = standardize_rows(feats["train"][idx], *(feats[s] for s in names))
+    return dict(zip(names, out[1:]))
 
 
 @dataclass

@@ -52,6 +52,7 @@ from bench_tasks.metrics.verification import (
     ten_fold_correct,
     verification_metrics,
 )
+from bench_tasks.protocols.feature_norm import standardize_rows
 from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
@@ -255,10 +256,16 @@ class RecognitionTask(Task):
                 f, _ = cached_features(bb, split, layers, prof.image_size, bs, dev, cache, ctx.progress)
                 return torch.cat([f["cls"], f["layer_feats"][:, -1, 1]], dim=1)
 
-            x_train = feats(train)[torch.as_tensor(keep)]
+            x_raw = feats(train)[torch.as_tensor(keep)]
+
+            def std(x):  # the training subset's per-dimension statistics: a scale-free head input
+                return standardize_rows(x_raw, x)[1]
+
+            x_train = std(x_raw)
             evals = []
             for split, pairs in ((val, val_pairs), (test, test_pairs)):
-                evals.append(PairEval(pairs, feats=feats(split), feats_flip=feats(Flipped(split)) if s["flip"] else None,
+                evals.append(PairEval(pairs, feats=std(feats(split)),
+                                      feats_flip=std(feats(Flipped(split))) if s["flip"] else None,
                                       device=dev, flip=s["flip"]))
             info["feature_seconds"] = time.perf_counter() - t1
             torch.manual_seed(cell.seed)  # after the features: a cache miss draws, a hit does not
@@ -321,10 +328,8 @@ class RecognitionTask(Task):
 
         t1 = time.perf_counter()
         x_train = feats(train)[torch.as_tensor(keep)]
-        mu = x_train.mean(0, keepdim=True)
-        sd = x_train.std(0, keepdim=True).clamp_min(1e-6)
-        x_test = (feats(test) - mu) / sd
-        x_flip = (feats(Flipped(test)) - mu) / sd if s["flip"] else None
+        x_test, *x_flip = standardize_rows(x_train, feats(test), *((feats(Flipped(test)),) if s["flip"] else ()))[1:]
+        x_flip = x_flip[0] if x_flip else None
         info["feature_seconds"] = time.perf_counter() - t1
         ev = PairEval(test_pairs, feats=x_test, feats_flip=x_flip, device=torch.device("cpu"), flip=s["flip"])
         identity = torch.nn.Identity()
