@@ -161,7 +161,7 @@ def test_run_cell_row_records_method_version_and_what_ran(tmp_path):
         sys.path.remove(str(tmp_path))
     assert row["status"] == "ok", row["error"]
     assert row["method"] == block("random", "control", label="My random", labels_used="none")
-    assert (row["task_version"], row["protocol_used"], row["head"]) == (1, "linear", "attribute")
+    assert (row["task_version"], row["protocol_used"], row["head"]) == (2, "linear", "attribute")
     assert row["history"] and "train_loss" in row["history"][0]
     assert row["config"]["task"]["head"] == "attribute" and "features_extract_s" in row["provenance"]["timings"]
 

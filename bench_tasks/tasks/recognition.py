@@ -161,6 +161,9 @@ class RecognitionTask(Task):
     default_datasets = ("lfw", "lfw_bin", "cfp_fp", "agedb_30")  # the runner adds synthface
     protocols = ("linear", "frozen", "finetune", "cosine")
     headline = "acc"
+    # 2: scale-free head inputs (per-channel standardised tapped features) and the head's learning
+    # rate chosen on val from a grid (old rows are recomputed)
+    version = 2
     higher_is_better = True
 
     @classmethod
