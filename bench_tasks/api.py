@@ -189,7 +189,7 @@ def _checked_plan(backbone, opts, data_root, name, threads, log):
         task_ds = build_task_datasets(opts, roots, log=log)
     except PlanError as err:
         raise PlanInvalid(problems or [str(err.code)]) from None
-    problems += check_data(task_ds, roots, prof)
+    problems += check_data(task_ds, roots, prof, fractions=parse_fractions(opts.fractions)[0])
     bb, uri, bad = _checked_backbone(backbone, name, task_ds, prof, opts.device)
     problems += bad
     if not task_ds:

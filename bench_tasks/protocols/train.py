@@ -28,6 +28,11 @@ from tqdm.auto import tqdm
 from bench_tasks.contracts import CellResult
 from bench_tasks.protocols.feature_norm import TapStandardizer
 
+# the fewest training items any trained head accepts: BatchNorm in a head (the dense FPN / UPerHead,
+# the recognition embedding) cannot train on a batch of one; the plan refuses smaller training
+# sets before anything runs (plan.validate.check_data), `fit` refuses them too
+MIN_TRAIN_ITEMS = 2
+
 
 @dataclass
 class FitConfig:
@@ -175,6 +180,13 @@ def fit(
     On return the model holds the weights of the selected epoch (the EMA weights when EMA is on).
     With `val_loader=None` (no validation split) the last epoch is the selected one.
     """
+    try:
+        n_train = len(train_loader.dataset)  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # a plain iterable of batches: nothing to check
+        n_train = MIN_TRAIN_ITEMS
+    if n_train < MIN_TRAIN_ITEMS:
+        raise ValueError(f"{desc}: {n_train} training item(s); a trained head needs at least {MIN_TRAIN_ITEMS} "
+                         "(its BatchNorm layers cannot train on a batch of one)")
     model.to(device)
     input_norm = None
     if isinstance(model, BackboneWithHead):  # training-split statistics of the head's inputs, once

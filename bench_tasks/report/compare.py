@@ -295,12 +295,14 @@ def compare(df: pd.DataFrame, uri_a: str, uri_b: str, task: str, dataset: str, p
     (stats.paired_difference: one set of item weights shared by every seed of both sides, seed /
     run spread from the cell's pools, identities for verification) where both sides stored per-item
     scores on the same test items; else unpaired from the mean value and mean interval of each side.
-    None when either side has no row or no interval. uri_a / uri_b may be a list of URIs: the
+    None when either side has no row or no interval, or too few test items for a verdict. uri_a / uri_b may be a list of URIs: the
     pre-training runs of one method."""
     a = pd.concat([_select(df, u, task, dataset, protocol, fraction) for u in _as_list(uri_a)])
     b = pd.concat([_select(df, u, task, dataset, protocol, fraction) for u in _as_list(uri_b)])
     if a.empty or b.empty:
         return None
+    if any(bool(side["too_few"].any()) for side in (a, b) if "too_few" in side):
+        return None  # fewer test items than stats.MIN_TEST_ITEMS: no verdict
     a, b = common_seeds(a, b)
     metric = a["metric"].iloc[0]
     hib = bool(a["higher_is_better"].iloc[0])

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from bench_tasks.plan.references import ceiling_uri
+from bench_tasks.stats.scores import TOO_FEW_ITEMS
 
 from .compare import compare, fmt_ci, main_protocols
 from .frames import cell_label
@@ -116,7 +117,9 @@ def user_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo]) -> tuple[pd.
             v, ci, n = _value_ci(sub)
             seeds_seen.add(n)
             text = _fmt(v, ci) + (f" (n={n})" if n > 1 else "")
-            if role_of(m) in ("yours", "random init"):
+            if "too_few" in sub and bool(sub["too_few"].any()):
+                text += f"; {TOO_FEW_ITEMS}"
+            elif role_of(m) in ("yours", "random init"):
                 words = []
                 for ref, what in ((floors[0] if floors else None, "floor"),
                                   (_same_arch(u, randoms) if role_of(m) == "yours" else None, "random init")):

@@ -41,7 +41,7 @@ from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import DATASETS, HEADS
-from bench_tasks.stats import ItemScores, multiclass_items, multilabel_items, multilabel_items_from_pred
+from bench_tasks.stats import ItemScores, items_note, multiclass_items, multilabel_items, multilabel_items_from_pred
 from bench_tasks.tasks._ceiling import ceiling_recipe
 from bench_tasks.tasks._floors import floor_result, item_slices, train_and_test
 from bench_tasks.tasks._targets import known_targets, target_tensor
@@ -105,6 +105,7 @@ class _TrainData:
     eval_bs: int
     names: list
     metrics_sel: dict = field(default_factory=dict)
+    items_note: dict = field(default_factory=dict)
 
 
 def _predict(m, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,7 +294,7 @@ class ClassificationTask(Task):
         result.config = {"protocol": cell.protocol, "head": head_name, "layers": layers, "image_size": size,
                          "n_train": d.n_train, "standardize": bool(st.get("standardize")), "n_val": len(d.val_ds),
                          "n_test": len(d.test_ds), "num_outputs": len(d.names), "class_names": d.names,
-                         **{k: v for k, v in cfg.__dict__.items() if k != "extra"}}
+                         **{k: v for k, v in cfg.__dict__.items() if k != "extra"}, **d.items_note}
         result.timings, result.history = timings, list(result.extra.get("history", []))
         result.protocol_used, result.head = cell.protocol, head_name
         result.extra = {"selected_check": {k: d.metrics_sel.get(k) for k in (self.headline,)}}
@@ -376,5 +377,6 @@ class ClassificationTask(Task):
         result.artifacts.update(self.write_artifacts(ctx, d.names, confusion, history))
         items = self.item_scores(logits, y, d.names)
         result.ci = items.ci()
+        d.items_note = items_note(items)
         result.artifacts["items"] = ctx.artifact_relpath(items.save(ctx.artifact_dir() / "items.npz"))
         result.slices.update(slices)

@@ -30,6 +30,7 @@ from bench_tasks.metrics import landmarks as LM
 from bench_tasks.metrics.items import landmark_items
 from bench_tasks.protocols.farl import cell_image_size, run_farl
 from bench_tasks.registry import TASKS
+from bench_tasks.stats import items_note
 from bench_tasks.tasks import _dense as D
 from bench_tasks.tasks import _heatmaps as H
 from bench_tasks.tasks._floors import floor_result, train_and_test
@@ -177,7 +178,7 @@ class LandmarksTask(Task):
             metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
             slices=slices, artifacts=artifacts, ci=items.ci(),
             history=res.extra.get("history", []), protocol_used=protocol, head=D.DENSE_HEAD,
-            config={**st, "layers": layers, "num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
+            config={**st, **items_note(items), "layers": layers, "num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
                     "eyes": list(test.meta.get("eyes", (36, 45))),
                     **({"bce_weight": BCE_WEIGHT} if st["landmark_loss"] == "farl" else {})},
         )

@@ -57,7 +57,7 @@ from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import DATASETS, TASKS
-from bench_tasks.stats import ItemScores
+from bench_tasks.stats import ItemScores, items_note
 from bench_tasks.stats.pairs import Pairs, make_pair_sets, make_pairs
 from bench_tasks.tasks._ceiling import ceiling_recipe
 from bench_tasks.tasks._floors import floor_result
@@ -308,6 +308,7 @@ class RecognitionTask(Task):
         info["history"] = res.extra.get("history", [])
         # the model holds the selected epoch's weights: per-pair scores of the test pairs for the CI
         items = pair_items(evals[1].embeddings(model), test_pairs["all"])
+        info.update(items_note(items))
         ci, artifacts = self.store_items(ctx, items)
         info["seconds"] = time.perf_counter() - t0
         return CellResult(metrics=metrics, metrics_last=last, metrics_best_test=best, slices=slices,
@@ -338,6 +339,7 @@ class RecognitionTask(Task):
         identity = torch.nn.Identity()
         metrics, slices = _split_slices(ev.evaluate(identity))
         items = pair_items(ev.embeddings(identity), test_pairs["all"])
+        info.update(items_note(items))
         ci, artifacts = self.store_items(ctx, items)
         info["probe"] = "cosine of [final CLS ; mean last-block patch token], standardised with train-split stats"
         info["seconds"] = time.perf_counter() - t0
