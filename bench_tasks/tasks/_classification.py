@@ -295,6 +295,8 @@ class ClassificationTask(Task):
                          "n_train": d.n_train, "standardize": bool(st.get("standardize")), "n_val": len(d.val_ds),
                          "n_test": len(d.test_ds), "num_outputs": len(d.names), "class_names": d.names,
                          **{k: v for k, v in cfg.__dict__.items() if k != "extra"}, **d.items_note}
+        if result.extra.get("input_norm"):
+            result.config["input_norm"] = result.extra["input_norm"]
         result.timings, result.history = timings, list(result.extra.get("history", []))
         result.protocol_used, result.head = cell.protocol, head_name
         result.extra = {"selected_check": {k: d.metrics_sel.get(k) for k in (self.headline,)}}

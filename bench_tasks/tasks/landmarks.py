@@ -178,7 +178,7 @@ class LandmarksTask(Task):
             metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
             slices=slices, artifacts=artifacts, ci=items.ci(),
             history=res.extra.get("history", []), protocol_used=protocol, head=D.DENSE_HEAD,
-            config={**st, **items_note(items), "layers": layers, "num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
+            config={**st, **items_note(items), "input_norm": res.extra.get("input_norm"), "layers": layers, "num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
                     "eyes": list(test.meta.get("eyes", (36, 45))),
                     **({"bce_weight": BCE_WEIGHT} if st["landmark_loss"] == "farl" else {})},
         )

@@ -201,7 +201,7 @@ class ParsingTask(Task):
             metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
             slices=slices, artifacts=artifacts, ci=items.ci(),
             history=res.extra.get("history", []), protocol_used=protocol, head=D.DENSE_HEAD,
-            config={**st, **items_note(items), "layers": layers, "classes": classes,
+            config={**st, **items_note(items), "input_norm": res.extra.get("input_norm"), "layers": layers, "classes": classes,
                     "warp_back": bool(test.meta.get("warp_back")),
                     **({"class_weights": [round(float(x), 4) for x in weight]} if weight is not None else {})},
         )

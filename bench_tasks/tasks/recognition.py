@@ -306,6 +306,8 @@ class RecognitionTask(Task):
         last, _ = _split_slices(res.metrics_last)
         best, _ = _split_slices(res.metrics_best_test)
         info["history"] = res.extra.get("history", [])
+        if res.extra.get("input_norm"):
+            info["input_norm"] = res.extra["input_norm"]
         # the model holds the selected epoch's weights: per-pair scores of the test pairs for the CI
         items = pair_items(evals[1].embeddings(model), test_pairs["all"])
         info.update(items_note(items))
