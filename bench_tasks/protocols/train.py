@@ -178,7 +178,9 @@ def fit(
     loss_fn(model_output, targets) -> scalar; evaluate(model, loader) -> {metric: float}
     (the model is in eval mode; `cfg.select_metric` must be one of its keys).
     On return the model holds the weights of the selected epoch (the EMA weights when EMA is on).
-    With `val_loader=None` (no validation split) the last epoch is the selected one.
+    With `val_loader=None` (no validation split) the last epoch is the selected one. With
+    `test_loader=None` the test split is not read (a run of `selection.select_and_fit`'s grid):
+    `metrics` then hold the selected epoch and its `val_score` only.
     """
     try:
         n_train = len(train_loader.dataset)  # type: ignore[attr-defined]
@@ -214,7 +216,7 @@ def fit(
         eval_model = ema.module if ema is not None else model
         eval_model.eval()
         with torch.no_grad():
-            test = evaluate(eval_model, test_loader)
+            test = evaluate(eval_model, test_loader) if test_loader is not None else None
             val = evaluate(eval_model, val_loader) if val_loader is not None else None
         sel.record(epoch, running / steps_per_epoch, val, test, eval_model)
     steps.bar.close()
@@ -274,7 +276,7 @@ class _Selection:
         self.last: dict[str, float] = {}
         self.best_state: dict[str, torch.Tensor] = {}
 
-    def record(self, epoch: int, train_loss: float, val: dict | None, test: dict, eval_model: nn.Module) -> None:
+    def record(self, epoch: int, train_loss: float, val: dict | None, test: dict | None, eval_model: nn.Module) -> None:
         cfg = self.cfg
         if val is None:  # no validation split: the last epoch is selected
             val = {cfg.select_metric: float(epoch)}
@@ -285,11 +287,13 @@ class _Selection:
             raise KeyError(f"select_metric {cfg.select_metric!r} not in evaluated metrics {sorted(val)}")
         self.history.append({"epoch": epoch, "train_loss": train_loss,
                              **({f"val/{k}": v for k, v in val.items()} if self.has_val else {}),
-                             **{f"test/{k}": v for k, v in test.items()}})
+                             **{f"test/{k}": v for k, v in (test or {}).items()}})
         if _better(val[cfg.select_metric], self.best_val, select_higher):
             self.best_val = val[cfg.select_metric]
-            self.selected = dict(test, selected_epoch=epoch, **({"val_score": self.best_val} if self.has_val else {}))
+            self.selected = dict(test or {}, selected_epoch=epoch, **({"val_score": self.best_val} if self.has_val else {}))
             self.best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
+        if test is None:  # a selection run: the test split is not read
+            return
         if _better(test[cfg.select_metric], self.best_test_score, cfg.higher_is_better):
             self.best_test_score = test[cfg.select_metric]
             self.best_test = dict(test, epoch=epoch)
