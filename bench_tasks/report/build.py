@@ -25,6 +25,7 @@ from bench_tasks.store.provenance import git_state
 from . import figures as F
 from .ablation_tables import build_ablation_tables
 from .calibration import calibrated_tasks, calibration_markdown
+from .fairness import fairness_markdown
 from .compare import main_protocols, protocol_mask, protocol_text
 from .compute import compute_frame, compute_markdown
 from .diagnostics import write_diagnostics_table
@@ -150,6 +151,9 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     files += _write_table_set(build_protocol_tables(df_ok, methods, calibrated), out_dir, "protocols", "tab:protocol", "protocol")
     calibration, more = _write_calibration(rows, profile, label_scaling, out_dir)
     files += more
+    fair = fairness_markdown(df_ok, methods)  # ceilings not reached, learning rates chosen, sizes
+    if fair:
+        calibration = (calibration.rstrip("\n") + "\n\n" if calibration else "") + fair
     abl_tables, missing_abl = build_ablation_tables(df_ok, methods, protocol, fraction, calibrated) if protocol else ([], [])
     files += _write_table_set(abl_tables, out_dir, "ablations", "tab:abl", "ablation")
     if not abl_tables:

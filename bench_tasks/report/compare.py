@@ -28,6 +28,7 @@ from bench_tasks import stats
 from bench_tasks.plan.references import matching_ceiling
 from bench_tasks.stats.pairs import clusters_from_pair_ids, shared_clusters
 
+from .fairness import unreached_ceilings
 from .naming import task_name
 
 PROTOCOL_PREFERENCE = ("linear", "frozen", "finetune")
@@ -83,12 +84,15 @@ class Reference:
     ceiling_ci: list | None = None
     higher_is_better: bool = True
     ceilings: dict = field(default_factory=dict)  # ceiling uri -> (mean over seeds, mean ci)
+    # ceilings that do not beat an encoder / random init of their architecture (report.fairness):
+    # no gain against them
+    not_reached: set = field(default_factory=set)
 
     def for_encoder(self, uri: str | None) -> Reference:
         """This reference with the ceiling of `uri`'s own architecture and input size
         (bench_tasks.plan.references.matching_ceiling), or no ceiling when the plan has none of it."""
         got = matching_ceiling(uri, self.ceilings) if uri else None
-        value, ci = self.ceilings.get(got, (None, None))
+        value, ci = self.ceilings.get(got, (None, None)) if got not in self.not_reached else (None, None)
         return replace(self, ceiling=value, ceiling_ci=ci)
 
 
@@ -102,6 +106,7 @@ def _mean_ci(cis) -> list | None:
 def references(df: pd.DataFrame) -> dict[tuple[str, str], Reference]:
     out: dict[tuple[str, str], Reference] = {}
     ref = reference_rows(df)
+    unreached = unreached_ceilings(df)  # ceilings an encoder of their architecture beats
     for (task, ds), sub in ref.groupby(["task", "dataset"], sort=False):
         r = Reference(higher_is_better=bool(sub["higher_is_better"].iloc[0]))
         fl = sub[sub["kind"] == "floor"]
@@ -113,6 +118,7 @@ def references(df: pd.DataFrame) -> dict[tuple[str, str], Reference]:
             # several ceiling archs: the best one is the ceiling
             per = ce.groupby("uri")["value"].mean()
             r.ceilings = {u: (float(v), _mean_ci(ce[ce["uri"] == u]["ci"])) for u, v in per.items()}
+            r.not_reached = {u for u in r.ceilings if (task, ds, u) in unreached}
             best = per.idxmax() if r.higher_is_better else per.idxmin()
             r.ceiling = float(per[best])
             r.ceiling_ci = _mean_ci(ce[ce["uri"] == best]["ci"])

@@ -61,11 +61,12 @@ def rows_to_frames(rows: list[dict]):
                    "too_few": task_cfg.get("verdict") == TOO_FEW_ITEMS,
                    # the head's hyper-parameter chosen on val (protocols.selection), when a grid ran
                    "selection": task_cfg.get("selection"),
+                   "image_size": task_cfg.get("image_size") or task_cfg.get("size") or farl.get("input_size"),
                    "method_label": methods[uri].label,  # before _disambiguate: shared by a method's runs
                    "pretrain_seed": (r.get("method") or {}).get("pretrain_seed")})
     ok_cols = ["key", "uri", "task", "dataset", "protocol", "fraction", "seed", "profile", "provenance",
                "metric", "higher_is_better", "value", "slices", "kind", "ci", "ci_all", "metrics", "items",
-               "farl_exact", "too_few", "selection", "method_label", "pretrain_seed"]
+               "farl_exact", "too_few", "selection", "image_size", "method_label", "pretrain_seed"]
     df = pd.DataFrame(ok, columns=ok_cols)
     fdf = pd.DataFrame(failed, columns=["key", "uri", "task", "dataset", "protocol", "fraction", "seed",
                                         "profile", "provenance", "status", "error"])

@@ -253,7 +253,8 @@ class RecognitionTask(Task):
                       "pairs": {f"val/{k}": len(p) for k, p in val_pairs.items()} | {f"test/{k}": len(p) for k, p in test_pairs.items()},
                       "pair_info": {k: {a: b for a, b in p.info.items() if isinstance(b, (int, float, str))}
                                     for k, p in test_pairs.items()},
-                      "settings": {k: v for k, v in s.items()}, "data_seconds": t_data}
+                      "settings": {k: v for k, v in s.items()}, "data_seconds": t_data,
+                      "image_size": int(ctx.profile.image_size)}
         if cell.protocol == "cosine":
             return self.run_cosine(ctx, s, train, keep, test, test_pairs, info, t0)
         if cell.protocol == "linear":
