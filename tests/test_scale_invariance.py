@@ -45,6 +45,7 @@ TOY = dataclasses.replace(
            "linear.epochs": 3, "concat.epochs": 3,
            "recognition": {"emb_dim": 32, "n_pairs": 200, "n_hard_pairs": 60}})
 BACKBONE = "random:vit_tiny@32/8/d2"
+FAST = {("attributes", "linear"), ("expression", "concat"), ("recognition", "cosine")}
 
 needs_mmseg = pytest.mark.skipif(
     not mmseg_available() and not os.environ.get("CI"),
@@ -105,7 +106,8 @@ def registered_cells():
             if protocol.startswith("farl-"):
                 continue  # FaRL's exact recipe: documented below, not standardised
             marks = [needs_mmseg] if name in ("parsing", "landmarks") else []
-            slow = name in ("parsing", "landmarks") or protocol == "finetune"
+            # the fast tier keeps the cheap cached-feature probes; every other pair runs in the slow tier
+            slow = (name, protocol) not in FAST
             cells.append(pytest.param(name, protocol, id=f"{name}-{protocol}",
                                       marks=[*marks, *([pytest.mark.slow] if slow else [])]))
     return cells
