@@ -88,7 +88,7 @@ def test_a_ceiling_below_the_encoder_is_flagged_in_the_report(tmp_path):
     assert re.search(r"timm \(mine\)\s*\|\s*64\s*\|\s*224\s*\|", summary)  # evaluated at 64, made for 224
 
 
-def test_a_ceiling_abovedef test_a_ceiling_above_them_is_not_flagged():
+def test_a_ceiling_above_them_is_not_flagged():
     df = pd.DataFrame([
         {"uri": MINE, "kind": "measured", "task": "t", "dataset": "d", "protocol": "linear", "fraction": 1.0,
          "value": 60.0, "higher_is_better": True},
