@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from format_fixtures import write_300w_pts
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -15,7 +16,6 @@ from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.plan.validate import check_data
 from bench_tasks.protocols.train import MIN_TRAIN_ITEMS, FitConfig, fit
 from bench_tasks.registry import load_all
-from format_fixtures import write_300w_pts
 
 load_all()
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from bench_tasks.backbones.native import vit_shape
 from bench_tasks.contracts import uri_scheme
 from bench_tasks.plan.floors import is_floor
+from bench_tasks.protocols.selection import grid_of
 from bench_tasks.registry import TASKS
 from bench_tasks.tasks._ceiling import ceiling_epochs_for, is_ceiling
-from bench_tasks.protocols.selection import grid_of
 from bench_tasks.tasks._classification import settings
 from bench_tasks.tasks._dense import dense_grid, dense_settings
 from bench_tasks.tasks.recognition import settings_for

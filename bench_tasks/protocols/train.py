@@ -192,7 +192,7 @@ def fit(
     model.to(device)
     input_norm = None
     if isinstance(model, BackboneWithHead):  # training-split statistics of the head's inputs, once
-        input_norm = model.fit_input_stats(getattr(train_loader, "dataset"), getattr(train_loader, "batch_size", 64)
+        input_norm = model.fit_input_stats(train_loader.dataset, getattr(train_loader, "batch_size", 64)
                                            or 64, device)
     opt = torch.optim.AdamW(param_groups(model, cfg, backbone_depth), betas=(0.9, 0.999))
     steps_per_epoch = max(1, len(train_loader))  # type: ignore[arg-type]

@@ -25,10 +25,10 @@ from bench_tasks.store.provenance import git_state
 from . import figures as F
 from .ablation_tables import build_ablation_tables
 from .calibration import calibrated_tasks, calibration_markdown
-from .fairness import fairness_markdown
 from .compare import main_protocols, protocol_mask, protocol_text
 from .compute import compute_frame, compute_markdown
 from .diagnostics import write_diagnostics_table
+from .fairness import fairness_markdown
 from .frames import pick_fraction, rows_to_frames
 from .label_scaling import label_scaling_markdown, read_rows
 from .load import load_rows

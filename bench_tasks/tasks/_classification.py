@@ -44,7 +44,13 @@ from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.selection import grid_of, select_and_fit
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import DATASETS, HEADS
-from bench_tasks.stats import ItemScores, items_note, multiclass_items, multilabel_items, multilabel_items_from_pred
+from bench_tasks.stats import (
+    ItemScores,
+    items_note,
+    multiclass_items,
+    multilabel_items,
+    multilabel_items_from_pred,
+)
 from bench_tasks.tasks._ceiling import ceiling_recipe, is_ceiling
 from bench_tasks.tasks._floors import floor_result, item_slices, train_and_test
 from bench_tasks.tasks._targets import known_targets, target_tensor
