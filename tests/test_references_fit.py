@@ -39,7 +39,9 @@ def test_a_timm_checkpoint_gets_ceiling_and_random_init_at_its_evaluation_size(t
     # every cell of the encoder, again with its architecture untrained at 64 px
     assert {(c.task, c.protocol, c.fraction) for c in ctrl} == {(c.task, c.protocol, c.fraction) for c in cells}
     assert {c.backbone for c in ctrl} == {"random:vit_tiny@64/16/d12"}
-    assert any("supervised:vit_tiny@64/16/d12" in line for line in ceiling_lines(full))
+    lines = ceiling_lines(full)
+    assert any(ln.startswith("ceiling: supervised:vit_tiny@64/16/d12 (") and "native size 224" in ln for ln in lines)
+    assert any(ln.startswith("random-init control: random:vit_tiny@64/16/d12 (") for ln in lines)
 
 
 def _row(uri, protocol, value, kind_ci=(1.0, 1.0), fraction=1.0, selection=None):

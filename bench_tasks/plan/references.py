@@ -187,27 +187,35 @@ def matching_ceiling(encoder_uri: str, ceiling_uris: Iterable[str]) -> str | Non
 
 
 def ceiling_lines(cells: Sequence[Cell], enabled: bool = True) -> list[str]:
-    """One line per ceiling of the plan (which encoders it is the ceiling of) and one per encoder
-    without one (why not)."""
+    """One line per ceiling of the plan (which encoders it is the ceiling of, at which size), one per
+    random-init control, and one per encoder without a ceiling (why not)."""
     enc = list(dict.fromkeys(c.backbone for c in cells if not is_reference(c.backbone)))
     if not enc:
         return []
-    if not enabled:
-        return ["ceilings: none (--no-ceilings): no normalised gain in the report"]
-    by: dict[str, list[str]] = {}
-    out = []
+    planned = list(dict.fromkeys(c.backbone for c in cells if is_ceiling(c.backbone)))
+    controls = {c.backbone for c in cells if uri_parts(c.backbone)[0] == "random"}
+    out, head = [], []
     for uri in enc:
         u, why = _ceiling(uri)
         if u is None:
             out.append(f"ceiling: none for {uri}: {why}")
-        else:
-            by.setdefault(u, []).append(uri)
-    planned = {c.backbone for c in cells if is_ceiling(c.backbone)}
-    for u, uris in by.items():
-        who = uris[0] if len(uris) == 1 else f"{len(uris)} encoders"
-        state = "" if u in planned else " (not in this plan: its tasks have no fine-tune protocol)"
-        out.insert(0, f"ceiling: {u} (the architecture and input size of {who}){state}")
-    return out
+            continue
+        native = u.partition("@")[2].split("/")[0] or "any"
+        mine = [p for p in planned if same_architecture(uri, p)]
+        if enabled:
+            for p in mine:
+                head.append(f"ceiling: {p} (the architecture of {uri}, built at the size it is evaluated at; "
+                            f"native size {native})")
+            if not mine:
+                head.append(f"ceiling: {u} (the architecture of {uri}; not in this plan: its tasks have no "
+                            "fine-tune protocol)")
+        if uri_parts(uri)[0] == "random":
+            continue  # a random init is its own control
+        for ctrl in sorted(c for c in controls if same_architecture(uri, c)):
+            head.append(f"random-init control: {ctrl} (the architecture of {uri}, untrained, every cell of it)")
+    if not enabled:
+        head.insert(0, "ceilings: none (--no-ceilings): no normalised gain in the report")
+    return list(dict.fromkeys(head)) + out
 
 
 def _paco_fr_arch(path: str) -> str | None:
