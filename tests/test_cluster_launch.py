@@ -130,10 +130,12 @@ def test_group_cells_by_backbone_and_profile_defaults():
 
 
 def _row(cell, status, wall):
+    from bench_tasks.registry import TASKS
     from bench_tasks.store.rows import make_row
 
     r = make_row(cell, status, headline="acc", provenance={"started": "2026-01-01T00:00:00+00:00",
-                                                           "wall_time_s": wall})
+                                                           "wall_time_s": wall},
+                 task_version=TASKS.get(cell.task).version)
     r["metrics"] = {"acc": 50.0}
     return r
 

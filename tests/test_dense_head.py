@@ -36,12 +36,17 @@ def test_uperhead_is_mmseg_and_trains_through_adapter():
     assert head.uper.psp_modules is not None and len(head.uper.psp_modules) == 4  # pool scales 1, 2, 3, 6
     model = BackboneWithHead(bb, head, layers, frozen=False)
     x = torch.rand(2, 3, 32, 32)
+    data = [(x[i], 0) for i in range(2)]
+    with pytest.raises(RuntimeError, match="fit_stats"):  # the head reads standardised features only
+        model(x)
+    model.fit_input_stats(data, 2, "cpu")  # what `fit` does before the first step
     out = model(x)
     assert out.shape == (2, 5, 8, 8)  # x4 of the 2x2 token grid = stride 4
     out.square().mean().backward()
     assert head.uper.conv_seg.weight.grad is not None and head.fpn.branches[0][0].weight.grad is not None
     assert bb.vit.vit.blocks[3].mlp.fc1.weight.grad is not None
     frozen = BackboneWithHead(build_backbone("random:vit_tiny", 32), head, layers, frozen=True)
+    frozen.fit_input_stats(data, 2, "cpu")
     frozen.train()
     frozen(x).mean().backward()
     assert all(p.grad is None for p in frozen.backbone.parameters())

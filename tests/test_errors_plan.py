@@ -136,10 +136,19 @@ def test_empty_dataset_folder(tmp_path, capsys, results, dry):
 
 def test_valid_data_passes_the_check(tmp_path, capsys, results):
     _celeba(tmp_path / "data" / "celeba")
+    # two training images: fraction 1 only (the smoke profile's 0.1 would leave one, which the plan
+    # refuses: test_too_few_training_images_are_refused_before_anything_runs)
     rc, text = run(capsys, "--tasks", "attributes", "--datasets", "celeba", "--data-root", str(tmp_path / "data"),
-                   "--backbones", BB, "--results", str(results), "--dry-run")
+                   "--backbones", BB, "--results", str(results), "--fractions", "1", "--dry-run")
     assert rc == 0, text
     assert "todo" in text
+
+
+def test_too_few_training_images_are_refused_before_anything_runs(tmp_path, capsys, results):
+    _celeba(tmp_path / "data" / "celeba")
+    rc, text = run(capsys, "--tasks", "attributes", "--datasets", "celeba", "--data-root", str(tmp_path / "data"),
+                   "--backbones", BB, "--results", str(results), "--fractions", "0.1,1", "--dry-run")
+    assert rc != 0 and "fraction(s) 0.1 leave fewer than 2" in text and "--fractions 1" in text
 
 
 def test_fraction_outside_range_refused_by_the_python_planner():

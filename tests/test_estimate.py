@@ -77,7 +77,8 @@ def test_cells_take_their_row_else_rows_of_the_same_group_scaled_by_flops_else_t
     other_task = _cell(small, task="expression", protocol="concat")
     ref = _cell("random:vit_tiny@64/16/d2", fraction=0.1)
     rows = {done.key(): {"status": "ok", "cell": asdict(done), "provenance": {"wall_time_s": 7.0}},
-            ref.key(): {"status": "ok", "cell": asdict(ref), "provenance": {"wall_time_s": 3.0}}}
+            ref.key(): {"status": "ok", "cell": asdict(ref), "provenance": {"wall_time_s": 3.0},
+                        "config": {"task": {"selection": {"grid": [3e-3, 1e-2, 3e-2]}}}}}
     est = E.cell_estimates([done, same_small, same_big, other_task], rows, prof, speed)
     assert est[done.key()].seconds == 7.0 and est[done.key()].done and est[done.key()].source == "row"
     e_small, e_big = est[same_small.key()], est[same_big.key()]
@@ -87,6 +88,12 @@ def test_cells_take_their_row_else_rows_of_the_same_group_scaled_by_flops_else_t
     assert e_small.seconds == pytest.approx(3.0 * ratio)
     assert e_big.seconds > 2 * e_small.seconds  # vit_small is wider
     assert est[other_task.key()].source == "probe" and est[other_task.key()].seconds > 0
+    # a row from before the head's learning rate was chosen on val trained once: the grid's runs
+    # (three values on val, the chosen one again with test) scale it
+    del rows[ref.key()]["config"]
+    old = E.cell_estimates([same_small], rows, prof, speed)[same_small.key()]
+    assert E.training_runs(same_small, prof) == 4.0
+    assert old.seconds == pytest.approx(4.0 * 3.0 * ratio)
 
 
 def test_frozen_features_are_counted_once_per_backbone_dataset_and_size():

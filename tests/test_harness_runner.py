@@ -272,6 +272,7 @@ def test_rows_of_replaced_weights_are_recomputed(tmp_path):
     into the same path), its old ok row must not be reused."""
     from bench_tasks.backbones.base import weights_file, weights_sha256
     from bench_tasks.contracts import Cell
+    from bench_tasks.registry import TASKS
     from bench_tasks.store.results import ResultsStore
     from bench_tasks.store.rows import make_row
 
@@ -282,7 +283,8 @@ def test_rows_of_replaced_weights_are_recomputed(tmp_path):
     assert weights_file("random:vit_tiny") is None
     cell = Cell(backbone=f"paco_fr:{w}", task="attributes", dataset="synthface", protocol="linear")
     store = ResultsStore(tmp_path / "r.jsonl")
-    store.append(make_row(cell, "ok", "mean_acc", provenance={"backbone_hash": weights_sha256(w)}))
+    store.append(make_row(cell, "ok", "mean_acc", provenance={"backbone_hash": weights_sha256(w)},
+                          task_version=TASKS.get("attributes").version))
     done = store.done_keys()
     assert _stale([cell], store, done) == set()
     w.write_bytes(b"weights v2")

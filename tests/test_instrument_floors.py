@@ -76,8 +76,10 @@ def test_attribute_floor_is_majority_per_attribute(tmp_path):
     # attr0 predicted 1: 3/5 right; attr1 predicted 0: 3/5 right -> mAcc 60; balanced accuracy 50
     assert m["mean_acc"] == pytest.approx(60.0) and m["balanced_acc"] == pytest.approx(50.0)
     assert m["acc/x"] == pytest.approx(60.0)
-    # a constant predictor scores 50 on every resample that keeps both values of each attribute
-    assert row["headline"] == "balanced_acc" and row["ci"]["balanced_acc"][0] == 50.0
+    # five test images: fewer than stats.MIN_TEST_ITEMS, so no interval and no verdict, said in the row
+    assert row["headline"] == "balanced_acc" and row["ci"] == {}
+    assert row["config"]["task"]["verdict"] == "too few test items for a verdict"
+    assert row["config"]["task"]["test_items"] == 5
     assert row["config"]["task"]["majority"] == {"x": 1, "y": 0}
     assert row_kind(row) == "floor" and row["cell"]["protocol"] == "floor"
     assert (tmp_path / row["artifacts"]["items"]).is_file()
@@ -95,8 +97,8 @@ def test_landmark_floor_is_the_mean_training_shape(tmp_path):
     # image 0: both points off by 1 px, IOD 10 -> 10 %; image 1: exact -> 0 %; mean 5 %
     assert row["metrics"]["nme"] == pytest.approx(5.0)
     assert row["higher_is_better"] is False
-    lo, hi = row["ci"]["nme"]
-    assert 0.0 <= lo <= 5.0 <= hi <= 10.0
+    # two test images: no interval (too few for a verdict), the row says so
+    assert row["ci"] == {} and row["config"]["task"]["verdict"] == "too few test items for a verdict"
 
 
 def test_parsing_floor_is_the_per_pixel_majority_class(tmp_path):
@@ -139,7 +141,9 @@ def test_plans_get_floors_ceilings_and_cosine_probes():
         ("attributes", "floor", 0, 1.0), ("recognition", "floor", 0, 1.0), ("landmarks", "floor", 0, 1.0)}
     assert full[:3] == floors  # floors first
     ceil = [c for c in full if c.backbone.startswith("supervised:")]
-    assert {c.backbone for c in ceil} == {"supervised:vit_tiny@32/16/d1"}
+    # built at the size the encoder runs at under the smoke profile (64 px; the spec's 32 is only
+    # where its position embedding was made: timm resamples it), not the spec's
+    assert {c.backbone for c in ceil} == {"supervised:vit_tiny@64/16/d1"}
     assert {(c.protocol, c.fraction) for c in ceil} == {("finetune", 1.0)} and len(ceil) == 3 * 2
     cos = [c for c in full if c.protocol == "cosine"]
     assert {(c.backbone, c.seed) for c in cos} == {("random:vit_tiny@32/16/d1", 0), ("random:vit_tiny@32/16/d1", 1)}

@@ -41,21 +41,23 @@ def test_rows_of_another_task_version_are_recomputed(tmp_path, monkeypatch):
 
     cell = Cell("random:vit_tiny", "attributes", "synthface", "linear")
     store = ResultsStore(tmp_path / "r.jsonl")
-    old = make_row(cell, "ok", "mean_acc", data_version=dataset_version("synthface"))
-    del old["task_version"]  # a row written before task versions: version 1
-    store.append(old)
-    assert row_task_version(store.latest()[cell.key()]) == 1
+    legacy = make_row(cell, "ok", "mean_acc", data_version=dataset_version("synthface"))
+    del legacy["task_version"]  # a row written before task versions: version 1
+    assert row_task_version(legacy) == 1
+    v = TASKS.get("attributes").version
+    store.append(make_row(cell, "ok", "mean_acc", task_version=v, data_version=dataset_version("synthface")))
     done = store.done_keys()
     assert _stale([cell], store, done) == set()
     assert _status([cell], store.path)[cell.key()] == "done"
-    monkeypatch.setattr(TASKS.get("attributes"), "version", 2)
+    monkeypatch.setattr(TASKS.get("attributes"), "version", v + 1)
     assert _stale([cell], store, done) == {cell.key()}
     assert _status([cell], store.path)[cell.key()] == "todo"
-    store.append(make_row(cell, "ok", "mean_acc", task_version=2, data_version=dataset_version("synthface")))
+    store.append(make_row(cell, "ok", "mean_acc", task_version=v + 1, data_version=dataset_version("synthface")))
     assert _stale([cell], store, store.done_keys()) == set()
 
 
 def test_rows_of_another_synthface_generator_are_recomputed(tmp_path):
+    from bench_tasks.registry import TASKS
     from bench_tasks.store.rows import dataset_version
     from paco_fr.data.synthface import GENERATOR_VERSION
 
@@ -67,7 +69,8 @@ def test_rows_of_another_synthface_generator_are_recomputed(tmp_path):
     store.append(old)
     assert _stale([cell], store, store.done_keys()) == {cell.key()}
     assert _status([cell], store.path)[cell.key()] == "todo"
-    store.append(make_row(cell, "ok", "acc", data_version=GENERATOR_VERSION))
+    store.append(make_row(cell, "ok", "acc", data_version=GENERATOR_VERSION,
+                          task_version=TASKS.get("expression").version))
     assert _stale([cell], store, store.done_keys()) == set()
 
 
@@ -161,7 +164,7 @@ def test_run_cell_row_records_method_version_and_what_ran(tmp_path):
         sys.path.remove(str(tmp_path))
     assert row["status"] == "ok", row["error"]
     assert row["method"] == block("random", "control", label="My random", labels_used="none")
-    assert (row["task_version"], row["protocol_used"], row["head"]) == (1, "linear", "attribute")
+    assert (row["task_version"], row["protocol_used"], row["head"]) == (2, "linear", "attribute")
     assert row["history"] and "train_loss" in row["history"][0]
     assert row["config"]["task"]["head"] == "attribute" and "features_extract_s" in row["provenance"]["timings"]
 
@@ -177,9 +180,9 @@ def test_rows_of_other_effective_settings_are_recomputed(tmp_path, monkeypatch):
     ceil = Cell("supervised:vit_tiny", "attributes", "synthface", "finetune", profile="smoke")
     store = ResultsStore(tmp_path / "r.jsonl")
     for c in (attr, rec, ceil):
-        store.append(make_row(c, "ok", "acc", settings_hash=cell_version(c).settings))
+        store.append(make_row(c, "ok", "acc", settings_hash=cell_version(c).settings, task_version=cell_version(c).task))
     legacy = Cell("random:vit_tiny", "expression", "synthface", "linear", profile="smoke")
-    old = make_row(legacy, "ok", "acc")
+    old = make_row(legacy, "ok", "acc", task_version=cell_version(legacy).task)
     old.pop("settings_hash")  # a row written before settings were fingerprinted: counts as current
     store.append(old)
     cells = [attr, rec, ceil, legacy]

@@ -55,7 +55,7 @@ def test_run_all_minimal_study(tmp_path):
     assert {"PaCo-FR (ours)", "MAE", "FaRL-style", "MCF-style", "Floor (input-free)"} <= set(labels)
     assert labels["PaCo-FR (ours)"]["method"]["run"] == "paco"
     assert {r["method"]["role"] for r in rows} == {"main", "control", "floor"}
-    assert all(r["task_version"] == 1 for r in rows)
+    assert all(r["task_version"] == 2 for r in rows)
     assert {(r["cell"]["protocol"], r["protocol_used"], r["head"]) for r in rows if r["method"]["role"] != "floor"} == {
         ("linear", "linear", "attribute"), ("concat", "concat", "concat_linear")}
     paco_dir = tmp_path / "runs" / "smoke" / "paco"

@@ -15,9 +15,11 @@ from pathlib import Path
 from bench_tasks.backbones.native import vit_shape
 from bench_tasks.contracts import uri_scheme
 from bench_tasks.plan.floors import is_floor
+from bench_tasks.protocols.selection import grid_of
 from bench_tasks.registry import TASKS
 from bench_tasks.tasks._ceiling import ceiling_epochs_for, is_ceiling
 from bench_tasks.tasks._classification import settings
+from bench_tasks.tasks._dense import dense_grid, dense_settings
 from bench_tasks.tasks.recognition import settings_for
 from paco_fr.backbone import default_dense_layers
 from paco_fr.data.synthface.dataset import cache_dir
@@ -143,19 +145,46 @@ def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, feature
                   "recognition": profile.recognition_epochs}.get(cell.task, profile.finetune_epochs)
         if is_ceiling(cell.backbone):
             epochs = ceiling_epochs_for(profile.extra, cell.task) or epochs
-        flops = FINETUNE_FACTOR * per_image * (3 * epochs * n_train + epochs * n_val + n_test)
+        flops = FINETUNE_FACTOR * per_image * (3 * epochs * n_train + epochs * n_val) * training_runs(cell, profile) \
+            + FINETUNE_FACTOR * per_image * n_test
     elif features_cached:
         flops = 0.0
     else:  # frozen features: one forward pass per image, heads on cached features
         flops = per_image * (n_train + n_val + n_test)
     kind = "dense" if cell.task in DENSE_TASKS else cell.protocol
     overhead = CELL_OVERHEAD_S.get(kind, CELL_OVERHEAD_S["linear"])
+    if kind == "dense":
+        overhead *= training_runs(cell, profile)
     if kind in HEAD_FACTOR:
         values = shape.dim * len(default_dense_layers(shape.depth))
-        overhead += HEAD_FACTOR[kind] * HEAD_S * n_train * head_epochs(cell, profile) * values
+        overhead += HEAD_FACTOR[kind] * HEAD_S * n_train * head_epochs(cell, profile) * values * training_runs(cell, profile)
         if cell.task == "recognition":
             overhead += CELL_OVERHEAD_S["recognition"]
     return flops / speed.flops_per_s(shape.dim) + overhead
+
+
+def training_runs(cell, profile) -> float:
+    """How many full trainings a cell costs with the head's learning-rate grid chosen on val
+    (bench_tasks.protocols.selection): a grid of k values trains k runs on val and the chosen one
+    again with test (k + 1); the dense heads' k pilots train `pilot_frac` of the budget each
+    (1 + k * pilot_frac); one value, a ceiling, a floor or the cosine probe: 1."""
+    if is_floor(cell.backbone) or is_ceiling(cell.backbone) or cell.protocol in ("cosine", "floor") \
+            or cell.protocol.startswith("farl-"):
+        return 1.0
+    try:
+        if cell.task in DENSE_TASKS:
+            st = dense_settings(profile)
+            k = len(dense_grid(st))
+            return 1.0 + k * float(st["pilot_frac"]) if k > 1 else 1.0
+        if cell.task == "recognition":
+            s = settings_for(profile)
+            k = len(grid_of(s.get("lr_grid"), s["lr_head"]))
+        else:
+            s = settings(profile, cell.protocol)
+            k = len(grid_of(s.get("lr_grid"), s["lr_head"]))
+    except Exception:  # noqa: BLE001 - an unknown task or protocol: no grid known
+        return 1.0
+    return float(k + 1) if k > 1 else 1.0
 
 
 def head_epochs(cell, profile) -> int:

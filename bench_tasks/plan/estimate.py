@@ -40,6 +40,7 @@ from bench_tasks.plan.cell_costs import (
     probe_cell_seconds,
     synthface_to_generate,
     task_size,
+    training_runs,
 )
 from bench_tasks.plan.durations import fmt_duration
 from bench_tasks.plan.durations import fmt_seconds as _fmt_s  # noqa: F401 - its old name
@@ -146,7 +147,11 @@ def cell_estimates(cells: Sequence, rows: dict[str, dict], profile, speed: Speed
     for r in rows.values():
         w = (r.get("provenance") or {}).get("wall_time_s")
         if r.get("status") == "ok" and w is not None:
-            by_group[_group(r.get("cell") or {})].append((float(w), str((r.get("cell") or {}).get("backbone"))))
+            # a row computed before the head's learning rate was chosen on val trained once: scale
+            # it by the grid's runs (cell_costs.training_runs)
+            graded = bool(((r.get("config") or {}).get("task") or {}).get("selection"))
+            by_group[_group(r.get("cell") or {})].append((float(w), str((r.get("cell") or {}).get("backbone")),
+                                                          graded))
     shapes: dict[str, Shape | None] = {}
 
     def shape(uri: str) -> Shape | None:
@@ -169,10 +174,10 @@ def cell_estimates(cells: Sequence, rows: dict[str, dict], profile, speed: Speed
             size = task_size(c.task, profile)
             mine = shape(c.backbone)
             scaled = []
-            for secs, uri in same:
+            for secs, uri, graded in same:
                 theirs = shape(uri)
                 ratio = (mine.flops_per_image(size) / theirs.flops_per_image(size)) if mine and theirs else 1.0
-                scaled.append(secs * ratio)
+                scaled.append(secs * ratio * (1.0 if graded else training_runs(c, profile)))
             out[k] = CellEstimate(sum(scaled) / len(scaled), "rows")
             continue
         shared = (c.backbone, c.dataset, task_size(c.task, profile))

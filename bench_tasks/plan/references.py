@@ -5,7 +5,12 @@ what no encoder and a fully supervised network achieve:
   * ceilings (`supervised:<arch spec>`, protocol `finetune`, fraction 1.0, the plan's seeds):
     the architecture of the plan's encoders trained end to end from random init with the task's
     labels at the profile's fine-tune budget, whatever protocols the plan lists (the arch comes
-    from `random:` / `supervised:` URIs, from a `paco_fr:` file's metadata, or is given);
+    from `random:` / `supervised:` URIs, from a `paco_fr:` file's metadata, or is given), built at
+    the size the encoder is evaluated at (the task's input size under the cell's profile), not the
+    checkpoint's native size;
+  * random-init controls (`random:<arch spec>`, the same architecture at the evaluation size): every
+    cell of an encoder that is not itself a random init, repeated with the random init, so the
+    encoder's score can be read against its own architecture untrained;
   * a probe next to each encoder's cells of a task that has one (`PROBE_PROTOCOLS`; one per
     backbone, dataset and seed, fraction 1.0), so a weak head cannot make an encoder look worse than
     it is: recognition's parameter-free cosine probe, and for attributes and expression a logistic
@@ -25,6 +30,7 @@ from bench_tasks.backbones.base import family_of
 from bench_tasks.backbones.native import vit_shape
 from bench_tasks.contracts import BackboneURI, Cell, uri_parts
 from bench_tasks.plan.floors import FLOOR_PROTOCOL, FLOOR_URI, has_floor, is_floor
+from bench_tasks.plan.profiles import get_profile
 from bench_tasks.plan.suite import random_control, suite_runs
 from bench_tasks.registry import TASKS
 from bench_tasks.tasks._ceiling import is_ceiling
@@ -53,10 +59,60 @@ def floor_cell(task: str, dataset: str, profile: str) -> Cell:
                 seed=0, profile=profile)
 
 
-def ceiling_uri(uri: str) -> str | None:
-    """`supervised:<arch spec>` with the architecture and input size of backbone `uri`, when it can
-    be told without loading weights (`ceiling_reason` says why not); else None."""
-    return _ceiling(uri)[0]
+def ceiling_uri(uri: str, size: int | None = None) -> str | None:
+    """`supervised:<arch spec>` with the architecture of backbone `uri` and its native input size, or
+    `size` (the size it is evaluated at) when given, when it can be told without loading weights
+    (`ceiling_reason` says why not); else None."""
+    got = _ceiling(uri)[0]
+    return at_size(got, size) if got is not None and size else got
+
+
+def control_uri(uri: str, size: int | None = None) -> str | None:
+    """The random-init control of backbone `uri`: `random:` of its architecture at `size`; None for a
+    reference, a random init itself, or an architecture that cannot be told."""
+    if is_reference(uri) or uri_parts(uri)[0] == "random":
+        return None
+    got = ceiling_uri(uri, size)
+    return str(BackboneURI.parse(got).with_scheme("random")) if got else None
+
+
+def at_size(uri: str, size: int) -> str:
+    """`<scheme>:<arch>@<size>/<patch>[/d<depth>]`: the spec's input size replaced by `size` (a spec
+    without one, `random:vit_tiny`, already runs at the task's size: unchanged)."""
+    scheme, spec = uri_parts(uri)
+    arch, sep, shape = spec.partition("@")
+    if not sep:
+        return uri
+    parts = shape.split("/")
+    parts[0] = str(int(size))
+    return f"{scheme}:{arch}@{'/'.join(parts)}"
+
+
+def arch_key(uri: str) -> tuple | None:
+    """(arch, patch, depth) of a backbone, its input size left out: what an encoder, its random init
+    and its ceiling share whatever size each was built at."""
+    got = ceiling_uri(uri)
+    if got is None:
+        return None
+    arch, _, shape = uri_parts(got)[1].partition("@")
+    parts = shape.split("/") if shape else []
+    patch = parts[1] if len(parts) > 1 and parts[1] else "16"
+    depth = parts[2] if len(parts) > 2 else ""
+    return arch, patch, depth
+
+
+def same_architecture(a: str, b: str) -> bool:
+    ka = arch_key(a)
+    return ka is not None and ka == arch_key(b)
+
+
+def evaluation_size(task: str, profile: str) -> int | None:
+    """The input size a cell of `task` runs at under profile `profile` (None when the profile is not
+    known here)."""
+    try:
+        return int(TASKS.get(task)().image_size(get_profile(profile)))
+    except Exception:  # noqa: BLE001 - a profile file not registered: the native size stays
+        return None
 
 
 def ceiling_reason(uri: str) -> str | None:
@@ -133,31 +189,45 @@ def matching_ceiling(encoder_uri: str, ceiling_uris: Iterable[str]) -> str | Non
     rather than a gain against another architecture's ceiling). Rows compared must also share their
     profile, task and dataset (the report groups them so)."""
     want = ceiling_uri(encoder_uri)
-    return want if want is not None and want in set(ceiling_uris) else None
+    ceiling_uris = list(dict.fromkeys(ceiling_uris))
+    if want is not None and want in ceiling_uris:
+        return want
+    # a ceiling built at the evaluation size rather than the checkpoint's native one: the same
+    # architecture, patch and depth (rows compared share their profile and task, hence their size)
+    same = [u for u in ceiling_uris if is_ceiling(u) and same_architecture(encoder_uri, u)]
+    return same[0] if len(same) == 1 else None
 
 
 def ceiling_lines(cells: Sequence[Cell], enabled: bool = True) -> list[str]:
-    """One line per ceiling of the plan (which encoders it is the ceiling of) and one per encoder
-    without one (why not)."""
+    """One line per ceiling of the plan (which encoders it is the ceiling of, at which size), one per
+    random-init control, and one per encoder without a ceiling (why not)."""
     enc = list(dict.fromkeys(c.backbone for c in cells if not is_reference(c.backbone)))
     if not enc:
         return []
-    if not enabled:
-        return ["ceilings: none (--no-ceilings): no normalised gain in the report"]
-    by: dict[str, list[str]] = {}
-    out = []
+    planned = list(dict.fromkeys(c.backbone for c in cells if is_ceiling(c.backbone)))
+    controls = {c.backbone for c in cells if uri_parts(c.backbone)[0] == "random"}
+    out, head = [], []
     for uri in enc:
         u, why = _ceiling(uri)
         if u is None:
             out.append(f"ceiling: none for {uri}: {why}")
-        else:
-            by.setdefault(u, []).append(uri)
-    planned = {c.backbone for c in cells if is_ceiling(c.backbone)}
-    for u, uris in by.items():
-        who = uris[0] if len(uris) == 1 else f"{len(uris)} encoders"
-        state = "" if u in planned else " (not in this plan: its tasks have no fine-tune protocol)"
-        out.insert(0, f"ceiling: {u} (the architecture and input size of {who}){state}")
-    return out
+            continue
+        native = u.partition("@")[2].split("/")[0] or "any"
+        mine = [p for p in planned if same_architecture(uri, p)]
+        if enabled:
+            for p in mine:
+                head.append(f"ceiling: {p} (the architecture of {uri}, built at the size it is evaluated at; "
+                            f"native size {native})")
+            if not mine:
+                head.append(f"ceiling: {u} (the architecture of {uri}; not in this plan: its tasks have no "
+                            "fine-tune protocol)")
+        if uri_parts(uri)[0] == "random":
+            continue  # a random init is its own control
+        for ctrl in sorted(c for c in controls if same_architecture(uri, c)):
+            head.append(f"random-init control: {ctrl} (the architecture of {uri}, untrained, every cell of it)")
+    if not enabled:
+        head.insert(0, "ceilings: none (--no-ceilings): no normalised gain in the report")
+    return list(dict.fromkeys(head)) + out
 
 
 def _paco_fr_arch(path: str) -> str | None:
@@ -187,7 +257,7 @@ def _paco_fr_arch(path: str) -> str | None:
 
 
 def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None = "auto",
-                    probes: bool = True) -> list[Cell]:
+                    probes: bool = True, controls: bool = True) -> list[Cell]:
     """The floor, ceiling and probe cells for a plan (not including `cells` themselves)."""
     enc = [c for c in cells if not is_reference(c.backbone)]
     out: list[Cell] = []
@@ -195,9 +265,21 @@ def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None 
     for key in dict.fromkeys((c.task, c.dataset, c.profile) for c in cells if not is_floor(c.backbone)):
         if has_floor(key[0]):
             out.append(floor_cell(*key))
-    # ceilings
+    # random-init controls: the encoder's cells again with its architecture untrained, at the size
+    # each cell runs at
+    if controls:
+        for c in enc:
+            ctrl = control_uri(c.backbone, evaluation_size(c.task, c.profile))
+            if ctrl is not None:
+                out.append(Cell(ctrl, c.task, c.dataset, c.protocol, c.fraction, c.seed, c.profile))
+    # ceilings: at each task's evaluation size
+    sized: dict[tuple, list[str]] = {}
     if ceilings == "auto":
-        uris = list(dict.fromkeys(u for u in (ceiling_uri(c.backbone) for c in enc) if u))
+        for c in enc:
+            u = ceiling_uri(c.backbone, evaluation_size(c.task, c.profile))
+            if u and u not in sized.setdefault((c.task, c.dataset, c.profile), []):
+                sized[(c.task, c.dataset, c.profile)].append(u)
+        uris = list(dict.fromkeys(u for us in sized.values() for u in us))
     elif ceilings is None:
         uris = []
     else:
@@ -216,6 +298,8 @@ def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None 
             for (task, ds, prof), seeds in groups.items():
                 if CEILING_PROTOCOL not in TASKS.get(task).protocols:
                     continue
+                if sized and u not in sized.get((task, ds, prof), ()):
+                    continue  # another task's evaluation size
                 for s in seeds:
                     out.append(Cell(u, task, ds, CEILING_PROTOCOL, 1.0, s, prof))
     # each task's probe next to every encoder's cells of that task
@@ -228,10 +312,10 @@ def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None 
 
 
 def with_references(cells: Sequence[Cell], ceilings: str | Iterable[str] | None = "auto",
-                    probes: bool = True) -> list[Cell]:
+                    probes: bool = True, controls: bool = True) -> list[Cell]:
     """The plan with its reference cells: floors first (cheap, and the report needs them),
-    then the plan, then ceilings and probes; duplicates removed (order kept)."""
-    refs = reference_cells(cells, ceilings, probes)
+    then the plan, then random-init controls, ceilings and probes; duplicates removed (order kept)."""
+    refs = reference_cells(cells, ceilings, probes, controls)
     floors = [c for c in refs if is_floor(c.backbone)]
     rest = [c for c in refs if not is_floor(c.backbone)]
     seen: set[str] = set()

@@ -26,6 +26,8 @@ from bench_tasks.contracts import BackboneURI, DatasetLayoutError, uri_scheme
 from bench_tasks.errors import PlanError, cause_line, closest
 from bench_tasks.plan.options import PlanOptions
 from bench_tasks.plan.suite import study_overrides
+from bench_tasks.protocols.fractions import subset_indices
+from bench_tasks.protocols.train import MIN_TRAIN_ITEMS
 from bench_tasks.registry import BACKBONES, DATASETS, TASKS
 from paco_fr.config import ConfigError, check_data_config, load_config
 
@@ -232,10 +234,13 @@ def _splits_for(spec, task: str) -> tuple[str, ...]:
     return ("test",) if spec.test_only else ("train", "val", "test")
 
 
-def check_data(task_datasets: dict[str, Sequence[str]], roots, profile, log: Callable[[str], None] | None = None
-               ) -> list[str]:
+def check_data(task_datasets: dict[str, Sequence[str]], roots, profile, log: Callable[[str], None] | None = None,
+               fractions: Sequence[float] | None = None) -> list[str]:
     """Each (task, dataset) that reads a data root: its reader loads every split the task uses
-    (annotation files parsed, image lists built), no split is empty, the first image of each decodes."""
+    (annotation files parsed, image lists built), no split is empty, the first image of each decodes,
+    and every training fraction of the plan (`fractions`, else the profile's) leaves at least
+    `MIN_TRAIN_ITEMS` training items for a trained head."""
+    fractions = list(fractions) if fractions else list(getattr(profile, "fractions", None) or (1.0,))
     problems = []
     for task_name, datasets in task_datasets.items():
         task = TASKS.get(task_name)()
@@ -255,10 +260,26 @@ def check_data(task_datasets: dict[str, Sequence[str]], roots, profile, log: Cal
                                         f"images as listed by `python -m bench_tasks list --layouts` [{d}]")
                         break
                     ds[0]
+                    if split == "train":
+                        problems += _too_small(task_name, d, n, fractions)
                 except Exception as err:  # noqa: BLE001 - every reader error becomes a problem paragraph
                     problems.append(_data_problem(task_name, d, split, root, err))
                     break
     return problems
+
+
+def _too_small(task: str, dataset: str, n: int, fractions: Sequence[float]) -> list[str]:
+    """A training fraction that leaves fewer than MIN_TRAIN_ITEMS items (a BatchNorm layer of the
+    head cannot train on a batch of one), named with the fractions that would do."""
+    small = [f for f in fractions if len(subset_indices(n, float(f), 0)) < MIN_TRAIN_ITEMS]
+    if not small:
+        return []
+    ok = [f for f in fractions if f not in small]
+    return [f"{task}/{dataset}: {n} training item(s); fraction(s) {', '.join(f'{f:g}' for f in small)} leave "
+            f"fewer than {MIN_TRAIN_ITEMS}, the minimum a trained head needs (its BatchNorm layers cannot train on "
+            "one item); add training images or "
+            + (f"keep --fractions {','.join(f'{f:g}' for f in ok)}" if ok else "use --fractions 1")
+            + (f" (at least {MIN_TRAIN_ITEMS} training images)" if n < MIN_TRAIN_ITEMS else "")]
 
 
 def _data_problem(task: str, dataset: str, split: str, root, err: BaseException) -> str:

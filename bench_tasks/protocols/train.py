@@ -26,6 +26,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench_tasks.contracts import CellResult
+from bench_tasks.protocols.feature_norm import TapStandardizer
+
+# the fewest training items any trained head accepts: BatchNorm in a head (the dense FPN / UPerHead,
+# the recognition embedding) cannot train on a batch of one; the plan refuses smaller training
+# sets before anything runs (plan.validate.check_data), `fit` refuses them too
+MIN_TRAIN_ITEMS = 2
 
 
 @dataclass
@@ -52,14 +58,21 @@ class FitConfig:
 
 
 class BackboneWithHead(nn.Module):
-    """head(backbone(x01, layers)); with `frozen` the backbone runs without gradients."""
+    """head(standardise(backbone(x01, layers))); with `frozen` the backbone runs without gradients.
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, layers: list[int], frozen: bool):
+    `normalize` (default): every tapped feature is standardised per channel with training-split
+    statistics before the head (`feature_norm.TapStandardizer`, fitted by `fit` before the first
+    step), so the head's score does not depend on the scale of the backbone's features. FaRL's
+    exact protocol (`FarlNet`) turns it off."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, layers: list[int], frozen: bool,
+                 normalize: bool = True):
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.layers = layers
         self.frozen = frozen
+        self.input_norm = TapStandardizer() if normalize else None
         if frozen:
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
@@ -70,12 +83,21 @@ class BackboneWithHead(nn.Module):
             self.backbone.eval()
         return self
 
+    def fit_input_stats(self, dataset, batch_size: int, device) -> dict | None:
+        """Estimate the standardiser's statistics on the training `dataset` (once; None when the
+        head reads raw features)."""
+        if self.input_norm is None:
+            return None
+        return self.input_norm.fit_stats(self.backbone, dataset, self.layers, batch_size, device)
+
     def forward(self, x01: torch.Tensor):
         if self.frozen:
             with torch.no_grad():
                 feats = self.backbone(x01, self.layers)
         else:
             feats = self.backbone(x01, self.layers)
+        if self.input_norm is not None:
+            feats = self.input_norm(feats)
         return self.head(feats)
 
 
@@ -158,9 +180,22 @@ def fit(
     loss_fn(model_output, targets) -> scalar; evaluate(model, loader) -> {metric: float}
     (the model is in eval mode; `cfg.select_metric` must be one of its keys).
     On return the model holds the weights of the selected epoch (the EMA weights when EMA is on).
-    With `val_loader=None` (no validation split) the last epoch is the selected one.
+    With `val_loader=None` (no validation split) the last epoch is the selected one. With
+    `test_loader=None` the test split is not read (a run of `selection.select_and_fit`'s grid):
+    `metrics` then hold the selected epoch and its `val_score` only.
     """
+    try:
+        n_train = len(train_loader.dataset)  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # a plain iterable of batches: nothing to check
+        n_train = MIN_TRAIN_ITEMS
+    if n_train < MIN_TRAIN_ITEMS:
+        raise ValueError(f"{desc}: {n_train} training item(s); a trained head needs at least {MIN_TRAIN_ITEMS} "
+                         "(its BatchNorm layers cannot train on a batch of one)")
     model.to(device)
+    input_norm = None
+    if isinstance(model, BackboneWithHead):  # training-split statistics of the head's inputs, once
+        input_norm = model.fit_input_stats(train_loader.dataset, getattr(train_loader, "batch_size", 64)
+                                           or 64, device)
     opt = torch.optim.AdamW(param_groups(model, cfg, backbone_depth), betas=(0.9, 0.999))
     steps_per_epoch = max(1, len(train_loader))  # type: ignore[arg-type]
     total = cfg.epochs * steps_per_epoch
@@ -183,7 +218,7 @@ def fit(
         eval_model = ema.module if ema is not None else model
         eval_model.eval()
         with torch.no_grad():
-            test = evaluate(eval_model, test_loader)
+            test = evaluate(eval_model, test_loader) if test_loader is not None else None
             val = evaluate(eval_model, val_loader) if val_loader is not None else None
         sel.record(epoch, running / steps_per_epoch, val, test, eval_model)
     steps.bar.close()
@@ -192,7 +227,7 @@ def fit(
     model.load_state_dict(sel.best_state)
     model.eval()
     return CellResult(metrics=sel.selected, metrics_last=sel.last, metrics_best_test=sel.best_test,
-                      extra={"history": sel.history})
+                      extra={"history": sel.history, "input_norm": input_norm})
 
 
 class _Steps:
@@ -243,7 +278,7 @@ class _Selection:
         self.last: dict[str, float] = {}
         self.best_state: dict[str, torch.Tensor] = {}
 
-    def record(self, epoch: int, train_loss: float, val: dict | None, test: dict, eval_model: nn.Module) -> None:
+    def record(self, epoch: int, train_loss: float, val: dict | None, test: dict | None, eval_model: nn.Module) -> None:
         cfg = self.cfg
         if val is None:  # no validation split: the last epoch is selected
             val = {cfg.select_metric: float(epoch)}
@@ -254,11 +289,13 @@ class _Selection:
             raise KeyError(f"select_metric {cfg.select_metric!r} not in evaluated metrics {sorted(val)}")
         self.history.append({"epoch": epoch, "train_loss": train_loss,
                              **({f"val/{k}": v for k, v in val.items()} if self.has_val else {}),
-                             **{f"test/{k}": v for k, v in test.items()}})
+                             **{f"test/{k}": v for k, v in (test or {}).items()}})
         if _better(val[cfg.select_metric], self.best_val, select_higher):
             self.best_val = val[cfg.select_metric]
-            self.selected = dict(test, selected_epoch=epoch, **({"val_score": self.best_val} if self.has_val else {}))
+            self.selected = dict(test or {}, selected_epoch=epoch, **({"val_score": self.best_val} if self.has_val else {}))
             self.best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
+        if test is None:  # a selection run: the test split is not read
+            return
         if _better(test[cfg.select_metric], self.best_test_score, cfg.higher_is_better):
             self.best_test_score = test[cfg.select_metric]
             self.best_test = dict(test, epoch=epoch)

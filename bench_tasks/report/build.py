@@ -30,6 +30,7 @@ from .codebook_curve import codebook_curve, codebook_points
 from .compare import main_protocols, protocol_mask, protocol_text
 from .compute import compute_frame, compute_markdown
 from .diagnostics import write_diagnostics_table
+from .fairness import fairness_markdown
 from .frames import pick_fraction, rows_to_frames
 from .label_scaling import label_scaling_markdown, read_rows
 from .load import load_rows
@@ -154,6 +155,9 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     files += _write_table_set(build_protocol_tables(df_ok, methods, calibrated), out_dir, "protocols", "tab:protocol", "protocol")
     calibration, more = _write_calibration(rows, profile, label_scaling, out_dir)
     files += more
+    fair = fairness_markdown(df_ok, methods)  # ceilings not reached, learning rates chosen, sizes
+    if fair:
+        calibration = (calibration.rstrip("\n") + "\n\n" if calibration else "") + fair
     abl_tables, missing_abl = build_ablation_tables(df_ok, methods, protocol, fraction, calibrated) if protocol else ([], [])
     files += _write_table_set(abl_tables, out_dir, "ablations", "tab:abl", "ablation")
     if not abl_tables:

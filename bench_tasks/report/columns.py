@@ -11,6 +11,7 @@ import pandas as pd
 from bench_tasks.plan.references import PROBE_PROTOCOLS
 
 from .compare import _mean_ci, beats_floor, floor_comparison, gain, reference_rows, references
+from .fairness import NOT_REACHED
 from .frames import to_float
 from .naming import MethodInfo, dataset_name, lower_is_better, task_name
 from .table import FLAG, FLAG_FOOTNOTE, GAIN_COL, MEAN_GAIN, Col, Table, TCell, TRow
@@ -109,6 +110,8 @@ def add_gain_columns(table: Table, df_sel: pd.DataFrame, mean_gain: bool = True,
             cell = table.cells.get((r.label, c.key))
             if cell is None or r.kind == "reported":
                 continue
+            if r.kind == "ceiling" and table.uris.get(r.label) in ref.not_reached:
+                cell.note = NOT_REACHED  # an encoder of its architecture matches it: no gain against it
             # a measured encoder's gain: against the ceiling of its own architecture and size only
             own = ref.for_encoder(table.uris.get(r.label)) if r.kind == "measured" else ref
             table.cells[(r.label, gc.key)] = TCell(gain(cell.mean, own), digits=2)

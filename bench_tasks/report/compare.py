@@ -30,6 +30,7 @@ from bench_tasks import stats
 from bench_tasks.plan.references import matching_ceiling
 from bench_tasks.stats.pairs import clusters_from_pair_ids, shared_clusters
 
+from .fairness import unreached_ceilings
 from .naming import task_name
 
 PROTOCOL_PREFERENCE = ("linear", "frozen", "finetune")
@@ -85,12 +86,15 @@ class Reference:
     ceiling_ci: list | None = None
     higher_is_better: bool = True
     ceilings: dict = field(default_factory=dict)  # ceiling uri -> (mean over seeds, mean ci)
+    # ceilings that do not beat an encoder / random init of their architecture (report.fairness):
+    # no gain against them
+    not_reached: set = field(default_factory=set)
 
     def for_encoder(self, uri: str | None) -> Reference:
         """This reference with the ceiling of `uri`'s own architecture and input size
         (bench_tasks.plan.references.matching_ceiling), or no ceiling when the plan has none of it."""
         got = matching_ceiling(uri, self.ceilings) if uri else None
-        value, ci = self.ceilings.get(got, (None, None))
+        value, ci = self.ceilings.get(got, (None, None)) if got not in self.not_reached else (None, None)
         return replace(self, ceiling=value, ceiling_ci=ci)
 
 
@@ -104,6 +108,7 @@ def _mean_ci(cis) -> list | None:
 def references(df: pd.DataFrame) -> dict[tuple[str, str], Reference]:
     out: dict[tuple[str, str], Reference] = {}
     ref = reference_rows(df)
+    unreached = unreached_ceilings(df)  # ceilings an encoder of their architecture beats
     for (task, ds), sub in ref.groupby(["task", "dataset"], sort=False):
         r = Reference(higher_is_better=bool(sub["higher_is_better"].iloc[0]))
         fl = sub[sub["kind"] == "floor"]
@@ -115,6 +120,7 @@ def references(df: pd.DataFrame) -> dict[tuple[str, str], Reference]:
             # several ceiling archs: the best one is the ceiling
             per = ce.groupby("uri")["value"].mean()
             r.ceilings = {u: (float(v), _mean_ci(ce[ce["uri"] == u]["ci"])) for u, v in per.items()}
+            r.not_reached = {u for u in r.ceilings if (task, ds, u) in unreached}
             best = per.idxmax() if r.higher_is_better else per.idxmin()
             r.ceiling = float(per[best])
             r.ceiling_ci = _mean_ci(ce[ce["uri"] == best]["ci"])
@@ -304,12 +310,14 @@ def compare(df: pd.DataFrame, uri_a: str, uri_b: str, task: str, dataset: str, p
     (stats.paired_difference: one set of item weights shared by every seed of both sides, seed /
     run spread from the cell's pools, identities for verification) where both sides stored per-item
     scores on the same test items; else unpaired from the mean value and mean interval of each side.
-    None when either side has no row or no interval. uri_a / uri_b may be a list of URIs: the
+    None when either side has no row or no interval, or too few test items for a verdict. uri_a / uri_b may be a list of URIs: the
     pre-training runs of one method."""
     a = pd.concat([_select(df, u, task, dataset, protocol, fraction) for u in _as_list(uri_a)])
     b = pd.concat([_select(df, u, task, dataset, protocol, fraction) for u in _as_list(uri_b)])
     if a.empty or b.empty:
         return None
+    if any(bool(side["too_few"].any()) for side in (a, b) if "too_few" in side):
+        return None  # fewer test items than stats.MIN_TEST_ITEMS: no verdict
     a, b = common_seeds(a, b)
     metric = a["metric"].iloc[0]
     hib = bool(a["higher_is_better"].iloc[0])

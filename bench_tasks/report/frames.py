@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench_tasks.stats.scores import TOO_FEW_ITEMS
 from bench_tasks.store.rowfiles import WORKER_SUFFIX
 
 from .compare import _mean_ci, design_interval
@@ -50,16 +51,22 @@ def rows_to_frames(rows: list[dict]):
         items = (r.get("artifacts") or {}).get("items")
         if items and r.get("_source"):
             items = _artifact_path(r["_source"], items)
-        farl = (((r.get("config") or {}).get("task") or {}).get("farl") or {})
+        task_cfg = (r.get("config") or {}).get("task") or {}
+        farl = task_cfg.get("farl") or {}
         ok.append({**base, "metric": headline, "higher_is_better": hib, "value": to_float(metrics[headline]),
                    "slices": r.get("slices") or {}, "kind": methods[uri].kind, "ci": ci,
                    "ci_all": r.get("ci") or {}, "metrics": metrics, "items": items,
                    "farl_exact": bool(farl.get("farl_exact")),
+                   # fewer test items than stats.MIN_TEST_ITEMS: no interval, no verdict
+                   "too_few": task_cfg.get("verdict") == TOO_FEW_ITEMS,
+                   # the head's hyper-parameter chosen on val (protocols.selection), when a grid ran
+                   "selection": task_cfg.get("selection"),
+                   "image_size": task_cfg.get("image_size") or task_cfg.get("size") or farl.get("input_size"),
                    "method_label": methods[uri].label,  # before _disambiguate: shared by a method's runs
                    "pretrain_seed": (r.get("method") or {}).get("pretrain_seed")})
     ok_cols = ["key", "uri", "task", "dataset", "protocol", "fraction", "seed", "profile", "provenance",
                "metric", "higher_is_better", "value", "slices", "kind", "ci", "ci_all", "metrics", "items",
-               "farl_exact", "method_label", "pretrain_seed"]
+               "farl_exact", "too_few", "selection", "image_size", "method_label", "pretrain_seed"]
     df = pd.DataFrame(ok, columns=ok_cols)
     fdf = pd.DataFrame(failed, columns=["key", "uri", "task", "dataset", "protocol", "fraction", "seed",
                                         "profile", "provenance", "status", "error"])

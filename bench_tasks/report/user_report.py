@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench_tasks.plan.references import ceiling_uri
+from bench_tasks.plan.references import ceiling_uri, same_architecture
+from bench_tasks.stats.scores import TOO_FEW_ITEMS
 
 from .compare import compare, fmt_ci, main_protocols
+from .fairness import NOT_REACHED, unreached_ceilings
 from .frames import cell_label
 from .naming import MethodInfo, dataset_name, metric_name, task_name, task_sort_key
 from .summary import SMOKE_BANNER
@@ -86,8 +88,7 @@ def _fmt(v: float, ci) -> str:
 
 
 def _same_arch(uri: str, candidates: list[str]) -> str | None:
-    arch = ceiling_uri(uri)
-    return next((c for c in candidates if arch is not None and ceiling_uri(c) == arch), None)
+    return next((c for c in candidates if same_architecture(uri, c)), None)
 
 
 def _verdict_words(word: str, what: str) -> str:
@@ -104,6 +105,7 @@ def user_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo]) -> tuple[pd.
     randoms = [u for u in uris if role_of(methods[u]) == "random init"]
     ceilings = [u for u in uris if methods[u].kind == "ceiling"]
     records, missing, seeds_seen = [], [], set()
+    unreached = unreached_ceilings(df_ok)
     no_random, no_ceiling = set(), set()
     for u in uris:
         m = methods[u]
@@ -117,7 +119,11 @@ def user_table(df_ok: pd.DataFrame, methods: dict[str, MethodInfo]) -> tuple[pd.
             v, ci, n = _value_ci(sub)
             seeds_seen.add(n)
             text = _fmt(v, ci) + (f" (n={n})" if n > 1 else "")
-            if role_of(m) in ("yours", "random init"):
+            if m.kind == "ceiling" and (task, ds, u) in unreached:
+                text += f"; {NOT_REACHED}"
+            if "too_few" in sub and bool(sub["too_few"].any()):
+                text += f"; {TOO_FEW_ITEMS}"
+            elif role_of(m) in ("yours", "random init"):
                 words = []
                 for ref, what in ((floors[0] if floors else None, "floor"),
                                   (_same_arch(u, randoms) if role_of(m) == "yours" else None, "random init")):
@@ -187,6 +193,7 @@ def headline_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], out_pat
     cols = _columns(df_ok)
     uris = sorted(dict.fromkeys(df_ok["uri"]), key=lambda u: (ROLE_ORDER[role_of(methods[u])], methods[u].order))
     bars = [u for u in uris if methods[u].kind != "floor"]
+    unreached = unreached_ceilings(df_ok)
     n = len(cols)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
@@ -207,6 +214,9 @@ def headline_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], out_pat
             v, ci, _ = _value_ci(sub)
             err = None if ci is None else [[max(0.0, v - ci[0])], [max(0.0, ci[1] - v)]]
             ax.errorbar([v], [k], xerr=err, fmt="o", color=colours[role_of(m)], capsize=3)
+            if m.kind == "ceiling" and (task, ds, u) in unreached:
+                ax.annotate(NOT_REACHED, (v, k), xytext=(6, -10), textcoords="offset points", fontsize=7,
+                            color="tab:red")
             drawn_roles.add(role_of(m))
         for u in (u for u in uris if methods[u].kind == "floor"):
             sub = _rows_of(df_ok, u, "floor", task, ds, protocol, fraction)

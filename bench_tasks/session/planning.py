@@ -135,7 +135,7 @@ def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] |
     seeds, bad = parse_seeds(opts.seeds)
     fractions, bad2 = parse_fractions(opts.fractions)
     problems += [p for p in bad + bad2 if p not in problems]
-    problems += check_data(task_ds, roots, profile)
+    problems += check_data(task_ds, roots, profile, fractions=fractions)
     if not spec.is_study:  # the study's encoders are checked once stage 1 has written them
         served = backbones.serves if backbones is not None else (lambda uri: False)
         problems += check_backbones([u for u in spec.backbone_list if not served(u)], task_ds, profile, spec.device)

@@ -49,12 +49,15 @@ from bench_tasks.stats.margins import margin_for
 from bench_tasks.stats.scores import (
     ALPHA,
     BOOT_SEED,
+    MIN_TEST_ITEMS,
     N_BOOT,
+    TOO_FEW_ITEMS,
     Z95,
     ItemScores,
     Statistic,
     bootstrap_weights,
     confusion_items,
+    items_note,
     mean_ci,
     multiclass_items,
     multilabel_items,
@@ -64,6 +67,9 @@ from bench_tasks.stats.scores import (
 )
 
 __all__ = [
+    "MIN_TEST_ITEMS",
+    "TOO_FEW_ITEMS",
+    "items_note",
     "N_BOOT",
     "ALPHA",
     "BOOT_SEED",

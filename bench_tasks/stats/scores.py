@@ -22,6 +22,11 @@ N_BOOT = 1000
 ALPHA = 0.05
 BOOT_SEED = 20261127
 Z95 = 1.959963984540054
+# fewer test items than this give no interval and no verdict ("beats the floor", "better",
+# "worse"): a bootstrap of a handful of items does not estimate how the score would vary; the row
+# and the report say TOO_FEW_ITEMS instead (docs/harness.md, "Floors, ceilings and confidence intervals")
+MIN_TEST_ITEMS = 10
+TOO_FEW_ITEMS = "too few test items for a verdict"
 
 # ----------------------------------------------------------------------------- statistics
 # A statistic maps summed per-item arrays {name: (B, ...)} to {metric: (B,)} values. Sums, not
@@ -134,6 +139,11 @@ class ItemScores:
         sums = {k: np.tensordot(w, v, axes=(1, 0)) for k, v in self.arrays.items()}
         return STATISTICS[self.statistic](sums, w.sum(1))
 
+    @property
+    def too_few(self) -> bool:
+        """Fewer than MIN_TEST_ITEMS items: no interval, no verdict."""
+        return self.n < MIN_TEST_ITEMS
+
     def evaluate(self, w: np.ndarray, metric: str) -> np.ndarray:
         """One metric under item weights w (B, n): (B,) values."""
         return self._eval(w)[metric]
@@ -152,8 +162,11 @@ class ItemScores:
     def ci(self, n_boot: int = N_BOOT, alpha: float = ALPHA, seed: int = BOOT_SEED,
            rename: dict[str, str] | None = None) -> dict[str, list[float]]:
         """{metric: [lo, hi]} percentile intervals (1 - alpha); `rename` maps statistic metric
-        names to the row's metric names (e.g. {"value": "nme"})."""
+        names to the row's metric names (e.g. {"value": "nme"}). Empty when the items are too few
+        for a verdict (`too_few`)."""
         out = {}
+        if self.too_few:
+            return out
         for k, v in self.bootstrap(n_boot, seed).items():
             lo, hi = percentile_ci(v, alpha)
             out[(rename or {}).get(k, k)] = [lo, hi]
@@ -175,6 +188,12 @@ class ItemScores:
             arrays = {k[2:]: z[k] for k in z.files if k.startswith("a_")}
             items = z["__items__"] if "__items__" in z.files else None
             return cls(str(z["__statistic__"]), arrays, items)
+
+
+def items_note(items: ItemScores) -> dict:
+    """What a row's config records about its test items: their number, and TOO_FEW_ITEMS as its
+    `verdict` when they are too few for one."""
+    return {"test_items": int(items.n), **({"verdict": TOO_FEW_ITEMS} if items.too_few else {})}
 
 
 def bootstrap_weights(n: int, n_boot: int = N_BOOT, seed: int = BOOT_SEED, chunk_cells: int = 4_000_000):

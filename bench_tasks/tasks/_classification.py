@@ -19,8 +19,10 @@ override `class_names` and `write_artifacts`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,12 +38,20 @@ from bench_tasks.metrics.classification import (
     multilabel_majority,
     multilabel_metrics,
 )
+from bench_tasks.protocols.feature_norm import standardize_rows
 from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices
+from bench_tasks.protocols.selection import grid_of, select_and_fit
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import DATASETS, HEADS
-from bench_tasks.stats import ItemScores, multiclass_items, multilabel_items, multilabel_items_from_pred
-from bench_tasks.tasks._ceiling import ceiling_recipe
+from bench_tasks.stats import (
+    ItemScores,
+    items_note,
+    multiclass_items,
+    multilabel_items,
+    multilabel_items_from_pred,
+)
+from bench_tasks.tasks._ceiling import ceiling_recipe, is_ceiling
 from bench_tasks.tasks._floors import floor_result, item_slices, train_and_test
 from bench_tasks.tasks._targets import known_targets, target_tensor
 
@@ -53,16 +63,19 @@ from bench_tasks.tasks._targets import known_targets, target_tensor
 # at lr 3e-3 on raw features the expression probe ended at a train loss of 1.85 (chance: ln 7 = 1.95).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "linear": {"lr_head": 1e-2, "weight_decay": 1e-4, "epochs_field": "linear_epochs", "min_epochs": 50,
-               "standardize": True},
+               "standardize": True, "lr_grid": [3e-3, 1e-2, 3e-2]},
     # FaRL's head averages the 3 * L pooled vectors before its one linear layer; on the cpu profile's
     # frozen random-init ViT that left expression at its floor (14.73 [12.40, 17.07] vs 13.80), where a
     # logistic regression on their concatenation reads it (16.43, 3 seeds; docs/harness.md)
     "concat": {"lr_head": 1e-2, "weight_decay": 1e-4, "epochs_field": "linear_epochs", "min_epochs": 50,
-               "standardize": True, "head": "concat_linear"},
-    "frozen": {"lr_head": 3e-3, "weight_decay": 1e-4, "epochs_field": "linear_epochs"},
+               "standardize": True, "head": "concat_linear", "lr_grid": [3e-3, 1e-2, 3e-2]},
+    "frozen": {"lr_head": 3e-3, "weight_decay": 1e-4, "epochs_field": "linear_epochs", "lr_grid": [1e-3, 3e-3, 1e-2]},
     "finetune": {"lr_head": 1e-3, "lr_backbone": 1e-4, "weight_decay": 0.05, "layer_decay": 0.75,
-                 "epochs_field": "finetune_epochs"},
+                 "epochs_field": "finetune_epochs", "lr_grid": [3e-4, 1e-3, 3e-3]},
 }
+# `lr_grid`: the head learning rates chosen between on val (protocols/selection.py; one value, or
+# `<protocol>.lr_grid=[]` for `lr_head` alone, turns selection off); `lr_head` is the value used
+# when the grid is off
 CACHED_PROTOCOLS = ("linear", "concat")  # heads trained on cached frozen features
 SLICE_METRICS = ("mean_acc", "balanced_acc", "acc", "mean_class_acc")
 
@@ -84,28 +97,30 @@ def settings(profile: Profile, protocol: str) -> dict[str, Any]:
 def _standardize(feats: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-dimension standardisation with the mean / std of the training subset `idx` of
     feats["train"] (frozen features can have scales differing by 30x between dimensions, which a
-    short AdamW run does not undo)."""
-    x = feats["train"][idx]
-    mu = x.mean(0, keepdim=True)
-    sd = x.std(0, keepdim=True).clamp_min(1e-6) if len(idx) > 1 else torch.ones_like(mu)
-    return {s: (v - mu) / sd for s, v in feats.items()}
-
+    short AdamW run does not undo; the result does not depend on the features' scale)."""
+    names = list(feats)
+    out = standardize_rows(feats["train"][idx], *(feats[s] for s in names))
+    return dict(zip(names, out[1:]))
 
 
 @dataclass
 class _TrainData:
-    """What a classification cell trains and evaluates on (features or images)."""
+    """What a classification cell trains and evaluates on (features or images). `make_model()`
+    builds the model afresh (the head from the cell's seed; a fine-tuned backbone from its starting
+    weights); `test()` gives the test set, read only once the head's learning rate is chosen."""
 
     train_ds: Any
     val_ds: Any
-    test_ds: Any
+    test: Callable[[], Any]
     train_targets: torch.Tensor | None
-    model: nn.Module
+    make_model: Callable[[], nn.Module]
     depth: int | None
     n_train: int
     eval_bs: int
     names: list
+    model: nn.Module | None = None
     metrics_sel: dict = field(default_factory=dict)
+    items_note: dict = field(default_factory=dict)
 
 
 def _predict(m, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -265,16 +280,11 @@ class ClassificationTask(Task):
         splits = self.load_splits(ctx, size)
         timings: dict[str, Any] = {}
         bs = profile.batch_size
-        gen = torch.Generator().manual_seed(seed)
         if cell.protocol in CACHED_PROTOCOLS:
             d = self._feature_data(ctx, splits, layers, size, head_name, st, timings)
         else:
             d = self._image_data(ctx, splits, layers, head_name)
         nw = profile.num_workers if cell.protocol not in CACHED_PROTOCOLS else 0
-        train_loader = DataLoader(d.train_ds, batch_size=bs, shuffle=True, generator=gen, num_workers=nw,
-                                  drop_last=len(d.train_ds) > bs)
-        val_loader = DataLoader(d.val_ds, batch_size=d.eval_bs, shuffle=False, num_workers=nw)
-        test_loader = DataLoader(d.test_ds, batch_size=d.eval_bs, shuffle=False, num_workers=nw)
 
         def evaluate(m, loader):
             logits, y = _predict(m, loader, ctx.device)
@@ -285,57 +295,96 @@ class ClassificationTask(Task):
                         ema_decay=st["ema_decay"], select_metric=self.headline,
                         higher_is_better=self.higher_is_better)
         cfg = ceiling_recipe(cfg, cell.backbone, profile, cell.task)
-        st.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay, epochs=cfg.epochs)
+        # the head's learning rate is chosen on val from the protocol's grid (the ceiling keeps its
+        # from-scratch recipe: one learning rate for the whole network)
+        grid = [cfg.lr_head] if is_ceiling(cell.backbone) else grid_of(st.get("lr_grid"), cfg.lr_head)
+
+        def train(lr: float, with_test: bool) -> CellResult:
+            torch.manual_seed(seed)  # every value of the grid: the same head init and data order
+            model = d.make_model()
+            gen = torch.Generator().manual_seed(seed)
+            train_loader = DataLoader(d.train_ds, batch_size=bs, shuffle=True, generator=gen, num_workers=nw,
+                                      drop_last=len(d.train_ds) > bs)
+            val_loader = DataLoader(d.val_ds, batch_size=d.eval_bs, shuffle=False, num_workers=nw)
+            test_loader = (DataLoader(d.test(), batch_size=d.eval_bs, shuffle=False, num_workers=nw)
+                           if with_test else None)
+            res = fit(model, train_loader, val_loader, test_loader, self.loss, evaluate,
+                      dataclasses.replace(cfg, lr_head=lr), ctx.device, backbone_depth=d.depth,
+                      progress=ctx.progress, desc=f"{self.name}/{cell.protocol}/lr={lr:g}")
+            res.extra.update(model=model, test_loader=test_loader)
+            return res
+
         t0 = time.perf_counter()
-        result = fit(d.model, train_loader, val_loader, test_loader, self.loss, evaluate, cfg, ctx.device,
-                     backbone_depth=d.depth, progress=ctx.progress, desc=f"{self.name}/{cell.protocol}")
+        result, selection = select_and_fit(train, grid, self.higher_is_better)
+        cfg = dataclasses.replace(cfg, lr_head=selection["chosen"])
+        st.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay, epochs=cfg.epochs)
         timings["fit_s"] = round(time.perf_counter() - t0, 3)
+        d.model, test_loader = result.extra.pop("model"), result.extra.pop("test_loader")
         self._score_selected(ctx, result, d, splits["test"], test_loader)
         result.config = {"protocol": cell.protocol, "head": head_name, "layers": layers, "image_size": size,
                          "n_train": d.n_train, "standardize": bool(st.get("standardize")), "n_val": len(d.val_ds),
-                         "n_test": len(d.test_ds), "num_outputs": len(d.names), "class_names": d.names,
-                         **{k: v for k, v in cfg.__dict__.items() if k != "extra"}}
+                         "n_test": len(test_loader.dataset), "num_outputs": len(d.names), "class_names": d.names,
+                         **{k: v for k, v in cfg.__dict__.items() if k != "extra"}, **d.items_note,
+                         "selection": selection}
+        if result.extra.get("input_norm"):
+            result.config["input_norm"] = result.extra["input_norm"]
         result.timings, result.history = timings, list(result.extra.get("history", []))
         result.protocol_used, result.head = cell.protocol, head_name
         result.extra = {"selected_check": {k: d.metrics_sel.get(k) for k in (self.headline,)}}
         return result
 
     def _feature_data(self, ctx: CellContext, splits, layers, size, head_name, st, timings) -> _TrainData:
-        """A head on cached features (linear, concat): the features of every split, read from the
-        cache or extracted once, and the head."""
+        """A head on cached features (linear, concat): the features of the train and val splits,
+        read from the cache or extracted once, and the head; the test split's features only when
+        `test()` is called (after the choice on val)."""
         cell, backbone = ctx.cell, ctx.backbone
         feats, hits = {}, {}
-        for s, split in splits.items():
-            f, info = cached_features(backbone, split, layers, size, ctx.profile.batch_size, ctx.device,
+
+        def features(s):
+            f, info = cached_features(backbone, splits[s], layers, size, ctx.profile.batch_size, ctx.device,
                                       ctx.work_dir / "features", ctx.progress)
-            feats[s] = f
             hits[s] = info["cache_hit"]
             timings[f"features_{s}_s"] = round(info["seconds"], 4)
             timings[f"features_{s}_cache_hit"] = info["cache_hit"]
-        total = sum(timings[f"features_{s}_s"] for s in splits)
-        timings["features_load_s" if all(hits.values()) else "features_extract_s"] = round(total, 4)
-        timings["features_cache_hit"] = all(hits.values())
+            return f
+
+        for s in ("train", "val"):
+            feats[s] = features(s)
         targets = {s: f["targets"] for s, f in feats.items()}
         names = self.class_names(splits["train"], targets["train"])
-        # re-seed after the features: extracting them (a cache miss) draws from the global RNG,
-        # a cache hit does not, and the head's initialisation must not depend on which it was
-        torch.manual_seed(cell.seed)
-        head = self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
-        key = getattr(head, "feature_key", "layer_feats")
         labels = targets["train"].numpy() if self.kind == "multiclass" else None
         idx = subset_indices(len(targets["train"]), cell.fraction, cell.seed, labels)
         idx_t = torch.as_tensor(idx, dtype=torch.long)
+        probe = self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
+        key = getattr(probe, "feature_key", "layer_feats")
         x = {s: f[key] for s, f in feats.items()}
+        x_train_raw = x["train"][idx_t]
         if st.get("standardize"):
             x = _standardize(x, idx_t)
+
+        def test() -> TensorDataset:
+            f = features("test")
+            xt = f[key]
+            if st.get("standardize"):  # the training subset's statistics, as for train and val
+                xt = standardize_rows(x_train_raw, xt)[1]
+            total = sum(timings[f"features_{s}_s"] for s in ("train", "val", "test"))
+            timings["features_load_s" if all(hits.values()) else "features_extract_s"] = round(total, 4)
+            timings["features_cache_hit"] = all(hits.values())
+            return TensorDataset(xt, f["targets"])
+
+        def make_model() -> nn.Module:
+            # the head's initialisation depends on the seed only (train draws it after re-seeding),
+            # not on whether the features came from the cache
+            return self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
+
         return _TrainData(train_ds=TensorDataset(x["train"][idx_t], targets["train"][idx_t]),
-                          val_ds=TensorDataset(x["val"], targets["val"]),
-                          test_ds=TensorDataset(x["test"], targets["test"]),
-                          train_targets=targets["train"][idx_t], model=head, depth=None, n_train=len(idx),
+                          val_ds=TensorDataset(x["val"], targets["val"]), test=test,
+                          train_targets=targets["train"][idx_t], make_model=make_model, depth=None, n_train=len(idx),
                           eval_bs=max(ctx.profile.batch_size, 512), names=names)
 
     def _image_data(self, ctx: CellContext, splits, layers, head_name) -> _TrainData:
-        """The backbone and its head on images (frozen, finetune)."""
+        """The backbone and its head on images (frozen, finetune); a fine-tuned backbone starts
+        every run of the grid from the same weights."""
         cell, backbone = ctx.cell, ctx.backbone
         train = splits["train"]
         y0 = known_targets(train)
@@ -346,11 +395,17 @@ class ClassificationTask(Task):
         idx = subset_indices(len(train), cell.fraction, cell.seed, labels)
         train_targets = (torch.as_tensor(y0)[torch.as_tensor(idx, dtype=torch.long)] if y0 is not None
                          else None)
-        torch.manual_seed(cell.seed)
-        head = self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
         frozen = cell.protocol == "frozen"
-        return _TrainData(train_ds=Subset(train, idx.tolist()), val_ds=splits["val"], test_ds=splits["test"],
-                          train_targets=train_targets, model=BackboneWithHead(backbone, head, layers, frozen=frozen),
+        start = None if frozen else {k: v.detach().clone() for k, v in backbone.state_dict().items()}
+
+        def make_model() -> nn.Module:
+            if start is not None:
+                backbone.load_state_dict(start)
+            head = self.make_head(head_name, backbone.embed_dim, len(layers), len(names))
+            return BackboneWithHead(backbone, head, layers, frozen=frozen)
+
+        return _TrainData(train_ds=Subset(train, idx.tolist()), val_ds=splits["val"], test=lambda: splits["test"],
+                          train_targets=train_targets, make_model=make_model,
                           depth=None if frozen else backbone.depth, n_train=len(idx),
                           eval_bs=ctx.profile.batch_size, names=names)
 
@@ -377,5 +432,6 @@ class ClassificationTask(Task):
         result.artifacts.update(self.write_artifacts(ctx, d.names, confusion, history))
         items = self.item_scores(logits, y, d.names)
         result.ci = items.ci()
+        d.items_note = items_note(items)
         result.artifacts["items"] = ctx.artifact_relpath(items.save(ctx.artifact_dir() / "items.npz"))
         result.slices.update(slices)

@@ -8,6 +8,8 @@ Pixel convention (the same as `paco_fr.data.template`): pixel centres at integer
 
 from __future__ import annotations
 
+import copy
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +22,9 @@ from bench_tasks.heads.dense import DENSE_HEAD  # noqa: F401 - D.DENSE_HEAD for 
 from bench_tasks.protocols.farl.settings import OVERRIDABLE as FARL_KEYS
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.frozen_cache import FrozenFeatureCache
+from bench_tasks.protocols.selection import grid_of, select_and_fit
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
-from bench_tasks.tasks._ceiling import ceiling_recipe
+from bench_tasks.tasks._ceiling import ceiling_recipe, is_ceiling
 
 # ----------------------------------------------------------------------------- settings
 
@@ -30,7 +33,14 @@ from bench_tasks.tasks._ceiling import ceiling_recipe
 # (FaRL: 768 channels and EMA 0.999 over ~300 epochs; 0 or None turns EMA off). docs/dense.md.
 DENSE_KEYS = ("size", "channels", "ema_decay", "epochs", "batch_size", "lr_head", "lr_backbone", "weight_decay",
               "layer_decay", "coords", "landmark_loss", "heatmap_sigma", "frozen_cache_mb", "min_steps", "evals",
-              "class_weight")
+              "class_weight", "lr_grid", "pilot_frac")
+
+
+# the dense heads' grid: a third of, and three times, the head's learning rate; each value's pilot
+# trains a quarter of the budget on val (three full runs more would quadruple the dense heads' cost,
+# the larger part of every study), the chosen value the whole budget
+DENSE_GRID_FACTORS = (1 / 3, 1.0, 3.0)
+DENSE_PILOT_FRAC = 0.25
 
 
 def dense_setting_keys() -> tuple[str, ...]:
@@ -71,6 +81,10 @@ def dense_settings(profile: Profile) -> dict:
         "evals": int(ex.get("dense_evals", 0)),
         # parsing: per-class loss weights from the training masks (`none` | `inv_sqrt`)
         "class_weight": str(ex.get("dense_class_weight", "inv_sqrt")),
+        # the head learning rates chosen between on val (None: lr_head x DENSE_GRID_FACTORS; one
+        # value: no selection) and the share of the budget each value's pilot trains (fit_dense)
+        "lr_grid": ex.get("dense_lr_grid"),
+        "pilot_frac": float(ex.get("dense_pilot_frac", DENSE_PILOT_FRAC)),
     }
 
 
@@ -158,30 +172,73 @@ def step_budget(steps_per_epoch: int, settings: dict) -> tuple[int, int]:
     return epochs, eval_every
 
 
+def dense_grid(settings: dict) -> list[float]:
+    """The head learning rates a dense cell chooses between on val: `lr_grid` (absolute values), else
+    `lr_head` x DENSE_GRID_FACTORS; one value turns selection off."""
+    if settings.get("lr_grid") is not None:
+        return grid_of(settings["lr_grid"], settings["lr_head"])
+    return grid_of([float(f"{settings['lr_head'] * f:.3g}") for f in DENSE_GRID_FACTORS], settings["lr_head"])
+
+
+def pilot_settings(settings: dict) -> dict:
+    """A grid value's pilot run: `pilot_frac` of the epochs and of the minimum steps (at least one
+    epoch), evaluated on val only."""
+    frac = float(settings.get("pilot_frac") or 1.0)
+    out = dict(settings)
+    out["epochs"] = max(1, math.ceil(int(settings["epochs"]) * frac))
+    if settings.get("min_steps"):
+        out["min_steps"] = max(1, math.ceil(int(settings["min_steps"]) * frac))
+    return out
+
+
 def fit_dense(ctx: CellContext, head: torch.nn.Module, layers: list[int], settings: dict,
               train: Dataset, val: Dataset, test: Dataset, loss_fn, evaluate, select_metric: str,
               higher_is_better: bool):
+    """Train `head` (built from the cell's seed) on the backbone's tapped layers. The head's learning
+    rate is chosen on val from `dense_grid(settings)`: each value trains a pilot (`pilot_settings`,
+    val only), the chosen one the full budget with test scored; a ceiling keeps its recipe."""
     protocol = resolve_protocol(ctx.cell.protocol)
-    torch.manual_seed(ctx.cell.seed)
     backbone = ctx.backbone
     if protocol == "frozen" and settings.get("frozen_cache_mb"):
         # the frozen backbone's token maps of each image are computed once, not once per epoch
+        # (shared by every run of the grid)
         backbone = FrozenFeatureCache(backbone, settings["frozen_cache_mb"])
-    model = BackboneWithHead(backbone, head, layers, frozen=protocol == "frozen")
-    tl, vl, te = loaders(train, val, test, settings["batch_size"], settings["num_workers"], ctx.cell.seed)
-    epochs, eval_every = step_budget(len(tl), settings)
-    cfg = FitConfig(
-        epochs=epochs, lr_head=settings["lr_head"], lr_backbone=settings["lr_backbone"],
-        weight_decay=settings["weight_decay"], layer_decay=settings["layer_decay"],
-        ema_decay=settings["ema_decay"], select_metric=select_metric, higher_is_better=higher_is_better,
-        eval_every=eval_every,
-    )
-    cfg = ceiling_recipe(cfg, ctx.cell.backbone, ctx.profile, ctx.cell.task)
-    settings.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay)
-    result = fit(model, tl, vl, te, loss_fn, evaluate, cfg, ctx.device,
-                 backbone_depth=None if protocol == "frozen" else ctx.backbone.depth,
-                 progress=ctx.progress, desc=f"{ctx.cell.task}/{ctx.cell.dataset}")
-    return model, result, te, protocol
+    frozen = protocol == "frozen"
+    head_init = copy.deepcopy(head.state_dict())
+    start = None if frozen else copy.deepcopy(ctx.backbone.state_dict())
+    ceiling = is_ceiling(ctx.cell.backbone)
+    grid = [settings["lr_head"]] if ceiling else dense_grid(settings)
+    runs: dict = {}
+
+    def run(lr: float, with_test: bool):
+        st = settings if with_test else pilot_settings(settings)
+        head.load_state_dict(head_init)
+        if start is not None:
+            ctx.backbone.load_state_dict(start)
+        torch.manual_seed(ctx.cell.seed)
+        model = BackboneWithHead(backbone, head, layers, frozen=frozen)
+        tl, vl, te = loaders(train, val, test, st["batch_size"], st["num_workers"], ctx.cell.seed)
+        epochs, eval_every = step_budget(len(tl), st)
+        cfg = FitConfig(
+            epochs=epochs, lr_head=lr, lr_backbone=st["lr_backbone"],
+            weight_decay=st["weight_decay"], layer_decay=st["layer_decay"],
+            ema_decay=st["ema_decay"], select_metric=select_metric, higher_is_better=higher_is_better,
+            eval_every=eval_every,
+        )
+        cfg = ceiling_recipe(cfg, ctx.cell.backbone, ctx.profile, ctx.cell.task)
+        res = fit(model, tl, vl, te if with_test else None, loss_fn, evaluate, cfg, ctx.device,
+                  backbone_depth=None if frozen else ctx.backbone.depth,
+                  progress=ctx.progress, desc=f"{ctx.cell.task}/{ctx.cell.dataset}/lr={lr:g}")
+        runs.update(model=model, te=te, cfg=cfg)
+        return res
+
+    pilot = (f"each value's pilot: {settings.get('pilot_frac'):g} of the epochs and minimum steps, val only"
+             if len(grid) > 1 else "")
+    result, selection = select_and_fit(run, grid, higher_is_better, pilot=pilot)
+    cfg = runs["cfg"]
+    settings.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay,
+                    selection=selection)
+    return runs["model"], result, runs["te"], protocol
 
 
 # ----------------------------------------------------------------------------- previews

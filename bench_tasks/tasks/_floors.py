@@ -24,7 +24,7 @@ import numpy as np
 
 from bench_tasks.contracts import CellContext, CellResult, Task, TaskSplit
 from bench_tasks.datasets._readers import get_dataset_spec
-from bench_tasks.stats import ItemScores
+from bench_tasks.stats import ItemScores, items_note
 
 FLOOR_PROTOCOL = "floor"
 
@@ -47,7 +47,7 @@ def floor_result(ctx: CellContext, metrics: dict, items: ItemScores, predictor: 
     return CellResult(metrics=metrics, metrics_last=dict(metrics), metrics_best_test=dict(metrics),
                       slices=slices or {}, artifacts={"items": ctx.artifact_relpath(path)}, ci=items.ci(),
                       protocol_used=FLOOR_PROTOCOL,
-                      config={"predictor": predictor, "n_test": items.n, **(extra_config or {})})
+                      config={"predictor": predictor, "n_test": items.n, **items_note(items), **(extra_config or {})})
 
 
 def item_slices(items: ItemScores, split, keys: tuple[str, ...]) -> dict:

@@ -19,6 +19,9 @@ class AttributesTask(ClassificationTask):
     default_datasets = ("celeba", "lfwa")
     protocols = ("linear", "concat", "frozen", "finetune")
     headline = "balanced_acc"
+    # 2: scale-free head inputs (per-channel standardised tapped features) and the head's learning
+    # rate chosen on val from a grid (old rows are recomputed)
+    version = 2
     higher_is_better = True
     kind = "multilabel"
     default_head = "attribute"

@@ -21,6 +21,9 @@ class ExpressionTask(ClassificationTask):
     default_datasets = ("rafdb", "affectnet7")
     protocols = ("linear", "concat", "frozen", "finetune")
     headline = "acc"
+    # 2: scale-free head inputs (per-channel standardised tapped features) and the head's learning
+    # rate chosen on val from a grid (old rows are recomputed)
+    version = 2
     higher_is_better = True
     kind = "multiclass"
     default_head = "attribute"

@@ -30,6 +30,7 @@ from bench_tasks.metrics import landmarks as LM
 from bench_tasks.metrics.items import landmark_items
 from bench_tasks.protocols.farl import cell_image_size, run_farl
 from bench_tasks.registry import TASKS
+from bench_tasks.stats import items_note
 from bench_tasks.tasks import _dense as D
 from bench_tasks.tasks import _heatmaps as H
 from bench_tasks.tasks._floors import floor_result, train_and_test
@@ -102,6 +103,9 @@ class LandmarksTask(Task):
     protocols = ("frozen", "finetune", "farl-frozen", "farl-refine")  # farl-*: protocols/farl.py
     protocol_aliases = D.PROTOCOL_ALIASES  # a plan's `linear` runs (and is recorded) as `frozen`
     headline = "nme"
+    # 2: scale-free head inputs (per-channel standardised tapped features) and the head's learning
+    # rate chosen on val from a grid (old rows are recomputed)
+    version = 2
     higher_is_better = False
 
     @classmethod
@@ -174,7 +178,7 @@ class LandmarksTask(Task):
             metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
             slices=slices, artifacts=artifacts, ci=items.ci(),
             history=res.extra.get("history", []), protocol_used=protocol, head=D.DENSE_HEAD,
-            config={**st, "layers": layers, "num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
+            config={**st, **items_note(items), "input_norm": res.extra.get("input_norm"), "layers": layers, "num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
                     "eyes": list(test.meta.get("eyes", (36, 45))),
                     **({"bce_weight": BCE_WEIGHT} if st["landmark_loss"] == "farl" else {})},
         )

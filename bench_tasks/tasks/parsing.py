@@ -20,6 +20,7 @@ from bench_tasks.metrics.items import parsing_items
 from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion
 from bench_tasks.protocols.farl import cell_image_size, run_farl
 from bench_tasks.registry import TASKS
+from bench_tasks.stats import items_note
 from bench_tasks.tasks import _dense as D
 from bench_tasks.tasks._floors import floor_result, train_and_test
 from bench_tasks.tasks._targets import iter_targets
@@ -91,6 +92,9 @@ class ParsingTask(Task):
     protocols = ("frozen", "finetune", "farl-frozen", "farl-refine")  # farl-*: protocols/farl.py
     protocol_aliases = D.PROTOCOL_ALIASES  # a plan's `linear` runs (and is recorded) as `frozen`
     headline = "f1_mean"
+    # 2: scale-free head inputs (per-channel standardised tapped features) and the head's learning
+    # rate chosen on val from a grid (old rows are recomputed)
+    version = 2
     higher_is_better = True
 
     @classmethod
@@ -197,7 +201,7 @@ class ParsingTask(Task):
             metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
             slices=slices, artifacts=artifacts, ci=items.ci(),
             history=res.extra.get("history", []), protocol_used=protocol, head=D.DENSE_HEAD,
-            config={**st, "layers": layers, "classes": classes,
+            config={**st, **items_note(items), "input_norm": res.extra.get("input_norm"), "layers": layers, "classes": classes,
                     "warp_back": bool(test.meta.get("warp_back")),
                     **({"class_weights": [round(float(x), 4) for x in weight]} if weight is not None else {})},
         )

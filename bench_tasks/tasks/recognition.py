@@ -36,6 +36,7 @@ emb_dim, flip, n_pairs, n_hard_pairs, lr_head, lr_backbone, linear_epochs, epoch
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -52,13 +53,15 @@ from bench_tasks.metrics.verification import (
     ten_fold_correct,
     verification_metrics,
 )
+from bench_tasks.protocols.feature_norm import standardize_rows
 from bench_tasks.protocols.features import cached_features
 from bench_tasks.protocols.fractions import subset_indices
+from bench_tasks.protocols.selection import grid_of, select_and_fit
 from bench_tasks.protocols.train import BackboneWithHead, FitConfig, fit
 from bench_tasks.registry import DATASETS, TASKS
-from bench_tasks.stats import ItemScores
+from bench_tasks.stats import ItemScores, items_note
 from bench_tasks.stats.pairs import Pairs, make_pair_sets, make_pairs
-from bench_tasks.tasks._ceiling import ceiling_recipe
+from bench_tasks.tasks._ceiling import ceiling_recipe, is_ceiling
 from bench_tasks.tasks._floors import floor_result
 from bench_tasks.tasks._recognition_splits import Flipped, Relabel, Subset, split_identity, split_labels
 
@@ -72,6 +75,9 @@ DEFAULTS = {
     "n_pairs": 6000,  # per pair set (balanced), capped by the genuine pairs available
     "n_hard_pairs": 2000,
     "lr_head": 3e-3,
+    # the head learning rates chosen between on val (linear, frozen, finetune; protocols/selection.py);
+    # one value (or []: lr_head alone) turns selection off
+    "lr_grid": [1e-3, 3e-3, 1e-2],
     "lr_backbone": 1e-4,
     "layer_decay": 0.75,
     "linear_epochs": None,  # None: profile.linear_epochs
@@ -160,6 +166,9 @@ class RecognitionTask(Task):
     default_datasets = ("lfw", "lfw_bin", "cfp_fp", "agedb_30")  # the runner adds synthface
     protocols = ("linear", "frozen", "finetune", "cosine")
     headline = "acc"
+    # 2: scale-free head inputs (per-channel standardised tapped features) and the head's learning
+    # rate chosen on val from a grid (old rows are recomputed)
+    version = 2
     higher_is_better = True
 
     @classmethod
@@ -244,7 +253,8 @@ class RecognitionTask(Task):
                       "pairs": {f"val/{k}": len(p) for k, p in val_pairs.items()} | {f"test/{k}": len(p) for k, p in test_pairs.items()},
                       "pair_info": {k: {a: b for a, b in p.info.items() if isinstance(b, (int, float, str))}
                                     for k, p in test_pairs.items()},
-                      "settings": {k: v for k, v in s.items()}, "data_seconds": t_data}
+                      "settings": {k: v for k, v in s.items()}, "data_seconds": t_data,
+                      "image_size": int(ctx.profile.image_size)}
         if cell.protocol == "cosine":
             return self.run_cosine(ctx, s, train, keep, test, test_pairs, info, t0)
         if cell.protocol == "linear":
@@ -255,49 +265,82 @@ class RecognitionTask(Task):
                 f, _ = cached_features(bb, split, layers, prof.image_size, bs, dev, cache, ctx.progress)
                 return torch.cat([f["cls"], f["layer_feats"][:, -1, 1]], dim=1)
 
-            x_train = feats(train)[torch.as_tensor(keep)]
-            evals = []
-            for split, pairs in ((val, val_pairs), (test, test_pairs)):
-                evals.append(PairEval(pairs, feats=feats(split), feats_flip=feats(Flipped(split)) if s["flip"] else None,
-                                      device=dev, flip=s["flip"]))
+            x_raw = feats(train)[torch.as_tensor(keep)]
+
+            def std(x):  # the training subset's per-dimension statistics: a scale-free head input
+                return standardize_rows(x_raw, x)[1]
+
+            def pair_eval(split, pairs):
+                return PairEval(pairs, feats=std(feats(split)),
+                                feats_flip=std(feats(Flipped(split))) if s["flip"] else None, device=dev, flip=s["flip"])
+
+            x_train = std(x_raw)
+            val_eval = pair_eval(val, val_pairs)
             info["feature_seconds"] = time.perf_counter() - t1
-            torch.manual_seed(cell.seed)  # after the features: a cache miss draws, a hit does not
-            model = RecognitionHead(x_train.shape[1], len(classes), s["emb_dim"], s["margin"], **margin_kw)
+            test_eval = _Lazy(lambda: pair_eval(test, test_pairs))  # read once the head's lr is chosen
             ds = TensorDataset(x_train, torch.as_tensor(labels))
-            loader = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs,
-                                generator=torch.Generator().manual_seed(cell.seed))
+            num_workers = 0
+
+            def make_model():
+                return RecognitionHead(x_train.shape[1], len(classes), s["emb_dim"], s["margin"], **margin_kw)
+
             epochs = s["linear_epochs"] or prof.linear_epochs
             depth = None
         elif cell.protocol in ("frozen", "finetune"):
             frozen = cell.protocol == "frozen"
-            torch.manual_seed(cell.seed)
-            head = RecognitionHead(2 * bb.embed_dim, len(classes), s["emb_dim"], s["margin"],
-                                   from_backbone=True, **margin_kw)
-            model = BackboneWithHead(bb, head, layers, frozen=frozen)
+            start = None if frozen else {k: v.detach().clone() for k, v in bb.state_dict().items()}
+
+            def make_model():
+                if start is not None:  # every value of the grid fine-tunes from the same weights
+                    bb.load_state_dict(start)
+                head = RecognitionHead(2 * bb.embed_dim, len(classes), s["emb_dim"], s["margin"],
+                                       from_backbone=True, **margin_kw)
+                return BackboneWithHead(bb, head, layers, frozen=frozen)
+
             ds = Relabel(Subset(train, keep), dict(zip(classes.tolist(), range(len(classes)))))
-            loader = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, num_workers=prof.num_workers,
-                                generator=torch.Generator().manual_seed(cell.seed))
-            evals = [PairEval(p, images=sp, batch_size=bs, device=dev, flip=s["flip"])
-                     for sp, p in ((val, val_pairs), (test, test_pairs))]
+            num_workers = prof.num_workers
+            val_eval = PairEval(val_pairs, images=val, batch_size=bs, device=dev, flip=s["flip"])
+            test_eval = _Lazy(lambda: PairEval(test_pairs, images=test, batch_size=bs, device=dev, flip=s["flip"]))
             epochs = s["epochs"] or prof.recognition_epochs
             depth = None if frozen else bb.depth
         else:
             raise ValueError(f"recognition has protocols {self.protocols}, not {cell.protocol!r}")
-        head = model.head if isinstance(model, BackboneWithHead) else model
         cfg = FitConfig(epochs=epochs, lr_head=s["lr_head"], lr_backbone=s["lr_backbone"],
                         layer_decay=s["layer_decay"], select_metric="acc", higher_is_better=True)
         cfg = ceiling_recipe(cfg, cell.backbone, prof, cell.task)
-        s.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay, epochs=cfg.epochs)
+        grid = [cfg.lr_head] if is_ceiling(cell.backbone) else grid_of(s.get("lr_grid"), cfg.lr_head)
+
+        def train_one(lr: float, with_test: bool) -> CellResult:
+            torch.manual_seed(cell.seed)  # every value: the same head init and data order
+            model = make_model()
+            head = model.head if isinstance(model, BackboneWithHead) else model
+            loader = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, num_workers=num_workers,
+                                generator=torch.Generator().manual_seed(cell.seed))
+            res = fit(model, loader, val_eval, test_eval.get() if with_test else None,
+                      lambda emb, y: head.loss(emb, y), _evaluate, dataclasses.replace(cfg, lr_head=lr), dev,
+                      backbone_depth=depth, progress=ctx.progress,
+                      desc=f"recognition/{cell.dataset}/{cell.protocol}/lr={lr:g}")
+            res.extra["model"] = model
+            return res
+
         t2 = time.perf_counter()
-        res = fit(model, loader, evals[0], evals[1], lambda emb, y: head.loss(emb, y), _evaluate, cfg, dev,
-                  backbone_depth=depth, progress=ctx.progress, desc=f"recognition/{cell.dataset}/{cell.protocol}")
+        res, selection = select_and_fit(train_one, grid, True)
+        cfg = dataclasses.replace(cfg, lr_head=selection["chosen"])
+        s.update(lr_head=cfg.lr_head, lr_backbone=cfg.lr_backbone, layer_decay=cfg.layer_decay, epochs=cfg.epochs)
+        info["settings"] = {k: v for k, v in s.items()}
+        info["selection"] = selection
+        model = res.extra.pop("model")
+        evals = [val_eval, test_eval.get()]
         info["fit_seconds"] = time.perf_counter() - t2
         metrics, slices = _split_slices(res.metrics)
         last, _ = _split_slices(res.metrics_last)
         best, _ = _split_slices(res.metrics_best_test)
         info["history"] = res.extra.get("history", [])
+        if res.extra.get("input_norm"):
+            info["input_norm"] = res.extra["input_norm"]
         # the model holds the selected epoch's weights: per-pair scores of the test pairs for the CI
         items = pair_items(evals[1].embeddings(model), test_pairs["all"])
+        info.update(items_note(items))
         ci, artifacts = self.store_items(ctx, items)
         info["seconds"] = time.perf_counter() - t0
         return CellResult(metrics=metrics, metrics_last=last, metrics_best_test=best, slices=slices,
@@ -321,20 +364,31 @@ class RecognitionTask(Task):
 
         t1 = time.perf_counter()
         x_train = feats(train)[torch.as_tensor(keep)]
-        mu = x_train.mean(0, keepdim=True)
-        sd = x_train.std(0, keepdim=True).clamp_min(1e-6)
-        x_test = (feats(test) - mu) / sd
-        x_flip = (feats(Flipped(test)) - mu) / sd if s["flip"] else None
+        x_test, *x_flip = standardize_rows(x_train, feats(test), *((feats(Flipped(test)),) if s["flip"] else ()))[1:]
+        x_flip = x_flip[0] if x_flip else None
         info["feature_seconds"] = time.perf_counter() - t1
         ev = PairEval(test_pairs, feats=x_test, feats_flip=x_flip, device=torch.device("cpu"), flip=s["flip"])
         identity = torch.nn.Identity()
         metrics, slices = _split_slices(ev.evaluate(identity))
         items = pair_items(ev.embeddings(identity), test_pairs["all"])
+        info.update(items_note(items))
         ci, artifacts = self.store_items(ctx, items)
         info["probe"] = "cosine of [final CLS ; mean last-block patch token], standardised with train-split stats"
         info["seconds"] = time.perf_counter() - t0
         return CellResult(metrics=metrics, metrics_last=dict(metrics), metrics_best_test=dict(metrics),
                           slices=slices, ci=ci, artifacts=artifacts, **typed_info(info, "cosine", "cosine"))
+
+
+class _Lazy:
+    """A value built on first use (the test split's pair evaluation: read after the choice on val)."""
+
+    def __init__(self, make):
+        self.make, self.value = make, None
+
+    def get(self):
+        if self.value is None:
+            self.value = self.make()
+        return self.value
 
 
 def typed_info(info: dict, protocol: str, head: str) -> dict:

@@ -13,10 +13,12 @@ from bench_tasks.protocols.train import BackboneWithHead
 
 class FarlNet(BackboneWithHead):
     """FaRL's FaceParsingTransformer / FaceAlignmentTransformer: the warped input is resized
-    (bilinear, align_corners False) to `input_size` inside the network, as FaRLVisualFeatures does."""
+    (bilinear, align_corners False) to `input_size` inside the network, as FaRLVisualFeatures does.
+    The head reads the raw tapped tokens, as FaRL's does (no standardisation: `normalize=False`;
+    docs/farl_protocol.md, "Feature scale")."""
 
     def __init__(self, backbone, head, layers, frozen: bool, input_size: int):
-        super().__init__(backbone, head, layers, frozen)
+        super().__init__(backbone, head, layers, frozen, normalize=False)
         self.input_size = int(input_size)
 
     def forward(self, x01):
