@@ -9,12 +9,13 @@ import pytest
 
 from bench_tasks.cli.app import main
 from bench_tasks.contracts import Cell, CellResult
+from bench_tasks.plan.cell_plan import task_version
 from bench_tasks.session.run_table import _short_backbone, format_run_table
 from bench_tasks.store.rows import make_row
 
 
 def _row(cell, value, ci=None, status="ok", error=None):
-    r = make_row(cell, status, headline="acc", higher_is_better=True,
+    r = make_row(cell, status, headline="acc", higher_is_better=True, task_version=task_version(cell.task),
                  result=CellResult(metrics={"acc": value}) if status == "ok" else None, error=error)
     if ci is not None:
         r["ci"] = {"acc": ci}

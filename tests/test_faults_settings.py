@@ -9,7 +9,7 @@ import json
 
 from bench_tasks.cli.app import main
 from bench_tasks.contracts import Cell, CellResult
-from bench_tasks.plan.cell_plan import cell_version, make_plan
+from bench_tasks.plan.cell_plan import cell_version, make_plan, task_version
 from bench_tasks.report.load import load_rows
 from bench_tasks.session.run_table import format_run_table
 from bench_tasks.store.readers import inspect
@@ -22,6 +22,7 @@ SMALL = ["--set", "synthface_train=96", "--set", "synthface_val=32", "--set", "s
 
 def _row(cell, value, settings, finished="2026-01-01T00:00:00"):
     return make_row(cell, "ok", headline="acc", result=CellResult(metrics={"acc": value}), settings_hash=settings,
+                    task_version=task_version(cell.task),
                     provenance={"finished": finished})
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from bench_tasks import stats
 from bench_tasks.contracts import Cell, CellResult
+from bench_tasks.plan.cell_plan import task_version
 from bench_tasks.plan.floors import FLOOR_URI
 from bench_tasks.report.build import build_report
 from bench_tasks.session.run_table import format_run_table
@@ -44,7 +45,8 @@ def test_run_table_and_summary_agree(tmp_path):
             rel = f"artifacts/{cell.key()}/items.npz"
             items.save(store.root / rel)
             res = CellResult(metrics={"acc": float(per_item.mean())}, ci=items.ci(), artifacts={"items": rel})
-            store.append(make_row(cell, "ok", "acc", True, result=res, provenance={"git_commit": "abc"}))
+            store.append(make_row(cell, "ok", "acc", True, result=res, provenance={"git_commit": "abc"},
+                                  task_version=task_version(cell.task)))
             cells.append(cell)
     out = tmp_path / "report"
     build_report([store.path], out, runs_dir=None, profile="smoke", reconstruct=False)
