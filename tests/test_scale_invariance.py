@@ -86,10 +86,10 @@ class Rescaled(nn.Module):
             last_tokens=None if out.last_tokens is None else out.last_tokens * last)
 
 
-def _headline(task_name: str, protocol: str, factors, tmp_path: Path) -> float:
+def _headline(task_name: str, protocol: str, factors, tmp_path: Path, backbone: str = BACKBONE) -> float:
     task = TASKS.get(task_name)()
-    cell = Cell(BACKBONE, task_name, "synthface", protocol, profile="toy")
-    bb = build_backbone(BACKBONE, task.cell_image_size(cell, TOY))
+    cell = Cell(backbone, task_name, "synthface", protocol, profile="toy")
+    bb = build_backbone(backbone, task.cell_image_size(cell, TOY))
     if factors is not None:
         bb = Rescaled(bb, factors)
     torch.manual_seed(0)
@@ -119,6 +119,20 @@ def test_rescaled_twin_scores_the_same(task_name, protocol, tmp_path):
     uniform = _headline(task_name, protocol, (UNIFORM,), tmp_path / "b")
     per_layer = _headline(task_name, protocol, PER_LAYER, tmp_path / "c")
     assert abs(uniform - base) <= TOLERANCE, (task_name, protocol, base, uniform)
+    assert abs(per_layer - base) <= TOLERANCE, (task_name, protocol, base, per_layer)
+
+
+PYRAMID = "random:resnet10t@32"  # a CNN read stage by stage: its tapped features are a feature pyramid
+
+
+@pytest.mark.parametrize("task_name,protocol", [
+    pytest.param("attributes", "linear", id="attributes-linear"),
+    pytest.param("parsing", "frozen", id="parsing-frozen", marks=[needs_mmseg, pytest.mark.slow]),
+])
+def test_rescaled_pyramid_scores_the_same(task_name, protocol, tmp_path):
+    """The same property for a CNN backbone: each stage of its pyramid rescaled by its own factor."""
+    base = _headline(task_name, protocol, None, tmp_path / "a", PYRAMID)
+    per_layer = _headline(task_name, protocol, PER_LAYER, tmp_path / "c", PYRAMID)
     assert abs(per_layer - base) <= TOLERANCE, (task_name, protocol, base, per_layer)
 
 
