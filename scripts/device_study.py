@@ -273,7 +273,9 @@ def study_spec(a, st: dict):
     return RunSpec(profile=st["profile"], all=True, no_ablations=True, tasks=tuple(st["tasks"]), datasets=("synthface",),
                    fractions=("1",), seeds=("0",) if a.tiny else None, runs=str(a.runs), results=str(a.results),
                    work_dir=str(a.work_dir), device=a.device, threads=a.threads or None, no_progress=True,
-                   no_report=True, pretrain_override=tuple(f"{k}={v}" for k, v in ov.items()))
+                   no_report=True, pretrain_override=tuple(f"{k}={v}" for k, v in ov.items()),
+                   # --tiny rehearses the code path: one head learning rate instead of the grid chosen on val
+                   set=tuple(f"{p}.lr_grid=[]" for p in ("linear", "concat", "frozen", "finetune")) if a.tiny else ())
 
 
 def cmd_study(a) -> int:

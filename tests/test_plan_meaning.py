@@ -61,7 +61,10 @@ def test_a_resized_backbone_gets_one_line_and_the_native_profile_keeps_its_size(
     lines = [ln for ln in text.splitlines() if ln.startswith("input size:")]
     assert lines == [f"input size: {timm_file}: 224 -> 64 px, position embedding resampled (profile smoke; keep "
                      "224 px with --profile native or --set image_size=224 --set dense_size=224)"]
-    assert f"ceiling: supervised:vit_tiny@224/16/d12 (the architecture and input size of {timm_file})" in text
+    # the ceiling and the random-init control of its architecture, built at the size it is evaluated at
+    assert (f"ceiling: supervised:vit_tiny@64/16/d12 (the architecture of {timm_file}, built at the size it is "
+            "evaluated at; native size 224)") in text
+    assert f"random-init control: random:vit_tiny@64/16/d12 (the architecture of {timm_file}" in text
     rc, text = run(capsys, "--tasks", "attributes", "--backbones", timm_file, "--profile", "native",
                    "--no-ceilings", "--results", str(res), "--dry-run")
     assert rc == 0, text
