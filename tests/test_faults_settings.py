@@ -68,6 +68,24 @@ def test_report_warns_in_summary(tmp_path):
     assert any("settings differ" in n for n in out["notes"])
 
 
+def test_report_lists_many_left_out_groups_in_a_file(tmp_path):
+    """After an instrument change most cells have an older row: one SUMMARY line, the list in a file."""
+    from bench_tasks.report.build import SETTINGS_NOTES_INLINE, build_report
+
+    res = tmp_path / "r.jsonl"
+    rows = []
+    for i in range(SETTINGS_NOTES_INLINE + 1):
+        uri = f"random:vit_tiny@64/8/d{i + 1}"
+        cells = [Cell(uri, "attributes", "synthface", "linear", seed=s) for s in (0, 1)]
+        rows += [_row(cells[0], 50.0, "aaaa"), _row(cells[1], 60.0, "bbbb", "2026-01-03T00:00:00")]
+    _write(res, rows)
+    build_report([res], tmp_path / "rep", runs_dir=None, profile="smoke", reconstruct=False)
+    text = (tmp_path / "rep" / "SUMMARY.md").read_text()
+    assert text.count("settings differ") == 1 and "settings_left_out.md" in text
+    listed = (tmp_path / "rep" / "settings_left_out.md").read_text()
+    assert listed.count("settings aaaa") == SETTINGS_NOTES_INLINE + 1
+
+
 def test_run_table_shows_only_this_plans_settings(tmp_path):
     res = tmp_path / "r.jsonl"
     c = Cell(URI, "expression", "synthface", "linear")

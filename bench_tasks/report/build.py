@@ -118,6 +118,21 @@ def _run_image_size(run_dir: Path) -> int | None:
     return None
 
 
+SETTINGS_NOTES_INLINE = 5  # more cell groups with rows of other settings than this: one line, the list in a file
+
+
+def _settings_warnings(notes: list[str], out_dir: Path) -> list[str]:
+    """SUMMARY's warnings for cell groups whose rows were made with other settings (left out, never
+    pooled): each inline when there are few; else one line and the list in settings_left_out.md."""
+    if len(notes) <= SETTINGS_NOTES_INLINE:
+        return [f"**warning, settings differ**: {n}" for n in notes]
+    (out_dir / "settings_left_out.md").write_text(
+        "# Rows left out: made with other settings than the ones shown\n\n" + "".join(f"- {n}\n" for n in notes))
+    return [f"**warning, settings differ**: {len(notes)} cell groups also have rows made with other settings "
+            "(another task or data version, or other profile settings); those rows are left out, never pooled "
+            "with the ones shown; each is listed in [settings_left_out.md](settings_left_out.md)"]
+
+
 def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str | None = None, *,
                  command: str | None = None, reconstruct: bool = True, reported_path=None,
                  label_scaling=None) -> dict:
@@ -144,7 +159,7 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     df_ok, df_failed, methods, problems = rows_to_frames(rows)
     if other_profile:
         problems.append(f"{len(other_profile)} row(s) of other profiles were ignored")
-    problems += [f"**warning, settings differ**: {n}" for n in loaded.settings_notes]
+    problems += _settings_warnings(loaded.settings_notes, out_dir)
     reported = load_reported(reported_path)
     missing: list[str] = []
     # the tasks whose calibration passes (random init beats the floor, room >= 2): the mean gain's
