@@ -20,7 +20,9 @@ def test_run_all_minimal_study(tmp_path):
            "--runs", str(tmp_path / "runs"),
            "--work-dir", str(tmp_path / "wd"), "--reports", str(tmp_path / "reports"),
            "--pretrain-override", "train.steps=3", "--pretrain-override", "data.num_images=64",
-           "--no-ceilings"]  # the ceiling fine-tunes a ViT for minutes: study_cells' planning of it is tested apart
+           "--no-ceilings",  # the ceiling fine-tunes a ViT for minutes: study_cells' planning of it is tested apart
+           "--set", "linear.lr_grid=[]", "--set", "concat.lr_grid=[]"]  # one head lr: the stages are tested here,
+    # the choice on val in tests/test_selection_on_val.py
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     # stage 1: the four objectives and MCF-style's teacher, matched by FLOPs to PaCo-FR's 3 steps
