@@ -85,7 +85,8 @@ def launch_record(exp: Experiment, kind: str) -> dict:
 # ----------------------------------------------------------------------------- estimates
 
 
-def plan_estimate(exp: Experiment, cells, pretrain_plan=None, results: Path | None = None):
+def plan_estimate(exp: Experiment, cells, pretrain_plan=None, results: Path | None = None,
+                  status: dict[str, str] | None = None):
     """The plan's PlanEstimate (bench_tasks.plan.estimate), or None when it cannot be made (said once)."""
     from bench_tasks.backbones.base import resolve_device
     from bench_tasks.plan.suite import random_control
@@ -94,7 +95,8 @@ def plan_estimate(exp: Experiment, cells, pretrain_plan=None, results: Path | No
     try:
         study_arch = random_control(exp.profile.name) if spec.is_study else None
         results = exp.results if results is None else results
-        status = exp.plan.status(ResultsStore(results).latest())
+        if status is None:  # the caller's plan_counts when it has them: the results file read once
+            status = exp.plan.status(ResultsStore(results).latest())
         done = [k for k, v in status.items() if v == "done" and not spec.force]  # the plan's skip rule
         return estimate_plan(cells, results, exp.profile, pretrain_plan, device=str(resolve_device(spec.device)),
                              study_arch=study_arch, done=done)
@@ -319,10 +321,10 @@ def run_stages(exp: Experiment, executor=None) -> int:
             return 1 if failed_runs else 0
     pretrain_taken = time.monotonic() - t0
     cells = exp.plan.cells
-    _, n_done, _ = plan_counts(exp.plan, results)
+    status, n_done, _ = plan_counts(exp.plan, results)
     print(f"plan: {len(cells)} cells ({n_done} already done{', recomputed with --force' if spec.force else ''}); "
           f"results -> {results}")
-    cells_before = plan_estimate(exp, cells)
+    cells_before = plan_estimate(exp, cells, status=status)
     t_cells = time.monotonic()
     summary = evaluate_stage(exp, executor)
     print("\n" + format_run_table(cells, results, profiles=exp.plan.profiles) + "\n")
