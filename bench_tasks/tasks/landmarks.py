@@ -109,6 +109,10 @@ class LandmarksTask(Task):
     higher_is_better = False
 
     @classmethod
+    def missing_requirements(cls) -> list[str]:
+        return D.missing_requirements(cls.name)
+
+    @classmethod
     def setting_keys(cls) -> tuple[str, ...]:
         return D.dense_setting_keys()
 

@@ -98,6 +98,10 @@ class ParsingTask(Task):
     higher_is_better = True
 
     @classmethod
+    def missing_requirements(cls) -> list[str]:
+        return D.missing_requirements(cls.name)
+
+    @classmethod
     def setting_keys(cls) -> tuple[str, ...]:
         return D.dense_setting_keys()
 
