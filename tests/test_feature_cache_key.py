@@ -13,7 +13,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from bench_tasks.backbones.base import BenchBackbone, build_backbone
+from bench_tasks.backbones.base import build_backbone
 from bench_tasks.contracts import TaskSplit
 from bench_tasks.protocols.features import backbone_fingerprint, cached_features, extract
 
