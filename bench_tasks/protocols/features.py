@@ -48,10 +48,11 @@ def _named_tensors(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
 def backbone_fingerprint(module: torch.nn.Module) -> str:
     """A hash of what a module's features are a function of, besides its input: the bytes, shape
     and dtype of every parameter and buffer, and the module printed (its architecture: layer types,
-    activations, eps; memory addresses removed). Recomputed when a tensor changes (in-place updates
-    bump its version counter)."""
+    activations, eps; memory addresses removed). Memoised per module; recomputed when a tensor
+    changes (an in-place update, a new storage or dtype)."""
     tensors = _named_tensors(module)
-    token = tuple((n, id(t), t._version) for n, t in tensors)
+    # a tensor changed in place bumps its version; `module.to(...)` swaps its storage (data_ptr, dtype)
+    token = tuple((n, id(t), t._version, t.data_ptr(), t.dtype, tuple(t.shape)) for n, t in tensors)
     got = _FINGERPRINTS.get(module)
     if got is not None and got[0] == token:
         return got[1]
@@ -59,7 +60,7 @@ def backbone_fingerprint(module: torch.nn.Module) -> str:
     h.update(_ADDRESS.sub("0x", repr(module)).encode())
     for name, t in tensors:
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}\0".encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     digest = h.hexdigest()
     _FINGERPRINTS[module] = (token, digest)
     return digest
