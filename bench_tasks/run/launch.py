@@ -54,7 +54,7 @@ from bench_tasks.run.jobs import (
     sbatch_script,
     worker_spec,
 )
-from bench_tasks.run.worker import Claims, run_worker, shard
+from bench_tasks.run.worker import shard
 from bench_tasks.store.results import ResultsStore
 from bench_tasks.store.rowfiles import worker_dir
 
@@ -285,18 +285,3 @@ def study_runs(spec, profile) -> dict[str, tuple[dict, Path]]:
                       world=max(1, int(popts.nodes) * int(popts.tasks_per_node)),
                       pretrain_seeds=study_seeds(spec.pretrain_seeds, profile))  # one job per (run, pre-training seed)
     return {p.run.name: ({**p.overrides, "train.progress": False}, p.encoder) for p in plan}
-
-
-def run_here(spec, plan: Plan, roots, results: Path, labels: dict[str, str] | None = None):
-    """`--launcher local` (and each --num-shards process): a worker in this process. Rows go to
-    the results file, or to this worker's own file with shards / --worker-files."""
-    rows_to = "worker" if (spec.launch.num_shards > 1 or spec.launch.worker_files) else "main"
-    since = spec.launch.since if spec.launch.since is not None else time.time()
-    kind = "local" if spec.launch.num_shards <= 1 else f"shard {spec.launch.shard_index}/{spec.launch.num_shards}"
-    record_launch(results, {"launcher": kind, "since": since, "profile": spec.profile, "pid": os.getpid(),
-                            "command": "python -m bench_tasks " + " ".join(sys.argv[1:]),
-                            "keys": plan.keys(), "cells": [asdict(c) for c in plan.cells], "jobs": []})
-    claims = Claims(rows_to=rows_to, since=since, timeout_s=spec.launch.claim_timeout,
-                    heartbeat_s=spec.launch.heartbeat, wait_s=spec.launch.wait_claimed)
-    return run_worker(plan, results, work_dir=spec.work_dir, data_roots=roots, device=spec.device,
-                      force=spec.force, progress=spec.progress, claims=claims, labels=labels)

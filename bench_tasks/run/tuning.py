@@ -27,8 +27,9 @@ from bench_tasks.plan.tuning import (
     tuning_section,
     write_record,
 )
+from bench_tasks.run.loop import run_plan
 from bench_tasks.run.pretrain import _pretrain_one
-from bench_tasks.run.runner import run_plan
+from bench_tasks.run.runner import RunContext
 from bench_tasks.store.readers import latest_rows
 
 
@@ -98,8 +99,8 @@ def tune_suite(profile: Profile, runs_root: str | Path, results: str | Path, met
     if done:
         log(f"[tuning: evaluation] {len(done)} trial(s) and random init on {', '.join(tasks)} (val decides) "
             f"-> {rows_path}")
-        run_plan(make_plan(tuning_cells(profile, done, tasks), references=False), results=rows_path,
-                 device=device, progress=progress, data_roots=data_roots, log=log)
+        run_plan(make_plan(tuning_cells(profile, done, tasks), references=False, profiles=profile),
+                 RunContext(results=rows_path, data_roots=data_roots, device=device, progress=progress), log=log)
     rows = list(latest_rows(rows_path).values()) if rows_path.is_file() else []
     rand = random_control(profile.name)
     finished = {p.trial.name for p in done}

@@ -35,35 +35,61 @@ from bench_tasks.store.results import ResultsStore
 
 
 class InProcess:
-    """The plan's cells one after the other in this process (bench_tasks.run.runner.run_plan), the
-    only writer of the results file: no claims. `record`: write the plan into the results file's
-    launch records, for `status` to read while it runs."""
+    """The plan's cells one after the other in this process, the only writer of the results file:
+    no claims (bench_tasks.run.loop.run_plan with its SoleWriter). `record`: write the plan into the
+    results file's launch records, for `status` to read while it runs."""
 
     def __init__(self, record: bool = True):
         self.record = record
 
+    def writer(self, exp: Experiment, since: float):
+        return None  # the loop's SoleWriter
+
+    def kind(self, exp: Experiment) -> str:
+        return "local"
+
     def __call__(self, exp: Experiment, log: Callable[[str], None] | None = None):
-        # lazy: the runner (the tasks' training code) loads when cells run, not on --help/list/status
+        # lazy: the loop (the tasks' training code) loads when cells run, not on --help/list/status
         from bench_tasks.run.launch import record_launch
-        from bench_tasks.run.runner import run_plan
+        from bench_tasks.run.loop import run_plan
 
-        spec = exp.spec
+        since = launch_time(exp)
         if self.record:  # `status` reads the plan of a run in flight from its launch record
-            record_launch(exp.results, launch_record(exp, "local"))
-        return run_plan(exp.plan, results=exp.results, work_dir=spec.work_dir, data_roots=exp.roots,
-                        device=spec.device, force=spec.force, progress=spec.progress, labels=exp.labels,
-                        backbones=exp.backbones, log=log)
+            record_launch(exp.results, launch_record(exp, self.kind(exp), since))
+        return run_plan(exp.plan, run_context(exp), self.writer(exp, since), backbones=exp.backbones, log=log)
 
 
-class SharedResults:
+class SharedResults(InProcess):
     """This process as one of several workers on one results file (`--num-shards`, `--worker-files`):
-    each cell is claimed before it is computed (bench_tasks.run.worker)."""
+    each cell is claimed before it is computed (bench_tasks.run.worker.SharedWriter); its rows go to
+    its own worker file."""
 
-    def __call__(self, exp: Experiment, log: Callable[[str], None] | None = None):
-        # lazy: the worker stack loads when cells run
-        from bench_tasks.run import launch
+    def writer(self, exp: Experiment, since: float):
+        # lazy: the claim ledger loads when cells run
+        from bench_tasks.run.worker import Claims, SharedWriter
 
-        return launch.run_here(exp.spec, exp.plan, exp.roots, exp.results, exp.labels)
+        launch = exp.spec.launch
+        return SharedWriter(Claims(rows_to="worker", since=since, timeout_s=launch.claim_timeout,
+                                   heartbeat_s=launch.heartbeat, wait_s=launch.wait_claimed))
+
+    def kind(self, exp: Experiment) -> str:
+        launch = exp.spec.launch
+        return "local" if launch.num_shards <= 1 else f"shard {launch.shard_index}/{launch.num_shards}"
+
+
+def run_context(exp: Experiment):
+    """The RunContext (bench_tasks.run.runner) every cell of `exp` is computed in."""
+    from bench_tasks.run.runner import RunContext
+
+    spec = exp.spec
+    return RunContext(results=exp.results, work_dir=Path(spec.work_dir), data_roots=exp.roots, device=spec.device,
+                      progress=spec.progress, force=spec.force, labels=exp.labels)
+
+
+def launch_time(exp: Experiment) -> float:
+    """The launch time the workers of one launch share (`since`: rows written after it are this launch's)."""
+    since = exp.spec.launch.since
+    return since if since is not None else time.time()
 
 
 def executor_for(spec) -> InProcess | SharedResults:
@@ -71,12 +97,12 @@ def executor_for(spec) -> InProcess | SharedResults:
     return SharedResults() if (spec.launch.num_shards > 1 or spec.launch.worker_files) else InProcess()
 
 
-def launch_record(exp: Experiment, kind: str) -> dict:
+def launch_record(exp: Experiment, kind: str, since: float) -> dict:
+    """What `status` reads of a run in flight: its plan's cells and its launch time."""
     import os
     from dataclasses import asdict
 
     spec = exp.spec
-    since = spec.launch.since if spec.launch.since is not None else time.time()
     return {"launcher": kind, "since": since, "profile": spec.profile, "pid": os.getpid(),
             "command": "python -m bench_tasks " + " ".join(sys.argv[1:]), "keys": exp.plan.keys(),
             "cells": [asdict(c) for c in exp.plan.cells], "jobs": []}
