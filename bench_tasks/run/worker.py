@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from bench_tasks.contracts import Cell
-from bench_tasks.plan.cell_plan import SkipRule
+from bench_tasks.plan.cell_plan import Plan, SkipRule
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S, Claim, ClaimBook, Identity, identity
 from bench_tasks.run.loop import Log, SoleWriter, repaired
 from bench_tasks.run.runner import RunContext
@@ -56,6 +56,15 @@ def shard(cells: Sequence[Cell], num_shards: int, index: int) -> list[Cell]:
     uniq = list({c.key(): c for c in cells}.values())
     n = len(uniq)
     return uniq[index * n // num_shards:(index + 1) * n // num_shards]
+
+
+def select_shard(spec, plan: Plan) -> Plan:
+    """The part of the plan this process runs: shard `--shard-index` of `--num-shards` (all of it
+    when 1)."""
+    if spec.launch.num_shards <= 1:
+        return plan
+    mine = {c.key() for c in shard(plan.cells, spec.launch.num_shards, spec.launch.shard_index)}
+    return plan.only(mine)
 
 
 @dataclass(frozen=True)

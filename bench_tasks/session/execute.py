@@ -50,8 +50,8 @@ class InProcess:
 
     def __call__(self, exp: Experiment, log: Callable[[str], None] | None = None):
         # lazy: the loop (the tasks' training code) loads when cells run, not on --help/list/status
-        from bench_tasks.run.launch import record_launch
         from bench_tasks.run.loop import run_plan
+        from bench_tasks.store.rowfiles import record_launch
 
         since = launch_time(exp)
         if self.record:  # `status` reads the plan of a run in flight from its launch record
@@ -284,11 +284,12 @@ def execute(exp: Experiment, executor=None) -> int:
         if rejected:
             print(f"warning: {describe_rejected(results, rejected)}; a run would move them to "
                   f"{rejected_path(results)} (they are not counted as done)", file=sys.stderr)
-    from bench_tasks.run import launch
+    # lazy: the loop and the workers load when a plan is shown or run, not on --help/list
+    from bench_tasks.run.worker import select_shard
 
     if not spec.status and refuse_mixed_settings(exp):  # the whole plan: every shard's seeds
         return 2
-    exp = exp.replace(plan=launch.select_shard(spec, exp.plan))  # --num-shards N --shard-index i
+    exp = exp.replace(plan=select_shard(spec, exp.plan))  # --num-shards N --shard-index i
     if spec.status:
         from bench_tasks.run.status import print_status
         from bench_tasks.store.rowfiles import union_latest
@@ -300,6 +301,8 @@ def execute(exp: Experiment, executor=None) -> int:
         print_plan_estimate(exp, exp.plan.cells)
         return code
     if spec.launch.launcher != "local" and not spec.dry_run:
+        from bench_tasks.run import launch  # lazy: submitit's launcher only for cluster jobs
+
         study = launch.study_runs(spec, exp.profile) if spec.is_study else None
         code = launch.launch(spec, exp.plan, results, study_runs=study, labels=exp.labels)
         if code == 0 and study and spec.launch.launcher == "submitit-local" and not spec.launch.no_wait \
