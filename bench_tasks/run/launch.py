@@ -25,7 +25,6 @@ the sbatch script submitit would submit for the evaluation array and stops (docs
 from __future__ import annotations
 
 import collections
-import json
 import os
 import shutil
 import sys
@@ -40,7 +39,7 @@ from bench_tasks.contracts import Cell
 from bench_tasks.plan.cell_plan import Plan, make_plan
 from bench_tasks.plan.profiles import get_profile
 from bench_tasks.plan.study import plan_suite
-from bench_tasks.plan.suite import study_seeds, teacher_of
+from bench_tasks.plan.suite import encoder_finished, study_seeds, teacher_of
 from bench_tasks.run.jobs import (
     EvalJob,
     JobOptions,
@@ -153,7 +152,7 @@ def submit_pretraining(sub: Submission) -> dict[str, object]:
     pre_jobs: dict[str, object] = {}
     popts = pretrain_options(spec) if study_runs else None
     for name, (overrides, enc) in study_runs.items():
-        if _finished(enc):
+        if encoder_finished(enc):
             log(f"[pre-training] {name}: finished earlier ({enc}), no job")
             continue
         dep = None
@@ -254,15 +253,6 @@ class _LocalPool:
 def _afterok(jobs) -> str | None:
     ids = [str(j.job_id) for j in jobs if j is not None]
     return ("afterok:" + ":".join(ids)) if ids else None
-
-
-def _finished(enc) -> bool:
-    enc = Path(enc)
-    summ = enc.parent / "summary.json"
-    try:
-        return enc.exists() and json.loads(summ.read_text()).get("status") == "complete"
-    except (OSError, ValueError):
-        return False
 
 
 # ----------------------------------------------------------------------------- the study's runs as jobs
