@@ -101,3 +101,13 @@ def test_forced_launch_leaves_the_rows_its_other_workers_wrote(tmp_path):
     assert (other.skipped, other.failed_elsewhere, other.ok, other.failed) == (2, 1, 0, 0)
     relaunch = loop(res, tmp_path, SharedWriter(Claims(rows_to="worker", worker="w2")), force=True)
     assert (relaunch.skipped, relaunch.ok, relaunch.failed) == (0, 2, 1)  # a new launch: --force recomputes
+
+
+def test_should_start_leaves_cells_out_and_on_row_sees_each_row(tmp_path):
+    seen = []
+    ctx = RunContext(tmp_path / "r.jsonl", tmp_path / "wd", device="cpu", progress=False)
+    s = run_plan(plan(), ctx, backbones=StubBackbones(), log=lambda m: None, on_row=seen.append,
+                 should_start=lambda cell: cell.seed != 1)  # e.g. a deadline
+    assert (s.ok, s.failed, s.skipped) == (1, 1, 0)
+    assert [r["cell"]["seed"] for r in seen] == [0, 2]
+    assert sorted(r["cell"]["seed"] for r in load_rows(tmp_path / "r.jsonl")) == [0, 2]

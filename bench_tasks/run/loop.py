@@ -1,7 +1,7 @@
 """The one loop over a plan's cells: `run_plan(plan, ctx, writer)`. Every way of running cells goes
 through it: a run in this process, each `--num-shards` process, each cluster job.
 
-    summary = run_plan(plan, RunContext(results="results/smoke.jsonl", device="cpu"))
+    summary = run_plan(plan, RunContext(results="results/smoke.jsonl", device="cpu"))   # SoleWriter
     summary = run_plan(plan, ctx, SharedWriter(Claims(rows_to="worker", since=t0)))  # bench_tasks.run.worker
 
 For each cell, in the plan's order: the plan's SkipRule says whether its latest row answers for it
@@ -102,28 +102,27 @@ def repaired(store: ResultsStore, log: Log) -> ResultsStore:
     return store
 
 
-class SoleWriter:
-    """This process alone writes the results file: no claims; each row is appended to the file
-    (atomically, bench_tasks.store.results)."""
+class RowWriter:
+    """How the loop's cells and rows reach the results file: `open` it (the latest row per key),
+    `take` a cell before computing it, `keep` its row, `give_back` a cell whose computation was
+    interrupted, and say whether to ask `again` for the cells other workers held. `since`: the
+    launch time shared with other workers (None: no other worker)."""
 
-    name = ""
-    desc = "plan"
-    since: float | None = None  # no launch shared with other workers
+    name = ""  # the worker's name in the summary ("" for this process alone)
+    desc = "plan"  # the progress bar's
+    since: float | None = None
     taken_over = 0  # cells taken over from a dead worker's claim
 
     def open(self, ctx: RunContext, log: Log) -> dict[str, dict]:
-        """Repair and compact the results file; its latest row per key."""
-        self.store = repaired(ResultsStore(ctx.results), log)
-        return self.store.latest()
+        raise NotImplementedError
 
     def take(self, cell: Cell, rule: SkipRule, log: Log) -> str | None:
-        """None: the cell is this process's to compute (a SharedWriter may answer done / failed / busy)."""
+        """None: the cell is ours to compute; else done | failed (answered by a row) | busy."""
         return None
 
     def keep(self, cell: Cell, row: dict, log: Log) -> str:
-        """Write the cell's row: ok | failed_now."""
-        self.store.append(row)
-        return "ok" if row["status"] == "ok" else "failed_now"
+        """Write the cell's row: ok | failed_now (| dropped)."""
+        raise NotImplementedError
 
     def give_back(self, cell: Cell) -> None:
         """The loop stopped while the cell ran."""
@@ -133,7 +132,21 @@ class SoleWriter:
         return False
 
 
-def run_plan(plan: Plan, ctx: RunContext, writer: SoleWriter | None = None, *, backbones: BackboneCache | None = None,
+class SoleWriter(RowWriter):
+    """This process alone writes the results file: no claims; each row is appended to the file
+    (atomically, bench_tasks.store.results)."""
+
+    def open(self, ctx: RunContext, log: Log) -> dict[str, dict]:
+        """Repair and compact the results file; its latest row per key."""
+        self.store = repaired(ResultsStore(ctx.results), log)
+        return self.store.latest()
+
+    def keep(self, cell: Cell, row: dict, log: Log) -> str:
+        self.store.append(row)
+        return "ok" if row["status"] == "ok" else "failed_now"
+
+
+def run_plan(plan: Plan, ctx: RunContext, writer: RowWriter | None = None, *, backbones: BackboneCache | None = None,
              log: Log | None = None, on_row: Callable[[dict], None] | None = None,
              should_start: Callable[[Cell], bool] | None = None) -> RunSummary:
     """Run every cell of `plan` that its SkipRule does not skip, each under its Profile from the plan

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from bench_tasks.contracts import Cell
 from bench_tasks.plan.cell_plan import Plan, SkipRule
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S, Claim, ClaimBook, Identity, identity
-from bench_tasks.run.loop import Log, SoleWriter, repaired
+from bench_tasks.run.loop import Log, RowWriter, repaired
 from bench_tasks.run.runner import RunContext
 from bench_tasks.store.results import ResultsStore
 from bench_tasks.store.rowfiles import UnionReader, worker_file
@@ -82,7 +82,7 @@ class Claims:
     wait_s: float = 0.0
 
 
-class SharedWriter(SoleWriter):
+class SharedWriter(RowWriter):
     """The writer of one of several workers on a results file: each cell claimed first (see the
     module docstring); `claims` says where the rows go and how claims time out."""
 
@@ -91,12 +91,14 @@ class SharedWriter(SoleWriter):
         self.me: Identity = identity(claims.worker)
         self.name, self.desc = self.me.worker, f"worker {self.me.worker}"
         self.since = time.time() if claims.since is None else float(claims.since)
+
+    def open(self, ctx: RunContext, log: Log) -> dict[str, dict]:
+        """This worker's row file (repaired), the union of the row files, the claim ledger; the
+        union's latest row per key."""
+        c = self.claims
         self.taken_over = 0
         self.held: dict[str, Claim] = {}
         self.deadline: float | None = None
-
-    def open(self, ctx: RunContext, log: Log) -> dict[str, dict]:
-        c = self.claims
         self.own = _own_rows(c.rows_to, ctx.results, self.me, log)
         self.reader = UnionReader(ctx.results)
         self.book = ClaimBook.for_results(ctx.results, timeout_s=c.timeout_s, heartbeat_s=c.heartbeat_s, me=self.me)

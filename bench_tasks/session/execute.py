@@ -233,8 +233,8 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print) -> Exper
     if tune:  # the tuning stage first: plan_suite configures each tuned method from its record
         from bench_tasks.run.tuning import tune_suite
 
-        tune_suite(profile, spec.runs, exp.results, list(tune), log=log, overrides=spec.overrides,
-                   budget_by=spec.budget_by, device=spec.device, progress=spec.progress, data_roots=exp.roots)
+        tune_suite(profile, spec.runs, list(tune), run_context(exp), log=log, overrides=spec.overrides,
+                   budget_by=spec.budget_by)
     failed: list[tuple[str, str]] = []
     encoders = pretrain_suite(profile, spec.runs, include_ablations=not spec.no_ablations, log=log,
                               progress=spec.progress, overrides=spec.overrides, failed=failed,
