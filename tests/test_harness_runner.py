@@ -302,6 +302,7 @@ def test_each_cell_starts_from_its_own_seed(tmp_path):
     import torch
 
     from bench_tasks.contracts import Cell, CellResult, Task
+    from bench_tasks.plan.cell_plan import make_plan
     from bench_tasks.registry import TASKS
     from bench_tasks.run.runner import RunContext, run_cell
 
@@ -320,8 +321,10 @@ def test_each_cell_starts_from_its_own_seed(tmp_path):
         torch.manual_seed(pre)
         np.random.seed(pre)
         random.seed(pre)
-        row = run_cell(Cell(BB, "rng_probe", "synthface", "linear", seed=seed),
-                       RunContext(tmp_path / "r.jsonl", tmp_path / "wd", device="cpu", progress=False))
+        plan = make_plan([Cell(BB, "rng_probe", "synthface", "linear", seed=seed)], references=False)
+        (cell, version), = plan.items
+        row = run_cell(cell, RunContext(tmp_path / "r.jsonl", tmp_path / "wd", device="cpu", progress=False),
+                       version, plan.profile_of(cell))
         assert row["status"] == "ok", row.get("error")
         return row["metrics"]["draw"]
 

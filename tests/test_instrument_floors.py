@@ -65,7 +65,10 @@ class HandSpec(DatasetSpec):
 
 
 def _floor_row(tmp_path, task):
-    row = run_cell(floor_cell(task, "_hand", "smoke"), RunContext(tmp_path / "r.jsonl", tmp_path / "w", progress=False))
+    plan = make_plan([floor_cell(task, "_hand", "smoke")], references=False)
+    (cell, version), = plan.items
+    row = run_cell(cell, RunContext(tmp_path / "r.jsonl", tmp_path / "w", progress=False), version,
+                   plan.profile_of(cell))
     assert row["status"] == "ok", row["error"]
     return row
 

@@ -3,7 +3,8 @@ and returns its row (a cell that raises becomes a `failed` row with its tracebac
 nothing. The one loop over a plan's cells, which writes the rows, is bench_tasks.run.loop.
 
     ctx = RunContext(results="results/smoke.jsonl", work_dir="work_dirs", device="cpu")
-    row = run_cell(cell, ctx, version, profile)         # the plan's CellVersion and Profile of the cell
+    cell, version = plan.items[0]
+    row = run_cell(cell, ctx, version, plan.profile_of(cell))   # the plan's CellVersion and Profile
 """
 
 from __future__ import annotations
@@ -23,14 +24,12 @@ import torch
 from bench_tasks.backbones.base import BenchBackbone, build_backbone, resolve_device
 from bench_tasks.contracts import Cell, CellContext, CellResult, Profile
 from bench_tasks.errors import cause_line
-from bench_tasks.plan.cell_plan import CellVersion, cell_version
+from bench_tasks.plan.cell_plan import CellVersion
 from bench_tasks.plan.cells import DataRoots
 from bench_tasks.plan.floors import compute_floor, is_floor
-from bench_tasks.plan.profiles import get_profile
 from bench_tasks.registry import TASKS
 from bench_tasks.store.method import identity_for
 from bench_tasks.store.provenance import collect, now_iso
-from bench_tasks.store.results import ResultsStore
 from bench_tasks.store.rows import make_row
 
 # ----------------------------------------------------------------------------- one cell
@@ -100,14 +99,12 @@ def seed_cell(cell: Cell) -> None:
     torch.manual_seed(cell.seed)
 
 
-def run_cell(cell: Cell, ctx: RunContext, version: CellVersion | None = None, profile: Profile | None = None, *,
+def run_cell(cell: Cell, ctx: RunContext, version: CellVersion, profile: Profile, *,
              backbones: BackboneCache | None = None) -> dict:
     """The row of one cell (not written: the loop writes it). Exceptions inside the cell become a
     `failed` row with the traceback. `version`, `profile`: the cell's CellVersion and Profile from
-    its plan (`Plan.items`, `Plan.profile_of`; looked up by the cell's profile name when not given);
-    `backbones`: where its backbone comes from (built from its URI by default)."""
-    profile = profile if profile is not None else get_profile(cell.profile)
-    version = version or cell_version(cell, profile)
+    its plan (`Plan.items`, `Plan.profile_of`: nothing is looked up by name here); `backbones`: where
+    its backbone comes from (built from its URI by default)."""
     roots = ctx.data_roots
     dev = resolve_device(ctx.device)
     started, t0 = now_iso(), time.perf_counter()
@@ -124,7 +121,7 @@ def run_cell(cell: Cell, ctx: RunContext, version: CellVersion | None = None, pr
             bb_hash, bb_source = backbone.weights_hash, backbone.source
         cell_ctx = CellContext(cell=cell, backbone=backbone, profile=profile, data_root=roots.get(cell.dataset),
                                device=dev, work_dir=ctx.work_dir, progress=ctx.progress,
-                               results_dir=ResultsStore(ctx.results).root, settings_hash=version.settings)
+                               results_dir=ctx.results.parent, settings_hash=version.settings)
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
         seed_cell(cell)  # after the backbone: building one (only for a plan's first cell) draws too
         result = compute_floor(task, cell_ctx) if floor else task.run(cell_ctx)
