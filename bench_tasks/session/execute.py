@@ -224,6 +224,7 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print) -> Exper
     wrote, leave out the cells of the runs that failed. Raises StageFailed when every run failed,
     PlanInvalid when an encoder written cannot be used."""
     # lazy: the pre-training stage (paco_fr's engine) loads when the study pre-trains
+    from bench_tasks.plan.study import plan_suite
     from bench_tasks.plan.validate import PlanInvalid, check_backbones
     from bench_tasks.run.pretrain import pretrain_suite
 
@@ -236,9 +237,11 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print) -> Exper
         tune_suite(profile, spec.runs, list(tune), run_context(exp), log=log, overrides=spec.overrides,
                    budget_by=spec.budget_by)
     failed: list[tuple[str, str]] = []
-    encoders = pretrain_suite(profile, spec.runs, include_ablations=not spec.no_ablations, log=log,
-                              progress=spec.progress, overrides=spec.overrides, failed=failed,
-                              budget_by=spec.budget_by, jobs=max(1, int(spec.pretrain_jobs)), pretrain_seeds=pseeds)
+    # the budgets after the tuning stage: a tuned method's record sets its configuration
+    planned = plan_suite(profile.name, spec.runs, not spec.no_ablations, spec.overrides, spec.budget_by, log=log,
+                         pretrain_seeds=pseeds)
+    encoders = pretrain_suite(profile, planned, spec.runs, spec.budget_by, log=log, progress=spec.progress,
+                              failed=failed, jobs=max(1, int(spec.pretrain_jobs)))
     if failed and not encoders:
         raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
                           "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
