@@ -187,7 +187,7 @@ def test_num_shards_three_processes_together(tmp_path, env, reference):
     outs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(o[-2000:] for o in outs)
     rows = check_union(res, reference, tmp_path / "report")
-    from bench_tasks.run.worker import shard
+    from bench_tasks.plan.cell_plan import shard
 
     by_worker = collections.defaultdict(set)
     for r in rows:

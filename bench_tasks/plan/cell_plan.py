@@ -120,6 +120,13 @@ class Plan:
             return self.profiles[cell.profile]
         return get_profile(cell.profile)
 
+    def shard(self, num_shards: int, index: int) -> Plan:
+        """The part of the plan that shard `index` of `num_shards` runs (`--num-shards N --shard-index i`;
+        all of it when N is 1): a contiguous block (`shard`)."""
+        if num_shards <= 1:
+            return self
+        return self.only(c.key() for c in shard(self.cells, num_shards, index))
+
     def only(self, keys: Iterable[str]) -> Plan:
         """The plan restricted to `keys` (its order, versions and profiles kept)."""
         keep = set(keys)
@@ -225,6 +232,16 @@ class Plan:
         rule = self.skip_rule(latest, force)
         todo = [(c, v) for c, v in self.items if rule.state(c.key(), latest.get(c.key())) is None]
         return todo, len(self.items) - len(todo), set(rule.redo)
+
+
+def shard(cells: Sequence[Cell], num_shards: int, index: int) -> list[Cell]:
+    """Shard `index` of `num_shards`: a contiguous block of the (de-duplicated, backbone-major)
+    plan, so a shard builds few backbones. Deterministic: every process computes the same split."""
+    if num_shards < 1 or not 0 <= index < num_shards:
+        raise ValueError(f"--shard-index must be in [0, {num_shards}), got {index}")
+    uniq = list({c.key(): c for c in cells}.values())
+    n = len(uniq)
+    return uniq[index * n // num_shards:(index + 1) * n // num_shards]
 
 
 def make_plan(cells: Sequence[Cell] | Plan, references: bool = True, ceilings: str | Iterable[str] | None = None,

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from bench_tasks.contracts import Cell
-from bench_tasks.plan.cell_plan import Plan, SkipRule
+from bench_tasks.plan.cell_plan import SkipRule
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S, Claim, ClaimBook, Identity, identity
 from bench_tasks.run.loop import Log, RowWriter, repaired
 from bench_tasks.run.runner import RunContext
@@ -46,25 +45,6 @@ class OwnRowFile(ResultsStore):
     def _locked(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         yield
-
-
-def shard(cells: Sequence[Cell], num_shards: int, index: int) -> list[Cell]:
-    """Shard `index` of `num_shards`: a contiguous block of the (de-duplicated, backbone-major)
-    plan, so a shard builds few backbones. Deterministic: every process computes the same split."""
-    if num_shards < 1 or not 0 <= index < num_shards:
-        raise ValueError(f"--shard-index must be in [0, {num_shards}), got {index}")
-    uniq = list({c.key(): c for c in cells}.values())
-    n = len(uniq)
-    return uniq[index * n // num_shards:(index + 1) * n // num_shards]
-
-
-def select_shard(spec, plan: Plan) -> Plan:
-    """The part of the plan this process runs: shard `--shard-index` of `--num-shards` (all of it
-    when 1)."""
-    if spec.launch.num_shards <= 1:
-        return plan
-    mine = {c.key() for c in shard(plan.cells, spec.launch.num_shards, spec.launch.shard_index)}
-    return plan.only(mine)
 
 
 @dataclass(frozen=True)

@@ -287,12 +287,9 @@ def execute(exp: Experiment, executor=None) -> int:
         if rejected:
             print(f"warning: {describe_rejected(results, rejected)}; a run would move them to "
                   f"{rejected_path(results)} (they are not counted as done)", file=sys.stderr)
-    # lazy: the loop and the workers load when a plan is shown or run, not on --help/list
-    from bench_tasks.run.worker import select_shard
-
     if not spec.status and refuse_mixed_settings(exp):  # the whole plan: every shard's seeds
         return 2
-    exp = exp.replace(plan=select_shard(spec, exp.plan))  # --num-shards N --shard-index i
+    exp = exp.replace(plan=exp.plan.shard(spec.launch.num_shards, spec.launch.shard_index))  # --num-shards N
     if spec.status:
         from bench_tasks.run.status import print_status
         from bench_tasks.store.rowfiles import union_latest
