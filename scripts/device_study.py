@@ -282,7 +282,8 @@ def cmd_study(a) -> int:
     """Pre-train the suite at the given step count (the study's stage 1, as `run --all` runs it),
     then evaluate its plan in priority order until the deadline."""
     from bench_tasks.plan.cell_plan import make_plan
-    from bench_tasks.run.runner import run_plan
+    from bench_tasks.run.loop import run_plan
+    from bench_tasks.run.runner import RunContext
     from bench_tasks.session.execute import pretrain_stage
     from bench_tasks.session.experiment import resolve
     from bench_tasks.session.process import apply_threads
@@ -329,9 +330,10 @@ def cmd_study(a) -> int:
 
         spent.setdefault(kind(Cell(**row["cell"])), []).append(float((row.get("provenance") or {}).get("wall_time_s") or 0.0))
 
-    s = run_plan(make_plan(cells, references=False, profiles=planned.plan.profiles), results=spec.results_path, work_dir=spec.work_dir,
-                 data_roots=planned.roots, device=spec.device, progress=False, log=lambda m: print(m, flush=True),
-                 should_start=should_start, on_row=on_row)
+    ctx = RunContext(results=spec.results_path, work_dir=spec.work_dir, data_roots=planned.roots, device=spec.device,
+                     progress=False)
+    s = run_plan(make_plan(cells, references=False, profiles=planned.plan.profiles), ctx,
+                 log=lambda m: print(m, flush=True), should_start=should_start, on_row=on_row)
     n_failed = s.failed
     print(f"[study] cells: {s.ok} ok ({s.skipped} done before), {s.failed} failed, {len(skipped)} not started "
           "(deadline)", flush=True)

@@ -121,7 +121,7 @@ def test_group_cells_by_backbone_and_profile_defaults():
     assert s["gpus_per_node"] == 1 and s["mem"] == "128GB" and "partition" not in s
     smoke = launch.eval_options(RunSpec.from_args(cli.make_parser().parse_args(["run", "--tasks", "attributes"])))
     assert smoke.gpus == 0 and "gpus_per_node" not in smoke.slurm()
-    from bench_tasks.run.worker import shard
+    from bench_tasks.plan.cell_plan import shard
 
     assert [len(shard(cells, 3, i)) for i in range(3)] == [3, 3, 4]
     assert sum((shard(cells, 3, i) for i in range(3)), []) == cells

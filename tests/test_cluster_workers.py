@@ -56,13 +56,17 @@ def reference(tmp_path_factory):
     """The same plan in one process: its report tables are what the workers' union must give."""
     import cluster_plugin  # noqa: F401  (registers cluster_cls here)
 
+    from bench_tasks.plan.cell_plan import make_plan
     from bench_tasks.registry import load_all
-    from bench_tasks.run.worker import run_worker
+    from bench_tasks.run.loop import run_plan
+    from bench_tasks.run.runner import RunContext
+    from bench_tasks.run.worker import SharedWriter
 
     load_all()
     d = tmp_path_factory.mktemp("reference")
     res = d / "results" / "smoke.jsonl"
-    s = run_worker(plan_cells(), res, work_dir=d / "wd", device="cpu", progress=False, log=lambda m: None)
+    ctx = RunContext(res, d / "wd", device="cpu", progress=False)
+    s = run_plan(make_plan(plan_cells(), references=False), ctx, SharedWriter(), log=lambda m: None)
     assert (s.ok, s.failed) == (26, 0)  # 12 encoder cells, their 12 concatenated-feature probes, 2 floors
     return tables(res, d / "report")
 
@@ -183,7 +187,7 @@ def test_num_shards_three_processes_together(tmp_path, env, reference):
     outs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(o[-2000:] for o in outs)
     rows = check_union(res, reference, tmp_path / "report")
-    from bench_tasks.run.worker import shard
+    from bench_tasks.plan.cell_plan import shard
 
     by_worker = collections.defaultdict(set)
     for r in rows:

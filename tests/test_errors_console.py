@@ -10,7 +10,8 @@ from bench_tasks.contracts import Cell
 from bench_tasks.errors import cause_line
 from bench_tasks.plan.cell_plan import make_plan
 from bench_tasks.plan.cells import DataRoots
-from bench_tasks.run.runner import run_plan
+from bench_tasks.run.loop import run_plan
+from bench_tasks.run.runner import RunContext
 from bench_tasks.store.readers import load_rows
 
 
@@ -44,8 +45,8 @@ def test_failed_cell_console_line_shows_the_cause(tmp_path):
     cell = Cell("random:vit_tiny@32/16/d1", "attributes", "celeba", "linear", 1.0, 0, "smoke")
     lines = []
     res = tmp_path / "r.jsonl"
-    s = run_plan(make_plan([cell]), results=res, work_dir=tmp_path / "w", data_roots=DataRoots.parse([str(tmp_path)]),
-                 progress=False, log=lines.append)
+    s = run_plan(make_plan([cell]), RunContext(res, tmp_path / "w", DataRoots.parse([str(tmp_path)]), progress=False),
+                 log=lines.append)
     assert s.failed == 2  # the cell and its task's floor (run_plan adds it), both read the splits
     failed = [ln for ln in lines if ln.startswith("FAILED")]
     assert len(failed) == 2

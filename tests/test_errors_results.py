@@ -11,7 +11,8 @@ import pytest
 from bench_tasks.cli.app import main
 from bench_tasks.contracts import Cell
 from bench_tasks.plan.cell_plan import make_plan
-from bench_tasks.run.runner import run_plan
+from bench_tasks.run.loop import run_plan
+from bench_tasks.run.runner import RunContext
 from bench_tasks.store.readers import inspect, load_rows
 from bench_tasks.store.results import ResultsStore
 from bench_tasks.store.rows import make_row
@@ -58,7 +59,7 @@ def test_run_warns_with_the_count_and_where(tmp_path):
     res = tmp_path / "r.jsonl"
     _file_with_bad_lines(res)
     msgs = []
-    run_plan(make_plan([]), results=res, progress=False, log=msgs.append)
+    run_plan(make_plan([]), RunContext(res, progress=False), log=msgs.append)
     warn = [m for m in msgs if m.startswith("warning")]
     assert warn and "2 unreadable line(s)" in warn[0] and "r.jsonl.rejected" in warn[0]
     assert "line 3: not JSON" in warn[0] and "line 5" in warn[0]

@@ -1,6 +1,7 @@
 """The runner and CLI: resume after SIGKILL (subprocess), failed cells recorded and retried, the
 feature cache hit, `--help`, `list`, `--dry-run`, explicit datasets without a root."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -146,7 +147,8 @@ def test_resume_after_sigkill(tmp_path, plugin):
 def test_failed_cell_recorded_then_retried(tmp_path, plugin, monkeypatch):
     from bench_tasks.plan.cell_plan import make_plan
     from bench_tasks.plan.cells import plan_cells
-    from bench_tasks.run.runner import run_plan
+    from bench_tasks.run.loop import run_plan
+    from bench_tasks.run.runner import RunContext
 
     flag = tmp_path / "fail"
     flag.write_text("1")
@@ -154,20 +156,20 @@ def test_failed_cell_recorded_then_retried(tmp_path, plugin, monkeypatch):
     cells = plan_cells([BB], {"attributes": ["fake_cls"], "expression": ["fake_cls"]},
                        fractions=[1.0], profile="smoke")
     res = tmp_path / "r.jsonl"
-    s1 = run_plan(make_plan(cells), results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, log=lambda m: None)
+    ctx = RunContext(res, tmp_path / "wd", device="cpu", progress=False)
+    s1 = run_plan(make_plan(cells), ctx, log=lambda m: None)
     # run_plan adds each task's floor (bench_tasks.plan.floors); the attributes floor fails with its data
     assert (s1.ok, s1.failed) == (2, 2)
     failed = [r for r in load_rows(res) if r["status"] == "failed"]
     assert "fake dataset failure" in failed[0]["error"] and "Traceback" in failed[0]["error"]
     flag.unlink()
-    s2 = run_plan(make_plan(cells), results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, log=lambda m: None)
+    s2 = run_plan(make_plan(cells), ctx, log=lambda m: None)
     assert (s2.skipped, s2.ok, s2.failed) == (2, 2, 0)
     assert s2.total == 4
     latest = latest_rows(res)
     assert all(r["status"] == "ok" for r in latest.values()) and len(latest) == 4
     # --force recomputes both cells; now their features come from the cache
-    s3 = run_plan(make_plan(cells), results=res, work_dir=tmp_path / "wd", device="cpu", progress=False, force=True,
-                  log=lambda m: None)
+    s3 = run_plan(make_plan(cells), dataclasses.replace(ctx, force=True), log=lambda m: None)
     assert s3.ok == 4
     rows = load_rows(res)  # --force appends new rows; readers take the last one per key
     assert rows[-1]["provenance"]["timings"]["features_cache_hit"] is True
@@ -300,8 +302,9 @@ def test_each_cell_starts_from_its_own_seed(tmp_path):
     import torch
 
     from bench_tasks.contracts import Cell, CellResult, Task
+    from bench_tasks.plan.cell_plan import make_plan
     from bench_tasks.registry import TASKS
-    from bench_tasks.run.runner import run_cell
+    from bench_tasks.run.runner import RunContext, run_cell
 
     if "rng_probe" not in TASKS:
         @TASKS.register("rng_probe")
@@ -318,8 +321,10 @@ def test_each_cell_starts_from_its_own_seed(tmp_path):
         torch.manual_seed(pre)
         np.random.seed(pre)
         random.seed(pre)
-        row = run_cell(Cell(BB, "rng_probe", "synthface", "linear", seed=seed), results=tmp_path / "r.jsonl",
-                       work_dir=tmp_path / "wd", device="cpu", progress=False, write=False)
+        plan = make_plan([Cell(BB, "rng_probe", "synthface", "linear", seed=seed)], references=False)
+        (cell, version), = plan.items
+        row = run_cell(cell, RunContext(tmp_path / "r.jsonl", tmp_path / "wd", device="cpu", progress=False),
+                       version, plan.profile_of(cell))
         assert row["status"] == "ok", row.get("error")
         return row["metrics"]["draw"]
 

@@ -11,7 +11,8 @@ from bench_tasks.plan.cells import plan_cells
 from bench_tasks.plan.floors import FLOOR_URI
 from bench_tasks.plan.references import ceiling_uri, floor_cell, with_references
 from bench_tasks.registry import DATASETS
-from bench_tasks.run.runner import run_cell, run_plan
+from bench_tasks.run.loop import run_plan
+from bench_tasks.run.runner import RunContext, run_cell
 from bench_tasks.store.readers import load_rows
 from bench_tasks.store.rows import row_kind
 
@@ -64,8 +65,10 @@ class HandSpec(DatasetSpec):
 
 
 def _floor_row(tmp_path, task):
-    row = run_cell(floor_cell(task, "_hand", "smoke"), results=tmp_path / "r.jsonl", work_dir=tmp_path / "w",
-                   progress=False)
+    plan = make_plan([floor_cell(task, "_hand", "smoke")], references=False)
+    (cell, version), = plan.items
+    row = run_cell(cell, RunContext(tmp_path / "r.jsonl", tmp_path / "w", progress=False), version,
+                   plan.profile_of(cell))
     assert row["status"] == "ok", row["error"]
     return row
 
@@ -163,7 +166,7 @@ def test_plans_get_floors_ceilings_and_cosine_probes():
 
 def test_run_plan_adds_the_floor_rows(tmp_path):
     cells = [Cell("random:vit_tiny", "expression", "_hand", "bogus_protocol", profile="smoke")]
-    summary = run_plan(make_plan(cells), results=tmp_path / "r.jsonl", work_dir=tmp_path / "w", progress=False,
+    summary = run_plan(make_plan(cells), RunContext(tmp_path / "r.jsonl", tmp_path / "w", progress=False),
                        log=lambda m: None)
     rows = load_rows(tmp_path / "r.jsonl")
     assert summary.total == 2 and [r["cell"]["backbone"] for r in rows] == [FLOOR_URI, "random:vit_tiny"]

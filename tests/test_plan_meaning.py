@@ -137,7 +137,7 @@ def test_verification_sets_say_where_the_head_trains_and_how_lfw_is_cropped(tmp_
 
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch, no_probe):
-    from bench_tasks.run import runner
+    from bench_tasks.run import loop
 
     res = tmp_path / "r.jsonl"
     res.write_text(json.dumps({"key": "k1", "status": "ok", "cell": {}}) + "\n")
@@ -145,7 +145,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch, no_probe
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "run_plan", interrupted)
+    monkeypatch.setattr(loop, "run_plan", interrupted)
     rc, text = run(capsys, "--tasks", "attributes", "--backbones", "random:vit_tiny@32/16/d1", "--results", str(res))
     assert rc == 130
     assert "Traceback" not in text and "; 1 rows kept; run the same command to resume" in text

@@ -173,11 +173,13 @@ def test_run_cell_row_records_method_version_and_what_ran(tmp_path):
     try:
         import fake_cls_plugin  # noqa: F401
 
-        from bench_tasks.run.runner import run_cell
+        from bench_tasks.plan.cell_plan import make_plan
+        from bench_tasks.run.runner import RunContext, run_cell
 
-        cell = Cell(BB, "expression", "fake_cls", "linear", profile="smoke")
-        row = run_cell(cell, results=tmp_path / "r.jsonl", work_dir=tmp_path / "wd", device="cpu",
-                       progress=False, labels={BB: "My random"})
+        plan = make_plan([Cell(BB, "expression", "fake_cls", "linear", profile="smoke")], references=False)
+        (cell, version), = plan.items
+        row = run_cell(cell, RunContext(tmp_path / "r.jsonl", tmp_path / "wd", device="cpu", progress=False,
+                                        labels={BB: "My random"}), version, plan.profile_of(cell))
     finally:
         sys.path.remove(str(tmp_path))
     assert row["status"] == "ok", row["error"]

@@ -114,13 +114,14 @@ def test_tuning_stage_end_to_end_at_toy_size(tmp_path):
     """Pre-train two trials of two methods (a few steps), evaluate them beside random init on one
     cheap task, score on val, record the choice: the stage that runs before the study's stage 1."""
     from bench_tasks.plan.profiles import get_profile
+    from bench_tasks.run.runner import RunContext
     from bench_tasks.run.tuning import tune_suite, tuning_results_path
 
     section = {**SECTION, "tasks": ["expression"]}
     logs = []
-    recs = tune_suite(get_profile("smoke"), tmp_path / "runs", tmp_path / "results" / "smoke.jsonl", ["paco", "mae"],
-                      log=logs.append, overrides={"train.steps": 4, "data.num_images": 64}, device="cpu",
-                      progress=False, section=section)
+    ctx = RunContext(tmp_path / "results" / "smoke.jsonl", tmp_path / "wd", device="cpu", progress=False)
+    recs = tune_suite(get_profile("smoke"), tmp_path / "runs", ["paco", "mae"], ctx,
+                      log=logs.append, overrides={"train.steps": 4, "data.num_images": 64}, section=section)
     assert set(recs) == {"paco", "mae"}
     for m, rec in recs.items():
         assert len(rec["trials"]) == 2 and all(t["objective"] is not None for t in rec["trials"])
@@ -129,8 +130,8 @@ def test_tuning_stage_end_to_end_at_toy_size(tmp_path):
     rows = tuning_results_path(tmp_path / "results" / "smoke.jsonl")
     assert rows.name == "smoke_tuning.jsonl" and len(rows.read_text().splitlines()) == 5  # 4 trials + random init
     # a second call keeps the records (resumable, no re-tuning)
-    again = tune_suite(get_profile("smoke"), tmp_path / "runs", tmp_path / "results" / "smoke.jsonl", ["paco", "mae"],
-                       log=logs.append, section=section)
+    again = tune_suite(get_profile("smoke"), tmp_path / "runs", ["paco", "mae"],
+                       RunContext(tmp_path / "results" / "smoke.jsonl"), log=logs.append, section=section)
     assert again == recs
 
 

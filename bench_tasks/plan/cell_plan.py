@@ -5,13 +5,14 @@ records and is checked against (`CellVersion`: the task's `Task.version`, the da
 is computed under (a cell names its profile; the plan holds the Profile object, so a profile
 file or `--set` overrides reach the runner without registering anything). It is computed here,
 once; the runner, the workers and the launcher only read it; whether a row is current
-(`Plan.todo`, `Plan.stale_reasons`) is decided here for every caller.
+(`Plan.skip_rule`, `Plan.todo`, `Plan.stale_reasons`) is decided here for every caller.
 
     plan = make_plan(cells)                       # floors added; ceilings=None, probes=False
     plan = make_plan(cells, ceilings="auto", probes=True)
     plan = make_plan(cells, references=False)     # the cells as given (a cluster job's share)
     plan = make_plan(cells, profiles=profile)     # the cells' profile given (else looked up by name, once)
     todo, skipped, stale = plan.todo(store.latest(), force=False)
+    rule = plan.skip_rule(store.latest(), since=launch_time)  # what the loop asks of each row
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bench_tasks.contracts import BackboneURI, Cell, Profile
 from bench_tasks.plan.profiles import get_profile, settings_hash
 from bench_tasks.plan.references import with_references
 from bench_tasks.registry import TASKS
+from bench_tasks.store.rowfiles import row_time
 from bench_tasks.store.rows import dataset_version, row_data_version, row_task_version
 from bench_tasks.store.settings_split import cell_group, group_label
 
@@ -81,6 +83,30 @@ def version_change(version: CellVersion, row: dict | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class SkipRule:
+    """The one rule that says whether a cell's latest row answers for it (`Plan.skip_rule` builds it):
+    an ok row answers when it is current (`redo`: the done cells computed by another version or from
+    other weights, with what changed) and the run does not force; with `since` (the launch time that
+    several workers share), a row written during this launch answers either way (ok: done by another
+    worker, even under force; failed: not retried twice in one launch)."""
+
+    redo: Mapping[str, str] = field(default_factory=dict)
+    force: bool = False
+    since: float | None = None
+
+    def state(self, key: str, row: dict | None) -> str | None:
+        """"done" or "failed" when `row` answers for the cell, None when the cell is to compute."""
+        if row is None:
+            return None
+        fresh = self.since is not None and row_time(row) >= self.since
+        if row.get("status") == "ok" and (fresh or not (self.force or key in self.redo)):
+            return "done"
+        if row.get("status") == "failed" and fresh:
+            return "failed"
+        return None
+
+
+@dataclass(frozen=True)
 class Plan:
     """The cells of a plan with their versions (`make_plan` builds it)."""
 
@@ -93,6 +119,13 @@ class Plan:
         if cell.profile in self.profiles:
             return self.profiles[cell.profile]
         return get_profile(cell.profile)
+
+    def shard(self, num_shards: int, index: int) -> Plan:
+        """The part of the plan that shard `index` of `num_shards` runs (`--num-shards N --shard-index i`;
+        all of it when N is 1): a contiguous block (`shard`)."""
+        if num_shards <= 1:
+            return self
+        return self.only(c.key() for c in shard(self.cells, num_shards, index))
 
     def only(self, keys: Iterable[str]) -> Plan:
         """The plan restricted to `keys` (its order, versions and profiles kept)."""
@@ -186,14 +219,29 @@ class Plan:
                        "are recomputed with these settings")
         return out
 
+    def skip_rule(self, latest: dict[str, dict], force: bool = False, since: float | None = None) -> SkipRule:
+        """The SkipRule of this plan against the latest rows (the stale done cells found once)."""
+        done = {k for k, r in latest.items() if r.get("status") == "ok"}
+        return SkipRule(redo=self.stale_reasons(latest, done), force=force, since=since)
+
     def todo(self, latest: dict[str, dict], force: bool = False
              ) -> tuple[list[tuple[Cell, CellVersion]], int, set[str]]:
         """(the cells to compute with their versions, how many are done and skipped, the keys of
-        done cells that are stale and recomputed). With force every cell is computed."""
-        done = {k for k, r in latest.items() if r.get("status") == "ok"}
-        stale = self.stale_keys(latest, done)
-        todo = [(c, v) for c, v in self.items if force or c.key() not in done or c.key() in stale]
-        return todo, len(self.items) - len(todo), stale
+        done cells that are stale and recomputed): the SkipRule asked of each cell. With force
+        every cell is computed."""
+        rule = self.skip_rule(latest, force)
+        todo = [(c, v) for c, v in self.items if rule.state(c.key(), latest.get(c.key())) is None]
+        return todo, len(self.items) - len(todo), set(rule.redo)
+
+
+def shard(cells: Sequence[Cell], num_shards: int, index: int) -> list[Cell]:
+    """Shard `index` of `num_shards`: a contiguous block of the (de-duplicated, backbone-major)
+    plan, so a shard builds few backbones. Deterministic: every process computes the same split."""
+    if num_shards < 1 or not 0 <= index < num_shards:
+        raise ValueError(f"--shard-index must be in [0, {num_shards}), got {index}")
+    uniq = list({c.key(): c for c in cells}.values())
+    n = len(uniq)
+    return uniq[index * n // num_shards:(index + 1) * n // num_shards]
 
 
 def make_plan(cells: Sequence[Cell] | Plan, references: bool = True, ceilings: str | Iterable[str] | None = None,

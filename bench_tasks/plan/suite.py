@@ -251,6 +251,16 @@ def suite_encoders(runs_root: str | Path, profile_name: str, include_ablations: 
             if r.role != "teacher"}
 
 
+def encoder_finished(enc: str | Path) -> bool:
+    """True when the run that writes the encoder file `enc` finished (the file is there and its
+    run's summary.json says `complete`): a finished run is reused, never trained again."""
+    enc = Path(enc)
+    try:
+        return enc.exists() and json.loads((enc.parent / "summary.json").read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
 def random_control(profile_name: str) -> str:
     """The random-init control has the same architecture as the suite's encoders."""
     # lazy: keeps paco_fr's config and objective registry out of --help/list/status

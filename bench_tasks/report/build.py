@@ -11,6 +11,7 @@ without runs/ that figure is skipped and everything else is built.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import shlex
@@ -38,7 +39,7 @@ from .main_table import build_main_table
 from .naming import TASK_ORDER, is_full_paco, task_name
 from .protocol_tables import build_protocol_tables
 from .reported import load_reported
-from .summary import render_summary
+from .summary import ReportParts, ReportStamp, StudySummary, render_summary
 from .supervision import supervision_markdown
 from .table_formats import to_latex, to_long_frame, to_markdown, to_wide_frame
 from .tuning import tuning_markdown
@@ -191,21 +192,19 @@ def build_report(results_paths=None, out_dir=None, runs_dir="runs", profile: str
     missing += _missing_parts(df_ok, methods, figures, fig_notes, runs_dir, runs_missing)
 
     files = list(dict.fromkeys(files))
+    stamp = ReportStamp(profile=profile, command=command or "python -m bench_tasks report", commit=_git_commit(),
+                        date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                        results_files=tuple(loaded.files or [str(p) for p in results_paths]))
+    parts = ReportParts(df_ok=df_ok, df_failed=df_failed, methods=methods, problems=tuple(problems),
+                        figures=figures, figure_notes=fig_notes, files=tuple(files))
     if not is_study(methods):  # the user's backbones: a compact table, not the study's wide one
-        return write_user_report(
-            out_dir=out_dir, profile=profile, command=command or "python -m bench_tasks report",
-            report_commit=_git_commit(), date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            results_files=loaded.files or [str(p) for p in results_paths], df_ok=df_ok, df_failed=df_failed,
-            methods=methods, problems=problems + fig_notes["extra"], figures=figures, figure_notes=fig_notes,
-            files=files, calibration=calibration)
-    summary = render_summary(
-        profile=profile, command=command or "python -m bench_tasks report", report_commit=_git_commit(),
-        date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        results_files=loaded.files or [str(p) for p in results_paths], loaded=loaded, df_ok=df_ok,
-        df_failed=df_failed, problems=problems, main_table=main, main_files=MAIN_FILES, figures=figures,
-        figure_notes=fig_notes, ablation_tables=abl_tables, missing_ablations=missing_abl, missing=missing,
-        files=files, reported_count=len(reported), compute_section=(tuning_md + "\n" if tuning_md else "") + (compute_md or ""),
-        supervision_section=supervision_markdown(rows))  # bench_tasks.report.supervision
+        return write_user_report(out_dir, stamp,
+                                 dataclasses.replace(parts, problems=(*problems, *fig_notes["extra"])), calibration)
+    summary = render_summary(StudySummary(
+        stamp=stamp, parts=parts, loaded=loaded, main_table=main, main_files=MAIN_FILES,
+        ablation_tables=tuple(abl_tables), missing_ablations=tuple(missing_abl), missing=tuple(missing),
+        reported_count=len(reported), compute_section=(tuning_md + "\n" if tuning_md else "") + (compute_md or ""),
+        supervision_section=supervision_markdown(rows)))  # bench_tasks.report.supervision
     if calibration:
         summary = summary.rstrip("\n") + "\n\n" + calibration
     (out_dir / "SUMMARY.md").write_text(summary)

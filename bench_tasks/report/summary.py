@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 
 from bench_tasks.contracts import uri_scheme
 from bench_tasks.store.method import METHOD_LABELS
@@ -24,6 +25,53 @@ VERDICT_RULE = ("\"better\" / \"worse\" only when the 95 % interval excludes zer
 
 SMOKE_BANNER = ("> **⚠ smoke profile: tiny models and few steps prove the pipeline; numbers are not "
                 "meaningful.**")
+
+
+@dataclass(frozen=True)
+class ReportStamp:
+    """Where a report comes from: its profile, the command that built it, the commit it was built at,
+    the date and the results files it read."""
+
+    profile: str
+    command: str
+    commit: str
+    date: str
+    results_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReportParts:
+    """What `build_report` computed from the rows that every SUMMARY.md shows: the ok and failed rows
+    (data frames), the methods, the problems found, the figures drawn ({name: path}) and why others
+    were not (`figure_notes`), and the files written."""
+
+    df_ok: object
+    df_failed: object
+    methods: dict = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+    figures: dict = field(default_factory=dict)
+    figure_notes: dict = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """SUMMARY.md of the study: the stamp and the parts, the loaded rows (unreadable lines, missing
+    files), the main table and its other formats, the ablation tables and the ablations without
+    rows, what is missing, the count of reported numbers, and the sections computed elsewhere
+    (pre-training compute and tuning; what each method's pre-training saw)."""
+
+    stamp: ReportStamp
+    parts: ReportParts
+    loaded: object
+    main_table: Table | None
+    main_files: dict = field(default_factory=dict)
+    ablation_tables: tuple = ()
+    missing_ablations: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    reported_count: int = 0
+    compute_section: str = ""
+    supervision_section: str = ""
 
 
 def _provenance(df_ok, df_failed) -> dict:
@@ -128,29 +176,30 @@ def floors_section(main_table: Table | None, df_ok) -> list[str]:
     return L
 
 
-def render_summary(*, profile, command, report_commit, date, results_files, loaded, df_ok, df_failed,
-                   problems, main_table: Table | None, main_files: dict, figures: dict, figure_notes: dict,
-                   ablation_tables, missing_ablations, missing: list[str], files: list[str],
-                   reported_count: int, compute_section: str = "", supervision_section: str = "") -> str:
-    L = _header(profile, command, report_commit, date, results_files, _provenance(df_ok, df_failed))
-    L += _cells_section(loaded, df_ok, df_failed, problems)
-    L += _main_section(main_table, main_files)
-    if supervision_section:  # what each method's pre-training saw (bench_tasks.report.supervision)
-        L += [supervision_section.rstrip("\n"), ""]
-    L += floors_section(main_table, df_ok)
-    if compute_section:  # bench_tasks.report.compute: FLOPs, images, wall time per pre-training run
-        L += [compute_section]
-    L += _measured_vs_reported(profile, reported_count)
-    L += _figures_section(figures, figure_notes)
-    L += _ablations_section(ablation_tables, missing_ablations, df_ok)
+def render_summary(s: StudySummary) -> str:
+    """SUMMARY.md of the study, as text."""
+    parts, profile = s.parts, s.stamp.profile
+    L = _header(s.stamp, _provenance(parts.df_ok, parts.df_failed))
+    L += _cells_section(s.loaded, parts.df_ok, parts.df_failed, parts.problems)
+    L += _main_section(s.main_table, s.main_files)
+    if s.supervision_section:  # what each method's pre-training saw (bench_tasks.report.supervision)
+        L += [s.supervision_section.rstrip("\n"), ""]
+    L += floors_section(s.main_table, parts.df_ok)
+    if s.compute_section:  # bench_tasks.report.compute: FLOPs, images, wall time per pre-training run
+        L += [s.compute_section]
+    L += _measured_vs_reported(profile, s.reported_count)
+    L += _figures_section(parts.figures, parts.figure_notes)
+    L += _ablations_section(s.ablation_tables, s.missing_ablations, parts.df_ok)
     L += ["## What is missing", ""]
-    L += [f"- {m}" for m in missing] or ["- nothing obvious."]
-    L += ["", "## Files", ""] + [f"- [{f}]({f})" for f in files] + [""]
+    L += [f"- {m}" for m in s.missing] or ["- nothing obvious."]
+    L += ["", "## Files", ""] + [f"- [{f}]({f})" for f in parts.files] + [""]
     return "\n".join(L)
 
 
-def _header(profile, command, report_commit, date, results_files, prov: dict) -> list[str]:
+def _header(stamp: ReportStamp, prov: dict) -> list[str]:
     """The title, the smoke banner and the provenance table."""
+    profile, command, report_commit, date, results_files = (stamp.profile, stamp.command, stamp.commit, stamp.date,
+                                                            stamp.results_files)
     L = [f"# PaCo-FR bench report — profile `{profile}`", ""]
     if profile == "smoke":
         L += [SMOKE_BANNER, ""]

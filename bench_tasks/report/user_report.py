@@ -11,7 +11,7 @@ with its interval; "What is missing" lists only what the rows' own cells lack.
     is_study(methods) -> bool
     user_table(df_ok, methods) -> (pandas.DataFrame, list of footnotes)
     headline_figure(df_ok, methods, out_path) -> (path | None, note | None)
-    write_user_report(...) -> the dict `build_report` returns
+    write_user_report(out_dir, stamp, parts, calibration) -> the dict `build_report` returns
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .compare import compare, fmt_ci, main_protocols
 from .fairness import NOT_REACHED, unreached_ceilings
 from .frames import cell_label
 from .naming import MethodInfo, dataset_name, metric_name, task_name, task_sort_key
-from .summary import SMOKE_BANNER
+from .summary import SMOKE_BANNER, ReportParts, ReportStamp
 
 ROLE_ORDER = {"yours": 0, "random init": 1, "ceiling": 2, "floor": 3}
 
@@ -245,12 +245,13 @@ def headline_figure(df_ok: pd.DataFrame, methods: dict[str, MethodInfo], out_pat
     return out_path, None
 
 
-def write_user_report(*, out_dir: Path, profile: str, command: str, report_commit: str, date: str,
-                      results_files: list[str], df_ok: pd.DataFrame, df_failed: pd.DataFrame,
-                      methods: dict[str, MethodInfo], problems: list[str], figures: dict, figure_notes: dict,
-                      files: list[str], calibration: str | None) -> dict:
+def write_user_report(out_dir: Path, stamp: ReportStamp, parts: ReportParts, calibration: str | None) -> dict:
     """SUMMARY.md (+ user_table.md / .csv, figures/headline.png) for a plan that is not the study."""
     out_dir = Path(out_dir)
+    profile, command, report_commit, date, results_files = (stamp.profile, stamp.command, stamp.commit, stamp.date,
+                                                            stamp.results_files)
+    df_ok, df_failed, methods, problems = parts.df_ok, parts.df_failed, parts.methods, list(parts.problems)
+    figures, figure_notes, files = dict(parts.figures), dict(parts.figure_notes), list(parts.files)
     lines = [f"# Report: {profile} profile", ""]
     if profile == "smoke":
         lines += [SMOKE_BANNER, ""]

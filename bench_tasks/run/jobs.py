@@ -167,14 +167,16 @@ class EvalJob(_checkpointable()):
         load_registries()
         if s.threads:
             torch.set_num_threads(s.threads)
-        # lazy: the worker stack (runner, tasks' training code) loads in the job process, not on --help/list/status
-        from bench_tasks.run.worker import Claims, run_worker
+        # lazy: the loop (runner, tasks' training code) loads in the job process, not on --help/list/status
+        from bench_tasks.run.loop import run_plan
+        from bench_tasks.run.runner import RunContext
+        from bench_tasks.run.worker import Claims, SharedWriter
 
         claims = Claims(rows_to=s.rows_to, since=s.since, timeout_s=s.claim_timeout_s, heartbeat_s=s.heartbeat_s,
                         wait_s=s.wait_s)
-        summary = run_worker(job_plan(s), s.results, work_dir=s.work_dir, data_roots=DataRoots.parse(s.data_root),
-                             device=s.device, force=s.force, progress=False, claims=claims,
-                             log=lambda m: print(m, flush=True), labels=s.labels)
+        ctx = RunContext(results=s.results, work_dir=s.work_dir, data_roots=DataRoots.parse(s.data_root),
+                         device=s.device, progress=False, force=s.force, labels=s.labels)
+        summary = run_plan(job_plan(s), ctx, SharedWriter(claims), log=lambda m: print(m, flush=True))
         print(summary.line(), flush=True)
         return asdict(summary)
 

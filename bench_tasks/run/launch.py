@@ -25,13 +25,12 @@ the sbatch script submitit would submit for the evaluation array and stops (docs
 from __future__ import annotations
 
 import collections
-import json
 import os
 import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,7 +39,7 @@ from bench_tasks.contracts import Cell
 from bench_tasks.plan.cell_plan import Plan, make_plan
 from bench_tasks.plan.profiles import get_profile
 from bench_tasks.plan.study import plan_suite
-from bench_tasks.plan.suite import study_seeds, teacher_of
+from bench_tasks.plan.suite import encoder_finished, study_seeds, teacher_of
 from bench_tasks.run.jobs import (
     EvalJob,
     JobOptions,
@@ -54,28 +53,10 @@ from bench_tasks.run.jobs import (
     sbatch_script,
     worker_spec,
 )
-from bench_tasks.run.worker import Claims, run_worker, shard
 from bench_tasks.store.results import ResultsStore
-from bench_tasks.store.rowfiles import worker_dir
-
-# ----------------------------------------------------------------------------- options
-
-
-# ----------------------------------------------------------------------------- the jobs
-
+from bench_tasks.store.rowfiles import record_launch
 
 # ----------------------------------------------------------------------------- launching
-
-
-def record_launch(results: Path, record: dict, path: Path | None = None) -> Path:
-    """results/<profile>.d/launches/<time>-<pid>.json: the plan's keys and the jobs (for `status`)."""
-    d = worker_dir(results) / "launches"
-    d.mkdir(parents=True, exist_ok=True)
-    path = path or d / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
-    return path
 
 
 def launch(spec, cells: Sequence[Cell] | Plan, results: Path, study_runs: dict | None = None,
@@ -106,9 +87,9 @@ def launch(spec, cells: Sequence[Cell] | Plan, results: Path, study_runs: dict |
               "command": "python -m bench_tasks " + " ".join(sys.argv[1:]),
               "keys": [c.key() for g in groups for c in g], "cells": [asdict(c) for g in groups for c in g],
               "jobs": [], "pretrain_jobs": []}
-    pre_jobs = submit_pretraining(spec, study_runs or {}, folder, record, log)  # stage 1 of the study
-    jobs, path = submit_evaluation(spec, groups, study_runs or {}, pre_jobs, folder, opts, record, results, since,
-                                   log, labels, profiles)
+    sub = Submission(spec, folder, record, results, since, study_runs or {}, dict(labels or {}), profiles, log)
+    pre_jobs = submit_pretraining(sub)  # stage 1 of the study
+    jobs, path = submit_evaluation(sub, groups, pre_jobs, opts)
     log(f"submitted {len(jobs)} evaluation job(s) ({kind}) for {len(record['keys'])} cells; "
         f"logs in {folder}; launch record {path}")
     log(f"progress: python -m bench_tasks status --results {results}")
@@ -144,15 +125,34 @@ def print_sbatch(spec, groups: list[list[Cell]], study_runs: dict | None, folder
     return 0
 
 
-def submit_pretraining(spec, study_runs: dict, folder: Path, record: dict, log) -> dict[str, object]:
+@dataclass(frozen=True)
+class Submission:
+    """One launch as its jobs are submitted: the spec, the jobs folder, the launch record (a dict that
+    grows as jobs are submitted; `status` reads it), the results file, the launch time the workers
+    share, the study's runs ({run name: (SuiteRun overrides, encoder path)}; {} without a study), the
+    backbones' labels, the plan's profiles ({name: Profile}) and the log."""
+
+    spec: object
+    folder: Path
+    record: dict
+    results: Path
+    since: float
+    study_runs: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+    profiles: dict = field(default_factory=dict)
+    log: Callable[[str], None] = print
+
+
+def submit_pretraining(sub: Submission) -> dict[str, object]:
     """One job per unfinished run of the study's suite (MCF-style after its teacher; on one machine,
     one after the other): {run name: job}."""
+    spec, study_runs, folder, record, log = sub.spec, sub.study_runs, sub.folder, sub.record, sub.log
     kind = spec.launch.launcher
     teachers = teacher_of(True, spec.profile, study_seeds(spec.pretrain_seeds, get_profile(spec.profile))) if study_runs else {}
     pre_jobs: dict[str, object] = {}
     popts = pretrain_options(spec) if study_runs else None
     for name, (overrides, enc) in study_runs.items():
-        if _finished(enc):
+        if encoder_finished(enc):
             log(f"[pre-training] {name}: finished earlier ({enc}), no job")
             continue
         dep = None
@@ -172,11 +172,11 @@ def submit_pretraining(spec, study_runs: dict, folder: Path, record: dict, log) 
     return pre_jobs
 
 
-def submit_evaluation(spec, groups, study_runs: dict, pre_jobs: dict, folder: Path, opts: JobOptions, record: dict,
-                      results: Path, since: float, log, labels: dict[str, str] | None = None,
-                      profiles: dict | None = None) -> tuple[list, Path]:
+def submit_evaluation(sub: Submission, groups: list[list[Cell]], pre_jobs: dict, opts: JobOptions) -> tuple[list, Path]:
     """Stage 2: one evaluation job per group of cells; those of a pre-trained encoder wait for its
     job. Returns (jobs, the launch record's path)."""
+    spec, study_runs, folder, record, log = sub.spec, sub.study_runs, sub.folder, sub.record, sub.log
+    results, since, labels, profiles = sub.results, sub.since, sub.labels, sub.profiles
     kind = spec.launch.launcher
     enc_of = {f"paco_fr:{enc}": name for name, (_, enc) in study_runs.items()}
     by_dep: dict[str | None, list[list[Cell]]] = {}
@@ -255,25 +255,7 @@ def _afterok(jobs) -> str | None:
     return ("afterok:" + ":".join(ids)) if ids else None
 
 
-def _finished(enc) -> bool:
-    enc = Path(enc)
-    summ = enc.parent / "summary.json"
-    try:
-        return enc.exists() and json.loads(summ.read_text()).get("status") == "complete"
-    except (OSError, ValueError):
-        return False
-
-
-# ----------------------------------------------------------------------------- cmd_run's hooks
-
-
-def select_shard(spec, plan: Plan) -> Plan:
-    """The part of the plan this process runs: shard `--shard-index` of `--num-shards` (all of it
-    when 1)."""
-    if spec.launch.num_shards <= 1:
-        return plan
-    mine = {c.key() for c in shard(plan.cells, spec.launch.num_shards, spec.launch.shard_index)}
-    return plan.only(mine)
+# ----------------------------------------------------------------------------- the study's runs as jobs
 
 
 def study_runs(spec, profile) -> dict[str, tuple[dict, Path]]:
@@ -285,18 +267,3 @@ def study_runs(spec, profile) -> dict[str, tuple[dict, Path]]:
                       world=max(1, int(popts.nodes) * int(popts.tasks_per_node)),
                       pretrain_seeds=study_seeds(spec.pretrain_seeds, profile))  # one job per (run, pre-training seed)
     return {p.run.name: ({**p.overrides, "train.progress": False}, p.encoder) for p in plan}
-
-
-def run_here(spec, plan: Plan, roots, results: Path, labels: dict[str, str] | None = None):
-    """`--launcher local` (and each --num-shards process): a worker in this process. Rows go to
-    the results file, or to this worker's own file with shards / --worker-files."""
-    rows_to = "worker" if (spec.launch.num_shards > 1 or spec.launch.worker_files) else "main"
-    since = spec.launch.since if spec.launch.since is not None else time.time()
-    kind = "local" if spec.launch.num_shards <= 1 else f"shard {spec.launch.shard_index}/{spec.launch.num_shards}"
-    record_launch(results, {"launcher": kind, "since": since, "profile": spec.profile, "pid": os.getpid(),
-                            "command": "python -m bench_tasks " + " ".join(sys.argv[1:]),
-                            "keys": plan.keys(), "cells": [asdict(c) for c in plan.cells], "jobs": []})
-    claims = Claims(rows_to=rows_to, since=since, timeout_s=spec.launch.claim_timeout,
-                    heartbeat_s=spec.launch.heartbeat, wait_s=spec.launch.wait_claimed)
-    return run_worker(plan, results, work_dir=spec.work_dir, data_roots=roots, device=spec.device,
-                      force=spec.force, progress=spec.progress, claims=claims, labels=labels)

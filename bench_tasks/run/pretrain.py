@@ -17,25 +17,21 @@ import torch
 
 from bench_tasks.contracts import Profile
 from bench_tasks.errors import cause_line
-from bench_tasks.plan.study import PlannedRun, plan_suite, write_budget_plan
+from bench_tasks.plan.study import PlannedRun, write_budget_plan
 from bench_tasks.plan.suite import CONTROL_COMPONENTS, SuiteRun, write_run_identity
 from paco_fr.engine import pretrain
 
 
-def pretrain_suite(profile: Profile, runs_root: str | Path = "runs", include_ablations: bool = True,
-                   log: Callable[[str], None] = print, progress: bool = True,
-                   overrides: dict | None = None, failed: list | None = None,
-                   budget_by: str = "flops", jobs: int = 1, pretrain_seeds: dict | None = None) -> dict[str, Path]:
-    """Pre-train (or reuse / resume) every run of the suite at each of its pre-training seeds
-    (`pretrain_seeds`: parse_pretrain_seeds); returns {run name: encoder path}.
-    `overrides` (dotted keys, e.g. {"train.steps": 500}) apply to every run; the runs' lengths are
-    then matched to the reference's budget (`budget_by`: flops / images / steps; bench_tasks.plan.budget).
-    `jobs` > 1: that many runs at once, each in its own process (one GPU or CPU shared; a run
-    whose teacher is in the suite starts when the teacher has finished); the runs and their
-    results are the same as one after the other. A run that fails is reported and left out
+def pretrain_suite(profile: Profile, plan: list[PlannedRun], runs_root: str | Path = "runs", budget_by: str = "flops",
+                   log: Callable[[str], None] = print, progress: bool = True, failed: list | None = None,
+                   jobs: int = 1) -> dict[str, Path]:
+    """Pre-train (or reuse / resume) every run of the suite as `plan` (bench_tasks.plan.study.plan_suite:
+    each run at each of its pre-training seeds, its length matched to the reference's budget by
+    `budget_by`) lays it out, the plan written to runs/<profile>/budget.json first; returns {run
+    name: encoder path}. `jobs` > 1: that many runs at once, each in its own process (one GPU or CPU
+    shared; a run whose teacher is in the suite starts when the teacher has finished); the runs and
+    their results are the same as one after the other. A run that fails is reported and left out
     (appended to `failed` as (name, cause)); the others go on."""
-    plan = plan_suite(profile.name, runs_root, include_ablations, overrides, budget_by, log=log,
-                      pretrain_seeds=pretrain_seeds)
     write_budget_plan(plan, Path(runs_root) / profile.name / "budget.json", budget_by)
     if int(jobs) > 1 and len(plan) > 1:
         return _pretrain_parallel(plan, profile.name, int(jobs), log, failed)

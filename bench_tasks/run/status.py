@@ -25,7 +25,7 @@ from tabulate import tabulate
 from bench_tasks.contracts import Cell
 from bench_tasks.plan.durations import fmt_seconds as _fmt_s
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, ClaimBook
-from bench_tasks.store.rowfiles import union_latest, worker_dir
+from bench_tasks.store.rowfiles import launch_dir, union_latest
 
 COLUMNS = ("done", "running", "stale", "failed", "todo")
 
@@ -41,7 +41,7 @@ def has_plan(results: Path) -> bool:
 def recorded_plan(results: Path) -> tuple[list[dict], list[dict]]:
     """(cells, launch records) from results/<profile>.d/launches/*.json."""
     cells, records = {}, []
-    d = worker_dir(results) / "launches"
+    d = launch_dir(results)
     for f in sorted(d.glob("*.json")) if d.is_dir() else []:
         try:
             rec = json.loads(f.read_text())

@@ -9,13 +9,14 @@ study's tables. Resumable: a finished trial is reused, a method with a record is
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 from bench_tasks.contracts import Profile
 from bench_tasks.errors import cause_line
 from bench_tasks.plan.cell_plan import make_plan
-from bench_tasks.plan.cells import DataRoots, plan_cells
+from bench_tasks.plan.cells import plan_cells
 from bench_tasks.plan.suite import SuiteRun, random_control, suite_runs
 from bench_tasks.plan.tuning import (
     PlannedTrial,
@@ -27,8 +28,9 @@ from bench_tasks.plan.tuning import (
     tuning_section,
     write_record,
 )
+from bench_tasks.run.loop import run_plan
 from bench_tasks.run.pretrain import _pretrain_one
-from bench_tasks.run.runner import run_plan
+from bench_tasks.run.runner import RunContext
 from bench_tasks.store.readers import latest_rows
 
 
@@ -62,12 +64,14 @@ def _teachers_first(profile: Profile, runs_root, teachers: list[str], overrides,
             _pretrain_one(p.run, dict(p.overrides), str(p.run_dir), profile.name, progress)
 
 
-def tune_suite(profile: Profile, runs_root: str | Path, results: str | Path, methods: list[str],
+def tune_suite(profile: Profile, runs_root: str | Path, methods: list[str], ctx: RunContext,
                log: Callable[[str], None] = print, overrides: dict | None = None, budget_by: str = "flops",
-               device: str = "auto", progress: bool = True, data_roots: DataRoots | None = None,
                section: dict | None = None) -> dict[str, dict]:
     """Tune `methods` (suite run names); returns {method: its record}. A method that already has a
-    record keeps it (delete runs/<profile>/tuning/<method>.json to tune it again)."""
+    record keeps it (delete runs/<profile>/tuning/<method>.json to tune it again). `ctx`: the
+    study's RunContext (its results file names the trials' rows file; its device, data roots and
+    progress bars serve the trials' cells; the trials are never forced)."""
+    progress = ctx.progress
     sec = tuning_section(section)
     records = {m: read_record(runs_root, profile.name, m) for m in methods}
     todo = [m for m in methods if records[m] is None]
@@ -100,12 +104,12 @@ def tune_suite(profile: Profile, runs_root: str | Path, results: str | Path, met
         except Exception as err:  # one failed trial is a trial without a score, not a failed study
             log(f"[tuning] {p.trial.name} FAILED: {cause_line(err)}")
     tasks = list(sec["tasks"])
-    rows_path = tuning_results_path(results)
+    rows_path = tuning_results_path(ctx.results)
     if done:
         log(f"[tuning: evaluation] {len(done)} trial(s) and random init on {', '.join(tasks)} (val decides) "
             f"-> {rows_path}")
-        run_plan(make_plan(tuning_cells(profile, done, tasks), references=False), results=rows_path,
-                 device=device, progress=progress, data_roots=data_roots, log=log)
+        run_plan(make_plan(tuning_cells(profile, done, tasks), references=False, profiles=profile),
+                 dataclasses.replace(ctx, results=rows_path, force=False, labels={}), log=log)
     rows = list(latest_rows(rows_path).values()) if rows_path.is_file() else []
     rand = random_control(profile.name)
     finished = {p.trial.name for p in done}

@@ -35,35 +35,61 @@ from bench_tasks.store.results import ResultsStore
 
 
 class InProcess:
-    """The plan's cells one after the other in this process (bench_tasks.run.runner.run_plan), the
-    only writer of the results file: no claims. `record`: write the plan into the results file's
-    launch records, for `status` to read while it runs."""
+    """The plan's cells one after the other in this process, the only writer of the results file:
+    no claims (bench_tasks.run.loop.run_plan with its SoleWriter). `record`: write the plan into the
+    results file's launch records, for `status` to read while it runs."""
 
     def __init__(self, record: bool = True):
         self.record = record
 
-    def __call__(self, exp: Experiment, log: Callable[[str], None] | None = None):
-        # lazy: the runner (the tasks' training code) loads when cells run, not on --help/list/status
-        from bench_tasks.run.launch import record_launch
-        from bench_tasks.run.runner import run_plan
+    def writer(self, exp: Experiment, since: float):
+        return None  # the loop's SoleWriter
 
-        spec = exp.spec
+    def kind(self, exp: Experiment) -> str:
+        return "local"
+
+    def __call__(self, exp: Experiment, log: Callable[[str], None] | None = None):
+        # lazy: the loop (the tasks' training code) loads when cells run, not on --help/list/status
+        from bench_tasks.run.loop import run_plan
+        from bench_tasks.store.rowfiles import record_launch
+
+        since = launch_time(exp)
         if self.record:  # `status` reads the plan of a run in flight from its launch record
-            record_launch(exp.results, launch_record(exp, "local"))
-        return run_plan(exp.plan, results=exp.results, work_dir=spec.work_dir, data_roots=exp.roots,
-                        device=spec.device, force=spec.force, progress=spec.progress, labels=exp.labels,
-                        backbones=exp.backbones, log=log)
+            record_launch(exp.results, launch_record(exp, self.kind(exp), since))
+        return run_plan(exp.plan, run_context(exp), self.writer(exp, since), backbones=exp.backbones, log=log)
 
 
-class SharedResults:
+class SharedResults(InProcess):
     """This process as one of several workers on one results file (`--num-shards`, `--worker-files`):
-    each cell is claimed before it is computed (bench_tasks.run.worker)."""
+    each cell is claimed before it is computed (bench_tasks.run.worker.SharedWriter); its rows go to
+    its own worker file."""
 
-    def __call__(self, exp: Experiment, log: Callable[[str], None] | None = None):
-        # lazy: the worker stack loads when cells run
-        from bench_tasks.run import launch
+    def writer(self, exp: Experiment, since: float):
+        # lazy: the claim ledger loads when cells run
+        from bench_tasks.run.worker import Claims, SharedWriter
 
-        return launch.run_here(exp.spec, exp.plan, exp.roots, exp.results, exp.labels)
+        launch = exp.spec.launch
+        return SharedWriter(Claims(rows_to="worker", since=since, timeout_s=launch.claim_timeout,
+                                   heartbeat_s=launch.heartbeat, wait_s=launch.wait_claimed))
+
+    def kind(self, exp: Experiment) -> str:
+        launch = exp.spec.launch
+        return "local" if launch.num_shards <= 1 else f"shard {launch.shard_index}/{launch.num_shards}"
+
+
+def run_context(exp: Experiment):
+    """The RunContext (bench_tasks.run.runner) every cell of `exp` is computed in."""
+    from bench_tasks.run.runner import RunContext
+
+    spec = exp.spec
+    return RunContext(results=exp.results, work_dir=Path(spec.work_dir), data_roots=exp.roots, device=spec.device,
+                      progress=spec.progress, force=spec.force, labels=exp.labels)
+
+
+def launch_time(exp: Experiment) -> float:
+    """The launch time the workers of one launch share (`since`: rows written after it are this launch's)."""
+    since = exp.spec.launch.since
+    return since if since is not None else time.time()
 
 
 def executor_for(spec) -> InProcess | SharedResults:
@@ -71,12 +97,12 @@ def executor_for(spec) -> InProcess | SharedResults:
     return SharedResults() if (spec.launch.num_shards > 1 or spec.launch.worker_files) else InProcess()
 
 
-def launch_record(exp: Experiment, kind: str) -> dict:
+def launch_record(exp: Experiment, kind: str, since: float) -> dict:
+    """What `status` reads of a run in flight: its plan's cells and its launch time."""
     import os
     from dataclasses import asdict
 
     spec = exp.spec
-    since = spec.launch.since if spec.launch.since is not None else time.time()
     return {"launcher": kind, "since": since, "profile": spec.profile, "pid": os.getpid(),
             "command": "python -m bench_tasks " + " ".join(sys.argv[1:]), "keys": exp.plan.keys(),
             "cells": [asdict(c) for c in exp.plan.cells], "jobs": []}
@@ -198,6 +224,7 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print) -> Exper
     wrote, leave out the cells of the runs that failed. Raises StageFailed when every run failed,
     PlanInvalid when an encoder written cannot be used."""
     # lazy: the pre-training stage (paco_fr's engine) loads when the study pre-trains
+    from bench_tasks.plan.study import plan_suite
     from bench_tasks.plan.validate import PlanInvalid, check_backbones
     from bench_tasks.run.pretrain import pretrain_suite
 
@@ -207,12 +234,14 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print) -> Exper
     if tune:  # the tuning stage first: plan_suite configures each tuned method from its record
         from bench_tasks.run.tuning import tune_suite
 
-        tune_suite(profile, spec.runs, exp.results, list(tune), log=log, overrides=spec.overrides,
-                   budget_by=spec.budget_by, device=spec.device, progress=spec.progress, data_roots=exp.roots)
+        tune_suite(profile, spec.runs, list(tune), run_context(exp), log=log, overrides=spec.overrides,
+                   budget_by=spec.budget_by)
     failed: list[tuple[str, str]] = []
-    encoders = pretrain_suite(profile, spec.runs, include_ablations=not spec.no_ablations, log=log,
-                              progress=spec.progress, overrides=spec.overrides, failed=failed,
-                              budget_by=spec.budget_by, jobs=max(1, int(spec.pretrain_jobs)), pretrain_seeds=pseeds)
+    # the budgets after the tuning stage: a tuned method's record sets its configuration
+    planned = plan_suite(profile.name, spec.runs, not spec.no_ablations, spec.overrides, spec.budget_by, log=log,
+                         pretrain_seeds=pseeds)
+    encoders = pretrain_suite(profile, planned, spec.runs, spec.budget_by, log=log, progress=spec.progress,
+                              failed=failed, jobs=max(1, int(spec.pretrain_jobs)))
     if failed and not encoders:
         raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
                           "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
@@ -258,11 +287,9 @@ def execute(exp: Experiment, executor=None) -> int:
         if rejected:
             print(f"warning: {describe_rejected(results, rejected)}; a run would move them to "
                   f"{rejected_path(results)} (they are not counted as done)", file=sys.stderr)
-    from bench_tasks.run import launch
-
     if not spec.status and refuse_mixed_settings(exp):  # the whole plan: every shard's seeds
         return 2
-    exp = exp.replace(plan=launch.select_shard(spec, exp.plan))  # --num-shards N --shard-index i
+    exp = exp.replace(plan=exp.plan.shard(spec.launch.num_shards, spec.launch.shard_index))  # --num-shards N
     if spec.status:
         from bench_tasks.run.status import print_status
         from bench_tasks.store.rowfiles import union_latest
@@ -274,6 +301,8 @@ def execute(exp: Experiment, executor=None) -> int:
         print_plan_estimate(exp, exp.plan.cells)
         return code
     if spec.launch.launcher != "local" and not spec.dry_run:
+        from bench_tasks.run import launch  # lazy: submitit's launcher only for cluster jobs
+
         study = launch.study_runs(spec, exp.profile) if spec.is_study else None
         code = launch.launch(spec, exp.plan, results, study_runs=study, labels=exp.labels)
         if code == 0 and study and spec.launch.launcher == "submitit-local" and not spec.launch.no_wait \

@@ -20,7 +20,7 @@ from bench_tasks.plan.options import SYNTHFACE, PlanOptions
 from bench_tasks.plan.options import csv_list as _csv
 from bench_tasks.plan.profiles import parse_assignments, resolve_native_size
 from bench_tasks.plan.references import ceiling_lines, is_reference
-from bench_tasks.plan.suite import expand_seeds, study_seeds, suite_encoders, suite_runs
+from bench_tasks.plan.suite import encoder_finished, expand_seeds, study_seeds, suite_encoders, suite_runs
 from bench_tasks.registry import DATASETS, TASKS
 from bench_tasks.run.spec import RunSpec
 from bench_tasks.tasks.recognition import settings_for
@@ -208,7 +208,6 @@ def study_encoders(spec: RunSpec, profile: Profile, log) -> StudyStage:
     also plans the pre-training budget. Trains nothing."""
     # lazy: keeps the study planner (paco_fr's config) out of --help/list/status
     from bench_tasks.plan.study import plan_suite
-    from bench_tasks.run.launch import _finished
 
     pseeds, suite = study_suite(spec, profile)
     ablations = not spec.no_ablations
@@ -224,7 +223,7 @@ def study_encoders(spec: RunSpec, profile: Profile, log) -> StudyStage:
     if spec.stage == "eval_only":
         encoders = {}
         for name, enc in suite_encoders(spec.runs, profile.name, ablations, pseeds).items():
-            if _finished(enc):
+            if encoder_finished(enc):
                 encoders[name] = enc
             else:
                 log(f"--eval-only: {name} has not finished pre-training ({enc.parent}); left out")

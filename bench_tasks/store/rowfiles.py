@@ -5,6 +5,7 @@ Layout next to a results file `R = results/<profile>.jsonl` (see docs/cluster.md
     results/<profile>.d/<worker>.jsonl   rows of one worker (a SLURM / submitit job, a --num-shards
                                          process): only that worker appends to it
     results/<profile>.d/claims/          the claim ledger (bench_tasks.run.claims)
+    results/<profile>.d/launches/        one record per launch: its plan's cells, its jobs (`status`)
 
 Readers take the union: every complete row of every file; per key the row that finished LAST
 wins. Within one file the file order decides (one writer, or writers serialised by the file's
@@ -13,6 +14,7 @@ lock); across files the row's finish time (`provenance.finished`, else `started`
 all read this union.
 
     worker_dir(results) -> Path              results/<profile>.d
+    record_launch(results, record) -> Path   results/<profile>.d/launches/<time>-<pid>.json
     union_files(results) -> [Path]           the main file first, then the worker files (sorted)
     row_time(row) -> float                   seconds since the epoch when the row was finished
     union_latest(results) -> {key: row}      the last row per key over the union
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -35,6 +38,23 @@ def worker_dir(results: str | Path) -> Path:
     """`results/<stem>.d` for the results file `results/<stem>.jsonl`."""
     p = Path(results)
     return p.with_name(p.stem + WORKER_SUFFIX)
+
+
+def launch_dir(results: str | Path) -> Path:
+    """`results/<stem>.d/launches`: the launch records `status` reads."""
+    return worker_dir(results) / "launches"
+
+
+def record_launch(results: str | Path, record: dict, path: Path | None = None) -> Path:
+    """results/<profile>.d/launches/<time>-<pid>.json: the plan's keys and the jobs (for `status`),
+    written whole (a temporary file, then renamed)."""
+    d = launch_dir(results)
+    d.mkdir(parents=True, exist_ok=True)
+    path = path or d / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+    return path
 
 
 def worker_file(results: str | Path, worker: str) -> Path:
