@@ -44,6 +44,26 @@ def test_a_timm_checkpoint_gets_ceiling_and_random_init_at_its_evaluation_size(t
     assert any(ln.startswith("random-init control: random:vit_tiny@64/16/d12 (") for ln in lines)
 
 
+def test_reference_lines_say_a_shared_control_once_and_nothing_per_encoder_without_ceilings(tmp_path):
+    """A study's many encoders of one architecture share one random-init control: one line for it,
+    and with --no-ceilings no "ceiling: none for ..." line per encoder (the first line says it)."""
+    import timm
+
+    uris = []
+    for i in range(3):
+        path = tmp_path / f"tiny{i}.pth"
+        torch.save(timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=2).state_dict(),
+                   path)
+        uris.append(f"timm:vit_tiny_patch16_224:{path}")
+    cells = plan_cells(uris, {"attributes": ["synthface"]}, protocols=["linear"], seeds=[0], fractions=[1.0],
+                       profile="smoke")
+    lines = ceiling_lines(with_references(cells, ceilings=None), enabled=False)
+    assert lines[0].startswith("ceilings: none (--no-ceilings)")
+    assert not [ln for ln in lines if ln.startswith("ceiling")][1:]
+    control = [ln for ln in lines if ln.startswith("random-init control:")]
+    assert len(control) == 1 and "and 2 more encoder(s)" in control[0]
+
+
 def _row(uri, protocol, value, kind_ci=(1.0, 1.0), fraction=1.0, selection=None):
     task = {"image_size": 64}
     if selection:

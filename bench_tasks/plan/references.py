@@ -207,10 +207,12 @@ def ceiling_lines(cells: Sequence[Cell], enabled: bool = True) -> list[str]:
     planned = list(dict.fromkeys(c.backbone for c in cells if is_ceiling(c.backbone)))
     controls = {c.backbone for c in cells if uri_parts(c.backbone)[0] == "random"}
     out, head = [], []
+    served: dict[str, list[str]] = {}  # random-init control -> the encoders it is the control of
     for uri in enc:
         u, why = _ceiling(uri)
         if u is None:
-            out.append(f"ceiling: none for {uri}: {why}")
+            if enabled:  # with --no-ceilings the first line says it for every encoder
+                out.append(f"ceiling: none for {uri}: {why}")
             continue
         native = u.partition("@")[2].split("/")[0] or "any"
         mine = [p for p in planned if same_architecture(uri, p)]
@@ -224,7 +226,10 @@ def ceiling_lines(cells: Sequence[Cell], enabled: bool = True) -> list[str]:
         if uri_parts(uri)[0] == "random":
             continue  # a random init is its own control
         for ctrl in sorted(c for c in controls if same_architecture(uri, c)):
-            head.append(f"random-init control: {ctrl} (the architecture of {uri}, untrained, every cell of it)")
+            served.setdefault(ctrl, []).append(uri)
+    for ctrl, encoders in served.items():  # one line per control, however many encoders share it
+        of = encoders[0] if len(encoders) == 1 else f"{encoders[0]} and {len(encoders) - 1} more encoder(s)"
+        head.append(f"random-init control: {ctrl} (the architecture of {of}, untrained, every cell of it)")
     if not enabled:
         head.insert(0, "ceilings: none (--no-ceilings): no normalised gain in the report")
     return list(dict.fromkeys(head)) + out
