@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -132,19 +133,13 @@ def measure_plan(name: str, out: Path, args) -> list[tuple]:
     from bench_tasks.session.experiment import resolve
 
     spec = plan_spec(name, out, args)
-    for f in (spec.results_path,):
-        if Path(f).exists():
-            Path(f).unlink()
+    # a fresh results file and work folder: no row to learn from, no feature cached
+    Path(spec.results_path).unlink(missing_ok=True)
+    shutil.rmtree(spec.work_dir, ignore_errors=True)
     exp = resolve(spec, log=lambda _line: None)
     profile = exp.profile
     study_arch = random_control(profile.name) if spec.is_study else None
     cells = sample(exp.plan.cells, args.per_kind, args.kinds.split(","))
-    # measured now (its own cache file): the probe and the cells share the machine's load of the moment
-    speed = machine_speed("cpu", refresh=True)
-    print(f"  {speed.line()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
-    # the estimate of the sample alone, in the order it runs (the first cell of a backbone and
-    # data set extracts its frozen features, the next ones read them)
-    est = cell_estimates(cells, {}, profile, speed, study_arch=study_arch)
     warm_synthface(cells, exp.plan.profile_of)
     cache = BackboneCache()
     lines = []
@@ -152,40 +147,51 @@ def measure_plan(name: str, out: Path, args) -> list[tuple]:
         run_as = c
         if c.backbone.startswith("paco_fr:") and study_arch:  # not pre-trained here: same shape, same FLOPs
             run_as = dataclasses.replace(c, backbone=study_arch)
+        before = machine_speed("cpu", refresh=True)
         t0 = time.perf_counter()
         row = run_cell(run_as, results=spec.results_path, work_dir=spec.work_dir, progress=False,
                        backbones=cache, profile=exp.plan.profile_of(c))
         took = time.perf_counter() - t0
-        e = est[c.key()].seconds
+        speed = shared_speed(before, machine_speed("cpu", refresh=True))
+        # the sample's estimate in the order it runs (the first cell of a feature set extracts it,
+        # the next ones read it), at the speed measured around this cell
+        e = cell_estimates(cells, {}, profile, speed, study_arch=study_arch)[c.key()].seconds
         shape = backbone_shape(run_as.backbone, study_arch)
         print(f"  {name:8} {cell_kind(c):12} {c.task:11} {c.protocol:9} f={c.fraction:<4g} "
-              f"{(shape.dim, shape.depth, shape.patch) if shape else '?'} est {e if e is None else round(e, 1)} s, "
-              f"took {took:.1f} s ({row['status']})", flush=True)
+              f"{(shape.dim, shape.depth, shape.patch) if shape else '?'} at {speed.small / 1e9:.1f} GFLOP/s: "
+              f"est {e if e is None else round(e, 1)} s, took {took:.1f} s ({row['status']})", flush=True)
         if row["status"] != "ok":
             print(row.get("error", "")[-2000:], flush=True)
         lines.append((name, cell_kind(c), e or 0.0, took))
     if spec.is_study and args.pretrain_steps:
-        lines.append(measure_pretrain(exp, out, args.pretrain_steps, speed))
+        lines.append(measure_pretrain(exp, out, args.pretrain_steps))
     return lines
 
 
-def measure_pretrain(exp, out: Path, steps: int, speed) -> tuple:
+def shared_speed(a, b):
+    """The machine's speed over a cell: the geometric mean of the probes before and after it (the
+    machine is shared: its speed moves with the other processes' load)."""
+    from bench_tasks.plan.cell_costs import Speed
+
+    return Speed((a.small * b.small) ** 0.5, (a.large * b.large) ** 0.5)
+
+
+def measure_pretrain(exp, out: Path, steps: int) -> tuple:
     """The study's first run pre-trained for `steps` steps next to its estimate at that length."""
-    from bench_tasks.plan.estimate import pretrain_estimates
+    from bench_tasks.plan.estimate import machine_speed, pretrain_estimates
     from bench_tasks.plan.study import plan_suite
     from bench_tasks.run.pretrain import _pretrain_one
 
     first = plan_suite(exp.profile.name, out / "runs_est", False, exp.spec.overrides)[0]
     short = dataclasses.replace(first, steps=steps, overrides={**first.overrides, "train.steps": steps},
                                 run_dir=out / "runs_bench" / f"{first.run.name}_{steps}")
-    (est,) = pretrain_estimates([short], speed, exp.profile.name)
-    import shutil
-
     shutil.rmtree(short.run_dir, ignore_errors=True)
+    before = machine_speed("cpu", refresh=True)
     t0 = time.perf_counter()
     _pretrain_one(short.run, dict(short.overrides), str(short.run_dir), exp.profile.name, progress=False,
                   threads=int(os.environ.get("OMP_NUM_THREADS") or 1))
     took = time.perf_counter() - t0
+    (est,) = pretrain_estimates([short], shared_speed(before, machine_speed("cpu", refresh=True)), exp.profile.name)
     print(f"  {exp.profile.name:8} pre-training {short.run.name} {steps} steps: est {est.seconds:.1f} s, "
           f"took {took:.1f} s", flush=True)
     return (exp.spec.profile, "pre-training", est.seconds, took)

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     paragraph and exits with its type's code (2 bad input, 1 a failed stage)."""
     args = make_parser().parse_args(argv)
     try:
-        if args.command in ("list", "run"):
+        if args.command == "run":  # `list` loads them when its catalogue is not cached (cli.list_cmd)
             load_registries()
         return int(args.func(args) or 0)
     except BenchError as err:
