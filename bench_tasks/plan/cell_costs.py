@@ -1,7 +1,7 @@
 """What one cell costs, from its backbone's shape and the split sizes it reads: the FLOPs of a
 backbone per image (`Shape`, `backbone_shape`), a machine's measured FLOP/s (`Speed`), the seconds
-of a cell without a row to learn from (`probe_cell_seconds`: backbone passes plus a fixed cost per
-kind), and the SynthFace splits a plan still has to generate. bench_tasks.plan.estimate adds them
+of a cell without a row to learn from (`probe_cell_seconds`: its FLOPs by kind of cell, over the
+speed), and the SynthFace splits a plan still has to generate. bench_tasks.plan.estimate adds them
 up per stage."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ PROBE_SHAPES = {"small": (192, 2, 3, 64, 8, 16), "large": (768, 2, 12, 224, 16, 
 # the backbone's width): the backbone's and the dense head's own FLOPs (counted), and the work FLOPs
 # do not count (the Python loop, the optimizer, data, pair scoring) as FLOP-equivalents fitted with
 # scripts/bench_estimates.py on a 2-core CPU, so that they follow the machine's speed too.
-FORWARD_EFFICIENCY = 0.8  # frozen-feature extraction (inference) reaches 0.8 x the probe's FLOP/s
+FORWARD_EFFICIENCY = 1.0  # frozen-feature extraction (inference) runs at about the probe's FLOP/s
 TRAIN_EFFICIENCY = 1.0  # fine-tuning (forward + backward, as the probe)
 CELL_FLOPS = {"floor": 2e10, "head": 2e10, "finetune": 6e10, "dense": 1.5e11}  # once per cell
 # a head on cached features, per training run and epoch (the loop, scoring val) and per training

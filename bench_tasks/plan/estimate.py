@@ -2,12 +2,12 @@
 line per stage and a total, and the end of a run prints the estimate next to the time it took.
 
   * pre-training: each run's model FLOPs (steps x FLOPs per step, the budget plan's own count)
-    divided by this machine's measured speed;
+    and its start-up cost divided by this machine's measured speed;
   * cells: a cell that has a row took its recorded wall time; a cell without one takes the mean
     wall time of the rows of the same task, dataset, protocol, fraction and profile (same input
     size) in the results file, scaled by the ratio of the two backbones' FLOPs per image; with no
-    such row, its backbone passes (forward for frozen features, forward + backward for fine-tuning)
-    divided by the measured speed, plus a fixed cost per cell;
+    such row, its FLOPs by kind of cell (frozen features and a head, fine-tuning, a dense head;
+    bench_tasks.plan.cell_costs) divided by the measured speed;
   * the speed: a few-second probe (forward + backward of a small and of a base-width ViT block
     stack), cached in ~/.cache/paco_fr/speed_probe.json ($PACO_FR_CACHE) per host, CPU code path,
     torch version, thread count and device; `PACO_FR_SPEED_PROBE=refresh` measures again.
