@@ -46,7 +46,9 @@ from bench_tasks.registry import load_registries
 # ----------------------------------------------------------------------------- parser
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(schemes: bool = True) -> argparse.ArgumentParser:
+    """The CLI's parser; `schemes`: end every verb's --help with the backbone URI schemes (read from
+    their source: a few tenths of a second, so only when help is asked for)."""
     p = argparse.ArgumentParser(prog="python -m bench_tasks",
                                 description="Benchmark any pre-trained ViT backbone on face parsing, landmarks, "
                                             "attributes, expression and recognition (FaRL protocol).")
@@ -57,7 +59,8 @@ def make_parser() -> argparse.ArgumentParser:
     add_status_parser(sub)
     add_preview_parser(sub)
     add_report_parser(sub)
-    _add_scheme_epilogs(p, sub)
+    if schemes:
+        _add_scheme_epilogs(p, sub)
     return p
 
 
@@ -75,7 +78,8 @@ def _add_scheme_epilogs(parser: argparse.ArgumentParser, sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; an error of the harness (bench_tasks.errors.BenchError) is printed in one
     paragraph and exits with its type's code (2 bad input, 1 a failed stage)."""
-    args = make_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = make_parser(schemes=any(a in ("-h", "--help") for a in argv)).parse_args(argv)
     try:
         if args.command == "run":  # `list` loads them when its catalogue is not cached (cli.list_cmd)
             load_registries()
