@@ -361,6 +361,12 @@ class Task:
         protocol = cls.protocol_aliases.get(protocol, protocol)
         return protocol if protocol in cls.protocols else None
 
+    @classmethod
+    def missing_requirements(cls) -> list[str]:
+        """What the task needs that this environment lacks (e.g. a package with compiled ops), each a
+        sentence naming it and how to get it; the plan checks it before anything runs. Default: none."""
+        return []
+
     def image_size(self, profile: Profile) -> int:
         """Input size of the task under `profile` (the runner builds the backbone at this size,
         interpolating position embeddings). Dense tasks return profile.dense_size."""

@@ -18,8 +18,10 @@ Plans:
   timm224 a 224-px `timm:vit_tiny_patch16_224:<file>` checkpoint (random weights written to a
           safetensors file) on all five tasks, smoke profile (each cell at the backbone's 224 px);
   cpu     the `cpu` profile on all five tasks with the same random-init ViT as its study; its
-          ceiling cells (30 epochs, tens of minutes) are measured at `--ceiling-epochs` epochs, and
-          estimated at the same, so the table checks the per-epoch rate the estimate uses.
+          ceiling cells (30 epochs, tens of minutes) are measured at `--ceiling-epochs` epochs and
+          its dense cells at `--dense-min-steps` steps (600: ~20 min a cell on 2 shared cores), and
+          estimated at the same, so the table checks the per-epoch and per-step rates the estimate
+          uses.
 
 Everything goes to work_dirs/bench_estimates/ (git-ignored); SynthFace splits are generated before
 the clock starts (the estimate counts them as their own stage).
@@ -85,9 +87,9 @@ def plan_spec(name: str, out: Path, args):
     if name == "cpu":
         from bench_tasks.plan.suite import random_control
 
-        epochs = args.ceiling_epochs
         return RunSpec(profile="cpu", tasks=TASKS_ALL, backbones=(random_control("cpu"),), seeds=("0",),
-                       set=(f"ceiling_epochs={epochs}",), **common)
+                       set=(f"ceiling_epochs={args.ceiling_epochs}", f"dense_min_steps={args.dense_min_steps}"),
+                       **common)
     raise SystemExit(f"unknown plan {name!r}; expected smoke, timm224 or cpu")
 
 
@@ -218,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-kind", type=int, default=1, help="cells of each kind per plan")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pretrain-steps", type=int, default=16, help="0: no pre-training run")
-    ap.add_argument("--ceiling-epochs", type=int, default=2, help="the cpu plan's ceiling epochs")
+    ap.add_argument("--ceiling-epochs", type=int, default=2, help="the cpu plan's ceiling epochs (profile: 30)")
+    ap.add_argument("--dense-min-steps", type=int, default=150, help="the cpu plan's dense_min_steps (profile: 600)")
     ap.add_argument("--kinds", default=",".join(KINDS), help="only these kinds of cells")
     ap.add_argument("--out", default=str(ROOT / "work_dirs" / "bench_estimates"))
     args = ap.parse_args(argv)

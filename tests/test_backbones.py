@@ -107,6 +107,42 @@ def test_farl_wrong_file_names_keys(tmp_path):
         build_backbone(f"farl:{tmp_path / 'nope.pth'}", image_size=32)
 
 
+def test_farl_runs_quickgelu_and_refuses_the_layouts_openclip_writes(tmp_path):
+    """FaRL's tower runs QuickGELU, which no weight tells: the same keys hold an OpenCLIP ViT-B-16
+    (GELU). FaRL's layout ({'state_dict': CLIP state dict}) reads as QuickGELU; OpenCLIP's training
+    checkpoint and a bare state dict (its released files) are refused, naming `open_clip:`."""
+    import copy
+
+    torch.manual_seed(0)
+    ref = RefVisual().eval()
+    gelu = copy.deepcopy(ref)
+    for blk in gelu.transformer.resblocks:
+        blk.mlp.gelu = nn.GELU()
+    path = tmp_path / "FaRL-tiny.pth"
+    _save_farl(path, ref)
+    bb = build_backbone(f"farl:{path}", image_size=32).eval()
+    x = torch.rand(2, 3, 32, 32)
+    mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        got, quick, plain = bb(x).cls, ref((x - mean) / std), gelu((x - mean) / std)
+    torch.testing.assert_close(got, quick, atol=1e-5, rtol=1e-4)
+    assert (got - plain).abs().max() > 1e-3  # the activation shows in the features
+
+    sd = {f"visual.{k}": v for k, v in ref.state_dict().items()}
+    sd.update({"token_embedding.weight": torch.randn(10, 8), "logit_scale": torch.tensor(4.6)})
+    train_ckpt = tmp_path / "epoch_32.pt"  # OpenCLIP's main: epoch, run name, state dict, optimizer
+    torch.save({"epoch": 32, "name": "2024_01_01-model_ViT-B-16-lr_0.0005",
+                "state_dict": {f"module.{k}": v for k, v in sd.items()}, "optimizer": {}}, train_ckpt)
+    bare = tmp_path / "open_clip_pytorch_model.bin"
+    torch.save(sd, bare)
+    for file, what in ((train_ckpt, "OpenCLIP training checkpoint"), (bare, "bare CLIP state dict")):
+        with pytest.raises(CheckpointError) as e:
+            build_backbone(f"farl:{file}", image_size=32)
+        msg = str(e.value)
+        assert what in msg and file.name in msg and f"open_clip:<the arch it was trained as>:{file}" in msg, msg
+        assert "QuickGELU" in msg and "GELU" in msg
+
+
 def _same_cls(a, b, x):
     with torch.no_grad():
         torch.testing.assert_close(a(x).cls, b(x).cls)

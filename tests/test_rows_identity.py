@@ -86,6 +86,24 @@ def test_identity_derived_from_the_uri():
         block("paco", "method")
 
 
+def test_identity_labels_of_the_newer_schemes():
+    """timm (any model, CNN pyramids too), hf:, open_clip:, arcface: rows are named by their model and
+    file, not by the raw URI; two models read from files of one name keep two labels."""
+    assert derive_from_uri("timm:resnet50:/w/resnet50.safetensors")["label"] == "timm resnet50"
+    assert derive_from_uri("timm:resnet50")["label"] == "timm resnet50 (pretrained)"
+    assert derive_from_uri("timm:vit_small_patch16_224:/w/my.pth")["label"] == "timm vit_small_patch16_224 (my)"
+    assert derive_from_uri("timm:convnext_atto:/w/my.pth")["label"] == "timm convnext_atto (my)"
+    assert derive_from_uri("hf:/ckpt/dinov2-base/")["label"] == "HF dinov2-base"
+    assert derive_from_uri("open_clip:ViT-B-16:/w/epoch_32.pt")["label"] == "OpenCLIP ViT-B-16 (epoch_32)"
+    # arcface_torch names every file backbone.pth: the folder names the weights
+    assert derive_from_uri("arcface:/w/ms1mv3_arcface_r100/backbone.pth")["label"] == \
+        "ArcFace iResNet (ms1mv3_arcface_r100)"
+    assert derive_from_uri("arcface:/w/glint360k_r50.pth")["label"] == "ArcFace iResNet (glint360k_r50)"
+    for uri in ("hf:/ckpt/dinov2-base", "open_clip:ViT-B-16:/w/e.pt", "arcface:/w/r50.pth", "timm:resnet50"):
+        b = derive_from_uri(uri)
+        assert b["role"] == "main" and b["method"] == uri.partition(":")[0]
+
+
 def test_identity_recorded_beside_the_weights_and_label_override(tmp_path):
     run = tmp_path / "paco"
     run.mkdir()

@@ -18,7 +18,14 @@ exactly onto paco_fr's `vit_base_clip` arch (timm `vit_base_patch16_clip_quickge
     visual.proj (D, E)                       -> dropped (the harness uses the D-dim CLS after ln_post)
 
 Width, depth, heads (width // 64, as CLIP) and patch size are inferred from the tensors, so a
-smaller CLIP-style tower loads too. CLIP mean/std. The backbone is built at the task's input size
+smaller CLIP-style tower loads too. CLIP mean/std.
+
+The activation is QuickGELU, FaRL's (OpenAI CLIP's ViT-B/16), and no weight tells it: the same
+keys hold an OpenCLIP ViT-B-16, trained with GELU. So `farl:` reads FaRL's release layout only,
+the CLIP state dict under `state_dict`, and refuses the two layouts OpenCLIP writes, naming
+`open_clip:<arch>:<file>` (whose arch sets the activation: `ViT-B-16` GELU, `ViT-B-16-quickgelu`
+QuickGELU): a training checkpoint of OpenCLIP's `main` (top-level `epoch` and `name`), and a
+bare state dict (`visual.*` at the top level: OpenCLIP's released `open_clip_pytorch_model.bin`). The backbone is built at the task's input size
 (224 for classification, 448 for dense tasks); the position embedding is interpolated.
 """
 
@@ -41,6 +48,18 @@ SWAPS = [
     ("mlp.c_fc", "mlp.fc1"),
     ("mlp.c_proj", "mlp.fc2"),
 ]
+
+
+def not_farl_layout(obj: dict) -> str | None:
+    """Why a CLIP-style file is not FaRL's release (whose activation, QuickGELU, `farl:` assumes):
+    an OpenCLIP training checkpoint or a bare state dict; None for FaRL's layout."""
+    if "epoch" in obj and isinstance(obj.get("name"), str):
+        return (f"an OpenCLIP training checkpoint (top-level keys {sorted(obj)[:6]}, run name "
+                f"{obj['name']!r})")
+    if not isinstance(obj.get("state_dict"), dict) and any(str(k).startswith("visual.") for k in obj):
+        return ("a bare CLIP state dict (keys visual.* at the top level, as OpenCLIP's released "
+                "open_clip_pytorch_model.bin files; FaRL's release holds them under 'state_dict')")
+    return None
 
 
 def find_visual(obj: dict, path) -> tuple[dict, str]:
@@ -90,6 +109,14 @@ def infer_clip_shape(sd: dict, prefix: str, path) -> dict:
 @BACKBONES.register("farl")
 def build(rest: str, image_size: int) -> BenchBackbone:
     obj = read_weights(rest)
+    other = not_farl_layout(obj)
+    if other:
+        raise CheckpointError(
+            f"{rest} is {other}, not FaRL's release: `farl:` builds FaRL's tower with QuickGELU and the "
+            "weights do not say which activation they were trained with (OpenCLIP's ViT-B-16 uses GELU); "
+            f"read it with open_clip:<the arch it was trained as>:{rest} (e.g. ViT-B-16 for GELU, "
+            "ViT-B-16-quickgelu for QuickGELU). FaRL's own state dict saved on its own: "
+            "torch.save({'state_dict': sd}, path) makes it FaRL's layout")
     sd, prefix = find_visual(obj, rest)
     shape = infer_clip_shape(sd, prefix, rest)
     patch = shape.pop("patch_size")

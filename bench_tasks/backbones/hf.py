@@ -122,6 +122,11 @@ def _quiet_transformers():
 
 
 class HFViTEncoder(BlockTokenEncoder):
+    # transformers 4: encoder.layer.<i> (ViT, ViT-MAE, DINOv2), encoder.layers.<i> (CLIP's vision
+    # tower); transformers 5: layers.<i> directly under the model
+    block_pattern = r"(?:^|\.)layers?\.(\d+)\."
+    embedding_names = ("embeddings.", "pre_layrnorm.")  # pre_layrnorm: CLIP's spelling
+
     def __init__(self, model, kind: str, arch: str, native: int | None, mean, std):
         vcfg = model.config
         prefix = 1 + int(getattr(vcfg, "num_register_tokens", 0) or 0)

@@ -36,6 +36,9 @@ def _open_clip():
 
 
 class OpenClipViTEncoder(BlockTokenEncoder):
+    block_pattern = r"(?:^|\.)transformer\.resblocks\.(\d+)\."
+    embedding_names = ("conv1.", "class_embedding", "positional_embedding", "ln_pre.")
+
     def __init__(self, visual, arch: str, mean, std):
         width = int(visual.conv1.weight.shape[0])
         depth = len(visual.transformer.resblocks)

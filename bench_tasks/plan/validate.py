@@ -234,6 +234,12 @@ def _splits_for(spec, task: str) -> tuple[str, ...]:
     return ("test",) if spec.test_only else ("train", "val", "test")
 
 
+def check_requirements(tasks: Iterable[str]) -> list[str]:
+    """What each planned task needs that this environment lacks (Task.missing_requirements: the dense
+    tasks need mmsegmentation with mmcv's compiled ops), found before anything is pre-trained or run."""
+    return [p for t in dict.fromkeys(tasks) for p in TASKS.get(t).missing_requirements()]
+
+
 def check_data(task_datasets: dict[str, Sequence[str]], roots, profile, log: Callable[[str], None] | None = None,
                fractions: Sequence[float] | None = None) -> list[str]:
     """Each (task, dataset) that reads a data root: its reader loads every split the task uses

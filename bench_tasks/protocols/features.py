@@ -1,8 +1,13 @@
 """Frozen-feature extraction with an on-disk cache, for linear probes.
 
-Features are extracted once per (backbone weights hash, dataset, split, number of images, image
-size, layers) and stored as a torch file (loaded back with `weights_only=True`); re-running a
-probe with the same key loads them instead of running the backbone. What is cached per image:
+Features are extracted once per (backbone, dataset, split, number of images, image size, layers)
+and stored as a torch file (loaded back with `weights_only=True`); re-running a probe with the same
+key loads them instead of running the backbone. The backbone's part of the key is what its
+features are a function of (`backbone_fingerprint`): every parameter and buffer of the module as
+loaded (the input normalisation's mean / std included) and its architecture as printed
+(activation, norm eps, ...), next to its weights hash. The weights hash alone names a FILE: one
+file read under two timm model names (other mean / std) or by two schemes (`farl:` QuickGELU,
+`open_clip:` GELU) gives two sets of features. What is cached per image:
   * `layer_feats` (N, L, 3, D): for each requested block, its CLS token, the mean and the max of
     its patch tokens (the inputs of FaRL/facer's attribute head);
   * `cls` (N, D): the final, normalised CLS token;
@@ -16,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
+import weakref
 from pathlib import Path
 
 import torch
@@ -25,7 +32,38 @@ from tqdm.auto import tqdm
 
 from bench_tasks import contracts
 
-CACHE_VERSION = 3
+# 4: the backbone's fingerprint (parameters, buffers, architecture) joined the key
+CACHE_VERSION = 4
+
+# {module: (state token, fingerprint)}: one hash per module and state (a cell reads three splits)
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
+
+
+def _named_tensors(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Parameters and every buffer (non-persistent ones too: a ViT's input mean / std)."""
+    return [*module.named_parameters(), *module.named_buffers()]
+
+
+def backbone_fingerprint(module: torch.nn.Module) -> str:
+    """A hash of what a module's features are a function of, besides its input: the bytes, shape
+    and dtype of every parameter and buffer, and the module printed (its architecture: layer types,
+    activations, eps; memory addresses removed). Memoised per module; recomputed when a tensor
+    changes (an in-place update, a new storage or dtype)."""
+    tensors = _named_tensors(module)
+    # a tensor changed in place bumps its version; `module.to(...)` swaps its storage (data_ptr, dtype)
+    token = tuple((n, id(t), t._version, t.data_ptr(), t.dtype, tuple(t.shape)) for n, t in tensors)
+    got = _FINGERPRINTS.get(module)
+    if got is not None and got[0] == token:
+        return got[1]
+    h = hashlib.sha1(b"backbone-fingerprint-v1\0")
+    h.update(_ADDRESS.sub("0x", repr(module)).encode())
+    for name, t in tensors:
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}\0".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    digest = h.hexdigest()
+    _FINGERPRINTS[module] = (token, digest)
+    return digest
 
 
 def image_fingerprint(split) -> str:
@@ -39,10 +77,11 @@ def image_fingerprint(split) -> str:
 
 
 def cache_key(weights_hash: str, split, image_size: int, layers: list[int],
-              key_extra: dict | None = None) -> str:
+              key_extra: dict | None = None, fingerprint: str = "") -> str:
+    """`fingerprint`: `backbone_fingerprint` of the module (`weights_hash` alone names a file)."""
     # the images, not the task, define the features: no task in the key (targets are not cached)
     blob = json.dumps(
-        {"v": CACHE_VERSION, "w": weights_hash, "dataset": split.name, "split": split.split,
+        {"v": CACHE_VERSION, "w": weights_hash, "module": fingerprint, "dataset": split.name, "split": split.split,
          "n": len(split), "size": image_size, "layers": list(layers),
          "transform": split.meta.get("transform", "resize"), "images": image_fingerprint(split),
          "extra": key_extra or {}},
@@ -94,7 +133,8 @@ def cached_features(backbone, split, layers: list[int], image_size: int, batch_s
     `key_extra` is added to the cache key (e.g. a non-default transform)."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"{cache_key(backbone.weights_hash, split, image_size, layers, key_extra)}.pt"
+    key = cache_key(backbone.weights_hash, split, image_size, layers, key_extra, backbone_fingerprint(backbone))
+    path = cache_dir / f"{key}.pt"
     t0 = time.perf_counter()
     if path.exists():
         try:

@@ -3,7 +3,9 @@
 Protocols (FaRL's naming in brackets):
   * ``frozen``   [freeze_backbone]: the backbone runs under no_grad in eval mode; only the head trains.
   * ``finetune``: backbone and head train together; the backbone's LR decays layer-wise
-    (`layer_decay` ** (depth + 1 - layer_id)), the head uses `lr_head`.
+    (`layer_decay` ** (depth + 1 - layer_id)), the head uses `lr_head`. A ViT's blocks are numbered
+    by timm's `blocks.<i>` or by its encoder's own `lr_layer_id` (Hugging Face, OpenCLIP towers);
+    a pyramid's stages all train at `lr_backbone` (docs/backbones.md).
   * ``linear``: a frozen backbone whose features are extracted once and cached
     (see features.py); the task then calls `fit` with a head on cached features and
     `backbone=None`.
@@ -113,17 +115,33 @@ def vit_layer_id(name: str, depth: int) -> int:
     return depth + 1
 
 
+def own_layer_rules(model: nn.Module) -> list[tuple[str, Callable[[str], int]]]:
+    """(name prefix, `lr_layer_id`) of the submodules that number their own parameters' layers (an
+    encoder whose blocks are not timm's `blocks.<i>`: bench_tasks.backbones.block_tokens)."""
+    return [(f"{n}.", m.lr_layer_id) for n, m in model.named_modules()
+            if n and callable(getattr(m, "lr_layer_id", None))]
+
+
+def layer_id(name: str, depth: int, rules: list[tuple[str, Callable[[str], int]]]) -> int:
+    """The layer of parameter `name`: its encoder's own numbering when it has one, else the timm ViT rule."""
+    for prefix, number in rules:
+        if name.startswith(prefix):
+            return number(name[len(prefix):])
+    return vit_layer_id(name, depth)
+
+
 def param_groups(model: nn.Module, cfg: FitConfig, depth: int | None) -> list[dict]:
     """Head params at lr_head; backbone params (names starting with 'backbone.') at lr_backbone
     scaled by layer_decay ** (depth + 1 - layer_id). No weight decay on biases and norms."""
     groups: dict[tuple, dict] = {}
+    rules = own_layer_rules(model)
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         no_wd = not cfg.decay_all_params and (p.ndim <= 1 or name.endswith(".bias") or "pos_embed" in name
                                               or "cls_token" in name)
         if name.startswith("backbone.") and depth is not None:
-            lid = vit_layer_id(name, depth)
+            lid = layer_id(name, depth, rules)
             lr = cfg.lr_backbone * cfg.layer_decay ** (depth + 1 - lid)
         else:
             lid, lr = -1, cfg.lr_head

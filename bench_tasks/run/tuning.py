@@ -76,6 +76,12 @@ def tune_suite(profile: Profile, runs_root: str | Path, results: str | Path, met
             log(f"[tuning] {m}: chosen {records[m]['chosen']} (runs/{profile.name}/tuning/{m}.json), kept")
     if not todo:
         return records
+    # lazy: the plan checks (the tasks' requirements) only when a method is tuned
+    from bench_tasks.plan.validate import PlanInvalid, check_requirements
+
+    missing = check_requirements(sec["tasks"])
+    if missing:  # before any trial is pre-trained: a trial scored without a task would be chosen wrongly
+        raise PlanInvalid(missing)
     planned = plan_trials(profile.name, runs_root, todo, overrides, budget_by, section=sec, log=log)
     runs = {r.name: r for r in suite_runs(False, profile.name)}
     _teachers_first(profile, runs_root, [runs[m].teacher for m in todo if runs[m].teacher], overrides, budget_by,

@@ -114,6 +114,7 @@ def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] |
         PlanInvalid,
         check_backbones,
         check_data,
+        check_requirements,
         parse_fractions,
         parse_seeds,
     )
@@ -136,6 +137,7 @@ def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] |
     fractions, bad2 = parse_fractions(opts.fractions)
     problems += [p for p in bad + bad2 if p not in problems]
     problems += check_data(task_ds, roots, profile, fractions=fractions)
+    problems += check_requirements(task_ds)
     if not spec.is_study:  # the study's encoders are checked once stage 1 has written them
         served = backbones.serves if backbones is not None else (lambda uri: False)
         problems += check_backbones([u for u in spec.backbone_list if not served(u)], task_ds, profile, spec.device)

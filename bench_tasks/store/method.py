@@ -18,8 +18,9 @@ Where a block comes from (`identity_for`, called by the runner for every row):
      (`write_run_identity`); paco_fr.export copies it into the encoder's safetensors metadata
      (key `method`), and the study merges it into the run's summary.json;
   2. for any other weights file: `method.json` beside it, else the safetensors metadata `method`;
-  3. else it is derived from the URI (`derive_from_uri`: scheme and file name, no folder-name
-     conventions);
+  3. else it is derived from the URI (`derive_from_uri`: scheme, model and file name, e.g.
+     "timm resnet50 (my_run)", "HF dinov2-base", "ArcFace iResNet (ms1mv3_arcface_r100)": a generic
+     file name such as arcface_torch's `backbone.pth` is named by its folder; no run-folder conventions);
   4. `python -m bench_tasks run --label NAME` (or `--label URI=NAME`) replaces the label.
 Rows written before method blocks existed get theirs from `method_of_row` (`legacy_identity`:
 the study's own run list, looked up by run name, see below).
@@ -71,7 +72,14 @@ FLOOR_LABEL = "Floor (input-free)"
 CEILING_LABEL = "Ceiling (supervised)"
 # blocks of a run's summary.json copied into the row's method block when present
 PASSED_THROUGH = ("compute", "diagnostics")
-_CHECKPOINT_LABELS = {"farl": "FaRL ckpt", "mcf": "MCF ckpt", "mae": "MAE ckpt", "timm": "timm"}
+# `<scheme>:<file>` URIs: "<name> (<file tag>)"
+_CHECKPOINT_LABELS = {"farl": "FaRL ckpt", "mcf": "MCF ckpt", "mae": "MAE ckpt", "arcface": "ArcFace iResNet"}
+# `<scheme>:<model>[:<file>]` URIs: "<name> <model> (<file tag>)"
+_MODEL_LABELS = {"timm": "timm", "open_clip": "OpenCLIP"}
+# file names that say nothing of the weights (arcface_torch's `backbone.pth`, a run's `encoder`):
+# the folder names them instead
+_GENERIC_STEMS = {"backbone", "model", "encoder", "weights", "checkpoint", "pytorch_model", "open_clip_model",
+                  "open_clip_pytorch_model", "state_dict", "ckpt"}
 
 
 def block(method: str, role: str, component: str = "", setting: str = "", label: str = "", **more) -> dict:
@@ -181,8 +189,26 @@ def derive_from_uri(uri: str) -> dict:
                      label=METHOD_LABELS["random"] + (f" ({rest})" if rest and rest != "vit_tiny" else ""),
                      labels_used="none")
     if scheme in _CHECKPOINT_LABELS and rest:
-        return block(scheme, "main", label=f"{_CHECKPOINT_LABELS[scheme]} ({PurePosixPath(rest).stem})")
+        return block(scheme, "main", label=f"{_CHECKPOINT_LABELS[scheme]} ({file_tag(rest)})")
+    if scheme in _MODEL_LABELS and rest:
+        model, _, file = rest.partition(":")
+        name = f"{_MODEL_LABELS[scheme]} {model}"
+        if not file:
+            return block(scheme, "main", label=f"{name} (pretrained)" if scheme == "timm" else name)
+        tag = file_tag(file)
+        return block(scheme, "main", label=name if tag == model.split(".")[0] else f"{name} ({tag})")
+    if scheme == "hf" and rest:
+        return block(scheme, "main", label=f"HF {file_tag(rest)}")
     return block(scheme or uri, "main", label=uri)
+
+
+def file_tag(path: str) -> str:
+    """What names a weight file in a label: its stem, or its folder's name when the stem is generic
+    (`ms1mv3_arcface_r100/backbone.pth` -> `ms1mv3_arcface_r100`); a folder (`hf:`): its name."""
+    p = PurePosixPath(str(path).rstrip("/"))
+    if p.suffix and p.stem.lower() in _GENERIC_STEMS and p.parent.name:
+        return p.parent.name
+    return p.stem if p.suffix in (".safetensors", ".pth", ".pt", ".bin", ".ckpt") else p.name
 
 
 def _weights_path(uri: str) -> Path | None:

@@ -128,6 +128,17 @@ def loaders(train: Dataset, val: Dataset, test: Dataset, batch_size: int, num_wo
     return tl, vl, te
 
 
+def missing_requirements(task: str) -> list[str]:
+    """[a sentence] when mmsegmentation's UPerHead (mmcv with compiled ops) does not import here."""
+    from bench_tasks.heads.dense import require_mmseg
+
+    try:
+        require_mmseg()
+    except ImportError as err:
+        return [f"{task}: {err}"]
+    return []
+
+
 # ----------------------------------------------------------------------------- geometry and readers
 
 # the pixel geometry and reader bases live with the readers (datasets never import tasks); the

@@ -68,7 +68,11 @@ class DenseTask(Task):
     def score_test(self, ctx: CellContext, model, loader, test, k: int, settings: dict) -> DenseScores:
         raise NotImplementedError
 
-    # ------------------------------------------------------------------ settings and sizes
+    # ------------------------------------------------------------------ requirements, settings and sizes
+
+    @classmethod
+    def missing_requirements(cls) -> list[str]:
+        return D.missing_requirements(cls.name)
 
     @classmethod
     def setting_keys(cls) -> tuple[str, ...]:
