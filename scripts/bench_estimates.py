@@ -135,6 +135,8 @@ def measure_plan(name: str, out: Path, args) -> list[tuple]:
     from bench_tasks.session.experiment import resolve
 
     spec = plan_spec(name, out, args)
+    if "dense" not in args.kinds.split(","):  # the same plan's other cells (and no mmcv needed)
+        spec = spec.replace(tasks=tuple(t for t in TASKS_ALL if t not in ("parsing", "landmarks")))
     # a fresh results file and work folder: no row to learn from, no feature cached
     Path(spec.results_path).unlink(missing_ok=True)
     shutil.rmtree(spec.work_dir, ignore_errors=True)

@@ -34,13 +34,13 @@ PROBE_SHAPES = {"small": (192, 2, 3, 64, 8, 16), "large": (768, 2, 12, 224, 16, 
 # the backbone's width): the backbone's and the dense head's own FLOPs (counted), and the work FLOPs
 # do not count (the Python loop, the optimizer, data, pair scoring) as FLOP-equivalents fitted with
 # scripts/bench_estimates.py on a 2-core CPU, so that they follow the machine's speed too.
-FORWARD_EFFICIENCY = 1.0  # frozen-feature extraction (inference) runs at about the probe's FLOP/s
+FORWARD_EFFICIENCY = 1.1  # frozen-feature extraction (inference) runs at about the probe's FLOP/s
 TRAIN_EFFICIENCY = 1.0  # fine-tuning (forward + backward, as the probe)
 CELL_FLOPS = {"floor": 3e10, "head": 2e10, "finetune": 6e10, "dense": 1.5e11}  # once per cell
 # a head on cached features, per training run and epoch (the loop, scoring val) and per training
 # sample, epoch and 1000 feature values
 HEAD_EPOCH_FLOPS = 3.4e8
-HEAD_SAMPLE_FLOPS = 3.2e6
+HEAD_SAMPLE_FLOPS = 2.5e6
 # recognition: scoring the val pairs once an epoch (10-fold threshold search), per val image
 PAIR_EVAL_FLOPS = 2e7
 # a training step's fixed cost (optimizer, loader, BatchNorm, loss), per step

@@ -57,7 +57,7 @@ PROBE_SECONDS = 1.5
 # paper_cpu runs (30.4 TFLOP, ~320 s at one thread) and scripts/bench_estimates.py's short runs.
 # A cell's costs: bench_tasks.plan.cell_costs.
 PRETRAIN_EFFICIENCY = 1.3
-PRETRAIN_RUN_FLOPS = 3e11
+PRETRAIN_RUN_FLOPS = 1.2e11
 
 
 def machine_key(device: str = "cpu") -> str:
