@@ -44,6 +44,22 @@ def test_help_and_status_load_no_torch(argv, tmp_path):
         assert "backbone URIs" in text and "timm:" in text.replace("timm:<", "timm:")
 
 
+def test_list_prints_a_current_catalogue_without_torch(tmp_path, monkeypatch):
+    """A cached catalogue under the current key is printed as it is, with no heavy module loaded."""
+    from bench_tasks.cli import list_cmd
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PACO_FR_CACHE", str(cache))
+    monkeypatch.delenv("BENCH_TASKS_PLUGINS", raising=False)
+    cat = {"tasks": [["head_pose", "synthface", "linear", "mae_deg (lower is better)"]], "datasets": [],
+           "schemes": [], "heads": [], "profiles": [], "layouts": []}
+    cache.mkdir()
+    list_cmd.catalogue_path().write_text(json.dumps({"key": list_cmd.catalogue_key(), "catalogue": cat}))
+    loaded, text = loaded_by(["list"], tmp_path, PACO_FR_CACHE=str(cache))
+    assert loaded == [] and "head_pose" in text and "mae_deg (lower is better)" in text
+
+
+@pytest.mark.slow  # ~15 s: the first `list` reads every registry module (torch)
 def test_list_answers_from_its_catalogue_without_torch(tmp_path):
     """The first `list` reads the registries (torch) and caches what it prints; the next one prints
     the same from the cache, loading none of the heavy modules; a changed source file rebuilds it."""
