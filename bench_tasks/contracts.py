@@ -318,6 +318,29 @@ class CellResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+class CellProtocol:
+    """A protocol that lives outside the tasks it serves, as one object registered in
+    `bench_tasks.registry.PROTOCOLS` (e.g. FaRL's `farl-frozen` / `farl-refine`,
+    bench_tasks.protocols.farl.protocol). A task whose `protocols` is `registry.TaskProtocols()` (the
+    dense tasks) accepts every registered protocol that names it in `tasks`, asks it for the cell's
+    input size and hands it the cell to run: adding such a protocol is one module."""
+
+    name: str
+    tasks: ClassVar[tuple[str, ...]] = ()  # the tasks it serves
+
+    def setting_keys(self) -> tuple[str, ...]:
+        """The keys of a profile's `extra` the protocol reads (valid `--set` keys of the tasks it serves)."""
+        return ()
+
+    def cell_image_size(self, cell: Cell, profile: Profile) -> int:
+        """The backbone's input size for one cell of this protocol."""
+        raise NotImplementedError
+
+    def run(self, ctx: CellContext, task: str) -> CellResult:
+        """Train and score one cell of task `task`."""
+        raise NotImplementedError
+
+
 class Task:
     name: ClassVar[str]
     # bump when a change to the task changes its numbers: the runner then recomputes rows written

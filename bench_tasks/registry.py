@@ -1,5 +1,5 @@
-"""Small registries (one per kind): adding a task, dataset, backbone scheme or head is one file
-with a decorator, e.g.
+"""Small registries (one per kind): adding a task, dataset, backbone scheme, head or a task's
+protocol is one file with a decorator, e.g.
 
     @TASKS.register("attributes")
     class AttributesTask(Task): ...
@@ -57,7 +57,29 @@ TASKS = Registry("task")
 DATASETS = Registry("dataset")
 BACKBONES = Registry("backbone scheme")
 HEADS = Registry("head")
-PROTOCOLS = Registry("protocol")
+PROTOCOLS = Registry("protocol")  # protocol objects (bench_tasks.contracts.CellProtocol)
+
+
+def protocols_serving(task: str) -> list[tuple[str, Any]]:
+    """[(name, protocol)] of the registered protocols (PROTOCOLS) that serve task `task`."""
+    return [(name, p) for name, p in PROTOCOLS.items() if task in getattr(p, "tasks", ())]
+
+
+def protocol_for(task: str, protocol: str) -> Any | None:
+    """The registered protocol object named `protocol` when it serves `task`, else None (a protocol the
+    task implements itself)."""
+    return dict(protocols_serving(task)).get(protocol)
+
+
+class TaskProtocols:
+    """A task's `protocols` (class attribute) read from the registry: the task's own
+    (`own_protocols`), then every registered protocol that serves it (protocols_serving), so a
+    protocol module registers itself and the tasks it names accept it."""
+
+    def __get__(self, obj, owner) -> tuple[str, ...]:
+        own = tuple(owner.own_protocols)
+        task = getattr(owner, "name", None)
+        return (*own, *(name for name, _ in protocols_serving(task) if name not in own)) if task else own
 
 _LOADED = False
 IMPORT_ERRORS: dict[str, str] = {}  # module -> "ExceptionType: message" for modules that failed

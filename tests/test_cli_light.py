@@ -1,6 +1,6 @@
-"""`--help` and `status` of a results file load no torch (nor timm, torchmetrics, matplotlib,
-pandas), so they answer in well under a second; bare `status` reads no study's file; `status`
-takes `run`'s plan flags."""
+"""`--help`, `status` of a results file and `list` (from its cached catalogue) load no torch (nor
+timm, torchmetrics, matplotlib, pandas), so they answer in well under a second; bare `status`
+reads no study's file; `status` takes `run`'s plan flags."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ print("LOADED=" + json.dumps([m for m in HEAVY if m in sys.modules]))
 """.replace("HEAVY", repr(HEAVY))
 
 
-def loaded_by(argv: list[str], cwd: Path) -> tuple[list[str], str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def loaded_by(argv: list[str], cwd: Path, **env_vars: str) -> tuple[list[str], str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **env_vars}
     env.pop("BENCH_TASKS_PLUGINS", None)
     out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)], cwd=cwd, env=env, capture_output=True,
                          text=True, timeout=120)
@@ -42,6 +42,49 @@ def test_help_and_status_load_no_torch(argv, tmp_path):
     assert loaded == [], f"{argv} imported {loaded}"
     if argv == ["--help"]:  # the backbone schemes still end every --help, read from their source
         assert "backbone URIs" in text and "timm:" in text.replace("timm:<", "timm:")
+
+
+def test_list_prints_a_current_catalogue_without_torch(tmp_path, monkeypatch):
+    """A cached catalogue under the current key is printed as it is, with no heavy module loaded."""
+    from bench_tasks.cli import list_cmd
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PACO_FR_CACHE", str(cache))
+    monkeypatch.delenv("BENCH_TASKS_PLUGINS", raising=False)
+    cat = {"tasks": [["head_pose", "synthface", "linear", "mae_deg (lower is better)"]], "datasets": [],
+           "schemes": [], "heads": [], "profiles": [], "layouts": []}
+    cache.mkdir()
+    list_cmd.catalogue_path().write_text(json.dumps({"key": list_cmd.catalogue_key(), "catalogue": cat}))
+    loaded, text = loaded_by(["list"], tmp_path, PACO_FR_CACHE=str(cache))
+    assert loaded == [] and "head_pose" in text and "mae_deg (lower is better)" in text
+
+
+@pytest.mark.slow  # ~15 s: the first `list` reads every registry module (torch)
+def test_list_answers_from_its_catalogue_without_torch(tmp_path):
+    """The first `list` reads the registries (torch) and caches what it prints; the next one prints
+    the same from the cache, loading none of the heavy modules; a changed source file rebuilds it."""
+    cache = str(tmp_path / "cache")
+    _, first = loaded_by(["list"], tmp_path, PACO_FR_CACHE=cache)
+    loaded, second = loaded_by(["list"], tmp_path, PACO_FR_CACHE=cache)
+    assert loaded == [], f"list imported {loaded}"
+    def printed(text):
+        return [ln for ln in text.splitlines() if not ln.startswith("LOADED=")]
+
+    assert printed(second) == printed(first)
+    assert "landmarks" in second and "farl-refine" in second and "smoke" in second
+
+
+def test_the_catalogue_key_follows_the_source_files(tmp_path, monkeypatch):
+    from bench_tasks.cli import list_cmd
+
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BENCH_TASKS_PLUGINS", "my_plugin")
+    before = list_cmd.catalogue_key()
+    assert plugin in list_cmd.source_files()
+    plugin.write_text("X = 22\n")  # another size: another key
+    assert list_cmd.catalogue_key() != before
 
 
 def test_bare_status_reads_no_study_file(tmp_path, capsys):

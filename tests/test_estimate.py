@@ -11,6 +11,7 @@ import torch
 from bench_tasks.cli.app import main
 from bench_tasks.contracts import Cell
 from bench_tasks.plan import estimate as E
+from bench_tasks.plan.cell_costs import FORWARD_EFFICIENCY
 from bench_tasks.plan.profiles import PROFILES
 
 
@@ -104,9 +105,9 @@ def test_frozen_features_are_counted_once_per_backbone_dataset_and_size():
     est = E.cell_estimates([first, second, tuned], {}, prof, speed)
     s1, s2, s3 = (est[c.key()].seconds for c in (first, second, tuned))
     images = prof.synthface_train + prof.synthface_val + prof.synthface_test
-    extraction = images * E.Shape(192, 2, 8).flops_per_image(64) / 1e9
+    extraction = images * E.Shape(192, 2, 8).flops_per_image(64) / FORWARD_EFFICIENCY / 1e9
     assert s1 - s2 == pytest.approx(extraction)  # the second cell reads the first one's features
-    assert s1 > 10 * s2 and s3 > s1  # fine-tuning: forward and backward every epoch
+    assert 0 < s2 < s1 < s3  # fine-tuning: forward and backward every epoch
 
 
 def test_plan_estimate_lines_count_done_and_left():
@@ -160,3 +161,44 @@ def test_a_stale_row_is_counted_to_do_by_the_estimate_too(tmp_path, capsys, cach
     out = capsys.readouterr().out
     assert f"{todo} cell(s) left, {len(plan)} of them done before with another version" in out, out
     assert "from the measured cell times" not in out and f"for the {todo} not done" in out
+
+
+def test_dense_head_flops_agree_with_torchs_counter():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench_tasks.heads.dense import DenseHead, mmseg_available
+    from bench_tasks.plan.dense_costs import head_flops_per_image
+    from paco_fr.backbone import default_dense_layers
+
+    if not mmseg_available():
+        pytest.skip("mmcv / mmseg not installed")
+    for dim, depth, patch, size, channels, task in ((192, 2, 8, 64, 32, "landmarks"), (192, 12, 16, 224, 32, "parsing")):
+        levels = len(default_dense_layers(depth))
+        head = DenseHead(dim, {"landmarks": 68, "parsing": 11}[task], channels=channels, num_levels=levels).eval()
+        g = size // patch
+        maps = [torch.rand(1, dim, g, g) for _ in range(levels)]
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            head(maps)
+        assert head_flops_per_image(task, dim, depth, patch, size, channels) == pytest.approx(
+            counter.get_total_flops(), rel=0.15)
+
+
+def test_a_dense_cell_costs_its_steps_evaluations_and_input_size():
+    """The dense estimate follows what fit_dense trains: more steps (dense_min_steps), a larger input
+    (the head's grid and the backbone's tokens), fine-tuning the backbone every step."""
+    import dataclasses
+
+    prof = PROFILES["smoke"]
+    speed = E.Speed(10e9, 10e9)
+
+    def secs(profile=prof, protocol="frozen", bb="random:vit_tiny@64/8/d2"):
+        c = Cell(bb, "landmarks", "synthface", protocol, 1.0, 0, "smoke")
+        return E.cell_estimates([c], {}, profile, speed)[c.key()].seconds
+
+    base = secs()
+    more_steps = dataclasses.replace(prof, extra={**prof.extra, "dense_min_steps": 2000})
+    bigger = dataclasses.replace(prof, dense_size=128, extra={k: v for k, v in prof.extra.items()})
+    assert secs(more_steps) > 3 * base
+    assert secs(bigger, bb="random:vit_tiny@128/8/d2") > 2.5 * base
+    assert secs(protocol="finetune") > base

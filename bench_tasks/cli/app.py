@@ -46,7 +46,9 @@ from bench_tasks.registry import load_registries
 # ----------------------------------------------------------------------------- parser
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(schemes: bool = False) -> argparse.ArgumentParser:
+    """The CLI's parser; `schemes`: end every verb's --help with the backbone URI schemes (read from
+    their source: a few tenths of a second, so `main` adds them only when help is asked for)."""
     p = argparse.ArgumentParser(prog="python -m bench_tasks",
                                 description="Benchmark any pre-trained ViT backbone on face parsing, landmarks, "
                                             "attributes, expression and recognition (FaRL protocol).")
@@ -57,17 +59,19 @@ def make_parser() -> argparse.ArgumentParser:
     add_status_parser(sub)
     add_preview_parser(sub)
     add_report_parser(sub)
-    _add_scheme_epilogs(p, sub)
+    if schemes:
+        add_scheme_epilogs(p)
     return p
 
 
-def _add_scheme_epilogs(parser: argparse.ArgumentParser, sub) -> None:
+def add_scheme_epilogs(parser: argparse.ArgumentParser) -> None:
     """Every verb's --help ends with the backbone URI schemes (plug-ins included; read from their
     source, so --help loads no registry and no torch)."""
     schemes = backbone_schemes_help()
     if not schemes:
         return
-    for sp in [parser, *sub.choices.values()]:
+    verbs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for sp in [parser, *(p for v in verbs for p in v.choices.values())]:
         sp.epilog = (sp.epilog + "\n\n" if sp.epilog else "") + schemes
         sp.formatter_class = argparse.RawDescriptionHelpFormatter
 
@@ -75,9 +79,13 @@ def _add_scheme_epilogs(parser: argparse.ArgumentParser, sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; an error of the harness (bench_tasks.errors.BenchError) is printed in one
     paragraph and exits with its type's code (2 bad input, 1 a failed stage)."""
-    args = make_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = make_parser()
+    if any(a in ("-h", "--help") for a in argv):
+        add_scheme_epilogs(parser)
+    args = parser.parse_args(argv)
     try:
-        if args.command in ("list", "run"):
+        if args.command == "run":  # `list` loads them when its catalogue is not cached (cli.list_cmd)
             load_registries()
         return int(args.func(args) or 0)
     except BenchError as err:

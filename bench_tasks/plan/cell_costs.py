@@ -1,7 +1,7 @@
 """What one cell costs, from its backbone's shape and the split sizes it reads: the FLOPs of a
 backbone per image (`Shape`, `backbone_shape`), a machine's measured FLOP/s (`Speed`), the seconds
-of a cell without a row to learn from (`probe_cell_seconds`: backbone passes plus a fixed cost per
-kind), and the SynthFace splits a plan still has to generate. bench_tasks.plan.estimate adds them
+of a cell without a row to learn from (`probe_cell_seconds`: its FLOPs by kind of cell, over the
+speed), and the SynthFace splits a plan still has to generate. bench_tasks.plan.estimate adds them
 up per stage."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench_tasks.backbones.native import vit_shape
 from bench_tasks.contracts import uri_scheme
+from bench_tasks.plan.dense_costs import dense_cell_flops
 from bench_tasks.plan.floors import is_floor
 from bench_tasks.protocols.selection import grid_of
 from bench_tasks.registry import TASKS
@@ -29,19 +30,21 @@ from paco_fr.data.synthface.dataset import cache_dir
 PROBE_SHAPES = {"small": (192, 2, 3, 64, 8, 16), "large": (768, 2, 12, 224, 16, 4)}
 
 
-CELL_OVERHEAD_S = {"floor": 1.0, "cosine": 1.2, "concat": 1.5, "linear": 1.5, "finetune": 5.0,
-                   "dense": 40.0, "recognition": 5.0}
-
-
-# a head on cached features: seconds per training image, epoch and feature value (width x the
-# blocks it reads), times a factor per protocol (the concatenated-feature probe converges faster)
-HEAD_S = 2.4e-7
-
-
-HEAD_FACTOR = {"linear": 1.0, "frozen": 1.0, "concat": 0.4}
-
-
-FINETUNE_FACTOR = 1.5
+# Every cost below is counted in FLOPs and divided by this machine's measured FLOP/s (the probe, at
+# the backbone's width): the backbone's and the dense head's own FLOPs (counted), and the work FLOPs
+# do not count (the Python loop, the optimizer, data, pair scoring) as FLOP-equivalents fitted with
+# scripts/bench_estimates.py on a 2-core CPU, so that they follow the machine's speed too.
+FORWARD_EFFICIENCY = 1.1  # frozen-feature extraction (inference) runs at about the probe's FLOP/s
+TRAIN_EFFICIENCY = 1.0  # fine-tuning (forward + backward, as the probe)
+CELL_FLOPS = {"floor": 3e10, "head": 2e10, "finetune": 6e10, "dense": 1.5e11}  # once per cell
+# a head on cached features, per training run and epoch (the loop, scoring val) and per training
+# sample, epoch and 1000 feature values
+HEAD_EPOCH_FLOPS = 3.4e8
+HEAD_SAMPLE_FLOPS = 2.5e6
+# recognition: scoring the val pairs once an epoch (10-fold threshold search), per val image
+PAIR_EVAL_FLOPS = 2e7
+# a training step's fixed cost (optimizer, loader, BatchNorm, loss), per step
+STEP_FLOPS = 1.5e9
 
 
 # SynthFace generation (first use of a split at a size; cached afterwards), seconds per image at
@@ -129,38 +132,83 @@ def task_size(task: str, profile) -> int:
 
 
 def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, features_cached: bool = False) -> float | None:
-    """Backbone passes of one cell divided by the measured speed, plus a fixed cost per cell.
-    `features_cached`: a frozen-feature cell whose backbone already ran on these images (the
-    feature cache is shared by the tasks and protocols of one dataset and size)."""
+    """The FLOPs of one cell (and the FLOP-equivalents of what FLOPs do not count) divided by the
+    measured speed at the backbone's width: frozen features and a head trained on them, fine-tuning,
+    or a dense head (bench_tasks.plan.dense_costs). `features_cached`: a frozen-feature cell whose
+    backbone already ran on these images (the feature cache is shared by the tasks and protocols
+    of one data set, size and set of layers)."""
     if is_floor(cell.backbone):
-        return CELL_OVERHEAD_S["floor"]
+        return CELL_FLOPS["floor"] / speed.flops_per_s()
     sizes = split_sizes(profile, cell.task, cell.dataset)
     if shape is None or sizes is None:
         return None
+    if cell.task in DENSE_TASKS:
+        flops = dense_cell_flops(cell, profile, shape, sizes, TRAIN_EFFICIENCY, FORWARD_EFFICIENCY, STEP_FLOPS)
+        return (flops + CELL_FLOPS["dense"]) / speed.flops_per_s(shape.dim)
+    if cell.protocol == "finetune" or is_ceiling(cell.backbone):
+        return (finetune_flops(cell, profile, shape, sizes) + CELL_FLOPS["finetune"]) / speed.flops_per_s(shape.dim)
+    flops = 0.0 if features_cached else extraction_flops(cell, profile, shape, sizes) / FORWARD_EFFICIENCY
+    return (flops + head_flops(cell, profile, shape, sizes) + CELL_FLOPS["head"]) / speed.flops_per_s(shape.dim)
+
+
+def _flip(profile) -> int:
+    try:
+        return 2 if settings_for(profile).get("flip", True) else 1
+    except Exception:  # noqa: BLE001
+        return 2
+
+
+def extraction_flops(cell, profile, shape: Shape, sizes: tuple[int, int, int]) -> float:
+    """Frozen features: one forward pass per image of the whole training split (the cache holds the
+    split; a fraction is a subset of it), val and test; recognition scores flipped val / test
+    images too (and the cosine probe reads no val)."""
     n_train, n_val, n_test = sizes
-    n_train = max(1, round(n_train * float(cell.fraction)))
+    if cell.task == "recognition":
+        flip = _flip(profile)
+        images = n_train + flip * ((0 if cell.protocol == "cosine" else n_val) + n_test)
+    else:
+        images = n_train + n_val + n_test
+    return images * shape.flops_per_image(task_size(cell.task, profile))
+
+
+def feature_set(cell, profile) -> tuple:
+    """What a frozen-feature cell's cache is keyed by: backbone, data set, size and the layers read
+    (recognition reads the last block, the other tasks the probe layers)."""
+    return (cell.backbone, cell.dataset, task_size(cell.task, profile), cell.task == "recognition")
+
+
+def head_flops(cell, profile, shape: Shape, sizes: tuple[int, int, int]) -> float:
+    """A head trained on cached features: every run of the learning-rate grid, every epoch (the loop
+    and val scored), every training sample; recognition scores its val pairs each epoch."""
+    n_train, n_val, n_test = sizes
+    n_sub = max(1, round(n_train * float(cell.fraction)))
+    if cell.protocol == "cosine":  # no training: the test pairs scored once
+        return PAIR_EVAL_FLOPS * n_test
+    values = shape.dim * (1 if cell.task == "recognition" else len(default_dense_layers(shape.depth)))
+    per_epoch = HEAD_EPOCH_FLOPS + HEAD_SAMPLE_FLOPS * n_sub * values / 1000
+    if cell.task == "recognition":
+        per_epoch += PAIR_EVAL_FLOPS * n_val
+    return training_runs(cell, profile) * head_epochs(cell, profile) * per_epoch
+
+
+def finetune_flops(cell, profile, shape: Shape, sizes: tuple[int, int, int]) -> float:
+    """Fine-tuning (and the ceiling, trained from scratch): forward + backward of every training image
+    each epoch, val scored each epoch, test once; each run of the grid; a fixed cost per step."""
+    n_train, n_val, n_test = sizes
+    n_sub = max(1, round(n_train * float(cell.fraction)))
+    try:
+        epochs = int(settings_for(profile)["epochs"] or profile.recognition_epochs) if cell.task == "recognition" \
+            else int(settings(profile, "finetune")["epochs"])
+    except Exception:  # noqa: BLE001 - a task without these settings: the profile's epochs
+        epochs = profile.finetune_epochs
+    if is_ceiling(cell.backbone):
+        epochs = ceiling_epochs_for(profile.extra, cell.task) or epochs
     per_image = shape.flops_per_image(task_size(cell.task, profile))
-    if cell.protocol == "finetune":
-        epochs = {"parsing": profile.dense_epochs, "landmarks": profile.dense_epochs,
-                  "recognition": profile.recognition_epochs}.get(cell.task, profile.finetune_epochs)
-        if is_ceiling(cell.backbone):
-            epochs = ceiling_epochs_for(profile.extra, cell.task) or epochs
-        flops = FINETUNE_FACTOR * per_image * (3 * epochs * n_train + epochs * n_val) * training_runs(cell, profile) \
-            + FINETUNE_FACTOR * per_image * n_test
-    elif features_cached:
-        flops = 0.0
-    else:  # frozen features: one forward pass per image, heads on cached features
-        flops = per_image * (n_train + n_val + n_test)
-    kind = "dense" if cell.task in DENSE_TASKS else cell.protocol
-    overhead = CELL_OVERHEAD_S.get(kind, CELL_OVERHEAD_S["linear"])
-    if kind == "dense":
-        overhead *= training_runs(cell, profile)
-    if kind in HEAD_FACTOR:
-        values = shape.dim * len(default_dense_layers(shape.depth))
-        overhead += HEAD_FACTOR[kind] * HEAD_S * n_train * head_epochs(cell, profile) * values * training_runs(cell, profile)
-        if cell.task == "recognition":
-            overhead += CELL_OVERHEAD_S["recognition"]
-    return flops / speed.flops_per_s(shape.dim) + overhead
+    flip = _flip(profile) if cell.task == "recognition" else 1
+    steps = epochs * math.ceil(n_sub / max(1, int(profile.batch_size)))
+    per_run = (3 * epochs * n_sub * per_image / TRAIN_EFFICIENCY + steps * STEP_FLOPS
+               + epochs * flip * n_val * per_image / FORWARD_EFFICIENCY)
+    return training_runs(cell, profile) * per_run + flip * n_test * per_image / FORWARD_EFFICIENCY
 
 
 def training_runs(cell, profile) -> float:

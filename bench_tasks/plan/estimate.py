@@ -2,12 +2,12 @@
 line per stage and a total, and the end of a run prints the estimate next to the time it took.
 
   * pre-training: each run's model FLOPs (steps x FLOPs per step, the budget plan's own count)
-    divided by this machine's measured speed;
+    and its start-up cost divided by this machine's measured speed;
   * cells: a cell that has a row took its recorded wall time; a cell without one takes the mean
     wall time of the rows of the same task, dataset, protocol, fraction and profile (same input
     size) in the results file, scaled by the ratio of the two backbones' FLOPs per image; with no
-    such row, its backbone passes (forward for frozen features, forward + backward for fine-tuning)
-    divided by the measured speed, plus a fixed cost per cell;
+    such row, its FLOPs by kind of cell (frozen features and a head, fine-tuning, a dense head;
+    bench_tasks.plan.cell_costs) divided by the measured speed;
   * the speed: a few-second probe (forward + backward of a small and of a base-width ViT block
     stack), cached in ~/.cache/paco_fr/speed_probe.json ($PACO_FR_CACHE) per host, CPU code path,
     torch version, thread count and device; `PACO_FR_SPEED_PROBE=refresh` measures again.
@@ -37,6 +37,7 @@ from bench_tasks.plan.cell_costs import (
     Speed,
     backbone_shape,
     cache_path,
+    feature_set,
     probe_cell_seconds,
     synthface_to_generate,
     task_size,
@@ -45,14 +46,18 @@ from bench_tasks.plan.cell_costs import (
 from bench_tasks.plan.durations import fmt_duration
 from bench_tasks.plan.durations import fmt_seconds as _fmt_s  # noqa: F401 - its old name
 from bench_tasks.store.rowfiles import union_latest
+from bench_tasks.tasks._ceiling import is_ceiling
 
 PROBE_VERSION = 1
 PROBE_SECONDS = 1.5
-# Fitted to the smoke rows of a 2-core CPU (results/smoke.jsonl, 16 runs and 141 cells): pre-training
-# reaches about 40 % of the probe's FLOP/s (data, masking, codebook, optimizer, EMA) plus a few seconds
-# per run (its process and data); a cell's costs: bench_tasks.plan.cell_costs.
-PRETRAIN_EFFICIENCY = 0.4
-PRETRAIN_RUN_OVERHEAD_S = 4.0
+# Pre-training runs its model FLOPs at 1.3 x the probe's FLOP/s (its batches make larger matrix
+# products than the probe's small block stack; data, masking, codebook, optimizer and EMA included)
+# plus, per run, the FLOP-equivalent of its start (model, data, the FLOP count) and end (export):
+# fitted on a 2-core CPU to the smoke study's runs (64 steps, ~7 s each on an idle machine), the
+# paper_cpu runs (30.4 TFLOP, ~320 s at one thread) and scripts/bench_estimates.py's short runs.
+# A cell's costs: bench_tasks.plan.cell_costs.
+PRETRAIN_EFFICIENCY = 1.3
+PRETRAIN_RUN_FLOPS = 1.2e11
 
 
 def machine_key(device: str = "cpu") -> str:
@@ -160,7 +165,7 @@ def cell_estimates(cells: Sequence, rows: dict[str, dict], profile, speed: Speed
         return shapes[uri]
 
     out = {}
-    extracted: set[tuple] = set()  # (backbone, dataset, size) whose frozen features a cell extracts
+    extracted: set[tuple] = set()  # the feature sets (cell_costs.feature_set) a cell already extracted
     for c in cells:
         k = c.key()
         r = rows.get(k)
@@ -180,10 +185,11 @@ def cell_estimates(cells: Sequence, rows: dict[str, dict], profile, speed: Speed
                 scaled.append(secs * ratio * (1.0 if graded else training_runs(c, profile)))
             out[k] = CellEstimate(sum(scaled) / len(scaled), "rows")
             continue
-        shared = (c.backbone, c.dataset, task_size(c.task, profile))
-        cached = c.protocol != "finetune" and c.task not in DENSE_TASKS and shared in extracted
-        secs = probe_cell_seconds(c, profile, shape(c.backbone), speed, cached) if speed is not None else None
-        if c.protocol != "finetune" and c.task not in DENSE_TASKS:
+        shared = feature_set(c, profile)
+        frozen = c.protocol != "finetune" and c.task not in DENSE_TASKS and not is_ceiling(c.backbone)
+        secs = probe_cell_seconds(c, profile, shape(c.backbone), speed, frozen and shared in extracted) \
+            if speed is not None else None
+        if frozen:
             extracted.add(shared)
         out[k] = CellEstimate(secs, "probe" if secs is not None else "none")
     return out
@@ -210,7 +216,7 @@ def pretrain_estimates(plan: Iterable, speed: Speed, profile_name: str | None = 
     for p in plan:
         flops = float(p.cost["flops_per_step"]) * int(p.steps)
         dim = _run_width(p, profile_name)
-        secs = flops / (PRETRAIN_EFFICIENCY * speed.flops_per_s(dim)) + PRETRAIN_RUN_OVERHEAD_S
+        secs = (flops / PRETRAIN_EFFICIENCY + PRETRAIN_RUN_FLOPS) / speed.flops_per_s(dim)
         comp = read_compute(p.run_dir)
         done = bool(comp and comp.get("wall_time_s") is not None and (Path(p.run_dir) / "encoder.safetensors").is_file())
         out.append(RunEstimate(p.run.name, secs, done, float(comp["wall_time_s"]) if done else None))

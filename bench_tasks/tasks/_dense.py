@@ -19,7 +19,6 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from bench_tasks.contracts import CellContext, Profile, TaskSplit
 from bench_tasks.heads.dense import DENSE_HEAD  # noqa: F401 - D.DENSE_HEAD for the dense tasks
-from bench_tasks.protocols.farl.settings import OVERRIDABLE as FARL_KEYS
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.frozen_cache import FrozenFeatureCache
 from bench_tasks.protocols.selection import grid_of, select_and_fit
@@ -41,11 +40,6 @@ DENSE_KEYS = ("size", "channels", "ema_decay", "epochs", "batch_size", "lr_head"
 # the larger part of every study), the chosen value the whole budget
 DENSE_GRID_FACTORS = (1 / 3, 1.0, 3.0)
 DENSE_PILOT_FRAC = 0.25
-
-
-def dense_setting_keys() -> tuple[str, ...]:
-    """The `extra` keys the dense tasks read: theirs, and FaRL's protocol's (`farl_<key>`)."""
-    return (*(f"dense_{k}" for k in DENSE_KEYS), "dense_train_images", *(f"farl_{k}" for k in FARL_KEYS))
 
 
 def dense_section(profile: Profile) -> dict:

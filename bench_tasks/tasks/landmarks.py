@@ -24,15 +24,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench_tasks.contracts import CellContext, CellResult, Task
-from bench_tasks.heads.dense import build_dense_head
+from bench_tasks.contracts import CellContext, CellResult
 from bench_tasks.metrics import landmarks as LM
 from bench_tasks.metrics.items import landmark_items
-from bench_tasks.protocols.farl import cell_image_size, run_farl
 from bench_tasks.registry import TASKS
-from bench_tasks.stats import items_note
 from bench_tasks.tasks import _dense as D
 from bench_tasks.tasks import _heatmaps as H
+from bench_tasks.tasks._dense_task import DenseObjective, DenseScores, DenseTask
 from bench_tasks.tasks._floors import floor_result, train_and_test
 from bench_tasks.tasks._heatmaps import gaussian_targets, soft_argmax  # noqa: F401 (public names)
 from bench_tasks.tasks._targets import target_tensor
@@ -97,35 +95,11 @@ def landmark_metrics(preds: dict, split) -> tuple[dict[str, float], dict[str, di
 
 
 @TASKS.register("landmarks")
-class LandmarksTask(Task):
+class LandmarksTask(DenseTask):
     name = "landmarks"
     default_datasets = ("300w", "wflw", "aflw19")
-    protocols = ("frozen", "finetune", "farl-frozen", "farl-refine")  # farl-*: protocols/farl.py
-    protocol_aliases = D.PROTOCOL_ALIASES  # a plan's `linear` runs (and is recorded) as `frozen`
     headline = "nme"
-    # 2: scale-free head inputs (per-channel standardised tapped features) and the head's learning
-    # rate chosen on val from a grid (old rows are recomputed)
-    version = 2
     higher_is_better = False
-
-    @classmethod
-    def missing_requirements(cls) -> list[str]:
-        return D.missing_requirements(cls.name)
-
-    @classmethod
-    def setting_keys(cls) -> tuple[str, ...]:
-        return D.dense_setting_keys()
-
-    def settings_section(self, cell, profile) -> dict:
-        return D.dense_section(profile)
-
-    def image_size(self, profile) -> int:
-        return D.dense_settings(profile)["size"]
-
-    def cell_image_size(self, cell, profile) -> int:
-        if cell.protocol.startswith("farl-"):
-            return cell_image_size(cell, profile)
-        return self.image_size(profile)
 
     def floor(self, ctx: CellContext) -> CellResult:
         """The mean training shape, in the crop frame the task evaluates in, scored on the test split."""
@@ -137,34 +111,27 @@ class LandmarksTask(Task):
         items = landmark_items(preds, test)
         return floor_result(ctx, metrics, items, "mean training shape (crop pixels)", slices)
 
-    def run(self, ctx: CellContext) -> CellResult:
-        if ctx.cell.protocol.startswith("farl-"):  # FaRL's own configuration files, exactly
-            return run_farl(ctx, "landmarks")
-        st = D.dense_settings(ctx.profile)
-        size = st["size"]
-        train, val, test = D.load_splits(ctx, "landmarks", size)
-        k = int(test.meta.get("num_points") or test[0][1].shape[0])
-        torch.manual_seed(ctx.cell.seed)  # the head's initialisation is part of the cell's seed
-        head, layers = build_dense_head(ctx.backbone, k, st["channels"], coords=st["coords"])
-        device = ctx.device
+    def num_outputs(self, test) -> int:
+        return int(test.meta.get("num_points") or test[0][1].shape[0])
+
+    def objective(self, ctx: CellContext, train, test, k: int, settings: dict) -> DenseObjective:
+        size, device = settings["size"], ctx.device
 
         def loss_fn(logits, pts):
-            return landmark_loss(logits, pts, size, kind=st["landmark_loss"], sigma=st["heatmap_sigma"])
+            return landmark_loss(logits, pts, size, kind=settings["landmark_loss"], sigma=settings["heatmap_sigma"])
 
         def evaluate(model, loader):
             preds, _ = predict(model, loader, size, device)
             return landmark_metrics(preds, loader.dataset.ds)[0]
 
-        model, res, test_loader, protocol = D.fit_dense(
-            ctx, head, layers, st, train, val, test, loss_fn, evaluate, "nme", False)
+        return DenseObjective(loss_fn, evaluate,
+                              {"bce_weight": BCE_WEIGHT} if settings["landmark_loss"] == "farl" else {})
 
-        with torch.no_grad():
-            preds, images = predict(model, test_loader, size, device)
+    def score_test(self, ctx: CellContext, model, loader, test, k: int, settings: dict) -> DenseScores:
+        size = settings["size"]
+        preds, images = predict(model, loader, size, ctx.device)
         _, slices = landmark_metrics(preds, test)
-        items = landmark_items(preds, test)  # per-image NME: the row's bootstrap CI, paired comparisons
-        path, rel = D.artifact(ctx, "items.npz")
-        artifacts = {"items": rel}
-        items.save(path)
+        items = landmark_items(preds, test)  # per-image NME
         path, rel = D.artifact(ctx, "landmarks_preview.png")
         sc = D.preview_scale(size)
         rows, row = [], []
@@ -177,12 +144,6 @@ class LandmarksTask(Task):
         if row:
             rows.append(row)
         D.save_grid(rows, path)
-        artifacts["landmarks_preview"] = rel
-        return CellResult(
-            metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
-            slices=slices, artifacts=artifacts, ci=items.ci(),
-            history=res.extra.get("history", []), protocol_used=protocol, head=D.DENSE_HEAD,
-            config={**st, **items_note(items), "input_norm": res.extra.get("input_norm"), "layers": layers, "num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
-                    "eyes": list(test.meta.get("eyes", (36, 45))),
-                    **({"bce_weight": BCE_WEIGHT} if st["landmark_loss"] == "farl" else {})},
-        )
+        return DenseScores(slices, items, {"landmarks_preview": rel},
+                           {"num_points": k, "norm": test.meta.get("norm", "inter_ocular"),
+                            "eyes": list(test.meta.get("eyes", (36, 45)))})

@@ -14,19 +14,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench_tasks.contracts import CellContext, CellResult, Task
-from bench_tasks.heads.dense import build_dense_head
+from bench_tasks.contracts import CellContext, CellResult
 from bench_tasks.metrics.items import parsing_items
 from bench_tasks.metrics.parsing import confusion_matrix, scores_from_confusion
-from bench_tasks.protocols.farl import cell_image_size, run_farl
 from bench_tasks.registry import TASKS
-from bench_tasks.stats import items_note
 from bench_tasks.tasks import _dense as D
+from bench_tasks.tasks._dense_task import DenseObjective, DenseScores, DenseTask
 from bench_tasks.tasks._floors import floor_result, train_and_test
 from bench_tasks.tasks._targets import iter_targets
 
 LAPA_CLASSES = ["background", "skin", "left_eyebrow", "right_eyebrow", "left_eye", "right_eye",
                 "nose", "upper_lip", "inner_mouth", "lower_lip", "hair"]
+
+
+def split_classes(split) -> list[str]:
+    """The class names of a parsing split (its meta's `classes` / `class_names`; LaPa's by default)."""
+    return list(split.meta.get("classes") or split.meta.get("class_names") or LAPA_CLASSES)
 
 
 def upsampled_logits(model, images: torch.Tensor) -> torch.Tensor:
@@ -86,41 +89,17 @@ def class_weights(train, num_classes: int, kind: str) -> torch.Tensor | None:
 
 
 @TASKS.register("parsing")
-class ParsingTask(Task):
+class ParsingTask(DenseTask):
     name = "parsing"
     default_datasets = ("lapa", "celebamaskhq")
-    protocols = ("frozen", "finetune", "farl-frozen", "farl-refine")  # farl-*: protocols/farl.py
-    protocol_aliases = D.PROTOCOL_ALIASES  # a plan's `linear` runs (and is recorded) as `frozen`
     headline = "f1_mean"
-    # 2: scale-free head inputs (per-channel standardised tapped features) and the head's learning
-    # rate chosen on val from a grid (old rows are recomputed)
-    version = 2
     higher_is_better = True
-
-    @classmethod
-    def missing_requirements(cls) -> list[str]:
-        return D.missing_requirements(cls.name)
-
-    @classmethod
-    def setting_keys(cls) -> tuple[str, ...]:
-        return D.dense_setting_keys()
-
-    def settings_section(self, cell, profile) -> dict:
-        return D.dense_section(profile)
-
-    def image_size(self, profile) -> int:
-        return D.dense_settings(profile)["size"]
-
-    def cell_image_size(self, cell, profile) -> int:
-        if cell.protocol.startswith("farl-"):
-            return cell_image_size(cell, profile)
-        return self.image_size(profile)
 
     def floor(self, ctx: CellContext) -> CellResult:
         """The most frequent training class of each pixel of the crop the task predicts at, scored on
         the test split (warped back like the logits for datasets scored at original resolution)."""
         train, test = train_and_test(self, ctx)
-        classes = list(test.meta.get("classes") or test.meta.get("class_names") or LAPA_CLASSES)
+        classes = split_classes(test)
         k = len(classes)
         counts = None  # (K, H, W) class counts per pixel of the crop the task evaluates on
         for m in iter_targets(train):
@@ -153,18 +132,12 @@ class ParsingTask(Task):
         return floor_result(ctx, metrics, items, "most frequent training class of each pixel (crop frame)", slices,
                             {"warp_back": warp_back})
 
-    def run(self, ctx: CellContext) -> CellResult:
-        if ctx.cell.protocol.startswith("farl-"):  # FaRL's own configuration files, exactly
-            return run_farl(ctx, "parsing")
-        st = D.dense_settings(ctx.profile)
-        train, val, test = D.load_splits(ctx, "parsing", st["size"])
-        classes = list(test.meta.get("classes") or test.meta.get("class_names") or LAPA_CLASSES)
-        k = len(classes)
-        torch.manual_seed(ctx.cell.seed)  # the head's initialisation is part of the cell's seed
-        head, layers = build_dense_head(ctx.backbone, k, st["channels"], coords=st["coords"])
-        device = ctx.device
+    def num_outputs(self, test) -> int:
+        return len(split_classes(test))
 
-        weight = class_weights(train, k, st["class_weight"])
+    def objective(self, ctx: CellContext, train, test, k: int, settings: dict) -> DenseObjective:
+        classes, device = split_classes(test), ctx.device
+        weight = class_weights(train, k, settings["class_weight"])
 
         def loss_fn(logits, masks):
             logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
@@ -175,37 +148,29 @@ class ParsingTask(Task):
             cms, _ = per_image_confusions(model, loader, loader.dataset.ds, k, device)
             return scores_from_confusion(sum(cms.values()), classes)
 
-        model, res, test_loader, protocol = D.fit_dense(
-            ctx, head, layers, st, train, val, test, loss_fn, evaluate, "f1_mean", True)
+        return DenseObjective(loss_fn, evaluate,
+                              {"class_weights": [round(float(x), 4) for x in weight]} if weight is not None else {})
 
-        # selected epoch's weights: slices, confusion matrix and the preview
-        with torch.no_grad():
-            cms, previews = per_image_confusions(model, test_loader, test, k, device, keep_preview=6)
+    def score_test(self, ctx: CellContext, model, loader, test, k: int, settings: dict) -> DenseScores:
+        classes = split_classes(test)
+        cms, previews = per_image_confusions(model, loader, test, k, ctx.device, keep_preview=6)
         total = sum(cms.values())
-        items = parsing_items(cms)  # per-image confusions: the row's bootstrap CI, paired comparisons
-        path, rel = D.artifact(ctx, "items.npz")
-        items.save(path)
+        items = parsing_items(cms)  # per-image confusions
         slices = {}
         for name, sel in D.slice_items(test).items():
             idx = np.flatnonzero(sel)
             if len(idx):
                 s = scores_from_confusion(sum(cms[i] for i in idx), classes)
                 slices[name] = {"f1_mean": s["f1_mean"], "miou": s["miou"], "n": float(len(idx))}
-        artifacts = {"items": rel}
+        artifacts = {}
         path, rel = D.artifact(ctx, "confusion.csv")
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savetxt(path, total, fmt="%d", delimiter=",", header=",".join(classes))
         artifacts["confusion"] = rel
         path, rel = D.artifact(ctx, "parsing_preview.png")
-        sc = D.preview_scale(st["size"])
+        sc = D.preview_scale(settings["size"])
         rows = [[D.to_uint8(img), D.colorize(gt.numpy()), D.colorize(pred.numpy())] for img, gt, pred in previews]
         D.save_grid(rows, path, scale=sc)
         artifacts["parsing_preview"] = rel
-        return CellResult(
-            metrics=res.metrics, metrics_last=res.metrics_last, metrics_best_test=res.metrics_best_test,
-            slices=slices, artifacts=artifacts, ci=items.ci(),
-            history=res.extra.get("history", []), protocol_used=protocol, head=D.DENSE_HEAD,
-            config={**st, **items_note(items), "input_norm": res.extra.get("input_norm"), "layers": layers, "classes": classes,
-                    "warp_back": bool(test.meta.get("warp_back")),
-                    **({"class_weights": [round(float(x), 4) for x in weight]} if weight is not None else {})},
-        )
+        return DenseScores(slices, items, artifacts,
+                           {"classes": classes, "warp_back": bool(test.meta.get("warp_back"))})

@@ -27,14 +27,16 @@ Pipeline per item (the geometry lives in `bench_tasks.protocols.farl.transforms`
 
 One module per piece: `settings` (FaRL's files per data set, `farl_settings`), `transforms` (the
 geometry and augmentations), `splits` and `readers` (FaRL's inputs), `model` (network, losses),
-`scoring` (FaRL's scorers), `loop` (`run_farl`: the training loop of one cell). This package names
-them all; importing it registers the protocols.
+`scoring` (FaRL's scorers), `loop` (`run_farl`: the training loop of one cell), `protocol` (the two
+protocol objects, registered in bench_tasks.registry.PROTOCOLS). This package names them all;
+importing it registers the protocols.
 """
 
 from __future__ import annotations
 
 from bench_tasks.protocols.farl.loop import cell_image_size, run_farl
 from bench_tasks.protocols.farl.model import FarlNet, farl_layers, landmark_loss, parsing_loss
+from bench_tasks.protocols.farl.protocol import FarlProtocol
 from bench_tasks.protocols.farl.readers import (
     LOADERS,
     WFLW_SUBSETS,
@@ -70,7 +72,7 @@ from bench_tasks.protocols.farl.splits import FarlLandmarkSplit, FarlParsingSpli
 
 __all__ = ["CELEBM_FARL_CLASSES", "CELEBM_FARL_PARTS", "FARL_COMMON", "FARL_DATASETS", "FARL_REPO", "LAPA_FARL_CLASSES",
            "LOADERS", "OVERRIDABLE", "PROTOCOL_NAMES", "WFLW_SUBSETS", "FarlLandmarkSplit", "FarlNet",
-           "FarlParsingSplit", "auc_fr", "canonical_dataset", "celebm_farl_label", "cell_image_size", "farl_layers",
+           "FarlParsingSplit", "FarlProtocol", "auc_fr", "canonical_dataset", "celebm_farl_label", "cell_image_size", "farl_layers",
            "farl_settings", "is_farl", "landmark_loss", "landmark_scores", "load_300w_farl", "load_aflw19_farl",
            "load_celebm_farl", "load_farl_splits", "load_lapa_farl", "load_wflw_farl", "parsing_confusions",
            "parsing_loss", "predict_landmarks", "run_farl", "unit_distance"]

@@ -1,13 +1,11 @@
 """FaRL's settings per data set, file by file (FacePerceiver/FaRL's configuration files: trainers,
 augmenters, optimizers, scorers, networks; `FARL_COMMON` / `FARL_DATASETS`), the overrides a
 profile may set (`OVERRIDABLE`, recorded in the row) and `farl_settings`, every setting of one cell.
-Importing it registers the protocols `farl-frozen` and `farl-refine`."""
+The protocols `farl-frozen` and `farl-refine` are registered by bench_tasks.protocols.farl.protocol."""
 
 from __future__ import annotations
 
 import copy
-
-from bench_tasks.registry import PROTOCOLS
 
 PROTOCOL_NAMES = ("farl-frozen", "farl-refine")
 FARL_REPO = "FacePerceiver/FaRL"
@@ -109,10 +107,6 @@ FARL_DATASETS = {
 # the row (farl_exact False), never silently applied. The keys a profile may override:
 OVERRIDABLE = ("warped_size", "input_size", "head_channels", "epochs", "batch_size", "heatmap_size",
                "heatmap_radius", "eval_every", "ema_decay", "milestones", "train_images", "test_images")
-
-for _p in PROTOCOL_NAMES:
-    PROTOCOLS.register(_p)(_p)
-
 
 def is_farl(protocol: str) -> bool:
     return protocol in PROTOCOL_NAMES
