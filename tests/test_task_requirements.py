@@ -38,12 +38,13 @@ def test_a_plan_with_a_dense_task_is_refused_before_anything_runs(tmp_path, no_m
 def test_the_tuning_stage_checks_its_tasks_before_pre_training(tmp_path, no_mmseg, monkeypatch):
     from bench_tasks.plan.profiles import PROFILES
     from bench_tasks.run import tuning
+    from bench_tasks.run.runner import RunContext
 
     def never(*a, **k):
         raise AssertionError("a trial was pre-trained although a tuning task cannot run here")
 
     monkeypatch.setattr(tuning, "_pretrain_one", never)
     with pytest.raises(PlanInvalid, match="parsing: "):
-        tuning.tune_suite(PROFILES["smoke"], tmp_path / "runs", tmp_path / "r.jsonl", ["paco"], log=lambda s: None,
-                          section={"objective": "val_gain_in_margins", "tasks": ["attributes", "parsing"],
+        tuning.tune_suite(PROFILES["smoke"], tmp_path / "runs", ["paco"], RunContext(results=tmp_path / "r.jsonl"),
+                          log=lambda s: None, section={"objective": "val_gain_in_margins", "tasks": ["attributes", "parsing"],
                                    "trials": 2, "methods": {"paco": {"train.lr": [1.0e-3, 2.0e-3]}}})
