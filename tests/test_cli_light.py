@@ -117,3 +117,15 @@ def test_status_takes_runs_plan_flags(tmp_path, capsys, monkeypatch):
     assert [r[0] for r in table] == ["floor:input-free", "random:vit_tiny@32/16/d1", "all"], out
     assert int(table[-1][-1]) == int(table[0][-1]) + int(table[1][-1]) >= 2  # every cell to do
     assert not res.exists()  # status writes nothing
+
+
+def test_list_piped_into_a_reader_that_stops_early_is_not_an_error():
+    """`python -m bench_tasks list | head -2`: exit 0, no traceback when the reader closes the pipe."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "bench_tasks", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader goes away before the first line is written (as `head -0` would)
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0, err
+    assert "Traceback" not in err

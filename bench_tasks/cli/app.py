@@ -16,6 +16,7 @@ the environment variable BENCH_TASKS_PLUGINS=module1,module2 (they register on i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from bench_tasks.cli.common import backbone_schemes_help
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:  # the reader stopped early (`list | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":

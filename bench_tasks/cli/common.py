@@ -57,14 +57,22 @@ def backbone_schemes() -> list[tuple[str, str]]:
         for mod in sorted(Path(folder).glob("*.py")):
             if not mod.name.startswith("_"):
                 found.update(_registered_in(str(mod)))
+    for origin in plugin_files():
+        found.update(_registered_in(str(origin)))
+    return sorted(found.items())
+
+
+def plugin_files() -> list[Path]:
+    """The source files of the plug-in modules named by BENCH_TASKS_PLUGINS (found, not imported)."""
+    out = []
     for name in filter(None, (m.strip() for m in os.environ.get("BENCH_TASKS_PLUGINS", "").split(","))):
         try:
             origin = getattr(importlib.util.find_spec(name), "origin", None)
         except (ImportError, ValueError):
             origin = None
         if origin:
-            found.update(_registered_in(origin))
-    return sorted(found.items())
+            out.append(Path(origin))
+    return out
 
 
 def backbone_schemes_help() -> str:

@@ -10,7 +10,6 @@ changes, and rebuilds it then.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench_tasks.cli.common import SYNTHFACE, _first_line
+from bench_tasks.cli.common import SYNTHFACE, _first_line, plugin_files
 
 CATALOGUE_VERSION = 1
 PROFILE_KEYS = ["image_size", "dense_size", "synthface_train", "synthface_val", "synthface_test", "batch_size",
@@ -79,15 +78,7 @@ def source_files() -> list[Path]:
     """The files the catalogue is read from: the package's modules and bundled profiles, and the
     plug-in modules of BENCH_TASKS_PLUGINS."""
     root = Path(__file__).resolve().parents[1]
-    files = sorted([*root.rglob("*.py"), *root.rglob("*.yaml")])
-    for name in filter(None, (m.strip() for m in os.environ.get("BENCH_TASKS_PLUGINS", "").split(","))):
-        try:
-            origin = getattr(importlib.util.find_spec(name), "origin", None)
-        except (ImportError, ValueError):
-            origin = None
-        if origin:
-            files.append(Path(origin))
-    return files
+    return sorted([*root.rglob("*.py"), *root.rglob("*.yaml")]) + plugin_files()
 
 
 def catalogue_key() -> str:
