@@ -24,7 +24,10 @@ def test_run_all_minimal_study(tmp_path):
            "--work-dir", str(tmp_path / "wd"), "--reports", str(tmp_path / "reports"),
            "--pretrain-override", "train.steps=3", "--pretrain-override", "data.num_images=64",
            "--no-ceilings",  # the ceiling fine-tunes a ViT for minutes: study_cells' planning of it is tested apart
-           *one_lr_set(("linear.lr_grid", "concat.lr_grid"))]  # the stages are tested here, not the choice on val
+           *one_lr_set(("linear.lr_grid", "concat.lr_grid")),  # the stages are tested here, not the choice on val
+           # nor the scores: the README walk's sizes (tests/test_readme_walk.py)
+           "--set", "synthface_train=200", "--set", "synthface_val=60", "--set", "synthface_test=60",
+           "--set", "linear_epochs=2"]
     # stage 1 alone, its runs in their own processes 3 at a time (`--pretrain-only`: nothing evaluated)
     res = subprocess.run([*cmd, "--pretrain-jobs", "3", "--pretrain-only"], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=900)
