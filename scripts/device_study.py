@@ -173,13 +173,18 @@ def study_settings(profile_name: str, tiny: bool) -> dict:
                                                                   "codebook.num_tokens=64"]},
             "calibration": {"batch": 8, "steps": 2, "warmup": 1},
             "min_steps": 4, "max_steps": 6, "tasks": ("attributes", "expression"),
+            # the profile's sizes for a rehearsal of the code path (the scores are not read): few images,
+            # few epochs, one head learning rate instead of the grid chosen on val
+            "profile_set": {"synthface_train": 200, "synthface_val": 60, "synthface_test": 60, "linear_epochs": 2,
+                            "finetune_epochs": 1, "linear.lr_grid": [], "concat.lr_grid": [], "frozen.lr_grid": [],
+                            "finetune.lr_grid": []},
         }
     return {
         "profile": profile_name, "pretrain_overrides": {},
         "throughput": {"arch": "vit_base", "img_size": 224, "patch_size": 16, "depth": None, "batch": 256,
                        "steps": 10, "warmup": 3, "overrides": []},
         "calibration": {"batch": None, "steps": 5, "warmup": 2},
-        "min_steps": 100, "max_steps": 20000, "tasks": TASKS,
+        "min_steps": 100, "max_steps": 20000, "tasks": TASKS, "profile_set": {},
     }
 
 
@@ -204,14 +209,20 @@ def pretrain_config(profile: str, overrides: dict) -> dict:
     return load_config(profile, items)
 
 
-def needed_synthface(profile_name: str, pretrain_overrides: dict, tasks) -> list[tuple[str, int, int, int]]:
+def profile_assignments(profile_set: dict) -> tuple[str, ...]:
+    """`--set` items (KEY=VALUE) of a study's profile values."""
+    return tuple(f"{k}={json.dumps(v)}" for k, v in profile_set.items())
+
+
+def needed_synthface(profile_name: str, pretrain_overrides: dict, tasks,
+                     profile_set: dict | None = None) -> list[tuple[str, int, int, int]]:
     """(split, num_images, image_size, seed) of every SynthFace cache the study reads."""
-    from bench_tasks.plan.profiles import get_profile
+    from bench_tasks.plan.profiles import load_profile
     from bench_tasks.registry import TASKS as TASK_REG
     from bench_tasks.registry import load_all
 
     load_all()
-    prof = get_profile(profile_name)
+    prof = load_profile(profile_name, overrides=list(profile_assignments(profile_set or {})))
     cfg = pretrain_config(profile_name, pretrain_overrides)
     out = [("pretrain", int(cfg["data"]["num_images"]), int(cfg["model"]["img_size"]), int(cfg["seed"]))]
     from bench_tasks.plan.suite import suite_runs
@@ -233,7 +244,7 @@ def cmd_prepare_data(a) -> int:
     from paco_fr.data.synthface import load_synthface
 
     st = study_settings(a.profile, a.tiny)
-    todo = needed_synthface(st["profile"], st["pretrain_overrides"], st["tasks"])
+    todo = needed_synthface(st["profile"], st["pretrain_overrides"], st["tasks"], st["profile_set"])
     for split, n, size, seed in todo:
         t = time.time()
         load_synthface(split, n, image_size=size, seed=seed, progress=False, workers=a.workers)
@@ -274,8 +285,7 @@ def study_spec(a, st: dict):
                    fractions=("1",), seeds=("0",) if a.tiny else None, runs=str(a.runs), results=str(a.results),
                    work_dir=str(a.work_dir), device=a.device, threads=a.threads or None, no_progress=True,
                    no_report=True, pretrain_override=tuple(f"{k}={v}" for k, v in ov.items()),
-                   # --tiny rehearses the code path: one head learning rate instead of the grid chosen on val
-                   set=tuple(f"{p}.lr_grid=[]" for p in ("linear", "concat", "frozen", "finetune")) if a.tiny else ())
+                   set=profile_assignments(st["profile_set"]))
 
 
 def cmd_study(a) -> int:

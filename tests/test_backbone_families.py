@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from one_lr import one_lr_extra
 
 from bench_tasks.backbones.base import Family, build_backbone, describe_folder
 from bench_tasks.backbones.native import native_size, resize_effect
@@ -371,8 +372,10 @@ def test_a_family_registered_from_a_test_file_joins_every_lookup(toy_family, tmp
 TOY = dataclasses.replace(
     PROFILES["smoke"], image_size=32, dense_size=32, synthface_train=48, synthface_val=16, synthface_test=16,
     batch_size=16, linear_epochs=1, finetune_epochs=1, dense_epochs=1, recognition_epochs=1,
-    extra={**PROFILES["smoke"].extra, "linear.epochs": 2, "dense_train_images": 16, "dense_batch_size": 8,
-           "dense_min_steps": 2, "dense_evals": 1, "dense_channels": 8, "recognition": {"emb_dim": 16}})
+    # the families are read and run; the choice on val is tested apart (tests/one_lr.py)
+    extra=one_lr_extra({**PROFILES["smoke"].extra, "linear.epochs": 2, "dense_train_images": 16,
+                        "dense_batch_size": 8, "dense_min_steps": 2, "dense_evals": 1, "dense_channels": 8,
+                        "recognition": {"emb_dim": 16}}))
 CLASSIFICATION = ("attributes", "expression", "recognition")
 DENSE = ("parsing", "landmarks")
 

@@ -21,16 +21,20 @@ import time
 from pathlib import Path
 
 import pytest
+from one_lr import one_lr_profile, one_lr_set
 
 from bench_tasks.contracts import Cell
+from bench_tasks.plan.profiles import PROFILES
 from bench_tasks.store.rowfiles import union_files, union_latest, worker_dir
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 BBS = ["random:vit_tiny@32/8/d2", "random:vit_tiny@32/16/d2", "random:vit_tiny@32/8/d3"]
-# --no-ceilings: the supervised ceilings would triple the plan's compute; the floors stay (2 cells)
+# --no-ceilings: the supervised ceilings would triple the plan's compute; the floors stay (2 cells);
+# one head learning rate (tests/one_lr.py): the workers are tested, not the choice on val
+ONE_LR_KEYS = ("linear.lr_grid", "concat.lr_grid")
 PLAN = ["--tasks", "attributes,expression", "--datasets", "cluster_cls", "--backbones", ",".join(BBS),
-        "--fractions", "1", "--seeds", "0,1", "--no-progress", "--no-ceilings"]
+        "--fractions", "1", "--seeds", "0,1", "--no-progress", "--no-ceilings", *one_lr_set(ONE_LR_KEYS)]
 
 
 def plan_cells():
@@ -66,8 +70,12 @@ def reference(tmp_path_factory):
     d = tmp_path_factory.mktemp("reference")
     res = d / "results" / "smoke.jsonl"
     ctx = RunContext(res, d / "wd", device="cpu", progress=False)
-    s = run_plan(make_plan(plan_cells(), references=False), ctx, SharedWriter(), log=lambda m: None)
+    with pytest.MonkeyPatch.context() as mp:  # the smoke profile with PLAN's --set, in this process only
+        mp.setitem(PROFILES, "smoke", one_lr_profile(keys=ONE_LR_KEYS))
+        s = run_plan(make_plan(plan_cells(), references=False), ctx, SharedWriter(), log=lambda m: None)
     assert (s.ok, s.failed) == (26, 0)  # 12 encoder cells, their 12 concatenated-feature probes, 2 floors
+    assert all(r["config"]["task"]["selection"]["grid"] == [r["config"]["task"]["lr_head"]]
+               for r in all_rows(res) if r["cell"]["protocol"] != "floor")  # one lr, as the workers'
     return tables(res, d / "report")
 
 
@@ -134,6 +142,8 @@ def test_submitit_local_three_jobs_kill_one_relaunch_takes_over(tmp_path, env, r
 
     for k in ("PYTHONPATH", "BENCH_TASKS_PLUGINS", "OMP_NUM_THREADS"):
         monkeypatch.setenv(k, env[k])
+    # a launch registers its profile (PLAN's --set applied) under its name: the bundled one back afterwards
+    monkeypatch.setitem(PROFILES, "smoke", PROFILES["smoke"])
     slow = tmp_path / "slow"
     slow.mkdir()
     (slow / "slow").write_text("")

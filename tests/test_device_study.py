@@ -83,6 +83,9 @@ def test_tiny_settings_are_the_cpu_path():
     assert st["profile"] == "smoke" and st["throughput"]["arch"] == "vit_tiny"
     full = study_settings("gpu", tiny=False)
     assert full["profile"] == "gpu" and full["throughput"]["arch"] == "vit_base" and full["throughput"]["batch"] == 256
+    # the tiny rehearsal shrinks the profile (few images, one head lr); the GPU call runs the profile as it is
+    assert st["profile_set"]["synthface_train"] < get_profile("smoke").synthface_train
+    assert full["profile_set"] == {}
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+from one_lr import one_lr_extra
 
 import bench_tasks
 from bench_tasks.plan.validate import PlanInvalid
@@ -16,13 +17,15 @@ KW = dict(tasks=["expression"], datasets=["synthface"], fractions=[1.0], seeds=[
 
 @pytest.fixture
 def few_faces(monkeypatch):
-    """The smoke profile on a few SynthFace faces, for this test only: the API's plumbing, not the numbers."""
+    """The smoke profile on a few SynthFace faces with one head learning rate (tests/one_lr.py), for
+    this test only: the API's plumbing, not the numbers."""
     import dataclasses
 
     from bench_tasks.plan.profiles import PROFILES
 
-    monkeypatch.setitem(PROFILES, "smoke", dataclasses.replace(PROFILES["smoke"], synthface_train=96,
-                                                               synthface_val=32, synthface_test=64))
+    smoke = PROFILES["smoke"]
+    monkeypatch.setitem(PROFILES, "smoke", dataclasses.replace(smoke, synthface_train=96, synthface_val=32,
+                                                               synthface_test=64, extra=one_lr_extra(smoke.extra)))
 
 
 def test_evaluate_in_memory_timm_vit_and_load_results(tmp_path, few_faces):

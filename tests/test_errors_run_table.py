@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from one_lr import one_lr_set
 
 from bench_tasks.cli.app import main
 from bench_tasks.contracts import Cell, CellResult
@@ -64,7 +65,7 @@ def test_run_prints_the_table(tmp_path, capsys, monkeypatch):
     rc = main(["run", "--tasks", "expression", "--datasets", "synthface", "--backbones", "random:vit_tiny@64/8/d1",
                "--fractions", "1", "--results", str(res), "--work-dir", str(tmp_path / "w"), "--no-progress",
                "--no-ceilings", "--no-probes", "--set", "synthface_train=96", "--set", "synthface_val=32",
-               "--set", "synthface_test=64"])
+               "--set", "synthface_test=64", *one_lr_set(("linear.lr_grid",))])
     out = capsys.readouterr().out
     assert rc == 0
     assert "task/dataset" in out and "expression/synthface" in out and "acc " in out

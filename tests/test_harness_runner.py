@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from one_lr import one_lr_profile, one_lr_set
 
 from bench_tasks.store.readers import latest_rows, load_rows
 
@@ -114,7 +115,8 @@ def test_resume_after_sigkill(tmp_path, plugin):
     res, wd = tmp_path / "results" / "smoke.jsonl", tmp_path / "wd"
     cmd = [sys.executable, "-m", "bench_tasks", "run", "--tasks", "attributes,expression", "--datasets",
            "fake_cls", "--backbones", BB, "--seeds", "0,1", "--fractions", "1", "--results", str(res), "--work-dir", str(wd),
-           "--no-progress", "--no-ceilings"]  # 4 cells, their 4 concat probes, the 2 floors
+           "--no-progress", "--no-ceilings",  # 4 cells, their 4 concat probes, the 2 floors
+           *one_lr_set(("linear.lr_grid", "concat.lr_grid"))]  # resume is tested, not the choice on val
     proc = subprocess.Popen(cmd, env=_env(plugin), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 150
     while _complete_lines(res) < 1 and proc.poll() is None and time.time() < deadline:
@@ -156,20 +158,21 @@ def test_failed_cell_recorded_then_retried(tmp_path, plugin, monkeypatch):
     cells = plan_cells([BB], {"attributes": ["fake_cls"], "expression": ["fake_cls"]},
                        fractions=[1.0], profile="smoke")
     res = tmp_path / "r.jsonl"
+    prof = one_lr_profile()  # the retry is tested, not the choice on val
     ctx = RunContext(res, tmp_path / "wd", device="cpu", progress=False)
-    s1 = run_plan(make_plan(cells), ctx, log=lambda m: None)
+    s1 = run_plan(make_plan(cells, profiles=prof), ctx, log=lambda m: None)
     # run_plan adds each task's floor (bench_tasks.plan.floors); the attributes floor fails with its data
     assert (s1.ok, s1.failed) == (2, 2)
     failed = [r for r in load_rows(res) if r["status"] == "failed"]
     assert "fake dataset failure" in failed[0]["error"] and "Traceback" in failed[0]["error"]
     flag.unlink()
-    s2 = run_plan(make_plan(cells), ctx, log=lambda m: None)
+    s2 = run_plan(make_plan(cells, profiles=prof), ctx, log=lambda m: None)
     assert (s2.skipped, s2.ok, s2.failed) == (2, 2, 0)
     assert s2.total == 4
     latest = latest_rows(res)
     assert all(r["status"] == "ok" for r in latest.values()) and len(latest) == 4
     # --force recomputes both cells; now their features come from the cache
-    s3 = run_plan(make_plan(cells), dataclasses.replace(ctx, force=True), log=lambda m: None)
+    s3 = run_plan(make_plan(cells, profiles=prof), dataclasses.replace(ctx, force=True), log=lambda m: None)
     assert s3.ok == 4
     rows = load_rows(res)  # --force appends new rows; readers take the last one per key
     assert rows[-1]["provenance"]["timings"]["features_cache_hit"] is True
@@ -337,15 +340,15 @@ def test_linear_probe_same_numbers_from_cache_miss_and_hit(tmp_path, plugin, tas
     initialised after that, from the cell's seed, so a re-run from the cache trains the same head."""
     from bench_tasks.backbones.base import build_backbone
     from bench_tasks.contracts import Cell, CellContext
-    from bench_tasks.plan.profiles import PROFILES
     from bench_tasks.registry import TASKS
 
     cell = Cell(BB, task, "fake_cls", "linear", profile="smoke")
     t = TASKS.get(task)()
+    prof = one_lr_profile()  # the same numbers are tested, not the choice on val
     runs = []
     for _ in range(2):  # the first run extracts (cache miss), the second loads (hit)
-        bb = build_backbone(BB, t.image_size(PROFILES["smoke"]))
-        ctx = CellContext(cell, bb, PROFILES["smoke"], None, torch.device("cpu"), tmp_path / "wd", progress=False,
+        bb = build_backbone(BB, t.image_size(prof))
+        ctx = CellContext(cell, bb, prof, None, torch.device("cpu"), tmp_path / "wd", progress=False,
                           results_dir=tmp_path)
         torch.manual_seed(0)
         res = t.run(ctx)

@@ -7,10 +7,13 @@ this test cannot drift apart) and run in a fresh folder holding what a user woul
 
 Toy size: `--profile smoke` / `profile="smoke"` become a copy of the smoke profile with 200 / 60 / 60
 SynthFace images and one training fraction, and the pre-training gets `train.steps=4`. Nothing
-downloads (HF_HUB_OFFLINE=1). Each command must exit 0 without a traceback and say what it did."""
+downloads (HF_HUB_OFFLINE=1). Each command must exit 0 without a traceback and say what it did. The
+`python -m` commands run one after the other in one interpreter (tests/readme_walker.py: the imports
+are paid once), the Python blocks each in a fresh one."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -21,8 +24,10 @@ from pathlib import Path
 import pytest
 import yaml
 from format_fixtures import face_image, write_300w_pts
+from one_lr import one_lr_extra
 
 REPO = Path(__file__).resolve().parents[1]
+WALKER = Path(__file__).resolve().parent / "readme_walker.py"
 README = REPO / "README.md"
 SECTIONS = ("## Evaluate your checkpoint", "## Your data", "## Pre-train on your folder of faces")
 
@@ -81,10 +86,7 @@ def _tiny_profile(path: Path) -> Path:
     prof.update(name="readme_walk", synthface_train=200, synthface_val=60, synthface_test=60, fractions=[1.0],
                 linear_epochs=2, finetune_epochs=1, dense_epochs=1, recognition_epochs=1)
     prof["extra"]["dense_min_steps"] = 20
-    # the walk checks the commands, not the choice on val (tests/test_selection_on_val.py): one head lr
-    for key in ("linear.lr_grid", "concat.lr_grid", "frozen.lr_grid", "finetune.lr_grid", "recognition.lr_grid",
-                "dense_lr_grid"):
-        prof["extra"][key] = []
+    prof["extra"] = one_lr_extra(prof["extra"])  # the walk checks the commands, not the choice on val
     path.write_text(yaml.safe_dump(prof))
     return path
 
@@ -101,10 +103,11 @@ def _user_folder(d: Path) -> None:
 
 
 def _toy(cmd: str, profile: Path) -> list[str]:
+    """The README command at toy size, without its `python`: ["-m", module, args...]."""
     argv = shlex.split(cmd.replace("--profile smoke", f"--profile {profile}"))
     if argv[2:4] == ["paco_fr", "pretrain"]:
         argv += ["train.steps=4"]
-    return [sys.executable, *argv[1:]]
+    return argv[1:]
 
 
 # what each step must say it did (a fragment of its standard output)
@@ -120,13 +123,20 @@ def test_readme_walk_runs_at_toy_size(tmp_path):
     profile = _tiny_profile(tmp_path / "tiny.yaml")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "TIMM_OFFLINE": "1"}
-    for cmd in cmds:
-        r = subprocess.run(_toy(cmd, profile), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-        out = r.stdout + r.stderr
-        assert r.returncode == 0, f"{cmd}\n{out[-3000:]}"
+    # the commands one after the other in one interpreter (tests/readme_walker.py: torch and the
+    # packages imported once), in the user's folder, each with its own output and exit status
+    (tmp_path / "walk.json").write_text(json.dumps([_toy(cmd, profile) for cmd in cmds]))
+    w = subprocess.run([sys.executable, str(WALKER), "walk.json", "walked.json"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=1800)
+    assert w.returncode == 0 and "Traceback" not in w.stderr, w.stdout[-2000:] + w.stderr[-3000:]
+    walked = json.loads((tmp_path / "walked.json").read_text())
+    for cmd, r in zip(cmds, walked, strict=False):
+        out = r["stdout"] + r["stderr"]
+        assert r["code"] == 0, f"{cmd}\n{out[-3000:]}"
         assert "Traceback" not in out, f"{cmd}\n{out[-3000:]}"
         says = next(s for k, s in SAYS if k in cmd)
-        assert says in r.stdout, f"{cmd} did not say {says!r}:\n{r.stdout[-2000:]}"
+        assert says in r["stdout"], f"{cmd} did not say {says!r}:\n{r['stdout'][-2000:]}"
+    assert len(walked) == len(cmds)
     for code in py:
         code = code.replace('profile="smoke"', f'profile="{profile}"')
         r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -88,3 +88,28 @@ def test_choose_takes_the_best_val_score_and_the_first_of_equals():
     assert selection.grid_of(None, 0.01) == [0.01] and selection.grid_of([], 0.01) == [0.01]
     with pytest.raises(ValueError):
         selection.grid_of([0.0, 1.0], 0.01)
+
+
+def test_the_tests_one_lr_settings_turn_selection_off_for_every_protocol():
+    """tests/one_lr.py (the tests of plumbing train one head lr) does what it says, through a profile's
+    `extra` and through `--set`; the bundled smoke profile keeps its grids."""
+    from one_lr import one_lr_extra, one_lr_profile
+
+    from bench_tasks.tasks._classification import DEFAULTS as CLS_PROTOCOLS
+    from bench_tasks.tasks._classification import settings as cls_settings
+    from bench_tasks.tasks._dense import dense_grid, dense_settings
+    from bench_tasks.tasks.recognition import settings_for
+
+    def grids(profile) -> dict[str, list[float]]:
+        out = {p: selection.grid_of((s := cls_settings(profile, p)).get("lr_grid"), s["lr_head"])
+               for p in CLS_PROTOCOLS}
+        rec = settings_for(profile)
+        out["recognition"] = selection.grid_of(rec.get("lr_grid"), rec["lr_head"])
+        out["dense"] = dense_grid(dense_settings(profile))
+        return out
+
+    smoke = PROFILES["smoke"]
+    assert all(len(g) > 1 for g in grids(smoke).values()), grids(smoke)
+    for profile in (dataclasses.replace(smoke, extra=one_lr_extra(smoke.extra)), one_lr_profile()):
+        assert all(len(g) == 1 for g in grids(profile).values()), grids(profile)
+        assert settings_for(profile)["emb_dim"] == settings_for(smoke)["emb_dim"]  # the rest of the section kept

@@ -1,5 +1,7 @@
-"""`run --all` end to end on a minimal plan: pre-training suite (methods only, 3 steps), evaluation
-of the suite's encoders and the random-init control on one task, then the report."""
+"""`run --all` end to end on a minimal plan: pre-training suite (methods only, 3 steps) three runs at a
+time with `--pretrain-jobs 3 --pretrain-only`, then the same command without `--pretrain-only`
+(pre-training reused; evaluation of the suite's encoders and the random-init control on one task;
+the report), then once more (every cell already done). One pre-training serves both stages' checks."""
 
 import json
 import os
@@ -8,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from one_lr import one_lr_set
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,19 +24,36 @@ def test_run_all_minimal_study(tmp_path):
            "--work-dir", str(tmp_path / "wd"), "--reports", str(tmp_path / "reports"),
            "--pretrain-override", "train.steps=3", "--pretrain-override", "data.num_images=64",
            "--no-ceilings",  # the ceiling fine-tunes a ViT for minutes: study_cells' planning of it is tested apart
-           "--set", "linear.lr_grid=[]", "--set", "concat.lr_grid=[]"]  # one head lr: the stages are tested here,
-    # the choice on val in tests/test_selection_on_val.py
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+           *one_lr_set(("linear.lr_grid", "concat.lr_grid")),  # the stages are tested here, not the choice on val
+           # nor the scores: the README walk's sizes (tests/test_readme_walk.py)
+           "--set", "synthface_train=200", "--set", "synthface_val=60", "--set", "synthface_test=60",
+           "--set", "linear_epochs=2"]
+    # stage 1 alone, its runs in their own processes 3 at a time (`--pretrain-only`: nothing evaluated)
+    res = subprocess.run([*cmd, "--pretrain-jobs", "3", "--pretrain-only"], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    # stage 1: the four objectives and MCF-style's teacher, matched by FLOPs to PaCo-FR's 3 steps
-    plan = json.loads((tmp_path / "runs" / "smoke" / "budget.json").read_text())
+    assert "3 at a time" in res.stdout and "5 run(s) ready, 0 failed" in res.stdout, res.stdout[-3000:]
+    assert not (tmp_path / "r.jsonl").exists()
+    # the four objectives and MCF-style's teacher, matched by FLOPs to PaCo-FR's 3 steps
+    root = tmp_path / "runs" / "smoke"
+    plan = json.loads((root / "budget.json").read_text())
     assert plan["budget_by"] == "flops" and plan["runs"]["paco"]["steps"] == 3
+    exported = {}
     for name in ("paco", "mae", "farl", "mcf_teacher", "mcf"):
-        summary = json.loads((tmp_path / "runs" / "smoke" / name / "summary.json").read_text())
+        summary = json.loads((root / name / "summary.json").read_text())
         assert summary["status"] == "complete" and summary["steps"] == plan["runs"][name]["steps"], (name, summary)
         assert summary["compute"]["steps"] == summary["steps"]
-        assert (tmp_path / "runs" / "smoke" / name / "encoder.safetensors").is_file()
+        assert summary["method"]["run"] == name  # the identity reached the summary of a parallel run
+        assert (root / name / "encoder.safetensors").is_file() and (root / name / "stdout.log").is_file()
+        exported[name] = (root / name / "encoder.safetensors").stat().st_mtime
     assert plan["runs"]["mae"]["steps"] > 3  # MAE's step is cheaper: more steps for the same FLOPs
+    # MCF-style starts after its teacher finished: its config is written after the teacher's export
+    assert os.path.getmtime(root / "mcf" / "config.yaml") >= exported["mcf_teacher"]
+    # the whole study: the pre-training is reused (nothing retrained), then stages 2 and 3
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    for name, mtime in exported.items():
+        assert (root / name / "encoder.safetensors").stat().st_mtime == mtime, name
     # stage 2: two ok rows per backbone (4 encoders + the random control) on attributes, FaRL's head
     # (`linear`) and the concatenated-feature probe (`concat`), plus the task's floor
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from one_lr import one_lr_extra
 
 from bench_tasks.plan import tuning
 from bench_tasks.plan.tuning import TrialResult, TuningError
@@ -110,13 +111,21 @@ def test_every_trial_spends_the_study_budget(tmp_path):
 
 
 @pytest.mark.slow
-def test_tuning_stage_end_to_end_at_toy_size(tmp_path):
+def test_tuning_stage_end_to_end_at_toy_size(tmp_path, monkeypatch):
     """Pre-train two trials of two methods (a few steps), evaluate them beside random init on one
-    cheap task, score on val, record the choice: the stage that runs before the study's stage 1."""
-    from bench_tasks.plan.profiles import get_profile
+    cheap task, score on val, record the choice: the stage that runs before the study's stage 1.
+    The stage's steps are checked, not its scores: the smoke profile at the README walk's sizes
+    with one head learning rate (the cells look the profile up by name)."""
+    import dataclasses
+
+    from bench_tasks.plan.profiles import PROFILES, get_profile
     from bench_tasks.run.runner import RunContext
     from bench_tasks.run.tuning import tune_suite, tuning_results_path
 
+    smoke = PROFILES["smoke"]
+    monkeypatch.setitem(PROFILES, "smoke", dataclasses.replace(
+        smoke, synthface_train=200, synthface_val=60, synthface_test=60, linear_epochs=2,
+        extra=one_lr_extra(smoke.extra)))
     section = {**SECTION, "tasks": ["expression"]}
     logs = []
     ctx = RunContext(tmp_path / "results" / "smoke.jsonl", tmp_path / "wd", device="cpu", progress=False)
