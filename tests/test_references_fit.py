@@ -107,7 +107,7 @@ def test_a_ceiling_below_the_encoder_is_flagged_in_the_report(tmp_path):
     assert NOT_REACHED in (out / "user_table.md").read_text()
     # the learning rate each backbone chose on val, and its evaluation / native sizes
     assert "Head learning rate chosen on `val`" in summary and "0.03" in summary
-    assert re.search(r"timm \(mine\)\s*\|\s*64\s*\|\s*224\s*\|", summary)  # evaluated at 64, made for 224
+    assert re.search(r"timm vit_tiny_patch16_224 \(mine\)\s*\|\s*64\s*\|\s*224\s*\|", summary)  # evaluated at 64, made for 224
 
 
 def test_a_ceiling_above_them_is_not_flagged():
