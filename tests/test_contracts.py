@@ -174,3 +174,21 @@ def test_set_overrides_and_user_profile_files(tmp_path):
     f.write_text("name: bad\nimage_size: 64\nextra: {dense_chanels: 3}\n")
     with pytest.raises(ProfileError, match="mine.yaml"):
         load_profile(str(f), register=False)
+
+
+def test_a_flat_recognition_key_in_a_profile_file_is_refused(tmp_path):
+    """Recognition reads its settings from the nested `recognition:` mapping; a flat `recognition.<key>`
+    under a file's `extra:` would be accepted and never read, so the file is refused, naming the key."""
+    import yaml
+
+    from bench_tasks.plan.profiles import ProfileError, effective_settings, load_profile
+
+    data = yaml.safe_load((Path(PKG) / "configs" / "smoke.yaml").read_text())
+    data["name"] = "mine"
+    f = tmp_path / "mine.yaml"
+    f.write_text(yaml.safe_dump({**data, "extra": {**data["extra"], "recognition.lr_grid": [0.01]}}))
+    with pytest.raises(ProfileError, match=r"mine.yaml: setting 'recognition.lr_grid' is read from the nested"):
+        load_profile(str(f), register=False)
+    nested = {**(data["extra"].get("recognition") or {}), "lr_grid": [0.01]}
+    f.write_text(yaml.safe_dump({**data, "extra": {**data["extra"], "recognition": nested}}))
+    assert effective_settings(load_profile(str(f), register=False))["recognition"]["lr_grid"] == [0.01]

@@ -75,6 +75,10 @@ def _check_extra(extra: dict, source: str) -> None:
     for k, v in extra.items():
         if k == "recognition" and isinstance(v, dict):
             bad = [f"recognition.{x}" for x in v if f"recognition.{x}" not in valid]
+        elif k.startswith("recognition."):  # recognition reads its nested mapping only: a flat key is never read
+            raise ProfileError(f"{source}: setting {k!r} is read from the nested `recognition:` mapping; write "
+                               f"`recognition: {{{k.split('.', 1)[1]}: {v!r}}}` under `extra:` (`--set {k}=...` "
+                               "nests it for you)")
         else:
             bad = [] if k in valid else [k]
         if bad:
