@@ -142,6 +142,23 @@ def test_tuning_stage_end_to_end_at_toy_size(tmp_path, monkeypatch):
     again = tune_suite(get_profile("smoke"), tmp_path / "runs", ["paco", "mae"],
                        RunContext(tmp_path / "results" / "smoke.jsonl"), log=logs.append, section=section)
     assert again == recs
+    # on another machine: the runs' small files and the rows are kept, the encoders and the records
+    # are not; no trial is trained again (each summary records its encoder's hash) and the choice holds
+    from bench_tasks.run import tuning as rt
+
+    for f in (tmp_path / "runs" / "smoke" / "tuning").glob("*/encoder.safetensors"):
+        f.unlink()
+    for m in recs:
+        (tmp_path / "runs" / "smoke" / "tuning" / f"{m}.json").unlink()
+
+    def no_training(*a, **k):
+        raise AssertionError("a trial whose rows are in was trained again")
+
+    monkeypatch.setattr(rt, "_pretrain_one", no_training)
+    kept = tune_suite(get_profile("smoke"), tmp_path / "runs", ["paco", "mae"], ctx, log=logs.append, section=section,
+                      overrides={"train.steps": 4, "data.num_images": 64})
+    assert {m: r["chosen"] for m, r in kept.items()} == {m: r["chosen"] for m, r in recs.items()}
+    assert sum("kept (finished on another machine" in line for line in logs) == 4
 
 
 def test_report_tuning_section_lists_trials_and_says_who_was_not_tuned():

@@ -116,6 +116,25 @@ def weights_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+RECORDED_HASH_KEY = "encoder_sha256"  # summary.json of a finished pre-training run (bench_tasks.run.pretrain)
+
+
+def recorded_sha256(path: str | Path) -> str | None:
+    """The weights hash that the finished pre-training run writing `path` recorded in its
+    summary.json (`encoder_sha256`), or None. It stands for the weights when the encoder file is
+    not on this machine (a study resumed on another machine keeps its runs' small files, not their
+    encoders): rows computed from those weights still count, rows from other weights do not."""
+    path = Path(path)
+    try:
+        data = json.loads((path.parent / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("status") != "complete" or data.get("encoder") != path.name:
+        return None
+    value = data.get(RECORDED_HASH_KEY)
+    return value if isinstance(value, str) and value else None
+
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 

@@ -34,6 +34,11 @@ def add_run_parser(sub, cmd_run) -> None:
     pr.add_argument("--eval-only", action="store_true",
                     help="--all: no pre-training; evaluate the suite's runs that have finished (those not finished "
                          "are named and left out): e.g. several evaluation processes after one --pretrain-only")
+    pr.add_argument("--by-run", action="store_true",
+                    help="--all: pre-train one run of the suite, evaluate its cells, then the next (one at a time), "
+                         "so that a stopped study loses at most one run's work; the rows are the same. With the "
+                         "runs' small files kept (summary.json records each encoder's hash), a run whose cells "
+                         "all have rows is not trained again on a machine without its encoder")
     pr.add_argument("--force", action="store_true",
                     help="recompute cells that are already done; also add rows next to other seeds of a cell made "
                          "with other settings (the report never pools two settings: it keeps one per cell and names the others)")

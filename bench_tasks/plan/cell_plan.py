@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bench_tasks.backbones.base import weights_file, weights_sha256
+from bench_tasks.backbones.base import recorded_sha256, weights_file, weights_sha256
 from bench_tasks.contracts import BackboneURI, Cell, Profile
 from bench_tasks.plan.profiles import get_profile, settings_hash
 from bench_tasks.plan.references import with_references
@@ -169,7 +169,8 @@ class Plan:
         version ("task version 1 -> 2", "data version ...", "settings": the effective settings of
         its profile differ), or from other "weights" than the backbone file holds now (a cell is
         keyed by the backbone URI, a path, so re-training into the same path must not reuse old
-        rows; each file is hashed once)."""
+        rows; each file is hashed once; a finished study run whose encoder is not on this machine
+        answers with the hash its summary.json recorded, bench_tasks.backbones.base.recorded_sha256)."""
         done = set(done)
         hashes: dict[str, str | None] = {}
         out: dict[str, str] = {}
@@ -184,7 +185,9 @@ class Plan:
                 continue
             if c.backbone not in hashes:
                 f = weights_file(c.backbone)
-                hashes[c.backbone] = weights_sha256(f) if f is not None and f.exists() else None
+                # a finished study run whose encoder is not on this machine: the hash its summary recorded
+                hashes[c.backbone] = (None if f is None else weights_sha256(f) if f.exists()
+                                      else recorded_sha256(f))
             was = (row.get("provenance") or {}).get("backbone_hash")
             if hashes[c.backbone] is not None and was is not None and hashes[c.backbone] != was:
                 out[k] = "weights"
@@ -232,6 +235,12 @@ class Plan:
         rule = self.skip_rule(latest, force)
         todo = [(c, v) for c, v in self.items if rule.state(c.key(), latest.get(c.key())) is None]
         return todo, len(self.items) - len(todo), set(rule.redo)
+
+    def covers(self, backbone: str, latest: dict[str, dict]) -> bool:
+        """True when every cell of `backbone` in this plan is done by the skip rule (False when the
+        plan has none): nothing is left to compute from its weights."""
+        mine = self.only(c.key() for c in self.cells if c.backbone == backbone)
+        return bool(len(mine)) and not mine.todo(latest)[0]
 
 
 def shard(cells: Sequence[Cell], num_shards: int, index: int) -> list[Cell]:

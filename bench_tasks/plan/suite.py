@@ -261,6 +261,17 @@ def encoder_finished(enc: str | Path) -> bool:
         return False
 
 
+def finished_elsewhere(enc: str | Path) -> bool:
+    """True when the run that writes the encoder file `enc` finished on another machine: its
+    summary.json (complete, with the encoder's hash recorded) is here and the encoder is not. Such a
+    run is not trained again while the plan's cells of its encoder all have rows from that hash
+    (Plan.covers); a study resumed on a new machine keeps its runs' small files, not their encoders."""
+    from bench_tasks.backbones.base import recorded_sha256  # lazy: torch only when a study pre-trains
+
+    enc = Path(enc)
+    return not enc.exists() and recorded_sha256(enc) is not None
+
+
 def random_control(profile_name: str) -> str:
     """The random-init control has the same architecture as the suite's encoders."""
     # lazy: keeps paco_fr's config and objective registry out of --help/list/status

@@ -6,6 +6,7 @@ get a note saying why nothing was drawn.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -349,3 +350,33 @@ def _np(x):
     if hasattr(x, "detach"):
         x = x.detach().float().cpu().numpy()
     return np.asarray(x)
+
+
+def reads_reconstructions(run_dir: str | Path) -> bool:
+    """True for a study run the codebook figures read (the full PaCo-FR and the codebook ablations,
+    by its method.json)."""
+    try:
+        m = json.loads((Path(run_dir) / "method.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and (m.get("component") == "codebook"
+                                    or (m.get("method") == "paco" and m.get("role") == "main"))
+
+
+def save_reconstructions(run_dir: str | Path, image_size: int | None = None, n_faces: int = 4) -> str | None:
+    """Write `reconstructions.npz` (original, corrupted, reconstructed: float16, compressed) into a
+    run the codebook figures read, while its encoder and decoder files are here: the figures then
+    need only the run's small files (a study resumed on another machine keeps those, not the
+    weights). A run that already has it, or that the figures do not read, is left alone. Returns a
+    note when the reconstruction failed, else None."""
+    run_dir = Path(run_dir)
+    npz = run_dir / "reconstructions.npz"
+    if npz.is_file() or not reads_reconstructions(run_dir):
+        return None
+    data, notes = load_reconstructions({"run": run_dir}, image_size, n_faces)
+    if "run" not in data:
+        return "; ".join(notes) or f"{run_dir}: no reconstruction"
+    tmp = run_dir / "reconstructions.tmp.npz"
+    np.savez_compressed(tmp, **{k: np.asarray(v, dtype=np.float16) for k, v in data["run"].items()})
+    tmp.replace(npz)
+    return None

@@ -6,6 +6,7 @@ A finished run is reused, an interrupted one resumes (paco_fr.engine.pretrain).
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing as mp
 import os
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from bench_tasks.backbones.base import RECORDED_HASH_KEY, weights_sha256
 from bench_tasks.contracts import Profile
 from bench_tasks.errors import cause_line
 from bench_tasks.plan.study import PlannedRun, write_budget_plan
@@ -24,16 +26,26 @@ from paco_fr.engine import pretrain
 
 def pretrain_suite(profile: Profile, plan: list[PlannedRun], runs_root: str | Path = "runs", budget_by: str = "flops",
                    log: Callable[[str], None] = print, progress: bool = True, failed: list | None = None,
-                   jobs: int = 1) -> dict[str, Path]:
+                   jobs: int = 1, keep: Callable[[PlannedRun], bool] | None = None,
+                   after: Callable[[PlannedRun, Path], None] | None = None) -> dict[str, Path]:
     """Pre-train (or reuse / resume) every run of the suite as `plan` (bench_tasks.plan.study.plan_suite:
     each run at each of its pre-training seeds, its length matched to the reference's budget by
     `budget_by`) lays it out, the plan written to runs/<profile>/budget.json first; returns {run
     name: encoder path}. `jobs` > 1: that many runs at once, each in its own process (one GPU or CPU
     shared; a run whose teacher is in the suite starts when the teacher has finished); the runs and
     their results are the same as one after the other. A run that fails is reported and left out
-    (appended to `failed` as (name, cause)); the others go on."""
+    (appended to `failed` as (name, cause)); the others go on. `keep(p)` True: the run is left
+    alone and not returned (the caller's rule: finished on another machine, nothing left to compute
+    from it). `after(p, encoder)`: called once each run is ready, before the next one starts (runs
+    one at a time then: a study that evaluates each run before pre-training the next)."""
     write_budget_plan(plan, Path(runs_root) / profile.name / "budget.json", budget_by)
-    if int(jobs) > 1 and len(plan) > 1:
+    kept = {p.run.name for p in plan if keep is not None and keep(p)}
+    for p in plan:
+        if p.run.name in kept:
+            log(f"[stage 1: pre-training] {p.run.name}: kept (finished on another machine: its summary is here, "
+                "its encoder is not, and every cell of it has a row from its weights)")
+    plan = [p for p in plan if p.run.name not in kept]
+    if int(jobs) > 1 and len(plan) > 1 and after is None:
         return _pretrain_parallel(plan, profile.name, int(jobs), log, failed)
     out: dict[str, Path] = {}
     for i, p in enumerate(plan, 1):
@@ -44,6 +56,9 @@ def pretrain_suite(profile: Profile, plan: list[PlannedRun], runs_root: str | Pa
             raise
         except Exception as err:  # one broken objective must not sink the study
             _run_failed(p.run.name, cause_line(err), log, failed)
+            continue
+        if after is not None:
+            after(p, out[p.run.name])
     return out
 
 
@@ -67,7 +82,24 @@ def _pretrain_one(run: SuiteRun, overrides: dict, run_dir: str, profile_name: st
     write_run_identity(run, run_dir, profile_name, ov)
     enc = pretrain(profile_name, ov, run_dir=run_dir)
     write_run_identity(run, run_dir, profile_name, ov)  # into the summary.json pretrain wrote
+    record_encoder_hash(enc)
     return enc
+
+
+def record_encoder_hash(enc: str | Path) -> str:
+    """Write the encoder's weights hash into its run's summary.json (`encoder_sha256`): the rows of
+    this encoder stay checkable on a machine that has the run's small files but not the encoder
+    (bench_tasks.backbones.base.recorded_sha256). Returns the hash."""
+    enc = Path(enc)
+    digest = weights_sha256(enc)
+    summary = enc.parent / "summary.json"
+    data = json.loads(summary.read_text())
+    if data.get(RECORDED_HASH_KEY) != digest:
+        data[RECORDED_HASH_KEY] = digest
+        tmp = summary.with_name(summary.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(summary)
+    return digest
 
 
 def _pretrain_parallel(plan: list[PlannedRun], profile_name: str, jobs: int, log: Callable[[str], None],

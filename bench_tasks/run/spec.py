@@ -99,6 +99,7 @@ class RunSpec:
     pretrain_seeds: tuple[str, ...] = ()
     pretrain_only: bool = False
     eval_only: bool = False
+    by_run: bool = False  # the study: each run evaluated before the next is pre-trained
     budget_by: str = "flops"
     launch: LaunchOptions = field(default_factory=LaunchOptions)
 

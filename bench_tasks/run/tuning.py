@@ -1,10 +1,13 @@
 """The tuning stage of the study (before stage 1): every trial of every tuned method pre-trained
-once at the study's budget, evaluated on the objective's tasks (SynthFace, the profile's first
-protocol, one evaluation seed, full labels) beside the random-init control, scored on `val`
+once at the study's budget and evaluated before the next one starts, on the objective's tasks
+(SynthFace, the profile's first protocol, one evaluation seed, full labels) beside the random-init
+control (evaluated first), scored on `val`
 (bench_tasks.plan.tuning.objective), and the best trial recorded in
 `runs/<profile>/tuning/<method>.json`; plan_suite then configures the method's runs from it.
 The trials' rows go to their own results file (`<results stem>_tuning.jsonl`), never into the
-study's tables. Resumable: a finished trial is reused, a method with a record is not tuned again.
+study's tables. Resumable: a finished trial is reused (on another machine too: a trial whose summary
+records its encoder's hash and whose rows are in is not trained again), a method with a record is
+not tuned again.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from bench_tasks.contracts import Profile
 from bench_tasks.errors import cause_line
 from bench_tasks.plan.cell_plan import make_plan
 from bench_tasks.plan.cells import plan_cells
-from bench_tasks.plan.suite import SuiteRun, random_control, suite_runs
+from bench_tasks.plan.suite import SuiteRun, finished_elsewhere, random_control, suite_runs
 from bench_tasks.plan.tuning import (
     PlannedTrial,
     TrialResult,
@@ -40,10 +43,11 @@ def tuning_results_path(results: str | Path) -> Path:
     return p.with_name(f"{p.stem}_tuning{p.suffix or '.jsonl'}")
 
 
-def tuning_cells(profile: Profile, trials: list[PlannedTrial], tasks: list[str], seed: int | None = None):
-    """The evaluation of the trials and of the random-init control on the objective's tasks:
-    SynthFace, the profile's first protocol, one evaluation seed, fraction 1.0."""
-    encoders = [f"paco_fr:{p.encoder}" for p in trials] + [random_control(profile.name)]
+def tuning_cells(profile: Profile, trials: list[PlannedTrial], tasks: list[str], seed: int | None = None,
+                 control: bool = True):
+    """The evaluation of the trials and (`control`) of the random-init control on the objective's
+    tasks: SynthFace, the profile's first protocol, one evaluation seed, fraction 1.0."""
+    encoders = [f"paco_fr:{p.encoder}" for p in trials] + ([random_control(profile.name)] if control else [])
     return plan_cells(encoders, {t: ["synthface"] for t in tasks}, protocols=list(profile.protocols)[:1],
                       seeds=[profile.seeds[0] if seed is None else seed], fractions=[1.0], profile=profile.name)
 
@@ -90,26 +94,33 @@ def tune_suite(profile: Profile, runs_root: str | Path, methods: list[str], ctx:
     runs = {r.name: r for r in suite_runs(False, profile.name)}
     _teachers_first(profile, runs_root, [runs[m].teacher for m in todo if runs[m].teacher], overrides, budget_by,
                     log, progress)
+    tasks = list(sec["tasks"])
+    rows_path = tuning_results_path(ctx.results)
+    tctx = dataclasses.replace(ctx, results=rows_path, force=False, labels={})
+    log(f"[tuning: evaluation] the random-init control on {', '.join(tasks)} (val decides) -> {rows_path}")
+    run_plan(make_plan(tuning_cells(profile, [], tasks), references=False, profiles=profile), tctx, log=log)
     done: list[PlannedTrial] = []
-    for i, p in enumerate(planned, 1):
+    for i, p in enumerate(planned, 1):  # each trial evaluated before the next is pre-trained: its rows outlive a stop
         base = runs[p.trial.method]
         run = SuiteRun(p.trial.name, {**base.overrides, **p.trial.overrides}, "main", teacher=base.teacher)
+        cells = make_plan(tuning_cells(profile, [p], tasks, control=False), references=False, profiles=profile)
+        if finished_elsewhere(p.encoder) and cells.covers(f"paco_fr:{p.encoder}", _latest(rows_path)):
+            log(f"[tuning: pre-training {i}/{len(planned)}] {p.trial.name}: kept (finished on another machine: "
+                "its summary is here, its encoder is not, and its rows are in)")
+            done.append(p)
+            continue
         log(f"[tuning: pre-training {i}/{len(planned)}] {p.trial.name} ({p.trial.text()}; {p.steps} steps) "
             f"-> {p.run_dir}")
         try:
             _pretrain_one(run, dict(p.overrides), str(p.run_dir), profile.name, progress)
-            done.append(p)
         except (KeyboardInterrupt, InterruptedError):
             raise
         except Exception as err:  # one failed trial is a trial without a score, not a failed study
             log(f"[tuning] {p.trial.name} FAILED: {cause_line(err)}")
-    tasks = list(sec["tasks"])
-    rows_path = tuning_results_path(ctx.results)
-    if done:
-        log(f"[tuning: evaluation] {len(done)} trial(s) and random init on {', '.join(tasks)} (val decides) "
-            f"-> {rows_path}")
-        run_plan(make_plan(tuning_cells(profile, done, tasks), references=False, profiles=profile),
-                 dataclasses.replace(ctx, results=rows_path, force=False, labels={}), log=log)
+            continue
+        log(f"[tuning: evaluation {i}/{len(planned)}] {p.trial.name} on {', '.join(tasks)} -> {rows_path}")
+        run_plan(cells, tctx, log=log)
+        done.append(p)
     rows = list(latest_rows(rows_path).values()) if rows_path.is_file() else []
     rand = random_control(profile.name)
     finished = {p.trial.name for p in done}
@@ -129,6 +140,10 @@ def tune_suite(profile: Profile, runs_root: str | Path, methods: list[str], ctx:
             + ("no score" if r.objective is None else f"{r.objective:+.3f}") for r in res)
             + f" -> chosen {records[m]['chosen']} ({path})")
     return records
+
+
+def _latest(rows_path: Path) -> dict[str, dict]:
+    return latest_rows(rows_path) if rows_path.is_file() else {}
 
 
 def tuning_estimate_lines(profile: Profile, runs_root: str | Path, results: str | Path, methods: list[str],

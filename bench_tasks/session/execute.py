@@ -24,12 +24,13 @@ from tabulate import tabulate
 
 from bench_tasks.plan.estimate import actual_line, estimate_plan
 from bench_tasks.plan.profiles import effective_settings, format_settings
-from bench_tasks.plan.suite import study_setting
+from bench_tasks.plan.suite import finished_elsewhere, study_setting
 from bench_tasks.session.experiment import Experiment
 from bench_tasks.session.planning import StageFailed, StudyStage, study_suite
 from bench_tasks.session.process import apply_threads
 from bench_tasks.store.readers import describe_rejected, inspect, rejected_path
 from bench_tasks.store.results import ResultsStore
+from bench_tasks.store.rowfiles import union_latest
 
 # ----------------------------------------------------------------------------- executors
 
@@ -219,10 +220,12 @@ def print_dry_run(exp: Experiment) -> int:
 # ----------------------------------------------------------------------------- stages
 
 
-def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print) -> Experiment:
-    """Stage 1 of the study: pre-train its suite (finished runs are reused), check the encoders it
-    wrote, leave out the cells of the runs that failed. Raises StageFailed when every run failed,
-    PlanInvalid when an encoder written cannot be used."""
+def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print, executor=None) -> Experiment:
+    """Stage 1 of the study: pre-train its suite (finished runs are reused; a run finished on another
+    machine whose cells all have rows from its recorded weights is kept without its encoder), check
+    the encoders it wrote, leave out the cells of the runs that failed; with `--by-run` each run's
+    cells are evaluated (through `executor`) before the next run starts. Raises StageFailed when
+    every run failed, PlanInvalid when an encoder written cannot be used."""
     # lazy: the pre-training stage (paco_fr's engine) loads when the study pre-trains
     from bench_tasks.plan.study import plan_suite
     from bench_tasks.plan.validate import PlanInvalid, check_backbones
@@ -240,12 +243,31 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print) -> Exper
     # the budgets after the tuning stage: a tuned method's record sets its configuration
     planned = plan_suite(profile.name, spec.runs, not spec.no_ablations, spec.overrides, spec.budget_by, log=log,
                          pretrain_seeds=pseeds)
+    latest = union_latest(exp.results)
+
+    def keep(p) -> bool:  # finished on another machine and nothing of it left to compute: not trained again
+        if not finished_elsewhere(p.encoder):
+            return False
+        uri = f"paco_fr:{p.encoder}"
+        if any(c.backbone == uri for c in exp.plan.cells):
+            return exp.plan.covers(uri, latest)
+        # a run without cells of its own (a teacher) is needed only by the runs it teaches
+        return all(keep(q) for q in planned if q.run.teacher == p.run.name)
+
+    after, evaluated = None, [0.0]
+    if spec.by_run and not spec.pretrain_only:
+        def after(p, enc) -> None:  # --by-run: this run's cells before the next run is pre-trained
+            t = time.monotonic()
+            evaluate_run(exp, enc, executor, log)
+            evaluated[0] += time.monotonic() - t
+
     encoders = pretrain_suite(profile, planned, spec.runs, spec.budget_by, log=log, progress=spec.progress,
-                              failed=failed, jobs=max(1, int(spec.pretrain_jobs)))
-    if failed and not encoders:
+                              failed=failed, jobs=max(1, int(spec.pretrain_jobs)), keep=keep, after=after)
+    kept = {f"paco_fr:{p.encoder}" for p in planned if p.run.name not in encoders and keep(p)}
+    if failed and not encoders and not kept:
         raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
                           "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
-    study = StudyStage(encoders, tuple(failed))
+    study = StudyStage(encoders, tuple(failed), evaluated_s=evaluated[0])
     if spec.pretrain_only:
         return exp.replace(study=study)
     written = {f"paco_fr:{p}" for p in encoders.values()}
@@ -253,9 +275,31 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print) -> Exper
     if problems:
         raise PlanInvalid(problems)
     planned = {f"paco_fr:{p}" for p in (exp.study.encoders if exp.study else {}).values()}
-    lost = planned - written
+    lost = planned - written - kept  # a kept run's cells stay: they are done
     plan = exp.plan.only(c.key() for c in exp.plan.cells if c.backbone not in lost)
     return exp.replace(plan=plan, study=study)
+
+
+def evaluate_run(exp: Experiment, encoder, executor=None, log: Callable[[str], None] = print) -> None:
+    """`--by-run`: the plan's cells of one study run just pre-trained (its encoder checked first),
+    and, for a run the codebook figure reads, its reconstructions saved beside it while its files
+    are here (bench_tasks.report.figures.save_reconstructions)."""
+    from bench_tasks.plan.validate import PlanInvalid, check_backbones
+
+    uri = f"paco_fr:{encoder}"
+    mine = exp.plan.only(c.key() for c in exp.plan.cells if c.backbone == uri)
+    problems = check_backbones([uri], exp.task_datasets, exp.profile, exp.spec.device)
+    if problems:
+        raise PlanInvalid(problems)
+    if len(mine):
+        log(f"[stage 2 for {Path(encoder).parent.name}] its {len(mine)} cell(s) before the next run")
+        summary = evaluate_stage(exp.replace(plan=mine), executor)
+        log(summary.line())
+    from bench_tasks.report.figures import save_reconstructions
+
+    note = save_reconstructions(Path(encoder).parent, exp.profile.image_size)
+    if note:
+        log(note)
 
 
 def evaluate_stage(exp: Experiment, executor=None, log: Callable[[str], None] | None = None):
@@ -292,7 +336,6 @@ def execute(exp: Experiment, executor=None) -> int:
     exp = exp.replace(plan=exp.plan.shard(spec.launch.num_shards, spec.launch.shard_index))  # --num-shards N
     if spec.status:
         from bench_tasks.run.status import print_status
-        from bench_tasks.store.rowfiles import union_latest
 
         latest = union_latest(results)
         ok = {k for k, r in latest.items() if r.get("status") == "ok"}
@@ -320,7 +363,6 @@ def refuse_mixed_settings(exp: Experiment) -> bool:
     if exp.spec.force:
         return False
     from bench_tasks.plan.validate import format_problems
-    from bench_tasks.store.rowfiles import union_latest
 
     mixed = exp.plan.mixed_settings(union_latest(exp.results))
     if mixed:
@@ -338,7 +380,7 @@ def run_stages(exp: Experiment, executor=None) -> int:
     pretrain_before, t0 = pretrain_estimate_before(exp), time.monotonic()
     failed_runs: tuple = ()
     if spec.is_study and spec.stage == "pretrain":
-        exp = pretrain_stage(exp)
+        exp = pretrain_stage(exp, executor=executor)
         failed_runs = exp.study.failed
         if spec.pretrain_only:  # stage 1 is the whole run
             for name, enc in exp.study.encoders.items():
@@ -348,7 +390,7 @@ def run_stages(exp: Experiment, executor=None) -> int:
             print(f"--pretrain-only: {len(exp.study.encoders)} run(s) ready, {len(failed_runs)} failed; "
                   "evaluate them with the same command without --pretrain-only")
             return 1 if failed_runs else 0
-    pretrain_taken = time.monotonic() - t0
+    pretrain_taken = time.monotonic() - t0 - (exp.study.evaluated_s if exp.study else 0.0)  # --by-run's cells apart
     cells = exp.plan.cells
     status, n_done, _ = plan_counts(exp.plan, results)
     print(f"plan: {len(cells)} cells ({n_done} already done{', recomputed with --force' if spec.force else ''}); "

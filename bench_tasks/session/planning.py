@@ -39,6 +39,7 @@ class StudyStage:
     encoders: dict
     failed: tuple = ()
     suite_plan: object | None = None
+    evaluated_s: float = 0.0  # seconds spent evaluating runs during stage 1 (`--by-run`)
 
 
 @dataclass(frozen=True)
