@@ -210,6 +210,7 @@ def pretrain_estimates(plan: Iterable, speed: Speed, profile_name: str | None = 
     """One RunEstimate per PlannedRun of the suite (bench_tasks.plan.study.plan_suite): steps x FLOPs
     per step / the measured speed at the run's width; a finished run keeps its recorded time."""
     # lazy: keeps paco_fr.flops out of --help/list/status
+    from bench_tasks.plan.suite import finished_elsewhere
     from paco_fr.flops import read_compute
 
     out = []
@@ -218,7 +219,8 @@ def pretrain_estimates(plan: Iterable, speed: Speed, profile_name: str | None = 
         dim = _run_width(p, profile_name)
         secs = (flops / PRETRAIN_EFFICIENCY + PRETRAIN_RUN_FLOPS) / speed.flops_per_s(dim)
         comp = read_compute(p.run_dir)
-        done = bool(comp and comp.get("wall_time_s") is not None and (Path(p.run_dir) / "encoder.safetensors").is_file())
+        enc = Path(p.run_dir) / "encoder.safetensors"  # here, or finished on another machine (its hash recorded)
+        done = bool(comp and comp.get("wall_time_s") is not None and (enc.is_file() or finished_elsewhere(enc)))
         out.append(RunEstimate(p.run.name, secs, done, float(comp["wall_time_s"]) if done else None))
     return out
 
