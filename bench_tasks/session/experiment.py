@@ -20,7 +20,7 @@ from bench_tasks.contracts import Profile
 from bench_tasks.errors import PlanError
 from bench_tasks.plan.cell_plan import Plan
 from bench_tasks.plan.cells import DataRoots
-from bench_tasks.plan.profiles import ProfileError, load_profile, register_profile
+from bench_tasks.plan.profiles import ProfileError, load_profile
 from bench_tasks.run.spec import RunSpec
 from bench_tasks.session.planning import StudyStage, build_plan, native_profile, plan_notes
 from bench_tasks.store.method import parse_labels
@@ -70,15 +70,13 @@ def resolve(spec: RunSpec, log: Callable[[str], None] = print, backbones: object
     except ProfileError as err:  # reported with every other problem of the options
         raise PlanInvalid([str(err), *options_problems(spec)]) from err
     spec = spec.replace(profile=profile.name)
-    if spec.is_study or spec.launch.launcher != "local":
-        # the pre-training planner (plan.suite, plan.study) and the job sizes (run.jobs.job_defaults)
-        # read the profile's `study:` and `jobs:` sections by its name
-        register_profile(profile)
+    # registers nothing: the study's planner (plan.suite, plan.study) and the job sizes (run.jobs) are
+    # handed `profile` itself (its `study:` and `jobs:` sections), the plan carries it
     opts = spec.plan_options()
     if backbones is not None:  # an in-memory model has no URI to check; it is checked by a forward pass
         given = [u for u in spec.backbone_list if not backbones.serves(u)]
         opts = dataclasses.replace(opts, backbones=",".join(given) or None, study=False)
-    problems = check_args(opts) + results_problems(spec)
+    problems = check_args(opts, profile) + results_problems(spec)
     planned = build_plan(spec, profile, log=log, problems=problems, backbones=backbones)
     try:
         labels = parse_labels(list(spec.label), spec.backbone_list if spec.backbones else [])

@@ -199,7 +199,7 @@ def study_suite(spec: RunSpec, profile: Profile) -> tuple[dict, list]:
         pseeds = study_seeds(spec.pretrain_seeds, profile)
     except ValueError as err:
         raise PlanInvalid([f"--pretrain-seeds: {err}"]) from err
-    return pseeds, expand_seeds(suite_runs(not spec.no_ablations, profile.name), pseeds)
+    return pseeds, expand_seeds(suite_runs(not spec.no_ablations, profile), pseeds)
 
 
 def study_encoders(spec: RunSpec, profile: Profile, log) -> StudyStage:
@@ -217,12 +217,12 @@ def study_encoders(spec: RunSpec, profile: Profile, log) -> StudyStage:
         log(f"stage 1 (pre-training, {profile.name} config) {verb}: {', '.join(r.name for r in suite)}")
         budget = None
         if spec.dry_run:  # the budget plan (cost per step measured on tiny batches: seconds)
-            budget = plan_suite(profile.name, spec.runs, ablations, spec.overrides, spec.budget_by, log=log,
+            budget = plan_suite(profile, spec.runs, ablations, spec.overrides, spec.budget_by, log=log,
                                 pretrain_seeds=pseeds)
-        return StudyStage(suite_encoders(spec.runs, profile.name, ablations, pseeds), suite_plan=budget)
+        return StudyStage(suite_encoders(spec.runs, profile, ablations, pseeds), suite_plan=budget)
     if spec.stage == "eval_only":
         encoders = {}
-        for name, enc in suite_encoders(spec.runs, profile.name, ablations, pseeds).items():
+        for name, enc in suite_encoders(spec.runs, profile, ablations, pseeds).items():
             if encoder_finished(enc):
                 encoders[name] = enc
             else:
@@ -230,7 +230,7 @@ def study_encoders(spec: RunSpec, profile: Profile, log) -> StudyStage:
         if not encoders:
             raise StageFailed(f"--eval-only: no finished pre-training run under {Path(spec.runs) / profile.name}")
         return StudyStage(encoders)
-    return StudyStage(suite_encoders(spec.runs, profile.name, ablations, pseeds))
+    return StudyStage(suite_encoders(spec.runs, profile, ablations, pseeds))
 
 
 def native_profile(spec: RunSpec, profile: Profile) -> tuple[Profile, list[str]]:
