@@ -21,6 +21,7 @@ what no encoder and a fully supervised network achieve:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -176,12 +177,20 @@ def _study_arch(path: str) -> str | None:
     if p.name != "encoder.safetensors" or len(p.parts) < 3:
         return None
     profile, run = p.parts[-3], p.parts[-2]
+    runs, arch = _suite_arch(profile)
+    return arch if run in runs else None
+
+
+@functools.lru_cache(maxsize=8)
+def _suite_arch(profile: str) -> tuple[frozenset, str | None]:
+    """(the run names of profile `profile`'s suite, the ceiling spec of its architecture); (∅, None)
+    for a profile that is not a study's. Read once per profile: a plan asks it for every cell of
+    every study encoder not written yet."""
     try:
-        if run not in {r.name for r in suite_runs(True, profile)}:
-            return None
-        return str(BackboneURI.parse(random_control(profile)).with_scheme("supervised"))
+        runs = frozenset(r.name for r in suite_runs(True, profile))
+        return runs, str(BackboneURI.parse(random_control(profile)).with_scheme("supervised"))
     except Exception:  # noqa: BLE001 - not a study profile
-        return None
+        return frozenset(), None
 
 
 def matching_ceiling(encoder_uri: str, ceiling_uris: Iterable[str]) -> str | None:
