@@ -35,7 +35,6 @@ def spec_from_args(args):
 def cmd_run(args) -> int:
     """`run`, with Ctrl-C answered in one line (exit 130) and no progress bars off a terminal."""
     # lazy: the session layer (the planner, the runner) loads when a run starts, not on --help
-    from bench_tasks.session.process import progress_bars_off
     from bench_tasks.session.run import run_spec
 
     spec = spec_from_args(args)  # a SpecError is printed by the CLI with its exit code
@@ -43,8 +42,7 @@ def cmd_run(args) -> int:
         spec = spec.replace(no_progress=True)
     t0 = time.monotonic()
     try:
-        with progress_bars_off(spec.no_progress):
-            return run_spec(spec)
+        return run_spec(spec)
     except KeyboardInterrupt:
         print(f"\ninterrupted after {fmt_elapsed(time.monotonic() - t0)}; {rows_kept(spec.results_path)} rows kept; "
               "run the same command to resume", file=sys.stderr)
