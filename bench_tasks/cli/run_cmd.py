@@ -34,10 +34,13 @@ def spec_from_args(args):
 
 def cmd_run(args) -> int:
     """`run`, with Ctrl-C answered in one line (exit 130) and no progress bars off a terminal."""
-    # lazy: the session layer (the planner, the runner) loads when a run starts, not on --help
+    spec = spec_from_args(args)  # a SpecError is printed by the CLI with its exit code (no torch loaded yet)
+    # lazy: the registries (plug-ins included: BENCH_TASKS_PLUGINS) and the session layer (the
+    # planner, the runner) load when a run or a plan's status starts, not on --help or a bad spec
+    from bench_tasks.registry import load_registries
     from bench_tasks.session.run import run_spec
 
-    spec = spec_from_args(args)  # a SpecError is printed by the CLI with its exit code
+    load_registries()
     if not sys.stderr.isatty():  # a log file: no progress bars
         spec = spec.replace(no_progress=True)
     t0 = time.monotonic()

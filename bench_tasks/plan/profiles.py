@@ -31,29 +31,18 @@ import yaml
 
 from bench_tasks.backbones.native import native_size
 from bench_tasks.contracts import Profile
-from bench_tasks.errors import PlanError
-from bench_tasks.plan.profile_files import CONFIG_DIR
+from bench_tasks.plan.profile_files import (  # noqa: F401 - dotted_overrides, parse_assignments, ProfileError: named here too
+    CONFIG_DIR,
+    ProfileError,
+    dotted_overrides,
+    parse_assignments,
+)
 from bench_tasks.protocols.farl import farl_settings
 from bench_tasks.registry import TASKS, load_all
 from bench_tasks.tasks._ceiling import ceiling_epochs_for, is_ceiling
 from bench_tasks.tasks._classification import settings as cls_settings
 from bench_tasks.tasks._dense import dense_section
 from bench_tasks.tasks.recognition import settings_for
-
-
-class ProfileError(PlanError, ValueError):
-    """A profile file or override that cannot be used (the message says which and why)."""
-
-
-def parse_assignments(items, what: str = "--set") -> dict[str, Any]:
-    """["a.b=1", "c=[0, 1]"] -> {"a.b": 1, "c": [0, 1]} (values parsed as YAML; flat keys)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, eq, val = str(item).partition("=")
-        if not eq or not key.strip():
-            raise ProfileError(f"{what} {item!r} is not KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(val) if val.strip() else None
-    return out
 
 
 def _field_names() -> list[str]:
@@ -360,12 +349,3 @@ def settings_hash(cell, profile) -> str:
 
 def format_settings(settings: dict) -> str:
     return yaml.safe_dump(settings, sort_keys=False, default_flow_style=None, width=110)
-
-
-def dotted_overrides(items: list[str]) -> dict:
-    """["train.steps=500", "mask.ratio=0.6"] -> {"train.steps": 500, "mask.ratio": 0.6} (YAML scalars;
-    the same parser as `--set`, bench_tasks.plan.profiles.parse_assignments)."""
-    try:
-        return parse_assignments(items, "--pretrain-override")
-    except ProfileError as err:
-        raise PlanError(str(err)) from err
