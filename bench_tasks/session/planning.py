@@ -95,10 +95,9 @@ class PlanRequest:
     study: StudyRequest | None = None
 
 
-def plan_request(spec: RunSpec, profile: Profile, opts: PlanOptions | None = None) -> PlanRequest:
-    """The PlanRequest of `spec` under `profile` (`opts`: the plan options when the caller changed
-    them, e.g. an in-memory model's URIs left out)."""
-    opts = spec.plan_options() if opts is None else opts
+def plan_request(spec: RunSpec, profile: Profile, opts: PlanOptions) -> PlanRequest:
+    """The PlanRequest of `spec` under `profile`; `opts`: its plan options (RunSpec.plan_options, an
+    in-memory model's URIs left out)."""
     study = None
     if spec.is_study:
         try:
