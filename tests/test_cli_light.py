@@ -1,6 +1,6 @@
-"""`--help`, `status` of a results file and `list` (from its cached catalogue) load no torch (nor
-timm, torchmetrics, matplotlib, pandas), so they answer in well under a second; bare `status`
-reads no study's file; `status` takes `run`'s plan flags."""
+"""`--help`, `status` of a results file, `list` (from its cached catalogue) and reading a RunSpec (a
+spec's errors included) load no torch (nor timm, torchmetrics, matplotlib, pandas), so they answer
+in well under a second; bare `status` reads no study's file; `status` takes `run`'s plan flags."""
 
 from __future__ import annotations
 
@@ -42,6 +42,30 @@ def test_help_and_status_load_no_torch(argv, tmp_path):
     assert loaded == [], f"{argv} imported {loaded}"
     if argv == ["--help"]:  # the backbone schemes still end every --help, read from their source
         assert "backbone URIs" in text and "timm:" in text.replace("timm:<", "timm:")
+
+
+@pytest.mark.parametrize("argv", [["status", "--spec", "no_such_spec"], ["run", "--spec", "no_such_spec"]])
+def test_a_spec_is_read_and_refused_without_torch(argv, tmp_path):
+    """A RunSpec is read (a bundled spec, a file, the flags over it) and its errors are answered
+    before the session layer loads: no torch. Planning itself loads the registries (the settings
+    hash reads each task's settings section, defined in the task's module, which imports torch)."""
+    loaded, text = loaded_by(argv, tmp_path)
+    assert loaded == [], f"{argv} imported {loaded}"
+    assert "spec file no_such_spec not found" in text
+
+
+def test_reading_every_bundled_spec_loads_no_torch(tmp_path):
+    probe = ("import json, sys\n"
+             "from bench_tasks.run.spec import STUDIES_DIR, RunSpec\n"
+             "specs = [RunSpec.from_yaml(p.stem) for p in sorted(STUDIES_DIR.glob('*.yaml'))]\n"
+             "[s.overrides for s in specs]\n"
+             f"print('LOADED=' + json.dumps([m for m in {HEAVY!r} if m in sys.modules]), len(specs))\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("LOADED=")]
+    assert line, out.stdout + out.stderr
+    loaded, n = line[-1].removeprefix("LOADED=").rsplit(" ", 1)
+    assert json.loads(loaded) == [] and int(n) >= 3
 
 
 def test_list_prints_a_current_catalogue_without_torch(tmp_path, monkeypatch):
@@ -117,6 +141,23 @@ def test_status_takes_runs_plan_flags(tmp_path, capsys, monkeypatch):
     assert [r[0] for r in table] == ["floor:input-free", "random:vit_tiny@32/16/d1", "all"], out
     assert int(table[-1][-1]) == int(table[0][-1]) + int(table[1][-1]) >= 2  # every cell to do
     assert not res.exists()  # status writes nothing
+
+
+def test_status_of_a_plan_loads_the_plugins(tmp_path, capsys, monkeypatch):
+    """`status` with plan flags plans as `run` does: the BENCH_TASKS_PLUGINS modules are imported first."""
+    from bench_tasks.cli.app import main
+    from bench_tasks.plan import estimate as E
+
+    (tmp_path / "status_probe_plugin.py").write_text("IMPORTED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BENCH_TASKS_PLUGINS", "status_probe_plugin")
+    monkeypatch.delitem(sys.modules, "status_probe_plugin", raising=False)
+    monkeypatch.setattr(E, "machine_speed", lambda device="cpu", refresh=None: E.Speed(50e9, 80e9, cached=True))
+    assert main(["status", "--tasks", "expression", "--datasets", "synthface", "--backbones",
+                 "random:vit_tiny@32/16/d1", "--results", str(tmp_path / "r.jsonl"), "--no-ceilings",
+                 "--no-probes"]) == 0
+    assert sys.modules["status_probe_plugin"].IMPORTED
+    monkeypatch.delitem(sys.modules, "status_probe_plugin")
 
 
 def test_list_piped_into_a_reader_that_stops_early_is_not_an_error():

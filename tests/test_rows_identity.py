@@ -15,11 +15,12 @@ from bench_tasks.store.rows import make_row, row_task_version
 BB = "random:vit_tiny@32/16"
 
 
-def _stale(cells, store, done):
-    """Keys of done cells whose rows a plan of `cells` made now would recompute."""
+def _stale(cells, store, done, profile=None):
+    """Keys of done cells whose rows a plan of `cells` made now (under `profile`, default the
+    bundled one) would recompute."""
     from bench_tasks.plan.cell_plan import make_plan
 
-    return make_plan(cells, references=False).stale_keys(store.latest(), done)
+    return make_plan(cells, references=False, profiles=profile).stale_keys(store.latest(), done)
 
 
 def _status(cells, results):
@@ -207,10 +208,11 @@ def test_rows_of_other_effective_settings_are_recomputed(tmp_path, monkeypatch):
     store.append(old)
     cells = [attr, rec, ceil, legacy]
     assert _stale(cells, store, store.done_keys()) == set()
-    monkeypatch.setitem(api.PROFILES, "smoke", api.PROFILES["smoke"])  # restored after the test
-    load_profile("smoke", ["recognition.margin=cosface"], register=True)  # registers the changed profile as `smoke`
-    assert _stale(cells, store, store.done_keys()) == {rec.key()}
-    load_profile("smoke", ["ceiling_lr=0.002"], register=True)  # on top of the registered (cosface) smoke
-    assert _stale(cells, store, store.done_keys()) == {rec.key(), ceil.key()}
-    load_profile("smoke", ["recognition.margin=arcface", "ceiling_lr=null"], register=True)  # back to the bundled values
-    assert _stale(cells, store, store.done_keys()) == set()
+    bundled = api.PROFILES["smoke"]
+    cosface = load_profile("smoke", ["recognition.margin=cosface"])  # the plan carries the changed `smoke`
+    assert _stale(cells, store, store.done_keys(), cosface) == {rec.key()}
+    both = load_profile("smoke", ["recognition.margin=cosface", "ceiling_lr=0.002"])
+    assert _stale(cells, store, store.done_keys(), both) == {rec.key(), ceil.key()}
+    back = load_profile("smoke", ["recognition.margin=arcface", "ceiling_lr=null"])  # the bundled values again
+    assert _stale(cells, store, store.done_keys(), back) == set()
+    assert api.PROFILES["smoke"] is bundled  # nothing registered

@@ -27,7 +27,6 @@ from bench_tasks.cli.run_cmd import cmd_run
 from bench_tasks.cli.run_parser import add_run_parser
 from bench_tasks.cli.status_cmd import add_status_parser
 from bench_tasks.errors import BenchError
-from bench_tasks.registry import load_registries
 
 # ----------------------------------------------------------------------------- list
 
@@ -86,8 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         add_scheme_epilogs(parser)
     args = parser.parse_args(argv)
     try:
-        if args.command == "run":  # `list` loads them when its catalogue is not cached (cli.list_cmd)
-            load_registries()
         return int(args.func(args) or 0)
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)

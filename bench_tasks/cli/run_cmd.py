@@ -34,17 +34,18 @@ def spec_from_args(args):
 
 def cmd_run(args) -> int:
     """`run`, with Ctrl-C answered in one line (exit 130) and no progress bars off a terminal."""
-    # lazy: the session layer (the planner, the runner) loads when a run starts, not on --help
-    from bench_tasks.session.process import progress_bars_off
+    spec = spec_from_args(args)  # a SpecError is printed by the CLI with its exit code (no torch loaded yet)
+    # lazy: the registries (plug-ins included: BENCH_TASKS_PLUGINS) and the session layer (the
+    # planner, the runner) load when a run or a plan's status starts, not on --help or a bad spec
+    from bench_tasks.registry import load_registries
     from bench_tasks.session.run import run_spec
 
-    spec = spec_from_args(args)  # a SpecError is printed by the CLI with its exit code
+    load_registries()
     if not sys.stderr.isatty():  # a log file: no progress bars
         spec = spec.replace(no_progress=True)
     t0 = time.monotonic()
     try:
-        with progress_bars_off(spec.no_progress):
-            return run_spec(spec)
+        return run_spec(spec)
     except KeyboardInterrupt:
         print(f"\ninterrupted after {fmt_elapsed(time.monotonic() - t0)}; {rows_kept(spec.results_path)} rows kept; "
               "run the same command to resume", file=sys.stderr)

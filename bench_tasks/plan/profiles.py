@@ -31,29 +31,18 @@ import yaml
 
 from bench_tasks.backbones.native import native_size
 from bench_tasks.contracts import Profile
-from bench_tasks.errors import PlanError
-from bench_tasks.plan.profile_files import CONFIG_DIR
+from bench_tasks.plan.profile_files import (  # noqa: F401 - dotted_overrides, parse_assignments, ProfileError: named here too
+    CONFIG_DIR,
+    ProfileError,
+    dotted_overrides,
+    parse_assignments,
+)
 from bench_tasks.protocols.farl import farl_settings
 from bench_tasks.registry import TASKS, load_all
 from bench_tasks.tasks._ceiling import ceiling_epochs_for, is_ceiling
 from bench_tasks.tasks._classification import settings as cls_settings
 from bench_tasks.tasks._dense import dense_section
 from bench_tasks.tasks.recognition import settings_for
-
-
-class ProfileError(PlanError, ValueError):
-    """A profile file or override that cannot be used (the message says which and why)."""
-
-
-def parse_assignments(items, what: str = "--set") -> dict[str, Any]:
-    """["a.b=1", "c=[0, 1]"] -> {"a.b": 1, "c": [0, 1]} (values parsed as YAML; flat keys)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, eq, val = str(item).partition("=")
-        if not eq or not key.strip():
-            raise ProfileError(f"{what} {item!r} is not KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(val) if val.strip() else None
-    return out
 
 
 def _field_names() -> list[str]:
@@ -179,13 +168,21 @@ def _section(d: dict, name: str, keys: dict, source: str) -> dict:
     return dict(got)
 
 
-def profile_section(profile_name: str, section: str) -> dict:
-    """The registered profile's `study:` or `jobs:` section ({} when it has none or the profile is
-    not registered)."""
-    try:
-        return dict(getattr(get_profile(profile_name), section) or {})
-    except KeyError:
-        return {}
+def profile_section(profile: Profile | str, section: str) -> dict:
+    """The `study:` or `jobs:` section of `profile`: a Profile (the one a plan carries: a profile file
+    or `--set` included), or the name of a bundled profile ({} when it has none or the name is
+    unknown)."""
+    if not isinstance(profile, Profile):
+        try:
+            profile = get_profile(str(profile))
+        except KeyError:
+            return {}
+    return dict(getattr(profile, section) or {})
+
+
+def profile_name(profile: Profile | str) -> str:
+    """The name of `profile` (a Profile or a name): the paco_fr config and runs/<name>/ it uses."""
+    return profile.name if isinstance(profile, Profile) else str(profile)
 
 
 def resolve_profile_path(name_or_path: str | Path) -> Path:
@@ -241,24 +238,16 @@ def with_overrides(profile, overrides: dict[str, Any] | list[str] | None):
     return profile_from_dict({**data, "extra": extra}, f"profile {profile.name!r} with --set")
 
 
-# bench_tasks/configs/<name>.yaml, one file per profile, read once at import; `register_profile` is
-# the one other writer (a study's user profile: the pre-training planner looks its sections up by
-# name). Plans carry the Profile objects their cells are computed under (Plan.profile_of), so a
-# profile changed by `--set` or read from a user's YAML file reaches the runner without this dict.
+# bench_tasks/configs/<name>.yaml, one file per profile, read once at import and never written after:
+# plans carry the Profile objects their cells are computed under (Plan.profile_of), and the study's
+# planners (bench_tasks.plan.suite, bench_tasks.plan.study) and the job sizes (bench_tasks.run.jobs)
+# take the Profile, so a profile changed by `--set` or read from a user's YAML file reaches them
+# without this dict.
 PROFILES: dict[str, Profile] = bundled_profiles()
 
 
-def register_profile(profile: Profile) -> Profile:
-    """Make `profile` the one `get_profile(profile.name)` returns in this process: the only write to
-    PROFILES after import (bench_tasks.session.experiment.resolve calls it for a study or a cluster
-    launch, whose planners read the profile's `study:` / `jobs:` sections by name)."""
-    PROFILES[profile.name] = profile
-    return profile
-
-
 def get_profile(name: str) -> Profile:
-    """A registered profile by name (bundled, or registered by `register_profile`), else a
-    profile YAML file by path."""
+    """A bundled profile by name, else a profile YAML file by path."""
     if name in PROFILES:
         return PROFILES[name]
     if str(name).endswith((".yaml", ".yml")):
@@ -267,16 +256,18 @@ def get_profile(name: str) -> Profile:
 
 
 def load_profile(name_or_path: str | Path, overrides=None, register: bool = False):
-    """The profile `name_or_path` (a bundled name or a YAML file) with overrides applied. A plan
-    made with it carries it (bench_tasks.plan.cell_plan.make_plan(..., profiles=profile)); with
-    `register` it also becomes what `get_profile(<name>)` returns (register_profile)."""
+    """The profile `name_or_path` (a bundled name or a YAML file) with overrides applied. It registers
+    nothing: a plan made with it carries it (bench_tasks.plan.cell_plan.make_plan(..., profiles=profile));
+    `register` is accepted for older callers and must be False."""
+    if register:
+        raise ValueError("load_profile registers nothing (PROFILES holds the bundled files only): hand the "
+                         "Profile to make_plan(..., profiles=profile) or to the study's planner")
     name = str(name_or_path)
     if name in PROFILES and not Path(name).suffix:
         profile = PROFILES[name]
     else:
         profile = read_profile_file(resolve_profile_path(name_or_path))
-    profile = with_overrides(profile, overrides)
-    return register_profile(profile) if register else profile
+    return with_overrides(profile, overrides)
 
 
 # `extra.native_size: true` (the `native` profile): image_size and dense_size become the plan's
@@ -358,12 +349,3 @@ def settings_hash(cell, profile) -> str:
 
 def format_settings(settings: dict) -> str:
     return yaml.safe_dump(settings, sort_keys=False, default_flow_style=None, width=110)
-
-
-def dotted_overrides(items: list[str]) -> dict:
-    """["train.steps=500", "mask.ratio=0.6"] -> {"train.steps": 500, "mask.ratio": 0.6} (YAML scalars;
-    the same parser as `--set`, bench_tasks.plan.profiles.parse_assignments)."""
-    try:
-        return parse_assignments(items, "--pretrain-override")
-    except ProfileError as err:
-        raise PlanError(str(err)) from err

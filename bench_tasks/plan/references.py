@@ -21,14 +21,15 @@ what no encoder and a fully supervised network achieve:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from bench_tasks.backbones.base import family_of
 from bench_tasks.backbones.native import vit_shape
-from bench_tasks.contracts import BackboneURI, Cell, uri_parts
+from bench_tasks.contracts import BackboneURI, Cell, Profile, uri_parts
 from bench_tasks.plan.floors import FLOOR_PROTOCOL, FLOOR_URI, has_floor, is_floor
 from bench_tasks.plan.profiles import get_profile
 from bench_tasks.plan.suite import random_control, suite_runs
@@ -106,11 +107,12 @@ def same_architecture(a: str, b: str) -> bool:
     return ka is not None and ka == arch_key(b)
 
 
-def evaluation_size(task: str, profile: str) -> int | None:
-    """The input size a cell of `task` runs at under profile `profile` (None when the profile is not
-    known here)."""
+def evaluation_size(task: str, profile: str, profiles: Mapping[str, Profile] | None = None) -> int | None:
+    """The input size a cell of `task` runs at under profile `profile`: the Profile `profiles` holds
+    under that name (the plan's), else the bundled one (None when the profile is not known here)."""
     try:
-        return int(TASKS.get(task)().image_size(get_profile(profile)))
+        prof = (profiles or {}).get(profile) or get_profile(profile)
+        return int(TASKS.get(task)().image_size(prof))
     except Exception:  # noqa: BLE001 - a profile file not registered: the native size stays
         return None
 
@@ -175,12 +177,20 @@ def _study_arch(path: str) -> str | None:
     if p.name != "encoder.safetensors" or len(p.parts) < 3:
         return None
     profile, run = p.parts[-3], p.parts[-2]
+    runs, arch = _suite_arch(profile)
+    return arch if run in runs else None
+
+
+@functools.lru_cache(maxsize=8)
+def _suite_arch(profile: str) -> tuple[frozenset, str | None]:
+    """(the run names of profile `profile`'s suite, the ceiling spec of its architecture); (∅, None)
+    for a profile that is not a study's. Read once per profile: a plan asks it for every cell of
+    every study encoder not written yet."""
     try:
-        if run not in {r.name for r in suite_runs(True, profile)}:
-            return None
-        return str(BackboneURI.parse(random_control(profile)).with_scheme("supervised"))
+        runs = frozenset(r.name for r in suite_runs(True, profile))
+        return runs, str(BackboneURI.parse(random_control(profile)).with_scheme("supervised"))
     except Exception:  # noqa: BLE001 - not a study profile
-        return None
+        return frozenset(), None
 
 
 def matching_ceiling(encoder_uri: str, ceiling_uris: Iterable[str]) -> str | None:
@@ -262,8 +272,11 @@ def _paco_fr_arch(path: str) -> str | None:
 
 
 def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None = "auto",
-                    probes: bool = True, controls: bool = True) -> list[Cell]:
-    """The floor, ceiling and probe cells for a plan (not including `cells` themselves)."""
+                    probes: bool = True, controls: bool = True,
+                    profiles: Profile | Mapping[str, Profile] | None = None) -> list[Cell]:
+    """The floor, ceiling and probe cells for a plan (not including `cells` themselves). `profiles`:
+    the Profile the cells name (or {name: Profile}); a name not given is the bundled profile's."""
+    profiles = {profiles.name: profiles} if isinstance(profiles, Profile) else dict(profiles or {})
     enc = [c for c in cells if not is_reference(c.backbone)]
     out: list[Cell] = []
     # floors: every (task, dataset, profile) whose task has an input-free predictor
@@ -274,14 +287,14 @@ def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None 
     # each cell runs at
     if controls:
         for c in enc:
-            ctrl = control_uri(c.backbone, evaluation_size(c.task, c.profile))
+            ctrl = control_uri(c.backbone, evaluation_size(c.task, c.profile, profiles))
             if ctrl is not None:
                 out.append(Cell(ctrl, c.task, c.dataset, c.protocol, c.fraction, c.seed, c.profile))
     # ceilings: at each task's evaluation size
     sized: dict[tuple, list[str]] = {}
     if ceilings == "auto":
         for c in enc:
-            u = ceiling_uri(c.backbone, evaluation_size(c.task, c.profile))
+            u = ceiling_uri(c.backbone, evaluation_size(c.task, c.profile, profiles))
             if u and u not in sized.setdefault((c.task, c.dataset, c.profile), []):
                 sized[(c.task, c.dataset, c.profile)].append(u)
         uris = list(dict.fromkeys(u for us in sized.values() for u in us))
@@ -317,10 +330,12 @@ def reference_cells(cells: Sequence[Cell], ceilings: str | Iterable[str] | None 
 
 
 def with_references(cells: Sequence[Cell], ceilings: str | Iterable[str] | None = "auto",
-                    probes: bool = True, controls: bool = True) -> list[Cell]:
+                    probes: bool = True, controls: bool = True,
+                    profiles: Profile | Mapping[str, Profile] | None = None) -> list[Cell]:
     """The plan with its reference cells: floors first (cheap, and the report needs them),
-    then the plan, then random-init controls, ceilings and probes; duplicates removed (order kept)."""
-    refs = reference_cells(cells, ceilings, probes, controls)
+    then the plan, then random-init controls, ceilings and probes; duplicates removed (order kept).
+    `profiles`: as reference_cells."""
+    refs = reference_cells(cells, ceilings, probes, controls, profiles)
     floors = [c for c in refs if is_floor(c.backbone)]
     rest = [c for c in refs if not is_floor(c.backbone)]
     seen: set[str] = set()

@@ -34,6 +34,7 @@ from pathlib import Path
 from bench_tasks.contracts import BackboneURI, Cell, Profile
 from bench_tasks.plan.budget import match_steps, plan_lines
 from bench_tasks.plan.cells import plan_cells
+from bench_tasks.plan.profiles import profile_name as name_of
 from bench_tasks.plan.references import with_references
 from bench_tasks.plan.suite import (
     REFERENCE_RUN,
@@ -79,7 +80,7 @@ def planned_length(cfg: dict, world: int = 1) -> int:
     return int(round(float(tc["epochs"]) * per_epoch))
 
 
-def plan_suite(profile_name: str, runs_root: str | Path = "runs", include_ablations: bool = True,
+def plan_suite(profile: Profile | str, runs_root: str | Path = "runs", include_ablations: bool = True,
                overrides: dict | None = None, budget_by: str = "flops", world: int = 1,
                log: Callable[[str], None] | None = None, pretrain_seeds: dict | None = None) -> list[PlannedRun]:
     """Every run of the suite with its overrides and its budget-matched number of steps.
@@ -89,10 +90,12 @@ def plan_suite(profile_name: str, runs_root: str | Path = "runs", include_ablati
     its weights do not change the count). Warm-up is scaled with the steps (the same fraction of
     every run); `overrides` apply to every run (e.g. train.steps sets the reference length).
     `pretrain_seeds` (parse_pretrain_seeds): one planned run per (run, seed), every seed of a run
-    with the run's steps (a seed changes neither the cost nor the budget)."""
-    runs = suite_runs(include_ablations, profile_name)  # the budget: once per run (seed 0's config)
+    with the run's steps (a seed changes neither the cost nor the budget). `profile`: the Profile
+    (its `study:` section), or the name of a bundled one."""
+    profile_name = name_of(profile)
+    runs = suite_runs(include_ablations, profile)  # the budget: once per run (seed 0's config)
     root = Path(runs_root) / profile_name
-    base = {**study_overrides(profile_name), **(overrides or {})}
+    base = {**study_overrides(profile), **(overrides or {})}
     tuned = tuned_overrides(runs_root, profile_name)  # the tuning stage's choices (bench_tasks.plan.tuning)
     ovs, cfgs, costs = {}, {}, {}
     for run in runs:
@@ -142,24 +145,24 @@ def study_cells(profile: Profile, encoders: dict[str, Path], task_datasets: dict
                 protocols: list[str] | None = None, seeds: list[int] | None = None,
                 fractions: list[float] | None = None, ceilings: bool = True, probes: bool = True) -> list[Cell]:
     """Stage 2's plan: methods x tasks x protocols x fractions x seeds, ablations x tasks once."""
-    base_roles = {r.name: r.role for r in suite_runs(True, profile.name)}
+    base_roles = {r.name: r.role for r in suite_runs(True, profile)}
     roles = {n: base_roles.get(split_seeded_name(n)[0], base_roles.get(n, "main")) for n in encoders}
     methods = [f"paco_fr:{p}" for n, p in encoders.items() if roles.get(n, "main") == "main"]
-    methods.append(random_control(profile.name))
+    methods.append(random_control(profile))
     ablations = [f"paco_fr:{p}" for n, p in encoders.items() if roles.get(n) == "ablation"]
     cells = plan_cells(methods, task_datasets, protocols=protocols, seeds=seeds, fractions=fractions,
-                       profile=profile.name)
+                       profile=profile)
     if ablations:
         first_protocol = (protocols or list(profile.protocols))[:1]
         # the ablations' evaluation seeds: the first (default), or `study: ablation_seeds: n` of them
         # (their pre-training runs carry the variance; bench_tasks/configs/paper_cpu.yaml)
-        first_seed = (seeds or list(profile.seeds))[:int(study_setting(profile.name, "ablation_seeds", 1) or 1)]
-        only = ablation_tasks(profile.name)
+        first_seed = (seeds or list(profile.seeds))[:int(study_setting(profile, "ablation_seeds", 1) or 1)]
+        only = ablation_tasks(profile)
         abl_tasks = {t: d for t, d in task_datasets.items() if only is None or t in only}
         cells += plan_cells(ablations, abl_tasks, protocols=first_protocol, seeds=first_seed,
-                            fractions=[1.0], profile=profile.name)
+                            fractions=[1.0], profile=profile)
     # floors and the supervised ceiling (the suite's architecture trained end to end) for every
     # task evaluated, the parameter-free recognition probe next to every recognition cell
 
-    ceiling = [str(BackboneURI.parse(random_control(profile.name)).with_scheme("supervised"))] if ceilings else None
-    return with_references(cells, ceilings=ceiling, probes=probes)
+    ceiling = [str(BackboneURI.parse(random_control(profile)).with_scheme("supervised"))] if ceilings else None
+    return with_references(cells, ceilings=ceiling, probes=probes, profiles=profile)

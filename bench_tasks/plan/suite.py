@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from bench_tasks.contracts import Profile, uri_parts
-from bench_tasks.plan.profiles import parse_pretrain_seeds, profile_section
+from bench_tasks.plan.profiles import parse_pretrain_seeds, profile_name, profile_section
 from bench_tasks.store.method import derive_from_uri, suite_identity
 
 # What a profile's study trains and evaluates is in its YAML file's `study:` section
@@ -28,28 +28,31 @@ from bench_tasks.store.method import derive_from_uri, suite_identity
 # images so that `run --all` fits CI's 2-core CPU), `ablation_tasks` (the tasks the ablation
 # encoders are evaluated on; smoke: the three cheap ones) and `ablation_runs` (the ablation runs it
 # trains; cpu_reference: the ground-truth region map and the codebook sizes). Unset: none / every one.
+# Every function below takes the Profile (a profile file or `--set` included: the one the run
+# resolved) or the name of a bundled profile; the name alone picks the paco_fr config and the
+# runs/<name>/ folder.
 
 
-def study_setting(profile_name: str, key: str, default=None):
-    """`key` of the registered profile's `study:` section (`default` when it is not set or the
-    profile is not registered)."""
-    return profile_section(profile_name, "study").get(key, default)
+def study_setting(profile: Profile | str, key: str, default=None):
+    """`key` of the profile's `study:` section (`default` when it is not set, or `profile` names no
+    bundled profile)."""
+    return profile_section(profile, "study").get(key, default)
 
 
-def study_overrides(profile_name: str) -> dict:
+def study_overrides(profile: Profile | str) -> dict:
     """The pre-training config overrides every run of the profile's suite gets."""
-    return dict(study_setting(profile_name, "pretrain_overrides") or {})
+    return dict(study_setting(profile, "pretrain_overrides") or {})
 
 
-def ablation_tasks(profile_name: str) -> tuple[str, ...] | None:
+def ablation_tasks(profile: Profile | str) -> tuple[str, ...] | None:
     """The tasks the ablation encoders are evaluated on (None: every task)."""
-    got = study_setting(profile_name, "ablation_tasks")
+    got = study_setting(profile, "ablation_tasks")
     return tuple(got) if got else None
 
 
-def ablation_runs(profile_name: str) -> tuple[str, ...] | None:
+def ablation_runs(profile: Profile | str) -> tuple[str, ...] | None:
     """The ablation runs the profile's study trains (None: every one)."""
-    got = study_setting(profile_name, "ablation_runs")
+    got = study_setting(profile, "ablation_runs")
     return tuple(got) if got else None
 
 
@@ -78,13 +81,13 @@ class SuiteRun:
                        overrides={**self.overrides, "seed": int(seed), "data.seed": 0},
                        pretrain_seed=int(seed), base=self.base_name, teacher=teacher or self.teacher)
 
-    def identity(self, profile_name: str, overrides: dict | None = None) -> dict:
+    def identity(self, profile: Profile | str, overrides: dict | None = None) -> dict:
         """This run's method block (bench_tasks.store.method): recorded in the run folder's method.json
         and summary.json, the encoder's metadata, and every result row of the encoder."""
         # lazy: keeps paco_fr's config and objective registry out of --help/list/status
         from paco_fr.config import load_config
 
-        cfg = load_config(profile_name, {**(overrides or {}), **self.overrides})
+        cfg = load_config(profile_name(profile), {**(overrides or {}), **self.overrides})
         return suite_identity(self.name, str(cfg["objective"]), self.role, self.component, cfg,
                               teacher=self.teacher, pretrain_seed=self.pretrain_seed)
 
@@ -147,10 +150,10 @@ def study_seeds(given: Sequence[str] = (), profile: Profile | None = None) -> di
     return seeds
 
 
-def suite_run(profile_name: str, name: str) -> SuiteRun | None:
+def suite_run(profile: Profile | str, name: str) -> SuiteRun | None:
     """The run of the suite named `name` (`<run>` or `<run>_seed<k>`), None when there is none."""
     base, seed = split_seeded_name(name)
-    runs = {r.name: r for r in suite_runs(True, profile_name)}
+    runs = {r.name: r for r in suite_runs(True, profile)}
     if name in runs:
         return runs[name]
     if base not in runs:
@@ -159,11 +162,11 @@ def suite_run(profile_name: str, name: str) -> SuiteRun | None:
     return r.with_seed(seed, seeded_name(r.teacher, seed) if r.teacher else None)
 
 
-def write_run_identity(run: SuiteRun, run_dir: str | Path, profile_name: str, overrides: dict | None = None) -> dict:
+def write_run_identity(run: SuiteRun, run_dir: str | Path, profile: Profile | str, overrides: dict | None = None) -> dict:
     """Write the run's method block to <run_dir>/method.json (before pre-training, so paco_fr's
     export copies it into the encoder's safetensors metadata) and into summary.json when the run
     has one (a finished run reused). Returns the block."""
-    ident = run.identity(profile_name, overrides)
+    ident = run.identity(profile, overrides)
     run_dir = Path(run_dir)
     from bench_tasks.plan.tuning import (  # lazy: imports this module
         method_block_tuning,
@@ -172,7 +175,7 @@ def write_run_identity(run: SuiteRun, run_dir: str | Path, profile_name: str, ov
     )
 
     method = tuned_method(run)
-    record = read_record(run_dir.parent.parent, profile_name, method) if method else None
+    record = read_record(run_dir.parent.parent, profile_name(profile), method) if method else None
     if record is not None:  # the trials and val scores the run's configuration was chosen by
         ident["tuning"] = method_block_tuning(record)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -223,31 +226,31 @@ def _suite_run(entry: dict, role: str) -> list[SuiteRun]:
     return [one(n) for n in entry["each"]] if "each" in entry else [one()]
 
 
-def suite_runs(include_ablations: bool = True, profile_name: str = "smoke") -> list[SuiteRun]:
+def suite_runs(include_ablations: bool = True, profile: Profile | str = "smoke") -> list[SuiteRun]:
     """The suite of bench_tasks/configs/suite/default.yaml: its runs, then (include_ablations) its
     ablations, less those the profile's `study: ablation_runs` leaves out; a codebook ablation of
     the profile's own codebook size is the main run and is skipped."""
     # lazy: keeps paco_fr's config and objective registry out of --help/list/status
     from paco_fr.config import load_config
 
-    main_codebook = load_config(profile_name)["codebook"]["num_tokens"]
+    main_codebook = load_config(profile_name(profile))["codebook"]["num_tokens"]
     data = suite_definition()
     runs = [r for e in data["runs"] for r in _suite_run(e, "main")]
     if include_ablations:
         abl = [r for e in data.get("ablations") or [] for r in _suite_run(e, "ablation")]
         runs += [r for r in abl if r.overrides.get("codebook.num_tokens") != main_codebook]
-        only = ablation_runs(profile_name)
+        only = ablation_runs(profile)
         if only is not None:
             runs = [r for r in runs if r.role != "ablation" or r.name in only]
     return runs
 
 
-def suite_encoders(runs_root: str | Path, profile_name: str, include_ablations: bool = True,
+def suite_encoders(runs_root: str | Path, profile: Profile | str, include_ablations: bool = True,
                    pretrain_seeds: dict | None = None) -> dict[str, Path]:
     """{run name: where its encoder is (or will be)} for every evaluated run of the suite (not the
     teacher) at each of its pre-training seeds: runs/<profile>/<name>[_seed<k>]/encoder.safetensors."""
-    return {r.name: Path(runs_root) / profile_name / r.name / "encoder.safetensors"
-            for r in expand_seeds(suite_runs(include_ablations, profile_name), pretrain_seeds)
+    return {r.name: Path(runs_root) / profile_name(profile) / r.name / "encoder.safetensors"
+            for r in expand_seeds(suite_runs(include_ablations, profile), pretrain_seeds)
             if r.role != "teacher"}
 
 
@@ -272,22 +275,22 @@ def finished_elsewhere(enc: str | Path) -> bool:
     return not enc.exists() and recorded_sha256(enc) is not None
 
 
-def random_control(profile_name: str) -> str:
+def random_control(profile: Profile | str) -> str:
     """The random-init control has the same architecture as the suite's encoders."""
     # lazy: keeps paco_fr's config and objective registry out of --help/list/status
     from paco_fr.config import load_config
 
-    m = load_config(profile_name)["model"]
+    m = load_config(profile_name(profile))["model"]
     spec = f"{m['arch']}@{m['img_size']}/{m['patch_size']}"
     if m.get("depth"):
         spec += f"/d{m['depth']}"
     return f"random:{spec}"
 
 
-def teacher_of(include_ablations: bool = True, profile_name: str = "smoke",
+def teacher_of(include_ablations: bool = True, profile: Profile | str = "smoke",
                pretrain_seeds: dict | None = None) -> dict[str, str]:
     """{run: the run whose encoder is its teacher} (MCF-style -> mcf_teacher; mcf_seed1 -> mcf_teacher_seed1)."""
-    return {r.name: r.teacher for r in expand_seeds(suite_runs(include_ablations, profile_name), pretrain_seeds)
+    return {r.name: r.teacher for r in expand_seeds(suite_runs(include_ablations, profile), pretrain_seeds)
             if r.teacher}
 
 

@@ -21,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench_tasks.contracts import Profile
 from bench_tasks.plan.budget import match_steps
+from bench_tasks.plan.profiles import profile_name as name_of
 from bench_tasks.plan.suite import REFERENCE_RUN, study_overrides, suite_definition, suite_runs
 from bench_tasks.stats.margins import margin_for
 from bench_tasks.store.method import dotted_value
@@ -111,15 +113,17 @@ def tuning_trials(methods: list[str] | None = None, section: dict | None = None)
     return out
 
 
-def check_defaults_included(profile_name: str, trials: dict[str, list[Trial]]) -> None:
+def check_defaults_included(profile: Profile | str, trials: dict[str, list[Trial]]) -> None:
     """PaCo-FR's own configuration (the profile's, with the study's overrides) must be one of its
-    trials: its defaults compete, they do not get a free pass."""
+    trials: its defaults compete, they do not get a free pass. `profile`: the Profile, or a bundled
+    profile's name."""
     from paco_fr.config import load_config  # lazy: keeps paco_fr out of --help
 
     if REFERENCE_RUN not in trials:
         return
-    run = {r.name: r for r in suite_runs(False, profile_name)}[REFERENCE_RUN]
-    cfg = load_config(profile_name, {**study_overrides(profile_name), **run.overrides})
+    profile_name = name_of(profile)
+    run = {r.name: r for r in suite_runs(False, profile)}[REFERENCE_RUN]
+    cfg = load_config(profile_name, {**study_overrides(profile), **run.overrides})
     default = {k: dotted_value(cfg, k) for k in trials[REFERENCE_RUN][0].overrides}
     if not any(all(_same(t.overrides[k], v) for k, v in default.items()) for t in trials[REFERENCE_RUN]):
         raise TuningError(f"PaCo-FR's configuration of profile {profile_name} ({default}) is not one of its "
@@ -133,25 +137,27 @@ def _same(a, b) -> bool:
         return a == b
 
 
-def plan_trials(profile_name: str, runs_root: str | Path = "runs", methods: list[str] | None = None,
+def plan_trials(profile: Profile | str, runs_root: str | Path = "runs", methods: list[str] | None = None,
                 overrides: dict | None = None, budget_by: str = "flops", section: dict | None = None,
                 log: Callable[[str], None] | None = None) -> list[PlannedTrial]:
     """Every trial with its FLOP-matched length: the budget is PaCo-FR's configured run (its
     default configuration, as in plan_suite), and each trial gets the steps that spend it at the
     trial's own cost per step (a mask ratio or a loss weight may change it). MCF-style's trials
-    keep the suite's teacher (`runs/<profile>/mcf_teacher`), charged as in the study."""
+    keep the suite's teacher (`runs/<profile>/mcf_teacher`), charged as in the study. `profile`:
+    the Profile (its `study:` section), or a bundled profile's name."""
     from bench_tasks.plan.study import planned_length
     from paco_fr.config import load_config
     from paco_fr.flops import step_cost
 
+    profile_name = name_of(profile)
     trials = tuning_trials(methods, section)
-    check_defaults_included(profile_name, trials)
-    runs = {r.name: r for r in suite_runs(False, profile_name)}
+    check_defaults_included(profile, trials)
+    runs = {r.name: r for r in suite_runs(False, profile)}
     missing = [m for m in trials if m not in runs]
     if missing:
         raise TuningError(f"tuning.methods names {missing}, which are not runs of the suite ({', '.join(runs)})")
     root = Path(runs_root) / profile_name
-    base = {**study_overrides(profile_name), **(overrides or {})}
+    base = {**study_overrides(profile), **(overrides or {})}
     ref_cfg = load_config(profile_name, {**base, **runs[REFERENCE_RUN].overrides})
     costs = {"__reference__": step_cost(ref_cfg, teacher="random")}
     ovs, teachers = {}, {}

@@ -22,9 +22,10 @@ import torch
 import yaml
 
 from bench_tasks.backbones.base import build_backbone, resolve_device
-from bench_tasks.contracts import BackboneURI, DatasetLayoutError, uri_scheme
+from bench_tasks.contracts import BackboneURI, DatasetLayoutError, Profile, uri_scheme
 from bench_tasks.errors import PlanError, cause_line, closest
 from bench_tasks.plan.options import PlanOptions
+from bench_tasks.plan.profiles import profile_name
 from bench_tasks.plan.suite import study_overrides
 from bench_tasks.protocols.fractions import subset_indices
 from bench_tasks.protocols.train import MIN_TRAIN_ITEMS
@@ -154,9 +155,10 @@ def check_backbone_uri(uri: str) -> list[str]:
 # ----------------------------------------------------------------------------- arguments
 
 
-def check_args(args) -> list[str]:
+def check_args(args, profile: Profile | None = None) -> list[str]:
     """Problems of the `run` options that need no data and no weights (names and values); `args`:
-    a PlanOptions, or parsed arguments it is built from."""
+    a PlanOptions, or parsed arguments it is built from; `profile`: the run's resolved Profile (its
+    `study:` section; default: the bundled profile `args` names)."""
     opts = PlanOptions.from_args(args)
     problems: list[str] = []
     tasks = _csv(opts.tasks) or []
@@ -194,7 +196,7 @@ def check_args(args) -> list[str]:
         problems += check_backbone_uri(uri)
     study = opts.is_study  # evaluate() says False; the CLI: run --all without --backbones
     if study:
-        problems += check_pretrain_overrides(list(opts.pretrain_override), opts.profile)
+        problems += check_pretrain_overrides(list(opts.pretrain_override), profile or opts.profile)
     jobs = opts.pretrain_jobs
     if jobs is not None and int(jobs) < 1:
         problems.append(f"--pretrain-jobs {jobs}: expected a number of runs at once >= 1")
@@ -206,7 +208,7 @@ def check_args(args) -> list[str]:
     return problems
 
 
-def check_pretrain_overrides(items: Sequence[str], profile: str) -> list[str]:
+def check_pretrain_overrides(items: Sequence[str], profile: Profile | str) -> list[str]:
     """`run --all --pretrain-override KEY=VALUE ...`: every item is KEY=VALUE, every key exists, and
     the suite's config (profile config + study budget + overrides) has usable data settings."""
     out, ov = [], {}
@@ -220,7 +222,7 @@ def check_pretrain_overrides(items: Sequence[str], profile: str) -> list[str]:
         return out
 
     try:
-        cfg = load_config(profile, {**study_overrides(profile), **ov})
+        cfg = load_config(profile_name(profile), {**study_overrides(profile), **ov})
         check_data_config(cfg)
     except (ConfigError, KeyError, FileNotFoundError) as err:
         out.append(f"--pretrain-override: {cause_line(err, limit=2000).split(': ', 1)[-1]}")

@@ -17,7 +17,7 @@ import torch
 from bench_tasks.contracts import Cell, Profile
 from bench_tasks.plan.cell_plan import Plan, make_plan
 from bench_tasks.plan.cells import DataRoots
-from bench_tasks.plan.profiles import get_profile, profile_from_dict, profile_section
+from bench_tasks.plan.profiles import get_profile, profile_from_dict, profile_name, profile_section
 from bench_tasks.plan.suite import suite_run, write_run_identity
 from bench_tasks.registry import load_registries
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
@@ -30,10 +30,11 @@ EVAL_JOB = {"gpus": 1, "cpus": 10, "time": 8 * 60, "mem": 64, "group_size": 0}
 PRETRAIN_JOB = {"nodes": 1, "gpus": 1, "cpus": 10, "time": 12 * 60, "mem": 64}
 
 
-def job_defaults(profile_name: str, kind: str) -> dict:
-    """The `kind` ("eval" | "pretrain") job size of the profile: its `jobs:` section over the defaults."""
+def job_defaults(profile: Profile | str, kind: str) -> dict:
+    """The `kind` ("eval" | "pretrain") job size of the profile (the run's Profile, or a bundled
+    profile's name): its `jobs:` section over the defaults."""
     base = EVAL_JOB if kind == "eval" else PRETRAIN_JOB
-    return {**base, **(profile_section(profile_name, "jobs").get(kind) or {})}
+    return {**base, **(profile_section(profile, "jobs").get(kind) or {})}
 
 
 @dataclass
@@ -72,16 +73,19 @@ class JobOptions:
                 "mem_gb": int(self.mem), "name": self.name}
 
 
-def eval_options(spec) -> JobOptions:
-    d = job_defaults(spec.profile, "eval")
+def eval_options(spec, profile: Profile | None = None) -> JobOptions:
+    """The evaluation jobs' options: the flags over `profile`'s `jobs: eval` (default: the bundled
+    profile the spec names)."""
+    d = job_defaults(profile or spec.profile, "eval")
     pick = lambda k: d[k] if getattr(spec.launch, k) is None else getattr(spec.launch, k)  # noqa: E731
     return JobOptions(gpus=pick("gpus"), cpus=pick("cpus"), time=pick("time"), mem=pick("mem"),
                       partition=spec.launch.partition, account=spec.launch.account, qos=spec.launch.qos, constraint=spec.launch.constraint,
                       array_parallelism=spec.launch.array_parallelism or 64, name=f"bench-eval-{spec.profile}")
 
 
-def pretrain_options(spec) -> JobOptions:
-    d = job_defaults(spec.profile, "pretrain")
+def pretrain_options(spec, profile: Profile | None = None) -> JobOptions:
+    """The pre-training jobs' options: the flags over `profile`'s `jobs: pretrain` (as eval_options)."""
+    d = job_defaults(profile or spec.profile, "pretrain")
     gpus = d["gpus"] if spec.launch.pretrain_gpus is None else spec.launch.pretrain_gpus
     return JobOptions(gpus=gpus, cpus=d["cpus"], time=spec.launch.pretrain_time or d["time"], mem=d["mem"],
                       nodes=spec.launch.pretrain_nodes or d["nodes"], tasks_per_node=max(1, gpus),
@@ -89,10 +93,10 @@ def pretrain_options(spec) -> JobOptions:
                       name=f"bench-pretrain-{spec.profile}")
 
 
-def group_size(spec) -> int:
+def group_size(spec, profile: Profile | None = None) -> int:
     if spec.launch.group_size is not None:
         return int(spec.launch.group_size)
-    return int(job_defaults(spec.profile, "eval")["group_size"])
+    return int(job_defaults(profile or spec.profile, "eval")["group_size"])
 
 
 def group_cells(cells: Sequence[Cell], size: int) -> list[list[Cell]]:
@@ -137,7 +141,7 @@ class WorkerSpec:
     rows_to: str = "worker"
     labels: dict = field(default_factory=dict)  # run --label: {backbone URI: name}
     # the effective profiles of the cells ({name: fields}): a user's YAML profile or `--set`
-    # overrides reach the job, which registers them before it computes anything
+    # overrides reach the job, whose plan holds them (job_plan): nothing is registered
     profiles: dict = field(default_factory=dict)
 
 
@@ -185,9 +189,10 @@ class PretrainJob(_checkpointable()):
     """One pre-training run of the study as a (multi-GPU, multi-node) job: every task of the
     job is one torchrun-style process (RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR exported by
     submitit's TorchDistributedEnvironment); paco_fr.engine resumes from the run's checkpoint
-    when the job is requeued."""
+    when the job is requeued. `profile`: the study's Profile (pickled with the job: a profile file's
+    `study:` section reaches it), or a bundled profile's name."""
 
-    def __init__(self, profile: str, run_name: str, overrides: dict, run_dir: str, cwd: str):
+    def __init__(self, profile: Profile | str, run_name: str, overrides: dict, run_dir: str, cwd: str):
         self.profile, self.run_name, self.overrides, self.run_dir, self.cwd = profile, run_name, overrides, run_dir, cwd
 
     def __call__(self) -> str:
@@ -205,7 +210,7 @@ class PretrainJob(_checkpointable()):
         run = suite_run(self.profile, self.run_name)  # `<run>` or `<run>_seed<k>`
         if run is not None and int(os.environ.get("RANK", "0")) == 0:
             write_run_identity(run, self.run_dir, self.profile, self.overrides)
-        out = str(pretrain(self.profile, dict(self.overrides), run_dir=self.run_dir))
+        out = str(pretrain(profile_name(self.profile), dict(self.overrides), run_dir=self.run_dir))
         if run is not None and int(os.environ.get("RANK", "0")) == 0:
             write_run_identity(run, self.run_dir, self.profile, self.overrides)
         return out

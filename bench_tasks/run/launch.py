@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from bench_tasks.contracts import Cell
+from bench_tasks.contracts import Cell, Profile
 from bench_tasks.plan.cell_plan import Plan, make_plan
 from bench_tasks.plan.profiles import get_profile
 from bench_tasks.plan.study import plan_suite
@@ -72,22 +72,24 @@ def launch(spec, cells: Sequence[Cell] | Plan, results: Path, study_runs: dict |
               "the same jobs on this machine", file=sys.stderr)
         return 2
     folder = jobs_folder(spec, results)
-    opts = eval_options(spec)
     profiles = dict(cells.profiles) if isinstance(cells, Plan) else {}
+    profile = profiles.get(spec.profile)  # the run's Profile (its `jobs:` / `study:` sections), None: the bundled one
+    opts = eval_options(spec, profile)
     if not spec.force:  # no job for cells already done (a re-launch after a kill submits only what is left)
         cells = cells_left(cells, results, log)
-    groups = group_cells(cells, group_size(spec))
+    groups = group_cells(cells, group_size(spec, profile))
     if not groups and not study_runs:
         log("every cell of the plan is done: nothing to submit")
         return 0
     if spec.launch.print_sbatch:
-        return print_sbatch(spec, groups, study_runs, folder.absolute(), opts)  # submitit uses the absolute folder
+        return print_sbatch(spec, groups, study_runs, folder.absolute(), opts, profile)  # submitit uses the absolute folder
     folder.mkdir(parents=True, exist_ok=True)
     record = {"launcher": kind, "since": since, "profile": spec.profile, "jobs_dir": str(folder),
               "command": "python -m bench_tasks " + " ".join(sys.argv[1:]),
               "keys": [c.key() for g in groups for c in g], "cells": [asdict(c) for g in groups for c in g],
               "jobs": [], "pretrain_jobs": []}
-    sub = Submission(spec, folder, record, results, since, study_runs or {}, dict(labels or {}), profiles, log)
+    sub = Submission(spec, folder, record, results, since, study_runs or {}, dict(labels or {}), profiles, log,
+                     profile or spec.profile)
     pre_jobs = submit_pretraining(sub)  # stage 1 of the study
     jobs, path = submit_evaluation(sub, groups, pre_jobs, opts)
     log(f"submitted {len(jobs)} evaluation job(s) ({kind}) for {len(record['keys'])} cells; "
@@ -108,14 +110,15 @@ def cells_left(cells: Sequence[Cell] | Plan, results: Path, log: Callable[[str],
     return left
 
 
-def print_sbatch(spec, groups: list[list[Cell]], study_runs: dict | None, folder: Path, opts: JobOptions) -> int:
+def print_sbatch(spec, groups: list[list[Cell]], study_runs: dict | None, folder: Path, opts: JobOptions,
+                 profile: Profile | None = None) -> int:
     """`--print-sbatch`: the job script(s) submitit would submit, without submitting."""
     if study_runs:
         first = next(iter(study_runs))
         enc = f"paco_fr:{study_runs[first][1]}"
         mine = [g for g in groups if g[0].backbone == enc]
         print(f"# stage 1: one pre-training job per run of the suite ({len(study_runs)} runs), e.g. {first}:\n")
-        print(sbatch_script(pretrain_options(spec), folder, 1))
+        print(sbatch_script(pretrain_options(spec, profile), folder, 1))
         print(f"# stage 2: one evaluation job array per encoder ({len(groups)} jobs in all), each after the "
               f"pre-training job of its encoder, e.g. {first}'s {len(mine)} job(s), if its pre-training "
               "job had id 123456:\n")
@@ -141,6 +144,7 @@ class Submission:
     labels: dict = field(default_factory=dict)
     profiles: dict = field(default_factory=dict)
     log: Callable[[str], None] = print
+    profile: object = None  # the run's Profile (a bundled profile's name when the plan has none)
 
 
 def submit_pretraining(sub: Submission) -> dict[str, object]:
@@ -148,9 +152,10 @@ def submit_pretraining(sub: Submission) -> dict[str, object]:
     one after the other): {run name: job}."""
     spec, study_runs, folder, record, log = sub.spec, sub.study_runs, sub.folder, sub.record, sub.log
     kind = spec.launch.launcher
-    teachers = teacher_of(True, spec.profile, study_seeds(spec.pretrain_seeds, get_profile(spec.profile))) if study_runs else {}
+    profile = sub.profile if isinstance(sub.profile, Profile) else get_profile(sub.profile or spec.profile)
+    teachers = teacher_of(True, profile, study_seeds(spec.pretrain_seeds, profile)) if study_runs else {}
     pre_jobs: dict[str, object] = {}
-    popts = pretrain_options(spec) if study_runs else None
+    popts = pretrain_options(spec, profile) if study_runs else None
     for name, (overrides, enc) in study_runs.items():
         if encoder_finished(enc):
             log(f"[pre-training] {name}: finished earlier ({enc}), no job")
@@ -165,7 +170,7 @@ def submit_pretraining(sub: Submission) -> dict[str, object]:
             list(pre_jobs.values())[-1].result()
         pex = make_executor(kind, folder, popts, _afterok([dep]) if (kind == "slurm" and dep) else None)
         pex.update_parameters(**({"job_name": f"pretrain-{name}"} if kind == "slurm" else {"name": f"pretrain-{name}"}))
-        job = pex.submit(PretrainJob(spec.profile, name, overrides, str(Path(enc).parent), os.getcwd()))
+        job = pex.submit(PretrainJob(profile, name, overrides, str(Path(enc).parent), os.getcwd()))
         pre_jobs[name] = job
         record["pretrain_jobs"].append({"run": name, "job_id": str(job.job_id)})
         log(f"[pre-training] {name}: job {job.job_id} ({popts.nodes} node(s) x {popts.tasks_per_node} process(es))")
@@ -262,8 +267,8 @@ def study_runs(spec, profile) -> dict[str, tuple[dict, Path]]:
     """{run name: (pre-training overrides, encoder path)} of the study's suite (what
     bench_tasks.run.pretrain.pretrain_suite would train), for the pre-training jobs."""
     extra = spec.overrides
-    popts = pretrain_options(spec)
-    plan = plan_suite(profile.name, spec.runs, not spec.no_ablations, extra, spec.budget_by,
+    popts = pretrain_options(spec, profile)
+    plan = plan_suite(profile, spec.runs, not spec.no_ablations, extra, spec.budget_by,
                       world=max(1, int(popts.nodes) * int(popts.tasks_per_node)),
                       pretrain_seeds=study_seeds(spec.pretrain_seeds, profile))  # one job per (run, pre-training seed)
     return {p.run.name: ({**p.overrides, "train.progress": False}, p.encoder) for p in plan}

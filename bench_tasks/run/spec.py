@@ -20,7 +20,7 @@ import yaml
 
 from bench_tasks.errors import PlanError
 from bench_tasks.plan.options import PlanOptions
-from bench_tasks.plan.profiles import dotted_overrides
+from bench_tasks.plan.profile_files import dotted_overrides
 from bench_tasks.run.claims import CLAIM_TIMEOUT_S, HEARTBEAT_S
 from bench_tasks.run.launchers import LAUNCHERS
 

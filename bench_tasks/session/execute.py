@@ -120,7 +120,7 @@ def plan_estimate(exp: Experiment, cells, pretrain_plan=None, results: Path | No
 
     spec = exp.spec
     try:
-        study_arch = random_control(exp.profile.name) if spec.is_study else None
+        study_arch = random_control(exp.profile) if spec.is_study else None
         results = exp.results if results is None else results
         if status is None:  # the caller's plan_counts when it has them: the results file read once
             status = exp.plan.status(ResultsStore(results).latest())
@@ -142,7 +142,7 @@ def suite_plan(exp: Experiment, known=None):
         from bench_tasks.plan.study import plan_suite
 
         pseeds, _ = study_suite(spec, exp.profile)
-        known = plan_suite(exp.profile.name, spec.runs, not spec.no_ablations, spec.overrides, spec.budget_by,
+        known = plan_suite(exp.profile, spec.runs, not spec.no_ablations, spec.overrides, spec.budget_by,
                            pretrain_seeds=pseeds)
     return known
 
@@ -159,7 +159,7 @@ def print_plan_estimate(exp: Experiment, cells, known_suite_plan=None) -> None:
         print()
         for line in est.lines():
             print(line)
-    tune = study_setting(exp.profile.name, "tune") if exp.spec.is_study and not exp.spec.eval_only else None
+    tune = study_setting(exp.profile, "tune") if exp.spec.is_study and not exp.spec.eval_only else None
     if tune:  # the tuning stage that runs before stage 1 (bench_tasks.run.tuning)
         try:
             from bench_tasks.backbones.base import resolve_device

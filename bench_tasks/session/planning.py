@@ -18,7 +18,7 @@ from bench_tasks.plan.cell_plan import Plan, make_plan
 from bench_tasks.plan.cells import DataRoots, missing_root_error, plan_cells
 from bench_tasks.plan.options import SYNTHFACE, PlanOptions
 from bench_tasks.plan.options import csv_list as _csv
-from bench_tasks.plan.profiles import parse_assignments, resolve_native_size
+from bench_tasks.plan.profiles import dotted_overrides
 from bench_tasks.plan.references import ceiling_lines, is_reference
 from bench_tasks.plan.suite import encoder_finished, expand_seeds, study_seeds, suite_encoders, suite_runs
 from bench_tasks.registry import DATASETS, TASKS
@@ -51,6 +51,71 @@ class PlannedCells:
     roots: DataRoots
     task_datasets: dict
     study: StudyStage | None = None
+
+
+@dataclass(frozen=True)
+class StudyRequest:
+    """The study's stage 1 as the spec asks for it, read once (bench_tasks.run.spec.RunSpec): where
+    its runs live, whether the ablations train, its pre-training seeds (parsed), what stage 1 does
+    here (RunSpec.stage), whether a dry run plans the budget, the pre-training overrides and budget
+    rule, whether a cluster launcher (re)writes the encoders, --pretrain-only, and what is wrong with
+    the pre-training seeds (None: nothing)."""
+
+    runs: str
+    ablations: bool
+    pretrain_seeds: dict
+    stage: str
+    verb: str
+    budget: bool
+    pretrain_override: tuple[str, ...]
+    budget_by: str
+    cluster: bool
+    pretrain_only: bool = False
+    seeds_problem: str | None = None  # bad pre-training seeds: raised when stage 1 is planned
+
+    @property
+    def overrides(self) -> dict:
+        """The pre-training overrides as {dotted key: value} (read once the options are checked)."""
+        return dotted_overrides(list(self.pretrain_override))
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """Everything a plan is made from, built once by `plan_request` (bench_tasks.session.experiment.resolve):
+    the Profile, the plan options, the data roots, the given backbones (the study's are named by
+    its request), the device, the reference cells asked for, and the study's request (None:
+    the given backbones' plan). Each check reads the small values it needs from it."""
+
+    profile: Profile
+    opts: PlanOptions
+    roots: DataRoots
+    backbones: tuple[str, ...] = ()
+    device: str = "auto"
+    ceilings: bool = True
+    probes: bool = True
+    study: StudyRequest | None = None
+
+
+def plan_request(spec: RunSpec, profile: Profile, opts: PlanOptions) -> PlanRequest:
+    """The PlanRequest of `spec` under `profile`; `opts`: its plan options (RunSpec.plan_options, an
+    in-memory model's URIs left out)."""
+    study = None
+    if spec.is_study:
+        try:
+            pseeds, seeds_problem = study_seeds(spec.pretrain_seeds, profile), None
+        except ValueError as err:  # raised with the plan's other problems (study_encoders)
+            pseeds, seeds_problem = {}, f"--pretrain-seeds: {err}"
+        study = StudyRequest(
+            runs=spec.runs, ablations=not spec.no_ablations, pretrain_seeds=pseeds, seeds_problem=seeds_problem,
+            stage=spec.stage, budget=bool(spec.dry_run),
+            # --status only reads: it plans like a dry run, never pre-trains
+            verb=("would run or reuse" if spec.dry_run or spec.status
+                  else "runs as cluster jobs (finished runs are reused)"),
+            pretrain_override=tuple(spec.pretrain_override), budget_by=spec.budget_by, cluster=spec.launch.launcher != "local",
+            pretrain_only=spec.pretrain_only)
+    return PlanRequest(profile=profile, opts=opts, roots=DataRoots.parse(list(spec.data_root) or None),
+                       backbones=() if spec.is_study else tuple(spec.backbone_list), device=spec.device,
+                       ceilings=not spec.no_ceilings, probes=not spec.no_probes, study=study)
 
 
 def build_task_datasets(opts: PlanOptions, roots, log=print) -> dict[str, list[str]]:
@@ -103,10 +168,9 @@ def build_task_datasets(opts: PlanOptions, roots, log=print) -> dict[str, list[s
     return out
 
 
-def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] | None = None,
-               backbones=None) -> PlannedCells:
-    """The run's plan under `profile`. The study (`spec.is_study`) plans its suite's encoders by
-    name (bench_tasks.plan.study; the pre-training stage writes them). Every problem found (plus
+def build_plan(request: PlanRequest, log=print, problems: list[str] | None = None, backbones=None) -> PlannedCells:
+    """The plan `request` asks for. The study (`request.study`) plans its suite's encoders by name
+    (bench_tasks.plan.study; the pre-training stage writes them). Every problem found (plus
     `problems` found earlier by bench_tasks.plan.validate.check_args) is raised together as one
     PlanInvalid before anything runs. `backbones`: an in-memory model's source
     (bench_tasks.session.in_memory.InMemoryBackbones), checked by a forward pass at each input size."""
@@ -120,8 +184,7 @@ def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] |
         parse_seeds,
     )
 
-    roots = DataRoots.parse(list(spec.data_root) or None)
-    opts = spec.plan_options()
+    opts, roots, profile = request.opts, request.roots, request.profile
     try:
         task_ds = build_task_datasets(opts, roots, log=log)
     except UnknownName as err:  # check_args names it too, with the other problems
@@ -139,21 +202,20 @@ def build_plan(spec: RunSpec, profile: Profile, log=print, problems: list[str] |
     problems += [p for p in bad + bad2 if p not in problems]
     problems += check_data(task_ds, roots, profile, fractions=fractions)
     problems += check_requirements(task_ds)
-    if not spec.is_study:  # the study's encoders are checked once stage 1 has written them
+    if request.study is None:  # the study's encoders are checked once stage 1 has written them
         served = backbones.serves if backbones is not None else (lambda uri: False)
-        problems += check_backbones([u for u in spec.backbone_list if not served(u)], task_ds, profile, spec.device)
+        problems += check_backbones([u for u in request.backbones if not served(u)], task_ds, profile, request.device)
         problems += backbones.problems(task_ds, profile) if backbones is not None else []
     if problems:
         raise PlanInvalid(problems)
-    if spec.is_study:
-        stage = study_encoders(spec, profile, log)
-        if spec.pretrain_only:
+    if request.study is not None:
+        stage = study_encoders(request.study, profile, log)
+        if request.study.pretrain_only:
             return PlannedCells(make_plan([], references=False, profiles=profile), roots, task_ds, stage)
-        return PlannedCells(study_plan(spec, profile, stage, task_ds, protocols, seeds, fractions), roots, task_ds,
-                            stage)
-    cells = plan_cells(spec.backbone_list, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
+        return PlannedCells(study_plan(request, stage, task_ds, protocols, seeds, fractions), roots, task_ds, stage)
+    cells = plan_cells(list(request.backbones), task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
                        profile=profile)
-    return PlannedCells(make_plan(cells, ceilings=None if spec.no_ceilings else "auto", probes=not spec.no_probes,
+    return PlannedCells(make_plan(cells, ceilings="auto" if request.ceilings else None, probes=request.probes,
                                   profiles=profile), roots, task_ds)
 
 
@@ -169,7 +231,7 @@ def protocol_problems(task_ds: dict, protocols: list[str] | None, problems: list
     return out
 
 
-def study_plan(spec: RunSpec, profile: Profile, stage: StudyStage, task_ds, protocols, seeds, fractions) -> Plan:
+def study_plan(request: PlanRequest, stage: StudyStage, task_ds, protocols, seeds, fractions) -> Plan:
     """The study's plan: its encoders (named: pre-trained by the run's first stage or by cluster
     jobs; the finished ones with --eval-only), their references, all checked (an encoder not
     written yet is checked once the pre-training stage has written it)."""
@@ -177,14 +239,15 @@ def study_plan(spec: RunSpec, profile: Profile, stage: StudyStage, task_ds, prot
     from bench_tasks.plan.study import study_cells
     from bench_tasks.plan.validate import PlanInvalid, check_backbones
 
+    profile, cluster = request.profile, request.study.cluster
     cells = study_cells(profile, stage.encoders, task_ds, protocols=protocols, seeds=seeds, fractions=fractions,
-                        ceilings=not spec.no_ceilings, probes=not spec.no_probes)
-    problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, spec.device,
+                        ceilings=request.ceilings, probes=request.probes)
+    problems = check_backbones(dict.fromkeys(c.backbone for c in cells), task_ds, profile, request.device,
                                # encoders not written yet are checked after the pre-training stage; with
                                # a cluster launcher the pre-training jobs (re)write them, and each
                                # evaluation job checks its own
                                skip_missing=lambda uri: uri_scheme(uri) == "paco_fr" and bool(
-                                   spec.launch.launcher != "local" or not Path(uri_parts(uri)[1]).is_file()))
+                                   cluster or not Path(uri_parts(uri)[1]).is_file()))
     if problems:
         raise PlanInvalid(problems)
     return make_plan(cells, references=False, profiles=profile)
@@ -200,46 +263,43 @@ def study_suite(spec: RunSpec, profile: Profile) -> tuple[dict, list]:
         pseeds = study_seeds(spec.pretrain_seeds, profile)
     except ValueError as err:
         raise PlanInvalid([f"--pretrain-seeds: {err}"]) from err
-    return pseeds, expand_seeds(suite_runs(not spec.no_ablations, profile.name), pseeds)
+    return pseeds, expand_seeds(suite_runs(not spec.no_ablations, profile), pseeds)
 
 
-def study_encoders(spec: RunSpec, profile: Profile, log) -> StudyStage:
+def study_encoders(study: StudyRequest, profile: Profile, log) -> StudyStage:
     """The study's stage 1 as planned: its suite's encoders {run name: encoder file}, named (the
     pre-training stage or cluster jobs write them), or the finished ones (--eval-only); a dry run
     also plans the pre-training budget. Trains nothing."""
     # lazy: keeps the study planner (paco_fr's config) out of --help/list/status
     from bench_tasks.plan.study import plan_suite
+    from bench_tasks.plan.validate import PlanInvalid
 
-    pseeds, suite = study_suite(spec, profile)
-    ablations = not spec.no_ablations
-    if spec.stage == "name":  # --status only reads: it plans like a dry run, never pre-trains
-        verb = ("would run or reuse" if spec.dry_run or spec.status
-                else "runs as cluster jobs (finished runs are reused)")
-        log(f"stage 1 (pre-training, {profile.name} config) {verb}: {', '.join(r.name for r in suite)}")
+    if study.seeds_problem:
+        raise PlanInvalid([study.seeds_problem])
+    named = suite_encoders(study.runs, profile, study.ablations, study.pretrain_seeds)
+    if study.stage == "name":
+        log(f"stage 1 (pre-training, {profile.name} config) {study.verb}: {', '.join(named_runs(study, profile))}")
         budget = None
-        if spec.dry_run:  # the budget plan (cost per step measured on tiny batches: seconds)
-            budget = plan_suite(profile.name, spec.runs, ablations, spec.overrides, spec.budget_by, log=log,
-                                pretrain_seeds=pseeds)
-        return StudyStage(suite_encoders(spec.runs, profile.name, ablations, pseeds), suite_plan=budget)
-    if spec.stage == "eval_only":
+        if study.budget:  # the budget plan (cost per step measured on tiny batches: seconds)
+            budget = plan_suite(profile, study.runs, study.ablations, study.overrides, study.budget_by, log=log,
+                                pretrain_seeds=study.pretrain_seeds)
+        return StudyStage(named, suite_plan=budget)
+    if study.stage == "eval_only":
         encoders = {}
-        for name, enc in suite_encoders(spec.runs, profile.name, ablations, pseeds).items():
+        for name, enc in named.items():
             if encoder_finished(enc):
                 encoders[name] = enc
             else:
                 log(f"--eval-only: {name} has not finished pre-training ({enc.parent}); left out")
         if not encoders:
-            raise StageFailed(f"--eval-only: no finished pre-training run under {Path(spec.runs) / profile.name}")
+            raise StageFailed(f"--eval-only: no finished pre-training run under {Path(study.runs) / profile.name}")
         return StudyStage(encoders)
-    return StudyStage(suite_encoders(spec.runs, profile.name, ablations, pseeds))
+    return StudyStage(named)
 
 
-def native_profile(spec: RunSpec, profile: Profile) -> tuple[Profile, list[str]]:
-    """(a `native_size` profile (bench_tasks/configs/native.yaml) at the input size of the plan's
-    backbones, its lines for the plan notes)."""
-    uris = spec.backbone_list if spec.backbones else []
-    given = parse_assignments(list(spec.set))
-    return resolve_native_size(profile, uris, {k.removeprefix("extra.") for k in given})
+def named_runs(study: StudyRequest, profile: Profile) -> list[str]:
+    """The suite's runs stage 1 trains, one per pre-training seed, teachers included."""
+    return [r.name for r in expand_seeds(suite_runs(study.ablations, profile), study.pretrain_seeds)]
 
 
 def resolution_lines(cells, profile) -> list[str]:
@@ -283,13 +343,13 @@ def verification_lines(cells, roots, profile) -> list[str]:
     return out
 
 
-def plan_notes(spec: RunSpec, plan: Plan, roots, profile, native_lines: list[str]) -> list[str]:
-    """Lines that say what the plan's numbers mean: native size, resized backbones, ceilings,
-    verification sets' training faces and crops."""
+def plan_notes(plan: Plan, roots, profile, native_lines: list[str], ceilings: bool = True) -> list[str]:
+    """Lines that say what the plan's numbers mean: native size, resized backbones, ceilings
+    (`ceilings`: asked for), verification sets' training faces and crops."""
     cells = plan.cells
     lines = list(native_lines)
     for fn in (lambda: resolution_lines(cells, profile),
-               lambda: ceiling_lines(cells, enabled=not spec.no_ceilings),
+               lambda: ceiling_lines(cells, enabled=ceilings),
                lambda: verification_lines(cells, roots, profile)):
         try:
             lines += fn()

@@ -11,7 +11,7 @@ from bench_tasks.errors import BenchError
 from bench_tasks.run.spec import RunSpec
 from bench_tasks.session.execute import execute
 from bench_tasks.session.experiment import resolve
-from bench_tasks.session.process import apply_threads
+from bench_tasks.session.process import apply_threads, progress_bars_off
 
 
 def report_error(err: BenchError) -> int:
@@ -24,13 +24,15 @@ def report_error(err: BenchError) -> int:
 
 
 def run_spec(spec: RunSpec) -> int:
-    """Resolve and execute `spec`. Returns the exit code (0 ok, 1 a failed cell or stage, 2 bad input)."""
+    """Resolve and execute `spec` (no progress bars with `no_progress`). Returns the exit code (0 ok,
+    1 a failed cell or stage, 2 bad input)."""
     try:
-        apply_threads(spec.threads, Path(spec.profile).stem)  # before the plan's checks build backbones
-        exp = resolve(spec)
-        if not len(exp.plan) and not (exp.spec.is_study and exp.spec.pretrain_only):
-            print("nothing to run: the plan is empty", file=sys.stderr)
-            return 2
-        return execute(exp)
+        with progress_bars_off(spec.no_progress):
+            apply_threads(spec.threads, Path(spec.profile).stem)  # before the plan's checks build backbones
+            exp = resolve(spec)
+            if not len(exp.plan) and not (exp.spec.is_study and exp.spec.pretrain_only):
+                print("nothing to run: the plan is empty", file=sys.stderr)
+                return 2
+            return execute(exp)
     except BenchError as err:
         return report_error(err)
