@@ -47,9 +47,9 @@ def tuning_cells(profile: Profile, trials: list[PlannedTrial], tasks: list[str],
                  control: bool = True):
     """The evaluation of the trials and (`control`) of the random-init control on the objective's
     tasks: SynthFace, the profile's first protocol, one evaluation seed, fraction 1.0."""
-    encoders = [f"paco_fr:{p.encoder}" for p in trials] + ([random_control(profile.name)] if control else [])
+    encoders = [f"paco_fr:{p.encoder}" for p in trials] + ([random_control(profile)] if control else [])
     return plan_cells(encoders, {t: ["synthface"] for t in tasks}, protocols=list(profile.protocols)[:1],
-                      seeds=[profile.seeds[0] if seed is None else seed], fractions=[1.0], profile=profile.name)
+                      seeds=[profile.seeds[0] if seed is None else seed], fractions=[1.0], profile=profile)
 
 
 def _teachers_first(profile: Profile, runs_root, teachers: list[str], overrides, budget_by, log, progress) -> None:
@@ -62,7 +62,7 @@ def _teachers_first(profile: Profile, runs_root, teachers: list[str], overrides,
                if not (Path(runs_root) / profile.name / t / "encoder.safetensors").is_file()]
     if not missing:
         return
-    for p in plan_suite(profile.name, runs_root, False, overrides, budget_by):
+    for p in plan_suite(profile, runs_root, False, overrides, budget_by):
         if p.run.name in missing:
             log(f"[tuning] the teacher {p.run.name} first ({p.steps} steps) -> {p.run_dir}")
             _pretrain_one(p.run, dict(p.overrides), str(p.run_dir), profile.name, progress)
@@ -90,8 +90,8 @@ def tune_suite(profile: Profile, runs_root: str | Path, methods: list[str], ctx:
     missing = check_requirements(sec["tasks"])
     if missing:  # before any trial is pre-trained: a trial scored without a task would be chosen wrongly
         raise PlanInvalid(missing)
-    planned = plan_trials(profile.name, runs_root, todo, overrides, budget_by, section=sec, log=log)
-    runs = {r.name: r for r in suite_runs(False, profile.name)}
+    planned = plan_trials(profile, runs_root, todo, overrides, budget_by, section=sec, log=log)
+    runs = {r.name: r for r in suite_runs(False, profile)}
     _teachers_first(profile, runs_root, [runs[m].teacher for m in todo if runs[m].teacher], overrides, budget_by,
                     log, progress)
     tasks = list(sec["tasks"])
@@ -122,7 +122,7 @@ def tune_suite(profile: Profile, runs_root: str | Path, methods: list[str], ctx:
         run_plan(cells, tctx, log=log)
         done.append(p)
     rows = list(latest_rows(rows_path).values()) if rows_path.is_file() else []
-    rand = random_control(profile.name)
+    rand = random_control(profile)
     finished = {p.trial.name for p in done}
     for m in todo:
         res = []
@@ -155,10 +155,10 @@ def tuning_estimate_lines(profile: Profile, runs_root: str | Path, results: str 
     todo = [m for m in methods if read_record(runs_root, profile.name, m) is None]
     if not todo:
         return [f"estimate: tuning      done for {', '.join(methods)} (runs/{profile.name}/tuning/)"]
-    trials = plan_trials(profile.name, runs_root, todo, overrides, budget_by)
+    trials = plan_trials(profile, runs_root, todo, overrides, budget_by)
     sec = tuning_section()
     est = estimate_plan(tuning_cells(profile, trials, list(sec["tasks"])), tuning_results_path(results), profile,
-                        trials, device=device, study_arch=random_control(profile.name))
+                        trials, device=device, study_arch=random_control(profile))
     counts = {m: sum(p.trial.method == m for p in trials) for m in todo}
     return ([f"estimate: tuning stage ({', '.join(f'{m} {n} trials' for m, n in counts.items())}; before stage 1):"]
             + ["  " + line for line in est.lines() if "GFLOP/s" not in line])

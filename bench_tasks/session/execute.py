@@ -233,7 +233,7 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print, executor
 
     spec, profile = exp.spec, exp.profile
     pseeds, _ = study_suite(spec, profile)
-    tune = study_setting(profile.name, "tune")
+    tune = study_setting(profile, "tune")
     if tune:  # the tuning stage first: plan_suite configures each tuned method from its record
         from bench_tasks.run.tuning import tune_suite
 
@@ -241,7 +241,7 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print, executor
                    budget_by=spec.budget_by)
     failed: list[tuple[str, str]] = []
     # the budgets after the tuning stage: a tuned method's record sets its configuration
-    planned = plan_suite(profile.name, spec.runs, not spec.no_ablations, spec.overrides, spec.budget_by, log=log,
+    planned = plan_suite(profile, spec.runs, not spec.no_ablations, spec.overrides, spec.budget_by, log=log,
                          pretrain_seeds=pseeds)
     latest = union_latest(exp.results)
 
