@@ -35,8 +35,8 @@ METHODS = ("paco", "mae", "farl", "mcf")  # the compared methods' runs (and MCF-
 TASKS = ("attributes", "expression")
 HEADLINE = {"attributes": "balanced_acc", "expression": "acc"}
 
-# one worker runs the whole module under pytest-xdist (`--dist loadgroup`): the study is made once
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800), pytest.mark.xdist_group("toy_study")]
+# a module fixture: `tox -e test` (pytest-xdist `--dist loadscope`) runs the module on one worker, the study once
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _device_spec(tmp: Path):
