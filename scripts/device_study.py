@@ -26,7 +26,7 @@ others'. Stages, in order (each a subprocess, so a crash in one leaves the drive
    throughput.json, throughput.md, env.json, device_study.log (at most 8 files, as the device tool allows).
 
 `--tiny` runs the same code path at CPU-test size (the `smoke` profile, a tiny ViT, a few steps);
-tests/test_device_study.py runs it.
+tests/test_toy_study.py runs it (on the runs of a `run --all --pretrain-only`: the suite is reused).
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
-"""The device study: its pieces against hand-worked values, and the whole one-call script
-end to end on the CPU at toy size (`--tiny`: the same code path the GPU call runs)."""
+"""The device study: its pieces against hand-worked values. The whole one-call script end to end on
+the CPU at toy size (`--tiny`: the same code path the GPU call runs) is tests/test_toy_study.py, on the
+toy study that `run --all`'s checks share."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -86,39 +83,3 @@ def test_tiny_settings_are_the_cpu_path():
     # the tiny rehearsal shrinks the profile (few images, one head lr); the GPU call runs the profile as it is
     assert st["profile_set"]["synthface_train"] < get_profile("smoke").synthface_train
     assert full["profile_set"] == {}
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1800)  # ~3 min on 2 idle cores; far longer when the cores are shared
-def test_device_study_end_to_end_tiny(tmp_path):
-    """The whole one-call script at CPU size: throughput (eager), calibration, data, pre-training suite,
-    evaluation, report, packing into OUT. Compile is left out here (minutes of CPU compile);
-    everything else is the GPU call's code path."""
-    out, scratch = tmp_path / "out", tmp_path / "scratch"
-    cmd = [sys.executable, str(ROOT / "scripts" / "device_study.py"), "--tiny", "--out", str(out), "--scratch", str(scratch),
-           "--runs", str(tmp_path / "runs"), "--reports", str(tmp_path / "reports"),
-           "--results", str(tmp_path / "results" / "smoke.jsonl"), "--work-dir", str(tmp_path / "work"),
-           "--time-limit", "1500", "--no-compile", "--workers", "1", "--objectives", "simmim,paco,infer"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
-    log = (scratch / "device_study.log").read_text() if (scratch / "device_study.log").exists() else p.stdout
-    assert p.returncode == 0, log[-3000:] + p.stderr[-3000:]
-    names = sorted(x.name for x in out.iterdir())
-    assert names == sorted(["env.json", "throughput.json", "throughput.md", "smoke.jsonl", "reports_smoke.tar.gz",
-                            "device_study.log"]), names
-    assert len(names) <= 8  # what the device tool brings back
-    thr = json.loads((out / "throughput.json").read_text())
-    assert {(r["objective"], r["status"]) for r in thr["rows"]} == {("simmim", "ok"), ("paco", "ok"), ("infer", "ok")}
-    assert thr["pretrain_steps"] == 6 and thr["calibration"]["rows"]
-    rows = [json.loads(x) for x in (out / "smoke.jsonl").read_text().splitlines() if x.strip()]
-    ok = {(r["cell"]["backbone"].split("/")[-2] if r["cell"]["backbone"].startswith("paco_fr:")
-           else r["cell"]["backbone"].split(":")[0], r["cell"]["task"]) for r in rows if r["status"] == "ok"}
-    for method in ("paco", "mae", "farl", "mcf", "random"):
-        for task in ("attributes", "expression"):
-            assert (method, task) in ok, (method, task, sorted(ok))
-    with tarfile.open(out / "reports_smoke.tar.gz") as tar:
-        members = tar.getnames()
-    assert "reports/smoke/SUMMARY.md" in members
-    assert any(m.endswith("paco/summary.json") for m in members)
-    summary = json.loads((tmp_path / "runs" / "smoke" / "paco" / "summary.json").read_text())
-    assert summary["steps"] == 6  # the calibrated count (capped at the tiny maximum) reached every run

@@ -1,6 +1,6 @@
 """`run --all --pretrain-jobs N --pretrain-only`: the options are checked before anything runs. The runs
 pre-trained N at a time, MCF-style's teacher first, then reused by the evaluation: the first stage of
-tests/test_study_end_to_end.py (one pre-training serves both)."""
+tests/test_toy_study.py (one pre-training serves both, and the device study's one-call script)."""
 
 
 def test_pretrain_jobs_and_only_are_checked():

@@ -178,3 +178,24 @@ def test_concurrent_writer_keeps_the_first_finished_cache(tmp_path):
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # its own copy cleaned up
     assert np.array_equal(load_synthface("val", 6, image_size=64, seed=0, root=tmp_path, progress=False).images,
                           s.images)
+
+
+def test_concurrent_loaders_generate_a_split_once(tmp_path, monkeypatch):
+    """Two loaders of a split not cached yet (pytest-xdist workers, the device study's data stage beside
+    a run): one generates it, the other waits on the lock and reads that cache."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = []
+    real = ds_mod.generate_arrays
+
+    def counted(*a, **k):
+        calls.append(1)
+        time.sleep(0.5)  # the other loader arrives while this one generates
+        return real(*a, **k)
+
+    monkeypatch.setattr(ds_mod, "generate_arrays", counted)
+    with ThreadPoolExecutor(2) as ex:  # flock: two open() calls lock each other out, threads too
+        got = list(ex.map(lambda _: load_synthface("val", 5, image_size=32, seed=0, root=tmp_path, progress=False,
+                                                   workers=1), range(2)))
+    assert len(calls) == 1
+    assert np.array_equal(got[0].images, got[1].images) and len(got[1]) == 5

@@ -17,6 +17,7 @@ is slower)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -100,8 +101,36 @@ def machine_speed(device: str = "cpu", refresh: bool | None = None) -> Speed:
     """This machine's speed: from the cache when the same host / code path / threads measured it,
     else a probe of about 2 x PROBE_SECONDS (then cached)."""
     key = machine_key(device)
-    path = cache_path()
     refresh = os.environ.get("PACO_FR_SPEED_PROBE") == "refresh" if refresh is None else refresh
+    # one probe at a time per cache: a concurrent process (a pytest-xdist worker, a second `run`)
+    # waits and reads the speed just measured instead of measuring against the other probe
+    with _probe_lock(cache_path()):
+        return _machine_speed(key, device, refresh)
+
+
+@contextlib.contextmanager
+def _probe_lock(path: Path):
+    try:
+        import fcntl
+    except ImportError:  # no lock (Windows): the cache is still replaced whole
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path.with_name(f".{path.name}.lock"), "a")
+    except OSError:  # an unwritable cache folder: measured without a lock (and not cached)
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _machine_speed(key: str, device: str, refresh: bool) -> Speed:
+    path = cache_path()
     cache: dict = {}
     try:
         cache = json.loads(path.read_text())

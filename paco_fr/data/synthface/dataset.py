@@ -17,6 +17,7 @@ generation never leaves a half cache. Image i of a split is a pure function of (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -319,11 +320,38 @@ def load_synthface(split: str, num_images: int, image_size: int = 64, seed: int 
     if num_images <= 0:
         raise ValueError("num_images must be positive")
     path = cache_dir(root, split, num_images, image_size, seed)
-    if not (path / "meta.json").exists() or _cached_version(path) != GENERATOR_VERSION:
-        _write_cache(path, split, num_images, image_size, seed, workers, progress)
+    if not _is_current(path):
+        with _generation_lock(path):
+            if not _is_current(path):  # another process may have written it while this one waited
+                _write_cache(path, split, num_images, image_size, seed, workers, progress)
     if os.environ.get("PACO_FR_SPLIT_CACHE") == "1":
         return _memory_cached(path)
     return read_cache(path)
+
+
+def _is_current(path: Path) -> bool:
+    return (path / "meta.json").exists() and _cached_version(path) == GENERATOR_VERSION
+
+
+@contextlib.contextmanager
+def _generation_lock(path: Path):
+    """One process at a time generates a split: a concurrent loader of the same split (pytest-xdist
+    workers, the device study's data stage beside a run) waits, then reads what the first one wrote
+    instead of generating it again. Without fcntl (Windows) there is no lock; the atomic rename of
+    _write_cache still keeps the cache whole."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    # beside the size folder (`<root>/<layout>/.size64-seed0-val-600.lock`), which holds caches only
+    path.parent.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent.parent / f".{path.parent.name}-{path.name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 _MEMORY: dict[tuple[str, float], SynthFaceSplit] = {}
