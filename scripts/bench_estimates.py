@@ -131,7 +131,8 @@ def measure_plan(name: str, out: Path, args) -> list[tuple]:
     from bench_tasks.plan.cell_costs import backbone_shape
     from bench_tasks.plan.estimate import cell_estimates, machine_speed
     from bench_tasks.plan.suite import random_control
-    from bench_tasks.run.runner import BackboneCache, run_cell
+    from bench_tasks.plan.cell_plan import cell_version
+    from bench_tasks.run.runner import BackboneCache, RunContext, run_cell
     from bench_tasks.session.experiment import resolve
 
     spec = plan_spec(name, out, args)
@@ -153,8 +154,9 @@ def measure_plan(name: str, out: Path, args) -> list[tuple]:
             run_as = dataclasses.replace(c, backbone=study_arch)
         before = machine_speed("cpu", refresh=True)
         t0 = time.perf_counter()
-        row = run_cell(run_as, results=spec.results_path, work_dir=spec.work_dir, progress=False,
-                       backbones=cache, profile=exp.plan.profile_of(c))
+        prof = exp.plan.profile_of(c)
+        ctx = RunContext(results=Path(spec.results_path), work_dir=Path(spec.work_dir), device="cpu", progress=False)
+        row = run_cell(run_as, ctx, cell_version(run_as, prof), prof, backbones=cache)
         took = time.perf_counter() - t0
         speed = shared_speed(before, machine_speed("cpu", refresh=True))
         # the sample's estimate in the order it runs (the first cell of a feature set extracts it,
