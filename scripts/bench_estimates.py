@@ -129,9 +129,9 @@ def warm_synthface(cells, profile_of) -> None:
 
 def measure_plan(name: str, out: Path, args) -> list[tuple]:
     from bench_tasks.plan.cell_costs import backbone_shape
+    from bench_tasks.plan.cell_plan import cell_version
     from bench_tasks.plan.estimate import cell_estimates, machine_speed
     from bench_tasks.plan.suite import random_control
-    from bench_tasks.plan.cell_plan import cell_version
     from bench_tasks.run.runner import BackboneCache, RunContext, run_cell
     from bench_tasks.session.experiment import resolve
 
