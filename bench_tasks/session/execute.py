@@ -254,6 +254,8 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print, executor
         # a run without cells of its own (a teacher) is needed only by the runs it teaches
         return all(keep(q) for q in planned if q.run.teacher == p.run.name)
 
+    kept_runs = {p.run.name for p in planned if keep(p)}  # decided once, before anything is trained
+
     after, evaluated = None, [0.0]
     if spec.by_run and not spec.pretrain_only:
         def after(p, enc) -> None:  # --by-run: this run's cells before the next run is pre-trained
@@ -262,8 +264,9 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print, executor
             evaluated[0] += time.monotonic() - t
 
     encoders = pretrain_suite(profile, planned, spec.runs, spec.budget_by, log=log, progress=spec.progress,
-                              failed=failed, jobs=max(1, int(spec.pretrain_jobs)), keep=keep, after=after)
-    kept = {f"paco_fr:{p.encoder}" for p in planned if p.run.name not in encoders and keep(p)}
+                              failed=failed, jobs=max(1, int(spec.pretrain_jobs)),
+                              keep=lambda p: p.run.name in kept_runs, after=after)
+    kept = {f"paco_fr:{p.encoder}" for p in planned if p.run.name in kept_runs}
     if failed and not encoders and not kept:
         raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
                           "report:\n" + "\n".join(f"  {n}: {c}" for n, c in failed))
