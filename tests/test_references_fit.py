@@ -44,6 +44,27 @@ def test_a_timm_checkpoint_gets_ceiling_and_random_init_at_its_evaluation_size(t
     assert any(ln.startswith("random-init control: random:vit_tiny@64/16/d12 (") for ln in lines)
 
 
+
+def test_the_plans_profile_sizes_its_references_not_the_bundled_one_of_that_name(tmp_path):
+    """A profile changed under the bundled name (a profile file, `--set image_size=96`): make_plan
+    builds the ceiling and the random-init control at the size the cells run at under it."""
+    import dataclasses
+
+    import timm
+
+    from bench_tasks.plan.cell_plan import make_plan
+    from bench_tasks.plan.profiles import get_profile
+
+    path = tmp_path / "tiny.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=2).state_dict(), path)
+    uri = f"timm:vit_tiny_patch16_224:{path}"
+    mine = dataclasses.replace(get_profile("smoke"), image_size=96)
+    cells = plan_cells([uri], {"attributes": ["synthface"]}, protocols=["linear"], seeds=[0], fractions=[1.0],
+                       profile=mine)
+    refs = {c.backbone for c in make_plan(cells, ceilings="auto", profiles=mine).cells if c.backbone != uri}
+    assert {"supervised:vit_tiny@96/16/d2", "random:vit_tiny@96/16/d2"} <= refs
+    assert not any("@64/" in u for u in refs)  # the bundled smoke profile's size
+
 def test_reference_lines_say_a_shared_control_once_and_nothing_per_encoder_without_ceilings(tmp_path):
     """A study's many encoders of one architecture share one random-init control: one line for it,
     and with --no-ceilings no "ceiling: none for ..." line per encoder (the first line says it)."""

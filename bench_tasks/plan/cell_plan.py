@@ -267,7 +267,9 @@ def make_plan(cells: Sequence[Cell] | Plan, references: bool = True, ceilings: s
         known[profiles.name] = profiles
     elif profiles:
         known.update(profiles)
-    planned = with_references(cells, ceilings=ceilings, probes=probes) if references else cells
+    # references sized at each cell's evaluation size under the plan's Profile (a profile file or
+    # --set may change a bundled profile's sizes under the same name)
+    planned = with_references(cells, ceilings=ceilings, probes=probes, profiles=known) if references else cells
     unique = list({c.key(): c for c in planned}.values())
     for c in unique:
         if c.profile not in known:
