@@ -129,3 +129,16 @@ def test_evaluate_in_memory_timm_cnn(tmp_path, few_faces):
     assert row["backbone"].startswith("memory:")
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
+
+
+def test_an_in_memory_model_fed_another_normalisation_gets_another_key():
+    """The same weights with another mean / std in their pretrained config make other features: their
+    rows must not be reused (the key holds the normalisation, not only the weights)."""
+    from bench_tasks.session.in_memory import wrap_module
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=1)
+    a = wrap_module(vit).uri
+    assert wrap_module(vit).uri == a  # deterministic
+    vit.pretrained_cfg = {**vit.pretrained_cfg, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+    assert wrap_module(vit).uri != a

@@ -25,8 +25,12 @@ from bench_tasks.run.runner import BackboneCache
 from paco_fr.backbone import ViTBackbone
 
 
-def _weights_hash(module: nn.Module) -> str:
+def _weights_hash(module: nn.Module, mean_std: tuple | None = None) -> str:
+    """The model's class, weights and (a timm model) the input normalisation it is fed with: the same
+    weights with another mean / std make other features, so another key."""
     h = hashlib.sha256(type(module).__name__.encode())
+    if mean_std is not None:
+        h.update(repr(mean_std).encode())
     for k, v in module.state_dict().items():
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
@@ -37,8 +41,8 @@ def wrap_module(model: nn.Module | BenchBackbone, name: str | None = None) -> Be
     """An in-memory model as a BenchBackbone keyed `memory:<name>@<weights hash>`."""
     if isinstance(model, BenchBackbone):
         return model
-    h = _weights_hash(model)
     if isinstance(model, ViTBackbone):
+        h = _weights_hash(model)
         vit_bb = model
         label = name or model.arch
     else:
@@ -50,6 +54,7 @@ def wrap_module(model: nn.Module | BenchBackbone, name: str | None = None) -> Be
                             f"{', '.join(lacks)}); pass a timm model, a paco_fr ViTBackbone, or a backbone URI "
                             "string such as 'timm:<model>:<file>'")
         mean, std = _mean_std(model)
+        h = _weights_hash(model, (mean, std))
         label = name or getattr(model, "default_cfg", {}).get("architecture") or type(model).__name__
         vit_bb = (TimmPyramid(model, arch=label, mean=mean, std=std) if missing
                   else TimmViTBackbone(model, arch=label, mean=mean, std=std))
