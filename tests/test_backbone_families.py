@@ -403,3 +403,26 @@ def test_family_runs_the_five_synthface_tasks(family, ckpt_dir, tmp_path):
     for task in DENSE:
         res = _run_task(uri, task, tmp_path)
         assert res.head == "fpn_uperhead" and res.protocol_used == "frozen"
+
+
+@needs_open_clip
+def test_open_clip_gelu_arch_refuses_a_file_in_farls_quickgelu_layout(tmp_path):
+    """FaRL's release (a CLIP state dict alone under `state_dict`) was trained with QuickGELU: a GELU
+    arch would load it without error and compute other features, so it is refused, naming `farl:`
+    and the `-quickgelu` arch; the `-quickgelu` arch reads it."""
+    import open_clip
+
+    cfg_dir = tmp_path / "cfg"
+    cfg_dir.mkdir()
+    (cfg_dir / "toyq-ViT-8.json").write_text(json.dumps(OPEN_CLIP_TOY))
+    (cfg_dir / "toyq-ViT-8-quickgelu.json").write_text(json.dumps({**OPEN_CLIP_TOY, "quick_gelu": True}))
+    open_clip.add_model_config(cfg_dir)
+    torch.manual_seed(0)
+    path = tmp_path / "farl_layout.pth"
+    torch.save({"state_dict": open_clip.create_model("toyq-ViT-8-quickgelu", pretrained=None).state_dict()}, path)
+    with pytest.raises(CheckpointError) as err:
+        build_backbone(f"open_clip:toyq-ViT-8:{path}", 32)
+    msg = str(err.value)
+    assert str(path) in msg and f"farl:{path}" in msg and f"open_clip:toyq-ViT-8-quickgelu:{path}" in msg, msg
+    bb = build_backbone(f"open_clip:toyq-ViT-8-quickgelu:{path}", 32)
+    assert bb.uri.startswith("open_clip:toyq-ViT-8-quickgelu:")

@@ -10,6 +10,10 @@ embedding before the projection (`ln_post` of the class token, or its mean pool 
 says so). The model is built at the task's input size and the file's position embedding
 resampled (OpenCLIP's own `resize_pos_embed`). Mean and std: the model's (`preprocess_cfg`,
 OpenAI's CLIP values by default); the input size it was made for: its `image_size`.
+
+The activation comes from <arch> alone (`ViT-B-16` GELU, `ViT-B-16-quickgelu` QuickGELU): a file in
+FaRL's release layout (QuickGELU weights) is refused under a GELU arch, naming `farl:` and the
+`-quickgelu` arch (`refuse_gelu_for_quickgelu_file`), as `farl:` refuses OpenCLIP's layouts.
 """
 
 from __future__ import annotations
@@ -78,13 +82,38 @@ def claims_keys(keys: set) -> str | None:
     return None
 
 
+def refuse_gelu_for_quickgelu_file(arch: str, file, raw) -> str | None:
+    """Why a GELU arch must not read this file (None when it may): FaRL's release layout (a CLIP
+    state dict alone under `state_dict`, as `farl:` reads) holds weights trained with QuickGELU, and
+    no weight tells the activation, so a GELU tower would load them without error and compute other
+    features."""
+    if not (isinstance(raw, dict) and set(raw) == {"state_dict"} and isinstance(raw["state_dict"], dict)):
+        return None
+    if model_config(arch).get("quick_gelu"):
+        return None
+    quick = f"{arch}-quickgelu"
+    try:
+        model_config(quick)
+        alt = f"`open_clip:{quick}:{file}`"
+    except ValueError:
+        alt = "an OpenCLIP arch with `quick_gelu: true`"
+    return (f"weight file {file} has FaRL's release layout (a CLIP state dict alone under `state_dict`); "
+            f"FaRL, like OpenAI's CLIP, was trained with QuickGELU and OpenCLIP's {arch} computes GELU, which "
+            f"would load it without error and give other features: use `farl:{file}` or {alt}. A GELU "
+            "model saved this way by hand: save its state dict bare (keys visual.* at the top level)")
+
+
 @BACKBONES.register("open_clip")
 def build(rest: str, image_size: int) -> BenchBackbone:
     """rest = '<arch>:<weight file>': an OpenCLIP checkpoint of architecture <arch> (ViT image towers)."""
     arch, file = parse_spec(rest)
     oc = _open_clip()
     model_config(arch)
-    sd = strip_prefix(unwrap(read_weights(file), ("state_dict", "model")), ("module.",))
+    raw = read_weights(file)
+    quick = refuse_gelu_for_quickgelu_file(arch, file, raw)
+    if quick:
+        raise CheckpointError(quick)
+    sd = strip_prefix(unwrap(raw, ("state_dict", "model")), ("module.",))
     if not claims_keys(set(sd)):
         raise CheckpointError(wrong_family(file, sd.keys(), "an OpenCLIP checkpoint (keys visual.*, "
                                            "token_embedding.weight, logit_scale)", "open_clip"))
