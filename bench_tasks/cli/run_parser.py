@@ -34,6 +34,11 @@ def add_run_parser(sub, cmd_run) -> None:
     pr.add_argument("--eval-only", action="store_true",
                     help="--all: no pre-training; evaluate the suite's runs that have finished (those not finished "
                          "are named and left out): e.g. several evaluation processes after one --pretrain-only")
+    pr.add_argument("--follow", action="store_true",
+                    help="--eval-only: keep evaluating the suite's runs as they finish (another process, e.g. "
+                         "`run --all --worker-files`, pre-trains them), looking again every minute, until every "
+                         "run has finished and its cells have rows; with --worker-files both share the cells "
+                         "(claims); the report is written once, at the end")
     pr.add_argument("--by-run", action="store_true",
                     help="--all: pre-train one run of the suite, evaluate its cells, then the next (one at a time), "
                          "so that a stopped study loses at most one run's work; the rows are the same. With the "

@@ -100,6 +100,7 @@ class RunSpec:
     pretrain_only: bool = False
     eval_only: bool = False
     by_run: bool = False  # the study: each run evaluated before the next is pre-trained
+    follow: bool = False  # --eval-only: evaluate the suite's runs as they finish, until all have
     budget_by: str = "flops"
     launch: LaunchOptions = field(default_factory=LaunchOptions)
 
@@ -186,6 +187,9 @@ class RunSpec:
         """Problems between values (each value's own type is checked when the spec is built): the
         shard of a sharded run."""
         out = []
+        if self.follow and not self.eval_only:
+            out.append("follow (--follow) needs eval_only (--eval-only): it evaluates the study's runs as "
+                       "another process pre-trains them")
         n, i = self.launch.num_shards, self.launch.shard_index
         if isinstance(n, int) and isinstance(i, int) and n >= 1 and not 0 <= i < n:
             out.append(f"launch.shard_index (--shard-index) {i} is not a shard of launch.num_shards "

@@ -61,16 +61,21 @@ class InProcess:
 
 
 class SharedResults(InProcess):
-    """This process as one of several workers on one results file (`--num-shards`, `--worker-files`):
-    each cell is claimed before it is computed (bench_tasks.run.worker.SharedWriter); its rows go to
-    its own worker file."""
+    """This process as one of several workers on one results file (`--num-shards`, `--worker-files`,
+    `--eval-only`): each cell is claimed before it is computed (bench_tasks.run.worker.SharedWriter);
+    its rows go to its own worker file (`rows_to="worker"`) or, appended under the store's lock, to
+    the results file (`rows_to="main"`)."""
+
+    def __init__(self, record: bool = True, rows_to: str = "worker"):
+        super().__init__(record)
+        self.rows_to = rows_to
 
     def writer(self, exp: Experiment, since: float):
         # lazy: the claim ledger loads when cells run
         from bench_tasks.run.worker import Claims, SharedWriter
 
         launch = exp.spec.launch
-        return SharedWriter(Claims(rows_to="worker", since=since, timeout_s=launch.claim_timeout,
+        return SharedWriter(Claims(rows_to=self.rows_to, since=since, timeout_s=launch.claim_timeout,
                                    heartbeat_s=launch.heartbeat, wait_s=launch.wait_claimed))
 
     def kind(self, exp: Experiment) -> str:
@@ -94,8 +99,12 @@ def launch_time(exp: Experiment) -> float:
 
 
 def executor_for(spec) -> InProcess | SharedResults:
-    """The executor of a local run: claims only when several workers share the results file."""
-    return SharedResults() if (spec.launch.num_shards > 1 or spec.launch.worker_files) else InProcess()
+    """The executor of a local run: claims only when several workers share the results file: shards,
+    worker files, or `--eval-only` (made to run beside other evaluation processes of one study; its
+    rows go to the results file)."""
+    if spec.launch.num_shards > 1 or spec.launch.worker_files:
+        return SharedResults()
+    return SharedResults(rows_to="main") if spec.eval_only else InProcess()
 
 
 def launch_record(exp: Experiment, kind: str, since: float) -> dict:

@@ -20,7 +20,14 @@ from bench_tasks.plan.options import SYNTHFACE, PlanOptions
 from bench_tasks.plan.options import csv_list as _csv
 from bench_tasks.plan.profiles import dotted_overrides
 from bench_tasks.plan.references import ceiling_lines, is_reference
-from bench_tasks.plan.suite import encoder_finished, expand_seeds, study_seeds, suite_encoders, suite_runs
+from bench_tasks.plan.suite import (
+    encoder_finished,
+    expand_seeds,
+    finished_elsewhere,
+    study_seeds,
+    suite_encoders,
+    suite_runs,
+)
 from bench_tasks.registry import DATASETS, TASKS
 from bench_tasks.run.spec import RunSpec
 from bench_tasks.tasks.recognition import settings_for
@@ -289,6 +296,8 @@ def study_encoders(study: StudyRequest, profile: Profile, log) -> StudyStage:
         for name, enc in named.items():
             if encoder_finished(enc):
                 encoders[name] = enc
+            elif finished_elsewhere(enc):
+                log(f"--eval-only: {name} finished on another machine (its encoder is not here); left out")
             else:
                 log(f"--eval-only: {name} has not finished pre-training ({enc.parent}); left out")
         if not encoders:

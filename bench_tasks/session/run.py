@@ -1,16 +1,18 @@
 """A RunSpec from start to exit code, as `python -m bench_tasks run` and bench_tasks.api.run both
 run it: resolve, then execute; an error of the harness is printed and becomes its type's exit code.
+`--eval-only --follow` resolves and executes again, as the study's runs finish, until all have.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from bench_tasks.errors import BenchError
 from bench_tasks.run.spec import RunSpec
 from bench_tasks.session.execute import execute
-from bench_tasks.session.experiment import resolve
+from bench_tasks.session.experiment import resolve, resolve_profile
 from bench_tasks.session.process import apply_threads, progress_bars_off
 
 
@@ -26,6 +28,8 @@ def report_error(err: BenchError) -> int:
 def run_spec(spec: RunSpec) -> int:
     """Resolve and execute `spec` (no progress bars with `no_progress`). Returns the exit code (0 ok,
     1 a failed cell or stage, 2 bad input)."""
+    if spec.follow:
+        return follow(spec)
     try:
         with progress_bars_off(spec.no_progress):
             apply_threads(spec.threads, Path(spec.profile).stem)  # before the plan's checks build backbones
@@ -36,3 +40,54 @@ def run_spec(spec: RunSpec) -> int:
             return execute(exp)
     except BenchError as err:
         return report_error(err)
+
+
+FOLLOW_EVERY_S = 60.0  # --follow: the shortest time between two looks at the study's runs
+
+
+def runs_still_training(spec: RunSpec) -> list[str]:
+    """The study's runs (one per pre-training seed, teachers left out) that have not finished, here
+    or on another machine (bench_tasks.plan.suite.finished_elsewhere)."""
+    # lazy: the study planner (paco_fr's config) loads when a study runs
+    from bench_tasks.plan.suite import encoder_finished, finished_elsewhere, suite_encoders
+    from bench_tasks.session.planning import study_suite
+
+    profile, _ = resolve_profile(spec)
+    pseeds, _ = study_suite(spec, profile)
+    named = suite_encoders(spec.runs, profile, not spec.no_ablations, pseeds)
+    return [n for n, enc in named.items() if not encoder_finished(enc) and not finished_elsewhere(enc)]
+
+
+def quiet_waiting(line: str) -> None:
+    """--follow's log: the runs left out of a pass are said once a pass, in one line (follow)."""
+    if not line.startswith("--eval-only: "):
+        print(line)
+
+
+def follow(spec: RunSpec, sleep=time.sleep) -> int:
+    """`run --all --eval-only --follow`: evaluate the runs that have finished (as --eval-only does),
+    look again, and so on until a pass that began with every run finished; the report (unless
+    --no-report) only after that last pass. Returns the worst exit code of the passes."""
+    from bench_tasks.session.planning import StageFailed
+
+    code = 0
+    while True:
+        t0 = time.monotonic()
+        try:
+            with progress_bars_off(spec.no_progress):
+                apply_threads(spec.threads, Path(spec.profile).stem)
+                waiting = runs_still_training(spec)  # before the pass: a pass that starts with none is the last
+                try:
+                    exp = resolve(spec.replace(no_report=spec.no_report or bool(waiting)), log=quiet_waiting)
+                except StageFailed:  # no run has finished yet
+                    exp = None
+                if exp is not None and len(exp.plan):
+                    code = max(code, execute(exp))
+        except BenchError as err:
+            return report_error(err)
+        if not waiting:
+            return code
+        shown = ", ".join(waiting[:4]) + (f" and {len(waiting) - 4} more" if len(waiting) > 4 else "")
+        print(f"--follow: {len(waiting)} run(s) not finished yet ({shown}); looking again "
+              f"(Ctrl-C stops; the rows made are kept)", flush=True)
+        sleep(max(0.0, FOLLOW_EVERY_S - (time.monotonic() - t0)))

@@ -1,0 +1,73 @@
+"""`run --all --eval-only --follow`: the evaluation worker that keeps up with a pre-training process.
+It passes again while runs are still training (each pass without the report), stops after a pass
+that began with every run finished (the report then), and refuses to run without --eval-only."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench_tasks.run.spec import RunSpec, SpecError
+from bench_tasks.session import run as session_run
+
+
+class _Exp:
+    def __init__(self, spec, n=3):
+        self.spec, self.plan = spec, list(range(n))
+
+
+def test_follow_passes_until_every_run_has_finished_and_reports_once(monkeypatch):
+    waiting = [["paco_seed1", "mae_seed1"], ["mae_seed1"], []]
+    passes, slept = [], []
+    monkeypatch.setattr(session_run, "runs_still_training", lambda spec: waiting.pop(0))
+    monkeypatch.setattr(session_run, "resolve", lambda spec, log=print: _Exp(spec))
+    monkeypatch.setattr(session_run, "execute", lambda exp: passes.append(exp.spec.no_report) or 0)
+    spec = RunSpec(all=True, eval_only=True, follow=True, profile="smoke")
+    assert session_run.follow(spec, sleep=slept.append) == 0
+    assert passes == [True, True, False]  # the report only after the last pass
+    assert len(slept) == 2 and all(0 <= s <= session_run.FOLLOW_EVERY_S for s in slept)
+
+
+def test_follow_waits_when_no_run_has_finished_yet_and_keeps_the_worst_exit_code(monkeypatch):
+    from bench_tasks.session.planning import StageFailed
+
+    waiting = [["paco"], ["paco"], []]
+    calls = []
+
+    def resolve(spec, log=print):
+        calls.append(spec.no_report)
+        if len(calls) == 1:
+            raise StageFailed("--eval-only: no finished pre-training run under runs/smoke")
+        return _Exp(spec)
+
+    codes = [1, 0]
+    monkeypatch.setattr(session_run, "runs_still_training", lambda spec: waiting.pop(0))
+    monkeypatch.setattr(session_run, "resolve", resolve)
+    monkeypatch.setattr(session_run, "execute", lambda exp: codes.pop(0))
+    spec = RunSpec(all=True, eval_only=True, follow=True, profile="smoke", no_report=True)
+    assert session_run.follow(spec, sleep=lambda s: None) == 1  # a pass with a failed cell
+    assert calls == [True, True, True]  # --no-report holds on the last pass too
+
+
+def test_follow_needs_eval_only():
+    with pytest.raises(SpecError, match="follow"):
+        RunSpec.from_dict({"all": True, "follow": True})
+    assert RunSpec.from_dict({"all": True, "eval_only": True, "follow": True}).follow
+
+
+def test_runs_still_training_names_the_suites_unfinished_runs(tmp_path):
+    spec = RunSpec(all=True, eval_only=True, follow=True, profile="smoke", runs=str(tmp_path), no_ablations=True)
+    left = session_run.runs_still_training(spec)
+    assert left and "paco" in left and not any(n.startswith("abl_") for n in left)
+
+
+def test_eval_only_processes_claim_their_cells():
+    """Several --eval-only processes on one study share its cells (claims; rows to the results file);
+    with --worker-files each writes its own file; a lone run claims nothing."""
+    from bench_tasks.run.spec import LaunchOptions
+    from bench_tasks.session.execute import InProcess, SharedResults, executor_for
+
+    ex = executor_for(RunSpec(all=True, eval_only=True))
+    assert isinstance(ex, SharedResults) and ex.rows_to == "main"
+    ex = executor_for(RunSpec(all=True, eval_only=True, launch=LaunchOptions(worker_files=True)))
+    assert isinstance(ex, SharedResults) and ex.rows_to == "worker"
+    assert type(executor_for(RunSpec(all=True))) is InProcess
