@@ -76,3 +76,43 @@ def test_pretrain_suite_keeps_runs_and_evaluates_each_before_the_next(tmp_path, 
     assert events == ["train a", "evaluate a", "train broken", "train c", "evaluate c"]
     assert set(out) == {"a", "c"} and [n for n, _ in failed] == ["broken"]
     assert json.loads((tmp_path / "smoke" / "budget.json").read_text())["runs"].keys() == {"a", "b", "broken", "c"}
+
+
+def test_processes_sharing_a_study_each_pretrain_other_runs(tmp_path, monkeypatch):
+    """Two processes on one study (`--worker-files`): a run the other live process holds is left to
+    it, with the run it teaches; the runs this one trained are marked done, so the other reuses
+    them (and shares their cells) instead of training them again; a stale claim is taken over."""
+    import os
+
+    from bench_tasks.plan.profiles import get_profile
+    from bench_tasks.plan.study import PlannedRun
+    from bench_tasks.plan.suite import SuiteRun
+    from bench_tasks.run import pretrain as rp
+    from bench_tasks.run.claims import ClaimBook, Identity, identity
+
+    trained: list[str] = []
+
+    def fake_one(run, overrides, run_dir, profile_name, progress=True, threads=0):
+        trained.append(run.name)
+        return Path(run_dir) / "encoder.safetensors"
+
+    monkeypatch.setattr(rp, "_pretrain_one", fake_one)
+    runs = [SuiteRun("a"), SuiteRun("teacher", role="teacher"), SuiteRun("student", teacher="teacher"),
+            SuiteRun("d"), SuiteRun("e")]
+    plan = [PlannedRun(r, {}, tmp_path / r.name, 10, {"flops_per_step": 1.0}) for r in runs]
+    folder = tmp_path / "claims"
+    host = identity().host
+    other = ClaimBook(folder, me=Identity(host=host, pid=os.getppid(), job_id=None, worker="other"))  # alive
+    assert other.acquire("pretrain-teacher", "teacher").claim is not None
+    dead = ClaimBook(folder, me=Identity(host=host, pid=2 ** 22 + 7, job_id=None, worker="dead"))  # no such pid
+    assert dead.acquire("pretrain-e", "e").claim is not None
+
+    logs: list[str] = []
+    out = rp.pretrain_suite(get_profile("smoke"), plan, tmp_path, log=logs.append,
+                            claims=rp.RunClaims(ClaimBook(folder), since=0.0))
+    assert trained == ["a", "d", "e"] and set(out) == {"a", "d", "e"}
+    assert any("teacher: being pre-trained by another process" in m for m in logs)
+    assert any("student: left to the process that trains its teacher" in m for m in logs)
+    book = ClaimBook(folder)
+    assert {k: book.head(f"pretrain-{k}")[1]["state"] for k in ("a", "d", "e", "teacher")} == \
+        {"a": "done", "d": "done", "e": "done", "teacher": "running"}

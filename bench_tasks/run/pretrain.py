@@ -27,7 +27,8 @@ from paco_fr.engine import pretrain
 def pretrain_suite(profile: Profile, plan: list[PlannedRun], runs_root: str | Path = "runs", budget_by: str = "flops",
                    log: Callable[[str], None] = print, progress: bool = True, failed: list | None = None,
                    jobs: int = 1, keep: Callable[[PlannedRun], bool] | None = None,
-                   after: Callable[[PlannedRun, Path], None] | None = None) -> dict[str, Path]:
+                   after: Callable[[PlannedRun, Path], None] | None = None,
+                   claims: RunClaims | None = None) -> dict[str, Path]:
     """Pre-train (or reuse / resume) every run of the suite as `plan` (bench_tasks.plan.study.plan_suite:
     each run at each of its pre-training seeds, its length matched to the reference's budget by
     `budget_by`) lays it out, the plan written to runs/<profile>/budget.json first; returns {run
@@ -37,7 +38,9 @@ def pretrain_suite(profile: Profile, plan: list[PlannedRun], runs_root: str | Pa
     (appended to `failed` as (name, cause)); the others go on. `keep(p)` True: the run is left
     alone and not returned (the caller's rule: finished on another machine, nothing left to compute
     from it). `after(p, encoder)`: called once each run is ready, before the next one starts (runs
-    one at a time then: a study that evaluates each run before pre-training the next)."""
+    one at a time then: a study that evaluates each run before pre-training the next). `claims`:
+    this process is one of several pre-training the suite (one at a time each): a run another live
+    process is training is left to it (with the runs it teaches) and not returned."""
     write_budget_plan(plan, Path(runs_root) / profile.name / "budget.json", budget_by)
     kept = {p.run.name for p in plan if keep is not None and keep(p)}
     for p in plan:
@@ -45,21 +48,71 @@ def pretrain_suite(profile: Profile, plan: list[PlannedRun], runs_root: str | Pa
             log(f"[stage 1: pre-training] {p.run.name}: kept (finished on another machine: its summary is here, "
                 "its encoder is not, and every cell of it has a row from its weights)")
     plan = [p for p in plan if p.run.name not in kept]
-    if int(jobs) > 1 and len(plan) > 1 and after is None:
+    if int(jobs) > 1 and len(plan) > 1 and after is None and claims is None:
         return _pretrain_parallel(plan, profile.name, int(jobs), log, failed)
     out: dict[str, Path] = {}
+    elsewhere: set[str] = set()  # runs another process is training (and the runs they teach)
     for i, p in enumerate(plan, 1):
-        log(f"[stage 1: pre-training {i}/{len(plan)}] {p.run.name} ({p.steps} steps) -> {p.run_dir}")
+        where = f"[stage 1: pre-training {i}/{len(plan)}] {p.run.name}"
+        if p.run.teacher in elsewhere:
+            log(f"{where}: left to the process that trains its teacher {p.run.teacher}")
+            elsewhere.add(p.run.name)
+            continue
+        claim = None
+        if claims is not None:
+            claim, holder = claims.take(p.run.name)
+            if claim is None:
+                log(f"{where}: being pre-trained by another process ({holder}); left to it")
+                elsewhere.add(p.run.name)
+                continue
+        log(f"{where} ({p.steps} steps) -> {p.run_dir}")
         try:
             out[p.run.name] = _pretrain_one(p.run, dict(p.overrides), str(p.run_dir), profile.name, progress)
         except (KeyboardInterrupt, InterruptedError):
+            if claim is not None:
+                claim.release("stopped before the run finished")
             raise
         except Exception as err:  # one broken objective must not sink the study
+            if claim is not None:
+                claim.finish("failed", note=cause_line(err))
             _run_failed(p.run.name, cause_line(err), log, failed)
             continue
+        if claim is not None:  # finished: another process reaching it reuses it (and shares its cells)
+            claim.finish("done")
         if after is not None:
             after(p, out[p.run.name])
     return out
+
+
+class RunClaims:
+    """Which process pre-trains which run of the suite, when several share it (`run --all
+    --worker-files` on one machine or several): a claim per run in the results file's claim ledger
+    (bench_tasks.run.claims, key `pretrain-<run>`), held with heartbeats while the run trains; a
+    claim whose process died or stopped beating is taken over."""
+
+    def __init__(self, book, since: float):
+        self.book, self.since = book, since
+
+    def take(self, name: str):
+        """(the run's claim, None) when this process may train (or reuse) the run now; (None, who
+        holds it) while another live process trains it."""
+        got = self.book.acquire(f"pretrain-{name}", name, since=self.since, force=True)
+        if got.claim is not None:
+            return got.claim.start_heartbeat(), None
+        if got.verdict in ("busy", "lost_race"):
+            info = got.info or {}
+            return None, f"{info.get('host', '?')}, pid {info.get('pid', '?')}"
+        return _NoClaim(), None  # finished by another process of this launch: reused here
+
+
+class _NoClaim:
+    """A run another process finished during this launch: nothing to hold."""
+
+    def finish(self, state: str, note: str | None = None) -> None:
+        pass
+
+    def release(self, note: str = "") -> None:
+        pass
 
 
 def _run_failed(name: str, cause: str, log: Callable[[str], None], failed: list | None, where: str = "") -> None:

@@ -274,7 +274,7 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print, executor
 
     encoders = pretrain_suite(profile, planned, spec.runs, spec.budget_by, log=log, progress=spec.progress,
                               failed=failed, jobs=max(1, int(spec.pretrain_jobs)),
-                              keep=lambda p: p.run.name in kept_runs, after=after)
+                              keep=lambda p: p.run.name in kept_runs, after=after, claims=run_claims(exp))
     kept = {f"paco_fr:{p.encoder}" for p in planned if p.run.name in kept_runs}
     if failed and not encoders and not kept:
         raise StageFailed(f"every pre-training run failed ({len(failed)}); nothing to evaluate or "
@@ -290,6 +290,19 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print, executor
     lost = planned - written - kept  # a kept run's cells stay: they are done
     plan = exp.plan.only(c.key() for c in exp.plan.cells if c.backbone not in lost)
     return exp.replace(plan=plan, study=study)
+
+
+def run_claims(exp: Experiment):
+    """The pre-training runs' claims when several processes share the study (`--worker-files`,
+    `--num-shards`): each run is trained by one of them (bench_tasks.run.pretrain.RunClaims); else None."""
+    launch = exp.spec.launch
+    if not (launch.worker_files or launch.num_shards > 1):
+        return None
+    from bench_tasks.run.claims import ClaimBook
+    from bench_tasks.run.pretrain import RunClaims
+
+    book = ClaimBook.for_results(exp.results, timeout_s=launch.claim_timeout, heartbeat_s=launch.heartbeat)
+    return RunClaims(book, launch_time(exp))
 
 
 def evaluate_run(exp: Experiment, encoder, executor=None, log: Callable[[str], None] = print) -> None:
