@@ -23,8 +23,9 @@ Plans:
           estimated at the same, so the table checks the per-epoch and per-step rates the estimate
           uses.
 
-Everything goes to work_dirs/bench_estimates/ (git-ignored); SynthFace splits are generated before
-the clock starts (the estimate counts them as their own stage).
+Everything goes to work_dirs/bench_estimates/ (git-ignored); SynthFace splits (the cells' and the
+pre-training images) are generated before the clock starts (the estimate counts them as their own
+stage).
 """
 
 from __future__ import annotations
@@ -127,6 +128,15 @@ def warm_synthface(cells, profile_of) -> None:
                 done.add((c.task, split, size, profile.name))
 
 
+def warm_pretrain_data(plan, profile_name: str) -> None:
+    """Generate the runs' SynthFace pre-training images (the estimate's SynthFace stage), before timing."""
+    from bench_tasks.plan.estimate import pretrain_data
+    from paco_fr.data.synthface.dataset import load_synthface
+
+    for split, n, size, seed, root in pretrain_data(plan, profile_name):
+        load_synthface(split, n, image_size=size, seed=seed, root=root, progress=False)
+
+
 def measure_plan(name: str, out: Path, args) -> list[tuple]:
     from bench_tasks.plan.cell_costs import backbone_shape
     from bench_tasks.plan.cell_plan import cell_version
@@ -192,6 +202,7 @@ def measure_pretrain(exp, out: Path, steps: int) -> tuple:
     short = dataclasses.replace(first, steps=steps, overrides={**first.overrides, "train.steps": steps},
                                 run_dir=out / "runs_bench" / f"{first.run.name}_{steps}")
     shutil.rmtree(short.run_dir, ignore_errors=True)
+    warm_pretrain_data([short], exp.profile.name)
     before = machine_speed("cpu", refresh=True)
     t0 = time.perf_counter()
     _pretrain_one(short.run, dict(short.overrides), str(short.run_dir), exp.profile.name, progress=False,
