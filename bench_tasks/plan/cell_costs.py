@@ -42,10 +42,12 @@ TRAIN_EFFICIENCY = 1.0  # fine-tuning (forward + backward, as the probe)
 # once per cell (building the backbone and head, the row, the artifacts)
 CELL_FLOPS = {"floor": 5e9, "head": 2e10, "finetune": 6e10, "dense": 1.5e11}
 # every cell (a floor too) reads its splits and scores its test items: per image of the splits it
-# loads (SynthFace's cached arrays and targets, the slices, per-item scores and their CI); ~0.4 ms an
-# image at 64 px (the floors: 1.6-2.3 s for 4000 images; a linear cell's time outside extraction and
-# fitting: ~1.8 s for 4500)
-DATA_IMAGE_FLOPS = 4.3e7
+# loads (SynthFace's cached PNGs decoded, targets, slices) and per test item (its per-item score,
+# the bootstrap CI, the items file). Fitted at 64 px to the floors (0.5-0.6 s for 1200 + 300
+# images in smoke, 1.6-1.8 s for 3000 + 1000 in cpu / paper_cpu: ~0.18 ms an image, ~1.1 ms a test
+# item) and to the linear cells' time outside extraction and fitting (~1.8 s in paper_cpu)
+DATA_IMAGE_FLOPS = 1.9e7
+TEST_ITEM_FLOPS = 1.2e8
 # the parsing floor counts the classes of every training-mask pixel: per pixel and class
 FLOOR_PIXEL_FLOPS = 480
 # a head on cached features, per training run and epoch (the loop, scoring val), and per training
@@ -187,14 +189,15 @@ def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, feature
 
 
 def data_flops(cell, profile) -> float:
-    """Reading a cell's splits and scoring its test items (DATA_IMAGE_FLOPS per image): the whole
-    train, val and test splits (a fraction, the dense tasks' cap are subsets taken afterwards); a
-    floor reads train and test (recognition: val too, its pairs are built with the splits). A real
-    dataset's size is not known before it is read: the cpu profile's SynthFace (4500 images)."""
+    """Reading a cell's splits (DATA_IMAGE_FLOPS per image: the whole train, val and test splits; a
+    fraction, the dense tasks' cap are subsets taken afterwards; a floor reads train and test,
+    recognition's val too, its pairs are built with the splits) and scoring its test items
+    (TEST_ITEM_FLOPS per test image). A real dataset's size is not known before it is read: the
+    cpu profile's SynthFace (3000, 500, 1000)."""
     n_train, n_val, n_test = split_images(profile, cell.dataset) or (3000, 500, 1000)
     if is_floor(cell.backbone) and cell.task != "recognition":
         n_val = 0
-    return DATA_IMAGE_FLOPS * (n_train + n_val + n_test)
+    return DATA_IMAGE_FLOPS * (n_train + n_val + n_test) + TEST_ITEM_FLOPS * n_test
 
 
 def floor_flops(cell, profile) -> float:
