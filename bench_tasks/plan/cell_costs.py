@@ -41,12 +41,13 @@ FORWARD_EFFICIENCY = 1.1  # frozen-feature extraction (inference) runs at about 
 TRAIN_EFFICIENCY = 1.0  # fine-tuning (forward + backward, as the probe)
 # once per cell (building the backbone and head, the row, the artifacts)
 CELL_FLOPS = {"floor": 5e9, "head": 2e10, "finetune": 6e10, "dense": 1.5e11}
-# every cell (a floor too) reads its splits and scores its test items: per image of the splits it
-# loads (SynthFace's cached PNGs decoded, targets, slices) and per test item (its per-item score,
-# the bootstrap CI, the items file). Fitted at 64 px to the floors (0.5-0.6 s for 1200 + 300
-# images in smoke, 1.6-1.8 s for 3000 + 1000 in cpu / paper_cpu: ~0.18 ms an image, ~1.1 ms a test
-# item) and to the linear cells' time outside extraction and fitting (~1.8 s in paper_cpu)
-DATA_IMAGE_FLOPS = 1.9e7
+# every cell (a floor too) reads its splits and scores its test items: per pixel of the images of
+# the splits it loads (SynthFace's cached PNGs decoded at the task's input size, with their masks)
+# and per test item (its per-item score, the bootstrap CI, the items file). Fitted to the floors:
+# 0.5-0.6 s for 1200 + 300 images at 64 px (smoke), 1.6-1.8 s for 3000 + 1000 at 64 px (cpu,
+# paper_cpu), 3.8 s for 1200 + 300 at 224 px (~0.18 ms a 64-px image, 12 x that at 224 px, ~1.1 ms
+# a test item); and to the linear cells' time outside extraction and fitting (~1.8 s in paper_cpu)
+DATA_PIXEL_FLOPS = 4.6e3
 TEST_ITEM_FLOPS = 1.2e8
 # the parsing floor counts the classes of every training-mask pixel: per pixel and class
 FLOOR_PIXEL_FLOPS = 480
@@ -65,11 +66,12 @@ RECOGNITION_WEIGHT_FLOPS = 36.0
 PAIR_EVAL_FLOPS = 5.7e6
 # a training step's fixed cost (optimizer, loader, BatchNorm, loss), per step
 STEP_FLOPS = 1.5e9
-# a dense head's work per image of a training step or a scoring pass that its FLOPs do not count
-# (the image loaded and normalised, the frozen backbone cache's key and lookup, the per-image loss,
-# confusion matrix or point metrics): timed on the smoke, timm and cpu dense cells at 64 px
-# (train steps 2.9-3.9 GFLOP-eq over the head's FLOPs at batch 8, scoring 0.11-0.23 an image)
-DENSE_IMAGE_FLOPS = 2.2e8
+# a dense head's work per pixel of each image of a training step or a scoring pass that its FLOPs
+# do not count (the image loaded and normalised, the frozen backbone cache's key, the logits resized
+# to the image, the per-pixel loss, confusion matrix or point metrics): timed on the smoke, timm and
+# cpu dense cells at 64 px (train steps 2.9-3.9 GFLOP-eq over the head's FLOPs at batch 8, scoring
+# 0.11-0.23 GFLOP-eq an image: ~5e4 a pixel) and a parsing cell at 224 px (~7e4 a pixel)
+DENSE_PIXEL_FLOPS = 6e4
 
 
 # SynthFace generation (first use of a split at a size; cached afterwards), seconds per image at
@@ -179,7 +181,7 @@ def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, feature
     data = data_flops(cell, profile)
     if cell.task in DENSE_TASKS:
         flops = dense_cell_flops(cell, profile, shape, sizes, TRAIN_EFFICIENCY, FORWARD_EFFICIENCY, STEP_FLOPS,
-                                 DENSE_IMAGE_FLOPS)
+                                 DENSE_PIXEL_FLOPS)
         return (flops + data + CELL_FLOPS["dense"]) / speed.flops_per_s(shape.dim)
     if cell.protocol == "finetune" or is_ceiling(cell.backbone):
         return (finetune_flops(cell, profile, shape, sizes) + data + CELL_FLOPS["finetune"]) / \
@@ -189,15 +191,16 @@ def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, feature
 
 
 def data_flops(cell, profile) -> float:
-    """Reading a cell's splits (DATA_IMAGE_FLOPS per image: the whole train, val and test splits; a
-    fraction, the dense tasks' cap are subsets taken afterwards; a floor reads train and test,
-    recognition's val too, its pairs are built with the splits) and scoring its test items
-    (TEST_ITEM_FLOPS per test image). A real dataset's size is not known before it is read: the
-    cpu profile's SynthFace (3000, 500, 1000)."""
+    """Reading a cell's splits (DATA_PIXEL_FLOPS per pixel of each image at the task's input size:
+    the whole train, val and test splits; a fraction, the dense tasks' cap are subsets taken
+    afterwards; a floor reads train and test, recognition's val too, its pairs are built with the
+    splits) and scoring its test items (TEST_ITEM_FLOPS per test image). A real dataset's size is
+    not known before it is read: the cpu profile's SynthFace (3000, 500, 1000)."""
     n_train, n_val, n_test = split_images(profile, cell.dataset) or (3000, 500, 1000)
     if is_floor(cell.backbone) and cell.task != "recognition":
         n_val = 0
-    return DATA_IMAGE_FLOPS * (n_train + n_val + n_test) + TEST_ITEM_FLOPS * n_test
+    size = task_size(cell.task, profile)
+    return DATA_PIXEL_FLOPS * size * size * (n_train + n_val + n_test) + TEST_ITEM_FLOPS * n_test
 
 
 def floor_flops(cell, profile) -> float:
