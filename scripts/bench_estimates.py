@@ -19,7 +19,9 @@ Plans:
           safetensors file) on all five tasks, smoke profile: its cells run at the profile's 64 px
           (the backbone resized to a 4 x 4 grid, as `run --profile smoke` runs it);
   native224 the same checkpoint at its own 224 px (`--set native_size=true`: the smoke profile's
-          splits and epochs, 224-px images; not in the default plans: ~10 min a cell of each kind);
+          splits and epochs, 224-px images); not in the default plans: one cell of each kind took
+          ~25 min on 2 shared cores, 16 of them the ceiling (fine-tuning ViT-Ti/16 at 224 px, ~5 x
+          its estimate: training at 197 tokens runs far below the probe's FLOP/s there);
   cpu     the `cpu` profile on all five tasks with the same random-init ViT as its study; its
           ceiling cells (30 epochs, tens of minutes) are measured at `--ceiling-epochs` epochs and
           its dense cells at `--dense-min-steps` steps (600: ~20 min a cell on 2 shared cores), and
