@@ -81,6 +81,7 @@ def test_pretraining_images_not_cached_are_a_synthface_stage(tmp_path, monkeypat
     assert E.pretrain_data_to_generate([run], "smoke") == {}
 
 
+@pytest.mark.slow  # ~2 s alone; it resolves the smoke study and runs a cell
 def test_bench_estimates_runs_a_floor(tmp_path, monkeypatch, capsys):
     """The whole script on the smoke plan's floors (seconds; the probe replaced by a fixed speed)."""
     B = _script("bench_estimates")
