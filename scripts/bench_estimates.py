@@ -16,15 +16,21 @@ Plans:
   smoke   the smoke main job (`run --spec smoke`); the study's encoders (not pre-trained here) are
           measured as the random-init control of the same architecture (the same FLOPs);
   timm224 a 224-px `timm:vit_tiny_patch16_224:<file>` checkpoint (random weights written to a
-          safetensors file) on all five tasks, smoke profile (each cell at the backbone's 224 px);
+          safetensors file) on all five tasks, smoke profile: its cells run at the profile's 64 px
+          (the backbone resized to a 4 x 4 grid, as `run --profile smoke` runs it);
+  native224 the same checkpoint at its own 224 px (`--set native_size=true`: the smoke profile's
+          splits and epochs, 224-px images); not in the default plans: one cell of each kind took
+          ~25 min on 2 shared cores, 16 of them the ceiling (fine-tuning ViT-Ti/16 at 224 px, ~5 x
+          its estimate: training at 197 tokens runs far below the probe's FLOP/s there);
   cpu     the `cpu` profile on all five tasks with the same random-init ViT as its study; its
           ceiling cells (30 epochs, tens of minutes) are measured at `--ceiling-epochs` epochs and
           its dense cells at `--dense-min-steps` steps (600: ~20 min a cell on 2 shared cores), and
           estimated at the same, so the table checks the per-epoch and per-step rates the estimate
           uses.
 
-Everything goes to work_dirs/bench_estimates/ (git-ignored); SynthFace splits are generated before
-the clock starts (the estimate counts them as their own stage).
+Everything goes to work_dirs/bench_estimates/ (git-ignored); SynthFace splits (the cells' and the
+pre-training images) are generated before the clock starts (the estimate counts them as their own
+stage).
 """
 
 from __future__ import annotations
@@ -81,16 +87,18 @@ def plan_spec(name: str, out: Path, args):
                   no_progress=True, threads=args.threads)
     if name == "smoke":
         return RunSpec.from_yaml("smoke").replace(**common)
-    if name == "timm224":
+    if name in ("timm224", "native224"):
         ckpt = random_checkpoint(out)
-        return RunSpec(profile="smoke", tasks=TASKS_ALL, backbones=(f"timm:vit_tiny_patch16_224:{ckpt}",), **common)
+        native = {"set": ("native_size=true",)} if name == "native224" else {}
+        return RunSpec(profile="smoke", tasks=TASKS_ALL, backbones=(f"timm:vit_tiny_patch16_224:{ckpt}",), **native,
+                       **common)
     if name == "cpu":
         from bench_tasks.plan.suite import random_control
 
         return RunSpec(profile="cpu", tasks=TASKS_ALL, backbones=(random_control("cpu"),), seeds=("0",),
                        set=(f"ceiling_epochs={args.ceiling_epochs}", f"dense_min_steps={args.dense_min_steps}"),
                        **common)
-    raise SystemExit(f"unknown plan {name!r}; expected smoke, timm224 or cpu")
+    raise SystemExit(f"unknown plan {name!r}; expected smoke, timm224, native224 or cpu")
 
 
 def sample(cells, per_kind: int, kinds=KINDS) -> list:
@@ -125,6 +133,15 @@ def warm_synthface(cells, profile_of) -> None:
             if (c.task, split, size, profile.name) not in done:
                 DATASETS.get("synthface")().load(c.task, split, None, profile, size)
                 done.add((c.task, split, size, profile.name))
+
+
+def warm_pretrain_data(plan, profile_name: str) -> None:
+    """Generate the runs' SynthFace pre-training images (the estimate's SynthFace stage), before timing."""
+    from bench_tasks.plan.estimate import pretrain_data
+    from paco_fr.data.synthface.dataset import load_synthface
+
+    for split, n, size, seed, root in pretrain_data(plan, profile_name):
+        load_synthface(split, n, image_size=size, seed=seed, root=root, progress=False)
 
 
 def measure_plan(name: str, out: Path, args) -> list[tuple]:
@@ -165,13 +182,22 @@ def measure_plan(name: str, out: Path, args) -> list[tuple]:
         shape = backbone_shape(run_as.backbone, study_arch)
         print(f"  {name:8} {cell_kind(c):12} {c.task:11} {c.protocol:9} f={c.fraction:<4g} "
               f"{(shape.dim, shape.depth, shape.patch) if shape else '?'} at {speed.small / 1e9:.1f} GFLOP/s: "
-              f"est {e if e is None else round(e, 1)} s, took {took:.1f} s ({row['status']})", flush=True)
+              f"est {e if e is None else round(e, 1)} s, took {took:.1f} s ({row['status']}){parts(row)}", flush=True)
         if row["status"] != "ok":
             print(row.get("error", "")[-2000:], flush=True)
         lines.append((name, cell_kind(c), e or 0.0, took))
     if spec.is_study and args.pretrain_steps:
         lines.append(measure_pretrain(exp, out, args.pretrain_steps))
     return lines
+
+
+def parts(row: dict) -> str:
+    """The cell's own timings (features, fit, data), where its task records them."""
+    t = (row.get("provenance") or {}).get("timings") or {}
+    got = {k.removesuffix("_seconds").removesuffix("_s"): v for k, v in t.items()
+           if k in ("features_extract_s", "features_load_s", "fit_s", "data_seconds", "feature_seconds",
+                    "fit_seconds") and isinstance(v, (int, float))}
+    return "; " + ", ".join(f"{k} {v:.1f} s" for k, v in got.items()) if got else ""
 
 
 def shared_speed(a, b):
@@ -192,6 +218,7 @@ def measure_pretrain(exp, out: Path, steps: int) -> tuple:
     short = dataclasses.replace(first, steps=steps, overrides={**first.overrides, "train.steps": steps},
                                 run_dir=out / "runs_bench" / f"{first.run.name}_{steps}")
     shutil.rmtree(short.run_dir, ignore_errors=True)
+    warm_pretrain_data([short], exp.profile.name)
     before = machine_speed("cpu", refresh=True)
     t0 = time.perf_counter()
     _pretrain_one(short.run, dict(short.overrides), str(short.run_dir), exp.profile.name, progress=False,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench_tasks.backbones.native import vit_shape
 from bench_tasks.contracts import uri_scheme
+from bench_tasks.plan.dense_costs import OUTPUTS as DENSE_OUTPUTS
 from bench_tasks.plan.dense_costs import dense_cell_flops
 from bench_tasks.plan.floors import is_floor
 from bench_tasks.protocols.selection import grid_of
@@ -32,19 +33,45 @@ PROBE_SHAPES = {"small": (192, 2, 3, 64, 8, 16), "large": (768, 2, 12, 224, 16, 
 
 # Every cost below is counted in FLOPs and divided by this machine's measured FLOP/s (the probe, at
 # the backbone's width): the backbone's and the dense head's own FLOPs (counted), and the work FLOPs
-# do not count (the Python loop, the optimizer, data, pair scoring) as FLOP-equivalents fitted with
-# scripts/bench_estimates.py on a 2-core CPU, so that they follow the machine's speed too.
+# do not count (the Python loop, the optimizer, data, pair scoring) as FLOP-equivalents fitted on a
+# 2-core CPU (one thread, next to other processes) to the wall times of the committed results files
+# (scripts/fit_estimates.py) and to scripts/bench_estimates.py's cells, so that they follow the
+# machine's speed too.
 FORWARD_EFFICIENCY = 1.1  # frozen-feature extraction (inference) runs at about the probe's FLOP/s
 TRAIN_EFFICIENCY = 1.0  # fine-tuning (forward + backward, as the probe)
-CELL_FLOPS = {"floor": 3e10, "head": 2e10, "finetune": 6e10, "dense": 1.5e11}  # once per cell
-# a head on cached features, per training run and epoch (the loop, scoring val) and per training
-# sample, epoch and 1000 feature values
-HEAD_EPOCH_FLOPS = 3.4e8
-HEAD_SAMPLE_FLOPS = 2.5e6
+# once per cell (building the backbone and head, the row, the artifacts)
+CELL_FLOPS = {"floor": 5e9, "head": 2e10, "finetune": 6e10, "dense": 1.5e11}
+# every cell (a floor too) reads its splits and scores its test items: per pixel of the images of
+# the splits it loads (SynthFace's cached PNGs decoded at the task's input size, with their masks)
+# and per test item (its per-item score, the bootstrap CI, the items file). Fitted to the floors:
+# 0.5-0.6 s for 1200 + 300 images at 64 px (smoke), 1.6-1.8 s for 3000 + 1000 at 64 px (cpu,
+# paper_cpu), 3.8 s for 1200 + 300 at 224 px (~0.18 ms a 64-px image, 12 x that at 224 px, ~1.1 ms
+# a test item); and to the linear cells' time outside extraction and fitting (~1.8 s in paper_cpu)
+DATA_PIXEL_FLOPS = 4.6e3
+TEST_ITEM_FLOPS = 1.2e8
+# the parsing floor counts the classes of every training-mask pixel: per pixel and class
+FLOOR_PIXEL_FLOPS = 480
+# a head on cached features, per training run and epoch (the loop, scoring val), and per training
+# sample and epoch: a fixed part (batching, the optimizer's share) and a part per feature value it
+# reads; fitted to the linear cells of the smoke (2 layers x 192 values) and paper_cpu (4 x 192)
+# files at fractions 0.1 and 1 (a fraction's cost is mostly its samples, not its epochs)
+HEAD_EPOCH_FLOPS = 5e7
+HEAD_SAMPLE_FLOPS = 1.0e6
+HEAD_VALUE_FLOPS = 2.2e3
+# recognition's head (features -> embedding -> margin classifier), per training sample and epoch
+# and weight of its embedding layer (2 x width x emb_dim): fitted to the f=0.1 and f=1 cells of
+# the cpu profiles (the per-sample cost grows with the embedding, 512 there, 128 in smoke)
+RECOGNITION_WEIGHT_FLOPS = 36.0
 # recognition: scoring the val pairs once an epoch (10-fold threshold search), per val image
-PAIR_EVAL_FLOPS = 2e7
+PAIR_EVAL_FLOPS = 5.7e6
 # a training step's fixed cost (optimizer, loader, BatchNorm, loss), per step
 STEP_FLOPS = 1.5e9
+# a dense head's work per pixel of each image of a training step or a scoring pass that its FLOPs
+# do not count (the image loaded and normalised, the frozen backbone cache's key, the logits resized
+# to the image, the per-pixel loss, confusion matrix or point metrics): timed on the smoke, timm and
+# cpu dense cells at 64 px (train steps 2.9-3.9 GFLOP-eq over the head's FLOPs at batch 8, scoring
+# 0.11-0.23 GFLOP-eq an image: ~5e4 a pixel) and a parsing cell at 224 px (~7e4 a pixel)
+DENSE_PIXEL_FLOPS = 6e4
 
 
 # SynthFace generation (first use of a split at a size; cached afterwards), seconds per image at
@@ -112,16 +139,25 @@ def backbone_shape(uri: str, study_arch: str | None = None) -> Shape | None:
     return Shape(*got) if got else None
 
 
-def split_sizes(profile, task: str, dataset: str) -> tuple[int, int, int] | None:
-    """(train, val, test) images of a dataset under a profile: SynthFace's are the profile's; a
-    real dataset's are not known before it is read (None)."""
+def split_images(profile, dataset: str) -> tuple[int, int, int] | None:
+    """(train, val, test) images of a dataset's whole splits under a profile (what a cell loads):
+    SynthFace's are the profile's; a real dataset's are not known before it is read (None)."""
     if dataset != "synthface":
         return None
-    n_train = int(profile.synthface_train)
+    return int(profile.synthface_train), int(profile.synthface_val), int(profile.synthface_test)
+
+
+def split_sizes(profile, task: str, dataset: str) -> tuple[int, int, int] | None:
+    """(train, val, test) images a cell trains and scores on: split_images, the dense tasks'
+    training split capped at `dense_train_images`."""
+    got = split_images(profile, dataset)
+    if got is None:
+        return None
+    n_train = got[0]
     if task in DENSE_TASKS:
         cap = (profile.extra or {}).get("dense_train_images")
         n_train = min(n_train, int(cap)) if cap else n_train
-    return n_train, int(profile.synthface_val), int(profile.synthface_test)
+    return n_train, got[1], got[2]
 
 
 def task_size(task: str, profile) -> int:
@@ -138,17 +174,44 @@ def probe_cell_seconds(cell, profile, shape: Shape | None, speed: Speed, feature
     backbone already ran on these images (the feature cache is shared by the tasks and protocols
     of one data set, size and set of layers)."""
     if is_floor(cell.backbone):
-        return CELL_FLOPS["floor"] / speed.flops_per_s()
+        return floor_flops(cell, profile) / speed.flops_per_s()
     sizes = split_sizes(profile, cell.task, cell.dataset)
     if shape is None or sizes is None:
         return None
+    data = data_flops(cell, profile)
     if cell.task in DENSE_TASKS:
-        flops = dense_cell_flops(cell, profile, shape, sizes, TRAIN_EFFICIENCY, FORWARD_EFFICIENCY, STEP_FLOPS)
-        return (flops + CELL_FLOPS["dense"]) / speed.flops_per_s(shape.dim)
+        flops = dense_cell_flops(cell, profile, shape, sizes, TRAIN_EFFICIENCY, FORWARD_EFFICIENCY, STEP_FLOPS,
+                                 DENSE_PIXEL_FLOPS)
+        return (flops + data + CELL_FLOPS["dense"]) / speed.flops_per_s(shape.dim)
     if cell.protocol == "finetune" or is_ceiling(cell.backbone):
-        return (finetune_flops(cell, profile, shape, sizes) + CELL_FLOPS["finetune"]) / speed.flops_per_s(shape.dim)
+        return (finetune_flops(cell, profile, shape, sizes) + data + CELL_FLOPS["finetune"]) / \
+            speed.flops_per_s(shape.dim)
     flops = 0.0 if features_cached else extraction_flops(cell, profile, shape, sizes) / FORWARD_EFFICIENCY
-    return (flops + head_flops(cell, profile, shape, sizes) + CELL_FLOPS["head"]) / speed.flops_per_s(shape.dim)
+    return (flops + head_flops(cell, profile, shape, sizes) + data + CELL_FLOPS["head"]) / speed.flops_per_s(shape.dim)
+
+
+def data_flops(cell, profile) -> float:
+    """Reading a cell's splits (DATA_PIXEL_FLOPS per pixel of each image at the task's input size:
+    the whole train, val and test splits; a fraction, the dense tasks' cap are subsets taken
+    afterwards; a floor reads train and test, recognition's val too, its pairs are built with the
+    splits) and scoring its test items (TEST_ITEM_FLOPS per test image). A real dataset's size is
+    not known before it is read: the cpu profile's SynthFace (3000, 500, 1000)."""
+    n_train, n_val, n_test = split_images(profile, cell.dataset) or (3000, 500, 1000)
+    if is_floor(cell.backbone) and cell.task != "recognition":
+        n_val = 0
+    size = task_size(cell.task, profile)
+    return DATA_PIXEL_FLOPS * size * size * (n_train + n_val + n_test) + TEST_ITEM_FLOPS * n_test
+
+
+def floor_flops(cell, profile) -> float:
+    """A floor: its data (data_flops) and, for parsing, the class counts of every training-mask
+    pixel (the per-pixel prior)."""
+    flops = CELL_FLOPS["floor"] + data_flops(cell, profile)
+    if cell.task == "parsing":
+        n_train = (split_images(profile, cell.dataset) or (3000,))[0]
+        size = task_size(cell.task, profile)
+        flops += FLOOR_PIXEL_FLOPS * n_train * size * size * DENSE_OUTPUTS["parsing"]
+    return flops
 
 
 def _flip(profile) -> int:
@@ -177,6 +240,13 @@ def feature_set(cell, profile) -> tuple:
     return (cell.backbone, cell.dataset, task_size(cell.task, profile), cell.task == "recognition")
 
 
+def _emb_dim(profile) -> int:
+    try:
+        return int(settings_for(profile)["emb_dim"])
+    except Exception:  # noqa: BLE001
+        return 512
+
+
 def head_flops(cell, profile, shape: Shape, sizes: tuple[int, int, int]) -> float:
     """A head trained on cached features: every run of the learning-rate grid, every epoch (the loop
     and val scored), every training sample; recognition scores its val pairs each epoch."""
@@ -184,10 +254,12 @@ def head_flops(cell, profile, shape: Shape, sizes: tuple[int, int, int]) -> floa
     n_sub = max(1, round(n_train * float(cell.fraction)))
     if cell.protocol == "cosine":  # no training: the test pairs scored once
         return PAIR_EVAL_FLOPS * n_test
-    values = shape.dim * (1 if cell.task == "recognition" else len(default_dense_layers(shape.depth)))
-    per_epoch = HEAD_EPOCH_FLOPS + HEAD_SAMPLE_FLOPS * n_sub * values / 1000
-    if cell.task == "recognition":
-        per_epoch += PAIR_EVAL_FLOPS * n_val
+    if cell.task == "recognition":  # an embedding layer on [CLS ; mean patch token], a margin classifier
+        weights = 2 * shape.dim * _emb_dim(profile)
+        per_epoch = HEAD_EPOCH_FLOPS + RECOGNITION_WEIGHT_FLOPS * weights * n_sub + PAIR_EVAL_FLOPS * n_val
+    else:
+        values = shape.dim * len(default_dense_layers(shape.depth))
+        per_epoch = HEAD_EPOCH_FLOPS + (HEAD_SAMPLE_FLOPS + HEAD_VALUE_FLOPS * values) * n_sub
     return training_runs(cell, profile) * head_epochs(cell, profile) * per_epoch
 
 

@@ -4,7 +4,10 @@ the head's channels), the optimiser steps of each run of the learning-rate grid 
 `pilot_frac` of the budget, the chosen value the whole budget; `min_steps` raises the epochs of a
 small training set), val scored `evals` times a run, test with the chosen run; the frozen backbone
 runs once per image (its token maps are cached), a fine-tuned one (and the ceiling, trained from
-scratch) forward and backward every step. bench_tasks.plan.cell_costs divides by the speed."""
+scratch) forward and backward every step; every image a step or a scoring pass reads costs an
+amount per pixel besides (loading and normalising it, the frozen cache's key, the logits resized to
+it, its loss or metrics).
+bench_tasks.plan.cell_costs divides by the speed."""
 
 from __future__ import annotations
 
@@ -45,9 +48,10 @@ def head_flops_per_image(task: str, dim: int, depth: int, patch: int, size: int,
 
 
 def dense_cell_flops(cell, profile, shape, sizes: tuple[int, int, int], train_efficiency: float,
-                     forward_efficiency: float, step_flops: float) -> float:
-    """The FLOPs (forward + backward counted 3 x forward, divided by the efficiencies) and the steps'
-    fixed cost of one dense cell (the module docstring)."""
+                     forward_efficiency: float, step_flops: float, pixel_flops: float = 0.0) -> float:
+    """The FLOPs (forward + backward counted 3 x forward, divided by the efficiencies), the steps'
+    fixed cost and `pixel_flops` per pixel of each image a step or a scoring pass reads (the module
+    docstring)."""
     st = dense_settings(profile)
     n_train, n_val, n_test = sizes
     n_sub = max(2, round(n_train * float(cell.fraction)))
@@ -59,8 +63,8 @@ def dense_cell_flops(cell, profile, shape, sizes: tuple[int, int, int], train_ef
     ceiling = is_ceiling(cell.backbone)
     tuned = ceiling or resolve_protocol(cell.protocol) == "finetune"
     # a step: forward + backward of the head (and of the backbone when it trains) on a batch
-    per_image_step = 3 * (head + (backbone if tuned else 0.0)) / train_efficiency
-    per_image_eval = (head + (backbone if tuned else 0.0)) / forward_efficiency
+    per_image_step = 3 * (head + (backbone if tuned else 0.0)) / train_efficiency + pixel_flops * size * size
+    per_image_eval = (head + (backbone if tuned else 0.0)) / forward_efficiency + pixel_flops * size * size
     grid = [st["lr_head"]] if ceiling else dense_grid(st)
 
     def run(settings: dict, with_test: bool) -> float:
