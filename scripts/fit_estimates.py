@@ -38,19 +38,12 @@ def profile_of(d: dict):
 
 
 def row_kind(cell) -> str:
-    from bench_tasks.plan.cell_costs import DENSE_TASKS
-    from bench_tasks.plan.floors import is_floor
-    from bench_tasks.tasks._ceiling import is_ceiling
+    """scripts/bench_estimates.py's kind of cell, fine-tuning of an encoder apart."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_estimates import cell_kind
 
-    if is_floor(cell.backbone):
-        return "floor"
-    if is_ceiling(cell.backbone):
-        return "ceiling"
-    if cell.task in DENSE_TASKS:
-        return "dense"
-    if cell.protocol == "finetune":
-        return "finetune"
-    return "recognition" if cell.task == "recognition" else "linear"
+    kind = cell_kind(cell)
+    return "finetune" if kind in ("linear", "recognition") and cell.protocol == "finetune" else kind
 
 
 def estimate_rows(paths, speed) -> list[dict]:
