@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import matplotlib
@@ -376,7 +377,8 @@ def save_reconstructions(run_dir: str | Path, image_size: int | None = None, n_f
     data, notes = load_reconstructions({"run": run_dir}, image_size, n_faces)
     if "run" not in data:
         return "; ".join(notes) or f"{run_dir}: no reconstruction"
-    tmp = run_dir / "reconstructions.tmp.npz"
+    # this process's own temporary file: two processes sharing a study may both save the same run
+    tmp = run_dir / f"reconstructions.{os.getpid()}.tmp.npz"
     np.savez_compressed(tmp, **{k: np.asarray(v, dtype=np.float16) for k, v in data["run"].items()})
     tmp.replace(npz)
     return None
