@@ -58,27 +58,22 @@ def pretrain_suite(profile: Profile, plan: list[PlannedRun], runs_root: str | Pa
             log(f"{where}: left to the process that trains its teacher {p.run.teacher}")
             elsewhere.add(p.run.name)
             continue
-        claim = None
-        if claims is not None:
-            claim, holder = claims.take(p.run.name)
-            if claim is None:
-                log(f"{where}: being pre-trained by another process ({holder}); left to it")
-                elsewhere.add(p.run.name)
-                continue
+        claim, holder = claims.take(p.run.name) if claims is not None else (_NoClaim(), None)
+        if claim is None:
+            log(f"{where}: being pre-trained by another process ({holder}); left to it")
+            elsewhere.add(p.run.name)
+            continue
         log(f"{where} ({p.steps} steps) -> {p.run_dir}")
         try:
             out[p.run.name] = _pretrain_one(p.run, dict(p.overrides), str(p.run_dir), profile.name, progress)
         except (KeyboardInterrupt, InterruptedError):
-            if claim is not None:
-                claim.release("stopped before the run finished")
+            claim.release("stopped before the run finished")
             raise
         except Exception as err:  # one broken objective must not sink the study
-            if claim is not None:
-                claim.finish("failed", note=cause_line(err))
+            claim.finish("failed", note=cause_line(err))
             _run_failed(p.run.name, cause_line(err), log, failed)
             continue
-        if claim is not None:  # finished: another process reaching it reuses it (and shares its cells)
-            claim.finish("done")
+        claim.finish("done")  # finished: another process reaching it reuses it (and shares its cells)
         if after is not None:
             after(p, out[p.run.name])
     return out
@@ -106,7 +101,8 @@ class RunClaims:
 
 
 class _NoClaim:
-    """A run another process finished during this launch: nothing to hold."""
+    """Nothing to hold: this process alone trains the suite, or another process finished the run
+    during this launch."""
 
     def finish(self, state: str, note: str | None = None) -> None:
         pass

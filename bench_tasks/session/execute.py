@@ -98,11 +98,17 @@ def launch_time(exp: Experiment) -> float:
     return since if since is not None else time.time()
 
 
+def shares_results(spec) -> bool:
+    """Whether this process is one of several sharing the results file and the study's runs by
+    design (`--num-shards`, `--worker-files`): its cells and pre-training runs are claimed."""
+    return spec.launch.num_shards > 1 or spec.launch.worker_files
+
+
 def executor_for(spec) -> InProcess | SharedResults:
     """The executor of a local run: claims only when several workers share the results file: shards,
     worker files, or `--eval-only` (made to run beside other evaluation processes of one study; its
     rows go to the results file)."""
-    if spec.launch.num_shards > 1 or spec.launch.worker_files:
+    if shares_results(spec):
         return SharedResults()
     return SharedResults(rows_to="main") if spec.eval_only else InProcess()
 
@@ -295,9 +301,9 @@ def pretrain_stage(exp: Experiment, log: Callable[[str], None] = print, executor
 def run_claims(exp: Experiment):
     """The pre-training runs' claims when several processes share the study (`--worker-files`,
     `--num-shards`): each run is trained by one of them (bench_tasks.run.pretrain.RunClaims); else None."""
-    launch = exp.spec.launch
-    if not (launch.worker_files or launch.num_shards > 1):
+    if not shares_results(exp.spec):
         return None
+    launch = exp.spec.launch
     from bench_tasks.run.claims import ClaimBook
     from bench_tasks.run.pretrain import RunClaims
 
