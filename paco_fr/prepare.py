@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from paco_fr.atomic import write_text_atomic
 from paco_fr.data.template import align_face, five_from_68, transform_points
 
 IMG_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -281,7 +282,5 @@ def prepare(out, images=None, landmarks=None, aligned=None, size: int = 112, sha
         "shards_reused": len(done), "shards_written": len(jobs), "shards_damaged": damaged,
         "seconds": round(time.time() - t0, 2),
     }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
     return manifest

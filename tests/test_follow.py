@@ -19,6 +19,7 @@ def test_follow_passes_until_every_run_has_finished_and_reports_once(monkeypatch
     waiting = [["paco_seed1", "mae_seed1"], ["mae_seed1"], []]
     passes, slept = [], []
     monkeypatch.setattr(session_run, "runs_still_training", lambda spec: waiting.pop(0))
+    monkeypatch.setattr(session_run, "runs_failed", lambda spec: {})
     monkeypatch.setattr(session_run, "resolve", lambda spec, log=print: _Exp(spec))
     monkeypatch.setattr(session_run, "execute", lambda exp: passes.append(exp.spec.no_report) or 0)
     spec = RunSpec(all=True, eval_only=True, follow=True, profile="smoke")
@@ -41,6 +42,7 @@ def test_follow_waits_when_no_run_has_finished_yet_and_keeps_the_worst_exit_code
 
     codes = [1, 0]
     monkeypatch.setattr(session_run, "runs_still_training", lambda spec: waiting.pop(0))
+    monkeypatch.setattr(session_run, "runs_failed", lambda spec: {})
     monkeypatch.setattr(session_run, "resolve", resolve)
     monkeypatch.setattr(session_run, "execute", lambda exp: codes.pop(0))
     spec = RunSpec(all=True, eval_only=True, follow=True, profile="smoke", no_report=True)
@@ -71,3 +73,36 @@ def test_eval_only_processes_claim_their_cells():
     ex = executor_for(RunSpec(all=True, eval_only=True, launch=LaunchOptions(worker_files=True)))
     assert isinstance(ex, SharedResults) and ex.rows_to == "worker"
     assert type(executor_for(RunSpec(all=True))) is InProcess
+
+
+def test_follow_stops_waiting_for_a_run_whose_pretraining_failed(monkeypatch, tmp_path):
+    """A failed run never finishes: --follow ends (exit 1) once only failed runs are left, naming
+    them; the process that failed the run wrote failed.json into its run directory."""
+    from bench_tasks.run import pretrain as stage1
+
+    spec = RunSpec(all=True, eval_only=True, follow=True, profile="smoke", runs=str(tmp_path), no_ablations=True)
+    left = session_run.runs_still_training(spec)
+    logged, failed = [], []
+    stage1._run_failed("mae", "RuntimeError: loss is nan", logged.append, failed, run_dir=tmp_path / "smoke" / "mae")
+    assert failed == [("mae", "RuntimeError: loss is nan")] and "FAILED" in logged[0]
+    assert session_run.runs_still_training(spec) == [n for n in left if n != "mae"]
+    assert "loss is nan" in session_run.runs_failed(spec)["mae"]
+
+    monkeypatch.setattr(session_run, "runs_still_training", lambda spec: [])
+    monkeypatch.setattr(session_run, "resolve", lambda spec, log=print: _Exp(spec))
+    monkeypatch.setattr(session_run, "execute", lambda exp: 0)
+    assert session_run.follow(spec, sleep=lambda s: None) == 1
+
+    # tried again: the file goes when the run starts, so the run is waited for again
+    from bench_tasks.plan.suite import FAILED_NAME
+
+    def retry(profile_name, ov, run_dir):
+        assert not (tmp_path / "smoke" / "mae" / FAILED_NAME).exists()
+        raise InterruptedError("stopped")
+
+    monkeypatch.setattr(stage1, "pretrain", retry)
+    monkeypatch.setattr(stage1, "write_run_identity", lambda *a, **k: None)
+    with pytest.raises(InterruptedError):
+        stage1._pretrain_one(None, {}, str(tmp_path / "smoke" / "mae"), "smoke")
+    assert session_run.runs_failed(spec) == {}
+

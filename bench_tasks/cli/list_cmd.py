@@ -18,6 +18,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from bench_tasks.cli.common import SYNTHFACE, _first_line, plugin_files
+from paco_fr.atomic import write_text_atomic
 
 CATALOGUE_VERSION = 1
 PROFILE_KEYS = ["image_size", "dense_size", "synthface_train", "synthface_val", "synthface_test", "batch_size",
@@ -109,9 +110,7 @@ def cached_catalogue() -> dict[str, list]:
     cat = catalogue()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "catalogue": cat}))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps({"key": key, "catalogue": cat}))
     except OSError:
         pass
     return cat

@@ -50,6 +50,7 @@ from bench_tasks.plan.durations import fmt_duration
 from bench_tasks.plan.durations import fmt_seconds as _fmt_s  # noqa: F401 - its old name
 from bench_tasks.store.rowfiles import union_latest
 from bench_tasks.tasks._ceiling import is_ceiling
+from paco_fr.atomic import write_text_atomic
 
 PROBE_VERSION = 1
 PROBE_SECONDS = 1.5
@@ -150,9 +151,7 @@ def _machine_speed(key: str, device: str, refresh: bool) -> Speed:
     cache[key] = {"small": small, "large": large, "measured": measured}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=1))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(cache, indent=1))
     except OSError:
         pass  # an unwritable cache: measured again next time
     return Speed(small, large, key, measured)

@@ -21,6 +21,7 @@ import yaml
 from bench_tasks.contracts import Profile, uri_parts
 from bench_tasks.plan.profiles import parse_pretrain_seeds, profile_name, profile_section
 from bench_tasks.store.method import derive_from_uri, suite_identity
+from paco_fr.atomic import write_text_atomic
 
 # What a profile's study trains and evaluates is in its YAML file's `study:` section
 # (bench_tasks/configs/<profile>.yaml): `pretrain_overrides` (the pre-training budget on top of the
@@ -188,9 +189,7 @@ def write_run_identity(run: SuiteRun, run_dir: str | Path, profile: Profile | st
             data = None
         if isinstance(data, dict) and data.get("method") != ident:
             data["method"] = ident
-            tmp = summary.with_name(summary.name + ".tmp")
-            tmp.write_text(json.dumps(data, indent=2))
-            tmp.replace(summary)
+            write_text_atomic(summary, json.dumps(data, indent=2))
     return ident
 
 
@@ -262,6 +261,20 @@ def encoder_finished(enc: str | Path) -> bool:
         return enc.exists() and json.loads((enc.parent / "summary.json").read_text()).get("status") == "complete"
     except (OSError, ValueError):
         return False
+
+
+FAILED_NAME = "failed.json"  # beside a run's files while its last pre-training attempt has failed
+
+
+def run_failure(enc: str | Path) -> dict | None:
+    """The last failed attempt of the run that writes the encoder file `enc` ({"cause", "host",
+    "pid", "time"} from its run directory's failed.json), or None: the run has not failed, or is
+    being tried again (bench_tasks.run.pretrain removes the file when a run starts)."""
+    try:
+        got = json.loads((Path(enc).parent / FAILED_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return got if isinstance(got, dict) else {"cause": "?"}
 
 
 def finished_elsewhere(enc: str | Path) -> bool:

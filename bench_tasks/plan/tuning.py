@@ -27,6 +27,7 @@ from bench_tasks.plan.profiles import profile_name as name_of
 from bench_tasks.plan.suite import REFERENCE_RUN, study_overrides, suite_definition, suite_runs
 from bench_tasks.stats.margins import margin_for
 from bench_tasks.store.method import dotted_value
+from paco_fr.atomic import write_text_atomic
 
 TUNING_DIR = "tuning"  # runs/<profile>/tuning/: the trials' run folders and the records
 OBJECTIVES = ("val_gain_in_margins",)
@@ -258,9 +259,7 @@ def record_path(runs_root: str | Path, profile_name: str, method: str) -> Path:
 def write_record(record: dict, runs_root: str | Path, profile_name: str) -> Path:
     path = record_path(runs_root, profile_name, record["method"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(record, indent=1) + "\n")
     return path
 
 

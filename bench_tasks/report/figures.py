@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from paco_fr.atomic import temp_beside
 
 from .columns import add_references
 from .compare import protocol_mask, protocol_text, references
@@ -378,7 +379,7 @@ def save_reconstructions(run_dir: str | Path, image_size: int | None = None, n_f
     if "run" not in data:
         return "; ".join(notes) or f"{run_dir}: no reconstruction"
     # this process's own temporary file: two processes sharing a study may both save the same run
-    tmp = run_dir / f"reconstructions.{os.getpid()}.tmp.npz"
+    tmp = temp_beside(npz, ".tmp.npz")
     np.savez_compressed(tmp, **{k: np.asarray(v, dtype=np.float16) for k, v in data["run"].items()})
     tmp.replace(npz)
     return None

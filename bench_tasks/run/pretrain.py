@@ -9,6 +9,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -20,7 +21,8 @@ from bench_tasks.backbones.base import RECORDED_HASH_KEY, weights_sha256
 from bench_tasks.contracts import Profile
 from bench_tasks.errors import cause_line
 from bench_tasks.plan.study import PlannedRun, write_budget_plan
-from bench_tasks.plan.suite import CONTROL_COMPONENTS, SuiteRun, write_run_identity
+from bench_tasks.plan.suite import CONTROL_COMPONENTS, FAILED_NAME, SuiteRun, write_run_identity
+from paco_fr.atomic import write_text_atomic
 from paco_fr.engine import pretrain
 
 
@@ -71,7 +73,7 @@ def pretrain_suite(profile: Profile, plan: list[PlannedRun], runs_root: str | Pa
             raise
         except Exception as err:  # one broken objective must not sink the study
             claim.finish("failed", note=cause_line(err))
-            _run_failed(p.run.name, cause_line(err), log, failed)
+            _run_failed(p.run.name, cause_line(err), log, failed, run_dir=p.run_dir)
             continue
         claim.finish("done")  # finished: another process reaching it reuses it (and shares its cells)
         if after is not None:
@@ -111,11 +113,20 @@ class _NoClaim:
         pass
 
 
-def _run_failed(name: str, cause: str, log: Callable[[str], None], failed: list | None, where: str = "") -> None:
-    """A pre-training run that failed: said in the log and appended to `failed` as (name, cause)."""
+def _run_failed(name: str, cause: str, log: Callable[[str], None], failed: list | None, where: str = "",
+                run_dir: str | Path | None = None) -> None:
+    """A pre-training run that failed: said in the log, appended to `failed` as (name, cause) and,
+    given its run directory, written there as failed.json (bench_tasks.plan.suite.run_failure: an
+    evaluation process that follows the study stops waiting for it)."""
     log(f"pre-training {name} FAILED: {cause}{where}")
     if failed is not None:
         failed.append((name, cause))
+    if run_dir is not None:
+        with contextlib.suppress(OSError):
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            write_text_atomic(Path(run_dir) / FAILED_NAME, json.dumps(
+                {"cause": cause, "host": socket.gethostname(), "pid": os.getpid(),
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1) + "\n")
 
 
 def _pretrain_one(run: SuiteRun, overrides: dict, run_dir: str, profile_name: str, progress: bool = True,
@@ -128,6 +139,7 @@ def _pretrain_one(run: SuiteRun, overrides: dict, run_dir: str, profile_name: st
     if threads:  # a worker's share of the cores (the profile's train.threads would oversubscribe them)
         torch.set_num_threads(threads)
         ov["train.threads"] = threads
+    (Path(run_dir) / FAILED_NAME).unlink(missing_ok=True)  # tried again: no longer failed
     write_run_identity(run, run_dir, profile_name, ov)
     enc = pretrain(profile_name, ov, run_dir=run_dir)
     write_run_identity(run, run_dir, profile_name, ov)  # into the summary.json pretrain wrote
@@ -145,9 +157,7 @@ def record_encoder_hash(enc: str | Path) -> str:
     data = json.loads(summary.read_text())
     if data.get(RECORDED_HASH_KEY) != digest:
         data[RECORDED_HASH_KEY] = digest
-        tmp = summary.with_name(summary.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(summary)
+        write_text_atomic(summary, json.dumps(data, indent=2))
     return digest
 
 
@@ -175,7 +185,8 @@ def _pretrain_parallel(plan: list[PlannedRun], profile_name: str, jobs: int, log
                 if teacher in broken:
                     waiting.remove(p)
                     broken.add(p.run.name)
-                    _run_failed(p.run.name, f"its teacher run {teacher} failed", log, failed)
+                    _run_failed(p.run.name, f"its teacher run {teacher} failed", log, failed,
+                                run_dir=p.run_dir)
                     continue
                 if (teacher is None or teacher in out) and len(running) < jobs:
                     waiting.remove(p)
@@ -192,7 +203,8 @@ def _pretrain_parallel(plan: list[PlannedRun], profile_name: str, jobs: int, log
                     log(f"[stage 1] {p.run.name} finished in {time.time() - t0[p.run.name]:.0f}s")
                 except Exception as err:  # noqa: BLE001 - one broken objective must not sink the study
                     broken.add(p.run.name)
-                    _run_failed(p.run.name, cause_line(err), log, failed, f" (log: {p.run_dir}/stdout.log)")
+                    _run_failed(p.run.name, cause_line(err), log, failed,
+                                f" (log: {p.run_dir}/stdout.log)", run_dir=p.run_dir)
     return {p.run.name: out[p.run.name] for p in plan if p.run.name in out}  # the plan's order
 
 

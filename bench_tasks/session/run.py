@@ -45,17 +45,37 @@ def run_spec(spec: RunSpec) -> int:
 FOLLOW_EVERY_S = 60.0  # --follow: the shortest time between two looks at the study's runs
 
 
-def runs_still_training(spec: RunSpec) -> list[str]:
-    """The study's runs (one per pre-training seed, teachers left out) that have not finished, here
-    or on another machine (bench_tasks.plan.suite.finished_elsewhere)."""
+def _suite_encoders(spec: RunSpec) -> dict[str, str]:
     # lazy: the study planner (paco_fr's config) loads when a study runs
-    from bench_tasks.plan.suite import encoder_finished, finished_elsewhere, suite_encoders
+    from bench_tasks.plan.suite import suite_encoders
     from bench_tasks.session.planning import study_suite
 
     profile, _ = resolve_profile(spec)
     pseeds, _ = study_suite(spec, profile)
-    named = suite_encoders(spec.runs, profile, not spec.no_ablations, pseeds)
-    return [n for n, enc in named.items() if not encoder_finished(enc) and not finished_elsewhere(enc)]
+    return suite_encoders(spec.runs, profile, not spec.no_ablations, pseeds)
+
+
+def runs_still_training(spec: RunSpec) -> list[str]:
+    """The study's runs (one per pre-training seed, teachers left out) that have not finished, here
+    or on another machine (bench_tasks.plan.suite.finished_elsewhere), and whose last attempt has
+    not failed (runs_failed)."""
+    from bench_tasks.plan.suite import encoder_finished, finished_elsewhere, run_failure
+
+    return [n for n, enc in _suite_encoders(spec).items()
+            if not encoder_finished(enc) and not finished_elsewhere(enc) and run_failure(enc) is None]
+
+
+def runs_failed(spec: RunSpec) -> dict[str, str]:
+    """{run: "cause (file)"} for the study's runs whose last pre-training attempt failed (their run
+    directory's failed.json; gone once a process tries the run again)."""
+    from bench_tasks.plan.suite import FAILED_NAME, encoder_finished, run_failure
+
+    out = {}
+    for n, enc in _suite_encoders(spec).items():
+        got = run_failure(enc)
+        if got is not None and not encoder_finished(enc):
+            out[n] = f"{got.get('cause', '?')} ({Path(enc).parent / FAILED_NAME})"
+    return out
 
 
 def quiet_waiting(line: str) -> None:
@@ -86,6 +106,12 @@ def follow(spec: RunSpec, sleep=time.sleep) -> int:
         except BenchError as err:
             return report_error(err)
         if not waiting:
+            failed = runs_failed(spec)
+            if failed:  # nothing trains them: waiting would never end
+                print(f"--follow: {len(failed)} run(s) failed and are not waited for: "
+                      + "; ".join(f"{n}: {c}" for n, c in failed.items())
+                      + " (pre-train again to retry: the same run command; then --follow again)", flush=True)
+                return max(code, 1)
             return code
         shown = ", ".join(waiting[:4]) + (f" and {len(waiting) - 4} more" if len(waiting) > 4 else "")
         print(f"--follow: {len(waiting)} run(s) not finished yet ({shown}); looking again "

@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bench_tasks.store.readers import bad_metrics, latest_rows, load_rows
+from paco_fr.atomic import write_text_atomic
 
 WORKER_SUFFIX = ".d"
 
@@ -51,9 +52,7 @@ def record_launch(results: str | Path, record: dict, path: Path | None = None) -
     d = launch_dir(results)
     d.mkdir(parents=True, exist_ok=True)
     path = path or d / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(record, indent=1))
     return path
 
 

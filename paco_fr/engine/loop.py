@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from paco_fr.atomic import write_text_atomic
 from paco_fr.config import check_data_config, load_config
 from paco_fr.engine.build import announce_data, build_run, make_loader, run_name
 from paco_fr.engine.checkpoint import save_checkpoint
@@ -222,7 +223,7 @@ def _finish(run: Run, status: str, step: int, window: _LogWindow, cost: dict) ->
             if spread is not None:
                 summary["rank_weight_spread"] = spread
             summary.update(_complete_summary(run, step, wall, cost, window))
-            (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            write_text_atomic(run.run_dir / "summary.json", json.dumps(summary, indent=2))  # read by other processes
     if run.world > 1:
         dist.barrier()
     if run.own_pg:
