@@ -26,3 +26,17 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def save_safetensors_atomic(tensors: dict, path: str | Path, metadata: dict[str, str]) -> Path:
+    """safetensors' save_file to `path` whole: this process's temporary file, then renamed."""
+    from safetensors.torch import save_file  # lazy: torch only for the writers of weights
+
+    path = Path(path)
+    tmp = temp_beside(path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

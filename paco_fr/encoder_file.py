@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from paco_fr.atomic import save_safetensors_atomic
 from paco_fr.backbone import ARCHS, ViTBackbone, create_backbone, load_vit_state_dict
 
 
@@ -47,10 +48,7 @@ def export_encoder(encoder: ViTBackbone, cfg: dict, out, step: int | None = None
     identity = out.parent / "method.json"
     if identity.is_file():
         meta["method"] = identity.read_text().strip()
-    tmp = out.with_name(out.name + ".tmp")
-    save_file(sd, str(tmp), metadata=meta)
-    tmp.replace(out)
-    return out
+    return save_safetensors_atomic(sd, out, meta)
 
 
 def read_metadata(path) -> dict[str, str]:

@@ -21,8 +21,9 @@ import json
 import warnings
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from paco_fr.atomic import save_safetensors_atomic
 from paco_fr.backbone import encoder_from_config
 from paco_fr.checkpoint_file import read_checkpoint
 from paco_fr.config import load_config
@@ -66,10 +67,7 @@ def export_recon(ckpt_path, out) -> Path:
         meta["vocab"] = json.dumps(list(ckpt["vocab"]))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_file(sd, str(tmp), metadata=meta)
-    tmp.replace(out)
-    return out
+    return save_safetensors_atomic(sd, out, meta)
 
 
 def load_recon_model(run_dir, device="cpu"):
